@@ -1,0 +1,516 @@
+/* gtask.h -- the public API of libgtask, an asynchronous task queue on Redis.
+ *
+ * A program *sends* a named task with typed arguments and gets a task id back at
+ * once; worker *servers* lease tasks from a broker, run the registered C function
+ * and store status and result in a backend, where any client holding the id reads
+ * them or waits for them.  This is the C implementation of the Go library g_task:
+ * the names mirror it (NewRedisConf -> gtask_redis_conf_new, Reg ->
+ * gtask_server_reg, Send -> gtask_client_send, ...).
+ *
+ * Conventions used throughout:
+ *  - Calls that can fail return 0 or a negative GTASK_E* code (see GTASK_ERRNO_MAP);
+ *    the detail ("redis 127.0.0.1:6390: NOSCRIPT ...") is kept on the object
+ *    (gtask_client_errmsg, gtask_server_errmsg) or, for calls without one, in a
+ *    thread-local buffer read with gtask_last_error().
+ *  - Every free function accepts NULL.
+ *  - The library never calls exit, abort or printf; it logs through gtask_set_log().
+ *    Caveat inherited from hiredis 0.14: hiredis itself aborts the process when
+ *    one of *its* allocations fails (HIREDIS_OOM_HANDLER).
+ */
+#ifndef GTASK_GTASK_H
+#define GTASK_GTASK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define GTASK_EXTERN __attribute__((visibility("default")))
+#define GTASK__PRINTF(f, a) __attribute__((format(printf, f, a)))
+#else
+#define GTASK_EXTERN
+#define GTASK__PRINTF(f, a)
+#endif
+
+#define GTASK_VERSION_MAJOR 0
+#define GTASK_VERSION_MINOR 1
+#define GTASK_VERSION_PATCH 0
+#define GTASK_VERSION_STRING "0.1.0"
+
+/* ---------------------------------------------------------------- errors */
+
+/* XX(name, value, message).  Values are negative and stable. */
+#define GTASK_ERRNO_MAP(XX)                                                   \
+  XX(EINVAL, -1, "invalid argument")                                          \
+  XX(ENOMEM, -2, "out of memory")                                             \
+  XX(ECONN, -3, "cannot reach redis")                                         \
+  XX(EREDIS, -4, "redis replied with an error")                               \
+  XX(ETIMEDOUT, -5, "timed out")                                              \
+  XX(ENOTFOUND, -6, "no such task")                                           \
+  XX(EPROTO, -7, "malformed message")                                         \
+  XX(ETOOBIG, -8, "payload too large")                                        \
+  XX(ENOHANDLER, -9, "no handler registered under that name")                 \
+  XX(EEXIST, -10, "already exists")                                           \
+  XX(ESHUTDOWN, -11, "shutting down")                                         \
+  XX(ELEASE, -12, "lease lost to another worker")                             \
+  XX(ETYPE, -13, "argument type mismatch")                                    \
+  XX(ERANGE, -14, "value out of range")                                       \
+  XX(ESTATE, -15, "invalid state for this call")                              \
+  XX(EHANDLER, -16, "the task handler reported an error")                     \
+  XX(ETASKTIMEOUT, -17, "the task ran past its timeout")                      \
+  XX(ELOST, -18, "the task was lost too many times (worker died)")            \
+  XX(ECRASH, -19, "the task crashed its executor")
+
+typedef enum gtask_errno {
+  GTASK_OK = 0,
+#define GTASK__ERR_ENUM(name, value, msg) GTASK_##name = (value),
+  GTASK_ERRNO_MAP(GTASK__ERR_ENUM)
+#undef GTASK__ERR_ENUM
+} gtask_errno;
+
+/* Short message for a GTASK_E* code ("timed out"); never NULL. */
+GTASK_EXTERN const char *gtask_strerror(int err);
+/* The code's name ("ETIMEDOUT"); never NULL. */
+GTASK_EXTERN const char *gtask_err_name(int err);
+/* Detail of the last failure of a call that has no object to carry it (the
+ * constructors), for the calling thread.  Valid until the next gtask call on
+ * this thread. */
+GTASK_EXTERN const char *gtask_last_error(void);
+
+/* ---------------------------------------------------------------- logging */
+
+typedef enum gtask_log_level {
+  GTASK_LOG_DEBUG = 0,
+  GTASK_LOG_INFO = 1,
+  GTASK_LOG_WARN = 2,
+  GTASK_LOG_ERROR = 3
+} gtask_log_level;
+
+/* Receives every log line of the library (no trailing newline).  May be called
+ * from any library thread at the same time: the callback must be thread-safe. */
+typedef void (*gtask_log_fn)(gtask_log_level level, const char *line, void *udata);
+
+/* Replaces the process-wide logger.  NULL restores the default, which writes
+ * "gtask LEVEL: line" to stderr for WARN and above.  min_level filters.
+ * Call it before creating servers; it is not synchronised with running ones. */
+GTASK_EXTERN void gtask_set_log(gtask_log_fn fn, void *udata, gtask_log_level min_level);
+
+/* ---------------------------------------------------------------- values */
+
+/* The argument and result types of g_task.  GTASK_INT and GTASK_UINT are Go's
+ * int and uint: 64 bits here. */
+typedef enum gtask_type {
+  GTASK_BOOL = 1,
+  GTASK_INT,
+  GTASK_INT8,
+  GTASK_INT16,
+  GTASK_INT32,
+  GTASK_INT64,
+  GTASK_UINT,
+  GTASK_UINT8,
+  GTASK_UINT16,
+  GTASK_UINT32,
+  GTASK_UINT64,
+  GTASK_FLOAT32,
+  GTASK_FLOAT64,
+  GTASK_STRING
+} gtask_type;
+
+/* One typed value: a task argument or a result value. */
+typedef struct gtask_value {
+  gtask_type type; /* which member of v is meaningful */
+  union {
+    bool b;     /* GTASK_BOOL */
+    int64_t i;  /* GTASK_INT, GTASK_INT8..GTASK_INT64 (in range of the type) */
+    uint64_t u; /* GTASK_UINT, GTASK_UINT8..GTASK_UINT64 (in range of the type) */
+    double f;   /* GTASK_FLOAT64; GTASK_FLOAT32 holds a value exact in float */
+    struct {
+      const char *ptr; /* bytes, NUL-terminated; may contain NULs before len */
+      size_t len;      /* length without the terminator */
+    } s;               /* GTASK_STRING */
+  } v;
+} gtask_value;
+
+/* The type's g_task name ("int64"), or "?" for an invalid type. */
+GTASK_EXTERN const char *gtask_type_name(gtask_type t);
+/* Parses a g_task type name; 0 or GTASK_EINVAL. */
+GTASK_EXTERN int gtask_type_parse(const char *name, gtask_type *out);
+
+/* Value constructors.  gtask_str borrows s: it must outlive the value's use. */
+static inline gtask_value gtask_bool(bool b) { gtask_value x; x.type = GTASK_BOOL; x.v.b = b; return x; }
+static inline gtask_value gtask_int(int64_t i) { gtask_value x; x.type = GTASK_INT; x.v.i = i; return x; }
+static inline gtask_value gtask_int8(int8_t i) { gtask_value x; x.type = GTASK_INT8; x.v.i = i; return x; }
+static inline gtask_value gtask_int16(int16_t i) { gtask_value x; x.type = GTASK_INT16; x.v.i = i; return x; }
+static inline gtask_value gtask_int32(int32_t i) { gtask_value x; x.type = GTASK_INT32; x.v.i = i; return x; }
+static inline gtask_value gtask_int64(int64_t i) { gtask_value x; x.type = GTASK_INT64; x.v.i = i; return x; }
+static inline gtask_value gtask_uint(uint64_t u) { gtask_value x; x.type = GTASK_UINT; x.v.u = u; return x; }
+static inline gtask_value gtask_uint8(uint8_t u) { gtask_value x; x.type = GTASK_UINT8; x.v.u = u; return x; }
+static inline gtask_value gtask_uint16(uint16_t u) { gtask_value x; x.type = GTASK_UINT16; x.v.u = u; return x; }
+static inline gtask_value gtask_uint32(uint32_t u) { gtask_value x; x.type = GTASK_UINT32; x.v.u = u; return x; }
+static inline gtask_value gtask_uint64(uint64_t u) { gtask_value x; x.type = GTASK_UINT64; x.v.u = u; return x; }
+static inline gtask_value gtask_float32(float f) { gtask_value x; x.type = GTASK_FLOAT32; x.v.f = f; return x; }
+static inline gtask_value gtask_float64(double f) { gtask_value x; x.type = GTASK_FLOAT64; x.v.f = f; return x; }
+GTASK_EXTERN gtask_value gtask_str(const char *s);
+static inline gtask_value gtask_strn(const char *s, size_t n) { gtask_value x; x.type = GTASK_STRING; x.v.s.ptr = s; x.v.s.len = n; return x; }
+
+/* ---------------------------------------------------------------- task states */
+
+typedef enum gtask_status {
+  GTASK_PENDING = 1, /* queued (or scheduled), not yet taken */
+  GTASK_STARTED = 2, /* a worker holds the lease and runs it */
+  GTASK_RETRY = 3,   /* failed or timed out; scheduled to run again */
+  GTASK_SUCCESS = 4, /* final: the handler returned values */
+  GTASK_FAILURE = 5  /* final: error, timeout without retries left, or dead */
+} gtask_status;
+
+/* "PENDING", ..., or "?" */
+GTASK_EXTERN const char *gtask_status_name(gtask_status s);
+
+/* Size of a task id buffer: a 36-character UUID and its terminator. */
+#define GTASK_ID_SIZE 37
+
+/* ---------------------------------------------------------------- redis config */
+
+/* Where a broker or a backend keeps its data, mirroring g_task's
+ * broker.NewRedisConf(url, password, db).  Opaque. */
+typedef struct gtask_redis_conf gtask_redis_conf;
+
+/* Creates a configuration.
+ *   url      "host:port" (g_task's form), "redis://[user:pass@]host[:port][/db]",
+ *            "unix:/path/to/sock[?db=N]" or "unix:///path[?db=N]".  NULL means
+ *            "127.0.0.1:6379".
+ *   password overrides the URL's password when non-NULL and non-empty.
+ *   db       overrides the URL's db when >= 0; pass -1 to keep the URL's.
+ * Defaults: pool size 16, expiry 24 h, connect timeout 2 s, key prefix "gtask".
+ * Returns 0 and *out (free with gtask_redis_conf_free), or GTASK_EINVAL with the
+ * reason in gtask_last_error(). */
+GTASK_EXTERN int gtask_redis_conf_new(gtask_redis_conf **out, const char *url,
+                                      const char *password, int db);
+GTASK_EXTERN void gtask_redis_conf_free(gtask_redis_conf *c);
+/* Maximum connections the pool keeps open (g_task SetPoolSize).  n >= 1. */
+GTASK_EXTERN int gtask_redis_conf_set_pool_size(gtask_redis_conf *c, int n);
+/* How long task messages (broker) or results (backend) live, in ms (g_task
+ * SetExpireTime).  ms >= 1000. */
+GTASK_EXTERN int gtask_redis_conf_set_expire_time(gtask_redis_conf *c, int64_t ms);
+/* Timeout for connecting and for non-blocking commands, in ms.  ms >= 1. */
+GTASK_EXTERN int gtask_redis_conf_set_timeout(gtask_redis_conf *c, int64_t ms);
+/* Key prefix (default "gtask"): letters, digits, '_', '-', '.', ':' only. */
+GTASK_EXTERN int gtask_redis_conf_set_prefix(gtask_redis_conf *c, const char *prefix);
+/* A printable form of the address without the password, e.g.
+ * "redis://127.0.0.1:6390/1".  Valid while c lives. */
+GTASK_EXTERN const char *gtask_redis_conf_describe(const gtask_redis_conf *c);
+
+/* ---------------------------------------------------------------- broker and backend */
+
+/* A broker queues task messages; a backend stores states and results.  Both are
+ * reference-counted handles, safe to share between threads, clients and servers:
+ * each user takes its own reference, so you may free yours as soon as you have
+ * handed it to a server or a client. */
+typedef struct gtask_broker gtask_broker;
+typedef struct gtask_backend gtask_backend;
+
+/* Redis implementations.  They copy conf, connect once to check the address
+ * (GTASK_ECONN with the address in gtask_last_error() when it fails) and load
+ * their Lua scripts.  When a broker and a backend point at the same server and
+ * db, finishing a task is one atomic script. */
+GTASK_EXTERN int gtask_broker_redis_new(gtask_broker **out, const gtask_redis_conf *conf);
+GTASK_EXTERN int gtask_backend_redis_new(gtask_backend **out, const gtask_redis_conf *conf);
+
+/* In-process implementations, for single-process use and tests.  Tasks live in
+ * memory only.  Return NULL on out-of-memory. */
+GTASK_EXTERN gtask_broker *gtask_broker_memory_new(void);
+GTASK_EXTERN gtask_backend *gtask_backend_memory_new(void);
+
+/* Drop a reference. */
+GTASK_EXTERN void gtask_broker_free(gtask_broker *b);
+GTASK_EXTERN void gtask_backend_free(gtask_backend *b);
+
+/* ---------------------------------------------------------------- task context */
+
+/* What a running task can see of itself.  Valid only during the handler call,
+ * and only on the thread that runs it. */
+typedef struct gtask_ctx gtask_ctx;
+
+/* The context of the task running on this thread, or NULL (for typed handlers,
+ * which do not receive it as a parameter). */
+GTASK_EXTERN gtask_ctx *gtask_ctx_current(void);
+GTASK_EXTERN const char *gtask_ctx_task_id(const gtask_ctx *ctx);
+GTASK_EXTERN const char *gtask_ctx_task_name(const gtask_ctx *ctx);
+/* 1 on the first run; counts runs (timeouts and retries), not redeliveries. */
+GTASK_EXTERN uint32_t gtask_ctx_attempt(const gtask_ctx *ctx);
+/* Deadline in CLOCK_REALTIME milliseconds since the epoch, or 0 if none. */
+GTASK_EXTERN int64_t gtask_ctx_deadline_ms(const gtask_ctx *ctx);
+/* True once the deadline has passed or the server is shutting down and wants the
+ * task back.  Long handlers should check it and return early; whatever they
+ * return after that is discarded. */
+GTASK_EXTERN bool gtask_ctx_cancelled(const gtask_ctx *ctx);
+/* Sleeps up to ms, waking early when the task is cancelled.  Returns true if it
+ * slept the whole time, false when cancelled. */
+GTASK_EXTERN bool gtask_ctx_sleep(gtask_ctx *ctx, int64_t ms);
+/* Sets the result values (copied; strings too).  May be called once per run. */
+GTASK_EXTERN int gtask_ctx_return(gtask_ctx *ctx, const gtask_value *values, size_t n);
+/* Records an error message for the task (printf format); the handler then
+ * returns non-zero and the task ends as FAILURE with this message.  Returns the
+ * GTASK_EHANDLER code so that `return gtask_ctx_fail(ctx, "...")` reads well. */
+GTASK_EXTERN int gtask_ctx_fail(gtask_ctx *ctx, const char *fmt, ...) GTASK__PRINTF(2, 3);
+/* Like gtask_ctx_fail, but asks for a retry if the task has retries left (with
+ * the task's backoff); without retries left it ends as FAILURE. */
+GTASK_EXTERN int gtask_ctx_retry(gtask_ctx *ctx, const char *fmt, ...) GTASK__PRINTF(2, 3);
+
+/* A generic handler: args[0..nargs) are the task's arguments, valid during the
+ * call.  Return 0 for SUCCESS (values set with gtask_ctx_return, or none), or
+ * non-zero for FAILURE (message set with gtask_ctx_fail; without one the message
+ * says which code the handler returned). */
+typedef int (*gtask_handler_fn)(gtask_ctx *ctx, const gtask_value *args, size_t nargs,
+                                void *udata);
+
+/* ---------------------------------------------------------------- server */
+
+/* A worker server: leases tasks from its broker's queues and runs them.
+ * Thread safety: configure it from one thread before gtask_server_run();
+ * gtask_server_shutdown() is safe from any thread and from a signal handler. */
+typedef struct gtask_server gtask_server;
+
+/* Creates a server on broker and backend (it takes its own reference to each).
+ * Returns NULL on out-of-memory or NULL arguments. */
+GTASK_EXTERN gtask_server *gtask_server_new(gtask_broker *broker, gtask_backend *backend);
+/* Stops it if running (as gtask_server_shutdown) and frees it.  Must not be
+ * called while another thread is still inside gtask_server_run(). */
+GTASK_EXTERN void gtask_server_free(gtask_server *s);
+GTASK_EXTERN const char *gtask_server_errmsg(const gtask_server *s);
+
+/* Registers a handler under name (g_task Reg).  GTASK_EEXIST if the name is
+ * taken, GTASK_ESTATE once running.  udata is passed to every call. */
+GTASK_EXTERN int gtask_server_reg(gtask_server *s, const char *name, gtask_handler_fn fn,
+                                  void *udata);
+/* The queues to serve, comma-separated ("default" unless set). */
+GTASK_EXTERN int gtask_server_set_queues(gtask_server *s, const char *queues);
+/* Lease length in ms (default 10000, minimum 300).  A task whose worker stops
+ * heartbeating for this long is handed to another worker.  Heartbeats run every
+ * lease/3. */
+GTASK_EXTERN int gtask_server_set_lease(gtask_server *s, int64_t ms);
+/* How many times a task may be delivered and lost (worker died) before it goes
+ * to the dead set as FAILURE (default 5, minimum 1). */
+GTASK_EXTERN int gtask_server_set_max_deliveries(gtask_server *s, int n);
+/* Most tasks leased in one round trip (default: 2 x concurrency, max 1000). */
+GTASK_EXTERN int gtask_server_set_prefetch(gtask_server *s, int n);
+/* A unique worker name, used as the consumer name in Redis (default
+ * "hostname:pid:random"). */
+GTASK_EXTERN int gtask_server_set_name(gtask_server *s, const char *name);
+
+/* Runs n executor threads (g_task Run(n)) and blocks until shutdown, then
+ * returns after running tasks finished (or their deadline passed), unstarted
+ * leased tasks were handed back and results were stored.  Returns 0 after a clean
+ * shutdown, or a GTASK_E* code if it could not start. */
+GTASK_EXTERN int gtask_server_run(gtask_server *s, int n);
+/* Asks a running server to stop.  Async-signal-safe and thread-safe; idempotent.
+ * Returns at once; gtask_server_run() returns when the stop is complete. */
+GTASK_EXTERN void gtask_server_shutdown(gtask_server *s);
+
+/* ---------------------------------------------------------------- client */
+
+/* Per-send options, mirroring g_task's client.NewSendConf(name). */
+typedef struct gtask_send_conf gtask_send_conf;
+
+/* name is the registered task name (copied).  NULL on bad name or out-of-memory. */
+GTASK_EXTERN gtask_send_conf *gtask_send_conf_new(const char *name);
+GTASK_EXTERN void gtask_send_conf_free(gtask_send_conf *c);
+/* A run that lasts longer than ms fails as timed out (g_task SetTimeout); 0: none. */
+GTASK_EXTERN int gtask_send_conf_set_timeout(gtask_send_conf *c, int64_t ms);
+/* Retries after a timeout or a handler's gtask_ctx_retry (g_task SetRetryNum). */
+GTASK_EXTERN int gtask_send_conf_set_retry_num(gtask_send_conf *c, int n);
+/* Backoff before retry k (1-based): min(max_ms, first_ms * 2^(k-1)), with +-25%
+ * jitter.  Defaults 1000 and 60000.  first_ms >= 1, max_ms >= first_ms. */
+GTASK_EXTERN int gtask_send_conf_set_backoff(gtask_send_conf *c, int64_t first_ms,
+                                             int64_t max_ms);
+/* The queue to send to (default: the client's queue). */
+GTASK_EXTERN int gtask_send_conf_set_queue(gtask_send_conf *c, const char *queue);
+/* Do not run before now + ms. */
+GTASK_EXTERN int gtask_send_conf_set_delay(gtask_send_conf *c, int64_t ms);
+
+/* A client sends tasks and reads results.  Not thread-safe: use one per thread
+ * or guard it.  It holds references to its broker and backend. */
+typedef struct gtask_client gtask_client;
+
+/* A client on broker and backend.  NULL on out-of-memory or NULL arguments. */
+GTASK_EXTERN gtask_client *gtask_client_new(gtask_broker *broker, gtask_backend *backend);
+/* A client that reuses a server's broker and backend (as g_task's does). */
+GTASK_EXTERN gtask_client *gtask_client_from_server(gtask_server *s);
+GTASK_EXTERN void gtask_client_free(gtask_client *c);
+GTASK_EXTERN const char *gtask_client_errmsg(const gtask_client *c);
+/* The queue that sends default to and that status/result/wait read from
+ * ("default" unless set).  Results are kept per queue: read them with a client
+ * set to the queue they were sent to. */
+GTASK_EXTERN int gtask_client_set_queue(gtask_client *c, const char *queue);
+/* Largest encoded task message accepted (default 512 KiB); GTASK_ETOOBIG beyond. */
+GTASK_EXTERN int gtask_client_set_max_payload(gtask_client *c, size_t bytes);
+
+/* Sends one task (g_task Send); writes its id into id_out.  The message is
+ * queued and its state PENDING when this returns 0. */
+GTASK_EXTERN int gtask_client_send(gtask_client *c, const gtask_send_conf *conf,
+                                   const gtask_value *args, size_t nargs,
+                                   char id_out[GTASK_ID_SIZE]);
+/* Sends n tasks of the same name and options in one round trip.  args holds
+ * n * nargs values (task i's are args[i*nargs .. i*nargs+nargs)).  Either all are
+ * queued and ids_out[0..n) filled, or an error is returned. */
+GTASK_EXTERN int gtask_client_send_many(gtask_client *c, const gtask_send_conf *conf,
+                                        size_t n, const gtask_value *args, size_t nargs,
+                                        char (*ids_out)[GTASK_ID_SIZE]);
+
+/* Convenience: GTASK_SEND(cli, conf, id, gtask_int64(1), gtask_int64(2)). */
+#define GTASK_SEND(cli, conf, id_out, ...)                                    \
+  gtask_client_send((cli), (conf), (const gtask_value[]){__VA_ARGS__},        \
+                    sizeof((const gtask_value[]){__VA_ARGS__}) / sizeof(gtask_value), \
+                    (id_out))
+
+/* A task's result.  Free with gtask_result_free(); every pointer inside lives
+ * as long as the result. */
+typedef struct gtask_result {
+  char id[GTASK_ID_SIZE];    /* the task id */
+  gtask_status status;       /* its state when read */
+  gtask_value *values;       /* the handler's result values (SUCCESS) */
+  size_t nvalues;            /* number of values */
+  char *error;               /* error message (FAILURE, RETRY), else NULL */
+  int error_code;            /* GTASK_E* of the failure (e.g. ETASKTIMEOUT), else 0 */
+  uint32_t attempts;         /* runs so far (1 for a task that ran once) */
+} gtask_result;
+
+GTASK_EXTERN void gtask_result_free(gtask_result *r);
+
+/* The task's state (g_task Status).  GTASK_ENOTFOUND for an unknown or expired id. */
+GTASK_EXTERN int gtask_client_status(gtask_client *c, const char *id, gtask_status *out);
+/* 1 if SUCCESS or FAILURE, 0 if not yet, or a negative code (g_task IsFinish). */
+GTASK_EXTERN int gtask_client_is_finish(gtask_client *c, const char *id);
+/* The result as it stands now (g_task GetTaskResult), whatever the state. */
+GTASK_EXTERN int gtask_client_result(gtask_client *c, const char *id, gtask_result **out);
+/* Waits up to timeout_ms (< 0: for ever) for the task to finish, without polling
+ * (the waiter blocks on a notification that the finishing worker writes), then
+ * returns its result.  GTASK_ETIMEDOUT if it has not finished by then. */
+GTASK_EXTERN int gtask_client_wait(gtask_client *c, const char *id, int64_t timeout_ms,
+                                   gtask_result **out);
+
+/* ---------------------------------------------------------------- typed handlers
+ *
+ * A plain C function such as
+ *
+ *     int add(int64_t a, int64_t b, int64_t *sum) { *sum = a + b; return 0; }
+ *
+ * becomes a handler with one line at file scope and one line to register it:
+ *
+ *     GTASK_HANDLER(add, (int64_t, int64_t), (int64_t))
+ *     ...
+ *     GTASK_REG(svr, add);            // registers "add"
+ *
+ * Inputs come first, then a pointer for each output; the function returns 0 for
+ * success or non-zero for failure (it may call gtask_ctx_fail(gtask_ctx_current(),
+ * ...) for a message).  Supported C types: bool, int8_t..int64_t, uint8_t..uint64_t,
+ * float, double, const char * (inputs only; valid during the call) and char *
+ * (outputs only: return a malloc'd string, the library frees it).  Up to 8 inputs
+ * and 4 outputs.  An integer argument converts to any integer parameter it fits;
+ * float32/float64 convert to each other; anything else, or a wrong count, fails
+ * the task with a message naming the argument, the expected and the given type.
+ */
+#define GTASK_REG(svr, fn) gtask_server_reg((svr), #fn, fn##__gtask, NULL)
+
+#define GTASK_HANDLER(fn, IN, OUT)                                                  \
+  static int fn##__gtask(gtask_ctx *ctx__, const gtask_value *args__, size_t n__,   \
+                         void *ud__) {                                              \
+    (void)ud__;                                                                     \
+    static const gtask_type in__[] = {GTASK__TYPES IN GTASK_STRING};                \
+    if (gtask__check_args(ctx__, #fn, in__, sizeof(in__) / sizeof(in__[0]) - 1,     \
+                          args__, n__) != 0)                                        \
+      return GTASK_ETYPE;                                                           \
+    GTASK__DECL_OUT OUT                                                             \
+    int rc__ = GTASK__CALL(fn, IN, OUT);                                            \
+    if (rc__ == 0) {                                                                \
+      gtask_value res__[] = {GTASK__PACK OUT gtask_bool(0)};                        \
+      rc__ = gtask_ctx_return(ctx__, res__, sizeof(res__) / sizeof(res__[0]) - 1);  \
+    }                                                                               \
+    GTASK__FREE_OUT OUT                                                             \
+    return rc__;                                                                    \
+  }
+
+/* -- the machinery behind GTASK_HANDLER; not for direct use. */
+GTASK_EXTERN int gtask__check_args(gtask_ctx *ctx, const char *fn, const gtask_type *want,
+                                   size_t nwant, const gtask_value *args, size_t nargs);
+GTASK_EXTERN int64_t gtask__arg_i(const gtask_value *v);
+GTASK_EXTERN uint64_t gtask__arg_u(const gtask_value *v);
+GTASK_EXTERN double gtask__arg_f(const gtask_value *v);
+GTASK_EXTERN bool gtask__arg_b(const gtask_value *v);
+GTASK_EXTERN const char *gtask__arg_s(const gtask_value *v);
+static inline void gtask__free_out_str(char **p) { free(*p); }
+static inline void gtask__free_out_none(void *p) { (void)p; }
+
+#define GTASK__TYPE_OF(T)                                                           \
+  _Generic((T){0}, bool: GTASK_BOOL, int8_t: GTASK_INT8, int16_t: GTASK_INT16,     \
+           int32_t: GTASK_INT32, int64_t: GTASK_INT64, uint8_t: GTASK_UINT8,        \
+           uint16_t: GTASK_UINT16, uint32_t: GTASK_UINT32, uint64_t: GTASK_UINT64,  \
+           float: GTASK_FLOAT32, double: GTASK_FLOAT64, const char *: GTASK_STRING, \
+           char *: GTASK_STRING)
+#define GTASK__GET(T, v)                                                            \
+  ((T)_Generic((T){0}, bool: gtask__arg_b, float: gtask__arg_f, double: gtask__arg_f, \
+               uint8_t: gtask__arg_u, uint16_t: gtask__arg_u, uint32_t: gtask__arg_u, \
+               uint64_t: gtask__arg_u, const char *: gtask__arg_s,                  \
+               default: gtask__arg_i)(v))
+#define GTASK__MAKE(T, x)                                                           \
+  _Generic((T){0}, bool: gtask_bool, int8_t: gtask_int8, int16_t: gtask_int16,      \
+           int32_t: gtask_int32, int64_t: gtask_int64, uint8_t: gtask_uint8,        \
+           uint16_t: gtask_uint16, uint32_t: gtask_uint32, uint64_t: gtask_uint64,  \
+           float: gtask_float32, double: gtask_float64, char *: gtask_str)(x)
+#define GTASK__FREE(T, p)                                                           \
+  _Generic((T){0}, char *: gtask__free_out_str, default: gtask__free_out_none)(p)
+
+/* Preprocessor iteration over up to 8 types, with the index. */
+#define GTASK__CAT(a, b) GTASK__CAT_(a, b)
+#define GTASK__CAT_(a, b) a##b
+#define GTASK__NARG(...) GTASK__NARG_(__VA_ARGS__ __VA_OPT__(,) 8, 7, 6, 5, 4, 3, 2, 1, 0)
+#define GTASK__NARG_(_1, _2, _3, _4, _5, _6, _7, _8, N, ...) N
+#define GTASK__EACH(M, ...) GTASK__CAT(GTASK__EACH_, GTASK__NARG(__VA_ARGS__))(M, __VA_ARGS__)
+#define GTASK__EACH_0(M, ...)
+#define GTASK__EACH_1(M, a) M(0, a)
+#define GTASK__EACH_2(M, a, b) M(0, a) M(1, b)
+#define GTASK__EACH_3(M, a, b, c) GTASK__EACH_2(M, a, b) M(2, c)
+#define GTASK__EACH_4(M, a, b, c, d) GTASK__EACH_3(M, a, b, c) M(3, d)
+#define GTASK__EACH_5(M, a, b, c, d, e) GTASK__EACH_4(M, a, b, c, d) M(4, e)
+#define GTASK__EACH_6(M, a, b, c, d, e, f) GTASK__EACH_5(M, a, b, c, d, e) M(5, f)
+#define GTASK__EACH_7(M, a, b, c, d, e, f, g) GTASK__EACH_6(M, a, b, c, d, e, f) M(6, g)
+#define GTASK__EACH_8(M, a, b, c, d, e, f, g, h) GTASK__EACH_7(M, a, b, c, d, e, f, g) M(7, h)
+
+#define GTASK__TYPE_ITEM(i, T) GTASK__TYPE_OF(T),
+#define GTASK__TYPES(...) GTASK__EACH(GTASK__TYPE_ITEM, __VA_ARGS__)
+/* The call: fn(GET(T0, &args[0]), ..., &out0, ...), with a comma between the
+ * inputs and the outputs only when both lists are non-empty. */
+#define GTASK__EXPAND(...) __VA_ARGS__
+#define GTASK__CALL(fn, IN, OUT) GTASK__CALL_(fn, OUT, GTASK__EXPAND IN)
+#define GTASK__CALL_(fn, OUT, ...)                                                  \
+  fn(GTASK__EACH(GTASK__ARG_ITEM, __VA_ARGS__) __VA_OPT__(GTASK__COMMA_IF OUT)      \
+         GTASK__OUTPTRS OUT)
+#define GTASK__COMMA_IF(...) __VA_OPT__(,)
+#define GTASK__ARG_ITEM(i, T) GTASK__CAT(GTASK__SEP_, i) GTASK__GET(T, &args__[i])
+#define GTASK__SEP_0
+#define GTASK__SEP_1 ,
+#define GTASK__SEP_2 ,
+#define GTASK__SEP_3 ,
+#define GTASK__SEP_4 ,
+#define GTASK__SEP_5 ,
+#define GTASK__SEP_6 ,
+#define GTASK__SEP_7 ,
+/* Outputs: declared as locals out0.., passed as &out0.., packed, freed. */
+#define GTASK__DECL_ITEM(i, T) T out##i##__ = (T){0};
+#define GTASK__DECL_OUT(...) GTASK__EACH(GTASK__DECL_ITEM, __VA_ARGS__)
+#define GTASK__PTR_ITEM(i, T) GTASK__CAT(GTASK__SEP_, i) &out##i##__
+#define GTASK__OUTPTRS(...) GTASK__EACH(GTASK__PTR_ITEM, __VA_ARGS__)
+#define GTASK__PACK_ITEM(i, T) GTASK__MAKE(T, out##i##__),
+#define GTASK__PACK(...) GTASK__EACH(GTASK__PACK_ITEM, __VA_ARGS__)
+#define GTASK__FREE_ITEM(i, T) GTASK__FREE(T, &out##i##__);
+#define GTASK__FREE_OUT(...) GTASK__EACH(GTASK__FREE_ITEM, __VA_ARGS__)
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* GTASK_GTASK_H */

@@ -1,0 +1,314 @@
+/* client.c -- sending tasks and reading their states and results (g_task's
+ * client package), and the per-send options (g_task's SendConf).
+ *
+ * A send encodes each task, then queues it and records it PENDING: in one
+ * atomic script when broker and backend share a server (the default), else
+ * PENDING first and the message second, so that a worker can never finish a
+ * task before its PENDING record exists (which would then overwrite nothing:
+ * a final state is never overwritten). */
+#include "internal.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#define DEFAULT_MAX_PAYLOAD (512 * 1024)
+#define PUSH_CHUNK 512
+
+struct gtask_send_conf {
+  char *name;
+  char *queue;
+  int64_t timeout_ms;
+  int32_t retry;
+  int64_t backoff_first_ms, backoff_max_ms;
+  int64_t delay_ms;
+};
+
+struct gtask_client {
+  gtask_broker *broker;
+  gtask_backend *backend;
+  void *state;
+  char queue[129];
+  size_t max_payload;
+  char errmsg[256];
+};
+
+/* ---------------------------------------------------------------- send conf */
+
+GTASK_EXTERN gtask_send_conf *gtask_send_conf_new(const char *name) {
+  if (!name || !name[0] || strlen(name) > 256) {
+    gtask__set_error("gtask_send_conf_new: a task name of 1..256 bytes is required");
+    return NULL;
+  }
+  gtask_send_conf *c = gtask__calloc(1, sizeof(*c));
+  if (!c) return NULL;
+  c->name = gtask__strdup(name);
+  if (!c->name) {
+    gtask__free(c);
+    return NULL;
+  }
+  c->backoff_first_ms = 1000;
+  c->backoff_max_ms = 60000;
+  return c;
+}
+
+GTASK_EXTERN void gtask_send_conf_free(gtask_send_conf *c) {
+  if (!c) return;
+  gtask__free(c->name);
+  gtask__free(c->queue);
+  gtask__free(c);
+}
+
+GTASK_EXTERN int gtask_send_conf_set_timeout(gtask_send_conf *c, int64_t ms) {
+  if (!c || ms < 0) return GTASK_EINVAL;
+  c->timeout_ms = ms;
+  return 0;
+}
+
+GTASK_EXTERN int gtask_send_conf_set_retry_num(gtask_send_conf *c, int n) {
+  if (!c || n < 0 || n > 1000000) return GTASK_EINVAL;
+  c->retry = n;
+  return 0;
+}
+
+GTASK_EXTERN int gtask_send_conf_set_backoff(gtask_send_conf *c, int64_t first_ms, int64_t max_ms) {
+  if (!c || first_ms < 1 || max_ms < first_ms) return GTASK_EINVAL;
+  c->backoff_first_ms = first_ms;
+  c->backoff_max_ms = max_ms;
+  return 0;
+}
+
+GTASK_EXTERN int gtask_send_conf_set_queue(gtask_send_conf *c, const char *queue) {
+  if (!c || !queue || !gtask__queue_valid(queue)) return GTASK_EINVAL;
+  char *q = gtask__strdup(queue);
+  if (!q) return GTASK_ENOMEM;
+  gtask__free(c->queue);
+  c->queue = q;
+  return 0;
+}
+
+GTASK_EXTERN int gtask_send_conf_set_delay(gtask_send_conf *c, int64_t ms) {
+  if (!c || ms < 0) return GTASK_EINVAL;
+  c->delay_ms = ms;
+  return 0;
+}
+
+/* ---------------------------------------------------------------- client */
+
+static int set_err(gtask_client *c, int rc, const char *fmt, ...) GTASK__PRINTF(3, 4);
+static int set_err(gtask_client *c, int rc, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(c->errmsg, sizeof(c->errmsg), fmt, ap);
+  va_end(ap);
+  return rc;
+}
+
+/* After a failed broker/backend call: keep its detail. */
+static int lib_err(gtask_client *c, int rc, const char *what) {
+  return set_err(c, rc, "%s: %s (%s)", what, gtask_strerror(rc), gtask_last_error());
+}
+
+GTASK_EXTERN gtask_client *gtask_client_new(gtask_broker *broker, gtask_backend *backend) {
+  if (!broker || !backend) {
+    gtask__set_error("gtask_client_new: broker and backend are required");
+    return NULL;
+  }
+  gtask_client *c = gtask__calloc(1, sizeof(*c));
+  if (!c) return NULL;
+  c->broker = gtask__broker_ref(broker);
+  c->backend = gtask__backend_ref(backend);
+  c->state = broker->ops->colocated ? broker->ops->colocated(broker->impl, backend) : NULL;
+  gtask__fmt(c->queue, sizeof(c->queue), "default");
+  c->max_payload = DEFAULT_MAX_PAYLOAD;
+  return c;
+}
+
+GTASK_EXTERN gtask_client *gtask_client_from_server(gtask_server *s) {
+  if (!s) return NULL;
+  return gtask_client_new(gtask__server_broker(s), gtask__server_backend(s));
+}
+
+GTASK_EXTERN void gtask_client_free(gtask_client *c) {
+  if (!c) return;
+  gtask_broker_free(c->broker);
+  gtask_backend_free(c->backend);
+  gtask__free(c);
+}
+
+GTASK_EXTERN const char *gtask_client_errmsg(const gtask_client *c) { return c ? c->errmsg : ""; }
+
+GTASK_EXTERN int gtask_client_set_queue(gtask_client *c, const char *queue) {
+  if (!c) return GTASK_EINVAL;
+  if (!queue || !gtask__queue_valid(queue))
+    return set_err(c, GTASK_EINVAL, "invalid queue name \"%s\"", queue ? queue : "(null)");
+  gtask__fmt(c->queue, sizeof(c->queue), "%s", queue);
+  return 0;
+}
+
+GTASK_EXTERN int gtask_client_set_max_payload(gtask_client *c, size_t bytes) {
+  if (!c || bytes < 256) return GTASK_EINVAL;
+  c->max_payload = bytes;
+  return 0;
+}
+
+/* ---------------------------------------------------------------- send */
+
+static void free_msgs(gtask_msg **msgs, size_t n) {
+  for (size_t k = 0; k < n; k++) gtask__msg_free(msgs[k]);
+}
+
+static int push_chunk(gtask_client *c, gtask_msg **msgs, size_t n) {
+  int rc;
+  if (c->state) {
+    rc = c->broker->ops->push(c->broker->impl, msgs, n, c->state);
+    return rc ? lib_err(c, rc, "send") : 0;
+  }
+  rc = c->backend->ops->pending(c->backend->impl, msgs, n);
+  if (rc) return lib_err(c, rc, "send: recording PENDING");
+  rc = c->broker->ops->push(c->broker->impl, msgs, n, NULL);
+  return rc ? lib_err(c, rc, "send: queueing") : 0;
+}
+
+GTASK_EXTERN int gtask_client_send_many(gtask_client *c, const gtask_send_conf *conf, size_t n,
+                                        const gtask_value *args, size_t nargs,
+                                        char (*ids_out)[GTASK_ID_SIZE]) {
+  if (!c) return GTASK_EINVAL;
+  if (!conf || (nargs && !args) || !ids_out)
+    return set_err(c, GTASK_EINVAL, "send: conf, args and ids are required");
+  if (nargs > 1024) return set_err(c, GTASK_EINVAL, "send: %zu arguments (at most 1024)", nargs);
+  for (size_t k = 0; k < n * nargs; k++) {
+    int rc = gtask__value_check(&args[k]);
+    if (rc)
+      return set_err(c, rc, "send %s: argument %zu: %s (type %s)", conf->name, k % nargs + 1,
+                     gtask_strerror(rc), gtask_type_name(args[k].type));
+  }
+  const char *queue = conf->queue ? conf->queue : c->queue;
+  int64_t now = gtask__now_ms();
+  gtask_msg *msgs[PUSH_CHUNK];
+  int rc = 0;
+  for (size_t done = 0; done < n && rc == 0;) {
+    size_t m = n - done < PUSH_CHUNK ? n - done : PUSH_CHUNK;
+    size_t built = 0;
+    for (; built < m; built++) {
+      size_t i = done + built;
+      gtask_task t;
+      memset(&t, 0, sizeof(t));
+      gtask__uuid(t.id);
+      t.name = conf->name;
+      t.queue = (char *)queue;
+      t.args = (gtask_value *)(args + i * nargs);
+      t.nargs = nargs;
+      t.timeout_ms = conf->timeout_ms;
+      t.retry_max = conf->retry;
+      t.backoff_first_ms = conf->backoff_first_ms;
+      t.backoff_max_ms = conf->backoff_max_ms;
+      t.created_ms = now;
+      t.expires_ms = c->broker->msg_ttl_ms ? now + conf->delay_ms + c->broker->msg_ttl_ms : 0;
+      char *body = NULL;
+      size_t len = 0;
+      rc = gtask__task_encode(&t, &body, &len);
+      if (rc) {
+        set_err(c, rc, "send %s: encoding: %s", conf->name, gtask_last_error());
+        break;
+      }
+      if (len > c->max_payload) {
+        gtask__free(body);
+        rc = set_err(c, GTASK_ETOOBIG, "send %s: message of %zu bytes exceeds the limit of %zu",
+                     conf->name, len, c->max_payload);
+        break;
+      }
+      msgs[built] = gtask__msg_new(t.id, queue, body, len);
+      gtask__free(body);
+      if (!msgs[built]) {
+        rc = set_err(c, GTASK_ENOMEM, "send: out of memory");
+        break;
+      }
+      msgs[built]->due_ms = conf->delay_ms ? now + conf->delay_ms : 0;
+      memcpy(ids_out[i], t.id, GTASK_ID_SIZE);
+    }
+    if (rc == 0) rc = push_chunk(c, msgs, m);
+    free_msgs(msgs, built);
+    done += m;
+  }
+  return rc;
+}
+
+GTASK_EXTERN int gtask_client_send(gtask_client *c, const gtask_send_conf *conf,
+                                   const gtask_value *args, size_t nargs,
+                                   char id_out[GTASK_ID_SIZE]) {
+  if (!id_out) return c ? set_err(c, GTASK_EINVAL, "send: id_out is required") : GTASK_EINVAL;
+  return gtask_client_send_many(c, conf, 1, args, nargs, (char(*)[GTASK_ID_SIZE])id_out);
+}
+
+/* ---------------------------------------------------------------- results */
+
+static int check_id(gtask_client *c, const char *id) {
+  if (!id || !gtask__id_valid(id))
+    return set_err(c, GTASK_EINVAL, "\"%s\" is not a task id (a UUID)", id ? id : "(null)");
+  return 0;
+}
+
+GTASK_EXTERN int gtask_client_status(gtask_client *c, const char *id, gtask_status *out) {
+  if (!c || !out) return GTASK_EINVAL;
+  int rc = check_id(c, id);
+  if (rc) return rc;
+  uint32_t att;
+  rc = c->backend->ops->get(c->backend->impl, c->queue, id, out, &att, NULL, NULL);
+  if (rc == GTASK_ENOTFOUND)
+    return set_err(c, rc, "no task %s in queue %s (unknown or expired)", id, c->queue);
+  return rc ? lib_err(c, rc, "status") : 0;
+}
+
+GTASK_EXTERN int gtask_client_is_finish(gtask_client *c, const char *id) {
+  gtask_status st;
+  int rc = gtask_client_status(c, id, &st);
+  if (rc) return rc;
+  return st == GTASK_SUCCESS || st == GTASK_FAILURE;
+}
+
+GTASK_EXTERN int gtask_client_result(gtask_client *c, const char *id, gtask_result **out) {
+  if (!c || !out) return GTASK_EINVAL;
+  *out = NULL;
+  int rc = check_id(c, id);
+  if (rc) return rc;
+  gtask_status st;
+  uint32_t att = 0;
+  char *buf = NULL;
+  size_t len = 0;
+  rc = c->backend->ops->get(c->backend->impl, c->queue, id, &st, &att, &buf, &len);
+  if (rc == GTASK_ENOTFOUND)
+    return set_err(c, rc, "no task %s in queue %s (unknown or expired)", id, c->queue);
+  if (rc) return lib_err(c, rc, "result");
+  gtask_result *r = NULL;
+  if (buf) {
+    char err[200];
+    rc = gtask__result_decode(buf, len, id, &r, err, sizeof(err));
+    gtask__free(buf);
+    if (rc) return set_err(c, rc, "result of %s: %s", id, err);
+  } else {
+    r = gtask__calloc(1, sizeof(*r));
+    if (!r) return GTASK_ENOMEM;
+    memcpy(r->id, id, GTASK_ID_SIZE);
+    r->attempts = att;
+  }
+  /* The state field is authoritative (a RETRY record keeps the last error). */
+  r->status = st;
+  if (st == GTASK_STARTED || st == GTASK_PENDING) r->attempts = att > r->attempts ? att : r->attempts;
+  *out = r;
+  return 0;
+}
+
+GTASK_EXTERN int gtask_client_wait(gtask_client *c, const char *id, int64_t timeout_ms,
+                                   gtask_result **out) {
+  if (!c || !out) return GTASK_EINVAL;
+  *out = NULL;
+  int rc = check_id(c, id);
+  if (rc) return rc;
+  rc = c->backend->ops->wait(c->backend->impl, c->queue, id, timeout_ms);
+  if (rc == GTASK_ETIMEDOUT)
+    return set_err(c, rc, "task %s did not finish within %lld ms", id, (long long)timeout_ms);
+  if (rc == GTASK_ENOTFOUND)
+    return set_err(c, rc, "no task %s in queue %s (unknown or expired)", id, c->queue);
+  if (rc) return lib_err(c, rc, "wait");
+  return gtask_client_result(c, id, out);
+}

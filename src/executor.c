@@ -1,0 +1,302 @@
+/* executor.c -- runs handlers on executor threads and turns how a run ended into
+ * the outcome that the finisher writes: SUCCESS, FAILURE, RETRY (with backoff),
+ * REQUEUE (lost or handed back) or DEAD.  Also the task context API that
+ * handlers see (gtask_ctx_*).
+ *
+ * Executors never talk to Redis: a run that ends puts its job on the DONE list
+ * and the finisher writes whole batches in one round trip. */
+#include "worker.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+static _Thread_local gtask_ctx *current_ctx;
+
+/* ---------------------------------------------------------------- context API */
+
+GTASK_EXTERN gtask_ctx *gtask_ctx_current(void) { return current_ctx; }
+
+GTASK_EXTERN const char *gtask_ctx_task_id(const gtask_ctx *ctx) {
+  return ctx && ctx->job ? ctx->job->msg->id : "";
+}
+
+GTASK_EXTERN const char *gtask_ctx_task_name(const gtask_ctx *ctx) {
+  return ctx && ctx->job && ctx->job->task ? ctx->job->task->name : "";
+}
+
+GTASK_EXTERN uint32_t gtask_ctx_attempt(const gtask_ctx *ctx) {
+  return ctx && ctx->job && ctx->job->task ? ctx->job->task->attempts + 1 : 0;
+}
+
+GTASK_EXTERN int64_t gtask_ctx_deadline_ms(const gtask_ctx *ctx) { return ctx ? ctx->deadline_ms : 0; }
+
+GTASK_EXTERN bool gtask_ctx_cancelled(const gtask_ctx *ctx) {
+  if (!ctx) return false;
+  if (atomic_load(&ctx->cancelled)) return true;
+  /* The finisher sets the flag at the deadline; checking the clock here too
+   * makes the answer exact rather than as late as the finisher's timer. */
+  return ctx->deadline_ms && gtask__now_ms() >= ctx->deadline_ms;
+}
+
+GTASK_EXTERN bool gtask_ctx_sleep(gtask_ctx *ctx, int64_t ms) {
+  int64_t end = gtask__mono_ms() + (ms > 0 ? ms : 0);
+  for (;;) {
+    if (gtask_ctx_cancelled(ctx)) return false;
+    int64_t left = end - gtask__mono_ms();
+    if (left <= 0) return true;
+    /* Sleep in short slices so that cancellation is seen within 10 ms. */
+    int64_t slice = left < 10 ? left : 10;
+    struct timespec ts = {(time_t)(slice / 1000), (long)(slice % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+  }
+}
+
+GTASK_EXTERN int gtask_ctx_return(gtask_ctx *ctx, const gtask_value *values, size_t n) {
+  if (!ctx || (n && !values)) return GTASK_EINVAL;
+  if (ctx->returned) return GTASK_ESTATE;
+  for (size_t k = 0; k < n; k++) {
+    int rc = gtask__value_check(&values[k]);
+    if (rc) return gtask_ctx_fail(ctx, "result value %zu: %s", k + 1, gtask_strerror(rc)), rc;
+  }
+  gtask_value *copy = NULL;
+  int rc = gtask__values_copy(values, n, &copy);
+  if (rc) return rc;
+  ctx->values = copy;
+  ctx->nvalues = n;
+  ctx->returned = true;
+  return 0;
+}
+
+static int ctx_verror(gtask_ctx *ctx, bool retry, const char *fmt, va_list ap) {
+  if (!ctx) return GTASK_EINVAL;
+  char buf[1024];
+  vsnprintf(buf, sizeof(buf), fmt ? fmt : "", ap);
+  char *e = gtask__strdup(buf);
+  if (e) {
+    gtask__free(ctx->error);
+    ctx->error = e;
+  }
+  ctx->want_retry = retry;
+  return GTASK_EHANDLER;
+}
+
+GTASK_EXTERN int gtask_ctx_fail(gtask_ctx *ctx, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  int rc = ctx_verror(ctx, false, fmt, ap);
+  va_end(ap);
+  return rc;
+}
+
+GTASK_EXTERN int gtask_ctx_retry(gtask_ctx *ctx, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  int rc = ctx_verror(ctx, true, fmt, ap);
+  va_end(ap);
+  return rc;
+}
+
+/* ---------------------------------------------------------------- outcomes */
+
+static void set_result(gtask_job *job, gtask_status status, const gtask_value *vals, size_t n,
+                       const char *error, int code, uint32_t attempts) {
+  gtask_result r;
+  memset(&r, 0, sizeof(r));
+  r.status = status;
+  r.values = (gtask_value *)vals;
+  r.nvalues = n;
+  r.error = (char *)error;
+  r.error_code = code;
+  r.attempts = attempts;
+  char *buf = NULL;
+  size_t len = 0;
+  if (gtask__result_encode(&r, &buf, &len) != 0) {
+    /* Out of memory or a value the codec refuses: record the failure itself. */
+    memset(&r, 0, sizeof(r));
+    r.status = GTASK_FAILURE;
+    r.error = (char *)"the task's result could not be encoded";
+    r.error_code = GTASK_EPROTO;
+    r.attempts = attempts;
+    status = GTASK_FAILURE;
+    if (gtask__result_encode(&r, &buf, &len) != 0) buf = NULL, len = 0;
+  }
+  gtask__free(job->result_buf);
+  job->result_buf = buf;
+  job->fin.result = buf;
+  job->fin.result_len = len;
+  job->fin.status = status;
+}
+
+/* Re-encodes the job's task as the message to queue again. */
+static int set_next(gtask_job *job, const gtask_task *t) {
+  char *buf = NULL;
+  size_t len = 0;
+  int rc = gtask__task_encode(t, &buf, &len);
+  if (rc) return rc;
+  gtask__free(job->next_buf);
+  job->next_buf = buf;
+  job->fin.next = buf;
+  job->fin.next_len = len;
+  return 0;
+}
+
+static void outcome_error(gtask_server *s, gtask_job *job, const char *error, int code,
+                          bool retryable) {
+  gtask_task *t = job->task;
+  uint32_t run = t->attempts + 1;
+  job->fin.msg = job->msg;
+  if (retryable && t->retry_max > 0 && run <= (uint32_t)t->retry_max) {
+    gtask_task next = *t;
+    next.attempts = run;
+    next.last_error = (char *)error;
+    if (set_next(job, &next) == 0) {
+      int64_t delay = gtask__backoff_ms(t, run);
+      job->fin.kind = GTASK_FIN_RETRY;
+      job->fin.next_due_ms = gtask__now_ms() + delay;
+      set_result(job, GTASK_RETRY, NULL, 0, error, code, run);
+      gtask__log(GTASK_LOG_INFO, "task %s (%s): %s; retry %u of %d in %lld ms", job->msg->id,
+                 t->name, error, run, t->retry_max, (long long)delay);
+      return;
+    }
+    gtask__log(GTASK_LOG_ERROR, "task %s: cannot encode its retry; failing it", job->msg->id);
+  }
+  job->fin.kind = GTASK_FIN_DONE;
+  set_result(job, GTASK_FAILURE, NULL, 0, error, code, run);
+  (void)s;
+}
+
+void gtask__job_outcome_run(gtask_server *s, gtask_job *job, int rc) {
+  gtask_ctx *ctx = &job->ctx;
+  uint32_t run = job->task->attempts + 1;
+  job->fin.msg = job->msg;
+  if (rc == 0 && !ctx->error) {
+    job->fin.kind = GTASK_FIN_DONE;
+    set_result(job, GTASK_SUCCESS, ctx->values, ctx->nvalues, NULL, 0, run);
+    return;
+  }
+  char fallback[96];
+  const char *err = ctx->error;
+  if (!err) {
+    gtask__fmt(fallback, sizeof(fallback), "handler returned %d", rc);
+    err = fallback;
+  }
+  int code = rc == GTASK_ETYPE ? GTASK_ETYPE : GTASK_EHANDLER;
+  outcome_error(s, job, err, code, ctx->want_retry);
+}
+
+void gtask__job_outcome_fail(gtask_server *s, gtask_job *job, int code, const char *fmt, ...) {
+  char msg[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof(msg), fmt, ap);
+  va_end(ap);
+  job->fin.msg = job->msg;
+  if (!job->task) {
+    /* Undecodable: keep the bytes in the dead set for inspection. */
+    job->fin.kind = GTASK_FIN_DEAD;
+    job->fin.next = NULL;
+    set_result(job, GTASK_FAILURE, NULL, 0, msg, code, 0);
+  } else {
+    job->fin.kind = GTASK_FIN_DONE;
+    set_result(job, GTASK_FAILURE, NULL, 0, msg, code, job->task->attempts);
+  }
+  gtask__log(GTASK_LOG_WARN, "task %s: %s", job->msg->id[0] ? job->msg->id : "(no id)", msg);
+  (void)s;
+}
+
+void gtask__job_outcome_timeout(gtask_server *s, gtask_job *job) {
+  char msg[128];
+  gtask__fmt(msg, sizeof(msg), "timeout: ran longer than %lld ms", (long long)job->task->timeout_ms);
+  outcome_error(s, job, msg, GTASK_ETASKTIMEOUT, true);
+}
+
+void gtask__job_outcome_lost(gtask_server *s, gtask_job *job) {
+  job->fin.msg = job->msg;
+  if (!job->task) {
+    gtask__job_outcome_fail(s, job, GTASK_EPROTO, "malformed message in a lost delivery");
+    return;
+  }
+  gtask_task next = *job->task;
+  next.lost = job->task->lost + 1;
+  if (next.lost >= (uint32_t)s->max_deliveries) {
+    char msg[200];
+    gtask__fmt(msg, sizeof(msg),
+               "lost: delivered %u times and its worker was lost each time (died or hung); "
+               "moved to the dead set",
+               next.lost);
+    job->fin.kind = GTASK_FIN_DEAD;
+    set_next(job, &next);
+    set_result(job, GTASK_FAILURE, NULL, 0, msg, GTASK_ELOST, job->task->attempts);
+    gtask__log(GTASK_LOG_WARN, "task %s: %s", job->msg->id, msg);
+    return;
+  }
+  if (set_next(job, &next) != 0) {
+    job->fin.next = NULL; /* requeue the original bytes; only the count is lost */
+  }
+  job->fin.kind = GTASK_FIN_REQUEUE;
+  job->fin.status = GTASK_PENDING;
+  job->fin.result = NULL;
+  gtask__log(GTASK_LOG_INFO, "task %s: recovered from a lost worker (loss %u of %d allowed)",
+             job->msg->id, next.lost, s->max_deliveries - 1);
+}
+
+void gtask__job_outcome_handback(gtask_server *s, gtask_job *job) {
+  job->fin.msg = job->msg;
+  job->fin.kind = GTASK_FIN_REQUEUE;
+  job->fin.status = GTASK_PENDING;
+  job->fin.next = NULL; /* the broker requeues msg->body unchanged */
+  job->fin.result = NULL;
+  (void)s;
+}
+
+/* ---------------------------------------------------------------- executor thread */
+
+void *gtask__executor_main(void *arg) {
+  gtask_server *s = arg;
+  pthread_mutex_lock(&s->mu);
+  for (;;) {
+    while (!s->ready_head && !s->stopping) pthread_cond_wait(&s->cv_ready, &s->mu);
+    gtask_job *job = s->ready_head;
+    if (!job) break; /* stopping, and nothing left to run */
+    s->ready_head = job->next;
+    if (!s->ready_head) s->ready_tail = NULL;
+    job->next = NULL;
+    s->nready--;
+    s->nrunning++;
+    job->state = GTASK_JOB_RUNNING;
+    job->refs++; /* the executor's reference while it runs */
+    int64_t timeout = job->task->timeout_ms;
+    if (timeout > 0) {
+      job->deadline_mono = gtask__mono_ms() + timeout;
+      job->ctx.deadline_ms = gtask__now_ms() + timeout;
+    }
+    pthread_cond_broadcast(&s->cv_done); /* the finisher watches deadlines */
+    pthread_mutex_unlock(&s->mu);
+
+    current_ctx = &job->ctx;
+    int rc = job->handler->fn(&job->ctx, job->task->args, job->task->nargs, job->handler->udata);
+    current_ctx = NULL;
+
+    /* Claim the outcome under the mutex (the finisher may be timing the job
+     * out right now), then encode it outside, then queue it. */
+    pthread_mutex_lock(&s->mu);
+    bool mine = !job->finalized;
+    job->finalized = true;
+    pthread_mutex_unlock(&s->mu);
+    if (mine) gtask__job_outcome_run(s, job, rc);
+
+    pthread_mutex_lock(&s->mu);
+    s->nrunning--;
+    if (mine)
+      gtask__server_job_done_locked(s, job);
+    else
+      gtask__log(GTASK_LOG_WARN, "task %s returned after its deadline; its result is discarded",
+                 job->msg->id);
+    gtask__job_unref_locked(s, job);
+    pthread_cond_signal(&s->cv_room);
+  }
+  pthread_mutex_unlock(&s->mu);
+  return NULL;
+}

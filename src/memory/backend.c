@@ -1,0 +1,398 @@
+/* memory/backend.c -- the in-process backend: task states and results in this
+ * process's memory, for single-process use and for fast tests.
+ *
+ * It honours every contract of gtask_backend_ops (internal.h) the way the Redis
+ * backend does (tests/integration/test_contract.c runs the same cases against
+ * both): a hash table maps (queue, task id) -- results are kept per queue -- to
+ * a record of status, attempts and the encoded result record.  As in the Redis
+ * scripts, pending() creates a record only if there is none, started() and
+ * store() create one if needed, and a final state (SUCCESS, FAILURE) is never
+ * overwritten.
+ *
+ * One mutex guards the table; one condition variable (CLOCK_MONOTONIC) is
+ * broadcast whenever a record becomes final, and wait() blocks on it.  No user
+ * code is ever called under the mutex.  Calls allocate everything they need
+ * before changing anything, so GTASK_ENOMEM leaves the table as it was.
+ *
+ * Memory: records are kept until destroy -- there is no expiry (the Redis
+ * backend's expire time) yet.  Whoever adds one must keep wait() safe: a waiter
+ * holds a record pointer across pthread_cond_wait. */
+#include "../internal.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+typedef struct mem_record {
+  struct mem_record *hnext; /* hash chain */
+  uint64_t hash;
+  char id[GTASK_ID_SIZE];
+  gtask_status status;
+  uint32_t attempts;
+  char *result; /* owned encoded result record, NUL-terminated; NULL if none */
+  size_t rlen;
+  char queue[]; /* NUL-terminated, allocated with the record */
+} mem_record;
+
+typedef struct mem_backend {
+  pthread_mutex_t mu; /* guards the table */
+  pthread_cond_t cv;  /* CLOCK_MONOTONIC; broadcast when a record becomes final */
+  mem_record **buckets;
+  size_t nbuckets, nrecords; /* nbuckets: a power of two */
+} mem_backend;
+
+static bool is_final(gtask_status s) { return s == GTASK_SUCCESS || s == GTASK_FAILURE; }
+
+/* FNV-1a over queue, a NUL, id. */
+static uint64_t key_hash(const char *queue, const char *id) {
+  uint64_t h = 14695981039346656037u;
+  for (const char *p = queue;; p++) {
+    h = (h ^ (unsigned char)*p) * 1099511628211u;
+    if (*p == '\0')
+      break;
+  }
+  for (const char *p = id; *p; p++)
+    h = (h ^ (unsigned char)*p) * 1099511628211u;
+  return h;
+}
+
+static mem_record *rec_find(const mem_backend *be, const char *queue, const char *id) {
+  uint64_t h = key_hash(queue, id);
+  for (mem_record *r = be->buckets[h & (be->nbuckets - 1)]; r; r = r->hnext)
+    if (r->hash == h && strcmp(r->id, id) == 0 && strcmp(r->queue, queue) == 0)
+      return r;
+  return NULL;
+}
+
+/* A new record, not yet in the table.  NULL on out-of-memory. */
+static mem_record *rec_new(const char *queue, const char *id) {
+  size_t qlen = strlen(queue);
+  mem_record *r = gtask__calloc(1, sizeof(*r) + qlen + 1);
+  if (r == NULL)
+    return NULL;
+  memcpy(r->queue, queue, qlen + 1);
+  size_t idlen = strnlen(id, GTASK_ID_SIZE - 1);
+  memcpy(r->id, id, idlen);
+  r->id[idlen] = '\0';
+  r->hash = key_hash(r->queue, r->id);
+  return r;
+}
+
+static void rec_free(mem_record *r) {
+  if (r == NULL)
+    return;
+  gtask__free(r->result);
+  gtask__free(r);
+}
+
+/* Doubles the table when crowded.  Failure is harmless (longer chains), so
+ * inserting never fails. */
+static void table_grow(mem_backend *be) {
+  if (be->nrecords < be->nbuckets * 2 || be->nbuckets > SIZE_MAX / 4 / sizeof(mem_record *))
+    return;
+  size_t nb = be->nbuckets * 2;
+  mem_record **t = gtask__calloc(nb, sizeof(*t));
+  if (t == NULL)
+    return;
+  for (size_t i = 0; i < be->nbuckets; i++) {
+    for (mem_record *r = be->buckets[i], *next; r; r = next) {
+      next = r->hnext;
+      r->hnext = t[r->hash & (nb - 1)];
+      t[r->hash & (nb - 1)] = r;
+    }
+  }
+  gtask__free(be->buckets);
+  be->buckets = t;
+  be->nbuckets = nb;
+}
+
+static void rec_insert(mem_backend *be, mem_record *r) {
+  size_t b = r->hash & (be->nbuckets - 1);
+  r->hnext = be->buckets[b];
+  be->buckets[b] = r;
+  be->nrecords++;
+  table_grow(be);
+}
+
+/* The record of (queue, id), taking *spare (a record allocated for it in
+ * advance) into the table if there is none yet.  An unused spare is left for
+ * the caller to free.  Never fails when *spare is non-NULL. */
+static mem_record *rec_get(mem_backend *be, const char *queue, const char *id,
+                           mem_record **spare) {
+  mem_record *r = rec_find(be, queue, id);
+  if (r == NULL && *spare != NULL) {
+    r = *spare;
+    *spare = NULL;
+    rec_insert(be, r);
+  }
+  return r;
+}
+
+/* Allocates spares[i] for each message without a record.  Called under the
+ * mutex; all or nothing. */
+static int spares_new(const mem_backend *be, gtask_msg *const *msgs, size_t n, mem_record **spares) {
+  for (size_t i = 0; i < n; i++) {
+    if (rec_find(be, msgs[i]->queue, msgs[i]->id) != NULL)
+      continue;
+    if ((spares[i] = rec_new(msgs[i]->queue, msgs[i]->id)) == NULL)
+      return GTASK_ENOMEM;
+  }
+  return 0;
+}
+
+static void spares_free(mem_record **spares, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    rec_free(spares[i]);
+  gtask__free(spares);
+}
+
+static bool msgs_valid(gtask_msg *const *msgs, size_t n) {
+  if (n > 0 && msgs == NULL)
+    return false;
+  for (size_t i = 0; i < n; i++)
+    if (msgs[i] == NULL || msgs[i]->queue == NULL)
+      return false;
+  return true;
+}
+
+/* ---------------------------------------------------------------- operations */
+
+static int mk_pending(void *impl, gtask_msg *const *msgs, size_t n) {
+  mem_backend *be = impl;
+  if (be == NULL || !msgs_valid(msgs, n))
+    return GTASK_EINVAL;
+  if (n == 0)
+    return 0;
+  mem_record **spares = gtask__calloc(n, sizeof(*spares));
+  if (spares == NULL)
+    return GTASK_ENOMEM;
+  pthread_mutex_lock(&be->mu);
+  int rc = spares_new(be, msgs, n, spares);
+  for (size_t i = 0; i < n && rc == 0; i++) {
+    if (rec_find(be, msgs[i]->queue, msgs[i]->id) != NULL)
+      continue; /* it has a state already (or is a duplicate in this batch) */
+    mem_record *r = rec_get(be, msgs[i]->queue, msgs[i]->id, &spares[i]);
+    r->status = GTASK_PENDING;
+    r->attempts = 0;
+  }
+  pthread_mutex_unlock(&be->mu);
+  spares_free(spares, n);
+  return rc;
+}
+
+static int mk_started(void *impl, gtask_msg *const *msgs, const uint32_t *attempts, size_t n) {
+  mem_backend *be = impl;
+  if (be == NULL || !msgs_valid(msgs, n) || (n > 0 && attempts == NULL))
+    return GTASK_EINVAL;
+  if (n == 0)
+    return 0;
+  mem_record **spares = gtask__calloc(n, sizeof(*spares));
+  if (spares == NULL)
+    return GTASK_ENOMEM;
+  pthread_mutex_lock(&be->mu);
+  int rc = spares_new(be, msgs, n, spares);
+  for (size_t i = 0; i < n && rc == 0; i++) {
+    mem_record *r = rec_get(be, msgs[i]->queue, msgs[i]->id, &spares[i]);
+    if (!is_final(r->status)) {
+      r->status = GTASK_STARTED;
+      r->attempts = attempts[i];
+    }
+  }
+  pthread_mutex_unlock(&be->mu);
+  spares_free(spares, n);
+  return rc;
+}
+
+static int mk_store(void *impl, gtask_fin *fins, size_t n) {
+  mem_backend *be = impl;
+  if (be == NULL || (n > 0 && fins == NULL))
+    return GTASK_EINVAL;
+  for (size_t i = 0; i < n; i++)
+    if (fins[i].msg == NULL || fins[i].msg->queue == NULL)
+      return GTASK_EINVAL;
+  if (n == 0)
+    return 0;
+  mem_record **spares = gtask__calloc(n, sizeof(*spares));
+  char **results = gtask__calloc(n, sizeof(*results));
+  int rc = spares == NULL || results == NULL ? GTASK_ENOMEM : 0;
+  /* As the Redis script: an empty result means "none" (keep the old one). */
+  for (size_t i = 0; i < n && rc == 0; i++) {
+    const gtask_fin *f = &fins[i];
+    if (f->result != NULL && f->result_len > 0) {
+      if (f->result_len == SIZE_MAX || (results[i] = gtask__malloc(f->result_len + 1)) == NULL) {
+        rc = GTASK_ENOMEM;
+        break;
+      }
+      memcpy(results[i], f->result, f->result_len);
+      results[i][f->result_len] = '\0';
+    }
+  }
+  pthread_mutex_lock(&be->mu);
+  if (rc == 0) {
+    for (size_t i = 0; i < n && rc == 0; i++) {
+      const gtask_msg *m = fins[i].msg;
+      if (rec_find(be, m->queue, m->id) == NULL && (spares[i] = rec_new(m->queue, m->id)) == NULL)
+        rc = GTASK_ENOMEM;
+    }
+  }
+  bool woke = false;
+  for (size_t i = 0; i < n && rc == 0; i++) {
+    gtask_fin *f = &fins[i];
+    mem_record *r = rec_get(be, f->msg->queue, f->msg->id, &spares[i]);
+    f->fenced = is_final(r->status);
+    if (f->fenced)
+      continue;
+    r->status = f->status;
+    if (results[i] != NULL) {
+      gtask__free(r->result);
+      r->result = results[i];
+      r->rlen = f->result_len;
+      results[i] = NULL;
+    }
+    if (is_final(r->status))
+      woke = true;
+  }
+  if (woke)
+    pthread_cond_broadcast(&be->cv);
+  pthread_mutex_unlock(&be->mu);
+  if (results != NULL)
+    for (size_t i = 0; i < n; i++)
+      gtask__free(results[i]);
+  gtask__free(results);
+  if (spares != NULL)
+    spares_free(spares, n);
+  return rc;
+}
+
+static int mk_get(void *impl, const char *queue, const char *id, gtask_status *status,
+                  uint32_t *attempts, char **result, size_t *len) {
+  mem_backend *be = impl;
+  if (result != NULL)
+    *result = NULL;
+  if (len != NULL)
+    *len = 0;
+  if (be == NULL || queue == NULL || id == NULL)
+    return GTASK_EINVAL;
+  int rc = 0;
+  pthread_mutex_lock(&be->mu);
+  const mem_record *r = rec_find(be, queue, id);
+  if (r == NULL) {
+    rc = GTASK_ENOTFOUND;
+  } else {
+    if (result != NULL && r->result != NULL) {
+      if ((*result = gtask__malloc(r->rlen + 1)) == NULL) {
+        rc = GTASK_ENOMEM;
+      } else {
+        memcpy(*result, r->result, r->rlen + 1);
+        if (len != NULL)
+          *len = r->rlen;
+      }
+    }
+    if (rc == 0 && status != NULL)
+      *status = r->status;
+    if (rc == 0 && attempts != NULL)
+      *attempts = r->attempts;
+  }
+  pthread_mutex_unlock(&be->mu);
+  if (rc == GTASK_ENOTFOUND)
+    gtask__set_error("no task %s in queue %s", id, queue);
+  return rc;
+}
+
+static int mk_wait(void *impl, const char *queue, const char *id, int64_t timeout_ms) {
+  mem_backend *be = impl;
+  if (be == NULL || queue == NULL || id == NULL)
+    return GTASK_EINVAL;
+  struct timespec deadline;
+  clock_gettime(CLOCK_MONOTONIC, &deadline);
+  if (timeout_ms > 0) {
+    deadline.tv_sec += (time_t)(timeout_ms / 1000);
+    deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (deadline.tv_nsec >= 1000000000L) {
+      deadline.tv_sec++;
+      deadline.tv_nsec -= 1000000000L;
+    }
+  }
+  int rc = 0;
+  pthread_mutex_lock(&be->mu);
+  /* r stays valid across the waits: records are never removed before destroy. */
+  const mem_record *r = rec_find(be, queue, id);
+  if (r == NULL) {
+    rc = GTASK_ENOTFOUND;
+  } else {
+    while (!is_final(r->status)) {
+      if (timeout_ms == 0) {
+        rc = GTASK_ETIMEDOUT;
+        break;
+      }
+      int w = timeout_ms < 0 ? pthread_cond_wait(&be->cv, &be->mu)
+                             : pthread_cond_timedwait(&be->cv, &be->mu, &deadline);
+      if (w == ETIMEDOUT)
+        timeout_ms = 0; /* one last look at the state, then give up */
+    }
+  }
+  pthread_mutex_unlock(&be->mu);
+  if (rc == GTASK_ENOTFOUND)
+    gtask__set_error("no task %s in queue %s", id, queue);
+  return rc;
+}
+
+/* Called when the last handle reference goes: no call (no waiter) can be in
+ * progress. */
+static void mk_destroy(void *impl) {
+  mem_backend *be = impl;
+  if (be == NULL)
+    return;
+  for (size_t i = 0; i < be->nbuckets; i++) {
+    for (mem_record *r = be->buckets[i], *next; r; r = next) {
+      next = r->hnext;
+      rec_free(r);
+    }
+  }
+  gtask__free(be->buckets);
+  pthread_cond_destroy(&be->cv);
+  pthread_mutex_destroy(&be->mu);
+  gtask__free(be);
+}
+
+static const gtask_backend_ops memory_backend_ops = {
+    .name = "memory",
+    .pending = mk_pending,
+    .started = mk_started,
+    .store = mk_store,
+    .get = mk_get,
+    .wait = mk_wait,
+    .destroy = mk_destroy,
+};
+
+GTASK_EXTERN gtask_backend *gtask_backend_memory_new(void) {
+  mem_backend *be = gtask__calloc(1, sizeof(*be));
+  if (be == NULL)
+    return NULL;
+  be->nbuckets = 64;
+  if ((be->buckets = gtask__calloc(be->nbuckets, sizeof(*be->buckets))) == NULL) {
+    gtask__free(be);
+    return NULL;
+  }
+  pthread_condattr_t ca;
+  bool ok = pthread_condattr_init(&ca) == 0;
+  if (ok) {
+    ok = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) == 0 &&
+         pthread_cond_init(&be->cv, &ca) == 0;
+    pthread_condattr_destroy(&ca);
+  }
+  if (!ok) {
+    gtask__free(be->buckets);
+    gtask__free(be);
+    return NULL;
+  }
+  if (pthread_mutex_init(&be->mu, NULL) != 0) {
+    pthread_cond_destroy(&be->cv);
+    gtask__free(be->buckets);
+    gtask__free(be);
+    return NULL;
+  }
+  return gtask__backend_new(&memory_backend_ops, be); /* destroys be on failure */
+}

@@ -1,0 +1,806 @@
+/* memory/broker.c -- the in-process broker: queues in this process's memory,
+ * for single-process use and for fast tests.
+ *
+ * It honours every contract of gtask_broker_ops (internal.h) the way the Redis
+ * broker does, and tests/integration/test_contract.c runs the same cases against
+ * both.  Per queue it keeps:
+ *   ready   a FIFO of messages waiting to be leased;
+ *   leased  the deliveries held by consumers, ordered by last renewal (oldest
+ *           first), each also in a broker-wide table: lease token -> delivery;
+ *   sched   a min-heap of messages waiting for their due time (unix ms);
+ *   dead    the dead set (one entry per task id, as the Redis hash).
+ * A message is one node that moves between these; it is in exactly one of them.
+ *
+ * Lease tokens are "m-<n>", n counting every delivery the broker ever made, so
+ * a token is never reused: once reclaim re-leases a delivery under a new token,
+ * the old holder is fenced (extend reports it lost, finish marks it fenced).
+ *
+ * One mutex guards everything; one condition variable (CLOCK_MONOTONIC) wakes
+ * blocked lease() calls when a queue gains ready messages or on interrupt().
+ * No user code is ever called under the mutex.  Allocation failures return
+ * GTASK_ENOMEM and lose no message: every call allocates what it needs before
+ * it unlinks or links anything.
+ *
+ * Memory: consumer records (one per distinct consumer name) and queue records
+ * (one per queue name ever pushed to) are kept until destroy.  Dead messages
+ * are kept until destroy too: there is no call yet to purge the dead set. */
+#include "../internal.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* A consumer name and its interrupt state. */
+typedef struct mem_consumer {
+  struct mem_consumer *next;
+  char *name;            /* owned */
+  unsigned waiting;      /* lease() calls of this consumer in progress */
+  uint64_t wake_epoch;   /* bumped by interrupt() while waiting > 0: those return */
+  bool interrupt_sticky; /* interrupt() came while no lease() was in progress:
+                            the next lease() of this consumer returns at once */
+} mem_consumer;
+
+struct mem_queue;
+
+/* One message.  Which fields matter depends on where it is (see the file
+ * comment): token and holder are set exactly while it is leased. */
+typedef struct mem_node {
+  struct mem_node *prev, *next; /* links in ready, leased or dead */
+  struct mem_node *hnext;       /* chain in the lease table (leased only) */
+  struct mem_queue *q;          /* the queue it belongs to */
+  char id[GTASK_ID_SIZE];
+  char *body; /* owned, NUL-terminated for convenience; len bytes count */
+  size_t len;
+  int64_t due_ms;       /* sched: unix ms when due */
+  uint64_t seq;         /* sched: tie-break, FIFO among equal due times */
+  uint64_t token;       /* leased: delivery number (> 0); 0 otherwise */
+  mem_consumer *holder; /* leased: who holds it */
+  int64_t renewed_ms;   /* leased: mono ms of the lease or its last renewal */
+} mem_node;
+
+typedef struct mem_list {
+  mem_node *head, *tail;
+  size_t n;
+} mem_list;
+
+typedef struct mem_queue {
+  struct mem_queue *next;
+  char *name; /* owned */
+  mem_list ready;
+  /* Invariant: ordered by renewed_ms, oldest first.  Every lease, extend and
+   * reclaim stamps the node with the monotonic clock (never decreasing) and
+   * appends it at the tail, so reclaim can stop at the first live lease. */
+  mem_list leased;
+  mem_list dead;
+  mem_node **sched; /* binary min-heap by (due_ms, seq) */
+  size_t nsched, capsched;
+} mem_queue;
+
+typedef struct mem_broker {
+  pthread_mutex_t mu; /* guards everything below */
+  pthread_cond_t cv;  /* CLOCK_MONOTONIC; broadcast on new ready messages, interrupt */
+  mem_queue *queues;
+  mem_consumer *consumers;
+  mem_node **table; /* lease token -> leased node, chained, power-of-two buckets */
+  size_t nbuckets, nleased;
+  uint64_t last_token; /* the last delivery number handed out */
+  uint64_t last_seq;
+} mem_broker;
+
+/* ---------------------------------------------------------------- lists */
+
+static void list_append(mem_list *l, mem_node *x) {
+  x->next = NULL;
+  x->prev = l->tail;
+  if (l->tail)
+    l->tail->next = x;
+  else
+    l->head = x;
+  l->tail = x;
+  l->n++;
+}
+
+static void list_remove(mem_list *l, mem_node *x) {
+  if (x->prev)
+    x->prev->next = x->next;
+  else
+    l->head = x->next;
+  if (x->next)
+    x->next->prev = x->prev;
+  else
+    l->tail = x->prev;
+  x->prev = x->next = NULL;
+  l->n--;
+}
+
+static void node_free(mem_node *x) {
+  if (x == NULL)
+    return;
+  gtask__free(x->body);
+  gtask__free(x);
+}
+
+static void list_free(mem_list *l) {
+  for (mem_node *x = l->head, *next; x; x = next) {
+    next = x->next;
+    node_free(x);
+  }
+  l->head = l->tail = NULL;
+  l->n = 0;
+}
+
+/* ---------------------------------------------------------------- scheduled heap */
+
+static bool sched_before(const mem_node *a, const mem_node *b) {
+  return a->due_ms < b->due_ms || (a->due_ms == b->due_ms && a->seq < b->seq);
+}
+
+/* Makes room for at least want entries.  The only step of a heap insertion that
+ * can fail, so callers reserve before they unlink anything. */
+static int sched_reserve(mem_queue *q, size_t want) {
+  if (want <= q->capsched)
+    return 0;
+  size_t cap = q->capsched ? q->capsched : 16;
+  while (cap < want) {
+    if (cap > SIZE_MAX / 2 / sizeof(mem_node *))
+      return GTASK_ENOMEM;
+    cap *= 2;
+  }
+  mem_node **h = gtask__realloc(q->sched, cap * sizeof(*h));
+  if (h == NULL)
+    return GTASK_ENOMEM;
+  q->sched = h;
+  q->capsched = cap;
+  return 0;
+}
+
+/* Capacity must have been reserved. */
+static void sched_push(mem_queue *q, mem_node *x) {
+  size_t i = q->nsched++;
+  while (i > 0) {
+    size_t parent = (i - 1) / 2;
+    if (!sched_before(x, q->sched[parent]))
+      break;
+    q->sched[i] = q->sched[parent];
+    i = parent;
+  }
+  q->sched[i] = x;
+}
+
+static mem_node *sched_pop(mem_queue *q) {
+  mem_node *top = q->sched[0];
+  mem_node *last = q->sched[--q->nsched];
+  size_t i = 0, n = q->nsched;
+  for (;;) {
+    size_t c = 2 * i + 1;
+    if (c >= n)
+      break;
+    if (c + 1 < n && sched_before(q->sched[c + 1], q->sched[c]))
+      c++;
+    if (!sched_before(q->sched[c], last))
+      break;
+    q->sched[i] = q->sched[c];
+    i = c;
+  }
+  if (n > 0)
+    q->sched[i] = last;
+  return top;
+}
+
+/* ---------------------------------------------------------------- lease table */
+
+static size_t bucket_of(const mem_broker *br, uint64_t token) {
+  return (size_t)(token & (uint64_t)(br->nbuckets - 1));
+}
+
+/* Doubles the table when it gets crowded.  Failure is harmless: the chains just
+ * get longer, so inserting never fails. */
+static void table_grow(mem_broker *br) {
+  if (br->nleased < br->nbuckets * 2 || br->nbuckets > SIZE_MAX / 4 / sizeof(mem_node *))
+    return;
+  size_t nb = br->nbuckets * 2;
+  mem_node **t = gtask__calloc(nb, sizeof(*t));
+  if (t == NULL)
+    return;
+  for (size_t i = 0; i < br->nbuckets; i++) {
+    for (mem_node *x = br->table[i], *next; x; x = next) {
+      next = x->hnext;
+      size_t b = (size_t)(x->token & (uint64_t)(nb - 1));
+      x->hnext = t[b];
+      t[b] = x;
+    }
+  }
+  gtask__free(br->table);
+  br->table = t;
+  br->nbuckets = nb;
+}
+
+static void table_insert(mem_broker *br, mem_node *x) {
+  size_t b = bucket_of(br, x->token);
+  x->hnext = br->table[b];
+  br->table[b] = x;
+  br->nleased++;
+  table_grow(br);
+}
+
+static void table_remove(mem_broker *br, mem_node *x) {
+  for (mem_node **p = &br->table[bucket_of(br, x->token)]; *p; p = &(*p)->hnext) {
+    if (*p == x) {
+      *p = x->hnext;
+      x->hnext = NULL;
+      br->nleased--;
+      return;
+    }
+  }
+}
+
+/* Parses "m-<n>" strictly (no sign, no spaces, no leading zeros); 0 if it is
+ * not one of our tokens. */
+static uint64_t token_parse(const char *s) {
+  if (s == NULL || s[0] != 'm' || s[1] != '-' || s[2] < '1' || s[2] > '9')
+    return 0;
+  uint64_t v = 0;
+  for (const char *p = s + 2; *p; p++) {
+    if (*p < '0' || *p > '9' || v > (UINT64_MAX - 9) / 10)
+      return 0;
+    v = v * 10 + (uint64_t)(*p - '0');
+  }
+  return v;
+}
+
+/* The delivery that msg names, if consumer c still holds it; else NULL. */
+static mem_node *held(mem_broker *br, const mem_consumer *c, const gtask_msg *msg) {
+  if (c == NULL || msg == NULL)
+    return NULL;
+  uint64_t token = token_parse(msg->lease);
+  if (token == 0)
+    return NULL;
+  for (mem_node *x = br->table[bucket_of(br, token)]; x; x = x->hnext) {
+    if (x->token == token)
+      return x->holder == c && strcmp(x->id, msg->id) == 0 ? x : NULL;
+  }
+  return NULL;
+}
+
+/* ---------------------------------------------------------------- queues, consumers */
+
+static mem_queue *queue_find(mem_broker *br, const char *name) {
+  for (mem_queue *q = br->queues; q; q = q->next)
+    if (strcmp(q->name, name) == 0)
+      return q;
+  return NULL;
+}
+
+/* Finds or creates; NULL on out-of-memory.  Linear: a process has few queues. */
+static mem_queue *queue_get(mem_broker *br, const char *name) {
+  mem_queue *q = queue_find(br, name);
+  if (q)
+    return q;
+  q = gtask__calloc(1, sizeof(*q));
+  if (q == NULL)
+    return NULL;
+  if ((q->name = gtask__strdup(name)) == NULL) {
+    gtask__free(q);
+    return NULL;
+  }
+  q->next = br->queues;
+  br->queues = q;
+  return q;
+}
+
+static mem_consumer *consumer_find(mem_broker *br, const char *name) {
+  for (mem_consumer *c = br->consumers; c; c = c->next)
+    if (strcmp(c->name, name) == 0)
+      return c;
+  return NULL;
+}
+
+/* Finds or creates; NULL on out-of-memory.  Linear: one consumer per server. */
+static mem_consumer *consumer_get(mem_broker *br, const char *name) {
+  mem_consumer *c = consumer_find(br, name);
+  if (c)
+    return c;
+  c = gtask__calloc(1, sizeof(*c));
+  if (c == NULL)
+    return NULL;
+  if ((c->name = gtask__strdup(name)) == NULL) {
+    gtask__free(c);
+    return NULL;
+  }
+  c->next = br->consumers;
+  br->consumers = c;
+  return c;
+}
+
+/* ---------------------------------------------------------------- deliveries */
+
+/* A copy of x for the caller, leased under the next token.  The token is spent
+ * even if the copy fails; tokens only need to be unique, not dense. */
+static gtask_msg *delivery_new(mem_broker *br, const mem_node *x, uint64_t *token) {
+  gtask_msg *m = gtask__msg_new(x->id, x->q->name, x->body, x->len);
+  if (m == NULL)
+    return NULL;
+  char buf[32];
+  *token = ++br->last_token;
+  gtask__fmt(buf, sizeof(buf), "m-%" PRIu64, *token);
+  if ((m->lease = gtask__strdup(buf)) == NULL) {
+    gtask__msg_free(m);
+    return NULL;
+  }
+  return m;
+}
+
+/* Moves x (already unlinked from its list) into q->leased under token, held by
+ * c and stamped now. */
+static void lease_to(mem_broker *br, mem_node *x, uint64_t token, mem_consumer *c) {
+  x->token = token;
+  x->holder = c;
+  x->renewed_ms = gtask__mono_ms();
+  list_append(&x->q->leased, x);
+  table_insert(br, x);
+}
+
+/* Ends x's lease and unlinks it from q->leased. */
+static void unlease(mem_broker *br, mem_node *x) {
+  table_remove(br, x);
+  list_remove(&x->q->leased, x);
+  x->token = 0;
+  x->holder = NULL;
+}
+
+/* Adds x to the dead set, replacing an older dead message of the same task (the
+ * Redis dead set is a hash by task id). */
+static void dead_add(mem_queue *q, mem_node *x) {
+  for (mem_node *d = q->dead.head; d; d = d->next) {
+    if (strcmp(d->id, x->id) == 0) {
+      list_remove(&q->dead, d);
+      node_free(d);
+      break;
+    }
+  }
+  list_append(&q->dead, x);
+}
+
+/* Replaces x's body with *body (taking it) if *body is non-NULL. */
+static void body_swap(mem_node *x, char **body, size_t len) {
+  if (*body == NULL)
+    return;
+  gtask__free(x->body);
+  x->body = *body;
+  x->len = len;
+  *body = NULL;
+}
+
+/* A copy of len bytes of s, NUL-terminated.  NULL on out-of-memory. */
+static char *bytes_dup(const char *s, size_t len) {
+  if (len == SIZE_MAX)
+    return NULL;
+  char *p = gtask__malloc(len + 1);
+  if (p == NULL)
+    return NULL;
+  if (len > 0)
+    memcpy(p, s, len);
+  p[len] = '\0';
+  return p;
+}
+
+/* Absolute CLOCK_MONOTONIC time ms from now. */
+static struct timespec deadline_after(int64_t ms) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  ts.tv_sec += (time_t)(ms / 1000);
+  ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+  if (ts.tv_nsec >= 1000000000L) {
+    ts.tv_sec++;
+    ts.tv_nsec -= 1000000000L;
+  }
+  return ts;
+}
+
+/* ---------------------------------------------------------------- operations */
+
+static int mb_push(void *impl, gtask_msg *const *msgs, size_t n, void *state) {
+  mem_broker *br = impl;
+  if (br == NULL || (n > 0 && msgs == NULL) || state != NULL)
+    return GTASK_EINVAL; /* state: colocated() is always NULL for memory */
+  for (size_t i = 0; i < n; i++)
+    if (msgs[i] == NULL || msgs[i]->queue == NULL || (msgs[i]->body == NULL && msgs[i]->len > 0))
+      return GTASK_EINVAL;
+  if (n == 0)
+    return 0;
+
+  /* All or nothing: build every node (and queue, and heap slot) first. */
+  mem_node **nodes = gtask__calloc(n, sizeof(*nodes));
+  if (nodes == NULL)
+    return GTASK_ENOMEM;
+  int64_t now = gtask__now_ms();
+  int rc = 0;
+  pthread_mutex_lock(&br->mu);
+  size_t nlater = 0;
+  for (size_t i = 0; i < n; i++)
+    if (msgs[i]->due_ms > now)
+      nlater++;
+  for (size_t i = 0; i < n && rc == 0; i++) {
+    const gtask_msg *m = msgs[i];
+    mem_queue *q = queue_get(br, m->queue); /* an empty queue left behind is harmless */
+    mem_node *x = q ? gtask__calloc(1, sizeof(*x)) : NULL;
+    if (x == NULL || (x->body = bytes_dup(m->body, m->len)) == NULL) {
+      gtask__free(x);
+      rc = GTASK_ENOMEM;
+      break;
+    }
+    nodes[i] = x;
+    x->q = q;
+    memcpy(x->id, m->id, sizeof(x->id));
+    x->id[GTASK_ID_SIZE - 1] = '\0';
+    x->len = m->len;
+    if (m->due_ms > now)
+      rc = sched_reserve(q, q->nsched + nlater);
+  }
+  bool woke = false;
+  if (rc == 0) {
+    for (size_t i = 0; i < n; i++) {
+      mem_node *x = nodes[i];
+      if (msgs[i]->due_ms > now) {
+        x->due_ms = msgs[i]->due_ms;
+        x->seq = ++br->last_seq;
+        sched_push(x->q, x);
+      } else {
+        list_append(&x->q->ready, x);
+        woke = true;
+      }
+    }
+  } else {
+    for (size_t i = 0; i < n; i++)
+      node_free(nodes[i]);
+  }
+  if (woke)
+    pthread_cond_broadcast(&br->cv);
+  pthread_mutex_unlock(&br->mu);
+  gtask__free(nodes);
+  return rc;
+}
+
+/* Takes up to max - *n ready messages from queues, in order, leasing them to c.
+ * On out-of-memory it keeps what it took (all safely leased and returned) and
+ * reports GTASK_ENOMEM only if it took nothing. */
+static int take(mem_broker *br, mem_consumer *c, const char *const *queues, size_t nq,
+                size_t max, gtask_msg **out, size_t *n) {
+  for (size_t i = 0; i < nq && *n < max; i++) {
+    mem_queue *q = queue_find(br, queues[i]);
+    while (q && q->ready.head && *n < max) {
+      mem_node *x = q->ready.head;
+      uint64_t token;
+      gtask_msg *m = delivery_new(br, x, &token);
+      if (m == NULL)
+        return *n > 0 ? 0 : GTASK_ENOMEM;
+      list_remove(&q->ready, x);
+      lease_to(br, x, token, c);
+      out[(*n)++] = m;
+    }
+  }
+  return 0;
+}
+
+/* Interrupts: interrupt() bumps wake_epoch when lease() calls of the consumer
+ * are in progress (they all return), or else sets interrupt_sticky, which the
+ * next lease() of that consumer consumes by returning at once.  Both happen
+ * under the mutex, and a lease() holds it from its start until it blocks, so an
+ * interrupt() that arrives just before a lease() blocks is never lost.  The cost
+ * is that an interrupt() with no lease() in progress also cuts the next one
+ * short (0, *n == 0) -- harmless for the server, which interrupts only to stop
+ * and then stops leasing.  (The Redis broker's flag is sticky for good.) */
+static int mb_lease(void *impl, const char *consumer, const char *const *queues, size_t nq,
+                    size_t max, int64_t wait_ms, gtask_msg **out, size_t *n) {
+  mem_broker *br = impl;
+  if (n != NULL)
+    *n = 0;
+  if (br == NULL || consumer == NULL || queues == NULL || nq == 0 || max == 0 || out == NULL ||
+      n == NULL)
+    return GTASK_EINVAL;
+  for (size_t i = 0; i < nq; i++)
+    if (queues[i] == NULL)
+      return GTASK_EINVAL;
+
+  struct timespec deadline = {0, 0};
+  if (wait_ms > 0)
+    deadline = deadline_after(wait_ms);
+  pthread_mutex_lock(&br->mu);
+  mem_consumer *c = consumer_get(br, consumer);
+  if (c == NULL) {
+    pthread_mutex_unlock(&br->mu);
+    return GTASK_ENOMEM;
+  }
+  uint64_t epoch = c->wake_epoch;
+  c->waiting++;
+  int rc = 0;
+  for (;;) {
+    if (c->interrupt_sticky) {
+      c->interrupt_sticky = false;
+      break;
+    }
+    if (c->wake_epoch != epoch)
+      break;
+    rc = take(br, c, queues, nq, max, out, n);
+    if (rc != 0 || *n > 0 || wait_ms == 0)
+      break;
+    int w = wait_ms < 0 ? pthread_cond_wait(&br->cv, &br->mu)
+                        : pthread_cond_timedwait(&br->cv, &br->mu, &deadline);
+    if (w == ETIMEDOUT)
+      wait_ms = 0; /* one last look, then return */
+  }
+  c->waiting--;
+  pthread_mutex_unlock(&br->mu);
+  return rc;
+}
+
+static int mb_interrupt(void *impl, const char *consumer) {
+  mem_broker *br = impl;
+  if (br == NULL || consumer == NULL)
+    return GTASK_EINVAL;
+  pthread_mutex_lock(&br->mu);
+  mem_consumer *c = consumer_get(br, consumer);
+  if (c == NULL) {
+    pthread_mutex_unlock(&br->mu);
+    return GTASK_ENOMEM;
+  }
+  if (c->waiting > 0)
+    c->wake_epoch++;
+  else
+    c->interrupt_sticky = true;
+  pthread_cond_broadcast(&br->cv);
+  pthread_mutex_unlock(&br->mu);
+  return 0;
+}
+
+static int mb_extend(void *impl, const char *consumer, gtask_msg *const *msgs, size_t n,
+                     bool *lost) {
+  mem_broker *br = impl;
+  if (br == NULL || consumer == NULL || (n > 0 && (msgs == NULL || lost == NULL)))
+    return GTASK_EINVAL;
+  pthread_mutex_lock(&br->mu);
+  mem_consumer *c = consumer_find(br, consumer);
+  int64_t now = gtask__mono_ms();
+  for (size_t i = 0; i < n; i++) {
+    mem_node *x = held(br, c, msgs[i]);
+    lost[i] = x == NULL;
+    if (x) {
+      /* Renewal keeps q->leased ordered: stamp now, move to the tail. */
+      list_remove(&x->q->leased, x);
+      x->renewed_ms = now;
+      list_append(&x->q->leased, x);
+    }
+  }
+  pthread_mutex_unlock(&br->mu);
+  return 0;
+}
+
+static int mb_finish(void *impl, const char *consumer, gtask_fin *fins, size_t n, void *state) {
+  mem_broker *br = impl;
+  if (br == NULL || consumer == NULL || (n > 0 && fins == NULL) || state != NULL)
+    return GTASK_EINVAL; /* state: colocated() is always NULL for memory */
+  size_t nretry = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (fins[i].msg == NULL || fins[i].kind < GTASK_FIN_DONE || fins[i].kind > GTASK_FIN_DEAD ||
+        (fins[i].next == NULL && fins[i].next_len > 0))
+      return GTASK_EINVAL;
+    if (fins[i].kind == GTASK_FIN_RETRY)
+      nretry++;
+  }
+  if (n == 0)
+    return 0;
+
+  /* Phase 1 allocates every new body and heap slot; phase 2 cannot fail, so a
+   * batch is applied whole or not at all. */
+  char **bodies = gtask__calloc(n, sizeof(*bodies));
+  if (bodies == NULL)
+    return GTASK_ENOMEM;
+  int rc = 0;
+  for (size_t i = 0; i < n && rc == 0; i++) {
+    if (fins[i].kind != GTASK_FIN_DONE && fins[i].next != NULL &&
+        (bodies[i] = bytes_dup(fins[i].next, fins[i].next_len)) == NULL)
+      rc = GTASK_ENOMEM;
+  }
+  pthread_mutex_lock(&br->mu);
+  mem_consumer *c = consumer_find(br, consumer);
+  for (size_t i = 0; i < n && rc == 0; i++) {
+    mem_node *x = fins[i].kind == GTASK_FIN_RETRY ? held(br, c, fins[i].msg) : NULL;
+    if (x)
+      rc = sched_reserve(x->q, x->q->nsched + nretry);
+  }
+  bool woke = false;
+  for (size_t i = 0; i < n && rc == 0; i++) {
+    gtask_fin *f = &fins[i];
+    mem_node *x = held(br, c, f->msg);
+    f->fenced = x == NULL;
+    if (x == NULL)
+      continue;
+    mem_queue *q = x->q;
+    unlease(br, x);
+    body_swap(x, &bodies[i], f->next_len);
+    switch (f->kind) {
+    case GTASK_FIN_DONE:
+      node_free(x);
+      break;
+    case GTASK_FIN_RETRY:
+      /* Scheduled even if already due, as in Redis: promote() moves it. */
+      x->due_ms = f->next_due_ms;
+      x->seq = ++br->last_seq;
+      sched_push(q, x);
+      break;
+    case GTASK_FIN_REQUEUE:
+      list_append(&q->ready, x);
+      woke = true;
+      break;
+    case GTASK_FIN_DEAD:
+      dead_add(q, x);
+      break;
+    }
+  }
+  if (woke)
+    pthread_cond_broadcast(&br->cv);
+  pthread_mutex_unlock(&br->mu);
+  for (size_t i = 0; i < n; i++)
+    gtask__free(bodies[i]); /* those not used: fenced fins, or all after ENOMEM */
+  gtask__free(bodies);
+  return rc;
+}
+
+static int mb_reclaim(void *impl, const char *consumer, const char *queue, int64_t lease_ms,
+                      size_t max, gtask_msg **out, size_t *n) {
+  mem_broker *br = impl;
+  if (n != NULL)
+    *n = 0;
+  if (br == NULL || consumer == NULL || queue == NULL || out == NULL || n == NULL)
+    return GTASK_EINVAL;
+  int rc = 0;
+  pthread_mutex_lock(&br->mu);
+  mem_queue *q = queue_find(br, queue);
+  mem_consumer *c = NULL;
+  if (q != NULL && q->leased.n > 0 && max > 0 && (c = consumer_get(br, consumer)) == NULL)
+    rc = GTASK_ENOMEM;
+  if (c != NULL) {
+    int64_t now = gtask__mono_ms();
+    /* Oldest first (see the invariant on mem_queue.leased); each taken node
+     * goes to the tail, so scan no more than the nodes present at the start. */
+    size_t scan = q->leased.n;
+    for (mem_node *x = q->leased.head, *next; x && scan > 0 && *n < max; x = next, scan--) {
+      next = x->next;
+      if (now - x->renewed_ms < lease_ms)
+        break;
+      uint64_t token;
+      gtask_msg *m = delivery_new(br, x, &token);
+      if (m == NULL) {
+        rc = *n > 0 ? 0 : GTASK_ENOMEM;
+        break;
+      }
+      unlease(br, x); /* the old token dies here: its holder is fenced */
+      lease_to(br, x, token, c);
+      out[(*n)++] = m;
+    }
+  }
+  pthread_mutex_unlock(&br->mu);
+  return rc;
+}
+
+static int mb_promote(void *impl, const char *queue, size_t max, int64_t *next_due_ms) {
+  mem_broker *br = impl;
+  if (next_due_ms != NULL)
+    *next_due_ms = 0;
+  if (br == NULL || queue == NULL || next_due_ms == NULL)
+    return GTASK_EINVAL;
+  int64_t now = gtask__now_ms();
+  pthread_mutex_lock(&br->mu);
+  mem_queue *q = queue_find(br, queue);
+  if (q) {
+    size_t moved = 0;
+    while (moved < max && q->nsched > 0 && q->sched[0]->due_ms <= now) {
+      list_append(&q->ready, sched_pop(q));
+      moved++;
+    }
+    if (moved > 0)
+      pthread_cond_broadcast(&br->cv);
+    if (q->nsched > 0)
+      *next_due_ms = q->sched[0]->due_ms;
+  }
+  pthread_mutex_unlock(&br->mu);
+  return 0;
+}
+
+static int mb_stats(void *impl, const char *queue, gtask_queue_stats *out) {
+  mem_broker *br = impl;
+  if (br == NULL || queue == NULL || out == NULL)
+    return GTASK_EINVAL;
+  memset(out, 0, sizeof(*out));
+  pthread_mutex_lock(&br->mu);
+  const mem_queue *q = queue_find(br, queue);
+  if (q) {
+    out->pending = (int64_t)q->ready.n;
+    out->active = (int64_t)q->leased.n;
+    out->scheduled = (int64_t)q->nsched;
+    out->dead = (int64_t)q->dead.n;
+  }
+  pthread_mutex_unlock(&br->mu);
+  return 0;
+}
+
+/* The memory broker and backend are separate objects: the core stores states
+ * through the backend first, then finishes through the broker. */
+static void *mb_colocated(void *impl, const gtask_backend *backend) { return NULL; }
+
+/* Called when the last handle reference goes: no call can be in progress. */
+static void mb_destroy(void *impl) {
+  mem_broker *br = impl;
+  if (br == NULL)
+    return;
+  for (mem_queue *q = br->queues, *next; q; q = next) {
+    next = q->next;
+    list_free(&q->ready);
+    list_free(&q->leased);
+    list_free(&q->dead);
+    for (size_t i = 0; i < q->nsched; i++)
+      node_free(q->sched[i]);
+    gtask__free(q->sched);
+    gtask__free(q->name);
+    gtask__free(q);
+  }
+  for (mem_consumer *c = br->consumers, *next; c; c = next) {
+    next = c->next;
+    gtask__free(c->name);
+    gtask__free(c);
+  }
+  gtask__free(br->table);
+  pthread_cond_destroy(&br->cv);
+  pthread_mutex_destroy(&br->mu);
+  gtask__free(br);
+}
+
+static const gtask_broker_ops memory_broker_ops = {
+    .name = "memory",
+    .push = mb_push,
+    .lease = mb_lease,
+    .interrupt = mb_interrupt,
+    .extend = mb_extend,
+    .finish = mb_finish,
+    .reclaim = mb_reclaim,
+    .promote = mb_promote,
+    .stats = mb_stats,
+    .colocated = mb_colocated,
+    .destroy = mb_destroy,
+};
+
+GTASK_EXTERN gtask_broker *gtask_broker_memory_new(void) {
+  mem_broker *br = gtask__calloc(1, sizeof(*br));
+  if (br == NULL)
+    return NULL;
+  br->nbuckets = 64;
+  if ((br->table = gtask__calloc(br->nbuckets, sizeof(*br->table))) == NULL) {
+    gtask__free(br);
+    return NULL;
+  }
+  pthread_condattr_t ca;
+  bool ok = pthread_condattr_init(&ca) == 0;
+  if (ok) {
+    ok = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) == 0 &&
+         pthread_cond_init(&br->cv, &ca) == 0;
+    pthread_condattr_destroy(&ca);
+  }
+  if (!ok) {
+    gtask__free(br->table);
+    gtask__free(br);
+    return NULL;
+  }
+  if (pthread_mutex_init(&br->mu, NULL) != 0) {
+    pthread_cond_destroy(&br->cv);
+    gtask__free(br->table);
+    gtask__free(br);
+    return NULL;
+  }
+  gtask_broker *b = gtask__broker_new(&memory_broker_ops, br); /* destroys br on failure */
+  if (b != NULL)
+    b->msg_ttl_ms = 0; /* messages live until leased and finished */
+  return b;
+}

@@ -1,0 +1,948 @@
+/* message.c -- the codec: task messages and result records to and from JSON.
+ *
+ * Brokers carry the encoded task as opaque bytes and backends store the encoded
+ * result; only this file knows the format.  docs/PROTOCOL.md is the
+ * specification; this comment is its summary.
+ *
+ * Task message, version 1 (GTASK_MSG_VERSION):
+ *   {"v":1, "id":"<uuid>", "n":"<name>", "q":"<queue>", "a":[VALUE...],
+ *    "t":timeout_ms, "r":retry_max, "at":attempts, "l":lost,
+ *    "bf":backoff_first_ms, "bm":backoff_max_ms, "c":created_ms,
+ *    "x":expires_ms, "e":"last error"}
+ *   "t","r","at","l","x" are left out when 0 and "e" when NULL; "bf" and "bm"
+ *   are left out when they equal the defaults (1000 and 60000; 0 at encode
+ *   also means the default).
+ * Result record, version 1 (GTASK_RESULT_VERSION):
+ *   {"v":1, "s":"SUCCESS", "vals":[VALUE...], "err":"msg", "ec":-17, "at":n}
+ *   "vals", "err", "ec" and "at" are left out when empty or 0.  The task id is
+ *   not stored: it is the key.
+ * VALUE is a pair [type name, value]: ["int64",5], ["string","x"],
+ *   ["bool",true], ["float64",0.1].
+ *   - Integers are JSON integers, except uint/uint64 values above INT64_MAX,
+ *     which are decimal strings ("18446744073709551615").  A decoder accepts
+ *     either form for every integer type and checks the declared type's range.
+ *   - Floats are JSON reals printed with 17 significant digits, which
+ *     round-trips every double exactly; NaN and the infinities are the strings
+ *     "NaN", "Infinity" and "-Infinity" (the sign of a NaN is not kept).  A
+ *     float32 is written as the double of the float and read back through float.
+ *   - Strings are JSON strings with their length, so embedded NULs survive
+ *     (as \u0000).  JSON text is UTF-8: a string argument or value that is not
+ *     valid UTF-8 cannot be encoded (GTASK_EINVAL); send binary data in some
+ *     text encoding (base64).  Error messages ("e", "err") are different: they
+ *     come from handlers and must never make a result unstorable, so invalid
+ *     bytes in them are replaced by '?'.
+ * Decoders ignore keys they do not know, so a field may be added within a
+ * version as long as old readers can do without it.
+ *
+ * Changing the format: a change that old readers cannot ignore (a new meaning
+ * for an existing key, a required key, a new value form) needs a new version
+ * number; then teach the decoders both versions before any encoder writes the
+ * new one, and update docs/PROTOCOL.md and tests/unit/test_codec.c.
+ *
+ * Decoders never trust their input (it is fuzzed by tests/fuzz/fuzz_decode.c):
+ * every malformed field is GTASK_EPROTO with a human reason in err.
+ */
+#include "internal.h"
+
+#include <float.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <math.h>
+#include <pthread.h>
+#include <string.h>
+
+#define MAX_BODY ((size_t)16 << 20) /* larger messages are GTASK_ETOOBIG */
+#define MAX_VALUES 1024             /* arguments of a task, values of a result */
+#define DEFAULT_BACKOFF_FIRST_MS 1000
+#define DEFAULT_BACKOFF_MAX_MS 60000
+#define DUMP_FLAGS (JSON_COMPACT | JSON_REAL_PRECISION(17))
+
+/* ---------------------------------------------------------------- jansson */
+
+static pthread_once_t json_once = PTHREAD_ONCE_INIT;
+
+static void json_init_once(void) { json_set_alloc_funcs(gtask__malloc, gtask__free); }
+
+/* jansson's allocator is process-wide: after this, every jansson allocation of
+ * the process goes through gtask__malloc (plain malloc underneath, so objects
+ * an application created before are still freed correctly). */
+void gtask__json_init(void) { pthread_once(&json_once, json_init_once); }
+
+/* ---------------------------------------------------------------- UTF-8 */
+
+/* Length of the well-formed UTF-8 sequence at s (left bytes available), or 0
+ * if there is none: overlong forms, surrogates and code points above U+10FFFF
+ * are rejected, as jansson does. */
+static size_t utf8_seq_len(const unsigned char *s, size_t left) {
+  unsigned c = s[0];
+  size_t n;
+  uint32_t cp;
+  if (c < 0x80)
+    return 1;
+  if (c >= 0xC2 && c <= 0xDF) {
+    n = 2;
+    cp = c & 0x1F;
+  } else if (c >= 0xE0 && c <= 0xEF) {
+    n = 3;
+    cp = c & 0x0F;
+  } else if (c >= 0xF0 && c <= 0xF4) {
+    n = 4;
+    cp = c & 0x07;
+  } else {
+    return 0;
+  }
+  if (left < n)
+    return 0;
+  for (size_t i = 1; i < n; i++) {
+    if ((s[i] & 0xC0) != 0x80)
+      return 0;
+    cp = (cp << 6) | (s[i] & 0x3F);
+  }
+  if ((n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) || cp > 0x10FFFF ||
+      (cp >= 0xD800 && cp <= 0xDFFF))
+    return 0;
+  return n;
+}
+
+static bool utf8_valid(const char *s, size_t len) {
+  const unsigned char *p = (const unsigned char *)s;
+  size_t i = 0;
+  while (i < len) {
+    if (p[i] < 0x80) { /* fast path for ASCII */
+      i++;
+      continue;
+    }
+    size_t n = utf8_seq_len(p + i, len - i);
+    if (n == 0)
+      return false;
+    i += n;
+  }
+  return true;
+}
+
+/* A JSON string for an error message: s itself if it is valid UTF-8, else a
+ * copy with each byte that starts no valid sequence replaced by '?'.  NULL on
+ * out-of-memory. */
+static json_t *error_string(const char *s) {
+  size_t len = strlen(s);
+  if (utf8_valid(s, len))
+    return json_stringn_nocheck(s, len);
+  char *fixed = gtask__malloc(len + 1);
+  if (fixed == NULL)
+    return NULL;
+  const unsigned char *p = (const unsigned char *)s;
+  size_t i = 0;
+  while (i < len) {
+    size_t n = utf8_seq_len(p + i, len - i);
+    if (n == 0) {
+      fixed[i++] = '?';
+    } else {
+      memcpy(fixed + i, p + i, n);
+      i += n;
+    }
+  }
+  json_t *j = json_stringn_nocheck(fixed, len);
+  gtask__free(fixed);
+  return j;
+}
+
+/* ---------------------------------------------------------------- encoding */
+
+/* Builds ["type", value] for v into *out.  what/idx name it in the error. */
+static int encode_value(const gtask_value *v, const char *what, size_t idx, json_t **out) {
+  *out = NULL;
+  int rc = gtask__value_check(v);
+  if (rc != 0) {
+    if (rc == GTASK_ERANGE)
+      gtask__set_error("%s %zu: value out of range of %s", what, idx, gtask_type_name(v->type));
+    else
+      gtask__set_error("%s %zu: invalid %s value", what, idx, gtask_type_name(v->type));
+    return rc;
+  }
+  json_t *val = NULL;
+  switch (v->type) {
+  case GTASK_BOOL:
+    val = json_boolean(v->v.b);
+    break;
+  case GTASK_INT:
+  case GTASK_INT8:
+  case GTASK_INT16:
+  case GTASK_INT32:
+  case GTASK_INT64:
+    val = json_integer((json_int_t)v->v.i);
+    break;
+  case GTASK_UINT:
+  case GTASK_UINT8:
+  case GTASK_UINT16:
+  case GTASK_UINT32:
+  case GTASK_UINT64:
+    if (v->v.u <= INT64_MAX) {
+      val = json_integer((json_int_t)v->v.u);
+    } else {
+      char dec[24];
+      gtask__fmt(dec, sizeof(dec), "%" PRIu64, v->v.u);
+      val = json_string_nocheck(dec);
+    }
+    break;
+  case GTASK_FLOAT32:
+  case GTASK_FLOAT64:
+    if (isfinite(v->v.f))
+      val = json_real(v->v.f);
+    else
+      val = json_string_nocheck(isnan(v->v.f) ? "NaN" : v->v.f > 0 ? "Infinity" : "-Infinity");
+    break;
+  case GTASK_STRING:
+    if (!utf8_valid(v->v.s.ptr, v->v.s.len)) {
+      gtask__set_error("%s %zu: string is not valid UTF-8", what, idx);
+      return GTASK_EINVAL;
+    }
+    val = json_stringn_nocheck(v->v.s.ptr, v->v.s.len);
+    break;
+  }
+  json_t *name = json_string_nocheck(gtask_type_name(v->type));
+  json_t *pair = json_array();
+  if (val == NULL || name == NULL || pair == NULL) {
+    json_decref(val);
+    json_decref(name);
+    json_decref(pair);
+    gtask__set_error("out of memory");
+    return GTASK_ENOMEM;
+  }
+  /* json_array_append_new takes its value even when it fails. */
+  int e1 = json_array_append_new(pair, name);
+  int e2 = json_array_append_new(pair, val);
+  if (e1 != 0 || e2 != 0) {
+    json_decref(pair);
+    gtask__set_error("out of memory");
+    return GTASK_ENOMEM;
+  }
+  *out = pair;
+  return 0;
+}
+
+/* Builds the array of n values into *out. */
+static int encode_values(const gtask_value *vals, size_t n, const char *what, json_t **out) {
+  *out = NULL;
+  if (n > MAX_VALUES) {
+    gtask__set_error("too many %ss (%zu, at most %d)", what, n, MAX_VALUES);
+    return GTASK_EINVAL;
+  }
+  if (n > 0 && vals == NULL) {
+    gtask__set_error("%zu %ss but no array", n, what);
+    return GTASK_EINVAL;
+  }
+  json_t *arr = json_array();
+  if (arr == NULL) {
+    gtask__set_error("out of memory");
+    return GTASK_ENOMEM;
+  }
+  for (size_t i = 0; i < n; i++) {
+    json_t *pair;
+    int rc = encode_value(&vals[i], what, i + 1, &pair);
+    if (rc == 0 && json_array_append_new(arr, pair) != 0)
+      rc = GTASK_ENOMEM;
+    if (rc != 0) {
+      json_decref(arr);
+      return rc;
+    }
+  }
+  *out = arr;
+  return 0;
+}
+
+/* Sets obj[key] = val, taking val; a NULL val (failed allocation) is ENOMEM. */
+static int set(json_t *obj, const char *key, json_t *val) {
+  return json_object_set_new_nocheck(obj, key, val) == 0 ? 0 : GTASK_ENOMEM;
+}
+
+/* The output buffer of dump_cb. */
+typedef struct outbuf {
+  char *p;
+  size_t len, cap;
+  int rc; /* GTASK_ENOMEM or GTASK_ETOOBIG once the callback failed */
+} outbuf;
+
+static int dump_cb(const char *buf, size_t size, void *data) {
+  outbuf *o = data;
+  if (size > MAX_BODY - o->len) {
+    o->rc = GTASK_ETOOBIG;
+    return -1;
+  }
+  if (o->len + size + 1 > o->cap) { /* + 1: the terminator */
+    size_t cap = o->cap ? o->cap : 256;
+    while (cap < o->len + size + 1)
+      cap *= 2;
+    char *p = gtask__realloc(o->p, cap);
+    if (p == NULL) {
+      o->rc = GTASK_ENOMEM;
+      return -1;
+    }
+    o->p = p;
+    o->cap = cap;
+  }
+  memcpy(o->p + o->len, buf, size);
+  o->len += size;
+  return 0;
+}
+
+/* Serialises root (which it releases) into a new NUL-terminated buffer. */
+static int dump(json_t *root, char **out, size_t *len) {
+  outbuf o = {NULL, 0, 0, 0};
+  int rc = json_dump_callback(root, dump_cb, &o, DUMP_FLAGS);
+  json_decref(root);
+  if (rc != 0 || o.p == NULL) {
+    gtask__free(o.p);
+    rc = o.rc != 0 ? o.rc : GTASK_ENOMEM;
+    if (rc == GTASK_ETOOBIG)
+      gtask__set_error("encoded message exceeds %zu bytes", MAX_BODY);
+    else
+      gtask__set_error("out of memory");
+    return rc;
+  }
+  o.p[o.len] = '\0';
+  *out = o.p;
+  *len = o.len;
+  return 0;
+}
+
+int gtask__task_encode(const gtask_task *t, char **out, size_t *len) {
+  gtask__json_init();
+  if (out == NULL || len == NULL)
+    return GTASK_EINVAL;
+  *out = NULL;
+  *len = 0;
+  if (t == NULL)
+    return GTASK_EINVAL;
+  if (!gtask__id_valid(t->id)) {
+    gtask__set_error("task encode: invalid task id");
+    return GTASK_EINVAL;
+  }
+  if (t->name == NULL || t->name[0] == '\0' || !utf8_valid(t->name, strlen(t->name))) {
+    gtask__set_error("task encode: task name empty or not UTF-8");
+    return GTASK_EINVAL;
+  }
+  if (!gtask__queue_valid(t->queue)) {
+    gtask__set_error("task encode: invalid queue name");
+    return GTASK_EINVAL;
+  }
+  int64_t bf = t->backoff_first_ms ? t->backoff_first_ms : DEFAULT_BACKOFF_FIRST_MS;
+  int64_t bm = t->backoff_max_ms ? t->backoff_max_ms : DEFAULT_BACKOFF_MAX_MS;
+  if (t->timeout_ms < 0 || t->retry_max < 0 || bf < 1 || bm < bf || t->created_ms < 0 ||
+      t->expires_ms < 0) {
+    gtask__set_error("task encode: negative time, negative retries or backoff max < first");
+    return GTASK_EINVAL;
+  }
+
+  json_t *args;
+  int rc = encode_values(t->args, t->nargs, "argument", &args);
+  if (rc != 0)
+    return rc;
+  json_t *root = json_object();
+  if (root == NULL) {
+    json_decref(args);
+    return GTASK_ENOMEM;
+  }
+  rc = set(root, "v", json_integer(GTASK_MSG_VERSION));
+  if (rc == 0)
+    rc = set(root, "id", json_string_nocheck(t->id));
+  if (rc == 0)
+    rc = set(root, "n", json_string_nocheck(t->name));
+  if (rc == 0)
+    rc = set(root, "q", json_string_nocheck(t->queue));
+  if (rc == 0)
+    rc = set(root, "a", args);
+  else
+    json_decref(args);
+  if (rc == 0 && t->timeout_ms != 0)
+    rc = set(root, "t", json_integer(t->timeout_ms));
+  if (rc == 0 && t->retry_max != 0)
+    rc = set(root, "r", json_integer(t->retry_max));
+  if (rc == 0 && t->attempts != 0)
+    rc = set(root, "at", json_integer(t->attempts));
+  if (rc == 0 && t->lost != 0)
+    rc = set(root, "l", json_integer(t->lost));
+  if (rc == 0 && bf != DEFAULT_BACKOFF_FIRST_MS)
+    rc = set(root, "bf", json_integer(bf));
+  if (rc == 0 && bm != DEFAULT_BACKOFF_MAX_MS)
+    rc = set(root, "bm", json_integer(bm));
+  if (rc == 0)
+    rc = set(root, "c", json_integer(t->created_ms));
+  if (rc == 0 && t->expires_ms != 0)
+    rc = set(root, "x", json_integer(t->expires_ms));
+  if (rc == 0 && t->last_error != NULL)
+    rc = set(root, "e", error_string(t->last_error));
+  if (rc != 0) {
+    json_decref(root);
+    gtask__set_error("out of memory");
+    return rc;
+  }
+  return dump(root, out, len);
+}
+
+int gtask__result_encode(const gtask_result *r, char **out, size_t *len) {
+  gtask__json_init();
+  if (out == NULL || len == NULL)
+    return GTASK_EINVAL;
+  *out = NULL;
+  *len = 0;
+  if (r == NULL)
+    return GTASK_EINVAL;
+  if (r->status < GTASK_PENDING || r->status > GTASK_FAILURE) {
+    gtask__set_error("result encode: invalid status %d", (int)r->status);
+    return GTASK_EINVAL;
+  }
+  json_t *vals = NULL;
+  int rc;
+  if (r->nvalues > 0 && (rc = encode_values(r->values, r->nvalues, "value", &vals)) != 0)
+    return rc;
+  json_t *root = json_object();
+  if (root == NULL) {
+    json_decref(vals);
+    return GTASK_ENOMEM;
+  }
+  rc = set(root, "v", json_integer(GTASK_RESULT_VERSION));
+  if (rc == 0)
+    rc = set(root, "s", json_string_nocheck(gtask_status_name(r->status)));
+  if (vals != NULL) {
+    if (rc == 0)
+      rc = set(root, "vals", vals);
+    else
+      json_decref(vals);
+  }
+  if (rc == 0 && r->error != NULL)
+    rc = set(root, "err", error_string(r->error));
+  if (rc == 0 && r->error_code != 0)
+    rc = set(root, "ec", json_integer(r->error_code));
+  if (rc == 0 && r->attempts != 0)
+    rc = set(root, "at", json_integer(r->attempts));
+  if (rc != 0) {
+    json_decref(root);
+    gtask__set_error("out of memory");
+    return rc;
+  }
+  return dump(root, out, len);
+}
+
+/* ---------------------------------------------------------------- decoding */
+
+/* Parses buf into a JSON object whose "v" is a version this code reads
+ * (1..max_version).  On success *root is a new reference. */
+static int load(const char *buf, size_t len, int max_version, json_t **root, char *err,
+                size_t errlen) {
+  *root = NULL;
+  if (len > MAX_BODY) {
+    gtask__fmt(err, errlen, "message of %zu bytes exceeds the limit of %zu", len, MAX_BODY);
+    return GTASK_ETOOBIG;
+  }
+  if (buf == NULL || len == 0) {
+    gtask__fmt(err, errlen, "empty message");
+    return GTASK_EPROTO;
+  }
+  json_error_t je;
+  json_t *j = json_loadb(buf, len, JSON_ALLOW_NUL | JSON_REJECT_DUPLICATES, &je);
+  if (j == NULL) {
+    if (json_error_code(&je) == json_error_out_of_memory) {
+      gtask__fmt(err, errlen, "out of memory");
+      return GTASK_ENOMEM;
+    }
+    gtask__fmt(err, errlen, "invalid JSON at byte %d: %s", je.position, je.text);
+    return GTASK_EPROTO;
+  }
+  if (!json_is_object(j)) {
+    gtask__fmt(err, errlen, "not a JSON object");
+    goto bad;
+  }
+  json_t *v = json_object_get(j, "v");
+  if (v == NULL) {
+    gtask__fmt(err, errlen, "missing field \"v\"");
+    goto bad;
+  }
+  if (!json_is_integer(v)) {
+    gtask__fmt(err, errlen, "field \"v\": not an integer");
+    goto bad;
+  }
+  json_int_t version = json_integer_value(v);
+  if (version > max_version) {
+    gtask__fmt(err, errlen, "unsupported message version %lld", (long long)version);
+    goto bad;
+  }
+  if (version < 1) {
+    gtask__fmt(err, errlen, "invalid message version %lld", (long long)version);
+    goto bad;
+  }
+  *root = j;
+  return 0;
+bad:
+  json_decref(j);
+  return GTASK_EPROTO;
+}
+
+/* Reads integer field key of obj into *out: def when absent, else it must be a
+ * JSON integer in [min, max]. */
+static int get_int(const json_t *obj, const char *key, int64_t min, int64_t max, int64_t def,
+                   int64_t *out, char *err, size_t errlen) {
+  json_t *j = json_object_get(obj, key);
+  if (j == NULL) {
+    *out = def;
+    return 0;
+  }
+  if (!json_is_integer(j)) {
+    gtask__fmt(err, errlen, "field \"%s\": not an integer", key);
+    return GTASK_EPROTO;
+  }
+  json_int_t x = json_integer_value(j);
+  if (x < min || x > max) {
+    gtask__fmt(err, errlen, "field \"%s\": %lld out of range [%lld, %lld]", key, (long long)x,
+               (long long)min, (long long)max);
+    return GTASK_EPROTO;
+  }
+  *out = x;
+  return 0;
+}
+
+/* Reads string field key of obj, without embedded NULs: *out points into obj
+ * (or is NULL when absent and not required). */
+static int get_str(const json_t *obj, const char *key, bool required, const char **out,
+                   char *err, size_t errlen) {
+  *out = NULL;
+  json_t *j = json_object_get(obj, key);
+  if (j == NULL) {
+    if (!required)
+      return 0;
+    gtask__fmt(err, errlen, "missing field \"%s\"", key);
+    return GTASK_EPROTO;
+  }
+  if (!json_is_string(j)) {
+    gtask__fmt(err, errlen, "field \"%s\": not a string", key);
+    return GTASK_EPROTO;
+  }
+  const char *s = json_string_value(j);
+  if (strlen(s) != json_string_length(j)) {
+    gtask__fmt(err, errlen, "field \"%s\": contains a NUL character", key);
+    return GTASK_EPROTO;
+  }
+  *out = s;
+  return 0;
+}
+
+/* Parses the decimal integer s[0..len): an optional '-' (if allow_minus) and
+ * 1..20 digits, nothing else.  *neg and *mag receive sign and magnitude.
+ * Returns false if it is not such a number or the magnitude overflows. */
+static bool parse_decimal(const char *s, size_t len, bool allow_minus, bool *neg,
+                          uint64_t *mag, bool *overflow) {
+  *neg = false;
+  *mag = 0;
+  *overflow = false;
+  size_t i = 0;
+  if (allow_minus && len > 0 && s[0] == '-') {
+    *neg = true;
+    i = 1;
+  }
+  if (i == len)
+    return false;
+  for (; i < len; i++) {
+    if (s[i] < '0' || s[i] > '9')
+      return false;
+    unsigned d = (unsigned)(s[i] - '0');
+    if (*mag > (UINT64_MAX - d) / 10)
+      *overflow = true;
+    else
+      *mag = *mag * 10 + d;
+  }
+  return true;
+}
+
+/* Decodes the value jv of declared type t into *out (strings excluded).
+ * label is "argument 3" or "value 1" for messages. */
+static int decode_scalar(const json_t *jv, gtask_type t, gtask_value *out, const char *label,
+                         char *err, size_t errlen) {
+  const char *tn = gtask_type_name(t);
+  out->type = t;
+  switch (t) {
+  case GTASK_BOOL:
+    if (!json_is_boolean(jv)) {
+      gtask__fmt(err, errlen, "%s: bool value is not true or false", label);
+      return GTASK_EPROTO;
+    }
+    out->v.b = json_is_true(jv);
+    return 0;
+
+  case GTASK_INT:
+  case GTASK_INT8:
+  case GTASK_INT16:
+  case GTASK_INT32:
+  case GTASK_INT64:
+  case GTASK_UINT:
+  case GTASK_UINT8:
+  case GTASK_UINT16:
+  case GTASK_UINT32:
+  case GTASK_UINT64: {
+    bool is_signed = t <= GTASK_INT64;
+    bool neg, overflow = false;
+    uint64_t mag;
+    if (json_is_integer(jv)) {
+      json_int_t x = json_integer_value(jv);
+      neg = x < 0;
+      mag = neg ? (uint64_t)0 - (uint64_t)x : (uint64_t)x;
+    } else if (json_is_string(jv)) {
+      const char *s = json_string_value(jv);
+      size_t n = json_string_length(jv);
+      if (!parse_decimal(s, n, true, &neg, &mag, &overflow)) {
+        gtask__fmt(err, errlen, "%s: %s value \"%.40s\" is not an integer", label, tn, s);
+        return GTASK_EPROTO;
+      }
+      if (overflow) {
+        gtask__fmt(err, errlen, "%s: %s value %.40s out of range", label, tn, s);
+        return GTASK_EPROTO;
+      }
+    } else {
+      gtask__fmt(err, errlen, "%s: %s value is not an integer", label, tn);
+      return GTASK_EPROTO;
+    }
+    /* Range of the declared type, compared on sign and magnitude. */
+    gtask_value probe;
+    probe.type = t;
+    bool fits;
+    if (is_signed) {
+      fits = neg ? mag <= (uint64_t)INT64_MAX + 1 : mag <= (uint64_t)INT64_MAX;
+      probe.v.i = !fits                                ? 0
+                  : !neg                               ? (int64_t)mag
+                  : mag == (uint64_t)INT64_MAX + 1 ? INT64_MIN
+                                                       : -(int64_t)mag;
+    } else {
+      fits = !neg || mag == 0;
+      probe.v.u = mag;
+    }
+    if (!fits || gtask__value_check(&probe) != 0) {
+      gtask__fmt(err, errlen, "%s: %s value %s%" PRIu64 " out of range", label, tn,
+                 neg ? "-" : "", mag);
+      return GTASK_EPROTO;
+    }
+    out->v = probe.v;
+    return 0;
+  }
+
+  case GTASK_FLOAT32:
+  case GTASK_FLOAT64: {
+    double d;
+    if (json_is_real(jv)) {
+      d = json_real_value(jv);
+    } else if (json_is_integer(jv)) {
+      d = (double)json_integer_value(jv);
+    } else if (json_is_string(jv)) {
+      const char *s = json_string_value(jv);
+      size_t n = json_string_length(jv);
+      if (n == 3 && memcmp(s, "NaN", 3) == 0) {
+        d = NAN;
+      } else if (n == 8 && memcmp(s, "Infinity", 8) == 0) {
+        d = INFINITY;
+      } else if (n == 9 && memcmp(s, "-Infinity", 9) == 0) {
+        d = -INFINITY;
+      } else {
+        gtask__fmt(err, errlen, "%s: %s value \"%.40s\" is not a number", label, tn, s);
+        return GTASK_EPROTO;
+      }
+    } else {
+      gtask__fmt(err, errlen, "%s: %s value is not a number", label, tn);
+      return GTASK_EPROTO;
+    }
+    if (t == GTASK_FLOAT32) {
+      if (isfinite(d) && fabs(d) > FLT_MAX) {
+        gtask__fmt(err, errlen, "%s: float32 value %g out of range", label, d);
+        return GTASK_EPROTO;
+      }
+      d = (double)(float)d;
+    }
+    out->v.f = d;
+    return 0;
+  }
+
+  case GTASK_STRING:
+    break;
+  }
+  gtask__fmt(err, errlen, "%s: bad type", label);
+  return GTASK_EPROTO;
+}
+
+/* If el is a ["string", "<text>"] pair, the JSON string; else NULL. */
+static const json_t *string_payload(const json_t *el) {
+  if (!json_is_array(el) || json_array_size(el) != 2)
+    return NULL;
+  const json_t *tn = json_array_get(el, 0);
+  const json_t *jv = json_array_get(el, 1);
+  if (!json_is_string(tn) || !json_is_string(jv) || strcmp(json_string_value(tn), "string") != 0)
+    return NULL;
+  return jv;
+}
+
+/* Decodes the array of [type, value] pairs arr into one allocation laid out
+ * as gtask__values_copy does (*out NULL when empty; free with gtask__free).
+ * what is "argument" or "value", for messages. */
+static int decode_values(const json_t *arr, const char *what, gtask_value **out, size_t *n,
+                         char *err, size_t errlen) {
+  *out = NULL;
+  *n = 0;
+  size_t count = json_array_size(arr);
+  if (count == 0)
+    return 0;
+  if (count > MAX_VALUES) {
+    gtask__fmt(err, errlen, "too many %ss (%zu, at most %d)", what, count, MAX_VALUES);
+    return GTASK_EPROTO;
+  }
+  /* First pass: the size of the block (the array, then the string bytes). */
+  size_t total = count * sizeof(gtask_value);
+  for (size_t i = 0; i < count; i++) {
+    const json_t *s = string_payload(json_array_get(arr, i));
+    if (s != NULL)
+      total += json_string_length(s) + 1; /* bounded by the 16 MiB input */
+  }
+  gtask_value *vals = gtask__malloc(total);
+  if (vals == NULL) {
+    gtask__fmt(err, errlen, "out of memory");
+    return GTASK_ENOMEM;
+  }
+  char *bytes = (char *)(vals + count);
+  char *end = (char *)vals + total;
+
+  /* Second pass: check and convert each pair. */
+  for (size_t i = 0; i < count; i++) {
+    char label[32];
+    gtask__fmt(label, sizeof(label), "%s %zu", what, i + 1);
+    const json_t *el = json_array_get(arr, i);
+    if (!json_is_array(el) || json_array_size(el) != 2) {
+      gtask__fmt(err, errlen, "%s: not a [type, value] pair", label);
+      goto bad;
+    }
+    const json_t *tn = json_array_get(el, 0);
+    const json_t *jv = json_array_get(el, 1);
+    if (!json_is_string(tn)) {
+      gtask__fmt(err, errlen, "%s: type name is not a string", label);
+      goto bad;
+    }
+    gtask_type t;
+    if (strlen(json_string_value(tn)) != json_string_length(tn) ||
+        gtask_type_parse(json_string_value(tn), &t) != 0) {
+      gtask__fmt(err, errlen, "%s: unknown type \"%.32s\"", label, json_string_value(tn));
+      goto bad;
+    }
+    if (t != GTASK_STRING) {
+      if (decode_scalar(jv, t, &vals[i], label, err, errlen) != 0)
+        goto bad;
+      continue;
+    }
+    if (!json_is_string(jv)) {
+      gtask__fmt(err, errlen, "%s: string value is not a string", label);
+      goto bad;
+    }
+    size_t len = json_string_length(jv);
+    if (len >= (size_t)(end - bytes)) { /* cannot happen: the first pass counted it */
+      gtask__fmt(err, errlen, "%s: internal size mismatch", label);
+      goto bad;
+    }
+    memcpy(bytes, json_string_value(jv), len);
+    bytes[len] = '\0';
+    vals[i].type = GTASK_STRING;
+    vals[i].v.s.ptr = bytes;
+    vals[i].v.s.len = len;
+    bytes += len + 1;
+  }
+  *out = vals;
+  *n = count;
+  return 0;
+bad:
+  gtask__free(vals);
+  return GTASK_EPROTO;
+}
+
+void gtask__task_free(gtask_task *t) {
+  if (t == NULL)
+    return;
+  gtask__free(t->name);
+  gtask__free(t->queue);
+  gtask__free(t->args);
+  gtask__free(t->last_error);
+  gtask__free(t);
+}
+
+int gtask__task_decode(const char *buf, size_t len, gtask_task **out, char *err,
+                       size_t errlen) {
+  gtask__json_init();
+  gtask__fmt(err, errlen, "%s", "");
+  if (out == NULL)
+    return GTASK_EINVAL;
+  *out = NULL;
+  json_t *root;
+  int rc = load(buf, len, GTASK_MSG_VERSION, &root, err, errlen);
+  if (rc != 0)
+    return rc;
+  gtask_task *t = gtask__calloc(1, sizeof(*t));
+  if (t == NULL) {
+    rc = GTASK_ENOMEM;
+    goto fail;
+  }
+
+  const char *s;
+  if ((rc = get_str(root, "id", true, &s, err, errlen)) != 0)
+    goto fail;
+  if (!gtask__id_valid(s)) {
+    gtask__fmt(err, errlen, "field \"id\": \"%.40s\" is not a task id", s);
+    rc = GTASK_EPROTO;
+    goto fail;
+  }
+  memcpy(t->id, s, GTASK_ID_SIZE); /* 36 characters and the NUL, checked above */
+
+  if ((rc = get_str(root, "n", true, &s, err, errlen)) != 0)
+    goto fail;
+  if (s[0] == '\0') {
+    gtask__fmt(err, errlen, "field \"n\": empty task name");
+    rc = GTASK_EPROTO;
+    goto fail;
+  }
+  if ((t->name = gtask__strdup(s)) == NULL)
+    goto oom;
+
+  if ((rc = get_str(root, "q", true, &s, err, errlen)) != 0)
+    goto fail;
+  if (!gtask__queue_valid(s)) {
+    gtask__fmt(err, errlen, "field \"q\": \"%.40s\" is not a valid queue name", s);
+    rc = GTASK_EPROTO;
+    goto fail;
+  }
+  if ((t->queue = gtask__strdup(s)) == NULL)
+    goto oom;
+
+  json_t *a = json_object_get(root, "a");
+  if (a == NULL) {
+    gtask__fmt(err, errlen, "missing field \"a\"");
+    rc = GTASK_EPROTO;
+    goto fail;
+  }
+  if (!json_is_array(a)) {
+    gtask__fmt(err, errlen, "field \"a\": not an array");
+    rc = GTASK_EPROTO;
+    goto fail;
+  }
+  if ((rc = decode_values(a, "argument", &t->args, &t->nargs, err, errlen)) != 0)
+    goto fail;
+
+  int64_t x;
+  if ((rc = get_int(root, "t", 0, INT64_MAX, 0, &t->timeout_ms, err, errlen)) != 0 ||
+      (rc = get_int(root, "r", 0, INT32_MAX, 0, &x, err, errlen)) != 0)
+    goto fail;
+  t->retry_max = (int32_t)x;
+  if ((rc = get_int(root, "at", 0, UINT32_MAX, 0, &x, err, errlen)) != 0)
+    goto fail;
+  t->attempts = (uint32_t)x;
+  if ((rc = get_int(root, "l", 0, UINT32_MAX, 0, &x, err, errlen)) != 0)
+    goto fail;
+  t->lost = (uint32_t)x;
+  if ((rc = get_int(root, "bf", 1, INT64_MAX, DEFAULT_BACKOFF_FIRST_MS, &t->backoff_first_ms,
+                    err, errlen)) != 0 ||
+      (rc = get_int(root, "bm", 1, INT64_MAX, DEFAULT_BACKOFF_MAX_MS, &t->backoff_max_ms, err,
+                    errlen)) != 0 ||
+      (rc = get_int(root, "c", 0, INT64_MAX, 0, &t->created_ms, err, errlen)) != 0 ||
+      (rc = get_int(root, "x", 0, INT64_MAX, 0, &t->expires_ms, err, errlen)) != 0)
+    goto fail;
+  if (t->backoff_max_ms < t->backoff_first_ms) {
+    gtask__fmt(err, errlen, "field \"bm\": backoff max %lld is below backoff first %lld",
+               (long long)t->backoff_max_ms, (long long)t->backoff_first_ms);
+    rc = GTASK_EPROTO;
+    goto fail;
+  }
+  if ((rc = get_str(root, "e", false, &s, err, errlen)) != 0)
+    goto fail;
+  if (s != NULL && (t->last_error = gtask__strdup(s)) == NULL)
+    goto oom;
+
+  json_decref(root);
+  *out = t;
+  return 0;
+oom:
+  rc = GTASK_ENOMEM;
+fail:
+  if (rc == GTASK_ENOMEM)
+    gtask__fmt(err, errlen, "out of memory");
+  gtask__task_free(t);
+  json_decref(root);
+  return rc;
+}
+
+void gtask_result_free(gtask_result *r) {
+  if (r == NULL)
+    return;
+  gtask__free(r->values);
+  gtask__free(r->error);
+  gtask__free(r);
+}
+
+int gtask__result_decode(const char *buf, size_t len, const char *id, gtask_result **out,
+                         char *err, size_t errlen) {
+  gtask__json_init();
+  gtask__fmt(err, errlen, "%s", "");
+  if (out == NULL)
+    return GTASK_EINVAL;
+  *out = NULL;
+  json_t *root;
+  int rc = load(buf, len, GTASK_RESULT_VERSION, &root, err, errlen);
+  if (rc != 0)
+    return rc;
+  gtask_result *r = gtask__calloc(1, sizeof(*r));
+  if (r == NULL) {
+    rc = GTASK_ENOMEM;
+    goto fail;
+  }
+  if (id != NULL) {
+    size_t n = strnlen(id, GTASK_ID_SIZE - 1);
+    memcpy(r->id, id, n);
+    r->id[n] = '\0';
+  }
+
+  const char *s;
+  if ((rc = get_str(root, "s", true, &s, err, errlen)) != 0)
+    goto fail;
+  r->status = 0;
+  for (int st = GTASK_PENDING; st <= GTASK_FAILURE; st++) {
+    if (strcmp(s, gtask_status_name((gtask_status)st)) == 0)
+      r->status = (gtask_status)st;
+  }
+  if (r->status == 0) {
+    gtask__fmt(err, errlen, "field \"s\": unknown status \"%.32s\"", s);
+    rc = GTASK_EPROTO;
+    goto fail;
+  }
+
+  json_t *vals = json_object_get(root, "vals");
+  if (vals != NULL) {
+    if (!json_is_array(vals)) {
+      gtask__fmt(err, errlen, "field \"vals\": not an array");
+      rc = GTASK_EPROTO;
+      goto fail;
+    }
+    if ((rc = decode_values(vals, "value", &r->values, &r->nvalues, err, errlen)) != 0)
+      goto fail;
+  }
+
+  if ((rc = get_str(root, "err", false, &s, err, errlen)) != 0)
+    goto fail;
+  if (s != NULL && (r->error = gtask__strdup(s)) == NULL) {
+    rc = GTASK_ENOMEM;
+    goto fail;
+  }
+  int64_t x;
+  if ((rc = get_int(root, "ec", INT32_MIN, INT32_MAX, 0, &x, err, errlen)) != 0)
+    goto fail;
+  r->error_code = (int)x;
+  if ((rc = get_int(root, "at", 0, UINT32_MAX, 0, &x, err, errlen)) != 0)
+    goto fail;
+  r->attempts = (uint32_t)x;
+
+  json_decref(root);
+  *out = r;
+  return 0;
+fail:
+  if (rc == GTASK_ENOMEM)
+    gtask__fmt(err, errlen, "out of memory");
+  gtask_result_free(r);
+  json_decref(root);
+  return rc;
+}

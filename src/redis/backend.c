@@ -1,0 +1,248 @@
+/* redis/backend.c -- the Redis backend: one hash per task (status, attempts,
+ * result record) and one notification list per finished task.
+ *
+ * A final state (SUCCESS, FAILURE) is written once: store.lua and finish.lua
+ * refuse to overwrite it, so a duplicate execution can never change a result a
+ * client has already read.  The same script that writes a final state pushes one
+ * element to P:{q}:n:ID; a waiter checks the state, then blocks on
+ * BLMOVE n n (source = destination: the element stays, so every waiter wakes and
+ * none can miss a notice written before it started to wait). */
+#include "internal.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <sys/time.h>
+
+struct gtask__redis_backend {
+  gtask__redis *r;
+};
+
+gtask__redis *gtask__redis_backend_pool(gtask__redis_backend *b) { return b->r; }
+
+static int parse_status(const char *s, size_t len, gtask_status *out) {
+  static const struct {
+    const char *name;
+    gtask_status st;
+  } names[] = {{"PENDING", GTASK_PENDING}, {"STARTED", GTASK_STARTED}, {"RETRY", GTASK_RETRY},
+               {"SUCCESS", GTASK_SUCCESS}, {"FAILURE", GTASK_FAILURE}};
+  for (size_t k = 0; k < sizeof(names) / sizeof(names[0]); k++)
+    if (strlen(names[k].name) == len && memcmp(names[k].name, s, len) == 0) {
+      *out = names[k].st;
+      return 0;
+    }
+  return GTASK_EPROTO;
+}
+
+static size_t msg_run_end(gtask_msg *const *msgs, size_t n, size_t i) {
+  size_t j = i + 1;
+  while (j < n && strcmp(msgs[j]->queue, msgs[i]->queue) == 0) j++;
+  return j;
+}
+
+/* Runs script s once per run of messages of one queue (so that the keys of one
+ * call share a hash slot), with per-message arguments from add_args. */
+static int per_queue(gtask__redis_backend *b, gtask__script s, gtask_msg *const *msgs, size_t n,
+                     const uint32_t *attempts) {
+  redisContext *c;
+  int rc = gtask__redis_get(b->r, &c);
+  if (rc) return rc;
+  gtask__argv a;
+  gtask__argv_init(&a);
+  char(*keys)[GTASK__KEY_MAX] = gtask__calloc(n ? n : 1, sizeof(*keys));
+  if (!keys) rc = GTASK_ENOMEM;
+  for (size_t i = 0; i < n && rc == 0;) {
+    size_t j = msg_run_end(msgs, n, i);
+    gtask__argv_reset(&a);
+    for (size_t k = i; k < j; k++)
+      gtask__argv_add(&a, keys[k], gtask__redis_key(b->r, keys[k], GTASK__KEY_MAX, msgs[k]->queue, "t", msgs[k]->id));
+    gtask__argv_addi(&a, b->r->conf->expire_ms);
+    if (attempts)
+      for (size_t k = i; k < j; k++) gtask__argv_addi(&a, attempts[k]);
+    redisReply *rep;
+    rc = gtask__redis_eval(b->r, c, s, j - i, &a, &rep);
+    if (rc == 0) freeReplyObject(rep);
+    i = j;
+  }
+  gtask__free(keys);
+  gtask__argv_free(&a);
+  gtask__redis_put(b->r, c);
+  return rc;
+}
+
+static int rk_pending(void *impl, gtask_msg *const *msgs, size_t n) {
+  return per_queue(impl, GTASK__LUA_PENDING, msgs, n, NULL);
+}
+
+static int rk_started(void *impl, gtask_msg *const *msgs, const uint32_t *attempts, size_t n) {
+  return per_queue(impl, GTASK__LUA_STARTED, msgs, n, attempts);
+}
+
+static int rk_store(void *impl, gtask_fin *fins, size_t n) {
+  gtask__redis_backend *b = impl;
+  redisContext *c;
+  int rc = gtask__redis_get(b->r, &c);
+  if (rc) return rc;
+  gtask__argv a;
+  gtask__argv_init(&a);
+  char(*keys)[GTASK__KEY_MAX] = gtask__calloc(2 * (n ? n : 1), sizeof(*keys));
+  if (!keys) rc = GTASK_ENOMEM;
+  for (size_t i = 0; i < n && rc == 0;) {
+    size_t j = i + 1;
+    while (j < n && strcmp(fins[j].msg->queue, fins[i].msg->queue) == 0) j++;
+    gtask__argv_reset(&a);
+    for (size_t k = i; k < j; k++) {
+      const gtask_msg *m = fins[k].msg;
+      gtask__argv_add(&a, keys[2 * k], gtask__redis_key(b->r, keys[2 * k], GTASK__KEY_MAX, m->queue, "t", m->id));
+      gtask__argv_add(&a, keys[2 * k + 1],
+                      gtask__redis_key(b->r, keys[2 * k + 1], GTASK__KEY_MAX, m->queue, "n", m->id));
+    }
+    gtask__argv_addi(&a, b->r->conf->expire_ms);
+    for (size_t k = i; k < j; k++) {
+      gtask__argv_adds(&a, gtask_status_name(fins[k].status));
+      gtask__argv_add(&a, fins[k].result ? fins[k].result : "", fins[k].result ? fins[k].result_len : 0);
+    }
+    redisReply *rep;
+    rc = gtask__redis_eval(b->r, c, GTASK__LUA_STORE, 2 * (j - i), &a, &rep);
+    if (rc == 0) {
+      for (size_t k = i; k < j; k++) {
+        size_t e = k - i;
+        fins[k].fenced = !(rep->type == REDIS_REPLY_ARRAY && e < rep->elements &&
+                           rep->element[e]->type == REDIS_REPLY_INTEGER &&
+                           rep->element[e]->integer == 1);
+      }
+      freeReplyObject(rep);
+    }
+    i = j;
+  }
+  gtask__free(keys);
+  gtask__argv_free(&a);
+  gtask__redis_put(b->r, c);
+  return rc;
+}
+
+static int rk_get(void *impl, const char *queue, const char *id, gtask_status *status,
+                  uint32_t *attempts, char **result, size_t *len) {
+  gtask__redis_backend *b = impl;
+  if (result) *result = NULL;
+  if (len) *len = 0;
+  redisContext *c;
+  int rc = gtask__redis_get(b->r, &c);
+  if (rc) return rc;
+  char key[GTASK__KEY_MAX];
+  gtask__argv a;
+  gtask__argv_init(&a);
+  gtask__argv_adds(&a, "HMGET");
+  gtask__argv_add(&a, key, gtask__redis_key(b->r, key, sizeof(key), queue, "t", id));
+  gtask__argv_adds(&a, "s");
+  gtask__argv_adds(&a, "a");
+  if (result) gtask__argv_adds(&a, "r");
+  redisReply *rep;
+  rc = gtask__redis_cmd(b->r, c, &a, &rep);
+  gtask__argv_free(&a);
+  gtask__redis_put(b->r, c);
+  if (rc) return rc;
+  if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 2) {
+    freeReplyObject(rep);
+    return GTASK_EPROTO;
+  }
+  const redisReply *s = rep->element[0], *at = rep->element[1];
+  if (s->type != REDIS_REPLY_STRING) {
+    freeReplyObject(rep);
+    gtask__set_error("no task %s in queue %s", id, queue);
+    return GTASK_ENOTFOUND;
+  }
+  rc = parse_status(s->str, s->len, status);
+  if (rc == 0 && attempts) *attempts = at->type == REDIS_REPLY_STRING ? (uint32_t)strtoul(at->str, NULL, 10) : 0;
+  if (rc == 0 && result && rep->elements >= 3 && rep->element[2]->type == REDIS_REPLY_STRING) {
+    *result = gtask__strndup(rep->element[2]->str, rep->element[2]->len);
+    if (!*result) rc = GTASK_ENOMEM;
+    else if (len) *len = rep->element[2]->len;
+  }
+  freeReplyObject(rep);
+  return rc;
+}
+
+static bool is_final(gtask_status s) { return s == GTASK_SUCCESS || s == GTASK_FAILURE; }
+
+static int rk_wait(void *impl, const char *queue, const char *id, int64_t timeout_ms) {
+  gtask__redis_backend *b = impl;
+  gtask_status st;
+  int rc = rk_get(impl, queue, id, &st, NULL, NULL, NULL);
+  if (rc) return rc;
+  if (is_final(st)) return 0;
+  if (timeout_ms == 0) return GTASK_ETIMEDOUT;
+
+  redisContext *c;
+  rc = gtask__redis_get(b->r, &c);
+  if (rc) return rc;
+  char key[GTASK__KEY_MAX], secs[32];
+  gtask__redis_key(b->r, key, sizeof(key), queue, "n", id);
+  /* BLMOVE takes seconds as a decimal; 0 blocks for ever. */
+  snprintf(secs, sizeof(secs), "%.3f", timeout_ms < 0 ? 0.0 : (double)timeout_ms / 1000.0);
+  struct timeval tv = {0, 0};
+  if (timeout_ms >= 0) {
+    int64_t ms = timeout_ms + b->r->conf->timeout_ms;
+    tv.tv_sec = (time_t)(ms / 1000);
+    tv.tv_usec = (suseconds_t)((ms % 1000) * 1000);
+  }
+  redisSetTimeout(c, tv);
+  redisReply *rep = redisCommand(c, "BLMOVE %s %s RIGHT LEFT %s", key, key, secs);
+  if (!rep) {
+    gtask__set_error("redis %s: BLMOVE: %s", b->r->conf->describe, c->errstr);
+    gtask__redis_put(b->r, c);
+    return GTASK_ECONN;
+  }
+  {
+    int64_t ms = b->r->conf->timeout_ms;
+    struct timeval t2 = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
+    redisSetTimeout(c, t2);
+  }
+  bool woke = rep->type == REDIS_REPLY_STRING;
+  if (rep->type == REDIS_REPLY_ERROR) {
+    gtask__set_error("redis %s: BLMOVE: %s", b->r->conf->describe, rep->str);
+    rc = GTASK_EREDIS;
+  }
+  freeReplyObject(rep);
+  gtask__redis_put(b->r, c);
+  if (rc) return rc;
+  if (woke) return 0;
+  /* Timed out: the state may still have become final if its notice expired. */
+  rc = rk_get(impl, queue, id, &st, NULL, NULL, NULL);
+  if (rc) return rc;
+  return is_final(st) ? 0 : GTASK_ETIMEDOUT;
+}
+
+static void rk_destroy(void *impl) {
+  gtask__redis_backend *b = impl;
+  gtask__redis_free(b->r);
+  gtask__free(b);
+}
+
+const gtask_backend_ops gtask__redis_backend_ops = {
+    .name = "redis",
+    .pending = rk_pending,
+    .started = rk_started,
+    .store = rk_store,
+    .get = rk_get,
+    .wait = rk_wait,
+    .destroy = rk_destroy,
+};
+
+GTASK_EXTERN int gtask_backend_redis_new(gtask_backend **out, const gtask_redis_conf *conf) {
+  if (!out || !conf) {
+    gtask__set_error("gtask_backend_redis_new: NULL argument");
+    return GTASK_EINVAL;
+  }
+  *out = NULL;
+  gtask__redis_backend *b = gtask__calloc(1, sizeof(*b));
+  if (!b) return GTASK_ENOMEM;
+  int rc = gtask__redis_new(conf, &b->r);
+  if (rc) {
+    gtask__free(b);
+    return rc;
+  }
+  gtask_backend *h = gtask__backend_new(&gtask__redis_backend_ops, b);
+  if (!h) return GTASK_ENOMEM;
+  *out = h;
+  return 0;
+}

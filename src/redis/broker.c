@@ -1,0 +1,611 @@
+/* redis/broker.c -- the Redis broker: one stream per queue with the consumer
+ * group "workers".
+ *
+ * XREADGROUP leases a batch and records each delivery in the group's pending
+ * entries list (PEL) in the same command, so there is no window in which a
+ * fetched task exists nowhere.  The PEL entry is the lease: its owner is the
+ * consumer, its idle time is the time since the last heartbeat (extend.lua
+ * resets it), and XAUTOCLAIM hands entries idle for longer than the lease to a
+ * live worker.  The stream entry id is the fencing token: finish.lua and
+ * extend.lua act only on entries still owned by the caller, and a requeued task
+ * gets a new entry id, so a worker that lost its lease can change nothing.
+ * docs/PROTOCOL.md describes every key and script. */
+#include "internal.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+
+/* A consumer's dedicated connection for blocking leases, so that interrupt()
+ * can CLIENT UNBLOCK it by id.  One thread leases per consumer at a time. */
+typedef struct consumer_conn {
+  char *name;
+  redisContext *c;
+  long long client_id;
+  bool blocked;     /* a lease is (about to be) blocked on c */
+  bool interrupted; /* sticky: the next lease returns at once */
+  struct consumer_conn *next;
+} consumer_conn;
+
+typedef struct redis_broker {
+  gtask__redis *r;
+  pthread_mutex_t mu; /* guards consumers; never held across hiredis calls */
+  consumer_conn *consumers;
+} redis_broker;
+
+/* Groups consecutive items with the same queue: returns the end of the run
+ * starting at i. */
+static size_t run_end(gtask_msg *const *msgs, size_t n, size_t i) {
+  size_t j = i + 1;
+  while (j < n && strcmp(msgs[j]->queue, msgs[i]->queue) == 0) j++;
+  return j;
+}
+
+static size_t fin_run_end(const gtask_fin *f, size_t n, size_t i) {
+  size_t j = i + 1;
+  while (j < n && strcmp(f[j].msg->queue, f[i].msg->queue) == 0) j++;
+  return j;
+}
+
+/* ---------------------------------------------------------------- push */
+
+static int rb_push(void *impl, gtask_msg *const *msgs, size_t n, void *state) {
+  redis_broker *b = impl;
+  gtask__redis *st = state ? gtask__redis_backend_pool(state) : NULL;
+  redisContext *c;
+  int rc = gtask__redis_get(b->r, &c);
+  if (rc) return rc;
+  gtask__argv a;
+  gtask__argv_init(&a);
+  char (*keys)[GTASK__KEY_MAX] = NULL;
+  int64_t now = gtask__now_ms();
+  for (size_t i = 0; i < n && rc == 0;) {
+    size_t j = run_end(msgs, n, i);
+    size_t nk = 2 + (st ? j - i : 0);
+    char(*k2)[GTASK__KEY_MAX] = gtask__realloc(keys, nk * sizeof(*keys));
+    if (!k2) {
+      rc = GTASK_ENOMEM;
+      break;
+    }
+    keys = k2;
+    gtask__argv_reset(&a);
+    const char *q = msgs[i]->queue;
+    gtask__argv_add(&a, keys[0], gtask__redis_key(b->r, keys[0], GTASK__KEY_MAX, q, "stream", NULL));
+    gtask__argv_add(&a, keys[1], gtask__redis_key(b->r, keys[1], GTASK__KEY_MAX, q, "sched", NULL));
+    if (st)
+      for (size_t k = i; k < j; k++)
+        gtask__argv_add(&a, keys[2 + k - i],
+                        gtask__redis_key(st, keys[2 + k - i], GTASK__KEY_MAX, q, "t", msgs[k]->id));
+    gtask__argv_adds(&a, st ? "1" : "0");
+    gtask__argv_addi(&a, st ? st->conf->expire_ms : 0);
+    gtask__argv_addi(&a, now);
+    for (size_t k = i; k < j; k++) {
+      gtask__argv_adds(&a, msgs[k]->id);
+      gtask__argv_add(&a, msgs[k]->body, msgs[k]->len);
+      gtask__argv_addi(&a, msgs[k]->due_ms);
+    }
+    redisReply *rep;
+    rc = gtask__redis_eval(b->r, c, GTASK__LUA_PUSH, nk, &a, &rep);
+    if (rc == 0) freeReplyObject(rep);
+    i = j;
+  }
+  gtask__free(keys);
+  gtask__argv_free(&a);
+  gtask__redis_put(b->r, c);
+  return rc;
+}
+
+/* ---------------------------------------------------------------- lease */
+
+static consumer_conn *find_consumer(redis_broker *b, const char *name, bool create) {
+  for (consumer_conn *cc = b->consumers; cc; cc = cc->next)
+    if (strcmp(cc->name, name) == 0) return cc;
+  if (!create) return NULL;
+  consumer_conn *cc = gtask__calloc(1, sizeof(*cc));
+  if (!cc) return NULL;
+  cc->name = gtask__strdup(name);
+  if (!cc->name) {
+    gtask__free(cc);
+    return NULL;
+  }
+  cc->next = b->consumers;
+  b->consumers = cc;
+  return cc;
+}
+
+static int create_groups(redis_broker *b, redisContext *c, const char *const *queues, size_t nq) {
+  for (size_t i = 0; i < nq; i++) {
+    char key[GTASK__KEY_MAX];
+    gtask__redis_key(b->r, key, sizeof(key), queues[i], "stream", NULL);
+    redisReply *rep = redisCommand(c, "XGROUP CREATE %s %s 0 MKSTREAM", key, GTASK__GROUP);
+    if (!rep) {
+      gtask__set_error("redis %s: %s", b->r->conf->describe, c->errstr);
+      return GTASK_ECONN;
+    }
+    int rc = 0;
+    if (rep->type == REDIS_REPLY_ERROR && strncmp(rep->str, "BUSYGROUP", 9) != 0) {
+      gtask__set_error("redis %s: XGROUP CREATE %s: %s", b->r->conf->describe, key, rep->str);
+      rc = GTASK_EREDIS;
+    }
+    freeReplyObject(rep);
+    if (rc) return rc;
+  }
+  return 0;
+}
+
+/* Turns one stream entry [id, [field, value, ...]] into a message. */
+static int entry_to_msg(const redisReply *e, const char *queue, gtask_msg **out) {
+  *out = NULL;
+  if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 || e->element[0]->type != REDIS_REPLY_STRING)
+    return GTASK_EPROTO;
+  const redisReply *f = e->element[1];
+  if (f->type != REDIS_REPLY_ARRAY) return 0; /* deleted entry: nothing to run */
+  const redisReply *id = NULL, *body = NULL;
+  for (size_t k = 0; k + 1 < f->elements; k += 2) {
+    const redisReply *name = f->element[k], *val = f->element[k + 1];
+    if (name->type != REDIS_REPLY_STRING || val->type != REDIS_REPLY_STRING) continue;
+    if (name->len == 1 && name->str[0] == 'i') id = val;
+    if (name->len == 1 && name->str[0] == 'm') body = val;
+  }
+  char idbuf[GTASK_ID_SIZE] = "";
+  if (id && id->len < GTASK_ID_SIZE) memcpy(idbuf, id->str, id->len + 1);
+  gtask_msg *m = gtask__msg_new(idbuf, queue, body ? body->str : "", body ? body->len : 0);
+  if (!m) return GTASK_ENOMEM;
+  m->lease = gtask__strndup(e->element[0]->str, e->element[0]->len);
+  if (!m->lease) {
+    gtask__msg_free(m);
+    return GTASK_ENOMEM;
+  }
+  *out = m;
+  return 0;
+}
+
+static int rb_lease(void *impl, const char *consumer, const char *const *queues, size_t nq,
+                    size_t max, int64_t wait_ms, gtask_msg **out, size_t *n) {
+  redis_broker *b = impl;
+  *n = 0;
+  if (nq == 0 || max == 0) return GTASK_EINVAL;
+
+  pthread_mutex_lock(&b->mu);
+  consumer_conn *cc = find_consumer(b, consumer, true);
+  if (!cc) {
+    pthread_mutex_unlock(&b->mu);
+    return GTASK_ENOMEM;
+  }
+  if (cc->interrupted) {
+    pthread_mutex_unlock(&b->mu);
+    return 0;
+  }
+  redisContext *c = cc->c;
+  cc->c = NULL; /* ours while we use it */
+  pthread_mutex_unlock(&b->mu);
+
+  int rc = 0;
+  if (c && c->err) {
+    redisFree(c);
+    c = NULL;
+  }
+  long long client_id = 0;
+  if (!c) {
+    /* A dedicated connection, outside the pool (it blocks for long). */
+    rc = gtask__redis_get(b->r, &c);
+    if (rc) return rc;
+    /* Take it out of the pool's accounting: it now belongs to the consumer. */
+    pthread_mutex_lock(&b->r->mu);
+    b->r->nopen--;
+    pthread_cond_signal(&b->r->cv);
+    pthread_mutex_unlock(&b->r->mu);
+    redisReply *rep = redisCommand(c, "CLIENT ID");
+    if (!rep || rep->type != REDIS_REPLY_INTEGER) {
+      gtask__set_error("redis %s: CLIENT ID: %s", b->r->conf->describe,
+                       rep ? (rep->str ? rep->str : "bad reply") : c->errstr);
+      if (rep) freeReplyObject(rep);
+      redisFree(c);
+      return GTASK_ECONN;
+    }
+    client_id = rep->integer;
+    freeReplyObject(rep);
+  }
+
+  pthread_mutex_lock(&b->mu);
+  if (client_id) cc->client_id = client_id;
+  bool interrupted = cc->interrupted;
+  cc->blocked = !interrupted;
+  pthread_mutex_unlock(&b->mu);
+
+  gtask__argv a;
+  gtask__argv_init(&a);
+  char(*keys)[GTASK__KEY_MAX] = gtask__calloc(nq, sizeof(*keys));
+  if (!keys) {
+    rc = GTASK_ENOMEM;
+    goto done;
+  }
+  if (interrupted) goto done;
+  gtask__argv_adds(&a, "XREADGROUP");
+  gtask__argv_adds(&a, "GROUP");
+  gtask__argv_adds(&a, GTASK__GROUP);
+  gtask__argv_adds(&a, consumer);
+  gtask__argv_adds(&a, "COUNT");
+  gtask__argv_addi(&a, (int64_t)max);
+  if (wait_ms != 0) {
+    gtask__argv_adds(&a, "BLOCK");
+    gtask__argv_addi(&a, wait_ms < 0 ? 0 : wait_ms);
+  }
+  gtask__argv_adds(&a, "STREAMS");
+  for (size_t i = 0; i < nq; i++)
+    gtask__argv_add(&a, keys[i], gtask__redis_key(b->r, keys[i], GTASK__KEY_MAX, queues[i], "stream", NULL));
+  for (size_t i = 0; i < nq; i++) gtask__argv_adds(&a, ">");
+
+  /* The socket must outwait the block. */
+  struct timeval tv = {0, 0};
+  if (wait_ms >= 0) {
+    int64_t ms = wait_ms + b->r->conf->timeout_ms;
+    tv.tv_sec = (time_t)(ms / 1000);
+    tv.tv_usec = (suseconds_t)((ms % 1000) * 1000);
+  }
+  redisSetTimeout(c, tv);
+  redisReply *rep = NULL;
+  rc = gtask__redis_cmd(b->r, c, &a, &rep);
+  if (rc == GTASK_EREDIS && strstr(gtask_last_error(), "NOGROUP")) {
+    rc = create_groups(b, c, queues, nq);
+    if (rc == 0) rc = gtask__redis_cmd(b->r, c, &a, &rep);
+  }
+  {
+    int64_t ms = b->r->conf->timeout_ms;
+    struct timeval t2 = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
+    if (!c->err) redisSetTimeout(c, t2);
+  }
+  if (rc) goto done;
+  /* [[key, [[id, [f, v, ...]], ...]], ...] or nil on timeout / CLIENT UNBLOCK. */
+  if (rep->type == REDIS_REPLY_ARRAY) {
+    for (size_t s = 0; s < rep->elements && rc == 0; s++) {
+      const redisReply *sr = rep->element[s];
+      if (sr->type != REDIS_REPLY_ARRAY || sr->elements != 2) continue;
+      const char *queue = NULL;
+      for (size_t i = 0; i < nq; i++)
+        if (sr->element[0]->type == REDIS_REPLY_STRING && strcmp(sr->element[0]->str, keys[i]) == 0)
+          queue = queues[i];
+      const redisReply *entries = sr->element[1];
+      if (!queue || entries->type != REDIS_REPLY_ARRAY) continue;
+      for (size_t e = 0; e < entries->elements && *n < max; e++) {
+        gtask_msg *m;
+        rc = entry_to_msg(entries->element[e], queue, &m);
+        if (rc == GTASK_ENOMEM) break;
+        rc = 0; /* a malformed entry stays in the PEL; reclaim will bury it */
+        if (m) out[(*n)++] = m;
+      }
+    }
+  }
+  freeReplyObject(rep);
+  /* On ENOMEM some entries are leased but not returned: they stay in the PEL
+   * and come back through reclaim when their lease expires.  Nothing is lost. */
+done:
+  gtask__free(keys);
+  gtask__argv_free(&a);
+  pthread_mutex_lock(&b->mu);
+  cc->blocked = false;
+  if (c && c->err) {
+    redisFree(c);
+    c = NULL;
+  }
+  cc->c = c;
+  pthread_mutex_unlock(&b->mu);
+  return rc;
+}
+
+static int rb_interrupt(void *impl, const char *consumer) {
+  redis_broker *b = impl;
+  pthread_mutex_lock(&b->mu);
+  consumer_conn *cc = find_consumer(b, consumer, true);
+  if (!cc) {
+    pthread_mutex_unlock(&b->mu);
+    return GTASK_ENOMEM;
+  }
+  cc->interrupted = true;
+  pthread_mutex_unlock(&b->mu);
+  /* The lease may have sent XREADGROUP but Redis may not have blocked it yet
+   * (CLIENT UNBLOCK then answers 0): try again until it is no longer blocked. */
+  for (int attempt = 0; attempt < 200; attempt++) {
+    pthread_mutex_lock(&b->mu);
+    bool blocked = cc->blocked;
+    long long id = cc->client_id;
+    pthread_mutex_unlock(&b->mu);
+    if (!blocked) return 0;
+    redisContext *c;
+    int rc = gtask__redis_get(b->r, &c);
+    if (rc) return rc;
+    redisReply *rep = redisCommand(c, "CLIENT UNBLOCK %lld TIMEOUT", id);
+    long long unblocked = rep && rep->type == REDIS_REPLY_INTEGER ? rep->integer : 0;
+    if (rep) freeReplyObject(rep);
+    gtask__redis_put(b->r, c);
+    if (unblocked) return 0;
+    struct timespec ts = {0, 5 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+  }
+  return 0;
+}
+
+/* ---------------------------------------------------------------- extend, finish */
+
+static int rb_extend(void *impl, const char *consumer, gtask_msg *const *msgs, size_t n,
+                     bool *lost) {
+  redis_broker *b = impl;
+  redisContext *c;
+  int rc = gtask__redis_get(b->r, &c);
+  if (rc) return rc;
+  gtask__argv a;
+  gtask__argv_init(&a);
+  for (size_t i = 0; i < n && rc == 0;) {
+    size_t j = run_end(msgs, n, i);
+    char key[GTASK__KEY_MAX];
+    gtask__argv_reset(&a);
+    gtask__argv_add(&a, key, gtask__redis_key(b->r, key, sizeof(key), msgs[i]->queue, "stream", NULL));
+    gtask__argv_adds(&a, GTASK__GROUP);
+    gtask__argv_adds(&a, consumer);
+    for (size_t k = i; k < j; k++) gtask__argv_adds(&a, msgs[k]->lease ? msgs[k]->lease : "0-0");
+    redisReply *rep;
+    rc = gtask__redis_eval(b->r, c, GTASK__LUA_EXTEND, 1, &a, &rep);
+    if (rc == 0) {
+      for (size_t k = i; k < j; k++) {
+        size_t e = k - i;
+        lost[k] = !(rep->type == REDIS_REPLY_ARRAY && e < rep->elements &&
+                    rep->element[e]->type == REDIS_REPLY_INTEGER && rep->element[e]->integer == 1);
+      }
+      freeReplyObject(rep);
+    }
+    i = j;
+  }
+  gtask__argv_free(&a);
+  gtask__redis_put(b->r, c);
+  return rc;
+}
+
+static int rb_finish(void *impl, const char *consumer, gtask_fin *fins, size_t n, void *state) {
+  redis_broker *b = impl;
+  gtask__redis *st = state ? gtask__redis_backend_pool(state) : NULL;
+  redisContext *c;
+  int rc = gtask__redis_get(b->r, &c);
+  if (rc) return rc;
+  gtask__argv a;
+  gtask__argv_init(&a);
+  char(*keys)[GTASK__KEY_MAX] = NULL;
+  for (size_t i = 0; i < n && rc == 0;) {
+    size_t j = fin_run_end(fins, n, i);
+    size_t nk = 3 + (st ? 2 * (j - i) : 0);
+    char(*k2)[GTASK__KEY_MAX] = gtask__realloc(keys, nk * sizeof(*keys));
+    if (!k2) {
+      rc = GTASK_ENOMEM;
+      break;
+    }
+    keys = k2;
+    const char *q = fins[i].msg->queue;
+    gtask__argv_reset(&a);
+    gtask__argv_add(&a, keys[0], gtask__redis_key(b->r, keys[0], GTASK__KEY_MAX, q, "stream", NULL));
+    gtask__argv_add(&a, keys[1], gtask__redis_key(b->r, keys[1], GTASK__KEY_MAX, q, "sched", NULL));
+    gtask__argv_add(&a, keys[2], gtask__redis_key(b->r, keys[2], GTASK__KEY_MAX, q, "dead", NULL));
+    if (st) {
+      for (size_t k = i; k < j; k++) {
+        char *tk = keys[3 + 2 * (k - i)], *nk2 = keys[4 + 2 * (k - i)];
+        gtask__argv_add(&a, tk, gtask__redis_key(st, tk, GTASK__KEY_MAX, q, "t", fins[k].msg->id));
+        gtask__argv_add(&a, nk2, gtask__redis_key(st, nk2, GTASK__KEY_MAX, q, "n", fins[k].msg->id));
+      }
+    }
+    gtask__argv_adds(&a, GTASK__GROUP);
+    gtask__argv_adds(&a, consumer);
+    gtask__argv_adds(&a, st ? "1" : "0");
+    gtask__argv_addi(&a, st ? st->conf->expire_ms : 0);
+    for (size_t k = i; k < j; k++) {
+      const gtask_fin *f = &fins[k];
+      gtask__argv_adds(&a, f->msg->lease ? f->msg->lease : "0-0");
+      gtask__argv_addi(&a, f->kind);
+      gtask__argv_adds(&a, gtask_status_name(f->status));
+      gtask__argv_add(&a, f->result ? f->result : "", f->result ? f->result_len : 0);
+      if (f->next)
+        gtask__argv_add(&a, f->next, f->next_len);
+      else
+        gtask__argv_add(&a, f->msg->body, f->msg->len);
+      gtask__argv_addi(&a, f->next_due_ms);
+      gtask__argv_adds(&a, f->msg->id);
+    }
+    redisReply *rep;
+    rc = gtask__redis_eval(b->r, c, GTASK__LUA_FINISH, nk, &a, &rep);
+    if (rc == 0) {
+      for (size_t k = i; k < j; k++) {
+        size_t e = k - i;
+        fins[k].fenced = !(rep->type == REDIS_REPLY_ARRAY && e < rep->elements &&
+                           rep->element[e]->type == REDIS_REPLY_INTEGER &&
+                           rep->element[e]->integer == 1);
+      }
+      freeReplyObject(rep);
+    }
+    i = j;
+  }
+  gtask__free(keys);
+  gtask__argv_free(&a);
+  gtask__redis_put(b->r, c);
+  return rc;
+}
+
+/* ---------------------------------------------------------------- recovery */
+
+static int rb_reclaim(void *impl, const char *consumer, const char *queue, int64_t lease_ms,
+                      size_t max, gtask_msg **out, size_t *n) {
+  redis_broker *b = impl;
+  *n = 0;
+  redisContext *c;
+  int rc = gtask__redis_get(b->r, &c);
+  if (rc) return rc;
+  char key[GTASK__KEY_MAX], cursor[64] = "0-0", minidle[24], count[24];
+  gtask__redis_key(b->r, key, sizeof(key), queue, "stream", NULL);
+  snprintf(minidle, sizeof(minidle), "%lld", (long long)lease_ms);
+  /* XAUTOCLAIM examines a bounded slice of the PEL per call: follow the cursor
+   * a few times so that live leases at the front do not hide expired ones. */
+  for (int round = 0; round < 16 && *n < max && rc == 0; round++) {
+    snprintf(count, sizeof(count), "%zu", max - *n);
+    redisReply *rep = redisCommand(c, "XAUTOCLAIM %s %s %s %s %s COUNT %s", key, GTASK__GROUP,
+                                   consumer, minidle, cursor, count);
+    if (!rep) {
+      gtask__set_error("redis %s: XAUTOCLAIM: %s", b->r->conf->describe, c->errstr);
+      rc = GTASK_ECONN;
+      break;
+    }
+    if (rep->type == REDIS_REPLY_ERROR) {
+      if (strncmp(rep->str, "NOGROUP", 7) != 0) {
+        gtask__set_error("redis %s: XAUTOCLAIM %s: %s", b->r->conf->describe, key, rep->str);
+        rc = GTASK_EREDIS;
+      }
+      freeReplyObject(rep);
+      break;
+    }
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 2 ||
+        rep->element[0]->type != REDIS_REPLY_STRING || rep->element[1]->type != REDIS_REPLY_ARRAY) {
+      freeReplyObject(rep);
+      rc = GTASK_EPROTO;
+      break;
+    }
+    gtask__fmt(cursor, sizeof(cursor), "%s", rep->element[0]->str);
+    const redisReply *entries = rep->element[1];
+    for (size_t e = 0; e < entries->elements && *n < max; e++) {
+      gtask_msg *m;
+      int r2 = entry_to_msg(entries->element[e], queue, &m);
+      if (r2 == GTASK_ENOMEM) {
+        rc = r2;
+        break;
+      }
+      if (m) out[(*n)++] = m;
+    }
+    freeReplyObject(rep);
+    if (strcmp(cursor, "0-0") == 0) break;
+  }
+  gtask__redis_put(b->r, c);
+  return rc;
+}
+
+static int rb_promote(void *impl, const char *queue, size_t max, int64_t *next_due_ms) {
+  redis_broker *b = impl;
+  *next_due_ms = 0;
+  redisContext *c;
+  int rc = gtask__redis_get(b->r, &c);
+  if (rc) return rc;
+  char ks[GTASK__KEY_MAX], kz[GTASK__KEY_MAX];
+  gtask__argv a;
+  gtask__argv_init(&a);
+  gtask__argv_add(&a, ks, gtask__redis_key(b->r, ks, sizeof(ks), queue, "stream", NULL));
+  gtask__argv_add(&a, kz, gtask__redis_key(b->r, kz, sizeof(kz), queue, "sched", NULL));
+  gtask__argv_addi(&a, gtask__now_ms());
+  gtask__argv_addi(&a, (int64_t)max);
+  redisReply *rep;
+  rc = gtask__redis_eval(b->r, c, GTASK__LUA_PROMOTE, 2, &a, &rep);
+  if (rc == 0) {
+    if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 &&
+        rep->element[1]->type == REDIS_REPLY_INTEGER)
+      *next_due_ms = rep->element[1]->integer;
+    freeReplyObject(rep);
+  }
+  gtask__argv_free(&a);
+  gtask__redis_put(b->r, c);
+  return rc;
+}
+
+/* ---------------------------------------------------------------- stats, plumbing */
+
+static int64_t int_reply(redisReply *rep) {
+  return rep && rep->type == REDIS_REPLY_INTEGER ? rep->integer : 0;
+}
+
+static int rb_stats(void *impl, const char *queue, gtask_queue_stats *out) {
+  redis_broker *b = impl;
+  memset(out, 0, sizeof(*out));
+  redisContext *c;
+  int rc = gtask__redis_get(b->r, &c);
+  if (rc) return rc;
+  char ks[GTASK__KEY_MAX], kz[GTASK__KEY_MAX], kd[GTASK__KEY_MAX];
+  gtask__redis_key(b->r, ks, sizeof(ks), queue, "stream", NULL);
+  gtask__redis_key(b->r, kz, sizeof(kz), queue, "sched", NULL);
+  gtask__redis_key(b->r, kd, sizeof(kd), queue, "dead", NULL);
+  redisAppendCommand(c, "XLEN %s", ks);
+  redisAppendCommand(c, "XPENDING %s %s", ks, GTASK__GROUP);
+  redisAppendCommand(c, "ZCARD %s", kz);
+  redisAppendCommand(c, "HLEN %s", kd);
+  redisReply *r[4] = {0};
+  for (int k = 0; k < 4; k++) {
+    void *p = NULL;
+    if (redisGetReply(c, &p) != REDIS_OK) {
+      gtask__set_error("redis %s: %s", b->r->conf->describe, c->errstr);
+      rc = GTASK_ECONN;
+      break;
+    }
+    r[k] = p;
+  }
+  if (rc == 0) {
+    int64_t len = int_reply(r[0]);
+    if (r[1] && r[1]->type == REDIS_REPLY_ARRAY && r[1]->elements >= 1)
+      out->active = int_reply(r[1]->element[0]);
+    out->pending = len - out->active < 0 ? 0 : len - out->active;
+    out->scheduled = int_reply(r[2]);
+    out->dead = int_reply(r[3]);
+  }
+  for (int k = 0; k < 4; k++)
+    if (r[k]) freeReplyObject(r[k]);
+  gtask__redis_put(b->r, c);
+  return rc;
+}
+
+static void *rb_colocated(void *impl, const gtask_backend *backend) {
+  redis_broker *b = impl;
+  if (!backend || backend->ops != &gtask__redis_backend_ops) return NULL;
+  gtask__redis *other = gtask__redis_backend_pool(backend->impl);
+  if (!gtask__redis_conf_same_db(b->r->conf, other->conf)) return NULL;
+  if (strcmp(b->r->conf->prefix, other->conf->prefix) != 0) return NULL;
+  return backend->impl;
+}
+
+static void rb_destroy(void *impl) {
+  redis_broker *b = impl;
+  for (consumer_conn *cc = b->consumers, *next; cc; cc = next) {
+    next = cc->next;
+    if (cc->c) redisFree(cc->c);
+    gtask__free(cc->name);
+    gtask__free(cc);
+  }
+  pthread_mutex_destroy(&b->mu);
+  gtask__redis_free(b->r);
+  gtask__free(b);
+}
+
+static const gtask_broker_ops redis_broker_ops = {
+    .name = "redis",
+    .push = rb_push,
+    .lease = rb_lease,
+    .interrupt = rb_interrupt,
+    .extend = rb_extend,
+    .finish = rb_finish,
+    .reclaim = rb_reclaim,
+    .promote = rb_promote,
+    .stats = rb_stats,
+    .colocated = rb_colocated,
+    .destroy = rb_destroy,
+};
+
+GTASK_EXTERN int gtask_broker_redis_new(gtask_broker **out, const gtask_redis_conf *conf) {
+  if (!out || !conf) {
+    gtask__set_error("gtask_broker_redis_new: NULL argument");
+    return GTASK_EINVAL;
+  }
+  *out = NULL;
+  redis_broker *b = gtask__calloc(1, sizeof(*b));
+  if (!b) return GTASK_ENOMEM;
+  int rc = gtask__redis_new(conf, &b->r);
+  if (rc) {
+    gtask__free(b);
+    return rc;
+  }
+  pthread_mutex_init(&b->mu, NULL);
+  gtask_broker *h = gtask__broker_new(&redis_broker_ops, b);
+  if (!h) return GTASK_ENOMEM;
+  h->msg_ttl_ms = b->r->conf->expire_ms;
+  *out = h;
+  return 0;
+}

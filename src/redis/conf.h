@@ -1,0 +1,34 @@
+/* conf.h -- the definition of gtask_redis_conf, shared by the Redis broker and
+ * backend (src/redis/), and the helpers they use to copy and compare it.
+ * The public constructors and setters are declared in gtask.h. */
+#ifndef GTASK_REDIS_CONF_H
+#define GTASK_REDIS_CONF_H
+
+#include "../internal.h"
+
+/* Either a TCP endpoint (host, port) or a unix socket (unix_path), plus the
+ * session settings.  Every string is owned by the conf. */
+struct gtask_redis_conf {
+  char *host;         /* TCP host name or address (IPv6 without brackets); NULL for unix */
+  int port;           /* TCP port, 1..65535; 0 for unix */
+  char *unix_path;    /* unix socket path, or NULL for TCP */
+  char *user;         /* ACL user name for AUTH, or NULL */
+  char *password;     /* password for AUTH, or NULL */
+  int db;             /* SELECT db, 0..100000 */
+  int pool_size;      /* connections kept open, >= 1 (default 16) */
+  int64_t expire_ms;  /* lifetime of messages (broker) or results (backend) */
+  int64_t timeout_ms; /* connect and command timeout */
+  char *prefix;       /* key prefix (default "gtask") */
+  char describe[300]; /* "redis://host:port/db" or "unix:/path?db=N"; no password */
+};
+
+/* Deep copy of c into a new *out (free with gtask_redis_conf_free).  0 or
+ * GTASK_ENOMEM. */
+int gtask__redis_conf_copy(const gtask_redis_conf *c, gtask_redis_conf **out);
+
+/* True if a and b name the same endpoint (host and port, compared without
+ * case, or unix socket path) and the same db.  Two spellings of one server
+ * ("localhost" and "127.0.0.1") compare different. */
+bool gtask__redis_conf_same_db(const gtask_redis_conf *a, const gtask_redis_conf *b);
+
+#endif /* GTASK_REDIS_CONF_H */

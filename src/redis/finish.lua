@@ -1,0 +1,58 @@
+-- finish.lua: end deliveries held by a consumer (ack), atomically with their
+-- follow-up (retry, requeue, dead) and, when ARGV[3] == "1", their state.
+-- KEYS[1] stream  KEYS[2] sched  KEYS[3] dead
+-- KEYS[4+2(i-1)] state hash, KEYS[5+2(i-1)] notify list of fin i (when state)
+-- ARGV[1] group  ARGV[2] consumer  ARGV[3] "1" record state  ARGV[4] state ttl ms
+-- ARGV[5+7(i-1)..] entry id, kind (1 done 2 retry 3 requeue 4 dead), status,
+--                  result ("" none), next body ("" none), next due ms, task id
+-- Returns one integer per fin: 1 done, 0 fenced (lease not held by consumer),
+-- 2 lease released but the task was already final (nothing else changed).
+local group, consumer = ARGV[1], ARGV[2]
+local with_state = ARGV[3] == '1'
+local ttl = tonumber(ARGV[4])
+local n = (#ARGV - 4) / 7
+local out = {}
+for i = 1, n do
+  local b = 4 + 7 * (i - 1)
+  local eid, kind, status = ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
+  local result, nextb, due, id = ARGV[b + 4], ARGV[b + 5], ARGV[b + 6], ARGV[b + 7]
+  local p = redis.call('XPENDING', KEYS[1], group, eid, eid, 1)
+  if #p == 0 or p[1][2] ~= consumer then
+    out[i] = 0
+  else
+    redis.call('XACK', KEYS[1], group, eid)
+    redis.call('XDEL', KEYS[1], eid)
+    local tkey, nkey = KEYS[4 + 2 * (i - 1)], KEYS[5 + 2 * (i - 1)]
+    local final = false
+    if with_state then
+      local s = redis.call('HGET', tkey, 's')
+      final = (s == 'SUCCESS' or s == 'FAILURE')
+    end
+    if final then
+      out[i] = 2
+    else
+      if kind == '2' then
+        redis.call('ZADD', KEYS[2], due, id .. nextb)
+      elseif kind == '3' then
+        redis.call('XADD', KEYS[1], '*', 'i', id, 'm', nextb)
+      elseif kind == '4' then
+        redis.call('HSET', KEYS[3], id, nextb)
+      end
+      if with_state then
+        if result ~= '' then
+          redis.call('HSET', tkey, 's', status, 'r', result)
+        else
+          redis.call('HSET', tkey, 's', status)
+        end
+        redis.call('PEXPIRE', tkey, ttl)
+        if status == 'SUCCESS' or status == 'FAILURE' then
+          redis.call('DEL', nkey)
+          redis.call('RPUSH', nkey, '1')
+          redis.call('PEXPIRE', nkey, ttl)
+        end
+      end
+      out[i] = 1
+    end
+  end
+end
+return out

@@ -1,0 +1,332 @@
+/* redis/pool.c -- connections to one Redis server and database, shared by the
+ * threads of a broker or a backend, and the helpers that speak to it: argument
+ * vectors, commands with error mapping, and EVALSHA with reload on NOSCRIPT.
+ *
+ * A connection is opened on demand up to the pool size, authenticated and
+ * switched to the configured db, lent to one thread at a time, and closed when
+ * it comes back broken (an I/O error or a protocol error leaves hiredis' context
+ * unusable).  The next borrower opens a fresh one: that is the reconnection. */
+#include "internal.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/time.h>
+
+static const char *const script_src[GTASK__LUA_COUNT] = {
+    [GTASK__LUA_PUSH] = gtask__lua_push,       [GTASK__LUA_FINISH] = gtask__lua_finish,
+    [GTASK__LUA_EXTEND] = gtask__lua_extend,   [GTASK__LUA_PROMOTE] = gtask__lua_promote,
+    [GTASK__LUA_STARTED] = gtask__lua_started, [GTASK__LUA_STORE] = gtask__lua_store,
+    [GTASK__LUA_PENDING] = gtask__lua_pending,
+};
+
+/* ---------------------------------------------------------------- argv */
+
+void gtask__argv_init(gtask__argv *a) { memset(a, 0, sizeof(*a)); }
+
+void gtask__argv_reset(gtask__argv *a) {
+  a->n = 0;
+  a->nnum = 0;
+  a->oom = false;
+}
+
+void gtask__argv_free(gtask__argv *a) {
+  gtask__free(a->v);
+  gtask__free(a->len);
+  gtask__free(a->num);
+  memset(a, 0, sizeof(*a));
+}
+
+void gtask__argv_add(gtask__argv *a, const char *s, size_t len) {
+  if (a->oom) return;
+  if (a->n == a->cap) {
+    size_t cap = a->cap ? a->cap * 2 : 32;
+    const char **v = gtask__realloc(a->v, cap * sizeof(*v));
+    if (!v) goto oom;
+    a->v = v;
+    size_t *l = gtask__realloc(a->len, cap * sizeof(*l));
+    if (!l) goto oom;
+    a->len = l;
+    a->cap = cap;
+  }
+  a->v[a->n] = s;
+  a->len[a->n] = len;
+  a->n++;
+  return;
+oom:
+  a->oom = true;
+}
+
+void gtask__argv_adds(gtask__argv *a, const char *s) { gtask__argv_add(a, s, strlen(s)); }
+
+/* Integers live in a->num, which may move when it grows: the pointers into it
+ * are stored as offsets (tagged in len with the top bit) and fixed up by
+ * argv_fix() just before the vector is used. */
+#define NUM_TAG ((size_t)1 << (sizeof(size_t) * 8 - 1))
+
+void gtask__argv_addi(gtask__argv *a, int64_t i) {
+  if (a->oom) return;
+  if (a->nnum == a->capnum) {
+    size_t cap = a->capnum ? a->capnum * 2 : 16;
+    char *num = gtask__realloc(a->num, cap * 21);
+    if (!num) {
+      a->oom = true;
+      return;
+    }
+    a->num = num;
+    a->capnum = cap;
+  }
+  char *slot = a->num + a->nnum * 21;
+  int len = snprintf(slot, 21, "%lld", (long long)i);
+  gtask__argv_add(a, (const char *)(uintptr_t)a->nnum, NUM_TAG | (size_t)len);
+  a->nnum++;
+}
+
+static void argv_fix(gtask__argv *a) {
+  for (size_t k = 0; k < a->n; k++) {
+    if (a->len[k] & NUM_TAG) {
+      a->v[k] = a->num + (uintptr_t)a->v[k] * 21;
+      a->len[k] &= ~NUM_TAG;
+    }
+  }
+}
+
+/* ---------------------------------------------------------------- connections */
+
+static void set_tv(struct timeval *tv, int64_t ms) {
+  tv->tv_sec = (time_t)(ms / 1000);
+  tv->tv_usec = (suseconds_t)((ms % 1000) * 1000);
+}
+
+/* Opens, authenticates and selects.  Never holds the pool mutex. */
+static int connect_one(gtask__redis *r, redisContext **out) {
+  const gtask_redis_conf *cf = r->conf;
+  struct timeval tv;
+  set_tv(&tv, cf->timeout_ms);
+  redisContext *c = cf->unix_path ? redisConnectUnixWithTimeout(cf->unix_path, tv)
+                                  : redisConnectWithTimeout(cf->host, cf->port, tv);
+  if (!c) {
+    gtask__set_error("redis %s: cannot allocate a connection", cf->describe);
+    return GTASK_ENOMEM;
+  }
+  if (c->err) {
+    gtask__set_error("redis %s: %s", cf->describe, c->errstr);
+    redisFree(c);
+    return GTASK_ECONN;
+  }
+  redisSetTimeout(c, tv);
+  if (!cf->unix_path) redisEnableKeepAlive(c);
+
+  redisReply *rep = NULL;
+  if (cf->password && cf->password[0]) {
+    if (cf->user && cf->user[0])
+      rep = redisCommand(c, "AUTH %s %s", cf->user, cf->password);
+    else
+      rep = redisCommand(c, "AUTH %s", cf->password);
+    if (!rep || rep->type == REDIS_REPLY_ERROR) goto fail;
+    freeReplyObject(rep);
+  }
+  if (cf->db != 0) {
+    rep = redisCommand(c, "SELECT %d", cf->db);
+    if (!rep || rep->type == REDIS_REPLY_ERROR) goto fail;
+    freeReplyObject(rep);
+  }
+  *out = c;
+  return 0;
+fail:
+  gtask__set_error("redis %s: %s", cf->describe,
+                   rep ? rep->str : (c->err ? c->errstr : "no reply"));
+  int rc = rep ? GTASK_EREDIS : GTASK_ECONN;
+  if (rep) freeReplyObject(rep);
+  redisFree(c);
+  return rc;
+}
+
+static int load_scripts(gtask__redis *r, redisContext *c) {
+  for (int s = 0; s < GTASK__LUA_COUNT; s++) {
+    redisReply *rep = redisCommand(c, "SCRIPT LOAD %s", script_src[s]);
+    if (!rep) {
+      gtask__set_error("redis %s: SCRIPT LOAD: %s", r->conf->describe, c->errstr);
+      return GTASK_ECONN;
+    }
+    if (rep->type != REDIS_REPLY_STRING || rep->len != 40) {
+      gtask__set_error("redis %s: SCRIPT LOAD: %s", r->conf->describe,
+                       rep->type == REDIS_REPLY_ERROR ? rep->str : "unexpected reply");
+      freeReplyObject(rep);
+      return GTASK_EREDIS;
+    }
+    pthread_mutex_lock(&r->mu);
+    memcpy(r->sha[s], rep->str, 41);
+    pthread_mutex_unlock(&r->mu);
+    freeReplyObject(rep);
+  }
+  return 0;
+}
+
+int gtask__redis_new(const gtask_redis_conf *conf, gtask__redis **out) {
+  gtask__redis *r = gtask__calloc(1, sizeof(*r));
+  if (!r) return GTASK_ENOMEM;
+  int rc = gtask__redis_conf_copy(conf, &r->conf);
+  if (rc) {
+    gtask__free(r);
+    return rc;
+  }
+  r->idle = gtask__calloc((size_t)r->conf->pool_size, sizeof(*r->idle));
+  if (!r->idle) {
+    gtask_redis_conf_free(r->conf);
+    gtask__free(r);
+    return GTASK_ENOMEM;
+  }
+  pthread_mutex_init(&r->mu, NULL);
+  pthread_cond_init(&r->cv, NULL);
+  redisContext *c;
+  rc = gtask__redis_get(r, &c);
+  if (rc == 0) {
+    rc = load_scripts(r, c);
+    gtask__redis_put(r, c);
+  }
+  if (rc) {
+    gtask__redis_free(r);
+    return rc;
+  }
+  *out = r;
+  return 0;
+}
+
+void gtask__redis_free(gtask__redis *r) {
+  if (!r) return;
+  for (int k = 0; k < r->nidle; k++) redisFree(r->idle[k]);
+  pthread_mutex_destroy(&r->mu);
+  pthread_cond_destroy(&r->cv);
+  gtask__free(r->idle);
+  gtask_redis_conf_free(r->conf);
+  gtask__free(r);
+}
+
+int gtask__redis_get(gtask__redis *r, redisContext **out) {
+  pthread_mutex_lock(&r->mu);
+  for (;;) {
+    if (r->nidle > 0) {
+      *out = r->idle[--r->nidle];
+      pthread_mutex_unlock(&r->mu);
+      return 0;
+    }
+    if (r->nopen < r->conf->pool_size) break;
+    pthread_cond_wait(&r->cv, &r->mu);
+  }
+  r->nopen++;
+  pthread_mutex_unlock(&r->mu);
+
+  int rc = connect_one(r, out);
+
+  pthread_mutex_lock(&r->mu);
+  bool was_out = r->outage;
+  if (rc) {
+    r->nopen--;
+    pthread_cond_signal(&r->cv);
+    r->outage = true;
+  } else {
+    r->outage = false;
+  }
+  pthread_mutex_unlock(&r->mu);
+  if (rc && !was_out) gtask__log(GTASK_LOG_WARN, "%s", gtask_last_error());
+  if (!rc && was_out) gtask__log(GTASK_LOG_INFO, "redis %s: reachable again", r->conf->describe);
+  return rc;
+}
+
+void gtask__redis_put(gtask__redis *r, redisContext *c) {
+  if (!c) return;
+  pthread_mutex_lock(&r->mu);
+  if (c->err || r->nidle >= r->conf->pool_size) {
+    r->nopen--;
+    pthread_cond_signal(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+    redisFree(c);
+    return;
+  }
+  r->idle[r->nidle++] = c;
+  pthread_cond_signal(&r->cv);
+  pthread_mutex_unlock(&r->mu);
+}
+
+/* ---------------------------------------------------------------- commands */
+
+int gtask__redis_cmd(gtask__redis *r, redisContext *c, gtask__argv *a, redisReply **reply) {
+  *reply = NULL;
+  if (a->oom) return GTASK_ENOMEM;
+  argv_fix(a);
+  redisReply *rep = redisCommandArgv(c, (int)a->n, a->v, a->len);
+  if (!rep) {
+    gtask__set_error("redis %s: %s", r->conf->describe, c->errstr[0] ? c->errstr : "no reply");
+    if (!c->err) c->err = REDIS_ERR_IO; /* never lend this context again */
+    return GTASK_ECONN;
+  }
+  if (rep->type == REDIS_REPLY_ERROR) {
+    gtask__set_error("redis %s: %.*s: %s", r->conf->describe, (int)a->len[0], a->v[0], rep->str);
+    freeReplyObject(rep);
+    return GTASK_EREDIS;
+  }
+  *reply = rep;
+  return 0;
+}
+
+int gtask__redis_eval(gtask__redis *r, redisContext *c, gtask__script s, size_t nkeys,
+                      gtask__argv *a, redisReply **reply) {
+  *reply = NULL;
+  if (a->oom) return GTASK_ENOMEM;
+  /* EVALSHA sha nkeys KEYS... ARGV...: prepend three arguments. */
+  gtask__argv full;
+  gtask__argv_init(&full);
+  char sha[41], nk[21];
+  pthread_mutex_lock(&r->mu);
+  memcpy(sha, r->sha[s], sizeof(sha));
+  pthread_mutex_unlock(&r->mu);
+  snprintf(nk, sizeof(nk), "%zu", nkeys);
+  argv_fix(a);
+  gtask__argv_adds(&full, "EVALSHA");
+  gtask__argv_add(&full, sha, 40);
+  gtask__argv_adds(&full, nk);
+  for (size_t k = 0; k < a->n; k++) gtask__argv_add(&full, a->v[k], a->len[k]);
+  if (full.oom) {
+    gtask__argv_free(&full);
+    return GTASK_ENOMEM;
+  }
+  for (int attempt = 0;; attempt++) {
+    redisReply *rep = redisCommandArgv(c, (int)full.n, full.v, full.len);
+    if (!rep) {
+      gtask__set_error("redis %s: %s", r->conf->describe, c->errstr[0] ? c->errstr : "no reply");
+      if (!c->err) c->err = REDIS_ERR_IO;
+      gtask__argv_free(&full);
+      return GTASK_ECONN;
+    }
+    if (rep->type == REDIS_REPLY_ERROR && attempt == 0 && strncmp(rep->str, "NOSCRIPT", 8) == 0) {
+      /* The server lost its script cache (restart, SCRIPT FLUSH): a script that
+       * did not run changed nothing, so reloading and running again is safe. */
+      freeReplyObject(rep);
+      gtask__log(GTASK_LOG_INFO, "redis %s: reloading scripts (NOSCRIPT)", r->conf->describe);
+      int rc = load_scripts(r, c);
+      if (rc) {
+        gtask__argv_free(&full);
+        return rc;
+      }
+      continue;
+    }
+    if (rep->type == REDIS_REPLY_ERROR) {
+      gtask__set_error("redis %s: script %d: %s", r->conf->describe, (int)s, rep->str);
+      freeReplyObject(rep);
+      gtask__argv_free(&full);
+      return GTASK_EREDIS;
+    }
+    gtask__argv_free(&full);
+    *reply = rep;
+    return 0;
+  }
+}
+
+size_t gtask__redis_key(const gtask__redis *r, char *buf, size_t size, const char *queue,
+                        const char *suffix, const char *id) {
+  int n = id ? snprintf(buf, size, "%s:{%s}:%s:%s", r->conf->prefix, queue, suffix, id)
+             : snprintf(buf, size, "%s:{%s}:%s", r->conf->prefix, queue, suffix);
+  if (n < 0) n = 0;
+  return (size_t)n >= size ? size - 1 : (size_t)n;
+}

@@ -1,0 +1,753 @@
+/* server.c -- a worker server: registration, and the three kinds of thread that
+ * move tasks through it (see worker.h for a job's life).
+ *
+ *  - The fetcher leases batches (one blocking round trip for up to `prefetch`
+ *    tasks), recovers expired leases of dead workers (reclaim) and moves due
+ *    retries into their queue (promote).
+ *  - n executors run handlers; they never touch Redis.
+ *  - The finisher writes STARTED marks and outcomes in batches, renews the
+ *    leases of everything in flight (heartbeat) and fails tasks at their
+ *    deadline.
+ *
+ * Invariant: every leased delivery is in the in-flight list until its outcome
+ * is written, so it is heartbeated until then; if this process dies at any
+ * point, the lease expires and another worker's reclaim requeues it. */
+#include "worker.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_BATCH 256
+
+/* ---------------------------------------------------------------- setup */
+
+static void set_err(gtask_server *s, const char *fmt, ...) GTASK__PRINTF(2, 3);
+static void set_err(gtask_server *s, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(s->errmsg, sizeof(s->errmsg), fmt, ap);
+  va_end(ap);
+}
+
+GTASK_EXTERN gtask_server *gtask_server_new(gtask_broker *broker, gtask_backend *backend) {
+  if (!broker || !backend) {
+    gtask__set_error("gtask_server_new: broker and backend are required");
+    return NULL;
+  }
+  gtask_server *s = gtask__calloc(1, sizeof(*s));
+  if (!s) return NULL;
+  if (pipe(s->wake_pipe) != 0) {
+    gtask__set_error("pipe: %s", strerror(errno));
+    gtask__free(s);
+    return NULL;
+  }
+  for (int k = 0; k < 2; k++) {
+    fcntl(s->wake_pipe[k], F_SETFL, O_NONBLOCK);
+    fcntl(s->wake_pipe[k], F_SETFD, FD_CLOEXEC);
+  }
+  s->broker = gtask__broker_ref(broker);
+  s->backend = gtask__backend_ref(backend);
+  s->state = broker->ops->colocated ? broker->ops->colocated(broker->impl, backend) : NULL;
+  s->lease_ms = 10000;
+  s->max_deliveries = 5;
+  char host[64] = "host";
+  gethostname(host, sizeof(host) - 1);
+  host[sizeof(host) - 1] = '\0';
+  char id[GTASK_ID_SIZE];
+  gtask__uuid(id);
+  gtask__fmt(s->name, sizeof(s->name), "%s:%d:%.8s", host, (int)getpid(), id);
+  pthread_mutex_init(&s->mu, NULL);
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_cond_init(&s->cv_ready, &ca);
+  pthread_cond_init(&s->cv_room, &ca);
+  pthread_cond_init(&s->cv_done, &ca);
+  pthread_condattr_destroy(&ca);
+  if (gtask_server_set_queues(s, "default") != 0) {
+    gtask_server_free(s);
+    return NULL;
+  }
+  return s;
+}
+
+GTASK_EXTERN void gtask_server_free(gtask_server *s) {
+  if (!s) return;
+  for (size_t k = 0; k < s->nhandlers; k++) gtask__free(s->handlers[k].name);
+  gtask__free(s->handlers);
+  gtask__free(s->queues_buf);
+  gtask__free(s->queues);
+  gtask__free(s->to_start);
+  gtask__free(s->to_start_att);
+  close(s->wake_pipe[0]);
+  close(s->wake_pipe[1]);
+  pthread_mutex_destroy(&s->mu);
+  pthread_cond_destroy(&s->cv_ready);
+  pthread_cond_destroy(&s->cv_room);
+  pthread_cond_destroy(&s->cv_done);
+  gtask_broker_free(s->broker);
+  gtask_backend_free(s->backend);
+  gtask__free(s);
+}
+
+GTASK_EXTERN const char *gtask_server_errmsg(const gtask_server *s) { return s ? s->errmsg : ""; }
+
+GTASK_EXTERN int gtask_server_reg(gtask_server *s, const char *name, gtask_handler_fn fn,
+                                  void *udata) {
+  if (!s || !name || !fn || !name[0] || strlen(name) > 256) {
+    if (s) set_err(s, "gtask_server_reg: a name of 1..256 bytes and a function are required");
+    return GTASK_EINVAL;
+  }
+  if (atomic_load(&s->running)) {
+    set_err(s, "gtask_server_reg(\"%s\"): the server is running", name);
+    return GTASK_ESTATE;
+  }
+  for (size_t k = 0; k < s->nhandlers; k++)
+    if (strcmp(s->handlers[k].name, name) == 0) {
+      set_err(s, "gtask_server_reg: \"%s\" is already registered", name);
+      return GTASK_EEXIST;
+    }
+  gtask_handler *h = gtask__realloc(s->handlers, (s->nhandlers + 1) * sizeof(*h));
+  if (!h) return GTASK_ENOMEM;
+  s->handlers = h;
+  char *copy = gtask__strdup(name);
+  if (!copy) return GTASK_ENOMEM;
+  s->handlers[s->nhandlers++] = (gtask_handler){.name = copy, .fn = fn, .udata = udata};
+  return 0;
+}
+
+GTASK_EXTERN int gtask_server_set_queues(gtask_server *s, const char *queues) {
+  if (!s || !queues) return GTASK_EINVAL;
+  if (atomic_load(&s->running)) return GTASK_ESTATE;
+  char *buf = gtask__strdup(queues);
+  if (!buf) return GTASK_ENOMEM;
+  size_t n = 1;
+  for (const char *p = buf; *p; p++) n += *p == ',';
+  const char **list = gtask__calloc(n, sizeof(*list));
+  if (!list) {
+    gtask__free(buf);
+    return GTASK_ENOMEM;
+  }
+  size_t k = 0;
+  for (char *p = buf;;) {
+    char *comma = strchr(p, ',');
+    if (comma) *comma = '\0';
+    if (!gtask__queue_valid(p)) {
+      set_err(s, "invalid queue name \"%s\" (1..128 of A-Z a-z 0-9 _ . : -)", p);
+      gtask__free(buf);
+      gtask__free(list);
+      return GTASK_EINVAL;
+    }
+    list[k++] = p;
+    if (!comma) break;
+    p = comma + 1;
+  }
+  gtask__free(s->queues_buf);
+  gtask__free(s->queues);
+  s->queues_buf = buf;
+  s->queues = list;
+  s->nqueues = k;
+  return 0;
+}
+
+GTASK_EXTERN int gtask_server_set_lease(gtask_server *s, int64_t ms) {
+  if (!s || ms < 300) return GTASK_EINVAL;
+  s->lease_ms = ms;
+  return 0;
+}
+
+GTASK_EXTERN int gtask_server_set_max_deliveries(gtask_server *s, int n) {
+  if (!s || n < 1) return GTASK_EINVAL;
+  s->max_deliveries = n;
+  return 0;
+}
+
+GTASK_EXTERN int gtask_server_set_prefetch(gtask_server *s, int n) {
+  if (!s || n < 1 || n > 1000) return GTASK_EINVAL;
+  s->prefetch = n;
+  return 0;
+}
+
+GTASK_EXTERN int gtask_server_set_name(gtask_server *s, const char *name) {
+  if (!s || !name || !name[0] || strlen(name) >= sizeof(s->name)) return GTASK_EINVAL;
+  gtask__fmt(s->name, sizeof(s->name), "%s", name);
+  return 0;
+}
+
+GTASK_EXTERN void gtask_server_shutdown(gtask_server *s) {
+  if (!s) return;
+  /* Async-signal-safe: an atomic store and a write(2). */
+  atomic_store(&s->stop_requested, 1);
+  int saved = errno;
+  ssize_t w = write(s->wake_pipe[1], "x", 1);
+  (void)w;
+  errno = saved;
+}
+
+/* ---------------------------------------------------------------- jobs */
+
+void gtask__job_unref_locked(gtask_server *s, gtask_job *job) {
+  (void)s;
+  if (--job->refs > 0) return;
+  gtask__msg_free(job->msg);
+  gtask__task_free(job->task);
+  gtask__free(job->ctx.values);
+  gtask__free(job->ctx.error);
+  gtask__free(job->result_buf);
+  gtask__free(job->next_buf);
+  gtask__free(job);
+}
+
+void gtask__server_job_done_locked(gtask_server *s, gtask_job *job) {
+  job->state = GTASK_JOB_DONE;
+  job->next = NULL;
+  if (s->done_tail)
+    s->done_tail->next = job;
+  else
+    s->done_head = job;
+  s->done_tail = job;
+  pthread_cond_signal(&s->cv_done);
+}
+
+static void inflight_add_locked(gtask_server *s, gtask_job *job) {
+  job->iprev = NULL;
+  job->inext = s->inflight;
+  if (s->inflight) s->inflight->iprev = job;
+  s->inflight = job;
+  s->ninflight++;
+}
+
+static void inflight_remove_locked(gtask_server *s, gtask_job *job) {
+  if (job->iprev)
+    job->iprev->inext = job->inext;
+  else
+    s->inflight = job->inext;
+  if (job->inext) job->inext->iprev = job->iprev;
+  job->iprev = job->inext = NULL;
+  s->ninflight--;
+}
+
+static const gtask_handler *find_handler(const gtask_server *s, const char *name) {
+  for (size_t k = 0; k < s->nhandlers; k++)
+    if (strcmp(s->handlers[k].name, name) == 0) return &s->handlers[k];
+  return NULL;
+}
+
+/* Makes a job of a freshly leased (or reclaimed) message and decides whether it
+ * can run.  Returns NULL on out-of-memory (the message stays leased and comes
+ * back through reclaim). */
+static gtask_job *job_new(gtask_server *s, gtask_msg *m, bool reclaimed) {
+  gtask_job *job = gtask__calloc(1, sizeof(*job));
+  if (!job) return NULL;
+  job->refs = 1;
+  job->msg = m;
+  job->ctx.job = job;
+  char err[256] = "";
+  int rc = gtask__task_decode(m->body, m->len, &job->task, err, sizeof(err));
+  if (rc == 0 && !m->id[0]) memcpy(m->id, job->task->id, GTASK_ID_SIZE);
+  job->finalized = true; /* unless it goes to READY below */
+  if (rc == GTASK_ENOMEM) {
+    gtask__job_outcome_handback(s, job);
+  } else if (rc) {
+    gtask__job_outcome_fail(s, job, GTASK_EPROTO, "malformed message: %s", err[0] ? err : gtask_strerror(rc));
+  } else if (reclaimed) {
+    gtask__job_outcome_lost(s, job);
+  } else if (job->task->expires_ms && gtask__now_ms() > job->task->expires_ms) {
+    gtask__job_outcome_fail(s, job, GTASK_ETIMEDOUT,
+                            "expired: not run before its message expiry time");
+  } else if (!(job->handler = find_handler(s, job->task->name))) {
+    gtask__job_outcome_fail(s, job, GTASK_ENOHANDLER, "no handler registered for task \"%s\"",
+                            job->task->name);
+  } else {
+    job->finalized = false;
+    job->state = GTASK_JOB_READY;
+  }
+  return job;
+}
+
+/* ---------------------------------------------------------------- fetcher */
+
+static void timed_wait(pthread_cond_t *cv, pthread_mutex_t *mu, int64_t until_mono) {
+  struct timespec ts = {(time_t)(until_mono / 1000), (long)(until_mono % 1000) * 1000000L};
+  pthread_cond_timedwait(cv, mu, &ts);
+}
+
+/* Queues jobs made from msgs[0..n). */
+static void accept_msgs(gtask_server *s, gtask_msg **msgs, size_t n, bool reclaimed) {
+  gtask_job *jobs[MAX_BATCH];
+  for (size_t i = 0; i < n;) {
+    size_t m = 0;
+    for (; i < n && m < MAX_BATCH; i++) {
+      gtask_job *job = job_new(s, msgs[i], reclaimed);
+      if (!job) {
+        gtask__log(GTASK_LOG_ERROR, "out of memory: task %s stays leased until reclaimed", msgs[i]->id);
+        gtask__msg_free(msgs[i]);
+        continue;
+      }
+      jobs[m++] = job;
+    }
+    pthread_mutex_lock(&s->mu);
+    for (size_t k = 0; k < m; k++) {
+      gtask_job *job = jobs[k];
+      inflight_add_locked(s, job);
+      if (job->finalized) {
+        gtask__server_job_done_locked(s, job);
+        continue;
+      }
+      if (s->nto_start == s->cap_to_start) {
+        size_t cap = s->cap_to_start ? 2 * s->cap_to_start : 64;
+        gtask_job **ts = gtask__realloc(s->to_start, cap * sizeof(*ts));
+        if (ts) s->to_start = ts;
+        uint32_t *ta = gtask__realloc(s->to_start_att, cap * sizeof(*ta));
+        if (ta) s->to_start_att = ta;
+        if (ts && ta) s->cap_to_start = cap;
+      }
+      /* STARTED is a courtesy for observers; if memory is short, skip it. */
+      if (s->nto_start < s->cap_to_start) {
+        s->to_start[s->nto_start] = job;
+        s->to_start_att[s->nto_start++] = job->task->attempts + 1;
+        job->refs++; /* released by the finisher once STARTED is written */
+      }
+      job->next = NULL;
+      if (s->ready_tail)
+        s->ready_tail->next = job;
+      else
+        s->ready_head = job;
+      s->ready_tail = job;
+      s->nready++;
+      pthread_cond_signal(&s->cv_ready);
+    }
+    pthread_cond_signal(&s->cv_done);
+    pthread_mutex_unlock(&s->mu);
+  }
+}
+
+static void housekeeping(gtask_server *s, int64_t *next_promote_mono) {
+  gtask_msg *out[64];
+  for (size_t q = 0; q < s->nqueues; q++) {
+    size_t n = 0;
+    int rc = s->broker->ops->reclaim(s->broker->impl, s->name, s->queues[q], s->lease_ms, 64, out, &n);
+    if (rc) gtask__log(GTASK_LOG_WARN, "reclaim on queue %s: %s", s->queues[q], gtask_last_error());
+    if (n) accept_msgs(s, out, n, true);
+  }
+  int64_t earliest = 0;
+  for (size_t q = 0; q < s->nqueues; q++) {
+    int64_t due = 0;
+    int rc = s->broker->ops->promote(s->broker->impl, s->queues[q], 1000, &due);
+    if (rc) gtask__log(GTASK_LOG_WARN, "promote on queue %s: %s", s->queues[q], gtask_last_error());
+    if (due && (!earliest || due < earliest)) earliest = due;
+  }
+  int64_t now = gtask__mono_ms();
+  int64_t period = s->lease_ms / 3;
+  *next_promote_mono = now + period;
+  if (earliest) {
+    int64_t in = earliest - gtask__now_ms();
+    if (in < period) *next_promote_mono = now + (in > 0 ? in : 0);
+  }
+}
+
+static void *fetcher_main(void *arg) {
+  gtask_server *s = arg;
+  int64_t period = s->lease_ms / 3;
+  int64_t next_reclaim = 0, next_promote = 0, backoff = 0;
+  bool outage = false;
+  gtask_msg **out = gtask__calloc((size_t)s->prefetch, sizeof(*out));
+  if (!out) {
+    gtask__log(GTASK_LOG_ERROR, "fetcher: out of memory");
+    return NULL;
+  }
+  for (;;) {
+    pthread_mutex_lock(&s->mu);
+    int64_t now = gtask__mono_ms();
+    /* A retry scheduled by our finisher may be due before our next promote. */
+    if (s->next_due_ms) {
+      int64_t in = s->next_due_ms - gtask__now_ms();
+      int64_t at = now + (in > 0 ? in : 0);
+      if (at < next_promote) next_promote = at;
+      s->next_due_ms = 0;
+    }
+    int64_t house = next_reclaim < next_promote ? next_reclaim : next_promote;
+    while (!s->stopping && s->ninflight >= (size_t)s->prefetch && now < house) {
+      timed_wait(&s->cv_room, &s->mu, house);
+      now = gtask__mono_ms();
+    }
+    if (s->stopping) {
+      pthread_mutex_unlock(&s->mu);
+      break;
+    }
+    size_t room = s->ninflight < (size_t)s->prefetch ? (size_t)s->prefetch - s->ninflight : 0;
+    int64_t wait = house - now;
+    if (wait < 0) wait = 0;
+    if (wait > period) wait = period;
+    s->fetch_until_mono = now + wait;
+    pthread_mutex_unlock(&s->mu);
+
+    if (now >= house) {
+      housekeeping(s, &next_promote);
+      next_reclaim = gtask__mono_ms() + period;
+      continue;
+    }
+    if (room == 0) continue;
+
+    size_t n = 0;
+    int rc = s->broker->ops->lease(s->broker->impl, s->name, s->queues, s->nqueues, room, wait, out, &n);
+    if (rc) {
+      if (!outage) gtask__log(GTASK_LOG_WARN, "fetch: %s (retrying with backoff)", gtask_last_error());
+      outage = true;
+      backoff = backoff ? (backoff * 2 > 5000 ? 5000 : backoff * 2) : 100;
+      pthread_mutex_lock(&s->mu);
+      int64_t until = gtask__mono_ms() + backoff;
+      while (!s->stopping && gtask__mono_ms() < until) timed_wait(&s->cv_room, &s->mu, until);
+      pthread_mutex_unlock(&s->mu);
+      continue;
+    }
+    if (outage) gtask__log(GTASK_LOG_INFO, "fetch: working again");
+    outage = false;
+    backoff = 0;
+    if (n) accept_msgs(s, out, n, false);
+  }
+  gtask__free(out);
+  return NULL;
+}
+
+/* ---------------------------------------------------------------- finisher */
+
+/* Writes the outcomes of jobs[0..n).  Returns 0 when every job is settled
+ * (written or fenced), else an error and nothing is to be considered written. */
+static int write_outcomes(gtask_server *s, gtask_job **jobs, size_t n, gtask_fin *fins) {
+  for (size_t k = 0; k < n; k++) {
+    fins[k] = jobs[k]->fin;
+    fins[k].msg = jobs[k]->msg;
+    fins[k].fenced = false;
+  }
+  int rc;
+  if (s->state) {
+    rc = s->broker->ops->finish(s->broker->impl, s->name, fins, n, s->state);
+  } else {
+    /* Different stores: check the lease, record the result (idempotent, never
+     * over a final state), then release the lease.  A crash in between leaves
+     * the task leased: it is reclaimed and its stored final state wins. */
+    bool lost[MAX_BATCH];
+    gtask_msg *msgs[MAX_BATCH];
+    for (size_t k = 0; k < n; k++) msgs[k] = fins[k].msg;
+    rc = s->broker->ops->extend(s->broker->impl, s->name, msgs, n, lost);
+    if (rc) return rc;
+    gtask_fin live[MAX_BATCH];
+    size_t map[MAX_BATCH], m = 0;
+    for (size_t k = 0; k < n; k++) {
+      if (lost[k]) {
+        fins[k].fenced = true;
+        continue;
+      }
+      map[m] = k;
+      live[m++] = fins[k];
+    }
+    rc = s->backend->ops->store(s->backend->impl, live, m);
+    if (rc) return rc;
+    for (size_t k = 0; k < m; k++)
+      if (live[k].fenced) { /* already final: just release the lease */
+        live[k].kind = GTASK_FIN_DONE;
+        live[k].fenced = false;
+      }
+    rc = s->broker->ops->finish(s->broker->impl, s->name, live, m, NULL);
+    for (size_t k = 0; k < m; k++) fins[map[k]].fenced = live[k].fenced;
+  }
+  return rc;
+}
+
+static void heartbeat(gtask_server *s) {
+  pthread_mutex_lock(&s->mu);
+  size_t n = 0, cap = s->ninflight;
+  gtask_job **jobs = cap ? gtask__malloc(cap * sizeof(*jobs)) : NULL;
+  gtask_msg **msgs = cap ? gtask__malloc(cap * sizeof(*msgs)) : NULL;
+  bool *lost = cap ? gtask__calloc(cap, sizeof(*lost)) : NULL;
+  if (cap && (!jobs || !msgs || !lost)) {
+    pthread_mutex_unlock(&s->mu);
+    gtask__free(jobs), gtask__free(msgs), gtask__free(lost);
+    return;
+  }
+  for (gtask_job *j = s->inflight; j && n < cap; j = j->inext) {
+    j->refs++;
+    jobs[n] = j;
+    msgs[n++] = j->msg;
+  }
+  pthread_mutex_unlock(&s->mu);
+  int rc = 0;
+  for (size_t off = 0; off < n && rc == 0; off += MAX_BATCH) {
+    size_t m = n - off < MAX_BATCH ? n - off : MAX_BATCH;
+    rc = s->broker->ops->extend(s->broker->impl, s->name, msgs + off, m, lost + off);
+  }
+  if (rc) gtask__log(GTASK_LOG_WARN, "heartbeat: %s", gtask_last_error());
+  pthread_mutex_lock(&s->mu);
+  for (size_t k = 0; k < n; k++) {
+    if (rc == 0 && lost[k] && !jobs[k]->lease_lost) {
+      jobs[k]->lease_lost = true;
+      atomic_store(&jobs[k]->ctx.cancelled, true);
+      gtask__log(GTASK_LOG_WARN, "task %s: lease taken over by another worker; cancelling it here",
+                 jobs[k]->msg->id);
+    }
+    gtask__job_unref_locked(s, jobs[k]);
+  }
+  pthread_mutex_unlock(&s->mu);
+  gtask__free(jobs);
+  gtask__free(msgs);
+  gtask__free(lost);
+}
+
+static void *finisher_main(void *arg) {
+  gtask_server *s = arg;
+  int64_t period = s->lease_ms / 3;
+  int64_t next_hb = gtask__mono_ms() + period;
+  int64_t backoff = 0, failing_since = 0;
+  gtask_job *batch[MAX_BATCH];
+  gtask_fin fins[MAX_BATCH];
+  gtask_job **start = NULL;
+  uint32_t *start_att = NULL;
+
+  pthread_mutex_lock(&s->mu);
+  for (;;) {
+    /* Wait for work: outcomes, STARTED marks, a deadline, or the heartbeat. */
+    int64_t now = gtask__mono_ms();
+    int64_t wake = next_hb;
+    size_t ntimed = 0;
+    for (gtask_job *j = s->inflight; j; j = j->inext) {
+      if (j->state != GTASK_JOB_RUNNING || j->finalized || !j->deadline_mono) continue;
+      if (now >= j->deadline_mono) {
+        /* Deadline: decide now; the handler's late return will be discarded. */
+        j->finalized = true;
+        atomic_store(&j->ctx.cancelled, true);
+        j->refs++;
+        gtask__server_job_done_locked(s, j);
+        j->state = GTASK_JOB_RUNNING; /* still on its executor */
+        j->fin.kind = 0;              /* outcome built below, outside the lock */
+        ntimed++;
+      } else if (j->deadline_mono < wake) {
+        wake = j->deadline_mono;
+      }
+    }
+    bool quit = s->executors_done && !s->done_head && s->nto_start == 0;
+    if (quit) break;
+    if (!s->done_head && s->nto_start == 0 && now < next_hb && ntimed == 0) {
+      timed_wait(&s->cv_done, &s->mu, wake);
+      continue;
+    }
+    /* Take STARTED marks and up to MAX_BATCH outcomes. */
+    size_t nstart = s->nto_start;
+    start = s->to_start;
+    start_att = s->to_start_att;
+    s->to_start = NULL;
+    s->to_start_att = NULL;
+    s->nto_start = s->cap_to_start = 0;
+    size_t n = 0;
+    while (s->done_head && n < MAX_BATCH) {
+      gtask_job *j = s->done_head;
+      s->done_head = j->next;
+      if (!s->done_head) s->done_tail = NULL;
+      j->next = NULL;
+      batch[n++] = j;
+    }
+    pthread_mutex_unlock(&s->mu);
+
+    for (size_t k = 0; k < n; k++)
+      if (batch[k]->fin.kind == 0) gtask__job_outcome_timeout(s, batch[k]);
+
+    if (nstart) {
+      gtask_msg **msgs = (gtask_msg **)gtask__malloc(nstart * sizeof(*msgs));
+      if (msgs) {
+        for (size_t k = 0; k < nstart; k++) msgs[k] = start[k]->msg;
+        int rc = s->backend->ops->started(s->backend->impl, msgs, start_att, nstart);
+        if (rc) gtask__log(GTASK_LOG_WARN, "recording STARTED: %s", gtask_last_error());
+        gtask__free(msgs);
+      }
+    }
+    int rc = n ? write_outcomes(s, batch, n, fins) : 0;
+
+    pthread_mutex_lock(&s->mu);
+    for (size_t k = 0; k < nstart; k++) gtask__job_unref_locked(s, start[k]);
+    pthread_mutex_unlock(&s->mu);
+    gtask__free(start);
+    gtask__free(start_att);
+    start = NULL;
+    start_att = NULL;
+
+    if (rc) {
+      int64_t t = gtask__mono_ms();
+      if (!failing_since) {
+        failing_since = t;
+        gtask__log(GTASK_LOG_WARN, "writing results: %s (retrying with backoff)", gtask_last_error());
+      }
+      pthread_mutex_lock(&s->mu);
+      bool give_up = s->executors_done && t - failing_since > 10000;
+      if (give_up) {
+        gtask__log(GTASK_LOG_ERROR,
+                   "shutting down with %zu results unwritten: their tasks stay leased and "
+                   "another worker will run them again",
+                   n);
+        for (size_t k = 0; k < n; k++) {
+          inflight_remove_locked(s, batch[k]);
+          gtask__job_unref_locked(s, batch[k]);
+        }
+      } else {
+        /* Put the batch back in front, in order, and wait before retrying. */
+        for (size_t k = n; k-- > 0;) {
+          batch[k]->next = s->done_head;
+          s->done_head = batch[k];
+          if (!s->done_tail) s->done_tail = batch[k];
+        }
+        backoff = backoff ? (backoff * 2 > 2000 ? 2000 : backoff * 2) : 50;
+        int64_t until = gtask__mono_ms() + backoff;
+        timed_wait(&s->cv_room, &s->mu, until); /* nobody signals cv_room for us: a sleep */
+      }
+      pthread_mutex_unlock(&s->mu);
+    } else {
+      if (failing_since) gtask__log(GTASK_LOG_INFO, "writing results: working again");
+      failing_since = 0;
+      backoff = 0;
+      int64_t earliest_retry = 0;
+      for (size_t k = 0; k < n; k++) {
+        if (fins[k].fenced)
+          gtask__log(GTASK_LOG_WARN,
+                     "task %s: outcome not recorded (lease lost or task already final)",
+                     batch[k]->msg->id);
+        else if (fins[k].kind == GTASK_FIN_RETRY &&
+                 (!earliest_retry || fins[k].next_due_ms < earliest_retry))
+          earliest_retry = fins[k].next_due_ms;
+      }
+      pthread_mutex_lock(&s->mu);
+      for (size_t k = 0; k < n; k++) {
+        if (!fins[k].fenced) {
+          if (fins[k].status == GTASK_SUCCESS) s->finished++;
+          if (fins[k].status == GTASK_FAILURE) s->failed++;
+          if (fins[k].kind == GTASK_FIN_RETRY) s->retried++;
+        }
+        inflight_remove_locked(s, batch[k]);
+        gtask__job_unref_locked(s, batch[k]);
+      }
+      bool poke = false;
+      if (earliest_retry) {
+        if (!s->next_due_ms || earliest_retry < s->next_due_ms) s->next_due_ms = earliest_retry;
+        int64_t in = earliest_retry - gtask__now_ms();
+        poke = gtask__mono_ms() + in < s->fetch_until_mono && !s->stopping;
+      }
+      pthread_cond_broadcast(&s->cv_room);
+      pthread_mutex_unlock(&s->mu);
+      /* Wake the fetcher so that it promotes the retry when it is due. */
+      if (poke) s->broker->ops->interrupt(s->broker->impl, s->name);
+    }
+
+    if (gtask__mono_ms() >= next_hb) {
+      heartbeat(s);
+      next_hb = gtask__mono_ms() + period;
+    }
+    pthread_mutex_lock(&s->mu);
+  }
+  pthread_mutex_unlock(&s->mu);
+  return NULL;
+}
+
+/* ---------------------------------------------------------------- run, stop */
+
+GTASK_EXTERN int gtask_server_run(gtask_server *s, int n) {
+  if (!s) return GTASK_EINVAL;
+  if (n < 1 || n > 4096) {
+    set_err(s, "gtask_server_run: concurrency %d out of range 1..4096", n);
+    return GTASK_EINVAL;
+  }
+  bool expected = false;
+  if (!atomic_compare_exchange_strong(&s->running, &expected, true)) {
+    set_err(s, "gtask_server_run: already running");
+    return GTASK_ESTATE;
+  }
+  int saved_prefetch = s->prefetch;
+  if (!s->prefetch) s->prefetch = 2 * n > 1000 ? 1000 : 2 * n;
+  pthread_t *exec = gtask__calloc((size_t)n, sizeof(*exec));
+  if (!exec) {
+    atomic_store(&s->running, false);
+    return GTASK_ENOMEM;
+  }
+  s->stopping = false;
+  s->executors_done = false;
+  pthread_t fetcher, finisher;
+  int started = 0, rc = 0;
+  bool have_finisher = pthread_create(&finisher, NULL, finisher_main, s) == 0;
+  for (; have_finisher && started < n; started++)
+    if (pthread_create(&exec[started], NULL, gtask__executor_main, s) != 0) break;
+  bool have_fetcher = have_finisher && started == n &&
+                      pthread_create(&fetcher, NULL, fetcher_main, s) == 0;
+  if (!have_fetcher) {
+    set_err(s, "gtask_server_run: cannot start threads: %s", strerror(errno));
+    rc = GTASK_ENOMEM;
+  } else {
+    gtask__log(GTASK_LOG_INFO, "worker %s: %d executors on %zu queue(s), %s broker%s", s->name, n,
+               s->nqueues, s->broker->ops->name, s->state ? " (atomic finish)" : "");
+    /* Block until gtask_server_shutdown() writes to the pipe. */
+    while (!atomic_load(&s->stop_requested)) {
+      struct pollfd p = {.fd = s->wake_pipe[0], .events = POLLIN};
+      poll(&p, 1, 1000);
+    }
+    gtask__log(GTASK_LOG_INFO, "worker %s: shutting down", s->name);
+  }
+
+  pthread_mutex_lock(&s->mu);
+  s->stopping = true;
+  pthread_cond_broadcast(&s->cv_room);
+  pthread_mutex_unlock(&s->mu);
+  if (have_fetcher) {
+    s->broker->ops->interrupt(s->broker->impl, s->name);
+    pthread_join(fetcher, NULL);
+  }
+  /* Hand back what was leased but not started, then let running tasks end. */
+  pthread_mutex_lock(&s->mu);
+  size_t handed = 0;
+  for (gtask_job *j = s->ready_head, *next; j; j = next) {
+    next = j->next;
+    j->finalized = true;
+    gtask__job_outcome_handback(s, j);
+    gtask__server_job_done_locked(s, j);
+    handed++;
+  }
+  s->ready_head = s->ready_tail = NULL;
+  s->nready = 0;
+  pthread_cond_broadcast(&s->cv_ready);
+  pthread_mutex_unlock(&s->mu);
+  if (handed) gtask__log(GTASK_LOG_INFO, "worker %s: handing back %zu unstarted task(s)", s->name, handed);
+  for (int k = 0; k < started; k++) pthread_join(exec[k], NULL);
+  pthread_mutex_lock(&s->mu);
+  s->executors_done = true;
+  pthread_cond_broadcast(&s->cv_done);
+  pthread_mutex_unlock(&s->mu);
+  if (have_finisher) pthread_join(finisher, NULL);
+  gtask__free(exec);
+
+  /* Anything still in flight could not be written: it stays leased in the
+   * broker and is reclaimed by another worker.  Free our copies. */
+  pthread_mutex_lock(&s->mu);
+  while (s->inflight) {
+    gtask_job *j = s->inflight;
+    inflight_remove_locked(s, j);
+    j->refs = 1;
+    gtask__job_unref_locked(s, j);
+  }
+  s->done_head = s->done_tail = NULL;
+  pthread_mutex_unlock(&s->mu);
+
+  char drain[64];
+  while (read(s->wake_pipe[0], drain, sizeof(drain)) > 0) {
+  }
+  atomic_store(&s->stop_requested, 0);
+  s->prefetch = saved_prefetch;
+  gtask__log(GTASK_LOG_INFO, "worker %s: stopped (%llu succeeded, %llu failed, %llu retried)", s->name,
+             (unsigned long long)s->finished, (unsigned long long)s->failed,
+             (unsigned long long)s->retried);
+  atomic_store(&s->running, false);
+  return rc;
+}
+
+/* For gtask_client_from_server (client.c). */
+gtask_broker *gtask__server_broker(gtask_server *s) { return s->broker; }
+gtask_backend *gtask__server_backend(gtask_server *s) { return s->backend; }

@@ -1,0 +1,117 @@
+/* worker.h -- the private structures of a worker server, shared by server.c
+ * (fetching, finishing, lifecycle) and executor.c (running handlers).
+ *
+ * A delivery becomes a job.  Its life:
+ *   fetcher: lease -> decode -> READY list (or straight to the DONE list when it
+ *            cannot run: malformed, unknown name, expired, reclaimed from a dead
+ *            worker)
+ *   executor: READY -> RUNNING -> handler -> outcome -> DONE list
+ *   finisher: DONE list -> one broker/backend round trip for a whole batch -> freed
+ * A job that passes its deadline while RUNNING is finished by the finisher at the
+ * deadline (job->finalized); the executor discards what the handler returns late.
+ * Jobs are reference-counted under the server mutex because that job can be held
+ * by its executor and by the DONE list at the same time. */
+#ifndef GTASK_WORKER_H
+#define GTASK_WORKER_H
+
+#include "internal.h"
+
+#include <pthread.h>
+
+typedef struct gtask_job gtask_job;
+typedef struct gtask_handler gtask_handler;
+
+struct gtask_handler {
+  char *name;
+  gtask_handler_fn fn;
+  void *udata;
+};
+
+struct gtask_ctx {
+  gtask_job *job;
+  atomic_bool cancelled;
+  int64_t deadline_ms;   /* realtime ms, 0: none */
+  gtask_value *values;   /* set by gtask_ctx_return (one allocation) */
+  size_t nvalues;
+  bool returned;
+  char *error;           /* set by gtask_ctx_fail / gtask_ctx_retry */
+  bool want_retry;
+};
+
+typedef enum gtask_job_state { GTASK_JOB_READY, GTASK_JOB_RUNNING, GTASK_JOB_DONE } gtask_job_state;
+
+struct gtask_job {
+  gtask_job *next;               /* READY or DONE list */
+  gtask_job *iprev, *inext;      /* in-flight list: every leased job not yet finished */
+  int refs;                      /* under the server mutex */
+  gtask_job_state state;
+  bool finalized;                /* the outcome is decided; late results are discarded */
+  bool lease_lost;               /* a heartbeat found the lease taken over */
+  gtask_msg *msg;                /* the delivery (owns queue, body, lease) */
+  gtask_task *task;              /* decoded message; NULL if malformed */
+  const gtask_handler *handler;  /* NULL if unknown */
+  int64_t deadline_mono;         /* monotonic ms, 0: none */
+  gtask_ctx ctx;
+  gtask_fin fin;                 /* the outcome to write */
+  char *result_buf;              /* owned storage behind fin.result */
+  char *next_buf;                /* owned storage behind fin.next */
+};
+
+struct gtask_server {
+  gtask_broker *broker;
+  gtask_backend *backend;
+  void *state; /* broker->ops->colocated(...): the backend the broker can write */
+  char errmsg[256];
+  char name[160]; /* consumer name */
+  char *queues_buf;
+  const char **queues;
+  size_t nqueues;
+  int64_t lease_ms;
+  int max_deliveries;
+  int prefetch;
+  gtask_handler *handlers;
+  size_t nhandlers;
+
+  /* Shutdown: the signal-safe half (flag + pipe) and the orderly half. */
+  atomic_int stop_requested;
+  int wake_pipe[2];
+  atomic_bool running;
+
+  pthread_mutex_t mu;
+  pthread_cond_t cv_ready;  /* executors: READY non-empty or stopping */
+  pthread_cond_t cv_room;   /* fetcher: room for more jobs */
+  pthread_cond_t cv_done;   /* finisher: DONE non-empty, or a timer */
+  gtask_job *ready_head, *ready_tail;
+  gtask_job *done_head, *done_tail;
+  gtask_job *inflight;       /* doubly linked, for heartbeats and deadlines */
+  size_t nready, nrunning, ninflight;
+  gtask_job **to_start;      /* leased jobs whose STARTED is not yet written (referenced) */
+  uint32_t *to_start_att;
+  size_t nto_start, cap_to_start;
+  bool stopping;             /* no more fetching; READY jobs are handed back */
+  bool executors_done;       /* all executor threads have exited */
+  int64_t fetch_until_mono;  /* the fetcher's current block ends about then */
+  int64_t next_due_ms;       /* earliest scheduled retry we know of (realtime), 0 none */
+  uint64_t finished, retried, failed;
+};
+
+/* executor.c */
+void *gtask__executor_main(void *arg);
+/* Decides job's outcome from how the handler ended and fills job->fin. */
+void gtask__job_outcome_run(gtask_server *s, gtask_job *job, int rc);
+/* The outcome for a job that cannot run: FAILURE with code and message, or
+ * DEAD (malformed). */
+void gtask__job_outcome_fail(gtask_server *s, gtask_job *job, int code, const char *fmt, ...)
+    GTASK__PRINTF(4, 5);
+/* Timed out at its deadline: RETRY or FAILURE ETASKTIMEOUT. */
+void gtask__job_outcome_timeout(gtask_server *s, gtask_job *job);
+/* Reclaimed from a lost worker: REQUEUE with lost+1, or DEAD past the cap. */
+void gtask__job_outcome_lost(gtask_server *s, gtask_job *job);
+/* Handed back unstarted at shutdown: REQUEUE unchanged. */
+void gtask__job_outcome_handback(gtask_server *s, gtask_job *job);
+void gtask__job_unref_locked(gtask_server *s, gtask_job *job);
+
+/* server.c */
+void gtask__server_job_done_locked(gtask_server *s, gtask_job *job);
+
+#endif /* GTASK_WORKER_H */

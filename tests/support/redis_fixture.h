@@ -1,0 +1,80 @@
+/* redis_fixture.h -- a private redis-server for one test.
+ *
+ * The harness owns its redis-server (STYLE.md point 23): gt_redis_start() makes a
+ * temp dir, writes a redis.conf there, probes a free port on 127.0.0.1 (never
+ * 6379), starts `redis-server <dir>/redis.conf` as a child of the test process
+ * (so it is in the test's process group and dies with it), and returns once the
+ * server answers PING.  Typical use:
+ *
+ *     gt_redis *r = gt_redis_start(NULL);
+ *     ASSERT_NOT_NULL(r);
+ *     gtask_redis_conf *conf;
+ *     ASSERT_OK(gtask_redis_conf_new(&conf, gt_redis_url(r), NULL, -1));
+ *     ...
+ *     ASSERT_OK(gt_redis_restart(r));        // same port, same dir
+ *     ...
+ *     gt_redis_stop(r);
+ *
+ * The generated redis.conf holds: bind 127.0.0.1, port P, unixsocket
+ * <dir>/redis.sock (perm 700), save "", appendonly no, dir <dir>, pidfile,
+ * logfile <dir>/redis.log, daemonize no, protected-mode no.  extra_conf lines
+ * are appended, so they override these (e.g. "appendonly yes\nappendfsync
+ * always\n").  The server is found through $GTASK_REDIS_SERVER, else PATH.
+ *
+ * The temp dir is made inside the test's own temp dir ($GTASK_TEST_TMPDIR, set
+ * by the runner) when that path is short enough for a unix socket, else under
+ * $TMPDIR or /tmp.
+ *
+ * Every server still running when the test process exits (a failed assertion
+ * calls exit()) is stopped by an atexit handler, and the test runner kills the
+ * test's process group afterwards in any case.  A forked child of the test
+ * process never stops the parent's servers (not in gt_redis_stop, not at exit).
+ *
+ * Not thread-safe: start and stop servers from the test's main thread.
+ * Waits are scaled by GTASK_TEST_TIMEOUT_MULTIPLIER.
+ */
+#ifndef GTASK_TEST_REDIS_FIXTURE_H
+#define GTASK_TEST_REDIS_FIXTURE_H
+
+#include <sys/types.h>
+
+#include <hiredis/hiredis.h>
+
+typedef struct gt_redis gt_redis;
+
+/* Starts a server; extra_conf: more redis.conf lines, or NULL.  Returns NULL
+ * after printing the reason (redis-server not found, failed to start: the tail
+ * of its log) on stderr.  Free with gt_redis_stop(). */
+gt_redis *gt_redis_start(const char *extra_conf);
+
+/* "redis://127.0.0.1:PORT/0"; valid while r lives (the port never changes). */
+const char *gt_redis_url(const gt_redis *r);
+/* "unix:<dir>/redis.sock?db=0"; valid while r lives. */
+const char *gt_redis_unix_url(const gt_redis *r);
+int gt_redis_port(const gt_redis *r);
+/* The server's temp dir (redis.conf, redis.log, data files). */
+const char *gt_redis_dir(const gt_redis *r);
+/* The redis-server pid, or 0 while it is down (after gt_redis_kill9). */
+pid_t gt_redis_pid(const gt_redis *r);
+
+/* Graceful restart: SHUTDOWN (NOSAVE unless the configuration persists data:
+ * appendonly yes or a save point in extra_conf), SIGKILL if it has not exited
+ * within 5 s, then starts it again on the same port and dir and waits until it
+ * answers.  For a crash restart use gt_redis_kill9() + gt_redis_start_again().
+ * Returns 0, or -1 with the reason on stderr. */
+int gt_redis_restart(gt_redis *r);
+/* SIGKILL and reap the server; it stays down.  0, or -1 if it was not running. */
+int gt_redis_kill9(gt_redis *r);
+/* Starts a stopped server again on the same port and dir, waiting until it
+ * answers (after AOF loading, if any).  0, or -1 (also if already running). */
+int gt_redis_start_again(gt_redis *r);
+/* Stops the server (SIGTERM, SIGKILL after 3 s), removes its dir and frees r.
+ * Accepts NULL. */
+void gt_redis_stop(gt_redis *r);
+
+/* A new hiredis connection to the server over TCP (2 s timeout), for checking
+ * keys in tests.  NULL (reason on stderr) if it cannot connect.  Free with
+ * redisFree(). */
+redisContext *gt_redis_connect(const gt_redis *r);
+
+#endif /* GTASK_TEST_REDIS_FIXTURE_H */
