@@ -61,7 +61,22 @@
 
 static pthread_once_t json_once = PTHREAD_ONCE_INIT;
 
-static void json_init_once(void) { json_set_alloc_funcs(gtask__malloc, gtask__free); }
+/* Set when a jansson allocation on this thread fails.  jansson does not
+ * report every such failure: its lexer ignores a failed append to its token
+ * buffer (jansson 2.14 load.c lex_save), silently dropping a character of a
+ * string or number, and reports other failures while parsing as syntax
+ * errors.  So the codec clears this flag before each jansson call and, when
+ * it is set afterwards, returns GTASK_ENOMEM whatever jansson returned. */
+static _Thread_local bool json_oom;
+
+static void *json_malloc_hook(size_t n) {
+  void *p = gtask__malloc(n);
+  if (p == NULL)
+    json_oom = true;
+  return p;
+}
+
+static void json_init_once(void) { json_set_alloc_funcs(json_malloc_hook, gtask__free); }
 
 /* jansson's allocator is process-wide: after this, every jansson allocation of
  * the process goes through gtask__malloc (plain malloc underneath, so objects
@@ -290,7 +305,9 @@ static int dump(json_t *root, char **out, size_t *len) {
   outbuf o = {NULL, 0, 0, 0};
   int rc = json_dump_callback(root, dump_cb, &o, DUMP_FLAGS);
   json_decref(root);
-  if (rc != 0 || o.p == NULL) {
+  if (json_oom && o.rc == 0)
+    o.rc = GTASK_ENOMEM; /* jansson lost an allocation along the way */
+  if (rc != 0 || o.p == NULL || json_oom) {
     gtask__free(o.p);
     rc = o.rc != 0 ? o.rc : GTASK_ENOMEM;
     if (rc == GTASK_ETOOBIG)
@@ -307,6 +324,7 @@ static int dump(json_t *root, char **out, size_t *len) {
 
 int gtask__task_encode(const gtask_task *t, char **out, size_t *len) {
   gtask__json_init();
+  json_oom = false;
   if (out == NULL || len == NULL)
     return GTASK_EINVAL;
   *out = NULL;
@@ -381,6 +399,7 @@ int gtask__task_encode(const gtask_task *t, char **out, size_t *len) {
 
 int gtask__result_encode(const gtask_result *r, char **out, size_t *len) {
   gtask__json_init();
+  json_oom = false;
   if (out == NULL || len == NULL)
     return GTASK_EINVAL;
   *out = NULL;
@@ -439,12 +458,14 @@ static int load(const char *buf, size_t len, int max_version, json_t **root, cha
     return GTASK_EPROTO;
   }
   json_error_t je;
+  json_oom = false;
   json_t *j = json_loadb(buf, len, JSON_ALLOW_NUL | JSON_REJECT_DUPLICATES, &je);
+  if (json_oom || (j == NULL && json_error_code(&je) == json_error_out_of_memory)) {
+    json_decref(j); /* possibly corrupted: see json_oom */
+    gtask__fmt(err, errlen, "out of memory");
+    return GTASK_ENOMEM;
+  }
   if (j == NULL) {
-    if (json_error_code(&je) == json_error_out_of_memory) {
-      gtask__fmt(err, errlen, "out of memory");
-      return GTASK_ENOMEM;
-    }
     gtask__fmt(err, errlen, "invalid JSON at byte %d: %s", je.position, je.text);
     return GTASK_EPROTO;
   }
@@ -583,7 +604,7 @@ static int decode_scalar(const json_t *jv, gtask_type t, gtask_value *out, const
     if (json_is_integer(jv)) {
       json_int_t x = json_integer_value(jv);
       neg = x < 0;
-      mag = neg ? (uint64_t)0 - (uint64_t)x : (uint64_t)x;
+      mag = neg ? (uint64_t)(-(x + 1)) + 1 : (uint64_t)x; /* no overflow at INT64_MIN */
     } else if (json_is_string(jv)) {
       const char *s = json_string_value(jv);
       size_t n = json_string_length(jv);

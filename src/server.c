@@ -521,7 +521,8 @@ static void *finisher_main(void *arg) {
         /* Deadline: decide now; the handler's late return will be discarded. */
         j->finalized = true;
         atomic_store(&j->ctx.cancelled, true);
-        j->refs++;
+        /* Its lifecycle reference moves to the DONE list; the executor keeps
+         * its own until the handler returns. */
         gtask__server_job_done_locked(s, j);
         j->state = GTASK_JOB_RUNNING; /* still on its executor */
         j->fin.kind = 0;              /* outcome built below, outside the lock */

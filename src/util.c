@@ -304,7 +304,8 @@ gtask_value gtask_str(const char *s) {
 /* ---------------------------------------------------------------- backoff */
 
 /* xorshift64*, one state per thread, seeded lazily from the clock and the
- * state's own address (which differs between threads).  Only for jitter. */
+ * state's own address (which differs between threads).  Only for jitter.
+ * The multiplications wrap around on purpose (unsigned, well defined). */
 static _Thread_local uint64_t rng_state;
 
 static uint64_t rng_next(void) {

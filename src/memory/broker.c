@@ -492,7 +492,7 @@ static int take(mem_broker *br, mem_consumer *c, const char *const *queues, size
  * interrupt() that arrives just before a lease() blocks is never lost.  The cost
  * is that an interrupt() with no lease() in progress also cuts the next one
  * short (0, *n == 0) -- harmless for the server, which interrupts only to stop
- * and then stops leasing.  (The Redis broker's flag is sticky for good.) */
+ * and then stops leasing.  The Redis broker's interrupt behaves the same. */
 static int mb_lease(void *impl, const char *consumer, const char *const *queues, size_t nq,
                     size_t max, int64_t wait_ms, gtask_msg **out, size_t *n) {
   mem_broker *br = impl;

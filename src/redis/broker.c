@@ -19,13 +19,15 @@
 #include <time.h>
 
 /* A consumer's dedicated connection for blocking leases, so that interrupt()
- * can CLIENT UNBLOCK it by id.  One thread leases per consumer at a time. */
+ * can CLIENT UNBLOCK it by id.  One thread leases per consumer at a time.
+ * An interrupt wakes the lease in progress, or else makes the next one return
+ * at once; either way it is consumed by that one lease. */
 typedef struct consumer_conn {
   char *name;
   redisContext *c;
   long long client_id;
   bool blocked;     /* a lease is (about to be) blocked on c */
-  bool interrupted; /* sticky: the next lease returns at once */
+  bool interrupted; /* set by interrupt(), consumed by one lease */
   struct consumer_conn *next;
 } consumer_conn;
 
@@ -174,7 +176,8 @@ static int rb_lease(void *impl, const char *consumer, const char *const *queues,
     pthread_mutex_unlock(&b->mu);
     return GTASK_ENOMEM;
   }
-  if (cc->interrupted) {
+  if (cc->interrupted) { /* an interrupt since the last lease: consume it */
+    cc->interrupted = false;
     pthread_mutex_unlock(&b->mu);
     return 0;
   }
@@ -286,6 +289,7 @@ done:
   gtask__argv_free(&a);
   pthread_mutex_lock(&b->mu);
   cc->blocked = false;
+  cc->interrupted = false; /* this lease has returned: the interrupt is served */
   if (c && c->err) {
     redisFree(c);
     c = NULL;

@@ -1,0 +1,838 @@
+/* test_server.c -- a worker server and a client against a real redis-server
+ * (and the memory broker/backend): each row of g_task's feature table, the
+ * timeout and retry paths with real timing, bad input, two workers sharing a
+ * queue, and a worker killed in the middle of a task. */
+#include "internal.h"
+#include "redis_fixture.h"
+#include "test.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* ---------------------------------------------------------------- handlers */
+
+static int add(int64_t a, int64_t b, int64_t *sum) {
+  *sum = a + b;
+  return 0;
+}
+GTASK_HANDLER(add, (int64_t, int64_t), (int64_t))
+
+static int divide(double a, double b, double *q) {
+  if (b == 0) return gtask_ctx_fail(gtask_ctx_current(), "division by zero");
+  *q = a / b;
+  return 0;
+}
+GTASK_HANDLER(divide, (double, double), (double))
+
+static int greet(const char *name, int8_t times, char **out) {
+  size_t n = strlen(name) * (size_t)times + 1;
+  *out = malloc(n);
+  (*out)[0] = '\0';
+  for (int k = 0; k < times; k++) strcat(*out, name);
+  return 0;
+}
+GTASK_HANDLER(greet, (const char *, int8_t), (char *))
+
+/* Returns its arguments unchanged. */
+static int echo(gtask_ctx *ctx, const gtask_value *args, size_t n, void *ud) {
+  (void)ud;
+  return gtask_ctx_return(ctx, args, n);
+}
+
+/* sleep(ms): honours cancellation; returns ms. */
+static int sleeper(gtask_ctx *ctx, const gtask_value *args, size_t n, void *ud) {
+  (void)ud;
+  if (n != 1) return gtask_ctx_fail(ctx, "sleep takes 1 argument");
+  int64_t ms = args[0].v.i;
+  if (!gtask_ctx_sleep(ctx, ms)) return gtask_ctx_fail(ctx, "cancelled");
+  gtask_value v = gtask_int64(ms);
+  return gtask_ctx_return(ctx, &v, 1);
+}
+
+/* Fails with a retry request on its first attempt, succeeds afterwards. */
+static int flaky(gtask_ctx *ctx, const gtask_value *args, size_t n, void *ud) {
+  (void)args, (void)n, (void)ud;
+  if (gtask_ctx_attempt(ctx) < 2) return gtask_ctx_retry(ctx, "not yet (attempt %u)", gtask_ctx_attempt(ctx));
+  gtask_value v = gtask_uint32(gtask_ctx_attempt(ctx));
+  return gtask_ctx_return(ctx, &v, 1);
+}
+
+static int who(gtask_ctx *ctx, const gtask_value *args, size_t n, void *ud) {
+  (void)args, (void)n;
+  gtask_ctx_sleep(ctx, 5);
+  gtask_value v = gtask_str((const char *)ud);
+  return gtask_ctx_return(ctx, &v, 1);
+}
+
+/* ---------------------------------------------------------------- fixture */
+
+typedef struct env {
+  gt_redis *redis;
+  gtask_broker *broker;
+  gtask_backend *backend;
+  gtask_server *server;
+  gtask_client *client;
+  pthread_t thread;
+  bool running;
+  int run_rc;
+} env;
+
+static void *run_server(void *arg) {
+  env *e = arg;
+  e->run_rc = gtask_server_run(e->server, 4);
+  return NULL;
+}
+
+static void quiet_log(gtask_log_level level, const char *line, void *ud) {
+  (void)ud;
+  if (level >= GTASK_LOG_WARN) fprintf(stderr, "[gtask] %s\n", line);
+}
+
+static gtask_server *new_server(gtask_broker *b, gtask_backend *k, const char *tag) {
+  gtask_server *s = gtask_server_new(b, k);
+  ASSERT_NOT_NULL(s);
+  ASSERT_OK(GTASK_REG(s, add));
+  ASSERT_OK(GTASK_REG(s, divide));
+  ASSERT_OK(GTASK_REG(s, greet));
+  ASSERT_OK(gtask_server_reg(s, "echo", echo, NULL));
+  ASSERT_OK(gtask_server_reg(s, "sleep", sleeper, NULL));
+  ASSERT_OK(gtask_server_reg(s, "flaky", flaky, NULL));
+  ASSERT_OK(gtask_server_reg(s, "who", who, (void *)tag));
+  return s;
+}
+
+/* broker_url/backend_url NULL: the fixture's server, db 0. */
+static void env_open(env *e, bool memory, const char *backend_url) {
+  memset(e, 0, sizeof(*e));
+  gtask_set_log(quiet_log, NULL, GTASK_LOG_WARN);
+  if (memory) {
+    e->broker = gtask_broker_memory_new();
+    e->backend = gtask_backend_memory_new();
+  } else {
+    e->redis = gt_redis_start(NULL);
+    ASSERT_NOT_NULL(e->redis);
+    gtask_redis_conf *bc, *kc;
+    ASSERT_OK(gtask_redis_conf_new(&bc, gt_redis_url(e->redis), NULL, -1));
+    ASSERT_OK(gtask_redis_conf_new(&kc, backend_url ? backend_url : gt_redis_url(e->redis), NULL, -1));
+    ASSERT_OK(gtask_broker_redis_new(&e->broker, bc));
+    ASSERT_OK(gtask_backend_redis_new(&e->backend, kc));
+    gtask_redis_conf_free(bc);
+    gtask_redis_conf_free(kc);
+  }
+  ASSERT_NOT_NULL(e->broker);
+  ASSERT_NOT_NULL(e->backend);
+  e->server = new_server(e->broker, e->backend, "main");
+  e->client = gtask_client_from_server(e->server);
+  ASSERT_NOT_NULL(e->client);
+}
+
+static void env_start(env *e) {
+  ASSERT_EQ(pthread_create(&e->thread, NULL, run_server, e), 0);
+  e->running = true;
+}
+
+static void env_close(env *e) {
+  if (e->running) {
+    gtask_server_shutdown(e->server);
+    pthread_join(e->thread, NULL);
+    ASSERT_OK(e->run_rc);
+  }
+  gtask_client_free(e->client);
+  gtask_server_free(e->server);
+  gtask_broker_free(e->broker);
+  gtask_backend_free(e->backend);
+  gt_redis_stop(e->redis);
+}
+
+static gtask_result *send_wait(env *e, gtask_send_conf *conf, const gtask_value *args, size_t n,
+                               int64_t wait_ms) {
+  char id[GTASK_ID_SIZE];
+  ASSERT_OK(gtask_client_send(e->client, conf, args, n, id));
+  gtask_result *r = NULL;
+  int rc = gtask_client_wait(e->client, id, test_timeout_ms(wait_ms), &r);
+  if (rc) TEST_FAIL("wait %s: %s", id, gtask_client_errmsg(e->client));
+  ASSERT_STR_EQ(r->id, id);
+  return r;
+}
+
+/* ---------------------------------------------------------------- g_task rows */
+
+static void check_add(bool memory) {
+  env e;
+  env_open(&e, memory, NULL);
+  env_start(&e);
+  gtask_send_conf *c = gtask_send_conf_new("add");
+  gtask_result *r = send_wait(&e, c, (gtask_value[]){gtask_int64(1), gtask_int64(2)}, 2, 10000);
+  ASSERT_EQ(r->status, GTASK_SUCCESS);
+  ASSERT_EQ(r->nvalues, 1);
+  ASSERT_EQ(r->values[0].type, GTASK_INT64);
+  ASSERT_EQ(r->values[0].v.i, 3);
+  ASSERT_EQ(r->attempts, 1);
+  ASSERT_NULL(r->error);
+  ASSERT_EQ(gtask_client_is_finish(e.client, r->id), 1);
+  gtask_status st;
+  ASSERT_OK(gtask_client_status(e.client, r->id, &st));
+  ASSERT_EQ(st, GTASK_SUCCESS);
+  gtask_result_free(r);
+  gtask_send_conf_free(c);
+  env_close(&e);
+}
+
+TEST(redis_add_round_trip) { check_add(false); }
+TEST(memory_add_round_trip) { check_add(true); }
+
+static void check_all_types(bool memory) {
+  env e;
+  env_open(&e, memory, NULL);
+  env_start(&e);
+  gtask_send_conf *c = gtask_send_conf_new("echo");
+  static const char nul[] = "a\0b";
+  gtask_value args[] = {
+      gtask_bool(true),         gtask_int(INT64_MIN),      gtask_int8(-128),
+      gtask_int16(32767),       gtask_int32(INT32_MIN),    gtask_int64(INT64_MAX),
+      gtask_uint(UINT64_MAX),   gtask_uint8(255),          gtask_uint16(65535),
+      gtask_uint32(UINT32_MAX), gtask_uint64(UINT64_MAX - 1), gtask_float32(0.1f),
+      gtask_float64(0.1),       gtask_float64(-1e308),     gtask_float64(5e-324),
+      gtask_str("héllo"),       gtask_strn(nul, 3),        gtask_float64(NAN),
+  };
+  size_t n = sizeof(args) / sizeof(args[0]);
+  gtask_result *r = send_wait(&e, c, args, n, 10000);
+  ASSERT_EQ(r->status, GTASK_SUCCESS);
+  ASSERT_EQ(r->nvalues, n);
+  for (size_t k = 0; k < n; k++) ASSERT_EQ(r->values[k].type, args[k].type);
+  ASSERT_TRUE(r->values[0].v.b);
+  ASSERT_EQ(r->values[1].v.i, INT64_MIN);
+  ASSERT_EQ(r->values[2].v.i, -128);
+  ASSERT_EQ(r->values[4].v.i, INT32_MIN);
+  ASSERT_EQ(r->values[5].v.i, INT64_MAX);
+  ASSERT_EQ(r->values[6].v.u, UINT64_MAX);
+  ASSERT_EQ(r->values[9].v.u, UINT32_MAX);
+  ASSERT_EQ(r->values[10].v.u, UINT64_MAX - 1);
+  ASSERT_DBL_EQ(r->values[11].v.f, (double)0.1f);
+  ASSERT_DBL_EQ(r->values[12].v.f, 0.1);
+  ASSERT_DBL_EQ(r->values[13].v.f, -1e308);
+  ASSERT_DBL_EQ(r->values[14].v.f, 5e-324);
+  ASSERT_STR_EQ(r->values[15].v.s.ptr, "héllo");
+  ASSERT_EQ(r->values[16].v.s.len, 3);
+  ASSERT_MEM_EQ(r->values[16].v.s.ptr, nul, 3);
+  ASSERT_TRUE(isnan(r->values[17].v.f));
+  gtask_result_free(r);
+  gtask_send_conf_free(c);
+  env_close(&e);
+}
+
+TEST(redis_every_type_round_trips_exactly) { check_all_types(false); }
+TEST(memory_every_type_round_trips_exactly) { check_all_types(true); }
+
+TEST(redis_typed_handlers_convert_and_free_outputs) {
+  env e;
+  env_open(&e, false, NULL);
+  env_start(&e);
+  gtask_send_conf *g = gtask_send_conf_new("greet");
+  /* An int64 argument fits the int8 parameter: converted. */
+  gtask_result *r = send_wait(&e, g, (gtask_value[]){gtask_str("ab"), gtask_int64(3)}, 2, 10000);
+  ASSERT_EQ(r->status, GTASK_SUCCESS);
+  ASSERT_STR_EQ(r->values[0].v.s.ptr, "ababab");
+  gtask_result_free(r);
+  gtask_send_conf_free(g);
+
+  gtask_send_conf *d = gtask_send_conf_new("divide");
+  r = send_wait(&e, d, (gtask_value[]){gtask_float64(1), gtask_float32(4)}, 2, 10000);
+  ASSERT_EQ(r->status, GTASK_SUCCESS);
+  ASSERT_DBL_EQ(r->values[0].v.f, 0.25);
+  gtask_result_free(r);
+  r = send_wait(&e, d, (gtask_value[]){gtask_float64(1), gtask_float64(0)}, 2, 10000);
+  ASSERT_EQ(r->status, GTASK_FAILURE);
+  ASSERT_STR_EQ(r->error, "division by zero");
+  ASSERT_EQ(r->error_code, GTASK_EHANDLER);
+  gtask_result_free(r);
+  gtask_send_conf_free(d);
+  env_close(&e);
+}
+
+TEST(redis_wrong_arguments_fail_with_a_message) {
+  env e;
+  env_open(&e, false, NULL);
+  env_start(&e);
+  gtask_send_conf *c = gtask_send_conf_new("add");
+  gtask_result *r = send_wait(&e, c, (gtask_value[]){gtask_int64(1)}, 1, 10000);
+  ASSERT_EQ(r->status, GTASK_FAILURE);
+  ASSERT_STR_CONTAINS(r->error, "expected 2 arguments, got 1");
+  ASSERT_EQ(r->error_code, GTASK_ETYPE);
+  gtask_result_free(r);
+  r = send_wait(&e, c, (gtask_value[]){gtask_int64(1), gtask_str("x")}, 2, 10000);
+  ASSERT_EQ(r->status, GTASK_FAILURE);
+  ASSERT_STR_CONTAINS(r->error, "argument 2");
+  ASSERT_STR_CONTAINS(r->error, "int64");
+  ASSERT_STR_CONTAINS(r->error, "string");
+  gtask_result_free(r);
+  /* The worker is still serving. */
+  r = send_wait(&e, c, (gtask_value[]){gtask_int64(20), gtask_int64(22)}, 2, 10000);
+  ASSERT_EQ(r->status, GTASK_SUCCESS);
+  ASSERT_EQ(r->values[0].v.i, 42);
+  gtask_result_free(r);
+  gtask_send_conf_free(c);
+  env_close(&e);
+}
+
+TEST(redis_unknown_task_name_fails) {
+  env e;
+  env_open(&e, false, NULL);
+  env_start(&e);
+  gtask_send_conf *c = gtask_send_conf_new("no_such_task");
+  gtask_result *r = send_wait(&e, c, NULL, 0, 10000);
+  ASSERT_EQ(r->status, GTASK_FAILURE);
+  ASSERT_EQ(r->error_code, GTASK_ENOHANDLER);
+  ASSERT_STR_CONTAINS(r->error, "no_such_task");
+  gtask_result_free(r);
+  gtask_send_conf_free(c);
+  env_close(&e);
+}
+
+TEST(redis_malformed_message_goes_to_dead_set_and_worker_keeps_serving) {
+  env e;
+  env_open(&e, false, NULL);
+  env_start(&e);
+  redisContext *rc = gt_redis_connect(e.redis);
+  ASSERT_NOT_NULL(rc);
+  redisReply *rep = redisCommand(rc, "XADD gtask:{default}:stream * i %s m %s",
+                                 "00000000-0000-4000-8000-000000000001", "{not json");
+  ASSERT_NOT_NULL(rep);
+  freeReplyObject(rep);
+  gtask_send_conf *c = gtask_send_conf_new("add");
+  gtask_result *r = send_wait(&e, c, (gtask_value[]){gtask_int64(2), gtask_int64(2)}, 2, 10000);
+  ASSERT_EQ(r->status, GTASK_SUCCESS);
+  gtask_result_free(r);
+  /* The broken message was read before the good one (FIFO): it is dead now. */
+  rep = redisCommand(rc, "HGET gtask:{default}:dead 00000000-0000-4000-8000-000000000001");
+  ASSERT_EQ(rep->type, REDIS_REPLY_STRING);
+  ASSERT_STR_EQ(rep->str, "{not json");
+  freeReplyObject(rep);
+  rep = redisCommand(rc, "HGET gtask:{default}:t:00000000-0000-4000-8000-000000000001 r");
+  ASSERT_EQ(rep->type, REDIS_REPLY_STRING);
+  ASSERT_STR_CONTAINS(rep->str, "malformed message");
+  freeReplyObject(rep);
+  rep = redisCommand(rc, "XLEN gtask:{default}:stream");
+  ASSERT_EQ(rep->integer, 0);
+  freeReplyObject(rep);
+  redisFree(rc);
+  gtask_send_conf_free(c);
+  env_close(&e);
+}
+
+TEST(redis_oversize_payload_is_refused_at_send) {
+  env e;
+  env_open(&e, false, NULL);
+  ASSERT_OK(gtask_client_set_max_payload(e.client, 1024));
+  gtask_send_conf *c = gtask_send_conf_new("echo");
+  char big[2048];
+  memset(big, 'x', sizeof(big) - 1);
+  big[sizeof(big) - 1] = '\0';
+  char id[GTASK_ID_SIZE];
+  ASSERT_ERR(GTASK_SEND(e.client, c, id, gtask_str(big)), GTASK_ETOOBIG);
+  ASSERT_STR_CONTAINS(gtask_client_errmsg(e.client), "exceeds");
+  /* Invalid values never leave the client either. */
+  gtask_value bad = {.type = GTASK_INT8, .v.i = 300};
+  ASSERT_ERR(gtask_client_send(e.client, c, &bad, 1, id), GTASK_ERANGE);
+  gtask_send_conf_free(c);
+  env_close(&e);
+}
+
+TEST(redis_status_of_unknown_and_invalid_ids) {
+  env e;
+  env_open(&e, false, NULL);
+  gtask_status st;
+  ASSERT_ERR(gtask_client_status(e.client, "00000000-0000-4000-8000-00000000abcd", &st), GTASK_ENOTFOUND);
+  ASSERT_ERR(gtask_client_status(e.client, "not-an-id", &st), GTASK_EINVAL);
+  gtask_result *r;
+  ASSERT_ERR(gtask_client_wait(e.client, "00000000-0000-4000-8000-00000000abcd", 100, &r), GTASK_ENOTFOUND);
+  env_close(&e);
+}
+
+TEST(redis_pending_until_a_worker_runs_it_and_wait_times_out) {
+  env e;
+  env_open(&e, false, NULL);
+  gtask_send_conf *c = gtask_send_conf_new("add");
+  char id[GTASK_ID_SIZE];
+  ASSERT_OK(GTASK_SEND(e.client, c, id, gtask_int64(1), gtask_int64(1)));
+  gtask_status st;
+  ASSERT_OK(gtask_client_status(e.client, id, &st));
+  ASSERT_EQ(st, GTASK_PENDING);
+  ASSERT_EQ(gtask_client_is_finish(e.client, id), 0);
+  gtask_result *r = NULL;
+  int64_t t0 = test_now_ms();
+  ASSERT_ERR(gtask_client_wait(e.client, id, 300, &r), GTASK_ETIMEDOUT);
+  int64_t took = test_now_ms() - t0;
+  ASSERT_GE(took, 290);
+  ASSERT_LT(took, test_timeout_ms(2000));
+  ASSERT_NULL(r);
+  /* A worker started later picks it up; the waiter wakes without polling. */
+  env_start(&e);
+  ASSERT_OK(gtask_client_wait(e.client, id, test_timeout_ms(10000), &r));
+  ASSERT_EQ(r->status, GTASK_SUCCESS);
+  ASSERT_EQ(r->values[0].v.i, 2);
+  gtask_result_free(r);
+  gtask_send_conf_free(c);
+  env_close(&e);
+}
+
+/* ---------------------------------------------------------------- timeouts, retries */
+
+static void check_timeout_fails_at_deadline(bool memory) {
+  env e;
+  env_open(&e, memory, NULL);
+  env_start(&e);
+  gtask_send_conf *c = gtask_send_conf_new("sleep");
+  ASSERT_OK(gtask_send_conf_set_timeout(c, 300));
+  int64_t t0 = test_now_ms();
+  gtask_result *r = send_wait(&e, c, (gtask_value[]){gtask_int64(5000)}, 1, 10000);
+  int64_t took = test_now_ms() - t0;
+  ASSERT_EQ(r->status, GTASK_FAILURE);
+  ASSERT_EQ(r->error_code, GTASK_ETASKTIMEOUT);
+  ASSERT_STR_CONTAINS(r->error, "timeout");
+  ASSERT_GE(took, 290);
+  ASSERT_LT(took, test_timeout_ms(2500)); /* at the deadline, not when the 5 s sleep ends */
+  gtask_result_free(r);
+  gtask_send_conf_free(c);
+  env_close(&e);
+}
+
+TEST(redis_timeout_fails_the_task_at_its_deadline) { check_timeout_fails_at_deadline(false); }
+TEST(memory_timeout_fails_the_task_at_its_deadline) { check_timeout_fails_at_deadline(true); }
+
+TEST(redis_timeout_retries_with_backoff_then_fails) {
+  env e;
+  env_open(&e, false, NULL);
+  env_start(&e);
+  gtask_send_conf *c = gtask_send_conf_new("sleep");
+  ASSERT_OK(gtask_send_conf_set_timeout(c, 200));
+  ASSERT_OK(gtask_send_conf_set_retry_num(c, 2));
+  ASSERT_OK(gtask_send_conf_set_backoff(c, 200, 400));
+  char id[GTASK_ID_SIZE];
+  int64_t t0 = test_now_ms();
+  ASSERT_OK(GTASK_SEND(e.client, c, id, gtask_int64(10000)));
+  /* Watch the state pass through RETRY. */
+  bool saw_retry = false;
+  for (int k = 0; k < 200 && !saw_retry; k++) {
+    gtask_status st;
+    ASSERT_OK(gtask_client_status(e.client, id, &st));
+    saw_retry = st == GTASK_RETRY;
+    test_sleep_ms(10);
+  }
+  ASSERT_TRUE(saw_retry);
+  gtask_result *r;
+  ASSERT_OK(gtask_client_wait(e.client, id, test_timeout_ms(15000), &r));
+  int64_t took = test_now_ms() - t0;
+  ASSERT_EQ(r->status, GTASK_FAILURE);
+  ASSERT_EQ(r->attempts, 3);
+  ASSERT_EQ(r->error_code, GTASK_ETASKTIMEOUT);
+  /* 3 runs of 200 ms + backoffs of ~200 and ~400 ms (+-25%): about 1.05..1.3 s. */
+  ASSERT_GE(took, 900);
+  ASSERT_LT(took, test_timeout_ms(4000));
+  gtask_result_free(r);
+  gtask_send_conf_free(c);
+  env_close(&e);
+}
+
+TEST(redis_handler_requested_retry_then_success) {
+  env e;
+  env_open(&e, false, NULL);
+  env_start(&e);
+  gtask_send_conf *c = gtask_send_conf_new("flaky");
+  ASSERT_OK(gtask_send_conf_set_retry_num(c, 3));
+  ASSERT_OK(gtask_send_conf_set_backoff(c, 50, 100));
+  gtask_result *r = send_wait(&e, c, NULL, 0, 10000);
+  ASSERT_EQ(r->status, GTASK_SUCCESS);
+  ASSERT_EQ(r->values[0].v.u, 2);
+  ASSERT_EQ(r->attempts, 2);
+  gtask_result_free(r);
+  /* Without retries the same request is a FAILURE with the handler's message. */
+  gtask_send_conf *c0 = gtask_send_conf_new("flaky");
+  r = send_wait(&e, c0, NULL, 0, 10000);
+  ASSERT_EQ(r->status, GTASK_FAILURE);
+  ASSERT_STR_CONTAINS(r->error, "not yet");
+  gtask_result_free(r);
+  gtask_send_conf_free(c0);
+  gtask_send_conf_free(c);
+  env_close(&e);
+}
+
+/* ---------------------------------------------------------------- scale-out */
+
+TEST(redis_send_many_in_one_call) {
+  env e;
+  env_open(&e, false, NULL);
+  env_start(&e);
+  enum { N = 2000 };
+  gtask_value *args = malloc(sizeof(gtask_value) * 2 * N);
+  char(*ids)[GTASK_ID_SIZE] = malloc(sizeof(*ids) * N);
+  for (int k = 0; k < N; k++) {
+    args[2 * k] = gtask_int64(k);
+    args[2 * k + 1] = gtask_int64(1000000);
+  }
+  gtask_send_conf *c = gtask_send_conf_new("add");
+  ASSERT_OK(gtask_client_send_many(e.client, c, N, args, 2, ids));
+  for (int k = 0; k < N; k++) {
+    gtask_result *r;
+    ASSERT_OK(gtask_client_wait(e.client, ids[k], test_timeout_ms(20000), &r));
+    ASSERT_EQ(r->status, GTASK_SUCCESS);
+    ASSERT_EQ(r->values[0].v.i, k + 1000000);
+    gtask_result_free(r);
+  }
+  free(args);
+  free(ids);
+  gtask_send_conf_free(c);
+  env_close(&e);
+}
+
+TEST(redis_two_workers_share_a_queue) {
+  env e;
+  env_open(&e, false, NULL);
+  gtask_server *second = new_server(e.broker, e.backend, "second");
+  gtask_server *first = e.server;
+  gtask_server_free(first);
+  e.server = new_server(e.broker, e.backend, "first");
+  env_start(&e);
+  env e2 = e;
+  e2.server = second;
+  ASSERT_EQ(pthread_create(&e2.thread, NULL, run_server, &e2), 0);
+  gtask_send_conf *c = gtask_send_conf_new("who");
+  int counts[2] = {0, 0};
+  enum { N = 200 };
+  char ids[N][GTASK_ID_SIZE];
+  for (int k = 0; k < N; k++) ASSERT_OK(gtask_client_send(e.client, c, NULL, 0, ids[k]));
+  for (int k = 0; k < N; k++) {
+    gtask_result *r;
+    ASSERT_OK(gtask_client_wait(e.client, ids[k], test_timeout_ms(20000), &r));
+    ASSERT_EQ(r->status, GTASK_SUCCESS);
+    counts[strcmp(r->values[0].v.s.ptr, "first") == 0 ? 0 : 1]++;
+    gtask_result_free(r);
+  }
+  TEST_LOG("first ran %d, second ran %d", counts[0], counts[1]);
+  ASSERT_EQ(counts[0] + counts[1], N);
+  ASSERT_GT(counts[0], 0);
+  ASSERT_GT(counts[1], 0);
+  gtask_server_shutdown(second);
+  pthread_join(e2.thread, NULL);
+  ASSERT_OK(e2.run_rc);
+  gtask_server_free(second);
+  gtask_send_conf_free(c);
+  env_close(&e);
+}
+
+/* A worker process is killed with SIGKILL while it runs a task; after its lease
+ * expires, another worker runs the task to completion. */
+TEST(redis_worker_killed_mid_task_is_recovered) {
+  env e;
+  env_open(&e, false, NULL);
+  gtask_send_conf *c = gtask_send_conf_new("sleep");
+  char id[GTASK_ID_SIZE];
+  ASSERT_OK(GTASK_SEND(e.client, c, id, gtask_int64(800)));
+
+  pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    /* A separate worker process with its own connections. */
+    gtask_redis_conf *conf;
+    gtask_redis_conf_new(&conf, gt_redis_url(e.redis), NULL, -1);
+    gtask_broker *b;
+    gtask_backend *k;
+    if (gtask_broker_redis_new(&b, conf) || gtask_backend_redis_new(&k, conf)) _exit(3);
+    gtask_server *s = new_server(b, k, "victim");
+    gtask_server_set_lease(s, 600);
+    gtask_server_run(s, 2);
+    _exit(0);
+  }
+  /* Wait until the child has started the task, then kill it. */
+  gtask_status st = GTASK_PENDING;
+  for (int k = 0; k < 500 && st != GTASK_STARTED; k++) {
+    ASSERT_OK(gtask_client_status(e.client, id, &st));
+    test_sleep_ms(10);
+  }
+  ASSERT_EQ(st, GTASK_STARTED);
+  kill(child, SIGKILL);
+  waitpid(child, NULL, 0);
+
+  /* The survivor has a short lease too, so that it reclaims quickly. */
+  ASSERT_OK(gtask_server_set_lease(e.server, 600));
+  env_start(&e);
+  gtask_result *r;
+  int64_t t0 = test_now_ms();
+  ASSERT_OK(gtask_client_wait(e.client, id, test_timeout_ms(15000), &r));
+  TEST_LOG("recovered and finished %lld ms after the kill", (long long)(test_now_ms() - t0));
+  ASSERT_EQ(r->status, GTASK_SUCCESS);
+  ASSERT_EQ(r->values[0].v.i, 800);
+  ASSERT_EQ(r->attempts, 1); /* a lost worker does not use up a retry */
+  gtask_result_free(r);
+  gtask_send_conf_free(c);
+  env_close(&e);
+}
+
+/* A poison task kills every worker that runs it.  Each death is a lost
+ * delivery; after max_deliveries the task goes to the dead set as FAILURE
+ * instead of killing workers for ever. */
+static int suicide(gtask_ctx *ctx, const gtask_value *args, size_t n, void *ud) {
+  (void)ctx, (void)args, (void)n, (void)ud;
+  kill(getpid(), SIGKILL);
+  return 0;
+}
+
+static pid_t spawn_worker(const char *url, const char *queue, int64_t lease_ms, int max_deliveries) {
+  pid_t pid = fork();
+  if (pid != 0) return pid;
+  gtask_redis_conf *conf;
+  gtask_redis_conf_new(&conf, url, NULL, -1);
+  gtask_broker *b;
+  gtask_backend *k;
+  if (gtask_broker_redis_new(&b, conf) || gtask_backend_redis_new(&k, conf)) _exit(3);
+  gtask_server *s = gtask_server_new(b, k);
+  gtask_server_reg(s, "suicide", suicide, NULL);
+  gtask_server_set_queues(s, queue);
+  gtask_server_set_lease(s, lease_ms);
+  gtask_server_set_max_deliveries(s, max_deliveries);
+  gtask_server_run(s, 1);
+  _exit(0);
+}
+
+TEST(redis_poison_task_goes_to_dead_set) {
+  env e;
+  env_open(&e, false, NULL);
+  ASSERT_OK(gtask_client_set_queue(e.client, "poison"));
+  gtask_send_conf *c = gtask_send_conf_new("suicide");
+  ASSERT_OK(gtask_send_conf_set_retry_num(c, 5)); /* losses must not use these up */
+  char id[GTASK_ID_SIZE];
+  ASSERT_OK(GTASK_SEND(e.client, c, id, gtask_int64(1)));
+  /* Workers one after another: each reclaims the dead one's lease (300 ms),
+   * requeues it, runs it and dies; the third finds it lost twice: dead. */
+  gtask_status st = GTASK_PENDING;
+  int deaths = 0;
+  for (int w = 0; w < 6 && st != GTASK_FAILURE; w++) {
+    pid_t pid = spawn_worker(gt_redis_url(e.redis), "poison", 300, 2);
+    ASSERT_GT(pid, 0);
+    for (int k = 0; k < 300; k++) {
+      ASSERT_OK(gtask_client_status(e.client, id, &st));
+      int status;
+      if (waitpid(pid, &status, WNOHANG) == pid) {
+        deaths += WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL;
+        pid = 0;
+        break;
+      }
+      if (st == GTASK_FAILURE) break;
+      test_sleep_ms(20);
+    }
+    if (pid) {
+      kill(pid, SIGKILL);
+      waitpid(pid, NULL, 0);
+    }
+  }
+  ASSERT_EQ(deaths, 2);
+  gtask_result *r;
+  ASSERT_OK(gtask_client_result(e.client, id, &r));
+  ASSERT_EQ(r->status, GTASK_FAILURE);
+  ASSERT_EQ(r->error_code, GTASK_ELOST);
+  ASSERT_STR_CONTAINS(r->error, "dead set");
+  gtask_result_free(r);
+  gtask_queue_stats qs;
+  ASSERT_OK(e.broker->ops->stats(e.broker->impl, "poison", &qs));
+  ASSERT_EQ(qs.dead, 1);
+  ASSERT_EQ(qs.pending, 0);
+  ASSERT_EQ(qs.active, 0);
+  gtask_send_conf_free(c);
+  env_close(&e);
+}
+
+/* ---------------------------------------------------------------- configuration */
+
+TEST(redis_backend_on_another_db_uses_the_two_step_finish) {
+  gt_redis *r0 = gt_redis_start(NULL);
+  ASSERT_NOT_NULL(r0);
+  char url[256];
+  snprintf(url, sizeof(url), "redis://127.0.0.1:%d/3", gt_redis_port(r0));
+  gt_redis_stop(r0);
+  /* env_open starts its own server; point the backend at db 3 of it. */
+  env e;
+  memset(&e, 0, sizeof(e));
+  e.redis = gt_redis_start(NULL);
+  ASSERT_NOT_NULL(e.redis);
+  snprintf(url, sizeof(url), "redis://127.0.0.1:%d/3", gt_redis_port(e.redis));
+  gtask_redis_conf *bc, *kc;
+  ASSERT_OK(gtask_redis_conf_new(&bc, gt_redis_url(e.redis), NULL, -1));
+  ASSERT_OK(gtask_redis_conf_new(&kc, url, NULL, -1));
+  ASSERT_OK(gtask_broker_redis_new(&e.broker, bc));
+  ASSERT_OK(gtask_backend_redis_new(&e.backend, kc));
+  gtask_redis_conf_free(bc);
+  gtask_redis_conf_free(kc);
+  ASSERT_NULL(e.broker->ops->colocated(e.broker->impl, e.backend));
+  e.server = new_server(e.broker, e.backend, "main");
+  e.client = gtask_client_new(e.broker, e.backend);
+  env_start(&e);
+  gtask_send_conf *c = gtask_send_conf_new("add");
+  gtask_result *r = send_wait(&e, c, (gtask_value[]){gtask_int64(40), gtask_int64(2)}, 2, 10000);
+  ASSERT_EQ(r->status, GTASK_SUCCESS);
+  ASSERT_EQ(r->values[0].v.i, 42);
+  /* The result lives in db 3, the queue in db 0. */
+  redisContext *rc = gt_redis_connect(e.redis);
+  redisReply *rep = redisCommand(rc, "SELECT 3");
+  freeReplyObject(rep);
+  rep = redisCommand(rc, "HGET gtask:{default}:t:%s s", r->id);
+  ASSERT_EQ(rep->type, REDIS_REPLY_STRING);
+  ASSERT_STR_EQ(rep->str, "SUCCESS");
+  freeReplyObject(rep);
+  redisFree(rc);
+  gtask_result_free(r);
+  gtask_send_conf_free(c);
+  env_close(&e);
+}
+
+TEST(redis_unix_socket_url) {
+  gt_redis *redis = gt_redis_start(NULL);
+  ASSERT_NOT_NULL(redis);
+  gtask_redis_conf *conf;
+  ASSERT_OK(gtask_redis_conf_new(&conf, gt_redis_unix_url(redis), NULL, -1));
+  gtask_broker *b;
+  gtask_backend *k;
+  ASSERT_OK(gtask_broker_redis_new(&b, conf));
+  ASSERT_OK(gtask_backend_redis_new(&k, conf));
+  gtask_redis_conf_free(conf);
+  env e;
+  memset(&e, 0, sizeof(e));
+  e.redis = redis;
+  e.broker = b;
+  e.backend = k;
+  e.server = new_server(b, k, "main");
+  e.client = gtask_client_from_server(e.server);
+  env_start(&e);
+  gtask_send_conf *c = gtask_send_conf_new("add");
+  gtask_result *r = send_wait(&e, c, (gtask_value[]){gtask_int64(1), gtask_int64(2)}, 2, 10000);
+  ASSERT_EQ(r->values[0].v.i, 3);
+  gtask_result_free(r);
+  gtask_send_conf_free(c);
+  env_close(&e);
+}
+
+TEST(redis_unreachable_is_a_clear_error) {
+  gtask_redis_conf *conf;
+  ASSERT_OK(gtask_redis_conf_new(&conf, "127.0.0.1:1", NULL, -1));
+  gtask_broker *b = NULL;
+  ASSERT_ERR(gtask_broker_redis_new(&b, conf), GTASK_ECONN);
+  ASSERT_NULL(b);
+  ASSERT_STR_CONTAINS(gtask_last_error(), "127.0.0.1:1");
+  gtask_redis_conf_free(conf);
+}
+
+/* ---------------------------------------------------------------- shutdown */
+
+TEST(redis_graceful_shutdown_finishes_running_and_hands_back_unstarted) {
+  env e;
+  env_open(&e, false, NULL);
+  gtask_server_free(e.server);
+  e.server = new_server(e.broker, e.backend, "main");
+  gtask_client_free(e.client);
+  e.client = gtask_client_from_server(e.server);
+  ASSERT_OK(gtask_server_set_prefetch(e.server, 8));
+  gtask_send_conf *c = gtask_send_conf_new("sleep");
+  enum { N = 8 };
+  char ids[N][GTASK_ID_SIZE];
+  for (int k = 0; k < N; k++) ASSERT_OK(GTASK_SEND(e.client, c, ids[k], gtask_int64(400)));
+  env_start(&e); /* 4 executors: 4 run, 4 wait in the prefetch buffer */
+  test_sleep_ms(150);
+  int64_t t0 = test_now_ms();
+  gtask_server_shutdown(e.server);
+  pthread_join(e.thread, NULL);
+  e.running = false;
+  ASSERT_OK(e.run_rc);
+  int64_t took = test_now_ms() - t0;
+  ASSERT_LT(took, test_timeout_ms(3000));
+  int success = 0, pending = 0;
+  for (int k = 0; k < N; k++) {
+    gtask_status st;
+    ASSERT_OK(gtask_client_status(e.client, ids[k], &st));
+    success += st == GTASK_SUCCESS;
+    pending += st == GTASK_PENDING;
+  }
+  TEST_LOG("after shutdown: %d succeeded, %d handed back", success, pending);
+  ASSERT_EQ(success + pending, N);
+  ASSERT_GE(success, 4);
+  /* Handed-back tasks run on the next start. */
+  env_start(&e);
+  for (int k = 0; k < N; k++) {
+    gtask_result *r;
+    ASSERT_OK(gtask_client_wait(e.client, ids[k], test_timeout_ms(10000), &r));
+    ASSERT_EQ(r->status, GTASK_SUCCESS);
+    gtask_result_free(r);
+  }
+  gtask_send_conf_free(c);
+  env_close(&e);
+}
+
+static gtask_server *signal_target;
+static void on_sigusr1(int sig) {
+  (void)sig;
+  gtask_server_shutdown(signal_target); /* async-signal-safe by contract */
+}
+
+TEST(redis_shutdown_from_a_signal_handler) {
+  env e;
+  env_open(&e, false, NULL);
+  signal_target = e.server;
+  struct sigaction act;
+  memset(&act, 0, sizeof(act));
+  act.sa_handler = on_sigusr1;
+  ASSERT_EQ(sigaction(SIGUSR1, &act, NULL), 0);
+  env_start(&e);
+  gtask_send_conf *c = gtask_send_conf_new("add");
+  gtask_result *r = send_wait(&e, c, (gtask_value[]){gtask_int64(1), gtask_int64(1)}, 2, 10000);
+  gtask_result_free(r);
+  int64_t t0 = test_now_ms();
+  ASSERT_EQ(kill(getpid(), SIGUSR1), 0);
+  pthread_join(e.thread, NULL);
+  e.running = false;
+  ASSERT_OK(e.run_rc);
+  ASSERT_LT(test_now_ms() - t0, test_timeout_ms(3000));
+  gtask_send_conf_free(c);
+  env_close(&e);
+}
+
+TEST(redis_redis_restart_with_persistence_loses_nothing) {
+  env e;
+  memset(&e, 0, sizeof(e));
+  gtask_set_log(quiet_log, NULL, GTASK_LOG_ERROR);
+  e.redis = gt_redis_start("appendonly yes\nappendfsync always\n");
+  ASSERT_NOT_NULL(e.redis);
+  gtask_redis_conf *conf;
+  ASSERT_OK(gtask_redis_conf_new(&conf, gt_redis_url(e.redis), NULL, -1));
+  ASSERT_OK(gtask_broker_redis_new(&e.broker, conf));
+  ASSERT_OK(gtask_backend_redis_new(&e.backend, conf));
+  gtask_redis_conf_free(conf);
+  e.server = new_server(e.broker, e.backend, "main");
+  e.client = gtask_client_from_server(e.server);
+  gtask_send_conf *c = gtask_send_conf_new("add");
+  enum { N = 300 };
+  char ids[N][GTASK_ID_SIZE];
+  for (int k = 0; k < N / 2; k++) ASSERT_OK(GTASK_SEND(e.client, c, ids[k], gtask_int64(k), gtask_int64(1)));
+  env_start(&e);
+  ASSERT_OK(gt_redis_kill9(e.redis));
+  test_sleep_ms(300);
+  ASSERT_OK(gt_redis_start_again(e.redis));
+  for (int k = N / 2; k < N; k++) {
+    int rc = GTASK_SEND(e.client, c, ids[k], gtask_int64(k), gtask_int64(1));
+    if (rc) { /* a pooled connection may report the old server's death once */
+      ASSERT_OK(GTASK_SEND(e.client, c, ids[k], gtask_int64(k), gtask_int64(1)));
+    }
+  }
+  for (int k = 0; k < N; k++) {
+    gtask_result *r = NULL;
+    int rc = gtask_client_wait(e.client, ids[k], test_timeout_ms(30000), &r);
+    if (rc) rc = gtask_client_wait(e.client, ids[k], test_timeout_ms(30000), &r);
+    ASSERT_OK(rc);
+    ASSERT_EQ(r->status, GTASK_SUCCESS);
+    ASSERT_EQ(r->values[0].v.i, k + 1);
+    gtask_result_free(r);
+  }
+  gtask_send_conf_free(c);
+  env_close(&e);
+}
