@@ -28,6 +28,8 @@ typedef struct consumer_conn {
   long long client_id;
   bool blocked;     /* a lease is (about to be) blocked on c */
   bool interrupted; /* set by interrupt(), consumed by one lease */
+  gtask_msg **surplus; /* leased by a multi-queue read beyond max; next lease's */
+  size_t nsurplus;
   struct consumer_conn *next;
 } consumer_conn;
 
@@ -164,6 +166,84 @@ static int entry_to_msg(const redisReply *e, const char *queue, gtask_msg **out)
   return 0;
 }
 
+/* One XREADGROUP on c: `count` per stream, blocking up to block_ms (0: do not
+ * block, < 0: for ever).  Appends up to max - *n messages to out; what does not
+ * fit (XREADGROUP's COUNT is per stream) goes to cc->surplus, returned first by
+ * the next lease.  Entries are leased in the PEL by the time this returns. */
+static int read_group(redis_broker *b, redisContext *c, consumer_conn *cc, const char *consumer,
+                      const char *const *queues, char (*keys)[GTASK__KEY_MAX], size_t nq,
+                      size_t count, int64_t block_ms, size_t max, gtask_msg **out, size_t *n) {
+  gtask__argv a;
+  gtask__argv_init(&a);
+  gtask__argv_adds(&a, "XREADGROUP");
+  gtask__argv_adds(&a, "GROUP");
+  gtask__argv_adds(&a, GTASK__GROUP);
+  gtask__argv_adds(&a, consumer);
+  gtask__argv_adds(&a, "COUNT");
+  gtask__argv_addi(&a, (int64_t)count);
+  if (block_ms != 0) {
+    gtask__argv_adds(&a, "BLOCK");
+    gtask__argv_addi(&a, block_ms < 0 ? 0 : block_ms);
+  }
+  gtask__argv_adds(&a, "STREAMS");
+  for (size_t i = 0; i < nq; i++) gtask__argv_adds(&a, keys[i]);
+  for (size_t i = 0; i < nq; i++) gtask__argv_adds(&a, ">");
+
+  /* The socket must outwait the block. */
+  struct timeval tv = {0, 0};
+  if (block_ms >= 0) {
+    int64_t ms = block_ms + b->r->conf->timeout_ms;
+    tv.tv_sec = (time_t)(ms / 1000);
+    tv.tv_usec = (suseconds_t)((ms % 1000) * 1000);
+  }
+  if (block_ms != 0) redisSetTimeout(c, tv);
+  redisReply *rep = NULL;
+  int rc = gtask__redis_cmd(b->r, c, &a, &rep);
+  if (rc == GTASK_EREDIS && strstr(gtask_last_error(), "NOGROUP")) {
+    rc = create_groups(b, c, queues, nq);
+    if (rc == 0) rc = gtask__redis_cmd(b->r, c, &a, &rep);
+  }
+  if (block_ms != 0 && !c->err) {
+    int64_t ms = b->r->conf->timeout_ms;
+    struct timeval t2 = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
+    redisSetTimeout(c, t2);
+  }
+  gtask__argv_free(&a);
+  if (rc) return rc;
+  /* [[key, [[id, [f, v, ...]], ...]], ...] or nil on timeout / CLIENT UNBLOCK. */
+  if (rep->type == REDIS_REPLY_ARRAY) {
+    for (size_t s = 0; s < rep->elements; s++) {
+      const redisReply *sr = rep->element[s];
+      if (sr->type != REDIS_REPLY_ARRAY || sr->elements != 2) continue;
+      const char *queue = NULL;
+      for (size_t i = 0; i < nq; i++)
+        if (sr->element[0]->type == REDIS_REPLY_STRING && strcmp(sr->element[0]->str, keys[i]) == 0)
+          queue = queues[i];
+      const redisReply *entries = sr->element[1];
+      if (!queue || entries->type != REDIS_REPLY_ARRAY) continue;
+      for (size_t e = 0; e < entries->elements; e++) {
+        gtask_msg *m;
+        /* On ENOMEM (or a malformed entry) the entry stays in the PEL and comes
+         * back through reclaim when its lease expires: nothing is lost. */
+        if (entry_to_msg(entries->element[e], queue, &m) != 0 || !m) continue;
+        if (*n < max) {
+          out[(*n)++] = m;
+          continue;
+        }
+        gtask_msg **sp = gtask__realloc(cc->surplus, (cc->nsurplus + 1) * sizeof(*sp));
+        if (!sp) {
+          gtask__msg_free(m); /* still leased: reclaim brings it back */
+          continue;
+        }
+        cc->surplus = sp;
+        cc->surplus[cc->nsurplus++] = m;
+      }
+    }
+  }
+  freeReplyObject(rep);
+  return 0;
+}
+
 static int rb_lease(void *impl, const char *consumer, const char *const *queues, size_t nq,
                     size_t max, int64_t wait_ms, gtask_msg **out, size_t *n) {
   redis_broker *b = impl;
@@ -175,6 +255,15 @@ static int rb_lease(void *impl, const char *consumer, const char *const *queues,
   if (!cc) {
     pthread_mutex_unlock(&b->mu);
     return GTASK_ENOMEM;
+  }
+  if (cc->nsurplus) { /* leased by an earlier multi-queue read */
+    size_t k = cc->nsurplus < max ? cc->nsurplus : max;
+    memcpy(out, cc->surplus, k * sizeof(*out));
+    memmove(cc->surplus, cc->surplus + k, (cc->nsurplus - k) * sizeof(*out));
+    cc->nsurplus -= k;
+    *n = k;
+    pthread_mutex_unlock(&b->mu);
+    return 0;
   }
   if (cc->interrupted) { /* an interrupt since the last lease: consume it */
     cc->interrupted = false;
@@ -212,82 +301,34 @@ static int rb_lease(void *impl, const char *consumer, const char *const *queues,
     freeReplyObject(rep);
   }
 
-  pthread_mutex_lock(&b->mu);
-  if (client_id) cc->client_id = client_id;
-  bool interrupted = cc->interrupted;
-  cc->blocked = !interrupted;
-  pthread_mutex_unlock(&b->mu);
-
-  gtask__argv a;
-  gtask__argv_init(&a);
   char(*keys)[GTASK__KEY_MAX] = gtask__calloc(nq, sizeof(*keys));
   if (!keys) {
     rc = GTASK_ENOMEM;
     goto done;
   }
-  if (interrupted) goto done;
-  gtask__argv_adds(&a, "XREADGROUP");
-  gtask__argv_adds(&a, "GROUP");
-  gtask__argv_adds(&a, GTASK__GROUP);
-  gtask__argv_adds(&a, consumer);
-  gtask__argv_adds(&a, "COUNT");
-  gtask__argv_addi(&a, (int64_t)max);
-  if (wait_ms != 0) {
-    gtask__argv_adds(&a, "BLOCK");
-    gtask__argv_addi(&a, wait_ms < 0 ? 0 : wait_ms);
-  }
-  gtask__argv_adds(&a, "STREAMS");
-  for (size_t i = 0; i < nq; i++)
-    gtask__argv_add(&a, keys[i], gtask__redis_key(b->r, keys[i], GTASK__KEY_MAX, queues[i], "stream", NULL));
-  for (size_t i = 0; i < nq; i++) gtask__argv_adds(&a, ">");
+  for (size_t i = 0; i < nq; i++) gtask__redis_key(b->r, keys[i], GTASK__KEY_MAX, queues[i], "stream", NULL);
 
-  /* The socket must outwait the block. */
-  struct timeval tv = {0, 0};
-  if (wait_ms >= 0) {
-    int64_t ms = wait_ms + b->r->conf->timeout_ms;
-    tv.tv_sec = (time_t)(ms / 1000);
-    tv.tv_usec = (suseconds_t)((ms % 1000) * 1000);
+  if (nq > 1) {
+    /* Queues in the order given are priorities: take from the first that has
+     * work, without blocking, so that no read takes more than max. */
+    for (size_t i = 0; i < nq && *n < max && rc == 0; i++)
+      rc = read_group(b, c, cc, consumer, queues + i, keys + i, 1, max - *n, 0, max, out, n);
+    if (rc || *n || wait_ms == 0) goto done;
   }
-  redisSetTimeout(c, tv);
-  redisReply *rep = NULL;
-  rc = gtask__redis_cmd(b->r, c, &a, &rep);
-  if (rc == GTASK_EREDIS && strstr(gtask_last_error(), "NOGROUP")) {
-    rc = create_groups(b, c, queues, nq);
-    if (rc == 0) rc = gtask__redis_cmd(b->r, c, &a, &rep);
-  }
-  {
-    int64_t ms = b->r->conf->timeout_ms;
-    struct timeval t2 = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
-    if (!c->err) redisSetTimeout(c, t2);
-  }
-  if (rc) goto done;
-  /* [[key, [[id, [f, v, ...]], ...]], ...] or nil on timeout / CLIENT UNBLOCK. */
-  if (rep->type == REDIS_REPLY_ARRAY) {
-    for (size_t s = 0; s < rep->elements && rc == 0; s++) {
-      const redisReply *sr = rep->element[s];
-      if (sr->type != REDIS_REPLY_ARRAY || sr->elements != 2) continue;
-      const char *queue = NULL;
-      for (size_t i = 0; i < nq; i++)
-        if (sr->element[0]->type == REDIS_REPLY_STRING && strcmp(sr->element[0]->str, keys[i]) == 0)
-          queue = queues[i];
-      const redisReply *entries = sr->element[1];
-      if (!queue || entries->type != REDIS_REPLY_ARRAY) continue;
-      for (size_t e = 0; e < entries->elements && *n < max; e++) {
-        gtask_msg *m;
-        rc = entry_to_msg(entries->element[e], queue, &m);
-        if (rc == GTASK_ENOMEM) break;
-        rc = 0; /* a malformed entry stays in the PEL; reclaim will bury it */
-        if (m) out[(*n)++] = m;
-      }
-    }
-  }
-  freeReplyObject(rep);
-  /* On ENOMEM some entries are leased but not returned: they stay in the PEL
-   * and come back through reclaim when their lease expires.  Nothing is lost. */
+
+  pthread_mutex_lock(&b->mu);
+  if (client_id) cc->client_id = client_id;
+  bool interrupted = cc->interrupted;
+  cc->blocked = !interrupted;
+  pthread_mutex_unlock(&b->mu);
+  if (interrupted) goto done;
+  /* All empty: block on every queue at once; with several, one entry each. */
+  rc = read_group(b, c, cc, consumer, queues, keys, nq, nq > 1 ? 1 : max, wait_ms, max, out, n);
+
 done:
   gtask__free(keys);
-  gtask__argv_free(&a);
   pthread_mutex_lock(&b->mu);
+  if (client_id) cc->client_id = client_id;
   cc->blocked = false;
   cc->interrupted = false; /* this lease has returned: the interrupt is served */
   if (c && c->err) {
@@ -571,6 +612,10 @@ static void rb_destroy(void *impl) {
   for (consumer_conn *cc = b->consumers, *next; cc; cc = next) {
     next = cc->next;
     if (cc->c) redisFree(cc->c);
+    /* Surplus messages are leased in Redis: dropping our copies only delays
+     * them until reclaim. */
+    for (size_t k = 0; k < cc->nsurplus; k++) gtask__msg_free(cc->surplus[k]);
+    gtask__free(cc->surplus);
     gtask__free(cc->name);
     gtask__free(cc);
   }

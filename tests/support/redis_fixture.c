@@ -284,9 +284,14 @@ static void kill_and_reap(pid_t pid) {
   }
 }
 
-static redisContext *connect_tcp(int port, int64_t timeout_ms) {
+/* Connects within timeout_ms.  With bound_cmds the timeout also bounds every
+ * later command, so that a silent peer on the port cannot hang the harness. */
+static redisContext *connect_tcp(int port, int64_t timeout_ms, bool bound_cmds) {
   struct timeval tv = {(time_t)(timeout_ms / 1000), (suseconds_t)(timeout_ms % 1000) * 1000};
-  return redisConnectWithTimeout("127.0.0.1", port, tv);
+  redisContext *c = redisConnectWithTimeout("127.0.0.1", port, tv);
+  if (c != NULL && c->err == 0 && bound_cmds)
+    redisSetTimeout(c, tv);
+  return c;
 }
 
 typedef enum ready { READY, DIED, NOT_READY } ready;
@@ -301,7 +306,7 @@ static ready wait_ready(gt_redis *r, int64_t ms) {
       r->pid = 0;
       return DIED;
     }
-    redisContext *c = connect_tcp(r->port, 200);
+    redisContext *c = connect_tcp(r->port, 200, true);
     if (c != NULL && c->err == 0) {
       redisReply *rep = redisCommand(c, "PING");
       bool pong = rep != NULL && rep->type == REDIS_REPLY_STATUS && strcmp(rep->str, "PONG") == 0;
@@ -466,7 +471,7 @@ pid_t gt_redis_pid(const gt_redis *r) { return r->pid; }
 
 int gt_redis_restart(gt_redis *r) {
   if (r->pid > 0) {
-    redisContext *c = connect_tcp(r->port, 1000);
+    redisContext *c = connect_tcp(r->port, 1000, true);
     bool sent = false;
     if (c != NULL && c->err == 0) {
       /* On success redis closes the connection without a reply. */
@@ -526,7 +531,7 @@ void gt_redis_stop(gt_redis *r) {
 }
 
 redisContext *gt_redis_connect(const gt_redis *r) {
-  redisContext *c = connect_tcp(r->port, 2000);
+  redisContext *c = connect_tcp(r->port, 2000, false);
   if (c == NULL) {
     fprintf(stderr, "gt_redis: connect 127.0.0.1:%d: out of memory\n", r->port);
     return NULL;

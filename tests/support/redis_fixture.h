@@ -72,9 +72,9 @@ int gt_redis_start_again(gt_redis *r);
  * Accepts NULL. */
 void gt_redis_stop(gt_redis *r);
 
-/* A new hiredis connection to the server over TCP (2 s timeout), for checking
- * keys in tests.  NULL (reason on stderr) if it cannot connect.  Free with
- * redisFree(). */
+/* A new hiredis connection to the server over TCP, for checking keys in tests
+ * (2 s connect timeout; commands have none, so BLPOP works).  NULL (reason on
+ * stderr) if it cannot connect.  Free with redisFree(). */
 redisContext *gt_redis_connect(const gt_redis *r);
 
 #endif /* GTASK_TEST_REDIS_FIXTURE_H */

@@ -473,7 +473,7 @@ static outcome run_forked(const test_entry *t, const sigset_t *oldmask, char *re
     return FAILED;
   }
   int state = __atomic_load_n(&shared->state, __ATOMIC_ACQUIRE);
-  if (state == VERDICT_FAIL) {
+  if (state == VERDICT_FAIL || state == -1) { /* -1: killed while recording */
     snprintf(reason, rsize, "%s", shared->msg);
     *show_output = true;
     return FAILED;

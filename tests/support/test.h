@@ -35,7 +35,8 @@
  *                                  only when the test fails or times out).
  *   GTASK_TEST_KEEP=1              keeps the temp dir of a failed test.
  *   GTASK_TEST_NOFORK=1            runs the selected tests in the runner process
- *                                  itself (for gdb); no timeout, no isolation.
+ *                                  itself (for gdb): no timeout, no isolation; a
+ *                                  failed assertion abort()s, a SKIP ends the run.
  *
  * Assertions print both values with file:line and end the test process at once
  * with a failure (exit, so atexit handlers such as the redis fixture's cleanup

@@ -1,0 +1,1060 @@
+/* test_contract.c -- the broker and backend contracts of internal.h, run against
+ * every implementation (STYLE.md point 12).
+ *
+ * Each case is written once, as a function of an `env` holding a broker and a
+ * backend, and CONTRACT(name) turns it into one test per implementation:
+ * memory_<name> on the in-process pair, redis_<name> on a private redis-server
+ * (tests/support/redis_fixture.h).  The cases call the ops tables directly
+ * (b->ops->push(b->impl, ...)), as the core does, so they test the interface and
+ * nothing above it.  Bodies are arbitrary bytes -- brokers treat them as opaque
+ * -- and every test uses its own queue names.
+ *
+ * Timing: "promptly" means within test_timeout_ms(200) of the event; sleeps
+ * that wait for a lease to expire or a due time to pass leave a margin of at
+ * least 100 ms.  Under slow sanitizers, raise GTASK_TEST_TIMEOUT_MULTIPLIER.
+ *
+ * At the end, a few memory-only tests check guarantees the memory broker gives
+ * beyond the contract (a fresh token on every reclaim, no message lost when an
+ * allocation fails). */
+#include "test.h"
+
+#include "internal.h"
+#include "redis_fixture.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+
+/* ---------------------------------------------------------------- environments */
+
+typedef struct env {
+  gtask_broker *b;
+  gtask_backend *be;
+  gt_redis *redis;        /* redis only */
+  gtask_redis_conf *conf; /* redis only */
+  char q[64];             /* a queue name unique to this test */
+} env;
+
+typedef void (*env_make_fn)(env *e);
+
+static void make_memory(env *e) {
+  e->b = gtask_broker_memory_new();
+  e->be = gtask_backend_memory_new();
+  ASSERT_NOT_NULL(e->b);
+  ASSERT_NOT_NULL(e->be);
+}
+
+static void make_redis(env *e) {
+  e->redis = gt_redis_start(NULL);
+  ASSERT_NOT_NULL(e->redis);
+  ASSERT_OK(gtask_redis_conf_new(&e->conf, gt_redis_url(e->redis), NULL, -1));
+  ASSERT_OK(gtask_broker_redis_new(&e->b, e->conf));
+  ASSERT_OK(gtask_backend_redis_new(&e->be, e->conf));
+}
+
+/* "q-" and 8 random hex digits, plus an optional suffix. */
+static void unique_queue(char *buf, size_t size, const char *suffix) {
+  char id[GTASK_ID_SIZE];
+  gtask__uuid(id);
+  snprintf(buf, size, "q-%.8s%s", id, suffix ? suffix : "");
+}
+
+static void run(env_make_fn make, void (*body)(env *)) {
+  env e;
+  memset(&e, 0, sizeof(e));
+  make(&e);
+  unique_queue(e.q, sizeof(e.q), NULL);
+  body(&e);
+  gtask_broker_free(e.b);
+  gtask_backend_free(e.be);
+  gtask_redis_conf_free(e.conf);
+  gt_redis_stop(e.redis);
+}
+
+/* Defines case_<name>(env *) and the two tests that run it. */
+#define CONTRACT(name)                                                         \
+  static void case_##name(env *e);                                             \
+  TEST(memory_##name) { run(make_memory, case_##name); }                       \
+  TEST(redis_##name) { run(make_redis, case_##name); }                         \
+  static void case_##name(env *e)
+
+/* ---------------------------------------------------------------- helpers */
+
+static const char *const BODIES[] = {"{\"hello\":1}", "{\"hello\":2}", "{\"hello\":3}",
+                                     "{\"hello\":4}", "{\"hello\":5}", "{\"hello\":6}"};
+
+/* Pushes one message with body (len bytes) to queue, due at due_ms (0: now);
+ * writes its new id to id_out (may be NULL). */
+static void push_bytes(env *e, const char *queue, const char *body, size_t len, int64_t due_ms,
+                       char *id_out) {
+  char id[GTASK_ID_SIZE];
+  gtask__uuid(id);
+  gtask_msg *m = gtask__msg_new(id, queue, body, len);
+  ASSERT_NOT_NULL(m);
+  m->due_ms = due_ms;
+  ASSERT_OK(e->b->ops->push(e->b->impl, &m, 1, NULL));
+  gtask__msg_free(m);
+  if (id_out)
+    memcpy(id_out, id, GTASK_ID_SIZE);
+}
+
+static void push(env *e, const char *queue, const char *body, int64_t due_ms, char *id_out) {
+  push_bytes(e, queue, body, strlen(body), due_ms, id_out);
+}
+
+/* Leases from one queue; returns how many. */
+static size_t lease(env *e, const char *consumer, const char *queue, size_t max, int64_t wait_ms,
+                    gtask_msg **out) {
+  size_t n = 99;
+  const char *queues[] = {queue};
+  ASSERT_OK(e->b->ops->lease(e->b->impl, consumer, queues, 1, max, wait_ms, out, &n));
+  ASSERT_LE(n, max);
+  return n;
+}
+
+/* Leases exactly one message from e->q at once. */
+static gtask_msg *lease1(env *e, const char *consumer) {
+  gtask_msg *m = NULL;
+  ASSERT_EQ(lease(e, consumer, e->q, 1, 0, &m), 1);
+  ASSERT_NOT_NULL(m);
+  ASSERT_NOT_NULL(m->lease);
+  return m;
+}
+
+static void free_msgs(gtask_msg **m, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    gtask__msg_free(m[i]);
+}
+
+/* Finishes one delivery; returns fin.fenced. */
+static bool finish(env *e, const char *consumer, gtask_msg *m, gtask_fin_kind kind,
+                   const char *next, int64_t next_due_ms) {
+  gtask_fin f = {
+      .msg = m,
+      .kind = kind,
+      .status = kind == GTASK_FIN_DONE    ? GTASK_SUCCESS
+                : kind == GTASK_FIN_DEAD  ? GTASK_FAILURE
+                : kind == GTASK_FIN_RETRY ? GTASK_RETRY
+                                          : GTASK_PENDING,
+      .next = next,
+      .next_len = next ? strlen(next) : 0,
+      .next_due_ms = next_due_ms,
+      .fenced = true,
+  };
+  ASSERT_OK(e->b->ops->finish(e->b->impl, consumer, &f, 1, NULL));
+  return f.fenced;
+}
+
+/* Heartbeat of one delivery; returns lost. */
+static bool extend(env *e, const char *consumer, gtask_msg *m) {
+  bool lost = false;
+  ASSERT_OK(e->b->ops->extend(e->b->impl, consumer, &m, 1, &lost));
+  return lost;
+}
+
+static gtask_queue_stats stats(env *e, const char *queue) {
+  gtask_queue_stats s;
+  memset(&s, 0xff, sizeof(s));
+  ASSERT_OK(e->b->ops->stats(e->b->impl, queue, &s));
+  return s;
+}
+
+#define ASSERT_STATS(e, queue, p, a, s, d)                                     \
+  do {                                                                         \
+    gtask_queue_stats st__ = stats((e), (queue));                              \
+    ASSERT_EQ(st__.pending, (p));                                              \
+    ASSERT_EQ(st__.active, (a));                                               \
+    ASSERT_EQ(st__.scheduled, (s));                                            \
+    ASSERT_EQ(st__.dead, (d));                                                 \
+  } while (0)
+
+static void assert_msg(const gtask_msg *m, const char *id, const char *queue, const char *body) {
+  ASSERT_NOT_NULL(m);
+  ASSERT_STR_EQ(m->id, id);
+  ASSERT_STR_EQ(m->queue, queue);
+  ASSERT_EQ(m->len, strlen(body));
+  ASSERT_MEM_EQ(m->body, body, m->len);
+  ASSERT_NOT_NULL(m->lease);
+}
+
+/* Something another thread does after a delay. */
+typedef enum later_kind { LATER_PUSH, LATER_INTERRUPT, LATER_STORE } later_kind;
+
+typedef struct later {
+  env *e;
+  later_kind kind;
+  int64_t delay_ms;
+  const char *consumer; /* LATER_INTERRUPT */
+  gtask_msg *msg;       /* LATER_STORE: the task to make final */
+  int64_t at_ms;        /* out: test_now_ms() when it was done */
+  pthread_t thread;
+} later;
+
+static void *later_main(void *arg) {
+  later *l = arg;
+  test_sleep_ms(l->delay_ms);
+  l->at_ms = test_now_ms();
+  switch (l->kind) {
+  case LATER_PUSH:
+    push(l->e, l->e->q, BODIES[0], 0, NULL);
+    break;
+  case LATER_INTERRUPT:
+    ASSERT_OK(l->e->b->ops->interrupt(l->e->b->impl, l->consumer));
+    break;
+  case LATER_STORE: {
+    gtask_fin f = {.msg = l->msg, .kind = GTASK_FIN_DONE, .status = GTASK_SUCCESS,
+                   .result = "{\"v\":1}", .result_len = 7};
+    ASSERT_OK(l->e->be->ops->store(l->e->be->impl, &f, 1));
+    ASSERT_FALSE(f.fenced);
+    break;
+  }
+  }
+  return NULL;
+}
+
+static void later_start(later *l) {
+  l->at_ms = 0;
+  ASSERT_EQ(pthread_create(&l->thread, NULL, later_main, l), 0);
+}
+
+static void later_join(later *l) { ASSERT_EQ(pthread_join(l->thread, NULL), 0); }
+
+/* ---------------------------------------------------------------- broker: leasing */
+
+CONTRACT(push_lease_fifo) {
+  char ids[4][GTASK_ID_SIZE];
+  for (int i = 0; i < 3; i++)
+    push(e, e->q, BODIES[i], 0, ids[i]);
+  /* Opaque bytes: an embedded NUL and no terminator of its own. */
+  static const char binary[] = {'a', '\0', 'b', (char)0xff};
+  push_bytes(e, e->q, binary, sizeof(binary), 0, ids[3]);
+
+  gtask_msg *m[8];
+  size_t n = lease(e, "c1", e->q, 8, 0, m);
+  ASSERT_EQ(n, 4);
+  for (int i = 0; i < 3; i++)
+    assert_msg(m[i], ids[i], e->q, BODIES[i]);
+  ASSERT_STR_EQ(m[3]->id, ids[3]);
+  ASSERT_EQ(m[3]->len, sizeof(binary));
+  ASSERT_MEM_EQ(m[3]->body, binary, sizeof(binary));
+  for (size_t i = 0; i < n; i++)
+    for (size_t j = i + 1; j < n; j++)
+      ASSERT_STR_NE(m[i]->lease, m[j]->lease);
+  ASSERT_STATS(e, e->q, 0, 4, 0, 0);
+  for (size_t i = 0; i < n; i++)
+    ASSERT_FALSE(finish(e, "c1", m[i], GTASK_FIN_DONE, NULL, 0));
+  free_msgs(m, n);
+  ASSERT_STATS(e, e->q, 0, 0, 0, 0);
+}
+
+CONTRACT(lease_times_out) {
+  gtask_msg *m[1];
+  int64_t t0 = test_now_ms();
+  ASSERT_EQ(lease(e, "c1", e->q, 1, 300, m), 0);
+  int64_t took = test_now_ms() - t0;
+  ASSERT_GE(took, 295);
+  ASSERT_LT(took, 300 + test_timeout_ms(500));
+  /* wait_ms == 0 does not block. */
+  t0 = test_now_ms();
+  ASSERT_EQ(lease(e, "c1", e->q, 1, 0, m), 0);
+  ASSERT_LT(test_now_ms() - t0, test_timeout_ms(200));
+}
+
+CONTRACT(lease_wakes_on_push) {
+  later l = {.e = e, .kind = LATER_PUSH, .delay_ms = 150};
+  later_start(&l);
+  gtask_msg *m[1];
+  ASSERT_EQ(lease(e, "c1", e->q, 1, test_timeout_ms(5000), m), 1);
+  int64_t woke = test_now_ms();
+  later_join(&l);
+  ASSERT_LT(woke - l.at_ms, test_timeout_ms(200));
+  ASSERT_STR_EQ(m[0]->body, BODIES[0]);
+  free_msgs(m, 1);
+}
+
+CONTRACT(lease_for_ever_wakes_on_push) {
+  later l = {.e = e, .kind = LATER_PUSH, .delay_ms = 150};
+  later_start(&l);
+  gtask_msg *m[1];
+  ASSERT_EQ(lease(e, "c1", e->q, 1, -1, m), 1);
+  int64_t woke = test_now_ms();
+  later_join(&l);
+  ASSERT_LT(woke - l.at_ms, test_timeout_ms(200));
+  free_msgs(m, 1);
+}
+
+CONTRACT(interrupt_wakes_lease) {
+  later l = {.e = e, .kind = LATER_INTERRUPT, .delay_ms = 150, .consumer = "c1"};
+  later_start(&l);
+  gtask_msg *m[1];
+  int64_t t0 = test_now_ms();
+  ASSERT_EQ(lease(e, "c1", e->q, 1, test_timeout_ms(5000), m), 0);
+  int64_t woke = test_now_ms();
+  later_join(&l);
+  ASSERT_GE(woke - t0, 100); /* it did block until the interrupt */
+  ASSERT_LT(woke - l.at_ms, test_timeout_ms(200));
+}
+
+/* An interrupt that comes just before the lease blocks is not lost. */
+CONTRACT(interrupt_before_lease) {
+  ASSERT_OK(e->b->ops->interrupt(e->b->impl, "c1"));
+  ASSERT_OK(e->b->ops->interrupt(e->b->impl, "c1")); /* idempotent */
+  gtask_msg *m[1];
+  int64_t t0 = test_now_ms();
+  ASSERT_EQ(lease(e, "c1", e->q, 1, test_timeout_ms(5000), m), 0);
+  ASSERT_LT(test_now_ms() - t0, test_timeout_ms(200));
+}
+
+/* An interrupt cuts short one lease (the blocked one, or else the next), not
+ * every later one. */
+CONTRACT(interrupt_one_shot) {
+  ASSERT_OK(e->b->ops->interrupt(e->b->impl, "c1"));
+  push(e, e->q, BODIES[0], 0, NULL);
+  gtask_msg *m[1];
+  ASSERT_EQ(lease(e, "c1", e->q, 1, 1000, m), 0); /* interrupted, even with work */
+  ASSERT_EQ(lease(e, "c1", e->q, 1, 1000, m), 1);
+  free_msgs(m, 1);
+  /* After waking a blocked lease, the interrupt is spent too. */
+  later l = {.e = e, .kind = LATER_INTERRUPT, .delay_ms = 150, .consumer = "c1"};
+  later_start(&l);
+  ASSERT_EQ(lease(e, "c1", e->q, 1, test_timeout_ms(5000), m), 0);
+  later_join(&l);
+  push(e, e->q, BODIES[1], 0, NULL);
+  ASSERT_EQ(lease(e, "c1", e->q, 1, 1000, m), 1);
+  ASSERT_STR_EQ(m[0]->body, BODIES[1]);
+  free_msgs(m, 1);
+}
+
+CONTRACT(interrupt_other_consumer) {
+  later l = {.e = e, .kind = LATER_INTERRUPT, .delay_ms = 50, .consumer = "c2"};
+  later_start(&l);
+  gtask_msg *m[1];
+  int64_t t0 = test_now_ms();
+  ASSERT_EQ(lease(e, "c1", e->q, 1, 400, m), 0); /* c2's interrupt does not wake c1 */
+  ASSERT_GE(test_now_ms() - t0, 395);
+  later_join(&l);
+}
+
+CONTRACT(lease_max_batch) {
+  char ids[5][GTASK_ID_SIZE];
+  for (int i = 0; i < 5; i++)
+    push(e, e->q, BODIES[i], 0, ids[i]);
+  gtask_msg *m[5];
+  ASSERT_EQ(lease(e, "c1", e->q, 2, 0, m), 2);
+  ASSERT_EQ(lease(e, "c1", e->q, 2, 0, m + 2), 2);
+  ASSERT_EQ(lease(e, "c1", e->q, 2, 0, m + 4), 1);
+  for (int i = 0; i < 5; i++)
+    assert_msg(m[i], ids[i], e->q, BODIES[i]);
+  ASSERT_STATS(e, e->q, 0, 5, 0, 0);
+  free_msgs(m, 5);
+}
+
+/* max bounds the whole batch across queues, and nothing beyond it is taken. */
+CONTRACT(lease_max_across_queues) {
+  char qb[64];
+  unique_queue(qb, sizeof(qb), "-b");
+  for (int i = 0; i < 3; i++) {
+    push(e, e->q, BODIES[i], 0, NULL);
+    push(e, qb, BODIES[3 + i], 0, NULL);
+  }
+  const char *queues[] = {e->q, qb};
+  gtask_msg *m[6];
+  size_t n1 = 0, n2 = 0;
+  ASSERT_OK(e->b->ops->lease(e->b->impl, "c1", queues, 2, 4, 0, m, &n1));
+  ASSERT_EQ(n1, 4);
+  ASSERT_OK(e->b->ops->lease(e->b->impl, "c1", queues, 2, 4, 0, m + n1, &n2));
+  ASSERT_EQ(n2, 2);
+  int seen[6] = {0};
+  for (size_t i = 0; i < 6; i++) {
+    for (int k = 0; k < 6; k++)
+      if (strcmp(m[i]->body, BODIES[k]) == 0)
+        seen[k]++;
+    ASSERT_STR_EQ(m[i]->queue, strcmp(m[i]->body, BODIES[3]) >= 0 ? qb : e->q);
+  }
+  for (int k = 0; k < 6; k++)
+    ASSERT_EQ(seen[k], 1);
+  ASSERT_STATS(e, e->q, 0, 3, 0, 0);
+  ASSERT_STATS(e, qb, 0, 3, 0, 0);
+  free_msgs(m, 6);
+}
+
+/* ---------------------------------------------------------------- broker: leases */
+
+CONTRACT(extend_keeps_lease) {
+  const int64_t lease_ms = 400;
+  char id[GTASK_ID_SIZE];
+  push(e, e->q, BODIES[0], 0, id);
+  gtask_msg *m = lease1(e, "c1");
+  for (int i = 0; i < 6; i++) { /* 600 ms in all, renewed every 100 */
+    test_sleep_ms(100);
+    ASSERT_FALSE(extend(e, "c1", m));
+  }
+  gtask_msg *r[1];
+  size_t n = 99;
+  ASSERT_OK(e->b->ops->reclaim(e->b->impl, "c2", e->q, lease_ms, 10, r, &n));
+  ASSERT_EQ(n, 0);
+  ASSERT_STATS(e, e->q, 0, 1, 0, 0);
+  ASSERT_FALSE(finish(e, "c1", m, GTASK_FIN_DONE, NULL, 0));
+  gtask__msg_free(m);
+}
+
+CONTRACT(reclaim_fences_old_holder) {
+  const int64_t lease_ms = 200;
+  char id[GTASK_ID_SIZE];
+  push(e, e->q, BODIES[0], 0, id);
+  gtask_msg *m1 = lease1(e, "c1");
+
+  gtask_msg *r[4];
+  size_t n = 99;
+  ASSERT_OK(e->b->ops->reclaim(e->b->impl, "c2", e->q, lease_ms, 4, r, &n));
+  ASSERT_EQ(n, 0); /* not expired yet */
+
+  test_sleep_ms(lease_ms + 150);
+  ASSERT_OK(e->b->ops->reclaim(e->b->impl, "c2", e->q, lease_ms, 4, r, &n));
+  ASSERT_EQ(n, 1);
+  gtask_msg *m2 = r[0];
+  assert_msg(m2, id, e->q, BODIES[0]);
+  ASSERT_STATS(e, e->q, 0, 1, 0, 0);
+
+  /* The old holder can change nothing. */
+  ASSERT_TRUE(extend(e, "c1", m1));
+  ASSERT_TRUE(finish(e, "c1", m1, GTASK_FIN_DONE, NULL, 0));
+  ASSERT_TRUE(finish(e, "c1", m1, GTASK_FIN_REQUEUE, BODIES[1], 0));
+  ASSERT_STATS(e, e->q, 0, 1, 0, 0);
+
+  /* The new holder can. */
+  ASSERT_FALSE(extend(e, "c2", m2));
+  ASSERT_FALSE(finish(e, "c2", m2, GTASK_FIN_REQUEUE, BODIES[2], 0));
+  gtask_msg *m3 = lease1(e, "c2");
+  assert_msg(m3, id, e->q, BODIES[2]);
+  ASSERT_FALSE(finish(e, "c2", m3, GTASK_FIN_DONE, NULL, 0));
+  ASSERT_STATS(e, e->q, 0, 0, 0, 0);
+  gtask__msg_free(m1);
+  gtask__msg_free(m2);
+  gtask__msg_free(m3);
+}
+
+CONTRACT(reclaim_max) {
+  for (int i = 0; i < 3; i++)
+    push(e, e->q, BODIES[i], 0, NULL);
+  gtask_msg *m[3];
+  ASSERT_EQ(lease(e, "c1", e->q, 3, 0, m), 3);
+  test_sleep_ms(300);
+  gtask_msg *r[3];
+  size_t n1 = 0, n2 = 0;
+  ASSERT_OK(e->b->ops->reclaim(e->b->impl, "c2", e->q, 200, 2, r, &n1));
+  ASSERT_EQ(n1, 2);
+  ASSERT_OK(e->b->ops->reclaim(e->b->impl, "c2", e->q, 200, 2, r + n1, &n2));
+  ASSERT_EQ(n2, 1);
+  ASSERT_STATS(e, e->q, 0, 3, 0, 0);
+  free_msgs(m, 3);
+  free_msgs(r, 3);
+}
+
+/* ---------------------------------------------------------------- broker: finish */
+
+CONTRACT(finish_done) {
+  push(e, e->q, BODIES[0], 0, NULL);
+  gtask_msg *m = lease1(e, "c1");
+  ASSERT_FALSE(finish(e, "c1", m, GTASK_FIN_DONE, NULL, 0));
+  ASSERT_STATS(e, e->q, 0, 0, 0, 0);
+  gtask_msg *x[1];
+  ASSERT_EQ(lease(e, "c1", e->q, 1, 0, x), 0);
+  gtask_msg *r[1];
+  size_t n = 99;
+  ASSERT_OK(e->b->ops->reclaim(e->b->impl, "c2", e->q, 0, 1, r, &n));
+  ASSERT_EQ(n, 0);
+  /* Finishing twice: the lease is gone. */
+  ASSERT_TRUE(finish(e, "c1", m, GTASK_FIN_DONE, NULL, 0));
+  /* Another consumer cannot finish what it does not hold. */
+  push(e, e->q, BODIES[1], 0, NULL);
+  gtask_msg *m2 = lease1(e, "c1");
+  ASSERT_TRUE(finish(e, "c2", m2, GTASK_FIN_DONE, NULL, 0));
+  ASSERT_TRUE(extend(e, "c2", m2));
+  ASSERT_STATS(e, e->q, 0, 1, 0, 0);
+  ASSERT_FALSE(finish(e, "c1", m2, GTASK_FIN_DONE, NULL, 0));
+  gtask__msg_free(m);
+  gtask__msg_free(m2);
+}
+
+CONTRACT(finish_retry_schedules) {
+  char id[GTASK_ID_SIZE];
+  push(e, e->q, BODIES[0], 0, id);
+  gtask_msg *m = lease1(e, "c1");
+  int64_t due = gtask__now_ms() + 400;
+  ASSERT_FALSE(finish(e, "c1", m, GTASK_FIN_RETRY, "retry-body", due));
+  gtask__msg_free(m);
+  ASSERT_STATS(e, e->q, 0, 0, 1, 0);
+
+  gtask_msg *x[1];
+  ASSERT_EQ(lease(e, "c1", e->q, 1, 0, x), 0);
+  int64_t next = -1;
+  ASSERT_OK(e->b->ops->promote(e->b->impl, e->q, 100, &next));
+  ASSERT_EQ(next, due);
+  ASSERT_EQ(lease(e, "c1", e->q, 1, 0, x), 0);
+  ASSERT_STATS(e, e->q, 0, 0, 1, 0);
+
+  int64_t left = due - gtask__now_ms();
+  test_sleep_ms((left > 0 ? left : 0) + 100);
+  ASSERT_OK(e->b->ops->promote(e->b->impl, e->q, 100, &next));
+  ASSERT_EQ(next, 0);
+  ASSERT_STATS(e, e->q, 1, 0, 0, 0);
+  m = lease1(e, "c1");
+  assert_msg(m, id, e->q, "retry-body");
+  ASSERT_FALSE(finish(e, "c1", m, GTASK_FIN_DONE, NULL, 0));
+  gtask__msg_free(m);
+}
+
+CONTRACT(finish_requeue) {
+  char id[GTASK_ID_SIZE];
+  push(e, e->q, BODIES[0], 0, id);
+  push(e, e->q, BODIES[1], 0, NULL);
+  gtask_msg *m = lease1(e, "c1");
+  ASSERT_FALSE(finish(e, "c1", m, GTASK_FIN_REQUEUE, "requeued", 0));
+  ASSERT_STATS(e, e->q, 2, 0, 0, 0);
+  /* At the tail, at once, with its new body and a new lease. */
+  gtask_msg *x[2];
+  ASSERT_EQ(lease(e, "c1", e->q, 2, 0, x), 2);
+  ASSERT_STR_EQ(x[0]->body, BODIES[1]);
+  assert_msg(x[1], id, e->q, "requeued");
+  ASSERT_STR_NE(x[1]->lease, m->lease);
+  ASSERT_TRUE(finish(e, "c1", m, GTASK_FIN_DONE, NULL, 0)); /* the old delivery */
+  free_msgs(x, 2);
+  gtask__msg_free(m);
+}
+
+CONTRACT(finish_requeue_wakes_lease) {
+  push(e, e->q, BODIES[0], 0, NULL);
+  gtask_msg *m = lease1(e, "c1");
+  gtask_msg *x[1];
+  ASSERT_EQ(lease(e, "c2", e->q, 1, 0, x), 0);
+  ASSERT_FALSE(finish(e, "c1", m, GTASK_FIN_REQUEUE, NULL, 0)); /* NULL next: same body */
+  ASSERT_EQ(lease(e, "c2", e->q, 1, 0, x), 1);
+  ASSERT_STR_EQ(x[0]->body, BODIES[0]);
+  free_msgs(x, 1);
+  gtask__msg_free(m);
+}
+
+CONTRACT(finish_dead) {
+  push(e, e->q, BODIES[0], 0, NULL);
+  gtask_msg *m = lease1(e, "c1");
+  ASSERT_FALSE(finish(e, "c1", m, GTASK_FIN_DEAD, "dead-body", 0));
+  ASSERT_STATS(e, e->q, 0, 0, 0, 1);
+  gtask_msg *x[1];
+  ASSERT_EQ(lease(e, "c1", e->q, 1, 0, x), 0);
+  int64_t next = -1;
+  ASSERT_OK(e->b->ops->promote(e->b->impl, e->q, 100, &next));
+  ASSERT_EQ(next, 0);
+  ASSERT_EQ(lease(e, "c1", e->q, 1, 0, x), 0);
+  gtask__msg_free(m);
+}
+
+/* Several fins in one call, each handled on its own. */
+CONTRACT(finish_batch) {
+  for (int i = 0; i < 4; i++)
+    push(e, e->q, BODIES[i], 0, NULL);
+  gtask_msg *m[4];
+  ASSERT_EQ(lease(e, "c1", e->q, 4, 0, m), 4);
+  gtask_msg *stale = gtask__msg_new(m[0]->id, e->q, "x", 1);
+  ASSERT_NOT_NULL(stale);
+  stale->lease = gtask__strdup("0-1"); /* never handed out by either broker */
+  gtask_fin f[5] = {
+      {.msg = m[0], .kind = GTASK_FIN_DONE, .status = GTASK_SUCCESS},
+      {.msg = m[1], .kind = GTASK_FIN_RETRY, .status = GTASK_RETRY, .next = "r", .next_len = 1,
+       .next_due_ms = gtask__now_ms() + 60000},
+      {.msg = m[2], .kind = GTASK_FIN_REQUEUE, .status = GTASK_PENDING},
+      {.msg = m[3], .kind = GTASK_FIN_DEAD, .status = GTASK_FAILURE},
+      {.msg = stale, .kind = GTASK_FIN_DONE, .status = GTASK_SUCCESS},
+  };
+  ASSERT_OK(e->b->ops->finish(e->b->impl, "c1", f, 5, NULL));
+  for (int i = 0; i < 4; i++)
+    ASSERT_FALSE(f[i].fenced);
+  ASSERT_TRUE(f[4].fenced);
+  ASSERT_STATS(e, e->q, 1, 0, 1, 1);
+  free_msgs(m, 4);
+  gtask__msg_free(stale);
+}
+
+/* ---------------------------------------------------------------- broker: schedule, stats */
+
+CONTRACT(push_due_future) {
+  int64_t due = gtask__now_ms() + 300;
+  char id[GTASK_ID_SIZE];
+  push(e, e->q, BODIES[0], due, id);
+  ASSERT_STATS(e, e->q, 0, 0, 1, 0);
+  gtask_msg *x[1];
+  ASSERT_EQ(lease(e, "c1", e->q, 1, 0, x), 0);
+  int64_t next = -1;
+  ASSERT_OK(e->b->ops->promote(e->b->impl, e->q, 10, &next));
+  ASSERT_EQ(next, due);
+
+  /* A due time in the past is now. */
+  push(e, e->q, BODIES[1], gtask__now_ms() - 1000, NULL);
+  ASSERT_STATS(e, e->q, 1, 0, 1, 0);
+
+  int64_t left = due - gtask__now_ms();
+  test_sleep_ms((left > 0 ? left : 0) + 100);
+  ASSERT_OK(e->b->ops->promote(e->b->impl, e->q, 10, &next));
+  ASSERT_EQ(next, 0);
+  gtask_msg *m[2];
+  ASSERT_EQ(lease(e, "c1", e->q, 2, 0, m), 2);
+  ASSERT_STR_EQ(m[0]->body, BODIES[1]);
+  assert_msg(m[1], id, e->q, BODIES[0]);
+  free_msgs(m, 2);
+}
+
+CONTRACT(promote_max_and_order) {
+  int64_t now = gtask__now_ms();
+  /* Pushed out of order; they come out by due time. */
+  push(e, e->q, BODIES[2], now + 250, NULL);
+  push(e, e->q, BODIES[0], now + 150, NULL);
+  push(e, e->q, BODIES[1], now + 200, NULL);
+  push(e, e->q, BODIES[3], now + 60000, NULL);
+  test_sleep_ms(350);
+  int64_t next = -1;
+  ASSERT_OK(e->b->ops->promote(e->b->impl, e->q, 2, &next));
+  ASSERT_EQ(next, now + 250); /* the one left behind by max, then the far one */
+  ASSERT_STATS(e, e->q, 2, 0, 2, 0);
+  ASSERT_OK(e->b->ops->promote(e->b->impl, e->q, 10, &next));
+  ASSERT_EQ(next, now + 60000);
+  gtask_msg *m[4];
+  ASSERT_EQ(lease(e, "c1", e->q, 4, 0, m), 3);
+  for (int i = 0; i < 3; i++)
+    ASSERT_STR_EQ(m[i]->body, BODIES[i]);
+  free_msgs(m, 3);
+}
+
+CONTRACT(stats_counts) {
+  ASSERT_STATS(e, e->q, 0, 0, 0, 0); /* an unknown queue */
+  gtask_msg *batch[4];
+  for (int i = 0; i < 4; i++) {
+    char id[GTASK_ID_SIZE];
+    gtask__uuid(id);
+    batch[i] = gtask__msg_new(id, e->q, BODIES[i], strlen(BODIES[i]));
+    ASSERT_NOT_NULL(batch[i]);
+  }
+  batch[3]->due_ms = gtask__now_ms() + 60000;
+  ASSERT_OK(e->b->ops->push(e->b->impl, batch, 4, NULL));
+  free_msgs(batch, 4);
+  ASSERT_STATS(e, e->q, 3, 0, 1, 0);
+  gtask_msg *m = lease1(e, "c1");
+  ASSERT_STATS(e, e->q, 2, 1, 1, 0);
+  ASSERT_FALSE(finish(e, "c1", m, GTASK_FIN_DEAD, NULL, 0));
+  ASSERT_STATS(e, e->q, 2, 0, 1, 1);
+  gtask__msg_free(m);
+}
+
+/* ---------------------------------------------------------------- backend */
+
+static gtask_msg *task_msg(env *e) {
+  char id[GTASK_ID_SIZE];
+  gtask__uuid(id);
+  gtask_msg *m = gtask__msg_new(id, e->q, BODIES[0], strlen(BODIES[0]));
+  ASSERT_NOT_NULL(m);
+  return m;
+}
+
+/* Reads a state; result is copied into res (NUL-terminated, "" if none). */
+static void get(env *e, const gtask_msg *m, gtask_status *status, uint32_t *attempts, char *res,
+                size_t ressize) {
+  char *r = NULL;
+  size_t len = 0;
+  ASSERT_OK(e->be->ops->get(e->be->impl, m->queue, m->id, status, attempts, &r, &len));
+  if (r == NULL) {
+    ASSERT_EQ(len, 0);
+    res[0] = '\0';
+  } else {
+    ASSERT_LT(len, ressize);
+    memcpy(res, r, len);
+    res[len] = '\0';
+    gtask__free(r);
+  }
+}
+
+static bool store(env *e, gtask_msg *m, gtask_status status, const char *result) {
+  gtask_fin f = {.msg = m, .kind = GTASK_FIN_DONE, .status = status, .result = result,
+                 .result_len = result ? strlen(result) : 0, .fenced = true};
+  ASSERT_OK(e->be->ops->store(e->be->impl, &f, 1));
+  return f.fenced;
+}
+
+CONTRACT(backend_flow) {
+  gtask_msg *m = task_msg(e);
+  gtask_status s = 0;
+  uint32_t a = 99;
+  char res[64];
+  char *r = (char *)"x";
+  size_t len = 0;
+  ASSERT_ERR(e->be->ops->get(e->be->impl, m->queue, m->id, &s, &a, &r, &len), GTASK_ENOTFOUND);
+
+  ASSERT_OK(e->be->ops->pending(e->be->impl, &m, 1));
+  get(e, m, &s, &a, res, sizeof(res));
+  ASSERT_EQ(s, GTASK_PENDING);
+  ASSERT_EQ(a, 0);
+  ASSERT_STR_EQ(res, "");
+
+  uint32_t one = 1, two = 2, three = 3;
+  ASSERT_OK(e->be->ops->started(e->be->impl, &m, &one, 1));
+  ASSERT_OK(e->be->ops->pending(e->be->impl, &m, 1)); /* has a state: no change */
+  get(e, m, &s, &a, res, sizeof(res));
+  ASSERT_EQ(s, GTASK_STARTED);
+  ASSERT_EQ(a, 1);
+
+  ASSERT_FALSE(store(e, m, GTASK_RETRY, "{\"err\":\"again\"}"));
+  get(e, m, &s, &a, res, sizeof(res));
+  ASSERT_EQ(s, GTASK_RETRY);
+  ASSERT_EQ(a, 1);
+  ASSERT_STR_EQ(res, "{\"err\":\"again\"}");
+
+  ASSERT_OK(e->be->ops->started(e->be->impl, &m, &two, 1));
+  get(e, m, &s, &a, res, sizeof(res));
+  ASSERT_EQ(s, GTASK_STARTED);
+  ASSERT_EQ(a, 2);
+
+  ASSERT_FALSE(store(e, m, GTASK_SUCCESS, "{\"v\":[42]}"));
+  get(e, m, &s, &a, res, sizeof(res));
+  ASSERT_EQ(s, GTASK_SUCCESS);
+  ASSERT_EQ(a, 2);
+  ASSERT_STR_EQ(res, "{\"v\":[42]}");
+
+  /* Final is final. */
+  ASSERT_TRUE(store(e, m, GTASK_FAILURE, "{\"err\":\"late\"}"));
+  ASSERT_TRUE(store(e, m, GTASK_PENDING, NULL));
+  ASSERT_OK(e->be->ops->started(e->be->impl, &m, &three, 1));
+  ASSERT_OK(e->be->ops->pending(e->be->impl, &m, 1));
+  get(e, m, &s, &a, res, sizeof(res));
+  ASSERT_EQ(s, GTASK_SUCCESS);
+  ASSERT_EQ(a, 2);
+  ASSERT_STR_EQ(res, "{\"v\":[42]}");
+
+  /* NULL outputs are allowed. */
+  ASSERT_OK(e->be->ops->get(e->be->impl, m->queue, m->id, &s, NULL, NULL, NULL));
+
+  /* States are per queue. */
+  char other[64];
+  unique_queue(other, sizeof(other), "-other");
+  ASSERT_ERR(e->be->ops->get(e->be->impl, other, m->id, &s, &a, NULL, NULL), GTASK_ENOTFOUND);
+  gtask__msg_free(m);
+}
+
+/* A batch of stores: each fin on its own, the final ones fenced. */
+CONTRACT(backend_store_batch) {
+  gtask_msg *m[3] = {task_msg(e), task_msg(e), task_msg(e)};
+  ASSERT_OK(e->be->ops->pending(e->be->impl, m, 3));
+  ASSERT_FALSE(store(e, m[1], GTASK_FAILURE, "{\"err\":\"x\"}"));
+  gtask_fin f[3] = {
+      {.msg = m[0], .kind = GTASK_FIN_DONE, .status = GTASK_SUCCESS, .result = "a", .result_len = 1},
+      {.msg = m[1], .kind = GTASK_FIN_DONE, .status = GTASK_SUCCESS, .result = "b", .result_len = 1},
+      {.msg = m[2], .kind = GTASK_FIN_RETRY, .status = GTASK_RETRY, .result = "c", .result_len = 1},
+  };
+  ASSERT_OK(e->be->ops->store(e->be->impl, f, 3));
+  ASSERT_FALSE(f[0].fenced);
+  ASSERT_TRUE(f[1].fenced);
+  ASSERT_FALSE(f[2].fenced);
+  gtask_status s;
+  uint32_t a;
+  char res[64];
+  get(e, m[0], &s, &a, res, sizeof(res));
+  ASSERT_EQ(s, GTASK_SUCCESS);
+  ASSERT_STR_EQ(res, "a");
+  get(e, m[1], &s, &a, res, sizeof(res));
+  ASSERT_EQ(s, GTASK_FAILURE);
+  ASSERT_STR_EQ(res, "{\"err\":\"x\"}");
+  get(e, m[2], &s, &a, res, sizeof(res));
+  ASSERT_EQ(s, GTASK_RETRY);
+  ASSERT_STR_EQ(res, "c");
+  free_msgs(m, 3);
+}
+
+CONTRACT(backend_wait_wakes) {
+  gtask_msg *m = task_msg(e);
+  ASSERT_OK(e->be->ops->pending(e->be->impl, &m, 1));
+  later l = {.e = e, .kind = LATER_STORE, .delay_ms = 150, .msg = m};
+  later_start(&l);
+  int64_t t0 = test_now_ms();
+  ASSERT_OK(e->be->ops->wait(e->be->impl, m->queue, m->id, test_timeout_ms(5000)));
+  int64_t woke = test_now_ms();
+  later_join(&l);
+  ASSERT_GE(woke - t0, 100);
+  ASSERT_LT(woke - l.at_ms, test_timeout_ms(200));
+  /* Already final: at once, whatever the timeout. */
+  ASSERT_OK(e->be->ops->wait(e->be->impl, m->queue, m->id, 0));
+  ASSERT_OK(e->be->ops->wait(e->be->impl, m->queue, m->id, -1));
+  gtask__msg_free(m);
+}
+
+CONTRACT(backend_wait_for_ever_wakes) {
+  gtask_msg *m = task_msg(e);
+  ASSERT_OK(e->be->ops->pending(e->be->impl, &m, 1));
+  later l = {.e = e, .kind = LATER_STORE, .delay_ms = 150, .msg = m};
+  later_start(&l);
+  ASSERT_OK(e->be->ops->wait(e->be->impl, m->queue, m->id, -1));
+  int64_t woke = test_now_ms();
+  later_join(&l);
+  ASSERT_LT(woke - l.at_ms, test_timeout_ms(200));
+  gtask__msg_free(m);
+}
+
+CONTRACT(backend_wait_times_out) {
+  gtask_msg *m = task_msg(e);
+  ASSERT_OK(e->be->ops->pending(e->be->impl, &m, 1));
+  int64_t t0 = test_now_ms();
+  ASSERT_ERR(e->be->ops->wait(e->be->impl, m->queue, m->id, 300), GTASK_ETIMEDOUT);
+  int64_t took = test_now_ms() - t0;
+  ASSERT_GE(took, 295);
+  ASSERT_LT(took, 300 + test_timeout_ms(500));
+  ASSERT_ERR(e->be->ops->wait(e->be->impl, m->queue, m->id, 0), GTASK_ETIMEDOUT);
+  /* A non-final store does not end the wait. */
+  ASSERT_FALSE(store(e, m, GTASK_RETRY, "{}"));
+  ASSERT_ERR(e->be->ops->wait(e->be->impl, m->queue, m->id, 100), GTASK_ETIMEDOUT);
+  gtask__msg_free(m);
+}
+
+CONTRACT(backend_unknown_id) {
+  char id[GTASK_ID_SIZE];
+  gtask__uuid(id);
+  gtask_status s;
+  ASSERT_ERR(e->be->ops->get(e->be->impl, e->q, id, &s, NULL, NULL, NULL), GTASK_ENOTFOUND);
+  int64_t t0 = test_now_ms();
+  ASSERT_ERR(e->be->ops->wait(e->be->impl, e->q, id, test_timeout_ms(5000)), GTASK_ENOTFOUND);
+  ASSERT_LT(test_now_ms() - t0, test_timeout_ms(200));
+}
+
+/* ---------------------------------------------------------------- colocated finish */
+
+/* When the broker can write the backend's records (Redis, same server and db),
+ * finish with state changes broker and backend in one atomic step.  The memory
+ * pair is never colocated, so this case is empty for it. */
+CONTRACT(colocated_finish) {
+  void *state = e->b->ops->colocated(e->b->impl, e->be);
+  if (state == NULL) {
+    ASSERT_STR_EQ(e->b->ops->name, "memory"); /* a Redis pair on one server is colocated */
+    return;
+  }
+  gtask_status s;
+  uint32_t a;
+  char res[64];
+
+  /* push with state records PENDING. */
+  char id[GTASK_ID_SIZE];
+  gtask__uuid(id);
+  gtask_msg *p = gtask__msg_new(id, e->q, BODIES[0], strlen(BODIES[0]));
+  ASSERT_NOT_NULL(p);
+  ASSERT_OK(e->b->ops->push(e->b->impl, &p, 1, state));
+  get(e, p, &s, &a, res, sizeof(res));
+  ASSERT_EQ(s, GTASK_PENDING);
+
+  gtask_msg *m = lease1(e, "c1");
+  ASSERT_STR_EQ(m->id, id);
+  gtask_fin f = {.msg = m, .kind = GTASK_FIN_DONE, .status = GTASK_SUCCESS,
+                 .result = "{\"v\":[1]}", .result_len = 9, .fenced = true};
+  ASSERT_OK(e->b->ops->finish(e->b->impl, "c1", &f, 1, state));
+  ASSERT_FALSE(f.fenced);
+  get(e, m, &s, &a, res, sizeof(res));
+  ASSERT_EQ(s, GTASK_SUCCESS);
+  ASSERT_STR_EQ(res, "{\"v\":[1]}");
+  ASSERT_OK(e->be->ops->wait(e->be->impl, m->queue, m->id, 0));
+  ASSERT_STATS(e, e->q, 0, 0, 0, 0);
+  gtask__msg_free(m);
+  gtask__msg_free(p);
+
+  /* A fenced fin writes nothing: neither the broker nor the record. */
+  push(e, e->q, BODIES[1], 0, id);
+  gtask_msg *m1 = lease1(e, "c1");
+  ASSERT_OK(e->be->ops->pending(e->be->impl, &m1, 1));
+  test_sleep_ms(300);
+  gtask_msg *r[1];
+  size_t n = 0;
+  ASSERT_OK(e->b->ops->reclaim(e->b->impl, "c2", e->q, 200, 1, r, &n));
+  ASSERT_EQ(n, 1);
+  gtask_fin g = {.msg = m1, .kind = GTASK_FIN_DEAD, .status = GTASK_FAILURE,
+                 .result = "{\"err\":\"stale\"}", .result_len = 15};
+  ASSERT_OK(e->b->ops->finish(e->b->impl, "c1", &g, 1, state));
+  ASSERT_TRUE(g.fenced);
+  get(e, m1, &s, &a, res, sizeof(res));
+  ASSERT_EQ(s, GTASK_PENDING);
+  ASSERT_STR_EQ(res, "");
+  ASSERT_STATS(e, e->q, 0, 1, 0, 0);
+
+  /* A task already final keeps its state; its lease is still released. */
+  ASSERT_FALSE(store(e, r[0], GTASK_FAILURE, "{\"err\":\"first\"}"));
+  gtask_fin h = {.msg = r[0], .kind = GTASK_FIN_DONE, .status = GTASK_SUCCESS,
+                 .result = "{\"v\":[2]}", .result_len = 9};
+  ASSERT_OK(e->b->ops->finish(e->b->impl, "c2", &h, 1, state));
+  get(e, m1, &s, &a, res, sizeof(res));
+  ASSERT_EQ(s, GTASK_FAILURE);
+  ASSERT_STR_EQ(res, "{\"err\":\"first\"}");
+  ASSERT_STATS(e, e->q, 0, 0, 0, 0);
+  gtask__msg_free(m1);
+  gtask__msg_free(r[0]);
+}
+
+/* ---------------------------------------------------------------- memory only
+ * Guarantees of the memory broker beyond the shared contract. */
+
+/* Every reclaim issues a new token, even to the same consumer: a stale holder
+ * inside one server is fenced too.  (Redis fences by consumer name, with the
+ * stream entry id as the token, so it cannot tell two holders of one name.) */
+TEST(memory_reclaim_new_token) {
+  env e;
+  memset(&e, 0, sizeof(e));
+  make_memory(&e);
+  unique_queue(e.q, sizeof(e.q), NULL);
+  push(&e, e.q, BODIES[0], 0, NULL);
+  gtask_msg *m1 = lease1(&e, "c1");
+  test_sleep_ms(60);
+  gtask_msg *r[1];
+  size_t n = 0;
+  ASSERT_OK(e.b->ops->reclaim(e.b->impl, "c1", e.q, 50, 1, r, &n));
+  ASSERT_EQ(n, 1);
+  ASSERT_STR_NE(r[0]->lease, m1->lease);
+  ASSERT_TRUE(extend(&e, "c1", m1));
+  ASSERT_TRUE(finish(&e, "c1", m1, GTASK_FIN_DONE, NULL, 0));
+  ASSERT_FALSE(finish(&e, "c1", r[0], GTASK_FIN_DONE, NULL, 0));
+  gtask__msg_free(m1);
+  gtask__msg_free(r[0]);
+  gtask_broker_free(e.b);
+  gtask_backend_free(e.be);
+}
+
+/* Makes the k-th allocation of op fail for k = 1, 2, ... until op succeeds
+ * with no failure injected; op must leave things unchanged whenever it
+ * returns GTASK_ENOMEM, which the check() after each failure verifies. */
+typedef int (*alloc_op)(env *e, void *arg);
+
+static int op_push2(env *e, void *arg) {
+  gtask_msg *b[2];
+  for (int i = 0; i < 2; i++) {
+    char id[GTASK_ID_SIZE];
+    gtask__uuid(id);
+    b[i] = gtask__msg_new(id, e->q, BODIES[i], strlen(BODIES[i]));
+    ASSERT_NOT_NULL(b[i]); /* no failure is injected yet */
+  }
+  b[1]->due_ms = gtask__now_ms() + 60000;
+  gtask__alloc_fail_at(*(long *)arg);
+  int rc = e->b->ops->push(e->b->impl, b, 2, NULL);
+  gtask__alloc_fail_at(0);
+  free_msgs(b, 2);
+  return rc;
+}
+
+TEST(memory_alloc_failures) {
+  env e;
+  memset(&e, 0, sizeof(e));
+  make_memory(&e);
+  unique_queue(e.q, sizeof(e.q), NULL);
+
+  /* push: all or nothing. */
+  for (long k = 1;; k++) {
+    int rc = op_push2(&e, &k);
+    if (rc == 0)
+      break;
+    ASSERT_ERR(rc, GTASK_ENOMEM);
+    ASSERT_STATS(&e, e.q, 0, 0, 0, 0);
+    ASSERT_LT(k, 100);
+  }
+  ASSERT_STATS(&e, e.q, 1, 0, 1, 0);
+
+  /* lease: the message stays queued. */
+  gtask_msg *m[1] = {NULL};
+  for (long k = 1;; k++) {
+    size_t n = 0;
+    const char *queues[] = {e.q};
+    gtask__alloc_fail_at(k);
+    int rc = e.b->ops->lease(e.b->impl, "c1", queues, 1, 1, 0, m, &n);
+    gtask__alloc_fail_at(0);
+    if (rc == 0 && n == 1)
+      break;
+    ASSERT_ERR(rc, GTASK_ENOMEM);
+    ASSERT_EQ(n, 0);
+    ASSERT_STATS(&e, e.q, 1, 0, 1, 0);
+    ASSERT_LT(k, 100);
+  }
+  ASSERT_STATS(&e, e.q, 0, 1, 1, 0);
+
+  /* finish (RETRY with a new body): the lease stays until it succeeds. */
+  for (long k = 1;; k++) {
+    gtask_fin f = {.msg = m[0], .kind = GTASK_FIN_RETRY, .status = GTASK_RETRY,
+                   .next = "again", .next_len = 5, .next_due_ms = gtask__now_ms() - 1};
+    gtask__alloc_fail_at(k);
+    int rc = e.b->ops->finish(e.b->impl, "c1", &f, 1, NULL);
+    gtask__alloc_fail_at(0);
+    if (rc == 0) {
+      ASSERT_FALSE(f.fenced);
+      break;
+    }
+    ASSERT_ERR(rc, GTASK_ENOMEM);
+    ASSERT_STATS(&e, e.q, 0, 1, 1, 0);
+    ASSERT_LT(k, 100);
+  }
+  ASSERT_STATS(&e, e.q, 0, 0, 2, 0);
+  gtask__msg_free(m[0]);
+
+  /* reclaim: the delivery stays with its holder. */
+  int64_t next;
+  ASSERT_OK(e.b->ops->promote(e.b->impl, e.q, 10, &next));
+  ASSERT_EQ(lease(&e, "c1", e.q, 1, 0, m), 1);
+  ASSERT_STR_EQ(m[0]->body, "again");
+  for (long k = 1;; k++) {
+    gtask_msg *r[1];
+    size_t n = 0;
+    gtask__alloc_fail_at(k);
+    int rc = e.b->ops->reclaim(e.b->impl, "c2", e.q, 0, 1, r, &n);
+    gtask__alloc_fail_at(0);
+    if (rc == 0 && n == 1) {
+      ASSERT_TRUE(extend(&e, "c1", m[0]));
+      ASSERT_FALSE(extend(&e, "c2", r[0]));
+      gtask__msg_free(r[0]);
+      break;
+    }
+    ASSERT_ERR(rc, GTASK_ENOMEM);
+    ASSERT_FALSE(extend(&e, "c1", m[0]));
+    ASSERT_LT(k, 100);
+  }
+  gtask__msg_free(m[0]);
+
+  /* backend store: nothing written until it succeeds. */
+  gtask_msg *t = task_msg(&e);
+  ASSERT_OK(e.be->ops->pending(e.be->impl, &t, 1));
+  for (long k = 1;; k++) {
+    gtask_fin f = {.msg = t, .kind = GTASK_FIN_DONE, .status = GTASK_SUCCESS,
+                   .result = "{}", .result_len = 2};
+    gtask__alloc_fail_at(k);
+    int rc = e.be->ops->store(e.be->impl, &f, 1);
+    gtask__alloc_fail_at(0);
+    gtask_status s;
+    ASSERT_OK(e.be->ops->get(e.be->impl, t->queue, t->id, &s, NULL, NULL, NULL));
+    if (rc == 0) {
+      ASSERT_EQ(s, GTASK_SUCCESS);
+      break;
+    }
+    ASSERT_ERR(rc, GTASK_ENOMEM);
+    ASSERT_EQ(s, GTASK_PENDING);
+    ASSERT_LT(k, 100);
+  }
+  gtask__msg_free(t);
+  gtask_broker_free(e.b);
+  gtask_backend_free(e.be);
+}
+
+/* Handles are reference-counted: the implementation lives until the last
+ * reference goes (checked for leaks by the sanitizer builds). */
+TEST(memory_handle_refs) {
+  gtask_broker *b = gtask_broker_memory_new();
+  gtask_backend *be = gtask_backend_memory_new();
+  ASSERT_NOT_NULL(b);
+  ASSERT_NOT_NULL(be);
+  ASSERT_STR_EQ(b->ops->name, "memory");
+  ASSERT_STR_EQ(be->ops->name, "memory");
+  ASSERT_EQ(b->msg_ttl_ms, 0);
+  ASSERT_PTR_EQ(gtask__broker_ref(b), b);
+  ASSERT_PTR_EQ(gtask__backend_ref(be), be);
+  gtask_broker_free(b);
+  gtask_backend_free(be);
+  gtask_queue_stats st;
+  ASSERT_OK(b->ops->stats(b->impl, "q", &st)); /* still alive */
+  gtask_broker_free(b);
+  gtask_backend_free(be);
+  gtask_broker_free(NULL);
+  gtask_backend_free(NULL);
+}

@@ -1,0 +1,633 @@
+/* test_codec.c -- the task message and result record codec (message.c):
+ * exact round trips of every type and field, the omitted defaults, the
+ * rejection of every kind of malformed input with a reason, and allocation
+ * failures at every step. */
+#include "test.h"
+
+#include "internal.h"
+
+#include <float.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define ID "0f8fad5b-d9cb-469f-a165-70867728950e"
+
+static gtask_task make_task(gtask_value *args, size_t nargs) {
+  gtask_task t;
+  memset(&t, 0, sizeof(t));
+  memcpy(t.id, ID, GTASK_ID_SIZE);
+  t.name = (char *)"add";
+  t.queue = (char *)"default";
+  t.args = args;
+  t.nargs = nargs;
+  t.created_ms = 1700000000123;
+  return t;
+}
+
+/* Encodes t, decodes the result and returns it (the caller frees). */
+static gtask_task *round_trip(const gtask_task *t, char **text) {
+  char *buf;
+  size_t len;
+  ASSERT_OK(gtask__task_encode(t, &buf, &len));
+  ASSERT_EQ(strlen(buf), len);
+  gtask_task *d;
+  char err[256];
+  int rc = gtask__task_decode(buf, len, &d, err, sizeof(err));
+  if (rc != 0)
+    TEST_FAIL("decode of %s: %s: %s", buf, gtask_err_name(rc), err);
+  if (text != NULL)
+    *text = buf;
+  else
+    gtask__free(buf);
+  return d;
+}
+
+/* Decodes text (NUL-terminated) as a task; returns the code, err the reason. */
+static int decode_task(const char *text, char *err, size_t errlen) {
+  gtask_task *t = (void *)1;
+  int rc = gtask__task_decode(text, strlen(text), &t, err, errlen);
+  if (rc == 0)
+    gtask__task_free(t);
+  else
+    ASSERT_NULL(t);
+  return rc;
+}
+
+static bool same_bits(double a, double b) { return memcmp(&a, &b, sizeof(a)) == 0; }
+
+/* ---------------------------------------------------------------- round trips */
+
+TEST(task_round_trip_integers) {
+  gtask_value args[] = {
+      gtask_int64(INT64_MIN), gtask_int64(INT64_MAX), gtask_int(-1),      gtask_int8(-128),
+      gtask_int8(127),        gtask_int16(-32768),    gtask_int32(INT32_MAX),
+      gtask_uint64(UINT64_MAX), gtask_uint((uint64_t)INT64_MAX + 1), gtask_uint8(255),
+      gtask_uint16(65535),    gtask_uint32(UINT32_MAX), gtask_uint64(0), gtask_bool(true),
+      gtask_bool(false),
+  };
+  size_t n = sizeof(args) / sizeof(args[0]);
+  gtask_task t = make_task(args, n);
+  char *text;
+  gtask_task *d = round_trip(&t, &text);
+  /* Above INT64_MAX, unsigned values are decimal strings. */
+  ASSERT_STR_CONTAINS(text, "[\"uint64\",\"18446744073709551615\"]");
+  ASSERT_STR_CONTAINS(text, "[\"uint\",\"9223372036854775808\"]");
+  ASSERT_STR_CONTAINS(text, "[\"int64\",-9223372036854775808]");
+  gtask__free(text);
+  ASSERT_EQ(d->nargs, n);
+  for (size_t i = 0; i < n; i++) {
+    ASSERT_EQ(d->args[i].type, args[i].type);
+    if (args[i].type == GTASK_BOOL)
+      ASSERT_EQ(d->args[i].v.b, args[i].v.b);
+    else if (args[i].type >= GTASK_UINT && args[i].type <= GTASK_UINT64)
+      ASSERT_EQ(d->args[i].v.u, args[i].v.u);
+    else
+      ASSERT_EQ(d->args[i].v.i, args[i].v.i);
+  }
+  gtask__task_free(d);
+}
+
+TEST(task_round_trip_floats) {
+  double ds[] = {0.1, 1e308, -1e308, DBL_MAX, DBL_MIN, 5e-324, 2.2250738585072009e-308,
+                 1.0 / 3.0, -0.0, 0.0, 123456789012345678.0, 1.0, -2.5};
+  float fs[] = {0.1f, FLT_MAX, FLT_MIN, 1e-45f, -3.4028234e38f, 16777217.0f, 1.0f / 3.0f};
+  gtask_value args[32];
+  size_t n = 0;
+  for (size_t i = 0; i < sizeof(ds) / sizeof(ds[0]); i++)
+    args[n++] = gtask_float64(ds[i]);
+  for (size_t i = 0; i < sizeof(fs) / sizeof(fs[0]); i++)
+    args[n++] = gtask_float32(fs[i]);
+  gtask_task t = make_task(args, n);
+  gtask_task *d = round_trip(&t, NULL);
+  ASSERT_EQ(d->nargs, n);
+  for (size_t i = 0; i < n; i++) {
+    ASSERT_EQ(d->args[i].type, args[i].type);
+    if (!same_bits(d->args[i].v.f, args[i].v.f))
+      TEST_FAIL("arg %zu: %.17g (%a) came back as %.17g (%a)", i, args[i].v.f, args[i].v.f,
+                d->args[i].v.f, d->args[i].v.f);
+  }
+  gtask__task_free(d);
+}
+
+TEST(task_round_trip_non_finite) {
+  gtask_value args[] = {gtask_float64(NAN), gtask_float64(INFINITY), gtask_float64(-INFINITY),
+                        gtask_float32(NAN), gtask_float32(INFINITY), gtask_float32(-INFINITY)};
+  gtask_task t = make_task(args, 6);
+  char *text;
+  gtask_task *d = round_trip(&t, &text);
+  ASSERT_STR_CONTAINS(text, "[\"float64\",\"NaN\"],[\"float64\",\"Infinity\"],"
+                            "[\"float64\",\"-Infinity\"]");
+  gtask__free(text);
+  ASSERT_TRUE(isnan(d->args[0].v.f));
+  ASSERT_TRUE(isinf(d->args[1].v.f) && d->args[1].v.f > 0);
+  ASSERT_TRUE(isinf(d->args[2].v.f) && d->args[2].v.f < 0);
+  ASSERT_TRUE(isnan(d->args[3].v.f));
+  ASSERT_EQ(d->args[3].type, GTASK_FLOAT32);
+  ASSERT_TRUE(isinf(d->args[4].v.f) && d->args[4].v.f > 0);
+  ASSERT_TRUE(isinf(d->args[5].v.f) && d->args[5].v.f < 0);
+  gtask__task_free(d);
+}
+
+TEST(task_round_trip_strings) {
+  static const char nul[] = {'a', '\0', 'b', '\0'};
+  const char *utf8 = "h\xc3\xa9llo \xe2\x9c\x93 \xf0\x9f\x98\x80 \"quoted\" \\ / \n\t\x01";
+  gtask_value args[] = {gtask_strn(nul, sizeof(nul)), gtask_str(utf8), gtask_str(""),
+                        gtask_strn("\0", 1)};
+  gtask_task t = make_task(args, 4);
+  gtask_task *d = round_trip(&t, NULL);
+  ASSERT_EQ(d->nargs, 4);
+  for (size_t i = 0; i < 4; i++) {
+    ASSERT_EQ(d->args[i].type, GTASK_STRING);
+    ASSERT_EQ(d->args[i].v.s.len, args[i].v.s.len);
+    ASSERT_MEM_EQ(d->args[i].v.s.ptr, args[i].v.s.ptr, args[i].v.s.len);
+    ASSERT_EQ(d->args[i].v.s.ptr[d->args[i].v.s.len], '\0');
+  }
+  gtask__task_free(d);
+}
+
+TEST(task_round_trip_fields) {
+  gtask_task t = make_task(NULL, 0);
+  t.timeout_ms = 5000;
+  t.retry_max = 3;
+  t.attempts = UINT32_MAX;
+  t.lost = 2;
+  t.backoff_first_ms = 250;
+  t.backoff_max_ms = INT64_MAX;
+  t.created_ms = INT64_MAX;
+  t.expires_ms = 1800000000000;
+  t.last_error = (char *)"boom: \xc3\xa9";
+  char *text;
+  gtask_task *d = round_trip(&t, &text);
+  ASSERT_STR_CONTAINS(text, "\"bf\":250");
+  gtask__free(text);
+  ASSERT_STR_EQ(d->id, ID);
+  ASSERT_STR_EQ(d->name, "add");
+  ASSERT_STR_EQ(d->queue, "default");
+  ASSERT_EQ(d->nargs, 0);
+  ASSERT_NULL(d->args);
+  ASSERT_EQ(d->timeout_ms, 5000);
+  ASSERT_EQ(d->retry_max, 3);
+  ASSERT_EQ(d->attempts, UINT32_MAX);
+  ASSERT_EQ(d->lost, 2);
+  ASSERT_EQ(d->backoff_first_ms, 250);
+  ASSERT_EQ(d->backoff_max_ms, INT64_MAX);
+  ASSERT_EQ(d->created_ms, INT64_MAX);
+  ASSERT_EQ(d->expires_ms, 1800000000000);
+  ASSERT_STR_EQ(d->last_error, "boom: \xc3\xa9");
+  gtask__task_free(d);
+}
+
+TEST(task_defaults_are_omitted) {
+  gtask_task t = make_task(NULL, 0);
+  t.backoff_first_ms = 1000;
+  t.backoff_max_ms = 60000;
+  char *buf;
+  size_t len;
+  ASSERT_OK(gtask__task_encode(&t, &buf, &len));
+  ASSERT_STR_EQ(buf, "{\"v\":1,\"id\":\"" ID "\",\"n\":\"add\",\"q\":\"default\",\"a\":[],"
+                     "\"c\":1700000000123}");
+  gtask_task *d;
+  char err[128];
+  ASSERT_OK(gtask__task_decode(buf, len, &d, err, sizeof(err)));
+  ASSERT_EQ(d->backoff_first_ms, 1000);
+  ASSERT_EQ(d->backoff_max_ms, 60000);
+  ASSERT_EQ(d->timeout_ms, 0);
+  ASSERT_NULL(d->last_error);
+  gtask__task_free(d);
+  gtask__free(buf);
+
+  /* Zero backoff at encode means the default too. */
+  t.backoff_first_ms = 0;
+  t.backoff_max_ms = 0;
+  ASSERT_OK(gtask__task_encode(&t, &buf, &len));
+  ASSERT_TRUE(strstr(buf, "\"bf\"") == NULL && strstr(buf, "\"bm\"") == NULL);
+  gtask__free(buf);
+}
+
+TEST(task_last_error_invalid_utf8_is_replaced) {
+  gtask_task t = make_task(NULL, 0);
+  t.last_error = (char *)"bad \xff\xfe bytes \xc3";
+  gtask_task *d = round_trip(&t, NULL);
+  ASSERT_STR_EQ(d->last_error, "bad ?? bytes ?");
+  gtask__task_free(d);
+}
+
+TEST(task_decode_lenient_forms) {
+  char err[256];
+  /* Other key order, unknown keys, integers as strings, floats from integers. */
+  const char *text = "{\"zz\":[1,{}],\"a\":[[\"uint64\",5],[\"int8\",\"-7\"],[\"float64\",3],"
+                     "[\"float32\",1e-3],[\"uint\",\"0\"]],\"q\":\"q\",\"n\":\"x\",\"id\":\"" ID
+                     "\",\"v\":1}";
+  gtask_task *d;
+  ASSERT_OK(gtask__task_decode(text, strlen(text), &d, err, sizeof(err)));
+  ASSERT_EQ(d->args[0].v.u, 5);
+  ASSERT_EQ(d->args[1].v.i, -7);
+  ASSERT_DBL_EQ(d->args[2].v.f, 3.0);
+  ASSERT_DBL_EQ(d->args[3].v.f, (double)1e-3f);
+  ASSERT_EQ(d->args[4].v.u, 0);
+  ASSERT_EQ(d->created_ms, 0);
+  gtask__task_free(d);
+}
+
+/* ---------------------------------------------------------------- encode errors */
+
+TEST(task_encode_rejects) {
+  char *buf = (void *)1;
+  size_t len;
+  gtask_task t = make_task(NULL, 0);
+  memcpy(t.id, "not-an-id", 10);
+  ASSERT_ERR(gtask__task_encode(&t, &buf, &len), GTASK_EINVAL);
+  ASSERT_NULL(buf);
+
+  t = make_task(NULL, 0);
+  t.name = (char *)"";
+  ASSERT_ERR(gtask__task_encode(&t, &buf, &len), GTASK_EINVAL);
+  t.name = (char *)"\xff";
+  ASSERT_ERR(gtask__task_encode(&t, &buf, &len), GTASK_EINVAL);
+  t.name = NULL;
+  ASSERT_ERR(gtask__task_encode(&t, &buf, &len), GTASK_EINVAL);
+
+  t = make_task(NULL, 0);
+  t.queue = (char *)"bad queue";
+  ASSERT_ERR(gtask__task_encode(&t, &buf, &len), GTASK_EINVAL);
+  t.queue = NULL;
+  ASSERT_ERR(gtask__task_encode(&t, &buf, &len), GTASK_EINVAL);
+
+  t = make_task(NULL, 0);
+  t.timeout_ms = -1;
+  ASSERT_ERR(gtask__task_encode(&t, &buf, &len), GTASK_EINVAL);
+  t = make_task(NULL, 0);
+  t.backoff_first_ms = 5000;
+  t.backoff_max_ms = 4000;
+  ASSERT_ERR(gtask__task_encode(&t, &buf, &len), GTASK_EINVAL);
+
+  gtask_value bad8[] = {{GTASK_INT8, {.i = 300}}};
+  t = make_task(bad8, 1);
+  ASSERT_ERR(gtask__task_encode(&t, &buf, &len), GTASK_ERANGE);
+  ASSERT_STR_CONTAINS(gtask_last_error(), "argument 1");
+
+  gtask_value badf[] = {gtask_int64(1), {GTASK_FLOAT32, {.f = 0.1}}};
+  t = make_task(badf, 2);
+  ASSERT_ERR(gtask__task_encode(&t, &buf, &len), GTASK_ERANGE);
+  ASSERT_STR_CONTAINS(gtask_last_error(), "argument 2");
+
+  gtask_value utf[] = {gtask_str("ok"), gtask_str("\xc0\x80")}; /* overlong NUL */
+  t = make_task(utf, 2);
+  ASSERT_ERR(gtask__task_encode(&t, &buf, &len), GTASK_EINVAL);
+  ASSERT_STR_CONTAINS(gtask_last_error(), "argument 2: string is not valid UTF-8");
+  utf[1] = gtask_str("\xed\xa0\x80"); /* a surrogate */
+  ASSERT_ERR(gtask__task_encode(&t, &buf, &len), GTASK_EINVAL);
+  utf[1] = gtask_str("\xf4\x90\x80\x80"); /* above U+10FFFF */
+  ASSERT_ERR(gtask__task_encode(&t, &buf, &len), GTASK_EINVAL);
+  utf[1] = gtask_strn("\xe2\x9c\x93", 2); /* truncated sequence */
+  ASSERT_ERR(gtask__task_encode(&t, &buf, &len), GTASK_EINVAL);
+
+  gtask_value nullstr[] = {gtask_strn(NULL, 0)};
+  t = make_task(nullstr, 1);
+  ASSERT_ERR(gtask__task_encode(&t, &buf, &len), GTASK_EINVAL);
+
+  gtask_value *many = calloc(1025, sizeof(gtask_value));
+  for (size_t i = 0; i < 1025; i++)
+    many[i] = gtask_bool(true);
+  t = make_task(many, 1025);
+  ASSERT_ERR(gtask__task_encode(&t, &buf, &len), GTASK_EINVAL);
+  t.nargs = 1024;
+  ASSERT_OK(gtask__task_encode(&t, &buf, &len));
+  gtask__free(buf);
+  free(many);
+
+  ASSERT_ERR(gtask__task_encode(NULL, &buf, &len), GTASK_EINVAL);
+}
+
+TEST(task_encode_too_big) {
+  size_t n = ((size_t)16 << 20) + 10;
+  char *s = malloc(n);
+  memset(s, 'a', n);
+  gtask_value big[] = {gtask_strn(s, n)};
+  gtask_task t = make_task(big, 1);
+  char *buf = (void *)1;
+  size_t len;
+  ASSERT_ERR(gtask__task_encode(&t, &buf, &len), GTASK_ETOOBIG);
+  ASSERT_NULL(buf);
+  free(s);
+}
+
+/* ---------------------------------------------------------------- decode errors */
+
+typedef struct bad_case {
+  const char *text;
+  const char *reason; /* a substring of err */
+} bad_case;
+
+#define HEAD "{\"v\":1,\"id\":\"" ID "\",\"n\":\"add\",\"q\":\"default\","
+
+static const bad_case bad_tasks[] = {
+    {"", "empty message"},
+    {"not json", "invalid JSON"},
+    {"{\"v\":1", "invalid JSON"},
+    {HEAD "\"a\":[]} trailing", "invalid JSON"},
+    {"[1,2]", "not a JSON object"},
+    {"{}", "missing field \"v\""},
+    {"{\"v\":\"1\"}", "field \"v\": not an integer"},
+    {"{\"v\":1.0}", "field \"v\": not an integer"},
+    {"{\"v\":2,\"id\":\"" ID "\"}", "unsupported message version 2"},
+    {"{\"v\":0}", "invalid message version 0"},
+    {"{\"v\":-5}", "invalid message version -5"},
+    {"{\"v\":1,\"v\":1}", "invalid JSON"}, /* duplicate key */
+    {"{\"v\":1,\"n\":\"add\",\"q\":\"default\",\"a\":[]}", "missing field \"id\""},
+    {"{\"v\":1,\"id\":5,\"n\":\"add\",\"q\":\"default\",\"a\":[]}", "field \"id\": not a string"},
+    {"{\"v\":1,\"id\":\"xyz\",\"n\":\"add\",\"q\":\"default\",\"a\":[]}",
+     "field \"id\": \"xyz\" is not a task id"},
+    {"{\"v\":1,\"id\":\"" ID "\\u0000\",\"n\":\"a\",\"q\":\"q\",\"a\":[]}",
+     "field \"id\": contains a NUL character"},
+    {"{\"v\":1,\"id\":\"" ID "\",\"q\":\"default\",\"a\":[]}", "missing field \"n\""},
+    {"{\"v\":1,\"id\":\"" ID "\",\"n\":\"\",\"q\":\"default\",\"a\":[]}", "empty task name"},
+    {"{\"v\":1,\"id\":\"" ID "\",\"n\":\"a\\u0000b\",\"q\":\"default\",\"a\":[]}",
+     "field \"n\": contains a NUL"},
+    {"{\"v\":1,\"id\":\"" ID "\",\"n\":\"add\",\"a\":[]}", "missing field \"q\""},
+    {"{\"v\":1,\"id\":\"" ID "\",\"n\":\"add\",\"q\":\"a b\",\"a\":[]}",
+     "field \"q\": \"a b\" is not a valid queue name"},
+    {"{\"v\":1,\"id\":\"" ID "\",\"n\":\"add\",\"q\":\"default\"}", "missing field \"a\""},
+    {HEAD "\"a\":{}}", "field \"a\": not an array"},
+    {HEAD "\"a\":[1]}", "argument 1: not a [type, value] pair"},
+    {HEAD "\"a\":[[\"int64\",1],[\"int64\"]]}", "argument 2: not a [type, value] pair"},
+    {HEAD "\"a\":[[\"int64\",1,2]]}", "argument 1: not a [type, value] pair"},
+    {HEAD "\"a\":[[1,2]]}", "argument 1: type name is not a string"},
+    {HEAD "\"a\":[[\"int128\",1]]}", "argument 1: unknown type \"int128\""},
+    {HEAD "\"a\":[[\"string\\u0000\",\"x\"]]}", "argument 1: unknown type"},
+    {HEAD "\"a\":[[\"int8\",300]]}", "argument 1: int8 value 300 out of range"},
+    {HEAD "\"a\":[[\"int8\",-129]]}", "argument 1: int8 value -129 out of range"},
+    {HEAD "\"a\":[[\"uint8\",-1]]}", "argument 1: uint8 value -1 out of range"},
+    {HEAD "\"a\":[[\"uint64\",\"-1\"]]}", "argument 1: uint64 value -1 out of range"},
+    {HEAD "\"a\":[[\"uint32\",4294967296]]}", "argument 1: uint32 value 4294967296 out of range"},
+    {HEAD "\"a\":[[\"int64\",\"9223372036854775808\"]]}",
+     "argument 1: int64 value 9223372036854775808 out of range"},
+    {HEAD "\"a\":[[\"uint64\",\"18446744073709551616\"]]}",
+     "argument 1: uint64 value 18446744073709551616 out of range"},
+    {HEAD "\"a\":[[\"int64\",\"12x\"]]}", "argument 1: int64 value \"12x\" is not an integer"},
+    {HEAD "\"a\":[[\"int64\",\"\"]]}", "is not an integer"},
+    {HEAD "\"a\":[[\"int64\",\"+5\"]]}", "is not an integer"},
+    {HEAD "\"a\":[[\"int64\",\" 5\"]]}", "is not an integer"},
+    {HEAD "\"a\":[[\"int64\",1.5]]}", "argument 1: int64 value is not an integer"},
+    {HEAD "\"a\":[[\"int64\",true]]}", "argument 1: int64 value is not an integer"},
+    {HEAD "\"a\":[[\"int64\",99999999999999999999]]}", "invalid JSON"},
+    {HEAD "\"a\":[[\"bool\",1]]}", "argument 1: bool value is not true or false"},
+    {HEAD "\"a\":[[\"string\",5]]}", "argument 1: string value is not a string"},
+    {HEAD "\"a\":[[\"float64\",\"abc\"]]}", "argument 1: float64 value \"abc\" is not a number"},
+    {HEAD "\"a\":[[\"float64\",\"nan\"]]}", "is not a number"},
+    {HEAD "\"a\":[[\"float64\",null]]}", "argument 1: float64 value is not a number"},
+    {HEAD "\"a\":[[\"float32\",1e300]]}", "argument 1: float32 value 1e+300 out of range"},
+    {HEAD "\"a\":[[\"float64\",1e400]]}", "invalid JSON"},
+    {HEAD "\"a\":[],\"t\":-1}", "field \"t\": -1 out of range"},
+    {HEAD "\"a\":[],\"t\":\"5\"}", "field \"t\": not an integer"},
+    {HEAD "\"a\":[],\"r\":2147483648}", "field \"r\": 2147483648 out of range"},
+    {HEAD "\"a\":[],\"at\":4294967296}", "field \"at\": 4294967296 out of range"},
+    {HEAD "\"a\":[],\"l\":-1}", "field \"l\": -1 out of range"},
+    {HEAD "\"a\":[],\"bf\":0}", "field \"bf\": 0 out of range"},
+    {HEAD "\"a\":[],\"bf\":70000}", "backoff max 60000 is below backoff first 70000"},
+    {HEAD "\"a\":[],\"c\":-1}", "field \"c\": -1 out of range"},
+    {HEAD "\"a\":[],\"x\":1.5}", "field \"x\": not an integer"},
+    {HEAD "\"a\":[],\"e\":7}", "field \"e\": not a string"},
+};
+
+TEST(task_decode_rejects_with_reason) {
+  for (size_t i = 0; i < sizeof(bad_tasks) / sizeof(bad_tasks[0]); i++) {
+    char err[256] = "untouched";
+    int rc = decode_task(bad_tasks[i].text, err, sizeof(err));
+    if (rc != GTASK_EPROTO)
+      TEST_FAIL("case %zu (%s): got %s, want EPROTO", i, bad_tasks[i].text, gtask_err_name(rc));
+    if (strstr(err, bad_tasks[i].reason) == NULL)
+      TEST_FAIL("case %zu (%s): reason \"%s\" lacks \"%s\"", i, bad_tasks[i].text, err,
+                bad_tasks[i].reason);
+  }
+}
+
+TEST(task_decode_too_many_args) {
+  size_t cap = 20 * 1025 + 200;
+  char *text = malloc(cap);
+  size_t n = (size_t)snprintf(text, cap, "%s\"a\":[", HEAD);
+  for (int i = 0; i < 1025; i++)
+    n += (size_t)snprintf(text + n, cap - n, "%s[\"bool\",true]", i ? "," : "");
+  snprintf(text + n, cap - n, "]}");
+  char err[256];
+  ASSERT_ERR(decode_task(text, err, sizeof(err)), GTASK_EPROTO);
+  ASSERT_STR_CONTAINS(err, "too many arguments (1025, at most 1024)");
+  free(text);
+}
+
+TEST(task_decode_too_big) {
+  size_t n = ((size_t)16 << 20) + 1;
+  char *text = malloc(n);
+  memset(text, ' ', n);
+  gtask_task *t = (void *)1;
+  char err[256];
+  ASSERT_ERR(gtask__task_decode(text, n, &t, err, sizeof(err)), GTASK_ETOOBIG);
+  ASSERT_NULL(t);
+  ASSERT_STR_CONTAINS(err, "exceeds the limit");
+  free(text);
+}
+
+TEST(task_decode_deep_nesting) {
+  size_t depth = 100000;
+  char *text = malloc(2 * depth + sizeof(HEAD) + 16);
+  size_t n = (size_t)snprintf(text, sizeof(HEAD) + 8, "%s\"a\":", HEAD);
+  memset(text + n, '[', depth);
+  memset(text + n + depth, ']', depth);
+  text[n + 2 * depth] = '}';
+  text[n + 2 * depth + 1] = '\0';
+  char err[256];
+  ASSERT_ERR(decode_task(text, err, sizeof(err)), GTASK_EPROTO);
+  free(text);
+}
+
+TEST(task_decode_errlen_zero_and_null_out) {
+  gtask_task *t;
+  ASSERT_ERR(gtask__task_decode("{}", 2, &t, NULL, 0), GTASK_EPROTO);
+  ASSERT_ERR(gtask__task_decode("{}", 2, NULL, NULL, 0), GTASK_EINVAL);
+  ASSERT_ERR(gtask__task_decode(NULL, 0, &t, NULL, 0), GTASK_EPROTO);
+  gtask__task_free(NULL);
+}
+
+/* ---------------------------------------------------------------- results */
+
+TEST(result_round_trip_success) {
+  static const char nul[] = {'x', '\0', 'y'};
+  gtask_value vals[] = {gtask_int64(INT64_MIN), gtask_uint64(UINT64_MAX), gtask_float64(0.1),
+                        gtask_float32(1e-45f), gtask_strn(nul, 3), gtask_bool(true),
+                        gtask_float64(NAN)};
+  gtask_result r = {.status = GTASK_SUCCESS, .values = vals, .nvalues = 7, .attempts = 1};
+  char *buf;
+  size_t len;
+  ASSERT_OK(gtask__result_encode(&r, &buf, &len));
+  ASSERT_TRUE(strstr(buf, "\"err\"") == NULL && strstr(buf, "\"ec\"") == NULL);
+  gtask_result *d;
+  char err[256];
+  ASSERT_OK(gtask__result_decode(buf, len, ID, &d, err, sizeof(err)));
+  gtask__free(buf);
+  ASSERT_STR_EQ(d->id, ID);
+  ASSERT_EQ(d->status, GTASK_SUCCESS);
+  ASSERT_EQ(d->nvalues, 7);
+  ASSERT_EQ(d->values[0].v.i, INT64_MIN);
+  ASSERT_EQ(d->values[1].v.u, UINT64_MAX);
+  ASSERT_DBL_EQ(d->values[2].v.f, 0.1);
+  ASSERT_DBL_EQ(d->values[3].v.f, (double)1e-45f);
+  ASSERT_EQ(d->values[3].type, GTASK_FLOAT32);
+  ASSERT_EQ(d->values[4].v.s.len, 3);
+  ASSERT_MEM_EQ(d->values[4].v.s.ptr, nul, 3);
+  ASSERT_TRUE(d->values[5].v.b);
+  ASSERT_TRUE(isnan(d->values[6].v.f));
+  ASSERT_NULL(d->error);
+  ASSERT_EQ(d->error_code, 0);
+  ASSERT_EQ(d->attempts, 1);
+  gtask_result_free(d);
+}
+
+TEST(result_round_trip_failure) {
+  gtask_result r = {.status = GTASK_FAILURE, .error = (char *)"timed out after 5 s \xff",
+                    .error_code = GTASK_ETASKTIMEOUT, .attempts = 4};
+  char *buf;
+  size_t len;
+  ASSERT_OK(gtask__result_encode(&r, &buf, &len));
+  ASSERT_STR_EQ(buf, "{\"v\":1,\"s\":\"FAILURE\",\"err\":\"timed out after 5 s ?\","
+                     "\"ec\":-17,\"at\":4}");
+  gtask_result *d;
+  char err[256];
+  ASSERT_OK(gtask__result_decode(buf, len, NULL, &d, err, sizeof(err)));
+  gtask__free(buf);
+  ASSERT_STR_EQ(d->id, "");
+  ASSERT_EQ(d->status, GTASK_FAILURE);
+  ASSERT_EQ(d->nvalues, 0);
+  ASSERT_NULL(d->values);
+  ASSERT_STR_EQ(d->error, "timed out after 5 s ?");
+  ASSERT_EQ(d->error_code, GTASK_ETASKTIMEOUT);
+  ASSERT_EQ(d->attempts, 4);
+  gtask_result_free(d);
+  gtask_result_free(NULL);
+}
+
+TEST(result_minimal_and_statuses) {
+  for (int s = GTASK_PENDING; s <= GTASK_FAILURE; s++) {
+    gtask_result r = {.status = (gtask_status)s};
+    char *buf;
+    size_t len;
+    ASSERT_OK(gtask__result_encode(&r, &buf, &len));
+    gtask_result *d;
+    char err[64];
+    ASSERT_OK(gtask__result_decode(buf, len, ID, &d, err, sizeof(err)));
+    ASSERT_EQ(d->status, s);
+    gtask_result_free(d);
+    gtask__free(buf);
+  }
+  gtask_result r = {.status = (gtask_status)9};
+  char *buf;
+  size_t len;
+  ASSERT_ERR(gtask__result_encode(&r, &buf, &len), GTASK_EINVAL);
+  gtask_value bad[] = {{GTASK_UINT16, {.u = 70000}}};
+  gtask_result r2 = {.status = GTASK_SUCCESS, .values = bad, .nvalues = 1};
+  ASSERT_ERR(gtask__result_encode(&r2, &buf, &len), GTASK_ERANGE);
+  ASSERT_STR_CONTAINS(gtask_last_error(), "value 1");
+}
+
+static const bad_case bad_results[] = {
+    {"{\"s\":\"SUCCESS\"}", "missing field \"v\""},
+    {"{\"v\":2,\"s\":\"SUCCESS\"}", "unsupported message version 2"},
+    {"{\"v\":1}", "missing field \"s\""},
+    {"{\"v\":1,\"s\":\"DONE\"}", "field \"s\": unknown status \"DONE\""},
+    {"{\"v\":1,\"s\":4}", "field \"s\": not a string"},
+    {"{\"v\":1,\"s\":\"SUCCESS\",\"vals\":5}", "field \"vals\": not an array"},
+    {"{\"v\":1,\"s\":\"SUCCESS\",\"vals\":[[\"int16\",40000]]}",
+     "value 1: int16 value 40000 out of range"},
+    {"{\"v\":1,\"s\":\"SUCCESS\",\"vals\":[[\"string\",\"a\"],[\"bool\",\"x\"]]}",
+     "value 2: bool value is not true or false"},
+    {"{\"v\":1,\"s\":\"FAILURE\",\"err\":[]}", "field \"err\": not a string"},
+    {"{\"v\":1,\"s\":\"FAILURE\",\"ec\":2147483648}", "field \"ec\": 2147483648 out of range"},
+    {"{\"v\":1,\"s\":\"FAILURE\",\"at\":-1}", "field \"at\": -1 out of range"},
+    {"[]", "not a JSON object"},
+};
+
+TEST(result_decode_rejects_with_reason) {
+  for (size_t i = 0; i < sizeof(bad_results) / sizeof(bad_results[0]); i++) {
+    char err[256] = "untouched";
+    gtask_result *r = (void *)1;
+    const char *text = bad_results[i].text;
+    int rc = gtask__result_decode(text, strlen(text), ID, &r, err, sizeof(err));
+    if (rc != GTASK_EPROTO)
+      TEST_FAIL("case %zu (%s): got %s, want EPROTO", i, text, gtask_err_name(rc));
+    ASSERT_NULL(r);
+    if (strstr(err, bad_results[i].reason) == NULL)
+      TEST_FAIL("case %zu (%s): reason \"%s\" lacks \"%s\"", i, text, err, bad_results[i].reason);
+  }
+}
+
+/* ---------------------------------------------------------------- allocation failures */
+
+/* Runs op with the n-th allocation failing, for n = 1, 2, ... until op no
+ * longer reaches a failing allocation.  A run that reached the failing
+ * allocation must return ENOMEM: never a success (jansson hides some failures
+ * and would then return silently truncated data) nor another code.  ASan
+ * checks that nothing leaks. */
+#define TORTURE(op_call, cleanup)                                              \
+  do {                                                                         \
+    long n__;                                                                  \
+    for (n__ = 1; n__ < 10000; n__++) {                                        \
+      gtask__alloc_fail_at(n__);                                               \
+      int rc__ = (op_call);                                                    \
+      long made__ = gtask__alloc_fail_at(0);                                   \
+      if (made__ >= n__ && rc__ != GTASK_ENOMEM)                               \
+        TEST_FAIL("allocation %ld failing: got %s, want ENOMEM", n__,          \
+                  rc__ == 0 ? "success" : gtask_err_name(rc__));               \
+      if (rc__ == 0) {                                                         \
+        cleanup;                                                               \
+      }                                                                        \
+      if (made__ < n__) {                                                      \
+        ASSERT_OK(rc__);                                                       \
+        break;                                                                 \
+      }                                                                        \
+    }                                                                          \
+    ASSERT_LT(n__, 10000);                                                     \
+    ASSERT_GT(n__, 1);                                                         \
+  } while (0)
+
+static const gtask_value torture_args[] = {
+    {GTASK_INT64, {.i = 1}},
+    {GTASK_STRING, {.s = {"hello", 5}}},
+    {GTASK_FLOAT64, {.f = 0.5}},
+    {GTASK_UINT64, {.u = UINT64_MAX}},
+    {GTASK_BOOL, {.b = false}},
+};
+
+TEST(task_encode_alloc_failures) {
+  gtask_task t = make_task((gtask_value *)torture_args, 5);
+  t.last_error = (char *)"prev \xff";
+  t.timeout_ms = 10;
+  char *buf = NULL;
+  size_t len;
+  TORTURE(gtask__task_encode(&t, &buf, &len), gtask__free(buf));
+}
+
+TEST(task_decode_alloc_failures) {
+  gtask_task t = make_task((gtask_value *)torture_args, 5);
+  t.last_error = (char *)"prev";
+  char *text;
+  size_t len;
+  ASSERT_OK(gtask__task_encode(&t, &text, &len));
+  gtask_task *d = NULL;
+  char err[256];
+  TORTURE(gtask__task_decode(text, len, &d, err, sizeof(err)), gtask__task_free(d));
+  gtask__free(text);
+}
+
+TEST(result_alloc_failures) {
+  gtask_result r = {.status = GTASK_SUCCESS, .values = (gtask_value *)torture_args, .nvalues = 5,
+                    .error = (char *)"e", .error_code = -4, .attempts = 2};
+  char *buf = NULL;
+  size_t len;
+  TORTURE(gtask__result_encode(&r, &buf, &len), gtask__free(buf));
+  ASSERT_OK(gtask__result_encode(&r, &buf, &len));
+  gtask_result *d = NULL;
+  char err[256];
+  TORTURE(gtask__result_decode(buf, len, ID, &d, err, sizeof(err)), gtask_result_free(d));
+  gtask__free(buf);
+}
