@@ -140,8 +140,10 @@ typedef struct gtask_fin {
   const char *next;        /* RETRY, REQUEUE, DEAD: the message to keep (new body) */
   size_t next_len;
   int64_t next_due_ms;     /* RETRY: unix ms when due */
-  bool fenced;             /* out: the lease was no longer ours (broker) or the task
-                              was already final (backend); nothing was changed */
+  bool fenced;             /* out: nothing was recorded -- the lease was no longer
+                              ours (broker: nothing changed), or the task was
+                              already final (backend; and a broker writing state
+                              then only releases the lease) */
 } gtask_fin;
 
 /* Per-queue counts for `gtask stats`. */
@@ -166,14 +168,18 @@ typedef struct gtask_broker_ops {
 
   /* Leases up to max messages from queues[0..nq) to consumer, blocking up to
    * wait_ms (< 0: for ever) while all are empty.  Writes new messages (free
-   * with gtask__msg_free) to out[0..*n).  A timeout or interrupt is 0 with
-   * *n == 0.  A leased message stays owned by consumer until finish, or until
-   * its lease expires and reclaim gives it to another. */
+   * with gtask__msg_free) to out[0..*n), never more than max.  A timeout or
+   * interrupt is 0 with *n == 0; nq == 0 or max == 0 is GTASK_EINVAL.  Queues
+   * are served in the order given (a priority order).  A leased message stays
+   * owned by consumer until finish, or until its lease expires and reclaim
+   * gives it to another. */
   int (*lease)(void *impl, const char *consumer, const char *const *queues, size_t nq,
                size_t max, int64_t wait_ms, gtask_msg **out, size_t *n);
 
   /* Makes a lease() of consumer that is blocked in another thread return at
-   * once (0, *n == 0).  Thread-safe, not async-signal-safe.  Idempotent. */
+   * once (0, *n == 0); if none is in progress, the next lease() of consumer
+   * returns at once instead.  One interrupt is consumed by one lease.
+   * Thread-safe, not async-signal-safe. */
   int (*interrupt)(void *impl, const char *consumer);
 
   /* Heartbeat: renews the leases of msgs (held by consumer).  lost[i] is set
@@ -190,12 +196,15 @@ typedef struct gtask_broker_ops {
 
   /* Takes over up to max deliveries in queue whose lease has not been renewed
    * for lease_ms, leasing them to consumer; the caller then finishes them
-   * (REQUEUE or DEAD).  Any live worker calls this. */
+   * (REQUEUE or DEAD).  Any live worker calls this.  Fencing: after a reclaim,
+   * the previous holder's extend reports lost and its finish is fenced (Redis:
+   * the PEL entry's owner changed; memory: a new token). */
   int (*reclaim)(void *impl, const char *consumer, const char *queue, int64_t lease_ms,
                  size_t max, gtask_msg **out, size_t *n);
 
   /* Moves up to max scheduled messages of queue whose due time has come into
-   * the queue; *next_due_ms receives the earliest remaining due time, or 0. */
+   * the queue; *next_due_ms receives the earliest remaining due time, or 0 (a
+   * time already past means max stopped it: call again). */
   int (*promote)(void *impl, const char *queue, size_t max, int64_t *next_due_ms);
 
   int (*stats)(void *impl, const char *queue, gtask_queue_stats *out);
@@ -215,16 +224,19 @@ typedef struct gtask_backend_ops {
   /* Records each msg's id as PENDING unless it already has a state. */
   int (*pending)(void *impl, gtask_msg *const *msgs, size_t n);
 
-  /* Records STARTED with attempts[i] for each msg, unless its state is final. */
+  /* Records STARTED with attempts[i] for each msg, unless its state is final
+   * (a missing record is created). */
   int (*started)(void *impl, gtask_msg *const *msgs, const uint32_t *attempts, size_t n);
 
-  /* Records each fin's status and result (fin->msg gives queue and id).  A final
-   * state is never overwritten: such fins are marked fenced.  Final states wake
-   * every waiter of that task. */
+  /* Records each fin's status and result (fin->msg gives queue and id; a NULL
+   * or empty result means none; a missing record is created).  A final state
+   * is never overwritten: such fins are marked fenced.  Final states wake every
+   * waiter of that task. */
   int (*store)(void *impl, gtask_fin *fins, size_t n);
 
   /* Reads a task's state: *status, *attempts, and a new copy of its result
-   * record (*result, free with gtask__free; NULL if none yet).
+   * record (*result, free with gtask__free; NULL if none yet).  Any output
+   * pointer but status may be NULL.
    * GTASK_ENOTFOUND for an unknown or expired id. */
   int (*get)(void *impl, const char *queue, const char *id, gtask_status *status,
              uint32_t *attempts, char **result, size_t *len);

@@ -245,9 +245,10 @@ GTASK_EXTERN const char *gtask_ctx_task_name(const gtask_ctx *ctx);
 GTASK_EXTERN uint32_t gtask_ctx_attempt(const gtask_ctx *ctx);
 /* Deadline in CLOCK_REALTIME milliseconds since the epoch, or 0 if none. */
 GTASK_EXTERN int64_t gtask_ctx_deadline_ms(const gtask_ctx *ctx);
-/* True once the deadline has passed or the server is shutting down and wants the
- * task back.  Long handlers should check it and return early; whatever they
- * return after that is discarded. */
+/* True once the deadline has passed, or once this worker has lost the task's
+ * lease (another worker runs it now).  Long handlers should check it and return
+ * early; whatever they return after that is discarded.  A graceful shutdown
+ * does not cancel: running tasks are allowed to finish. */
 GTASK_EXTERN bool gtask_ctx_cancelled(const gtask_ctx *ctx);
 /* Sleeps up to ms, waking early when the task is cancelled.  Returns true if it
  * slept the whole time, false when cancelled. */
