@@ -836,3 +836,134 @@ TEST(redis_redis_restart_with_persistence_loses_nothing) {
   gtask_send_conf_free(c);
   env_close(&e);
 }
+
+/* ---------------------------------------------------------------- redis conf rows */
+
+/* g_task SetExpireTime: the backend's records live as long as configured. */
+TEST(redis_expire_time_applies_to_results) {
+  env e;
+  memset(&e, 0, sizeof(e));
+  gtask_set_log(quiet_log, NULL, GTASK_LOG_WARN);
+  e.redis = gt_redis_start(NULL);
+  ASSERT_NOT_NULL(e.redis);
+  gtask_redis_conf *conf;
+  ASSERT_OK(gtask_redis_conf_new(&conf, gt_redis_url(e.redis), NULL, -1));
+  ASSERT_ERR(gtask_redis_conf_set_expire_time(conf, 10), GTASK_EINVAL);
+  ASSERT_OK(gtask_redis_conf_set_expire_time(conf, 5000));
+  ASSERT_OK(gtask_broker_redis_new(&e.broker, conf));
+  ASSERT_OK(gtask_backend_redis_new(&e.backend, conf));
+  gtask_redis_conf_free(conf);
+  e.server = new_server(e.broker, e.backend, "main");
+  e.client = gtask_client_from_server(e.server);
+  env_start(&e);
+  gtask_send_conf *c = gtask_send_conf_new("add");
+  gtask_result *r = send_wait(&e, c, (gtask_value[]){gtask_int64(1), gtask_int64(2)}, 2, 10000);
+  redisContext *rc = gt_redis_connect(e.redis);
+  redisReply *rep = redisCommand(rc, "PTTL gtask:{default}:t:%s", r->id);
+  ASSERT_GT(rep->integer, 0);
+  ASSERT_LE(rep->integer, 5000);
+  freeReplyObject(rep);
+  rep = redisCommand(rc, "PTTL gtask:{default}:n:%s", r->id);
+  ASSERT_GT(rep->integer, 0);
+  ASSERT_LE(rep->integer, 5000);
+  freeReplyObject(rep);
+  redisFree(rc);
+  gtask_result_free(r);
+  gtask_send_conf_free(c);
+  env_close(&e);
+}
+
+static int count_clients(gt_redis *redis) {
+  redisContext *rc = gt_redis_connect(redis);
+  redisReply *rep = redisCommand(rc, "CLIENT LIST");
+  int n = 0;
+  for (const char *p = rep->str; (p = strchr(p, '\n')); p++) n++;
+  freeReplyObject(rep);
+  redisFree(rc);
+  return n - 1; /* not this connection */
+}
+
+typedef struct sender_arg {
+  gtask_broker *b;
+  gtask_backend *k;
+  int ok;
+} sender_arg;
+
+static void *sender(void *arg) {
+  sender_arg *a = arg;
+  gtask_client *cli = gtask_client_new(a->b, a->k);
+  gtask_send_conf *c = gtask_send_conf_new("nobody_runs_this");
+  for (int k = 0; k < 200; k++) {
+    char id[GTASK_ID_SIZE];
+    a->ok += GTASK_SEND(cli, c, id, gtask_int64(k)) == 0;
+  }
+  gtask_send_conf_free(c);
+  gtask_client_free(cli);
+  return NULL;
+}
+
+/* g_task SetPoolSize: eight threads sending at once share at most pool_size
+ * connections. */
+TEST(redis_pool_size_caps_connections) {
+  gtask_set_log(quiet_log, NULL, GTASK_LOG_WARN);
+  gt_redis *redis = gt_redis_start(NULL);
+  ASSERT_NOT_NULL(redis);
+  gtask_redis_conf *conf;
+  ASSERT_OK(gtask_redis_conf_new(&conf, gt_redis_url(redis), NULL, -1));
+  ASSERT_ERR(gtask_redis_conf_set_pool_size(conf, 0), GTASK_EINVAL);
+  ASSERT_OK(gtask_redis_conf_set_pool_size(conf, 2));
+  gtask_broker *b;
+  gtask_backend *k;
+  ASSERT_OK(gtask_broker_redis_new(&b, conf));
+  ASSERT_OK(gtask_backend_redis_new(&k, conf));
+  gtask_redis_conf_free(conf);
+  pthread_t th[8];
+  sender_arg args[8];
+  for (int t = 0; t < 8; t++) {
+    args[t] = (sender_arg){.b = b, .k = k};
+    ASSERT_EQ(pthread_create(&th[t], NULL, sender, &args[t]), 0);
+  }
+  for (int t = 0; t < 8; t++) {
+    pthread_join(th[t], NULL);
+    ASSERT_EQ(args[t].ok, 200);
+  }
+  /* Broker pool (2) + backend pool (2) at most. */
+  int clients = count_clients(redis);
+  TEST_LOG("%d connections open after 8 threads x 200 sends", clients);
+  ASSERT_GE(clients, 1);
+  ASSERT_LE(clients, 4);
+  gtask_broker_free(b);
+  gtask_backend_free(k);
+  ASSERT_EQ(count_clients(redis), 0); /* freeing closes them */
+  gt_redis_stop(redis);
+}
+
+TEST(redis_password_from_argument_and_url) {
+  gtask_set_log(quiet_log, NULL, GTASK_LOG_ERROR);
+  gt_redis *redis = gt_redis_start(NULL);
+  ASSERT_NOT_NULL(redis);
+  redisContext *rc = gt_redis_connect(redis);
+  redisReply *rep = redisCommand(rc, "CONFIG SET requirepass s3cret");
+  ASSERT_EQ(rep->type, REDIS_REPLY_STATUS);
+  freeReplyObject(rep);
+  redisFree(rc);
+  char url[200];
+  snprintf(url, sizeof(url), "127.0.0.1:%d", gt_redis_port(redis));
+  gtask_redis_conf *conf;
+  gtask_broker *b = NULL;
+  ASSERT_OK(gtask_redis_conf_new(&conf, url, NULL, -1));
+  ASSERT_ERR(gtask_broker_redis_new(&b, conf), GTASK_EREDIS); /* NOAUTH */
+  ASSERT_STR_CONTAINS(gtask_last_error(), "127.0.0.1");
+  gtask_redis_conf_free(conf);
+  ASSERT_OK(gtask_redis_conf_new(&conf, url, "s3cret", 2));
+  ASSERT_OK(gtask_broker_redis_new(&b, conf));
+  gtask_broker_free(b);
+  gtask_redis_conf_free(conf);
+  snprintf(url, sizeof(url), "redis://:s3cret@127.0.0.1:%d/1", gt_redis_port(redis));
+  ASSERT_OK(gtask_redis_conf_new(&conf, url, NULL, -1));
+  ASSERT_OK(gtask_broker_redis_new(&b, conf));
+  ASSERT_STR_EQ(strstr(gtask_redis_conf_describe(conf), "s3cret"), NULL);
+  gtask_broker_free(b);
+  gtask_redis_conf_free(conf);
+  gt_redis_stop(redis);
+}
