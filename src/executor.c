@@ -18,6 +18,8 @@ static _Thread_local gtask_ctx *current_ctx;
 
 GTASK_EXTERN gtask_ctx *gtask_ctx_current(void) { return current_ctx; }
 
+void gtask__set_current_ctx(gtask_ctx *ctx) { current_ctx = ctx; }
+
 GTASK_EXTERN const char *gtask_ctx_task_id(const gtask_ctx *ctx) {
   return ctx && ctx->job ? ctx->job->msg->id : "";
 }
@@ -206,6 +208,11 @@ void gtask__job_outcome_fail(gtask_server *s, gtask_job *job, int code, const ch
   (void)s;
 }
 
+void gtask__job_outcome_crash(gtask_server *s, gtask_job *job, const char *why) {
+  gtask__log(GTASK_LOG_WARN, "task %s (%s): %s", job->msg->id, job->task->name, why);
+  outcome_error(s, job, why, GTASK_ECRASH, false);
+}
+
 void gtask__job_outcome_timeout(gtask_server *s, gtask_job *job) {
   char msg[128];
   gtask__fmt(msg, sizeof(msg), "timeout: ran longer than %lld ms", (long long)job->task->timeout_ms);
@@ -255,6 +262,7 @@ void gtask__job_outcome_handback(gtask_server *s, gtask_job *job) {
 
 void *gtask__executor_main(void *arg) {
   gtask_server *s = arg;
+  gtask__child child = {.pid = 0, .req = -1, .res = -1}; /* process pool only */
   pthread_mutex_lock(&s->mu);
   for (;;) {
     while (!s->ready_head && !s->stopping) pthread_cond_wait(&s->cv_ready, &s->mu);
@@ -275,9 +283,15 @@ void *gtask__executor_main(void *arg) {
     pthread_cond_broadcast(&s->cv_done); /* the finisher watches deadlines */
     pthread_mutex_unlock(&s->mu);
 
-    current_ctx = &job->ctx;
-    int rc = job->handler->fn(&job->ctx, job->task->args, job->task->nargs, job->handler->udata);
-    current_ctx = NULL;
+    int rc = 0, prc = 0;
+    char why[200] = "";
+    if (s->pool == GTASK_POOL_PROCS) {
+      prc = gtask__child_run(s, &child, job, &rc, why, sizeof(why));
+    } else {
+      current_ctx = &job->ctx;
+      rc = job->handler->fn(&job->ctx, job->task->args, job->task->nargs, job->handler->udata);
+      current_ctx = NULL;
+    }
 
     /* Claim the outcome under the mutex (the finisher may be timing the job
      * out right now), then encode it outside, then queue it. */
@@ -285,7 +299,16 @@ void *gtask__executor_main(void *arg) {
     bool mine = !job->finalized;
     job->finalized = true;
     pthread_mutex_unlock(&s->mu);
-    if (mine) gtask__job_outcome_run(s, job, rc);
+    if (mine) {
+      if (prc == GTASK_ECRASH)
+        gtask__job_outcome_crash(s, job, why);
+      else if (prc == GTASK_ETASKTIMEOUT)
+        gtask__job_outcome_timeout(s, job);
+      else if (prc == GTASK_ELEASE)
+        gtask__job_outcome_fail(s, job, GTASK_ELEASE, "cancelled: the lease was lost");
+      else
+        gtask__job_outcome_run(s, job, rc);
+    }
 
     pthread_mutex_lock(&s->mu);
     s->nrunning--;
@@ -298,5 +321,6 @@ void *gtask__executor_main(void *arg) {
     pthread_cond_signal(&s->cv_room);
   }
   pthread_mutex_unlock(&s->mu);
+  gtask__child_stop(&child);
   return NULL;
 }

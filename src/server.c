@@ -55,6 +55,7 @@ GTASK_EXTERN gtask_server *gtask_server_new(gtask_broker *broker, gtask_backend 
   s->state = broker->ops->colocated ? broker->ops->colocated(broker->impl, backend) : NULL;
   s->lease_ms = 10000;
   s->max_deliveries = 5;
+  s->kill_grace_ms = 1000;
   char host[64] = "host";
   gethostname(host, sizeof(host) - 1);
   host[sizeof(host) - 1] = '\0';
@@ -170,6 +171,33 @@ GTASK_EXTERN int gtask_server_set_max_deliveries(gtask_server *s, int n) {
 GTASK_EXTERN int gtask_server_set_prefetch(gtask_server *s, int n) {
   if (!s || n < 1 || n > 1000) return GTASK_EINVAL;
   s->prefetch = n;
+  return 0;
+}
+
+GTASK_EXTERN int gtask_server_set_pool(gtask_server *s, gtask_pool pool) {
+  if (!s || (pool != GTASK_POOL_THREADS && pool != GTASK_POOL_PROCS)) return GTASK_EINVAL;
+  if (atomic_load(&s->running)) return GTASK_ESTATE;
+  s->pool = pool;
+  return 0;
+}
+
+GTASK_EXTERN int gtask_server_set_child_recycle(gtask_server *s, uint32_t max_tasks,
+                                                size_t max_rss_mb) {
+  if (!s) return GTASK_EINVAL;
+  s->child_max_tasks = max_tasks;
+  s->child_max_rss_mb = max_rss_mb;
+  return 0;
+}
+
+GTASK_EXTERN int gtask_server_set_child_memory_limit(gtask_server *s, size_t mb) {
+  if (!s || (mb && mb < 16)) return GTASK_EINVAL;
+  s->child_mem_mb = mb;
+  return 0;
+}
+
+GTASK_EXTERN int gtask_server_set_kill_grace(gtask_server *s, int64_t ms) {
+  if (!s || ms < 0 || ms > 600000) return GTASK_EINVAL;
+  s->kill_grace_ms = ms;
   return 0;
 }
 
@@ -684,8 +712,9 @@ GTASK_EXTERN int gtask_server_run(gtask_server *s, int n) {
     set_err(s, "gtask_server_run: cannot start threads: %s", strerror(errno));
     rc = GTASK_ENOMEM;
   } else {
-    gtask__log(GTASK_LOG_INFO, "worker %s: %d executors on %zu queue(s), %s broker%s", s->name, n,
-               s->nqueues, s->broker->ops->name, s->state ? " (atomic finish)" : "");
+    gtask__log(GTASK_LOG_INFO, "worker %s: %d %s on %zu queue(s), %s broker%s", s->name, n,
+               s->pool == GTASK_POOL_PROCS ? "child processes" : "executor threads", s->nqueues,
+               s->broker->ops->name, s->state ? " (atomic finish)" : "");
     /* Block until gtask_server_shutdown() writes to the pipe. */
     while (!atomic_load(&s->stop_requested)) {
       struct pollfd p = {.fd = s->wake_pipe[0], .events = POLLIN};

@@ -17,6 +17,7 @@
 #include "internal.h"
 
 #include <pthread.h>
+#include <sys/types.h>
 
 typedef struct gtask_job gtask_job;
 typedef struct gtask_handler gtask_handler;
@@ -37,6 +38,13 @@ struct gtask_ctx {
   char *error;           /* set by gtask_ctx_fail / gtask_ctx_retry */
   bool want_retry;
 };
+
+/* A prefork child of the process pool (procpool.c), owned by one executor. */
+typedef struct gtask__child {
+  pid_t pid;        /* 0: none running */
+  int req, res;     /* request (write) and reply (read) pipe ends */
+  uint32_t ntasks;  /* tasks run, for recycling */
+} gtask__child;
 
 typedef enum gtask_job_state { GTASK_JOB_READY, GTASK_JOB_RUNNING, GTASK_JOB_DONE } gtask_job_state;
 
@@ -69,6 +77,11 @@ struct gtask_server {
   int64_t lease_ms;
   int max_deliveries;
   int prefetch;
+  gtask_pool pool;           /* threads or processes */
+  uint32_t child_max_tasks;  /* procs: recycle a child after this many tasks (0: never) */
+  size_t child_max_rss_mb;   /* procs: recycle a child at this RSS (0: never) */
+  size_t child_mem_mb;       /* procs: RLIMIT_AS of a child (0: none) */
+  int64_t kill_grace_ms;     /* procs: SIGTERM to SIGKILL at a deadline */
   gtask_handler *handlers;
   size_t nhandlers;
 
@@ -97,6 +110,15 @@ struct gtask_server {
 
 /* executor.c */
 void *gtask__executor_main(void *arg);
+/* Sets the task context that gtask_ctx_current() returns on this thread. */
+void gtask__set_current_ctx(gtask_ctx *ctx);
+/* A crashed task: FAILURE with GTASK_ECRASH and why (never retried). */
+void gtask__job_outcome_crash(gtask_server *s, gtask_job *job, const char *why);
+
+/* procpool.c */
+int gtask__child_run(gtask_server *s, gtask__child *c, gtask_job *job, int *rc, char *why,
+                     size_t whylen);
+void gtask__child_stop(gtask__child *c);
 /* Decides job's outcome from how the handler ended and fills job->fin. */
 void gtask__job_outcome_run(gtask_server *s, gtask_job *job, int rc);
 /* The outcome for a job that cannot run: FAILURE with code and message, or

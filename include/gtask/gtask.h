@@ -304,6 +304,31 @@ GTASK_EXTERN int gtask_server_set_prefetch(gtask_server *s, int n);
  * "hostname:pid:random"). */
 GTASK_EXTERN int gtask_server_set_name(gtask_server *s, const char *name);
 
+/* Where handlers run. */
+typedef enum gtask_pool {
+  GTASK_POOL_THREADS = 0, /* executor threads in this process (default): fastest;
+                             timeouts are cooperative (gtask_ctx_cancelled) */
+  GTASK_POOL_PROCS = 1    /* one prefork child process per executor: a task that
+                             loops, leaks, exit()s or crashes takes down only its
+                             child, which is replaced; at the deadline the child
+                             gets SIGTERM, then SIGKILL after the kill grace */
+} gtask_pool;
+
+/* Chooses the executor mode (before gtask_server_run).  In GTASK_POOL_PROCS
+ * mode handlers run in forked children: they must not rely on state changed in
+ * the parent after the child started, and their results travel back encoded. */
+GTASK_EXTERN int gtask_server_set_pool(gtask_server *s, gtask_pool pool);
+/* Process pool: replace a child after max_tasks tasks (0: never) or once its
+ * resident memory reaches max_rss_mb (0: never) -- for leaky tasks. */
+GTASK_EXTERN int gtask_server_set_child_recycle(gtask_server *s, uint32_t max_tasks,
+                                                size_t max_rss_mb);
+/* Process pool: address-space limit of each child in MB (RLIMIT_AS; 0: none,
+ * else >= 16).  A task that allocates past it sees malloc fail. */
+GTASK_EXTERN int gtask_server_set_child_memory_limit(gtask_server *s, size_t mb);
+/* Process pool: time between the soft signal at a deadline and SIGKILL
+ * (default 1000 ms). */
+GTASK_EXTERN int gtask_server_set_kill_grace(gtask_server *s, int64_t ms);
+
 /* Runs n executor threads (g_task Run(n)) and blocks until shutdown, then
  * returns after running tasks finished (or their deadline passed), unstarted
  * leased tasks were handed back and results were stored.  Returns 0 after a clean
