@@ -10,6 +10,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #define DEFAULT_MAX_PAYLOAD (512 * 1024)
 #define PUSH_CHUNK 512
@@ -240,7 +241,34 @@ GTASK_EXTERN int gtask_client_send(gtask_client *c, const gtask_send_conf *conf,
   return gtask_client_send_many(c, conf, 1, args, nargs, (char(*)[GTASK_ID_SIZE])id_out);
 }
 
-/* ---------------------------------------------------------------- results */
+/* ---------------------------------------------------------------- results
+ *
+ * Reads are idempotent, so a read that meets a broken connection (Redis
+ * restarting, CLIENT KILL) is tried again with backoff until its deadline:
+ * wait's own timeout, or the connect timeout for status and result. */
+
+#define RETRY_FIRST_MS 20
+#define RETRY_MAX_MS 1000
+
+static void backoff_sleep(int64_t *delay, int64_t deadline_mono) {
+  int64_t left = deadline_mono - gtask__mono_ms();
+  int64_t d = *delay < left ? *delay : left;
+  if (d > 0) {
+    struct timespec ts = {(time_t)(d / 1000), (long)(d % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+  }
+  *delay = *delay * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : *delay * 2;
+}
+
+static int get_retrying(gtask_client *c, const char *id, gtask_status *st, uint32_t *att,
+                        char **buf, size_t *len) {
+  int64_t deadline = gtask__mono_ms() + 3000, delay = RETRY_FIRST_MS;
+  for (;;) {
+    int rc = c->backend->ops->get(c->backend->impl, c->queue, id, st, att, buf, len);
+    if (rc != GTASK_ECONN || gtask__mono_ms() >= deadline) return rc;
+    backoff_sleep(&delay, deadline);
+  }
+}
 
 static int check_id(gtask_client *c, const char *id) {
   if (!id || !gtask__id_valid(id))
@@ -253,7 +281,7 @@ GTASK_EXTERN int gtask_client_status(gtask_client *c, const char *id, gtask_stat
   int rc = check_id(c, id);
   if (rc) return rc;
   uint32_t att;
-  rc = c->backend->ops->get(c->backend->impl, c->queue, id, out, &att, NULL, NULL);
+  rc = get_retrying(c, id, out, &att, NULL, NULL);
   if (rc == GTASK_ENOTFOUND)
     return set_err(c, rc, "no task %s in queue %s (unknown or expired)", id, c->queue);
   return rc ? lib_err(c, rc, "status") : 0;
@@ -275,7 +303,7 @@ GTASK_EXTERN int gtask_client_result(gtask_client *c, const char *id, gtask_resu
   uint32_t att = 0;
   char *buf = NULL;
   size_t len = 0;
-  rc = c->backend->ops->get(c->backend->impl, c->queue, id, &st, &att, &buf, &len);
+  rc = get_retrying(c, id, &st, &att, &buf, &len);
   if (rc == GTASK_ENOTFOUND)
     return set_err(c, rc, "no task %s in queue %s (unknown or expired)", id, c->queue);
   if (rc) return lib_err(c, rc, "result");
@@ -304,7 +332,15 @@ GTASK_EXTERN int gtask_client_wait(gtask_client *c, const char *id, int64_t time
   *out = NULL;
   int rc = check_id(c, id);
   if (rc) return rc;
-  rc = c->backend->ops->wait(c->backend->impl, c->queue, id, timeout_ms);
+  int64_t start = gtask__mono_ms(), delay = RETRY_FIRST_MS;
+  for (;;) {
+    int64_t left = timeout_ms < 0 ? -1 : timeout_ms - (gtask__mono_ms() - start);
+    if (timeout_ms >= 0 && left < 0) left = 0;
+    rc = c->backend->ops->wait(c->backend->impl, c->queue, id, left);
+    if (rc != GTASK_ECONN) break;
+    if (timeout_ms >= 0 && gtask__mono_ms() - start >= timeout_ms) break;
+    backoff_sleep(&delay, timeout_ms < 0 ? INT64_MAX : start + timeout_ms);
+  }
   if (rc == GTASK_ETIMEDOUT)
     return set_err(c, rc, "task %s did not finish within %lld ms", id, (long long)timeout_ms);
   if (rc == GTASK_ENOTFOUND)

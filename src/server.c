@@ -357,19 +357,23 @@ static void accept_msgs(gtask_server *s, gtask_msg **msgs, size_t n, bool reclai
 
 static void housekeeping(gtask_server *s, int64_t *next_promote_mono) {
   gtask_msg *out[64];
+  int failed = 0;
   for (size_t q = 0; q < s->nqueues; q++) {
     size_t n = 0;
     int rc = s->broker->ops->reclaim(s->broker->impl, s->name, s->queues[q], s->lease_ms, 64, out, &n);
-    if (rc) gtask__log(GTASK_LOG_WARN, "reclaim on queue %s: %s", s->queues[q], gtask_last_error());
+    if (rc && !s->hk_failing && !failed++)
+      gtask__log(GTASK_LOG_WARN, "reclaim on queue %s: %s (will keep trying)", s->queues[q], gtask_last_error());
     if (n) accept_msgs(s, out, n, true);
   }
   int64_t earliest = 0;
   for (size_t q = 0; q < s->nqueues; q++) {
     int64_t due = 0;
     int rc = s->broker->ops->promote(s->broker->impl, s->queues[q], 1000, &due);
-    if (rc) gtask__log(GTASK_LOG_WARN, "promote on queue %s: %s", s->queues[q], gtask_last_error());
+    if (rc && !s->hk_failing && !failed++)
+      gtask__log(GTASK_LOG_WARN, "promote on queue %s: %s (will keep trying)", s->queues[q], gtask_last_error());
     if (due && (!earliest || due < earliest)) earliest = due;
   }
+  s->hk_failing = failed != 0;
   int64_t now = gtask__mono_ms();
   int64_t period = s->lease_ms / 3;
   *next_promote_mono = now + period;
@@ -510,7 +514,10 @@ static void heartbeat(gtask_server *s) {
     size_t m = n - off < MAX_BATCH ? n - off : MAX_BATCH;
     rc = s->broker->ops->extend(s->broker->impl, s->name, msgs + off, m, lost + off);
   }
-  if (rc) gtask__log(GTASK_LOG_WARN, "heartbeat: %s", gtask_last_error());
+  /* One line per outage, not one per heartbeat. */
+  if (rc && !s->hb_failing) gtask__log(GTASK_LOG_WARN, "heartbeat: %s (will keep trying)", gtask_last_error());
+  if (!rc && s->hb_failing) gtask__log(GTASK_LOG_INFO, "heartbeat: working again");
+  s->hb_failing = rc != 0;
   pthread_mutex_lock(&s->mu);
   for (size_t k = 0; k < n; k++) {
     if (rc == 0 && lost[k] && !jobs[k]->lease_lost) {

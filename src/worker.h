@@ -106,6 +106,8 @@ struct gtask_server {
   int64_t fetch_until_mono;  /* the fetcher's current block ends about then */
   int64_t next_due_ms;       /* earliest scheduled retry we know of (realtime), 0 none */
   uint64_t finished, retried, failed;
+  bool hb_failing; /* finisher: the last heartbeat failed (log once per outage) */
+  bool hk_failing; /* fetcher: the last housekeeping failed */
 };
 
 /* executor.c */

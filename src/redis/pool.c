@@ -9,6 +9,7 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/time.h>
@@ -203,13 +204,28 @@ void gtask__redis_free(gtask__redis *r) {
   gtask__free(r);
 }
 
+/* An idle connection has nothing to read: if its socket is readable, the
+ * server closed it (restart, CLIENT KILL, timeout) and it must not be used --
+ * a command sent on it would fail after the fact, with its fate unknown. */
+static bool idle_conn_dead(const redisContext *c) {
+  struct pollfd p = {.fd = c->fd, .events = POLLIN};
+  return poll(&p, 1, 0) != 0;
+}
+
 int gtask__redis_get(gtask__redis *r, redisContext **out) {
   pthread_mutex_lock(&r->mu);
   for (;;) {
-    if (r->nidle > 0) {
-      *out = r->idle[--r->nidle];
+    while (r->nidle > 0) {
+      redisContext *c = r->idle[--r->nidle];
+      if (!idle_conn_dead(c)) {
+        *out = c;
+        pthread_mutex_unlock(&r->mu);
+        return 0;
+      }
+      r->nopen--;
       pthread_mutex_unlock(&r->mu);
-      return 0;
+      redisFree(c); /* never call into hiredis under the pool mutex */
+      pthread_mutex_lock(&r->mu);
     }
     if (r->nopen < r->conf->pool_size) break;
     pthread_cond_wait(&r->cv, &r->mu);
