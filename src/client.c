@@ -333,10 +333,12 @@ GTASK_EXTERN int gtask_client_wait(gtask_client *c, const char *id, int64_t time
   int rc = check_id(c, id);
   if (rc) return rc;
   int64_t start = gtask__mono_ms(), delay = RETRY_FIRST_MS;
+  char *buf = NULL;
+  size_t len = 0;
   for (;;) {
     int64_t left = timeout_ms < 0 ? -1 : timeout_ms - (gtask__mono_ms() - start);
     if (timeout_ms >= 0 && left < 0) left = 0;
-    rc = c->backend->ops->wait(c->backend->impl, c->queue, id, left);
+    rc = c->backend->ops->wait(c->backend->impl, c->queue, id, left, &buf, &len);
     if (rc != GTASK_ECONN) break;
     if (timeout_ms >= 0 && gtask__mono_ms() - start >= timeout_ms) break;
     backoff_sleep(&delay, timeout_ms < 0 ? INT64_MAX : start + timeout_ms);
@@ -346,5 +348,10 @@ GTASK_EXTERN int gtask_client_wait(gtask_client *c, const char *id, int64_t time
   if (rc == GTASK_ENOTFOUND)
     return set_err(c, rc, "no task %s in queue %s (unknown or expired)", id, c->queue);
   if (rc) return lib_err(c, rc, "wait");
-  return gtask_client_result(c, id, out);
+  if (!buf) return gtask_client_result(c, id, out); /* record not handed over: read it */
+  char err[200];
+  rc = gtask__result_decode(buf, len, id, out, err, sizeof(err));
+  gtask__free(buf);
+  if (rc) return set_err(c, rc, "result of %s: %s", id, err);
+  return 0;
 }

@@ -302,7 +302,11 @@ void *gtask__executor_main(void *arg) {
     if (mine) {
       if (prc == GTASK_ECRASH)
         gtask__job_outcome_crash(s, job, why);
-      else if (prc == GTASK_ETASKTIMEOUT)
+      else if (prc == GTASK_ETASKTIMEOUT ||
+               (job->deadline_mono && gtask__mono_ms() >= job->deadline_mono))
+        /* A run that ends at or past its deadline timed out, whatever it
+         * returns (it may have returned because gtask_ctx_cancelled() said so
+         * just before the finisher's timer fired). */
         gtask__job_outcome_timeout(s, job);
       else if (prc == GTASK_ELEASE)
         gtask__job_outcome_fail(s, job, GTASK_ELEASE, "cancelled: the lease was lost");

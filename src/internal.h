@@ -242,8 +242,12 @@ typedef struct gtask_backend_ops {
              uint32_t *attempts, char **result, size_t *len);
 
   /* Blocks up to timeout_ms (< 0: for ever) until the task's state is final,
-   * without polling.  0 when final, GTASK_ETIMEDOUT otherwise. */
-  int (*wait)(void *impl, const char *queue, const char *id, int64_t timeout_ms);
+   * without polling.  0 when final, GTASK_ETIMEDOUT otherwise.  When result is
+   * non-NULL it receives a new copy of the final result record (free with
+   * gtask__free; NULL if the record is unavailable: read it with get), so that
+   * a waiter needs no further round trip. */
+  int (*wait)(void *impl, const char *queue, const char *id, int64_t timeout_ms, char **result,
+              size_t *len);
 
   void (*destroy)(void *impl);
 } gtask_backend_ops;

@@ -101,6 +101,7 @@ struct gtask_server {
   gtask_job **to_start;      /* leased jobs whose STARTED is not yet written (referenced) */
   uint32_t *to_start_att;
   size_t nto_start, cap_to_start;
+  int64_t first_start_mono;  /* when the oldest pending STARTED mark was queued */
   bool stopping;             /* no more fetching; READY jobs are handed back */
   bool executors_done;       /* all executor threads have exited */
   int64_t fetch_until_mono;  /* the fetcher's current block ends about then */

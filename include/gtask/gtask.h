@@ -298,7 +298,9 @@ GTASK_EXTERN int gtask_server_set_lease(gtask_server *s, int64_t ms);
 /* How many times a task may be delivered and lost (worker died) before it goes
  * to the dead set as FAILURE (default 5, minimum 1). */
 GTASK_EXTERN int gtask_server_set_max_deliveries(gtask_server *s, int n);
-/* Most tasks leased in one round trip (default: 2 x concurrency, max 1000). */
+/* Most tasks leased and waiting in this worker at once, which is also the
+ * largest batch leased in one round trip (default: 8 x concurrency, at least
+ * 64, at most 1000).  Lower it for long tasks shared by many workers. */
 GTASK_EXTERN int gtask_server_set_prefetch(gtask_server *s, int n);
 /* A unique worker name, used as the consumer name in Redis (default
  * "hostname:pid:random"). */
@@ -328,6 +330,18 @@ GTASK_EXTERN int gtask_server_set_child_memory_limit(gtask_server *s, size_t mb)
 /* Process pool: time between the soft signal at a deadline and SIGKILL
  * (default 1000 ms). */
 GTASK_EXTERN int gtask_server_set_kill_grace(gtask_server *s, int64_t ms);
+
+/* What a server has done since it was created; counted once the outcome is
+ * written to the backend. */
+typedef struct gtask_server_counts {
+  uint64_t succeeded; /* tasks finished SUCCESS */
+  uint64_t failed;    /* tasks finished FAILURE (including dead-lettered) */
+  uint64_t retried;   /* runs that ended in RETRY */
+  uint64_t in_flight; /* leased now: queued in this worker or running */
+} gtask_server_counts;
+
+/* Reads the counts.  Thread-safe; may be called while the server runs. */
+GTASK_EXTERN int gtask_server_get_counts(gtask_server *s, gtask_server_counts *out);
 
 /* Runs n executor threads (g_task Run(n)) and blocks until shutdown, then
  * returns after running tasks finished (or their deadline passed), unstarted

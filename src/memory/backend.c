@@ -301,8 +301,11 @@ static int mk_get(void *impl, const char *queue, const char *id, gtask_status *s
   return rc;
 }
 
-static int mk_wait(void *impl, const char *queue, const char *id, int64_t timeout_ms) {
+static int mk_wait(void *impl, const char *queue, const char *id, int64_t timeout_ms,
+                   char **result, size_t *len) {
   mem_backend *be = impl;
+  if (result) *result = NULL;
+  if (len) *len = 0;
   if (be == NULL || queue == NULL || id == NULL)
     return GTASK_EINVAL;
   struct timespec deadline;
@@ -331,6 +334,10 @@ static int mk_wait(void *impl, const char *queue, const char *id, int64_t timeou
                              : pthread_cond_timedwait(&be->cv, &be->mu, &deadline);
       if (w == ETIMEDOUT)
         timeout_ms = 0; /* one last look at the state, then give up */
+    }
+    if (rc == 0 && result && r->result) {
+      *result = gtask__strndup(r->result, r->rlen); /* NULL on OOM: caller reads with get */
+      if (*result && len) *len = r->rlen;
     }
   }
   pthread_mutex_unlock(&be->mu);

@@ -4,9 +4,10 @@
  * A final state (SUCCESS, FAILURE) is written once: store.lua and finish.lua
  * refuse to overwrite it, so a duplicate execution can never change a result a
  * client has already read.  The same script that writes a final state pushes one
- * element to P:{q}:n:ID; a waiter checks the state, then blocks on
- * BLMOVE n n (source = destination: the element stays, so every waiter wakes and
- * none can miss a notice written before it started to wait). */
+ * element to P:{q}:n:ID -- the result record itself; a waiter checks the state,
+ * then blocks on BLMOVE n n (source = destination: the element stays, so every
+ * waiter wakes, none can miss a notice written before it started to wait, and
+ * the waiter gets the result without another round trip). */
 #include "internal.h"
 
 #include <stdio.h>
@@ -164,14 +165,25 @@ static int rk_get(void *impl, const char *queue, const char *id, gtask_status *s
 
 static bool is_final(gtask_status s) { return s == GTASK_SUCCESS || s == GTASK_FAILURE; }
 
-static int rk_wait(void *impl, const char *queue, const char *id, int64_t timeout_ms) {
+static int rk_wait(void *impl, const char *queue, const char *id, int64_t timeout_ms,
+                   char **result, size_t *len) {
   gtask__redis_backend *b = impl;
+  if (result) *result = NULL;
+  if (len) *len = 0;
   gtask_status st;
-  int rc = rk_get(impl, queue, id, &st, NULL, NULL, NULL);
+  /* Round trip 1: already final?  (Then its record comes with the answer.) */
+  int rc = rk_get(impl, queue, id, &st, NULL, result, len);
   if (rc) return rc;
   if (is_final(st)) return 0;
+  if (result) {
+    gtask__free(*result);
+    *result = NULL;
+    if (len) *len = 0;
+  }
   if (timeout_ms == 0) return GTASK_ETIMEDOUT;
 
+  /* Round trip 2: block on the notification list, whose one element is the
+   * final result record. */
   redisContext *c;
   rc = gtask__redis_get(b->r, &c);
   if (rc) return rc;
@@ -201,6 +213,9 @@ static int rk_wait(void *impl, const char *queue, const char *id, int64_t timeou
   if (rep->type == REDIS_REPLY_ERROR) {
     gtask__set_error("redis %s: BLMOVE: %s", b->r->conf->describe, rep->str);
     rc = GTASK_EREDIS;
+  } else if (woke && result && rep->len > 0) {
+    *result = gtask__strndup(rep->str, rep->len); /* NULL on OOM: caller reads with get */
+    if (*result && len) *len = rep->len;
   }
   freeReplyObject(rep);
   gtask__redis_put(b->r, c);

@@ -46,8 +46,7 @@ for i = 1, n do
         end
         redis.call('PEXPIRE', tkey, ttl)
         if status == 'SUCCESS' or status == 'FAILURE' then
-          redis.call('DEL', nkey)
-          redis.call('RPUSH', nkey, '1')
+          redis.call('RPUSH', nkey, result)
           redis.call('PEXPIRE', nkey, ttl)
         end
       end

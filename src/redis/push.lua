@@ -15,9 +15,9 @@ for i = 1, n do
     redis.call('XADD', KEYS[1], '*', 'i', id, 'm', body)
   end
   if with_state then
+    -- Only a task without a state gets one (attempts: absent means 0).
     local k = KEYS[2 + i]
-    if redis.call('EXISTS', k) == 0 then
-      redis.call('HSET', k, 's', 'PENDING', 'a', 0)
+    if redis.call('HSETNX', k, 's', 'PENDING') == 1 then
       redis.call('PEXPIRE', k, ttl)
     end
   end

@@ -19,8 +19,7 @@ for i = 1, #KEYS / 2 do
     end
     redis.call('PEXPIRE', tkey, ttl)
     if status == 'SUCCESS' or status == 'FAILURE' then
-      redis.call('DEL', nkey)
-      redis.call('RPUSH', nkey, '1')
+      redis.call('RPUSH', nkey, result)
       redis.call('PEXPIRE', nkey, ttl)
     end
     out[i] = 1

@@ -772,14 +772,14 @@ CONTRACT(backend_wait_wakes) {
   later l = {.e = e, .kind = LATER_STORE, .delay_ms = 150, .msg = m};
   later_start(&l);
   int64_t t0 = test_now_ms();
-  ASSERT_OK(e->be->ops->wait(e->be->impl, m->queue, m->id, test_timeout_ms(5000)));
+  ASSERT_OK(e->be->ops->wait(e->be->impl, m->queue, m->id, test_timeout_ms(5000), NULL, NULL));
   int64_t woke = test_now_ms();
   later_join(&l);
   ASSERT_GE(woke - t0, 100);
   ASSERT_LT(woke - l.at_ms, test_timeout_ms(200));
   /* Already final: at once, whatever the timeout. */
-  ASSERT_OK(e->be->ops->wait(e->be->impl, m->queue, m->id, 0));
-  ASSERT_OK(e->be->ops->wait(e->be->impl, m->queue, m->id, -1));
+  ASSERT_OK(e->be->ops->wait(e->be->impl, m->queue, m->id, 0, NULL, NULL));
+  ASSERT_OK(e->be->ops->wait(e->be->impl, m->queue, m->id, -1, NULL, NULL));
   gtask__msg_free(m);
 }
 
@@ -788,7 +788,7 @@ CONTRACT(backend_wait_for_ever_wakes) {
   ASSERT_OK(e->be->ops->pending(e->be->impl, &m, 1));
   later l = {.e = e, .kind = LATER_STORE, .delay_ms = 150, .msg = m};
   later_start(&l);
-  ASSERT_OK(e->be->ops->wait(e->be->impl, m->queue, m->id, -1));
+  ASSERT_OK(e->be->ops->wait(e->be->impl, m->queue, m->id, -1, NULL, NULL));
   int64_t woke = test_now_ms();
   later_join(&l);
   ASSERT_LT(woke - l.at_ms, test_timeout_ms(200));
@@ -799,14 +799,14 @@ CONTRACT(backend_wait_times_out) {
   gtask_msg *m = task_msg(e);
   ASSERT_OK(e->be->ops->pending(e->be->impl, &m, 1));
   int64_t t0 = test_now_ms();
-  ASSERT_ERR(e->be->ops->wait(e->be->impl, m->queue, m->id, 300), GTASK_ETIMEDOUT);
+  ASSERT_ERR(e->be->ops->wait(e->be->impl, m->queue, m->id, 300, NULL, NULL), GTASK_ETIMEDOUT);
   int64_t took = test_now_ms() - t0;
   ASSERT_GE(took, 295);
   ASSERT_LT(took, 300 + test_timeout_ms(500));
-  ASSERT_ERR(e->be->ops->wait(e->be->impl, m->queue, m->id, 0), GTASK_ETIMEDOUT);
+  ASSERT_ERR(e->be->ops->wait(e->be->impl, m->queue, m->id, 0, NULL, NULL), GTASK_ETIMEDOUT);
   /* A non-final store does not end the wait. */
   ASSERT_FALSE(store(e, m, GTASK_RETRY, "{}"));
-  ASSERT_ERR(e->be->ops->wait(e->be->impl, m->queue, m->id, 100), GTASK_ETIMEDOUT);
+  ASSERT_ERR(e->be->ops->wait(e->be->impl, m->queue, m->id, 100, NULL, NULL), GTASK_ETIMEDOUT);
   gtask__msg_free(m);
 }
 
@@ -816,7 +816,7 @@ CONTRACT(backend_unknown_id) {
   gtask_status s;
   ASSERT_ERR(e->be->ops->get(e->be->impl, e->q, id, &s, NULL, NULL, NULL), GTASK_ENOTFOUND);
   int64_t t0 = test_now_ms();
-  ASSERT_ERR(e->be->ops->wait(e->be->impl, e->q, id, test_timeout_ms(5000)), GTASK_ENOTFOUND);
+  ASSERT_ERR(e->be->ops->wait(e->be->impl, e->q, id, test_timeout_ms(5000), NULL, NULL), GTASK_ENOTFOUND);
   ASSERT_LT(test_now_ms() - t0, test_timeout_ms(200));
 }
 
@@ -853,7 +853,7 @@ CONTRACT(colocated_finish) {
   get(e, m, &s, &a, res, sizeof(res));
   ASSERT_EQ(s, GTASK_SUCCESS);
   ASSERT_STR_EQ(res, "{\"v\":[1]}");
-  ASSERT_OK(e->be->ops->wait(e->be->impl, m->queue, m->id, 0));
+  ASSERT_OK(e->be->ops->wait(e->be->impl, m->queue, m->id, 0, NULL, NULL));
   ASSERT_STATS(e, e->q, 0, 0, 0, 0);
   gtask__msg_free(m);
   gtask__msg_free(p);
