@@ -265,7 +265,12 @@ void *gtask__executor_main(void *arg) {
   gtask__child child = {.pid = 0, .req = -1, .res = -1}; /* process pool only */
   pthread_mutex_lock(&s->mu);
   for (;;) {
-    while (!s->ready_head && !s->stopping) pthread_cond_wait(&s->cv_ready, &s->mu);
+    while (!s->ready_head && !s->stopping) {
+      s->nidle_exec++;
+      pthread_cond_wait(&s->cv_ready, &s->mu);
+      s->nidle_exec--;
+      if (s->nwoken_exec) s->nwoken_exec--;
+    }
     gtask_job *job = s->ready_head;
     if (!job) break; /* stopping, and nothing left to run */
     s->ready_head = job->next;
@@ -294,11 +299,15 @@ void *gtask__executor_main(void *arg) {
     }
 
     /* Claim the outcome under the mutex (the finisher may be timing the job
-     * out right now), then encode it outside, then queue it. */
-    pthread_mutex_lock(&s->mu);
-    bool mine = !job->finalized;
-    job->finalized = true;
-    pthread_mutex_unlock(&s->mu);
+     * out right now), then encode it outside, then queue it.  Without a
+     * deadline nobody else decides a running job: no claim is needed. */
+    bool mine = true;
+    if (job->deadline_mono) {
+      pthread_mutex_lock(&s->mu);
+      mine = !job->finalized;
+      job->finalized = true;
+      pthread_mutex_unlock(&s->mu);
+    }
     if (mine) {
       if (prc == GTASK_ECRASH)
         gtask__job_outcome_crash(s, job, why);

@@ -235,12 +235,15 @@ void gtask__job_unref_locked(gtask_server *s, gtask_job *job) {
 void gtask__server_job_done_locked(gtask_server *s, gtask_job *job) {
   job->state = GTASK_JOB_DONE;
   job->next = NULL;
+  /* The finisher takes the whole list each time it wakes and looks again
+   * before it sleeps: only the first job on an empty list needs to wake it. */
+  bool was_empty = !s->done_head;
   if (s->done_tail)
     s->done_tail->next = job;
   else
     s->done_head = job;
   s->done_tail = job;
-  pthread_cond_signal(&s->cv_done);
+  if (was_empty) pthread_cond_signal(&s->cv_done);
 }
 
 static void inflight_add_locked(gtask_server *s, gtask_job *job) {
@@ -350,9 +353,12 @@ static void accept_msgs(gtask_server *s, gtask_msg **msgs, size_t n, bool reclai
         s->ready_head = job;
       s->ready_tail = job;
       s->nready++;
-      pthread_cond_signal(&s->cv_ready);
+      /* Wake an executor only if one is asleep; busy ones look again. */
+      if (s->nidle_exec > s->nwoken_exec) {
+        s->nwoken_exec++;
+        pthread_cond_signal(&s->cv_ready);
+      }
     }
-    pthread_cond_signal(&s->cv_done);
     pthread_mutex_unlock(&s->mu);
   }
 }

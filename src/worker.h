@@ -98,6 +98,8 @@ struct gtask_server {
   gtask_job *done_head, *done_tail;
   gtask_job *inflight;       /* doubly linked, for heartbeats and deadlines */
   size_t nready, nrunning, ninflight;
+  size_t nidle_exec;         /* executors waiting on cv_ready */
+  size_t nwoken_exec;        /* of those, signalled but not yet running */
   gtask_job **to_start;      /* leased jobs whose STARTED is not yet written (referenced) */
   uint32_t *to_start_att;
   size_t nto_start, cap_to_start;
