@@ -138,6 +138,19 @@ GTASK_EXTERN void gtask_client_free(gtask_client *c) {
 
 GTASK_EXTERN const char *gtask_client_errmsg(const gtask_client *c) { return c ? c->errmsg : ""; }
 
+gtask_broker *gtask__client_broker(const gtask_client *c) { return c->broker; }
+gtask_backend *gtask__client_backend(const gtask_client *c) { return c->backend; }
+void *gtask__client_state(const gtask_client *c) { return c->state; }
+const char *gtask__client_queue(const gtask_client *c) { return c->queue; }
+
+int gtask__client_err(gtask_client *c, int rc, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(c->errmsg, sizeof(c->errmsg), fmt, ap);
+  va_end(ap);
+  return rc;
+}
+
 GTASK_EXTERN int gtask_client_set_queue(gtask_client *c, const char *queue) {
   if (!c) return GTASK_EINVAL;
   if (!queue || !gtask__queue_valid(queue))

@@ -38,8 +38,10 @@ GTASK_EXTERN bool gtask_ctx_cancelled(const gtask_ctx *ctx) {
   if (!ctx) return false;
   if (atomic_load(&ctx->cancelled)) return true;
   /* The finisher sets the flag at the deadline; checking the clock here too
-   * makes the answer exact rather than as late as the finisher's timer. */
-  return ctx->deadline_ms && gtask__now_ms() >= ctx->deadline_ms;
+   * makes the answer exact rather than as late as the finisher's timer.  The
+   * same monotonic deadline decides whether the run timed out (one clock, so
+   * a handler told "cancelled" is always judged timed out). */
+  return ctx->job && ctx->job->deadline_mono && gtask__mono_ms() >= ctx->job->deadline_mono;
 }
 
 GTASK_EXTERN bool gtask_ctx_sleep(gtask_ctx *ctx, int64_t ms) {
@@ -71,10 +73,14 @@ GTASK_EXTERN int gtask_ctx_return(gtask_ctx *ctx, const gtask_value *values, siz
   return 0;
 }
 
+static int ctx_verror(gtask_ctx *ctx, bool retry, const char *fmt, va_list ap) GTASK__PRINTF(3, 0);
 static int ctx_verror(gtask_ctx *ctx, bool retry, const char *fmt, va_list ap) {
   if (!ctx) return GTASK_EINVAL;
   char buf[1024];
-  vsnprintf(buf, sizeof(buf), fmt ? fmt : "", ap);
+  if (fmt)
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+  else
+    buf[0] = '\0';
   char *e = gtask__strdup(buf);
   if (e) {
     gtask__free(ctx->error);
@@ -262,6 +268,7 @@ void gtask__job_outcome_handback(gtask_server *s, gtask_job *job) {
 
 void *gtask__executor_main(void *arg) {
   gtask_server *s = arg;
+  gtask__block_sigpipe();
   gtask__child child = {.pid = 0, .req = -1, .res = -1}; /* process pool only */
   pthread_mutex_lock(&s->mu);
   for (;;) {

@@ -43,6 +43,19 @@ void gtask__log(gtask_log_level level, const char *fmt, ...) GTASK__PRINTF(2, 3)
 /* Bounded, always-terminated formatting into a fixed buffer. */
 void gtask__fmt(char *buf, size_t size, const char *fmt, ...) GTASK__PRINTF(3, 4);
 
+/* ---------------------------------------------------------------- SIGPIPE
+ * A write to a socket or pipe whose peer is gone raises SIGPIPE, whose default
+ * action kills the process; hiredis 0.14 writes with write(2).  The library
+ * never lets that happen:
+ *  - threads it creates block SIGPIPE for their whole life (a write then fails
+ *    with EPIPE, and the blocked signal stays pending, harmlessly);
+ *  - on the application's threads, every borrow of a Redis connection blocks
+ *    SIGPIPE until the connection is returned, then consumes a SIGPIPE that
+ *    the library raised and restores the mask.  Nested borrows are counted. */
+void gtask__block_sigpipe(void);
+void gtask__sigpipe_enter(void);
+void gtask__sigpipe_leave(void);
+
 /* ---------------------------------------------------------------- clocks, ids */
 
 int64_t gtask__now_ms(void);  /* CLOCK_REALTIME, ms since the epoch */
@@ -146,13 +159,16 @@ typedef struct gtask_fin {
                               then only releases the lease) */
 } gtask_fin;
 
-/* Per-queue counts for `gtask stats`. */
-typedef struct gtask_queue_stats {
-  int64_t pending;   /* queued, not leased */
-  int64_t active;    /* leased */
-  int64_t scheduled; /* waiting for a due time (retries, delays) */
-  int64_t dead;      /* in the dead set */
-} gtask_queue_stats;
+/* Per-queue counts (gtask_queue_stats) are public: see gtask.h. */
+
+/* A dead message to move back to its queue (dead_requeue). */
+typedef struct gtask_revive {
+  const gtask_msg *msg; /* as dead_list returned it: queue, id, and the body the
+                           dead set holds now (the compare-and-swap's old value) */
+  const char *next;     /* the body to queue (the caller's re-encoded message) */
+  size_t next_len;
+  bool moved;           /* out: the entry still held msg->body and was moved */
+} gtask_revive;
 
 /* The broker interface.  Every function returns 0 or a negative GTASK_E*, may
  * be called from several threads at once (implementations synchronise), and
@@ -207,7 +223,30 @@ typedef struct gtask_broker_ops {
    * time already past means max stopped it: call again). */
   int (*promote)(void *impl, const char *queue, size_t max, int64_t *next_due_ms);
 
+  /* Counts of queue: pending, active, scheduled, dead, and the finished
+   * counters, which finish() increments for each DONE or DEAD fin it applies
+   * with a final status (SUCCESS: succeeded, FAILURE: failed).  An unknown
+   * queue is all zeros. */
   int (*stats)(void *impl, const char *queue, gtask_queue_stats *out);
+
+  /* Reads queue's dead set, or only its entry for id when id is non-NULL: a
+   * new array *out of *n new messages (id, queue, body; lease NULL), NULL and
+   * 0 when empty, each id once.  Free each message with gtask__msg_free and
+   * the array with gtask__free.  Each entry is as it was when read; the whole
+   * is not one snapshot. */
+  int (*dead_list)(void *impl, const char *queue, const char *id, gtask_msg ***out, size_t *n);
+
+  /* Moves dead messages back to their queues, each atomically: for each
+   * revive whose dead-set entry still holds exactly msg->body (a
+   * compare-and-swap, so a concurrent requeue or purge wins and nothing runs
+   * twice), queues `next` to run now, removes the entry and sets moved.  If
+   * state is non-NULL (see colocated), each moved task's record is reset to
+   * PENDING in the same atomic step, as the backend's reset() does. */
+  int (*dead_requeue)(void *impl, gtask_revive *rs, size_t n, void *state);
+
+  /* Empties queue's dead set atomically; *removed receives how many entries it
+   * held. */
+  int (*dead_purge)(void *impl, const char *queue, size_t *removed);
 
   /* If this broker can write backend's records in its own atomic steps (same
    * implementation, same server and database), returns the backend's impl to
@@ -249,6 +288,14 @@ typedef struct gtask_backend_ops {
   int (*wait)(void *impl, const char *queue, const char *id, int64_t timeout_ms, char **result,
               size_t *len);
 
+  /* Forces each msg's record back to PENDING (attempts kept), dropping its
+   * result record and its final notification -- final states included.  The
+   * one write that replaces a final state: for a dead task requeued by hand,
+   * called before its message is queued again (so that its new run cannot
+   * finish before the reset and be overwritten).  A missing record is
+   * created. */
+  int (*reset)(void *impl, gtask_msg *const *msgs, size_t n);
+
   void (*destroy)(void *impl);
 } gtask_backend_ops;
 
@@ -275,6 +322,15 @@ gtask_backend *gtask__backend_ref(gtask_backend *b);
 /* The server's broker and backend, for gtask_client_from_server (server.c). */
 gtask_broker *gtask__server_broker(gtask_server *s);
 gtask_backend *gtask__server_backend(gtask_server *s);
+
+/* A client's parts, for the queue inspection calls (admin.c): its broker,
+ * backend, colocated state (NULL if none) and queue, and its error setter
+ * (formats into gtask_client_errmsg; returns rc). */
+gtask_broker *gtask__client_broker(const gtask_client *c);
+gtask_backend *gtask__client_backend(const gtask_client *c);
+void *gtask__client_state(const gtask_client *c);
+const char *gtask__client_queue(const gtask_client *c);
+int gtask__client_err(gtask_client *c, int rc, const char *fmt, ...) GTASK__PRINTF(3, 4);
 
 /* ---------------------------------------------------------------- backoff */
 

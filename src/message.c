@@ -39,7 +39,7 @@
  * number; then teach the decoders both versions before any encoder writes the
  * new one, and update docs/PROTOCOL.md and tests/unit/test_codec.c.
  *
- * Decoders never trust their input (it is fuzzed by tests/fuzz/fuzz_decode.c):
+ * Decoders never trust their input (it is fuzzed by tests/fuzz/fuzz_message.c):
  * every malformed field is GTASK_EPROTO with a human reason in err.
  */
 #include "internal.h"

@@ -8,6 +8,10 @@
  * leave a Redis conversation half done, and the supervisor, which outlives it,
  * always writes the task's outcome.
  *
+ * The executor thread blocks SIGPIPE (like every library thread), so writing to
+ * a child that died while idle fails with EPIPE -- a crash of the child, not of
+ * the worker.
+ *
  * Wire format on both pipes: a 4-byte length (host order) then that many bytes.
  * Request: the encoded task message.  Reply: a result record (message.c) whose
  * status is SUCCESS, FAILURE (error_code = the handler's return value) or RETRY
@@ -125,7 +129,10 @@ static int child_run_one(gtask_server *s, const char *body, size_t len, char **r
     r.error_code = rc ? rc : GTASK_ENOHANDLER;
   } else {
     job.ctx.job = &job;
-    if (job.task->timeout_ms > 0) job.ctx.deadline_ms = gtask__now_ms() + job.task->timeout_ms;
+    if (job.task->timeout_ms > 0) {
+      job.ctx.deadline_ms = gtask__now_ms() + job.task->timeout_ms;
+      job.deadline_mono = gtask__mono_ms() + job.task->timeout_ms;
+    }
     child_ctx = &job.ctx;
     gtask__set_current_ctx(&job.ctx);
     int hrc = h->fn(&job.ctx, job.task->args, job.task->nargs, h->udata);
@@ -277,8 +284,17 @@ int gtask__child_run(gtask_server *s, gtask__child *c, gtask_job *job, int *rc, 
     return GTASK_ECRASH;
   }
   if (write_frame(c->req, job->msg->body, job->msg->len) != 0) {
-    reap(c, true, why, whylen);
-    return GTASK_ECRASH;
+    /* The child died while idle (killed, OOM): this task never reached it.
+     * Replace the child and hand the task over again. */
+    reap(c, true, NULL, 0);
+    if (spawn(s, c) != 0) {
+      gtask__fmt(why, whylen, "crashed: cannot start a child process: %s", strerror(errno));
+      return GTASK_ECRASH;
+    }
+    if (write_frame(c->req, job->msg->body, job->msg->len) != 0) {
+      reap(c, true, why, whylen);
+      return GTASK_ECRASH;
+    }
   }
   bool terminated = false;
   int64_t kill_at = 0;

@@ -393,6 +393,7 @@ static void housekeeping(gtask_server *s, int64_t *next_promote_mono) {
 
 static void *fetcher_main(void *arg) {
   gtask_server *s = arg;
+  gtask__block_sigpipe();
   int64_t period = s->lease_ms / 3;
   int64_t next_reclaim = 0, next_promote = 0, backoff = 0;
   bool outage = false;
@@ -544,6 +545,7 @@ static void heartbeat(gtask_server *s) {
 
 static void *finisher_main(void *arg) {
   gtask_server *s = arg;
+  gtask__block_sigpipe();
   int64_t period = s->lease_ms / 3;
   int64_t next_hb = gtask__mono_ms() + period;
   int64_t backoff = 0, failing_since = 0;

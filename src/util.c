@@ -15,6 +15,7 @@
 #include "internal.h"
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -382,4 +383,43 @@ void gtask__msg_free(gtask_msg *m) {
   gtask__free(m->body);
   gtask__free(m->lease);
   gtask__free(m);
+}
+
+/* ---------------------------------------------------------------- SIGPIPE */
+
+void gtask__block_sigpipe(void) {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &set, NULL);
+}
+
+static _Thread_local int sigpipe_depth;
+static _Thread_local bool sigpipe_restore; /* we blocked it: unblock at the end */
+static _Thread_local bool sigpipe_was_pending;
+
+void gtask__sigpipe_enter(void) {
+  if (sigpipe_depth++ > 0) return;
+  sigset_t set, old, pending;
+  sigemptyset(&set);
+  sigaddset(&set, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &set, &old);
+  sigpipe_restore = !sigismember(&old, SIGPIPE);
+  sigpending(&pending);
+  sigpipe_was_pending = sigismember(&pending, SIGPIPE);
+}
+
+void gtask__sigpipe_leave(void) {
+  if (sigpipe_depth == 0 || --sigpipe_depth > 0) return;
+  if (!sigpipe_restore) return;
+  sigset_t set, pending;
+  sigemptyset(&set);
+  sigaddset(&set, SIGPIPE);
+  sigpending(&pending);
+  if (sigismember(&pending, SIGPIPE) && !sigpipe_was_pending) {
+    /* Ours: consume it before unblocking, or it would be delivered now. */
+    struct timespec zero = {0, 0};
+    sigtimedwait(&set, NULL, &zero);
+  }
+  pthread_sigmask(SIG_UNBLOCK, &set, NULL);
 }

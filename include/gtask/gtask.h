@@ -434,6 +434,58 @@ GTASK_EXTERN int gtask_client_result(gtask_client *c, const char *id, gtask_resu
 GTASK_EXTERN int gtask_client_wait(gtask_client *c, const char *id, int64_t timeout_ms,
                                    gtask_result **out);
 
+/* ---------------------------------------------------------------- queue inspection
+ *
+ * What `gtask stats` and `gtask dead ...` show, for tools and dashboards.  These
+ * calls read or change the broker's queue directly; like every client call they
+ * are not thread-safe per client. */
+
+/* A queue's counts.  The first four are read together but not atomically (a
+ * task moving between them may be missed or counted twice); the finished
+ * counters are kept by the broker as tasks finish and are never reset. */
+typedef struct gtask_queue_stats {
+  int64_t pending;   /* queued, ready to be leased */
+  int64_t active;    /* leased by a worker: running, or waiting in its prefetch */
+  int64_t scheduled; /* waiting for a due time: retries with backoff, delayed sends */
+  int64_t dead;      /* in the dead set (see gtask_client_dead_list) */
+  int64_t succeeded; /* tasks finished SUCCESS since the queue was first used */
+  int64_t failed;    /* tasks finished FAILURE, dead-lettered ones included */
+} gtask_queue_stats;
+
+/* Reads the counts of queue (NULL: the client's queue) into *out.
+ * GTASK_EINVAL for a bad queue name; GTASK_ECONN when Redis cannot be reached
+ * (detail in gtask_client_errmsg). */
+GTASK_EXTERN int gtask_client_stats(gtask_client *c, const char *queue, gtask_queue_stats *out);
+
+/* One task of a dead set: a task lost too many times (its worker died each
+ * time) or a message no worker could decode. */
+typedef struct gtask_dead_entry {
+  char id[GTASK_ID_SIZE]; /* the task id ("" if a malformed message had none) */
+  char *name;             /* the task name, or NULL if the message is malformed */
+  char *error;            /* its last error: from its result record, else from the
+                             message; "" if neither says.  Never NULL. */
+} gtask_dead_entry;
+
+/* Lists the dead set of the client's queue, sorted by id: a new array in *out
+ * of *n entries (NULL and 0 when empty), to free with gtask_dead_list_free().
+ * Reads one result record per entry. */
+GTASK_EXTERN int gtask_client_dead_list(gtask_client *c, gtask_dead_entry **out, size_t *n);
+/* Frees what gtask_client_dead_list returned.  Accepts NULL. */
+GTASK_EXTERN void gtask_dead_list_free(gtask_dead_entry *entries, size_t n);
+
+/* Moves dead tasks of the client's queue back to it, to run again: the task
+ * with id, or every dead task when id is NULL.  Each moved task gets a fresh
+ * delivery count (it may be lost max_deliveries times again), a fresh message
+ * expiry, and its state is reset to PENDING -- the one case where a final
+ * FAILURE is replaced; its old result is dropped.  Waiters started before stay
+ * blocked until the new run finishes.  *moved (may be NULL) receives how many
+ * moved.  GTASK_ENOTFOUND when id is given and not in the dead set (or was
+ * requeued or purged concurrently).  A malformed message is requeued as it is. */
+GTASK_EXTERN int gtask_client_dead_requeue(gtask_client *c, const char *id, size_t *moved);
+/* Empties the dead set of the client's queue; *removed (may be NULL) receives
+ * how many entries it held.  The tasks' FAILURE records stay until they expire. */
+GTASK_EXTERN int gtask_client_dead_purge(gtask_client *c, size_t *removed);
+
 /* ---------------------------------------------------------------- typed handlers
  *
  * A plain C function such as

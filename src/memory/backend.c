@@ -7,7 +7,7 @@
  * a record of status, attempts and the encoded result record.  As in the Redis
  * scripts, pending() creates a record only if there is none, started() and
  * store() create one if needed, and a final state (SUCCESS, FAILURE) is never
- * overwritten.
+ * overwritten -- except by reset(), for a dead task requeued by hand.
  *
  * One mutex guards the table; one condition variable (CLOCK_MONOTONIC) is
  * broadcast whenever a record becomes final, and wait() blocks on it.  No user
@@ -346,6 +346,30 @@ static int mk_wait(void *impl, const char *queue, const char *id, int64_t timeou
   return rc;
 }
 
+static int mk_reset(void *impl, gtask_msg *const *msgs, size_t n) {
+  mem_backend *be = impl;
+  if (be == NULL || !msgs_valid(msgs, n))
+    return GTASK_EINVAL;
+  if (n == 0)
+    return 0;
+  mem_record **spares = gtask__calloc(n, sizeof(*spares));
+  if (spares == NULL)
+    return GTASK_ENOMEM;
+  pthread_mutex_lock(&be->mu);
+  int rc = spares_new(be, msgs, n, spares);
+  for (size_t i = 0; i < n && rc == 0; i++) {
+    /* A waiter blocked on this record keeps waiting: it is not final now. */
+    mem_record *r = rec_get(be, msgs[i]->queue, msgs[i]->id, &spares[i]);
+    r->status = GTASK_PENDING;
+    gtask__free(r->result);
+    r->result = NULL;
+    r->rlen = 0;
+  }
+  pthread_mutex_unlock(&be->mu);
+  spares_free(spares, n);
+  return rc;
+}
+
 /* Called when the last handle reference goes: no call (no waiter) can be in
  * progress. */
 static void mk_destroy(void *impl) {
@@ -371,6 +395,7 @@ static const gtask_backend_ops memory_backend_ops = {
     .store = mk_store,
     .get = mk_get,
     .wait = mk_wait,
+    .reset = mk_reset,
     .destroy = mk_destroy,
 };
 

@@ -21,9 +21,11 @@
  * GTASK_ENOMEM and lose no message: every call allocates what it needs before
  * it unlinks or links anything.
  *
+ * Per queue it also counts the tasks finished (succeeded, failed) for stats.
+ *
  * Memory: consumer records (one per distinct consumer name) and queue records
  * (one per queue name ever pushed to) are kept until destroy.  Dead messages
- * are kept until destroy too: there is no call yet to purge the dead set. */
+ * are kept until dead_requeue or dead_purge moves or drops them. */
 #include "../internal.h"
 
 #include <errno.h>
@@ -77,6 +79,7 @@ typedef struct mem_queue {
   mem_list dead;
   mem_node **sched; /* binary min-heap by (due_ms, seq) */
   size_t nsched, capsched;
+  int64_t succeeded, failed; /* tasks finished, counted by finish() */
 } mem_queue;
 
 typedef struct mem_broker {
@@ -621,6 +624,10 @@ static int mb_finish(void *impl, const char *consumer, gtask_fin *fins, size_t n
     mem_queue *q = x->q;
     unlease(br, x);
     body_swap(x, &bodies[i], f->next_len);
+    if ((f->kind == GTASK_FIN_DONE || f->kind == GTASK_FIN_DEAD) && f->status == GTASK_SUCCESS)
+      q->succeeded++;
+    if ((f->kind == GTASK_FIN_DONE || f->kind == GTASK_FIN_DEAD) && f->status == GTASK_FAILURE)
+      q->failed++;
     switch (f->kind) {
     case GTASK_FIN_DONE:
       node_free(x);
@@ -722,6 +729,114 @@ static int mb_stats(void *impl, const char *queue, gtask_queue_stats *out) {
     out->active = (int64_t)q->leased.n;
     out->scheduled = (int64_t)q->nsched;
     out->dead = (int64_t)q->dead.n;
+    out->succeeded = q->succeeded;
+    out->failed = q->failed;
+  }
+  pthread_mutex_unlock(&br->mu);
+  return 0;
+}
+
+static int mb_dead_list(void *impl, const char *queue, const char *id, gtask_msg ***out,
+                        size_t *n) {
+  mem_broker *br = impl;
+  if (out != NULL)
+    *out = NULL;
+  if (n != NULL)
+    *n = 0;
+  if (br == NULL || queue == NULL || out == NULL || n == NULL)
+    return GTASK_EINVAL;
+  int rc = 0;
+  pthread_mutex_lock(&br->mu);
+  const mem_queue *q = queue_find(br, queue);
+  size_t count = q ? q->dead.n : 0; /* at most; exactly when id is NULL */
+  gtask_msg **v = count ? gtask__calloc(count, sizeof(*v)) : NULL;
+  if (count > 0 && v == NULL)
+    rc = GTASK_ENOMEM;
+  size_t k = 0;
+  for (const mem_node *x = count ? q->dead.head : NULL; x && rc == 0; x = x->next) {
+    if (id != NULL && strcmp(x->id, id) != 0)
+      continue;
+    if ((v[k] = gtask__msg_new(x->id, q->name, x->body, x->len)) == NULL)
+      rc = GTASK_ENOMEM;
+    else
+      k++;
+  }
+  pthread_mutex_unlock(&br->mu);
+  if (rc != 0) {
+    for (size_t i = 0; i < k; i++)
+      gtask__msg_free(v[i]);
+    gtask__free(v);
+    return rc;
+  }
+  if (k == 0) {
+    gtask__free(v);
+    v = NULL;
+  }
+  *out = v;
+  *n = k;
+  return 0;
+}
+
+static int mb_dead_requeue(void *impl, gtask_revive *rs, size_t n, void *state) {
+  mem_broker *br = impl;
+  if (br == NULL || (n > 0 && rs == NULL) || state != NULL)
+    return GTASK_EINVAL; /* state: colocated() is always NULL for memory */
+  for (size_t i = 0; i < n; i++) {
+    if (rs[i].msg == NULL || rs[i].msg->queue == NULL || (rs[i].next == NULL && rs[i].next_len > 0))
+      return GTASK_EINVAL;
+    rs[i].moved = false;
+  }
+  if (n == 0)
+    return 0;
+  /* Allocate first, then move: a batch is applied whole or not at all. */
+  char **bodies = gtask__calloc(n, sizeof(*bodies));
+  if (bodies == NULL)
+    return GTASK_ENOMEM;
+  for (size_t i = 0; i < n; i++) {
+    if ((bodies[i] = bytes_dup(rs[i].next ? rs[i].next : "", rs[i].next_len)) == NULL) {
+      for (size_t k = 0; k < i; k++)
+        gtask__free(bodies[k]);
+      gtask__free(bodies);
+      return GTASK_ENOMEM;
+    }
+  }
+  bool woke = false;
+  pthread_mutex_lock(&br->mu);
+  for (size_t i = 0; i < n; i++) {
+    const gtask_msg *m = rs[i].msg;
+    mem_queue *q = queue_find(br, m->queue);
+    mem_node *x = q ? q->dead.head : NULL;
+    while (x && strcmp(x->id, m->id) != 0)
+      x = x->next;
+    /* Compare-and-swap on the body, as the Redis script. */
+    if (x == NULL || x->len != m->len || (m->len > 0 && memcmp(x->body, m->body, m->len) != 0))
+      continue;
+    list_remove(&q->dead, x);
+    body_swap(x, &bodies[i], rs[i].next_len);
+    list_append(&q->ready, x);
+    rs[i].moved = true;
+    woke = true;
+  }
+  if (woke)
+    pthread_cond_broadcast(&br->cv);
+  pthread_mutex_unlock(&br->mu);
+  for (size_t i = 0; i < n; i++)
+    gtask__free(bodies[i]);
+  gtask__free(bodies);
+  return 0;
+}
+
+static int mb_dead_purge(void *impl, const char *queue, size_t *removed) {
+  mem_broker *br = impl;
+  if (removed != NULL)
+    *removed = 0;
+  if (br == NULL || queue == NULL || removed == NULL)
+    return GTASK_EINVAL;
+  pthread_mutex_lock(&br->mu);
+  mem_queue *q = queue_find(br, queue);
+  if (q) {
+    *removed = q->dead.n;
+    list_free(&q->dead);
   }
   pthread_mutex_unlock(&br->mu);
   return 0;
@@ -768,6 +883,9 @@ static const gtask_broker_ops memory_broker_ops = {
     .reclaim = mb_reclaim,
     .promote = mb_promote,
     .stats = mb_stats,
+    .dead_list = mb_dead_list,
+    .dead_requeue = mb_dead_requeue,
+    .dead_purge = mb_dead_purge,
     .colocated = mb_colocated,
     .destroy = mb_destroy,
 };

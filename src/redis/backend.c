@@ -227,6 +227,36 @@ static int rk_wait(void *impl, const char *queue, const char *id, int64_t timeou
   return is_final(st) ? 0 : GTASK_ETIMEDOUT;
 }
 
+static int rk_reset(void *impl, gtask_msg *const *msgs, size_t n) {
+  gtask__redis_backend *b = impl;
+  redisContext *c;
+  int rc = gtask__redis_get(b->r, &c);
+  if (rc) return rc;
+  gtask__argv a;
+  gtask__argv_init(&a);
+  char(*keys)[GTASK__KEY_MAX] = gtask__calloc(2 * (n ? n : 1), sizeof(*keys));
+  if (!keys) rc = GTASK_ENOMEM;
+  for (size_t i = 0; i < n && rc == 0;) {
+    size_t j = msg_run_end(msgs, n, i);
+    gtask__argv_reset(&a);
+    for (size_t k = i; k < j; k++) {
+      const gtask_msg *m = msgs[k];
+      gtask__argv_add(&a, keys[2 * k], gtask__redis_key(b->r, keys[2 * k], GTASK__KEY_MAX, m->queue, "t", m->id));
+      gtask__argv_add(&a, keys[2 * k + 1],
+                      gtask__redis_key(b->r, keys[2 * k + 1], GTASK__KEY_MAX, m->queue, "n", m->id));
+    }
+    gtask__argv_addi(&a, b->r->conf->expire_ms);
+    redisReply *rep;
+    rc = gtask__redis_eval(b->r, c, GTASK__LUA_RESET, 2 * (j - i), &a, &rep);
+    if (rc == 0) freeReplyObject(rep);
+    i = j;
+  }
+  gtask__free(keys);
+  gtask__argv_free(&a);
+  gtask__redis_put(b->r, c);
+  return rc;
+}
+
 static void rk_destroy(void *impl) {
   gtask__redis_backend *b = impl;
   gtask__redis_free(b->r);
@@ -240,6 +270,7 @@ const gtask_backend_ops gtask__redis_backend_ops = {
     .store = rk_store,
     .get = rk_get,
     .wait = rk_wait,
+    .reset = rk_reset,
     .destroy = rk_destroy,
 };
 

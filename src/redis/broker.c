@@ -9,11 +9,14 @@
  * live worker.  The stream entry id is the fencing token: finish.lua and
  * extend.lua act only on entries still owned by the caller, and a requeued task
  * gets a new entry id, so a worker that lost its lease can change nothing.
+ * The dead set is a hash by task id; dead_requeue.lua moves an entry back to
+ * the stream only if it still holds the body the caller read.
  * docs/PROTOCOL.md describes every key and script. */
 #include "internal.h"
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
 #include <time.h>
@@ -244,9 +247,21 @@ static int read_group(redis_broker *b, redisContext *c, consumer_conn *cc, const
   return 0;
 }
 
+static int lease(redis_broker *b, const char *consumer, const char *const *queues, size_t nq,
+                 size_t max, int64_t wait_ms, gtask_msg **out, size_t *n);
+
+/* The dedicated connection is used outside borrow/return: SIGPIPE is guarded
+ * for the whole call instead. */
 static int rb_lease(void *impl, const char *consumer, const char *const *queues, size_t nq,
                     size_t max, int64_t wait_ms, gtask_msg **out, size_t *n) {
-  redis_broker *b = impl;
+  gtask__sigpipe_enter();
+  int rc = lease(impl, consumer, queues, nq, max, wait_ms, out, n);
+  gtask__sigpipe_leave();
+  return rc;
+}
+
+static int lease(redis_broker *b, const char *consumer, const char *const *queues, size_t nq,
+                 size_t max, int64_t wait_ms, gtask_msg **out, size_t *n) {
   *n = 0;
   if (nq == 0 || max == 0) return GTASK_EINVAL;
 
@@ -284,11 +299,13 @@ static int rb_lease(void *impl, const char *consumer, const char *const *queues,
     /* A dedicated connection, outside the pool (it blocks for long). */
     rc = gtask__redis_get(b->r, &c);
     if (rc) return rc;
-    /* Take it out of the pool's accounting: it now belongs to the consumer. */
+    /* Take it out of the pool's accounting: it now belongs to the consumer
+     * (and the borrow's SIGPIPE guard is balanced here; rb_lease has its own). */
     pthread_mutex_lock(&b->r->mu);
     b->r->nopen--;
     pthread_cond_signal(&b->r->cv);
     pthread_mutex_unlock(&b->r->mu);
+    gtask__sigpipe_leave();
     redisReply *rep = redisCommand(c, "CLIENT ID");
     if (!rep || rep->type != REDIS_REPLY_INTEGER) {
       gtask__set_error("redis %s: CLIENT ID: %s", b->r->conf->describe,
@@ -418,7 +435,7 @@ static int rb_finish(void *impl, const char *consumer, gtask_fin *fins, size_t n
   char(*keys)[GTASK__KEY_MAX] = NULL;
   for (size_t i = 0; i < n && rc == 0;) {
     size_t j = fin_run_end(fins, n, i);
-    size_t nk = 3 + (st ? 2 * (j - i) : 0);
+    size_t nk = 4 + (st ? 2 * (j - i) : 0);
     char(*k2)[GTASK__KEY_MAX] = gtask__realloc(keys, nk * sizeof(*keys));
     if (!k2) {
       rc = GTASK_ENOMEM;
@@ -430,9 +447,10 @@ static int rb_finish(void *impl, const char *consumer, gtask_fin *fins, size_t n
     gtask__argv_add(&a, keys[0], gtask__redis_key(b->r, keys[0], GTASK__KEY_MAX, q, "stream", NULL));
     gtask__argv_add(&a, keys[1], gtask__redis_key(b->r, keys[1], GTASK__KEY_MAX, q, "sched", NULL));
     gtask__argv_add(&a, keys[2], gtask__redis_key(b->r, keys[2], GTASK__KEY_MAX, q, "dead", NULL));
+    gtask__argv_add(&a, keys[3], gtask__redis_key(b->r, keys[3], GTASK__KEY_MAX, q, "stats", NULL));
     if (st) {
       for (size_t k = i; k < j; k++) {
-        char *tk = keys[3 + 2 * (k - i)], *nk2 = keys[4 + 2 * (k - i)];
+        char *tk = keys[4 + 2 * (k - i)], *nk2 = keys[5 + 2 * (k - i)];
         gtask__argv_add(&a, tk, gtask__redis_key(st, tk, GTASK__KEY_MAX, q, "t", fins[k].msg->id));
         gtask__argv_add(&a, nk2, gtask__redis_key(st, nk2, GTASK__KEY_MAX, q, "n", fins[k].msg->id));
       }
@@ -560,22 +578,33 @@ static int64_t int_reply(redisReply *rep) {
   return rep && rep->type == REDIS_REPLY_INTEGER ? rep->integer : 0;
 }
 
+/* An integer field of an HMGET reply (nil or not a number: 0). */
+static int64_t field_int(const redisReply *rep, size_t k) {
+  if (!rep || rep->type != REDIS_REPLY_ARRAY || k >= rep->elements ||
+      rep->element[k]->type != REDIS_REPLY_STRING)
+    return 0;
+  return strtoll(rep->element[k]->str, NULL, 10);
+}
+
 static int rb_stats(void *impl, const char *queue, gtask_queue_stats *out) {
   redis_broker *b = impl;
   memset(out, 0, sizeof(*out));
   redisContext *c;
   int rc = gtask__redis_get(b->r, &c);
   if (rc) return rc;
-  char ks[GTASK__KEY_MAX], kz[GTASK__KEY_MAX], kd[GTASK__KEY_MAX];
+  char ks[GTASK__KEY_MAX], kz[GTASK__KEY_MAX], kd[GTASK__KEY_MAX], kc[GTASK__KEY_MAX];
   gtask__redis_key(b->r, ks, sizeof(ks), queue, "stream", NULL);
   gtask__redis_key(b->r, kz, sizeof(kz), queue, "sched", NULL);
   gtask__redis_key(b->r, kd, sizeof(kd), queue, "dead", NULL);
+  gtask__redis_key(b->r, kc, sizeof(kc), queue, "stats", NULL);
   redisAppendCommand(c, "XLEN %s", ks);
   redisAppendCommand(c, "XPENDING %s %s", ks, GTASK__GROUP);
   redisAppendCommand(c, "ZCARD %s", kz);
   redisAppendCommand(c, "HLEN %s", kd);
-  redisReply *r[4] = {0};
-  for (int k = 0; k < 4; k++) {
+  redisAppendCommand(c, "HMGET %s succeeded failed", kc);
+  enum { NREP = 5 };
+  redisReply *r[NREP] = {0};
+  for (int k = 0; k < NREP; k++) {
     void *p = NULL;
     if (redisGetReply(c, &p) != REDIS_OK) {
       gtask__set_error("redis %s: %s", b->r->conf->describe, c->errstr);
@@ -591,9 +620,219 @@ static int rb_stats(void *impl, const char *queue, gtask_queue_stats *out) {
     out->pending = len - out->active < 0 ? 0 : len - out->active;
     out->scheduled = int_reply(r[2]);
     out->dead = int_reply(r[3]);
+    out->succeeded = field_int(r[4], 0);
+    out->failed = field_int(r[4], 1);
   }
-  for (int k = 0; k < 4; k++)
+  for (int k = 0; k < NREP; k++)
     if (r[k]) freeReplyObject(r[k]);
+  gtask__redis_put(b->r, c);
+  return rc;
+}
+
+/* ---------------------------------------------------------------- dead set */
+
+static void free_msg_array(gtask_msg **v, size_t n) {
+  for (size_t k = 0; k < n; k++) gtask__msg_free(v[k]);
+  gtask__free(v);
+}
+
+static int msg_id_cmp(const void *x, const void *y) {
+  const gtask_msg *const *a = x, *const *b = y;
+  return strcmp((*a)->id, (*b)->id);
+}
+
+/* The dead-set entry of one id: HGET. */
+static int dead_get(redis_broker *b, const char *queue, const char *id, gtask_msg ***out,
+                    size_t *n) {
+  redisContext *c;
+  int rc = gtask__redis_get(b->r, &c);
+  if (rc) return rc;
+  char key[GTASK__KEY_MAX];
+  gtask__redis_key(b->r, key, sizeof(key), queue, "dead", NULL);
+  gtask__argv a;
+  gtask__argv_init(&a);
+  gtask__argv_adds(&a, "HGET");
+  gtask__argv_adds(&a, key);
+  gtask__argv_adds(&a, id);
+  redisReply *rep;
+  rc = gtask__redis_cmd(b->r, c, &a, &rep);
+  gtask__argv_free(&a);
+  gtask__redis_put(b->r, c);
+  if (rc) return rc;
+  if (rep->type == REDIS_REPLY_STRING && strlen(id) < GTASK_ID_SIZE) {
+    gtask_msg **v = gtask__malloc(sizeof(*v));
+    gtask_msg *m = v ? gtask__msg_new(id, queue, rep->str, rep->len) : NULL;
+    if (!m) {
+      gtask__free(v);
+      rc = GTASK_ENOMEM;
+    } else {
+      v[0] = m;
+      *out = v;
+      *n = 1;
+    }
+  }
+  freeReplyObject(rep);
+  return rc;
+}
+
+static int rb_dead_list(void *impl, const char *queue, const char *id, gtask_msg ***out,
+                        size_t *n) {
+  redis_broker *b = impl;
+  *out = NULL;
+  *n = 0;
+  if (id) return dead_get(b, queue, id, out, n);
+  redisContext *c;
+  int rc = gtask__redis_get(b->r, &c);
+  if (rc) return rc;
+  char key[GTASK__KEY_MAX], cursor[32] = "0";
+  gtask__redis_key(b->r, key, sizeof(key), queue, "dead", NULL);
+  gtask_msg **v = NULL;
+  size_t nv = 0, cap = 0;
+  /* HSCAN, not HGETALL: a large dead set does not block the server. */
+  do {
+    redisReply *rep = redisCommand(c, "HSCAN %s %s COUNT 500", key, cursor);
+    if (!rep) {
+      gtask__set_error("redis %s: HSCAN: %s", b->r->conf->describe, c->errstr);
+      rc = GTASK_ECONN;
+      break;
+    }
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
+        rep->element[0]->type != REDIS_REPLY_STRING || rep->element[1]->type != REDIS_REPLY_ARRAY) {
+      gtask__set_error("redis %s: HSCAN %s: %s", b->r->conf->describe, key,
+                       rep->type == REDIS_REPLY_ERROR ? rep->str : "unexpected reply");
+      rc = rep->type == REDIS_REPLY_ERROR ? GTASK_EREDIS : GTASK_EPROTO;
+      freeReplyObject(rep);
+      break;
+    }
+    gtask__fmt(cursor, sizeof(cursor), "%s", rep->element[0]->str);
+    const redisReply *kv = rep->element[1];
+    for (size_t k = 0; k + 1 < kv->elements && rc == 0; k += 2) {
+      const redisReply *field = kv->element[k], *body = kv->element[k + 1];
+      if (field->type != REDIS_REPLY_STRING || body->type != REDIS_REPLY_STRING) continue;
+      if (nv == cap) {
+        size_t nc = cap ? 2 * cap : 64;
+        gtask_msg **v2 = gtask__realloc(v, nc * sizeof(*v2));
+        if (!v2) {
+          rc = GTASK_ENOMEM;
+          break;
+        }
+        v = v2;
+        cap = nc;
+      }
+      char idbuf[GTASK_ID_SIZE] = "";
+      if (field->len < GTASK_ID_SIZE) memcpy(idbuf, field->str, field->len + 1);
+      if (!(v[nv] = gtask__msg_new(idbuf, queue, body->str, body->len))) {
+        rc = GTASK_ENOMEM;
+        break;
+      }
+      nv++;
+    }
+    freeReplyObject(rep);
+  } while (rc == 0 && strcmp(cursor, "0") != 0);
+  gtask__redis_put(b->r, c);
+  if (rc) {
+    free_msg_array(v, nv);
+    return rc;
+  }
+  /* HSCAN may return an entry twice (the hash was resized in between): sort
+   * by id and keep one of each. */
+  if (nv > 1) qsort(v, nv, sizeof(*v), msg_id_cmp);
+  size_t keep = 0;
+  for (size_t k = 0; k < nv; k++) {
+    if (keep > 0 && strcmp(v[keep - 1]->id, v[k]->id) == 0) {
+      gtask__msg_free(v[k]);
+      continue;
+    }
+    v[keep++] = v[k];
+  }
+  if (keep == 0) {
+    gtask__free(v);
+    v = NULL;
+  }
+  *out = v;
+  *n = keep;
+  return 0;
+}
+
+/* Groups consecutive revives with the same queue: the end of the run at i. */
+static size_t revive_run_end(const gtask_revive *rs, size_t n, size_t i) {
+  size_t j = i + 1;
+  while (j < n && strcmp(rs[j].msg->queue, rs[i].msg->queue) == 0) j++;
+  return j;
+}
+
+static int rb_dead_requeue(void *impl, gtask_revive *rs, size_t n, void *state) {
+  redis_broker *b = impl;
+  gtask__redis *st = state ? gtask__redis_backend_pool(state) : NULL;
+  for (size_t k = 0; k < n; k++) rs[k].moved = false;
+  redisContext *c;
+  int rc = gtask__redis_get(b->r, &c);
+  if (rc) return rc;
+  gtask__argv a;
+  gtask__argv_init(&a);
+  char(*keys)[GTASK__KEY_MAX] = NULL;
+  for (size_t i = 0; i < n && rc == 0;) {
+    size_t j = revive_run_end(rs, n, i);
+    size_t nk = 2 + (st ? 2 * (j - i) : 0);
+    char(*k2)[GTASK__KEY_MAX] = gtask__realloc(keys, nk * sizeof(*keys));
+    if (!k2) {
+      rc = GTASK_ENOMEM;
+      break;
+    }
+    keys = k2;
+    const char *q = rs[i].msg->queue;
+    gtask__argv_reset(&a);
+    gtask__argv_add(&a, keys[0], gtask__redis_key(b->r, keys[0], GTASK__KEY_MAX, q, "stream", NULL));
+    gtask__argv_add(&a, keys[1], gtask__redis_key(b->r, keys[1], GTASK__KEY_MAX, q, "dead", NULL));
+    if (st) {
+      for (size_t k = i; k < j; k++) {
+        char *tk = keys[2 + 2 * (k - i)], *nk2 = keys[3 + 2 * (k - i)];
+        gtask__argv_add(&a, tk, gtask__redis_key(st, tk, GTASK__KEY_MAX, q, "t", rs[k].msg->id));
+        gtask__argv_add(&a, nk2, gtask__redis_key(st, nk2, GTASK__KEY_MAX, q, "n", rs[k].msg->id));
+      }
+    }
+    gtask__argv_adds(&a, st ? "1" : "0");
+    gtask__argv_addi(&a, st ? st->conf->expire_ms : 0);
+    for (size_t k = i; k < j; k++) {
+      gtask__argv_adds(&a, rs[k].msg->id);
+      gtask__argv_add(&a, rs[k].msg->body, rs[k].msg->len);
+      gtask__argv_add(&a, rs[k].next, rs[k].next_len);
+    }
+    redisReply *rep;
+    rc = gtask__redis_eval(b->r, c, GTASK__LUA_DEAD_REQUEUE, nk, &a, &rep);
+    if (rc == 0) {
+      for (size_t k = i; k < j; k++) {
+        size_t e = k - i;
+        rs[k].moved = rep->type == REDIS_REPLY_ARRAY && e < rep->elements &&
+                      rep->element[e]->type == REDIS_REPLY_INTEGER && rep->element[e]->integer == 1;
+      }
+      freeReplyObject(rep);
+    }
+    i = j;
+  }
+  gtask__free(keys);
+  gtask__argv_free(&a);
+  gtask__redis_put(b->r, c);
+  return rc;
+}
+
+static int rb_dead_purge(void *impl, const char *queue, size_t *removed) {
+  redis_broker *b = impl;
+  *removed = 0;
+  redisContext *c;
+  int rc = gtask__redis_get(b->r, &c);
+  if (rc) return rc;
+  char key[GTASK__KEY_MAX];
+  gtask__argv a;
+  gtask__argv_init(&a);
+  gtask__argv_add(&a, key, gtask__redis_key(b->r, key, sizeof(key), queue, "dead", NULL));
+  redisReply *rep;
+  rc = gtask__redis_eval(b->r, c, GTASK__LUA_DEAD_PURGE, 1, &a, &rep);
+  if (rc == 0) {
+    if (rep->type == REDIS_REPLY_INTEGER && rep->integer > 0) *removed = (size_t)rep->integer;
+    freeReplyObject(rep);
+  }
+  gtask__argv_free(&a);
   gtask__redis_put(b->r, c);
   return rc;
 }
@@ -634,6 +873,9 @@ static const gtask_broker_ops redis_broker_ops = {
     .reclaim = rb_reclaim,
     .promote = rb_promote,
     .stats = rb_stats,
+    .dead_list = rb_dead_list,
+    .dead_requeue = rb_dead_requeue,
+    .dead_purge = rb_dead_purge,
     .colocated = rb_colocated,
     .destroy = rb_destroy,
 };

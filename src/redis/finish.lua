@@ -1,17 +1,20 @@
 -- finish.lua: end deliveries held by a consumer (ack), atomically with their
 -- follow-up (retry, requeue, dead) and, when ARGV[3] == "1", their state.
--- KEYS[1] stream  KEYS[2] sched  KEYS[3] dead
--- KEYS[4+2(i-1)] state hash, KEYS[5+2(i-1)] notify list of fin i (when state)
+-- KEYS[1] stream  KEYS[2] sched  KEYS[3] dead  KEYS[4] stats (finished counters)
+-- KEYS[5+2(i-1)] state hash, KEYS[6+2(i-1)] notify list of fin i (when state)
 -- ARGV[1] group  ARGV[2] consumer  ARGV[3] "1" record state  ARGV[4] state ttl ms
 -- ARGV[5+7(i-1)..] entry id, kind (1 done 2 retry 3 requeue 4 dead), status,
 --                  result ("" none), next body ("" none), next due ms, task id
 -- Returns one integer per fin: 1 done, 0 fenced (lease not held by consumer),
 -- 2 lease released but the task was already final (nothing else changed).
+-- Each applied done or dead fin with a final status counts once in the stats
+-- hash (fields succeeded, failed).
 local group, consumer = ARGV[1], ARGV[2]
 local with_state = ARGV[3] == '1'
 local ttl = tonumber(ARGV[4])
 local n = (#ARGV - 4) / 7
 local out = {}
+local succeeded, failed = 0, 0
 for i = 1, n do
   local b = 4 + 7 * (i - 1)
   local eid, kind, status = ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
@@ -22,7 +25,7 @@ for i = 1, n do
   else
     redis.call('XACK', KEYS[1], group, eid)
     redis.call('XDEL', KEYS[1], eid)
-    local tkey, nkey = KEYS[4 + 2 * (i - 1)], KEYS[5 + 2 * (i - 1)]
+    local tkey, nkey = KEYS[5 + 2 * (i - 1)], KEYS[6 + 2 * (i - 1)]
     local final = false
     if with_state then
       local s = redis.call('HGET', tkey, 's')
@@ -50,8 +53,17 @@ for i = 1, n do
           redis.call('PEXPIRE', nkey, ttl)
         end
       end
+      if kind == '1' or kind == '4' then
+        if status == 'SUCCESS' then
+          succeeded = succeeded + 1
+        elseif status == 'FAILURE' then
+          failed = failed + 1
+        end
+      end
       out[i] = 1
     end
   end
 end
+if succeeded > 0 then redis.call('HINCRBY', KEYS[4], 'succeeded', succeeded) end
+if failed > 0 then redis.call('HINCRBY', KEYS[4], 'failed', failed) end
 return out

@@ -7,6 +7,7 @@
  *   P:{q}:stream   stream of queued messages, consumer group "workers"
  *   P:{q}:sched    zset: due ms -> task id (36 bytes) + message body
  *   P:{q}:dead     hash: task id -> message body
+ *   P:{q}:stats    hash: succeeded, failed -- tasks finished (counters)
  *   P:{q}:t:ID     hash: s (status), a (attempts), r (result record)
  *   P:{q}:n:ID     list: one element once the task is final (waiters block on it)
  * P is the configured prefix, {q} the queue as a Redis Cluster hash tag. */
@@ -31,6 +32,9 @@ typedef enum gtask__script {
   GTASK__LUA_STARTED,
   GTASK__LUA_STORE,
   GTASK__LUA_PENDING,
+  GTASK__LUA_DEAD_REQUEUE,
+  GTASK__LUA_DEAD_PURGE,
+  GTASK__LUA_RESET,
   GTASK__LUA_COUNT
 } gtask__script;
 
@@ -92,7 +96,8 @@ size_t gtask__redis_key(const gtask__redis *r, char *buf, size_t size, const cha
 #define GTASK__KEY_MAX 256
 
 extern const char gtask__lua_push[], gtask__lua_finish[], gtask__lua_extend[],
-    gtask__lua_promote[], gtask__lua_started[], gtask__lua_store[], gtask__lua_pending[];
+    gtask__lua_promote[], gtask__lua_started[], gtask__lua_store[], gtask__lua_pending[],
+    gtask__lua_dead_requeue[], gtask__lua_dead_purge[], gtask__lua_reset[];
 
 /* The Redis backend's impl, for a colocated broker (same server and db). */
 typedef struct gtask__redis_backend gtask__redis_backend;

@@ -19,6 +19,9 @@ static const char *const script_src[GTASK__LUA_COUNT] = {
     [GTASK__LUA_EXTEND] = gtask__lua_extend,   [GTASK__LUA_PROMOTE] = gtask__lua_promote,
     [GTASK__LUA_STARTED] = gtask__lua_started, [GTASK__LUA_STORE] = gtask__lua_store,
     [GTASK__LUA_PENDING] = gtask__lua_pending,
+    [GTASK__LUA_DEAD_REQUEUE] = gtask__lua_dead_requeue,
+    [GTASK__LUA_DEAD_PURGE] = gtask__lua_dead_purge,
+    [GTASK__LUA_RESET] = gtask__lua_reset,
 };
 
 /* ---------------------------------------------------------------- argv */
@@ -212,7 +215,16 @@ static bool idle_conn_dead(const redisContext *c) {
   return poll(&p, 1, 0) != 0;
 }
 
+static int redis_get(gtask__redis *r, redisContext **out);
+
 int gtask__redis_get(gtask__redis *r, redisContext **out) {
+  gtask__sigpipe_enter();
+  int rc = redis_get(r, out);
+  if (rc) gtask__sigpipe_leave();
+  return rc;
+}
+
+static int redis_get(gtask__redis *r, redisContext **out) {
   pthread_mutex_lock(&r->mu);
   for (;;) {
     while (r->nidle > 0) {
@@ -250,8 +262,15 @@ int gtask__redis_get(gtask__redis *r, redisContext **out) {
   return rc;
 }
 
+static void redis_put(gtask__redis *r, redisContext *c);
+
 void gtask__redis_put(gtask__redis *r, redisContext *c) {
   if (!c) return;
+  redis_put(r, c);
+  gtask__sigpipe_leave();
+}
+
+static void redis_put(gtask__redis *r, redisContext *c) {
   pthread_mutex_lock(&r->mu);
   if (c->err || r->nidle >= r->conf->pool_size) {
     r->nopen--;
@@ -279,8 +298,11 @@ int gtask__redis_cmd(gtask__redis *r, redisContext *c, gtask__argv *a, redisRepl
   }
   if (rep->type == REDIS_REPLY_ERROR) {
     gtask__set_error("redis %s: %.*s: %s", r->conf->describe, (int)a->len[0], a->v[0], rep->str);
+    /* A server still loading its data after a restart is not there yet:
+     * transient, like a refused connection, and retried the same way. */
+    int rc = strncmp(rep->str, "LOADING", 7) == 0 ? GTASK_ECONN : GTASK_EREDIS;
     freeReplyObject(rep);
-    return GTASK_EREDIS;
+    return rc;
   }
   *reply = rep;
   return 0;
@@ -329,9 +351,10 @@ int gtask__redis_eval(gtask__redis *r, redisContext *c, gtask__script s, size_t 
     }
     if (rep->type == REDIS_REPLY_ERROR) {
       gtask__set_error("redis %s: script %d: %s", r->conf->describe, (int)s, rep->str);
+      int rc = strncmp(rep->str, "LOADING", 7) == 0 ? GTASK_ECONN : GTASK_EREDIS;
       freeReplyObject(rep);
       gtask__argv_free(&full);
-      return GTASK_EREDIS;
+      return rc;
     }
     gtask__argv_free(&full);
     *reply = rep;

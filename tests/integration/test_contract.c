@@ -644,6 +644,266 @@ CONTRACT(stats_counts) {
   gtask__msg_free(m);
 }
 
+/* finish() counts each task that ends DONE or DEAD with a final status, once. */
+CONTRACT(stats_finished_counters) {
+  for (int i = 0; i < 5; i++)
+    push(e, e->q, BODIES[i], 0, NULL);
+  gtask_msg *m[5];
+  ASSERT_EQ(lease(e, "c1", e->q, 5, 0, m), 5);
+  gtask_msg *stale = gtask__msg_new(m[0]->id, e->q, "x", 1);
+  ASSERT_NOT_NULL(stale);
+  stale->lease = gtask__strdup("0-1");
+  gtask_fin f[6] = {
+      {.msg = m[0], .kind = GTASK_FIN_DONE, .status = GTASK_SUCCESS},
+      {.msg = m[1], .kind = GTASK_FIN_DONE, .status = GTASK_SUCCESS},
+      {.msg = m[2], .kind = GTASK_FIN_DONE, .status = GTASK_FAILURE},
+      {.msg = m[3], .kind = GTASK_FIN_DEAD, .status = GTASK_FAILURE},
+      {.msg = m[4], .kind = GTASK_FIN_RETRY, .status = GTASK_RETRY, .next = "r", .next_len = 1,
+       .next_due_ms = gtask__now_ms() + 60000},
+      {.msg = stale, .kind = GTASK_FIN_DONE, .status = GTASK_SUCCESS}, /* fenced: not counted */
+  };
+  ASSERT_OK(e->b->ops->finish(e->b->impl, "c1", f, 6, NULL));
+  ASSERT_TRUE(f[5].fenced);
+  gtask_queue_stats st = stats(e, e->q);
+  ASSERT_EQ(st.succeeded, 2);
+  ASSERT_EQ(st.failed, 2);
+  ASSERT_EQ(st.scheduled, 1);
+  ASSERT_EQ(st.dead, 1);
+  /* Per queue, and zero for a queue never used. */
+  char other[64];
+  unique_queue(other, sizeof(other), "-other");
+  st = stats(e, other);
+  ASSERT_EQ(st.succeeded, 0);
+  ASSERT_EQ(st.failed, 0);
+  free_msgs(m, 5);
+  gtask__msg_free(stale);
+}
+
+/* Moves a leased message to the dead set with body `dead`. */
+static void bury(env *e, const char *dead) {
+  gtask_msg *m = lease1(e, "c1");
+  ASSERT_FALSE(finish(e, "c1", m, GTASK_FIN_DEAD, dead, 0));
+  gtask__msg_free(m);
+}
+
+static const gtask_msg *find_id(gtask_msg **v, size_t n, const char *id) {
+  for (size_t k = 0; k < n; k++)
+    if (strcmp(v[k]->id, id) == 0)
+      return v[k];
+  return NULL;
+}
+
+CONTRACT(dead_list_requeue_purge) {
+  gtask_msg **v = (gtask_msg **)1;
+  size_t n = 99;
+  ASSERT_OK(e->b->ops->dead_list(e->b->impl, e->q, NULL, &v, &n)); /* unknown queue */
+  ASSERT_NULL(v);
+  ASSERT_EQ(n, 0);
+
+  char ids[3][GTASK_ID_SIZE];
+  static const char *const dead[] = {"dead-0", "dead-1", "dead-2"};
+  for (int i = 0; i < 3; i++) {
+    push(e, e->q, BODIES[i], 0, ids[i]);
+    bury(e, dead[i]);
+  }
+  ASSERT_STATS(e, e->q, 0, 0, 0, 3);
+
+  ASSERT_OK(e->b->ops->dead_list(e->b->impl, e->q, NULL, &v, &n));
+  ASSERT_EQ(n, 3);
+  for (int i = 0; i < 3; i++) {
+    const gtask_msg *m = find_id(v, n, ids[i]);
+    ASSERT_NOT_NULL(m);
+    ASSERT_STR_EQ(m->queue, e->q);
+    ASSERT_EQ(m->len, strlen(dead[i]));
+    ASSERT_MEM_EQ(m->body, dead[i], m->len);
+    ASSERT_NULL(m->lease);
+  }
+
+  /* One id only; an id not in the set gives nothing. */
+  gtask_msg **one = NULL;
+  size_t n1 = 0;
+  ASSERT_OK(e->b->ops->dead_list(e->b->impl, e->q, ids[1], &one, &n1));
+  ASSERT_EQ(n1, 1);
+  ASSERT_STR_EQ(one[0]->id, ids[1]);
+  ASSERT_MEM_EQ(one[0]->body, dead[1], one[0]->len);
+  free_msgs(one, n1);
+  gtask__free(one);
+  char unknown[GTASK_ID_SIZE];
+  gtask__uuid(unknown);
+  one = (gtask_msg **)1;
+  ASSERT_OK(e->b->ops->dead_list(e->b->impl, e->q, unknown, &one, &n1));
+  ASSERT_EQ(n1, 0);
+  ASSERT_NULL(one);
+
+  /* Requeue is a compare-and-swap on the body. */
+  const gtask_msg *m0 = find_id(v, n, ids[0]);
+  gtask_msg *changed = gtask__msg_new(ids[1], e->q, "other", 5);
+  ASSERT_NOT_NULL(changed);
+  gtask_revive rs[2] = {
+      {.msg = m0, .next = "again-0", .next_len = 7, .moved = false},
+      {.msg = changed, .next = "again-1", .next_len = 7, .moved = true},
+  };
+  ASSERT_OK(e->b->ops->dead_requeue(e->b->impl, rs, 2, NULL));
+  ASSERT_TRUE(rs[0].moved);
+  ASSERT_FALSE(rs[1].moved);
+  ASSERT_STATS(e, e->q, 1, 0, 0, 2);
+  gtask_msg *x = lease1(e, "c1");
+  ASSERT_STR_EQ(x->id, ids[0]);
+  ASSERT_EQ(x->len, 7);
+  ASSERT_MEM_EQ(x->body, "again-0", 7);
+  /* Once moved, the same swap does nothing (a second requeue loses). */
+  rs[0].moved = true;
+  ASSERT_OK(e->b->ops->dead_requeue(e->b->impl, rs, 1, NULL));
+  ASSERT_FALSE(rs[0].moved);
+  ASSERT_STATS(e, e->q, 0, 1, 0, 2);
+  ASSERT_FALSE(finish(e, "c1", x, GTASK_FIN_DONE, NULL, 0));
+  gtask__msg_free(x);
+  gtask__msg_free(changed);
+  free_msgs(v, n);
+  gtask__free(v);
+
+  size_t removed = 99;
+  ASSERT_OK(e->b->ops->dead_purge(e->b->impl, e->q, &removed));
+  ASSERT_EQ(removed, 2);
+  ASSERT_STATS(e, e->q, 0, 0, 0, 0);
+  ASSERT_OK(e->b->ops->dead_purge(e->b->impl, e->q, &removed));
+  ASSERT_EQ(removed, 0);
+  ASSERT_OK(e->b->ops->dead_list(e->b->impl, e->q, NULL, &v, &n));
+  ASSERT_EQ(n, 0);
+}
+
+/* The client's view (admin.c) on either pair: a task lost too often is listed
+ * with its name and error, requeued with a fresh delivery count and a PENDING
+ * state, runs and finishes again; then purge. */
+CONTRACT(client_dead_requeue) {
+  gtask_client *cli = gtask_client_new(e->b, e->be);
+  ASSERT_NOT_NULL(cli);
+  ASSERT_OK(gtask_client_set_queue(cli, e->q));
+  gtask_send_conf *sc = gtask_send_conf_new("add");
+  ASSERT_NOT_NULL(sc);
+  char id[GTASK_ID_SIZE];
+  ASSERT_OK(GTASK_SEND(cli, sc, id, gtask_int64(1), gtask_int64(2)));
+  gtask_send_conf_free(sc);
+
+  /* What a worker does with a task lost max_deliveries times. */
+  gtask_msg *m = lease1(e, "c1");
+  gtask_task *t = NULL;
+  char why[128];
+  ASSERT_OK(gtask__task_decode(m->body, m->len, &t, why, sizeof(why)));
+  t->lost = 5;
+  char *next = NULL;
+  size_t nlen = 0;
+  ASSERT_OK(gtask__task_encode(t, &next, &nlen));
+  gtask__task_free(t);
+  gtask_result fr = {.status = GTASK_FAILURE, .error = (char *)"lost: delivered 5 times",
+                     .error_code = GTASK_ELOST, .attempts = 0};
+  char *res = NULL;
+  size_t rlen = 0;
+  ASSERT_OK(gtask__result_encode(&fr, &res, &rlen));
+  void *state = e->b->ops->colocated(e->b->impl, e->be);
+  gtask_fin f = {.msg = m, .kind = GTASK_FIN_DEAD, .status = GTASK_FAILURE, .result = res,
+                 .result_len = rlen, .next = next, .next_len = nlen};
+  if (!state)
+    ASSERT_OK(e->be->ops->store(e->be->impl, &f, 1));
+  ASSERT_OK(e->b->ops->finish(e->b->impl, "c1", &f, 1, state));
+  ASSERT_FALSE(f.fenced);
+  gtask__msg_free(m);
+  gtask__free(next);
+  gtask__free(res);
+
+  gtask_status st;
+  ASSERT_OK(gtask_client_status(cli, id, &st));
+  ASSERT_EQ(st, GTASK_FAILURE);
+  gtask_queue_stats qs;
+  ASSERT_OK(gtask_client_stats(cli, NULL, &qs));
+  ASSERT_EQ(qs.dead, 1);
+  ASSERT_EQ(qs.failed, 1);
+
+  gtask_dead_entry *d = NULL;
+  size_t nd = 0;
+  ASSERT_OK(gtask_client_dead_list(cli, &d, &nd));
+  ASSERT_EQ(nd, 1);
+  ASSERT_STR_EQ(d[0].id, id);
+  ASSERT_STR_EQ(d[0].name, "add");
+  ASSERT_STR_EQ(d[0].error, "lost: delivered 5 times");
+  gtask_dead_list_free(d, nd);
+
+  char unknown[GTASK_ID_SIZE];
+  gtask__uuid(unknown);
+  size_t moved = 99;
+  ASSERT_ERR(gtask_client_dead_requeue(cli, unknown, &moved), GTASK_ENOTFOUND);
+  ASSERT_EQ(moved, 0);
+  ASSERT_OK(gtask_client_dead_requeue(cli, id, &moved));
+  ASSERT_EQ(moved, 1);
+  ASSERT_OK(gtask_client_status(cli, id, &st));
+  ASSERT_EQ(st, GTASK_PENDING);
+  gtask_result *r = NULL;
+  ASSERT_ERR(gtask_client_wait(cli, id, 0, &r), GTASK_ETIMEDOUT);
+  ASSERT_OK(gtask_client_stats(cli, NULL, &qs));
+  ASSERT_EQ(qs.dead, 0);
+  ASSERT_EQ(qs.pending, 1);
+
+  /* It runs again with a fresh delivery count, and its new result sticks. */
+  m = lease1(e, "c1");
+  ASSERT_STR_EQ(m->id, id);
+  ASSERT_OK(gtask__task_decode(m->body, m->len, &t, why, sizeof(why)));
+  ASSERT_EQ(t->lost, 0);
+  ASSERT_STR_EQ(t->name, "add");
+  gtask__task_free(t);
+  gtask_value three = gtask_int64(3);
+  gtask_result ok = {.status = GTASK_SUCCESS, .values = &three, .nvalues = 1, .attempts = 1};
+  ASSERT_OK(gtask__result_encode(&ok, &res, &rlen));
+  gtask_fin g = {.msg = m, .kind = GTASK_FIN_DONE, .status = GTASK_SUCCESS, .result = res,
+                 .result_len = rlen};
+  if (!state) {
+    ASSERT_OK(e->be->ops->store(e->be->impl, &g, 1));
+    ASSERT_FALSE(g.fenced);
+  }
+  ASSERT_OK(e->b->ops->finish(e->b->impl, "c1", &g, 1, state));
+  ASSERT_FALSE(g.fenced);
+  gtask__msg_free(m);
+  gtask__free(res);
+  ASSERT_OK(gtask_client_wait(cli, id, test_timeout_ms(2000), &r));
+  ASSERT_EQ(r->status, GTASK_SUCCESS);
+  ASSERT_EQ(r->nvalues, 1);
+  ASSERT_EQ(r->values[0].v.i, 3);
+  gtask_result_free(r);
+
+  /* requeue --all and purge on a set of two. */
+  for (int i = 0; i < 2; i++) {
+    push(e, e->q, BODIES[i], 0, NULL);
+    bury(e, BODIES[i]);
+  }
+  ASSERT_OK(gtask_client_dead_requeue(cli, NULL, &moved));
+  ASSERT_EQ(moved, 2); /* not task messages: requeued as they are */
+  gtask_msg *two[2];
+  ASSERT_EQ(lease(e, "c1", e->q, 2, 0, two), 2);
+  for (int i = 0; i < 2; i++)
+    ASSERT_FALSE(finish(e, "c1", two[i], GTASK_FIN_DEAD, NULL, 0));
+  free_msgs(two, 2);
+  size_t removed = 0;
+  ASSERT_OK(gtask_client_dead_purge(cli, &removed));
+  ASSERT_EQ(removed, 2);
+  ASSERT_OK(gtask_client_stats(cli, NULL, &qs));
+  ASSERT_EQ(qs.dead, 0);
+  gtask_client_free(cli);
+}
+
+/* The same with the backend in another database of the server: not colocated,
+ * so the client resets the state through the backend before the broker moves
+ * the message. */
+static void make_redis_split(env *e) {
+  make_redis(e);
+  gtask_backend_free(e->be);
+  gtask_redis_conf *c2;
+  ASSERT_OK(gtask_redis_conf_new(&c2, gt_redis_url(e->redis), NULL, 1));
+  ASSERT_OK(gtask_backend_redis_new(&e->be, c2));
+  gtask_redis_conf_free(c2);
+  ASSERT_NULL(e->b->ops->colocated(e->b->impl, e->be));
+}
+
+TEST(redis_split_client_dead_requeue) { run(make_redis_split, case_client_dead_requeue); }
+
 /* ---------------------------------------------------------------- backend */
 
 static gtask_msg *task_msg(env *e) {
@@ -818,6 +1078,48 @@ CONTRACT(backend_unknown_id) {
   int64_t t0 = test_now_ms();
   ASSERT_ERR(e->be->ops->wait(e->be->impl, e->q, id, test_timeout_ms(5000), NULL, NULL), GTASK_ENOTFOUND);
   ASSERT_LT(test_now_ms() - t0, test_timeout_ms(200));
+}
+
+/* reset() is the one write that replaces a final state (a dead task requeued
+ * by hand): PENDING, no result, waiters wait again; later writes work as for a
+ * new task. */
+CONTRACT(backend_reset) {
+  gtask_msg *m = task_msg(e);
+  gtask_status s;
+  uint32_t a;
+  char res[64];
+  ASSERT_OK(e->be->ops->reset(e->be->impl, &m, 1)); /* a missing record is created */
+  get(e, m, &s, &a, res, sizeof(res));
+  ASSERT_EQ(s, GTASK_PENDING);
+  uint32_t two = 2;
+  ASSERT_OK(e->be->ops->started(e->be->impl, &m, &two, 1));
+  ASSERT_FALSE(store(e, m, GTASK_FAILURE, "{\"err\":\"lost\"}"));
+  ASSERT_OK(e->be->ops->wait(e->be->impl, m->queue, m->id, 0, NULL, NULL));
+
+  ASSERT_OK(e->be->ops->reset(e->be->impl, &m, 1));
+  get(e, m, &s, &a, res, sizeof(res));
+  ASSERT_EQ(s, GTASK_PENDING);
+  ASSERT_EQ(a, 2); /* attempts kept */
+  ASSERT_STR_EQ(res, "");
+  ASSERT_ERR(e->be->ops->wait(e->be->impl, m->queue, m->id, 0, NULL, NULL), GTASK_ETIMEDOUT);
+  ASSERT_ERR(e->be->ops->wait(e->be->impl, m->queue, m->id, 100, NULL, NULL), GTASK_ETIMEDOUT);
+
+  /* A waiter started now is woken by the new final state, with the new record. */
+  later l = {.e = e, .kind = LATER_STORE, .delay_ms = 150, .msg = m};
+  later_start(&l);
+  char *r = NULL;
+  size_t len = 0;
+  ASSERT_OK(e->be->ops->wait(e->be->impl, m->queue, m->id, test_timeout_ms(5000), &r, &len));
+  later_join(&l);
+  if (r != NULL) { /* the record, if handed over, is the new one */
+    ASSERT_EQ(len, 7);
+    ASSERT_MEM_EQ(r, "{\"v\":1}", 7);
+    gtask__free(r);
+  }
+  get(e, m, &s, &a, res, sizeof(res));
+  ASSERT_EQ(s, GTASK_SUCCESS);
+  ASSERT_STR_EQ(res, "{\"v\":1}");
+  gtask__msg_free(m);
 }
 
 /* ---------------------------------------------------------------- colocated finish */

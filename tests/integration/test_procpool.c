@@ -327,3 +327,19 @@ TEST(procs_children_are_recycled_after_k_tasks) {
   ASSERT_GE(distinct, 4);
   env_close(&e);
 }
+
+/* A child killed while idle (OOM killer, an operator) must not take the worker
+ * down with SIGPIPE when the next task is handed to it, nor fail that task. */
+TEST(procs_child_killed_while_idle_is_replaced_transparently) {
+  env e;
+  env_open(&e, NULL);
+  gtask_result *r = run_task(&e, "pid", 0, 0, NULL, 0);
+  ASSERT_EQ(r->status, GTASK_SUCCESS);
+  pid_t child = (pid_t)r->values[0].v.i;
+  gtask_result_free(r);
+  ASSERT_EQ(kill(child, SIGKILL), 0);
+  test_sleep_ms(200);
+  /* Both executors' children: whichever gets the next tasks, all succeed. */
+  for (int k = 0; k < 6; k++) expect_add_works(&e);
+  env_close(&e);
+}

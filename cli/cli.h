@@ -1,0 +1,157 @@
+/* cli.h -- what the files of the `gtask` program share (cli/ only).
+ *
+ * The program is built on the public API (include/gtask/gtask.h) and nothing
+ * else: it never includes src/ headers.  Its files:
+ *   gtask.c    main: global options, the command table, connecting, exit codes
+ *   args.c     the command line: option scanning, ARG (TYPE:VALUE) and DUR
+ *   output.c   printing values, results and JSON objects
+ *   commands.c send, status, result, stats, dead
+ *   worker.c   the worker command: signals, --tasks FILE.so, the pool
+ *   builtin.c  the --builtin test tasks
+ *
+ * Exit codes are part of the contract (README "Command line"); keep them here. */
+#ifndef GTASK_CLI_H
+#define GTASK_CLI_H
+
+#include <gtask/gtask.h>
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#if defined(__GNUC__)
+#define CLI_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#else
+#define CLI_PRINTF(f, a)
+#endif
+
+enum {
+  CLI_OK = 0,        /* done; the task (if any) succeeded */
+  CLI_FAILED = 1,    /* the task ended FAILURE, or another error */
+  CLI_USAGE = 2,     /* bad command line: unknown command or option, bad ARG/DUR */
+  CLI_TIMEOUT = 3,   /* --wait ran out before the task finished (or not finished yet) */
+  CLI_NOTFOUND = 4,  /* unknown (or expired) task id */
+  CLI_NOREDIS = 5    /* Redis cannot be reached */
+};
+
+/* The global options and the connection, shared by every command. */
+typedef struct cli {
+  const char *redis_url;   /* --redis, else $GTASK_REDIS_URL, else the default */
+  const char *backend_url; /* --backend, else redis_url */
+  const char *queue;       /* --queue, default "default" */
+  bool json;               /* --json: one JSON object per line */
+  const char *command;     /* the command name, for messages */
+  gtask_broker *broker;    /* set by cli_connect */
+  gtask_backend *backend;
+  char redis_desc[160];    /* printable addresses (no password), for messages */
+  char backend_desc[160];
+} cli;
+
+/* ---------------------------------------------------------------- gtask.c */
+
+/* Connects broker and backend.  Returns CLI_OK, or an exit code after printing
+ * the reason (CLI_NOREDIS: "gtask: cannot reach redis at ADDR: REASON"). */
+int cli_connect(cli *c);
+/* A new client on the connection in *out, set to c->queue.  Returns CLI_OK, or
+ * an exit code after printing the reason (CLI_USAGE for a bad queue name). */
+int cli_client(cli *c, gtask_client **out);
+/* Maps a failed library call to an exit code and prints its message (detail
+ * from the client if given): ECONN -> CLI_NOREDIS, ENOTFOUND -> CLI_NOTFOUND,
+ * EINVAL -> CLI_USAGE, ETIMEDOUT -> CLI_TIMEOUT, else CLI_FAILED. */
+int cli_fail(cli *c, gtask_client *client, int rc);
+/* Prints "gtask: <message>" on stderr and returns CLI_USAGE; with a hint to
+ * run `gtask COMMAND --help`. */
+int cli_usage_error(const cli *c, const char *fmt, ...) CLI_PRINTF(2, 3);
+/* Prints "gtask: <message>" on stderr. */
+void cli_error(const char *fmt, ...) CLI_PRINTF(1, 2);
+
+/* ---------------------------------------------------------------- args.c */
+
+/* One command-line option a command accepts. */
+typedef enum opt_arg {
+  OPT_NONE,     /* a flag */
+  OPT_REQUIRED, /* takes the next argument (or --opt=value) */
+  OPT_DURATION  /* --wait [DUR]: takes the next argument only if it is a DUR */
+} opt_arg;
+
+typedef struct cli_opt {
+  const char *name; /* without the leading "--" */
+  opt_arg arg;
+  int id;           /* returned by the scanner */
+} cli_opt;
+
+/* The state of a scan over argv[first..argc). */
+typedef struct cli_scan {
+  int argc;
+  char **argv;
+  int i;              /* next argument */
+  bool only_positional; /* after "--" */
+} cli_scan;
+
+/* Scans the next argument.  Returns an option's id (> 0) with *value set (NULL
+ * for a flag or an absent optional DUR), OPT_HELP for --help/-h, 0 for a
+ * positional argument in *value, -1 at the end, or -2 after printing a usage
+ * error (unknown option, missing value).  The global options (--redis,
+ * --backend, --queue, --json) are accepted anywhere and stored in c.  "-5" or
+ * "-1.5" is positional (a negative number); "--" ends the options. */
+#define OPT_HELP 1000
+int cli_scan_next(cli *c, cli_scan *s, const cli_opt *opts, const char **value);
+
+/* Parses a duration "1500ms", "2s", "1.5m", "1h" into *ms.  0 or -1 (not a
+ * duration: no unit, a bad number, negative, too large). */
+int cli_parse_duration(const char *s, int64_t *ms);
+/* Parses a task argument: "TYPE:VALUE" (g_task's types) or a bare value
+ * (integer -> int64, decimal -> float64, else string).  The value's string
+ * points into s.  0, or -1 with the reason in why. */
+int cli_parse_arg(const char *s, gtask_value *out, char *why, size_t whylen);
+/* Parses a decimal integer in [min, max].  0 or -1. */
+int cli_parse_int(const char *s, long long min, long long max, long long *out);
+
+/* ---------------------------------------------------------------- output.c */
+
+/* Writes v as one text line's content (no newline): integers in decimal,
+ * floats in the shortest form that reads back to the same value, bools as
+ * true/false, strings as they are. */
+void out_value_text(FILE *f, const gtask_value *v);
+/* Shortest "%.*g" form of x that strtod (or strtof when is_float32) reads back
+ * to the same value; "NaN", "Infinity", "-Infinity" for the others. */
+void out_format_double(char *buf, size_t size, double x, bool is_float32);
+
+/* A JSON object printed as one line: out_obj_begin, fields, out_obj_end. */
+typedef struct out_obj {
+  FILE *f;
+  bool first;
+} out_obj;
+void out_obj_begin(out_obj *o, FILE *f);
+void out_obj_str(out_obj *o, const char *key, const char *val); /* NULL -> null */
+void out_obj_strn(out_obj *o, const char *key, const char *val, size_t len);
+void out_obj_int(out_obj *o, const char *key, long long val);
+/* "values": [...] -- each value as a JSON number, bool or string (non-finite
+ * floats as the strings "NaN", "Infinity", "-Infinity"). */
+void out_obj_values(out_obj *o, const char *key, const gtask_value *vals, size_t n);
+void out_obj_end(out_obj *o); /* "}\n" and a flush */
+/* A JSON string literal (quotes included) for len bytes of s. */
+void out_json_string(FILE *f, const char *s, size_t len);
+
+/* Prints a task's result: --json: {"task_id","status","values","error","attempts"};
+ * text: the values one per line on stdout, an error on stderr.  Returns the
+ * exit code for it: CLI_OK (SUCCESS), CLI_FAILED (FAILURE), CLI_TIMEOUT (not
+ * final). */
+int out_result(const cli *c, const gtask_result *r);
+
+/* ---------------------------------------------------------------- commands */
+
+int cmd_send(cli *c, int argc, char **argv);
+int cmd_status(cli *c, int argc, char **argv);
+int cmd_result(cli *c, int argc, char **argv);
+int cmd_stats(cli *c, int argc, char **argv);
+int cmd_dead(cli *c, int argc, char **argv);
+int cmd_worker(cli *c, int argc, char **argv);
+
+/* ---------------------------------------------------------------- builtin.c */
+
+/* Registers add, echo, sleep, fail and crash on s.  0 or a GTASK_E* code. */
+int builtin_register(gtask_server *s);
+
+#endif /* GTASK_CLI_H */

@@ -1,0 +1,476 @@
+/* commands.c -- the client commands of `gtask`: send, status, result, stats and
+ * dead (list, requeue, purge).
+ *
+ * Each command parses its whole command line before it connects, so that a
+ * usage error is reported as one (exit 2) even when Redis is down.  Output
+ * goes to stdout (text, or one JSON object per line with --json); messages go
+ * to stderr.  Exit codes: cli.h. */
+#include "cli.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* A --wait value: absent means for ever (-1). */
+static int parse_wait(cli *c, const char *v, int64_t *ms) {
+  if (!v) {
+    *ms = -1;
+    return CLI_OK;
+  }
+  if (cli_parse_duration(v, ms) != 0)
+    return cli_usage_error(c, "bad duration \"%s\" for --wait (a number with ms, s, m or h: 1500ms, 2s)", v);
+  return CLI_OK;
+}
+
+static void print_help(const char *text) { fputs(text, stdout); }
+
+static int need_help_or_usage(int r) { return r == OPT_HELP || r == -2; }
+
+/* Waits for id (timeout_ms < 0: for ever) and prints its result; on a timeout
+ * prints what is known and returns CLI_TIMEOUT. */
+static int wait_and_print(cli *c, gtask_client *cl, const char *id, int64_t timeout_ms,
+                          const char *dur_text) {
+  gtask_result *r = NULL;
+  int rc = gtask_client_wait(cl, id, timeout_ms, &r);
+  if (rc == GTASK_ETIMEDOUT) {
+    rc = gtask_client_result(cl, id, &r);
+    if (rc) return cli_fail(c, cl, rc);
+    if (c->json) {
+      out_result(c, r);
+    } else {
+      cli_error("task %s did not finish within %s (status %s)", id, dur_text ? dur_text : "the wait",
+                gtask_status_name(r->status));
+    }
+    gtask_result_free(r);
+    return CLI_TIMEOUT;
+  }
+  if (rc) return cli_fail(c, cl, rc);
+  int code = out_result(c, r);
+  gtask_result_free(r);
+  return code;
+}
+
+/* ---------------------------------------------------------------- send */
+
+static const char usage_send[] =
+    "usage: gtask send NAME [ARG...] [--timeout DUR] [--retry N] [--wait [DUR] | --count N]\n"
+    "\n"
+    "Sends task NAME with the given arguments and prints its id; with --wait,\n"
+    "waits for it and prints its result instead (as `gtask result`).\n"
+    "\n"
+    "  ARG            TYPE:VALUE, TYPE one of bool int int8 int16 int32 int64 uint\n"
+    "                 uint8 uint16 uint32 uint64 float32 float64 string; or a bare\n"
+    "                 value: an integer is int64, a decimal float64, else a string\n"
+    "  --timeout DUR  a run longer than this fails (or is retried) as timed out\n"
+    "  --retry N      retries after a timeout or a handler's retry request\n"
+    "  --wait [DUR]   wait for the result, at most DUR (without DUR: no limit)\n"
+    "  --count N      send N identical tasks in a few round trips; prints N ids\n"
+    "  DUR            a number with ms, s, m or h: 1500ms, 2s, 1.5m\n"
+    "\n"
+    "exit: 0 sent (with --wait: SUCCESS), 1 FAILURE, 2 usage error, 3 the wait\n"
+    "timed out, 5 cannot reach redis\n";
+
+/* Sends count copies of the task in chunks (each one round trip) and prints
+ * their ids as it goes. */
+static int send_count(cli *c, gtask_client *cl, const gtask_send_conf *sc,
+                      const gtask_value *args, size_t nargs, size_t count) {
+  enum { CHUNK = 1000 };
+  gtask_value *many = nargs ? calloc(CHUNK * nargs, sizeof(*many)) : NULL;
+  char(*ids)[GTASK_ID_SIZE] = calloc(CHUNK, sizeof(*ids));
+  if ((nargs && !many) || !ids) {
+    free(many);
+    free(ids);
+    return GTASK_ENOMEM;
+  }
+  for (size_t k = 0; k < CHUNK; k++)
+    if (nargs) memcpy(many + k * nargs, args, nargs * sizeof(*args));
+  int rc = 0;
+  for (size_t done = 0; done < count && rc == 0;) {
+    size_t m = count - done < CHUNK ? count - done : CHUNK;
+    rc = gtask_client_send_many(cl, sc, m, many, nargs, ids);
+    for (size_t k = 0; k < m && rc == 0; k++) {
+      if (c->json) {
+        out_obj o;
+        out_obj_begin(&o, stdout);
+        out_obj_str(&o, "task_id", ids[k]);
+        out_obj_end(&o);
+      } else {
+        printf("%s\n", ids[k]);
+      }
+    }
+    done += m;
+  }
+  fflush(stdout);
+  free(many);
+  free(ids);
+  return rc;
+}
+
+enum { O_TIMEOUT = 1, O_RETRY, O_WAIT, O_ALL, O_COUNT };
+
+int cmd_send(cli *c, int argc, char **argv) {
+  static const cli_opt opts[] = {{"timeout", OPT_REQUIRED, O_TIMEOUT},
+                                 {"retry", OPT_REQUIRED, O_RETRY},
+                                 {"wait", OPT_DURATION, O_WAIT},
+                                 {"count", OPT_REQUIRED, O_COUNT},
+                                 {NULL, OPT_NONE, 0}};
+  cli_scan s = {.argc = argc, .argv = argv, .i = 0};
+  const char *name = NULL, *wait_text = NULL;
+  long long count = 0; /* 0: one task, printed as one id */
+  bool wait = false;
+  int64_t timeout_ms = 0, wait_ms = -1;
+  long long retry = 0;
+  gtask_value *args = calloc((size_t)argc + 1, sizeof(*args));
+  size_t nargs = 0;
+  if (!args) {
+    cli_error("out of memory");
+    return CLI_FAILED;
+  }
+  int code = CLI_OK;
+  for (;;) {
+    const char *v;
+    int r = cli_scan_next(c, &s, opts, &v);
+    if (r == -1) break;
+    if (need_help_or_usage(r)) {
+      if (r == OPT_HELP) print_help(usage_send);
+      code = r == OPT_HELP ? CLI_OK : CLI_USAGE;
+      goto out;
+    }
+    if (r == O_TIMEOUT) {
+      if (cli_parse_duration(v, &timeout_ms) != 0) {
+        code = cli_usage_error(c, "bad duration \"%s\" for --timeout (a number with ms, s, m or h: 1500ms, 2s)", v);
+        goto out;
+      }
+    } else if (r == O_RETRY) {
+      if (cli_parse_int(v, 0, 1000000, &retry) != 0) {
+        code = cli_usage_error(c, "bad --retry \"%s\" (an integer from 0 to 1000000)", v);
+        goto out;
+      }
+    } else if (r == O_COUNT) {
+      if (cli_parse_int(v, 1, 10000000, &count) != 0) {
+        code = cli_usage_error(c, "bad --count \"%s\" (an integer from 1 to 10000000)", v);
+        goto out;
+      }
+    } else if (r == O_WAIT) {
+      wait = true;
+      wait_text = v;
+      if ((code = parse_wait(c, v, &wait_ms)) != CLI_OK) goto out;
+    } else if (!name) {
+      name = v;
+    } else {
+      char why[200];
+      if (cli_parse_arg(v, &args[nargs], why, sizeof(why)) != 0) {
+        code = cli_usage_error(c, "bad argument %zu: %s", nargs + 1, why);
+        goto out;
+      }
+      nargs++;
+    }
+  }
+  if (!name) {
+    code = cli_usage_error(c, "send needs a task NAME");
+    goto out;
+  }
+  if (count && wait) {
+    code = cli_usage_error(c, "--count and --wait do not go together");
+    goto out;
+  }
+  gtask_send_conf *sc = gtask_send_conf_new(name);
+  if (!sc) {
+    code = cli_usage_error(c, "bad task name \"%s\": %s", name, gtask_last_error());
+    goto out;
+  }
+  gtask_send_conf_set_timeout(sc, timeout_ms);
+  gtask_send_conf_set_retry_num(sc, (int)retry);
+  gtask_client *cl = NULL;
+  if ((code = cli_connect(c)) == CLI_OK) code = cli_client(c, &cl);
+  if (code == CLI_OK) {
+    char id[GTASK_ID_SIZE];
+    int rc = count ? send_count(c, cl, sc, args, nargs, (size_t)count)
+                   : gtask_client_send(cl, sc, args, nargs, id);
+    if (rc) {
+      code = cli_fail(c, cl, rc);
+    } else if (count) {
+      /* send_count printed the ids */
+    } else if (wait) {
+      code = wait_and_print(c, cl, id, wait_ms, wait_text);
+    } else if (c->json) {
+      out_obj o;
+      out_obj_begin(&o, stdout);
+      out_obj_str(&o, "task_id", id);
+      out_obj_end(&o);
+    } else {
+      printf("%s\n", id);
+    }
+  }
+  gtask_client_free(cl);
+  gtask_send_conf_free(sc);
+out:
+  free(args);
+  return code;
+}
+
+/* ---------------------------------------------------------------- status, result */
+
+/* Scans a command that takes exactly one task id (and the given options). */
+static int scan_id(cli *c, int argc, char **argv, const cli_opt *opts, const char *usage,
+                   const char **id, const char **wait_text, bool *wait) {
+  cli_scan s = {.argc = argc, .argv = argv, .i = 0};
+  *id = NULL;
+  for (;;) {
+    const char *v;
+    int r = cli_scan_next(c, &s, opts, &v);
+    if (r == -1) break;
+    if (r == OPT_HELP) {
+      print_help(usage);
+      return -1;
+    }
+    if (r == -2) return CLI_USAGE;
+    if (r == O_WAIT) {
+      *wait = true;
+      *wait_text = v;
+    } else if (!*id) {
+      *id = v;
+    } else {
+      return cli_usage_error(c, "unexpected argument \"%s\"", v);
+    }
+  }
+  if (!*id) return cli_usage_error(c, "%s needs a task ID", c->command);
+  return CLI_OK;
+}
+
+static const char usage_status[] =
+    "usage: gtask status ID\n"
+    "\n"
+    "Prints the task's state: PENDING, STARTED, RETRY, SUCCESS or FAILURE.\n"
+    "Read from --queue (the queue the task was sent to).\n"
+    "\n"
+    "exit: 0, 2 usage error (ID is not a task id), 4 unknown or expired id,\n"
+    "5 cannot reach redis\n";
+
+int cmd_status(cli *c, int argc, char **argv) {
+  const char *id, *wt;
+  bool wait = false;
+  int code = scan_id(c, argc, argv, NULL, usage_status, &id, &wt, &wait);
+  if (code) return code < 0 ? CLI_OK : code;
+  if ((code = cli_connect(c)) != CLI_OK) return code;
+  gtask_client *cl = NULL;
+  if ((code = cli_client(c, &cl)) != CLI_OK) return code;
+  gtask_status st;
+  int rc = gtask_client_status(cl, id, &st);
+  if (rc) {
+    code = cli_fail(c, cl, rc);
+  } else if (c->json) {
+    out_obj o;
+    out_obj_begin(&o, stdout);
+    out_obj_str(&o, "task_id", id);
+    out_obj_str(&o, "status", gtask_status_name(st));
+    out_obj_end(&o);
+  } else {
+    printf("%s\n", gtask_status_name(st));
+  }
+  gtask_client_free(cl);
+  return code;
+}
+
+static const char usage_result[] =
+    "usage: gtask result ID [--wait [DUR]]\n"
+    "\n"
+    "Prints the task's result values, one per line (--json: one object with\n"
+    "task_id, status, values, error, attempts).  With --wait, waits for the task\n"
+    "to finish first, at most DUR (without DUR: no limit).\n"
+    "\n"
+    "exit: 0 SUCCESS, 1 FAILURE, 2 usage error, 3 not finished (the wait timed\n"
+    "out, or no --wait), 4 unknown or expired id, 5 cannot reach redis\n";
+
+int cmd_result(cli *c, int argc, char **argv) {
+  static const cli_opt opts[] = {{"wait", OPT_DURATION, O_WAIT}, {NULL, OPT_NONE, 0}};
+  const char *id, *wait_text = NULL;
+  bool wait = false;
+  int code = scan_id(c, argc, argv, opts, usage_result, &id, &wait_text, &wait);
+  if (code) return code < 0 ? CLI_OK : code;
+  int64_t wait_ms = -1;
+  if (wait && (code = parse_wait(c, wait_text, &wait_ms)) != CLI_OK) return code;
+  if ((code = cli_connect(c)) != CLI_OK) return code;
+  gtask_client *cl = NULL;
+  if ((code = cli_client(c, &cl)) != CLI_OK) return code;
+  if (wait) {
+    code = wait_and_print(c, cl, id, wait_ms, wait_text);
+  } else {
+    gtask_result *r = NULL;
+    int rc = gtask_client_result(cl, id, &r);
+    code = rc ? cli_fail(c, cl, rc) : out_result(c, r);
+    gtask_result_free(r);
+  }
+  gtask_client_free(cl);
+  return code;
+}
+
+/* ---------------------------------------------------------------- stats */
+
+static const char usage_stats[] =
+    "usage: gtask stats [QUEUE...]\n"
+    "\n"
+    "Counts per queue (default: --queue): pending (queued), active (leased by a\n"
+    "worker), scheduled (delayed or waiting to retry), dead (dead-lettered), and\n"
+    "the tasks finished: succeeded, failed.\n";
+
+int cmd_stats(cli *c, int argc, char **argv) {
+  cli_scan s = {.argc = argc, .argv = argv, .i = 0};
+  const char **queues = calloc((size_t)argc + 1, sizeof(*queues));
+  if (!queues) {
+    cli_error("out of memory");
+    return CLI_FAILED;
+  }
+  size_t nq = 0;
+  int code = CLI_OK;
+  for (;;) {
+    const char *v;
+    int r = cli_scan_next(c, &s, NULL, &v);
+    if (r == -1) break;
+    if (need_help_or_usage(r)) {
+      if (r == OPT_HELP) print_help(usage_stats);
+      free(queues);
+      return r == OPT_HELP ? CLI_OK : CLI_USAGE;
+    }
+    queues[nq++] = v;
+  }
+  if (nq == 0) queues[nq++] = c->queue;
+  gtask_client *cl = NULL;
+  if ((code = cli_connect(c)) == CLI_OK) code = cli_client(c, &cl);
+  if (code == CLI_OK && !c->json)
+    printf("%-20s %10s %10s %10s %10s %10s %10s\n", "queue", "pending", "active", "scheduled",
+           "dead", "succeeded", "failed");
+  for (size_t k = 0; k < nq && code == CLI_OK; k++) {
+    gtask_queue_stats st;
+    int rc = gtask_client_stats(cl, queues[k], &st);
+    if (rc) {
+      code = cli_fail(c, cl, rc);
+      break;
+    }
+    if (c->json) {
+      out_obj o;
+      out_obj_begin(&o, stdout);
+      out_obj_str(&o, "queue", queues[k]);
+      out_obj_int(&o, "pending", st.pending);
+      out_obj_int(&o, "active", st.active);
+      out_obj_int(&o, "scheduled", st.scheduled);
+      out_obj_int(&o, "dead", st.dead);
+      out_obj_int(&o, "succeeded", st.succeeded);
+      out_obj_int(&o, "failed", st.failed);
+      out_obj_end(&o);
+    } else {
+      printf("%-20s %10lld %10lld %10lld %10lld %10lld %10lld\n", queues[k],
+             (long long)st.pending, (long long)st.active, (long long)st.scheduled,
+             (long long)st.dead, (long long)st.succeeded, (long long)st.failed);
+    }
+  }
+  fflush(stdout);
+  gtask_client_free(cl);
+  free(queues);
+  return code;
+}
+
+/* ---------------------------------------------------------------- dead */
+
+static const char usage_dead[] =
+    "usage: gtask dead list\n"
+    "       gtask dead requeue ID | --all\n"
+    "       gtask dead purge\n"
+    "\n"
+    "The dead set of --queue: tasks lost too many times (their worker died or\n"
+    "hung each time) and messages no worker could decode.\n"
+    "  list      one line per task: id, name, last error (tab-separated)\n"
+    "  requeue   moves the task (or all) back to the queue to run again, with a\n"
+    "            fresh delivery count and its state reset to PENDING\n"
+    "  purge     removes them all\n"
+    "\n"
+    "exit: 0, 2 usage error, 4 ID is not in the dead set, 5 cannot reach redis\n";
+
+static int dead_list(cli *c, gtask_client *cl) {
+  gtask_dead_entry *e = NULL;
+  size_t n = 0;
+  int rc = gtask_client_dead_list(cl, &e, &n);
+  if (rc) return cli_fail(c, cl, rc);
+  for (size_t k = 0; k < n; k++) {
+    if (c->json) {
+      out_obj o;
+      out_obj_begin(&o, stdout);
+      out_obj_str(&o, "task_id", e[k].id);
+      out_obj_str(&o, "name", e[k].name);
+      out_obj_str(&o, "error", e[k].error);
+      out_obj_end(&o);
+    } else {
+      printf("%s\t%s\t%s\n", e[k].id[0] ? e[k].id : "-", e[k].name ? e[k].name : "-",
+             e[k].error[0] ? e[k].error : "-");
+    }
+  }
+  fflush(stdout);
+  gtask_dead_list_free(e, n);
+  return CLI_OK;
+}
+
+static void print_count(const cli *c, const char *key, size_t n) {
+  if (c->json) {
+    out_obj o;
+    out_obj_begin(&o, stdout);
+    out_obj_int(&o, key, (long long)n);
+    out_obj_end(&o);
+  } else {
+    printf("%s %zu\n", key, n);
+    fflush(stdout);
+  }
+}
+
+int cmd_dead(cli *c, int argc, char **argv) {
+  static const cli_opt opts[] = {{"all", OPT_NONE, O_ALL}, {NULL, OPT_NONE, 0}};
+  cli_scan s = {.argc = argc, .argv = argv, .i = 0};
+  const char *sub = NULL, *id = NULL;
+  bool all = false;
+  for (;;) {
+    const char *v;
+    int r = cli_scan_next(c, &s, opts, &v);
+    if (r == -1) break;
+    if (r == OPT_HELP) {
+      print_help(usage_dead);
+      return CLI_OK;
+    }
+    if (r == -2) return CLI_USAGE;
+    if (r == O_ALL) {
+      all = true;
+    } else if (!sub) {
+      sub = v;
+    } else if (!id) {
+      id = v;
+    } else {
+      return cli_usage_error(c, "unexpected argument \"%s\"", v);
+    }
+  }
+  if (!sub) return cli_usage_error(c, "dead needs a subcommand: list, requeue or purge");
+  bool is_list = strcmp(sub, "list") == 0, is_requeue = strcmp(sub, "requeue") == 0,
+       is_purge = strcmp(sub, "purge") == 0;
+  if (!is_list && !is_requeue && !is_purge)
+    return cli_usage_error(c, "unknown dead subcommand \"%s\" (list, requeue or purge)", sub);
+  if (is_requeue && !id && !all) return cli_usage_error(c, "dead requeue needs an ID or --all");
+  if (is_requeue && id && all) return cli_usage_error(c, "dead requeue takes an ID or --all, not both");
+  if (!is_requeue && (id || all))
+    return cli_usage_error(c, "dead %s takes no %s", sub, all ? "--all" : "argument");
+
+  int code = cli_connect(c);
+  if (code != CLI_OK) return code;
+  gtask_client *cl = NULL;
+  if ((code = cli_client(c, &cl)) != CLI_OK) return code;
+  if (is_list) {
+    code = dead_list(c, cl);
+  } else if (is_requeue) {
+    size_t moved = 0;
+    int rc = gtask_client_dead_requeue(cl, id, &moved);
+    code = rc ? cli_fail(c, cl, rc) : CLI_OK;
+    if (rc == 0) print_count(c, "requeued", moved);
+  } else {
+    size_t removed = 0;
+    int rc = gtask_client_dead_purge(cl, &removed);
+    code = rc ? cli_fail(c, cl, rc) : CLI_OK;
+    if (rc == 0) print_count(c, "purged", removed);
+  }
+  gtask_client_free(cl);
+  return code;
+}

@@ -1,0 +1,208 @@
+/* gtask.c -- the `gtask` program: run a worker, send tasks, wait for results
+ * and look into queues without writing C (issue 4).
+ *
+ * This file holds main(): it reads the global options that come before the
+ * command, picks the command from the table below, and owns the two things
+ * every command shares -- connecting (with the exit code 5 contract: a
+ * message naming the address, never a hang: the library's connect timeout
+ * bounds it) and turning a library error into an exit code.  Commands live in
+ * commands.c and worker.c.  Only the public API is used. */
+#include "cli.h"
+
+#include <signal.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DEFAULT_REDIS_URL "redis://127.0.0.1:6379/0"
+
+static const char usage_main[] =
+    "usage: gtask [--redis URL] [--backend URL] [--queue NAME] [--json] COMMAND [ARGS]\n"
+    "\n"
+    "Asynchronous task queues on Redis.\n"
+    "\n"
+    "commands:\n"
+    "  worker   run a worker until SIGINT/SIGTERM\n"
+    "  send     send a task (and optionally wait for its result)\n"
+    "  status   print a task's state\n"
+    "  result   print a task's result (optionally waiting for it)\n"
+    "  stats    counts per queue\n"
+    "  dead     list, requeue or purge dead-lettered tasks\n"
+    "\n"
+    "global options (before or after the command):\n"
+    "  --redis URL     broker address (default: $GTASK_REDIS_URL, else " DEFAULT_REDIS_URL ")\n"
+    "                  host:port, redis://[user:pass@]host[:port][/db], unix:/path?db=N\n"
+    "  --backend URL   where states and results live (default: the --redis address)\n"
+    "  --queue NAME    queue to use (default: default)\n"
+    "  --json          print one JSON object per line\n"
+    "  -h, --help      this text; `gtask COMMAND --help` for a command\n"
+    "\n"
+    "exit codes: 0 ok, 1 task FAILURE (or another error), 2 usage error,\n"
+    "            3 wait timed out, 4 unknown task id, 5 cannot reach redis\n";
+
+/* ---------------------------------------------------------------- messages */
+
+void cli_error(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  fputs("gtask: ", stderr);
+  vfprintf(stderr, fmt, ap);
+  fputc('\n', stderr);
+  va_end(ap);
+}
+
+int cli_usage_error(const cli *c, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  fputs("gtask: ", stderr);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  if (c && c->command)
+    fprintf(stderr, " (see `gtask %s --help`)\n", c->command);
+  else
+    fputs(" (see `gtask --help`)\n", stderr);
+  return CLI_USAGE;
+}
+
+/* ---------------------------------------------------------------- connecting */
+
+/* gtask_last_error() says "redis ADDR: reason"; the message names the address
+ * itself, so keep only the reason. */
+static const char *reason_of(const char *detail, const char *desc) {
+  char prefix[200];
+  snprintf(prefix, sizeof(prefix), "redis %s: ", desc);
+  size_t n = strlen(prefix);
+  return strncmp(detail, prefix, n) == 0 ? detail + n : detail;
+}
+
+static int open_conf(cli *c, const char *url, const char *what, gtask_redis_conf **conf) {
+  if (gtask_redis_conf_new(conf, url, NULL, -1) != 0)
+    return cli_usage_error(c, "bad %s address \"%s\": %s", what, url, gtask_last_error());
+  return CLI_OK;
+}
+
+int cli_connect(cli *c) {
+  if (!c->redis_url) c->redis_url = DEFAULT_REDIS_URL;
+  if (!c->backend_url) c->backend_url = c->redis_url;
+  gtask_redis_conf *bconf = NULL, *kconf = NULL;
+  int code = open_conf(c, c->redis_url, "--redis", &bconf);
+  if (code) return code;
+  code = open_conf(c, c->backend_url, "--backend", &kconf);
+  if (code) {
+    gtask_redis_conf_free(bconf);
+    return code;
+  }
+  snprintf(c->redis_desc, sizeof(c->redis_desc), "%s", gtask_redis_conf_describe(bconf));
+  snprintf(c->backend_desc, sizeof(c->backend_desc), "%s", gtask_redis_conf_describe(kconf));
+  int rc = gtask_broker_redis_new(&c->broker, bconf);
+  const char *desc = c->redis_desc;
+  if (rc == 0) {
+    rc = gtask_backend_redis_new(&c->backend, kconf);
+    desc = c->backend_desc;
+  }
+  gtask_redis_conf_free(bconf);
+  gtask_redis_conf_free(kconf);
+  if (rc == 0) return CLI_OK;
+  if (rc == GTASK_ECONN) {
+    cli_error("cannot reach redis at %s: %s", desc, reason_of(gtask_last_error(), desc));
+    return CLI_NOREDIS;
+  }
+  cli_error("redis at %s: %s (%s)", desc, gtask_strerror(rc), gtask_last_error());
+  return CLI_FAILED;
+}
+
+int cli_client(cli *c, gtask_client **out) {
+  *out = gtask_client_new(c->broker, c->backend);
+  if (!*out) {
+    cli_error("cannot create a client: %s", gtask_last_error());
+    return CLI_FAILED;
+  }
+  if (gtask_client_set_queue(*out, c->queue) != 0) {
+    cli_usage_error(c, "%s", gtask_client_errmsg(*out));
+    gtask_client_free(*out);
+    *out = NULL;
+    return CLI_USAGE;
+  }
+  return CLI_OK;
+}
+
+int cli_fail(cli *c, gtask_client *client, int rc) {
+  const char *detail = client ? gtask_client_errmsg(client) : gtask_last_error();
+  if (!detail || !detail[0]) detail = gtask_strerror(rc);
+  switch (rc) {
+  case GTASK_ECONN:
+    cli_error("cannot reach redis at %s: %s", c->redis_desc, detail);
+    return CLI_NOREDIS;
+  case GTASK_ENOTFOUND:
+    cli_error("%s", detail);
+    return CLI_NOTFOUND;
+  case GTASK_EINVAL:
+    return cli_usage_error(c, "%s", detail);
+  case GTASK_ETIMEDOUT:
+    cli_error("%s", detail);
+    return CLI_TIMEOUT;
+  default:
+    cli_error("%s", detail);
+    return CLI_FAILED;
+  }
+}
+
+/* ---------------------------------------------------------------- main */
+
+typedef struct command {
+  const char *name;
+  int (*run)(cli *c, int argc, char **argv);
+} command;
+
+static const command commands[] = {
+    {"worker", cmd_worker}, {"send", cmd_send},   {"status", cmd_status},
+    {"result", cmd_result}, {"stats", cmd_stats}, {"dead", cmd_dead},
+};
+
+int main(int argc, char **argv) {
+  /* A closed pipe (`gtask dead list | head`, a dropped Redis connection) is an
+   * error to report, not a reason to die silently. */
+  signal(SIGPIPE, SIG_IGN);
+  cli c;
+  memset(&c, 0, sizeof(c));
+  c.queue = "default";
+
+  /* Global options before the command; the command scans the rest (and takes
+   * global options after it too). */
+  cli_scan s = {.argc = argc, .argv = argv, .i = 1};
+  const char *cmdname = NULL;
+  for (;;) {
+    const char *v;
+    int r = cli_scan_next(&c, &s, NULL, &v);
+    if (r == -2) return CLI_USAGE;
+    if (r == OPT_HELP) {
+      fputs(usage_main, stdout);
+      return CLI_OK;
+    }
+    if (r == -1) break;
+    cmdname = v; /* r == 0: the first positional argument */
+    break;
+  }
+  if (!cmdname) {
+    fputs(usage_main, stderr);
+    return CLI_USAGE;
+  }
+  const command *cmd = NULL;
+  for (size_t k = 0; k < sizeof(commands) / sizeof(commands[0]); k++)
+    if (strcmp(commands[k].name, cmdname) == 0) cmd = &commands[k];
+  if (!cmd) return cli_usage_error(&c, "unknown command \"%s\"", cmdname);
+  c.command = cmd->name;
+
+  /* --redis (before or after the command) wins over the environment; the
+   * default and the --backend default are applied by cli_connect. */
+  const char *env = getenv("GTASK_REDIS_URL");
+  if (!c.redis_url && env && env[0]) c.redis_url = env;
+  /* The commands print their own one-line errors; the library's warnings
+   * (such as a refused connection) would only repeat them.  The worker sets
+   * its own logger. */
+  gtask_set_log(NULL, NULL, GTASK_LOG_ERROR);
+  int code = cmd->run(&c, argc - s.i, argv + s.i);
+  gtask_backend_free(c.backend);
+  gtask_broker_free(c.broker);
+  return code;
+}

@@ -1,0 +1,211 @@
+/* admin.c -- queue inspection for tools and operators (issue 4: `gtask stats`,
+ * `gtask dead list|requeue|purge`): a queue's counts, and its dead set listed,
+ * moved back to the queue, or emptied.
+ *
+ * These are client calls on top of the broker and backend interfaces
+ * (internal.h: stats, dead_list, dead_requeue, dead_purge; backend reset).
+ *
+ * Requeueing a dead task has to undo two things that are otherwise permanent:
+ *  - its message says how often it was lost ("l"); a task requeued with l at
+ *    max_deliveries would go straight back to the dead set the next time a
+ *    worker dies holding it.  The message is decoded, l set to 0 (and an expiry
+ *    moved to now + the broker's message TTL, or a task that has sat in the
+ *    dead set for a day would expire unrun), and re-encoded here; the broker
+ *    then swaps it in only if the dead set still holds the bytes we read
+ *    (compare-and-swap), so a concurrent requeue or purge wins cleanly;
+ *  - its state is final (FAILURE), and a final state is never overwritten by
+ *    the normal scripts, so the new run's result could never be recorded.  The
+ *    state is reset to PENDING explicitly: in the same script when broker and
+ *    backend are colocated, else through the backend's reset() *before* the
+ *    message is queued -- the other order would let a fast worker finish the
+ *    new run first, and the reset would then wipe its final result.
+ * docs/PROTOCOL.md ("dead_requeue.lua") has the same reasoning. */
+#include "internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define REQUEUE_CHUNK 256
+
+/* After a failed broker/backend call: keep its detail. */
+static int lib_err(gtask_client *c, int rc, const char *what) {
+  return gtask__client_err(c, rc, "%s: %s (%s)", what, gtask_strerror(rc), gtask_last_error());
+}
+
+static void free_msgs(gtask_msg **v, size_t n) {
+  for (size_t k = 0; k < n; k++) gtask__msg_free(v[k]);
+  gtask__free(v);
+}
+
+/* ---------------------------------------------------------------- stats */
+
+GTASK_EXTERN int gtask_client_stats(gtask_client *c, const char *queue, gtask_queue_stats *out) {
+  if (!c || !out) return GTASK_EINVAL;
+  memset(out, 0, sizeof(*out));
+  const char *q = queue ? queue : gtask__client_queue(c);
+  if (!gtask__queue_valid(q)) return gtask__client_err(c, GTASK_EINVAL, "invalid queue name \"%s\"", q);
+  gtask_broker *b = gtask__client_broker(c);
+  int rc = b->ops->stats(b->impl, q, out);
+  return rc ? lib_err(c, rc, "stats") : 0;
+}
+
+/* ---------------------------------------------------------------- dead list */
+
+GTASK_EXTERN void gtask_dead_list_free(gtask_dead_entry *entries, size_t n) {
+  if (!entries) return;
+  for (size_t k = 0; k < n; k++) {
+    gtask__free(entries[k].name);
+    gtask__free(entries[k].error);
+  }
+  gtask__free(entries);
+}
+
+/* Fills e from the dead message m: name and message error from the body, then
+ * the error of its result record, which is the more recent. */
+static int entry_fill(gtask_client *c, const gtask_msg *m, gtask_dead_entry *e) {
+  gtask__fmt(e->id, sizeof(e->id), "%s", m->id);
+  const char *error = NULL;
+  gtask_task *t = NULL;
+  char why[200];
+  int rc = gtask__task_decode(m->body, m->len, &t, why, sizeof(why));
+  if (rc == GTASK_ENOMEM) return rc;
+  if (rc == 0) {
+    if (!(e->name = gtask__strdup(t->name))) {
+      gtask__task_free(t);
+      return GTASK_ENOMEM;
+    }
+    error = t->last_error;
+  }
+  gtask_result *r = NULL;
+  gtask_backend *be = gtask__client_backend(c);
+  char *buf = NULL;
+  size_t len = 0;
+  gtask_status st;
+  rc = e->id[0] ? be->ops->get(be->impl, m->queue, e->id, &st, NULL, &buf, &len) : GTASK_ENOTFOUND;
+  if (rc == 0 && buf) {
+    char err[200];
+    if (gtask__result_decode(buf, len, e->id, &r, err, sizeof(err)) == 0 && r->error && r->error[0])
+      error = r->error;
+  } else if (rc != 0 && rc != GTASK_ENOTFOUND) {
+    gtask__free(buf);
+    gtask__task_free(t);
+    return rc;
+  }
+  e->error = gtask__strdup(error ? error : "");
+  gtask_result_free(r);
+  gtask__free(buf);
+  gtask__task_free(t);
+  return e->error ? 0 : GTASK_ENOMEM;
+}
+
+static int entry_cmp(const void *x, const void *y) {
+  const gtask_dead_entry *a = x, *b = y;
+  return strcmp(a->id, b->id);
+}
+
+GTASK_EXTERN int gtask_client_dead_list(gtask_client *c, gtask_dead_entry **out, size_t *n) {
+  if (!c || !out || !n) return GTASK_EINVAL;
+  *out = NULL;
+  *n = 0;
+  gtask_broker *b = gtask__client_broker(c);
+  gtask_msg **msgs = NULL;
+  size_t nm = 0;
+  int rc = b->ops->dead_list(b->impl, gtask__client_queue(c), NULL, &msgs, &nm);
+  if (rc) return lib_err(c, rc, "dead list");
+  if (nm == 0) return 0;
+  gtask_dead_entry *v = gtask__calloc(nm, sizeof(*v));
+  if (!v) rc = GTASK_ENOMEM;
+  for (size_t k = 0; k < nm && rc == 0; k++) rc = entry_fill(c, msgs[k], &v[k]);
+  free_msgs(msgs, nm);
+  if (rc) {
+    gtask_dead_list_free(v, nm);
+    return lib_err(c, rc, "dead list");
+  }
+  qsort(v, nm, sizeof(*v), entry_cmp);
+  *out = v;
+  *n = nm;
+  return 0;
+}
+
+/* ---------------------------------------------------------------- requeue, purge */
+
+/* The body to queue for dead message m, in *next (a new buffer, or NULL to
+ * queue m's own bytes: a malformed message is requeued as it is). */
+static int revived_body(gtask_client *c, const gtask_msg *m, char **next, size_t *len) {
+  *next = NULL;
+  *len = 0;
+  gtask_task *t = NULL;
+  char why[200];
+  int rc = gtask__task_decode(m->body, m->len, &t, why, sizeof(why));
+  if (rc == GTASK_EPROTO) return 0;
+  if (rc) return rc;
+  t->lost = 0;
+  int64_t ttl = gtask__client_broker(c)->msg_ttl_ms;
+  if (t->expires_ms && ttl > 0) t->expires_ms = gtask__now_ms() + ttl;
+  rc = gtask__task_encode(t, next, len);
+  gtask__task_free(t);
+  return rc;
+}
+
+/* Requeues msgs[0..n) (one chunk); adds the number moved to *moved. */
+static int requeue_chunk(gtask_client *c, gtask_msg **msgs, size_t n, size_t *moved) {
+  gtask_broker *b = gtask__client_broker(c);
+  gtask_backend *be = gtask__client_backend(c);
+  void *state = gtask__client_state(c);
+  gtask_revive rs[REQUEUE_CHUNK];
+  char *bodies[REQUEUE_CHUNK] = {0};
+  int rc = 0;
+  for (size_t k = 0; k < n && rc == 0; k++) {
+    size_t len = 0;
+    rc = revived_body(c, msgs[k], &bodies[k], &len);
+    rs[k] = (gtask_revive){.msg = msgs[k],
+                           .next = bodies[k] ? bodies[k] : msgs[k]->body,
+                           .next_len = bodies[k] ? len : msgs[k]->len};
+  }
+  if (rc) {
+    rc = lib_err(c, rc, "dead requeue: re-encoding");
+  } else if (!state && (rc = be->ops->reset(be->impl, msgs, n)) != 0) {
+    /* Separate backend: PENDING first, then the message (see the file comment). */
+    rc = lib_err(c, rc, "dead requeue: resetting the state");
+  } else if ((rc = b->ops->dead_requeue(b->impl, rs, n, state)) != 0) {
+    rc = lib_err(c, rc, "dead requeue");
+  } else {
+    for (size_t k = 0; k < n; k++) *moved += rs[k].moved;
+  }
+  for (size_t k = 0; k < n; k++) gtask__free(bodies[k]);
+  return rc;
+}
+
+GTASK_EXTERN int gtask_client_dead_requeue(gtask_client *c, const char *id, size_t *moved) {
+  if (moved) *moved = 0;
+  if (!c) return GTASK_EINVAL;
+  if (id && (!id[0] || strlen(id) >= GTASK_ID_SIZE))
+    return gtask__client_err(c, GTASK_EINVAL, "\"%s\" is not a task id", id);
+  gtask_broker *b = gtask__client_broker(c);
+  const char *queue = gtask__client_queue(c);
+  gtask_msg **msgs = NULL;
+  size_t nm = 0;
+  int rc = b->ops->dead_list(b->impl, queue, id, &msgs, &nm);
+  if (rc) return lib_err(c, rc, "dead requeue: reading the dead set");
+  size_t done = 0;
+  for (size_t k = 0; k < nm && rc == 0; k += REQUEUE_CHUNK)
+    rc = requeue_chunk(c, msgs + k, nm - k < REQUEUE_CHUNK ? nm - k : REQUEUE_CHUNK, &done);
+  free_msgs(msgs, nm);
+  if (moved) *moved = done;
+  if (rc) return rc;
+  if (id && done == 0)
+    return gtask__client_err(c, GTASK_ENOTFOUND, "no task %s in the dead set of queue %s", id, queue);
+  return 0;
+}
+
+GTASK_EXTERN int gtask_client_dead_purge(gtask_client *c, size_t *removed) {
+  if (removed) *removed = 0;
+  if (!c) return GTASK_EINVAL;
+  gtask_broker *b = gtask__client_broker(c);
+  size_t n = 0;
+  int rc = b->ops->dead_purge(b->impl, gtask__client_queue(c), &n);
+  if (rc) return lib_err(c, rc, "dead purge");
+  if (removed) *removed = n;
+  return 0;
+}

@@ -1,0 +1,781 @@
+/* test_cli.c -- the `gtask` program (issue 4), driven as a user drives it: the
+ * real binary (GTASK_CLI_PATH, set by tests/CMakeLists.txt) run as a child
+ * process against a private redis-server, its stdout, stderr and exit code
+ * checked.  Every row of the contract table, every exit code (0 ok, 1 FAILURE,
+ * 2 usage, 3 wait timed out, 4 unknown id, 5 no redis), --json shapes (parsed
+ * with jansson), the builtin tasks, --tasks FILE.so, the process pool, a
+ * graceful shutdown on SIGTERM/SIGINT, and the dead set. */
+#include "internal.h"
+#include "redis_fixture.h"
+#include "test.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#ifndef GTASK_CLI_PATH
+#error "GTASK_CLI_PATH must name the gtask binary (tests/CMakeLists.txt)"
+#endif
+
+/* ---------------------------------------------------------------- running the CLI */
+
+typedef struct run_out {
+  int code;       /* exit code; 128 + signal if killed */
+  char out[65536];
+  char err[16384];
+  int64_t ms;     /* how long it took */
+} run_out;
+
+static void slurp(const char *path, char *buf, size_t size) {
+  buf[0] = '\0';
+  FILE *f = fopen(path, "rb");
+  if (!f) return;
+  size_t n = fread(buf, 1, size - 1, f);
+  buf[n] = '\0';
+  fclose(f);
+}
+
+/* Starts the CLI with argv (NULL-terminated, without the program name),
+ * stdout and stderr to the given files.  Returns its pid. */
+static pid_t spawn(const char *const *args, const char *out_path, const char *err_path) {
+  const char *argv[64];
+  size_t n = 0;
+  argv[n++] = GTASK_CLI_PATH;
+  for (size_t k = 0; args[k]; k++) {
+    ASSERT_LT(n, 63);
+    argv[n++] = args[k];
+  }
+  argv[n] = NULL;
+  fflush(NULL);
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    int fo = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    int fe = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    int fi = open("/dev/null", O_RDONLY);
+    if (fo < 0 || fe < 0 || fi < 0) _exit(126);
+    dup2(fi, 0);
+    dup2(fo, 1);
+    dup2(fe, 2);
+    execv(GTASK_CLI_PATH, (char *const *)argv);
+    _exit(127);
+  }
+  return pid;
+}
+
+/* Waits for pid up to ms; its exit code (128 + signal), or -1 on timeout. */
+static int wait_exit(pid_t pid, int64_t ms) {
+  int64_t deadline = test_now_ms() + ms;
+  for (;;) {
+    int st;
+    pid_t r = waitpid(pid, &st, WNOHANG);
+    ASSERT_NE(r, -1);
+    if (r == pid) return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    if (test_now_ms() >= deadline) return -1;
+    test_sleep_ms(10);
+  }
+}
+
+/* Runs the CLI to completion (at most 30 s, scaled) into r.  Returns r->code. */
+static int run_v(run_out *r, const char *const *args) {
+  int64_t t0 = test_now_ms();
+  pid_t pid = spawn(args, "cli.out", "cli.err");
+  int code = wait_exit(pid, test_timeout_ms(30000));
+  if (code < 0) {
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    TEST_FAIL("gtask %s ... did not exit within 30 s", args[0] ? args[0] : "");
+  }
+  r->ms = test_now_ms() - t0;
+  r->code = code;
+  slurp("cli.out", r->out, sizeof(r->out));
+  slurp("cli.err", r->err, sizeof(r->err));
+  TEST_LOG("gtask %s%s%s ... -> %d; stdout: %.200s; stderr: %.300s", args[0] ? args[0] : "",
+           args[0] && args[1] ? " " : "", args[0] && args[1] ? args[1] : "", code, r->out, r->err);
+  return code;
+}
+
+#define RUN(r, ...) run_v((r), (const char *const[]){__VA_ARGS__, NULL})
+
+/* A usage error: exit 2 and exactly one line on stderr, nothing on stdout. */
+#define ASSERT_USAGE(r, ...)                                                   \
+  do {                                                                         \
+    ASSERT_EQ(RUN((r), __VA_ARGS__), 2);                                       \
+    ASSERT_STR_EQ((r)->out, "");                                               \
+    ASSERT_EQ(count_lines((r)->err), 1);                                       \
+    ASSERT_STR_CONTAINS((r)->err, "gtask: ");                                  \
+  } while (0)
+
+static size_t count_lines(const char *s) {
+  size_t n = 0;
+  for (; *s; s++) n += *s == '\n';
+  return n;
+}
+
+/* The first line of s, without its newline, into buf. */
+static const char *first_line(const char *s, char *buf, size_t size) {
+  size_t n = strcspn(s, "\n");
+  if (n >= size) n = size - 1;
+  memcpy(buf, s, n);
+  buf[n] = '\0';
+  return buf;
+}
+
+/* ---------------------------------------------------------------- environment */
+
+typedef struct env {
+  gt_redis *redis;
+  pid_t worker;
+  char worker_log[64];
+} env;
+
+static void env_start(env *e) {
+  memset(e, 0, sizeof(*e));
+  e->redis = gt_redis_start(NULL);
+  ASSERT_NOT_NULL(e->redis);
+  ASSERT_EQ(setenv("GTASK_REDIS_URL", gt_redis_url(e->redis), 1), 0);
+}
+
+/* Starts `gtask worker ARGS` in the background (stderr to worker.log). */
+static void worker_start_v(env *e, const char *const *args) {
+  const char *argv[32] = {"worker"};
+  size_t n = 1;
+  for (size_t k = 0; args[k]; k++) argv[n++] = args[k];
+  argv[n] = NULL;
+  snprintf(e->worker_log, sizeof(e->worker_log), "worker.log");
+  e->worker = spawn(argv, "worker.out", e->worker_log);
+}
+#define WORKER_START(e, ...) worker_start_v((e), (const char *const[]){__VA_ARGS__, NULL})
+
+/* Stops the worker with sig and checks that it exits 0 (a clean shutdown). */
+static void worker_stop(env *e, int sig) {
+  ASSERT_EQ(kill(e->worker, sig), 0);
+  int code = wait_exit(e->worker, test_timeout_ms(15000));
+  char log[16384];
+  slurp(e->worker_log, log, sizeof(log));
+  if (code != 0) TEST_LOG("worker log:\n%s", log);
+  ASSERT_EQ(code, 0);
+  ASSERT_STR_CONTAINS(log, "clean shutdown");
+  e->worker = 0;
+}
+
+static void env_stop(env *e) {
+  if (e->worker) worker_stop(e, SIGTERM);
+  gt_redis_stop(e->redis);
+}
+
+/* A free loopback port with nothing listening (bound, then closed). */
+static int closed_port(void) {
+  gt_redis *r = gt_redis_start(NULL);
+  ASSERT_NOT_NULL(r);
+  int port = gt_redis_port(r);
+  gt_redis_stop(r);
+  return port;
+}
+
+/* Parses one JSON object line; the caller frees with json_decref. */
+static json_t *json_line(const char *line) {
+  json_error_t err;
+  json_t *j = json_loads(line, JSON_DISABLE_EOF_CHECK, &err);
+  if (!j) TEST_FAIL("not JSON: %s (%s)", line, err.text);
+  ASSERT_TRUE(json_is_object(j));
+  return j;
+}
+
+/* Checks the shape {"task_id","status","values","error","attempts"}. */
+static json_t *json_result(const char *line, const char *status) {
+  json_t *j = json_line(line);
+  ASSERT_EQ(json_object_size(j), 5);
+  ASSERT_TRUE(json_is_string(json_object_get(j, "task_id")));
+  ASSERT_TRUE(gtask__id_valid(json_string_value(json_object_get(j, "task_id"))));
+  ASSERT_STR_EQ(json_string_value(json_object_get(j, "status")), status);
+  ASSERT_TRUE(json_is_array(json_object_get(j, "values")));
+  json_t *err = json_object_get(j, "error");
+  ASSERT_TRUE(json_is_null(err) || json_is_string(err));
+  ASSERT_TRUE(json_is_integer(json_object_get(j, "attempts")));
+  return j;
+}
+
+/* The id a plain `gtask send` printed. */
+static void id_of(const run_out *r, char id[GTASK_ID_SIZE]) {
+  ASSERT_EQ(strlen(r->out), GTASK_ID_SIZE); /* 36 characters and a newline */
+  memcpy(id, r->out, GTASK_ID_SIZE - 1);
+  id[GTASK_ID_SIZE - 1] = '\0';
+  ASSERT_TRUE(gtask__id_valid(id));
+}
+
+/* ---------------------------------------------------------------- usage (exit 2) */
+
+TEST(cli_help) {
+  run_out *r = malloc(sizeof(*r));
+  ASSERT_EQ(RUN(r, "--help"), 0);
+  ASSERT_STR_CONTAINS(r->out, "usage: gtask");
+  ASSERT_STR_CONTAINS(r->out, "exit codes");
+  static const char *const cmds[] = {"worker", "send", "status", "result", "stats", "dead"};
+  for (size_t k = 0; k < sizeof(cmds) / sizeof(cmds[0]); k++) {
+    ASSERT_EQ(RUN(r, cmds[k], "--help"), 0);
+    char want[64];
+    snprintf(want, sizeof(want), "usage: gtask %s", cmds[k]);
+    ASSERT_STR_CONTAINS(r->out, want);
+    ASSERT_STR_EQ(r->err, "");
+  }
+  ASSERT_EQ(RUN(r, "-h"), 0);
+  /* No command: the usage on stderr, exit 2. */
+  ASSERT_EQ(run_v(r, (const char *const[]){NULL}), 2);
+  ASSERT_STR_CONTAINS(r->err, "usage: gtask");
+  free(r);
+}
+
+TEST(cli_usage_errors) {
+  /* None of these needs (or reaches) Redis: usage errors come first. */
+  ASSERT_EQ(setenv("GTASK_REDIS_URL", "redis://127.0.0.1:1/0", 1), 0);
+  run_out *r = malloc(sizeof(*r));
+  ASSERT_USAGE(r, "bogus");
+  ASSERT_STR_CONTAINS(r->err, "unknown command \"bogus\"");
+  ASSERT_USAGE(r, "--nope", "stats");
+  ASSERT_USAGE(r, "stats", "--nope");
+  ASSERT_USAGE(r, "--redis");
+  /* send: missing name, bad ARGs, bad DURs, bad --retry */
+  ASSERT_USAGE(r, "send");
+  ASSERT_USAGE(r, "send", "add", "int8:300");
+  ASSERT_STR_CONTAINS(r->err, "argument 1");
+  ASSERT_USAGE(r, "send", "add", "1", "int64:abc");
+  ASSERT_STR_CONTAINS(r->err, "argument 2");
+  ASSERT_USAGE(r, "send", "add", "bool:maybe");
+  ASSERT_USAGE(r, "send", "add", "uint8:-1");
+  ASSERT_USAGE(r, "send", "add", "uint64:18446744073709551616");
+  ASSERT_USAGE(r, "send", "add", "float32:1e40");
+  ASSERT_USAGE(r, "send", "add", "float64:x");
+  ASSERT_USAGE(r, "send", "add", "99999999999999999999");
+  ASSERT_USAGE(r, "send", "add", "--timeout", "5");
+  ASSERT_STR_CONTAINS(r->err, "bad duration \"5\"");
+  ASSERT_USAGE(r, "send", "add", "--timeout", "1.5.s");
+  ASSERT_USAGE(r, "send", "add", "--timeout", "-1s");
+  ASSERT_USAGE(r, "send", "add", "--timeout", "2d");
+  ASSERT_USAGE(r, "send", "add", "--timeout");
+  ASSERT_USAGE(r, "send", "add", "--wait=5x");
+  ASSERT_USAGE(r, "send", "add", "--retry", "-1");
+  ASSERT_USAGE(r, "send", "add", "--retry", "x");
+  /* status, result */
+  ASSERT_USAGE(r, "status");
+  ASSERT_USAGE(r, "status", "a", "b");
+  ASSERT_USAGE(r, "result");
+  ASSERT_USAGE(r, "result", "2f1c0000-0000-4000-8000-000000000000", "--wait=soon");
+  /* dead */
+  ASSERT_USAGE(r, "dead");
+  ASSERT_USAGE(r, "dead", "bogus");
+  ASSERT_USAGE(r, "dead", "requeue");
+  ASSERT_USAGE(r, "dead", "requeue", "2f1c0000-0000-4000-8000-000000000000", "--all");
+  ASSERT_USAGE(r, "dead", "list", "extra");
+  ASSERT_USAGE(r, "dead", "purge", "--all");
+  /* worker */
+  ASSERT_USAGE(r, "worker");
+  ASSERT_STR_CONTAINS(r->err, "--builtin or --tasks");
+  ASSERT_USAGE(r, "worker", "--builtin", "--pool", "fibers");
+  ASSERT_USAGE(r, "worker", "--builtin", "--concurrency", "0");
+  ASSERT_USAGE(r, "worker", "--builtin", "--concurrency", "many");
+  ASSERT_USAGE(r, "worker", "--tasks", "no-such-file.so");
+  ASSERT_STR_CONTAINS(r->err, "no-such-file.so");
+  ASSERT_USAGE(r, "worker", "--builtin", "stray");
+  free(r);
+}
+
+/* With Redis reachable, a malformed id is a usage error too, and a bad queue
+ * name. */
+TEST(cli_usage_errors_needing_redis) {
+  env e;
+  env_start(&e);
+  run_out *r = malloc(sizeof(*r));
+  ASSERT_USAGE(r, "status", "not-a-uuid");
+  ASSERT_USAGE(r, "--queue", "bad queue!", "stats");
+  ASSERT_USAGE(r, "--redis", "redis://host:notaport/0", "stats");
+  free(r);
+  env_stop(&e);
+}
+
+/* ---------------------------------------------------------------- no redis (exit 5) */
+
+TEST(cli_unreachable_redis) {
+  int port = closed_port();
+  char url[64], want[128];
+  snprintf(url, sizeof(url), "redis://127.0.0.1:%d/0", port);
+  snprintf(want, sizeof(want), "gtask: cannot reach redis at redis://127.0.0.1:%d/0: ", port);
+  ASSERT_EQ(setenv("GTASK_REDIS_URL", url, 1), 0);
+  run_out *r = malloc(sizeof(*r));
+  const char *id = "2f1c0000-0000-4000-8000-000000000000";
+  const char *const cmds[][6] = {
+      {"send", "add", "1", "2", NULL},
+      {"send", "add", "1", "2", "--wait", NULL},
+      {"status", id, NULL},
+      {"result", id, "--wait", NULL},
+      {"stats", NULL},
+      {"dead", "list", NULL},
+      {"dead", "requeue", "--all", NULL},
+      {"dead", "purge", NULL},
+      {"worker", "--builtin", NULL},
+      {"--json", "stats", NULL},
+  };
+  for (size_t k = 0; k < sizeof(cmds) / sizeof(cmds[0]); k++) {
+    ASSERT_EQ(run_v(r, cmds[k]), 5);
+    ASSERT_STR_CONTAINS(r->err, want);
+    ASSERT_EQ(count_lines(r->err), 1);
+    ASSERT_LT(r->ms, test_timeout_ms(5000)); /* never a hang */
+  }
+  /* --redis wins over the environment; --backend is checked too. */
+  ASSERT_EQ(setenv("GTASK_REDIS_URL", "redis://127.0.0.1:1/0", 1), 0);
+  ASSERT_EQ(RUN(r, "--redis", url, "stats"), 5);
+  ASSERT_STR_CONTAINS(r->err, want);
+  env e;
+  env_start(&e);
+  ASSERT_EQ(RUN(r, "stats", "--backend", url), 5);
+  ASSERT_STR_CONTAINS(r->err, want);
+  free(r);
+  env_stop(&e);
+}
+
+/* ---------------------------------------------------------------- send, status, result */
+
+TEST_TIMEOUT(cli_send_wait_builtin, 120) {
+  env e;
+  env_start(&e);
+  WORKER_START(&e, "--builtin", "--concurrency", "4");
+  run_out *r = malloc(sizeof(*r));
+  char line[4096];
+
+  /* add(1, 2) -> 3 */
+  ASSERT_EQ(RUN(r, "send", "add", "1", "2", "--wait"), 0);
+  ASSERT_STR_EQ(r->out, "3\n");
+  ASSERT_EQ(RUN(r, "send", "add", "int32:-5", "int64:9223372036854775807", "--wait", "10s"), 0);
+  ASSERT_STR_EQ(r->out, "9223372036854775802\n");
+
+  /* echo: every type and the text forms of the contract. */
+  ASSERT_EQ(RUN(r, "send", "echo", "0.1", "int8:-128", "uint64:18446744073709551615", "true",
+                "bool:false", "float32:0.1", "float64:1e300", "-2.5", "42", "string:42", "hello",
+                "string:", "http://x:1", "--wait", "10s"),
+            0);
+  ASSERT_STR_EQ(r->out, "0.1\n-128\n18446744073709551615\ntrue\nfalse\n0.1\n1e+300\n-2.5\n42\n42\n"
+                        "hello\n\nhttp://x:1\n");
+
+  /* --json send --wait prints the result object; values keep their JSON types. */
+  ASSERT_EQ(RUN(r, "--json", "send", "echo", "1", "0.5", "bool:true", "a \"quoted\"\tstring",
+                "--wait"),
+            0);
+  ASSERT_EQ(count_lines(r->out), 1);
+  json_t *j = json_result(first_line(r->out, line, sizeof(line)), "SUCCESS");
+  json_t *v = json_object_get(j, "values");
+  ASSERT_EQ(json_array_size(v), 4);
+  ASSERT_EQ(json_integer_value(json_array_get(v, 0)), 1);
+  ASSERT_DBL_EQ(json_real_value(json_array_get(v, 1)), 0.5);
+  ASSERT_TRUE(json_is_true(json_array_get(v, 2)));
+  ASSERT_STR_EQ(json_string_value(json_array_get(v, 3)), "a \"quoted\"\tstring");
+  ASSERT_TRUE(json_is_null(json_object_get(j, "error")));
+  ASSERT_EQ(json_integer_value(json_object_get(j, "attempts")), 1);
+  json_decref(j);
+
+  /* fail -> exit 1 with the message. */
+  ASSERT_EQ(RUN(r, "send", "fail", "it broke", "--wait"), 1);
+  ASSERT_STR_EQ(r->out, "");
+  ASSERT_STR_CONTAINS(r->err, "it broke");
+  ASSERT_EQ(RUN(r, "--json", "send", "fail", "it broke", "--wait", "10s"), 1);
+  j = json_result(first_line(r->out, line, sizeof(line)), "FAILURE");
+  ASSERT_STR_EQ(json_string_value(json_object_get(j, "error")), "it broke");
+  ASSERT_EQ(json_array_size(json_object_get(j, "values")), 0);
+  json_decref(j);
+
+  /* A wait that runs out: exit 3, quickly. */
+  ASSERT_EQ(RUN(r, "send", "sleep", "3000", "--wait", "300ms"), 3);
+  ASSERT_LT(r->ms, test_timeout_ms(3000));
+  ASSERT_STR_CONTAINS(r->err, "did not finish within 300ms");
+  ASSERT_EQ(RUN(r, "--json", "send", "sleep", "3000", "--wait", "0.2s"), 3);
+  j = json_line(first_line(r->out, line, sizeof(line)));
+  const char *st = json_string_value(json_object_get(j, "status"));
+  ASSERT_TRUE(strcmp(st, "PENDING") == 0 || strcmp(st, "STARTED") == 0);
+  json_decref(j);
+
+  /* Plain send: the id; then status, result, result --wait. */
+  char id[GTASK_ID_SIZE];
+  ASSERT_EQ(RUN(r, "send", "sleep", "400"), 0);
+  id_of(r, id);
+  ASSERT_EQ(RUN(r, "--json", "send", "add", "2", "2"), 0);
+  j = json_line(first_line(r->out, line, sizeof(line)));
+  ASSERT_EQ(json_object_size(j), 1);
+  ASSERT_TRUE(gtask__id_valid(json_string_value(json_object_get(j, "task_id"))));
+  json_decref(j);
+  ASSERT_EQ(RUN(r, "result", id, "--wait", "10s"), 0);
+  ASSERT_STR_EQ(r->out, "400\n");
+  ASSERT_EQ(RUN(r, "status", id), 0);
+  ASSERT_STR_EQ(r->out, "SUCCESS\n");
+  ASSERT_EQ(RUN(r, "--json", "status", id), 0);
+  j = json_line(first_line(r->out, line, sizeof(line)));
+  ASSERT_STR_EQ(json_string_value(json_object_get(j, "status")), "SUCCESS");
+  ASSERT_STR_EQ(json_string_value(json_object_get(j, "task_id")), id);
+  json_decref(j);
+  ASSERT_EQ(RUN(r, "result", id), 0);
+  ASSERT_STR_EQ(r->out, "400\n");
+  ASSERT_EQ(RUN(r, "result", "--json", id), 0); /* global options after the command too */
+  j = json_result(first_line(r->out, line, sizeof(line)), "SUCCESS");
+  ASSERT_STR_EQ(json_string_value(json_object_get(j, "task_id")), id);
+  json_decref(j);
+  free(r);
+  env_stop(&e);
+}
+
+TEST(cli_unknown_id) {
+  env e;
+  env_start(&e);
+  run_out *r = malloc(sizeof(*r));
+  char id[GTASK_ID_SIZE];
+  gtask__uuid(id);
+  ASSERT_EQ(RUN(r, "status", id), 4);
+  ASSERT_STR_CONTAINS(r->err, id);
+  ASSERT_EQ(count_lines(r->err), 1);
+  ASSERT_EQ(RUN(r, "result", id), 4);
+  ASSERT_EQ(RUN(r, "result", id, "--wait", "5s"), 4);
+  ASSERT_LT(r->ms, test_timeout_ms(3000));
+  ASSERT_EQ(RUN(r, "--json", "result", id, "--wait"), 4);
+  ASSERT_STR_EQ(r->out, "");
+  free(r);
+  env_stop(&e);
+}
+
+/* Without a worker: PENDING, result not finished (3), then a worker runs it. */
+TEST(cli_result_before_and_after) {
+  env e;
+  env_start(&e);
+  run_out *r = malloc(sizeof(*r));
+  char id[GTASK_ID_SIZE], line[1024];
+  ASSERT_EQ(RUN(r, "send", "add", "20", "22"), 0);
+  id_of(r, id);
+  ASSERT_EQ(RUN(r, "status", id), 0);
+  ASSERT_STR_EQ(r->out, "PENDING\n");
+  ASSERT_EQ(RUN(r, "result", id), 3);
+  ASSERT_STR_CONTAINS(r->err, "PENDING");
+  ASSERT_EQ(RUN(r, "--json", "result", id), 3);
+  json_decref(json_result(first_line(r->out, line, sizeof(line)), "PENDING"));
+  ASSERT_EQ(RUN(r, "result", id, "--wait", "300ms"), 3);
+  ASSERT_GE(r->ms, 290);
+  WORKER_START(&e, "--builtin");
+  ASSERT_EQ(RUN(r, "result", id, "--wait"), 0);
+  ASSERT_STR_EQ(r->out, "42\n");
+  free(r);
+  env_stop(&e);
+}
+
+/* A task that times out is retried, then fails: statuses and attempts. */
+TEST_TIMEOUT(cli_timeout_retry, 120) {
+  env e;
+  env_start(&e);
+  WORKER_START(&e, "--builtin");
+  run_out *r = malloc(sizeof(*r));
+  char id[GTASK_ID_SIZE], line[1024];
+  ASSERT_EQ(RUN(r, "send", "sleep", "5000", "--timeout", "300ms", "--retry", "1"), 0);
+  id_of(r, id);
+  /* It is seen in RETRY between its two runs (backoff about 1 s). */
+  bool saw_retry = false;
+  for (int64_t end = test_now_ms() + test_timeout_ms(10000); test_now_ms() < end && !saw_retry;) {
+    ASSERT_EQ(RUN(r, "status", id), 0);
+    saw_retry = strcmp(r->out, "RETRY\n") == 0;
+    if (strcmp(r->out, "FAILURE\n") == 0) break;
+    test_sleep_ms(50);
+  }
+  ASSERT_TRUE(saw_retry);
+  ASSERT_EQ(RUN(r, "--json", "result", id, "--wait", "20s"), 1);
+  json_t *j = json_result(first_line(r->out, line, sizeof(line)), "FAILURE");
+  ASSERT_STR_CONTAINS(json_string_value(json_object_get(j, "error")), "timeout");
+  ASSERT_EQ(json_integer_value(json_object_get(j, "attempts")), 2);
+  json_decref(j);
+  free(r);
+  env_stop(&e);
+}
+
+/* ---------------------------------------------------------------- worker */
+
+TEST_TIMEOUT(cli_worker_graceful_shutdown, 120) {
+  env e;
+  env_start(&e);
+  run_out *r = malloc(sizeof(*r));
+  char id[GTASK_ID_SIZE];
+  static const int sigs[] = {SIGTERM, SIGINT};
+  for (size_t k = 0; k < 2; k++) {
+    WORKER_START(&e, "--builtin", "--concurrency", "2");
+    ASSERT_EQ(RUN(r, "send", "sleep", "800"), 0);
+    id_of(r, id);
+    for (int64_t end = test_now_ms() + test_timeout_ms(10000);; test_sleep_ms(20)) {
+      ASSERT_EQ(RUN(r, "status", id), 0);
+      if (strcmp(r->out, "STARTED\n") == 0) break;
+      ASSERT_LT(test_now_ms(), end);
+    }
+    worker_stop(&e, sigs[k]); /* exit 0 ... */
+    ASSERT_EQ(RUN(r, "result", id), 0); /* ... after the running task finished */
+    ASSERT_STR_EQ(r->out, "800\n");
+  }
+  free(r);
+  env_stop(&e);
+}
+
+TEST_TIMEOUT(cli_worker_tasks_so, 60) {
+#ifndef GTASK_EXAMPLE_TASKS_PATH
+  SKIP("examples are not built (GTASK_EXAMPLES=OFF)");
+#else
+  env e;
+  env_start(&e);
+  WORKER_START(&e, "--tasks", GTASK_EXAMPLE_TASKS_PATH, "--builtin");
+  run_out *r = malloc(sizeof(*r));
+  ASSERT_EQ(RUN(r, "send", "mul", "6", "7", "--wait", "10s"), 0);
+  ASSERT_STR_EQ(r->out, "42\n");
+  ASSERT_EQ(RUN(r, "send", "concat", "foo", "bar", "--wait", "10s"), 0);
+  ASSERT_STR_EQ(r->out, "foobar\n");
+  ASSERT_EQ(RUN(r, "send", "concat", "foo", "1", "--wait", "10s"), 1);
+  ASSERT_STR_CONTAINS(r->err, "not a string");
+  ASSERT_EQ(RUN(r, "send", "add", "1", "1", "--wait", "10s"), 0); /* with --builtin */
+  ASSERT_STR_EQ(r->out, "2\n");
+  free(r);
+  env_stop(&e);
+#endif
+}
+
+/* A shared object without the registration function is refused. */
+TEST(cli_worker_tasks_without_register) {
+  run_out *r = malloc(sizeof(*r));
+  char lib[256];
+  /* The CLI's own directory has libgtask.so: a shared object, but no tasks. */
+  snprintf(lib, sizeof(lib), "%s", GTASK_CLI_PATH);
+  char *slash = strrchr(lib, '/');
+  ASSERT_NOT_NULL(slash);
+  snprintf(slash + 1, sizeof(lib) - (size_t)(slash + 1 - lib), "libgtask.so");
+  ASSERT_USAGE(r, "worker", "--tasks", lib);
+  ASSERT_STR_CONTAINS(r->err, "gtask_tasks_register");
+  free(r);
+}
+
+TEST_TIMEOUT(cli_procs_pool_crash, 120) {
+  env e;
+  env_start(&e);
+  WORKER_START(&e, "--builtin", "--pool", "procs", "--concurrency", "2");
+  run_out *r = malloc(sizeof(*r));
+  ASSERT_EQ(RUN(r, "send", "crash", "--wait", "20s"), 1);
+  ASSERT_STR_CONTAINS(r->err, "SIGSEGV");
+  /* The worker keeps going. */
+  ASSERT_EQ(RUN(r, "send", "add", "1", "2", "--wait", "20s"), 0);
+  ASSERT_STR_EQ(r->out, "3\n");
+  ASSERT_EQ(waitpid(e.worker, NULL, WNOHANG), 0);
+  free(r);
+  env_stop(&e);
+}
+
+/* --queue and --queues, --backend on another database. */
+TEST_TIMEOUT(cli_queues_and_backend, 60) {
+  env e;
+  env_start(&e);
+  char backend[128];
+  snprintf(backend, sizeof(backend), "%.*s1", (int)strlen(gt_redis_url(e.redis)) - 1,
+           gt_redis_url(e.redis)); /* ".../0" -> ".../1" */
+  WORKER_START(&e, "--builtin", "--queues", "high,low", "--backend", backend);
+  run_out *r = malloc(sizeof(*r));
+  char id[GTASK_ID_SIZE];
+  ASSERT_EQ(RUN(r, "--queue", "low", "--backend", backend, "send", "add", "1", "1", "--wait",
+                "10s"),
+            0);
+  ASSERT_STR_EQ(r->out, "2\n");
+  ASSERT_EQ(RUN(r, "send", "add", "2", "2", "--queue", "high", "--backend", backend), 0);
+  id_of(r, id);
+  ASSERT_EQ(RUN(r, "result", id, "--queue", "high", "--backend", backend, "--wait", "10s"), 0);
+  ASSERT_STR_EQ(r->out, "4\n");
+  /* Results are per queue and live in the backend. */
+  ASSERT_EQ(RUN(r, "status", id, "--backend", backend), 4);
+  ASSERT_EQ(RUN(r, "status", id, "--queue", "high"), 4);
+  ASSERT_EQ(RUN(r, "status", id, "--queue", "high", "--backend", backend), 0);
+  free(r);
+  env_stop(&e);
+}
+
+/* ---------------------------------------------------------------- stats */
+
+TEST_TIMEOUT(cli_stats, 60) {
+  env e;
+  env_start(&e);
+  run_out *r = malloc(sizeof(*r));
+  char line[1024];
+  for (int i = 0; i < 3; i++) ASSERT_EQ(RUN(r, "send", "add", "1", "2"), 0);
+  ASSERT_EQ(RUN(r, "stats"), 0);
+  ASSERT_EQ(count_lines(r->out), 2);
+  ASSERT_STR_CONTAINS(r->out, "pending");
+  ASSERT_STR_CONTAINS(r->out, "succeeded");
+  ASSERT_EQ(RUN(r, "--json", "stats", "default", "other"), 0);
+  ASSERT_EQ(count_lines(r->out), 2);
+  json_t *j = json_line(first_line(r->out, line, sizeof(line)));
+  ASSERT_EQ(json_object_size(j), 7);
+  ASSERT_STR_EQ(json_string_value(json_object_get(j, "queue")), "default");
+  ASSERT_EQ(json_integer_value(json_object_get(j, "pending")), 3);
+  static const char *const zero[] = {"active", "scheduled", "dead", "succeeded", "failed"};
+  for (size_t k = 0; k < 5; k++) ASSERT_EQ(json_integer_value(json_object_get(j, zero[k])), 0);
+  json_decref(j);
+  j = json_line(strchr(r->out, '\n') + 1);
+  ASSERT_STR_EQ(json_string_value(json_object_get(j, "queue")), "other");
+  ASSERT_EQ(json_integer_value(json_object_get(j, "pending")), 0);
+  json_decref(j);
+
+  WORKER_START(&e, "--builtin");
+  ASSERT_EQ(RUN(r, "send", "fail", "no", "--wait", "10s"), 1);
+  ASSERT_EQ(RUN(r, "send", "sleep", "60000", "--timeout", "30s"), 0);
+  ASSERT_EQ(RUN(r, "send", "add", "1", "2", "--wait", "10s"), 0); /* FIFO: the 3 are done */
+  for (int64_t end = test_now_ms() + test_timeout_ms(10000);; test_sleep_ms(20)) {
+    ASSERT_EQ(RUN(r, "--json", "stats"), 0);
+    j = json_line(first_line(r->out, line, sizeof(line)));
+    bool done = json_integer_value(json_object_get(j, "active")) == 1 &&
+                json_integer_value(json_object_get(j, "succeeded")) == 4;
+    if (done) {
+      ASSERT_EQ(json_integer_value(json_object_get(j, "pending")), 0);
+      ASSERT_EQ(json_integer_value(json_object_get(j, "failed")), 1);
+      json_decref(j);
+      break;
+    }
+    json_decref(j);
+    ASSERT_LT(test_now_ms(), end);
+  }
+  free(r);
+  /* The sleeping task would hold the shutdown for 60 s: a second signal ends
+   * the worker at once (exit 130); its lease is then simply abandoned. */
+  ASSERT_EQ(kill(e.worker, SIGTERM), 0);
+  test_sleep_ms(200);
+  ASSERT_EQ(kill(e.worker, SIGTERM), 0);
+  ASSERT_EQ(wait_exit(e.worker, test_timeout_ms(10000)), 130);
+  e.worker = 0;
+  env_stop(&e);
+}
+
+/* ---------------------------------------------------------------- dead set */
+
+static void hset_dead(env *e, const char *id, const char *body) {
+  redisContext *c = gt_redis_connect(e->redis);
+  ASSERT_NOT_NULL(c);
+  redisReply *rep = redisCommand(c, "HSET gtask:{default}:dead %s %s", id, body);
+  ASSERT_NOT_NULL(rep);
+  freeReplyObject(rep);
+  redisFree(c);
+}
+
+static long long dead_count(env *e) {
+  redisContext *c = gt_redis_connect(e->redis);
+  ASSERT_NOT_NULL(c);
+  redisReply *rep = redisCommand(c, "HLEN gtask:{default}:dead");
+  ASSERT_NOT_NULL(rep);
+  long long n = rep->integer;
+  freeReplyObject(rep);
+  redisFree(c);
+  return n;
+}
+
+static void wait_dead(env *e, long long n) {
+  for (int64_t end = test_now_ms() + test_timeout_ms(10000); dead_count(e) != n; test_sleep_ms(20))
+    ASSERT_LT(test_now_ms(), end);
+}
+
+TEST_TIMEOUT(cli_dead_set, 120) {
+  env e;
+  env_start(&e);
+  run_out *r = malloc(sizeof(*r));
+  char line[4096];
+
+  ASSERT_EQ(RUN(r, "dead", "list"), 0);
+  ASSERT_STR_EQ(r->out, "");
+
+  /* A malformed message in the stream: the worker buries it in the dead set. */
+  char junk_id[GTASK_ID_SIZE];
+  gtask__uuid(junk_id);
+  redisContext *c = gt_redis_connect(e.redis);
+  ASSERT_NOT_NULL(c);
+  redisReply *rep = redisCommand(c, "XADD gtask:{default}:stream * i %s m junk", junk_id);
+  ASSERT_NOT_NULL(rep);
+  freeReplyObject(rep);
+  redisFree(c);
+
+  /* A well-formed task that was lost 5 times: in the dead set, FAILURE. */
+  char lost_id[GTASK_ID_SIZE];
+  gtask__uuid(lost_id);
+  gtask_value args[2] = {gtask_int64(40), gtask_int64(2)};
+  gtask_task t = {.name = (char *)"add", .queue = (char *)"default", .args = args, .nargs = 2,
+                  .lost = 5, .backoff_first_ms = 1000, .backoff_max_ms = 60000,
+                  .created_ms = gtask__now_ms()};
+  memcpy(t.id, lost_id, GTASK_ID_SIZE);
+  char *body = NULL;
+  size_t len = 0;
+  ASSERT_OK(gtask__task_encode(&t, &body, &len));
+  hset_dead(&e, lost_id, body);
+  gtask__free(body);
+  c = gt_redis_connect(e.redis);
+  rep = redisCommand(c, "HSET gtask:{default}:t:%s s FAILURE r %s", lost_id,
+                     "{\"v\":1,\"s\":\"FAILURE\",\"err\":\"lost: delivered 5 times\",\"ec\":-18,\"at\":0}");
+  ASSERT_NOT_NULL(rep);
+  freeReplyObject(rep);
+  redisFree(c);
+
+  WORKER_START(&e, "--builtin");
+  wait_dead(&e, 2);
+
+  /* list: both, with their errors (text: tab-separated; --json: objects). */
+  ASSERT_EQ(RUN(r, "dead", "list"), 0);
+  ASSERT_EQ(count_lines(r->out), 2);
+  char want[256];
+  snprintf(want, sizeof(want), "%s\t-\tmalformed message", junk_id);
+  ASSERT_STR_CONTAINS(r->out, want);
+  snprintf(want, sizeof(want), "%s\tadd\tlost: delivered 5 times\n", lost_id);
+  ASSERT_STR_CONTAINS(r->out, want);
+  ASSERT_EQ(RUN(r, "--json", "dead", "list"), 0);
+  ASSERT_EQ(count_lines(r->out), 2);
+  for (const char *p = r->out; *p; p = strchr(p, '\n') + 1) {
+    json_t *j = json_line(first_line(p, line, sizeof(line)));
+    ASSERT_EQ(json_object_size(j), 3);
+    const char *id = json_string_value(json_object_get(j, "task_id"));
+    ASSERT_NOT_NULL(id);
+    if (strcmp(id, lost_id) == 0) {
+      ASSERT_STR_EQ(json_string_value(json_object_get(j, "name")), "add");
+    } else {
+      ASSERT_STR_EQ(id, junk_id);
+      ASSERT_TRUE(json_is_null(json_object_get(j, "name")));
+      ASSERT_STR_CONTAINS(json_string_value(json_object_get(j, "error")), "malformed");
+    }
+    json_decref(j);
+  }
+  ASSERT_EQ(RUN(r, "--json", "stats"), 0);
+  json_t *j = json_line(first_line(r->out, line, sizeof(line)));
+  ASSERT_EQ(json_integer_value(json_object_get(j, "dead")), 2);
+  json_decref(j);
+
+  /* requeue ID: the lost task runs again and its new result sticks. */
+  ASSERT_EQ(RUN(r, "status", lost_id), 0);
+  ASSERT_STR_EQ(r->out, "FAILURE\n");
+  ASSERT_EQ(RUN(r, "dead", "requeue", lost_id), 0);
+  ASSERT_STR_EQ(r->out, "requeued 1\n");
+  ASSERT_EQ(RUN(r, "result", lost_id, "--wait", "10s"), 0);
+  ASSERT_STR_EQ(r->out, "42\n");
+  ASSERT_EQ(RUN(r, "dead", "requeue", lost_id), 4); /* no longer dead */
+  ASSERT_STR_CONTAINS(r->err, lost_id);
+
+  /* requeue --all: the junk goes back, and the worker buries it again. */
+  ASSERT_EQ(RUN(r, "--json", "dead", "requeue", "--all"), 0);
+  j = json_line(first_line(r->out, line, sizeof(line)));
+  ASSERT_EQ(json_integer_value(json_object_get(j, "requeued")), 1);
+  json_decref(j);
+  wait_dead(&e, 1);
+
+  /* purge */
+  ASSERT_EQ(RUN(r, "dead", "purge"), 0);
+  ASSERT_STR_EQ(r->out, "purged 1\n");
+  ASSERT_EQ(RUN(r, "--json", "dead", "purge"), 0);
+  ASSERT_STR_EQ(r->out, "{\"purged\":0}\n");
+  ASSERT_EQ(RUN(r, "dead", "list"), 0);
+  ASSERT_STR_EQ(r->out, "");
+  ASSERT_EQ(RUN(r, "dead", "requeue", "--all"), 0);
+  ASSERT_STR_EQ(r->out, "requeued 0\n");
+  free(r);
+  env_stop(&e);
+}
