@@ -237,7 +237,10 @@ static int parse_unix_url(const char *url, const char *s, gtask_redis_conf *c) {
 
 static void describe(gtask_redis_conf *c) {
   if (c->unix_path != NULL)
-    gtask__fmt(c->describe, sizeof(c->describe), "unix:%s?db=%d", c->unix_path, c->db);
+    /* "unix:/p" reads back as /p; a path starting "//" needs the "unix://"
+     * form, or "unix://x" would read as the path "x". */
+    gtask__fmt(c->describe, sizeof(c->describe), "unix:%s%s?db=%d",
+               strncmp(c->unix_path, "//", 2) == 0 ? "//" : "", c->unix_path, c->db);
   else if (strchr(c->host, ':') != NULL)
     gtask__fmt(c->describe, sizeof(c->describe), "redis://[%s]:%d/%d", c->host, c->port, c->db);
   else
