@@ -334,8 +334,8 @@ void *gtask__executor_main(void *arg) {
     s->nrunning--;
     if (mine)
       gtask__server_job_done_locked(s, job);
-    else
-      gtask__log(GTASK_LOG_WARN, "task %s returned after its deadline; its result is discarded",
+    else if (prc == 0)
+      gtask__log(GTASK_LOG_INFO, "task %s returned after its deadline; its result is discarded",
                  job->msg->id);
     gtask__job_unref_locked(s, job);
     pthread_cond_signal(&s->cv_room);

@@ -264,6 +264,8 @@ TEST(cli_usage_errors) {
   ASSERT_USAGE(r, "send", "add", "--wait=5x");
   ASSERT_USAGE(r, "send", "add", "--retry", "-1");
   ASSERT_USAGE(r, "send", "add", "--retry", "x");
+  ASSERT_USAGE(r, "send", "add", "--count", "0");
+  ASSERT_USAGE(r, "send", "add", "1", "2", "--count", "2", "--wait");
   /* status, result */
   ASSERT_USAGE(r, "status");
   ASSERT_USAGE(r, "status", "a", "b");
@@ -420,6 +422,19 @@ TEST_TIMEOUT(cli_send_wait_builtin, 120) {
   json_decref(j);
   ASSERT_EQ(RUN(r, "result", id), 0);
   ASSERT_STR_EQ(r->out, "400\n");
+  /* --count: N ids, one per line, all run. */
+  ASSERT_EQ(RUN(r, "send", "add", "1", "2", "--count", "3"), 0);
+  ASSERT_EQ(count_lines(r->out), 3);
+  char ids3[3][GTASK_ID_SIZE];
+  for (int k = 0; k < 3; k++) {
+    memcpy(ids3[k], r->out + k * GTASK_ID_SIZE, GTASK_ID_SIZE - 1);
+    ids3[k][GTASK_ID_SIZE - 1] = '\0';
+    ASSERT_TRUE(gtask__id_valid(ids3[k]));
+  }
+  for (int k = 0; k < 3; k++) {
+    ASSERT_EQ(RUN(r, "result", ids3[k], "--wait", "10s"), 0);
+    ASSERT_STR_EQ(r->out, "3\n");
+  }
   ASSERT_EQ(RUN(r, "result", "--json", id), 0); /* global options after the command too */
   j = json_result(first_line(r->out, line, sizeof(line)), "SUCCESS");
   ASSERT_STR_EQ(json_string_value(json_object_get(j, "task_id")), id);
