@@ -68,7 +68,7 @@ static int entry_fill(gtask_client *c, const gtask_msg *m, gtask_dead_entry *e) 
   const char *error = NULL;
   gtask_task *t = NULL;
   char why[200];
-  int rc = gtask__task_decode(m->body, m->len, &t, why, sizeof(why));
+  int rc = gtask__task_decode_in(m->body, m->len, m->id, m->queue, &t, why, sizeof(why));
   if (rc == GTASK_ENOMEM) return rc;
   if (rc == 0) {
     if (!(e->name = gtask__strdup(t->name))) {
@@ -137,7 +137,7 @@ static int revived_body(gtask_client *c, const gtask_msg *m, char **next, size_t
   *len = 0;
   gtask_task *t = NULL;
   char why[200];
-  int rc = gtask__task_decode(m->body, m->len, &t, why, sizeof(why));
+  int rc = gtask__task_decode_in(m->body, m->len, m->id, m->queue, &t, why, sizeof(why));
   if (rc == GTASK_EPROTO) return 0;
   if (rc) return rc;
   t->lost = 0;

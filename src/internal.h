@@ -82,7 +82,7 @@ int gtask__value_check(const gtask_value *v);
  * "v"; docs/PROTOCOL.md is their specification.  Decoders never trust input:
  * any malformed field is GTASK_EPROTO with a reason in err. */
 
-#define GTASK_MSG_VERSION 1
+#define GTASK_MSG_VERSION 2
 #define GTASK_RESULT_VERSION 1
 
 /* A decoded task message.  Everything it points to is owned by it. */
@@ -107,7 +107,13 @@ typedef struct gtask_task {
  * *len without the NUL). */
 int gtask__task_encode(const gtask_task *t, char **out, size_t *len);
 /* Decodes buf[0..len); *out is a new task to free with gtask__task_free.
- * On GTASK_EPROTO, err receives the reason ("field \"args\": not an array"). */
+ * On GTASK_EPROTO, err receives the reason ("field \"args\": not an array").
+ * The message does not carry its id and queue (version 2): id and queue are
+ * those of what holds it (NULL or "": unknown, then the message must carry
+ * them, as version 1 did). */
+int gtask__task_decode_in(const char *buf, size_t len, const char *id, const char *queue,
+                          gtask_task **out, char *err, size_t errlen);
+/* gtask__task_decode_in without a holder. */
 int gtask__task_decode(const char *buf, size_t len, gtask_task **out, char *err,
                        size_t errlen);
 void gtask__task_free(gtask_task *t);

@@ -73,6 +73,25 @@ static int write_frame(int fd, const char *buf, size_t len) {
   return write_all(fd, buf, len);
 }
 
+/* A request: one frame holding the task id (36 bytes), the queue and a NUL,
+ * then the message (which does not carry id and queue itself), written with
+ * one write. */
+static int write_request(int fd, const gtask_msg *m) {
+  size_t idlen = GTASK_ID_SIZE - 1, qlen = strlen(m->queue ? m->queue : "") + 1;
+  size_t len = idlen + qlen + m->len;
+  if (len > FRAME_MAX) return -1;
+  char *buf = gtask__malloc(sizeof(uint32_t) + len);
+  if (!buf) return -1;
+  uint32_t n = (uint32_t)len;
+  memcpy(buf, &n, sizeof(n));
+  memcpy(buf + sizeof(n), m->id, idlen);
+  memcpy(buf + sizeof(n) + idlen, m->queue ? m->queue : "", qlen);
+  memcpy(buf + sizeof(n) + idlen + qlen, m->body, m->len);
+  int rc = write_all(fd, buf, sizeof(n) + len);
+  gtask__free(buf);
+  return rc;
+}
+
 /* Reads one frame into a new buffer (NUL-terminated). */
 static int read_frame(int fd, char **out, size_t *len) {
   uint32_t n;
@@ -107,14 +126,25 @@ static const gtask_handler *child_find(const gtask_server *s, const char *name) 
 
 /* Runs one task in the child and encodes its reply.  Never returns NULL
  * buffers on success. */
-static int child_run_one(gtask_server *s, const char *body, size_t len, char **reply,
+static int child_run_one(gtask_server *s, const char *req, size_t reqlen, char **reply,
                          size_t *reply_len) {
   gtask_job job;
   memset(&job, 0, sizeof(job));
   char err[256] = "";
   gtask_result r;
   memset(&r, 0, sizeof(r));
-  int rc = gtask__task_decode(body, len, &job.task, err, sizeof(err));
+  /* The request: id, queue, NUL, message (write_request). */
+  char id[GTASK_ID_SIZE] = "";
+  const char *queue = "", *body = "";
+  size_t len = 0;
+  const char *nul = reqlen > GTASK_ID_SIZE - 1 ? memchr(req + GTASK_ID_SIZE - 1, '\0', reqlen - (GTASK_ID_SIZE - 1)) : NULL;
+  if (nul) {
+    memcpy(id, req, GTASK_ID_SIZE - 1);
+    queue = req + GTASK_ID_SIZE - 1;
+    body = nul + 1;
+    len = reqlen - (size_t)(body - req);
+  }
+  int rc = gtask__task_decode_in(body, len, id, queue, &job.task, err, sizeof(err));
   gtask_msg msg;
   memset(&msg, 0, sizeof(msg));
   const gtask_handler *h = NULL;
@@ -283,7 +313,7 @@ int gtask__child_run(gtask_server *s, gtask__child *c, gtask_job *job, int *rc, 
     gtask__fmt(why, whylen, "crashed: cannot start a child process: %s", strerror(errno));
     return GTASK_ECRASH;
   }
-  if (write_frame(c->req, job->msg->body, job->msg->len) != 0) {
+  if (write_request(c->req, job->msg) != 0) {
     /* The child died while idle (killed, OOM): this task never reached it.
      * Replace the child and hand the task over again. */
     reap(c, true, NULL, 0);
@@ -291,7 +321,7 @@ int gtask__child_run(gtask_server *s, gtask__child *c, gtask_job *job, int *rc, 
       gtask__fmt(why, whylen, "crashed: cannot start a child process: %s", strerror(errno));
       return GTASK_ECRASH;
     }
-    if (write_frame(c->req, job->msg->body, job->msg->len) != 0) {
+    if (write_request(c->req, job->msg) != 0) {
       reap(c, true, why, whylen);
       return GTASK_ECRASH;
     }

@@ -280,7 +280,7 @@ static gtask_job *job_new(gtask_server *s, gtask_msg *m, bool reclaimed) {
   job->msg = m;
   job->ctx.job = job;
   char err[256] = "";
-  int rc = gtask__task_decode(m->body, m->len, &job->task, err, sizeof(err));
+  int rc = gtask__task_decode_in(m->body, m->len, m->id, m->queue, &job->task, err, sizeof(err));
   if (rc == 0 && !m->id[0]) memcpy(m->id, job->task->id, GTASK_ID_SIZE);
   job->finalized = true; /* unless it goes to READY below */
   if (rc == GTASK_ENOMEM) {

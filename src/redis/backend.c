@@ -1,5 +1,6 @@
-/* redis/backend.c -- the Redis backend: one hash per task (status, attempts,
- * result record) and one notification list per finished task.
+/* redis/backend.c -- the Redis backend: a pending set per queue, one hash per
+ * task once it has started (status, attempts, result record) and one
+ * notification list per finished task.
  *
  * A final state (SUCCESS, FAILURE) is written once: store.lua and finish.lua
  * refuse to overwrite it, so a duplicate execution can never change a result a
@@ -40,10 +41,37 @@ static size_t msg_run_end(gtask_msg *const *msgs, size_t n, size_t i) {
   return j;
 }
 
-/* Runs script s once per run of messages of one queue (so that the keys of one
- * call share a hash slot), with per-message arguments from add_args. */
-static int per_queue(gtask__redis_backend *b, gtask__script s, gtask_msg *const *msgs, size_t n,
-                     const uint32_t *attempts) {
+/* PENDING: one SADD per run of messages of one queue (backend on its own
+ * server; colocated, push.lua does it in the script that queues them). */
+static int rk_pending(void *impl, gtask_msg *const *msgs, size_t n) {
+  gtask__redis_backend *b = impl;
+  redisContext *c;
+  int rc = gtask__redis_get(b->r, &c);
+  if (rc) return rc;
+  gtask__argv a;
+  gtask__argv_init(&a);
+  char key[GTASK__KEY_MAX];
+  for (size_t i = 0; i < n && rc == 0;) {
+    size_t j = msg_run_end(msgs, n, i);
+    gtask__argv_reset(&a);
+    gtask__argv_adds(&a, "SADD");
+    gtask__argv_add(&a, key, gtask__redis_key(b->r, key, sizeof(key), msgs[i]->queue, "pending", NULL));
+    for (size_t k = i; k < j; k++) gtask__argv_adds(&a, msgs[k]->id);
+    redisReply *rep;
+    rc = gtask__redis_cmd(b->r, c, &a, &rep);
+    if (rc == 0) freeReplyObject(rep);
+    i = j;
+  }
+  gtask__argv_free(&a);
+  gtask__redis_put(b->r, c);
+  return rc;
+}
+
+/* STARTED: started.lua once per run of messages of one queue (so that the
+ * keys of one call share a hash slot).  The pending set is left alone: the
+ * state hash written here outranks it, and the finish takes the id out. */
+static int rk_started(void *impl, gtask_msg *const *msgs, const uint32_t *attempts, size_t n) {
+  gtask__redis_backend *b = impl;
   redisContext *c;
   int rc = gtask__redis_get(b->r, &c);
   if (rc) return rc;
@@ -57,10 +85,9 @@ static int per_queue(gtask__redis_backend *b, gtask__script s, gtask_msg *const 
     for (size_t k = i; k < j; k++)
       gtask__argv_add(&a, keys[k], gtask__redis_key(b->r, keys[k], GTASK__KEY_MAX, msgs[k]->queue, "t", msgs[k]->id));
     gtask__argv_addi(&a, b->r->conf->expire_ms);
-    if (attempts)
-      for (size_t k = i; k < j; k++) gtask__argv_addi(&a, attempts[k]);
+    for (size_t k = i; k < j; k++) gtask__argv_addi(&a, attempts[k]);
     redisReply *rep;
-    rc = gtask__redis_eval(b->r, c, s, j - i, &a, &rep);
+    rc = gtask__redis_eval(b->r, c, GTASK__LUA_STARTED, j - i, &a, &rep);
     if (rc == 0) freeReplyObject(rep);
     i = j;
   }
@@ -70,14 +97,6 @@ static int per_queue(gtask__redis_backend *b, gtask__script s, gtask_msg *const 
   return rc;
 }
 
-static int rk_pending(void *impl, gtask_msg *const *msgs, size_t n) {
-  return per_queue(impl, GTASK__LUA_PENDING, msgs, n, NULL);
-}
-
-static int rk_started(void *impl, gtask_msg *const *msgs, const uint32_t *attempts, size_t n) {
-  return per_queue(impl, GTASK__LUA_STARTED, msgs, n, attempts);
-}
-
 static int rk_store(void *impl, gtask_fin *fins, size_t n) {
   gtask__redis_backend *b = impl;
   redisContext *c;
@@ -85,12 +104,14 @@ static int rk_store(void *impl, gtask_fin *fins, size_t n) {
   if (rc) return rc;
   gtask__argv a;
   gtask__argv_init(&a);
-  char(*keys)[GTASK__KEY_MAX] = gtask__calloc(2 * (n ? n : 1), sizeof(*keys));
+  char(*keys)[GTASK__KEY_MAX] = gtask__calloc(2 * n + 1, sizeof(*keys));
   if (!keys) rc = GTASK_ENOMEM;
   for (size_t i = 0; i < n && rc == 0;) {
     size_t j = i + 1;
     while (j < n && strcmp(fins[j].msg->queue, fins[i].msg->queue) == 0) j++;
     gtask__argv_reset(&a);
+    gtask__argv_add(&a, keys[2 * n],
+                    gtask__redis_key(b->r, keys[2 * n], GTASK__KEY_MAX, fins[i].msg->queue, "pending", NULL));
     for (size_t k = i; k < j; k++) {
       const gtask_msg *m = fins[k].msg;
       gtask__argv_add(&a, keys[2 * k], gtask__redis_key(b->r, keys[2 * k], GTASK__KEY_MAX, m->queue, "t", m->id));
@@ -101,9 +122,10 @@ static int rk_store(void *impl, gtask_fin *fins, size_t n) {
     for (size_t k = i; k < j; k++) {
       gtask__argv_adds(&a, gtask_status_name(fins[k].status));
       gtask__argv_add(&a, fins[k].result ? fins[k].result : "", fins[k].result ? fins[k].result_len : 0);
+      gtask__argv_adds(&a, fins[k].msg->id);
     }
     redisReply *rep;
-    rc = gtask__redis_eval(b->r, c, GTASK__LUA_STORE, 2 * (j - i), &a, &rep);
+    rc = gtask__redis_eval(b->r, c, GTASK__LUA_STORE, 1 + 2 * (j - i), &a, &rep);
     if (rc == 0) {
       for (size_t k = i; k < j; k++) {
         size_t e = k - i;
@@ -121,6 +143,12 @@ static int rk_store(void *impl, gtask_fin *fins, size_t n) {
   return rc;
 }
 
+/* One round trip, two reads, in this order: is the id in the pending set,
+ * then its state hash.  The state hash wins when it exists (a running task is
+ * in both).  The order makes the answer right without a transaction: a task
+ * leaves the pending set only in a script that also writes its state hash, so
+ * an id read as not pending either has a state hash by the second read or
+ * was never sent (or its state expired). */
 static int rk_get(void *impl, const char *queue, const char *id, gtask_status *status,
                   uint32_t *attempts, char **result, size_t *len) {
   gtask__redis_backend *b = impl;
@@ -129,37 +157,49 @@ static int rk_get(void *impl, const char *queue, const char *id, gtask_status *s
   redisContext *c;
   int rc = gtask__redis_get(b->r, &c);
   if (rc) return rc;
-  char key[GTASK__KEY_MAX];
-  gtask__argv a;
-  gtask__argv_init(&a);
-  gtask__argv_adds(&a, "HMGET");
-  gtask__argv_add(&a, key, gtask__redis_key(b->r, key, sizeof(key), queue, "t", id));
-  gtask__argv_adds(&a, "s");
-  gtask__argv_adds(&a, "a");
-  if (result) gtask__argv_adds(&a, "r");
-  redisReply *rep;
-  rc = gtask__redis_cmd(b->r, c, &a, &rep);
-  gtask__argv_free(&a);
-  gtask__redis_put(b->r, c);
-  if (rc) return rc;
-  if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 2) {
-    freeReplyObject(rep);
-    return GTASK_EPROTO;
+  char pkey[GTASK__KEY_MAX], tkey[GTASK__KEY_MAX];
+  size_t plen = gtask__redis_key(b->r, pkey, sizeof(pkey), queue, "pending", NULL);
+  size_t tlen = gtask__redis_key(b->r, tkey, sizeof(tkey), queue, "t", id);
+  redisReply *rep[2] = {NULL, NULL};
+  if (redisAppendCommand(c, "SISMEMBER %b %s", pkey, plen, id) != REDIS_OK ||
+      redisAppendCommand(c, result ? "HMGET %b s a r" : "HMGET %b s a", tkey, tlen) != REDIS_OK ||
+      redisGetReply(c, (void **)&rep[0]) != REDIS_OK || redisGetReply(c, (void **)&rep[1]) != REDIS_OK) {
+    gtask__set_error("redis %s: HMGET: %s", b->r->conf->describe, c->errstr[0] ? c->errstr : "no reply");
+    if (!c->err) c->err = REDIS_ERR_IO; /* never lend this context again */
+    rc = GTASK_ECONN;
   }
-  const redisReply *s = rep->element[0], *at = rep->element[1];
+  gtask__redis_put(b->r, c);
+  for (int k = 0; k < 2 && rc == 0; k++) {
+    if (rep[k]->type == REDIS_REPLY_ERROR) {
+      gtask__set_error("redis %s: %s: %s", b->r->conf->describe, k ? "HMGET" : "SISMEMBER", rep[k]->str);
+      rc = strncmp(rep[k]->str, "LOADING", 7) == 0 ? GTASK_ECONN : GTASK_EREDIS;
+    }
+  }
+  if (rc == 0 && (rep[0]->type != REDIS_REPLY_INTEGER || rep[1]->type != REDIS_REPLY_ARRAY ||
+                  rep[1]->elements < 2))
+    rc = GTASK_EPROTO;
+  if (rc) goto out;
+  const redisReply *s = rep[1]->element[0], *at = rep[1]->element[1];
   if (s->type != REDIS_REPLY_STRING) {
-    freeReplyObject(rep);
-    gtask__set_error("no task %s in queue %s", id, queue);
-    return GTASK_ENOTFOUND;
+    if (rep[0]->integer == 1) {
+      *status = GTASK_PENDING;
+      if (attempts) *attempts = 0;
+    } else {
+      gtask__set_error("no task %s in queue %s", id, queue);
+      rc = GTASK_ENOTFOUND;
+    }
+    goto out;
   }
   rc = parse_status(s->str, s->len, status);
   if (rc == 0 && attempts) *attempts = at->type == REDIS_REPLY_STRING ? (uint32_t)strtoul(at->str, NULL, 10) : 0;
-  if (rc == 0 && result && rep->elements >= 3 && rep->element[2]->type == REDIS_REPLY_STRING) {
-    *result = gtask__strndup(rep->element[2]->str, rep->element[2]->len);
+  if (rc == 0 && result && rep[1]->elements >= 3 && rep[1]->element[2]->type == REDIS_REPLY_STRING) {
+    *result = gtask__strndup(rep[1]->element[2]->str, rep[1]->element[2]->len);
     if (!*result) rc = GTASK_ENOMEM;
-    else if (len) *len = rep->element[2]->len;
+    else if (len) *len = rep[1]->element[2]->len;
   }
-  freeReplyObject(rep);
+out:
+  for (int k = 0; k < 2; k++)
+    if (rep[k]) freeReplyObject(rep[k]);
   return rc;
 }
 

@@ -66,27 +66,16 @@ static int rb_push(void *impl, gtask_msg *const *msgs, size_t n, void *state) {
   if (rc) return rc;
   gtask__argv a;
   gtask__argv_init(&a);
-  char (*keys)[GTASK__KEY_MAX] = NULL;
   int64_t now = gtask__now_ms();
+  char keys[3][GTASK__KEY_MAX];
   for (size_t i = 0; i < n && rc == 0;) {
     size_t j = run_end(msgs, n, i);
-    size_t nk = 2 + (st ? j - i : 0);
-    char(*k2)[GTASK__KEY_MAX] = gtask__realloc(keys, nk * sizeof(*keys));
-    if (!k2) {
-      rc = GTASK_ENOMEM;
-      break;
-    }
-    keys = k2;
     gtask__argv_reset(&a);
     const char *q = msgs[i]->queue;
     gtask__argv_add(&a, keys[0], gtask__redis_key(b->r, keys[0], GTASK__KEY_MAX, q, "stream", NULL));
     gtask__argv_add(&a, keys[1], gtask__redis_key(b->r, keys[1], GTASK__KEY_MAX, q, "sched", NULL));
-    if (st)
-      for (size_t k = i; k < j; k++)
-        gtask__argv_add(&a, keys[2 + k - i],
-                        gtask__redis_key(st, keys[2 + k - i], GTASK__KEY_MAX, q, "t", msgs[k]->id));
+    gtask__argv_add(&a, keys[2], gtask__redis_key(st ? st : b->r, keys[2], GTASK__KEY_MAX, q, "pending", NULL));
     gtask__argv_adds(&a, st ? "1" : "0");
-    gtask__argv_addi(&a, st ? st->conf->expire_ms : 0);
     gtask__argv_addi(&a, now);
     for (size_t k = i; k < j; k++) {
       gtask__argv_adds(&a, msgs[k]->id);
@@ -94,11 +83,10 @@ static int rb_push(void *impl, gtask_msg *const *msgs, size_t n, void *state) {
       gtask__argv_addi(&a, msgs[k]->due_ms);
     }
     redisReply *rep;
-    rc = gtask__redis_eval(b->r, c, GTASK__LUA_PUSH, nk, &a, &rep);
+    rc = gtask__redis_eval(b->r, c, GTASK__LUA_PUSH, 3, &a, &rep);
     if (rc == 0) freeReplyObject(rep);
     i = j;
   }
-  gtask__free(keys);
   gtask__argv_free(&a);
   gtask__redis_put(b->r, c);
   return rc;
@@ -435,7 +423,7 @@ static int rb_finish(void *impl, const char *consumer, gtask_fin *fins, size_t n
   char(*keys)[GTASK__KEY_MAX] = NULL;
   for (size_t i = 0; i < n && rc == 0;) {
     size_t j = fin_run_end(fins, n, i);
-    size_t nk = 4 + (st ? 2 * (j - i) : 0);
+    size_t nk = 5 + (st ? 2 * (j - i) : 0);
     char(*k2)[GTASK__KEY_MAX] = gtask__realloc(keys, nk * sizeof(*keys));
     if (!k2) {
       rc = GTASK_ENOMEM;
@@ -448,9 +436,10 @@ static int rb_finish(void *impl, const char *consumer, gtask_fin *fins, size_t n
     gtask__argv_add(&a, keys[1], gtask__redis_key(b->r, keys[1], GTASK__KEY_MAX, q, "sched", NULL));
     gtask__argv_add(&a, keys[2], gtask__redis_key(b->r, keys[2], GTASK__KEY_MAX, q, "dead", NULL));
     gtask__argv_add(&a, keys[3], gtask__redis_key(b->r, keys[3], GTASK__KEY_MAX, q, "stats", NULL));
+    gtask__argv_add(&a, keys[4], gtask__redis_key(st ? st : b->r, keys[4], GTASK__KEY_MAX, q, "pending", NULL));
     if (st) {
       for (size_t k = i; k < j; k++) {
-        char *tk = keys[4 + 2 * (k - i)], *nk2 = keys[5 + 2 * (k - i)];
+        char *tk = keys[5 + 2 * (k - i)], *nk2 = keys[6 + 2 * (k - i)];
         gtask__argv_add(&a, tk, gtask__redis_key(st, tk, GTASK__KEY_MAX, q, "t", fins[k].msg->id));
         gtask__argv_add(&a, nk2, gtask__redis_key(st, nk2, GTASK__KEY_MAX, q, "n", fins[k].msg->id));
       }

@@ -1,7 +1,8 @@
 -- finish.lua: end deliveries held by a consumer (ack), atomically with their
 -- follow-up (retry, requeue, dead) and, when ARGV[3] == "1", their state.
 -- KEYS[1] stream  KEYS[2] sched  KEYS[3] dead  KEYS[4] stats (finished counters)
--- KEYS[5+2(i-1)] state hash, KEYS[6+2(i-1)] notify list of fin i (when state)
+-- KEYS[5] pending set  KEYS[6+2(i-1)] state hash, KEYS[7+2(i-1)] notify list
+-- of fin i (the last three used only when state is recorded)
 -- ARGV[1] group  ARGV[2] consumer  ARGV[3] "1" record state  ARGV[4] state ttl ms
 -- ARGV[5+7(i-1)..] entry id, kind (1 done 2 retry 3 requeue 4 dead), status,
 --                  result ("" none), next body ("" none), next due ms, task id
@@ -13,7 +14,7 @@ local group, consumer = ARGV[1], ARGV[2]
 local with_state = ARGV[3] == '1'
 local ttl = tonumber(ARGV[4])
 local n = (#ARGV - 4) / 7
-local out = {}
+local out, ids = {}, {}
 local succeeded, failed = 0, 0
 for i = 1, n do
   local b = 4 + 7 * (i - 1)
@@ -25,7 +26,7 @@ for i = 1, n do
   else
     redis.call('XACK', KEYS[1], group, eid)
     redis.call('XDEL', KEYS[1], eid)
-    local tkey, nkey = KEYS[5 + 2 * (i - 1)], KEYS[6 + 2 * (i - 1)]
+    local tkey, nkey = KEYS[6 + 2 * (i - 1)], KEYS[7 + 2 * (i - 1)]
     local final = false
     if with_state then
       local s = redis.call('HGET', tkey, 's')
@@ -48,6 +49,7 @@ for i = 1, n do
           redis.call('HSET', tkey, 's', status)
         end
         redis.call('PEXPIRE', tkey, ttl)
+        ids[#ids + 1] = id
         if status == 'SUCCESS' or status == 'FAILURE' then
           redis.call('RPUSH', nkey, result)
           redis.call('PEXPIRE', nkey, ttl)
@@ -64,6 +66,9 @@ for i = 1, n do
     end
   end
 end
+-- A task whose state hash was just written leaves the pending set (it may
+-- have a STARTED hash already: the state hash outranks the set when read).
+if #ids > 0 then redis.call('SREM', KEYS[5], unpack(ids)) end
 if succeeded > 0 then redis.call('HINCRBY', KEYS[4], 'succeeded', succeeded) end
 if failed > 0 then redis.call('HINCRBY', KEYS[4], 'failed', failed) end
 return out

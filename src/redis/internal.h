@@ -2,12 +2,13 @@
  * that owns hiredis contexts, the embedded Lua scripts and the key schema.
  * Only files under src/redis/ include <hiredis.h>.
  *
- * Key schema (version 1; docs/PROTOCOL.md is the specification -- change both
+ * Key schema (version 2; docs/PROTOCOL.md is the specification -- change both
  * together, and bump GTASK__KEYS_VERSION if an old worker could misread a key):
  *   P:{q}:stream   stream of queued messages, consumer group "workers"
  *   P:{q}:sched    zset: due ms -> task id (36 bytes) + message body
  *   P:{q}:dead     hash: task id -> message body
  *   P:{q}:stats    hash: succeeded, failed -- tasks finished (counters)
+ *   P:{q}:pending  set: ids of queued tasks that have no state hash yet (PENDING)
  *   P:{q}:t:ID     hash: s (status), a (attempts), r (result record)
  *   P:{q}:n:ID     list: one element once the task is final (waiters block on it)
  * P is the configured prefix, {q} the queue as a Redis Cluster hash tag. */
@@ -20,7 +21,7 @@
 #include <hiredis/hiredis.h>
 #include <pthread.h>
 
-#define GTASK__KEYS_VERSION 1
+#define GTASK__KEYS_VERSION 2
 #define GTASK__GROUP "workers"
 
 /* The embedded scripts (generated from src/redis/NAME.lua at build time). */
@@ -31,7 +32,6 @@ typedef enum gtask__script {
   GTASK__LUA_PROMOTE,
   GTASK__LUA_STARTED,
   GTASK__LUA_STORE,
-  GTASK__LUA_PENDING,
   GTASK__LUA_DEAD_REQUEUE,
   GTASK__LUA_DEAD_PURGE,
   GTASK__LUA_RESET,
@@ -96,7 +96,7 @@ size_t gtask__redis_key(const gtask__redis *r, char *buf, size_t size, const cha
 #define GTASK__KEY_MAX 256
 
 extern const char gtask__lua_push[], gtask__lua_finish[], gtask__lua_extend[],
-    gtask__lua_promote[], gtask__lua_started[], gtask__lua_store[], gtask__lua_pending[],
+    gtask__lua_promote[], gtask__lua_started[], gtask__lua_store[],
     gtask__lua_dead_requeue[], gtask__lua_dead_purge[], gtask__lua_reset[];
 
 /* The Redis backend's impl, for a colocated broker (same server and db). */

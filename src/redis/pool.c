@@ -18,7 +18,6 @@ static const char *const script_src[GTASK__LUA_COUNT] = {
     [GTASK__LUA_PUSH] = gtask__lua_push,       [GTASK__LUA_FINISH] = gtask__lua_finish,
     [GTASK__LUA_EXTEND] = gtask__lua_extend,   [GTASK__LUA_PROMOTE] = gtask__lua_promote,
     [GTASK__LUA_STARTED] = gtask__lua_started, [GTASK__LUA_STORE] = gtask__lua_store,
-    [GTASK__LUA_PENDING] = gtask__lua_pending,
     [GTASK__LUA_DEAD_REQUEUE] = gtask__lua_dead_requeue,
     [GTASK__LUA_DEAD_PURGE] = gtask__lua_dead_purge,
     [GTASK__LUA_RESET] = gtask__lua_reset,

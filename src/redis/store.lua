@@ -1,13 +1,16 @@
 -- store.lua: record states and results (backend on its own server), never
--- overwriting a final state; a final state notifies waiters.
--- KEYS[2i-1] state hash, KEYS[2i] notify list of task i
--- ARGV[1] ttl ms  ARGV[2i], ARGV[2i+1] status and result ("" none) of task i
+-- overwriting a final state; a final state notifies waiters.  Every task
+-- stored leaves the pending set (its state hash now says what it is).
+-- KEYS[1] pending set  KEYS[2i] state hash, KEYS[2i+1] notify list of task i
+-- ARGV[1] ttl ms  ARGV[3i-1], ARGV[3i], ARGV[3i+1] status, result ("" none)
+-- and id of task i
 -- Returns one integer per task: 1 stored, 0 already final.
 local ttl = tonumber(ARGV[1])
-local out = {}
-for i = 1, #KEYS / 2 do
-  local tkey, nkey = KEYS[2 * i - 1], KEYS[2 * i]
-  local status, result = ARGV[2 * i], ARGV[2 * i + 1]
+local out, ids = {}, {}
+for i = 1, (#KEYS - 1) / 2 do
+  local tkey, nkey = KEYS[2 * i], KEYS[2 * i + 1]
+  local status, result = ARGV[3 * i - 1], ARGV[3 * i]
+  ids[i] = ARGV[3 * i + 1]
   local s = redis.call('HGET', tkey, 's')
   if s == 'SUCCESS' or s == 'FAILURE' then
     out[i] = 0
@@ -25,4 +28,5 @@ for i = 1, #KEYS / 2 do
     out[i] = 1
   end
 end
+if #ids > 0 then redis.call('SREM', KEYS[1], unpack(ids)) end
 return out

@@ -31,10 +31,16 @@ static void die(const char *what, const char *a, size_t alen, const char *b, siz
   abort();
 }
 
+/* What holds the message (a stream entry, the dead set) gives id and queue;
+ * a version 1 message carries them too, and they must agree. */
 static void task_round_trip(const char *buf, size_t size) {
+  static const char id[] = "0f8fad5b-d9cb-469f-a165-70867728950e";
   char err[256];
   gtask_task *t = NULL;
-  if (gtask__task_decode(buf, size, &t, err, sizeof(err)) != 0) return;
+  if (gtask__task_decode_in(buf, size, id, "default", &t, err, sizeof(err)) != 0) return;
+  if (strcmp(t->id, id) != 0 || strcmp(t->queue, "default") != 0)
+    die("a decoded task lost its holder's id or queue", t->id, strlen(t->id), t->queue,
+        strlen(t->queue));
   char *once = NULL;
   size_t once_len = 0;
   int rc = gtask__task_encode(t, &once, &once_len);
@@ -43,7 +49,7 @@ static void task_round_trip(const char *buf, size_t size) {
   if (rc != 0) die("a decoded task does not encode", buf, size, "", 0);
 
   gtask_task *t2 = NULL;
-  if (gtask__task_decode(once, once_len, &t2, err, sizeof(err)) != 0)
+  if (gtask__task_decode_in(once, once_len, id, "default", &t2, err, sizeof(err)) != 0)
     die("an encoded task does not decode", buf, size, once, once_len);
   char *twice = NULL;
   size_t twice_len = 0;

@@ -789,7 +789,7 @@ CONTRACT(client_dead_requeue) {
   gtask_msg *m = lease1(e, "c1");
   gtask_task *t = NULL;
   char why[128];
-  ASSERT_OK(gtask__task_decode(m->body, m->len, &t, why, sizeof(why)));
+  ASSERT_OK(gtask__task_decode_in(m->body, m->len, m->id, m->queue, &t, why, sizeof(why)));
   t->lost = 5;
   char *next = NULL;
   size_t nlen = 0;
@@ -846,7 +846,7 @@ CONTRACT(client_dead_requeue) {
   /* It runs again with a fresh delivery count, and its new result sticks. */
   m = lease1(e, "c1");
   ASSERT_STR_EQ(m->id, id);
-  ASSERT_OK(gtask__task_decode(m->body, m->len, &t, why, sizeof(why)));
+  ASSERT_OK(gtask__task_decode_in(m->body, m->len, m->id, m->queue, &t, why, sizeof(why)));
   ASSERT_EQ(t->lost, 0);
   ASSERT_STR_EQ(t->name, "add");
   gtask__task_free(t);

@@ -353,6 +353,22 @@ TEST(redis_status_of_unknown_and_invalid_ids) {
   env_close(&e);
 }
 
+/* An integer reply of cmd on db of the test's redis-server (protocol checks). */
+static long long redis_int(gt_redis *redis, int db, const char *cmd) {
+  redisContext *rc = gt_redis_connect(redis);
+  ASSERT_NOT_NULL(rc);
+  redisReply *rep = redisCommand(rc, "SELECT %d", db);
+  ASSERT_NOT_NULL(rep);
+  freeReplyObject(rep);
+  rep = redisCommand(rc, cmd);
+  ASSERT_NOT_NULL(rep);
+  ASSERT_EQ(rep->type, REDIS_REPLY_INTEGER);
+  long long v = rep->integer;
+  freeReplyObject(rep);
+  redisFree(rc);
+  return v;
+}
+
 TEST(redis_pending_until_a_worker_runs_it_and_wait_times_out) {
   env e;
   env_open(&e, false, NULL);
@@ -363,6 +379,9 @@ TEST(redis_pending_until_a_worker_runs_it_and_wait_times_out) {
   ASSERT_OK(gtask_client_status(e.client, id, &st));
   ASSERT_EQ(st, GTASK_PENDING);
   ASSERT_EQ(gtask_client_is_finish(e.client, id), 0);
+  /* PENDING is membership of the queue's pending set, not a key per task. */
+  ASSERT_EQ(redis_int(e.redis, 0, "SCARD gtask:{default}:pending"), 1);
+  ASSERT_EQ(redis_int(e.redis, 0, "DBSIZE"), 2); /* the stream and the pending set */
   gtask_result *r = NULL;
   int64_t t0 = test_now_ms();
   ASSERT_ERR(gtask_client_wait(e.client, id, 300, &r), GTASK_ETIMEDOUT);
@@ -375,6 +394,9 @@ TEST(redis_pending_until_a_worker_runs_it_and_wait_times_out) {
   ASSERT_OK(gtask_client_wait(e.client, id, test_timeout_ms(10000), &r));
   ASSERT_EQ(r->status, GTASK_SUCCESS);
   ASSERT_EQ(r->values[0].v.i, 2);
+  ASSERT_EQ(redis_int(e.redis, 0, "EXISTS gtask:{default}:pending"), 0);
+  ASSERT_OK(gtask_client_status(e.client, id, &st));
+  ASSERT_EQ(st, GTASK_SUCCESS);
   gtask_result_free(r);
   gtask_send_conf_free(c);
   env_close(&e);
@@ -483,6 +505,9 @@ TEST(redis_send_many_in_one_call) {
     ASSERT_EQ(r->values[0].v.i, k + 1000000);
     gtask_result_free(r);
   }
+  /* Nothing of the queued tasks is left but their results. */
+  ASSERT_EQ(redis_int(e.redis, 0, "EXISTS gtask:{default}:pending"), 0);
+  ASSERT_EQ(redis_int(e.redis, 0, "XLEN gtask:{default}:stream"), 0);
   free(args);
   free(ids);
   gtask_send_conf_free(c);
@@ -683,6 +708,9 @@ TEST(redis_backend_on_another_db_uses_the_two_step_finish) {
   ASSERT_STR_EQ(rep->str, "SUCCESS");
   freeReplyObject(rep);
   redisFree(rc);
+  /* The PENDING record went to db 3 too, and is gone now that it is done. */
+  ASSERT_EQ(redis_int(e.redis, 3, "EXISTS gtask:{default}:pending"), 0);
+  ASSERT_EQ(redis_int(e.redis, 0, "EXISTS gtask:{default}:pending"), 0);
   gtask_result_free(r);
   gtask_send_conf_free(c);
   env_close(&e);

@@ -34,9 +34,14 @@ static gtask_task *round_trip(const gtask_task *t, char **text) {
   ASSERT_EQ(strlen(buf), len);
   gtask_task *d;
   char err[256];
-  int rc = gtask__task_decode(buf, len, &d, err, sizeof(err));
+  /* The message does not carry id and queue: its holder does. */
+  ASSERT_NULL(strstr(buf, "\"id\""));
+  ASSERT_NULL(strstr(buf, "\"q\""));
+  int rc = gtask__task_decode_in(buf, len, t->id, t->queue, &d, err, sizeof(err));
   if (rc != 0)
     TEST_FAIL("decode of %s: %s: %s", buf, gtask_err_name(rc), err);
+  ASSERT_STR_EQ(d->id, t->id);
+  ASSERT_STR_EQ(d->queue, t->queue);
   if (text != NULL)
     *text = buf;
   else
@@ -186,11 +191,10 @@ TEST(task_defaults_are_omitted) {
   char *buf;
   size_t len;
   ASSERT_OK(gtask__task_encode(&t, &buf, &len));
-  ASSERT_STR_EQ(buf, "{\"v\":1,\"id\":\"" ID "\",\"n\":\"add\",\"q\":\"default\",\"a\":[],"
-                     "\"c\":1700000000123}");
+  ASSERT_STR_EQ(buf, "{\"v\":2,\"n\":\"add\",\"a\":[],\"c\":1700000000123}");
   gtask_task *d;
   char err[128];
-  ASSERT_OK(gtask__task_decode(buf, len, &d, err, sizeof(err)));
+  ASSERT_OK(gtask__task_decode_in(buf, len, ID, "default", &d, err, sizeof(err)));
   ASSERT_EQ(d->backoff_first_ms, 1000);
   ASSERT_EQ(d->backoff_max_ms, 60000);
   ASSERT_EQ(d->timeout_ms, 0);
@@ -212,6 +216,36 @@ TEST(task_last_error_invalid_utf8_is_replaced) {
   gtask_task *d = round_trip(&t, NULL);
   ASSERT_STR_EQ(d->last_error, "bad ?? bytes ?");
   gtask__task_free(d);
+}
+
+TEST(task_id_and_queue_come_from_the_holder) {
+  char err[256];
+  gtask_task *d;
+  /* Version 2: the holder gives both. */
+  const char *v2 = "{\"v\":2,\"n\":\"add\",\"a\":[]}";
+  ASSERT_OK(gtask__task_decode_in(v2, strlen(v2), ID, "q1", &d, err, sizeof(err)));
+  ASSERT_STR_EQ(d->id, ID);
+  ASSERT_STR_EQ(d->queue, "q1");
+  gtask__task_free(d);
+  ASSERT_ERR(gtask__task_decode_in(v2, strlen(v2), ID, NULL, &d, err, sizeof(err)), GTASK_EPROTO);
+  ASSERT_STR_CONTAINS(err, "missing field \"q\"");
+  ASSERT_ERR(gtask__task_decode_in(v2, strlen(v2), "not-an-id", "q1", &d, err, sizeof(err)),
+             GTASK_EPROTO);
+  ASSERT_STR_CONTAINS(err, "is not a task id");
+  /* Version 1 carried them: still read, and they must agree with a holder. */
+  const char *v1 = "{\"v\":1,\"id\":\"" ID "\",\"n\":\"add\",\"q\":\"q1\",\"a\":[]}";
+  ASSERT_OK(gtask__task_decode_in(v1, strlen(v1), NULL, NULL, &d, err, sizeof(err)));
+  ASSERT_STR_EQ(d->id, ID);
+  ASSERT_STR_EQ(d->queue, "q1");
+  gtask__task_free(d);
+  ASSERT_OK(gtask__task_decode_in(v1, strlen(v1), ID, "q1", &d, err, sizeof(err)));
+  gtask__task_free(d);
+  ASSERT_ERR(gtask__task_decode_in(v1, strlen(v1), ID, "q2", &d, err, sizeof(err)), GTASK_EPROTO);
+  ASSERT_STR_CONTAINS(err, "field \"q\": \"q1\" differs from its holder's \"q2\"");
+  ASSERT_ERR(gtask__task_decode_in(v1, strlen(v1), "00000000-0000-4000-8000-000000000001", "q1", &d,
+                                   err, sizeof(err)),
+             GTASK_EPROTO);
+  ASSERT_STR_CONTAINS(err, "field \"id\"");
 }
 
 TEST(task_decode_lenient_forms) {
@@ -332,7 +366,8 @@ static const bad_case bad_tasks[] = {
     {"{}", "missing field \"v\""},
     {"{\"v\":\"1\"}", "field \"v\": not an integer"},
     {"{\"v\":1.0}", "field \"v\": not an integer"},
-    {"{\"v\":2,\"id\":\"" ID "\"}", "unsupported message version 2"},
+    {"{\"v\":3,\"id\":\"" ID "\"}", "unsupported message version 3"},
+    {"{\"v\":2,\"n\":\"add\",\"a\":[]}", "missing field \"id\""}, /* no holder */
     {"{\"v\":0}", "invalid message version 0"},
     {"{\"v\":-5}", "invalid message version -5"},
     {"{\"v\":1,\"v\":1}", "invalid JSON"}, /* duplicate key */
@@ -615,7 +650,7 @@ TEST(task_decode_alloc_failures) {
   ASSERT_OK(gtask__task_encode(&t, &text, &len));
   gtask_task *d = NULL;
   char err[256];
-  TORTURE(gtask__task_decode(text, len, &d, err, sizeof(err)), gtask__task_free(d));
+  TORTURE(gtask__task_decode_in(text, len, t.id, t.queue, &d, err, sizeof(err)), gtask__task_free(d));
   gtask__free(text);
 }
 
