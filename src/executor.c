@@ -291,8 +291,8 @@ void *gtask__executor_main(void *arg) {
     if (timeout > 0) {
       job->deadline_mono = gtask__mono_ms() + timeout;
       job->ctx.deadline_ms = gtask__now_ms() + timeout;
+      gtask__server_finisher_due_locked(s, job->deadline_mono); /* it enforces deadlines */
     }
-    pthread_cond_broadcast(&s->cv_done); /* the finisher watches deadlines */
     pthread_mutex_unlock(&s->mu);
 
     int rc = 0, prc = 0;

@@ -51,10 +51,12 @@ void gtask__fmt(char *buf, size_t size, const char *fmt, ...) GTASK__PRINTF(3, 4
  *    with EPIPE, and the blocked signal stays pending, harmlessly);
  *  - on the application's threads, every borrow of a Redis connection blocks
  *    SIGPIPE until the connection is returned, then consumes a SIGPIPE that
- *    the library raised and restores the mask.  Nested borrows are counted. */
+ *    the library raised and restores the mask.  Nested borrows are counted.
+ *    io_error: the connection saw an I/O error (only then can a SIGPIPE of
+ *    ours be pending: a write that raises it fails with EPIPE). */
 void gtask__block_sigpipe(void);
 void gtask__sigpipe_enter(void);
-void gtask__sigpipe_leave(void);
+void gtask__sigpipe_leave(bool io_error);
 
 /* ---------------------------------------------------------------- clocks, ids */
 

@@ -246,6 +246,11 @@ void gtask__server_job_done_locked(gtask_server *s, gtask_job *job) {
   if (was_empty) pthread_cond_signal(&s->cv_done);
 }
 
+void gtask__server_finisher_due_locked(gtask_server *s, int64_t due_mono) {
+  /* Awake, it looks at every deadline and mark before it sleeps again. */
+  if (s->finisher_wake && due_mono < s->finisher_wake) pthread_cond_signal(&s->cv_done);
+}
+
 static void inflight_add_locked(gtask_server *s, gtask_job *job) {
   job->iprev = NULL;
   job->inext = s->inflight;
@@ -341,7 +346,10 @@ static void accept_msgs(gtask_server *s, gtask_msg **msgs, size_t n, bool reclai
       }
       /* STARTED is a courtesy for observers; if memory is short, skip it. */
       if (s->nto_start < s->cap_to_start) {
-        if (s->nto_start == 0) s->first_start_mono = gtask__mono_ms();
+        if (s->nto_start == 0) {
+          s->first_start_mono = gtask__mono_ms();
+          gtask__server_finisher_due_locked(s, s->first_start_mono + START_DELAY_MS);
+        }
         s->to_start[s->nto_start] = job;
         s->to_start_att[s->nto_start++] = job->task->attempts + 1;
         job->refs++; /* released by the finisher once STARTED is written */
@@ -585,7 +593,9 @@ static void *finisher_main(void *arg) {
     if (!s->done_head && !start_due && now < next_hb && ntimed == 0) {
       if (s->nto_start && s->first_start_mono + START_DELAY_MS < wake)
         wake = s->first_start_mono + START_DELAY_MS;
+      s->finisher_wake = wake;
       timed_wait(&s->cv_done, &s->mu, wake);
+      s->finisher_wake = 0;
       continue;
     }
     /* Take STARTED marks and up to MAX_BATCH outcomes. */

@@ -14,12 +14,14 @@
  */
 #include "internal.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/random.h>
 #include <uuid/uuid.h>
 
 /* ---------------------------------------------------------------- allocation */
@@ -209,9 +211,47 @@ static int64_t clock_ms(clockid_t id) {
 int64_t gtask__now_ms(void) { return clock_ms(CLOCK_REALTIME); }
 int64_t gtask__mono_ms(void) { return clock_ms(CLOCK_MONOTONIC); }
 
+/* Random bits come from the kernel's CSPRNG (getrandom) 4 KB at a time, per
+ * thread: libuuid's uuid_generate_random costs ~2 us and six syscalls per id,
+ * which was a tenth of a send.  A forked child must not hand out its parent's
+ * remaining bytes again: every fork bumps a generation that invalidates them. */
+enum { UUID_POOL = 4096 };
+static _Thread_local unsigned char uuid_pool[UUID_POOL];
+static _Thread_local size_t uuid_used = UUID_POOL;
+static _Thread_local unsigned uuid_gen;
+static atomic_uint fork_gen = 1;
+static pthread_once_t uuid_once = PTHREAD_ONCE_INIT;
+
+static void uuid_after_fork(void) { atomic_fetch_add(&fork_gen, 1); }
+static void uuid_init(void) { pthread_atfork(NULL, NULL, uuid_after_fork); }
+
+static void uuid_bytes(unsigned char out[16]) {
+  pthread_once(&uuid_once, uuid_init);
+  unsigned gen = atomic_load(&fork_gen);
+  if (uuid_gen != gen || uuid_used + 16 > UUID_POOL) {
+    size_t got = 0;
+    while (got < UUID_POOL) {
+      ssize_t r = getrandom(uuid_pool + got, UUID_POOL - got, 0);
+      if (r > 0) got += (size_t)r;
+      else if (r < 0 && errno != EINTR) break;
+    }
+    if (got < UUID_POOL) { /* no getrandom (old kernel, seccomp): libuuid's own sources */
+      uuid_generate_random(out);
+      return;
+    }
+    uuid_used = 0;
+    uuid_gen = gen;
+  }
+  memcpy(out, uuid_pool + uuid_used, 16);
+  memset(uuid_pool + uuid_used, 0, 16); /* an id's bits are not kept around */
+  uuid_used += 16;
+}
+
 void gtask__uuid(char out[GTASK_ID_SIZE]) {
   uuid_t u;
-  uuid_generate_random(u);
+  uuid_bytes(u);
+  u[6] = (unsigned char)((u[6] & 0x0f) | 0x40); /* version 4 */
+  u[8] = (unsigned char)((u[8] & 0x3f) | 0x80); /* RFC 4122 variant */
   uuid_unparse_lower(u, out);
 }
 
@@ -387,36 +427,44 @@ void gtask__msg_free(gtask_msg *m) {
 
 /* ---------------------------------------------------------------- SIGPIPE */
 
+static _Thread_local bool sigpipe_blocked_for_good; /* a library thread */
+static _Thread_local int sigpipe_depth;
+static _Thread_local bool sigpipe_restore; /* we blocked it: unblock at the end */
+static _Thread_local bool sigpipe_io_error; /* a nested borrow saw an I/O error */
+
 void gtask__block_sigpipe(void) {
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGPIPE);
   pthread_sigmask(SIG_BLOCK, &set, NULL);
+  sigpipe_blocked_for_good = true;
 }
 
-static _Thread_local int sigpipe_depth;
-static _Thread_local bool sigpipe_restore; /* we blocked it: unblock at the end */
-static _Thread_local bool sigpipe_was_pending;
-
+/* One syscall in, one out (two after an I/O error) on an application thread;
+ * none on the library's own threads, which block SIGPIPE for good.  SIGPIPE
+ * was not blocked on entry when we restore it, so nothing of it was pending
+ * then (it would have been delivered): one pending at the end is ours. */
 void gtask__sigpipe_enter(void) {
-  if (sigpipe_depth++ > 0) return;
-  sigset_t set, old, pending;
+  if (sigpipe_blocked_for_good || sigpipe_depth++ > 0) return;
+  sigset_t set, old;
   sigemptyset(&set);
   sigaddset(&set, SIGPIPE);
   pthread_sigmask(SIG_BLOCK, &set, &old);
   sigpipe_restore = !sigismember(&old, SIGPIPE);
-  sigpending(&pending);
-  sigpipe_was_pending = sigismember(&pending, SIGPIPE);
+  sigpipe_io_error = false;
 }
 
-void gtask__sigpipe_leave(void) {
-  if (sigpipe_depth == 0 || --sigpipe_depth > 0) return;
-  if (!sigpipe_restore) return;
+void gtask__sigpipe_leave(bool io_error) {
+  if (sigpipe_blocked_for_good || sigpipe_depth == 0) return;
+  sigpipe_io_error |= io_error;
+  if (--sigpipe_depth > 0 || !sigpipe_restore) return;
+  io_error = sigpipe_io_error;
   sigset_t set, pending;
   sigemptyset(&set);
   sigaddset(&set, SIGPIPE);
-  sigpending(&pending);
-  if (sigismember(&pending, SIGPIPE) && !sigpipe_was_pending) {
+  /* A write that raised SIGPIPE failed with EPIPE: without an I/O error there
+   * is nothing of ours to consume. */
+  if (io_error && sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE)) {
     /* Ours: consume it before unblocking, or it would be delivered now. */
     struct timespec zero = {0, 0};
     sigtimedwait(&set, NULL, &zero);

@@ -104,6 +104,8 @@ struct gtask_server {
   uint32_t *to_start_att;
   size_t nto_start, cap_to_start;
   int64_t first_start_mono;  /* when the oldest pending STARTED mark was queued */
+  int64_t finisher_wake;     /* the finisher sleeps until this mono ms; 0: awake
+                                (it rescans deadlines and marks before it sleeps) */
   bool stopping;             /* no more fetching; READY jobs are handed back */
   bool executors_done;       /* all executor threads have exited */
   int64_t fetch_until_mono;  /* the fetcher's current block ends about then */
@@ -140,5 +142,8 @@ void gtask__job_unref_locked(gtask_server *s, gtask_job *job);
 
 /* server.c */
 void gtask__server_job_done_locked(gtask_server *s, gtask_job *job);
+/* Something is due at due_mono (a deadline, a STARTED mark): wakes the
+ * finisher if it sleeps past it.  Called with s->mu held. */
+void gtask__server_finisher_due_locked(gtask_server *s, int64_t due_mono);
 
 #endif /* GTASK_WORKER_H */

@@ -244,7 +244,7 @@ static int rb_lease(void *impl, const char *consumer, const char *const *queues,
                     size_t max, int64_t wait_ms, gtask_msg **out, size_t *n) {
   gtask__sigpipe_enter();
   int rc = lease(impl, consumer, queues, nq, max, wait_ms, out, n);
-  gtask__sigpipe_leave();
+  gtask__sigpipe_leave(true);
   return rc;
 }
 
@@ -293,7 +293,7 @@ static int lease(redis_broker *b, const char *consumer, const char *const *queue
     b->r->nopen--;
     pthread_cond_signal(&b->r->cv);
     pthread_mutex_unlock(&b->r->mu);
-    gtask__sigpipe_leave();
+    gtask__sigpipe_leave(true);
     redisReply *rep = redisCommand(c, "CLIENT ID");
     if (!rep || rep->type != REDIS_REPLY_INTEGER) {
       gtask__set_error("redis %s: CLIENT ID: %s", b->r->conf->describe,
@@ -456,6 +456,8 @@ static int rb_finish(void *impl, const char *consumer, gtask_fin *fins, size_t n
       gtask__argv_add(&a, f->result ? f->result : "", f->result ? f->result_len : 0);
       if (f->next)
         gtask__argv_add(&a, f->next, f->next_len);
+      else if (f->kind == GTASK_FIN_DONE)
+        gtask__argv_add(&a, "", 0); /* nothing is queued again: spare the bytes */
       else
         gtask__argv_add(&a, f->msg->body, f->msg->len);
       gtask__argv_addi(&a, f->next_due_ms);

@@ -8,7 +8,7 @@
 -- ARGV[3+3(i-1)..] task id, body now in the dead set, body to queue
 -- Returns one integer per task: 1 moved, 0 not (entry gone or changed).
 local with_state = ARGV[1] == '1'
-local ttl = tonumber(ARGV[2])
+local ttl = ARGV[2] -- a string: PEXPIRE parses it (no float formatting)
 local n = (#ARGV - 2) / 3
 local out = {}
 for i = 1, n do

@@ -12,7 +12,7 @@
 -- hash (fields succeeded, failed).
 local group, consumer = ARGV[1], ARGV[2]
 local with_state = ARGV[3] == '1'
-local ttl = tonumber(ARGV[4])
+local ttl = ARGV[4] -- a string: PEXPIRE parses it (no float formatting)
 local n = (#ARGV - 4) / 7
 local out, ids = {}, {}
 local succeeded, failed = 0, 0

@@ -219,7 +219,7 @@ static int redis_get(gtask__redis *r, redisContext **out);
 int gtask__redis_get(gtask__redis *r, redisContext **out) {
   gtask__sigpipe_enter();
   int rc = redis_get(r, out);
-  if (rc) gtask__sigpipe_leave();
+  if (rc) gtask__sigpipe_leave(true);
   return rc;
 }
 
@@ -265,8 +265,9 @@ static void redis_put(gtask__redis *r, redisContext *c);
 
 void gtask__redis_put(gtask__redis *r, redisContext *c) {
   if (!c) return;
+  bool io_error = c->err != 0;
   redis_put(r, c);
-  gtask__sigpipe_leave();
+  gtask__sigpipe_leave(io_error);
 }
 
 static void redis_put(gtask__redis *r, redisContext *c) {

@@ -2,7 +2,7 @@
 -- result and notification (a dead task requeued by hand; backend on its own
 -- server -- colocated, dead_requeue.lua does this itself).
 -- KEYS[2i-1] state hash, KEYS[2i] notify list of task i  ARGV[1] ttl ms
-local ttl = tonumber(ARGV[1])
+local ttl = ARGV[1] -- a string: PEXPIRE parses it (no float formatting)
 for i = 1, #KEYS / 2 do
   local tkey, nkey = KEYS[2 * i - 1], KEYS[2 * i]
   redis.call('DEL', nkey)

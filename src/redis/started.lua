@@ -4,7 +4,7 @@ for i = 1, #KEYS do
   local s = redis.call('HGET', KEYS[i], 's')
   if s ~= 'SUCCESS' and s ~= 'FAILURE' then
     redis.call('HSET', KEYS[i], 's', 'STARTED', 'a', ARGV[1 + i])
-    redis.call('PEXPIRE', KEYS[i], tonumber(ARGV[1]))
+    redis.call('PEXPIRE', KEYS[i], ARGV[1])
   end
 end
 return #KEYS

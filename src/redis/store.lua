@@ -5,7 +5,7 @@
 -- ARGV[1] ttl ms  ARGV[3i-1], ARGV[3i], ARGV[3i+1] status, result ("" none)
 -- and id of task i
 -- Returns one integer per task: 1 stored, 0 already final.
-local ttl = tonumber(ARGV[1])
+local ttl = ARGV[1] -- a string: PEXPIRE parses it (no float formatting)
 local out, ids = {}, {}
 for i = 1, (#KEYS - 1) / 2 do
   local tkey, nkey = KEYS[2 * i], KEYS[2 * i + 1]

@@ -10,6 +10,9 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <stdlib.h>
+#include <unistd.h>
+#include <sys/wait.h>
 
 /* ---------------------------------------------------------------- copies */
 
@@ -292,6 +295,46 @@ TEST(uuid_and_id_valid) {
   ASSERT_FALSE(gtask__id_valid("123e4567e89b-12d3-a456-4266141740000"));
   ASSERT_FALSE(gtask__id_valid(""));
   ASSERT_FALSE(gtask__id_valid(NULL));
+}
+
+static int cmp_id(const void *a, const void *b) { return strcmp(a, b); }
+
+TEST(uuids_are_distinct_v4_across_refills) {
+  enum { N = 3000 }; /* more than one 4 KB batch of random bytes */
+  char(*ids)[GTASK_ID_SIZE] = malloc(sizeof(*ids) * N);
+  ASSERT_NOT_NULL(ids);
+  for (int k = 0; k < N; k++) {
+    gtask__uuid(ids[k]);
+    ASSERT_TRUE(gtask__id_valid(ids[k]));
+    ASSERT_EQ(ids[k][14], '4');                        /* version 4 */
+    ASSERT_TRUE(strchr("89ab", ids[k][19]) != NULL); /* RFC 4122 variant */
+  }
+  qsort(ids, N, sizeof(*ids), cmp_id);
+  for (int k = 1; k < N; k++) ASSERT_STR_NE(ids[k - 1], ids[k]);
+  free(ids);
+}
+
+TEST(uuids_differ_between_parent_and_forked_child) {
+  char warm[GTASK_ID_SIZE], parent[GTASK_ID_SIZE], child[GTASK_ID_SIZE] = "";
+  gtask__uuid(warm); /* the parent's batch of random bytes is filled */
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  pid_t pid = fork();
+  ASSERT_TRUE(pid >= 0);
+  if (pid == 0) {
+    char id[GTASK_ID_SIZE];
+    gtask__uuid(id);
+    _exit(write(fds[1], id, GTASK_ID_SIZE) == GTASK_ID_SIZE ? 0 : 1);
+  }
+  gtask__uuid(parent);
+  ASSERT_EQ(read(fds[0], child, GTASK_ID_SIZE), GTASK_ID_SIZE);
+  int status;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  close(fds[0]);
+  close(fds[1]);
+  ASSERT_TRUE(gtask__id_valid(child));
+  ASSERT_STR_NE(parent, child); /* not the next bytes of the same batch */
 }
 
 TEST(queue_valid) {
