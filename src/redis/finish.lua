@@ -14,18 +14,50 @@ local group, consumer = ARGV[1], ARGV[2]
 local with_state = ARGV[3] == '1'
 local ttl = ARGV[4] -- a string: PEXPIRE parses it (no float formatting)
 local n = (#ARGV - 4) / 7
-local out, ids = {}, {}
+local out, ids, acked, ended = {}, {}, {}, {}
 local succeeded, failed = 0, 0
+
+-- Which entries does the consumer still hold?  One XPENDING over the batch's
+-- id range, filtered by consumer (not one per entry).  The range may hold
+-- other leases of the consumer too; if the reply is cut at its count, the
+-- entries not in it are checked one by one.
+local function parse(eid)
+  local ms, seq = string.match(eid, '^(%d+)-(%d+)$')
+  return tonumber(ms or 0), tonumber(seq or 0)
+end
+local lo, hi
+for i = 1, n do
+  local eid = ARGV[5 + 7 * (i - 1)]
+  local ms, seq = parse(eid)
+  if not lo or ms < lo[1] or (ms == lo[1] and seq < lo[2]) then lo = {ms, seq, eid} end
+  if not hi or ms > hi[1] or (ms == hi[1] and seq > hi[2]) then hi = {ms, seq, eid} end
+end
+local held, complete = {}, true
+if n > 0 then
+  local count = 4 * n + 256
+  local p = redis.call('XPENDING', KEYS[1], group, lo[3], hi[3], count, consumer)
+  for _, e in ipairs(p) do held[e[1]] = true end
+  complete = #p < count
+end
+local function holds(eid)
+  if held[eid] then
+    held[eid] = nil -- an entry is ended once, even if listed twice
+    return true
+  end
+  if complete then return false end
+  local p = redis.call('XPENDING', KEYS[1], group, eid, eid, 1)
+  return #p == 1 and p[1][2] == consumer and not ended[eid]
+end
+
 for i = 1, n do
   local b = 4 + 7 * (i - 1)
   local eid, kind, status = ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
   local result, nextb, due, id = ARGV[b + 4], ARGV[b + 5], ARGV[b + 6], ARGV[b + 7]
-  local p = redis.call('XPENDING', KEYS[1], group, eid, eid, 1)
-  if #p == 0 or p[1][2] ~= consumer then
+  if not holds(eid) then
     out[i] = 0
   else
-    redis.call('XACK', KEYS[1], group, eid)
-    redis.call('XDEL', KEYS[1], eid)
+    acked[#acked + 1] = eid
+    ended[eid] = true
     local tkey, nkey = KEYS[6 + 2 * (i - 1)], KEYS[7 + 2 * (i - 1)]
     local final = false
     if with_state then
@@ -65,6 +97,11 @@ for i = 1, n do
       out[i] = 1
     end
   end
+end
+-- Release the leases and drop the entries, in one command each.
+if #acked > 0 then
+  redis.call('XACK', KEYS[1], group, unpack(acked))
+  redis.call('XDEL', KEYS[1], unpack(acked))
 end
 -- A task whose state hash was just written leaves the pending set (it may
 -- have a STARTED hash already: the state hash outranks the set when read).

@@ -575,6 +575,38 @@ CONTRACT(finish_batch) {
   gtask__msg_free(stale);
 }
 
+/* A batch among many leases of the same consumer: the lease check covers the
+ * batch's id range at once (Redis: one XPENDING, cut at a count, then one by
+ * one), and must still fence another consumer's entry inside the range and an
+ * entry listed twice. */
+CONTRACT(finish_batch_among_many_leases) {
+  enum { A = 300, B = 10, C = 390 };
+  for (int i = 0; i < A + B + C; i++)
+    push(e, e->q, BODIES[i % 4], 0, NULL);
+  gtask_msg **m = calloc(A + B + C, sizeof(*m));
+  ASSERT_NOT_NULL(m);
+  ASSERT_EQ(lease(e, "c1", e->q, A, 0, m), A);
+  ASSERT_EQ(lease(e, "c2", e->q, B, 0, m + A), B);
+  ASSERT_EQ(lease(e, "c1", e->q, C, 0, m + A + B), C);
+  gtask_fin f[4] = {
+      {.msg = m[0], .kind = GTASK_FIN_DONE, .status = GTASK_SUCCESS},
+      {.msg = m[A + 1], .kind = GTASK_FIN_DONE, .status = GTASK_SUCCESS}, /* c2's */
+      {.msg = m[A + B + C - 1], .kind = GTASK_FIN_DONE, .status = GTASK_SUCCESS},
+      {.msg = m[0], .kind = GTASK_FIN_DONE, .status = GTASK_SUCCESS}, /* twice */
+  };
+  ASSERT_OK(e->b->ops->finish(e->b->impl, "c1", f, 4, NULL));
+  ASSERT_FALSE(f[0].fenced);
+  ASSERT_TRUE(f[1].fenced);
+  ASSERT_FALSE(f[2].fenced);
+  ASSERT_TRUE(f[3].fenced);
+  ASSERT_STATS(e, e->q, 0, A + B + C - 2, 0, 0);
+  /* c2 still holds its entry: it can end it. */
+  ASSERT_FALSE(finish(e, "c2", m[A + 1], GTASK_FIN_DONE, NULL, 0));
+  ASSERT_STATS(e, e->q, 0, A + B + C - 3, 0, 0);
+  free_msgs(m, A + B + C);
+  free(m);
+}
+
 /* ---------------------------------------------------------------- broker: schedule, stats */
 
 CONTRACT(push_due_future) {
