@@ -5,6 +5,7 @@
 -- Returns the number of messages queued.  All or nothing (one script).
 local now = tonumber(ARGV[2])
 local n = (#ARGV - 2) / 3
+local with_state = ARGV[1] == '1'
 local ids = {}
 for i = 1, n do
   local id, body, due = ARGV[3 * i], ARGV[1 + 3 * i], tonumber(ARGV[2 + 3 * i])
@@ -13,9 +14,10 @@ for i = 1, n do
   else
     redis.call('XADD', KEYS[1], '*', 'i', id, 'm', body)
   end
-  ids[i] = id
+  if with_state then ids[i] = id end
 end
--- PENDING is membership of the pending set until the task has a state hash
--- (started.lua, finish.lua and store.lua remove it when they write one).
-if ARGV[1] == '1' and n > 0 then redis.call('SADD', KEYS[3], unpack(ids)) end
+-- PENDING is membership of the pending set; finish.lua and store.lua take the
+-- id out when they write the state that ends a delivery (a state hash, when
+-- there is one, outranks the set).
+if with_state and n > 0 then redis.call('SADD', KEYS[3], unpack(ids)) end
 return n
