@@ -399,6 +399,20 @@ static void housekeeping(gtask_server *s, int64_t *next_promote_mono) {
   }
 }
 
+/* How many more tasks the fetcher may lease now.  `prefetch` bounds the tasks
+ * that want or hold an executor (READY and RUNNING); tasks whose outcome only
+ * waits for the finisher's write do not count, so that the next lease overlaps
+ * the finisher's round trip instead of waiting for it (a worker of fast tasks
+ * would otherwise alternate between the two).  Those outcomes are bounded too:
+ * at most two finisher batches beyond `prefetch` are in flight in all. */
+static size_t fetch_room_locked(const gtask_server *s) {
+  size_t want = (size_t)s->prefetch, busy = s->nready + s->nrunning;
+  size_t cap = want + 2 * MAX_BATCH;
+  if (busy >= want || s->ninflight >= cap) return 0;
+  size_t room = want - busy;
+  return room < cap - s->ninflight ? room : cap - s->ninflight;
+}
+
 static void *fetcher_main(void *arg) {
   gtask_server *s = arg;
   gtask__block_sigpipe();
@@ -421,7 +435,7 @@ static void *fetcher_main(void *arg) {
       s->next_due_ms = 0;
     }
     int64_t house = next_reclaim < next_promote ? next_reclaim : next_promote;
-    while (!s->stopping && s->ninflight >= (size_t)s->prefetch && now < house) {
+    while (!s->stopping && fetch_room_locked(s) == 0 && now < house) {
       timed_wait(&s->cv_room, &s->mu, house);
       now = gtask__mono_ms();
     }
@@ -429,7 +443,7 @@ static void *fetcher_main(void *arg) {
       pthread_mutex_unlock(&s->mu);
       break;
     }
-    size_t room = s->ninflight < (size_t)s->prefetch ? (size_t)s->prefetch - s->ninflight : 0;
+    size_t room = fetch_room_locked(s);
     int64_t wait = house - now;
     if (wait < 0) wait = 0;
     if (wait > period) wait = period;

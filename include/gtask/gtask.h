@@ -298,9 +298,11 @@ GTASK_EXTERN int gtask_server_set_lease(gtask_server *s, int64_t ms);
 /* How many times a task may be delivered and lost (worker died) before it goes
  * to the dead set as FAILURE (default 5, minimum 1). */
 GTASK_EXTERN int gtask_server_set_max_deliveries(gtask_server *s, int n);
-/* Most tasks leased and waiting in this worker at once, which is also the
- * largest batch leased in one round trip (default: 8 x concurrency, at least
- * 64, at most 1000).  Lower it for long tasks shared by many workers. */
+/* Most tasks leased by this worker and running or waiting for an executor at
+ * once, which is also the largest batch leased in one round trip (default:
+ * 8 x concurrency, at least 64, at most 1000).  Finished tasks whose outcome is
+ * still being written do not count (at most 512 of them).  Lower it for long
+ * tasks shared by many workers. */
 GTASK_EXTERN int gtask_server_set_prefetch(gtask_server *s, int n);
 /* A unique worker name, used as the consumer name in Redis (default
  * "hostname:pid:random"). */

@@ -797,6 +797,26 @@ TEST(redis_graceful_shutdown_finishes_running_and_hands_back_unstarted) {
   env_close(&e);
 }
 
+/* prefetch bounds what one worker holds (running or waiting for an executor):
+ * the rest of the queue stays leasable by other workers. */
+TEST(redis_prefetch_bounds_the_tasks_a_worker_leases) {
+  env e;
+  env_open(&e, false, NULL);
+  ASSERT_OK(gtask_server_set_prefetch(e.server, 6));
+  gtask_send_conf *c = gtask_send_conf_new("sleep");
+  enum { N = 20 };
+  char ids[N][GTASK_ID_SIZE];
+  for (int k = 0; k < N; k++) ASSERT_OK(GTASK_SEND(e.client, c, ids[k], gtask_int64(500)));
+  env_start(&e); /* 4 executors: 4 run, 2 wait */
+  test_sleep_ms(200);
+  gtask_queue_stats st;
+  ASSERT_OK(gtask_client_stats(e.client, NULL, &st));
+  ASSERT_EQ(st.active, 6);
+  ASSERT_EQ(st.pending, N - 6);
+  gtask_send_conf_free(c);
+  env_close(&e);
+}
+
 static gtask_server *signal_target;
 static void on_sigusr1(int sig) {
   (void)sig;
