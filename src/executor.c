@@ -332,13 +332,20 @@ void *gtask__executor_main(void *arg) {
 
     pthread_mutex_lock(&s->mu);
     s->nrunning--;
+    bool wake_finisher = false;
     if (mine)
-      gtask__server_job_done_locked(s, job);
+      wake_finisher = gtask__server_job_done_locked(s, job);
     else if (prc == 0)
       gtask__log(GTASK_LOG_INFO, "task %s returned after its deadline; its result is discarded",
                  job->msg->id);
     gtask__job_unref_locked(s, job);
     pthread_cond_signal(&s->cv_room);
+    if (wake_finisher) {
+      /* After unlocking: woken under the mutex, it would only wait for it. */
+      pthread_mutex_unlock(&s->mu);
+      pthread_cond_signal(&s->cv_done);
+      pthread_mutex_lock(&s->mu);
+    }
   }
   pthread_mutex_unlock(&s->mu);
   gtask__child_stop(&child);

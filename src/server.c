@@ -24,6 +24,10 @@
 
 #define MAX_BATCH 256
 #define START_DELAY_MS 2
+/* For this long after it last wrote outcomes, the finisher wakes by itself
+ * every START_DELAY_MS, so that a busy fetcher need not wake it for each
+ * task's STARTED mark (a context switch per task when tasks come one by one). */
+#define LINGER_MS 50
 
 /* ---------------------------------------------------------------- setup */
 
@@ -232,7 +236,7 @@ void gtask__job_unref_locked(gtask_server *s, gtask_job *job) {
   gtask__free(job);
 }
 
-void gtask__server_job_done_locked(gtask_server *s, gtask_job *job) {
+bool gtask__server_job_done_locked(gtask_server *s, gtask_job *job) {
   job->state = GTASK_JOB_DONE;
   job->next = NULL;
   /* The finisher takes the whole list each time it wakes and looks again
@@ -243,7 +247,7 @@ void gtask__server_job_done_locked(gtask_server *s, gtask_job *job) {
   else
     s->done_head = job;
   s->done_tail = job;
-  if (was_empty) pthread_cond_signal(&s->cv_done);
+  return was_empty;
 }
 
 void gtask__server_finisher_due_locked(gtask_server *s, int64_t due_mono) {
@@ -328,12 +332,14 @@ static void accept_msgs(gtask_server *s, gtask_msg **msgs, size_t n, bool reclai
       }
       jobs[m++] = job;
     }
+    size_t wake = 0;
+    bool wake_finisher = false;
     pthread_mutex_lock(&s->mu);
     for (size_t k = 0; k < m; k++) {
       gtask_job *job = jobs[k];
       inflight_add_locked(s, job);
       if (job->finalized) {
-        gtask__server_job_done_locked(s, job);
+        wake_finisher |= gtask__server_job_done_locked(s, job);
         continue;
       }
       if (s->nto_start == s->cap_to_start) {
@@ -364,10 +370,15 @@ static void accept_msgs(gtask_server *s, gtask_msg **msgs, size_t n, bool reclai
       /* Wake an executor only if one is asleep; busy ones look again. */
       if (s->nidle_exec > s->nwoken_exec) {
         s->nwoken_exec++;
-        pthread_cond_signal(&s->cv_ready);
+        wake++;
       }
     }
     pthread_mutex_unlock(&s->mu);
+    /* Signalled after unlocking, an executor does not wake only to wait for
+     * the mutex.  (It looks at the READY list itself, so a signal that comes
+     * late wakes it to find the work taken or still there: both are fine.) */
+    while (wake--) pthread_cond_signal(&s->cv_ready);
+    if (wake_finisher) pthread_cond_signal(&s->cv_done);
   }
 }
 
@@ -570,7 +581,7 @@ static void *finisher_main(void *arg) {
   gtask__block_sigpipe();
   int64_t period = s->lease_ms / 3;
   int64_t next_hb = gtask__mono_ms() + period;
-  int64_t backoff = 0, failing_since = 0;
+  int64_t backoff = 0, failing_since = 0, last_write = 0;
   gtask_job *batch[MAX_BATCH];
   gtask_fin fins[MAX_BATCH];
   gtask_job **start = NULL;
@@ -590,7 +601,7 @@ static void *finisher_main(void *arg) {
         atomic_store(&j->ctx.cancelled, true);
         /* Its lifecycle reference moves to the DONE list; the executor keeps
          * its own until the handler returns. */
-        gtask__server_job_done_locked(s, j);
+        (void)gtask__server_job_done_locked(s, j); /* this is the finisher */
         j->state = GTASK_JOB_RUNNING; /* still on its executor */
         j->fin.kind = 0;              /* outcome built below, outside the lock */
         ntimed++;
@@ -607,6 +618,7 @@ static void *finisher_main(void *arg) {
     if (!s->done_head && !start_due && now < next_hb && ntimed == 0) {
       if (s->nto_start && s->first_start_mono + START_DELAY_MS < wake)
         wake = s->first_start_mono + START_DELAY_MS;
+      if (now - last_write < LINGER_MS && now + START_DELAY_MS < wake) wake = now + START_DELAY_MS;
       s->finisher_wake = wake;
       timed_wait(&s->cv_done, &s->mu, wake);
       s->finisher_wake = 0;
@@ -654,6 +666,7 @@ static void *finisher_main(void *arg) {
       }
     }
     int rc = n ? write_outcomes(s, batch, n, fins) : 0;
+    if (n) last_write = gtask__mono_ms();
 
     pthread_mutex_lock(&s->mu);
     for (size_t k = 0; k < nstart; k++) gtask__job_unref_locked(s, start[k]);
@@ -800,7 +813,7 @@ GTASK_EXTERN int gtask_server_run(gtask_server *s, int n) {
     next = j->next;
     j->finalized = true;
     gtask__job_outcome_handback(s, j);
-    gtask__server_job_done_locked(s, j);
+    if (gtask__server_job_done_locked(s, j)) pthread_cond_signal(&s->cv_done);
     handed++;
   }
   s->ready_head = s->ready_tail = NULL;

@@ -141,7 +141,9 @@ void gtask__job_outcome_handback(gtask_server *s, gtask_job *job);
 void gtask__job_unref_locked(gtask_server *s, gtask_job *job);
 
 /* server.c */
-void gtask__server_job_done_locked(gtask_server *s, gtask_job *job);
+/* Puts a job whose outcome is decided on the DONE list.  True when the
+ * finisher must be woken (signal cv_done, best after unlocking). */
+bool gtask__server_job_done_locked(gtask_server *s, gtask_job *job);
 /* Something is due at due_mono (a deadline, a STARTED mark): wakes the
  * finisher if it sleeps past it.  Called with s->mu held. */
 void gtask__server_finisher_due_locked(gtask_server *s, int64_t due_mono);
