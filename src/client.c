@@ -24,6 +24,10 @@ struct gtask_send_conf {
   int64_t delay_ms;
 };
 
+/* The last tasks this client sent to its own queue: they exist, so waiting on
+ * one needs no check first (see the backend's wait). */
+#define SENT_RING 16
+
 struct gtask_client {
   gtask_broker *broker;
   gtask_backend *backend;
@@ -31,6 +35,8 @@ struct gtask_client {
   char queue[129];
   size_t max_payload;
   char errmsg[256];
+  char sent[SENT_RING][GTASK_ID_SIZE];
+  unsigned sent_next;
 };
 
 /* ---------------------------------------------------------------- send conf */
@@ -156,6 +162,7 @@ GTASK_EXTERN int gtask_client_set_queue(gtask_client *c, const char *queue) {
   if (!queue || !gtask__queue_valid(queue))
     return set_err(c, GTASK_EINVAL, "invalid queue name \"%s\"", queue ? queue : "(null)");
   gtask__fmt(c->queue, sizeof(c->queue), "%s", queue);
+  memset(c->sent, 0, sizeof(c->sent)); /* sent to the old queue */
   return 0;
 }
 
@@ -244,7 +251,16 @@ GTASK_EXTERN int gtask_client_send_many(gtask_client *c, const gtask_send_conf *
     free_msgs(msgs, built);
     done += m;
   }
+  if (rc == 0 && strcmp(queue, c->queue) == 0)
+    for (size_t i = n > SENT_RING ? n - SENT_RING : 0; i < n; i++)
+      memcpy(c->sent[c->sent_next++ % SENT_RING], ids_out[i], GTASK_ID_SIZE);
   return rc;
+}
+
+static bool sent_here(const gtask_client *c, const char *id) {
+  for (size_t k = 0; k < SENT_RING; k++)
+    if (memcmp(c->sent[k], id, GTASK_ID_SIZE) == 0) return true;
+  return false;
 }
 
 GTASK_EXTERN int gtask_client_send(gtask_client *c, const gtask_send_conf *conf,
@@ -351,7 +367,7 @@ GTASK_EXTERN int gtask_client_wait(gtask_client *c, const char *id, int64_t time
   for (;;) {
     int64_t left = timeout_ms < 0 ? -1 : timeout_ms - (gtask__mono_ms() - start);
     if (timeout_ms >= 0 && left < 0) left = 0;
-    rc = c->backend->ops->wait(c->backend->impl, c->queue, id, left, &buf, &len);
+    rc = c->backend->ops->wait(c->backend->impl, c->queue, id, left, sent_here(c, id), &buf, &len);
     if (rc != GTASK_ECONN) break;
     if (timeout_ms >= 0 && gtask__mono_ms() - start >= timeout_ms) break;
     backoff_sleep(&delay, timeout_ms < 0 ? INT64_MAX : start + timeout_ms);

@@ -292,9 +292,12 @@ typedef struct gtask_backend_ops {
    * without polling.  0 when final, GTASK_ETIMEDOUT otherwise.  When result is
    * non-NULL it receives a new copy of the final result record (free with
    * gtask__free; NULL if the record is unavailable: read it with get), so that
-   * a waiter needs no further round trip. */
-  int (*wait)(void *impl, const char *queue, const char *id, int64_t timeout_ms, char **result,
-              size_t *len);
+   * a waiter needs no further round trip.  known: the caller sent this task
+   * itself, so it exists: the backend may block at once instead of first
+   * checking that (for an id unknown after all -- expired, or sent elsewhere
+   * -- GTASK_ENOTFOUND then comes at the timeout instead of at once). */
+  int (*wait)(void *impl, const char *queue, const char *id, int64_t timeout_ms, bool known,
+              char **result, size_t *len);
 
   /* Forces each msg's record back to PENDING (attempts kept), dropping its
    * result record and its final notification -- final states included.  The

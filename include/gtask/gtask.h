@@ -432,7 +432,10 @@ GTASK_EXTERN int gtask_client_is_finish(gtask_client *c, const char *id);
 GTASK_EXTERN int gtask_client_result(gtask_client *c, const char *id, gtask_result **out);
 /* Waits up to timeout_ms (< 0: for ever) for the task to finish, without polling
  * (the waiter blocks on a notification that the finishing worker writes), then
- * returns its result.  GTASK_ETIMEDOUT if it has not finished by then. */
+ * returns its result.  GTASK_ETIMEDOUT if it has not finished by then,
+ * GTASK_ENOTFOUND for an unknown or expired id: at once, except for one of the
+ * last 16 tasks this client sent to its queue, on which wait blocks without a
+ * check first (one round trip, not two). */
 GTASK_EXTERN int gtask_client_wait(gtask_client *c, const char *id, int64_t timeout_ms,
                                    gtask_result **out);
 

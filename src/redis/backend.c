@@ -205,22 +205,28 @@ out:
 
 static bool is_final(gtask_status s) { return s == GTASK_SUCCESS || s == GTASK_FAILURE; }
 
-static int rk_wait(void *impl, const char *queue, const char *id, int64_t timeout_ms,
+static int rk_wait(void *impl, const char *queue, const char *id, int64_t timeout_ms, bool known,
                    char **result, size_t *len) {
   gtask__redis_backend *b = impl;
   if (result) *result = NULL;
   if (len) *len = 0;
   gtask_status st;
-  /* Round trip 1: already final?  (Then its record comes with the answer.) */
-  int rc = rk_get(impl, queue, id, &st, NULL, result, len);
-  if (rc) return rc;
-  if (is_final(st)) return 0;
-  if (result) {
-    gtask__free(*result);
-    *result = NULL;
-    if (len) *len = 0;
+  int rc;
+  /* Round trip 1: does the task exist, and is it final already?  (Then its
+   * record comes with the answer.)  Skipped for a task the caller sent: the
+   * notification list answers a final one as fast, and an id unknown after
+   * all is found out below, at the timeout. */
+  if (!known || timeout_ms == 0) {
+    rc = rk_get(impl, queue, id, &st, NULL, result, len);
+    if (rc) return rc;
+    if (is_final(st)) return 0;
+    if (result) {
+      gtask__free(*result);
+      *result = NULL;
+      if (len) *len = 0;
+    }
+    if (timeout_ms == 0) return GTASK_ETIMEDOUT;
   }
-  if (timeout_ms == 0) return GTASK_ETIMEDOUT;
 
   /* Round trip 2: block on the notification list, whose one element is the
    * final result record. */

@@ -1064,14 +1064,14 @@ CONTRACT(backend_wait_wakes) {
   later l = {.e = e, .kind = LATER_STORE, .delay_ms = 150, .msg = m};
   later_start(&l);
   int64_t t0 = test_now_ms();
-  ASSERT_OK(e->be->ops->wait(e->be->impl, m->queue, m->id, test_timeout_ms(5000), NULL, NULL));
+  ASSERT_OK(e->be->ops->wait(e->be->impl, m->queue, m->id, test_timeout_ms(5000), false, NULL, NULL));
   int64_t woke = test_now_ms();
   later_join(&l);
   ASSERT_GE(woke - t0, 100);
   ASSERT_LT(woke - l.at_ms, test_timeout_ms(200));
   /* Already final: at once, whatever the timeout. */
-  ASSERT_OK(e->be->ops->wait(e->be->impl, m->queue, m->id, 0, NULL, NULL));
-  ASSERT_OK(e->be->ops->wait(e->be->impl, m->queue, m->id, -1, NULL, NULL));
+  ASSERT_OK(e->be->ops->wait(e->be->impl, m->queue, m->id, 0, false, NULL, NULL));
+  ASSERT_OK(e->be->ops->wait(e->be->impl, m->queue, m->id, -1, false, NULL, NULL));
   gtask__msg_free(m);
 }
 
@@ -1080,7 +1080,7 @@ CONTRACT(backend_wait_for_ever_wakes) {
   ASSERT_OK(e->be->ops->pending(e->be->impl, &m, 1));
   later l = {.e = e, .kind = LATER_STORE, .delay_ms = 150, .msg = m};
   later_start(&l);
-  ASSERT_OK(e->be->ops->wait(e->be->impl, m->queue, m->id, -1, NULL, NULL));
+  ASSERT_OK(e->be->ops->wait(e->be->impl, m->queue, m->id, -1, false, NULL, NULL));
   int64_t woke = test_now_ms();
   later_join(&l);
   ASSERT_LT(woke - l.at_ms, test_timeout_ms(200));
@@ -1091,14 +1091,14 @@ CONTRACT(backend_wait_times_out) {
   gtask_msg *m = task_msg(e);
   ASSERT_OK(e->be->ops->pending(e->be->impl, &m, 1));
   int64_t t0 = test_now_ms();
-  ASSERT_ERR(e->be->ops->wait(e->be->impl, m->queue, m->id, 300, NULL, NULL), GTASK_ETIMEDOUT);
+  ASSERT_ERR(e->be->ops->wait(e->be->impl, m->queue, m->id, 300, false, NULL, NULL), GTASK_ETIMEDOUT);
   int64_t took = test_now_ms() - t0;
   ASSERT_GE(took, 295);
   ASSERT_LT(took, 300 + test_timeout_ms(500));
-  ASSERT_ERR(e->be->ops->wait(e->be->impl, m->queue, m->id, 0, NULL, NULL), GTASK_ETIMEDOUT);
+  ASSERT_ERR(e->be->ops->wait(e->be->impl, m->queue, m->id, 0, false, NULL, NULL), GTASK_ETIMEDOUT);
   /* A non-final store does not end the wait. */
   ASSERT_FALSE(store(e, m, GTASK_RETRY, "{}"));
-  ASSERT_ERR(e->be->ops->wait(e->be->impl, m->queue, m->id, 100, NULL, NULL), GTASK_ETIMEDOUT);
+  ASSERT_ERR(e->be->ops->wait(e->be->impl, m->queue, m->id, 100, false, NULL, NULL), GTASK_ETIMEDOUT);
   gtask__msg_free(m);
 }
 
@@ -1108,8 +1108,44 @@ CONTRACT(backend_unknown_id) {
   gtask_status s;
   ASSERT_ERR(e->be->ops->get(e->be->impl, e->q, id, &s, NULL, NULL, NULL), GTASK_ENOTFOUND);
   int64_t t0 = test_now_ms();
-  ASSERT_ERR(e->be->ops->wait(e->be->impl, e->q, id, test_timeout_ms(5000), NULL, NULL), GTASK_ENOTFOUND);
+  ASSERT_ERR(e->be->ops->wait(e->be->impl, e->q, id, test_timeout_ms(5000), false, NULL, NULL),
+             GTASK_ENOTFOUND);
   ASSERT_LT(test_now_ms() - t0, test_timeout_ms(200));
+  /* Said to be known but unknown after all: not found, by the timeout at the
+   * latest (never a success, never a wait for ever). */
+  ASSERT_ERR(e->be->ops->wait(e->be->impl, e->q, id, 200, true, NULL, NULL), GTASK_ENOTFOUND);
+  ASSERT_LT(test_now_ms() - t0, test_timeout_ms(1000));
+}
+
+/* A waiter that knows the task exists (it sent it) gets the same answers: the
+ * final result when it comes, a timeout while it does not, and the result at
+ * once when it is final already. */
+CONTRACT(backend_wait_known) {
+  gtask_msg *m = task_msg(e);
+  ASSERT_OK(e->be->ops->pending(e->be->impl, &m, 1));
+  ASSERT_ERR(e->be->ops->wait(e->be->impl, m->queue, m->id, 100, true, NULL, NULL), GTASK_ETIMEDOUT);
+  ASSERT_ERR(e->be->ops->wait(e->be->impl, m->queue, m->id, 0, true, NULL, NULL), GTASK_ETIMEDOUT);
+  later l = {.e = e, .kind = LATER_STORE, .delay_ms = 150, .msg = m};
+  later_start(&l);
+  char *res = NULL;
+  size_t len = 0;
+  ASSERT_OK(e->be->ops->wait(e->be->impl, m->queue, m->id, test_timeout_ms(5000), true, &res, &len));
+  int64_t woke = test_now_ms();
+  later_join(&l);
+  ASSERT_LT(woke - l.at_ms, test_timeout_ms(200));
+  ASSERT_NOT_NULL(res);
+  char want[64];
+  gtask_status s;
+  uint32_t a;
+  get(e, m, &s, &a, want, sizeof(want));
+  ASSERT_EQ(s, GTASK_SUCCESS);
+  ASSERT_EQ(len, strlen(want));
+  ASSERT_STR_EQ(res, want);
+  gtask__free(res);
+  int64_t t0 = test_now_ms();
+  ASSERT_OK(e->be->ops->wait(e->be->impl, m->queue, m->id, test_timeout_ms(5000), true, NULL, NULL));
+  ASSERT_LT(test_now_ms() - t0, test_timeout_ms(200));
+  gtask__msg_free(m);
 }
 
 /* reset() is the one write that replaces a final state (a dead task requeued
@@ -1126,22 +1162,22 @@ CONTRACT(backend_reset) {
   uint32_t two = 2;
   ASSERT_OK(e->be->ops->started(e->be->impl, &m, &two, 1));
   ASSERT_FALSE(store(e, m, GTASK_FAILURE, "{\"err\":\"lost\"}"));
-  ASSERT_OK(e->be->ops->wait(e->be->impl, m->queue, m->id, 0, NULL, NULL));
+  ASSERT_OK(e->be->ops->wait(e->be->impl, m->queue, m->id, 0, false, NULL, NULL));
 
   ASSERT_OK(e->be->ops->reset(e->be->impl, &m, 1));
   get(e, m, &s, &a, res, sizeof(res));
   ASSERT_EQ(s, GTASK_PENDING);
   ASSERT_EQ(a, 2); /* attempts kept */
   ASSERT_STR_EQ(res, "");
-  ASSERT_ERR(e->be->ops->wait(e->be->impl, m->queue, m->id, 0, NULL, NULL), GTASK_ETIMEDOUT);
-  ASSERT_ERR(e->be->ops->wait(e->be->impl, m->queue, m->id, 100, NULL, NULL), GTASK_ETIMEDOUT);
+  ASSERT_ERR(e->be->ops->wait(e->be->impl, m->queue, m->id, 0, false, NULL, NULL), GTASK_ETIMEDOUT);
+  ASSERT_ERR(e->be->ops->wait(e->be->impl, m->queue, m->id, 100, false, NULL, NULL), GTASK_ETIMEDOUT);
 
   /* A waiter started now is woken by the new final state, with the new record. */
   later l = {.e = e, .kind = LATER_STORE, .delay_ms = 150, .msg = m};
   later_start(&l);
   char *r = NULL;
   size_t len = 0;
-  ASSERT_OK(e->be->ops->wait(e->be->impl, m->queue, m->id, test_timeout_ms(5000), &r, &len));
+  ASSERT_OK(e->be->ops->wait(e->be->impl, m->queue, m->id, test_timeout_ms(5000), false, &r, &len));
   later_join(&l);
   if (r != NULL) { /* the record, if handed over, is the new one */
     ASSERT_EQ(len, 7);
@@ -1187,7 +1223,7 @@ CONTRACT(colocated_finish) {
   get(e, m, &s, &a, res, sizeof(res));
   ASSERT_EQ(s, GTASK_SUCCESS);
   ASSERT_STR_EQ(res, "{\"v\":[1]}");
-  ASSERT_OK(e->be->ops->wait(e->be->impl, m->queue, m->id, 0, NULL, NULL));
+  ASSERT_OK(e->be->ops->wait(e->be->impl, m->queue, m->id, 0, false, NULL, NULL));
   ASSERT_STATS(e, e->q, 0, 0, 0, 0);
   gtask__msg_free(m);
   gtask__msg_free(p);

@@ -185,6 +185,57 @@ static void check_add(bool memory) {
 TEST(redis_add_round_trip) { check_add(false); }
 TEST(memory_add_round_trip) { check_add(true); }
 
+static long long calls_of(gt_redis *redis, const char *cmd) {
+  redisContext *rc = gt_redis_connect(redis);
+  ASSERT_NOT_NULL(rc);
+  redisReply *rep = redisCommand(rc, "INFO commandstats");
+  ASSERT_NOT_NULL(rep);
+  char key[64];
+  snprintf(key, sizeof(key), "cmdstat_%s:calls=", cmd);
+  const char *at = strstr(rep->str, key);
+  long long n = at ? atoll(at + strlen(key)) : 0;
+  freeReplyObject(rep);
+  redisFree(rc);
+  return n;
+}
+
+/* Waiting on a task this client just sent is one round trip (the blocking
+ * read): the task is known to exist, so its state is not read first.  Another
+ * client's wait on it checks first, and gets the same result. */
+TEST(redis_wait_on_a_task_just_sent_skips_the_state_read) {
+  env e;
+  env_open(&e, false, NULL);
+  env_start(&e);
+  gtask_send_conf *c = gtask_send_conf_new("add");
+  long long before = calls_of(e.redis, "sismember");
+  gtask_result *r = send_wait(&e, c, (gtask_value[]){gtask_int64(20), gtask_int64(22)}, 2, 10000);
+  ASSERT_EQ(r->status, GTASK_SUCCESS);
+  ASSERT_EQ(r->values[0].v.i, 42);
+  ASSERT_EQ(calls_of(e.redis, "sismember"), before);
+  gtask_client *other = gtask_client_from_server(e.server);
+  gtask_result *r2;
+  ASSERT_OK(gtask_client_wait(other, r->id, test_timeout_ms(5000), &r2));
+  ASSERT_EQ(r2->status, GTASK_SUCCESS);
+  ASSERT_EQ(r2->values[0].v.i, 42);
+  ASSERT_EQ(calls_of(e.redis, "sismember"), before + 1);
+  gtask_result_free(r2);
+  /* Sent to another queue: not known in this client's queue, so not found at
+   * once rather than after the timeout. */
+  gtask_send_conf *elsewhere = gtask_send_conf_new("add");
+  ASSERT_OK(gtask_send_conf_set_queue(elsewhere, "elsewhere"));
+  char id[GTASK_ID_SIZE];
+  ASSERT_OK(GTASK_SEND(e.client, elsewhere, id, gtask_int64(1), gtask_int64(2)));
+  int64_t t0 = test_now_ms();
+  ASSERT_ERR(gtask_client_wait(e.client, id, 3000, &r2), GTASK_ENOTFOUND);
+  ASSERT_LT(test_now_ms() - t0, test_timeout_ms(1000));
+  ASSERT_NULL(r2);
+  gtask_result_free(r);
+  gtask_client_free(other);
+  gtask_send_conf_free(elsewhere);
+  gtask_send_conf_free(c);
+  env_close(&e);
+}
+
 static void check_all_types(bool memory) {
   env e;
   env_open(&e, memory, NULL);
