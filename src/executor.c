@@ -287,6 +287,7 @@ void *gtask__executor_main(void *arg) {
     s->nrunning++;
     job->state = GTASK_JOB_RUNNING;
     job->refs++; /* the executor's reference while it runs */
+    gtask__server_mark_started_locked(s, job);
     int64_t timeout = job->task->timeout_ms;
     if (timeout > 0) {
       job->deadline_mono = gtask__mono_ms() + timeout;

@@ -282,6 +282,27 @@ static const gtask_handler *find_handler(const gtask_server *s, const char *name
 /* Makes a job of a freshly leased (or reclaimed) message and decides whether it
  * can run.  Returns NULL on out-of-memory (the message stays leased and comes
  * back through reclaim). */
+void gtask__server_mark_started_locked(gtask_server *s, gtask_job *job) {
+  if (s->nto_start == s->cap_to_start) {
+    size_t cap = s->cap_to_start ? 2 * s->cap_to_start : 64;
+    gtask_job **ts = gtask__realloc(s->to_start, cap * sizeof(*ts));
+    if (ts) s->to_start = ts;
+    uint32_t *ta = gtask__realloc(s->to_start_att, cap * sizeof(*ta));
+    if (ta) s->to_start_att = ta;
+    if (ts && ta) s->cap_to_start = cap;
+  }
+  /* STARTED is a courtesy for observers; if memory is short, skip it. */
+  if (s->nto_start < s->cap_to_start) {
+    if (s->nto_start == 0) {
+      s->first_start_mono = gtask__mono_ms();
+      gtask__server_finisher_due_locked(s, s->first_start_mono + START_DELAY_MS);
+    }
+    s->to_start[s->nto_start] = job;
+    s->to_start_att[s->nto_start++] = job->task->attempts + 1;
+    job->refs++; /* released by the finisher once STARTED is written */
+  }
+}
+
 static gtask_job *job_new(gtask_server *s, gtask_msg *m, bool reclaimed) {
   gtask_job *job = gtask__calloc(1, sizeof(*job));
   if (!job) return NULL;
@@ -341,24 +362,6 @@ static void accept_msgs(gtask_server *s, gtask_msg **msgs, size_t n, bool reclai
       if (job->finalized) {
         wake_finisher |= gtask__server_job_done_locked(s, job);
         continue;
-      }
-      if (s->nto_start == s->cap_to_start) {
-        size_t cap = s->cap_to_start ? 2 * s->cap_to_start : 64;
-        gtask_job **ts = gtask__realloc(s->to_start, cap * sizeof(*ts));
-        if (ts) s->to_start = ts;
-        uint32_t *ta = gtask__realloc(s->to_start_att, cap * sizeof(*ta));
-        if (ta) s->to_start_att = ta;
-        if (ts && ta) s->cap_to_start = cap;
-      }
-      /* STARTED is a courtesy for observers; if memory is short, skip it. */
-      if (s->nto_start < s->cap_to_start) {
-        if (s->nto_start == 0) {
-          s->first_start_mono = gtask__mono_ms();
-          gtask__server_finisher_due_locked(s, s->first_start_mono + START_DELAY_MS);
-        }
-        s->to_start[s->nto_start] = job;
-        s->to_start_att[s->nto_start++] = job->task->attempts + 1;
-        job->refs++; /* released by the finisher once STARTED is written */
       }
       job->next = NULL;
       if (s->ready_tail)

@@ -100,7 +100,7 @@ struct gtask_server {
   size_t nready, nrunning, ninflight;
   size_t nidle_exec;         /* executors waiting on cv_ready */
   size_t nwoken_exec;        /* of those, signalled but not yet running */
-  gtask_job **to_start;      /* leased jobs whose STARTED is not yet written (referenced) */
+  gtask_job **to_start;      /* running jobs whose STARTED is not yet written (referenced) */
   uint32_t *to_start_att;
   size_t nto_start, cap_to_start;
   int64_t first_start_mono;  /* when the oldest pending STARTED mark was queued */
@@ -144,6 +144,9 @@ void gtask__job_unref_locked(gtask_server *s, gtask_job *job);
 /* Puts a job whose outcome is decided on the DONE list.  True when the
  * finisher must be woken (signal cv_done, best after unlocking). */
 bool gtask__server_job_done_locked(gtask_server *s, gtask_job *job);
+/* Queues a STARTED mark for a job an executor has just taken (the finisher
+ * writes it after START_DELAY_MS unless the job is done by then). */
+void gtask__server_mark_started_locked(gtask_server *s, gtask_job *job);
 /* Something is due at due_mono (a deadline, a STARTED mark): wakes the
  * finisher if it sleeps past it.  Called with s->mu held. */
 void gtask__server_finisher_due_locked(gtask_server *s, int64_t due_mono);

@@ -849,8 +849,9 @@ TEST(redis_graceful_shutdown_finishes_running_and_hands_back_unstarted) {
 }
 
 /* prefetch bounds what one worker holds (running or waiting for an executor):
- * the rest of the queue stays leasable by other workers. */
-TEST(redis_prefetch_bounds_the_tasks_a_worker_leases) {
+ * the rest of the queue stays leasable by other workers.  Of the tasks held,
+ * only those running read STARTED. */
+TEST(redis_prefetch_bounds_the_tasks_a_worker_leases_and_only_running_ones_read_started) {
   env e;
   env_open(&e, false, NULL);
   ASSERT_OK(gtask_server_set_prefetch(e.server, 6));
@@ -864,6 +865,17 @@ TEST(redis_prefetch_bounds_the_tasks_a_worker_leases) {
   ASSERT_OK(gtask_client_stats(e.client, NULL, &st));
   ASSERT_EQ(st.active, 6);
   ASSERT_EQ(st.pending, N - 6);
+  /* STARTED means running: the two leased tasks waiting for an executor
+   * still read PENDING. */
+  int started = 0, pending = 0;
+  for (int k = 0; k < N; k++) {
+    gtask_status s;
+    ASSERT_OK(gtask_client_status(e.client, ids[k], &s));
+    started += s == GTASK_STARTED;
+    pending += s == GTASK_PENDING;
+  }
+  ASSERT_EQ(started, 4);
+  ASSERT_EQ(pending, N - 4);
   gtask_send_conf_free(c);
   env_close(&e);
 }
