@@ -412,6 +412,17 @@ static int rb_extend(void *impl, const char *consumer, gtask_msg *const *msgs, s
   return rc;
 }
 
+/* Stream entry ids "ms-seq" in order (a malformed one sorts as 0-0). */
+static void entry_id_parse(const char *eid, uint64_t v[2]) {
+  char *end;
+  v[0] = strtoull(eid, &end, 10);
+  v[1] = *end == '-' ? strtoull(end + 1, NULL, 10) : 0;
+}
+
+static bool entry_id_less(const uint64_t a[2], const uint64_t b[2]) {
+  return a[0] < b[0] || (a[0] == b[0] && a[1] < b[1]);
+}
+
 static int rb_finish(void *impl, const char *consumer, gtask_fin *fins, size_t n, void *state) {
   redis_broker *b = impl;
   gtask__redis *st = state ? gtask__redis_backend_pool(state) : NULL;
@@ -448,6 +459,18 @@ static int rb_finish(void *impl, const char *consumer, gtask_fin *fins, size_t n
     gtask__argv_adds(&a, consumer);
     gtask__argv_adds(&a, st ? "1" : "0");
     gtask__argv_addi(&a, st ? st->conf->expire_ms : 0);
+    /* The batch's id range, for the script's one lease check over it. */
+    const char *lo = NULL, *hi = NULL;
+    uint64_t vlo[2] = {0, 0}, vhi[2] = {0, 0};
+    for (size_t k = i; k < j; k++) {
+      const char *eid = fins[k].msg->lease ? fins[k].msg->lease : "0-0";
+      uint64_t v[2];
+      entry_id_parse(eid, v);
+      if (!lo || entry_id_less(v, vlo)) lo = eid, vlo[0] = v[0], vlo[1] = v[1];
+      if (!hi || entry_id_less(vhi, v)) hi = eid, vhi[0] = v[0], vhi[1] = v[1];
+    }
+    gtask__argv_adds(&a, lo);
+    gtask__argv_adds(&a, hi);
     for (size_t k = i; k < j; k++) {
       const gtask_fin *f = &fins[k];
       gtask__argv_adds(&a, f->msg->lease ? f->msg->lease : "0-0");

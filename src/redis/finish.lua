@@ -4,7 +4,8 @@
 -- KEYS[5] pending set  KEYS[6+2(i-1)] state hash, KEYS[7+2(i-1)] notify list
 -- of fin i (the last three used only when state is recorded)
 -- ARGV[1] group  ARGV[2] consumer  ARGV[3] "1" record state  ARGV[4] state ttl ms
--- ARGV[5+7(i-1)..] entry id, kind (1 done 2 retry 3 requeue 4 dead), status,
+-- ARGV[5], ARGV[6] the lowest and the highest entry id of the batch
+-- ARGV[7+7(i-1)..] entry id, kind (1 done 2 retry 3 requeue 4 dead), status,
 --                  result ("" none), next body ("" none), next due ms, task id
 -- Returns one integer per fin: 1 done, 0 fenced (lease not held by consumer),
 -- 2 lease released but the task was already final (nothing else changed).
@@ -13,29 +14,18 @@
 local group, consumer = ARGV[1], ARGV[2]
 local with_state = ARGV[3] == '1'
 local ttl = ARGV[4] -- a string: PEXPIRE parses it (no float formatting)
-local n = (#ARGV - 4) / 7
+local n = (#ARGV - 6) / 7
 local out, ids, acked, ended = {}, {}, {}, {}
 local succeeded, failed = 0, 0
 
 -- Which entries does the consumer still hold?  One XPENDING over the batch's
--- id range, filtered by consumer (not one per entry).  The range may hold
--- other leases of the consumer too; if the reply is cut at its count, the
--- entries not in it are checked one by one.
-local function parse(eid)
-  local ms, seq = string.match(eid, '^(%d+)-(%d+)$')
-  return tonumber(ms or 0), tonumber(seq or 0)
-end
-local lo, hi
-for i = 1, n do
-  local eid = ARGV[5 + 7 * (i - 1)]
-  local ms, seq = parse(eid)
-  if not lo or ms < lo[1] or (ms == lo[1] and seq < lo[2]) then lo = {ms, seq, eid} end
-  if not hi or ms > hi[1] or (ms == hi[1] and seq > hi[2]) then hi = {ms, seq, eid} end
-end
+-- id range (the caller computes it), filtered by consumer (not one per entry).
+-- The range may hold other leases of the consumer too; if the reply is cut at
+-- its count, the entries not in it are checked one by one.
 local held, complete = {}, true
 if n > 0 then
   local count = 4 * n + 256
-  local p = redis.call('XPENDING', KEYS[1], group, lo[3], hi[3], count, consumer)
+  local p = redis.call('XPENDING', KEYS[1], group, ARGV[5], ARGV[6], count, consumer)
   for _, e in ipairs(p) do held[e[1]] = true end
   complete = #p < count
 end
@@ -50,7 +40,7 @@ local function holds(eid)
 end
 
 for i = 1, n do
-  local b = 4 + 7 * (i - 1)
+  local b = 6 + 7 * (i - 1)
   local eid, kind, status = ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
   local result, nextb, due, id = ARGV[b + 4], ARGV[b + 5], ARGV[b + 6], ARGV[b + 7]
   if not holds(eid) then
