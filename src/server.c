@@ -279,9 +279,6 @@ static const gtask_handler *find_handler(const gtask_server *s, const char *name
   return NULL;
 }
 
-/* Makes a job of a freshly leased (or reclaimed) message and decides whether it
- * can run.  Returns NULL on out-of-memory (the message stays leased and comes
- * back through reclaim). */
 void gtask__server_mark_started_locked(gtask_server *s, gtask_job *job) {
   if (s->nto_start == s->cap_to_start) {
     size_t cap = s->cap_to_start ? 2 * s->cap_to_start : 64;
@@ -303,6 +300,9 @@ void gtask__server_mark_started_locked(gtask_server *s, gtask_job *job) {
   }
 }
 
+/* Makes a job of a freshly leased (or reclaimed) message and decides whether it
+ * can run.  Returns NULL on out-of-memory (the message stays leased and comes
+ * back through reclaim). */
 static gtask_job *job_new(gtask_server *s, gtask_msg *m, bool reclaimed) {
   gtask_job *job = gtask__calloc(1, sizeof(*job));
   if (!job) return NULL;
