@@ -1,14 +1,15 @@
-/* redis/backend.c -- the Redis backend: a pending set per queue, one hash per
- * task once it has started (status, attempts, result record) and one
- * notification list per finished task.
+/* redis/backend.c -- the Redis backend: a pending set per queue, a state hash
+ * per task while it is started or waiting for a retry (status, attempts, the
+ * last run's record), and a notification list per finished task.
  *
- * A final state (SUCCESS, FAILURE) is written once: store.lua and finish.lua
- * refuse to overwrite it, so a duplicate execution can never change a result a
- * client has already read.  The same script that writes a final state pushes one
- * element to P:{q}:n:ID -- the result record itself; a waiter checks the state,
- * then blocks on BLMOVE n n (source = destination: the element stays, so every
- * waiter wakes, none can miss a notice written before it started to wait, and
- * the waiter gets the result without another round trip). */
+ * A final state (SUCCESS, FAILURE) is the notification list P:{q}:n:ID with
+ * one element, the result record itself (it carries status and attempts);
+ * the script that pushes it deletes the state hash.  It is written once:
+ * store.lua and finish.lua refuse to overwrite it, so a duplicate execution
+ * can never change a result a client has already read.  A waiter blocks on
+ * BLMOVE n n (source = destination: the element stays, so every waiter wakes,
+ * none can miss a notice written before it started to wait, and the waiter
+ * gets the result without another round trip). */
 #include "internal.h"
 
 #include <stdio.h>
@@ -77,17 +78,21 @@ static int rk_started(void *impl, gtask_msg *const *msgs, const uint32_t *attemp
   if (rc) return rc;
   gtask__argv a;
   gtask__argv_init(&a);
-  char(*keys)[GTASK__KEY_MAX] = gtask__calloc(n ? n : 1, sizeof(*keys));
+  char(*keys)[GTASK__KEY_MAX] = gtask__calloc(2 * (n ? n : 1), sizeof(*keys));
   if (!keys) rc = GTASK_ENOMEM;
   for (size_t i = 0; i < n && rc == 0;) {
     size_t j = msg_run_end(msgs, n, i);
     gtask__argv_reset(&a);
-    for (size_t k = i; k < j; k++)
-      gtask__argv_add(&a, keys[k], gtask__redis_key(b->r, keys[k], GTASK__KEY_MAX, msgs[k]->queue, "t", msgs[k]->id));
+    for (size_t k = i; k < j; k++) {
+      const gtask_msg *m = msgs[k];
+      gtask__argv_add(&a, keys[2 * k], gtask__redis_key(b->r, keys[2 * k], GTASK__KEY_MAX, m->queue, "t", m->id));
+      gtask__argv_add(&a, keys[2 * k + 1],
+                      gtask__redis_key(b->r, keys[2 * k + 1], GTASK__KEY_MAX, m->queue, "n", m->id));
+    }
     gtask__argv_addi(&a, b->r->conf->expire_ms);
     for (size_t k = i; k < j; k++) gtask__argv_addi(&a, attempts[k]);
     redisReply *rep;
-    rc = gtask__redis_eval(b->r, c, GTASK__LUA_STARTED, j - i, &a, &rep);
+    rc = gtask__redis_eval(b->r, c, GTASK__LUA_STARTED, 2 * (j - i), &a, &rep);
     if (rc == 0) freeReplyObject(rep);
     i = j;
   }
@@ -143,12 +148,12 @@ static int rk_store(void *impl, gtask_fin *fins, size_t n) {
   return rc;
 }
 
-/* One round trip, two reads, in this order: is the id in the pending set,
- * then its state hash.  The state hash wins when it exists (a running task is
- * in both).  The order makes the answer right without a transaction: a task
- * leaves the pending set only in a script that also writes its state hash, so
- * an id read as not pending either has a state hash by the second read or
- * was never sent (or its state expired). */
+/* The state of one task, read atomically in one round trip (MULTI: the
+ * pending set, the state hash and the notify list).  The notify list wins
+ * when it holds an element: that is the final result record, which carries
+ * status and attempts.  Else the state hash (a running task has it and is
+ * still in the set); else a member of the set is PENDING; else the id is
+ * unknown (never sent, or its state expired). */
 static int rk_get(void *impl, const char *queue, const char *id, gtask_status *status,
                   uint32_t *attempts, char **result, size_t *len) {
   gtask__redis_backend *b = impl;
@@ -157,48 +162,76 @@ static int rk_get(void *impl, const char *queue, const char *id, gtask_status *s
   redisContext *c;
   int rc = gtask__redis_get(b->r, &c);
   if (rc) return rc;
-  char pkey[GTASK__KEY_MAX], tkey[GTASK__KEY_MAX];
+  char pkey[GTASK__KEY_MAX], tkey[GTASK__KEY_MAX], nkey[GTASK__KEY_MAX];
   size_t plen = gtask__redis_key(b->r, pkey, sizeof(pkey), queue, "pending", NULL);
   size_t tlen = gtask__redis_key(b->r, tkey, sizeof(tkey), queue, "t", id);
-  redisReply *rep[2] = {NULL, NULL};
-  if (redisAppendCommand(c, "SISMEMBER %b %s", pkey, plen, id) != REDIS_OK ||
-      redisAppendCommand(c, result ? "HMGET %b s a r" : "HMGET %b s a", tkey, tlen) != REDIS_OK ||
-      redisGetReply(c, (void **)&rep[0]) != REDIS_OK || redisGetReply(c, (void **)&rep[1]) != REDIS_OK) {
-    gtask__set_error("redis %s: HMGET: %s", b->r->conf->describe, c->errstr[0] ? c->errstr : "no reply");
-    if (!c->err) c->err = REDIS_ERR_IO; /* never lend this context again */
-    rc = GTASK_ECONN;
-  }
+  size_t nlen = gtask__redis_key(b->r, nkey, sizeof(nkey), queue, "n", id);
+  enum { NCMD = 5 };
+  redisReply *rep[NCMD] = {NULL};
+  if (redisAppendCommand(c, "MULTI") != REDIS_OK ||
+      redisAppendCommand(c, "SISMEMBER %b %s", pkey, plen, id) != REDIS_OK ||
+      redisAppendCommand(c, "HMGET %b s a r", tkey, tlen) != REDIS_OK ||
+      redisAppendCommand(c, "LINDEX %b 0", nkey, nlen) != REDIS_OK || redisAppendCommand(c, "EXEC") != REDIS_OK)
+    rc = GTASK_ENOMEM;
+  for (int k = 0; k < NCMD && rc == 0; k++)
+    if (redisGetReply(c, (void **)&rep[k]) != REDIS_OK) {
+      gtask__set_error("redis %s: reading a task's state: %s", b->r->conf->describe,
+                       c->errstr[0] ? c->errstr : "no reply");
+      rc = GTASK_ECONN;
+    }
+  if (rc && !c->err) c->err = REDIS_ERR_IO; /* a reply may be left unread: never lend it again */
   gtask__redis_put(b->r, c);
-  for (int k = 0; k < 2 && rc == 0; k++) {
+  if (rc) goto out;
+  const redisReply *ex = rep[NCMD - 1];
+  for (int k = 0; k < NCMD && rc == 0; k++)
     if (rep[k]->type == REDIS_REPLY_ERROR) {
-      gtask__set_error("redis %s: %s: %s", b->r->conf->describe, k ? "HMGET" : "SISMEMBER", rep[k]->str);
+      gtask__set_error("redis %s: reading a task's state: %s", b->r->conf->describe, rep[k]->str);
       rc = strncmp(rep[k]->str, "LOADING", 7) == 0 ? GTASK_ECONN : GTASK_EREDIS;
     }
-  }
-  if (rc == 0 && (rep[0]->type != REDIS_REPLY_INTEGER || rep[1]->type != REDIS_REPLY_ARRAY ||
-                  rep[1]->elements < 2))
-    rc = GTASK_EPROTO;
   if (rc) goto out;
-  const redisReply *s = rep[1]->element[0], *at = rep[1]->element[1];
-  if (s->type != REDIS_REPLY_STRING) {
-    if (rep[0]->integer == 1) {
-      *status = GTASK_PENDING;
-      if (attempts) *attempts = 0;
-    } else {
-      gtask__set_error("no task %s in queue %s", id, queue);
-      rc = GTASK_ENOTFOUND;
-    }
+  if (ex->type != REDIS_REPLY_ARRAY || ex->elements != 3 || ex->element[0]->type != REDIS_REPLY_INTEGER ||
+      ex->element[1]->type != REDIS_REPLY_ARRAY || ex->element[1]->elements != 3) {
+    gtask__set_error("redis %s: reading a task's state: unexpected reply", b->r->conf->describe);
+    rc = GTASK_EPROTO;
     goto out;
   }
-  rc = parse_status(s->str, s->len, status);
-  if (rc == 0 && attempts) *attempts = at->type == REDIS_REPLY_STRING ? (uint32_t)strtoul(at->str, NULL, 10) : 0;
-  if (rc == 0 && result && rep[1]->elements >= 3 && rep[1]->element[2]->type == REDIS_REPLY_STRING) {
-    *result = gtask__strndup(rep[1]->element[2]->str, rep[1]->element[2]->len);
+  const redisReply *member = ex->element[0], *h = ex->element[1], *fin = ex->element[2];
+  const redisReply *rec = NULL; /* the result record, if any */
+  if (fin->type == REDIS_REPLY_STRING) {
+    gtask_result *r = NULL;
+    char why[160];
+    rc = gtask__result_decode(fin->str, fin->len, id, &r, why, sizeof(why));
+    if (rc == GTASK_EPROTO) gtask__set_error("task %s: stored result: %s", id, why);
+    if (rc) goto out;
+    *status = r->status;
+    if (attempts) *attempts = r->attempts;
+    gtask_result_free(r);
+    rec = fin;
+  } else if (h->element[0]->type == REDIS_REPLY_STRING) {
+    rc = parse_status(h->element[0]->str, h->element[0]->len, status);
+    if (rc) {
+      gtask__set_error("task %s: stored status %.*s is not one gtask knows", id, (int)h->element[0]->len,
+                       h->element[0]->str);
+      goto out;
+    }
+    if (attempts)
+      *attempts = h->element[1]->type == REDIS_REPLY_STRING ? (uint32_t)strtoul(h->element[1]->str, NULL, 10) : 0;
+    if (h->element[2]->type == REDIS_REPLY_STRING) rec = h->element[2];
+  } else if (member->integer == 1) {
+    *status = GTASK_PENDING;
+    if (attempts) *attempts = 0;
+  } else {
+    gtask__set_error("no task %s in queue %s", id, queue);
+    rc = GTASK_ENOTFOUND;
+    goto out;
+  }
+  if (result && rec) {
+    *result = gtask__strndup(rec->str, rec->len);
     if (!*result) rc = GTASK_ENOMEM;
-    else if (len) *len = rep[1]->element[2]->len;
+    else if (len) *len = rec->len;
   }
 out:
-  for (int k = 0; k < 2; k++)
+  for (int k = 0; k < NCMD; k++)
     if (rep[k]) freeReplyObject(rep[k]);
   return rc;
 }

@@ -7,6 +7,13 @@
 -- ARGV[1] "1" reset state, "0" not  ARGV[2] state ttl ms
 -- ARGV[3+3(i-1)..] task id, body now in the dead set, body to queue
 -- Returns one integer per task: 1 moved, 0 not (entry gone or changed).
+-- The attempt count of a result record (JSON), or nil.
+local function attempts_of(rec)
+  if not rec then return nil end
+  local ok, r = pcall(cjson.decode, rec)
+  if ok and type(r) == 'table' and type(r.at) == 'number' then return r.at end
+  return nil
+end
 local with_state = ARGV[1] == '1'
 local ttl = ARGV[2] -- a string: PEXPIRE parses it (no float formatting)
 local n = (#ARGV - 2) / 3
@@ -19,9 +26,15 @@ for i = 1, n do
     redis.call('HDEL', KEYS[2], id)
     if with_state then
       local tkey, nkey = KEYS[3 + 2 * (i - 1)], KEYS[4 + 2 * (i - 1)]
+      -- The final record's attempt count carries over (its hash was deleted).
+      local at = attempts_of(redis.call('LINDEX', nkey, 0))
       redis.call('DEL', nkey)
       redis.call('HDEL', tkey, 'r')
-      redis.call('HSET', tkey, 's', 'PENDING')
+      if at then
+        redis.call('HSET', tkey, 's', 'PENDING', 'a', at)
+      else
+        redis.call('HSET', tkey, 's', 'PENDING')
+      end
       redis.call('PEXPIRE', tkey, ttl)
     end
     out[i] = 1

@@ -11,6 +11,12 @@
 -- 2 lease released but the task was already final (nothing else changed).
 -- Each applied done or dead fin with a final status counts once in the stats
 -- hash (fields succeeded, failed).
+--
+-- A final state is its notify list: one element, the result record (which
+-- carries status and attempts).  The state hash holds only the states before
+-- it (STARTED, RETRY, PENDING after a requeue) and is deleted when the task
+-- becomes final.  So a done task costs RPUSH, PEXPIRE and DEL here, not a
+-- read, two hash writes and two expiries.
 local group, consumer = ARGV[1], ARGV[2]
 local with_state = ARGV[3] == '1'
 local ttl = ARGV[4] -- a string: PEXPIRE parses it (no float formatting)
@@ -49,10 +55,20 @@ for i = 1, n do
     acked[#acked + 1] = eid
     ended[eid] = true
     local tkey, nkey = KEYS[6 + 2 * (i - 1)], KEYS[7 + 2 * (i - 1)]
+    local to_final = status == 'SUCCESS' or status == 'FAILURE'
+    -- Already final?  A final fin asks RPUSH itself (the list's new length; an
+    -- element pushed onto a final task's list is popped straight back), any
+    -- other fin asks EXISTS.  Either way before anything else changes.
     local final = false
     if with_state then
-      local s = redis.call('HGET', tkey, 's')
-      final = (s == 'SUCCESS' or s == 'FAILURE')
+      if to_final then
+        if redis.call('RPUSH', nkey, result) > 1 then
+          redis.call('RPOP', nkey)
+          final = true
+        end
+      else
+        final = redis.call('EXISTS', nkey) == 1
+      end
     end
     if final then
       out[i] = 2
@@ -65,17 +81,18 @@ for i = 1, n do
         redis.call('HSET', KEYS[3], id, nextb)
       end
       if with_state then
-        if result ~= '' then
-          redis.call('HSET', tkey, 's', status, 'r', result)
-        else
-          redis.call('HSET', tkey, 's', status)
-        end
-        redis.call('PEXPIRE', tkey, ttl)
-        ids[#ids + 1] = id
-        if status == 'SUCCESS' or status == 'FAILURE' then
-          redis.call('RPUSH', nkey, result)
+        if to_final then
           redis.call('PEXPIRE', nkey, ttl)
+          redis.call('DEL', tkey)
+        else
+          if result ~= '' then
+            redis.call('HSET', tkey, 's', status, 'r', result)
+          else
+            redis.call('HSET', tkey, 's', status)
+          end
+          redis.call('PEXPIRE', tkey, ttl)
         end
+        ids[#ids + 1] = id
       end
       if kind == '1' or kind == '4' then
         if status == 'SUCCESS' then
@@ -93,8 +110,9 @@ if #acked > 0 then
   redis.call('XACK', KEYS[1], group, unpack(acked))
   redis.call('XDEL', KEYS[1], unpack(acked))
 end
--- A task whose state hash was just written leaves the pending set (it may
--- have a STARTED hash already: the state hash outranks the set when read).
+-- A task whose state was just written leaves the pending set (it may have a
+-- STARTED hash already: a state hash, and a notify list above it, outrank the
+-- set when read).
 if #ids > 0 then redis.call('SREM', KEYS[5], unpack(ids)) end
 if succeeded > 0 then redis.call('HINCRBY', KEYS[4], 'succeeded', succeeded) end
 if failed > 0 then redis.call('HINCRBY', KEYS[4], 'failed', failed) end

@@ -2,15 +2,17 @@
  * that owns hiredis contexts, the embedded Lua scripts and the key schema.
  * Only files under src/redis/ include <hiredis.h>.
  *
- * Key schema (version 2; docs/PROTOCOL.md is the specification -- change both
+ * Key schema (version 3; docs/PROTOCOL.md is the specification -- change both
  * together, and bump GTASK__KEYS_VERSION if an old worker could misread a key):
  *   P:{q}:stream   stream of queued messages, consumer group "workers"
  *   P:{q}:sched    zset: due ms -> task id (36 bytes) + message body
  *   P:{q}:dead     hash: task id -> message body
  *   P:{q}:stats    hash: succeeded, failed -- tasks finished (counters)
  *   P:{q}:pending  set: ids of queued tasks that have no state hash yet (PENDING)
- *   P:{q}:t:ID     hash: s (status), a (attempts), r (result record)
- *   P:{q}:n:ID     list: one element once the task is final (waiters block on it)
+ *   P:{q}:t:ID     hash: s (status), a (attempts), r (record) -- states before
+ *                  the final one; deleted when the task becomes final
+ *   P:{q}:n:ID     list: the final state -- one element, the result record
+ *                  (waiters block on it)
  * P is the configured prefix, {q} the queue as a Redis Cluster hash tag. */
 #ifndef GTASK_REDIS_INTERNAL_H
 #define GTASK_REDIS_INTERNAL_H
@@ -21,7 +23,7 @@
 #include <hiredis/hiredis.h>
 #include <pthread.h>
 
-#define GTASK__KEYS_VERSION 2
+#define GTASK__KEYS_VERSION 3
 #define GTASK__GROUP "workers"
 
 /* The embedded scripts (generated from src/redis/NAME.lua at build time). */

@@ -1,18 +1,28 @@
 -- store.lua: record states and results (backend on its own server), never
 -- overwriting a final state; a final state notifies waiters.  Every task
--- stored leaves the pending set (its state hash now says what it is).
+-- stored leaves the pending set (its state now says what it is).
 -- KEYS[1] pending set  KEYS[2i] state hash, KEYS[2i+1] notify list of task i
 -- ARGV[1] ttl ms  ARGV[3i-1], ARGV[3i], ARGV[3i+1] status, result ("" none)
 -- and id of task i
 -- Returns one integer per task: 1 stored, 0 already final.
+-- As in finish.lua: a final state is the notify list's one element (the
+-- result record); the state hash holds the states before it and is deleted
+-- when the task becomes final.
 local ttl = ARGV[1] -- a string: PEXPIRE parses it (no float formatting)
 local out, ids = {}, {}
 for i = 1, (#KEYS - 1) / 2 do
   local tkey, nkey = KEYS[2 * i], KEYS[2 * i + 1]
   local status, result = ARGV[3 * i - 1], ARGV[3 * i]
-  ids[i] = ARGV[3 * i + 1]
-  local s = redis.call('HGET', tkey, 's')
-  if s == 'SUCCESS' or s == 'FAILURE' then
+  if status == 'SUCCESS' or status == 'FAILURE' then
+    if redis.call('RPUSH', nkey, result) > 1 then
+      redis.call('RPOP', nkey) -- final already: take ours back
+      out[i] = 0
+    else
+      redis.call('PEXPIRE', nkey, ttl)
+      redis.call('DEL', tkey)
+      out[i] = 1
+    end
+  elseif redis.call('EXISTS', nkey) == 1 then
     out[i] = 0
   else
     if result ~= '' then
@@ -21,12 +31,9 @@ for i = 1, (#KEYS - 1) / 2 do
       redis.call('HSET', tkey, 's', status)
     end
     redis.call('PEXPIRE', tkey, ttl)
-    if status == 'SUCCESS' or status == 'FAILURE' then
-      redis.call('RPUSH', nkey, result)
-      redis.call('PEXPIRE', nkey, ttl)
-    end
     out[i] = 1
   end
+  ids[i] = ARGV[3 * i + 1]
 end
 if #ids > 0 then redis.call('SREM', KEYS[1], unpack(ids)) end
 return out

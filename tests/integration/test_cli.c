@@ -727,7 +727,7 @@ TEST_TIMEOUT(cli_dead_set, 120) {
   hset_dead(&e, lost_id, body);
   gtask__free(body);
   c = gt_redis_connect(e.redis);
-  rep = redisCommand(c, "HSET gtask:{default}:t:%s s FAILURE r %s", lost_id,
+  rep = redisCommand(c, "RPUSH gtask:{default}:n:%s %s", lost_id,
                      "{\"v\":1,\"s\":\"FAILURE\",\"err\":\"lost: delivered 5 times\",\"ec\":-18,\"at\":0}");
   ASSERT_NOT_NULL(rep);
   freeReplyObject(rep);

@@ -25,6 +25,11 @@
 #include <stdio.h>
 #include <string.h>
 
+/* Final results are result records (docs/PROTOCOL.md, section 4): the Redis
+ * backend reads a final task's status and attempts from its record. */
+#define REC_OK(n, at) "{\"v\":1,\"s\":\"SUCCESS\",\"vals\":[[\"int64\"," #n "]],\"at\":" #at "}"
+#define REC_FAIL(why, at) "{\"v\":1,\"s\":\"FAILURE\",\"err\":\"" why "\",\"at\":" #at "}"
+
 /* ---------------------------------------------------------------- environments */
 
 typedef struct env {
@@ -203,7 +208,7 @@ static void *later_main(void *arg) {
     break;
   case LATER_STORE: {
     gtask_fin f = {.msg = l->msg, .kind = GTASK_FIN_DONE, .status = GTASK_SUCCESS,
-                   .result = "{\"v\":1}", .result_len = 7};
+                   .result = REC_OK(1, 1), .result_len = sizeof(REC_OK(1, 1)) - 1};
     ASSERT_OK(l->e->be->ops->store(l->e->be->impl, &f, 1));
     ASSERT_FALSE(f.fenced);
     break;
@@ -963,6 +968,20 @@ static void get(env *e, const gtask_msg *m, gtask_status *status, uint32_t *atte
   }
 }
 
+/* Two waits on a final task each hand over exactly the record `want` (a
+ * waiter takes the element a rejected second final would have left behind). */
+static void waits_get(env *e, const gtask_msg *m, const char *want) {
+  for (int k = 0; k < 2; k++) {
+    char *r = NULL;
+    size_t len = 0;
+    ASSERT_OK(e->be->ops->wait(e->be->impl, m->queue, m->id, 100, true, &r, &len));
+    ASSERT_NOT_NULL(r);
+    ASSERT_EQ(len, strlen(want));
+    ASSERT_MEM_EQ(r, want, len);
+    gtask__free(r);
+  }
+}
+
 static bool store(env *e, gtask_msg *m, gtask_status status, const char *result) {
   gtask_fin f = {.msg = m, .kind = GTASK_FIN_DONE, .status = status, .result = result,
                  .result_len = result ? strlen(result) : 0, .fenced = true};
@@ -1003,21 +1022,22 @@ CONTRACT(backend_flow) {
   ASSERT_EQ(s, GTASK_STARTED);
   ASSERT_EQ(a, 2);
 
-  ASSERT_FALSE(store(e, m, GTASK_SUCCESS, "{\"v\":[42]}"));
+  ASSERT_FALSE(store(e, m, GTASK_SUCCESS, REC_OK(42, 2)));
   get(e, m, &s, &a, res, sizeof(res));
   ASSERT_EQ(s, GTASK_SUCCESS);
   ASSERT_EQ(a, 2);
-  ASSERT_STR_EQ(res, "{\"v\":[42]}");
+  ASSERT_STR_EQ(res, REC_OK(42, 2));
 
   /* Final is final. */
-  ASSERT_TRUE(store(e, m, GTASK_FAILURE, "{\"err\":\"late\"}"));
+  ASSERT_TRUE(store(e, m, GTASK_FAILURE, REC_FAIL("late", 2)));
   ASSERT_TRUE(store(e, m, GTASK_PENDING, NULL));
+  waits_get(e, m, REC_OK(42, 2));
   ASSERT_OK(e->be->ops->started(e->be->impl, &m, &three, 1));
   ASSERT_OK(e->be->ops->pending(e->be->impl, &m, 1));
   get(e, m, &s, &a, res, sizeof(res));
   ASSERT_EQ(s, GTASK_SUCCESS);
   ASSERT_EQ(a, 2);
-  ASSERT_STR_EQ(res, "{\"v\":[42]}");
+  ASSERT_STR_EQ(res, REC_OK(42, 2));
 
   /* NULL outputs are allowed. */
   ASSERT_OK(e->be->ops->get(e->be->impl, m->queue, m->id, &s, NULL, NULL, NULL));
@@ -1033,10 +1053,12 @@ CONTRACT(backend_flow) {
 CONTRACT(backend_store_batch) {
   gtask_msg *m[3] = {task_msg(e), task_msg(e), task_msg(e)};
   ASSERT_OK(e->be->ops->pending(e->be->impl, m, 3));
-  ASSERT_FALSE(store(e, m[1], GTASK_FAILURE, "{\"err\":\"x\"}"));
+  ASSERT_FALSE(store(e, m[1], GTASK_FAILURE, REC_FAIL("x", 1)));
   gtask_fin f[3] = {
-      {.msg = m[0], .kind = GTASK_FIN_DONE, .status = GTASK_SUCCESS, .result = "a", .result_len = 1},
-      {.msg = m[1], .kind = GTASK_FIN_DONE, .status = GTASK_SUCCESS, .result = "b", .result_len = 1},
+      {.msg = m[0], .kind = GTASK_FIN_DONE, .status = GTASK_SUCCESS, .result = REC_OK(1, 1),
+       .result_len = sizeof(REC_OK(1, 1)) - 1},
+      {.msg = m[1], .kind = GTASK_FIN_DONE, .status = GTASK_SUCCESS, .result = REC_OK(2, 1),
+       .result_len = sizeof(REC_OK(2, 1)) - 1},
       {.msg = m[2], .kind = GTASK_FIN_RETRY, .status = GTASK_RETRY, .result = "c", .result_len = 1},
   };
   ASSERT_OK(e->be->ops->store(e->be->impl, f, 3));
@@ -1048,10 +1070,10 @@ CONTRACT(backend_store_batch) {
   char res[64];
   get(e, m[0], &s, &a, res, sizeof(res));
   ASSERT_EQ(s, GTASK_SUCCESS);
-  ASSERT_STR_EQ(res, "a");
+  ASSERT_STR_EQ(res, REC_OK(1, 1));
   get(e, m[1], &s, &a, res, sizeof(res));
   ASSERT_EQ(s, GTASK_FAILURE);
-  ASSERT_STR_EQ(res, "{\"err\":\"x\"}");
+  ASSERT_STR_EQ(res, REC_FAIL("x", 1));
   get(e, m[2], &s, &a, res, sizeof(res));
   ASSERT_EQ(s, GTASK_RETRY);
   ASSERT_STR_EQ(res, "c");
@@ -1161,7 +1183,7 @@ CONTRACT(backend_reset) {
   ASSERT_EQ(s, GTASK_PENDING);
   uint32_t two = 2;
   ASSERT_OK(e->be->ops->started(e->be->impl, &m, &two, 1));
-  ASSERT_FALSE(store(e, m, GTASK_FAILURE, "{\"err\":\"lost\"}"));
+  ASSERT_FALSE(store(e, m, GTASK_FAILURE, REC_FAIL("lost", 2)));
   ASSERT_OK(e->be->ops->wait(e->be->impl, m->queue, m->id, 0, false, NULL, NULL));
 
   ASSERT_OK(e->be->ops->reset(e->be->impl, &m, 1));
@@ -1180,13 +1202,13 @@ CONTRACT(backend_reset) {
   ASSERT_OK(e->be->ops->wait(e->be->impl, m->queue, m->id, test_timeout_ms(5000), false, &r, &len));
   later_join(&l);
   if (r != NULL) { /* the record, if handed over, is the new one */
-    ASSERT_EQ(len, 7);
-    ASSERT_MEM_EQ(r, "{\"v\":1}", 7);
+    ASSERT_EQ(len, sizeof(REC_OK(1, 1)) - 1);
+    ASSERT_MEM_EQ(r, REC_OK(1, 1), len);
     gtask__free(r);
   }
   get(e, m, &s, &a, res, sizeof(res));
   ASSERT_EQ(s, GTASK_SUCCESS);
-  ASSERT_STR_EQ(res, "{\"v\":1}");
+  ASSERT_STR_EQ(res, REC_OK(1, 1));
   gtask__msg_free(m);
 }
 
@@ -1217,12 +1239,12 @@ CONTRACT(colocated_finish) {
   gtask_msg *m = lease1(e, "c1");
   ASSERT_STR_EQ(m->id, id);
   gtask_fin f = {.msg = m, .kind = GTASK_FIN_DONE, .status = GTASK_SUCCESS,
-                 .result = "{\"v\":[1]}", .result_len = 9, .fenced = true};
+                 .result = REC_OK(1, 1), .result_len = sizeof(REC_OK(1, 1)) - 1, .fenced = true};
   ASSERT_OK(e->b->ops->finish(e->b->impl, "c1", &f, 1, state));
   ASSERT_FALSE(f.fenced);
   get(e, m, &s, &a, res, sizeof(res));
   ASSERT_EQ(s, GTASK_SUCCESS);
-  ASSERT_STR_EQ(res, "{\"v\":[1]}");
+  ASSERT_STR_EQ(res, REC_OK(1, 1));
   ASSERT_OK(e->be->ops->wait(e->be->impl, m->queue, m->id, 0, false, NULL, NULL));
   ASSERT_STATS(e, e->q, 0, 0, 0, 0);
   gtask__msg_free(m);
@@ -1238,7 +1260,7 @@ CONTRACT(colocated_finish) {
   ASSERT_OK(e->b->ops->reclaim(e->b->impl, "c2", e->q, 200, 1, r, &n));
   ASSERT_EQ(n, 1);
   gtask_fin g = {.msg = m1, .kind = GTASK_FIN_DEAD, .status = GTASK_FAILURE,
-                 .result = "{\"err\":\"stale\"}", .result_len = 15};
+                 .result = REC_FAIL("stale", 1), .result_len = sizeof(REC_FAIL("stale", 1)) - 1};
   ASSERT_OK(e->b->ops->finish(e->b->impl, "c1", &g, 1, state));
   ASSERT_TRUE(g.fenced);
   get(e, m1, &s, &a, res, sizeof(res));
@@ -1247,13 +1269,14 @@ CONTRACT(colocated_finish) {
   ASSERT_STATS(e, e->q, 0, 1, 0, 0);
 
   /* A task already final keeps its state; its lease is still released. */
-  ASSERT_FALSE(store(e, r[0], GTASK_FAILURE, "{\"err\":\"first\"}"));
+  ASSERT_FALSE(store(e, r[0], GTASK_FAILURE, REC_FAIL("first", 1)));
   gtask_fin h = {.msg = r[0], .kind = GTASK_FIN_DONE, .status = GTASK_SUCCESS,
-                 .result = "{\"v\":[2]}", .result_len = 9};
+                 .result = REC_OK(2, 1), .result_len = sizeof(REC_OK(2, 1)) - 1};
   ASSERT_OK(e->b->ops->finish(e->b->impl, "c2", &h, 1, state));
   get(e, m1, &s, &a, res, sizeof(res));
   ASSERT_EQ(s, GTASK_FAILURE);
-  ASSERT_STR_EQ(res, "{\"err\":\"first\"}");
+  ASSERT_STR_EQ(res, REC_FAIL("first", 1));
+  waits_get(e, m1, REC_FAIL("first", 1));
   ASSERT_STATS(e, e->q, 0, 0, 0, 0);
   gtask__msg_free(m1);
   gtask__msg_free(r[0]);
@@ -1388,7 +1411,7 @@ TEST(memory_alloc_failures) {
   ASSERT_OK(e.be->ops->pending(e.be->impl, &t, 1));
   for (long k = 1;; k++) {
     gtask_fin f = {.msg = t, .kind = GTASK_FIN_DONE, .status = GTASK_SUCCESS,
-                   .result = "{}", .result_len = 2};
+                   .result = REC_OK(1, 1), .result_len = sizeof(REC_OK(1, 1)) - 1};
     gtask__alloc_fail_at(k);
     int rc = e.be->ops->store(e.be->impl, &f, 1);
     gtask__alloc_fail_at(0);

@@ -363,9 +363,15 @@ TEST(redis_malformed_message_goes_to_dead_set_and_worker_keeps_serving) {
   ASSERT_EQ(rep->type, REDIS_REPLY_STRING);
   ASSERT_STR_EQ(rep->str, "{not json");
   freeReplyObject(rep);
-  rep = redisCommand(rc, "HGET gtask:{default}:t:00000000-0000-4000-8000-000000000001 r");
-  ASSERT_EQ(rep->type, REDIS_REPLY_STRING);
-  ASSERT_STR_CONTAINS(rep->str, "malformed message");
+  /* Final: its record is the notify list's one element, and no state hash. */
+  rep = redisCommand(rc, "LRANGE gtask:{default}:n:00000000-0000-4000-8000-000000000001 0 -1");
+  ASSERT_EQ(rep->type, REDIS_REPLY_ARRAY);
+  ASSERT_EQ(rep->elements, 1);
+  ASSERT_STR_CONTAINS(rep->element[0]->str, "malformed message");
+  ASSERT_STR_CONTAINS(rep->element[0]->str, "\"s\":\"FAILURE\"");
+  freeReplyObject(rep);
+  rep = redisCommand(rc, "EXISTS gtask:{default}:t:00000000-0000-4000-8000-000000000001");
+  ASSERT_EQ(rep->integer, 0);
   freeReplyObject(rep);
   rep = redisCommand(rc, "XLEN gtask:{default}:stream");
   ASSERT_EQ(rep->integer, 0);
@@ -754,9 +760,9 @@ TEST(redis_backend_on_another_db_uses_the_two_step_finish) {
   redisContext *rc = gt_redis_connect(e.redis);
   redisReply *rep = redisCommand(rc, "SELECT 3");
   freeReplyObject(rep);
-  rep = redisCommand(rc, "HGET gtask:{default}:t:%s s", r->id);
+  rep = redisCommand(rc, "LINDEX gtask:{default}:n:%s 0", r->id);
   ASSERT_EQ(rep->type, REDIS_REPLY_STRING);
-  ASSERT_STR_EQ(rep->str, "SUCCESS");
+  ASSERT_STR_CONTAINS(rep->str, "\"s\":\"SUCCESS\"");
   freeReplyObject(rep);
   redisFree(rc);
   /* The PENDING record went to db 3 too, and is gone now that it is done. */
@@ -999,16 +1005,31 @@ TEST(redis_expire_time_applies_to_results) {
   e.server = new_server(e.broker, e.backend, "main");
   e.client = gtask_client_from_server(e.server);
   env_start(&e);
-  gtask_send_conf *c = gtask_send_conf_new("add");
-  gtask_result *r = send_wait(&e, c, (gtask_value[]){gtask_int64(1), gtask_int64(2)}, 2, 10000);
+  /* A running task's state hash (STARTED) expires... */
+  gtask_send_conf *c = gtask_send_conf_new("sleep");
+  char id[GTASK_ID_SIZE];
+  ASSERT_OK(GTASK_SEND(e.client, c, id, gtask_int64(400)));
+  gtask_status st = GTASK_PENDING;
+  for (int k = 0; k < 300 && st != GTASK_STARTED; k++) {
+    ASSERT_OK(gtask_client_status(e.client, id, &st));
+    if (st != GTASK_STARTED) test_sleep_ms(2);
+  }
+  ASSERT_EQ(st, GTASK_STARTED);
   redisContext *rc = gt_redis_connect(e.redis);
-  redisReply *rep = redisCommand(rc, "PTTL gtask:{default}:t:%s", r->id);
+  redisReply *rep = redisCommand(rc, "PTTL gtask:{default}:t:%s", id);
   ASSERT_GT(rep->integer, 0);
   ASSERT_LE(rep->integer, 5000);
   freeReplyObject(rep);
-  rep = redisCommand(rc, "PTTL gtask:{default}:n:%s", r->id);
+  /* ... and so does a final one's record; the hash is gone with the final state. */
+  gtask_result *r;
+  ASSERT_OK(gtask_client_wait(e.client, id, test_timeout_ms(10000), &r));
+  ASSERT_EQ(r->status, GTASK_SUCCESS);
+  rep = redisCommand(rc, "PTTL gtask:{default}:n:%s", id);
   ASSERT_GT(rep->integer, 0);
   ASSERT_LE(rep->integer, 5000);
+  freeReplyObject(rep);
+  rep = redisCommand(rc, "EXISTS gtask:{default}:t:%s", id);
+  ASSERT_EQ(rep->integer, 0);
   freeReplyObject(rep);
   redisFree(rc);
   gtask_result_free(r);
