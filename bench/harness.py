@@ -76,7 +76,8 @@ def systems(args):
         "gtask": dict(
             version=gtask_version,
             settings="1 worker process, %d executor threads (pool threads), default prefetch "
-                     "(8 x executors), send_many batches of 1000" % conc,
+                     "(adaptive: 8 x executors, up to 1000 while tasks are short), send_many batches "
+                     "of 1000" % conc,
             workers=lambda w: [[gt, "--redis", redis, "--role", "worker", "-c", str(conc)]],
             client=lambda w, n, extra: [gt, "--redis", redis, "--role", "client", "-n", str(n),
                                         "--collect", "count",

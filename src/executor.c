@@ -298,6 +298,8 @@ void *gtask__executor_main(void *arg) {
 
     int rc = 0, prc = 0;
     char why[200] = "";
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     if (s->pool == GTASK_POOL_PROCS) {
       prc = gtask__child_run(s, &child, job, &rc, why, sizeof(why));
     } else {
@@ -305,6 +307,7 @@ void *gtask__executor_main(void *arg) {
       rc = job->handler->fn(&job->ctx, job->task->args, job->task->nargs, job->handler->udata);
       current_ctx = NULL;
     }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
 
     /* Claim the outcome under the mutex (the finisher may be timing the job
      * out right now), then encode it outside, then queue it.  Without a
@@ -333,6 +336,7 @@ void *gtask__executor_main(void *arg) {
 
     pthread_mutex_lock(&s->mu);
     s->nrunning--;
+    gtask__server_ran_locked(s, (int64_t)(t1.tv_sec - t0.tv_sec) * 1000000000LL + (t1.tv_nsec - t0.tv_nsec));
     bool wake_finisher = false;
     if (mine)
       wake_finisher = gtask__server_job_done_locked(s, job);

@@ -76,7 +76,11 @@ struct gtask_server {
   size_t nqueues;
   int64_t lease_ms;
   int max_deliveries;
-  int prefetch;
+  int prefetch;               /* set by the user, else 0 until run: see prefetch_limit */
+  bool prefetch_auto;         /* run: not set by the user -- the limit adapts */
+  int nexec;                  /* run: executors */
+  size_t prefetch_limit;      /* what bounds READY + RUNNING now (fetch_room_locked) */
+  int64_t run_ns_avg;         /* moving average of handler run times, ns (0: none yet) */
   gtask_pool pool;           /* threads or processes */
   uint32_t child_max_tasks;  /* procs: recycle a child after this many tasks (0: never) */
   size_t child_max_rss_mb;   /* procs: recycle a child at this RSS (0: never) */
@@ -147,6 +151,11 @@ bool gtask__server_job_done_locked(gtask_server *s, gtask_job *job);
 /* Queues a STARTED mark for a job an executor has just taken (the finisher
  * writes it after START_DELAY_MS unless the job is done by then). */
 void gtask__server_mark_started_locked(gtask_server *s, gtask_job *job);
+/* An executor's handler ran for ns nanoseconds (feeds the default prefetch). */
+void gtask__server_ran_locked(gtask_server *s, int64_t ns);
+/* The default prefetch for a floor, nexec executors and an average handler run
+ * time (0: none measured yet). */
+size_t gtask__prefetch_adapt(size_t floor, int nexec, int64_t run_ns_avg);
 /* Something is due at due_mono (a deadline, a STARTED mark): wakes the
  * finisher if it sleeps past it.  Called with s->mu held. */
 void gtask__server_finisher_due_locked(gtask_server *s, int64_t due_mono);

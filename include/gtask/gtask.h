@@ -299,10 +299,13 @@ GTASK_EXTERN int gtask_server_set_lease(gtask_server *s, int64_t ms);
  * to the dead set as FAILURE (default 5, minimum 1). */
 GTASK_EXTERN int gtask_server_set_max_deliveries(gtask_server *s, int n);
 /* Most tasks leased by this worker and running or waiting for an executor at
- * once, which is also the largest batch leased in one round trip (default:
- * 8 x concurrency, at least 64, at most 1000).  Finished tasks whose outcome is
- * still being written do not count (at most 512 of them).  Lower it for long
- * tasks shared by many workers. */
+ * once, which is also the largest batch leased in one round trip (1..1000).
+ * Finished tasks whose outcome is still being written do not count (at most
+ * 512 of them).  By default it adapts: at least 8 x concurrency (64..1000),
+ * rising while tasks are short to about 10 ms of work per executor (from the
+ * average run time of the last tasks), at most 1000 -- so a worker of
+ * microsecond tasks leases and finishes them in batches of hundreds.  Set it
+ * to fix it; lower it for long tasks shared by many workers. */
 GTASK_EXTERN int gtask_server_set_prefetch(gtask_server *s, int n);
 /* A unique worker name, used as the consumer name in Redis (default
  * "hostname:pid:random"). */

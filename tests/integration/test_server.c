@@ -3,6 +3,7 @@
  * timeout and retry paths with real timing, bad input, two workers sharing a
  * queue, and a worker killed in the middle of a task. */
 #include "internal.h"
+#include "worker.h"
 #include "redis_fixture.h"
 #include "test.h"
 
@@ -882,6 +883,41 @@ TEST(redis_prefetch_bounds_the_tasks_a_worker_leases_and_only_running_ones_read_
   }
   ASSERT_EQ(started, 4);
   ASSERT_EQ(pending, N - 4);
+  gtask_send_conf_free(c);
+  env_close(&e);
+}
+
+/* The default prefetch rises while tasks are short, within its floor (8 x
+ * concurrency, at least 64) and gtask_server_set_prefetch's limit. */
+TEST(prefetch_default_adapts_to_the_run_time_of_tasks) {
+  ASSERT_EQ(gtask__prefetch_adapt(128, 16, 0), 128);             /* nothing measured yet */
+  ASSERT_EQ(gtask__prefetch_adapt(128, 16, 2000), 1000);         /* 2 us tasks: the limit */
+  ASSERT_EQ(gtask__prefetch_adapt(64, 4, 200000), 200);          /* 0.2 ms: 10 ms of work each */
+  ASSERT_EQ(gtask__prefetch_adapt(128, 16, 1000000000LL), 128);  /* 1 s tasks: the floor */
+}
+
+/* What that buys: a worker of short tasks leases them in batches far larger
+ * than its floor, so it drains a queue in fewer round trips. */
+TEST(redis_default_prefetch_leases_short_tasks_in_large_batches) {
+  env e;
+  env_open(&e, false, NULL); /* 4 executors: floor 64 */
+  gtask_send_conf *c = gtask_send_conf_new("add");
+  enum { N = 2000 };
+  char(*ids)[GTASK_ID_SIZE] = malloc(sizeof(*ids) * N);
+  ASSERT_NOT_NULL(ids);
+  for (int k = 0; k < N; k++) ASSERT_OK(GTASK_SEND(e.client, c, ids[k], gtask_int64(k), gtask_int64(1)));
+  long long before = calls_of(e.redis, "xreadgroup");
+  env_start(&e);
+  for (int k = 0; k < N; k++) {
+    gtask_result *r;
+    ASSERT_OK(gtask_client_wait(e.client, ids[k], test_timeout_ms(20000), &r));
+    ASSERT_EQ(r->status, GTASK_SUCCESS);
+    gtask_result_free(r);
+  }
+  /* At most 64 per lease would take at least 32 leases. */
+  long long leases = calls_of(e.redis, "xreadgroup") - before;
+  ASSERT_LT(leases, 20);
+  free(ids);
   gtask_send_conf_free(c);
   env_close(&e);
 }
