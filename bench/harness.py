@@ -381,6 +381,16 @@ def ceiling(args, redis, rep):
                 out["%s|%d" % (label, pipe)] = float(m[-1]) if m else None
             except subprocess.TimeoutExpired:
                 out["%s|%d" % (label, pipe)] = None
+    # One connection, one command at a time: the most round trips per second
+    # any client that waits for each reply gets (the serial workload's limit).
+    try:
+        cmd = ["redis-benchmark", "-p", str(args.port), "-q", "-n", str(args.bench_requests),
+               "-c", "1", "-P", "1", "-t", "ping_mbulk"]
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        m = re.findall(r"([\d.]+) requests per second", r.stdout.replace("\r", "\n"))
+        out["rtt1"] = float(m[-1]) if m else None
+    except subprocess.TimeoutExpired:
+        out["rtt1"] = None
     redis.cli("FLUSHALL")
     return out
 
@@ -485,7 +495,8 @@ def summarize(args, runs, ceilings, versions, settings, order):
     ceil_lines = []
     ceil_med = {}
     if ceilings:
-        keys = sorted({k for c in ceilings for k in c})
+        keys = sorted({k for c in ceilings for k in c if "|" in k})
+        ceil_med["rtt1"] = med([c.get("rtt1") for c in ceilings])
         for k in keys:
             ceil_med[k] = med([c.get(k) for c in ceilings])
         labels = []
@@ -516,6 +527,19 @@ def summarize(args, runs, ceilings, versions, settings, order):
             "pipelined ceiling and %.0f%% of the unpipelined one." % (
                 fmt_int(p1), fmt_int(p16), cpt, fmt_int(p1 / cpt), fmt_int(p16 / cpt),
                 fmt_int(best), 100 * best / (p16 / cpt), 100 * best / (p1 / cpt)))
+    rtt1 = ceil_med.get("rtt1")
+    summary["ceiling_rtt1"] = rtt1
+    if rtt1 and "gtask" in S and S["gtask"]["serial_enqueue_per_s"]:
+        ge = S["gtask"]["serial_enqueue_per_s"]
+        bp = max([S[p]["serial_tasks_per_s"] for p in peers if S[p]["serial_tasks_per_s"]] or [0])
+        ceil_lines.append("")
+        ceil_lines.append(
+            "One connection, one command at a time (`redis-benchmark -c 1 -P 1 -t ping_mbulk`): "
+            "%s round trips/s. That bounds the serial workload of every system: a send that waits "
+            "for its reply is at least one round trip. gtask's serial sends reach %.0f%% of it%s." % (
+                fmt_int(rtt1), 100 * ge / rtt1,
+                ("; 3× the best peer's serial rate (%s tasks/s) would need %s, %.1f× this ceiling"
+                 % (fmt_int(bp), fmt_int(3 * bp), 3 * bp / rtt1)) if bp else ""))
     ceiling_md = "\n".join(ceil_lines)
 
     # Targets.

@@ -236,6 +236,36 @@ out:
   return rc;
 }
 
+/* The final record of a task (LINDEX n 0) into *result, if asked for: 0 if
+ * the task is final, GTASK_ENOTFOUND if it is not (or unknown). */
+static int final_record(gtask__redis_backend *b, const char *queue, const char *id, char **result,
+                        size_t *len) {
+  redisContext *c;
+  int rc = gtask__redis_get(b->r, &c);
+  if (rc) return rc;
+  char nkey[GTASK__KEY_MAX];
+  size_t nlen = gtask__redis_key(b->r, nkey, sizeof(nkey), queue, "n", id);
+  redisReply *rep = redisCommand(c, "LINDEX %b 0", nkey, nlen);
+  if (!rep) {
+    gtask__set_error("redis %s: LINDEX: %s", b->r->conf->describe, c->errstr);
+    gtask__redis_put(b->r, c);
+    return GTASK_ECONN;
+  }
+  gtask__redis_put(b->r, c);
+  if (rep->type == REDIS_REPLY_ERROR) {
+    gtask__set_error("redis %s: LINDEX: %s", b->r->conf->describe, rep->str);
+    rc = strncmp(rep->str, "LOADING", 7) == 0 ? GTASK_ECONN : GTASK_EREDIS;
+  } else if (rep->type != REDIS_REPLY_STRING) {
+    rc = GTASK_ENOTFOUND;
+  } else if (result) {
+    *result = gtask__strndup(rep->str, rep->len);
+    if (!*result) rc = GTASK_ENOMEM;
+    else if (len) *len = rep->len;
+  }
+  freeReplyObject(rep);
+  return rc;
+}
+
 static bool is_final(gtask_status s) { return s == GTASK_SUCCESS || s == GTASK_FAILURE; }
 
 static int rk_wait(void *impl, const char *queue, const char *id, int64_t timeout_ms, bool known,
@@ -250,6 +280,10 @@ static int rk_wait(void *impl, const char *queue, const char *id, int64_t timeou
    * notification list answers a final one as fast, and an id unknown after
    * all is found out below, at the timeout. */
   if (!known || timeout_ms == 0) {
+    /* A task waited on after the fact is usually final: its record alone
+     * answers (one command); else the full state read. */
+    rc = final_record(b, queue, id, result, len);
+    if (rc != GTASK_ENOTFOUND) return rc;
     rc = rk_get(impl, queue, id, &st, NULL, result, len);
     if (rc) return rc;
     if (is_final(st)) return 0;

@@ -200,25 +200,31 @@ static long long calls_of(gt_redis *redis, const char *cmd) {
   return n;
 }
 
-/* Waiting on a task this client just sent is one round trip (the blocking
+/* Waiting on a task this client just sent is one command (the blocking
  * read): the task is known to exist, so its state is not read first.  Another
- * client's wait on it checks first, and gets the same result. */
+ * client's wait on it, once final, reads its record: one command too, and
+ * the same result. */
 TEST(redis_wait_on_a_task_just_sent_skips_the_state_read) {
   env e;
   env_open(&e, false, NULL);
   env_start(&e);
   gtask_send_conf *c = gtask_send_conf_new("add");
-  long long before = calls_of(e.redis, "sismember");
+  long long sis = calls_of(e.redis, "sismember"), lix = calls_of(e.redis, "lindex"),
+            blm = calls_of(e.redis, "blmove");
   gtask_result *r = send_wait(&e, c, (gtask_value[]){gtask_int64(20), gtask_int64(22)}, 2, 10000);
   ASSERT_EQ(r->status, GTASK_SUCCESS);
   ASSERT_EQ(r->values[0].v.i, 42);
-  ASSERT_EQ(calls_of(e.redis, "sismember"), before);
+  ASSERT_EQ(calls_of(e.redis, "sismember"), sis);
+  ASSERT_EQ(calls_of(e.redis, "lindex"), lix);
+  ASSERT_EQ(calls_of(e.redis, "blmove"), blm + 1);
   gtask_client *other = gtask_client_from_server(e.server);
   gtask_result *r2;
   ASSERT_OK(gtask_client_wait(other, r->id, test_timeout_ms(5000), &r2));
   ASSERT_EQ(r2->status, GTASK_SUCCESS);
   ASSERT_EQ(r2->values[0].v.i, 42);
-  ASSERT_EQ(calls_of(e.redis, "sismember"), before + 1);
+  ASSERT_EQ(calls_of(e.redis, "lindex"), lix + 1);
+  ASSERT_EQ(calls_of(e.redis, "sismember"), sis);
+  ASSERT_EQ(calls_of(e.redis, "blmove"), blm + 1);
   gtask_result_free(r2);
   /* Sent to another queue: not known in this client's queue, so not found at
    * once rather than after the timeout. */
