@@ -298,8 +298,8 @@ void *gtask__executor_main(void *arg) {
 
     int rc = 0, prc = 0;
     char why[200] = "";
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    struct timespec t0 = {0, 0}, t1 = {0, 0}; /* run time: for the adaptive prefetch only */
+    if (s->prefetch_auto) clock_gettime(CLOCK_MONOTONIC, &t0);
     if (s->pool == GTASK_POOL_PROCS) {
       prc = gtask__child_run(s, &child, job, &rc, why, sizeof(why));
     } else {
@@ -307,7 +307,7 @@ void *gtask__executor_main(void *arg) {
       rc = job->handler->fn(&job->ctx, job->task->args, job->task->nargs, job->handler->udata);
       current_ctx = NULL;
     }
-    clock_gettime(CLOCK_MONOTONIC, &t1);
+    if (s->prefetch_auto) clock_gettime(CLOCK_MONOTONIC, &t1);
 
     /* Claim the outcome under the mutex (the finisher may be timing the job
      * out right now), then encode it outside, then queue it.  Without a

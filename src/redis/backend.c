@@ -42,6 +42,14 @@ static size_t msg_run_end(gtask_msg *const *msgs, size_t n, size_t i) {
   return j;
 }
 
+/* Adds the state keys of m to a: its hash t:ID and notify list n:ID, named
+ * in kp[0] and kp[1]. */
+static void add_state_keys(gtask__redis_backend *b, gtask__argv *a, char (*kp)[GTASK__KEY_MAX],
+                           const gtask_msg *m) {
+  gtask__argv_add(a, kp[0], gtask__redis_key(b->r, kp[0], GTASK__KEY_MAX, m->queue, "t", m->id));
+  gtask__argv_add(a, kp[1], gtask__redis_key(b->r, kp[1], GTASK__KEY_MAX, m->queue, "n", m->id));
+}
+
 /* PENDING: one SADD per run of messages of one queue (backend on its own
  * server; colocated, push.lua does it in the script that queues them). */
 static int rk_pending(void *impl, gtask_msg *const *msgs, size_t n) {
@@ -83,12 +91,7 @@ static int rk_started(void *impl, gtask_msg *const *msgs, const uint32_t *attemp
   for (size_t i = 0; i < n && rc == 0;) {
     size_t j = msg_run_end(msgs, n, i);
     gtask__argv_reset(&a);
-    for (size_t k = i; k < j; k++) {
-      const gtask_msg *m = msgs[k];
-      gtask__argv_add(&a, keys[2 * k], gtask__redis_key(b->r, keys[2 * k], GTASK__KEY_MAX, m->queue, "t", m->id));
-      gtask__argv_add(&a, keys[2 * k + 1],
-                      gtask__redis_key(b->r, keys[2 * k + 1], GTASK__KEY_MAX, m->queue, "n", m->id));
-    }
+    for (size_t k = i; k < j; k++) add_state_keys(b, &a, &keys[2 * k], msgs[k]);
     gtask__argv_addi(&a, b->r->conf->expire_ms);
     for (size_t k = i; k < j; k++) gtask__argv_addi(&a, attempts[k]);
     redisReply *rep;
@@ -117,12 +120,7 @@ static int rk_store(void *impl, gtask_fin *fins, size_t n) {
     gtask__argv_reset(&a);
     gtask__argv_add(&a, keys[2 * n],
                     gtask__redis_key(b->r, keys[2 * n], GTASK__KEY_MAX, fins[i].msg->queue, "pending", NULL));
-    for (size_t k = i; k < j; k++) {
-      const gtask_msg *m = fins[k].msg;
-      gtask__argv_add(&a, keys[2 * k], gtask__redis_key(b->r, keys[2 * k], GTASK__KEY_MAX, m->queue, "t", m->id));
-      gtask__argv_add(&a, keys[2 * k + 1],
-                      gtask__redis_key(b->r, keys[2 * k + 1], GTASK__KEY_MAX, m->queue, "n", m->id));
-    }
+    for (size_t k = i; k < j; k++) add_state_keys(b, &a, &keys[2 * k], fins[k].msg);
     gtask__argv_addi(&a, b->r->conf->expire_ms);
     for (size_t k = i; k < j; k++) {
       gtask__argv_adds(&a, gtask_status_name(fins[k].status));
@@ -171,8 +169,10 @@ static int rk_get(void *impl, const char *queue, const char *id, gtask_status *s
   if (redisAppendCommand(c, "MULTI") != REDIS_OK ||
       redisAppendCommand(c, "SISMEMBER %b %s", pkey, plen, id) != REDIS_OK ||
       redisAppendCommand(c, "HMGET %b s a r", tkey, tlen) != REDIS_OK ||
-      redisAppendCommand(c, "LINDEX %b 0", nkey, nlen) != REDIS_OK || redisAppendCommand(c, "EXEC") != REDIS_OK)
+      redisAppendCommand(c, "LINDEX %b 0", nkey, nlen) != REDIS_OK || redisAppendCommand(c, "EXEC") != REDIS_OK) {
+    gtask__set_error("redis %s: reading a task's state: out of memory", b->r->conf->describe);
     rc = GTASK_ENOMEM;
+  }
   for (int k = 0; k < NCMD && rc == 0; k++)
     if (redisGetReply(c, (void **)&rep[k]) != REDIS_OK) {
       gtask__set_error("redis %s: reading a task's state: %s", b->r->conf->describe,
@@ -352,12 +352,7 @@ static int rk_reset(void *impl, gtask_msg *const *msgs, size_t n) {
   for (size_t i = 0; i < n && rc == 0;) {
     size_t j = msg_run_end(msgs, n, i);
     gtask__argv_reset(&a);
-    for (size_t k = i; k < j; k++) {
-      const gtask_msg *m = msgs[k];
-      gtask__argv_add(&a, keys[2 * k], gtask__redis_key(b->r, keys[2 * k], GTASK__KEY_MAX, m->queue, "t", m->id));
-      gtask__argv_add(&a, keys[2 * k + 1],
-                      gtask__redis_key(b->r, keys[2 * k + 1], GTASK__KEY_MAX, m->queue, "n", m->id));
-    }
+    for (size_t k = i; k < j; k++) add_state_keys(b, &a, &keys[2 * k], msgs[k]);
     gtask__argv_addi(&a, b->r->conf->expire_ms);
     redisReply *rep;
     rc = gtask__redis_eval(b->r, c, GTASK__LUA_RESET, 2 * (j - i), &a, &rep);
