@@ -339,7 +339,7 @@ void *gtask__executor_main(void *arg) {
     gtask__server_ran_locked(s, (int64_t)(t1.tv_sec - t0.tv_sec) * 1000000000LL + (t1.tv_nsec - t0.tv_nsec));
     bool wake_finisher = false;
     if (mine)
-      wake_finisher = gtask__server_job_done_locked(s, job);
+      wake_finisher = gtask__server_job_done_locked(s, job) && !gtask__server_finish_inline_locked(s, job);
     else if (prc == 0)
       gtask__log(GTASK_LOG_INFO, "task %s returned after its deadline; its result is discarded",
                  job->msg->id);

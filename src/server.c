@@ -23,11 +23,11 @@
 #include <unistd.h>
 
 #define MAX_BATCH 256
-#define START_DELAY_MS 2
-/* For this long after it last wrote outcomes, the finisher wakes by itself
- * every START_DELAY_MS, so that a busy fetcher need not wake it for each
- * task's STARTED mark (a context switch per task when tasks come one by one). */
-#define LINGER_MS 50
+#define START_DELAY_MS 10
+/* For this long after outcomes were last written, the finisher wakes by itself
+ * every START_DELAY_MS, so that executors need not wake it for each task's
+ * STARTED mark (a context switch per task when tasks come one by one). */
+#define LINGER_MS 100
 #define PREFETCH_MAX 1000                 /* gtask_server_set_prefetch's limit */
 #define PREFETCH_WORK_NS (10 * 1000000LL) /* the adaptive prefetch: see gtask__prefetch_adapt */
 
@@ -539,7 +539,7 @@ static int write_outcomes(gtask_server *s, gtask_job **jobs, size_t n, gtask_fin
      * over a final state), then release the lease.  A crash in between leaves
      * the task leased: it is reclaimed and its stored final state wins. */
     bool lost[MAX_BATCH];
-    gtask_msg *msgs[MAX_BATCH];
+    gtask_msg *msgs[MAX_BATCH] = {0}; /* (all n set below; gcc -O2 cannot tell) */
     for (size_t k = 0; k < n; k++) msgs[k] = fins[k].msg;
     rc = s->broker->ops->extend(s->broker->impl, s->name, msgs, n, lost);
     if (rc) return rc;
@@ -564,6 +564,70 @@ static int write_outcomes(gtask_server *s, gtask_job **jobs, size_t n, gtask_fin
     for (size_t k = 0; k < m; k++) fins[map[k]].fenced = live[k].fenced;
   }
   return rc;
+}
+
+/* Ends the jobs whose outcomes write_outcomes() has just written: counts them,
+ * takes them off the in-flight list, drops their lifecycle reference, and
+ * tells the fetcher about a retry due before its next promote. */
+static void settle(gtask_server *s, gtask_job **batch, const gtask_fin *fins, size_t n) {
+  int64_t earliest_retry = 0;
+  for (size_t k = 0; k < n; k++) {
+    if (fins[k].fenced)
+      gtask__log(GTASK_LOG_WARN,
+                 "task %s: outcome not recorded (lease lost or task already final)",
+                 batch[k]->msg->id);
+    else if (fins[k].kind == GTASK_FIN_RETRY &&
+             (!earliest_retry || fins[k].next_due_ms < earliest_retry))
+      earliest_retry = fins[k].next_due_ms;
+  }
+  pthread_mutex_lock(&s->mu);
+  s->last_write_mono = gtask__mono_ms();
+  for (size_t k = 0; k < n; k++) {
+    if (!fins[k].fenced) {
+      if (fins[k].status == GTASK_SUCCESS) s->finished++;
+      if (fins[k].status == GTASK_FAILURE) s->failed++;
+      if (fins[k].kind == GTASK_FIN_RETRY) s->retried++;
+    }
+    inflight_remove_locked(s, batch[k]);
+    gtask__job_unref_locked(s, batch[k]);
+  }
+  bool poke = false;
+  if (earliest_retry) {
+    if (!s->next_due_ms || earliest_retry < s->next_due_ms) s->next_due_ms = earliest_retry;
+    int64_t in = earliest_retry - gtask__now_ms();
+    poke = gtask__mono_ms() + in < s->fetch_until_mono && !s->stopping;
+  }
+  pthread_cond_broadcast(&s->cv_room);
+  pthread_mutex_unlock(&s->mu);
+  /* Wake the fetcher so that it promotes the retry when it is due. */
+  if (poke) s->broker->ops->interrupt(s->broker->impl, s->name);
+}
+
+/* The last job of a burst is written by the executor that ran it.  When the
+ * finisher sleeps, nothing else is ready and no other executor is writing,
+ * handing the outcome over would cost a thread wake-up on the path from send
+ * to result (an idle worker's latency) and win no batching.  Under load jobs
+ * go to the finisher, which writes them in batches.  Called with s->mu held
+ * right after gtask__server_job_done_locked(job); returns with it held.
+ * False: the job is (again) on the DONE list, and the finisher must be woken. */
+bool gtask__server_finish_inline_locked(gtask_server *s, gtask_job *job) {
+  if (s->done_head != job || s->done_tail != job || s->nready || s->inline_writing ||
+      !s->finisher_wake || s->stopping)
+    return false;
+  s->done_head = s->done_tail = NULL;
+  s->inline_writing = true;
+  pthread_mutex_unlock(&s->mu);
+  gtask_fin fin;
+  int rc = write_outcomes(s, &job, 1, &fin);
+  if (rc == 0) settle(s, &job, &fin, 1);
+  pthread_mutex_lock(&s->mu);
+  s->inline_writing = false;
+  if (rc == 0) return true;
+  /* The finisher retries it, with its backoff and its log line. */
+  job->next = s->done_head;
+  s->done_head = job;
+  if (!s->done_tail) s->done_tail = job;
+  return false;
 }
 
 static void heartbeat(gtask_server *s) {
@@ -613,7 +677,7 @@ static void *finisher_main(void *arg) {
   gtask__block_sigpipe();
   int64_t period = s->lease_ms / 3;
   int64_t next_hb = gtask__mono_ms() + period;
-  int64_t backoff = 0, failing_since = 0, last_write = 0;
+  int64_t backoff = 0, failing_since = 0;
   gtask_job *batch[MAX_BATCH];
   gtask_fin fins[MAX_BATCH];
   gtask_job **start = NULL;
@@ -650,7 +714,8 @@ static void *finisher_main(void *arg) {
     if (!s->done_head && !start_due && now < next_hb && ntimed == 0) {
       if (s->nto_start && s->first_start_mono + START_DELAY_MS < wake)
         wake = s->first_start_mono + START_DELAY_MS;
-      if (now - last_write < LINGER_MS && now + START_DELAY_MS < wake) wake = now + START_DELAY_MS;
+      if (now - s->last_write_mono < LINGER_MS && now + START_DELAY_MS < wake)
+        wake = now + START_DELAY_MS;
       s->finisher_wake = wake;
       timed_wait(&s->cv_done, &s->mu, wake);
       s->finisher_wake = 0;
@@ -698,7 +763,6 @@ static void *finisher_main(void *arg) {
       }
     }
     int rc = n ? write_outcomes(s, batch, n, fins) : 0;
-    if (n) last_write = gtask__mono_ms();
 
     pthread_mutex_lock(&s->mu);
     for (size_t k = 0; k < nstart; k++) gtask__job_unref_locked(s, start[k]);
@@ -741,36 +805,7 @@ static void *finisher_main(void *arg) {
       if (failing_since) gtask__log(GTASK_LOG_INFO, "writing results: working again");
       failing_since = 0;
       backoff = 0;
-      int64_t earliest_retry = 0;
-      for (size_t k = 0; k < n; k++) {
-        if (fins[k].fenced)
-          gtask__log(GTASK_LOG_WARN,
-                     "task %s: outcome not recorded (lease lost or task already final)",
-                     batch[k]->msg->id);
-        else if (fins[k].kind == GTASK_FIN_RETRY &&
-                 (!earliest_retry || fins[k].next_due_ms < earliest_retry))
-          earliest_retry = fins[k].next_due_ms;
-      }
-      pthread_mutex_lock(&s->mu);
-      for (size_t k = 0; k < n; k++) {
-        if (!fins[k].fenced) {
-          if (fins[k].status == GTASK_SUCCESS) s->finished++;
-          if (fins[k].status == GTASK_FAILURE) s->failed++;
-          if (fins[k].kind == GTASK_FIN_RETRY) s->retried++;
-        }
-        inflight_remove_locked(s, batch[k]);
-        gtask__job_unref_locked(s, batch[k]);
-      }
-      bool poke = false;
-      if (earliest_retry) {
-        if (!s->next_due_ms || earliest_retry < s->next_due_ms) s->next_due_ms = earliest_retry;
-        int64_t in = earliest_retry - gtask__now_ms();
-        poke = gtask__mono_ms() + in < s->fetch_until_mono && !s->stopping;
-      }
-      pthread_cond_broadcast(&s->cv_room);
-      pthread_mutex_unlock(&s->mu);
-      /* Wake the fetcher so that it promotes the retry when it is due. */
-      if (poke) s->broker->ops->interrupt(s->broker->impl, s->name);
+      settle(s, batch, fins, n);
     }
 
     if (gtask__mono_ms() >= next_hb) {

@@ -111,6 +111,8 @@ struct gtask_server {
   int64_t finisher_wake;     /* the finisher sleeps until this mono ms; 0: awake
                                 (it rescans deadlines and marks before it sleeps) */
   bool stopping;             /* no more fetching; READY jobs are handed back */
+  int64_t last_write_mono;   /* when outcomes were last written (finisher or inline) */
+  bool inline_writing;       /* an executor writes its own job's outcome (finish_inline) */
   bool executors_done;       /* all executor threads have exited */
   int64_t fetch_until_mono;  /* the fetcher's current block ends about then */
   int64_t next_due_ms;       /* earliest scheduled retry we know of (realtime), 0 none */
@@ -148,6 +150,9 @@ void gtask__job_unref_locked(gtask_server *s, gtask_job *job);
 /* Puts a job whose outcome is decided on the DONE list.  True when the
  * finisher must be woken (signal cv_done, best after unlocking). */
 bool gtask__server_job_done_locked(gtask_server *s, gtask_job *job);
+/* Writes job's outcome on the executor's thread when the worker is otherwise
+ * idle (see server.c).  False: it waits on the DONE list; wake the finisher. */
+bool gtask__server_finish_inline_locked(gtask_server *s, gtask_job *job);
 /* Queues a STARTED mark for a job an executor has just taken (the finisher
  * writes it after START_DELAY_MS unless the job is done by then). */
 void gtask__server_mark_started_locked(gtask_server *s, gtask_job *job);

@@ -861,6 +861,78 @@ TEST(redis_graceful_shutdown_finishes_running_and_hands_back_unstarted) {
   env_close(&e);
 }
 
+/* An idle worker writes a task's outcome on the thread that ran it (one thread
+ * wake-up less between send and result); when that write fails, the job goes
+ * to the finisher, which retries it, and nothing is lost or run twice.  The
+ * broker here is the Redis broker with a finish() that records its calling
+ * thread and fails the first call made from an executor. */
+static __thread bool on_executor; /* set by the handler below */
+static const gtask_broker_ops *inner_broker_ops;
+static atomic_int finishes_on_executor, finishes_elsewhere;
+static atomic_bool failed_on_executor;
+
+static int mark_executor(gtask_ctx *ctx, const gtask_value *args, size_t n, void *ud) {
+  (void)ud;
+  on_executor = true;
+  gtask_ctx_sleep(ctx, 20);
+  return gtask_ctx_return(ctx, args, n);
+}
+
+static int failing_finish(void *impl, const char *consumer, gtask_fin *fins, size_t n, void *state) {
+  atomic_fetch_add(on_executor ? &finishes_on_executor : &finishes_elsewhere, 1);
+  bool no = false;
+  if (on_executor && atomic_compare_exchange_strong(&failed_on_executor, &no, true)) {
+    gtask__set_error("injected: connection reset");
+    return GTASK_ECONN;
+  }
+  return inner_broker_ops->finish(impl, consumer, fins, n, state);
+}
+
+static void no_destroy(void *impl) { (void)impl; }
+
+TEST(redis_idle_worker_writes_outcomes_on_the_executor_and_the_finisher_retries_a_failed_write) {
+  env e;
+  env_open(&e, false, NULL);
+  gtask_set_log(quiet_log, NULL, GTASK_LOG_ERROR); /* the injected failure warns */
+  static gtask_broker_ops ops;
+  inner_broker_ops = e.broker->ops;
+  ops = *e.broker->ops;
+  ops.finish = failing_finish;
+  ops.destroy = no_destroy; /* the real handle destroys the implementation */
+  gtask_broker *real = e.broker;
+  e.broker = gtask__broker_new(&ops, real->impl);
+  ASSERT_NOT_NULL(e.broker);
+  gtask_client_free(e.client);
+  gtask_server_free(e.server);
+  e.server = new_server(e.broker, e.backend, "main");
+  ASSERT_OK(gtask_server_reg(e.server, "mark", mark_executor, NULL));
+  e.client = gtask_client_from_server(e.server);
+  env_start(&e);
+
+  gtask_send_conf *c = gtask_send_conf_new("mark");
+  enum { N = 5 };
+  for (int k = 0; k < N; k++) { /* one at a time: the worker is idle between them */
+    gtask_result *r = send_wait(&e, c, (gtask_value[]){gtask_int64(k)}, 1, 10000);
+    ASSERT_EQ(r->status, GTASK_SUCCESS);
+    ASSERT_EQ(r->values[0].v.i, k);
+    ASSERT_EQ(r->attempts, 1);
+    gtask_result_free(r);
+  }
+  TEST_LOG("finish calls: %d on executors, %d on the finisher", atomic_load(&finishes_on_executor),
+           atomic_load(&finishes_elsewhere));
+  ASSERT_TRUE(atomic_load(&failed_on_executor));
+  /* The failed write and at least one more (the finisher, awake for a timer
+   * at that moment, may take a job now and then). */
+  ASSERT_GE(atomic_load(&finishes_on_executor), 2);
+  ASSERT_GE(atomic_load(&finishes_elsewhere), 1); /* the retry of the failed write */
+  gtask_queue_stats st;
+  ASSERT_OK(gtask_client_stats(e.client, NULL, &st));
+  ASSERT_EQ(st.succeeded, N); /* each counted once */
+  gtask_send_conf_free(c);
+  env_close(&e);
+  gtask_broker_free(real);
+}
+
 /* prefetch bounds what one worker holds (running or waiting for an executor):
  * the rest of the queue stays leasable by other workers.  Of the tasks held,
  * only those running read STARTED. */
