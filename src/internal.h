@@ -115,6 +115,12 @@ int gtask__task_encode(const gtask_task *t, char **out, size_t *len);
  * them, as version 1 did). */
 int gtask__task_decode_in(const char *buf, size_t len, const char *id, const char *queue,
                           gtask_task **out, char *err, size_t errlen);
+/* For tests: the jansson decoder alone (the reference), and the fast path
+ * alone (0 and *out, GTASK_ENOMEM, or 1: declined, ask the reference). */
+int gtask__task_decode_ref(const char *buf, size_t len, const char *id, const char *queue,
+                           gtask_task **out, char *err, size_t errlen);
+int gtask__task_decode_fast(const char *buf, size_t len, const char *id, const char *queue,
+                            gtask_task **out);
 /* gtask__task_decode_in without a holder. */
 int gtask__task_decode(const char *buf, size_t len, gtask_task **out, char *err,
                        size_t errlen);

@@ -62,6 +62,26 @@ oom:
 
 void gtask__argv_adds(gtask__argv *a, const char *s) { gtask__argv_add(a, s, strlen(s)); }
 
+/* Writes v in decimal at out (at most 20 bytes, no terminator); returns the
+ * length.  (snprintf costs ~1000 instructions a number: a command of a batch
+ * of finished tasks has thousands.) */
+static size_t dec_u64(char *out, uint64_t v) {
+  char tmp[20];
+  size_t n = 0;
+  do {
+    tmp[n++] = (char)('0' + v % 10);
+    v /= 10;
+  } while (v);
+  for (size_t k = 0; k < n; k++) out[k] = tmp[n - 1 - k];
+  return n;
+}
+
+static size_t dec_i64(char *out, int64_t i) {
+  if (i >= 0) return dec_u64(out, (uint64_t)i);
+  out[0] = '-';
+  return 1 + dec_u64(out + 1, 0 - (uint64_t)i);
+}
+
 /* Integers live in a->num, which may move when it grows: the pointers into it
  * are stored as offsets (tagged in len with the top bit) and fixed up by
  * argv_fix() just before the vector is used. */
@@ -80,8 +100,8 @@ void gtask__argv_addi(gtask__argv *a, int64_t i) {
     a->capnum = cap;
   }
   char *slot = a->num + a->nnum * 21;
-  int len = snprintf(slot, 21, "%lld", (long long)i);
-  gtask__argv_add(a, (const char *)(uintptr_t)a->nnum, NUM_TAG | (size_t)len);
+  size_t len = dec_i64(slot, i);
+  gtask__argv_add(a, (const char *)(uintptr_t)a->nnum, NUM_TAG | len);
   a->nnum++;
 }
 
@@ -286,11 +306,46 @@ static void redis_put(gtask__redis *r, redisContext *c) {
 
 /* ---------------------------------------------------------------- commands */
 
+/* Sends head[0..nh) followed by a's arguments as one command and reads its
+ * reply (NULL: the connection failed, c->err says why).  The RESP encoding is
+ * ours: hiredis' redisCommandArgv formats each length with sprintf, which was
+ * a seventh of a worker's instructions in a drain. */
+static redisReply *command(redisContext *c, const char *const *head, const size_t *hlen, size_t nh,
+                           const gtask__argv *a) {
+  size_t n = nh + a->n, size = 1 + 20 + 2;
+  for (size_t k = 0; k < n; k++) size += 1 + 20 + 2 + (k < nh ? hlen[k] : a->len[k - nh]) + 2;
+  char *buf = gtask__malloc(size);
+  if (!buf) {
+    gtask__set_error("out of memory");
+    return NULL;
+  }
+  char *p = buf;
+  *p++ = '*';
+  p += dec_u64(p, n);
+  *p++ = '\r', *p++ = '\n';
+  for (size_t k = 0; k < n; k++) {
+    const char *v = k < nh ? head[k] : a->v[k - nh];
+    size_t len = k < nh ? hlen[k] : a->len[k - nh];
+    *p++ = '$';
+    p += dec_u64(p, len);
+    *p++ = '\r', *p++ = '\n';
+    if (len) memcpy(p, v, len);
+    p += len;
+    *p++ = '\r', *p++ = '\n';
+  }
+  redisReply *rep = NULL;
+  if (redisAppendFormattedCommand(c, buf, (size_t)(p - buf)) != REDIS_OK ||
+      redisGetReply(c, (void **)&rep) != REDIS_OK)
+    rep = NULL;
+  gtask__free(buf);
+  return rep;
+}
+
 int gtask__redis_cmd(gtask__redis *r, redisContext *c, gtask__argv *a, redisReply **reply) {
   *reply = NULL;
   if (a->oom) return GTASK_ENOMEM;
   argv_fix(a);
-  redisReply *rep = redisCommandArgv(c, (int)a->n, a->v, a->len);
+  redisReply *rep = command(c, NULL, NULL, 0, a);
   if (!rep) {
     gtask__set_error("redis %s: %s", r->conf->describe, c->errstr[0] ? c->errstr : "no reply");
     if (!c->err) c->err = REDIS_ERR_IO; /* never lend this context again */
@@ -312,29 +367,19 @@ int gtask__redis_eval(gtask__redis *r, redisContext *c, gtask__script s, size_t 
                       gtask__argv *a, redisReply **reply) {
   *reply = NULL;
   if (a->oom) return GTASK_ENOMEM;
-  /* EVALSHA sha nkeys KEYS... ARGV...: prepend three arguments. */
-  gtask__argv full;
-  gtask__argv_init(&full);
-  char sha[41], nk[21];
-  pthread_mutex_lock(&r->mu);
-  memcpy(sha, r->sha[s], sizeof(sha));
-  pthread_mutex_unlock(&r->mu);
-  snprintf(nk, sizeof(nk), "%zu", nkeys);
+  /* EVALSHA sha nkeys KEYS... ARGV... */
+  char sha[41], nk[20];
   argv_fix(a);
-  gtask__argv_adds(&full, "EVALSHA");
-  gtask__argv_add(&full, sha, 40);
-  gtask__argv_adds(&full, nk);
-  for (size_t k = 0; k < a->n; k++) gtask__argv_add(&full, a->v[k], a->len[k]);
-  if (full.oom) {
-    gtask__argv_free(&full);
-    return GTASK_ENOMEM;
-  }
   for (int attempt = 0;; attempt++) {
-    redisReply *rep = redisCommandArgv(c, (int)full.n, full.v, full.len);
+    pthread_mutex_lock(&r->mu); /* NOSCRIPT below reloads it */
+    memcpy(sha, r->sha[s], sizeof(sha));
+    pthread_mutex_unlock(&r->mu);
+    const char *head[3] = {"EVALSHA", sha, nk};
+    size_t hlen[3] = {7, 40, dec_u64(nk, nkeys)};
+    redisReply *rep = command(c, head, hlen, 3, a);
     if (!rep) {
       gtask__set_error("redis %s: %s", r->conf->describe, c->errstr[0] ? c->errstr : "no reply");
       if (!c->err) c->err = REDIS_ERR_IO;
-      gtask__argv_free(&full);
       return GTASK_ECONN;
     }
     if (rep->type == REDIS_REPLY_ERROR && attempt == 0 && strncmp(rep->str, "NOSCRIPT", 8) == 0) {
@@ -343,29 +388,42 @@ int gtask__redis_eval(gtask__redis *r, redisContext *c, gtask__script s, size_t 
       freeReplyObject(rep);
       gtask__log(GTASK_LOG_INFO, "redis %s: reloading scripts (NOSCRIPT)", r->conf->describe);
       int rc = load_scripts(r, c);
-      if (rc) {
-        gtask__argv_free(&full);
-        return rc;
-      }
+      if (rc) return rc;
       continue;
     }
     if (rep->type == REDIS_REPLY_ERROR) {
       gtask__set_error("redis %s: script %d: %s", r->conf->describe, (int)s, rep->str);
       int rc = strncmp(rep->str, "LOADING", 7) == 0 ? GTASK_ECONN : GTASK_EREDIS;
       freeReplyObject(rep);
-      gtask__argv_free(&full);
       return rc;
     }
-    gtask__argv_free(&full);
     *reply = rep;
     return 0;
   }
 }
 
+/* Appends len bytes of src at *p unless that would reach end (a key that does
+ * not fit is cut: GTASK__KEY_MAX is far above what valid names make). */
+static void key_part(char **p, char *end, const char *src, size_t len) {
+  size_t room = (size_t)(end - *p);
+  if (len > room) len = room;
+  memcpy(*p, src, len);
+  *p += len;
+}
+
 size_t gtask__redis_key(const gtask__redis *r, char *buf, size_t size, const char *queue,
                         const char *suffix, const char *id) {
-  int n = id ? snprintf(buf, size, "%s:{%s}:%s:%s", r->conf->prefix, queue, suffix, id)
-             : snprintf(buf, size, "%s:{%s}:%s", r->conf->prefix, queue, suffix);
-  if (n < 0) n = 0;
-  return (size_t)n >= size ? size - 1 : (size_t)n;
+  if (size == 0) return 0;
+  char *p = buf, *end = buf + size - 1;
+  key_part(&p, end, r->conf->prefix, strlen(r->conf->prefix));
+  key_part(&p, end, ":{", 2);
+  key_part(&p, end, queue, strlen(queue));
+  key_part(&p, end, "}:", 2);
+  key_part(&p, end, suffix, strlen(suffix));
+  if (id) {
+    key_part(&p, end, ":", 1);
+    key_part(&p, end, id, strlen(id));
+  }
+  *p = '\0';
+  return (size_t)(p - buf);
 }

@@ -7,6 +7,7 @@
 #include "internal.h"
 
 #include <float.h>
+#include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -594,6 +595,225 @@ TEST(result_decode_rejects_with_reason) {
     if (strstr(err, bad_results[i].reason) == NULL)
       TEST_FAIL("case %zu (%s): reason \"%s\" lacks \"%s\"", i, text, err, bad_results[i].reason);
   }
+}
+
+/* ---------------------------------------------------------------- the encoder against jansson */
+
+/* The encoders write JSON directly; the format is what jansson's json_dump
+ * (compact, 17 significant digits) writes for the same object.  jansson is the
+ * oracle here: the object is built with it and dumped, and the bytes must be
+ * equal. */
+static json_t *oracle_value(const gtask_value *v) {
+  json_t *val = NULL;
+  switch (v->type) {
+  case GTASK_BOOL: val = json_boolean(v->v.b); break;
+  case GTASK_INT: case GTASK_INT8: case GTASK_INT16: case GTASK_INT32: case GTASK_INT64:
+    val = json_integer(v->v.i);
+    break;
+  case GTASK_UINT: case GTASK_UINT8: case GTASK_UINT16: case GTASK_UINT32: case GTASK_UINT64:
+    if (v->v.u <= INT64_MAX) {
+      val = json_integer((json_int_t)v->v.u);
+    } else {
+      char dec[24];
+      snprintf(dec, sizeof(dec), "%llu", (unsigned long long)v->v.u);
+      val = json_string(dec);
+    }
+    break;
+  case GTASK_FLOAT32: case GTASK_FLOAT64:
+    val = isfinite(v->v.f) ? json_real(v->v.f)
+                           : json_string(isnan(v->v.f) ? "NaN" : v->v.f > 0 ? "Infinity" : "-Infinity");
+    break;
+  case GTASK_STRING: val = json_stringn(v->v.s.ptr, v->v.s.len); break;
+  }
+  ASSERT_NOT_NULL(val);
+  return json_pack("[so]", gtask_type_name(v->type), val);
+}
+
+static json_t *oracle_values(const gtask_value *vals, size_t n) {
+  json_t *arr = json_array();
+  for (size_t k = 0; k < n; k++) json_array_append_new(arr, oracle_value(&vals[k]));
+  return arr;
+}
+
+static void assert_same_bytes(const char *what, const char *ours, size_t len, json_t *want_obj) {
+  char *want = json_dumps(want_obj, JSON_COMPACT | JSON_REAL_PRECISION(17));
+  ASSERT_NOT_NULL(want);
+  if (strlen(want) != len || memcmp(want, ours, len) != 0)
+    TEST_FAIL("%s:\n  ours    %.*s\n  jansson %s", what, (int)len, ours, want);
+  free(want);
+  json_decref(want_obj);
+}
+
+TEST(encoders_write_what_jansson_writes) {
+  static const char nasty[] = "q\"b\\s/\b\f\n\r\t\x01\x1f\x7f \xc3\xa9 \xe2\x80\xa8 \xf0\x9f\x98\x80 \0end";
+  gtask_value vals[] = {
+      gtask_int64(0), gtask_int64(-1), gtask_int64(INT64_MIN), gtask_int64(INT64_MAX),
+      gtask_uint64(0), gtask_uint64((uint64_t)INT64_MAX), gtask_uint64((uint64_t)INT64_MAX + 1),
+      gtask_uint64(UINT64_MAX), gtask_int8(-128), gtask_uint32(UINT32_MAX), gtask_bool(true),
+      gtask_bool(false), gtask_float64(0.0), gtask_float64(-0.0), gtask_float64(1.0),
+      gtask_float64(0.1), gtask_float64(-2.5), gtask_float64(1e21), gtask_float64(1e-5),
+      gtask_float64(1e-10), gtask_float64(123456789012345678.0), gtask_float64(DBL_MAX),
+      gtask_float64(DBL_MIN), gtask_float64(5e-324), gtask_float64(NAN), gtask_float64(INFINITY),
+      gtask_float64(-INFINITY), gtask_float32(0.1f), gtask_float32(3.0f), gtask_str(""),
+      gtask_strn(nasty, sizeof(nasty) - 1), gtask_str("plain"),
+  };
+  size_t n = sizeof(vals) / sizeof(vals[0]);
+  /* Random doubles and integers as well: the formatting rules have corners. */
+  srand(7);
+  for (int rep = 0; rep < 2000; rep++) {
+    uint64_t bits = 0;
+    for (int k = 0; k < 4; k++) bits = bits << 16 | (uint64_t)(rand() & 0xffff);
+    double d;
+    memcpy(&d, &bits, sizeof(d));
+    gtask_value r[2] = {gtask_float64(d), gtask_int64((int64_t)bits)};
+    gtask_result res = {.status = GTASK_SUCCESS, .values = r, .nvalues = 2, .attempts = 1};
+    char *buf;
+    size_t len;
+    ASSERT_OK(gtask__result_encode(&res, &buf, &len));
+    assert_same_bytes("random result", buf, len,
+                      json_pack("{s:i,s:s,s:o,s:i}", "v", GTASK_RESULT_VERSION, "s", "SUCCESS", "vals",
+                                oracle_values(r, 2), "at", 1));
+    gtask__free(buf);
+  }
+
+  /* A task with every field. */
+  gtask_task t = make_task(vals, n);
+  t.name = (char *)"n\"ame \xc3\xa9";
+  t.timeout_ms = 5000, t.retry_max = 3, t.attempts = 2, t.lost = 1;
+  t.backoff_first_ms = 10, t.backoff_max_ms = 20, t.expires_ms = 1800000000000;
+  t.last_error = (char *)"bad \xff byte\n";
+  char *buf;
+  size_t len;
+  ASSERT_OK(gtask__task_encode(&t, &buf, &len));
+  ASSERT_EQ(strlen(buf), len);
+  assert_same_bytes("task", buf, len,
+                    json_pack("{s:i,s:s,s:o,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:s}", "v", GTASK_MSG_VERSION,
+                              "n", t.name, "a", oracle_values(vals, n), "t", (json_int_t)5000, "r",
+                              (json_int_t)3, "at", (json_int_t)2, "l", (json_int_t)1, "bf", (json_int_t)10,
+                              "bm", (json_int_t)20, "c", (json_int_t)t.created_ms, "x",
+                              (json_int_t)t.expires_ms, "e", "bad ? byte\n"));
+  gtask__free(buf);
+
+  /* A failure result with every field, and a minimal one. */
+  gtask_result res = {.status = GTASK_FAILURE, .values = vals, .nvalues = n,
+                      .error = (char *)"timeout: \"x\" \x80", .error_code = -17, .attempts = 3};
+  ASSERT_OK(gtask__result_encode(&res, &buf, &len));
+  assert_same_bytes("failure", buf, len,
+                    json_pack("{s:i,s:s,s:o,s:s,s:i,s:i}", "v", GTASK_RESULT_VERSION, "s", "FAILURE",
+                              "vals", oracle_values(vals, n), "err", "timeout: \"x\" ?", "ec", -17, "at", 3));
+  gtask__free(buf);
+  gtask_result min = {.status = GTASK_PENDING};
+  ASSERT_OK(gtask__result_encode(&min, &buf, &len));
+  assert_same_bytes("minimal", buf, len, json_pack("{s:i,s:s}", "v", GTASK_RESULT_VERSION, "s", "PENDING"));
+  gtask__free(buf);
+}
+
+/* ---------------------------------------------------------------- the decoder's fast path */
+
+/* Checks the fast path on text: it reads what the jansson decoder reads, or
+ * declines.  Returns whether it read it. */
+static bool fast_agrees(const char *text, size_t len) {
+  gtask_task *f = NULL, *r = NULL;
+  char err[256];
+  int frc = gtask__task_decode_fast(text, len, ID, "default", &f);
+  int rrc = gtask__task_decode_ref(text, len, ID, "default", &r, err, sizeof(err));
+  if (frc != 0) {
+    ASSERT_EQ(frc, 1); /* declined */
+    ASSERT_NULL(f);
+    gtask__task_free(r);
+    return false;
+  }
+  if (rrc != 0) TEST_FAIL("fast path read %.*s, which jansson refuses: %s", (int)len, text, err);
+  char *a, *b;
+  size_t al, bl;
+  ASSERT_OK(gtask__task_encode(f, &a, &al));
+  ASSERT_OK(gtask__task_encode(r, &b, &bl));
+  if (al != bl || memcmp(a, b, al) != 0)
+    TEST_FAIL("%.*s read differently:\n  fast    %s\n  jansson %s", (int)len, text, a, b);
+  ASSERT_STR_EQ(f->id, r->id);
+  ASSERT_STR_EQ(f->queue, r->queue);
+  gtask__free(a);
+  gtask__free(b);
+  gtask__task_free(f);
+  gtask__task_free(r);
+  return true;
+}
+
+TEST(task_decoder_fast_path_reads_what_jansson_reads_or_declines) {
+  static const char bytes[] = "x\0y \xc3\xa9";
+  gtask_value ints[] = {gtask_int64(1), gtask_int64(-2), gtask_int64(INT64_MIN), gtask_int64(INT64_MAX),
+                        gtask_uint64((uint64_t)INT64_MAX), gtask_int8(-128), gtask_uint8(255),
+                        gtask_int32(INT32_MIN), gtask_uint16(0), gtask_bool(true), gtask_bool(false),
+                        gtask_str("hello"), gtask_str(""), gtask_strn(bytes, sizeof(bytes) - 1)};
+  gtask_value floats[] = {gtask_int64(1), gtask_float64(0.5)};
+  gtask_value big[] = {gtask_uint64(UINT64_MAX)};
+  struct {
+    gtask_value *args;
+    size_t n;
+    bool fast; /* the fast path must read it */
+  } cases[] = {{ints, sizeof(ints) / sizeof(ints[0]), false}, /* "x\0y": an escape */
+               {ints, 12, true},
+               {ints, 0, true},
+               {floats, 2, false},
+               {big, 1, false}}; /* a decimal string */
+  int read = 0, declined = 0;
+  for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+    gtask_task t = make_task(cases[k].args, cases[k].n);
+    if (k == 1) {
+      t.timeout_ms = 5000, t.retry_max = 3, t.attempts = 2, t.lost = 1;
+      t.backoff_first_ms = 10, t.backoff_max_ms = 20, t.expires_ms = 1800000000000;
+      t.last_error = (char *)"previous run failed";
+    }
+    char *text;
+    size_t len;
+    ASSERT_OK(gtask__task_encode(&t, &text, &len));
+    bool fast = fast_agrees(text, len);
+    if (cases[k].fast && !fast) TEST_FAIL("fast path declined %s", text);
+    if (!cases[k].fast && fast) TEST_FAIL("fast path read %s", text);
+    /* Every one-byte change of it, to poke at each rule. */
+    static const char subst[] = "\"\\ 09-,:[]{}e.aAtx\x80\xff";
+    for (size_t i = 0; i < len; i++) {
+      char save = text[i];
+      for (size_t j = 0; j < sizeof(subst); j++) { /* the last: a NUL byte */
+        text[i] = subst[j];
+        if (fast_agrees(text, len)) read++; else declined++;
+      }
+      text[i] = save;
+      /* And the message cut here. */
+      if (fast_agrees(text, i)) read++; else declined++;
+    }
+    gtask__free(text);
+  }
+  /* Hand-written forms: other producers' JSON goes through jansson. */
+  static const char *const forms[] = {
+      "{\"v\":2,\"n\":\"add\",\"a\":[[\"int64\",1]],\"c\":0}",
+      "{ \"v\":2,\"n\":\"add\",\"a\":[]}",
+      "{\"v\":2,\"n\":\"add\",\"a\":[],\"zz\":1}",
+      "{\"v\":2,\"n\":\"add\",\"a\":[],\"v\":2}",
+      "{\"v\":2,\"n\":\"a\\u0041\",\"a\":[]}",
+      "{\"v\":1,\"id\":\"" ID "\",\"q\":\"default\",\"n\":\"add\",\"a\":[]}",
+      "{\"v\":3,\"n\":\"add\",\"a\":[]}",
+      "{\"v\":2,\"n\":\"add\",\"a\":[[\"int8\",128]]}",
+      "{\"v\":2,\"n\":\"add\",\"a\":[[\"uint8\",-0]]}",
+      "{\"v\":2,\"n\":\"add\",\"a\":[[\"int64\",-0]]}",
+      "{\"v\":2,\"n\":\"add\",\"a\":[[\"int64\",01]]}",
+      "{\"v\":2,\"n\":\"add\",\"a\":[[\"int64\",9223372036854775808]]}",
+      "{\"v\":2,\"n\":\"add\",\"a\":[[\"int64\",-9223372036854775808]]}",
+      "{\"v\":2,\"n\":\"add\",\"a\":[[\"int64\",1e3]]}",
+      "{\"v\":2,\"n\":\"add\",\"a\":[[\"int64\",1,2]]}",
+      "{\"v\":2,\"n\":\"add\",\"a\":[[\"int64\",\"]\"]]}",
+      "{\"v\":2,\"n\":\"add\",\"a\":[[\"string\",\"]\"]]}",
+      "{\"v\":2,\"n\":\"add\",\"a\":[],\"bf\":5000}",
+      "{\"v\":2,\"n\":\"add\",\"a\":[],\"bf\":5000,\"bm\":5000}",
+      "{\"v\":2,\"n\":\"\",\"a\":[]}",
+      "{\"v\":2,\"n\":\"add\",\"a\":[]} ",
+      "{\"v\":2,\"n\":\"add\",\"a\":[],\"e\":\"\"}",
+  };
+  for (size_t k = 0; k < sizeof(forms) / sizeof(forms[0]); k++)
+    if (fast_agrees(forms[k], strlen(forms[k]))) read++; else declined++;
+  TEST_LOG("variants: %d read by the fast path, %d declined", read, declined);
+  ASSERT_GT(read, 20);
+  ASSERT_GT(declined, 100);
 }
 
 /* ---------------------------------------------------------------- allocation failures */
