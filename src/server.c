@@ -619,11 +619,14 @@ bool gtask__server_finish_inline_locked(gtask_server *s, gtask_job *job) {
   pthread_mutex_unlock(&s->mu);
   gtask_fin fin;
   int rc = write_outcomes(s, &job, 1, &fin);
-  if (rc == 0) settle(s, &job, &fin, 1);
+  if (rc == 0)
+    settle(s, &job, &fin, 1);
+  else /* the finisher retries it, with its backoff */
+    gtask__log(GTASK_LOG_WARN, "writing the result of task %s: %s (the finisher retries)",
+               job->msg->id, gtask_last_error());
   pthread_mutex_lock(&s->mu);
   s->inline_writing = false;
   if (rc == 0) return true;
-  /* The finisher retries it, with its backoff and its log line. */
   job->next = s->done_head;
   s->done_head = job;
   if (!s->done_tail) s->done_tail = job;

@@ -315,8 +315,9 @@ static redisReply *command(redisContext *c, const char *const *head, const size_
   size_t n = nh + a->n, size = 1 + 20 + 2;
   for (size_t k = 0; k < n; k++) size += 1 + 20 + 2 + (k < nh ? hlen[k] : a->len[k - nh]) + 2;
   char *buf = gtask__malloc(size);
-  if (!buf) {
-    gtask__set_error("out of memory");
+  if (!buf) { /* the callers report c->errstr (and drop the connection) */
+    c->err = REDIS_ERR_OOM;
+    snprintf(c->errstr, sizeof(c->errstr), "out of memory formatting a command");
     return NULL;
   }
   char *p = buf;
