@@ -3,8 +3,10 @@
  * REQUEUE (lost or handed back) or DEAD.  Also the task context API that
  * handlers see (gtask_ctx_*).
  *
- * Executors never talk to Redis: a run that ends puts its job on the DONE list
- * and the finisher writes whole batches in one round trip. */
+ * The pool's threads take turns at leasing (the fetch role: gtask__server_fetch
+ * in server.c).  A run that ends puts its job on the DONE list, and the
+ * finisher writes whole batches in one round trip (or the executor writes its
+ * own when the worker is otherwise idle: gtask__server_finish_inline_locked). */
 #include "worker.h"
 
 #include <errno.h>
@@ -266,91 +268,113 @@ void gtask__job_outcome_handback(gtask_server *s, gtask_job *job) {
 
 /* ---------------------------------------------------------------- executor thread */
 
+void gtask__job_start_locked(gtask_server *s, gtask_job *job) {
+  s->nrunning++;
+  job->state = GTASK_JOB_RUNNING;
+  job->refs++; /* the executor's reference while it runs */
+  gtask__server_mark_started_locked(s, job);
+  int64_t timeout = job->task->timeout_ms;
+  if (timeout > 0) {
+    job->deadline_mono = gtask__mono_ms() + timeout;
+    job->ctx.deadline_ms = gtask__now_ms() + timeout;
+    gtask__server_finisher_due_locked(s, job->deadline_mono); /* it enforces deadlines */
+  }
+}
+
+/* Runs a started job's handler and queues its outcome.  Called with s->mu
+ * held; returns with it held. */
+static void run_job(gtask_server *s, gtask_job *job, gtask__child *child) {
+  pthread_mutex_unlock(&s->mu);
+
+  int rc = 0, prc = 0;
+  char why[200] = "";
+  struct timespec t0 = {0, 0}, t1 = {0, 0}; /* run time: for the adaptive prefetch only */
+  if (s->prefetch_auto) clock_gettime(CLOCK_MONOTONIC, &t0);
+  if (s->pool == GTASK_POOL_PROCS) {
+    prc = gtask__child_run(s, child, job, &rc, why, sizeof(why));
+  } else {
+    current_ctx = &job->ctx;
+    rc = job->handler->fn(&job->ctx, job->task->args, job->task->nargs, job->handler->udata);
+    current_ctx = NULL;
+  }
+  if (s->prefetch_auto) clock_gettime(CLOCK_MONOTONIC, &t1);
+
+  /* Claim the outcome under the mutex (the finisher may be timing the job
+   * out right now), then encode it outside, then queue it.  Without a
+   * deadline nobody else decides a running job: no claim is needed. */
+  bool mine = true;
+  if (job->deadline_mono) {
+    pthread_mutex_lock(&s->mu);
+    mine = !job->finalized;
+    job->finalized = true;
+    pthread_mutex_unlock(&s->mu);
+  }
+  if (mine) {
+    if (prc == GTASK_ECRASH)
+      gtask__job_outcome_crash(s, job, why);
+    else if (prc == GTASK_ETASKTIMEOUT ||
+             (job->deadline_mono && gtask__mono_ms() >= job->deadline_mono))
+      /* A run that ends at or past its deadline timed out, whatever it
+       * returns (it may have returned because gtask_ctx_cancelled() said so
+       * just before the finisher's timer fired). */
+      gtask__job_outcome_timeout(s, job);
+    else if (prc == GTASK_ELEASE)
+      gtask__job_outcome_fail(s, job, GTASK_ELEASE, "cancelled: the lease was lost");
+    else
+      gtask__job_outcome_run(s, job, rc);
+  }
+
+  pthread_mutex_lock(&s->mu);
+  s->nrunning--;
+  gtask__server_ran_locked(s, (int64_t)(t1.tv_sec - t0.tv_sec) * 1000000000LL + (t1.tv_nsec - t0.tv_nsec));
+  bool wake_finisher = false;
+  if (mine)
+    wake_finisher = gtask__server_job_done_locked(s, job) && !gtask__server_finish_inline_locked(s, job);
+  else if (prc == 0)
+    gtask__log(GTASK_LOG_INFO, "task %s returned after its deadline; its result is discarded",
+               job->msg->id);
+  gtask__job_unref_locked(s, job);
+  pthread_cond_signal(&s->cv_room);
+  if (wake_finisher) {
+    /* After unlocking: woken under the mutex, it would only wait for it. */
+    pthread_mutex_unlock(&s->mu);
+    pthread_cond_signal(&s->cv_done);
+    pthread_mutex_lock(&s->mu);
+  }
+}
+
 void *gtask__executor_main(void *arg) {
   gtask_server *s = arg;
   gtask__block_sigpipe();
   gtask__child child = {.pid = 0, .req = -1, .res = -1}; /* process pool only */
   pthread_mutex_lock(&s->mu);
   for (;;) {
-    while (!s->ready_head && !s->stopping) {
+    while (!s->ready_head && !s->stopping && !s->fetch_free) {
       s->nidle_exec++;
       pthread_cond_wait(&s->cv_ready, &s->mu);
       s->nidle_exec--;
       if (s->nwoken_exec) s->nwoken_exec--;
     }
-    gtask_job *job = s->ready_head;
-    if (!job) break; /* stopping, and nothing left to run */
-    s->ready_head = job->next;
-    if (!s->ready_head) s->ready_tail = NULL;
-    job->next = NULL;
-    s->nready--;
-    s->nrunning++;
-    job->state = GTASK_JOB_RUNNING;
-    job->refs++; /* the executor's reference while it runs */
-    gtask__server_mark_started_locked(s, job);
-    int64_t timeout = job->task->timeout_ms;
-    if (timeout > 0) {
-      job->deadline_mono = gtask__mono_ms() + timeout;
-      job->ctx.deadline_ms = gtask__now_ms() + timeout;
-      gtask__server_finisher_due_locked(s, job->deadline_mono); /* it enforces deadlines */
-    }
-    pthread_mutex_unlock(&s->mu);
-
-    int rc = 0, prc = 0;
-    char why[200] = "";
-    struct timespec t0 = {0, 0}, t1 = {0, 0}; /* run time: for the adaptive prefetch only */
-    if (s->prefetch_auto) clock_gettime(CLOCK_MONOTONIC, &t0);
-    if (s->pool == GTASK_POOL_PROCS) {
-      prc = gtask__child_run(s, &child, job, &rc, why, sizeof(why));
+    gtask_job *job;
+    if (s->fetch_free && !s->stopping) {
+      /* The fetch role before the READY list: whoever gave it up is running
+       * a job on the promise that an idle thread would take it. */
+      s->fetch_free = false;
+      s->fetching = true;
+      pthread_mutex_unlock(&s->mu);
+      job = gtask__server_fetch(s);
+      pthread_mutex_lock(&s->mu);
+      if (!job) break; /* stopping: the role is given up, and this thread ends */
     } else {
-      current_ctx = &job->ctx;
-      rc = job->handler->fn(&job->ctx, job->task->args, job->task->nargs, job->handler->udata);
-      current_ctx = NULL;
+      job = s->ready_head;
+      if (!job) break; /* stopping, and nothing left to run */
+      s->ready_head = job->next;
+      if (!s->ready_head) s->ready_tail = NULL;
+      job->next = NULL;
+      s->nready--;
+      gtask__job_start_locked(s, job);
     }
-    if (s->prefetch_auto) clock_gettime(CLOCK_MONOTONIC, &t1);
-
-    /* Claim the outcome under the mutex (the finisher may be timing the job
-     * out right now), then encode it outside, then queue it.  Without a
-     * deadline nobody else decides a running job: no claim is needed. */
-    bool mine = true;
-    if (job->deadline_mono) {
-      pthread_mutex_lock(&s->mu);
-      mine = !job->finalized;
-      job->finalized = true;
-      pthread_mutex_unlock(&s->mu);
-    }
-    if (mine) {
-      if (prc == GTASK_ECRASH)
-        gtask__job_outcome_crash(s, job, why);
-      else if (prc == GTASK_ETASKTIMEOUT ||
-               (job->deadline_mono && gtask__mono_ms() >= job->deadline_mono))
-        /* A run that ends at or past its deadline timed out, whatever it
-         * returns (it may have returned because gtask_ctx_cancelled() said so
-         * just before the finisher's timer fired). */
-        gtask__job_outcome_timeout(s, job);
-      else if (prc == GTASK_ELEASE)
-        gtask__job_outcome_fail(s, job, GTASK_ELEASE, "cancelled: the lease was lost");
-      else
-        gtask__job_outcome_run(s, job, rc);
-    }
-
-    pthread_mutex_lock(&s->mu);
-    s->nrunning--;
-    gtask__server_ran_locked(s, (int64_t)(t1.tv_sec - t0.tv_sec) * 1000000000LL + (t1.tv_nsec - t0.tv_nsec));
-    bool wake_finisher = false;
-    if (mine)
-      wake_finisher = gtask__server_job_done_locked(s, job) && !gtask__server_finish_inline_locked(s, job);
-    else if (prc == 0)
-      gtask__log(GTASK_LOG_INFO, "task %s returned after its deadline; its result is discarded",
-                 job->msg->id);
-    gtask__job_unref_locked(s, job);
-    pthread_cond_signal(&s->cv_room);
-    if (wake_finisher) {
-      /* After unlocking: woken under the mutex, it would only wait for it. */
-      pthread_mutex_unlock(&s->mu);
-      pthread_cond_signal(&s->cv_done);
-      pthread_mutex_lock(&s->mu);
-    }
+    run_job(s, job, &child);
   }
   pthread_mutex_unlock(&s->mu);
   gtask__child_stop(&child);

@@ -3,8 +3,10 @@
  *
  *  - The fetcher leases batches (one blocking round trip for up to `prefetch`
  *    tasks), recovers expired leases of dead workers (reclaim) and moves due
- *    retries into their queue (promote).
- *  - n executors run handlers; they never touch Redis.
+ *    retries into their queue (promote).  It is a role that n + 1 pool
+ *    threads take in turn (worker.h).
+ *  - n executors run handlers; one writes its own outcome when the worker is
+ *    otherwise idle, else the finisher does.
  *  - The finisher writes STARTED marks and outcomes in batches, renews the
  *    leases of everything in flight (heartbeat) and fails tasks at their
  *    deadline.
@@ -345,9 +347,19 @@ static void timed_wait(pthread_cond_t *cv, pthread_mutex_t *mu, int64_t until_mo
   pthread_cond_timedwait(cv, mu, &ts);
 }
 
-/* Queues jobs made from msgs[0..n). */
-static void accept_msgs(gtask_server *s, gtask_msg **msgs, size_t n, bool reclaimed) {
+/* Queues jobs made from msgs[0..n).  With may_keep, when the worker was idle
+ * (READY empty, a thread asleep) the first job that can run is not queued but
+ * started and returned: the caller, the fetcher, runs it, and the role goes to
+ * the sleeping thread, woken here.  That wake-up is off the path from send to
+ * handler, and at most `nexec` threads run jobs, since one of the pool's
+ * nexec + 1 threads always holds or is about to hold the role.  Only thread
+ * pools keep: a process pool's executor owns a child process, and the fetcher
+ * must not start one more. */
+static gtask_job *accept_msgs(gtask_server *s, gtask_msg **msgs, size_t n, bool reclaimed,
+                              bool may_keep) {
   gtask_job *jobs[MAX_BATCH];
+  gtask_job *kept = NULL;
+  may_keep = may_keep && s->pool == GTASK_POOL_THREADS;
   for (size_t i = 0; i < n;) {
     size_t m = 0;
     for (; i < n && m < MAX_BATCH; i++) {
@@ -367,6 +379,12 @@ static void accept_msgs(gtask_server *s, gtask_msg **msgs, size_t n, bool reclai
       inflight_add_locked(s, job);
       if (job->finalized) {
         wake_finisher |= gtask__server_job_done_locked(s, job);
+        continue;
+      }
+      if (may_keep && !kept && !s->nready && s->nidle_exec > s->nwoken_exec && !s->stopping) {
+        kept = job;
+        gtask__job_start_locked(s, job);
+        s->nwoken_exec++; /* the sleeper that takes the role, woken below */
         continue;
       }
       job->next = NULL;
@@ -389,6 +407,15 @@ static void accept_msgs(gtask_server *s, gtask_msg **msgs, size_t n, bool reclai
     while (wake--) pthread_cond_signal(&s->cv_ready);
     if (wake_finisher) pthread_cond_signal(&s->cv_done);
   }
+  if (kept) {
+    /* Only now: the next fetcher leases into the array msgs points to. */
+    pthread_mutex_lock(&s->mu);
+    s->fetching = false;
+    s->fetch_free = true;
+    pthread_mutex_unlock(&s->mu);
+    pthread_cond_signal(&s->cv_ready);
+  }
+  return kept;
 }
 
 static void housekeeping(gtask_server *s, int64_t *next_promote_mono) {
@@ -399,7 +426,7 @@ static void housekeeping(gtask_server *s, int64_t *next_promote_mono) {
     int rc = s->broker->ops->reclaim(s->broker->impl, s->name, s->queues[q], s->lease_ms, 64, out, &n);
     if (rc && !s->hk_failing && !failed++)
       gtask__log(GTASK_LOG_WARN, "reclaim on queue %s: %s (will keep trying)", s->queues[q], gtask_last_error());
-    if (n) accept_msgs(s, out, n, true);
+    if (n) accept_msgs(s, out, n, true, false);
   }
   int64_t earliest = 0;
   for (size_t q = 0; q < s->nqueues; q++) {
@@ -456,17 +483,8 @@ static size_t fetch_room_locked(const gtask_server *s) {
   return room < cap - s->ninflight ? room : cap - s->ninflight;
 }
 
-static void *fetcher_main(void *arg) {
-  gtask_server *s = arg;
-  gtask__block_sigpipe();
+gtask_job *gtask__server_fetch(gtask_server *s) {
   int64_t period = s->lease_ms / 3;
-  int64_t next_reclaim = 0, next_promote = 0, backoff = 0;
-  bool outage = false;
-  gtask_msg **out = gtask__calloc(PREFETCH_MAX, sizeof(*out));
-  if (!out) {
-    gtask__log(GTASK_LOG_ERROR, "fetcher: out of memory");
-    return NULL;
-  }
   for (;;) {
     pthread_mutex_lock(&s->mu);
     int64_t now = gtask__mono_ms();
@@ -474,17 +492,19 @@ static void *fetcher_main(void *arg) {
     if (s->next_due_ms) {
       int64_t in = s->next_due_ms - gtask__now_ms();
       int64_t at = now + (in > 0 ? in : 0);
-      if (at < next_promote) next_promote = at;
+      if (at < s->next_promote_mono) s->next_promote_mono = at;
       s->next_due_ms = 0;
     }
-    int64_t house = next_reclaim < next_promote ? next_reclaim : next_promote;
+    int64_t house = s->next_reclaim_mono < s->next_promote_mono ? s->next_reclaim_mono : s->next_promote_mono;
     while (!s->stopping && fetch_room_locked(s) == 0 && now < house) {
       timed_wait(&s->cv_room, &s->mu, house);
       now = gtask__mono_ms();
     }
     if (s->stopping) {
+      s->fetching = false;
+      pthread_cond_broadcast(&s->cv_room); /* gtask_server_run waits for this */
       pthread_mutex_unlock(&s->mu);
-      break;
+      return NULL;
     }
     size_t room = fetch_room_locked(s);
     int64_t wait = house - now;
@@ -494,31 +514,32 @@ static void *fetcher_main(void *arg) {
     pthread_mutex_unlock(&s->mu);
 
     if (now >= house) {
-      housekeeping(s, &next_promote);
-      next_reclaim = gtask__mono_ms() + period;
+      housekeeping(s, &s->next_promote_mono);
+      s->next_reclaim_mono = gtask__mono_ms() + period;
       continue;
     }
     if (room == 0) continue;
 
     size_t n = 0;
-    int rc = s->broker->ops->lease(s->broker->impl, s->name, s->queues, s->nqueues, room, wait, out, &n);
+    int rc = s->broker->ops->lease(s->broker->impl, s->name, s->queues, s->nqueues, room, wait,
+                                   s->fetch_out, &n);
     if (rc) {
-      if (!outage) gtask__log(GTASK_LOG_WARN, "fetch: %s (retrying with backoff)", gtask_last_error());
-      outage = true;
-      backoff = backoff ? (backoff * 2 > 5000 ? 5000 : backoff * 2) : 100;
+      if (!s->fetch_outage) gtask__log(GTASK_LOG_WARN, "fetch: %s (retrying with backoff)", gtask_last_error());
+      s->fetch_outage = true;
+      int64_t b = s->fetch_backoff_ms;
+      s->fetch_backoff_ms = b ? (b * 2 > 5000 ? 5000 : b * 2) : 100;
       pthread_mutex_lock(&s->mu);
-      int64_t until = gtask__mono_ms() + backoff;
+      int64_t until = gtask__mono_ms() + s->fetch_backoff_ms;
       while (!s->stopping && gtask__mono_ms() < until) timed_wait(&s->cv_room, &s->mu, until);
       pthread_mutex_unlock(&s->mu);
       continue;
     }
-    if (outage) gtask__log(GTASK_LOG_INFO, "fetch: working again");
-    outage = false;
-    backoff = 0;
-    if (n) accept_msgs(s, out, n, false);
+    if (s->fetch_outage) gtask__log(GTASK_LOG_INFO, "fetch: working again");
+    s->fetch_outage = false;
+    s->fetch_backoff_ms = 0;
+    gtask_job *kept = n ? accept_msgs(s, s->fetch_out, n, false, true) : NULL;
+    if (kept) return kept;
   }
-  gtask__free(out);
-  return NULL;
 }
 
 /* ---------------------------------------------------------------- finisher */
@@ -843,21 +864,28 @@ GTASK_EXTERN int gtask_server_run(gtask_server *s, int n) {
   s->nexec = n;
   s->prefetch_limit = (size_t)s->prefetch;
   s->run_ns_avg = 0;
-  pthread_t *exec = gtask__calloc((size_t)n, sizeof(*exec));
+  s->stopping = false;
+  s->executors_done = false;
+  s->fetch_free = true;
+  s->fetching = false;
+  s->next_reclaim_mono = s->next_promote_mono = 0;
+  s->fetch_backoff_ms = 0;
+  s->fetch_outage = false;
+  s->fetch_out = gtask__calloc(PREFETCH_MAX, sizeof(*s->fetch_out));
+  /* n executors and one more thread: the fetch role's (see worker.h). */
+  pthread_t *exec = s->fetch_out ? gtask__calloc((size_t)n + 1, sizeof(*exec)) : NULL;
   if (!exec) {
+    gtask__free(s->fetch_out);
+    s->fetch_out = NULL;
     atomic_store(&s->running, false);
     return GTASK_ENOMEM;
   }
-  s->stopping = false;
-  s->executors_done = false;
-  pthread_t fetcher, finisher;
+  pthread_t finisher;
   int started = 0, rc = 0;
   bool have_finisher = pthread_create(&finisher, NULL, finisher_main, s) == 0;
-  for (; have_finisher && started < n; started++)
+  for (; have_finisher && started < n + 1; started++)
     if (pthread_create(&exec[started], NULL, gtask__executor_main, s) != 0) break;
-  bool have_fetcher = have_finisher && started == n &&
-                      pthread_create(&fetcher, NULL, fetcher_main, s) == 0;
-  if (!have_fetcher) {
+  if (started < n + 1) {
     set_err(s, "gtask_server_run: cannot start threads: %s", strerror(errno));
     rc = GTASK_ENOMEM;
   } else {
@@ -876,10 +904,11 @@ GTASK_EXTERN int gtask_server_run(gtask_server *s, int n) {
   s->stopping = true;
   pthread_cond_broadcast(&s->cv_room);
   pthread_mutex_unlock(&s->mu);
-  if (have_fetcher) {
-    s->broker->ops->interrupt(s->broker->impl, s->name);
-    pthread_join(fetcher, NULL);
-  }
+  /* Wait for the fetcher to give up its role: then nothing more is leased. */
+  s->broker->ops->interrupt(s->broker->impl, s->name);
+  pthread_mutex_lock(&s->mu);
+  while (s->fetching) pthread_cond_wait(&s->cv_room, &s->mu);
+  pthread_mutex_unlock(&s->mu);
   /* Hand back what was leased but not started, then let running tasks end. */
   pthread_mutex_lock(&s->mu);
   size_t handed = 0;
@@ -902,6 +931,8 @@ GTASK_EXTERN int gtask_server_run(gtask_server *s, int n) {
   pthread_mutex_unlock(&s->mu);
   if (have_finisher) pthread_join(finisher, NULL);
   gtask__free(exec);
+  gtask__free(s->fetch_out);
+  s->fetch_out = NULL;
 
   /* Anything still in flight could not be written: it stays leased in the
    * broker and is reclaimed by another worker.  Free our copies. */

@@ -6,6 +6,11 @@
  *            cannot run: malformed, unknown name, expired, reclaimed from a dead
  *            worker)
  *   executor: READY -> RUNNING -> handler -> outcome -> DONE list
+ * The fetcher is not a thread of its own but a role: the pool has one thread
+ * more than its concurrency, and whichever holds the role leases.  When a lease
+ * brings work to an idle worker, the fetcher keeps the first job, gives the
+ * role to an idle thread and runs the job itself: no thread wake-up stands
+ * between a send and its handler (see accept_msgs in server.c).
  *   finisher: DONE list -> one broker/backend round trip for a whole batch -> freed
  * A job that passes its deadline while RUNNING is finished by the finisher at the
  * deadline (job->finalized); the executor discards what the handler returns late.
@@ -115,6 +120,12 @@ struct gtask_server {
   bool inline_writing;       /* an executor writes its own job's outcome (finish_inline) */
   bool executors_done;       /* all executor threads have exited */
   int64_t fetch_until_mono;  /* the fetcher's current block ends about then */
+  /* The fetch role (gtask__server_fetch). */
+  bool fetch_free;           /* nobody holds it: the next pool thread to look takes it */
+  bool fetching;             /* a thread holds it */
+  int64_t next_reclaim_mono, next_promote_mono, fetch_backoff_ms;
+  bool fetch_outage;         /* the last lease failed (log once per outage) */
+  gtask_msg **fetch_out;     /* PREFETCH_MAX deliveries of one lease */
   int64_t next_due_ms;       /* earliest scheduled retry we know of (realtime), 0 none */
   uint64_t finished, retried, failed;
   bool hb_failing; /* finisher: the last heartbeat failed (log once per outage) */
@@ -122,7 +133,10 @@ struct gtask_server {
 };
 
 /* executor.c */
+/* A pool thread: runs jobs, and leases while it holds the fetch role. */
 void *gtask__executor_main(void *arg);
+/* Takes a job off READY (or kept by the fetcher) as RUNNING.  s->mu held. */
+void gtask__job_start_locked(gtask_server *s, gtask_job *job);
 /* Sets the task context that gtask_ctx_current() returns on this thread. */
 void gtask__set_current_ctx(gtask_ctx *ctx);
 /* A crashed task: FAILURE with GTASK_ECRASH and why (never retried). */
@@ -147,6 +161,10 @@ void gtask__job_outcome_handback(gtask_server *s, gtask_job *job);
 void gtask__job_unref_locked(gtask_server *s, gtask_job *job);
 
 /* server.c */
+/* The fetch role: leases and queues jobs until it keeps one to run, having
+ * given the role to an idle thread (returns that job, RUNNING), or until the
+ * worker stops (returns NULL, the role given up for good). */
+gtask_job *gtask__server_fetch(gtask_server *s);
 /* Puts a job whose outcome is decided on the DONE list.  True when the
  * finisher must be woken (signal cv_done, best after unlocking). */
 bool gtask__server_job_done_locked(gtask_server *s, gtask_job *job);

@@ -933,6 +933,96 @@ TEST(redis_idle_worker_writes_outcomes_on_the_executor_and_the_finisher_retries_
   gtask_broker_free(real);
 }
 
+/* A task that reaches an idle worker runs on the thread that leased it: no
+ * thread wake-up stands between lease and handler.  That thread gives the fetch
+ * role to an idle one first, so a long task run this way does not stop the
+ * worker from leasing, and no more tasks than the concurrency run at once.  The
+ * broker here records which thread made the last lease that brought tasks. */
+static _Thread_local char thread_tag; /* its address names the thread */
+static _Atomic(uintptr_t) last_lessee;
+static atomic_int gates_running, gates_running_max;
+static atomic_bool gates_open, gate_ran_on_lessee;
+
+static int recording_lease(void *impl, const char *consumer, const char *const *queues, size_t nq,
+                           size_t max, int64_t block_ms, gtask_msg **out, size_t *n) {
+  int rc = inner_broker_ops->lease(impl, consumer, queues, nq, max, block_ms, out, n);
+  if (rc == 0 && *n) atomic_store(&last_lessee, (uintptr_t)&thread_tag);
+  return rc;
+}
+
+/* gate(k): runs until the test opens the gates. */
+static int gate(gtask_ctx *ctx, const gtask_value *args, size_t n, void *ud) {
+  (void)ud;
+  if (args[0].v.i == 0) atomic_store(&gate_ran_on_lessee, atomic_load(&last_lessee) == (uintptr_t)&thread_tag);
+  int now = atomic_fetch_add(&gates_running, 1) + 1;
+  for (int max = atomic_load(&gates_running_max); now > max;)
+    if (atomic_compare_exchange_weak(&gates_running_max, &max, now)) break;
+  while (!atomic_load(&gates_open)) gtask_ctx_sleep(ctx, 5);
+  atomic_fetch_sub(&gates_running, 1);
+  return gtask_ctx_return(ctx, args, n);
+}
+
+TEST(redis_idle_worker_runs_a_task_on_the_thread_that_leased_it_and_keeps_leasing) {
+  env e;
+  env_open(&e, false, NULL);
+  static gtask_broker_ops ops;
+  inner_broker_ops = e.broker->ops;
+  ops = *e.broker->ops;
+  ops.lease = recording_lease;
+  ops.destroy = no_destroy; /* the real handle destroys the implementation */
+  gtask_broker *real = e.broker;
+  e.broker = gtask__broker_new(&ops, real->impl);
+  ASSERT_NOT_NULL(e.broker);
+  gtask_client_free(e.client);
+  gtask_server_free(e.server);
+  e.server = new_server(e.broker, e.backend, "main");
+  ASSERT_OK(gtask_server_reg(e.server, "gate", gate, NULL));
+  e.client = gtask_client_from_server(e.server);
+  env_start(&e); /* 4 executors */
+  test_sleep_ms(100); /* idle: the fetcher blocks, the others sleep */
+
+  gtask_send_conf *g = gtask_send_conf_new("gate");
+  enum { N = 9 };
+  char ids[N][GTASK_ID_SIZE];
+  ASSERT_OK(GTASK_SEND(e.client, g, ids[0], gtask_int64(0)));
+  int64_t until = test_now_ms() + test_timeout_ms(5000);
+  while (atomic_load(&gates_running) == 0 && test_now_ms() < until) test_sleep_ms(1);
+  ASSERT_EQ(atomic_load(&gates_running), 1);
+  ASSERT_TRUE(atomic_load(&gate_ran_on_lessee));
+
+  /* The gate runs on: another task is leased and run meanwhile. */
+  gtask_send_conf *c = gtask_send_conf_new("add");
+  gtask_result *r = send_wait(&e, c, (gtask_value[]){gtask_int64(2), gtask_int64(3)}, 2, 5000);
+  ASSERT_EQ(r->status, GTASK_SUCCESS);
+  ASSERT_EQ(r->values[0].v.i, 5);
+  gtask_result_free(r);
+  ASSERT_EQ(atomic_load(&gates_running), 1);
+
+  /* More gates than executors, one at a time, each to a fetcher that may keep
+   * it: four run, the rest wait. */
+  for (int k = 1; k < N; k++) {
+    ASSERT_OK(GTASK_SEND(e.client, g, ids[k], gtask_int64(k)));
+    until = test_now_ms() + test_timeout_ms(k < 4 ? 5000 : 50);
+    while (atomic_load(&gates_running) < (k < 4 ? k + 1 : 5) && test_now_ms() < until) test_sleep_ms(1);
+  }
+  test_sleep_ms(200);
+  ASSERT_EQ(atomic_load(&gates_running), 4);
+  ASSERT_EQ(atomic_load(&gates_running_max), 4);
+
+  atomic_store(&gates_open, true);
+  for (int k = 0; k < N; k++) {
+    ASSERT_OK(gtask_client_wait(e.client, ids[k], test_timeout_ms(10000), &r));
+    ASSERT_EQ(r->status, GTASK_SUCCESS);
+    ASSERT_EQ(r->values[0].v.i, k);
+    gtask_result_free(r);
+  }
+  ASSERT_EQ(atomic_load(&gates_running_max), 4);
+  gtask_send_conf_free(g);
+  gtask_send_conf_free(c);
+  env_close(&e);
+  gtask_broker_free(real);
+}
+
 /* prefetch bounds what one worker holds (running or waiting for an executor):
  * the rest of the queue stays leasable by other workers.  Of the tasks held,
  * only those running read STARTED. */
