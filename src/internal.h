@@ -167,6 +167,11 @@ typedef struct gtask_fin {
   const char *next;        /* RETRY, REQUEUE, DEAD: the message to keep (new body) */
   size_t next_len;
   int64_t next_due_ms;     /* RETRY: unix ms when due */
+  bool fresh;              /* no state hash can exist for the task: a first
+                              delivery (attempts and losses 0) that got no
+                              STARTED mark.  Its final state needs no DEL of
+                              the hash, and its hand-back (REQUEUE) records no
+                              state: the pending set still says PENDING. */
   bool fenced;             /* out: nothing was recorded -- the lease was no longer
                               ours (broker: nothing changed), or the task was
                               already final (backend; and a broker writing state

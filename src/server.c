@@ -316,6 +316,7 @@ static gtask_job *job_new(gtask_server *s, gtask_msg *m, bool reclaimed) {
   if (!job) return NULL;
   job->refs = 1;
   job->msg = m;
+  job->reclaimed = reclaimed;
   job->ctx.job = job;
   char err[256] = "";
   int rc = gtask__task_decode_in(m->body, m->len, m->id, m->queue, &job->task, err, sizeof(err));
@@ -548,9 +549,12 @@ gtask_job *gtask__server_fetch(gtask_server *s) {
  * (written or fenced), else an error and nothing is to be considered written. */
 static int write_outcomes(gtask_server *s, gtask_job **jobs, size_t n, gtask_fin *fins) {
   for (size_t k = 0; k < n; k++) {
-    fins[k] = jobs[k]->fin;
-    fins[k].msg = jobs[k]->msg;
+    const gtask_job *j = jobs[k];
+    fins[k] = j->fin;
+    fins[k].msg = j->msg;
     fins[k].fenced = false;
+    /* (marked is final here: a job on the DONE list gets no mark.) */
+    fins[k].fresh = j->task && !j->reclaimed && !j->marked && j->task->attempts == 0 && j->task->lost == 0;
   }
   int rc;
   if (s->state) {
@@ -760,6 +764,7 @@ static void *finisher_main(void *arg) {
         gtask__job_unref_locked(s, start[k]);
         continue;
       }
+      start[k]->marked = true;
       start[keep] = start[k];
       start_att[keep++] = start_att[k];
     }

@@ -60,6 +60,8 @@ struct gtask_job {
   gtask_job_state state;
   bool finalized;                /* the outcome is decided; late results are discarded */
   bool lease_lost;               /* a heartbeat found the lease taken over */
+  bool reclaimed;                /* leased from a lost worker (may have its marks) */
+  bool marked;                   /* its STARTED mark was (being) written */
   gtask_msg *msg;                /* the delivery (owns queue, body, lease) */
   gtask_task *task;              /* decoded message; NULL if malformed */
   const gtask_handler *handler;  /* NULL if unknown */

@@ -485,6 +485,7 @@ static int rb_finish(void *impl, const char *consumer, gtask_fin *fins, size_t n
         gtask__argv_add(&a, f->msg->body, f->msg->len);
       gtask__argv_addi(&a, f->next_due_ms);
       gtask__argv_adds(&a, f->msg->id);
+      gtask__argv_adds(&a, f->fresh ? "1" : "0");
     }
     redisReply *rep;
     rc = gtask__redis_eval(b->r, c, GTASK__LUA_FINISH, nk, &a, &rep);

@@ -5,8 +5,12 @@
 -- of fin i (the last three used only when state is recorded)
 -- ARGV[1] group  ARGV[2] consumer  ARGV[3] "1" record state  ARGV[4] state ttl ms
 -- ARGV[5], ARGV[6] the lowest and the highest entry id of the batch
--- ARGV[7+7(i-1)..] entry id, kind (1 done 2 retry 3 requeue 4 dead), status,
---                  result ("" none), next body ("" none), next due ms, task id
+-- ARGV[7+8(i-1)..] entry id, kind (1 done 2 retry 3 requeue 4 dead), status,
+--                  result ("" none), next body ("" none), next due ms, task id,
+--                  fresh ("1": no state hash can exist -- a first delivery
+--                  without a STARTED mark -- so a final state needs no DEL and
+--                  a requeue (hand-back) records no state: the task stays in
+--                  the pending set, which says PENDING)
 -- Returns one integer per fin: 1 done, 0 fenced (lease not held by consumer),
 -- 2 lease released but the task was already final (nothing else changed).
 -- Each applied done or dead fin with a final status counts once in the stats
@@ -15,12 +19,12 @@
 -- A final state is its notify list: one element, the result record (which
 -- carries status and attempts).  The state hash holds only the states before
 -- it (STARTED, RETRY, PENDING after a requeue) and is deleted when the task
--- becomes final.  So a done task costs RPUSH, PEXPIRE and DEL here, not a
--- read, two hash writes and two expiries.
+-- becomes final.  So a done task costs RPUSH and PEXPIRE here (and DEL when it
+-- may have a hash), not a read, two hash writes and two expiries.
 local group, consumer = ARGV[1], ARGV[2]
 local with_state = ARGV[3] == '1'
 local ttl = ARGV[4] -- a string: PEXPIRE parses it (no float formatting)
-local n = (#ARGV - 6) / 7
+local n = (#ARGV - 6) / 8
 local out, ids, acked, ended = {}, {}, {}, {}
 local succeeded, failed = 0, 0
 
@@ -46,9 +50,10 @@ local function holds(eid)
 end
 
 for i = 1, n do
-  local b = 6 + 7 * (i - 1)
+  local b = 6 + 8 * (i - 1)
   local eid, kind, status = ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
   local result, nextb, due, id = ARGV[b + 4], ARGV[b + 5], ARGV[b + 6], ARGV[b + 7]
+  local fresh = ARGV[b + 8] == '1'
   if not holds(eid) then
     out[i] = 0
   else
@@ -80,10 +85,10 @@ for i = 1, n do
       elseif kind == '4' then
         redis.call('HSET', KEYS[3], id, nextb)
       end
-      if with_state then
+      if with_state and not (fresh and kind == '3') then
         if to_final then
           redis.call('PEXPIRE', nkey, ttl)
-          redis.call('DEL', tkey)
+          if not fresh then redis.call('DEL', tkey) end
         else
           if result ~= '' then
             redis.call('HSET', tkey, 's', status, 'r', result)

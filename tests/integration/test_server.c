@@ -200,6 +200,19 @@ static long long calls_of(gt_redis *redis, const char *cmd) {
   return n;
 }
 
+/* Does the queue "default" hold key P:{default}:<kind>:<id> (kind "t": the
+ * state hash, "n": the final record's list)? */
+static bool task_key_exists(gt_redis *redis, const char *kind, const char *id) {
+  redisContext *rc = gt_redis_connect(redis);
+  ASSERT_NOT_NULL(rc);
+  redisReply *rep = redisCommand(rc, "EXISTS gtask:{default}:%s:%s", kind, id);
+  ASSERT_NOT_NULL(rep);
+  bool yes = rep->integer == 1;
+  freeReplyObject(rep);
+  redisFree(rc);
+  return yes;
+}
+
 /* Waiting on a task this client just sent is one command (the blocking
  * read): the task is known to exist, so its state is not read first.  Another
  * client's wait on it, once final, reads its record: one command too, and
@@ -535,6 +548,9 @@ TEST(redis_handler_requested_retry_then_success) {
   ASSERT_EQ(r->status, GTASK_SUCCESS);
   ASSERT_EQ(r->values[0].v.u, 2);
   ASSERT_EQ(r->attempts, 2);
+  /* The RETRY state hash went with the final state. */
+  ASSERT_TRUE(task_key_exists(e.redis, "n", r->id));
+  ASSERT_FALSE(task_key_exists(e.redis, "t", r->id));
   gtask_result_free(r);
   /* Without retries the same request is a FAILURE with the handler's message. */
   gtask_send_conf *c0 = gtask_send_conf_new("flaky");
@@ -849,6 +865,13 @@ TEST(redis_graceful_shutdown_finishes_running_and_hands_back_unstarted) {
   TEST_LOG("after shutdown: %d succeeded, %d handed back", success, pending);
   ASSERT_EQ(success + pending, N);
   ASSERT_GE(success, 4);
+  /* A task handed back before it ever ran has no state of its own: it is
+   * still in the pending set, and nothing would be left to clean up. */
+  for (int k = 0; k < N; k++) {
+    gtask_status st;
+    ASSERT_OK(gtask_client_status(e.client, ids[k], &st));
+    if (st == GTASK_PENDING) ASSERT_FALSE(task_key_exists(e.redis, "t", ids[k]));
+  }
   /* Handed-back tasks run on the next start. */
   env_start(&e);
   for (int k = 0; k < N; k++) {
@@ -856,6 +879,7 @@ TEST(redis_graceful_shutdown_finishes_running_and_hands_back_unstarted) {
     ASSERT_OK(gtask_client_wait(e.client, ids[k], test_timeout_ms(10000), &r));
     ASSERT_EQ(r->status, GTASK_SUCCESS);
     gtask_result_free(r);
+    ASSERT_FALSE(task_key_exists(e.redis, "t", ids[k])); /* STARTED went with it */
   }
   gtask_send_conf_free(c);
   env_close(&e);
