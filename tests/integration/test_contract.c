@@ -612,6 +612,49 @@ CONTRACT(finish_batch_among_many_leases) {
   free(m);
 }
 
+/* Finishing drops finished entries and only those: another consumer's older
+ * leases and the entries not yet delivered stay, whichever consumer finishes
+ * first (Redis: entries below the oldest lease are trimmed at once, the rest of
+ * a batch deleted by id). */
+CONTRACT(finish_keeps_older_leases_and_undelivered_entries) {
+  for (int i = 0; i < 8; i++)
+    push(e, e->q, i < 6 ? BODIES[i] : BODIES[i - 6], 0, NULL);
+  gtask_msg *m[6];
+  ASSERT_EQ(lease(e, "c1", e->q, 2, 0, m), 2);
+  ASSERT_EQ(lease(e, "c2", e->q, 4, 0, m + 2), 4);
+  /* The younger leases end first, in one batch. */
+  gtask_fin f[4];
+  for (int i = 0; i < 4; i++)
+    f[i] = (gtask_fin){.msg = m[2 + i], .kind = GTASK_FIN_DONE, .status = GTASK_SUCCESS};
+  ASSERT_OK(e->b->ops->finish(e->b->impl, "c2", f, 4, NULL));
+  for (int i = 0; i < 4; i++)
+    ASSERT_FALSE(f[i].fenced);
+  ASSERT_STATS(e, e->q, 2, 2, 0, 0);
+  /* c1's entries are still there: a reclaim hands them over, bodies intact. */
+  test_sleep_ms(20);
+  gtask_msg *r[4] = {0};
+  size_t n = 0;
+  ASSERT_OK(e->b->ops->reclaim(e->b->impl, "c3", e->q, 10, 4, r, &n));
+  ASSERT_EQ(n, 2);
+  for (size_t i = 0; i < n; i++)
+    assert_msg(r[i], m[i]->id, e->q, BODIES[i]);
+  ASSERT_FALSE(finish(e, "c3", r[1], GTASK_FIN_DONE, NULL, 0));
+  ASSERT_STATS(e, e->q, 2, 1, 0, 0);
+  ASSERT_FALSE(finish(e, "c3", r[0], GTASK_FIN_DONE, NULL, 0));
+  ASSERT_STATS(e, e->q, 2, 0, 0, 0);
+  /* The two never delivered come next, and then the queue is empty. */
+  gtask_msg *last[2];
+  ASSERT_EQ(lease(e, "c1", e->q, 2, 0, last), 2);
+  ASSERT_MEM_EQ(last[0]->body, BODIES[0], last[0]->len);
+  ASSERT_MEM_EQ(last[1]->body, BODIES[1], last[1]->len);
+  ASSERT_FALSE(finish(e, "c1", last[0], GTASK_FIN_DONE, NULL, 0));
+  ASSERT_FALSE(finish(e, "c1", last[1], GTASK_FIN_DONE, NULL, 0));
+  ASSERT_STATS(e, e->q, 0, 0, 0, 0);
+  free_msgs(m, 6);
+  free_msgs(r, n);
+  free_msgs(last, 2);
+}
+
 /* ---------------------------------------------------------------- broker: schedule, stats */
 
 CONTRACT(push_due_future) {
