@@ -349,7 +349,7 @@ static void timed_wait(pthread_cond_t *cv, pthread_mutex_t *mu, int64_t until_mo
 }
 
 /* Queues jobs made from msgs[0..n).  With may_keep, when the worker was idle
- * (READY empty, a thread asleep) the first job that can run is not queued but
+ * (READY empty, a thread asleep) a job that can run is not queued but
  * started and returned: the caller, the fetcher, runs it, and the role goes to
  * the sleeping thread, woken here.  That wake-up is off the path from send to
  * handler, and at most `nexec` threads run jobs, since one of the pool's
@@ -538,7 +538,10 @@ gtask_job *gtask__server_fetch(gtask_server *s) {
     if (s->fetch_outage) gtask__log(GTASK_LOG_INFO, "fetch: working again");
     s->fetch_outage = false;
     s->fetch_backoff_ms = 0;
-    gtask_job *kept = n ? accept_msgs(s, s->fetch_out, n, false, true) : NULL;
+    /* Only a lease of one task is kept: a batch amortises the hand-off, and
+     * leasing on a different thread each time spreads the lease's transient
+     * allocations over every thread's malloc arena (a drain's RSS doubled). */
+    gtask_job *kept = n ? accept_msgs(s, s->fetch_out, n, false, n == 1) : NULL;
     if (kept) return kept;
   }
 }

@@ -8,9 +8,9 @@
  *   executor: READY -> RUNNING -> handler -> outcome -> DONE list
  * The fetcher is not a thread of its own but a role: the pool has one thread
  * more than its concurrency, and whichever holds the role leases.  When a lease
- * brings work to an idle worker, the fetcher keeps the first job, gives the
- * role to an idle thread and runs the job itself: no thread wake-up stands
- * between a send and its handler (see accept_msgs in server.c).
+ * brings one task to an idle worker, the fetcher keeps the job, gives the role
+ * to an idle thread and runs the job itself: no thread wake-up stands between a
+ * send and its handler (see accept_msgs in server.c).
  *   finisher: DONE list -> one broker/backend round trip for a whole batch -> freed
  * A job that passes its deadline while RUNNING is finished by the finisher at the
  * deadline (job->finalized); the executor discards what the handler returns late.
