@@ -119,30 +119,35 @@ for i = 1, n do
     end
   end
 end
--- Release the leases, then drop the entries.  Every entry below the oldest
--- lease still held in the group was delivered (XREADGROUP hands entries out in
--- id order) and is no longer leased, so it is finished: one XTRIM MINID drops
--- them all, a whole stream node at a time, where XDEL seeks each id (about
--- 1 us of Redis time per task).  With no lease left, everything up to the
--- batch's highest id is finished.  Entries of the batch at or above the oldest
--- lease (another worker's, older than them) are XDELeted.
+-- Release the leases, then drop the entries.  A few are XDELeted by id.  For
+-- a batch: every entry below the oldest lease still held in the group was
+-- delivered (XREADGROUP hands entries out in id order) and is no longer
+-- leased, so it is finished, and one XTRIM MINID drops them all, a whole
+-- stream node at a time, where XDEL seeks each id (about 1 us of Redis time per
+-- task).  With no lease left, everything up to the batch's highest id is
+-- finished.  Entries of the batch at or above the oldest lease (another
+-- worker's, older than them) are XDELeted.
 if #acked > 0 then
   redis.call('XACK', KEYS[1], group, unpack(acked))
-  local oldest = redis.call('XPENDING', KEYS[1], group)[2]
-  if not oldest then
-    redis.call('XTRIM', KEYS[1], 'MINID', ARGV[6])
-    redis.call('XDEL', KEYS[1], ARGV[6])
+  if #acked < 8 then
+    redis.call('XDEL', KEYS[1], unpack(acked))
   else
-    redis.call('XTRIM', KEYS[1], 'MINID', oldest)
-    if not id_less(ARGV[6], oldest) then
-      local rest = acked
-      if id_less(ARGV[5], oldest) then
-        rest = {}
-        for _, eid in ipairs(acked) do
-          if not id_less(eid, oldest) then rest[#rest + 1] = eid end
+    local oldest = redis.call('XPENDING', KEYS[1], group)[2]
+    if not oldest then
+      redis.call('XTRIM', KEYS[1], 'MINID', ARGV[6])
+      redis.call('XDEL', KEYS[1], ARGV[6])
+    else
+      redis.call('XTRIM', KEYS[1], 'MINID', oldest)
+      if not id_less(ARGV[6], oldest) then
+        local rest = acked
+        if id_less(ARGV[5], oldest) then
+          rest = {}
+          for _, eid in ipairs(acked) do
+            if not id_less(eid, oldest) then rest[#rest + 1] = eid end
+          end
         end
+        if #rest > 0 then redis.call('XDEL', KEYS[1], unpack(rest)) end
       end
-      if #rest > 0 then redis.call('XDEL', KEYS[1], unpack(rest)) end
     end
   end
 end
