@@ -21,6 +21,7 @@
 -- it (STARTED, RETRY, PENDING after a requeue) and is deleted when the task
 -- becomes final.  So a done task costs RPUSH and PEXPIRE here (and DEL when it
 -- may have a hash), not a read, two hash writes and two expiries.
+
 -- Stream entry ids "ms-seq" in order.
 local function id_less(a, b)
   local am, as = string.match(a, '^(%d+)-(%d+)$')

@@ -914,23 +914,34 @@ static int failing_finish(void *impl, const char *consumer, gtask_fin *fins, siz
 
 static void no_destroy(void *impl) { (void)impl; }
 
+/* Swaps the env's broker for the Redis broker with finish and/or lease
+ * replaced (NULL keeps the real one, also in inner_broker_ops), and remakes
+ * the server and client on it.  Returns the real broker: free it after
+ * env_close. */
+static gtask_broker *env_wrap_broker(env *e, __typeof__(inner_broker_ops->finish) finish,
+                                     __typeof__(inner_broker_ops->lease) lease) {
+  static gtask_broker_ops ops;
+  inner_broker_ops = e->broker->ops;
+  ops = *e->broker->ops;
+  if (finish) ops.finish = finish;
+  if (lease) ops.lease = lease;
+  ops.destroy = no_destroy; /* the real handle destroys the implementation */
+  gtask_broker *real = e->broker;
+  e->broker = gtask__broker_new(&ops, real->impl);
+  ASSERT_NOT_NULL(e->broker);
+  gtask_client_free(e->client);
+  gtask_server_free(e->server);
+  e->server = new_server(e->broker, e->backend, "main");
+  e->client = gtask_client_from_server(e->server);
+  return real;
+}
+
 TEST(redis_idle_worker_writes_outcomes_on_the_executor_and_the_finisher_retries_a_failed_write) {
   env e;
   env_open(&e, false, NULL);
   gtask_set_log(quiet_log, NULL, GTASK_LOG_ERROR); /* the injected failure warns */
-  static gtask_broker_ops ops;
-  inner_broker_ops = e.broker->ops;
-  ops = *e.broker->ops;
-  ops.finish = failing_finish;
-  ops.destroy = no_destroy; /* the real handle destroys the implementation */
-  gtask_broker *real = e.broker;
-  e.broker = gtask__broker_new(&ops, real->impl);
-  ASSERT_NOT_NULL(e.broker);
-  gtask_client_free(e.client);
-  gtask_server_free(e.server);
-  e.server = new_server(e.broker, e.backend, "main");
+  gtask_broker *real = env_wrap_broker(&e, failing_finish, NULL);
   ASSERT_OK(gtask_server_reg(e.server, "mark", mark_executor, NULL));
-  e.client = gtask_client_from_server(e.server);
   env_start(&e);
 
   gtask_send_conf *c = gtask_send_conf_new("mark");
@@ -989,19 +1000,8 @@ static int gate(gtask_ctx *ctx, const gtask_value *args, size_t n, void *ud) {
 TEST(redis_idle_worker_runs_a_task_on_the_thread_that_leased_it_and_keeps_leasing) {
   env e;
   env_open(&e, false, NULL);
-  static gtask_broker_ops ops;
-  inner_broker_ops = e.broker->ops;
-  ops = *e.broker->ops;
-  ops.lease = recording_lease;
-  ops.destroy = no_destroy; /* the real handle destroys the implementation */
-  gtask_broker *real = e.broker;
-  e.broker = gtask__broker_new(&ops, real->impl);
-  ASSERT_NOT_NULL(e.broker);
-  gtask_client_free(e.client);
-  gtask_server_free(e.server);
-  e.server = new_server(e.broker, e.backend, "main");
+  gtask_broker *real = env_wrap_broker(&e, NULL, recording_lease);
   ASSERT_OK(gtask_server_reg(e.server, "gate", gate, NULL));
-  e.client = gtask_client_from_server(e.server);
   env_start(&e); /* 4 executors */
   test_sleep_ms(100); /* idle: the fetcher blocks, the others sleep */
 
