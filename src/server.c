@@ -876,6 +876,7 @@ GTASK_EXTERN int gtask_server_run(gtask_server *s, int n) {
   s->executors_done = false;
   s->fetch_free = true;
   s->fetching = false;
+  s->nidle_exec = s->nwoken_exec = 0; /* (a previous run ends with both at 0) */
   s->next_reclaim_mono = s->next_promote_mono = 0;
   s->fetch_backoff_ms = 0;
   s->fetch_outage = false;
