@@ -133,6 +133,11 @@ int gtask__result_encode(const gtask_result *r, char **out, size_t *len);
  * gtask_result_free) whose id is set to id. */
 int gtask__result_decode(const char *buf, size_t len, const char *id, gtask_result **out,
                          char *err, size_t errlen);
+/* For tests: the jansson decoder alone (the reference), and the fast path
+ * alone (0 and *out, GTASK_ENOMEM, or 1: declined, ask the reference). */
+int gtask__result_decode_ref(const char *buf, size_t len, const char *id, gtask_result **out,
+                             char *err, size_t errlen);
+int gtask__result_decode_fast(const char *buf, size_t len, const char *id, gtask_result **out);
 
 /* ---------------------------------------------------------------- broker and backend */
 

@@ -895,6 +895,16 @@ static bool f_str(fcur *c, const char **s, size_t *n) {
   return false;
 }
 
+/* A NUL-terminated copy of s[0..n) (a string f_str read), or NULL. */
+static char *f_dup(const char *s, size_t n) {
+  char *d = gtask__malloc(n + 1);
+  if (d != NULL) {
+    memcpy(d, s, n);
+    d[n] = '\0';
+  }
+  return d;
+}
+
 /* A JSON integer within int64 (what jansson reads as one), followed by a
  * delimiter: sign and magnitude. */
 static bool f_int(fcur *c, bool *neg, uint64_t *mag) {
@@ -976,8 +986,9 @@ static bool f_pair(fcur *c, gtask_value *val, char **bytes, size_t *strbytes) {
   return true;
 }
 
-/* The arguments array, twice: to count, then to fill one block. */
-static int f_args(fcur *c, gtask_task *t) {
+/* A values array, twice: to count, then to fill one block (the layout
+ * decode_values makes: one free releases it). */
+static int f_values(fcur *c, gtask_value **out, size_t *nout) {
   fcur first = *c;
   size_t count = 0, strbytes = 0;
   if (!f_lit(&first, "[", 1)) return FAST_DECLINE;
@@ -996,11 +1007,28 @@ static int f_args(fcur *c, gtask_task *t) {
       if (i) c->p++; /* ',' */
       (void)f_pair(c, &vals[i], &bytes, &strbytes);
     }
-    t->args = vals;
-    t->nargs = count;
+    *out = vals;
+    *nout = count;
   }
   *c = first;
   return 0;
+}
+
+/* Skips an array whose strings hold no escapes (an escape declines later
+ * anyway): for a field read once the rest is known to be ours. */
+static bool f_skip_array(fcur *c) {
+  int depth = 0;
+  while (c->p < c->end) {
+    char ch = *c->p++;
+    if (ch == '[') depth++;
+    if (ch == ']' && --depth == 0) return true;
+    if (ch == '"') {
+      while (c->p < c->end && *c->p != '"' && *c->p != '\\') c->p++;
+      if (c->p >= c->end || *c->p == '\\') return false;
+      c->p++;
+    }
+  }
+  return false;
 }
 
 static int fast_task(const char *buf, size_t len, const char *id, const char *queue,
@@ -1047,25 +1075,10 @@ static int fast_task(const char *buf, size_t len, const char *id, const char *qu
     case F_V: ok = f_field(&c, 1, GTASK_MSG_VERSION, &version); break;
     case F_N: ok = f_str(&c, &name, &name_len) && name_len > 0; break;
     case F_E: ok = f_str(&c, &e, &e_len); break;
-    case F_A: { /* skipped now, read once the rest is known to be ours */
+    case F_A: /* skipped now, read once the rest is known to be ours */
       args = c;
-      int depth = 0;
-      ok = false;
-      while (c.p < c.end) {
-        char ch = *c.p++;
-        if (ch == '[') depth++;
-        if (ch == ']' && --depth == 0) {
-          ok = true;
-          break;
-        }
-        if (ch == '"') { /* skip a string (escapes decline below anyway) */
-          while (c.p < c.end && *c.p != '"' && *c.p != '\\') c.p++;
-          if (c.p >= c.end || *c.p == '\\') break;
-          c.p++;
-        }
-      }
+      ok = f_skip_array(&c);
       break;
-    }
     case F_T: ok = f_field(&c, 0, INT64_MAX, &t->timeout_ms); break;
     case F_R: ok = f_field(&c, 0, INT32_MAX, &x), t->retry_max = (int32_t)x; break;
     case F_AT: ok = f_field(&c, 0, UINT32_MAX, &x), t->attempts = (uint32_t)x; break;
@@ -1080,18 +1093,12 @@ static int fast_task(const char *buf, size_t len, const char *id, const char *qu
   if (!f_lit(&c, "}", 1) || c.p != c.end) goto out;
   if ((seen & (F_V | F_N | F_A)) != (F_V | F_N | F_A) || t->backoff_max_ms < t->backoff_first_ms)
     goto out;
-  if ((rc = f_args(&args, t)) != 0) goto out;
+  if ((rc = f_values(&args, &t->args, &t->nargs)) != 0) goto out;
   memcpy(t->id, id, GTASK_ID_SIZE);
   rc = GTASK_ENOMEM;
-  if ((t->name = gtask__malloc(name_len + 1)) == NULL) goto out;
-  memcpy(t->name, name, name_len);
-  t->name[name_len] = '\0';
+  if ((t->name = f_dup(name, name_len)) == NULL) goto out;
   if ((t->queue = gtask__strdup(queue)) == NULL) goto out;
-  if (e != NULL) {
-    if ((t->last_error = gtask__malloc(e_len + 1)) == NULL) goto out;
-    memcpy(t->last_error, e, e_len);
-    t->last_error[e_len] = '\0';
-  }
+  if (e != NULL && (t->last_error = f_dup(e, e_len)) == NULL) goto out;
   *out = t;
   return 0;
 out:
@@ -1241,13 +1248,121 @@ void gtask_result_free(gtask_result *r) {
   gtask__free(r);
 }
 
+/* A JSON integer in [min, max], either sign. */
+static bool f_sfield(fcur *c, int64_t min, int64_t max, int64_t *out) {
+  bool neg;
+  uint64_t mag;
+  if (!f_int(c, &neg, &mag)) return false;
+  int64_t v = !neg ? (int64_t)mag : mag == (uint64_t)INT64_MAX + 1 ? INT64_MIN : -(int64_t)mag;
+  if (v < min || v > max) return false;
+  *out = v;
+  return true;
+}
+
+static void result_set_id(gtask_result *r, const char *id) {
+  if (id != NULL) {
+    size_t n = strnlen(id, GTASK_ID_SIZE - 1);
+    memcpy(r->id, id, n);
+    r->id[n] = '\0';
+  }
+}
+
+/* Result records in our compact form, read directly under the rules of
+ * fast_task (what gtask__result_encode writes: "v", "s", then "vals", "err",
+ * "ec", "at" as present).  Declines what it does not read. */
+static int fast_result(const char *buf, size_t len, const char *id, gtask_result **out) {
+  if (buf == NULL || len == 0 || len > MAX_BODY) return FAST_DECLINE;
+  fcur c = {buf, buf + len};
+  enum { F_V = 1, F_S = 2, F_VALS = 4, F_ERR = 8, F_EC = 16, F_AT = 32 };
+  unsigned seen = 0;
+  int64_t x = 0;
+  const char *e = NULL;
+  size_t e_len = 0;
+  fcur vals = {NULL, NULL};
+  gtask_result *r = gtask__calloc(1, sizeof(*r));
+  if (r == NULL) return GTASK_ENOMEM;
+  int rc = FAST_DECLINE;
+  if (!f_lit(&c, "{", 1)) goto out;
+  do {
+    const char *k;
+    size_t kl;
+    if (!f_str(&c, &k, &kl) || !f_lit(&c, ":", 1)) goto out;
+    unsigned f = kl == 1 && k[0] == 'v'                ? F_V
+                 : kl == 1 && k[0] == 's'              ? F_S
+                 : kl == 4 && memcmp(k, "vals", 4) == 0 ? F_VALS
+                 : kl == 3 && memcmp(k, "err", 3) == 0  ? F_ERR
+                 : kl == 2 && memcmp(k, "ec", 2) == 0   ? F_EC
+                 : kl == 2 && memcmp(k, "at", 2) == 0   ? F_AT
+                                                        : 0;
+    if (f == 0 || (seen & f)) goto out; /* unknown or repeated: jansson decides */
+    seen |= f;
+    bool ok = false;
+    const char *s;
+    size_t sl;
+    switch (f) {
+    case F_V: ok = f_field(&c, 1, GTASK_RESULT_VERSION, &x); break;
+    case F_S:
+      if (!f_str(&c, &s, &sl)) break;
+      for (int st = GTASK_PENDING; st <= GTASK_FAILURE; st++) {
+        const char *name = gtask_status_name((gtask_status)st);
+        if (strlen(name) == sl && memcmp(name, s, sl) == 0) r->status = (gtask_status)st;
+      }
+      ok = r->status != 0;
+      break;
+    case F_VALS: vals = c; ok = f_skip_array(&c); break;
+    case F_ERR: ok = f_str(&c, &e, &e_len); break;
+    case F_EC: ok = f_sfield(&c, INT32_MIN, INT32_MAX, &x), r->error_code = (int)x; break;
+    default: ok = f_field(&c, 0, UINT32_MAX, &x), r->attempts = (uint32_t)x; break;
+    }
+    if (!ok) goto out;
+  } while (f_lit(&c, ",", 1));
+  if (!f_lit(&c, "}", 1) || c.p != c.end || (seen & (F_V | F_S)) != (F_V | F_S)) goto out;
+  if ((seen & F_VALS) && (rc = f_values(&vals, &r->values, &r->nvalues)) != 0) goto out;
+  result_set_id(r, id);
+  rc = GTASK_ENOMEM;
+  if (e != NULL && (r->error = f_dup(e, e_len)) == NULL) goto out;
+  *out = r;
+  return 0;
+out:
+  gtask_result_free(r);
+  return rc;
+}
+
+static int result_decode_jansson(const char *buf, size_t len, const char *id, gtask_result **out,
+                                 char *err, size_t errlen);
+
 int gtask__result_decode(const char *buf, size_t len, const char *id, gtask_result **out,
                          char *err, size_t errlen) {
-  gtask__json_init();
   gtask__fmt(err, errlen, "%s", "");
   if (out == NULL)
     return GTASK_EINVAL;
   *out = NULL;
+  int rc = fast_result(buf, len, id, out);
+  if (rc == 0) return 0;
+  if (rc == GTASK_ENOMEM) {
+    gtask__fmt(err, errlen, "out of memory");
+    return rc;
+  }
+  return result_decode_jansson(buf, len, id, out, err, errlen);
+}
+
+int gtask__result_decode_ref(const char *buf, size_t len, const char *id, gtask_result **out,
+                             char *err, size_t errlen) {
+  gtask__fmt(err, errlen, "%s", "");
+  if (out == NULL)
+    return GTASK_EINVAL;
+  *out = NULL;
+  return result_decode_jansson(buf, len, id, out, err, errlen);
+}
+
+int gtask__result_decode_fast(const char *buf, size_t len, const char *id, gtask_result **out) {
+  *out = NULL;
+  return fast_result(buf, len, id, out);
+}
+
+static int result_decode_jansson(const char *buf, size_t len, const char *id, gtask_result **out,
+                                 char *err, size_t errlen) {
+  gtask__json_init();
   json_t *root;
   int rc = load(buf, len, GTASK_RESULT_VERSION, &root, err, errlen);
   if (rc != 0)
@@ -1257,11 +1372,7 @@ int gtask__result_decode(const char *buf, size_t len, const char *id, gtask_resu
     rc = GTASK_ENOMEM;
     goto fail;
   }
-  if (id != NULL) {
-    size_t n = strnlen(id, GTASK_ID_SIZE - 1);
-    memcpy(r->id, id, n);
-    r->id[n] = '\0';
-  }
+  result_set_id(r, id);
 
   const char *s;
   if ((rc = get_str(root, "s", true, &s, err, errlen)) != 0)

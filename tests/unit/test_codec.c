@@ -816,6 +816,99 @@ TEST(task_decoder_fast_path_reads_what_jansson_reads_or_declines) {
   ASSERT_GT(declined, 100);
 }
 
+/* The same for result records (gtask_client_wait reads one per task). */
+static bool result_fast_agrees(const char *text, size_t len) {
+  gtask_result *f = NULL, *r = NULL;
+  char err[256];
+  int frc = gtask__result_decode_fast(text, len, ID, &f);
+  int rrc = gtask__result_decode_ref(text, len, ID, &r, err, sizeof(err));
+  if (frc != 0) {
+    ASSERT_EQ(frc, 1); /* declined */
+    ASSERT_NULL(f);
+    gtask_result_free(r);
+    return false;
+  }
+  if (rrc != 0) TEST_FAIL("fast path read %.*s, which jansson refuses: %s", (int)len, text, err);
+  char *a, *b;
+  size_t al, bl;
+  ASSERT_OK(gtask__result_encode(f, &a, &al));
+  ASSERT_OK(gtask__result_encode(r, &b, &bl));
+  if (al != bl || memcmp(a, b, al) != 0)
+    TEST_FAIL("%.*s read differently:\n  fast    %s\n  jansson %s", (int)len, text, a, b);
+  ASSERT_STR_EQ(f->id, r->id);
+  gtask__free(a);
+  gtask__free(b);
+  gtask_result_free(f);
+  gtask_result_free(r);
+  return true;
+}
+
+TEST(result_decoder_fast_path_reads_what_jansson_reads_or_declines) {
+  gtask_value vals[] = {gtask_int64(3), gtask_int64(INT64_MIN), gtask_uint64((uint64_t)INT64_MAX),
+                        gtask_bool(true), gtask_str("sum"), gtask_str(""), gtask_int8(-1)};
+  gtask_value floats[] = {gtask_float64(0.25)};
+  struct {
+    gtask_result r;
+    bool fast; /* the fast path must read it */
+  } cases[] = {
+      {{.status = GTASK_SUCCESS, .values = vals, .nvalues = 7, .attempts = 1}, true},
+      {{.status = GTASK_SUCCESS, .values = vals, .nvalues = 1, .attempts = 1}, true},
+      {{.status = GTASK_SUCCESS, .attempts = 1}, true},
+      {{.status = GTASK_FAILURE, .error = (char *)"lost: delivered 5 times", .error_code = -18,
+        .attempts = 4294967295u},
+       true},
+      {{.status = GTASK_FAILURE, .error = (char *)"bad \"quote\"", .error_code = -7}, false},
+      {{.status = GTASK_RETRY, .error = (char *)"not yet", .attempts = 2}, true},
+      {{.status = GTASK_SUCCESS, .values = floats, .nvalues = 1}, false},
+  };
+  int read = 0, declined = 0;
+  for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+    char *text;
+    size_t len;
+    ASSERT_OK(gtask__result_encode(&cases[k].r, &text, &len));
+    bool fast = result_fast_agrees(text, len);
+    if (cases[k].fast && !fast) TEST_FAIL("fast path declined %s", text);
+    if (!cases[k].fast && fast) TEST_FAIL("fast path read %s", text);
+    static const char subst[] = "\"\\ 09-,:[]{}e.aAtsx\x80\xff";
+    for (size_t i = 0; i < len; i++) {
+      char save = text[i];
+      for (size_t j = 0; j < sizeof(subst); j++) { /* the last: a NUL byte */
+        text[i] = subst[j];
+        if (result_fast_agrees(text, len)) read++; else declined++;
+      }
+      text[i] = save;
+      if (result_fast_agrees(text, i)) read++; else declined++;
+    }
+    gtask__free(text);
+  }
+  static const char *const forms[] = {
+      "{\"v\":1,\"s\":\"SUCCESS\"}",
+      "{\"s\":\"SUCCESS\",\"v\":1}",
+      "{\"v\":1,\"s\":\"SUCCESS\",\"zz\":1}",
+      "{\"v\":1,\"s\":\"SUCCESS\",\"s\":\"FAILURE\"}",
+      "{\"v\":1,\"s\":\"DONE\"}",
+      "{\"v\":1}",
+      "{\"v\":2,\"s\":\"SUCCESS\"}",
+      "{\"v\":0,\"s\":\"SUCCESS\"}",
+      "{\"v\":1,\"s\":\"SUCCESS\",\"ec\":-2147483648}",
+      "{\"v\":1,\"s\":\"SUCCESS\",\"ec\":-2147483649}",
+      "{\"v\":1,\"s\":\"SUCCESS\",\"ec\":-0}",
+      "{\"v\":1,\"s\":\"SUCCESS\",\"at\":-1}",
+      "{\"v\":1,\"s\":\"SUCCESS\",\"at\":4294967296}",
+      "{\"v\":1,\"s\":\"SUCCESS\",\"vals\":[]}",
+      "{\"v\":1,\"s\":\"SUCCESS\",\"vals\":5,\"x\":[1]}",
+      "{\"v\":1,\"s\":\"SUCCESS\",\"vals\":[[\"int64\",1]],\"vals\":[]}",
+      "{\"v\":1,\"s\":\"SUCCESS\",\"err\":\"\"}",
+      "{\"v\":1,\"s\":\"SUCCESS\",\"err\":5}",
+      "{\"v\":1,\"s\":\"SUCCESS\"} ",
+  };
+  for (size_t k = 0; k < sizeof(forms) / sizeof(forms[0]); k++)
+    if (result_fast_agrees(forms[k], strlen(forms[k]))) read++; else declined++;
+  TEST_LOG("variants: %d read by the fast path, %d declined", read, declined);
+  ASSERT_GT(read, 20);
+  ASSERT_GT(declined, 100);
+}
+
 /* ---------------------------------------------------------------- allocation failures */
 
 /* Runs op with the n-th allocation failing, for n = 1, 2, ... until op no
