@@ -863,7 +863,9 @@ static int held_str(json_t *root, const char *key, const char *held, const char 
  * repeated field, a value out of range, any error -- is left to the jansson
  * decoder below, which gives the answer and the reason.  So the fast path
  * either returns exactly what the jansson path returns or declines
- * (tests/unit/test_codec.c and tests/fuzz/fuzz_message.c check that). */
+ * (tests/unit/test_codec.c and tests/fuzz/fuzz_message.c check that).  Result
+ * records, which a client reads one per task, take the same path
+ * (fast_result). */
 
 #define FAST_DECLINE 1
 
