@@ -77,10 +77,15 @@ static int rb_push(void *impl, gtask_msg *const *msgs, size_t n, void *state) {
     gtask__argv_add(&a, keys[2], gtask__redis_key(st ? st : b->r, keys[2], GTASK__KEY_MAX, q, "pending", NULL));
     gtask__argv_adds(&a, st ? "1" : "0");
     gtask__argv_addi(&a, now);
+    /* A run of messages all due now (a bulk send) leaves out their due times:
+     * one argument less per task for Redis to parse. */
+    bool timed = false;
+    for (size_t k = i; k < j && !timed; k++) timed = msgs[k]->due_ms != 0;
+    gtask__argv_adds(&a, timed ? "3" : "2");
     for (size_t k = i; k < j; k++) {
       gtask__argv_adds(&a, msgs[k]->id);
       gtask__argv_add(&a, msgs[k]->body, msgs[k]->len);
-      gtask__argv_addi(&a, msgs[k]->due_ms);
+      if (timed) gtask__argv_addi(&a, msgs[k]->due_ms);
     }
     redisReply *rep;
     rc = gtask__redis_eval(b->r, c, GTASK__LUA_PUSH, 3, &a, &rep);
@@ -423,6 +428,14 @@ static bool entry_id_less(const uint64_t a[2], const uint64_t b[2]) {
   return a[0] < b[0] || (a[0] == b[0] && a[1] < b[1]);
 }
 
+/* A fin finish.lua takes in its short form: a fresh done fin with status
+ * SUCCESS and its result recorded (three arguments and one key, not eight and
+ * two: Redis parses and converts every one of them). */
+static bool fin_short(const gtask_fin *f, bool with_state) {
+  return with_state && f->kind == GTASK_FIN_DONE && f->status == GTASK_SUCCESS && f->fresh &&
+         f->result;
+}
+
 static int rb_finish(void *impl, const char *consumer, gtask_fin *fins, size_t n, void *state) {
   redis_broker *b = impl;
   gtask__redis *st = state ? gtask__redis_backend_pool(state) : NULL;
@@ -433,8 +446,9 @@ static int rb_finish(void *impl, const char *consumer, gtask_fin *fins, size_t n
   gtask__argv_init(&a);
   char(*keys)[GTASK__KEY_MAX] = NULL;
   for (size_t i = 0; i < n && rc == 0;) {
-    size_t j = fin_run_end(fins, n, i);
-    size_t nk = 5 + (st ? 2 * (j - i) : 0);
+    size_t j = fin_run_end(fins, n, i), ng = 0;
+    for (size_t k = i; k < j; k++) ng += !fin_short(&fins[k], st);
+    size_t nk = 5 + (st ? 2 * ng + (j - i - ng) : 0);
     char(*k2)[GTASK__KEY_MAX] = gtask__realloc(keys, nk * sizeof(*keys));
     if (!k2) {
       rc = GTASK_ENOMEM;
@@ -448,12 +462,21 @@ static int rb_finish(void *impl, const char *consumer, gtask_fin *fins, size_t n
     gtask__argv_add(&a, keys[2], gtask__redis_key(b->r, keys[2], GTASK__KEY_MAX, q, "dead", NULL));
     gtask__argv_add(&a, keys[3], gtask__redis_key(b->r, keys[3], GTASK__KEY_MAX, q, "stats", NULL));
     gtask__argv_add(&a, keys[4], gtask__redis_key(st ? st : b->r, keys[4], GTASK__KEY_MAX, q, "pending", NULL));
+    /* General fins first, then short ones: keys, arguments and the reply all
+     * follow that order. */
     if (st) {
-      for (size_t k = i; k < j; k++) {
-        char *tk = keys[5 + 2 * (k - i)], *nk2 = keys[6 + 2 * (k - i)];
-        gtask__argv_add(&a, tk, gtask__redis_key(st, tk, GTASK__KEY_MAX, q, "t", fins[k].msg->id));
-        gtask__argv_add(&a, nk2, gtask__redis_key(st, nk2, GTASK__KEY_MAX, q, "n", fins[k].msg->id));
-      }
+      char(*kp)[GTASK__KEY_MAX] = keys + 5;
+      for (int pass = 0; pass < 2; pass++)
+        for (size_t k = i; k < j; k++) {
+          const char *id = fins[k].msg->id;
+          if (fin_short(&fins[k], st) != (pass == 1)) continue;
+          if (pass == 0) {
+            gtask__argv_add(&a, *kp, gtask__redis_key(st, *kp, GTASK__KEY_MAX, q, "t", id));
+            kp++;
+          }
+          gtask__argv_add(&a, *kp, gtask__redis_key(st, *kp, GTASK__KEY_MAX, q, "n", id));
+          kp++;
+        }
     }
     gtask__argv_adds(&a, GTASK__GROUP);
     gtask__argv_adds(&a, consumer);
@@ -471,31 +494,42 @@ static int rb_finish(void *impl, const char *consumer, gtask_fin *fins, size_t n
     }
     gtask__argv_adds(&a, lo);
     gtask__argv_adds(&a, hi);
-    for (size_t k = i; k < j; k++) {
-      const gtask_fin *f = &fins[k];
-      gtask__argv_adds(&a, f->msg->lease ? f->msg->lease : "0-0");
-      gtask__argv_addi(&a, f->kind);
-      gtask__argv_adds(&a, gtask_status_name(f->status));
-      gtask__argv_add(&a, f->result ? f->result : "", f->result ? f->result_len : 0);
-      if (f->next)
-        gtask__argv_add(&a, f->next, f->next_len);
-      else if (f->kind == GTASK_FIN_DONE)
-        gtask__argv_add(&a, "", 0); /* nothing is queued again: spare the bytes */
-      else
-        gtask__argv_add(&a, f->msg->body, f->msg->len);
-      gtask__argv_addi(&a, f->next_due_ms);
-      gtask__argv_adds(&a, f->msg->id);
-      gtask__argv_adds(&a, f->fresh ? "1" : "0");
-    }
+    gtask__argv_addi(&a, (int64_t)ng);
+    for (int pass = 0; pass < 2; pass++)
+      for (size_t k = i; k < j; k++) {
+        const gtask_fin *f = &fins[k];
+        if (fin_short(f, st) != (pass == 1)) continue;
+        gtask__argv_adds(&a, f->msg->lease ? f->msg->lease : "0-0");
+        if (pass == 1) {
+          gtask__argv_adds(&a, f->msg->id);
+          gtask__argv_add(&a, f->result, f->result_len);
+          continue;
+        }
+        gtask__argv_addi(&a, f->kind);
+        gtask__argv_adds(&a, gtask_status_name(f->status));
+        gtask__argv_add(&a, f->result ? f->result : "", f->result ? f->result_len : 0);
+        if (f->next)
+          gtask__argv_add(&a, f->next, f->next_len);
+        else if (f->kind == GTASK_FIN_DONE)
+          gtask__argv_add(&a, "", 0); /* nothing is queued again: spare the bytes */
+        else
+          gtask__argv_add(&a, f->msg->body, f->msg->len);
+        gtask__argv_addi(&a, f->next_due_ms);
+        gtask__argv_adds(&a, f->msg->id);
+        gtask__argv_adds(&a, f->fresh ? "1" : "0");
+      }
     redisReply *rep;
     rc = gtask__redis_eval(b->r, c, GTASK__LUA_FINISH, nk, &a, &rep);
     if (rc == 0) {
-      for (size_t k = i; k < j; k++) {
-        size_t e = k - i;
-        fins[k].fenced = !(rep->type == REDIS_REPLY_ARRAY && e < rep->elements &&
-                           rep->element[e]->type == REDIS_REPLY_INTEGER &&
-                           rep->element[e]->integer == 1);
-      }
+      size_t e = 0;
+      for (int pass = 0; pass < 2; pass++)
+        for (size_t k = i; k < j; k++) {
+          if (fin_short(&fins[k], st) != (pass == 1)) continue;
+          fins[k].fenced = !(rep->type == REDIS_REPLY_ARRAY && e < rep->elements &&
+                             rep->element[e]->type == REDIS_REPLY_INTEGER &&
+                             rep->element[e]->integer == 1);
+          e++;
+        }
       freeReplyObject(rep);
     }
     i = j;

@@ -1,18 +1,24 @@
 -- finish.lua: end deliveries held by a consumer (ack), atomically with their
 -- follow-up (retry, requeue, dead) and, when ARGV[3] == "1", their state.
 -- KEYS[1] stream  KEYS[2] sched  KEYS[3] dead  KEYS[4] stats (finished counters)
--- KEYS[5] pending set  KEYS[6+2(i-1)] state hash, KEYS[7+2(i-1)] notify list
--- of fin i (the last three used only when state is recorded)
+-- KEYS[5] pending set, then (used only when state is recorded) per general fin
+-- its state hash and notify list, then per short fin its notify list
 -- ARGV[1] group  ARGV[2] consumer  ARGV[3] "1" record state  ARGV[4] state ttl ms
 -- ARGV[5], ARGV[6] the lowest and the highest entry id of the batch
--- ARGV[7+8(i-1)..] entry id, kind (1 done 2 retry 3 requeue 4 dead), status,
---                  result ("" none), next body ("" none), next due ms, task id,
---                  fresh ("1": no state hash can exist -- a first delivery
---                  without a STARTED mark -- so a final state needs no DEL and
---                  a requeue (hand-back) records no state: the task stays in
---                  the pending set, which says PENDING)
--- Returns one integer per fin: 1 done, 0 fenced (lease not held by consumer),
--- 2 lease released but the task was already final (nothing else changed).
+-- ARGV[7] g, the number of general fins, then
+-- ARGV[8+8(i-1)..] per general fin: entry id, kind (1 done 2 retry 3 requeue
+--                  4 dead), status, result ("" none), next body ("" none),
+--                  next due ms, task id, fresh ("1": no state hash can exist
+--                  -- a first delivery without a STARTED mark -- so a final
+--                  state needs no DEL and a requeue (hand-back) records no
+--                  state: the task stays in the pending set, which says
+--                  PENDING)
+-- then per short fin (only when state is recorded): entry id, task id, result
+--                  -- a fresh done fin with status SUCCESS, the common case,
+--                  in three arguments and one key instead of eight and two
+-- Returns one integer per fin, general fins first: 1 done, 0 fenced (lease not
+-- held by consumer), 2 lease released but the task was already final (nothing
+-- else changed).
 -- Each applied done or dead fin with a final status counts once in the stats
 -- hash (fields succeeded, failed).
 --
@@ -34,7 +40,8 @@ end
 local group, consumer = ARGV[1], ARGV[2]
 local with_state = ARGV[3] == '1'
 local ttl = ARGV[4] -- a string: PEXPIRE parses it (no float formatting)
-local n = (#ARGV - 6) / 8
+local g = tonumber(ARGV[7])
+local n = g + (#ARGV - 7 - 8 * g) / 3 -- every fin, general and short
 local out, ids, acked, ended = {}, {}, {}, {}
 local succeeded, failed = 0, 0
 
@@ -59,66 +66,70 @@ local function holds(eid)
   return #p == 1 and p[1][2] == consumer and not ended[eid]
 end
 
-for i = 1, n do
-  local b = 6 + 8 * (i - 1)
-  local eid, kind, status = ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
-  local result, nextb, due, id = ARGV[b + 4], ARGV[b + 5], ARGV[b + 6], ARGV[b + 7]
-  local fresh = ARGV[b + 8] == '1'
+local function fin(i, eid, kind, status, result, nextb, due, id, fresh, tkey, nkey)
   if not holds(eid) then
     out[i] = 0
-  else
-    acked[#acked + 1] = eid
-    ended[eid] = true
-    local tkey, nkey = KEYS[6 + 2 * (i - 1)], KEYS[7 + 2 * (i - 1)]
-    local to_final = status == 'SUCCESS' or status == 'FAILURE'
-    -- Already final?  A final fin asks RPUSH itself (the list's new length; an
-    -- element pushed onto a final task's list is popped straight back), any
-    -- other fin asks EXISTS.  Either way before anything else changes.
-    local final = false
-    if with_state then
-      if to_final then
-        if redis.call('RPUSH', nkey, result) > 1 then
-          redis.call('RPOP', nkey)
-          final = true
-        end
-      else
-        final = redis.call('EXISTS', nkey) == 1
-      end
+    return
+  end
+  acked[#acked + 1] = eid
+  ended[eid] = true
+  local to_final = status == 'SUCCESS' or status == 'FAILURE'
+  -- Already final?  A final fin asks RPUSH itself (the list's new length; an
+  -- element pushed onto a final task's list is popped straight back), any
+  -- other fin asks EXISTS.  Either way before anything else changes.
+  if with_state then
+    local final
+    if to_final then
+      final = redis.call('RPUSH', nkey, result) > 1
+      if final then redis.call('RPOP', nkey) end
+    else
+      final = redis.call('EXISTS', nkey) == 1
     end
     if final then
       out[i] = 2
-    else
-      if kind == '2' then
-        redis.call('ZADD', KEYS[2], due, id .. nextb)
-      elseif kind == '3' then
-        redis.call('XADD', KEYS[1], '*', 'i', id, 'm', nextb)
-      elseif kind == '4' then
-        redis.call('HSET', KEYS[3], id, nextb)
-      end
-      if with_state and not (fresh and kind == '3') then
-        if to_final then
-          redis.call('PEXPIRE', nkey, ttl)
-          if not fresh then redis.call('DEL', tkey) end
-        else
-          if result ~= '' then
-            redis.call('HSET', tkey, 's', status, 'r', result)
-          else
-            redis.call('HSET', tkey, 's', status)
-          end
-          redis.call('PEXPIRE', tkey, ttl)
-        end
-        ids[#ids + 1] = id
-      end
-      if kind == '1' or kind == '4' then
-        if status == 'SUCCESS' then
-          succeeded = succeeded + 1
-        elseif status == 'FAILURE' then
-          failed = failed + 1
-        end
-      end
-      out[i] = 1
+      return
     end
   end
+  if kind == '2' then
+    redis.call('ZADD', KEYS[2], due, id .. nextb)
+  elseif kind == '3' then
+    redis.call('XADD', KEYS[1], '*', 'i', id, 'm', nextb)
+  elseif kind == '4' then
+    redis.call('HSET', KEYS[3], id, nextb)
+  end
+  if with_state and not (fresh and kind == '3') then
+    if to_final then
+      redis.call('PEXPIRE', nkey, ttl)
+      if not fresh then redis.call('DEL', tkey) end
+    else
+      if result ~= '' then
+        redis.call('HSET', tkey, 's', status, 'r', result)
+      else
+        redis.call('HSET', tkey, 's', status)
+      end
+      redis.call('PEXPIRE', tkey, ttl)
+    end
+    ids[#ids + 1] = id
+  end
+  if kind == '1' or kind == '4' then
+    if status == 'SUCCESS' then
+      succeeded = succeeded + 1
+    elseif status == 'FAILURE' then
+      failed = failed + 1
+    end
+  end
+  out[i] = 1
+end
+
+for i = 1, g do
+  local b = 7 + 8 * (i - 1)
+  fin(i, ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4], ARGV[b + 5], ARGV[b + 6],
+      ARGV[b + 7], ARGV[b + 8] == '1', KEYS[6 + 2 * (i - 1)], KEYS[7 + 2 * (i - 1)])
+end
+for i = g + 1, n do
+  local b = 7 + 8 * g + 3 * (i - g - 1)
+  fin(i, ARGV[b + 1], '1', 'SUCCESS', ARGV[b + 3], '', '0', ARGV[b + 2], true, nil,
+      KEYS[6 + 2 * g + (i - g - 1)])
 end
 -- Release the leases, then drop the entries.  A few are XDELeted by id.  For
 -- a batch: every entry below the oldest lease still held in the group was

@@ -1,14 +1,18 @@
 -- push.lua: queue task messages, optionally recording each as PENDING.
 -- KEYS[1] stream  KEYS[2] sched  KEYS[3] pending set (used when ARGV[1] == "1")
 -- ARGV[1] "1" to record PENDING, "0" not   ARGV[2] now ms
--- ARGV[3+3(i-1)..] id, body, due ms (0 = now) for each message i
+-- ARGV[3] "2": every message is due now, each is id, body (ARGV[4..])
+--         "3": each message is id, body, due ms (0 = now)
 -- Returns the number of messages queued.  All or nothing (one script).
 local now = tonumber(ARGV[2])
-local n = (#ARGV - 2) / 3
+local stride = tonumber(ARGV[3])
+local n = (#ARGV - 3) / stride
 local with_state = ARGV[1] == '1'
 local ids = {}
 for i = 1, n do
-  local id, body, due = ARGV[3 * i], ARGV[1 + 3 * i], tonumber(ARGV[2 + 3 * i])
+  local b = 4 + stride * (i - 1)
+  local id, body = ARGV[b], ARGV[b + 1]
+  local due = stride == 3 and tonumber(ARGV[b + 2]) or 0
   if due > now then
     redis.call('ZADD', KEYS[2], due, id .. body)
   else

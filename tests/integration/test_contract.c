@@ -1344,6 +1344,73 @@ CONTRACT(colocated_finish) {
   gtask__msg_free(r[0]);
 }
 
+/* One colocated batch mixing fins that Redis takes in its short form (fresh,
+ * done, SUCCESS) with general ones, a fenced short fin and a short fin of a
+ * task already final among them: each fin's outcome and state are its own. */
+CONTRACT(colocated_finish_batch_of_short_and_general_fins) {
+  void *state = e->b->ops->colocated(e->b->impl, e->be);
+  if (state == NULL) {
+    ASSERT_STR_EQ(e->b->ops->name, "memory");
+    return;
+  }
+  gtask_msg *p[5];
+  for (int i = 0; i < 5; i++) {
+    char id[GTASK_ID_SIZE];
+    gtask__uuid(id);
+    p[i] = gtask__msg_new(id, e->q, BODIES[i], strlen(BODIES[i]));
+    ASSERT_NOT_NULL(p[i]);
+  }
+  ASSERT_OK(e->b->ops->push(e->b->impl, p, 5, state));
+  gtask_msg *m[5];
+  ASSERT_EQ(lease(e, "c1", e->q, 5, 0, m), 5);
+  for (int i = 0; i < 5; i++)
+    ASSERT_STR_EQ(m[i]->id, p[i]->id);
+  ASSERT_FALSE(store(e, m[2], GTASK_FAILURE, REC_FAIL("first", 1))); /* final already */
+  gtask_msg *stale = gtask__msg_new(m[4]->id, e->q, "x", 1);
+  ASSERT_NOT_NULL(stale);
+  stale->lease = gtask__strdup("0-1"); /* never handed out */
+#define FIN_OK(mm, v)                                                                      \
+  {.msg = (mm), .kind = GTASK_FIN_DONE, .status = GTASK_SUCCESS, .result = REC_OK(v, 1),  \
+   .result_len = sizeof(REC_OK(v, 1)) - 1, .fresh = true, .fenced = true}
+  gtask_fin f[6] = {
+      FIN_OK(m[0], 10),
+      {.msg = m[1], .kind = GTASK_FIN_DONE, .status = GTASK_FAILURE, .result = REC_FAIL("no", 1),
+       .result_len = sizeof(REC_FAIL("no", 1)) - 1, .fresh = true, .fenced = true},
+      FIN_OK(m[2], 12),
+      {.msg = m[3], .kind = GTASK_FIN_RETRY, .status = GTASK_RETRY, .result = REC_FAIL("again", 1),
+       .result_len = sizeof(REC_FAIL("again", 1)) - 1, .next = "r", .next_len = 1,
+       .next_due_ms = gtask__now_ms() + 60000, .fenced = true},
+      FIN_OK(stale, 13),
+      FIN_OK(m[4], 14),
+  };
+#undef FIN_OK
+  ASSERT_OK(e->b->ops->finish(e->b->impl, "c1", f, 6, state));
+  const bool fenced[6] = {false, false, true, false, true, false};
+  for (int i = 0; i < 6; i++)
+    ASSERT_EQ(f[i].fenced, fenced[i]);
+  gtask_status s;
+  uint32_t a;
+  char res[64];
+  const gtask_status want_s[5] = {GTASK_SUCCESS, GTASK_FAILURE, GTASK_FAILURE, GTASK_RETRY,
+                                  GTASK_SUCCESS};
+  const char *want_r[5] = {REC_OK(10, 1), REC_FAIL("no", 1), REC_FAIL("first", 1),
+                           REC_FAIL("again", 1), REC_OK(14, 1)};
+  for (int i = 0; i < 5; i++) {
+    get(e, m[i], &s, &a, res, sizeof(res));
+    ASSERT_EQ(s, want_s[i]);
+    ASSERT_STR_EQ(res, want_r[i]);
+  }
+  waits_get(e, m[0], REC_OK(10, 1));
+  waits_get(e, m[4], REC_OK(14, 1));
+  ASSERT_STATS(e, e->q, 0, 0, 1, 0);
+  gtask_queue_stats st = stats(e, e->q);
+  ASSERT_EQ(st.succeeded, 2);
+  ASSERT_EQ(st.failed, 1);
+  free_msgs(m, 5);
+  free_msgs(p, 5);
+  gtask__msg_free(stale);
+}
+
 /* ---------------------------------------------------------------- memory only
  * Guarantees of the memory broker beyond the shared contract. */
 
