@@ -294,7 +294,9 @@ typedef struct gtask_backend_ops {
   /* Records each fin's status and result (fin->msg gives queue and id; a NULL
    * or empty result means none; a missing record is created).  A final state
    * is never overwritten: such fins are marked fenced.  Final states wake every
-   * waiter of that task. */
+   * waiter of that task.  A fresh fin (see gtask_fin) may skip work: its final
+   * state has no earlier record to drop, and its hand-back (PENDING) may
+   * record nothing, the task reading PENDING as it did when sent. */
   int (*store)(void *impl, gtask_fin *fins, size_t n);
 
   /* Reads a task's state: *status, *attempts, and a new copy of its result

@@ -126,6 +126,7 @@ static int rk_store(void *impl, gtask_fin *fins, size_t n) {
       gtask__argv_adds(&a, gtask_status_name(fins[k].status));
       gtask__argv_add(&a, fins[k].result ? fins[k].result : "", fins[k].result ? fins[k].result_len : 0);
       gtask__argv_adds(&a, fins[k].msg->id);
+      gtask__argv_adds(&a, fins[k].fresh ? "1" : "0");
     }
     redisReply *rep;
     rc = gtask__redis_eval(b->r, c, GTASK__LUA_STORE, 1 + 2 * (j - i), &a, &rep);

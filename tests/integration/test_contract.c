@@ -1111,6 +1111,48 @@ CONTRACT(backend_flow) {
   gtask__msg_free(m);
 }
 
+/* Fresh fins (a first delivery that got no STARTED mark): a final one is
+ * recorded as any other; a hand-back (PENDING) leaves the task PENDING, also
+ * where it records nothing (Redis: the pending set still holds it); a fresh
+ * fin never writes over a final state. */
+CONTRACT(backend_store_fresh_fins) {
+  gtask_msg *m[3] = {task_msg(e), task_msg(e), task_msg(e)};
+  ASSERT_OK(e->be->ops->pending(e->be->impl, m, 3));
+  ASSERT_FALSE(store(e, m[2], GTASK_FAILURE, REC_FAIL("x", 1)));
+  gtask_fin f[4] = {
+      {.msg = m[0], .kind = GTASK_FIN_DONE, .status = GTASK_SUCCESS, .result = REC_OK(1, 1),
+       .result_len = sizeof(REC_OK(1, 1)) - 1, .fresh = true, .fenced = true},
+      {.msg = m[1], .kind = GTASK_FIN_REQUEUE, .status = GTASK_PENDING, .fresh = true,
+       .fenced = true},
+      {.msg = m[2], .kind = GTASK_FIN_REQUEUE, .status = GTASK_PENDING, .fresh = true},
+      {.msg = m[2], .kind = GTASK_FIN_DONE, .status = GTASK_SUCCESS, .result = REC_OK(2, 1),
+       .result_len = sizeof(REC_OK(2, 1)) - 1, .fresh = true},
+  };
+  ASSERT_OK(e->be->ops->store(e->be->impl, f, 4));
+  ASSERT_FALSE(f[0].fenced);
+  ASSERT_FALSE(f[1].fenced);
+  ASSERT_TRUE(f[2].fenced);
+  ASSERT_TRUE(f[3].fenced);
+  gtask_status s;
+  uint32_t a;
+  char res[64];
+  get(e, m[0], &s, &a, res, sizeof(res));
+  ASSERT_EQ(s, GTASK_SUCCESS);
+  ASSERT_STR_EQ(res, REC_OK(1, 1));
+  waits_get(e, m[0], REC_OK(1, 1));
+  get(e, m[1], &s, &a, res, sizeof(res));
+  ASSERT_EQ(s, GTASK_PENDING);
+  ASSERT_STR_EQ(res, "");
+  get(e, m[2], &s, &a, res, sizeof(res));
+  ASSERT_EQ(s, GTASK_FAILURE);
+  ASSERT_STR_EQ(res, REC_FAIL("x", 1));
+  /* The handed-back task runs again and ends like any other. */
+  ASSERT_FALSE(store(e, m[1], GTASK_SUCCESS, REC_OK(3, 1)));
+  get(e, m[1], &s, &a, res, sizeof(res));
+  ASSERT_EQ(s, GTASK_SUCCESS);
+  free_msgs(m, 3);
+}
+
 /* A batch of stores: each fin on its own, the final ones fenced. */
 CONTRACT(backend_store_batch) {
   gtask_msg *m[3] = {task_msg(e), task_msg(e), task_msg(e)};

@@ -792,6 +792,23 @@ TEST(redis_backend_on_another_db_uses_the_two_step_finish) {
   ASSERT_EQ(redis_int(e.redis, 3, "EXISTS gtask:{default}:pending"), 0);
   ASSERT_EQ(redis_int(e.redis, 0, "EXISTS gtask:{default}:pending"), 0);
   gtask_result_free(r);
+  /* A task seen running has a state hash (STARTED) until it is final. */
+  gtask_send_conf *sc = gtask_send_conf_new("sleep");
+  char id[GTASK_ID_SIZE], cmd[128];
+  ASSERT_OK(GTASK_SEND(e.client, sc, id, gtask_int64(300)));
+  gtask_status st = GTASK_PENDING;
+  for (int k = 0; k < 1000 && st != GTASK_STARTED; k++) {
+    ASSERT_OK(gtask_client_status(e.client, id, &st));
+    if (st != GTASK_STARTED) test_sleep_ms(2);
+  }
+  ASSERT_EQ(st, GTASK_STARTED);
+  snprintf(cmd, sizeof(cmd), "EXISTS gtask:{default}:t:%s", id);
+  ASSERT_EQ(redis_int(e.redis, 3, cmd), 1);
+  ASSERT_OK(gtask_client_wait(e.client, id, test_timeout_ms(10000), &r));
+  ASSERT_EQ(r->status, GTASK_SUCCESS);
+  ASSERT_EQ(redis_int(e.redis, 3, cmd), 0);
+  gtask_result_free(r);
+  gtask_send_conf_free(sc);
   gtask_send_conf_free(c);
   env_close(&e);
 }
