@@ -148,6 +148,8 @@ typedef struct gtask_msg {
   char *body;             /* encoded task (gtask__task_encode), owned */
   size_t len;             /* body length */
   char *lease;            /* the broker's token for this delivery, owned; NULL until leased */
+  int64_t epoch;          /* the broker's count of lease takeovers in the queue when
+                             this lease began (Redis: the fence key); -1 unknown */
   int64_t due_ms;         /* push: unix ms when it may run; 0: now */
 } gtask_msg;
 

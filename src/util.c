@@ -397,6 +397,7 @@ gtask_msg *gtask__msg_new(const char *id, const char *queue, const char *body, s
   gtask_msg *m = gtask__calloc(1, sizeof(*m));
   if (m == NULL)
     return NULL;
+  m->epoch = -1;
   if (id != NULL) {
     size_t n = strnlen(id, GTASK_ID_SIZE - 1);
     memcpy(m->id, id, n);

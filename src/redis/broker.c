@@ -162,6 +162,39 @@ static int entry_to_msg(const redisReply *e, const char *queue, gtask_msg **out)
   return 0;
 }
 
+/* Reads the fence of queues[0..nq) into fence[] (0 where none is set yet), in
+ * one round trip. */
+static int read_fences(redis_broker *b, redisContext *c, const char *const *queues, size_t nq,
+                       int64_t *fence) {
+  for (size_t i = 0; i < nq; i++) {
+    char key[GTASK__KEY_MAX];
+    gtask__redis_key(b->r, key, sizeof(key), queues[i], "fence", NULL);
+    if (redisAppendCommand(c, "GET %s", key) != REDIS_OK) {
+      gtask__set_error("redis %s: %s", b->r->conf->describe, c->errstr);
+      return GTASK_ECONN;
+    }
+  }
+  int rc = 0;
+  for (size_t i = 0; i < nq; i++) { /* every reply is read, also after an error */
+    redisReply *rep;
+    if (redisGetReply(c, (void **)&rep) != REDIS_OK) {
+      gtask__set_error("redis %s: %s", b->r->conf->describe, c->errstr);
+      return GTASK_ECONN;
+    }
+    if (rep->type == REDIS_REPLY_STRING)
+      fence[i] = strtoll(rep->str, NULL, 10);
+    else if (rep->type == REDIS_REPLY_NIL)
+      fence[i] = 0;
+    else if (rc == 0) {
+      gtask__set_error("redis %s: GET fence: %s", b->r->conf->describe,
+                       rep->type == REDIS_REPLY_ERROR ? rep->str : "unexpected reply");
+      rc = GTASK_EREDIS;
+    }
+    freeReplyObject(rep);
+  }
+  return rc;
+}
+
 /* One XREADGROUP on c: `count` per stream, blocking up to block_ms (0: do not
  * block, < 0: for ever).  Appends up to max - *n messages to out; what does not
  * fit (XREADGROUP's COUNT is per stream) goes to cc->surplus, returned first by
@@ -192,9 +225,19 @@ static int read_group(redis_broker *b, redisContext *c, consumer_conn *cc, const
     tv.tv_sec = (time_t)(ms / 1000);
     tv.tv_usec = (suseconds_t)((ms % 1000) * 1000);
   }
+  /* Each queue's fence first (see reclaim.lua): a takeover after this read
+   * changes it, so a fence still equal at finish proves none happened to the
+   * entries leased below. */
+  int64_t *fence = gtask__calloc(nq, sizeof(*fence));
+  int rc = fence ? read_fences(b, c, queues, nq, fence) : GTASK_ENOMEM;
+  if (rc) {
+    gtask__free(fence);
+    gtask__argv_free(&a);
+    return rc;
+  }
   if (block_ms != 0) redisSetTimeout(c, tv);
   redisReply *rep = NULL;
-  int rc = gtask__redis_cmd(b->r, c, &a, &rep);
+  rc = gtask__redis_cmd(b->r, c, &a, &rep);
   if (rc == GTASK_EREDIS && strstr(gtask_last_error(), "NOGROUP")) {
     rc = create_groups(b, c, queues, nq);
     if (rc == 0) rc = gtask__redis_cmd(b->r, c, &a, &rep);
@@ -205,16 +248,20 @@ static int read_group(redis_broker *b, redisContext *c, consumer_conn *cc, const
     redisSetTimeout(c, t2);
   }
   gtask__argv_free(&a);
-  if (rc) return rc;
+  if (rc) {
+    gtask__free(fence);
+    return rc;
+  }
   /* [[key, [[id, [f, v, ...]], ...]], ...] or nil on timeout / CLIENT UNBLOCK. */
   if (rep->type == REDIS_REPLY_ARRAY) {
     for (size_t s = 0; s < rep->elements; s++) {
       const redisReply *sr = rep->element[s];
       if (sr->type != REDIS_REPLY_ARRAY || sr->elements != 2) continue;
       const char *queue = NULL;
+      int64_t epoch = -1;
       for (size_t i = 0; i < nq; i++)
         if (sr->element[0]->type == REDIS_REPLY_STRING && strcmp(sr->element[0]->str, keys[i]) == 0)
-          queue = queues[i];
+          queue = queues[i], epoch = fence[i];
       const redisReply *entries = sr->element[1];
       if (!queue || entries->type != REDIS_REPLY_ARRAY) continue;
       for (size_t e = 0; e < entries->elements; e++) {
@@ -222,6 +269,7 @@ static int read_group(redis_broker *b, redisContext *c, consumer_conn *cc, const
         /* On ENOMEM (or a malformed entry) the entry stays in the PEL and comes
          * back through reclaim when its lease expires: nothing is lost. */
         if (entry_to_msg(entries->element[e], queue, &m) != 0 || !m) continue;
+        m->epoch = epoch;
         if (*n < max) {
           out[(*n)++] = m;
           continue;
@@ -237,6 +285,7 @@ static int read_group(redis_broker *b, redisContext *c, consumer_conn *cc, const
     }
   }
   freeReplyObject(rep);
+  gtask__free(fence);
   return 0;
 }
 
@@ -448,7 +497,7 @@ static int rb_finish(void *impl, const char *consumer, gtask_fin *fins, size_t n
   for (size_t i = 0; i < n && rc == 0;) {
     size_t j = fin_run_end(fins, n, i), ng = 0;
     for (size_t k = i; k < j; k++) ng += !fin_short(&fins[k], st);
-    size_t nk = 5 + (st ? 2 * ng + (j - i - ng) : 0);
+    size_t nk = 6 + (st ? 2 * ng + (j - i - ng) : 0);
     char(*k2)[GTASK__KEY_MAX] = gtask__realloc(keys, nk * sizeof(*keys));
     if (!k2) {
       rc = GTASK_ENOMEM;
@@ -462,10 +511,11 @@ static int rb_finish(void *impl, const char *consumer, gtask_fin *fins, size_t n
     gtask__argv_add(&a, keys[2], gtask__redis_key(b->r, keys[2], GTASK__KEY_MAX, q, "dead", NULL));
     gtask__argv_add(&a, keys[3], gtask__redis_key(b->r, keys[3], GTASK__KEY_MAX, q, "stats", NULL));
     gtask__argv_add(&a, keys[4], gtask__redis_key(st ? st : b->r, keys[4], GTASK__KEY_MAX, q, "pending", NULL));
+    gtask__argv_add(&a, keys[5], gtask__redis_key(b->r, keys[5], GTASK__KEY_MAX, q, "fence", NULL));
     /* General fins first, then short ones: keys, arguments and the reply all
      * follow that order. */
     if (st) {
-      char(*kp)[GTASK__KEY_MAX] = keys + 5;
+      char(*kp)[GTASK__KEY_MAX] = keys + 6;
       for (int pass = 0; pass < 2; pass++)
         for (size_t k = i; k < j; k++) {
           const char *id = fins[k].msg->id;
@@ -495,6 +545,15 @@ static int rb_finish(void *impl, const char *consumer, gtask_fin *fins, size_t n
     gtask__argv_adds(&a, lo);
     gtask__argv_adds(&a, hi);
     gtask__argv_addi(&a, (int64_t)ng);
+    /* The fence all the batch's leases began under, if it is one (finish.lua
+     * may then skip its lease check). */
+    int64_t epoch = fins[i].msg->epoch;
+    for (size_t k = i + 1; k < j && epoch >= 0; k++)
+      if (fins[k].msg->epoch != epoch) epoch = -1;
+    if (epoch >= 0)
+      gtask__argv_addi(&a, epoch);
+    else
+      gtask__argv_adds(&a, "");
     for (int pass = 0; pass < 2; pass++)
       for (size_t k = i; k < j; k++) {
         const gtask_fin *f = &fins[k];
@@ -549,30 +608,30 @@ static int rb_reclaim(void *impl, const char *consumer, const char *queue, int64
   redisContext *c;
   int rc = gtask__redis_get(b->r, &c);
   if (rc) return rc;
-  char key[GTASK__KEY_MAX], cursor[64] = "0-0", minidle[24], count[24];
-  gtask__redis_key(b->r, key, sizeof(key), queue, "stream", NULL);
-  snprintf(minidle, sizeof(minidle), "%lld", (long long)lease_ms);
+  char keys[2][GTASK__KEY_MAX], cursor[64] = "0-0";
+  gtask__argv a;
+  gtask__argv_init(&a);
   /* XAUTOCLAIM examines a bounded slice of the PEL per call: follow the cursor
    * a few times so that live leases at the front do not hide expired ones. */
   for (int round = 0; round < 16 && *n < max && rc == 0; round++) {
-    snprintf(count, sizeof(count), "%zu", max - *n);
-    redisReply *rep = redisCommand(c, "XAUTOCLAIM %s %s %s %s %s COUNT %s", key, GTASK__GROUP,
-                                   consumer, minidle, cursor, count);
-    if (!rep) {
-      gtask__set_error("redis %s: XAUTOCLAIM: %s", b->r->conf->describe, c->errstr);
-      rc = GTASK_ECONN;
+    gtask__argv_reset(&a);
+    gtask__argv_add(&a, keys[0], gtask__redis_key(b->r, keys[0], GTASK__KEY_MAX, queue, "stream", NULL));
+    gtask__argv_add(&a, keys[1], gtask__redis_key(b->r, keys[1], GTASK__KEY_MAX, queue, "fence", NULL));
+    gtask__argv_adds(&a, GTASK__GROUP);
+    gtask__argv_adds(&a, consumer);
+    gtask__argv_addi(&a, lease_ms);
+    gtask__argv_adds(&a, cursor);
+    gtask__argv_addi(&a, (int64_t)(max - *n));
+    redisReply *rep;
+    rc = gtask__redis_eval(b->r, c, GTASK__LUA_RECLAIM, 2, &a, &rep);
+    if (rc == GTASK_EREDIS && strstr(gtask_last_error(), "NOGROUP")) {
+      rc = 0; /* no group yet: nothing was ever leased */
       break;
     }
-    if (rep->type == REDIS_REPLY_ERROR) {
-      if (strncmp(rep->str, "NOGROUP", 7) != 0) {
-        gtask__set_error("redis %s: XAUTOCLAIM %s: %s", b->r->conf->describe, key, rep->str);
-        rc = GTASK_EREDIS;
-      }
-      freeReplyObject(rep);
-      break;
-    }
-    if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 2 ||
-        rep->element[0]->type != REDIS_REPLY_STRING || rep->element[1]->type != REDIS_REPLY_ARRAY) {
+    if (rc) break;
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 3 ||
+        rep->element[0]->type != REDIS_REPLY_STRING || rep->element[1]->type != REDIS_REPLY_ARRAY ||
+        rep->element[2]->type != REDIS_REPLY_INTEGER) {
       freeReplyObject(rep);
       rc = GTASK_EPROTO;
       break;
@@ -586,11 +645,14 @@ static int rb_reclaim(void *impl, const char *consumer, const char *queue, int64
         rc = r2;
         break;
       }
-      if (m) out[(*n)++] = m;
+      if (!m) continue;
+      m->epoch = rep->element[2]->integer; /* the fence this takeover set */
+      out[(*n)++] = m;
     }
     freeReplyObject(rep);
     if (strcmp(cursor, "0-0") == 0) break;
   }
+  gtask__argv_free(&a);
   gtask__redis_put(b->r, c);
   return rc;
 }

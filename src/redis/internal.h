@@ -23,7 +23,7 @@
 #include <hiredis/hiredis.h>
 #include <pthread.h>
 
-#define GTASK__KEYS_VERSION 3
+#define GTASK__KEYS_VERSION 4
 #define GTASK__GROUP "workers"
 
 /* The embedded scripts (generated from src/redis/NAME.lua at build time). */
@@ -37,6 +37,7 @@ typedef enum gtask__script {
   GTASK__LUA_DEAD_REQUEUE,
   GTASK__LUA_DEAD_PURGE,
   GTASK__LUA_RESET,
+  GTASK__LUA_RECLAIM,
   GTASK__LUA_COUNT
 } gtask__script;
 
@@ -99,7 +100,7 @@ size_t gtask__redis_key(const gtask__redis *r, char *buf, size_t size, const cha
 
 extern const char gtask__lua_push[], gtask__lua_finish[], gtask__lua_extend[],
     gtask__lua_promote[], gtask__lua_started[], gtask__lua_store[],
-    gtask__lua_dead_requeue[], gtask__lua_dead_purge[], gtask__lua_reset[];
+    gtask__lua_dead_requeue[], gtask__lua_dead_purge[], gtask__lua_reset[], gtask__lua_reclaim[];
 
 /* The Redis backend's impl, for a colocated broker (same server and db). */
 typedef struct gtask__redis_backend gtask__redis_backend;

@@ -21,6 +21,7 @@ static const char *const script_src[GTASK__LUA_COUNT] = {
     [GTASK__LUA_DEAD_REQUEUE] = gtask__lua_dead_requeue,
     [GTASK__LUA_DEAD_PURGE] = gtask__lua_dead_purge,
     [GTASK__LUA_RESET] = gtask__lua_reset,
+    [GTASK__LUA_RECLAIM] = gtask__lua_reclaim,
 };
 
 /* ---------------------------------------------------------------- argv */
