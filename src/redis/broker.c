@@ -33,6 +33,7 @@ typedef struct consumer_conn {
   bool interrupted; /* set by interrupt(), consumed by one lease */
   gtask_msg **surplus; /* leased by a multi-queue read beyond max; next lease's */
   size_t nsurplus;
+  size_t last_leased; /* how many messages the last lease returned */
   struct consumer_conn *next;
 } consumer_conn;
 
@@ -162,37 +163,26 @@ static int entry_to_msg(const redisReply *e, const char *queue, gtask_msg **out)
   return 0;
 }
 
-/* Reads the fence of queues[0..nq) into fence[] (0 where none is set yet), in
- * one round trip. */
-static int read_fences(redis_broker *b, redisContext *c, const char *const *queues, size_t nq,
-                       int64_t *fence) {
+/* Appends a GET of the fence of each of queues[0..nq) to c (sent with the
+ * command that follows: see read_group). */
+static int append_fence_reads(redis_broker *b, redisContext *c, const char *const *queues, size_t nq) {
   for (size_t i = 0; i < nq; i++) {
     char key[GTASK__KEY_MAX];
     gtask__redis_key(b->r, key, sizeof(key), queues[i], "fence", NULL);
     if (redisAppendCommand(c, "GET %s", key) != REDIS_OK) {
       gtask__set_error("redis %s: %s", b->r->conf->describe, c->errstr);
+      if (!c->err) c->err = REDIS_ERR_IO; /* a part of the pipeline may be queued */
       return GTASK_ECONN;
     }
   }
-  int rc = 0;
-  for (size_t i = 0; i < nq; i++) { /* every reply is read, also after an error */
-    redisReply *rep;
-    if (redisGetReply(c, (void **)&rep) != REDIS_OK) {
-      gtask__set_error("redis %s: %s", b->r->conf->describe, c->errstr);
-      return GTASK_ECONN;
-    }
-    if (rep->type == REDIS_REPLY_STRING)
-      fence[i] = strtoll(rep->str, NULL, 10);
-    else if (rep->type == REDIS_REPLY_NIL)
-      fence[i] = 0;
-    else if (rc == 0) {
-      gtask__set_error("redis %s: GET fence: %s", b->r->conf->describe,
-                       rep->type == REDIS_REPLY_ERROR ? rep->str : "unexpected reply");
-      rc = GTASK_EREDIS;
-    }
-    freeReplyObject(rep);
-  }
-  return rc;
+  return 0;
+}
+
+/* A fence GET's reply: the value, 0 for none, -1 (unknown) for anything else. */
+static int64_t fence_value(const redisReply *rep) {
+  if (rep && rep->type == REDIS_REPLY_STRING) return strtoll(rep->str, NULL, 10);
+  if (rep && rep->type == REDIS_REPLY_NIL) return 0;
+  return -1;
 }
 
 /* One XREADGROUP on c: `count` per stream, blocking up to block_ms (0: do not
@@ -201,7 +191,8 @@ static int read_fences(redis_broker *b, redisContext *c, const char *const *queu
  * the next lease.  Entries are leased in the PEL by the time this returns. */
 static int read_group(redis_broker *b, redisContext *c, consumer_conn *cc, const char *consumer,
                       const char *const *queues, char (*keys)[GTASK__KEY_MAX], size_t nq,
-                      size_t count, int64_t block_ms, size_t max, gtask_msg **out, size_t *n) {
+                      size_t count, int64_t block_ms, bool fences, size_t max, gtask_msg **out,
+                      size_t *n) {
   gtask__argv a;
   gtask__argv_init(&a);
   gtask__argv_adds(&a, "XREADGROUP");
@@ -225,23 +216,27 @@ static int read_group(redis_broker *b, redisContext *c, consumer_conn *cc, const
     tv.tv_sec = (time_t)(ms / 1000);
     tv.tv_usec = (suseconds_t)((ms % 1000) * 1000);
   }
-  /* Each queue's fence first (see reclaim.lua): a takeover after this read
-   * changes it, so a fence still equal at finish proves none happened to the
-   * entries leased below. */
+  /* With `fences`, each queue's fence, read just before the lease in the same
+   * write (see reclaim.lua): a takeover after this read changes it, so a fence
+   * still equal at finish proves none happened to the entries leased here.
+   * Without, the messages' epoch is unknown (-1) and their finish checks. */
   int64_t *fence = gtask__calloc(nq, sizeof(*fence));
-  int rc = fence ? read_fences(b, c, queues, nq, fence) : GTASK_ENOMEM;
-  if (rc) {
-    gtask__free(fence);
-    gtask__argv_free(&a);
-    return rc;
-  }
+  redisReply **pre = gtask__calloc(nq, sizeof(*pre));
   if (block_ms != 0) redisSetTimeout(c, tv);
   redisReply *rep = NULL;
-  rc = gtask__redis_cmd(b->r, c, &a, &rep);
-  if (rc == GTASK_EREDIS && strstr(gtask_last_error(), "NOGROUP")) {
+  int rc = fence && pre ? 0 : GTASK_ENOMEM;
+  for (int attempt = 0; rc == 0 && attempt < 2; attempt++) {
+    size_t npre = fences ? nq : 0;
+    rc = append_fence_reads(b, c, queues, npre);
+    if (rc == 0) rc = gtask__redis_cmd_after(b->r, c, npre, pre, &a, &rep);
+    for (size_t i = 0; i < nq; i++) {
+      fence[i] = i < npre ? fence_value(pre[i]) : -1;
+      if (pre[i]) freeReplyObject(pre[i]);
+    }
+    if (rc != GTASK_EREDIS || attempt > 0 || !strstr(gtask_last_error(), "NOGROUP")) break;
     rc = create_groups(b, c, queues, nq);
-    if (rc == 0) rc = gtask__redis_cmd(b->r, c, &a, &rep);
   }
+  gtask__free(pre);
   if (block_ms != 0 && !c->err) {
     int64_t ms = b->r->conf->timeout_ms;
     struct timeval t2 = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
@@ -329,6 +324,11 @@ static int lease(redis_broker *b, const char *consumer, const char *const *queue
   }
   redisContext *c = cc->c;
   cc->c = NULL; /* ours while we use it */
+  /* The fence read costs an idle worker a wake-up on the path from send to
+   * result (its reply comes before the blocked lease's); it pays off for
+   * batches, where finish.lua then skips its lease check.  So it is read
+   * after a lease of several messages only. */
+  bool fences = cc->last_leased > 1;
   pthread_mutex_unlock(&b->mu);
 
   int rc = 0;
@@ -371,7 +371,8 @@ static int lease(redis_broker *b, const char *consumer, const char *const *queue
     /* Queues in the order given are priorities: take from the first that has
      * work, without blocking, so that no read takes more than max. */
     for (size_t i = 0; i < nq && *n < max && rc == 0; i++)
-      rc = read_group(b, c, cc, consumer, queues + i, keys + i, 1, max - *n, 0, max, out, n);
+      rc = read_group(b, c, cc, consumer, queues + i, keys + i, 1, max - *n, 0, fences, max, out,
+                      n);
     if (rc || *n || wait_ms == 0) goto done;
   }
 
@@ -382,11 +383,13 @@ static int lease(redis_broker *b, const char *consumer, const char *const *queue
   pthread_mutex_unlock(&b->mu);
   if (interrupted) goto done;
   /* All empty: block on every queue at once; with several, one entry each. */
-  rc = read_group(b, c, cc, consumer, queues, keys, nq, nq > 1 ? 1 : max, wait_ms, max, out, n);
+  rc = read_group(b, c, cc, consumer, queues, keys, nq, nq > 1 ? 1 : max, wait_ms, fences, max,
+                  out, n);
 
 done:
   gtask__free(keys);
   pthread_mutex_lock(&b->mu);
+  cc->last_leased = *n;
   if (client_id) cc->client_id = client_id;
   cc->blocked = false;
   cc->interrupted = false; /* this lease has returned: the interrupt is served */

@@ -87,6 +87,11 @@ void gtask__argv_addi(gtask__argv *a, int64_t i);
  * GTASK_ECONN (I/O error: c is broken) or GTASK_EREDIS (error reply, freed),
  * logging and recording the detail. */
 int gtask__redis_cmd(gtask__redis *r, redisContext *c, gtask__argv *a, redisReply **reply);
+/* The same, sent in one write after the npre commands already appended to c
+ * (redisAppendCommand); their replies go to pre[0..npre) (NULL where none:
+ * on a connection error all are NULL), the caller frees them. */
+int gtask__redis_cmd_after(gtask__redis *r, redisContext *c, size_t npre, redisReply **pre,
+                           gtask__argv *a, redisReply **reply);
 
 /* Runs script s with nkeys keys taken from the front of a (after which come
  * the ARGV).  Reloads the scripts and retries once on NOSCRIPT. */

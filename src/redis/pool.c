@@ -311,8 +311,22 @@ static void redis_put(gtask__redis *r, redisContext *c) {
  * reply (NULL: the connection failed, c->err says why).  The RESP encoding is
  * ours: hiredis' redisCommandArgv formats each length with sprintf, which was
  * a seventh of a worker's instructions in a drain. */
+/* Reads n replies into pre[] (all NULL if one cannot be read). */
+static bool read_replies(redisContext *c, size_t n, redisReply **pre) {
+  for (size_t k = 0; k < n; k++) {
+    if (redisGetReply(c, (void **)&pre[k]) != REDIS_OK) {
+      for (size_t j = 0; j < k; j++) freeReplyObject(pre[j]);
+      for (size_t j = 0; j < n; j++) pre[j] = NULL;
+      return false;
+    }
+  }
+  return true;
+}
+
+/* Sends head and a as one command after the npre commands already appended to
+ * c (one write), and returns its reply; the earlier replies go to pre[]. */
 static redisReply *command(redisContext *c, const char *const *head, const size_t *hlen, size_t nh,
-                           const gtask__argv *a) {
+                           const gtask__argv *a, size_t npre, redisReply **pre) {
   size_t n = nh + a->n, size = 1 + 20 + 2;
   for (size_t k = 0; k < n; k++) size += 1 + 20 + 2 + (k < nh ? hlen[k] : a->len[k - nh]) + 2;
   char *buf = gtask__malloc(size);
@@ -337,17 +351,26 @@ static redisReply *command(redisContext *c, const char *const *head, const size_
   }
   redisReply *rep = NULL;
   if (redisAppendFormattedCommand(c, buf, (size_t)(p - buf)) != REDIS_OK ||
-      redisGetReply(c, (void **)&rep) != REDIS_OK)
+      (npre && !read_replies(c, npre, pre)) || redisGetReply(c, (void **)&rep) != REDIS_OK)
     rep = NULL;
   gtask__free(buf);
   return rep;
 }
 
 int gtask__redis_cmd(gtask__redis *r, redisContext *c, gtask__argv *a, redisReply **reply) {
+  return gtask__redis_cmd_after(r, c, 0, NULL, a, reply);
+}
+
+int gtask__redis_cmd_after(gtask__redis *r, redisContext *c, size_t npre, redisReply **pre,
+                           gtask__argv *a, redisReply **reply) {
   *reply = NULL;
-  if (a->oom) return GTASK_ENOMEM;
+  for (size_t k = 0; k < npre; k++) pre[k] = NULL;
+  if (a->oom) {
+    if (npre && !c->err) c->err = REDIS_ERR_OOM; /* its pipeline is unread: drop it */
+    return GTASK_ENOMEM;
+  }
   argv_fix(a);
-  redisReply *rep = command(c, NULL, NULL, 0, a);
+  redisReply *rep = command(c, NULL, NULL, 0, a, npre, pre);
   if (!rep) {
     gtask__set_error("redis %s: %s", r->conf->describe, c->errstr[0] ? c->errstr : "no reply");
     if (!c->err) c->err = REDIS_ERR_IO; /* never lend this context again */
@@ -378,7 +401,7 @@ int gtask__redis_eval(gtask__redis *r, redisContext *c, gtask__script s, size_t 
     pthread_mutex_unlock(&r->mu);
     const char *head[3] = {"EVALSHA", sha, nk};
     size_t hlen[3] = {7, 40, dec_u64(nk, nkeys)};
-    redisReply *rep = command(c, head, hlen, 3, a);
+    redisReply *rep = command(c, head, hlen, 3, a, 0, NULL);
     if (!rep) {
       gtask__set_error("redis %s: %s", r->conf->describe, c->errstr[0] ? c->errstr : "no reply");
       if (!c->err) c->err = REDIS_ERR_IO;
