@@ -1044,6 +1044,16 @@ static void waits_get(env *e, const gtask_msg *m, const char *want) {
   }
 }
 
+/* Asserts a task's state: its status and result record ("" for none). */
+static void assert_state(env *e, const gtask_msg *m, gtask_status want, const char *want_res) {
+  gtask_status s;
+  uint32_t a;
+  char res[128];
+  get(e, m, &s, &a, res, sizeof(res));
+  ASSERT_EQ(s, want);
+  ASSERT_STR_EQ(res, want_res);
+}
+
 static bool store(env *e, gtask_msg *m, gtask_status status, const char *result) {
   gtask_fin f = {.msg = m, .kind = GTASK_FIN_DONE, .status = status, .result = result,
                  .result_len = result ? strlen(result) : 0, .fenced = true};
@@ -1133,23 +1143,13 @@ CONTRACT(backend_store_fresh_fins) {
   ASSERT_FALSE(f[1].fenced);
   ASSERT_TRUE(f[2].fenced);
   ASSERT_TRUE(f[3].fenced);
-  gtask_status s;
-  uint32_t a;
-  char res[64];
-  get(e, m[0], &s, &a, res, sizeof(res));
-  ASSERT_EQ(s, GTASK_SUCCESS);
-  ASSERT_STR_EQ(res, REC_OK(1, 1));
+  assert_state(e, m[0], GTASK_SUCCESS, REC_OK(1, 1));
   waits_get(e, m[0], REC_OK(1, 1));
-  get(e, m[1], &s, &a, res, sizeof(res));
-  ASSERT_EQ(s, GTASK_PENDING);
-  ASSERT_STR_EQ(res, "");
-  get(e, m[2], &s, &a, res, sizeof(res));
-  ASSERT_EQ(s, GTASK_FAILURE);
-  ASSERT_STR_EQ(res, REC_FAIL("x", 1));
+  assert_state(e, m[1], GTASK_PENDING, "");
+  assert_state(e, m[2], GTASK_FAILURE, REC_FAIL("x", 1));
   /* The handed-back task runs again and ends like any other. */
   ASSERT_FALSE(store(e, m[1], GTASK_SUCCESS, REC_OK(3, 1)));
-  get(e, m[1], &s, &a, res, sizeof(res));
-  ASSERT_EQ(s, GTASK_SUCCESS);
+  assert_state(e, m[1], GTASK_SUCCESS, REC_OK(3, 1));
   free_msgs(m, 3);
 }
 
@@ -1169,18 +1169,9 @@ CONTRACT(backend_store_batch) {
   ASSERT_FALSE(f[0].fenced);
   ASSERT_TRUE(f[1].fenced);
   ASSERT_FALSE(f[2].fenced);
-  gtask_status s;
-  uint32_t a;
-  char res[64];
-  get(e, m[0], &s, &a, res, sizeof(res));
-  ASSERT_EQ(s, GTASK_SUCCESS);
-  ASSERT_STR_EQ(res, REC_OK(1, 1));
-  get(e, m[1], &s, &a, res, sizeof(res));
-  ASSERT_EQ(s, GTASK_FAILURE);
-  ASSERT_STR_EQ(res, REC_FAIL("x", 1));
-  get(e, m[2], &s, &a, res, sizeof(res));
-  ASSERT_EQ(s, GTASK_RETRY);
-  ASSERT_STR_EQ(res, "c");
+  assert_state(e, m[0], GTASK_SUCCESS, REC_OK(1, 1));
+  assert_state(e, m[1], GTASK_FAILURE, REC_FAIL("x", 1));
+  assert_state(e, m[2], GTASK_RETRY, "c");
   free_msgs(m, 3);
 }
 
@@ -1430,18 +1421,12 @@ CONTRACT(colocated_finish_batch_of_short_and_general_fins) {
   const bool fenced[6] = {false, false, true, false, true, false};
   for (int i = 0; i < 6; i++)
     ASSERT_EQ(f[i].fenced, fenced[i]);
-  gtask_status s;
-  uint32_t a;
-  char res[64];
   const gtask_status want_s[5] = {GTASK_SUCCESS, GTASK_FAILURE, GTASK_FAILURE, GTASK_RETRY,
                                   GTASK_SUCCESS};
   const char *want_r[5] = {REC_OK(10, 1), REC_FAIL("no", 1), REC_FAIL("first", 1),
                            REC_FAIL("again", 1), REC_OK(14, 1)};
-  for (int i = 0; i < 5; i++) {
-    get(e, m[i], &s, &a, res, sizeof(res));
-    ASSERT_EQ(s, want_s[i]);
-    ASSERT_STR_EQ(res, want_r[i]);
-  }
+  for (int i = 0; i < 5; i++)
+    assert_state(e, m[i], want_s[i], want_r[i]);
   waits_get(e, m[0], REC_OK(10, 1));
   waits_get(e, m[4], REC_OK(14, 1));
   ASSERT_STATS(e, e->q, 0, 0, 1, 0);
@@ -1490,12 +1475,8 @@ CONTRACT(colocated_short_fins_after_a_retry_and_a_takeover) {
   gtask_queue_stats st = stats(e, e->q);
   ASSERT_EQ(st.succeeded, N);
   ASSERT_STATS(e, e->q, 0, 0, 0, 0);
-  gtask_status s;
-  uint32_t a;
-  char res[64];
   for (int i = 0; i < N; i++) {
-    get(e, m[i], &s, &a, res, sizeof(res));
-    ASSERT_EQ(s, GTASK_SUCCESS);
+    assert_state(e, m[i], GTASK_SUCCESS, REC_OK(7, 1));
     waits_get(e, m[i], REC_OK(7, 1));
   }
   free_msgs(m, N);
@@ -1527,18 +1508,13 @@ CONTRACT(colocated_short_fins_after_a_retry_and_a_takeover) {
   ASSERT_OK(e->b->ops->finish(e->b->impl, "c1", late, 2, state));
   ASSERT_TRUE(late[0].fenced);
   ASSERT_TRUE(late[1].fenced);
-  for (int i = 0; i < 2; i++) {
-    get(e, m[i], &s, &a, res, sizeof(res));
-    ASSERT_EQ(s, GTASK_PENDING);
-  }
+  for (int i = 0; i < 2; i++)
+    assert_state(e, m[i], GTASK_PENDING, "");
   ASSERT_OK(e->b->ops->finish(e->b->impl, "c2", now, 2, state));
   ASSERT_FALSE(now[0].fenced);
   ASSERT_FALSE(now[1].fenced);
-  for (int i = 0; i < 2; i++) {
-    get(e, m[i], &s, &a, res, sizeof(res));
-    ASSERT_EQ(s, GTASK_SUCCESS);
-    ASSERT_STR_EQ(res, REC_OK(2, 1));
-  }
+  for (int i = 0; i < 2; i++)
+    assert_state(e, m[i], GTASK_SUCCESS, REC_OK(2, 1));
   free_msgs(m, 2);
   free_msgs(r, 2);
   free_msgs(q, 2);
