@@ -307,10 +307,6 @@ static void redis_put(gtask__redis *r, redisContext *c) {
 
 /* ---------------------------------------------------------------- commands */
 
-/* Sends head[0..nh) followed by a's arguments as one command and reads its
- * reply (NULL: the connection failed, c->err says why).  The RESP encoding is
- * ours: hiredis' redisCommandArgv formats each length with sprintf, which was
- * a seventh of a worker's instructions in a drain. */
 /* Reads n replies into pre[] (all NULL if one cannot be read). */
 static bool read_replies(redisContext *c, size_t n, redisReply **pre) {
   for (size_t k = 0; k < n; k++) {
@@ -323,8 +319,11 @@ static bool read_replies(redisContext *c, size_t n, redisReply **pre) {
   return true;
 }
 
-/* Sends head and a as one command after the npre commands already appended to
- * c (one write), and returns its reply; the earlier replies go to pre[]. */
+/* Sends head[0..nh) followed by a's arguments as one command and reads its
+ * reply (NULL: the connection failed, c->err says why).  The RESP encoding is
+ * ours: hiredis' redisCommandArgv formats each length with sprintf, which was
+ * a seventh of a worker's instructions in a drain.  It is sent after the npre
+ * commands already appended to c, in one write; their replies go to pre[]. */
 static redisReply *command(redisContext *c, const char *const *head, const size_t *hlen, size_t nh,
                            const gtask__argv *a, size_t npre, redisReply **pre) {
   size_t n = nh + a->n, size = 1 + 20 + 2;
