@@ -497,10 +497,20 @@ static int rb_finish(void *impl, const char *consumer, gtask_fin *fins, size_t n
   gtask__argv a;
   gtask__argv_init(&a);
   char(*keys)[GTASK__KEY_MAX] = NULL;
+  /* A run's fins in the order finish.lua takes them: general ones first, then
+   * short ones (keys, arguments and the reply all follow it). */
+  gtask_fin **ord = gtask__malloc((n ? n : 1) * sizeof(*ord));
+  if (!ord) rc = GTASK_ENOMEM;
   for (size_t i = 0; i < n && rc == 0;) {
-    size_t j = fin_run_end(fins, n, i), ng = 0;
+    size_t j = fin_run_end(fins, n, i), m = j - i, ng = 0, ns = 0;
     for (size_t k = i; k < j; k++) ng += !fin_short(&fins[k], st);
-    size_t nk = 6 + (st ? 2 * ng + (j - i - ng) : 0);
+    for (size_t k = i; k < j; k++) {
+      if (fin_short(&fins[k], st))
+        ord[ng + ns++] = &fins[k];
+      else
+        ord[k - i - ns] = &fins[k];
+    }
+    size_t nk = 6 + (st ? 2 * ng + ns : 0);
     char(*k2)[GTASK__KEY_MAX] = gtask__realloc(keys, nk * sizeof(*keys));
     if (!k2) {
       rc = GTASK_ENOMEM;
@@ -515,21 +525,17 @@ static int rb_finish(void *impl, const char *consumer, gtask_fin *fins, size_t n
     gtask__argv_add(&a, keys[3], gtask__redis_key(b->r, keys[3], GTASK__KEY_MAX, q, "stats", NULL));
     gtask__argv_add(&a, keys[4], gtask__redis_key(st ? st : b->r, keys[4], GTASK__KEY_MAX, q, "pending", NULL));
     gtask__argv_add(&a, keys[5], gtask__redis_key(b->r, keys[5], GTASK__KEY_MAX, q, "fence", NULL));
-    /* General fins first, then short ones: keys, arguments and the reply all
-     * follow that order. */
     if (st) {
       char(*kp)[GTASK__KEY_MAX] = keys + 6;
-      for (int pass = 0; pass < 2; pass++)
-        for (size_t k = i; k < j; k++) {
-          const char *id = fins[k].msg->id;
-          if (fin_short(&fins[k], st) != (pass == 1)) continue;
-          if (pass == 0) {
-            gtask__argv_add(&a, *kp, gtask__redis_key(st, *kp, GTASK__KEY_MAX, q, "t", id));
-            kp++;
-          }
-          gtask__argv_add(&a, *kp, gtask__redis_key(st, *kp, GTASK__KEY_MAX, q, "n", id));
+      for (size_t e = 0; e < m; e++) {
+        const char *id = ord[e]->msg->id;
+        if (e < ng) {
+          gtask__argv_add(&a, *kp, gtask__redis_key(st, *kp, GTASK__KEY_MAX, q, "t", id));
           kp++;
         }
+        gtask__argv_add(&a, *kp, gtask__redis_key(st, *kp, GTASK__KEY_MAX, q, "n", id));
+        kp++;
+      }
     }
     gtask__argv_adds(&a, GTASK__GROUP);
     gtask__argv_adds(&a, consumer);
@@ -557,45 +563,39 @@ static int rb_finish(void *impl, const char *consumer, gtask_fin *fins, size_t n
       gtask__argv_addi(&a, epoch);
     else
       gtask__argv_adds(&a, "");
-    for (int pass = 0; pass < 2; pass++)
-      for (size_t k = i; k < j; k++) {
-        const gtask_fin *f = &fins[k];
-        if (fin_short(f, st) != (pass == 1)) continue;
-        gtask__argv_adds(&a, f->msg->lease ? f->msg->lease : "0-0");
-        if (pass == 1) {
-          gtask__argv_adds(&a, f->msg->id);
-          gtask__argv_add(&a, f->result, f->result_len);
-          continue;
-        }
-        gtask__argv_addi(&a, f->kind);
-        gtask__argv_adds(&a, gtask_status_name(f->status));
-        gtask__argv_add(&a, f->result ? f->result : "", f->result ? f->result_len : 0);
-        if (f->next)
-          gtask__argv_add(&a, f->next, f->next_len);
-        else if (f->kind == GTASK_FIN_DONE)
-          gtask__argv_add(&a, "", 0); /* nothing is queued again: spare the bytes */
-        else
-          gtask__argv_add(&a, f->msg->body, f->msg->len);
-        gtask__argv_addi(&a, f->next_due_ms);
+    for (size_t e = 0; e < m; e++) {
+      const gtask_fin *f = ord[e];
+      gtask__argv_adds(&a, f->msg->lease ? f->msg->lease : "0-0");
+      if (e >= ng) {
         gtask__argv_adds(&a, f->msg->id);
-        gtask__argv_adds(&a, f->fresh ? "1" : "0");
+        gtask__argv_add(&a, f->result, f->result_len);
+        continue;
       }
+      gtask__argv_addi(&a, f->kind);
+      gtask__argv_adds(&a, gtask_status_name(f->status));
+      gtask__argv_add(&a, f->result ? f->result : "", f->result ? f->result_len : 0);
+      if (f->next)
+        gtask__argv_add(&a, f->next, f->next_len);
+      else if (f->kind == GTASK_FIN_DONE)
+        gtask__argv_add(&a, "", 0); /* nothing is queued again: spare the bytes */
+      else
+        gtask__argv_add(&a, f->msg->body, f->msg->len);
+      gtask__argv_addi(&a, f->next_due_ms);
+      gtask__argv_adds(&a, f->msg->id);
+      gtask__argv_adds(&a, f->fresh ? "1" : "0");
+    }
     redisReply *rep;
     rc = gtask__redis_eval(b->r, c, GTASK__LUA_FINISH, nk, &a, &rep);
     if (rc == 0) {
-      size_t e = 0;
-      for (int pass = 0; pass < 2; pass++)
-        for (size_t k = i; k < j; k++) {
-          if (fin_short(&fins[k], st) != (pass == 1)) continue;
-          fins[k].fenced = !(rep->type == REDIS_REPLY_ARRAY && e < rep->elements &&
-                             rep->element[e]->type == REDIS_REPLY_INTEGER &&
-                             rep->element[e]->integer == 1);
-          e++;
-        }
+      for (size_t e = 0; e < m; e++)
+        ord[e]->fenced = !(rep->type == REDIS_REPLY_ARRAY && e < rep->elements &&
+                           rep->element[e]->type == REDIS_REPLY_INTEGER &&
+                           rep->element[e]->integer == 1);
       freeReplyObject(rep);
     }
     i = j;
   }
+  gtask__free(ord);
   gtask__free(keys);
   gtask__argv_free(&a);
   gtask__redis_put(b->r, c);
