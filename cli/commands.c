@@ -67,7 +67,20 @@ static const char usage_send[] =
     "  DUR            a number with ms, s, m or h: 1500ms, 2s, 1.5m\n"
     "\n"
     "exit: 0 sent (with --wait: SUCCESS), 1 FAILURE, 2 usage error, 3 the wait\n"
-    "timed out, 5 cannot reach redis\n";
+    "timed out, 5 cannot reach redis, 6 sent but the reply was lost: the ids\n"
+    "printed may or may not be queued (check with `gtask status ID`)\n";
+
+/* A task id on its line (or as {"task_id": ...} with --json). */
+static void print_id(const cli *c, const char *id) {
+  if (c->json) {
+    out_obj o;
+    out_obj_begin(&o, stdout);
+    out_obj_str(&o, "task_id", id);
+    out_obj_end(&o);
+  } else {
+    printf("%s\n", id);
+  }
+}
 
 /* Sends count copies of the task in chunks (each one round trip) and prints
  * their ids as it goes. */
@@ -87,15 +100,10 @@ static int send_count(cli *c, gtask_client *cl, const gtask_send_conf *sc,
   for (size_t done = 0; done < count && rc == 0;) {
     size_t m = count - done < CHUNK ? count - done : CHUNK;
     rc = gtask_client_send_many(cl, sc, m, many, nargs, ids);
-    for (size_t k = 0; k < m && rc == 0; k++) {
-      if (c->json) {
-        out_obj o;
-        out_obj_begin(&o, stdout);
-        out_obj_str(&o, "task_id", ids[k]);
-        out_obj_end(&o);
-      } else {
-        printf("%s\n", ids[k]);
-      }
+    /* On an error, the ids left set are of tasks queued (or, on EINDOUBT,
+     * perhaps queued): print them too, so that nothing queued goes unnamed. */
+    for (size_t k = 0; k < m; k++) {
+      if (ids[k][0]) print_id(c, ids[k]);
     }
     done += m;
   }
@@ -186,19 +194,17 @@ int cmd_send(cli *c, int argc, char **argv) {
     char id[GTASK_ID_SIZE];
     int rc = count ? send_count(c, cl, sc, args, nargs, (size_t)count)
                    : gtask_client_send(cl, sc, args, nargs, id);
+    if (rc == GTASK_EINDOUBT && !count) /* the id to check; send_count printed its own */
+      print_id(c, id);
     if (rc) {
+      fflush(stdout);
       code = cli_fail(c, cl, rc);
     } else if (count) {
       /* send_count printed the ids */
     } else if (wait) {
       code = wait_and_print(c, cl, id, wait_ms, wait_text);
-    } else if (c->json) {
-      out_obj o;
-      out_obj_begin(&o, stdout);
-      out_obj_str(&o, "task_id", id);
-      out_obj_end(&o);
     } else {
-      printf("%s\n", id);
+      print_id(c, id);
     }
   }
   gtask_client_free(cl);

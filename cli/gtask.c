@@ -38,7 +38,9 @@ static const char usage_main[] =
     "  -h, --help      this text; `gtask COMMAND --help` for a command\n"
     "\n"
     "exit codes: 0 ok, 1 task FAILURE (or another error), 2 usage error,\n"
-    "            3 wait timed out, 4 unknown task id, 5 cannot reach redis\n";
+    "            3 wait timed out, 4 unknown task id, 5 cannot reach redis,\n"
+    "            6 sent but the reply was lost: the printed ids may or may not be\n"
+    "              queued (check them with `gtask status ID` before sending again)\n";
 
 /* ---------------------------------------------------------------- messages */
 
@@ -141,6 +143,9 @@ int cli_fail(cli *c, gtask_client *client, int rc) {
   case GTASK_ETIMEDOUT:
     cli_error("%s", detail);
     return CLI_TIMEOUT;
+  case GTASK_EINDOUBT:
+    cli_error("%s", detail);
+    return CLI_INDOUBT;
   default:
     cli_error("%s", detail);
     return CLI_FAILED;

@@ -249,6 +249,16 @@ GTASK_EXTERN int gtask_client_send_many(gtask_client *c, const gtask_send_conf *
     }
     if (rc == 0) rc = push_chunk(c, msgs, m);
     free_msgs(msgs, built);
+    /* This chunk was not queued, unless its reply was lost: then its ids are
+     * what the caller checks.  Later chunks are not sent either way. */
+    if (rc) {
+      for (size_t i = rc == GTASK_EINDOUBT ? done + m : done; i < n; i++) ids_out[i][0] = '\0';
+      if (rc == GTASK_EINDOUBT)
+        set_err(c, rc,
+                "send %s: sent, but the reply was lost (%s): tasks %zu..%zu may or may not "
+                "be queued; check their ids with status (ENOTFOUND: not queued)",
+                conf->name, gtask_last_error(), done + 1, done + m);
+    }
     done += m;
   }
   if (rc == 0 && strcmp(queue, c->queue) == 0)
@@ -289,12 +299,16 @@ static void backoff_sleep(int64_t *delay, int64_t deadline_mono) {
   *delay = *delay * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : *delay * 2;
 }
 
+/* A read that may pass if tried again (a read changes nothing, so a lost
+ * reply is as good as none).  Not a timeout: that is a wait's own answer. */
+static bool read_retry(int rc) { return rc == GTASK_ECONN || rc == GTASK_EINDOUBT; }
+
 static int get_retrying(gtask_client *c, const char *id, gtask_status *st, uint32_t *att,
                         char **buf, size_t *len) {
   int64_t deadline = gtask__mono_ms() + 3000, delay = RETRY_FIRST_MS;
   for (;;) {
     int rc = c->backend->ops->get(c->backend->impl, c->queue, id, st, att, buf, len);
-    if (rc != GTASK_ECONN || gtask__mono_ms() >= deadline) return rc;
+    if (!read_retry(rc) || gtask__mono_ms() >= deadline) return rc;
     backoff_sleep(&delay, deadline);
   }
 }
@@ -368,7 +382,7 @@ GTASK_EXTERN int gtask_client_wait(gtask_client *c, const char *id, int64_t time
     int64_t left = timeout_ms < 0 ? -1 : timeout_ms - (gtask__mono_ms() - start);
     if (timeout_ms >= 0 && left < 0) left = 0;
     rc = c->backend->ops->wait(c->backend->impl, c->queue, id, left, sent_here(c, id), &buf, &len);
-    if (rc != GTASK_ECONN) break;
+    if (!read_retry(rc)) break;
     if (timeout_ms >= 0 && gtask__mono_ms() - start >= timeout_ms) break;
     backoff_sleep(&delay, timeout_ms < 0 ? INT64_MAX : start + timeout_ms);
   }

@@ -257,6 +257,22 @@ void gtask__job_outcome_lost(gtask_server *s, gtask_job *job) {
              job->msg->id, next.lost, s->max_deliveries - 1);
 }
 
+void gtask__job_outcome_unwritable(gtask_server *s, gtask_job *job, const char *why) {
+  char msg[400];
+  gtask__fmt(msg, sizeof(msg), "its outcome could not be written: %s", why);
+  job->fin.msg = job->msg;
+  job->fin.kind = GTASK_FIN_DEAD;
+  job->fin.status = GTASK_FAILURE;
+  job->fin.next = NULL; /* the dead set keeps msg->body unless re-encoded below */
+  if (job->task) {
+    gtask_task next = *job->task;
+    next.last_error = msg;
+    if (set_next(job, &next) != 0) job->fin.next = NULL;
+  }
+  set_result(job, GTASK_FAILURE, NULL, 0, msg, GTASK_EREDIS, job->task ? job->task->attempts + 1 : 0);
+  (void)s;
+}
+
 void gtask__job_outcome_handback(gtask_server *s, gtask_job *job) {
   job->fin.msg = job->msg;
   job->fin.kind = GTASK_FIN_REQUEUE;

@@ -40,6 +40,10 @@ long gtask__alloc_fail_at(long n);
 /* Sets the calling thread's detail message (read by gtask_last_error()). */
 void gtask__set_error(const char *fmt, ...) GTASK__PRINTF(1, 2);
 void gtask__log(gtask_log_level level, const char *fmt, ...) GTASK__PRINTF(2, 3);
+/* True for a failure that may pass if the same call is made again later: a
+ * connection that failed or timed out (ECONN, ETIMEDOUT), a reply that was
+ * lost (EINDOUBT: only for calls that are safe to repeat), out of memory. */
+bool gtask__rc_transient(int rc);
 /* Bounded, always-terminated formatting into a fixed buffer. */
 void gtask__fmt(char *buf, size_t size, const char *fmt, ...) GTASK__PRINTF(3, 4);
 

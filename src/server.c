@@ -30,6 +30,13 @@
  * every START_DELAY_MS, so that executors need not wake it for each task's
  * STARTED mark (a context switch per task when tasks come one by one). */
 #define LINGER_MS 100
+/* The finisher retries a write that failed transiently after a backoff that
+ * doubles from WRITE_BACKOFF_FIRST_MS to WRITE_BACKOFF_MAX_MS; once the
+ * executors are done (shutdown), it gives up after WRITE_GIVE_UP_MS of
+ * failures: those tasks stay leased and another worker runs them again. */
+#define WRITE_BACKOFF_FIRST_MS 50
+#define WRITE_BACKOFF_MAX_MS 2000
+#define WRITE_GIVE_UP_MS 10000
 #define PREFETCH_MAX 1000                 /* gtask_server_set_prefetch's limit */
 #define PREFETCH_WORK_NS (10 * 1000000LL) /* the adaptive prefetch: see gtask__prefetch_adapt */
 
@@ -230,6 +237,17 @@ GTASK_EXTERN void gtask_server_shutdown(gtask_server *s) {
   errno = saved;
 }
 
+void gtask__server_fatal(gtask_server *s, int rc, const char *what) {
+  int expected = 0;
+  if (!atomic_compare_exchange_strong(&s->fatal_rc, &expected, rc)) return;
+  gtask__fmt(s->fatal_msg, sizeof(s->fatal_msg), "%s: %s%s", what, gtask_last_error(),
+             rc == GTASK_ENOPERM && !strstr(gtask_last_error(), "minimal ACL")
+                 ? " (grant it: see the minimal ACL in the README)"
+                 : "");
+  gtask__log(GTASK_LOG_ERROR, "worker %s cannot run: %s; shutting down", s->name, s->fatal_msg);
+  gtask_server_shutdown(s);
+}
+
 /* ---------------------------------------------------------------- jobs */
 
 void gtask__job_unref_locked(gtask_server *s, gtask_job *job) {
@@ -425,6 +443,7 @@ static void housekeeping(gtask_server *s, int64_t *next_promote_mono) {
   for (size_t q = 0; q < s->nqueues; q++) {
     size_t n = 0;
     int rc = s->broker->ops->reclaim(s->broker->impl, s->name, s->queues[q], s->lease_ms, 64, out, &n);
+    if (rc == GTASK_ENOPERM) gtask__server_fatal(s, rc, "reclaim");
     if (rc && !s->hk_failing && !failed++)
       gtask__log(GTASK_LOG_WARN, "reclaim on queue %s: %s (will keep trying)", s->queues[q], gtask_last_error());
     if (n) accept_msgs(s, out, n, true, false);
@@ -433,6 +452,7 @@ static void housekeeping(gtask_server *s, int64_t *next_promote_mono) {
   for (size_t q = 0; q < s->nqueues; q++) {
     int64_t due = 0;
     int rc = s->broker->ops->promote(s->broker->impl, s->queues[q], 1000, &due);
+    if (rc == GTASK_ENOPERM) gtask__server_fatal(s, rc, "promote");
     if (rc && !s->hk_failing && !failed++)
       gtask__log(GTASK_LOG_WARN, "promote on queue %s: %s (will keep trying)", s->queues[q], gtask_last_error());
     if (due && (!earliest || due < earliest)) earliest = due;
@@ -524,6 +544,7 @@ gtask_job *gtask__server_fetch(gtask_server *s) {
     size_t n = 0;
     int rc = s->broker->ops->lease(s->broker->impl, s->name, s->queues, s->nqueues, room, wait,
                                    s->fetch_out, &n);
+    if (rc == GTASK_ENOPERM) gtask__server_fatal(s, rc, "fetch");
     if (rc) {
       if (!s->fetch_outage) gtask__log(GTASK_LOG_WARN, "fetch: %s (retrying with backoff)", gtask_last_error());
       s->fetch_outage = true;
@@ -661,6 +682,60 @@ bool gtask__server_finish_inline_locked(gtask_server *s, gtask_job *job) {
   return false;
 }
 
+/* A batch failed with an error that will not pass by retrying (WRONGTYPE on
+ * a task's key that someone overwrote, a script's run-time error).  It may
+ * concern one task only: each is written alone, and one that still fails
+ * alone is moved to the dead set by the broker alone, with the error as its
+ * reason (its state record is what cannot be written).  If even that fails
+ * permanently, the job is dropped here: its lease expires and reclaim brings
+ * it back, up to the delivery cap.  The others are settled.  Returns how
+ * many jobs failed transiently, moved to batch[0..), to be retried (*rc: the
+ * error; 0 if none). */
+static size_t isolate(gtask_server *s, gtask_job **batch, size_t n, gtask_fin *fins, int *rc) {
+  int batch_rc = *rc;
+  size_t keep = 0;
+  *rc = 0;
+  for (size_t k = 0; k < n; k++) {
+    gtask_job *j = batch[k];
+    int r = n > 1 ? write_outcomes(s, &j, 1, &fins[k]) : batch_rc;
+    if (r == 0) {
+      settle(s, &j, &fins[k], 1);
+      continue;
+    }
+    if (!gtask__rc_transient(r) && r != GTASK_ENOPERM) {
+      char why[300];
+      gtask__fmt(why, sizeof(why), "%s", gtask_last_error());
+      gtask__log(GTASK_LOG_ERROR, "task %s: its outcome cannot be written (%s); moving it to the dead set",
+                 j->msg->id, why);
+      gtask__job_outcome_unwritable(s, j, why);
+      fins[k] = j->fin;
+      fins[k].msg = j->msg;
+      fins[k].fresh = false;
+      fins[k].fenced = false;
+      r = s->broker->ops->finish(s->broker->impl, s->name, &fins[k], 1, NULL);
+      if (r == 0) {
+        settle(s, &j, &fins[k], 1);
+        continue;
+      }
+      if (!gtask__rc_transient(r) && r != GTASK_ENOPERM) {
+        gtask__log(GTASK_LOG_ERROR,
+                   "task %s: cannot be moved to the dead set either (%s); it stays leased "
+                   "until reclaimed",
+                   j->msg->id, gtask_last_error());
+        pthread_mutex_lock(&s->mu);
+        inflight_remove_locked(s, j);
+        gtask__job_unref_locked(s, j);
+        pthread_cond_broadcast(&s->cv_room);
+        pthread_mutex_unlock(&s->mu);
+        continue;
+      }
+    }
+    batch[keep++] = j;
+    *rc = r;
+  }
+  return keep;
+}
+
 static void heartbeat(gtask_server *s) {
   pthread_mutex_lock(&s->mu);
   size_t n = 0, cap = s->ninflight;
@@ -684,12 +759,18 @@ static void heartbeat(gtask_server *s) {
     rc = s->broker->ops->extend(s->broker->impl, s->name, msgs + off, m, lost + off);
   }
   /* One line per outage, not one per heartbeat. */
+  if (rc == GTASK_ENOPERM) gtask__server_fatal(s, rc, "heartbeat");
   if (rc && !s->hb_failing) gtask__log(GTASK_LOG_WARN, "heartbeat: %s (will keep trying)", gtask_last_error());
   if (!rc && s->hb_failing) gtask__log(GTASK_LOG_INFO, "heartbeat: working again");
   s->hb_failing = rc != 0;
   pthread_mutex_lock(&s->mu);
   for (size_t k = 0; k < n; k++) {
-    if (rc == 0 && lost[k] && !jobs[k]->lease_lost) {
+    /* A job done since the snapshot may have had its outcome written (and
+     * its lease released) by an executor meanwhile: extend then finds the
+     * entry gone, which is no takeover.  A done job has nothing to cancel;
+     * if its lease was really lost, its write is fenced and says so. */
+    if (rc == 0 && lost[k] && !jobs[k]->lease_lost && jobs[k]->state != GTASK_JOB_DONE &&
+        !jobs[k]->finalized) {
       jobs[k]->lease_lost = true;
       atomic_store(&jobs[k]->ctx.cancelled, true);
       gtask__log(GTASK_LOG_WARN, "task %s: lease taken over by another worker; cancelling it here",
@@ -795,6 +876,8 @@ static void *finisher_main(void *arg) {
       }
     }
     int rc = n ? write_outcomes(s, batch, n, fins) : 0;
+    if (rc && !gtask__rc_transient(rc) && rc != GTASK_ENOPERM) n = isolate(s, batch, n, fins, &rc);
+    if (rc == GTASK_ENOPERM) gtask__server_fatal(s, rc, "writing results");
 
     pthread_mutex_lock(&s->mu);
     for (size_t k = 0; k < nstart; k++) gtask__job_unref_locked(s, start[k]);
@@ -811,7 +894,8 @@ static void *finisher_main(void *arg) {
         gtask__log(GTASK_LOG_WARN, "writing results: %s (retrying with backoff)", gtask_last_error());
       }
       pthread_mutex_lock(&s->mu);
-      bool give_up = s->executors_done && t - failing_since > 10000;
+      bool give_up = s->executors_done && (t - failing_since > WRITE_GIVE_UP_MS ||
+                                           atomic_load(&s->fatal_rc) != 0);
       if (give_up) {
         gtask__log(GTASK_LOG_ERROR,
                    "shutting down with %zu results unwritten: their tasks stay leased and "
@@ -828,12 +912,13 @@ static void *finisher_main(void *arg) {
           s->done_head = batch[k];
           if (!s->done_tail) s->done_tail = batch[k];
         }
-        backoff = backoff ? (backoff * 2 > 2000 ? 2000 : backoff * 2) : 50;
+        backoff = backoff ? (backoff * 2 > WRITE_BACKOFF_MAX_MS ? WRITE_BACKOFF_MAX_MS : backoff * 2)
+                          : WRITE_BACKOFF_FIRST_MS;
         int64_t until = gtask__mono_ms() + backoff;
         timed_wait(&s->cv_room, &s->mu, until); /* nobody signals cv_room for us: a sleep */
       }
       pthread_mutex_unlock(&s->mu);
-    } else {
+    } else if (n) {
       if (failing_since) gtask__log(GTASK_LOG_INFO, "writing results: working again");
       failing_since = 0;
       backoff = 0;
@@ -914,7 +999,11 @@ GTASK_EXTERN int gtask_server_run(gtask_server *s, int n) {
   pthread_cond_broadcast(&s->cv_room);
   pthread_mutex_unlock(&s->mu);
   /* Wait for the fetcher to give up its role: then nothing more is leased. */
-  s->broker->ops->interrupt(s->broker->impl, s->name);
+  if (s->broker->ops->interrupt(s->broker->impl, s->name) != 0)
+    gtask__log(GTASK_LOG_WARN,
+               "worker %s: cannot interrupt the blocked lease (%s): shutdown waits for it to "
+               "time out (up to %lld ms)",
+               s->name, gtask_last_error(), (long long)(s->lease_ms / 3));
   pthread_mutex_lock(&s->mu);
   while (s->fetching) pthread_cond_wait(&s->cv_room, &s->mu);
   pthread_mutex_unlock(&s->mu);
@@ -963,6 +1052,11 @@ GTASK_EXTERN int gtask_server_run(gtask_server *s, int n) {
   gtask__log(GTASK_LOG_INFO, "worker %s: stopped (%llu succeeded, %llu failed, %llu retried)", s->name,
              (unsigned long long)s->finished, (unsigned long long)s->failed,
              (unsigned long long)s->retried);
+  int fatal = atomic_exchange(&s->fatal_rc, 0);
+  if (fatal && rc == 0) {
+    set_err(s, "%s", s->fatal_msg);
+    rc = fatal;
+  }
   atomic_store(&s->running, false);
   return rc;
 }

@@ -137,6 +137,10 @@ void gtask__set_error(const char *fmt, ...) {
   va_end(ap);
 }
 
+bool gtask__rc_transient(int rc) {
+  return rc == GTASK_ECONN || rc == GTASK_ETIMEDOUT || rc == GTASK_EINDOUBT || rc == GTASK_ENOMEM;
+}
+
 void gtask__fmt(char *buf, size_t size, const char *fmt, ...) {
   if (buf == NULL || size == 0)
     return;

@@ -130,6 +130,8 @@ struct gtask_server {
   gtask_msg **fetch_out;     /* PREFETCH_MAX deliveries of one lease */
   int64_t next_due_ms;       /* earliest scheduled retry we know of (realtime), 0 none */
   uint64_t finished, retried, failed;
+  atomic_int fatal_rc;  /* a permanent error (ENOPERM) stopped the worker: run returns it */
+  char fatal_msg[256];  /* its detail; written once, by whoever set fatal_rc */
   bool hb_failing; /* finisher: the last heartbeat failed (log once per outage) */
   bool hk_failing; /* fetcher: the last housekeeping failed */
 };
@@ -158,11 +160,19 @@ void gtask__job_outcome_fail(gtask_server *s, gtask_job *job, int code, const ch
 void gtask__job_outcome_timeout(gtask_server *s, gtask_job *job);
 /* Reclaimed from a lost worker: REQUEUE with lost+1, or DEAD past the cap. */
 void gtask__job_outcome_lost(gtask_server *s, gtask_job *job);
+/* Its outcome cannot be written (why: the store's error): DEAD with why as the
+ * message's last error, for a broker-only finish. */
+void gtask__job_outcome_unwritable(gtask_server *s, gtask_job *job, const char *why);
 /* Handed back unstarted at shutdown: REQUEUE unchanged. */
 void gtask__job_outcome_handback(gtask_server *s, gtask_job *job);
 void gtask__job_unref_locked(gtask_server *s, gtask_job *job);
 
 /* server.c */
+/* A permanent error that the worker cannot run past (rc, e.g. GTASK_ENOPERM;
+ * what: the activity, the detail from gtask_last_error()): logs it, records
+ * it for gtask_server_run to return, and shuts the worker down.  The first
+ * such error wins.  Thread-safe. */
+void gtask__server_fatal(gtask_server *s, int rc, const char *what);
 /* The fetch role: leases and queues jobs until it keeps one to run, having
  * given the role to an idle thread (returns that job, RUNNING), or until the
  * worker stops (returns NULL, the role given up for good). */

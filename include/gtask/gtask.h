@@ -64,7 +64,9 @@ extern "C" {
   XX(EHANDLER, -16, "the task handler reported an error")                     \
   XX(ETASKTIMEOUT, -17, "the task ran past its timeout")                      \
   XX(ELOST, -18, "the task was lost too many times (worker died)")            \
-  XX(ECRASH, -19, "the task crashed its executor")
+  XX(ECRASH, -19, "the task crashed its executor")                           \
+  XX(EINDOUBT, -20, "sent, but the reply was lost: outcome unknown")          \
+  XX(ENOPERM, -21, "redis denied a command to this user (ACL)")
 
 typedef enum gtask_errno {
   GTASK_OK = 0,
@@ -396,13 +398,25 @@ GTASK_EXTERN int gtask_client_set_queue(gtask_client *c, const char *queue);
 GTASK_EXTERN int gtask_client_set_max_payload(gtask_client *c, size_t bytes);
 
 /* Sends one task (g_task Send); writes its id into id_out.  The message is
- * queued and its state PENDING when this returns 0. */
+ * queued and its state PENDING when this returns 0.  GTASK_EINDOUBT: the
+ * command reached Redis but its reply was lost (a timeout, a cut connection):
+ * the task may or may not be queued.  id_out holds its id: check it with
+ * gtask_client_status (GTASK_ENOTFOUND: not queued) before sending again, or
+ * a retry may run the task twice.  On any other error id_out is "" and the
+ * task was not queued. */
 GTASK_EXTERN int gtask_client_send(gtask_client *c, const gtask_send_conf *conf,
                                    const gtask_value *args, size_t nargs,
                                    char id_out[GTASK_ID_SIZE]);
-/* Sends n tasks of the same name and options in one round trip.  args holds
- * n * nargs values (task i's are args[i*nargs .. i*nargs+nargs)).  Either all are
- * queued and ids_out[0..n) filled, or an error is returned. */
+/* Sends n tasks of the same name and options, in one round trip per 512
+ * tasks (each such chunk is queued atomically).  args holds n * nargs values
+ * (task i's are args[i*nargs .. i*nargs+nargs)).  On 0 all are queued and
+ * ids_out[0..n) filled.  On an error, the chunks before the failing one are
+ * queued and keep their ids; every task that was not queued has ids_out[i]
+ * set to "".  GTASK_EINDOUBT: the failing chunk's reply was lost, so its tasks
+ * keep their ids and may or may not be queued -- check them with
+ * gtask_client_status (GTASK_ENOTFOUND: not queued) before sending them
+ * again; tasks after it were not sent ("").  So a caller that retries exactly
+ * the tasks whose id is "" never duplicates one. */
 GTASK_EXTERN int gtask_client_send_many(gtask_client *c, const gtask_send_conf *conf,
                                         size_t n, const gtask_value *args, size_t nargs,
                                         char (*ids_out)[GTASK_ID_SIZE]);

@@ -153,14 +153,11 @@ static int rk_store(void *impl, gtask_fin *fins, size_t n) {
  * status and attempts.  Else the state hash (a running task has it and is
  * still in the set); else a member of the set is PENDING; else the id is
  * unknown (never sent, or its state expired). */
-static int rk_get(void *impl, const char *queue, const char *id, gtask_status *status,
-                  uint32_t *attempts, char **result, size_t *len) {
-  gtask__redis_backend *b = impl;
+static int read_state(gtask__redis_backend *b, redisContext *c, const char *queue, const char *id,
+                      gtask_status *status, uint32_t *attempts, char **result, size_t *len) {
   if (result) *result = NULL;
   if (len) *len = 0;
-  redisContext *c;
-  int rc = gtask__redis_get(b->r, &c);
-  if (rc) return rc;
+  int rc = 0;
   char pkey[GTASK__KEY_MAX], tkey[GTASK__KEY_MAX], nkey[GTASK__KEY_MAX];
   size_t plen = gtask__redis_key(b->r, pkey, sizeof(pkey), queue, "pending", NULL);
   size_t tlen = gtask__redis_key(b->r, tkey, sizeof(tkey), queue, "t", id);
@@ -181,13 +178,12 @@ static int rk_get(void *impl, const char *queue, const char *id, gtask_status *s
       rc = GTASK_ECONN;
     }
   if (rc && !c->err) c->err = REDIS_ERR_IO; /* a reply may be left unread: never lend it again */
-  gtask__redis_put(b->r, c);
   if (rc) goto out;
   const redisReply *ex = rep[NCMD - 1];
   for (int k = 0; k < NCMD && rc == 0; k++)
     if (rep[k]->type == REDIS_REPLY_ERROR) {
       gtask__set_error("redis %s: reading a task's state: %s", b->r->conf->describe, rep[k]->str);
-      rc = strncmp(rep[k]->str, "LOADING", 7) == 0 ? GTASK_ECONN : GTASK_EREDIS;
+      rc = gtask__redis_reply_rc(rep[k]->str);
     }
   if (rc) goto out;
   if (ex->type != REDIS_REPLY_ARRAY || ex->elements != 3 || ex->element[0]->type != REDIS_REPLY_INTEGER ||
@@ -237,25 +233,34 @@ out:
   return rc;
 }
 
-/* The final record of a task (LINDEX n 0) into *result, if asked for: 0 if
- * the task is final, GTASK_ENOTFOUND if it is not (or unknown). */
-static int final_record(gtask__redis_backend *b, const char *queue, const char *id, char **result,
-                        size_t *len) {
+static int rk_get(void *impl, const char *queue, const char *id, gtask_status *status,
+                  uint32_t *attempts, char **result, size_t *len) {
+  gtask__redis_backend *b = impl;
+  if (result) *result = NULL;
+  if (len) *len = 0;
   redisContext *c;
   int rc = gtask__redis_get(b->r, &c);
   if (rc) return rc;
+  rc = read_state(b, c, queue, id, status, attempts, result, len);
+  gtask__redis_put(b->r, c);
+  return rc;
+}
+
+/* The final record of a task (LINDEX n 0) into *result, if asked for: 0 if
+ * the task is final, GTASK_ENOTFOUND if it is not (or unknown). */
+static int final_record(gtask__redis_backend *b, redisContext *c, const char *queue, const char *id,
+                        char **result, size_t *len) {
+  int rc = 0;
   char nkey[GTASK__KEY_MAX];
   size_t nlen = gtask__redis_key(b->r, nkey, sizeof(nkey), queue, "n", id);
   redisReply *rep = redisCommand(c, "LINDEX %b 0", nkey, nlen);
   if (!rep) {
     gtask__set_error("redis %s: LINDEX: %s", b->r->conf->describe, c->errstr);
-    gtask__redis_put(b->r, c);
     return GTASK_ECONN;
   }
-  gtask__redis_put(b->r, c);
   if (rep->type == REDIS_REPLY_ERROR) {
     gtask__set_error("redis %s: LINDEX: %s", b->r->conf->describe, rep->str);
-    rc = strncmp(rep->str, "LOADING", 7) == 0 ? GTASK_ECONN : GTASK_EREDIS;
+    rc = gtask__redis_reply_rc(rep->str);
   } else if (rep->type != REDIS_REPLY_STRING) {
     rc = GTASK_ENOTFOUND;
   } else if (result) {
@@ -269,13 +274,30 @@ static int final_record(gtask__redis_backend *b, const char *queue, const char *
 
 static bool is_final(gtask_status s) { return s == GTASK_SUCCESS || s == GTASK_FAILURE; }
 
+/* A wait blocks for as long as its timeout: it runs on a connection of its
+ * own (gtask__redis_get_own), never on a pooled one, so that waits can never
+ * hold the connections a worker sharing this backend needs to write the
+ * results they wait for. */
+static int wait_on(gtask__redis_backend *b, redisContext *c, const char *queue, const char *id,
+                   int64_t timeout_ms, bool known, char **result, size_t *len);
+
 static int rk_wait(void *impl, const char *queue, const char *id, int64_t timeout_ms, bool known,
                    char **result, size_t *len) {
   gtask__redis_backend *b = impl;
   if (result) *result = NULL;
   if (len) *len = 0;
+  redisContext *c;
+  int rc = gtask__redis_get_own(b->r, &c);
+  if (rc) return rc;
+  rc = wait_on(b, c, queue, id, timeout_ms, known, result, len);
+  gtask__redis_put_own(b->r, c);
+  return rc;
+}
+
+static int wait_on(gtask__redis_backend *b, redisContext *c, const char *queue, const char *id,
+                   int64_t timeout_ms, bool known, char **result, size_t *len) {
   gtask_status st;
-  int rc;
+  int rc = 0;
   /* Round trip 1: does the task exist, and is it final already?  (Then its
    * record comes with the answer.)  Skipped for a task the caller sent: the
    * notification list answers a final one as fast, and an id unknown after
@@ -283,9 +305,9 @@ static int rk_wait(void *impl, const char *queue, const char *id, int64_t timeou
   if (!known || timeout_ms == 0) {
     /* A task waited on after the fact is usually final: its record alone
      * answers (one command); else the full state read. */
-    rc = final_record(b, queue, id, result, len);
+    rc = final_record(b, c, queue, id, result, len);
     if (rc != GTASK_ENOTFOUND) return rc;
-    rc = rk_get(impl, queue, id, &st, NULL, result, len);
+    rc = read_state(b, c, queue, id, &st, NULL, result, len);
     if (rc) return rc;
     if (is_final(st)) return 0;
     if (result) {
@@ -298,9 +320,6 @@ static int rk_wait(void *impl, const char *queue, const char *id, int64_t timeou
 
   /* Round trip 2: block on the notification list, whose one element is the
    * final result record. */
-  redisContext *c;
-  rc = gtask__redis_get(b->r, &c);
-  if (rc) return rc;
   char key[GTASK__KEY_MAX], secs[32];
   gtask__redis_key(b->r, key, sizeof(key), queue, "n", id);
   /* BLMOVE takes seconds as a decimal; 0 blocks for ever. */
@@ -315,7 +334,6 @@ static int rk_wait(void *impl, const char *queue, const char *id, int64_t timeou
   redisReply *rep = redisCommand(c, "BLMOVE %s %s RIGHT LEFT %s", key, key, secs);
   if (!rep) {
     gtask__set_error("redis %s: BLMOVE: %s", b->r->conf->describe, c->errstr);
-    gtask__redis_put(b->r, c);
     return GTASK_ECONN;
   }
   {
@@ -326,17 +344,16 @@ static int rk_wait(void *impl, const char *queue, const char *id, int64_t timeou
   bool woke = rep->type == REDIS_REPLY_STRING;
   if (rep->type == REDIS_REPLY_ERROR) {
     gtask__set_error("redis %s: BLMOVE: %s", b->r->conf->describe, rep->str);
-    rc = GTASK_EREDIS;
+    rc = gtask__redis_reply_rc(rep->str);
   } else if (woke && result && rep->len > 0) {
     *result = gtask__strndup(rep->str, rep->len); /* NULL on OOM: caller reads with get */
     if (*result && len) *len = rep->len;
   }
   freeReplyObject(rep);
-  gtask__redis_put(b->r, c);
   if (rc) return rc;
   if (woke) return 0;
   /* Timed out: the state may still have become final if its notice expired. */
-  rc = rk_get(impl, queue, id, &st, NULL, NULL, NULL);
+  rc = read_state(b, c, queue, id, &st, NULL, NULL, NULL);
   if (rc) return rc;
   return is_final(st) ? 0 : GTASK_ETIMEDOUT;
 }

@@ -287,6 +287,40 @@ static int read_group(redis_broker *b, redisContext *c, consumer_conn *cc, const
 static int lease(redis_broker *b, const char *consumer, const char *const *queues, size_t nq,
                  size_t max, int64_t wait_ms, gtask_msg **out, size_t *n);
 
+/* The id of the lease connection c (CLIENT ID), by which interrupt() unblocks
+ * it (CLIENT UNBLOCK).  Both are checked here, when a consumer's connection is
+ * opened: a user without them (ACL) could lease, but a shutdown or a retry's
+ * wake-up would wait out each blocked lease.  GTASK_ENOPERM names what to
+ * grant. */
+static int consumer_id(redis_broker *b, redisContext *c, long long *id) {
+  static const char *const cmds[2] = {"CLIENT ID", "CLIENT UNBLOCK 0"};
+  for (int k = 0; k < 2; k++) {
+    redisReply *rep = redisCommand(c, cmds[k]);
+    if (!rep) {
+      gtask__set_error("redis %s: %s: %s", b->r->conf->describe, cmds[k], c->errstr);
+      return GTASK_ECONN;
+    }
+    int rc = 0;
+    if (rep->type == REDIS_REPLY_ERROR) {
+      rc = gtask__redis_reply_rc(rep->str);
+      if (rc == GTASK_ENOPERM)
+        gtask__set_error("redis %s: %s: %s (a worker needs +client|id and +client|unblock: "
+                         "see the minimal ACL in the README)",
+                         b->r->conf->describe, cmds[k], rep->str);
+      else
+        gtask__set_error("redis %s: %s: %s", b->r->conf->describe, cmds[k], rep->str);
+    } else if (rep->type != REDIS_REPLY_INTEGER) {
+      gtask__set_error("redis %s: %s: unexpected reply", b->r->conf->describe, cmds[k]);
+      rc = GTASK_EPROTO;
+    } else if (k == 0) {
+      *id = rep->integer;
+    }
+    freeReplyObject(rep);
+    if (rc) return rc;
+  }
+  return 0;
+}
+
 /* The dedicated connection is used outside borrow/return: SIGPIPE is guarded
  * for the whole call instead. */
 static int rb_lease(void *impl, const char *consumer, const char *const *queues, size_t nq,
@@ -338,26 +372,17 @@ static int lease(redis_broker *b, const char *consumer, const char *const *queue
   }
   long long client_id = 0;
   if (!c) {
-    /* A dedicated connection, outside the pool (it blocks for long). */
-    rc = gtask__redis_get(b->r, &c);
+    /* A dedicated connection, outside the pool (it blocks for long); it now
+     * belongs to the consumer (the borrow's SIGPIPE guard is balanced here;
+     * rb_lease has its own). */
+    rc = gtask__redis_get_own(b->r, &c);
     if (rc) return rc;
-    /* Take it out of the pool's accounting: it now belongs to the consumer
-     * (and the borrow's SIGPIPE guard is balanced here; rb_lease has its own). */
-    pthread_mutex_lock(&b->r->mu);
-    b->r->nopen--;
-    pthread_cond_signal(&b->r->cv);
-    pthread_mutex_unlock(&b->r->mu);
     gtask__sigpipe_leave(true);
-    redisReply *rep = redisCommand(c, "CLIENT ID");
-    if (!rep || rep->type != REDIS_REPLY_INTEGER) {
-      gtask__set_error("redis %s: CLIENT ID: %s", b->r->conf->describe,
-                       rep ? (rep->str ? rep->str : "bad reply") : c->errstr);
-      if (rep) freeReplyObject(rep);
+    rc = consumer_id(b, c, &client_id);
+    if (rc) {
       redisFree(c);
-      return GTASK_ECONN;
+      return rc;
     }
-    client_id = rep->integer;
-    freeReplyObject(rep);
   }
 
   char(*keys)[GTASK__KEY_MAX] = gtask__calloc(nq, sizeof(*keys));
@@ -425,7 +450,20 @@ static int rb_interrupt(void *impl, const char *consumer) {
     if (rc) return rc;
     redisReply *rep = redisCommand(c, "CLIENT UNBLOCK %lld TIMEOUT", id);
     long long unblocked = rep && rep->type == REDIS_REPLY_INTEGER ? rep->integer : 0;
-    if (rep) freeReplyObject(rep);
+    if (rep && rep->type == REDIS_REPLY_ERROR) {
+      /* Not a race to retry: the lease stays blocked until its own timeout. */
+      gtask__set_error("redis %s: CLIENT UNBLOCK: %s", b->r->conf->describe, rep->str);
+      rc = gtask__redis_reply_rc(rep->str);
+      freeReplyObject(rep);
+      gtask__redis_put(b->r, c);
+      return rc;
+    }
+    if (!rep) {
+      gtask__set_error("redis %s: CLIENT UNBLOCK: %s", b->r->conf->describe, c->errstr);
+      gtask__redis_put(b->r, c);
+      return GTASK_ECONN;
+    }
+    freeReplyObject(rep);
     gtask__redis_put(b->r, c);
     if (unblocked) return 0;
     struct timespec ts = {0, 5 * 1000 * 1000};
@@ -814,7 +852,7 @@ static int rb_dead_list(void *impl, const char *queue, const char *id, gtask_msg
         rep->element[0]->type != REDIS_REPLY_STRING || rep->element[1]->type != REDIS_REPLY_ARRAY) {
       gtask__set_error("redis %s: HSCAN %s: %s", b->r->conf->describe, key,
                        rep->type == REDIS_REPLY_ERROR ? rep->str : "unexpected reply");
-      rc = rep->type == REDIS_REPLY_ERROR ? GTASK_EREDIS : GTASK_EPROTO;
+      rc = rep->type == REDIS_REPLY_ERROR ? gtask__redis_reply_rc(rep->str) : GTASK_EPROTO;
       freeReplyObject(rep);
       break;
     }

@@ -50,6 +50,8 @@ typedef struct gtask__redis {
   redisContext **idle; /* idle connections, conf->pool_size slots */
   int nidle;
   int nopen;             /* connections open, idle or lent */
+  redisContext **own_idle; /* idle own connections (gtask__redis_get_own), pool_size slots */
+  int nown_idle;
   char sha[GTASK__LUA_COUNT][41];
   bool outage;           /* the last connect failed: log recovery once */
 } gtask__redis;
@@ -59,11 +61,27 @@ typedef struct gtask__redis {
 int gtask__redis_new(const gtask_redis_conf *conf, gtask__redis **out);
 void gtask__redis_free(gtask__redis *r);
 
-/* Lends a connection (opening one if below the pool size, else waiting).
- * errbuf receives the reason on GTASK_ECONN. */
+/* Lends a connection for one command or pipeline (opening one if below the
+ * pool size, else waiting for one, at most the conf's timeout: then
+ * GTASK_ETIMEDOUT).  GTASK_ECONN if it cannot connect.  The detail goes to
+ * gtask_last_error().  Never for a blocking command: see gtask__redis_get_own. */
 int gtask__redis_get(gtask__redis *r, redisContext **out);
 /* Returns a connection; a broken one (c->err set) is closed instead. */
 void gtask__redis_put(gtask__redis *r, redisContext *c);
+/* A connection outside the pool's count, for a command that blocks (a result
+ * wait, a lease): reuses an idle one or opens one, never waits for the pool.
+ * Return it with gtask__redis_put_own (or redisFree it, balancing the SIGPIPE
+ * guard with gtask__sigpipe_leave). */
+int gtask__redis_get_own(gtask__redis *r, redisContext **out);
+void gtask__redis_put_own(gtask__redis *r, redisContext *c);
+
+/* The one place that maps a Redis error reply to a gtask code: a server that
+ * cannot serve now but will (LOADING, BUSY, OOM, READONLY, MASTERDOWN,
+ * TRYAGAIN, CLUSTERDOWN) is GTASK_ECONN, retried like a refused connection;
+ * NOPERM is GTASK_ENOPERM; anything else (WRONGTYPE, a script's error) is
+ * GTASK_EREDIS, permanent.  NOSCRIPT and NOGROUP are handled where they
+ * occur (reload the scripts; create the group). */
+int gtask__redis_reply_rc(const char *err);
 
 /* A growable argument vector for redisCommandArgv / EVALSHA calls.  Integer
  * arguments are formatted into its own storage. */
@@ -84,8 +102,10 @@ void gtask__argv_adds(gtask__argv *a, const char *s);
 void gtask__argv_addi(gtask__argv *a, int64_t i);
 
 /* Runs a command on c.  Returns 0 and *reply (free with freeReplyObject), or
- * GTASK_ECONN (I/O error: c is broken) or GTASK_EREDIS (error reply, freed),
- * logging and recording the detail. */
+ * GTASK_ECONN (I/O error before the command was sent: c is broken),
+ * GTASK_EINDOUBT (sent, but no reply came: Redis may have run it; c is
+ * broken), or the code of an error reply (gtask__redis_reply_rc; the reply is
+ * freed), recording the detail in gtask_last_error(). */
 int gtask__redis_cmd(gtask__redis *r, redisContext *c, gtask__argv *a, redisReply **reply);
 /* The same, sent in one write after the npre commands already appended to c
  * (redisAppendCommand); their replies go to pre[0..npre) (NULL where none:

@@ -9,6 +9,7 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <hiredis/sds.h>
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
@@ -196,13 +197,20 @@ int gtask__redis_new(const gtask_redis_conf *conf, gtask__redis **out) {
     return rc;
   }
   r->idle = gtask__calloc((size_t)r->conf->pool_size, sizeof(*r->idle));
-  if (!r->idle) {
+  r->own_idle = gtask__calloc((size_t)r->conf->pool_size, sizeof(*r->own_idle));
+  if (!r->idle || !r->own_idle) {
+    gtask__free(r->idle);
+    gtask__free(r->own_idle);
     gtask_redis_conf_free(r->conf);
     gtask__free(r);
     return GTASK_ENOMEM;
   }
   pthread_mutex_init(&r->mu, NULL);
-  pthread_cond_init(&r->cv, NULL);
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_cond_init(&r->cv, &ca);
+  pthread_condattr_destroy(&ca);
   redisContext *c;
   rc = gtask__redis_get(r, &c);
   if (rc == 0) {
@@ -220,9 +228,11 @@ int gtask__redis_new(const gtask_redis_conf *conf, gtask__redis **out) {
 void gtask__redis_free(gtask__redis *r) {
   if (!r) return;
   for (int k = 0; k < r->nidle; k++) redisFree(r->idle[k]);
+  for (int k = 0; k < r->nown_idle; k++) redisFree(r->own_idle[k]);
   pthread_mutex_destroy(&r->mu);
   pthread_cond_destroy(&r->cv);
   gtask__free(r->idle);
+  gtask__free(r->own_idle);
   gtask_redis_conf_free(r->conf);
   gtask__free(r);
 }
@@ -235,6 +245,16 @@ static bool idle_conn_dead(const redisContext *c) {
   return poll(&p, 1, 0) != 0;
 }
 
+/* Logs the first failed connect of an outage and the first success after it. */
+static void note_outage(gtask__redis *r, int rc) {
+  pthread_mutex_lock(&r->mu);
+  bool was_out = r->outage;
+  r->outage = rc != 0;
+  pthread_mutex_unlock(&r->mu);
+  if (rc && !was_out) gtask__log(GTASK_LOG_WARN, "%s", gtask_last_error());
+  if (!rc && was_out) gtask__log(GTASK_LOG_INFO, "redis %s: reachable again", r->conf->describe);
+}
+
 static int redis_get(gtask__redis *r, redisContext **out);
 
 int gtask__redis_get(gtask__redis *r, redisContext **out) {
@@ -245,6 +265,11 @@ int gtask__redis_get(gtask__redis *r, redisContext **out) {
 }
 
 static int redis_get(gtask__redis *r, redisContext **out) {
+  /* Every borrow has a deadline: the conf's timeout.  Pool connections are
+   * held for one command or one pipeline, never for a blocking one (those
+   * take connections of their own), so a borrower that waits that long is
+   * facing a pool too small for its threads, and is told so. */
+  int64_t deadline = gtask__mono_ms() + r->conf->timeout_ms;
   pthread_mutex_lock(&r->mu);
   for (;;) {
     while (r->nidle > 0) {
@@ -260,7 +285,16 @@ static int redis_get(gtask__redis *r, redisContext **out) {
       pthread_mutex_lock(&r->mu);
     }
     if (r->nopen < r->conf->pool_size) break;
-    pthread_cond_wait(&r->cv, &r->mu);
+    if (gtask__mono_ms() >= deadline) {
+      int n = r->nopen;
+      pthread_mutex_unlock(&r->mu);
+      gtask__set_error("redis %s: no free connection: all %d of the pool are in use "
+                       "(waited %lld ms; raise the pool size)",
+                       r->conf->describe, n, (long long)r->conf->timeout_ms);
+      return GTASK_ETIMEDOUT;
+    }
+    struct timespec ts = {(time_t)(deadline / 1000), (long)(deadline % 1000) * 1000000L};
+    pthread_cond_timedwait(&r->cv, &r->mu, &ts);
   }
   r->nopen++;
   pthread_mutex_unlock(&r->mu);
@@ -268,17 +302,12 @@ static int redis_get(gtask__redis *r, redisContext **out) {
   int rc = connect_one(r, out);
 
   pthread_mutex_lock(&r->mu);
-  bool was_out = r->outage;
   if (rc) {
     r->nopen--;
     pthread_cond_signal(&r->cv);
-    r->outage = true;
-  } else {
-    r->outage = false;
   }
   pthread_mutex_unlock(&r->mu);
-  if (rc && !was_out) gtask__log(GTASK_LOG_WARN, "%s", gtask_last_error());
-  if (!rc && was_out) gtask__log(GTASK_LOG_INFO, "redis %s: reachable again", r->conf->describe);
+  note_outage(r, rc);
   return rc;
 }
 
@@ -305,6 +334,50 @@ static void redis_put(gtask__redis *r, redisContext *c) {
   pthread_mutex_unlock(&r->mu);
 }
 
+/* ---------------------------------------------------------------- own connections
+ *
+ * A command that blocks (a worker's lease, a client's result wait) holds its
+ * connection for as long as it blocks.  Taken from the pool, such commands
+ * could hold every connection and starve the short ones -- a server's result
+ * writes, on which the very waits wait: a deadlock.  So they take connections
+ * of their own, never counted against the pool: one per blocked thread, which
+ * the caller bounds (a thread blocks on one command at a time).  Up to
+ * pool_size of them are kept idle for reuse. */
+
+int gtask__redis_get_own(gtask__redis *r, redisContext **out) {
+  gtask__sigpipe_enter();
+  pthread_mutex_lock(&r->mu);
+  while (r->nown_idle > 0) {
+    redisContext *c = r->own_idle[--r->nown_idle];
+    if (!idle_conn_dead(c)) {
+      pthread_mutex_unlock(&r->mu);
+      *out = c;
+      return 0;
+    }
+    pthread_mutex_unlock(&r->mu);
+    redisFree(c);
+    pthread_mutex_lock(&r->mu);
+  }
+  pthread_mutex_unlock(&r->mu);
+  int rc = connect_one(r, out);
+  note_outage(r, rc);
+  if (rc) gtask__sigpipe_leave(true);
+  return rc;
+}
+
+void gtask__redis_put_own(gtask__redis *r, redisContext *c) {
+  if (!c) return;
+  bool io_error = c->err != 0;
+  pthread_mutex_lock(&r->mu);
+  if (!c->err && r->nown_idle < r->conf->pool_size) {
+    r->own_idle[r->nown_idle++] = c;
+    c = NULL;
+  }
+  pthread_mutex_unlock(&r->mu);
+  if (c) redisFree(c);
+  gtask__sigpipe_leave(io_error);
+}
+
 /* ---------------------------------------------------------------- commands */
 
 /* Reads n replies into pre[] (all NULL if one cannot be read). */
@@ -323,9 +396,15 @@ static bool read_replies(redisContext *c, size_t n, redisReply **pre) {
  * reply (NULL: the connection failed, c->err says why).  The RESP encoding is
  * ours: hiredis' redisCommandArgv formats each length with sprintf, which was
  * a seventh of a worker's instructions in a drain.  It is sent after the npre
- * commands already appended to c, in one write; their replies go to pre[]. */
+ * commands already appended to c, in one write; their replies go to pre[].
+ * On failure, *in_doubt tells whether Redis may have run what was sent: every
+ * byte was written (the reply was lost: a read timeout, a connection cut after
+ * the write), or some were and earlier commands of the pipeline may have run.
+ * A command cut short in its own bytes never runs: Redis executes only whole
+ * commands. */
 static redisReply *command(redisContext *c, const char *const *head, const size_t *hlen, size_t nh,
-                           const gtask__argv *a, size_t npre, redisReply **pre) {
+                           const gtask__argv *a, size_t npre, redisReply **pre, bool *in_doubt) {
+  *in_doubt = false;
   size_t n = nh + a->n, size = 1 + 20 + 2;
   for (size_t k = 0; k < n; k++) size += 1 + 20 + 2 + (k < nh ? hlen[k] : a->len[k - nh]) + 2;
   char *buf = gtask__malloc(size);
@@ -349,11 +428,50 @@ static redisReply *command(redisContext *c, const char *const *head, const size_
     *p++ = '\r', *p++ = '\n';
   }
   redisReply *rep = NULL;
-  if (redisAppendFormattedCommand(c, buf, (size_t)(p - buf)) != REDIS_OK ||
-      (npre && !read_replies(c, npre, pre)) || redisGetReply(c, (void **)&rep) != REDIS_OK)
-    rep = NULL;
+  int ok = redisAppendFormattedCommand(c, buf, (size_t)(p - buf));
   gtask__free(buf);
+  if (ok != REDIS_OK) return NULL;
+  size_t total = sdslen(c->obuf); /* the pipeline: npre commands, then this one */
+  if ((npre && !read_replies(c, npre, pre)) || redisGetReply(c, (void **)&rep) != REDIS_OK) {
+    size_t written = total - (c->obuf ? sdslen(c->obuf) : 0);
+    *in_doubt = written == total || (npre && written > 0);
+    rep = NULL;
+  }
   return rep;
+}
+
+/* The error of a command that got no reply: GTASK_EINDOUBT if Redis may have
+ * run it, else GTASK_ECONN.  Either way the connection is never lent again. */
+static int no_reply(gtask__redis *r, redisContext *c, const char *what, size_t wlen, bool in_doubt) {
+  const char *why = c->errstr[0] ? c->errstr : "no reply";
+  if (in_doubt)
+    gtask__set_error("redis %s: %.*s: sent, but no reply (%s): its outcome is unknown",
+                     r->conf->describe, (int)wlen, what, why);
+  else
+    gtask__set_error("redis %s: %s", r->conf->describe, why);
+  if (!c->err) c->err = REDIS_ERR_IO;
+  return in_doubt ? GTASK_EINDOUBT : GTASK_ECONN;
+}
+
+int gtask__redis_reply_rc(const char *err) {
+  static const struct {
+    const char *prefix;
+    int rc;
+  } map[] = {
+      /* The server cannot serve now, but will: retried like a refused connection. */
+      {"LOADING", GTASK_ECONN},     /* restarting, reading its data */
+      {"BUSY ", GTASK_ECONN},       /* a script runs past lua-time-limit */
+      {"OOM", GTASK_ECONN},         /* at maxmemory: writes refused until memory frees */
+      {"READONLY", GTASK_ECONN},    /* a replica now (failover): find the master */
+      {"MASTERDOWN", GTASK_ECONN},  /* a replica cut off from its master */
+      {"TRYAGAIN", GTASK_ECONN},    /* cluster: keys of a slot being migrated */
+      {"CLUSTERDOWN", GTASK_ECONN}, /* cluster: a slot without a node */
+      /* Permanent for this user until an operator changes the ACL. */
+      {"NOPERM", GTASK_ENOPERM},
+  };
+  for (size_t k = 0; k < sizeof(map) / sizeof(map[0]); k++)
+    if (strncmp(err, map[k].prefix, strlen(map[k].prefix)) == 0) return map[k].rc;
+  return GTASK_EREDIS;
 }
 
 int gtask__redis_cmd(gtask__redis *r, redisContext *c, gtask__argv *a, redisReply **reply) {
@@ -369,23 +487,28 @@ int gtask__redis_cmd_after(gtask__redis *r, redisContext *c, size_t npre, redisR
     return GTASK_ENOMEM;
   }
   argv_fix(a);
-  redisReply *rep = command(c, NULL, NULL, 0, a, npre, pre);
-  if (!rep) {
-    gtask__set_error("redis %s: %s", r->conf->describe, c->errstr[0] ? c->errstr : "no reply");
-    if (!c->err) c->err = REDIS_ERR_IO; /* never lend this context again */
-    return GTASK_ECONN;
-  }
+  bool in_doubt;
+  redisReply *rep = command(c, NULL, NULL, 0, a, npre, pre, &in_doubt);
+  if (!rep) return no_reply(r, c, a->v[0], a->len[0], in_doubt);
   if (rep->type == REDIS_REPLY_ERROR) {
     gtask__set_error("redis %s: %.*s: %s", r->conf->describe, (int)a->len[0], a->v[0], rep->str);
-    /* A server still loading its data after a restart is not there yet:
-     * transient, like a refused connection, and retried the same way. */
-    int rc = strncmp(rep->str, "LOADING", 7) == 0 ? GTASK_ECONN : GTASK_EREDIS;
+    int rc = gtask__redis_reply_rc(rep->str);
     freeReplyObject(rep);
     return rc;
   }
   *reply = rep;
   return 0;
 }
+
+static const char *const script_name[GTASK__LUA_COUNT] = {
+    [GTASK__LUA_PUSH] = "push.lua",       [GTASK__LUA_FINISH] = "finish.lua",
+    [GTASK__LUA_EXTEND] = "extend.lua",   [GTASK__LUA_PROMOTE] = "promote.lua",
+    [GTASK__LUA_STARTED] = "started.lua", [GTASK__LUA_STORE] = "store.lua",
+    [GTASK__LUA_DEAD_REQUEUE] = "dead_requeue.lua",
+    [GTASK__LUA_DEAD_PURGE] = "dead_purge.lua",
+    [GTASK__LUA_RESET] = "reset.lua",
+    [GTASK__LUA_RECLAIM] = "reclaim.lua",
+};
 
 int gtask__redis_eval(gtask__redis *r, redisContext *c, gtask__script s, size_t nkeys,
                       gtask__argv *a, redisReply **reply) {
@@ -400,12 +523,9 @@ int gtask__redis_eval(gtask__redis *r, redisContext *c, gtask__script s, size_t 
     pthread_mutex_unlock(&r->mu);
     const char *head[3] = {"EVALSHA", sha, nk};
     size_t hlen[3] = {7, 40, dec_u64(nk, nkeys)};
-    redisReply *rep = command(c, head, hlen, 3, a, 0, NULL);
-    if (!rep) {
-      gtask__set_error("redis %s: %s", r->conf->describe, c->errstr[0] ? c->errstr : "no reply");
-      if (!c->err) c->err = REDIS_ERR_IO;
-      return GTASK_ECONN;
-    }
+    bool in_doubt;
+    redisReply *rep = command(c, head, hlen, 3, a, 0, NULL, &in_doubt);
+    if (!rep) return no_reply(r, c, script_name[s], strlen(script_name[s]), in_doubt);
     if (rep->type == REDIS_REPLY_ERROR && attempt == 0 && strncmp(rep->str, "NOSCRIPT", 8) == 0) {
       /* The server lost its script cache (restart, SCRIPT FLUSH): a script that
        * did not run changed nothing, so reloading and running again is safe. */
@@ -416,8 +536,8 @@ int gtask__redis_eval(gtask__redis *r, redisContext *c, gtask__script s, size_t 
       continue;
     }
     if (rep->type == REDIS_REPLY_ERROR) {
-      gtask__set_error("redis %s: script %d: %s", r->conf->describe, (int)s, rep->str);
-      int rc = strncmp(rep->str, "LOADING", 7) == 0 ? GTASK_ECONN : GTASK_EREDIS;
+      gtask__set_error("redis %s: %s: %s", r->conf->describe, script_name[s], rep->str);
+      int rc = gtask__redis_reply_rc(rep->str);
       freeReplyObject(rep);
       return rc;
     }
