@@ -26,20 +26,10 @@
 #define GTASK__KEYS_VERSION 4
 #define GTASK__GROUP "workers"
 
-/* The embedded scripts (generated from src/redis/NAME.lua at build time). */
-typedef enum gtask__script {
-  GTASK__LUA_PUSH,
-  GTASK__LUA_FINISH,
-  GTASK__LUA_EXTEND,
-  GTASK__LUA_PROMOTE,
-  GTASK__LUA_STARTED,
-  GTASK__LUA_STORE,
-  GTASK__LUA_DEAD_REQUEUE,
-  GTASK__LUA_DEAD_PURGE,
-  GTASK__LUA_RESET,
-  GTASK__LUA_RECLAIM,
-  GTASK__LUA_COUNT
-} gtask__script;
+/* The embedded scripts: GTASK__LUA_<NAME> for src/redis/<name>.lua, and
+ * gtask__lua_src[] / gtask__lua_name[] (generated at build time by
+ * cmake/embed_lua.cmake; adding a script is adding its file). */
+#include "lua_scripts.h"
 
 /* A pool of connections to one server and database.  Thread-safe.
  * Invariant: the pool mutex is never held while calling into hiredis. */
@@ -122,10 +112,6 @@ int gtask__redis_eval(gtask__redis *r, redisContext *c, gtask__script s, size_t 
 size_t gtask__redis_key(const gtask__redis *r, char *buf, size_t size, const char *queue,
                         const char *suffix, const char *id);
 #define GTASK__KEY_MAX 256
-
-extern const char gtask__lua_push[], gtask__lua_finish[], gtask__lua_extend[],
-    gtask__lua_promote[], gtask__lua_started[], gtask__lua_store[],
-    gtask__lua_dead_requeue[], gtask__lua_dead_purge[], gtask__lua_reset[], gtask__lua_reclaim[];
 
 /* The Redis backend's impl, for a colocated broker (same server and db). */
 typedef struct gtask__redis_backend gtask__redis_backend;

@@ -15,16 +15,6 @@
 #include <string.h>
 #include <sys/time.h>
 
-static const char *const script_src[GTASK__LUA_COUNT] = {
-    [GTASK__LUA_PUSH] = gtask__lua_push,       [GTASK__LUA_FINISH] = gtask__lua_finish,
-    [GTASK__LUA_EXTEND] = gtask__lua_extend,   [GTASK__LUA_PROMOTE] = gtask__lua_promote,
-    [GTASK__LUA_STARTED] = gtask__lua_started, [GTASK__LUA_STORE] = gtask__lua_store,
-    [GTASK__LUA_DEAD_REQUEUE] = gtask__lua_dead_requeue,
-    [GTASK__LUA_DEAD_PURGE] = gtask__lua_dead_purge,
-    [GTASK__LUA_RESET] = gtask__lua_reset,
-    [GTASK__LUA_RECLAIM] = gtask__lua_reclaim,
-};
-
 /* ---------------------------------------------------------------- argv */
 
 void gtask__argv_init(gtask__argv *a) { memset(a, 0, sizeof(*a)); }
@@ -169,7 +159,7 @@ fail:
 
 static int load_scripts(gtask__redis *r, redisContext *c) {
   for (int s = 0; s < GTASK__LUA_COUNT; s++) {
-    redisReply *rep = redisCommand(c, "SCRIPT LOAD %s", script_src[s]);
+    redisReply *rep = redisCommand(c, "SCRIPT LOAD %s", gtask__lua_src[s]);
     if (!rep) {
       gtask__set_error("redis %s: SCRIPT LOAD: %s", r->conf->describe, c->errstr);
       return GTASK_ECONN;
@@ -500,16 +490,6 @@ int gtask__redis_cmd_after(gtask__redis *r, redisContext *c, size_t npre, redisR
   return 0;
 }
 
-static const char *const script_name[GTASK__LUA_COUNT] = {
-    [GTASK__LUA_PUSH] = "push.lua",       [GTASK__LUA_FINISH] = "finish.lua",
-    [GTASK__LUA_EXTEND] = "extend.lua",   [GTASK__LUA_PROMOTE] = "promote.lua",
-    [GTASK__LUA_STARTED] = "started.lua", [GTASK__LUA_STORE] = "store.lua",
-    [GTASK__LUA_DEAD_REQUEUE] = "dead_requeue.lua",
-    [GTASK__LUA_DEAD_PURGE] = "dead_purge.lua",
-    [GTASK__LUA_RESET] = "reset.lua",
-    [GTASK__LUA_RECLAIM] = "reclaim.lua",
-};
-
 int gtask__redis_eval(gtask__redis *r, redisContext *c, gtask__script s, size_t nkeys,
                       gtask__argv *a, redisReply **reply) {
   *reply = NULL;
@@ -525,7 +505,7 @@ int gtask__redis_eval(gtask__redis *r, redisContext *c, gtask__script s, size_t 
     size_t hlen[3] = {7, 40, dec_u64(nk, nkeys)};
     bool in_doubt;
     redisReply *rep = command(c, head, hlen, 3, a, 0, NULL, &in_doubt);
-    if (!rep) return no_reply(r, c, script_name[s], strlen(script_name[s]), in_doubt);
+    if (!rep) return no_reply(r, c, gtask__lua_name[s], strlen(gtask__lua_name[s]), in_doubt);
     if (rep->type == REDIS_REPLY_ERROR && attempt == 0 && strncmp(rep->str, "NOSCRIPT", 8) == 0) {
       /* The server lost its script cache (restart, SCRIPT FLUSH): a script that
        * did not run changed nothing, so reloading and running again is safe. */
@@ -536,7 +516,7 @@ int gtask__redis_eval(gtask__redis *r, redisContext *c, gtask__script s, size_t 
       continue;
     }
     if (rep->type == REDIS_REPLY_ERROR) {
-      gtask__set_error("redis %s: %s: %s", r->conf->describe, script_name[s], rep->str);
+      gtask__set_error("redis %s: %s: %s", r->conf->describe, gtask__lua_name[s], rep->str);
       int rc = gtask__redis_reply_rc(rep->str);
       freeReplyObject(rep);
       return rc;
