@@ -72,7 +72,9 @@ void cli_error(const char *fmt, ...) CLI_PRINTF(1, 2);
 typedef enum opt_arg {
   OPT_NONE,     /* a flag */
   OPT_REQUIRED, /* takes the next argument (or --opt=value) */
-  OPT_DURATION  /* --wait [DUR]: takes the next argument only if it is a DUR */
+  OPT_DURATION  /* --wait [DUR]: takes the next argument only if it looks like
+                   a DUR (a signed number with a unit), for the command to
+                   parse: "-1s" is then a bad duration, not an argument */
 } opt_arg;
 
 typedef struct cli_opt {

@@ -290,6 +290,37 @@ TEST(cli_usage_errors) {
   free(r);
 }
 
+/* Bad input found by a fault probe (issue 14).  Redis is unreachable in these:
+ * usage errors come before any connection. */
+
+/* A DUR-shaped value after --wait that is negative or too large is a bad
+ * duration, not a task argument (which made `--wait -1s` wait for ever) nor an
+ * unexpected argument; the same for --timeout. */
+TEST(cli_bad_durations) {
+  ASSERT_EQ(setenv("GTASK_REDIS_URL", "redis://127.0.0.1:1/0", 1), 0);
+  run_out *r = malloc(sizeof(*r));
+  const char *id = "2f1c0000-0000-4000-8000-000000000000";
+  static const char *const bad_durs[] = {"-1s", "-0.5m", "-1ms", "+1s", "9999999999999h",
+                                         "99999999999999999999999999999999999999999999ms"};
+  for (size_t k = 0; k < sizeof(bad_durs) / sizeof(bad_durs[0]); k++) {
+    char want[128];
+    snprintf(want, sizeof(want), "bad duration \"%s\"", bad_durs[k]);
+    ASSERT_USAGE(r, "send", "add", "--wait", bad_durs[k]);
+    ASSERT_STR_CONTAINS(r->err, want);
+    ASSERT_USAGE(r, "send", "add", "1", "--wait", bad_durs[k], "2");
+    ASSERT_STR_CONTAINS(r->err, want);
+    ASSERT_USAGE(r, "result", id, "--wait", bad_durs[k]);
+    ASSERT_STR_CONTAINS(r->err, want);
+    ASSERT_USAGE(r, "send", "add", "--timeout", bad_durs[k]);
+    ASSERT_STR_CONTAINS(r->err, want);
+  }
+  ASSERT_USAGE(r, "send", "add", "--wait=-1s");
+  ASSERT_STR_CONTAINS(r->err, "bad duration");
+  ASSERT_USAGE(r, "result", id, "--wait=9999999999999h");
+  ASSERT_STR_CONTAINS(r->err, "bad duration");
+  free(r);
+}
+
 /* With Redis reachable, a malformed id is a usage error too, and a bad queue
  * name. */
 TEST(cli_usage_errors_needing_redis) {
@@ -794,3 +825,4 @@ TEST_TIMEOUT(cli_dead_set, 120) {
   free(r);
   env_stop(&e);
 }
+
