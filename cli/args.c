@@ -157,6 +157,7 @@ int cli_parse_duration(const char *s, int64_t *ms) {
     double v = strtod(num, NULL) * duration_units[k].factor;
     if (!(v >= 0) || v > 1e15) return -1; /* about 31 700 years */
     *ms = (int64_t)llround(v);
+    if (*ms == 0 && v > 0) *ms = 1; /* "0.1ms" is the shortest, not 0 (none) */
     return 0;
   }
   return -1;

@@ -100,8 +100,9 @@ typedef struct cli_scan {
 #define OPT_HELP 1000
 int cli_scan_next(cli *c, cli_scan *s, const cli_opt *opts, const char **value);
 
-/* Parses a duration "1500ms", "2s", "1.5m", "1h" into *ms.  0 or -1 (not a
- * duration: no unit, a bad number, negative, too large). */
+/* Parses a duration "1500ms", "2s", "1.5m", "1h" into *ms (rounded; a
+ * positive one below 1 ms is 1 ms, not 0).  0 or -1 (not a duration: no unit,
+ * a bad number, negative, too large). */
 int cli_parse_duration(const char *s, int64_t *ms);
 /* Parses a task argument: "TYPE:VALUE" (g_task's types) or a bare value
  * (integer -> int64, decimal -> float64, else string).  The value's string

@@ -826,3 +826,15 @@ TEST_TIMEOUT(cli_dead_set, 120) {
   env_stop(&e);
 }
 
+/* A --timeout below a millisecond is the shortest timeout, not none (it used
+ * to round to 0, which means no timeout). */
+TEST_TIMEOUT(cli_sub_millisecond_timeout, 60) {
+  env e;
+  env_start(&e);
+  WORKER_START(&e, "--builtin");
+  run_out *r = malloc(sizeof(*r));
+  ASSERT_EQ(RUN(r, "send", "sleep", "3000", "--timeout", "0.1ms", "--wait", "20s"), 1);
+  ASSERT_STR_CONTAINS(r->err, "timeout");
+  free(r);
+  env_stop(&e);
+}
