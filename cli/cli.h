@@ -50,9 +50,13 @@ typedef struct cli {
 
 /* ---------------------------------------------------------------- gtask.c */
 
-/* Connects broker and backend.  Returns CLI_OK, or an exit code after printing
+/* Checks the --queue name (a usage error, before any connection), then
+ * connects broker and backend.  Returns CLI_OK, or an exit code after printing
  * the reason (CLI_NOREDIS: "gtask: cannot reach redis at ADDR: REASON"). */
 int cli_connect(cli *c);
+/* CLI_OK if name is a valid queue name, else CLI_USAGE after printing why.
+ * Needs no connection: commands check their queues before connecting. */
+int cli_check_queue(const cli *c, const char *name);
 /* A new client on the connection in *out, set to c->queue.  Returns CLI_OK, or
  * an exit code after printing the reason (CLI_USAGE for a bad queue name). */
 int cli_client(cli *c, gtask_client **out);

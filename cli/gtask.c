@@ -81,7 +81,19 @@ static int open_conf(cli *c, const char *url, const char *what, gtask_redis_conf
   return CLI_OK;
 }
 
+int cli_check_queue(const cli *c, const char *name) {
+  /* The API has no call of its own for the library's rule; a send conf's
+   * setter applies it, and needs no connection.  Out of memory here leaves
+   * the check to the library's calls. */
+  gtask_send_conf *sc = gtask_send_conf_new("q");
+  bool ok = !sc || gtask_send_conf_set_queue(sc, name) == 0;
+  gtask_send_conf_free(sc);
+  if (ok) return CLI_OK;
+  return cli_usage_error(c, "invalid queue name \"%s\" (1..128 of A-Z a-z 0-9 _ . : -)", name);
+}
+
 int cli_connect(cli *c) {
+  if (cli_check_queue(c, c->queue) != CLI_OK) return CLI_USAGE;
   if (!c->redis_url) c->redis_url = DEFAULT_REDIS_URL;
   if (!c->backend_url) c->backend_url = c->redis_url;
   gtask_redis_conf *bconf = NULL, *kconf = NULL;

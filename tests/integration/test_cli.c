@@ -321,6 +321,27 @@ TEST(cli_bad_durations) {
   free(r);
 }
 
+/* Queue names are checked before connecting, by every command; `stats` with a
+ * bad one printed its table header first. */
+TEST(cli_bad_queue_names) {
+  ASSERT_EQ(setenv("GTASK_REDIS_URL", "redis://127.0.0.1:1/0", 1), 0);
+  run_out *r = malloc(sizeof(*r));
+  const char *id = "2f1c0000-0000-4000-8000-000000000000";
+  ASSERT_USAGE(r, "stats", "a{b}");
+  ASSERT_STR_CONTAINS(r->err, "invalid queue name \"a{b}\"");
+  ASSERT_USAGE(r, "--json", "stats", "default", "a{b}");
+  ASSERT_USAGE(r, "--queue", "bad queue!", "stats");
+  ASSERT_USAGE(r, "send", "add", "--queue", "a{b}");
+  ASSERT_USAGE(r, "status", id, "--queue", "a{b}");
+  ASSERT_USAGE(r, "result", id, "--queue", "");
+  ASSERT_USAGE(r, "dead", "list", "--queue", "a b");
+  ASSERT_USAGE(r, "worker", "--builtin", "--queue", "a{b}");
+  ASSERT_USAGE(r, "worker", "--builtin", "--queues", "high,a{b}");
+  ASSERT_STR_CONTAINS(r->err, "invalid queue name \"a{b}\"");
+  ASSERT_USAGE(r, "worker", "--builtin", "--queues", "high,,low");
+  free(r);
+}
+
 /* With Redis reachable, a malformed id is a usage error too, and a bad queue
  * name. */
 TEST(cli_usage_errors_needing_redis) {
@@ -330,6 +351,10 @@ TEST(cli_usage_errors_needing_redis) {
   ASSERT_USAGE(r, "status", "not-a-uuid");
   ASSERT_USAGE(r, "--queue", "bad queue!", "stats");
   ASSERT_USAGE(r, "--redis", "redis://host:notaport/0", "stats");
+  /* A bad queue among good ones: no table header, no object first (issue 14). */
+  ASSERT_USAGE(r, "stats", "a{b}");
+  ASSERT_USAGE(r, "stats", "default", "a{b}");
+  ASSERT_USAGE(r, "--json", "stats", "default", "a{b}");
   free(r);
   env_stop(&e);
 }
