@@ -342,6 +342,43 @@ TEST(cli_bad_queue_names) {
   free(r);
 }
 
+/* The library refuses task names with control characters (issue 14): on the
+ * send side and when registering a handler. */
+static int noop_handler(gtask_ctx *ctx, const gtask_value *args, size_t nargs, void *udata) {
+  (void)ctx;
+  (void)args;
+  (void)nargs;
+  (void)udata;
+  return 0;
+}
+
+TEST(cli_task_name_control_characters) {
+  gtask_broker *b = gtask_broker_memory_new();
+  gtask_backend *k = gtask_backend_memory_new();
+  ASSERT_NOT_NULL(b);
+  ASSERT_NOT_NULL(k);
+  gtask_server *s = gtask_server_new(b, k);
+  ASSERT_NOT_NULL(s);
+  static const char *const bad[] = {"a\nb", "a\tb", "\x01", "x\x1f", "del\x7f", "\r\n"};
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    ASSERT_NULL(gtask_send_conf_new(bad[i]));
+    ASSERT_STR_CONTAINS(gtask_last_error(), "control character");
+    ASSERT_ERR(gtask_server_reg(s, bad[i], noop_handler, NULL), GTASK_EINVAL);
+    ASSERT_STR_CONTAINS(gtask_server_errmsg(s), "control character");
+  }
+  /* Printable names, UTF-8 included, are fine. */
+  static const char *const good[] = {"add", "a b", "x~", "caf\xc3\xa9", "a{b}"};
+  for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+    gtask_send_conf *sc = gtask_send_conf_new(good[i]);
+    ASSERT_NOT_NULL(sc);
+    gtask_send_conf_free(sc);
+    ASSERT_OK(gtask_server_reg(s, good[i], noop_handler, NULL));
+  }
+  gtask_server_free(s);
+  gtask_backend_free(k);
+  gtask_broker_free(b);
+}
+
 /* With Redis reachable, a malformed id is a usage error too, and a bad queue
  * name. */
 TEST(cli_usage_errors_needing_redis) {
