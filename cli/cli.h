@@ -65,7 +65,8 @@ int cli_client(cli *c, gtask_client **out);
  * EINVAL -> CLI_USAGE, ETIMEDOUT -> CLI_TIMEOUT, else CLI_FAILED. */
 int cli_fail(cli *c, gtask_client *client, int rc);
 /* Prints "gtask: <message>" on stderr and returns CLI_USAGE; with a hint to
- * run `gtask COMMAND --help`. */
+ * run `gtask COMMAND --help`.  Always one line: the message usually quotes
+ * the command line, whose control characters are escaped (out_text_escaped). */
 int cli_usage_error(const cli *c, const char *fmt, ...) CLI_PRINTF(2, 3);
 /* Prints "gtask: <message>" on stderr. */
 void cli_error(const char *fmt, ...) CLI_PRINTF(1, 2);
@@ -121,6 +122,10 @@ int cli_parse_int(const char *s, long long min, long long max, long long *out);
  * floats in the shortest form that reads back to the same value, bools as
  * true/false, strings as they are. */
 void out_value_text(FILE *f, const gtask_value *v);
+/* Writes len bytes of s with each control character escaped (\n, \r, \t,
+ * else \xNN; 0x7f too) and each backslash doubled, so that text from a user
+ * or from Redis stays on one line and within its tab-separated column. */
+void out_text_escaped(FILE *f, const char *s, size_t len);
 /* Shortest "%.*g" form of x that strtod (or strtof when is_float32) reads back
  * to the same value; "NaN", "Infinity", "-Infinity" for the others. */
 void out_format_double(char *buf, size_t size, double x, bool is_float32);

@@ -175,7 +175,12 @@ int cmd_send(cli *c, int argc, char **argv) {
   }
   gtask_send_conf *sc = gtask_send_conf_new(name);
   if (!sc) {
-    code = cli_usage_error(c, "bad task name \"%s\": %s", name, gtask_last_error());
+    /* The library says why ("...: a task name must not contain a control
+     * character"); the CLI's user never called gtask_send_conf_new. */
+    static const char fn[] = "gtask_send_conf_new: ";
+    const char *why = gtask_last_error();
+    if (strncmp(why, fn, sizeof(fn) - 1) == 0) why += sizeof(fn) - 1;
+    code = cli_usage_error(c, "bad task name \"%s\": %s", name, why);
     goto out;
   }
   gtask_send_conf_set_timeout(sc, timeout_ms);

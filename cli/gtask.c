@@ -52,11 +52,13 @@ void cli_error(const char *fmt, ...) {
 }
 
 int cli_usage_error(const cli *c, const char *fmt, ...) {
+  char msg[1024];
   va_list ap;
   va_start(ap, fmt);
-  fputs("gtask: ", stderr);
-  vfprintf(stderr, fmt, ap);
+  int n = vsnprintf(msg, sizeof(msg), fmt, ap);
   va_end(ap);
+  fputs("gtask: ", stderr);
+  out_text_escaped(stderr, msg, n < 0 ? 0 : (size_t)n < sizeof(msg) ? (size_t)n : sizeof(msg) - 1);
   if (c && c->command)
     fprintf(stderr, " (see `gtask %s --help`)\n", c->command);
   else

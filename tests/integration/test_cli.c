@@ -342,6 +342,27 @@ TEST(cli_bad_queue_names) {
   free(r);
 }
 
+/* A task name with a control character is refused at send time; a message that
+ * quotes the command line stays on one line (control characters escaped). */
+TEST(cli_bad_task_names) {
+  ASSERT_EQ(setenv("GTASK_REDIS_URL", "redis://127.0.0.1:1/0", 1), 0);
+  run_out *r = malloc(sizeof(*r));
+  static const char *const bad_names[] = {"a\nb", "a\tb", "\r", "del\x7f", "bell\a"};
+  for (size_t k = 0; k < sizeof(bad_names) / sizeof(bad_names[0]); k++) {
+    ASSERT_USAGE(r, "send", bad_names[k], "1");
+    ASSERT_STR_CONTAINS(r->err, "bad task name");
+    ASSERT_STR_CONTAINS(r->err, "control character");
+  }
+  ASSERT_USAGE(r, "send", "a\nb");
+  ASSERT_STR_CONTAINS(r->err, "\"a\\nb\""); /* quoted as a\nb, on one line */
+  ASSERT_USAGE(r, "bo\ngus");
+  ASSERT_STR_CONTAINS(r->err, "unknown command \"bo\\ngus\"");
+  ASSERT_USAGE(r, "stats", "--no\npe");
+  ASSERT_USAGE(r, "status", "a", "b\nc");
+  ASSERT_USAGE(r, "stats", "x\ny");
+  free(r);
+}
+
 /* The library refuses task names with control characters (issue 14): on the
  * send side and when registering a handler. */
 static int noop_handler(gtask_ctx *ctx, const gtask_value *args, size_t nargs, void *udata) {
