@@ -393,7 +393,8 @@ static const char usage_dead[] =
     "\n"
     "The dead set of --queue: tasks lost too many times (their worker died or\n"
     "hung each time) and messages no worker could decode.\n"
-    "  list      one line per task: id, name, last error (tab-separated)\n"
+    "  list      one line per task: id, name, last error (tab-separated; control\n"
+    "            characters and backslashes escaped: \\n, \\t, \\\\, \\xNN)\n"
     "  requeue   moves the task (or all) back to the queue to run again, with a\n"
     "            fresh delivery count and its state reset to PENDING\n"
     "  purge     removes them all\n"
@@ -414,8 +415,14 @@ static int dead_list(cli *c, gtask_client *cl) {
       out_obj_str(&o, "error", e[k].error);
       out_obj_end(&o);
     } else {
-      printf("%s\t%s\t%s\n", e[k].id[0] ? e[k].id : "-", e[k].name ? e[k].name : "-",
-             e[k].error[0] ? e[k].error : "-");
+      /* One entry, one line, three columns, whatever a name or an error
+       * holds (a name from before issue 14, a handler's multi-line error). */
+      const char *cols[3] = {e[k].id[0] ? e[k].id : "-", e[k].name ? e[k].name : "-",
+                             e[k].error[0] ? e[k].error : "-"};
+      for (size_t i = 0; i < 3; i++) {
+        out_text_escaped(stdout, cols[i], strlen(cols[i]));
+        fputc(i < 2 ? '\t' : '\n', stdout);
+      }
     }
   }
   fflush(stdout);

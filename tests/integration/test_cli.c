@@ -909,6 +909,50 @@ TEST_TIMEOUT(cli_dead_set, 120) {
   env_stop(&e);
 }
 
+/* One dead entry is one line of `dead list`, whatever its name and error hold
+ * (issue 14): control characters, tabs (the column separator) and
+ * backslashes are escaped as \n, \t, \\, \xNN.  --json keeps them as they are. */
+TEST(cli_dead_list_escapes) {
+  env e;
+  env_start(&e);
+  run_out *r = malloc(sizeof(*r));
+  char id[GTASK_ID_SIZE], line[4096];
+  gtask__uuid(id);
+  /* Sent by an older client, or another producer: the name is not checked. */
+  static const char name[] = "a\nb\tc\\d\x7f\x01";
+  gtask_task t = {.name = (char *)name, .queue = (char *)"default", .lost = 5,
+                  .backoff_first_ms = 1000, .backoff_max_ms = 60000,
+                  .created_ms = gtask__now_ms()};
+  memcpy(t.id, id, GTASK_ID_SIZE);
+  char *body = NULL;
+  size_t len = 0;
+  ASSERT_OK(gtask__task_encode(&t, &body, &len));
+  hset_dead(&e, id, body);
+  gtask__free(body);
+  redisContext *c = gt_redis_connect(e.redis);
+  ASSERT_NOT_NULL(c);
+  redisReply *rep = redisCommand(c, "RPUSH gtask:{default}:n:%s %s", id,
+                                 "{\"v\":1,\"s\":\"FAILURE\",\"err\":\"line 1\\nline 2\\r\\ttab\","
+                                 "\"ec\":-18,\"at\":0}");
+  ASSERT_NOT_NULL(rep);
+  freeReplyObject(rep);
+  redisFree(c);
+
+  ASSERT_EQ(RUN(r, "dead", "list"), 0);
+  ASSERT_EQ(count_lines(r->out), 1);
+  char want[512];
+  snprintf(want, sizeof(want), "%s\ta\\nb\\tc\\\\d\\x7f\\x01\tline 1\\nline 2\\r\\ttab\n", id);
+  ASSERT_STR_EQ(r->out, want);
+  ASSERT_EQ(RUN(r, "--json", "dead", "list"), 0);
+  ASSERT_EQ(count_lines(r->out), 1);
+  json_t *j = json_line(first_line(r->out, line, sizeof(line)));
+  ASSERT_STR_EQ(json_string_value(json_object_get(j, "name")), name);
+  ASSERT_STR_EQ(json_string_value(json_object_get(j, "error")), "line 1\nline 2\r\ttab");
+  json_decref(j);
+  free(r);
+  env_stop(&e);
+}
+
 /* A --timeout below a millisecond is the shortest timeout, not none (it used
  * to round to 0, which means no timeout). */
 TEST_TIMEOUT(cli_sub_millisecond_timeout, 60) {
