@@ -61,7 +61,8 @@ int cli_check_queue(const cli *c, const char *name);
  * an exit code after printing the reason (CLI_USAGE for a bad queue name). */
 int cli_client(cli *c, gtask_client **out);
 /* Maps a failed library call to an exit code and prints its message (detail
- * from the client if given): ECONN -> CLI_NOREDIS, ENOTFOUND -> CLI_NOTFOUND,
+ * from the client if given; "cannot reach redis at ADDR: ..." names the
+ * address that failed, once): ECONN -> CLI_NOREDIS, ENOTFOUND -> CLI_NOTFOUND,
  * EINVAL -> CLI_USAGE, ETIMEDOUT -> CLI_TIMEOUT, else CLI_FAILED. */
 int cli_fail(cli *c, gtask_client *client, int rc);
 /* Prints "gtask: <message>" on stderr and returns CLI_USAGE; with a hint to

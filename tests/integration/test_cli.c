@@ -457,6 +457,100 @@ TEST(cli_unreachable_redis) {
   env_stop(&e);
 }
 
+/* How many times needle occurs in hay. */
+static size_t count_str(const char *hay, const char *needle) {
+  size_t n = 0;
+  for (const char *p = hay; (p = strstr(p, needle)) != NULL; p += strlen(needle)) n++;
+  return n;
+}
+
+/* A refused login names the address once (issue 14): "gtask: redis at ADDR:
+ * ... (WRONGPASS ...)", not "... (redis ADDR: WRONGPASS ...)". */
+TEST(cli_auth_error) {
+  gt_redis *redis = gt_redis_start(NULL);
+  ASSERT_NOT_NULL(redis);
+  /* Set after the start: the fixture's readiness PING has no password. */
+  redisContext *c = gt_redis_connect(redis);
+  ASSERT_NOT_NULL(c);
+  redisReply *rep = redisCommand(c, "CONFIG SET requirepass x");
+  ASSERT_NOT_NULL(rep);
+  ASSERT_EQ(rep->type, REDIS_REPLY_STATUS);
+  freeReplyObject(rep);
+  redisFree(c);
+  int port = gt_redis_port(redis);
+  char addr[64], wrong[128], none[128], right[128];
+  snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
+  snprintf(wrong, sizeof(wrong), "redis://:wrongpass@127.0.0.1:%d/0", port);
+  snprintf(none, sizeof(none), "redis://127.0.0.1:%d/0", port);
+  snprintf(right, sizeof(right), "redis://:x@127.0.0.1:%d/0", port);
+  run_out *r = malloc(sizeof(*r));
+  static const char *const cmds[][3] = {{"stats", NULL}, {"dead", "list", NULL},
+                                        {"worker", "--builtin", NULL}};
+  for (size_t k = 0; k < sizeof(cmds) / sizeof(cmds[0]); k++) {
+    const char *args[6] = {"--redis", wrong, cmds[k][0], cmds[k][1], NULL};
+    ASSERT_EQ(run_v(r, args), 1);
+    ASSERT_STR_EQ(r->out, "");
+    ASSERT_EQ(count_lines(r->err), 1);
+    ASSERT_STR_CONTAINS(r->err, "WRONGPASS");
+    ASSERT_EQ(count_str(r->err, addr), 1);
+    ASSERT_TRUE(strstr(r->err, "wrongpass") == NULL); /* never the password */
+  }
+  ASSERT_EQ(RUN(r, "--redis", none, "stats"), 1);
+  ASSERT_EQ(count_lines(r->err), 1);
+  ASSERT_STR_CONTAINS(r->err, "NOAUTH");
+  ASSERT_EQ(count_str(r->err, addr), 1);
+  /* The backend's address when the backend is the one refused. */
+  ASSERT_EQ(RUN(r, "--redis", right, "--backend", wrong, "stats"), 1);
+  ASSERT_EQ(count_lines(r->err), 1);
+  ASSERT_EQ(count_str(r->err, addr), 1);
+  ASSERT_EQ(RUN(r, "--redis", right, "stats"), 0);
+  free(r);
+  gt_redis_stop(redis);
+}
+
+/* Redis lost while a command runs: exit 5, one line that names the address
+ * once, and the address that failed: the backend's here (issue 14: it read
+ * "cannot reach redis at BROKER: wait: cannot reach redis (redis BACKEND:
+ * Connection refused)"). */
+TEST_TIMEOUT(cli_redis_lost_while_waiting, 60) {
+  env e;
+  env_start(&e);
+  run_out *r = malloc(sizeof(*r));
+  char id[GTASK_ID_SIZE], addr[64], backend[128];
+  snprintf(addr, sizeof(addr), "127.0.0.1:%d", gt_redis_port(e.redis));
+  snprintf(backend, sizeof(backend), "redis://%s/1", addr);
+  ASSERT_EQ(RUN(r, "send", "add", "1", "2", "--backend", backend), 0); /* no worker: PENDING */
+  id_of(r, id);
+  /* A wait outlives a Redis restart: it retries until its DUR is up. */
+  pid_t pid = spawn((const char *const[]){"result", id, "--wait", "2s", "--backend", backend, NULL},
+                    "wait.out", "wait.err");
+  /* Until the command blocks in Redis, so that the loss is seen mid-command. */
+  redisContext *c = gt_redis_connect(e.redis);
+  ASSERT_NOT_NULL(c);
+  for (int64_t end = test_now_ms() + test_timeout_ms(20000);; test_sleep_ms(20)) {
+    redisReply *rep = redisCommand(c, "INFO clients");
+    ASSERT_NOT_NULL(rep);
+    bool blocked = rep->str && strstr(rep->str, "blocked_clients:1") != NULL;
+    freeReplyObject(rep);
+    if (blocked) break;
+    ASSERT_LT(test_now_ms(), end);
+  }
+  redisFree(c);
+  ASSERT_EQ(gt_redis_kill9(e.redis), 0);
+  ASSERT_EQ(wait_exit(pid, test_timeout_ms(20000)), 5);
+  char err[4096];
+  slurp("wait.err", err, sizeof(err));
+  TEST_LOG("stderr: %s", err);
+  ASSERT_EQ(count_lines(err), 1);
+  char want[256];
+  snprintf(want, sizeof(want), "gtask: cannot reach redis at %s: ", backend);
+  ASSERT_STR_CONTAINS(err, want);
+  ASSERT_EQ(count_str(err, addr), 1);
+  ASSERT_EQ(count_str(err, "cannot reach redis"), 1);
+  free(r);
+  env_stop(&e);
+}
+
 /* ---------------------------------------------------------------- send, status, result */
 
 TEST_TIMEOUT(cli_send_wait_builtin, 120) {
