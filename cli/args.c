@@ -19,6 +19,22 @@ static bool looks_negative_number(const char *s) {
   return s[0] == '-' && (s[1] == '.' || (s[1] >= '0' && s[1] <= '9'));
 }
 
+static const struct {
+  const char *unit;
+  double factor;
+} duration_units[] = {{"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}};
+
+/* A signed number (digits and dots) followed by one of the units: what the
+ * user meant as a DUR, valid or not ("-1s", "9999999999999h", "1.5.s"). */
+static bool duration_shaped(const char *s) {
+  const char *p = s + (s[0] == '-' || s[0] == '+');
+  size_t n = strspn(p, "0123456789.");
+  if (strcspn(p, "0123456789") >= n) return false; /* no digit */
+  for (size_t k = 0; k < sizeof(duration_units) / sizeof(duration_units[0]); k++)
+    if (strcmp(p + n, duration_units[k].unit) == 0) return true;
+  return false;
+}
+
 int cli_scan_next(cli *c, cli_scan *s, const cli_opt *opts, const char **value) {
   *value = NULL;
   for (;;) {
@@ -83,16 +99,16 @@ int cli_scan_next(cli *c, cli_scan *s, const cli_opt *opts, const char **value) 
         }
         *value = inline_val;
         return o->id;
-      case OPT_DURATION: {
-        int64_t ms;
+      case OPT_DURATION:
+        /* A DUR-shaped next argument is the option's, even when it is not a
+         * valid DUR: `--wait -1s` is a bad duration, not a task argument
+         * "-1s" and a wait for ever (issue 14). */
         if (inline_val) {
           *value = inline_val;
-        } else if (s->i < s->argc && !s->only_positional &&
-                   cli_parse_duration(s->argv[s->i], &ms) == 0) {
+        } else if (s->i < s->argc && !s->only_positional && duration_shaped(s->argv[s->i])) {
           *value = s->argv[s->i++];
         }
         return o->id;
-      }
       }
     }
     cli_usage_error(c, "unknown option --%.*s", (int)len, name);
@@ -130,21 +146,18 @@ static bool plain_decimal(const char *s, size_t len) {
 int cli_parse_duration(const char *s, int64_t *ms) {
   if (!s) return -1;
   size_t len = strlen(s);
-  static const struct {
-    const char *unit;
-    double factor;
-  } units[] = {{"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}};
-  for (size_t k = 0; k < sizeof(units) / sizeof(units[0]); k++) {
-    size_t ul = strlen(units[k].unit);
-    if (len <= ul || strcmp(s + len - ul, units[k].unit) != 0) continue;
+  for (size_t k = 0; k < sizeof(duration_units) / sizeof(duration_units[0]); k++) {
+    size_t ul = strlen(duration_units[k].unit);
+    if (len <= ul || strcmp(s + len - ul, duration_units[k].unit) != 0) continue;
     if (!plain_decimal(s, len - ul)) return -1;
     char num[64];
     if (len - ul >= sizeof(num)) return -1;
     memcpy(num, s, len - ul);
     num[len - ul] = '\0';
-    double v = strtod(num, NULL) * units[k].factor;
+    double v = strtod(num, NULL) * duration_units[k].factor;
     if (!(v >= 0) || v > 1e15) return -1; /* about 31 700 years */
     *ms = (int64_t)llround(v);
+    if (*ms == 0 && v > 0) *ms = 1; /* "0.1ms" is the shortest, not 0 (none) */
     return 0;
   }
   return -1;

@@ -51,19 +51,25 @@ typedef struct cli {
 
 /* ---------------------------------------------------------------- gtask.c */
 
-/* Connects broker and backend.  Returns CLI_OK, or an exit code after printing
+/* Checks the --queue name (a usage error, before any connection), then
+ * connects broker and backend.  Returns CLI_OK, or an exit code after printing
  * the reason (CLI_NOREDIS: "gtask: cannot reach redis at ADDR: REASON"). */
 int cli_connect(cli *c);
+/* CLI_OK if name is a valid queue name, else CLI_USAGE after printing why.
+ * Needs no connection: commands check their queues before connecting. */
+int cli_check_queue(const cli *c, const char *name);
 /* A new client on the connection in *out, set to c->queue.  Returns CLI_OK, or
  * an exit code after printing the reason (CLI_USAGE for a bad queue name). */
 int cli_client(cli *c, gtask_client **out);
 /* Maps a failed library call to an exit code and prints its message (detail
- * from the client if given): ECONN -> CLI_NOREDIS, ENOTFOUND -> CLI_NOTFOUND,
+ * from the client if given; "cannot reach redis at ADDR: ..." names the
+ * address that failed, once): ECONN -> CLI_NOREDIS, ENOTFOUND -> CLI_NOTFOUND,
  * EINVAL -> CLI_USAGE, ETIMEDOUT -> CLI_TIMEOUT, EINDOUBT -> CLI_INDOUBT, else
  * CLI_FAILED. */
 int cli_fail(cli *c, gtask_client *client, int rc);
 /* Prints "gtask: <message>" on stderr and returns CLI_USAGE; with a hint to
- * run `gtask COMMAND --help`. */
+ * run `gtask COMMAND --help`.  Always one line: the message usually quotes
+ * the command line, whose control characters are escaped (out_text_escaped). */
 int cli_usage_error(const cli *c, const char *fmt, ...) CLI_PRINTF(2, 3);
 /* Prints "gtask: <message>" on stderr. */
 void cli_error(const char *fmt, ...) CLI_PRINTF(1, 2);
@@ -74,7 +80,9 @@ void cli_error(const char *fmt, ...) CLI_PRINTF(1, 2);
 typedef enum opt_arg {
   OPT_NONE,     /* a flag */
   OPT_REQUIRED, /* takes the next argument (or --opt=value) */
-  OPT_DURATION  /* --wait [DUR]: takes the next argument only if it is a DUR */
+  OPT_DURATION  /* --wait [DUR]: takes the next argument only if it looks like
+                   a DUR (a signed number with a unit), for the command to
+                   parse: "-1s" is then a bad duration, not an argument */
 } opt_arg;
 
 typedef struct cli_opt {
@@ -100,8 +108,9 @@ typedef struct cli_scan {
 #define OPT_HELP 1000
 int cli_scan_next(cli *c, cli_scan *s, const cli_opt *opts, const char **value);
 
-/* Parses a duration "1500ms", "2s", "1.5m", "1h" into *ms.  0 or -1 (not a
- * duration: no unit, a bad number, negative, too large). */
+/* Parses a duration "1500ms", "2s", "1.5m", "1h" into *ms (rounded; a
+ * positive one below 1 ms is 1 ms, not 0).  0 or -1 (not a duration: no unit,
+ * a bad number, negative, too large). */
 int cli_parse_duration(const char *s, int64_t *ms);
 /* Parses a task argument: "TYPE:VALUE" (g_task's types) or a bare value
  * (integer -> int64, decimal -> float64, else string).  The value's string
@@ -116,6 +125,10 @@ int cli_parse_int(const char *s, long long min, long long max, long long *out);
  * floats in the shortest form that reads back to the same value, bools as
  * true/false, strings as they are. */
 void out_value_text(FILE *f, const gtask_value *v);
+/* Writes len bytes of s with each control character escaped (\n, \r, \t,
+ * else \xNN; 0x7f too) and each backslash doubled, so that text from a user
+ * or from Redis stays on one line and within its tab-separated column. */
+void out_text_escaped(FILE *f, const char *s, size_t len);
 /* Shortest "%.*g" form of x that strtod (or strtof when is_float32) reads back
  * to the same value; "NaN", "Infinity", "-Infinity" for the others. */
 void out_format_double(char *buf, size_t size, double x, bool is_float32);

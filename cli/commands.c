@@ -183,7 +183,12 @@ int cmd_send(cli *c, int argc, char **argv) {
   }
   gtask_send_conf *sc = gtask_send_conf_new(name);
   if (!sc) {
-    code = cli_usage_error(c, "bad task name \"%s\": %s", name, gtask_last_error());
+    /* The library says why ("...: a task name must not contain a control
+     * character"); the CLI's user never called gtask_send_conf_new. */
+    static const char fn[] = "gtask_send_conf_new: ";
+    const char *why = gtask_last_error();
+    if (strncmp(why, fn, sizeof(fn) - 1) == 0) why += sizeof(fn) - 1;
+    code = cli_usage_error(c, "bad task name \"%s\": %s", name, why);
     goto out;
   }
   gtask_send_conf_set_timeout(sc, timeout_ms);
@@ -319,58 +324,68 @@ static const char usage_stats[] =
     "worker), scheduled (delayed or waiting to retry), dead (dead-lettered), and\n"
     "the tasks finished: succeeded, failed.\n";
 
+static void print_stats(const cli *c, const char *queue, const gtask_queue_stats *st) {
+  if (c->json) {
+    out_obj o;
+    out_obj_begin(&o, stdout);
+    out_obj_str(&o, "queue", queue);
+    out_obj_int(&o, "pending", st->pending);
+    out_obj_int(&o, "active", st->active);
+    out_obj_int(&o, "scheduled", st->scheduled);
+    out_obj_int(&o, "dead", st->dead);
+    out_obj_int(&o, "succeeded", st->succeeded);
+    out_obj_int(&o, "failed", st->failed);
+    out_obj_end(&o);
+  } else {
+    printf("%-20s %10lld %10lld %10lld %10lld %10lld %10lld\n", queue, (long long)st->pending,
+           (long long)st->active, (long long)st->scheduled, (long long)st->dead,
+           (long long)st->succeeded, (long long)st->failed);
+  }
+}
+
 int cmd_stats(cli *c, int argc, char **argv) {
   cli_scan s = {.argc = argc, .argv = argv, .i = 0};
   const char **queues = calloc((size_t)argc + 1, sizeof(*queues));
-  if (!queues) {
+  gtask_queue_stats *st = calloc((size_t)argc + 1, sizeof(*st));
+  if (!queues || !st) {
+    free(queues);
+    free(st);
     cli_error("out of memory");
     return CLI_FAILED;
   }
   size_t nq = 0;
   int code = CLI_OK;
+  gtask_client *cl = NULL;
   for (;;) {
     const char *v;
     int r = cli_scan_next(c, &s, NULL, &v);
     if (r == -1) break;
     if (need_help_or_usage(r)) {
       if (r == OPT_HELP) print_help(usage_stats);
-      free(queues);
-      return r == OPT_HELP ? CLI_OK : CLI_USAGE;
+      code = r == OPT_HELP ? CLI_OK : CLI_USAGE;
+      goto out;
     }
     queues[nq++] = v;
   }
   if (nq == 0) queues[nq++] = c->queue;
-  gtask_client *cl = NULL;
+  /* Every name is checked, and every count read, before anything is printed:
+   * a bad name is a usage error alone, with no table header before it. */
+  for (size_t k = 0; k < nq; k++)
+    if ((code = cli_check_queue(c, queues[k])) != CLI_OK) goto out;
   if ((code = cli_connect(c)) == CLI_OK) code = cli_client(c, &cl);
-  if (code == CLI_OK && !c->json)
+  for (size_t k = 0; k < nq && code == CLI_OK; k++) {
+    int rc = gtask_client_stats(cl, queues[k], &st[k]);
+    if (rc) code = cli_fail(c, cl, rc);
+  }
+  gtask_client_free(cl);
+  if (code != CLI_OK) goto out;
+  if (!c->json)
     printf("%-20s %10s %10s %10s %10s %10s %10s\n", "queue", "pending", "active", "scheduled",
            "dead", "succeeded", "failed");
-  for (size_t k = 0; k < nq && code == CLI_OK; k++) {
-    gtask_queue_stats st;
-    int rc = gtask_client_stats(cl, queues[k], &st);
-    if (rc) {
-      code = cli_fail(c, cl, rc);
-      break;
-    }
-    if (c->json) {
-      out_obj o;
-      out_obj_begin(&o, stdout);
-      out_obj_str(&o, "queue", queues[k]);
-      out_obj_int(&o, "pending", st.pending);
-      out_obj_int(&o, "active", st.active);
-      out_obj_int(&o, "scheduled", st.scheduled);
-      out_obj_int(&o, "dead", st.dead);
-      out_obj_int(&o, "succeeded", st.succeeded);
-      out_obj_int(&o, "failed", st.failed);
-      out_obj_end(&o);
-    } else {
-      printf("%-20s %10lld %10lld %10lld %10lld %10lld %10lld\n", queues[k],
-             (long long)st.pending, (long long)st.active, (long long)st.scheduled,
-             (long long)st.dead, (long long)st.succeeded, (long long)st.failed);
-    }
-  }
+  for (size_t k = 0; k < nq; k++) print_stats(c, queues[k], &st[k]);
   fflush(stdout);
-  gtask_client_free(cl);
+out:
+  free(st);
   free(queues);
   return code;
 }
@@ -384,7 +399,8 @@ static const char usage_dead[] =
     "\n"
     "The dead set of --queue: tasks lost too many times (their worker died or\n"
     "hung each time) and messages no worker could decode.\n"
-    "  list      one line per task: id, name, last error (tab-separated)\n"
+    "  list      one line per task: id, name, last error (tab-separated; control\n"
+    "            characters and backslashes escaped: \\n, \\t, \\\\, \\xNN)\n"
     "  requeue   moves the task (or all) back to the queue to run again, with a\n"
     "            fresh delivery count and its state reset to PENDING\n"
     "  purge     removes them all\n"
@@ -405,8 +421,14 @@ static int dead_list(cli *c, gtask_client *cl) {
       out_obj_str(&o, "error", e[k].error);
       out_obj_end(&o);
     } else {
-      printf("%s\t%s\t%s\n", e[k].id[0] ? e[k].id : "-", e[k].name ? e[k].name : "-",
-             e[k].error[0] ? e[k].error : "-");
+      /* One entry, one line, three columns, whatever a name or an error
+       * holds (a name from before issue 14, a handler's multi-line error). */
+      const char *cols[3] = {e[k].id[0] ? e[k].id : "-", e[k].name ? e[k].name : "-",
+                             e[k].error[0] ? e[k].error : "-"};
+      for (size_t i = 0; i < 3; i++) {
+        out_text_escaped(stdout, cols[i], strlen(cols[i]));
+        fputc(i < 2 ? '\t' : '\n', stdout);
+      }
     }
   }
   fflush(stdout);

@@ -54,11 +54,13 @@ void cli_error(const char *fmt, ...) {
 }
 
 int cli_usage_error(const cli *c, const char *fmt, ...) {
+  char msg[1024];
   va_list ap;
   va_start(ap, fmt);
-  fputs("gtask: ", stderr);
-  vfprintf(stderr, fmt, ap);
+  int n = vsnprintf(msg, sizeof(msg), fmt, ap);
   va_end(ap);
+  fputs("gtask: ", stderr);
+  out_text_escaped(stderr, msg, n < 0 ? 0 : (size_t)n < sizeof(msg) ? (size_t)n : sizeof(msg) - 1);
   if (c && c->command)
     fprintf(stderr, " (see `gtask %s --help`)\n", c->command);
   else
@@ -68,13 +70,31 @@ int cli_usage_error(const cli *c, const char *fmt, ...) {
 
 /* ---------------------------------------------------------------- connecting */
 
-/* gtask_last_error() says "redis ADDR: reason"; the message names the address
- * itself, so keep only the reason. */
-static const char *reason_of(const char *detail, const char *desc) {
-  char prefix[200];
-  snprintf(prefix, sizeof(prefix), "redis %s: ", desc);
-  size_t n = strlen(prefix);
-  return strncmp(detail, prefix, n) == 0 ? detail + n : detail;
+/* The library's messages name the address ("redis ADDR: reason", or "what:
+ * error (redis ADDR: reason)" from a client call); ours name it first, so
+ * copy detail into buf without "redis ADDR: " (either address; *addr is set
+ * to the one found) and, if given, without ": also" (the error's own name
+ * when our message already says it).  Issue 14: the address printed twice. */
+static const char *strip_detail(const cli *c, const char *detail, const char **addr,
+                                const char *also, char *buf, size_t size) {
+  snprintf(buf, size, "%s", detail);
+  const char *descs[] = {c->backend_desc, c->redis_desc};
+  for (size_t k = 0; k < 2; k++) {
+    char needle[200];
+    snprintf(needle, sizeof(needle), "redis %s: ", descs[k]);
+    char *at = descs[k][0] ? strstr(buf, needle) : NULL;
+    if (!at) continue;
+    memmove(at, at + strlen(needle), strlen(at + strlen(needle)) + 1);
+    if (addr) *addr = descs[k];
+    break;
+  }
+  if (also) {
+    char needle[200];
+    snprintf(needle, sizeof(needle), ": %s", also);
+    char *at = strstr(buf, needle);
+    if (at) memmove(at, at + strlen(needle), strlen(at + strlen(needle)) + 1);
+  }
+  return buf;
 }
 
 static int open_conf(cli *c, const char *url, const char *what, gtask_redis_conf **conf) {
@@ -83,7 +103,19 @@ static int open_conf(cli *c, const char *url, const char *what, gtask_redis_conf
   return CLI_OK;
 }
 
+int cli_check_queue(const cli *c, const char *name) {
+  /* The API has no call of its own for the library's rule; a send conf's
+   * setter applies it, and needs no connection.  Out of memory here leaves
+   * the check to the library's calls. */
+  gtask_send_conf *sc = gtask_send_conf_new("q");
+  bool ok = !sc || gtask_send_conf_set_queue(sc, name) == 0;
+  gtask_send_conf_free(sc);
+  if (ok) return CLI_OK;
+  return cli_usage_error(c, "invalid queue name \"%s\" (1..128 of A-Z a-z 0-9 _ . : -)", name);
+}
+
 int cli_connect(cli *c) {
+  if (cli_check_queue(c, c->queue) != CLI_OK) return CLI_USAGE;
   if (!c->redis_url) c->redis_url = DEFAULT_REDIS_URL;
   if (!c->backend_url) c->backend_url = c->redis_url;
   gtask_redis_conf *bconf = NULL, *kconf = NULL;
@@ -105,11 +137,13 @@ int cli_connect(cli *c) {
   gtask_redis_conf_free(bconf);
   gtask_redis_conf_free(kconf);
   if (rc == 0) return CLI_OK;
+  char buf[512];
+  const char *reason = strip_detail(c, gtask_last_error(), &desc, NULL, buf, sizeof(buf));
   if (rc == GTASK_ECONN) {
-    cli_error("cannot reach redis at %s: %s", desc, reason_of(gtask_last_error(), desc));
+    cli_error("cannot reach redis at %s: %s", desc, reason);
     return CLI_NOREDIS;
   }
-  cli_error("redis at %s: %s (%s)", desc, gtask_strerror(rc), gtask_last_error());
+  cli_error("redis at %s: %s (%s)", desc, gtask_strerror(rc), reason);
   return CLI_FAILED;
 }
 
@@ -132,9 +166,13 @@ int cli_fail(cli *c, gtask_client *client, int rc) {
   const char *detail = client ? gtask_client_errmsg(client) : gtask_last_error();
   if (!detail || !detail[0]) detail = gtask_strerror(rc);
   switch (rc) {
-  case GTASK_ECONN:
-    cli_error("cannot reach redis at %s: %s", c->redis_desc, detail);
+  case GTASK_ECONN: {
+    const char *addr = c->redis_desc;
+    char buf[512];
+    detail = strip_detail(c, detail, &addr, gtask_strerror(rc), buf, sizeof(buf));
+    cli_error("cannot reach redis at %s: %s", addr, detail);
     return CLI_NOREDIS;
+  }
   case GTASK_ENOTFOUND:
     cli_error("%s", detail);
     return CLI_NOTFOUND;

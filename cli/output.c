@@ -60,6 +60,23 @@ void out_value_text(FILE *f, const gtask_value *v) {
   }
 }
 
+void out_text_escaped(FILE *f, const char *s, size_t len) {
+  for (size_t k = 0; k < len; k++) {
+    unsigned char ch = (unsigned char)s[k];
+    switch (ch) {
+    case '\\': fputs("\\\\", f); break;
+    case '\n': fputs("\\n", f); break;
+    case '\r': fputs("\\r", f); break;
+    case '\t': fputs("\\t", f); break;
+    default:
+      if (ch < 0x20 || ch == 0x7f)
+        fprintf(f, "\\x%02x", ch);
+      else
+        fputc(ch, f);
+    }
+  }
+}
+
 /* ---------------------------------------------------------------- JSON */
 
 void out_json_string(FILE *f, const char *s, size_t len) {

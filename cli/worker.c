@@ -138,6 +138,20 @@ typedef struct worker_opts {
   size_t nplugins;
 } worker_opts;
 
+/* Checks each name of the comma-separated list as gtask_server_set_queues
+ * will, but before connecting. */
+static int check_queue_list(const cli *c, const char *list) {
+  for (const char *p = list;;) {
+    size_t n = strcspn(p, ",");
+    char name[256];
+    snprintf(name, sizeof(name), "%.*s", (int)(n < sizeof(name) - 1 ? n : sizeof(name) - 1), p);
+    int code = cli_check_queue(c, name);
+    if (code != CLI_OK) return code;
+    if (!p[n]) return CLI_OK;
+    p += n + 1;
+  }
+}
+
 static int parse(cli *c, int argc, char **argv, worker_opts *w) {
   static const cli_opt opts[] = {{"concurrency", OPT_REQUIRED, O_CONCURRENCY},
                                  {"pool", OPT_REQUIRED, O_POOL},
@@ -194,7 +208,7 @@ static int parse(cli *c, int argc, char **argv, worker_opts *w) {
   }
   if (!w->builtin && w->nplugins == 0)
     return cli_usage_error(c, "the worker has no tasks to run: give --builtin or --tasks FILE.so");
-  return CLI_OK;
+  return w->queues ? check_queue_list(c, w->queues) : CLI_OK;
 }
 
 /* Builds the server: queues, pool, handlers.  Prints the reason on failure. */

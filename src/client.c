@@ -42,8 +42,9 @@ struct gtask_client {
 /* ---------------------------------------------------------------- send conf */
 
 GTASK_EXTERN gtask_send_conf *gtask_send_conf_new(const char *name) {
-  if (!name || !name[0] || strlen(name) > 256) {
-    gtask__set_error("gtask_send_conf_new: a task name of 1..256 bytes is required");
+  const char *why = gtask__task_name_check(name);
+  if (why) {
+    gtask__set_error("gtask_send_conf_new: %s", why);
     return NULL;
   }
   gtask_send_conf *c = gtask__calloc(1, sizeof(*c));

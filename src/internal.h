@@ -72,6 +72,10 @@ void gtask__uuid(char out[GTASK_ID_SIZE]);
 bool gtask__id_valid(const char *s);
 /* True if s is a usable queue name: 1..128 bytes of [A-Za-z0-9_.:-]. */
 bool gtask__queue_valid(const char *s);
+/* NULL if s is a usable task name: 1..256 bytes, none of them a control
+ * character (below 0x20, or 0x7f), which would break line-based output such
+ * as `gtask dead list` (issue 14).  Else why not, as a constant string. */
+const char *gtask__task_name_check(const char *s);
 
 /* ---------------------------------------------------------------- values (value.c) */
 

@@ -120,6 +120,11 @@ GTASK_EXTERN int gtask_server_reg(gtask_server *s, const char *name, gtask_handl
     if (s) set_err(s, "gtask_server_reg: a name of 1..256 bytes and a function are required");
     return GTASK_EINVAL;
   }
+  const char *why = gtask__task_name_check(name);
+  if (why) {
+    set_err(s, "gtask_server_reg: %s", why);
+    return GTASK_EINVAL;
+  }
   if (atomic_load(&s->running)) {
     set_err(s, "gtask_server_reg(\"%s\"): the server is running", name);
     return GTASK_ESTATE;

@@ -295,6 +295,18 @@ bool gtask__queue_valid(const char *s) {
   return i > 0;
 }
 
+const char *gtask__task_name_check(const char *s) {
+  size_t n = s ? strlen(s) : 0;
+  if (n == 0 || n > 256)
+    return "a task name of 1..256 bytes is required";
+  for (size_t i = 0; i < n; i++) {
+    unsigned char ch = (unsigned char)s[i];
+    if (ch < 0x20 || ch == 0x7f)
+      return "a task name must not contain a control character";
+  }
+  return NULL;
+}
+
 /* ---------------------------------------------------------------- names */
 
 const char *gtask_status_name(gtask_status s) {

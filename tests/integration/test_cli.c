@@ -290,6 +290,116 @@ TEST(cli_usage_errors) {
   free(r);
 }
 
+/* Bad input found by a fault probe (issue 14).  Redis is unreachable in these:
+ * usage errors come before any connection. */
+
+/* A DUR-shaped value after --wait that is negative or too large is a bad
+ * duration, not a task argument (which made `--wait -1s` wait for ever) nor an
+ * unexpected argument; the same for --timeout. */
+TEST(cli_bad_durations) {
+  ASSERT_EQ(setenv("GTASK_REDIS_URL", "redis://127.0.0.1:1/0", 1), 0);
+  run_out *r = malloc(sizeof(*r));
+  const char *id = "2f1c0000-0000-4000-8000-000000000000";
+  static const char *const bad_durs[] = {"-1s", "-0.5m", "-1ms", "+1s", "9999999999999h",
+                                         "99999999999999999999999999999999999999999999ms"};
+  for (size_t k = 0; k < sizeof(bad_durs) / sizeof(bad_durs[0]); k++) {
+    char want[128];
+    snprintf(want, sizeof(want), "bad duration \"%s\"", bad_durs[k]);
+    ASSERT_USAGE(r, "send", "add", "--wait", bad_durs[k]);
+    ASSERT_STR_CONTAINS(r->err, want);
+    ASSERT_USAGE(r, "send", "add", "1", "--wait", bad_durs[k], "2");
+    ASSERT_STR_CONTAINS(r->err, want);
+    ASSERT_USAGE(r, "result", id, "--wait", bad_durs[k]);
+    ASSERT_STR_CONTAINS(r->err, want);
+    ASSERT_USAGE(r, "send", "add", "--timeout", bad_durs[k]);
+    ASSERT_STR_CONTAINS(r->err, want);
+  }
+  ASSERT_USAGE(r, "send", "add", "--wait=-1s");
+  ASSERT_STR_CONTAINS(r->err, "bad duration");
+  ASSERT_USAGE(r, "result", id, "--wait=9999999999999h");
+  ASSERT_STR_CONTAINS(r->err, "bad duration");
+  free(r);
+}
+
+/* Queue names are checked before connecting, by every command; `stats` with a
+ * bad one printed its table header first. */
+TEST(cli_bad_queue_names) {
+  ASSERT_EQ(setenv("GTASK_REDIS_URL", "redis://127.0.0.1:1/0", 1), 0);
+  run_out *r = malloc(sizeof(*r));
+  const char *id = "2f1c0000-0000-4000-8000-000000000000";
+  ASSERT_USAGE(r, "stats", "a{b}");
+  ASSERT_STR_CONTAINS(r->err, "invalid queue name \"a{b}\"");
+  ASSERT_USAGE(r, "--json", "stats", "default", "a{b}");
+  ASSERT_USAGE(r, "--queue", "bad queue!", "stats");
+  ASSERT_USAGE(r, "send", "add", "--queue", "a{b}");
+  ASSERT_USAGE(r, "status", id, "--queue", "a{b}");
+  ASSERT_USAGE(r, "result", id, "--queue", "");
+  ASSERT_USAGE(r, "dead", "list", "--queue", "a b");
+  ASSERT_USAGE(r, "worker", "--builtin", "--queue", "a{b}");
+  ASSERT_USAGE(r, "worker", "--builtin", "--queues", "high,a{b}");
+  ASSERT_STR_CONTAINS(r->err, "invalid queue name \"a{b}\"");
+  ASSERT_USAGE(r, "worker", "--builtin", "--queues", "high,,low");
+  free(r);
+}
+
+/* A task name with a control character is refused at send time; a message that
+ * quotes the command line stays on one line (control characters escaped). */
+TEST(cli_bad_task_names) {
+  ASSERT_EQ(setenv("GTASK_REDIS_URL", "redis://127.0.0.1:1/0", 1), 0);
+  run_out *r = malloc(sizeof(*r));
+  static const char *const bad_names[] = {"a\nb", "a\tb", "\r", "del\x7f", "bell\a"};
+  for (size_t k = 0; k < sizeof(bad_names) / sizeof(bad_names[0]); k++) {
+    ASSERT_USAGE(r, "send", bad_names[k], "1");
+    ASSERT_STR_CONTAINS(r->err, "bad task name");
+    ASSERT_STR_CONTAINS(r->err, "control character");
+  }
+  ASSERT_USAGE(r, "send", "a\nb");
+  ASSERT_STR_CONTAINS(r->err, "\"a\\nb\""); /* quoted as a\nb, on one line */
+  ASSERT_USAGE(r, "bo\ngus");
+  ASSERT_STR_CONTAINS(r->err, "unknown command \"bo\\ngus\"");
+  ASSERT_USAGE(r, "stats", "--no\npe");
+  ASSERT_USAGE(r, "status", "a", "b\nc");
+  ASSERT_USAGE(r, "stats", "x\ny");
+  free(r);
+}
+
+/* The library refuses task names with control characters (issue 14): on the
+ * send side and when registering a handler. */
+static int noop_handler(gtask_ctx *ctx, const gtask_value *args, size_t nargs, void *udata) {
+  (void)ctx;
+  (void)args;
+  (void)nargs;
+  (void)udata;
+  return 0;
+}
+
+TEST(cli_task_name_control_characters) {
+  gtask_broker *b = gtask_broker_memory_new();
+  gtask_backend *k = gtask_backend_memory_new();
+  ASSERT_NOT_NULL(b);
+  ASSERT_NOT_NULL(k);
+  gtask_server *s = gtask_server_new(b, k);
+  ASSERT_NOT_NULL(s);
+  static const char *const bad[] = {"a\nb", "a\tb", "\x01", "x\x1f", "del\x7f", "\r\n"};
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    ASSERT_NULL(gtask_send_conf_new(bad[i]));
+    ASSERT_STR_CONTAINS(gtask_last_error(), "control character");
+    ASSERT_ERR(gtask_server_reg(s, bad[i], noop_handler, NULL), GTASK_EINVAL);
+    ASSERT_STR_CONTAINS(gtask_server_errmsg(s), "control character");
+  }
+  /* Printable names, UTF-8 included, are fine. */
+  static const char *const good[] = {"add", "a b", "x~", "caf\xc3\xa9", "a{b}"};
+  for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+    gtask_send_conf *sc = gtask_send_conf_new(good[i]);
+    ASSERT_NOT_NULL(sc);
+    gtask_send_conf_free(sc);
+    ASSERT_OK(gtask_server_reg(s, good[i], noop_handler, NULL));
+  }
+  gtask_server_free(s);
+  gtask_backend_free(k);
+  gtask_broker_free(b);
+}
+
 /* With Redis reachable, a malformed id is a usage error too, and a bad queue
  * name. */
 TEST(cli_usage_errors_needing_redis) {
@@ -299,6 +409,10 @@ TEST(cli_usage_errors_needing_redis) {
   ASSERT_USAGE(r, "status", "not-a-uuid");
   ASSERT_USAGE(r, "--queue", "bad queue!", "stats");
   ASSERT_USAGE(r, "--redis", "redis://host:notaport/0", "stats");
+  /* A bad queue among good ones: no table header, no object first (issue 14). */
+  ASSERT_USAGE(r, "stats", "a{b}");
+  ASSERT_USAGE(r, "stats", "default", "a{b}");
+  ASSERT_USAGE(r, "--json", "stats", "default", "a{b}");
   free(r);
   env_stop(&e);
 }
@@ -339,6 +453,100 @@ TEST(cli_unreachable_redis) {
   env_start(&e);
   ASSERT_EQ(RUN(r, "stats", "--backend", url), 5);
   ASSERT_STR_CONTAINS(r->err, want);
+  free(r);
+  env_stop(&e);
+}
+
+/* How many times needle occurs in hay. */
+static size_t count_str(const char *hay, const char *needle) {
+  size_t n = 0;
+  for (const char *p = hay; (p = strstr(p, needle)) != NULL; p += strlen(needle)) n++;
+  return n;
+}
+
+/* A refused login names the address once (issue 14): "gtask: redis at ADDR:
+ * ... (WRONGPASS ...)", not "... (redis ADDR: WRONGPASS ...)". */
+TEST(cli_auth_error) {
+  gt_redis *redis = gt_redis_start(NULL);
+  ASSERT_NOT_NULL(redis);
+  /* Set after the start: the fixture's readiness PING has no password. */
+  redisContext *c = gt_redis_connect(redis);
+  ASSERT_NOT_NULL(c);
+  redisReply *rep = redisCommand(c, "CONFIG SET requirepass x");
+  ASSERT_NOT_NULL(rep);
+  ASSERT_EQ(rep->type, REDIS_REPLY_STATUS);
+  freeReplyObject(rep);
+  redisFree(c);
+  int port = gt_redis_port(redis);
+  char addr[64], wrong[128], none[128], right[128];
+  snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
+  snprintf(wrong, sizeof(wrong), "redis://:wrongpass@127.0.0.1:%d/0", port);
+  snprintf(none, sizeof(none), "redis://127.0.0.1:%d/0", port);
+  snprintf(right, sizeof(right), "redis://:x@127.0.0.1:%d/0", port);
+  run_out *r = malloc(sizeof(*r));
+  static const char *const cmds[][3] = {{"stats", NULL}, {"dead", "list", NULL},
+                                        {"worker", "--builtin", NULL}};
+  for (size_t k = 0; k < sizeof(cmds) / sizeof(cmds[0]); k++) {
+    const char *args[6] = {"--redis", wrong, cmds[k][0], cmds[k][1], NULL};
+    ASSERT_EQ(run_v(r, args), 1);
+    ASSERT_STR_EQ(r->out, "");
+    ASSERT_EQ(count_lines(r->err), 1);
+    ASSERT_STR_CONTAINS(r->err, "WRONGPASS");
+    ASSERT_EQ(count_str(r->err, addr), 1);
+    ASSERT_TRUE(strstr(r->err, "wrongpass") == NULL); /* never the password */
+  }
+  ASSERT_EQ(RUN(r, "--redis", none, "stats"), 1);
+  ASSERT_EQ(count_lines(r->err), 1);
+  ASSERT_STR_CONTAINS(r->err, "NOAUTH");
+  ASSERT_EQ(count_str(r->err, addr), 1);
+  /* The backend's address when the backend is the one refused. */
+  ASSERT_EQ(RUN(r, "--redis", right, "--backend", wrong, "stats"), 1);
+  ASSERT_EQ(count_lines(r->err), 1);
+  ASSERT_EQ(count_str(r->err, addr), 1);
+  ASSERT_EQ(RUN(r, "--redis", right, "stats"), 0);
+  free(r);
+  gt_redis_stop(redis);
+}
+
+/* Redis lost while a command runs: exit 5, one line that names the address
+ * once, and the address that failed: the backend's here (issue 14: it read
+ * "cannot reach redis at BROKER: wait: cannot reach redis (redis BACKEND:
+ * Connection refused)"). */
+TEST_TIMEOUT(cli_redis_lost_while_waiting, 60) {
+  env e;
+  env_start(&e);
+  run_out *r = malloc(sizeof(*r));
+  char id[GTASK_ID_SIZE], addr[64], backend[128];
+  snprintf(addr, sizeof(addr), "127.0.0.1:%d", gt_redis_port(e.redis));
+  snprintf(backend, sizeof(backend), "redis://%s/1", addr);
+  ASSERT_EQ(RUN(r, "send", "add", "1", "2", "--backend", backend), 0); /* no worker: PENDING */
+  id_of(r, id);
+  /* A wait outlives a Redis restart: it retries until its DUR is up. */
+  pid_t pid = spawn((const char *const[]){"result", id, "--wait", "2s", "--backend", backend, NULL},
+                    "wait.out", "wait.err");
+  /* Until the command blocks in Redis, so that the loss is seen mid-command. */
+  redisContext *c = gt_redis_connect(e.redis);
+  ASSERT_NOT_NULL(c);
+  for (int64_t end = test_now_ms() + test_timeout_ms(20000);; test_sleep_ms(20)) {
+    redisReply *rep = redisCommand(c, "INFO clients");
+    ASSERT_NOT_NULL(rep);
+    bool blocked = rep->str && strstr(rep->str, "blocked_clients:1") != NULL;
+    freeReplyObject(rep);
+    if (blocked) break;
+    ASSERT_LT(test_now_ms(), end);
+  }
+  redisFree(c);
+  ASSERT_EQ(gt_redis_kill9(e.redis), 0);
+  ASSERT_EQ(wait_exit(pid, test_timeout_ms(20000)), 5);
+  char err[4096];
+  slurp("wait.err", err, sizeof(err));
+  TEST_LOG("stderr: %s", err);
+  ASSERT_EQ(count_lines(err), 1);
+  char want[256];
+  snprintf(want, sizeof(want), "gtask: cannot reach redis at %s: ", backend);
+  ASSERT_STR_CONTAINS(err, want);
+  ASSERT_EQ(count_str(err, addr), 1);
+  ASSERT_EQ(count_str(err, "cannot reach redis"), 1);
   free(r);
   env_stop(&e);
 }
@@ -791,6 +999,63 @@ TEST_TIMEOUT(cli_dead_set, 120) {
   ASSERT_STR_EQ(r->out, "");
   ASSERT_EQ(RUN(r, "dead", "requeue", "--all"), 0);
   ASSERT_STR_EQ(r->out, "requeued 0\n");
+  free(r);
+  env_stop(&e);
+}
+
+/* One dead entry is one line of `dead list`, whatever its name and error hold
+ * (issue 14): control characters, tabs (the column separator) and
+ * backslashes are escaped as \n, \t, \\, \xNN.  --json keeps them as they are. */
+TEST(cli_dead_list_escapes) {
+  env e;
+  env_start(&e);
+  run_out *r = malloc(sizeof(*r));
+  char id[GTASK_ID_SIZE], line[4096];
+  gtask__uuid(id);
+  /* Sent by an older client, or another producer: the name is not checked. */
+  static const char name[] = "a\nb\tc\\d\x7f\x01";
+  gtask_task t = {.name = (char *)name, .queue = (char *)"default", .lost = 5,
+                  .backoff_first_ms = 1000, .backoff_max_ms = 60000,
+                  .created_ms = gtask__now_ms()};
+  memcpy(t.id, id, GTASK_ID_SIZE);
+  char *body = NULL;
+  size_t len = 0;
+  ASSERT_OK(gtask__task_encode(&t, &body, &len));
+  hset_dead(&e, id, body);
+  gtask__free(body);
+  redisContext *c = gt_redis_connect(e.redis);
+  ASSERT_NOT_NULL(c);
+  redisReply *rep = redisCommand(c, "RPUSH gtask:{default}:n:%s %s", id,
+                                 "{\"v\":1,\"s\":\"FAILURE\",\"err\":\"line 1\\nline 2\\r\\ttab\","
+                                 "\"ec\":-18,\"at\":0}");
+  ASSERT_NOT_NULL(rep);
+  freeReplyObject(rep);
+  redisFree(c);
+
+  ASSERT_EQ(RUN(r, "dead", "list"), 0);
+  ASSERT_EQ(count_lines(r->out), 1);
+  char want[512];
+  snprintf(want, sizeof(want), "%s\ta\\nb\\tc\\\\d\\x7f\\x01\tline 1\\nline 2\\r\\ttab\n", id);
+  ASSERT_STR_EQ(r->out, want);
+  ASSERT_EQ(RUN(r, "--json", "dead", "list"), 0);
+  ASSERT_EQ(count_lines(r->out), 1);
+  json_t *j = json_line(first_line(r->out, line, sizeof(line)));
+  ASSERT_STR_EQ(json_string_value(json_object_get(j, "name")), name);
+  ASSERT_STR_EQ(json_string_value(json_object_get(j, "error")), "line 1\nline 2\r\ttab");
+  json_decref(j);
+  free(r);
+  env_stop(&e);
+}
+
+/* A --timeout below a millisecond is the shortest timeout, not none (it used
+ * to round to 0, which means no timeout). */
+TEST_TIMEOUT(cli_sub_millisecond_timeout, 60) {
+  env e;
+  env_start(&e);
+  WORKER_START(&e, "--builtin");
+  run_out *r = malloc(sizeof(*r));
+  ASSERT_EQ(RUN(r, "send", "sleep", "3000", "--timeout", "0.1ms", "--wait", "20s"), 1);
+  ASSERT_STR_CONTAINS(r->err, "timeout");
   free(r);
   env_stop(&e);
 }
