@@ -282,6 +282,15 @@ typedef struct gtask_broker_ops {
    * held. */
   int (*dead_purge)(void *impl, const char *queue, size_t *removed);
 
+  /* Records consumer as a live worker of queues[0..nq) until until_ms (unix
+   * ms; a worker calls it again, with a later time, on each heartbeat), or,
+   * with until_ms == 0, removes it.  Refuses -- GTASK_EVERSION, changing
+   * nothing, the detail in gtask_last_error() -- when a live worker whose
+   * protocol cannot be mixed with this broker's serves one of the queues
+   * (Redis: another key schema version).  May be NULL: nothing to record. */
+  int (*announce)(void *impl, const char *consumer, const char *const *queues, size_t nq,
+                  int64_t until_ms);
+
   /* If this broker can write backend's records in its own atomic steps (same
    * implementation, same server and database), returns the backend's impl to
    * pass as `state`; else NULL. */

@@ -741,6 +741,12 @@ static size_t isolate(gtask_server *s, gtask_job **batch, size_t n, gtask_fin *f
   return keep;
 }
 
+/* Records this worker as live on its queues until until_ms (0: removes it). */
+static int announce(gtask_server *s, int64_t until_ms) {
+  if (!s->broker->ops->announce) return 0;
+  return s->broker->ops->announce(s->broker->impl, s->name, s->queues, s->nqueues, until_ms);
+}
+
 static void heartbeat(gtask_server *s) {
   pthread_mutex_lock(&s->mu);
   size_t n = 0, cap = s->ninflight;
@@ -765,6 +771,8 @@ static void heartbeat(gtask_server *s) {
   }
   /* One line per outage, not one per heartbeat. */
   if (rc == GTASK_ENOPERM) gtask__server_fatal(s, rc, "heartbeat");
+  int arc = announce(s, gtask__now_ms() + s->lease_ms);
+  if (arc == GTASK_EVERSION || arc == GTASK_ENOPERM) gtask__server_fatal(s, arc, "announcing the worker");
   if (rc && !s->hb_failing) gtask__log(GTASK_LOG_WARN, "heartbeat: %s (will keep trying)", gtask_last_error());
   if (!rc && s->hb_failing) gtask__log(GTASK_LOG_INFO, "heartbeat: working again");
   s->hb_failing = rc != 0;
@@ -953,6 +961,16 @@ GTASK_EXTERN int gtask_server_run(gtask_server *s, int n) {
     set_err(s, "gtask_server_run: already running");
     return GTASK_ESTATE;
   }
+  /* Join the queues, unless workers of an incompatible version serve them.
+   * If Redis cannot be reached now, the heartbeat tries again (and stops the
+   * worker then, if it must). */
+  int arc = announce(s, gtask__now_ms() + s->lease_ms);
+  if (arc == GTASK_EVERSION || arc == GTASK_ENOPERM) {
+    set_err(s, "%s", gtask_last_error());
+    gtask__log(GTASK_LOG_ERROR, "worker %s cannot run: %s", s->name, s->errmsg);
+    atomic_store(&s->running, false);
+    return arc;
+  }
   int saved_prefetch = s->prefetch;
   /* Leasing in batches is what makes a worker fast (one round trip leases
    * and one finishes a whole batch); leased tasks waiting here stay
@@ -1037,6 +1055,9 @@ GTASK_EXTERN int gtask_server_run(gtask_server *s, int n) {
   gtask__free(s->fetch_out);
   s->fetch_out = NULL;
 
+  if (announce(s, 0) != 0)
+    gtask__log(GTASK_LOG_INFO, "worker %s: not unregistered (%s); its entry expires by itself",
+               s->name, gtask_last_error());
   /* Anything still in flight could not be written: it stays leased in the
    * broker and is reclaimed by another worker.  Free our copies. */
   pthread_mutex_lock(&s->mu);

@@ -66,7 +66,8 @@ extern "C" {
   XX(ELOST, -18, "the task was lost too many times (worker died)")            \
   XX(ECRASH, -19, "the task crashed its executor")                           \
   XX(EINDOUBT, -20, "sent, but the reply was lost: outcome unknown")          \
-  XX(ENOPERM, -21, "redis denied a command to this user (ACL)")
+  XX(ENOPERM, -21, "redis denied a command to this user (ACL)")              \
+  XX(EVERSION, -22, "workers of an incompatible version serve this queue")
 
 typedef enum gtask_errno {
   GTASK_OK = 0,

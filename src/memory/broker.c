@@ -43,6 +43,7 @@ typedef struct mem_consumer {
   uint64_t wake_epoch;   /* bumped by interrupt() while waiting > 0: those return */
   bool interrupt_sticky; /* interrupt() came while no lease() was in progress:
                             the next lease() of this consumer returns at once */
+  int64_t live_until;    /* announce(): a live worker until then (unix ms); 0 none */
 } mem_consumer;
 
 struct mem_queue;
@@ -844,6 +845,18 @@ static int mb_dead_purge(void *impl, const char *queue, size_t *removed) {
 
 /* The memory broker and backend are separate objects: the core stores states
  * through the backend first, then finishes through the broker. */
+/* One process has one protocol version: nothing to refuse, only to record. */
+static int mb_announce(void *impl, const char *consumer, const char *const *queues, size_t nq,
+                       int64_t until_ms) {
+  mem_broker *br = impl;
+  (void)queues, (void)nq;
+  pthread_mutex_lock(&br->mu);
+  mem_consumer *c = consumer_get(br, consumer);
+  if (c) c->live_until = until_ms;
+  pthread_mutex_unlock(&br->mu);
+  return c ? 0 : GTASK_ENOMEM;
+}
+
 static void *mb_colocated(void *impl, const gtask_backend *backend) { return NULL; }
 
 /* Called when the last handle reference goes: no call can be in progress. */
@@ -886,6 +899,7 @@ static const gtask_broker_ops memory_broker_ops = {
     .dead_list = mb_dead_list,
     .dead_requeue = mb_dead_requeue,
     .dead_purge = mb_dead_purge,
+    .announce = mb_announce,
     .colocated = mb_colocated,
     .destroy = mb_destroy,
 };

@@ -989,6 +989,67 @@ static int rb_dead_purge(void *impl, const char *queue, size_t *removed) {
   return rc;
 }
 
+/* ---------------------------------------------------------------- workers */
+
+/* register.lua per queue.  A refusal after earlier queues were recorded
+ * removes those again, so that a refused worker leaves no trace. */
+static int rb_announce(void *impl, const char *consumer, const char *const *queues, size_t nq,
+                       int64_t until_ms) {
+  redis_broker *b = impl;
+  redisContext *c;
+  int rc = gtask__redis_get(b->r, &c);
+  if (rc) return rc;
+  gtask__argv a;
+  gtask__argv_init(&a);
+  int64_t now = gtask__now_ms();
+  size_t done = 0;
+  for (; done < nq && rc == 0; done++) {
+    char key[GTASK__KEY_MAX];
+    gtask__argv_reset(&a);
+    gtask__argv_add(&a, key, gtask__redis_key(b->r, key, sizeof(key), queues[done], "workers", NULL));
+    gtask__argv_adds(&a, consumer);
+    gtask__argv_addi(&a, GTASK__KEYS_VERSION);
+    gtask__argv_addi(&a, now);
+    gtask__argv_addi(&a, until_ms);
+    redisReply *rep;
+    rc = gtask__redis_eval(b->r, c, GTASK__LUA_REGISTER, 1, &a, &rep);
+    if (rc) break;
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 1 ||
+        rep->element[0]->type != REDIS_REPLY_INTEGER) {
+      gtask__set_error("redis %s: register.lua: unexpected reply", b->r->conf->describe);
+      rc = GTASK_EPROTO;
+    } else if (rep->element[0]->integer == 0) {
+      const char *who = rep->elements > 1 && rep->element[1]->str ? rep->element[1]->str : "?";
+      const char *ver = rep->elements > 2 && rep->element[2]->str ? rep->element[2]->str : "?";
+      gtask__set_error("queue %s is served by worker %s, which uses key schema %s; this "
+                       "worker uses %d, and the two must not share a queue (docs/PROTOCOL.md, "
+                       "\"Key schema versions\"): stop one kind first",
+                       queues[done], who, ver, GTASK__KEYS_VERSION);
+      rc = GTASK_EVERSION;
+    }
+    freeReplyObject(rep);
+  }
+  if (rc && until_ms != 0) {
+    char why[512];
+    gtask__fmt(why, sizeof(why), "%s", gtask_last_error());
+    for (size_t q = 0; q < done && !c->err; q++) {
+      char key[GTASK__KEY_MAX];
+      gtask__argv_reset(&a);
+      gtask__argv_add(&a, key, gtask__redis_key(b->r, key, sizeof(key), queues[q], "workers", NULL));
+      gtask__argv_adds(&a, consumer);
+      gtask__argv_addi(&a, GTASK__KEYS_VERSION);
+      gtask__argv_addi(&a, now);
+      gtask__argv_addi(&a, 0);
+      redisReply *rep;
+      if (gtask__redis_eval(b->r, c, GTASK__LUA_REGISTER, 1, &a, &rep) == 0) freeReplyObject(rep);
+    }
+    gtask__set_error("%s", why);
+  }
+  gtask__argv_free(&a);
+  gtask__redis_put(b->r, c);
+  return rc;
+}
+
 static void *rb_colocated(void *impl, const gtask_backend *backend) {
   redis_broker *b = impl;
   if (!backend || backend->ops != &gtask__redis_backend_ops) return NULL;
@@ -1028,6 +1089,7 @@ static const gtask_broker_ops redis_broker_ops = {
     .dead_list = rb_dead_list,
     .dead_requeue = rb_dead_requeue,
     .dead_purge = rb_dead_purge,
+    .announce = rb_announce,
     .colocated = rb_colocated,
     .destroy = rb_destroy,
 };
