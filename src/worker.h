@@ -24,6 +24,9 @@
 #include <pthread.h>
 #include <sys/types.h>
 
+/* The most jobs the fetcher accepts, or the finisher writes, in one step. */
+#define MAX_BATCH 256
+
 typedef struct gtask_job gtask_job;
 typedef struct gtask_handler gtask_handler;
 
@@ -167,7 +170,18 @@ void gtask__job_outcome_unwritable(gtask_server *s, gtask_job *job, const char *
 void gtask__job_outcome_handback(gtask_server *s, gtask_job *job);
 void gtask__job_unref_locked(gtask_server *s, gtask_job *job);
 
+/* finisher.c */
+/* The finisher thread (see finisher.c); started by gtask_server_run. */
+void *gtask__finisher_main(void *arg);
+/* Records this worker as live on its queues until until_ms (unix ms; 0:
+ * removes it) through the broker's announce(); 0 if it has none. */
+int gtask__server_announce(gtask_server *s, int64_t until_ms);
+
 /* server.c */
+/* Takes job off the in-flight list.  s->mu held. */
+void gtask__inflight_remove_locked(gtask_server *s, gtask_job *job);
+/* pthread_cond_timedwait until a CLOCK_MONOTONIC time in ms. */
+void gtask__timed_wait(pthread_cond_t *cv, pthread_mutex_t *mu, int64_t until_mono);
 /* A permanent error that the worker cannot run past (rc, e.g. GTASK_ENOPERM;
  * what: the activity, the detail from gtask_last_error()): logs it, records
  * it for gtask_server_run to return, and shuts the worker down.  The first
