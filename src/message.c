@@ -29,7 +29,9 @@
  *   - Floats are JSON reals printed with 17 significant digits, which
  *     round-trips every double exactly; NaN and the infinities are the strings
  *     "NaN", "Infinity" and "-Infinity" (the sign of a NaN is not kept).  A
- *     float32 is written as the double of the float and read back through float.
+ *     float32 is written as the double of the float, so it reads back exactly;
+ *     a decoder refuses a float32 whose number is not exactly a float
+ *     (["float32", 0.1]) rather than rounding it.
  *   - Strings are JSON strings with their length, so embedded NULs survive
  *     (as \u0000).  JSON text is UTF-8: a string argument or value that is not
  *     valid UTF-8 cannot be encoded (GTASK_EINVAL); send binary data in some
@@ -707,14 +709,18 @@ static int decode_scalar(const json_t *jv, gtask_type t, gtask_value *out, const
       gtask__fmt(err, errlen, "%s: %s value is not a number", label, tn);
       return GTASK_EPROTO;
     }
-    if (t == GTASK_FLOAT32) {
-      if (isfinite(d) && fabs(d) > FLT_MAX) {
-        gtask__fmt(err, errlen, "%s: float32 value %g out of range", label, d);
-        return GTASK_EPROTO;
-      }
-      d = (double)(float)d;
-    }
+    /* A float32 is the double the number denotes, and that double must be a
+     * binary32 value (gtask__value_check): ["float32", 0.1] is malformed, not
+     * rounded to 0.1f (issue 14).  What the encoder writes always passes. */
     out->v.f = d;
+    if (gtask__value_check(out) != 0) {
+      if (fabs(d) > FLT_MAX)
+        gtask__fmt(err, errlen, "%s: float32 value %g out of range", label, d);
+      else
+        gtask__fmt(err, errlen, "%s: float32 value %.17g is not representable in binary32",
+                   label, d);
+      return GTASK_EPROTO;
+    }
     return 0;
   }
 
