@@ -456,6 +456,111 @@ TEST(float32_encoded_values_round_trip_exactly) {
   ASSERT_EQ(total, 256 * 13 * 2);
 }
 
+/* Every integer type's bounds, in both forms (a JSON integer, a decimal
+ * string), and one past them; a uint/uint64 above INT64_MAX only as a
+ * string (a JSON integer that large is invalid JSON to jansson). */
+TEST(integer_values_are_range_checked_by_type) {
+  static const struct {
+    const char *type, *min, *max, *below, *above;
+  } types[] = {
+      {"int8", "-128", "127", "-129", "128"},
+      {"int16", "-32768", "32767", "-32769", "32768"},
+      {"int32", "-2147483648", "2147483647", "-2147483649", "2147483648"},
+      {"int64", "-9223372036854775808", "9223372036854775807", "-9223372036854775809",
+       "9223372036854775808"},
+      {"int", "-9223372036854775808", "9223372036854775807", "-9223372036854775809",
+       "9223372036854775808"},
+      {"uint8", "0", "255", "-1", "256"},
+      {"uint16", "0", "65535", "-1", "65536"},
+      {"uint32", "0", "4294967295", "-1", "4294967296"},
+      {"uint64", "0", "18446744073709551615", "-1", "18446744073709551616"},
+      {"uint", "0", "18446744073709551615", "-1", "18446744073709551616"},
+  };
+  char err[256], pair[96];
+  gtask_value v;
+  for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
+    const char *tn = types[i].type;
+    bool is_unsigned = tn[0] == 'u';
+    const char *in[] = {types[i].min, types[i].max};
+    for (int k = 0; k < 2; k++) {
+      for (int quoted = 0; quoted < 2; quoted++) {
+        snprintf(pair, sizeof(pair), quoted ? "[\"%s\",\"%s\"]" : "[\"%s\",%s]", tn, in[k]);
+        int rc = decode_pair(pair, &v, err, sizeof(err));
+        bool too_big_for_json = !quoted && is_unsigned && strlen(in[k]) > 19;
+        if (too_big_for_json) {
+          ASSERT_ERR(rc, GTASK_EPROTO);
+          ASSERT_STR_CONTAINS(err, "invalid JSON");
+          continue;
+        }
+        if (rc != 0) TEST_FAIL("%s refused: %s", pair, err);
+        char back[32];
+        if (is_unsigned)
+          snprintf(back, sizeof(back), "%llu", (unsigned long long)v.v.u);
+        else
+          snprintf(back, sizeof(back), "%lld", (long long)v.v.i);
+        ASSERT_STR_EQ(back, in[k]);
+      }
+    }
+    const char *out[] = {types[i].below, types[i].above};
+    for (int k = 0; k < 2; k++) {
+      for (int quoted = 0; quoted < 2; quoted++) {
+        snprintf(pair, sizeof(pair), quoted ? "[\"%s\",\"%s\"]" : "[\"%s\",%s]", tn, out[k]);
+        if (decode_pair(pair, &v, err, sizeof(err)) != GTASK_EPROTO)
+          TEST_FAIL("%s was read", pair);
+        if (strstr(err, "out of range") == NULL && strstr(err, "invalid JSON") == NULL)
+          TEST_FAIL("%s: reason \"%s\"", pair, err);
+      }
+    }
+    /* Zero with a minus sign is zero; anything but an integer is refused. */
+    snprintf(pair, sizeof(pair), "[\"%s\",-0]", tn);
+    ASSERT_OK(decode_pair(pair, &v, err, sizeof(err)));
+    ASSERT_EQ(v.v.u, 0);
+    static const char *const not_int[] = {"1.0", "1e2", "true", "null", "\"1.0\"", "\"+1\"",
+                                          "\" 1\"", "\"0x10\"", "\"\"", "\"-\"", "[1]"};
+    for (size_t j = 0; j < sizeof(not_int) / sizeof(not_int[0]); j++) {
+      snprintf(pair, sizeof(pair), "[\"%s\",%s]", tn, not_int[j]);
+      ASSERT_ERR(decode_pair(pair, &v, err, sizeof(err)), GTASK_EPROTO);
+      ASSERT_STR_CONTAINS(err, "not an integer");
+    }
+  }
+}
+
+/* bool takes only true and false; a string is UTF-8 (a NUL may be escaped
+ * in it, a surrogate pair is one character, a lone surrogate or invalid
+ * bytes are malformed). */
+TEST(bool_and_string_values_are_strict) {
+  char err[256];
+  gtask_value v;
+  ASSERT_OK(decode_pair("[\"bool\",true]", &v, err, sizeof(err)));
+  ASSERT_TRUE(v.v.b);
+  ASSERT_OK(decode_pair("[\"bool\",false]", &v, err, sizeof(err)));
+  ASSERT_FALSE(v.v.b);
+  static const char *const not_bool[] = {"1", "0", "\"true\"", "null", "[]", "\"\""};
+  for (size_t j = 0; j < sizeof(not_bool) / sizeof(not_bool[0]); j++) {
+    char pair[64];
+    snprintf(pair, sizeof(pair), "[\"bool\",%s]", not_bool[j]);
+    ASSERT_ERR(decode_pair(pair, &v, err, sizeof(err)), GTASK_EPROTO);
+    ASSERT_STR_CONTAINS(err, "bool value is not true or false");
+  }
+  ASSERT_OK(decode_pair("[\"string\",\"a\\u0000b\"]", &v, err, sizeof(err)));
+  ASSERT_EQ(v.v.s.len, 3);
+  ASSERT_OK(decode_pair("[\"string\",\"\\ud83d\\ude00\"]", &v, err, sizeof(err)));
+  ASSERT_EQ(v.v.s.len, 4);
+  static const char *const bad[] = {
+      "[\"string\",\"\\ud800\"]",           /* a lone high surrogate */
+      "[\"string\",\"\\udc00x\"]",          /* a lone low surrogate */
+      "[\"string\",\"\xc0\x80\"]",          /* an overlong NUL */
+      "[\"string\",\"\xed\xa0\x80\"]",      /* a surrogate in UTF-8 */
+      "[\"string\",\"\xf4\x90\x80\x80\"]",  /* above U+10FFFF */
+      "[\"string\",\"\xff\"]",
+      "[\"string\",\"\xe2\x9c\"]",          /* a truncated sequence */
+      "[\"string\",5]",
+      "[\"string\",null]",
+  };
+  for (size_t j = 0; j < sizeof(bad) / sizeof(bad[0]); j++)
+    ASSERT_ERR(decode_pair(bad[j], &v, err, sizeof(err)), GTASK_EPROTO);
+}
+
 /* ---------------------------------------------------------------- encode errors */
 
 TEST(task_encode_rejects) {
