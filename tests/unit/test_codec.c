@@ -1,10 +1,10 @@
-/* test_codec.c -- the task message and result record codec (message.c):
+/* test_codec.c -- the task message and result record codec (src/codec.h):
  * exact round trips of every type and field, the omitted defaults, the
  * rejection of every kind of malformed input with a reason, and allocation
  * failures at every step. */
 #include "test.h"
 
-#include "internal.h"
+#include "codec.h"
 
 #include <float.h>
 #include <jansson.h>

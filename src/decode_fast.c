@@ -1,0 +1,351 @@
+/* decode_fast.c -- the codec's fast path: task messages and result records in
+ * the compact form encode.c writes, read without jansson.
+ *
+ * A worker decodes every message it leases.  jansson builds a tree first
+ * (~21,000 instructions and a dozen allocations for `add(1, 2)`, two thirds of
+ * a worker's work per task), so messages in the form our encoder writes are
+ * read directly: compact, known fields once each, integers without fraction
+ * or exponent, strings without escapes, and arguments of the integer, bool and
+ * string types.  Anything else -- whitespace, an escape, a float, an unknown or
+ * repeated field, a value out of range, any error -- is declined
+ * (GTASK__DECLINED) to the reference decoder (decode.c), which gives the
+ * answer and the reason.  So the fast path either returns exactly what the
+ * reference returns or declines: it applies the reference's rules, never its
+ * own (tests/unit/test_codec.c and tests/fuzz/fuzz_message.c check that).
+ * Result records, which a client reads one per task, take the same path
+ * (fast_result).
+ *
+ * Nothing here is needed for correctness: declining everything would only be
+ * slower.  So a format change that adds a key or a value form may leave this
+ * file alone (messages that carry it go to the reference), but a new meaning
+ * for a key read here must reach it; codec.h lists every place a change
+ * touches.
+ */
+#include "codec.h"
+
+#include <string.h>
+
+typedef struct fcur {
+  const char *p, *end;
+} fcur;
+
+static bool f_lit(fcur *c, const char *lit, size_t n) {
+  if ((size_t)(c->end - c->p) < n || memcmp(c->p, lit, n) != 0) return false;
+  c->p += n;
+  return true;
+}
+
+/* A string without escapes or control characters, valid UTF-8. */
+static bool f_str(fcur *c, const char **s, size_t *n) {
+  if (c->p >= c->end || *c->p != '"') return false;
+  const char *start = ++c->p;
+  while (c->p < c->end) {
+    unsigned char ch = (unsigned char)*c->p;
+    if (ch == '"') {
+      *s = start;
+      *n = (size_t)(c->p - start);
+      c->p++;
+      return gtask__utf8_valid(start, *n);
+    }
+    if (ch == '\\' || ch < 0x20) return false;
+    c->p++;
+  }
+  return false;
+}
+
+/* A NUL-terminated copy of s[0..n) (a string f_str read), or NULL. */
+static char *f_dup(const char *s, size_t n) {
+  char *d = gtask__malloc(n + 1);
+  if (d != NULL) {
+    memcpy(d, s, n);
+    d[n] = '\0';
+  }
+  return d;
+}
+
+/* A JSON integer within int64 (what jansson reads as one), followed by a
+ * delimiter: sign and magnitude. */
+static bool f_int(fcur *c, bool *neg, uint64_t *mag) {
+  *neg = c->p < c->end && *c->p == '-';
+  if (*neg) c->p++;
+  const char *d = c->p;
+  uint64_t m = 0;
+  while (c->p < c->end && *c->p >= '0' && *c->p <= '9') {
+    if (m > (UINT64_MAX - 9) / 10) return false;
+    m = m * 10 + (uint64_t)(*c->p - '0');
+    c->p++;
+  }
+  size_t digits = (size_t)(c->p - d);
+  if (digits == 0 || digits > 19 || (digits > 1 && *d == '0')) return false;
+  if (c->p >= c->end || (*c->p != ',' && *c->p != '}' && *c->p != ']')) return false;
+  if (m > (*neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX)) return false;
+  *mag = m;
+  return true;
+}
+
+/* A non-negative field value in [min, max]. */
+static bool f_field(fcur *c, int64_t min, int64_t max, int64_t *out) {
+  bool neg;
+  uint64_t mag;
+  if (!f_int(c, &neg, &mag) || neg || mag > (uint64_t)max || (int64_t)mag < min) return false;
+  *out = (int64_t)mag;
+  return true;
+}
+
+/* A JSON integer in [min, max], either sign. */
+static bool f_sfield(fcur *c, int64_t min, int64_t max, int64_t *out) {
+  bool neg;
+  uint64_t mag;
+  if (!f_int(c, &neg, &mag)) return false;
+  int64_t v = !neg ? (int64_t)mag : mag == (uint64_t)INT64_MAX + 1 ? INT64_MIN : -(int64_t)mag;
+  if (v < min || v > max) return false;
+  *out = v;
+  return true;
+}
+
+/* One ["type", value] pair; with vals NULL only checks it and counts its
+ * string bytes. */
+static bool f_pair(fcur *c, gtask_value *val, char **bytes, size_t *strbytes) {
+  const char *tn;
+  size_t tl;
+  char name[16];
+  gtask_type t;
+  if (!f_lit(c, "[", 1) || !f_str(c, &tn, &tl) || tl >= sizeof(name) || !f_lit(c, ",", 1))
+    return false;
+  memcpy(name, tn, tl);
+  name[tl] = '\0';
+  if (gtask_type_parse(name, &t) != 0) return false;
+  gtask_value v;
+  v.type = t;
+  if (t == GTASK_BOOL) {
+    if (f_lit(c, "true", 4))
+      v.v.b = true;
+    else if (f_lit(c, "false", 5))
+      v.v.b = false;
+    else
+      return false;
+  } else if (t == GTASK_STRING) {
+    const char *s;
+    size_t n;
+    if (!f_str(c, &s, &n)) return false;
+    *strbytes += n + 1;
+    if (val) {
+      memcpy(*bytes, s, n);
+      (*bytes)[n] = '\0';
+      v.v.s.ptr = *bytes;
+      v.v.s.len = n;
+      *bytes += n + 1;
+    }
+  } else if (t <= GTASK_UINT64) { /* the integer types: decode_scalar's rule */
+    bool neg;
+    uint64_t mag;
+    if (!f_int(c, &neg, &mag)) return false;
+    if (t <= GTASK_INT64)
+      v.v.i = !neg ? (int64_t)mag : mag == (uint64_t)INT64_MAX + 1 ? INT64_MIN : -(int64_t)mag;
+    else if (neg && mag != 0)
+      return false;
+    else
+      v.v.u = mag;
+    if (gtask__value_check(&v) != 0) return false;
+  } else {
+    return false; /* floats: jansson reads them */
+  }
+  if (!f_lit(c, "]", 1)) return false;
+  if (val) *val = v;
+  return true;
+}
+
+/* A values array, twice: to count, then to fill one block (the layout
+ * decode_values makes: one free releases it). */
+static int f_values(fcur *c, gtask_value **out, size_t *nout) {
+  fcur first = *c;
+  size_t count = 0, strbytes = 0;
+  if (!f_lit(&first, "[", 1)) return GTASK__DECLINED;
+  if (!f_lit(&first, "]", 1)) {
+    do {
+      if (++count > GTASK__MAX_VALUES || !f_pair(&first, NULL, NULL, &strbytes))
+        return GTASK__DECLINED;
+    } while (f_lit(&first, ",", 1));
+    if (!f_lit(&first, "]", 1)) return GTASK__DECLINED;
+  }
+  if (count > 0) {
+    gtask_value *vals = gtask__malloc(count * sizeof(gtask_value) + strbytes);
+    if (vals == NULL) return GTASK_ENOMEM;
+    char *bytes = (char *)(vals + count);
+    c->p++; /* '[' */
+    for (size_t i = 0; i < count; i++) {
+      if (i) c->p++; /* ',' */
+      (void)f_pair(c, &vals[i], &bytes, &strbytes);
+    }
+    *out = vals;
+    *nout = count;
+  }
+  *c = first;
+  return 0;
+}
+
+/* Skips an array whose strings hold no escapes (an escape declines later
+ * anyway): for a field read once the rest is known to be ours. */
+static bool f_skip_array(fcur *c) {
+  int depth = 0;
+  while (c->p < c->end) {
+    char ch = *c->p++;
+    if (ch == '[') depth++;
+    if (ch == ']' && --depth == 0) return true;
+    if (ch == '"') {
+      while (c->p < c->end && *c->p != '"' && *c->p != '\\') c->p++;
+      if (c->p >= c->end || *c->p == '\\') return false;
+      c->p++;
+    }
+  }
+  return false;
+}
+
+static int fast_task(const char *buf, size_t len, const char *id, const char *queue,
+                     gtask_task **out) {
+  if (buf == NULL || len == 0 || len > GTASK__MAX_BODY || id == NULL || !gtask__id_valid(id) ||
+      queue == NULL || !gtask__queue_valid(queue))
+    return GTASK__DECLINED;
+  fcur c = {buf, buf + len};
+  enum { F_V = 1, F_N = 2, F_A = 4, F_T = 8, F_R = 16, F_AT = 32, F_L = 64, F_BF = 128, F_BM = 256,
+         F_C = 512, F_X = 1024, F_E = 2048 };
+  unsigned seen = 0;
+  int64_t version = 0, x = 0;
+  const char *name = NULL, *e = NULL;
+  size_t name_len = 0, e_len = 0;
+  fcur args = {NULL, NULL};
+  gtask_task *t = gtask__calloc(1, sizeof(*t));
+  if (t == NULL) return GTASK_ENOMEM;
+  t->backoff_first_ms = GTASK__BACKOFF_FIRST_MS;
+  t->backoff_max_ms = GTASK__BACKOFF_MAX_MS;
+  int rc = GTASK__DECLINED;
+  if (!f_lit(&c, "{", 1)) goto out;
+  do {
+    const char *k;
+    size_t kl;
+    if (!f_str(&c, &k, &kl) || !f_lit(&c, ":", 1) || kl == 0 || kl > 2) goto out;
+    unsigned f = kl == 1 ? (k[0] == 'v'   ? F_V
+                            : k[0] == 'n' ? F_N
+                            : k[0] == 'a' ? F_A
+                            : k[0] == 't' ? F_T
+                            : k[0] == 'r' ? F_R
+                            : k[0] == 'l' ? F_L
+                            : k[0] == 'c' ? F_C
+                            : k[0] == 'x' ? F_X
+                            : k[0] == 'e' ? F_E
+                                          : 0)
+                         : (k[0] == 'a' && k[1] == 't'   ? F_AT
+                            : k[0] == 'b' && k[1] == 'f' ? F_BF
+                            : k[0] == 'b' && k[1] == 'm' ? F_BM
+                                                         : 0);
+    if (f == 0 || (seen & f)) goto out; /* unknown or repeated: jansson decides */
+    seen |= f;
+    bool ok;
+    switch (f) {
+    case F_V: ok = f_field(&c, 1, GTASK_MSG_VERSION, &version); break;
+    case F_N: ok = f_str(&c, &name, &name_len) && name_len > 0; break;
+    case F_E: ok = f_str(&c, &e, &e_len); break;
+    case F_A: /* skipped now, read once the rest is known to be ours */
+      args = c;
+      ok = f_skip_array(&c);
+      break;
+    case F_T: ok = f_field(&c, 0, INT64_MAX, &t->timeout_ms); break;
+    case F_R: ok = f_field(&c, 0, INT32_MAX, &x), t->retry_max = (int32_t)x; break;
+    case F_AT: ok = f_field(&c, 0, UINT32_MAX, &x), t->attempts = (uint32_t)x; break;
+    case F_L: ok = f_field(&c, 0, UINT32_MAX, &x), t->lost = (uint32_t)x; break;
+    case F_BF: ok = f_field(&c, 1, INT64_MAX, &t->backoff_first_ms); break;
+    case F_BM: ok = f_field(&c, 1, INT64_MAX, &t->backoff_max_ms); break;
+    case F_C: ok = f_field(&c, 0, INT64_MAX, &t->created_ms); break;
+    default: ok = f_field(&c, 0, INT64_MAX, &t->expires_ms); break;
+    }
+    if (!ok) goto out;
+  } while (f_lit(&c, ",", 1));
+  if (!f_lit(&c, "}", 1) || c.p != c.end) goto out;
+  if ((seen & (F_V | F_N | F_A)) != (F_V | F_N | F_A) || t->backoff_max_ms < t->backoff_first_ms)
+    goto out;
+  if ((rc = f_values(&args, &t->args, &t->nargs)) != 0) goto out;
+  memcpy(t->id, id, GTASK_ID_SIZE);
+  rc = GTASK_ENOMEM;
+  if ((t->name = f_dup(name, name_len)) == NULL) goto out;
+  if ((t->queue = gtask__strdup(queue)) == NULL) goto out;
+  if (e != NULL && (t->last_error = f_dup(e, e_len)) == NULL) goto out;
+  *out = t;
+  return 0;
+out:
+  gtask__task_free(t);
+  return rc;
+}
+
+/* Result records in our compact form, read directly under the rules of
+ * fast_task (what gtask__result_encode writes: "v", "s", then "vals", "err",
+ * "ec", "at" as present).  Declines what it does not read. */
+static int fast_result(const char *buf, size_t len, const char *id, gtask_result **out) {
+  if (buf == NULL || len == 0 || len > GTASK__MAX_BODY) return GTASK__DECLINED;
+  fcur c = {buf, buf + len};
+  enum { F_V = 1, F_S = 2, F_VALS = 4, F_ERR = 8, F_EC = 16, F_AT = 32 };
+  unsigned seen = 0;
+  int64_t x = 0;
+  const char *e = NULL;
+  size_t e_len = 0;
+  fcur vals = {NULL, NULL};
+  gtask_result *r = gtask__calloc(1, sizeof(*r));
+  if (r == NULL) return GTASK_ENOMEM;
+  int rc = GTASK__DECLINED;
+  if (!f_lit(&c, "{", 1)) goto out;
+  do {
+    const char *k;
+    size_t kl;
+    if (!f_str(&c, &k, &kl) || !f_lit(&c, ":", 1)) goto out;
+    unsigned f = kl == 1 && k[0] == 'v'                ? F_V
+                 : kl == 1 && k[0] == 's'              ? F_S
+                 : kl == 4 && memcmp(k, "vals", 4) == 0 ? F_VALS
+                 : kl == 3 && memcmp(k, "err", 3) == 0  ? F_ERR
+                 : kl == 2 && memcmp(k, "ec", 2) == 0   ? F_EC
+                 : kl == 2 && memcmp(k, "at", 2) == 0   ? F_AT
+                                                        : 0;
+    if (f == 0 || (seen & f)) goto out; /* unknown or repeated: jansson decides */
+    seen |= f;
+    bool ok = false;
+    const char *s;
+    size_t sl;
+    switch (f) {
+    case F_V: ok = f_field(&c, 1, GTASK_RESULT_VERSION, &x); break;
+    case F_S:
+      if (!f_str(&c, &s, &sl)) break;
+      for (int st = GTASK_PENDING; st <= GTASK_FAILURE; st++) {
+        const char *name = gtask_status_name((gtask_status)st);
+        if (strlen(name) == sl && memcmp(name, s, sl) == 0) r->status = (gtask_status)st;
+      }
+      ok = r->status != 0;
+      break;
+    case F_VALS: vals = c; ok = f_skip_array(&c); break;
+    case F_ERR: ok = f_str(&c, &e, &e_len); break;
+    case F_EC: ok = f_sfield(&c, INT32_MIN, INT32_MAX, &x), r->error_code = (int)x; break;
+    default: ok = f_field(&c, 0, UINT32_MAX, &x), r->attempts = (uint32_t)x; break;
+    }
+    if (!ok) goto out;
+  } while (f_lit(&c, ",", 1));
+  if (!f_lit(&c, "}", 1) || c.p != c.end || (seen & (F_V | F_S)) != (F_V | F_S)) goto out;
+  if ((seen & F_VALS) && (rc = f_values(&vals, &r->values, &r->nvalues)) != 0) goto out;
+  gtask__result_set_id(r, id);
+  rc = GTASK_ENOMEM;
+  if (e != NULL && (r->error = f_dup(e, e_len)) == NULL) goto out;
+  *out = r;
+  return 0;
+out:
+  gtask_result_free(r);
+  return rc;
+}
+
+/* ---------------------------------------------------------------- entry points */
+
+int gtask__task_decode_fast(const char *buf, size_t len, const char *id, const char *queue,
+                            gtask_task **out) {
+  *out = NULL;
+  return fast_task(buf, len, id, queue, out);
+}
+
+int gtask__result_decode_fast(const char *buf, size_t len, const char *id, gtask_result **out) {
+  *out = NULL;
+  return fast_result(buf, len, id, out);
+}
