@@ -76,11 +76,11 @@
  *      jw_value);
  *   4. decode.c: task_decode_jansson or result_decode_jansson (a value form:
  *      decode_scalar), the rule the fast path follows;
- *   5. decode_fast.c: fast_task or fast_result (a value form: f_pair).  Left
- *      alone, it declines any key or value form it does not know, which is
- *      correct and only slower; but it reads every version up to
- *      GTASK_MSG_VERSION and GTASK_RESULT_VERSION, so a new meaning for a key
- *      it reads must reach it too;
+ *   5. decode_fast.c: fast_task or fast_result (a value form: f_pair; a new
+ *      version: FAST_MSG_VERSION, FAST_RESULT_VERSION), for messages with the
+ *      change to stay on the fast path.  Left alone, it declines any key,
+ *      value form or version it does not know, which is correct and only
+ *      slower (test_codec's fast-path cases then fail, to say so);
  *   6. tests/unit/test_codec.c (the round trips, the byte comparison with
  *      jansson, the fast path's cases) and a seed message in
  *      tests/fuzz/corpus/message/.

@@ -16,14 +16,22 @@
  * (fast_result).
  *
  * Nothing here is needed for correctness: declining everything would only be
- * slower.  So a format change that adds a key or a value form may leave this
- * file alone (messages that carry it go to the reference), but a new meaning
- * for a key read here must reach it; codec.h lists every place a change
- * touches.
+ * slower.  So a format change may leave this file alone: it declines a key or
+ * a value form it does not know, and a version newer than FAST_MSG_VERSION or
+ * FAST_RESULT_VERSION, so messages with the change go to the reference.
+ * codec.h lists every place a change touches.
  */
 #include "codec.h"
 
 #include <string.h>
+
+/* The newest task message and result record versions this file reads; it
+ * declines newer ones, in which a key it knows may mean something else.
+ * Raise them once this file reads what the new version changed. */
+#define FAST_MSG_VERSION 2
+#define FAST_RESULT_VERSION 1
+_Static_assert(FAST_MSG_VERSION <= GTASK_MSG_VERSION && FAST_RESULT_VERSION <= GTASK_RESULT_VERSION,
+               "the fast path would read versions the reference refuses");
 
 typedef struct fcur {
   const char *p, *end;
@@ -242,7 +250,7 @@ static int fast_task(const char *buf, size_t len, const char *id, const char *qu
     seen |= f;
     bool ok;
     switch (f) {
-    case F_V: ok = f_field(&c, 1, GTASK_MSG_VERSION, &version); break;
+    case F_V: ok = f_field(&c, 1, FAST_MSG_VERSION, &version); break;
     case F_N: ok = f_str(&c, &name, &name_len) && name_len > 0; break;
     case F_E: ok = f_str(&c, &e, &e_len); break;
     case F_A: /* skipped now, read once the rest is known to be ours */
@@ -309,7 +317,7 @@ static int fast_result(const char *buf, size_t len, const char *id, gtask_result
     const char *s;
     size_t sl;
     switch (f) {
-    case F_V: ok = f_field(&c, 1, GTASK_RESULT_VERSION, &x); break;
+    case F_V: ok = f_field(&c, 1, FAST_RESULT_VERSION, &x); break;
     case F_S:
       if (!f_str(&c, &s, &sl)) break;
       for (int st = GTASK_PENDING; st <= GTASK_FAILURE; st++) {
