@@ -67,21 +67,24 @@
  * Changing the format.  A change that old readers cannot ignore (a new meaning
  * for an existing key, a required key, a new value form) needs a new version
  * number; then teach the decoders both versions before any encoder writes the
- * new one.  Any change touches these places, and no others:
+ * new one.  A change touches these places:
  *   1. docs/PROTOCOL.md, in the same commit, and the summary above; the
  *      version numbers below;
  *   2. the record's struct: gtask_task (internal.h) or gtask_result
  *      (include/gtask/gtask.h);
- *   3. encode.c: gtask__task_encode or gtask__result_encode (a value form:
+ *   3. for an integer field, its line in GTASK__TASK_INT_FIELDS or
+ *      GTASK__RESULT_INT_FIELDS below: the three codecs expand these tables,
+ *      so their files need nothing more.  For any other change:
+ *   4. encode.c: gtask__task_encode or gtask__result_encode (a value form:
  *      jw_value);
- *   4. decode.c: task_decode_jansson or result_decode_jansson (a value form:
+ *   5. decode.c: task_decode_jansson or result_decode_jansson (a value form:
  *      decode_scalar), the rule the fast path follows;
- *   5. decode_fast.c: fast_task or fast_result (a value form: f_pair; a new
+ *   6. decode_fast.c: fast_task or fast_result (a value form: f_pair; a new
  *      version: FAST_MSG_VERSION, FAST_RESULT_VERSION), for messages with the
  *      change to stay on the fast path.  Left alone, it declines any key,
  *      value form or version it does not know, which is correct and only
  *      slower (test_codec's fast-path cases then fail, to say so);
- *   6. tests/unit/test_codec.c (the round trips, the byte comparison with
+ *   7. tests/unit/test_codec.c (the round trips, the byte comparison with
  *      jansson, the fast path's cases) and a seed message in
  *      tests/fuzz/corpus/message/.
  *
@@ -105,6 +108,49 @@
 #define GTASK__MAX_VALUES 1024             /* arguments of a task, values of a result */
 #define GTASK__BACKOFF_FIRST_MS 1000       /* "bf" when absent */
 #define GTASK__BACKOFF_MAX_MS 60000        /* "bm" when absent */
+
+/* ---------------------------------------------------------------- integer fields
+ *
+ * Each record's integer fields, one line each, in the order the encoder writes
+ * them.  The encoder and both decoders expand these tables, so the three agree
+ * on every key, range and default by construction, and an integer field is
+ * added with a line here (and its struct member, and its line in
+ * docs/PROTOCOL.md).  XX(member, key, type, least, greatest, absent, kept):
+ *   member, type      the struct member that holds it (gtask_task,
+ *                     gtask_result) and its type, checked below;
+ *   key               its JSON key;
+ *   least, greatest   its range: outside it, a decoder refuses the record, and
+ *                     the encoder a task (a result's members cannot be);
+ *   absent            its value when the key is absent.  The encoder reads a 0
+ *                     in the struct as this value and leaves the key out when
+ *                     the field holds it, unless kept is true.
+ * The one rule between fields, backoff_max_ms >= backoff_first_ms, is checked
+ * by name in each codec. */
+#define GTASK__TASK_INT_FIELDS(XX)                                                   \
+  XX(timeout_ms, "t", int64_t, 0, INT64_MAX, 0, false)                               \
+  XX(retry_max, "r", int32_t, 0, INT32_MAX, 0, false)                                \
+  XX(attempts, "at", uint32_t, 0, UINT32_MAX, 0, false)                              \
+  XX(lost, "l", uint32_t, 0, UINT32_MAX, 0, false)                                   \
+  XX(backoff_first_ms, "bf", int64_t, 1, INT64_MAX, GTASK__BACKOFF_FIRST_MS, false)  \
+  XX(backoff_max_ms, "bm", int64_t, 1, INT64_MAX, GTASK__BACKOFF_MAX_MS, false)      \
+  XX(created_ms, "c", int64_t, 0, INT64_MAX, 0, true)                                \
+  XX(expires_ms, "x", int64_t, 0, INT64_MAX, 0, false)
+
+#define GTASK__RESULT_INT_FIELDS(XX)                                                 \
+  XX(error_code, "ec", int, INT32_MIN, INT32_MAX, 0, false)                          \
+  XX(attempts, "at", uint32_t, 0, UINT32_MAX, 0, false)
+
+/* A table's type is its member's (so that a decoder's cast is exact). */
+#define XX(member, key, type, least, greatest, absent, kept)                         \
+  _Static_assert(_Generic(((gtask_task *)0)->member, type: 1, default: 0),           \
+                 "GTASK__TASK_INT_FIELDS: gtask_task." #member " is not " #type);
+GTASK__TASK_INT_FIELDS(XX)
+#undef XX
+#define XX(member, key, type, least, greatest, absent, kept)                         \
+  _Static_assert(_Generic(((gtask_result *)0)->member, type: 1, default: 0),         \
+                 "GTASK__RESULT_INT_FIELDS: gtask_result." #member " is not " #type);
+GTASK__RESULT_INT_FIELDS(XX)
+#undef XX
 
 /* ---------------------------------------------------------------- UTF-8
  * For the encoder and the fast path (jansson checks for the reference);

@@ -472,23 +472,12 @@ static int task_decode_jansson(const char *buf, size_t len, const char *id, cons
     goto fail;
 
   int64_t x;
-  if ((rc = get_int(root, "t", 0, INT64_MAX, 0, &t->timeout_ms, err, errlen)) != 0 ||
-      (rc = get_int(root, "r", 0, INT32_MAX, 0, &x, err, errlen)) != 0)
-    goto fail;
-  t->retry_max = (int32_t)x;
-  if ((rc = get_int(root, "at", 0, UINT32_MAX, 0, &x, err, errlen)) != 0)
-    goto fail;
-  t->attempts = (uint32_t)x;
-  if ((rc = get_int(root, "l", 0, UINT32_MAX, 0, &x, err, errlen)) != 0)
-    goto fail;
-  t->lost = (uint32_t)x;
-  if ((rc = get_int(root, "bf", 1, INT64_MAX, GTASK__BACKOFF_FIRST_MS, &t->backoff_first_ms,
-                    err, errlen)) != 0 ||
-      (rc = get_int(root, "bm", 1, INT64_MAX, GTASK__BACKOFF_MAX_MS, &t->backoff_max_ms, err,
-                    errlen)) != 0 ||
-      (rc = get_int(root, "c", 0, INT64_MAX, 0, &t->created_ms, err, errlen)) != 0 ||
-      (rc = get_int(root, "x", 0, INT64_MAX, 0, &t->expires_ms, err, errlen)) != 0)
-    goto fail;
+#define XX(member, key, type, least, greatest, absent, kept)                     \
+  if ((rc = get_int(root, key, least, greatest, absent, &x, err, errlen)) != 0)  \
+    goto fail;                                                                   \
+  t->member = (type)x;
+  GTASK__TASK_INT_FIELDS(XX)
+#undef XX
   if (t->backoff_max_ms < t->backoff_first_ms) {
     gtask__fmt(err, errlen, "field \"bm\": backoff max %lld is below backoff first %lld",
                (long long)t->backoff_max_ms, (long long)t->backoff_first_ms);
@@ -561,12 +550,12 @@ static int result_decode_jansson(const char *buf, size_t len, const char *id, gt
     goto fail;
   }
   int64_t x;
-  if ((rc = get_int(root, "ec", INT32_MIN, INT32_MAX, 0, &x, err, errlen)) != 0)
-    goto fail;
-  r->error_code = (int)x;
-  if ((rc = get_int(root, "at", 0, UINT32_MAX, 0, &x, err, errlen)) != 0)
-    goto fail;
-  r->attempts = (uint32_t)x;
+#define XX(member, key, type, least, greatest, absent, kept)                     \
+  if ((rc = get_int(root, key, least, greatest, absent, &x, err, errlen)) != 0)  \
+    goto fail;                                                                   \
+  r->member = (type)x;
+  GTASK__RESULT_INT_FIELDS(XX)
+#undef XX
 
   json_decref(root);
   *out = r;

@@ -91,20 +91,13 @@ static bool f_int(fcur *c, bool *neg, uint64_t *mag) {
   return true;
 }
 
-/* A non-negative field value in [min, max]. */
-static bool f_field(fcur *c, int64_t min, int64_t max, int64_t *out) {
+/* A field's JSON integer in [min, max].  A minus sign only where min < 0: a
+ * "-0" elsewhere is left to the reference (our encoder never writes it).
+ * Inline: out of line, its calls cost ~50 instructions per message. */
+static inline bool f_field(fcur *c, int64_t min, int64_t max, int64_t *out) {
   bool neg;
   uint64_t mag;
-  if (!f_int(c, &neg, &mag) || neg || mag > (uint64_t)max || (int64_t)mag < min) return false;
-  *out = (int64_t)mag;
-  return true;
-}
-
-/* A JSON integer in [min, max], either sign. */
-static bool f_sfield(fcur *c, int64_t min, int64_t max, int64_t *out) {
-  bool neg;
-  uint64_t mag;
-  if (!f_int(c, &neg, &mag)) return false;
+  if (!f_int(c, &neg, &mag) || (neg && min >= 0)) return false;
   int64_t v = !neg ? (int64_t)mag : mag == (uint64_t)INT64_MAX + 1 ? INT64_MIN : -(int64_t)mag;
   if (v < min || v > max) return false;
   *out = v;
@@ -209,14 +202,38 @@ static bool f_skip_array(fcur *c) {
   return false;
 }
 
+/* A task message's fields, numbered for the mask of those seen: its strings
+ * and arguments, then the integer fields of GTASK__TASK_INT_FIELDS. */
+enum task_field {
+  TF_V,
+  TF_N,
+  TF_A,
+  TF_E,
+#define XX(member, key, type, least, greatest, absent, kept) TF_##member,
+  GTASK__TASK_INT_FIELDS(XX)
+#undef XX
+  TF_NONE /* an unknown key */
+};
+_Static_assert(TF_NONE < 32, "the mask of fields seen is 32 bits");
+
+static enum task_field task_field(const char *k, size_t kl) {
+  if (kl == 1 && k[0] == 'v') return TF_V;
+  if (kl == 1 && k[0] == 'n') return TF_N;
+  if (kl == 1 && k[0] == 'a') return TF_A;
+  if (kl == 1 && k[0] == 'e') return TF_E;
+#define XX(member, key, type, least, greatest, absent, kept) \
+  if (kl == sizeof(key) - 1 && memcmp(k, key, sizeof(key) - 1) == 0) return TF_##member;
+  GTASK__TASK_INT_FIELDS(XX)
+#undef XX
+  return TF_NONE;
+}
+
 static int fast_task(const char *buf, size_t len, const char *id, const char *queue,
                      gtask_task **out) {
   if (buf == NULL || len == 0 || len > GTASK__MAX_BODY || id == NULL || !gtask__id_valid(id) ||
       queue == NULL || !gtask__queue_valid(queue))
     return GTASK__DECLINED;
   fcur c = {buf, buf + len};
-  enum { F_V = 1, F_N = 2, F_A = 4, F_T = 8, F_R = 16, F_AT = 32, F_L = 64, F_BF = 128, F_BM = 256,
-         F_C = 512, F_X = 1024, F_E = 2048 };
   unsigned seen = 0;
   int64_t version = 0, x = 0;
   const char *name = NULL, *e = NULL;
@@ -224,53 +241,38 @@ static int fast_task(const char *buf, size_t len, const char *id, const char *qu
   fcur args = {NULL, NULL};
   gtask_task *t = gtask__calloc(1, sizeof(*t));
   if (t == NULL) return GTASK_ENOMEM;
-  t->backoff_first_ms = GTASK__BACKOFF_FIRST_MS;
-  t->backoff_max_ms = GTASK__BACKOFF_MAX_MS;
+#define XX(member, key, type, least, greatest, absent, kept) t->member = (absent);
+  GTASK__TASK_INT_FIELDS(XX)
+#undef XX
   int rc = GTASK__DECLINED;
   if (!f_lit(&c, "{", 1)) goto out;
   do {
     const char *k;
     size_t kl;
-    if (!f_str(&c, &k, &kl) || !f_lit(&c, ":", 1) || kl == 0 || kl > 2) goto out;
-    unsigned f = kl == 1 ? (k[0] == 'v'   ? F_V
-                            : k[0] == 'n' ? F_N
-                            : k[0] == 'a' ? F_A
-                            : k[0] == 't' ? F_T
-                            : k[0] == 'r' ? F_R
-                            : k[0] == 'l' ? F_L
-                            : k[0] == 'c' ? F_C
-                            : k[0] == 'x' ? F_X
-                            : k[0] == 'e' ? F_E
-                                          : 0)
-                         : (k[0] == 'a' && k[1] == 't'   ? F_AT
-                            : k[0] == 'b' && k[1] == 'f' ? F_BF
-                            : k[0] == 'b' && k[1] == 'm' ? F_BM
-                                                         : 0);
-    if (f == 0 || (seen & f)) goto out; /* unknown or repeated: jansson decides */
-    seen |= f;
+    if (!f_str(&c, &k, &kl) || !f_lit(&c, ":", 1)) goto out;
+    enum task_field f = task_field(k, kl);
+    if (f == TF_NONE || (seen & 1u << f)) goto out; /* unknown or repeated: jansson decides */
+    seen |= 1u << f;
     bool ok;
     switch (f) {
-    case F_V: ok = f_field(&c, 1, FAST_MSG_VERSION, &version); break;
-    case F_N: ok = f_str(&c, &name, &name_len) && name_len > 0; break;
-    case F_E: ok = f_str(&c, &e, &e_len); break;
-    case F_A: /* skipped now, read once the rest is known to be ours */
+    case TF_V: ok = f_field(&c, 1, FAST_MSG_VERSION, &version); break;
+    case TF_N: ok = f_str(&c, &name, &name_len) && name_len > 0; break;
+    case TF_E: ok = f_str(&c, &e, &e_len); break;
+    case TF_A: /* skipped now, read once the rest is known to be ours */
       args = c;
       ok = f_skip_array(&c);
       break;
-    case F_T: ok = f_field(&c, 0, INT64_MAX, &t->timeout_ms); break;
-    case F_R: ok = f_field(&c, 0, INT32_MAX, &x), t->retry_max = (int32_t)x; break;
-    case F_AT: ok = f_field(&c, 0, UINT32_MAX, &x), t->attempts = (uint32_t)x; break;
-    case F_L: ok = f_field(&c, 0, UINT32_MAX, &x), t->lost = (uint32_t)x; break;
-    case F_BF: ok = f_field(&c, 1, INT64_MAX, &t->backoff_first_ms); break;
-    case F_BM: ok = f_field(&c, 1, INT64_MAX, &t->backoff_max_ms); break;
-    case F_C: ok = f_field(&c, 0, INT64_MAX, &t->created_ms); break;
-    default: ok = f_field(&c, 0, INT64_MAX, &t->expires_ms); break;
+#define XX(member, key, type, least, greatest, absent, kept) \
+  case TF_##member: ok = f_field(&c, least, greatest, &x), t->member = (type)x; break;
+      GTASK__TASK_INT_FIELDS(XX)
+#undef XX
+    default: ok = false; break;
     }
     if (!ok) goto out;
   } while (f_lit(&c, ",", 1));
   if (!f_lit(&c, "}", 1) || c.p != c.end) goto out;
-  if ((seen & (F_V | F_N | F_A)) != (F_V | F_N | F_A) || t->backoff_max_ms < t->backoff_first_ms)
-    goto out;
+  unsigned required = 1u << TF_V | 1u << TF_N | 1u << TF_A;
+  if ((seen & required) != required || t->backoff_max_ms < t->backoff_first_ms) goto out;
   if ((rc = f_values(&args, &t->args, &t->nargs)) != 0) goto out;
   memcpy(t->id, id, GTASK_ID_SIZE);
   rc = GTASK_ENOMEM;
@@ -284,13 +286,37 @@ out:
   return rc;
 }
 
+/* A result record's fields, numbered as a task message's are. */
+enum result_field {
+  RF_V,
+  RF_S,
+  RF_VALS,
+  RF_ERR,
+#define XX(member, key, type, least, greatest, absent, kept) RF_##member,
+  GTASK__RESULT_INT_FIELDS(XX)
+#undef XX
+  RF_NONE /* an unknown key */
+};
+_Static_assert(RF_NONE < 32, "the mask of fields seen is 32 bits");
+
+static enum result_field result_field(const char *k, size_t kl) {
+  if (kl == 1 && k[0] == 'v') return RF_V;
+  if (kl == 1 && k[0] == 's') return RF_S;
+  if (kl == 4 && memcmp(k, "vals", 4) == 0) return RF_VALS;
+  if (kl == 3 && memcmp(k, "err", 3) == 0) return RF_ERR;
+#define XX(member, key, type, least, greatest, absent, kept) \
+  if (kl == sizeof(key) - 1 && memcmp(k, key, sizeof(key) - 1) == 0) return RF_##member;
+  GTASK__RESULT_INT_FIELDS(XX)
+#undef XX
+  return RF_NONE;
+}
+
 /* Result records in our compact form, read directly under the rules of
- * fast_task (what gtask__result_encode writes: "v", "s", then "vals", "err",
- * "ec", "at" as present).  Declines what it does not read. */
+ * fast_task (what gtask__result_encode writes: "v", "s", then "vals", "err"
+ * and the integer fields as present).  Declines what it does not read. */
 static int fast_result(const char *buf, size_t len, const char *id, gtask_result **out) {
   if (buf == NULL || len == 0 || len > GTASK__MAX_BODY) return GTASK__DECLINED;
   fcur c = {buf, buf + len};
-  enum { F_V = 1, F_S = 2, F_VALS = 4, F_ERR = 8, F_EC = 16, F_AT = 32 };
   unsigned seen = 0;
   int64_t x = 0;
   const char *e = NULL;
@@ -298,27 +324,24 @@ static int fast_result(const char *buf, size_t len, const char *id, gtask_result
   fcur vals = {NULL, NULL};
   gtask_result *r = gtask__calloc(1, sizeof(*r));
   if (r == NULL) return GTASK_ENOMEM;
+#define XX(member, key, type, least, greatest, absent, kept) r->member = (absent);
+  GTASK__RESULT_INT_FIELDS(XX)
+#undef XX
   int rc = GTASK__DECLINED;
   if (!f_lit(&c, "{", 1)) goto out;
   do {
     const char *k;
     size_t kl;
     if (!f_str(&c, &k, &kl) || !f_lit(&c, ":", 1)) goto out;
-    unsigned f = kl == 1 && k[0] == 'v'                ? F_V
-                 : kl == 1 && k[0] == 's'              ? F_S
-                 : kl == 4 && memcmp(k, "vals", 4) == 0 ? F_VALS
-                 : kl == 3 && memcmp(k, "err", 3) == 0  ? F_ERR
-                 : kl == 2 && memcmp(k, "ec", 2) == 0   ? F_EC
-                 : kl == 2 && memcmp(k, "at", 2) == 0   ? F_AT
-                                                        : 0;
-    if (f == 0 || (seen & f)) goto out; /* unknown or repeated: jansson decides */
-    seen |= f;
+    enum result_field f = result_field(k, kl);
+    if (f == RF_NONE || (seen & 1u << f)) goto out; /* unknown or repeated: jansson decides */
+    seen |= 1u << f;
     bool ok = false;
     const char *s;
     size_t sl;
     switch (f) {
-    case F_V: ok = f_field(&c, 1, FAST_RESULT_VERSION, &x); break;
-    case F_S:
+    case RF_V: ok = f_field(&c, 1, FAST_RESULT_VERSION, &x); break;
+    case RF_S:
       if (!f_str(&c, &s, &sl)) break;
       for (int st = GTASK_PENDING; st <= GTASK_FAILURE; st++) {
         const char *name = gtask_status_name((gtask_status)st);
@@ -326,15 +349,19 @@ static int fast_result(const char *buf, size_t len, const char *id, gtask_result
       }
       ok = r->status != 0;
       break;
-    case F_VALS: vals = c; ok = f_skip_array(&c); break;
-    case F_ERR: ok = f_str(&c, &e, &e_len); break;
-    case F_EC: ok = f_sfield(&c, INT32_MIN, INT32_MAX, &x), r->error_code = (int)x; break;
-    default: ok = f_field(&c, 0, UINT32_MAX, &x), r->attempts = (uint32_t)x; break;
+    case RF_VALS: vals = c; ok = f_skip_array(&c); break;
+    case RF_ERR: ok = f_str(&c, &e, &e_len); break;
+#define XX(member, key, type, least, greatest, absent, kept) \
+  case RF_##member: ok = f_field(&c, least, greatest, &x), r->member = (type)x; break;
+      GTASK__RESULT_INT_FIELDS(XX)
+#undef XX
+    default: break;
     }
     if (!ok) goto out;
   } while (f_lit(&c, ",", 1));
-  if (!f_lit(&c, "}", 1) || c.p != c.end || (seen & (F_V | F_S)) != (F_V | F_S)) goto out;
-  if ((seen & F_VALS) && (rc = f_values(&vals, &r->values, &r->nvalues)) != 0) goto out;
+  unsigned required = 1u << RF_V | 1u << RF_S;
+  if (!f_lit(&c, "}", 1) || c.p != c.end || (seen & required) != required) goto out;
+  if ((seen & 1u << RF_VALS) && (rc = f_values(&vals, &r->values, &r->nvalues)) != 0) goto out;
   gtask__result_set_id(r, id);
   rc = GTASK_ENOMEM;
   if (e != NULL && (r->error = f_dup(e, e_len)) == NULL) goto out;

@@ -243,6 +243,12 @@ static int jw_values(jw *w, const gtask_value *vals, size_t n, const char *what)
   return 0;
 }
 
+/* True if least <= v <= greatest (a function: the same test written inline
+ * on a field's own type draws "always true" warnings). */
+static bool in_range(int64_t v, int64_t least, int64_t greatest) {
+  return v >= least && v <= greatest;
+}
+
 /* ,"key":integer */
 static void jw_field_int(jw *w, const char *key, int64_t v) {
   jw_put(w, ",\"", 2);
@@ -289,10 +295,18 @@ int gtask__task_encode(const gtask_task *t, char **out, size_t *len) {
     gtask__set_error("task encode: invalid queue name");
     return GTASK_EINVAL;
   }
-  int64_t bf = t->backoff_first_ms ? t->backoff_first_ms : GTASK__BACKOFF_FIRST_MS;
-  int64_t bm = t->backoff_max_ms ? t->backoff_max_ms : GTASK__BACKOFF_MAX_MS;
-  if (t->timeout_ms < 0 || t->retry_max < 0 || bf < 1 || bm < bf || t->created_ms < 0 ||
-      t->expires_ms < 0) {
+  /* The integer fields (codec.h), one local each, a 0 read as the value when
+   * absent; each must be in range, and the backoff max at least the first. */
+#define XX(member, key, type, least, greatest, absent, kept) \
+  int64_t member = t->member ? (int64_t)t->member : (absent);
+  GTASK__TASK_INT_FIELDS(XX)
+#undef XX
+  bool ok = backoff_max_ms >= backoff_first_ms;
+#define XX(member, key, type, least, greatest, absent, kept) \
+  ok = ok && in_range(member, least, greatest);
+  GTASK__TASK_INT_FIELDS(XX)
+#undef XX
+  if (!ok) {
     gtask__set_error("task encode: negative time, negative retries or backoff max < first");
     return GTASK_EINVAL;
   }
@@ -304,14 +318,10 @@ int gtask__task_encode(const gtask_task *t, char **out, size_t *len) {
   jw_put(&w, ",\"a\":", 5);
   int rc = jw_values(&w, t->args, t->nargs, "argument");
   if (rc == 0) {
-    if (t->timeout_ms != 0) jw_field_int(&w, "t", t->timeout_ms);
-    if (t->retry_max != 0) jw_field_int(&w, "r", t->retry_max);
-    if (t->attempts != 0) jw_field_int(&w, "at", t->attempts);
-    if (t->lost != 0) jw_field_int(&w, "l", t->lost);
-    if (bf != GTASK__BACKOFF_FIRST_MS) jw_field_int(&w, "bf", bf);
-    if (bm != GTASK__BACKOFF_MAX_MS) jw_field_int(&w, "bm", bm);
-    jw_field_int(&w, "c", t->created_ms);
-    if (t->expires_ms != 0) jw_field_int(&w, "x", t->expires_ms);
+#define XX(member, key, type, least, greatest, absent, kept) \
+  if ((kept) || member != (absent)) jw_field_int(&w, key, member);
+    GTASK__TASK_INT_FIELDS(XX)
+#undef XX
     if (t->last_error != NULL) {
       jw_put(&w, ",\"e\":", 5);
       jw_error_str(&w, t->last_error);
@@ -348,8 +358,10 @@ int gtask__result_encode(const gtask_result *r, char **out, size_t *len) {
       jw_put(&w, ",\"err\":", 7);
       jw_error_str(&w, r->error);
     }
-    if (r->error_code != 0) jw_field_int(&w, "ec", r->error_code);
-    if (r->attempts != 0) jw_field_int(&w, "at", r->attempts);
+#define XX(member, key, type, least, greatest, absent, kept) \
+  if ((kept) || r->member != (absent)) jw_field_int(&w, key, r->member);
+    GTASK__RESULT_INT_FIELDS(XX)
+#undef XX
     jw_put(&w, "}", 1);
   }
   return jw_finish(&w, rc, out, len);
