@@ -3,7 +3,9 @@
  * Three boundaries meet here:
  *  - utilities every file uses (allocation with a failure seam, errors, logging,
  *    clocks, ids);
- *  - the codec (message.c, value.c) that turns tasks and results into bytes;
+ *  - the codec (encode.c, decode.c, decode_fast.c; value.c for the values) that
+ *    turns tasks and results into bytes: its entry points are here, its own
+ *    declarations and the format it writes in codec.h;
  *  - the broker and backend interfaces: const tables of functions plus a void
  *    *impl, implemented by src/redis/ and src/memory/ and used by the core
  *    (client.c, server.c), which never includes <hiredis.h>.
@@ -86,14 +88,12 @@ int gtask__values_copy(const gtask_value *vals, size_t n, gtask_value **out);
  * a NaN is fine, a string with ptr NULL is GTASK_EINVAL). */
 int gtask__value_check(const gtask_value *v);
 
-/* ---------------------------------------------------------------- codec (message.c)
+/* ---------------------------------------------------------------- codec
  *
  * The task message and the result record are JSON objects with a version field
- * "v"; docs/PROTOCOL.md is their specification.  Decoders never trust input:
- * any malformed field is GTASK_EPROTO with a reason in err. */
-
-#define GTASK_MSG_VERSION 2
-#define GTASK_RESULT_VERSION 1
+ * "v"; docs/PROTOCOL.md is their specification, and codec.h says how the
+ * codec's files divide the work (encode.c, decode.c, decode_fast.c).  Decoders
+ * never trust input: any malformed field is GTASK_EPROTO with a reason in err. */
 
 /* A decoded task message.  Everything it points to is owned by it. */
 typedef struct gtask_task {
@@ -123,12 +123,6 @@ int gtask__task_encode(const gtask_task *t, char **out, size_t *len);
  * them, as version 1 did). */
 int gtask__task_decode_in(const char *buf, size_t len, const char *id, const char *queue,
                           gtask_task **out, char *err, size_t errlen);
-/* For tests: the jansson decoder alone (the reference), and the fast path
- * alone (0 and *out, GTASK_ENOMEM, or 1: declined, ask the reference). */
-int gtask__task_decode_ref(const char *buf, size_t len, const char *id, const char *queue,
-                           gtask_task **out, char *err, size_t errlen);
-int gtask__task_decode_fast(const char *buf, size_t len, const char *id, const char *queue,
-                            gtask_task **out);
 /* gtask__task_decode_in without a holder. */
 int gtask__task_decode(const char *buf, size_t len, gtask_task **out, char *err,
                        size_t errlen);
@@ -141,11 +135,6 @@ int gtask__result_encode(const gtask_result *r, char **out, size_t *len);
  * gtask_result_free) whose id is set to id. */
 int gtask__result_decode(const char *buf, size_t len, const char *id, gtask_result **out,
                          char *err, size_t errlen);
-/* For tests: the jansson decoder alone (the reference), and the fast path
- * alone (0 and *out, GTASK_ENOMEM, or 1: declined, ask the reference). */
-int gtask__result_decode_ref(const char *buf, size_t len, const char *id, gtask_result **out,
-                             char *err, size_t errlen);
-int gtask__result_decode_fast(const char *buf, size_t len, const char *id, gtask_result **out);
 
 /* ---------------------------------------------------------------- broker and backend */
 
@@ -385,10 +374,11 @@ int gtask__client_err(gtask_client *c, int rc, const char *fmt, ...) GTASK__PRIN
 /* Delay before retry k (1-based) of t: min(max, first * 2^(k-1)) +-25% jitter. */
 int64_t gtask__backoff_ms(const gtask_task *t, uint32_t k);
 
-/* ---------------------------------------------------------------- codec: jansson */
+/* ---------------------------------------------------------------- jansson */
 
 /* Routes jansson's allocations through gtask__malloc/gtask__free (once per
- * process, thread-safe).  Every file that calls jansson calls this first. */
+ * process, thread-safe).  Every file that calls jansson calls this first
+ * (today only decode.c, which defines it). */
 void gtask__json_init(void);
 
 #endif /* GTASK_INTERNAL_H */

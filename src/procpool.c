@@ -13,7 +13,7 @@
  * the worker.
  *
  * Wire format on both pipes: a 4-byte length (host order) then that many bytes.
- * Request: the encoded task message.  Reply: a result record (message.c) whose
+ * Request: the encoded task message.  Reply: a result record (codec.h) whose
  * status is SUCCESS, FAILURE (error_code = the handler's return value) or RETRY
  * (the handler called gtask_ctx_retry).
  *

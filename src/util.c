@@ -1,7 +1,7 @@
 /* util.c -- the small services every file of libgtask uses.
  *
  *  - Allocation: every allocation of the library (and of jansson, see
- *    gtask__json_init in message.c) goes through gtask__malloc and friends.
+ *    gtask__json_init in decode.c) goes through gtask__malloc and friends.
  *    They are plain malloc/free underneath (no header), so memory from one may
  *    be released with free() and vice versa, but they count calls and carry a
  *    failure seam, gtask__alloc_fail_at(), for the allocation-torture tests.

@@ -3,9 +3,9 @@
  *
  * A gtask_value carries its type and one union member; for the sized integer
  * types the member must hold a value in the type's range, and a float32 must
- * hold a double that is exactly a float.  The codec (message.c) relies on
- * gtask__value_check before encoding and produces only checked values when
- * decoding, so handlers can trust what they receive.
+ * hold a double that is exactly a float.  The codec (encode.c, decode.c)
+ * relies on gtask__value_check before encoding and produces only checked
+ * values when decoding, so handlers can trust what they receive.
  */
 #include "internal.h"
 

@@ -1,4 +1,4 @@
-/* fuzz_message.c -- libFuzzer target for the codec (src/message.c): the task
+/* fuzz_message.c -- libFuzzer target for the codec (src/codec.h): the task
  * message and result record decoders, which read bytes that anyone with access
  * to Redis can write.
  *
@@ -19,7 +19,7 @@
  *   build-fuzz/tests/fuzz/fuzz_message -max_len=4096 tests/fuzz/corpus/message
  * (libFuzzer writes new inputs into the first corpus directory: give it a copy
  * unless you mean to grow the seed corpus.) */
-#include "internal.h"
+#include "codec.h"
 
 #include <stdio.h>
 #include <stdlib.h>

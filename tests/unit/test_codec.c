@@ -1,10 +1,10 @@
-/* test_codec.c -- the task message and result record codec (message.c):
+/* test_codec.c -- the task message and result record codec (src/codec.h):
  * exact round trips of every type and field, the omitted defaults, the
  * rejection of every kind of malformed input with a reason, and allocation
  * failures at every step. */
 #include "test.h"
 
-#include "internal.h"
+#include "codec.h"
 
 #include <float.h>
 #include <jansson.h>
@@ -251,19 +251,314 @@ TEST(task_id_and_queue_come_from_the_holder) {
 
 TEST(task_decode_lenient_forms) {
   char err[256];
-  /* Other key order, unknown keys, integers as strings, floats from integers. */
+  /* Other key order, unknown keys, integers as strings, floats from integers,
+   * an exponent (a float32 must still be exact: see issue 14 below). */
   const char *text = "{\"zz\":[1,{}],\"a\":[[\"uint64\",5],[\"int8\",\"-7\"],[\"float64\",3],"
-                     "[\"float32\",1e-3],[\"uint\",\"0\"]],\"q\":\"q\",\"n\":\"x\",\"id\":\"" ID
+                     "[\"float32\",1.25e-1],[\"uint\",\"0\"]],\"q\":\"q\",\"n\":\"x\",\"id\":\"" ID
                      "\",\"v\":1}";
   gtask_task *d;
   ASSERT_OK(gtask__task_decode(text, strlen(text), &d, err, sizeof(err)));
   ASSERT_EQ(d->args[0].v.u, 5);
   ASSERT_EQ(d->args[1].v.i, -7);
   ASSERT_DBL_EQ(d->args[2].v.f, 3.0);
-  ASSERT_DBL_EQ(d->args[3].v.f, (double)1e-3f);
+  ASSERT_DBL_EQ(d->args[3].v.f, 0.125);
   ASSERT_EQ(d->args[4].v.u, 0);
   ASSERT_EQ(d->created_ms, 0);
   gtask__task_free(d);
+}
+
+/* ---------------------------------------------------------------- typed values, exactly (issue 14)
+ *
+ * docs/PROTOCOL.md: a decoder range-checks each value against its declared
+ * type, and a float32 holds a value exactly representable in binary32.  Each
+ * pair below goes through every decoder as the one argument of a task and the
+ * one value of a result record, and they must agree. */
+
+/* Decodes the pair text (["type", value]) through the whole task decoder, the
+ * reference and the fast path alone, and the same three for results.  They
+ * agree or the test fails: all accept it with the same value (the fast paths
+ * may decline instead), or all refuse it with GTASK_EPROTO (the fast paths
+ * decline).  Returns 0 with *out the value (strings are not kept), or
+ * GTASK_EPROTO with the reference's reason for the task in err. */
+static int decode_pair(const char *pair, gtask_value *out, char *err, size_t errlen) {
+  char task[256], result[256], rerr[256];
+  snprintf(task, sizeof(task), "{\"v\":2,\"n\":\"add\",\"a\":[%s]}", pair);
+  snprintf(result, sizeof(result), "{\"v\":1,\"s\":\"SUCCESS\",\"vals\":[%s]}", pair);
+  gtask_task *whole = NULL, *ref = NULL, *fast = NULL;
+  int rc = gtask__task_decode_in(task, strlen(task), ID, "default", &whole, rerr, sizeof(rerr));
+  int ref_rc = gtask__task_decode_ref(task, strlen(task), ID, "default", &ref, err, errlen);
+  int fast_rc = gtask__task_decode_fast(task, strlen(task), ID, "default", &fast);
+  gtask_result *rwhole = NULL, *rref = NULL, *rfast = NULL;
+  int r_rc = gtask__result_decode(result, strlen(result), ID, &rwhole, rerr, sizeof(rerr));
+  int rref_rc = gtask__result_decode_ref(result, strlen(result), ID, &rref, rerr, sizeof(rerr));
+  int rfast_rc = gtask__result_decode_fast(result, strlen(result), ID, &rfast);
+  if (ref_rc != 0) {
+    ASSERT_ERR(ref_rc, GTASK_EPROTO);
+    if (rc != ref_rc || r_rc != ref_rc || rref_rc != ref_rc || fast_rc != 1 || rfast_rc != 1)
+      TEST_FAIL("%s: the reference refuses it (%s) but task %d, fast %d, result %d, result "
+                "reference %d, result fast %d",
+                pair, err, rc, fast_rc, r_rc, rref_rc, rfast_rc);
+    /* The same reason, naming a value instead of an argument (or both say the
+     * JSON is invalid, at their own byte offsets). */
+    if (strncmp(err, "argument 1: ", 12) == 0) {
+      ASSERT_STR_CONTAINS(rerr, "value 1: ");
+      ASSERT_STR_CONTAINS(rerr, err + 12);
+    } else {
+      ASSERT_STR_CONTAINS(err, "invalid JSON");
+      ASSERT_STR_CONTAINS(rerr, "invalid JSON");
+    }
+    return ref_rc;
+  }
+  if (rc != 0 || r_rc != 0 || rref_rc != 0)
+    TEST_FAIL("%s: the reference reads it but task %d, result %d, result reference %d (%s)", pair,
+              rc, r_rc, rref_rc, rerr);
+  const gtask_value *want = &ref->args[0];
+  const gtask_value *got[] = {&whole->args[0], fast_rc == 0 ? &fast->args[0] : NULL,
+                              &rwhole->values[0], &rref->values[0],
+                              rfast_rc == 0 ? &rfast->values[0] : NULL};
+  for (size_t k = 0; k < sizeof(got) / sizeof(got[0]); k++) {
+    if (got[k] == NULL) continue;
+    bool same = got[k]->type == want->type &&
+                (want->type == GTASK_STRING
+                     ? got[k]->v.s.len == want->v.s.len &&
+                           memcmp(got[k]->v.s.ptr, want->v.s.ptr, want->v.s.len) == 0
+                 : want->type == GTASK_BOOL ? got[k]->v.b == want->v.b
+                                            : memcmp(&got[k]->v, &want->v, sizeof(want->v.u)) == 0);
+    if (!same) TEST_FAIL("%s: decoder %zu reads another value than the reference", pair, k);
+  }
+  *out = *want;
+  if (want->type == GTASK_STRING) out->v.s.ptr = NULL; /* freed below */
+  gtask__task_free(whole);
+  gtask__task_free(ref);
+  gtask__task_free(fast);
+  gtask_result_free(rwhole);
+  gtask_result_free(rref);
+  gtask_result_free(rfast);
+  return 0;
+}
+
+/* Issue 14: the decoders rounded a float32 to the nearest float, so
+ * ["float32", 0.1] read as 0.1f.  The number, read as the double it denotes
+ * (as every JSON number is), must itself be a binary32 value. */
+TEST(float32_values_must_be_exact_in_binary32) {
+  static const struct {
+    const char *text;
+    const char *reason;
+  } bad[] = {
+      {"0.1", "float32 value 0.10000000000000001 is not representable in binary32"},
+      {"-0.1", "not representable in binary32"},
+      {"1.0000001", "not representable in binary32"},  /* between 1 and the next float */
+      {"16777217", "not representable in binary32"},   /* an integer: 2^24 + 1 */
+      {"16777217.0", "not representable in binary32"},
+      {"1e-50", "not representable in binary32"},      /* would round to 0 */
+      {"7e-46", "not representable in binary32"},      /* half the least denormal */
+      {"2.1e-45", "not representable in binary32"},    /* between two denormals */
+      {"3.4028235e38", "out of range"},                /* above FLT_MAX */
+      {"-1e39", "out of range"},
+      {"9223372036854774784", "not representable"}, /* 2^63 - 1024: 53 bits */
+  };
+  char err[256];
+  gtask_value v;
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    char pair[96];
+    snprintf(pair, sizeof(pair), "[\"float32\",%s]", bad[i].text);
+    if (decode_pair(pair, &v, err, sizeof(err)) != GTASK_EPROTO)
+      TEST_FAIL("%s was read as %.17g", pair, v.v.f);
+    ASSERT_STR_CONTAINS(err, bad[i].reason);
+    /* The same number is a fine float64. */
+    snprintf(pair, sizeof(pair), "[\"float64\",%s]", bad[i].text);
+    ASSERT_OK(decode_pair(pair, &v, err, sizeof(err)));
+  }
+  static const struct {
+    const char *text;
+    double want;
+  } good[] = {
+      {"0.5", 0.5},
+      {"-0.0", -0.0},
+      {"0", 0.0},
+      {"16777216", 16777216.0},
+      {"0.10000000149011612", (double)0.1f}, /* 0.1f as the encoder writes it */
+      {"1.4012984643248171e-45", (double)FLT_TRUE_MIN},
+      {"-1.4012984643248171e-45", -(double)FLT_TRUE_MIN},
+      {"1.1754942106924411e-38", (double)(FLT_MIN - FLT_TRUE_MIN)}, /* largest denormal */
+      {"1.1754943508222875e-38", (double)FLT_MIN},
+      {"3.4028234663852886e+38", (double)FLT_MAX},
+      {"-3.4028234663852886e38", -(double)FLT_MAX},
+      {"9.2233720368547758e+18", 9223372036854775808.0}, /* 2^63 as the encoder writes it */
+      {"\"Infinity\"", INFINITY},
+      {"\"-Infinity\"", -INFINITY},
+  };
+  for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+    char pair[96];
+    snprintf(pair, sizeof(pair), "[\"float32\",%s]", good[i].text);
+    if (decode_pair(pair, &v, err, sizeof(err)) != 0) TEST_FAIL("%s refused: %s", pair, err);
+    ASSERT_EQ(v.type, GTASK_FLOAT32);
+    if (!same_bits(v.v.f, good[i].want))
+      TEST_FAIL("%s read as %a, want %a", pair, v.v.f, good[i].want);
+  }
+  ASSERT_OK(decode_pair("[\"float32\",\"NaN\"]", &v, err, sizeof(err)));
+  ASSERT_TRUE(isnan(v.v.f));
+}
+
+/* A float32 the encoder writes decodes to the same float, whatever its bits:
+ * every exponent (denormals, the largest finite, the infinities, NaNs) with
+ * edge and random mantissas, both signs, in a task and in a result. */
+TEST(float32_encoded_values_round_trip_exactly) {
+  enum { BATCH = 1024 };
+  static gtask_value vals[BATCH];
+  size_t n = 0, total = 0;
+  static const uint32_t mantissas[] = {0, 1, 2, 3, 0x3fffff, 0x400000, 0x400001, 0x7ffffe, 0x7fffff};
+  srand(14);
+  for (uint32_t e = 0; e <= 0xff; e++) {
+    for (size_t m = 0; m < sizeof(mantissas) / sizeof(mantissas[0]) + 4; m++) {
+      uint32_t mant = m < sizeof(mantissas) / sizeof(mantissas[0])
+                          ? mantissas[m]
+                          : ((uint32_t)rand() << 8 ^ (uint32_t)rand()) & 0x7fffff;
+      for (uint32_t sign = 0; sign <= 1; sign++) {
+        uint32_t bits = sign << 31 | e << 23 | mant;
+        float f;
+        memcpy(&f, &bits, sizeof(f));
+        vals[n++] = gtask_float32(f);
+        if (n < BATCH && !(e == 0xff && m + 1 == sizeof(mantissas) / sizeof(mantissas[0]) + 4 &&
+                           sign == 1))
+          continue;
+        /* A full batch (or the last): a task, then a result. */
+        gtask_task t = make_task(vals, n);
+        gtask_task *d = round_trip(&t, NULL);
+        gtask_result r = {.status = GTASK_SUCCESS, .values = vals, .nvalues = n};
+        char *buf;
+        size_t len;
+        char rerr[256];
+        ASSERT_OK(gtask__result_encode(&r, &buf, &len));
+        gtask_result *dr;
+        if (gtask__result_decode(buf, len, ID, &dr, rerr, sizeof(rerr)) != 0)
+          TEST_FAIL("result decode: %s", rerr);
+        gtask__free(buf);
+        ASSERT_EQ(d->nargs, n);
+        ASSERT_EQ(dr->nvalues, n);
+        for (size_t i = 0; i < n; i++) {
+          double want = vals[i].v.f;
+          for (int which = 0; which < 2; which++) {
+            const gtask_value *got = which ? &dr->values[i] : &d->args[i];
+            ASSERT_EQ(got->type, GTASK_FLOAT32);
+            if (isnan(want) ? !isnan(got->v.f) : !same_bits(got->v.f, want))
+              TEST_FAIL("float32 %a (%s) came back as %a", want, which ? "result" : "task",
+                        got->v.f);
+          }
+        }
+        gtask__task_free(d);
+        gtask_result_free(dr);
+        total += n;
+        n = 0;
+      }
+    }
+  }
+  ASSERT_EQ(total, 256 * 13 * 2);
+}
+
+/* Every integer type's bounds, in both forms (a JSON integer, a decimal
+ * string), and one past them; a uint/uint64 above INT64_MAX only as a
+ * string (a JSON integer that large is invalid JSON to jansson). */
+TEST(integer_values_are_range_checked_by_type) {
+  static const struct {
+    const char *type, *min, *max, *below, *above;
+  } types[] = {
+      {"int8", "-128", "127", "-129", "128"},
+      {"int16", "-32768", "32767", "-32769", "32768"},
+      {"int32", "-2147483648", "2147483647", "-2147483649", "2147483648"},
+      {"int64", "-9223372036854775808", "9223372036854775807", "-9223372036854775809",
+       "9223372036854775808"},
+      {"int", "-9223372036854775808", "9223372036854775807", "-9223372036854775809",
+       "9223372036854775808"},
+      {"uint8", "0", "255", "-1", "256"},
+      {"uint16", "0", "65535", "-1", "65536"},
+      {"uint32", "0", "4294967295", "-1", "4294967296"},
+      {"uint64", "0", "18446744073709551615", "-1", "18446744073709551616"},
+      {"uint", "0", "18446744073709551615", "-1", "18446744073709551616"},
+  };
+  char err[256], pair[96];
+  gtask_value v;
+  for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
+    const char *tn = types[i].type;
+    bool is_unsigned = tn[0] == 'u';
+    const char *in[] = {types[i].min, types[i].max};
+    for (int k = 0; k < 2; k++) {
+      for (int quoted = 0; quoted < 2; quoted++) {
+        snprintf(pair, sizeof(pair), quoted ? "[\"%s\",\"%s\"]" : "[\"%s\",%s]", tn, in[k]);
+        int rc = decode_pair(pair, &v, err, sizeof(err));
+        bool too_big_for_json = !quoted && is_unsigned && strlen(in[k]) > 19;
+        if (too_big_for_json) {
+          ASSERT_ERR(rc, GTASK_EPROTO);
+          ASSERT_STR_CONTAINS(err, "invalid JSON");
+          continue;
+        }
+        if (rc != 0) TEST_FAIL("%s refused: %s", pair, err);
+        char back[32];
+        if (is_unsigned)
+          snprintf(back, sizeof(back), "%llu", (unsigned long long)v.v.u);
+        else
+          snprintf(back, sizeof(back), "%lld", (long long)v.v.i);
+        ASSERT_STR_EQ(back, in[k]);
+      }
+    }
+    const char *out[] = {types[i].below, types[i].above};
+    for (int k = 0; k < 2; k++) {
+      for (int quoted = 0; quoted < 2; quoted++) {
+        snprintf(pair, sizeof(pair), quoted ? "[\"%s\",\"%s\"]" : "[\"%s\",%s]", tn, out[k]);
+        if (decode_pair(pair, &v, err, sizeof(err)) != GTASK_EPROTO)
+          TEST_FAIL("%s was read", pair);
+        if (strstr(err, "out of range") == NULL && strstr(err, "invalid JSON") == NULL)
+          TEST_FAIL("%s: reason \"%s\"", pair, err);
+      }
+    }
+    /* Zero with a minus sign is zero; anything but an integer is refused. */
+    snprintf(pair, sizeof(pair), "[\"%s\",-0]", tn);
+    ASSERT_OK(decode_pair(pair, &v, err, sizeof(err)));
+    ASSERT_EQ(v.v.u, 0);
+    static const char *const not_int[] = {"1.0", "1e2", "true", "null", "\"1.0\"", "\"+1\"",
+                                          "\" 1\"", "\"0x10\"", "\"\"", "\"-\"", "[1]"};
+    for (size_t j = 0; j < sizeof(not_int) / sizeof(not_int[0]); j++) {
+      snprintf(pair, sizeof(pair), "[\"%s\",%s]", tn, not_int[j]);
+      ASSERT_ERR(decode_pair(pair, &v, err, sizeof(err)), GTASK_EPROTO);
+      ASSERT_STR_CONTAINS(err, "not an integer");
+    }
+  }
+}
+
+/* bool takes only true and false; a string is UTF-8 (a NUL may be escaped
+ * in it, a surrogate pair is one character, a lone surrogate or invalid
+ * bytes are malformed). */
+TEST(bool_and_string_values_are_strict) {
+  char err[256];
+  gtask_value v;
+  ASSERT_OK(decode_pair("[\"bool\",true]", &v, err, sizeof(err)));
+  ASSERT_TRUE(v.v.b);
+  ASSERT_OK(decode_pair("[\"bool\",false]", &v, err, sizeof(err)));
+  ASSERT_FALSE(v.v.b);
+  static const char *const not_bool[] = {"1", "0", "\"true\"", "null", "[]", "\"\""};
+  for (size_t j = 0; j < sizeof(not_bool) / sizeof(not_bool[0]); j++) {
+    char pair[64];
+    snprintf(pair, sizeof(pair), "[\"bool\",%s]", not_bool[j]);
+    ASSERT_ERR(decode_pair(pair, &v, err, sizeof(err)), GTASK_EPROTO);
+    ASSERT_STR_CONTAINS(err, "bool value is not true or false");
+  }
+  ASSERT_OK(decode_pair("[\"string\",\"a\\u0000b\"]", &v, err, sizeof(err)));
+  ASSERT_EQ(v.v.s.len, 3);
+  ASSERT_OK(decode_pair("[\"string\",\"\\ud83d\\ude00\"]", &v, err, sizeof(err)));
+  ASSERT_EQ(v.v.s.len, 4);
+  static const char *const bad[] = {
+      "[\"string\",\"\\ud800\"]",           /* a lone high surrogate */
+      "[\"string\",\"\\udc00x\"]",          /* a lone low surrogate */
+      "[\"string\",\"\xc0\x80\"]",          /* an overlong NUL */
+      "[\"string\",\"\xed\xa0\x80\"]",      /* a surrogate in UTF-8 */
+      "[\"string\",\"\xf4\x90\x80\x80\"]",  /* above U+10FFFF */
+      "[\"string\",\"\xff\"]",
+      "[\"string\",\"\xe2\x9c\"]",          /* a truncated sequence */
+      "[\"string\",5]",
+      "[\"string\",null]",
+  };
+  for (size_t j = 0; j < sizeof(bad) / sizeof(bad[0]); j++)
+    ASSERT_ERR(decode_pair(bad[j], &v, err, sizeof(err)), GTASK_EPROTO);
 }
 
 /* ---------------------------------------------------------------- encode errors */
