@@ -75,68 +75,83 @@ struct gtask_job {
   char *next_buf;                /* owned storage behind fin.next */
 };
 
+/* Who may touch each field, in four groups:
+ *  [config]  set by the application before gtask_server_run (the setters
+ *            refuse, or must not be called, while it runs); read-only while
+ *            it runs, so read without a lock.
+ *  [run]     set by gtask_server_run before it starts the threads, read-only
+ *            until they are joined.
+ *  [mu]      guarded by mu (functions named *_locked expect it held).
+ *  [role]    owned by the thread that holds the fetch role (fetching, under
+ *            mu, says who): only one thread at a time touches them, and the
+ *            hand-off goes through mu.
+ *  [finisher] the finisher thread's own.
+ * The rest says how it is shared itself. */
 struct gtask_server {
-  gtask_broker *broker;
-  gtask_backend *backend;
-  void *state; /* broker->ops->colocated(...): the backend the broker can write */
-  char errmsg[256];
-  char name[160]; /* consumer name */
-  char *queues_buf;
-  const char **queues;
-  size_t nqueues;
-  int64_t lease_ms;
-  int max_deliveries;
-  int prefetch;               /* set by the user, else 0 until run: see prefetch_limit */
-  bool prefetch_auto;         /* run: not set by the user -- the limit adapts */
-  int nexec;                  /* run: executors */
-  size_t prefetch_limit;      /* what bounds READY + RUNNING now (fetch_room_locked) */
-  int64_t run_ns_avg;         /* moving average of handler run times, ns (0: none yet) */
-  gtask_pool pool;           /* threads or processes */
-  uint32_t child_max_tasks;  /* procs: recycle a child after this many tasks (0: never) */
-  size_t child_max_rss_mb;   /* procs: recycle a child at this RSS (0: never) */
-  size_t child_mem_mb;       /* procs: RLIMIT_AS of a child (0: none) */
-  int64_t kill_grace_ms;     /* procs: SIGTERM to SIGKILL at a deadline */
-  gtask_handler *handlers;
-  size_t nhandlers;
+  gtask_broker *broker;       /* [config] a reference of the server's own */
+  gtask_backend *backend;     /* [config] likewise */
+  void *state;                /* [config] broker->ops->colocated(...): the backend the
+                                 broker can write, or NULL */
+  char errmsg[256];           /* the application's thread: setters and run */
+  char name[160];             /* [config] consumer name */
+  char *queues_buf;           /* [config] */
+  const char **queues;        /* [config] */
+  size_t nqueues;             /* [config] */
+  int64_t lease_ms;           /* [config] */
+  int max_deliveries;         /* [config] */
+  int prefetch;               /* [config] set by the user, else 0 until run: see prefetch_limit */
+  bool prefetch_auto;         /* [run] not set by the user -- the limit adapts */
+  int nexec;                  /* [run] executors */
+  size_t prefetch_limit;      /* [mu] what bounds READY + RUNNING now (fetch_room_locked) */
+  int64_t run_ns_avg;         /* [mu] moving average of handler run times, ns (0: none yet) */
+  gtask_pool pool;            /* [config] threads or processes */
+  uint32_t child_max_tasks;   /* [config] procs: recycle a child after this many tasks (0: never) */
+  size_t child_max_rss_mb;    /* [config] procs: recycle a child at this RSS (0: never) */
+  size_t child_mem_mb;        /* [config] procs: RLIMIT_AS of a child (0: none) */
+  int64_t kill_grace_ms;      /* [config] procs: SIGTERM to SIGKILL at a deadline */
+  gtask_handler *handlers;    /* [config] */
+  size_t nhandlers;           /* [config] */
 
   /* Shutdown: the signal-safe half (flag + pipe) and the orderly half. */
-  atomic_int stop_requested;
-  int wake_pipe[2];
-  atomic_bool running;
+  atomic_int stop_requested;  /* atomic; set from any thread or a signal handler */
+  int wake_pipe[2];           /* immutable after gtask_server_new */
+  atomic_bool running;        /* atomic: gtask_server_run is in progress */
 
   pthread_mutex_t mu;
-  pthread_cond_t cv_ready;  /* executors: READY non-empty or stopping */
-  pthread_cond_t cv_room;   /* fetcher: room for more jobs */
-  pthread_cond_t cv_done;   /* finisher: DONE non-empty, or a timer */
-  gtask_job *ready_head, *ready_tail;
-  gtask_job *done_head, *done_tail;
-  gtask_job *inflight;       /* doubly linked, for heartbeats and deadlines */
-  size_t nready, nrunning, ninflight;
-  size_t nidle_exec;         /* executors waiting on cv_ready */
-  size_t nwoken_exec;        /* of those, signalled but not yet running */
-  gtask_job **to_start;      /* running jobs whose STARTED is not yet written (referenced) */
-  uint32_t *to_start_att;
-  size_t nto_start, cap_to_start;
-  int64_t first_start_mono;  /* when the oldest pending STARTED mark was queued */
-  int64_t finisher_wake;     /* the finisher sleeps until this mono ms; 0: awake
-                                (it rescans deadlines and marks before it sleeps) */
-  bool stopping;             /* no more fetching; READY jobs are handed back */
-  int64_t last_write_mono;   /* when outcomes were last written (finisher or inline) */
-  bool inline_writing;       /* an executor writes its own job's outcome (finish_inline) */
-  bool executors_done;       /* all executor threads have exited */
-  int64_t fetch_until_mono;  /* the fetcher's current block ends about then */
+  pthread_cond_t cv_ready;    /* executors: READY non-empty or stopping */
+  pthread_cond_t cv_room;     /* fetcher: room for more jobs */
+  pthread_cond_t cv_done;     /* finisher: DONE non-empty, or a timer */
+  gtask_job *ready_head, *ready_tail; /* [mu] */
+  gtask_job *done_head, *done_tail;   /* [mu] */
+  gtask_job *inflight;        /* [mu] doubly linked, for heartbeats and deadlines */
+  size_t nready, nrunning, ninflight; /* [mu] */
+  size_t nidle_exec;          /* [mu] executors waiting on cv_ready */
+  size_t nwoken_exec;         /* [mu] of those, signalled but not yet running */
+  gtask_job **to_start;       /* [mu] running jobs whose STARTED is not yet written (referenced) */
+  uint32_t *to_start_att;     /* [mu] */
+  size_t nto_start, cap_to_start; /* [mu] */
+  int64_t first_start_mono;   /* [mu] when the oldest pending STARTED mark was queued */
+  int64_t finisher_wake;      /* [mu] the finisher sleeps until this mono ms; 0: awake
+                                 (it rescans deadlines and marks before it sleeps) */
+  bool stopping;              /* [mu] no more fetching; READY jobs are handed back */
+  int64_t last_write_mono;    /* [mu] when outcomes were last written (finisher or inline) */
+  bool inline_writing;        /* [mu] an executor writes its own job's outcome (finish_inline) */
+  bool executors_done;        /* [mu] all executor threads have exited */
+  int64_t fetch_until_mono;   /* [mu] the fetcher's current block ends about then */
   /* The fetch role (gtask__server_fetch). */
-  bool fetch_free;           /* nobody holds it: the next pool thread to look takes it */
-  bool fetching;             /* a thread holds it */
-  int64_t next_reclaim_mono, next_promote_mono, fetch_backoff_ms;
-  bool fetch_outage;         /* the last lease failed (log once per outage) */
-  gtask_msg **fetch_out;     /* PREFETCH_MAX deliveries of one lease */
-  int64_t next_due_ms;       /* earliest scheduled retry we know of (realtime), 0 none */
-  uint64_t finished, retried, failed;
-  atomic_int fatal_rc;  /* a permanent error (ENOPERM) stopped the worker: run returns it */
-  char fatal_msg[256];  /* its detail; written once, by whoever set fatal_rc */
-  bool hb_failing; /* finisher: the last heartbeat failed (log once per outage) */
-  bool hk_failing; /* fetcher: the last housekeeping failed */
+  bool fetch_free;            /* [mu] nobody holds it: the next pool thread to look takes it */
+  bool fetching;              /* [mu] a thread holds it */
+  int64_t next_reclaim_mono, next_promote_mono, fetch_backoff_ms; /* [role] */
+  bool fetch_outage;          /* [role] the last lease failed (log once per outage) */
+  gtask_msg **fetch_out;      /* [run] the array; [role] its PREFETCH_MAX deliveries of one lease */
+  bool hk_failing;            /* [role] the last housekeeping failed */
+  int64_t next_due_ms;        /* [mu] earliest scheduled retry we know of (realtime), 0 none */
+  uint64_t finished, retried, failed; /* [mu] */
+  atomic_int fatal_rc;        /* atomic: a permanent error (ENOPERM) stopped the worker;
+                                 run returns it */
+  char fatal_msg[256];        /* written once, by the thread whose compare-and-swap set
+                                 fatal_rc; read by run after the threads are joined */
+  bool hb_failing;            /* [finisher] the last heartbeat failed (log once per outage) */
 };
 
 /* executor.c */
