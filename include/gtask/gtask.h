@@ -288,8 +288,9 @@ GTASK_EXTERN gtask_server *gtask_server_new(gtask_broker *broker, gtask_backend 
 GTASK_EXTERN void gtask_server_free(gtask_server *s);
 GTASK_EXTERN const char *gtask_server_errmsg(const gtask_server *s);
 
-/* Registers a handler under name (g_task Reg).  GTASK_EEXIST if the name is
- * taken, GTASK_ESTATE once running.  udata is passed to every call. */
+/* Registers a handler under name (g_task Reg): 1..256 bytes without control
+ * characters, else GTASK_EINVAL.  GTASK_EEXIST if the name is taken,
+ * GTASK_ESTATE once running.  udata is passed to every call. */
 GTASK_EXTERN int gtask_server_reg(gtask_server *s, const char *name, gtask_handler_fn fn,
                                   void *udata);
 /* The queues to serve, comma-separated ("default" unless set). */
@@ -365,7 +366,9 @@ GTASK_EXTERN void gtask_server_shutdown(gtask_server *s);
 /* Per-send options, mirroring g_task's client.NewSendConf(name). */
 typedef struct gtask_send_conf gtask_send_conf;
 
-/* name is the registered task name (copied).  NULL on bad name or out-of-memory. */
+/* name is the registered task name (copied): 1..256 bytes, no control
+ * characters (bytes below 0x20, and 0x7f).  NULL on a bad name (the reason in
+ * gtask_last_error()) or out-of-memory. */
 GTASK_EXTERN gtask_send_conf *gtask_send_conf_new(const char *name);
 GTASK_EXTERN void gtask_send_conf_free(gtask_send_conf *c);
 /* A run that lasts longer than ms fails as timed out (g_task SetTimeout); 0: none. */
