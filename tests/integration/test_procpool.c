@@ -154,7 +154,7 @@ static int count_children(const gt_redis *r) {
       int ppid = 0;
       char state;
       if (close_paren && sscanf(close_paren + 2, "%c %d", &state, &ppid) == 2 &&
-          ppid == getpid() && atoi(de->d_name) != gt_redis_pid(r))
+          ppid == getpid() && strtol(de->d_name, NULL, 10) != gt_redis_pid(r))
         n++;
     }
     fclose(f);

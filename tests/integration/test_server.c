@@ -30,10 +30,10 @@ static int divide(double a, double b, double *q) {
 GTASK_HANDLER(divide, (double, double), (double))
 
 static int greet(const char *name, int8_t times, char **out) {
-  size_t n = strlen(name) * (size_t)times + 1;
+  size_t len = strlen(name), n = len * (size_t)times + 1;
   *out = malloc(n);
-  (*out)[0] = '\0';
-  for (int k = 0; k < times; k++) strcat(*out, name);
+  for (int k = 0; k < times; k++) memcpy(*out + (size_t)k * len, name, len);
+  (*out)[n - 1] = '\0';
   return 0;
 }
 GTASK_HANDLER(greet, (const char *, int8_t), (char *))
@@ -208,7 +208,7 @@ static long long calls_of(gt_redis *redis, const char *cmd) {
   char key[64];
   snprintf(key, sizeof(key), "cmdstat_%s:calls=", cmd);
   const char *at = strstr(rep->str, key);
-  long long n = at ? atoll(at + strlen(key)) : 0;
+  long long n = at ? strtoll(at + strlen(key), NULL, 10) : 0;
   freeReplyObject(rep);
   redisFree(rc);
   return n;
