@@ -1,5 +1,6 @@
 /* worker.h -- the private structures of a worker server, shared by server.c
- * (fetching, finishing, lifecycle) and executor.c (running handlers).
+ * (fetching, finishing, lifecycle), executor.c (running handlers, deciding
+ * outcomes) and procpool.c (the process pool's children).
  *
  * A delivery becomes a job.  Its life:
  *   fetcher: lease -> decode -> READY list (or straight to the DONE list when it
@@ -119,7 +120,8 @@ struct gtask_server {
                                 (it rescans deadlines and marks before it sleeps) */
   bool stopping;             /* no more fetching; READY jobs are handed back */
   int64_t last_write_mono;   /* when outcomes were last written (finisher or inline) */
-  bool inline_writing;       /* an executor writes its own job's outcome (finish_inline) */
+  bool inline_writing;       /* an executor writes its own job's outcome
+                                (gtask__server_finish_inline_locked) */
   bool executors_done;       /* all executor threads have exited */
   int64_t fetch_until_mono;  /* the fetcher's current block ends about then */
   /* The fetch role (gtask__server_fetch). */
@@ -147,9 +149,16 @@ void gtask__set_current_ctx(gtask_ctx *ctx);
 void gtask__job_outcome_crash(gtask_server *s, gtask_job *job, const char *why);
 
 /* procpool.c */
+/* Runs job in child c, spawning it if needed: 0 with *rc as a handler call
+ * would return it, or GTASK_ECRASH / GTASK_ETASKTIMEOUT / GTASK_ELEASE with
+ * why (see procpool.c). */
 int gtask__child_run(gtask_server *s, gtask__child *c, gtask_job *job, int *rc, char *why,
                      size_t whylen);
+/* Ends child c: closes its request pipe (which ends its loop), SIGKILLs it if
+ * it is still busy a second later, and reaps it. */
 void gtask__child_stop(gtask__child *c);
+
+/* executor.c: a job's outcome, into job->fin */
 /* Decides job's outcome from how the handler ended and fills job->fin. */
 void gtask__job_outcome_run(gtask_server *s, gtask_job *job, int rc);
 /* The outcome for a job that cannot run: FAILURE with code and message, or
@@ -165,9 +174,10 @@ void gtask__job_outcome_lost(gtask_server *s, gtask_job *job);
 void gtask__job_outcome_unwritable(gtask_server *s, gtask_job *job, const char *why);
 /* Handed back unstarted at shutdown: REQUEUE unchanged. */
 void gtask__job_outcome_handback(gtask_server *s, gtask_job *job);
-void gtask__job_unref_locked(gtask_server *s, gtask_job *job);
 
 /* server.c */
+/* Drops a reference to job; the last one frees it.  s->mu held. */
+void gtask__job_unref_locked(gtask_server *s, gtask_job *job);
 /* A permanent error that the worker cannot run past (rc, e.g. GTASK_ENOPERM;
  * what: the activity, the detail from gtask_last_error()): logs it, records
  * it for gtask_server_run to return, and shuts the worker down.  The first
