@@ -155,7 +155,7 @@ void out_json_string(FILE *f, const char *s, size_t len);
  * final). */
 int out_result(const cli *c, const gtask_result *r);
 
-/* ---------------------------------------------------------------- commands */
+/* ---------------------------------------------------------------- commands.c, worker.c */
 
 int cmd_send(cli *c, int argc, char **argv);
 int cmd_status(cli *c, int argc, char **argv);

@@ -104,7 +104,8 @@ typedef struct gtask_task {
   size_t nargs;             /* number of arguments */
   int64_t timeout_ms;       /* run time limit; 0: none */
   int32_t retry_max;        /* retries allowed after timeouts or handler retries */
-  uint32_t attempts;        /* runs started so far, before this delivery */
+  uint32_t attempts;        /* runs that ended before this delivery (timed out,
+                               or failed with a retry); losses count in lost */
   uint32_t lost;            /* deliveries lost so far (worker died holding it) */
   int64_t backoff_first_ms; /* first retry delay */
   int64_t backoff_max_ms;   /* cap of the retry delay */
@@ -202,7 +203,7 @@ typedef struct gtask_broker_ops {
 
   /* Queues msgs[0..n), each in its own queue, due at its due_ms.  All or
    * nothing.  If state is non-NULL (see colocated) each id is also recorded as
-   * PENDING, with ttl, in the same atomic step. */
+   * PENDING in the same atomic step (as the backend's pending() would). */
   int (*push)(void *impl, gtask_msg *const *msgs, size_t n, void *state);
 
   /* Leases up to max messages from queues[0..nq) to consumer, blocking up to
@@ -356,13 +357,14 @@ gtask_backend *gtask__backend_new(const gtask_backend_ops *ops, void *impl);
 gtask_broker *gtask__broker_ref(gtask_broker *b);
 gtask_backend *gtask__backend_ref(gtask_backend *b);
 
-/* The server's broker and backend, for gtask_client_from_server (server.c). */
+/* The server's broker and backend (server.c), for gtask_client_from_server
+ * (client.c). */
 gtask_broker *gtask__server_broker(gtask_server *s);
 gtask_backend *gtask__server_backend(gtask_server *s);
 
-/* A client's parts, for the queue inspection calls (admin.c): its broker,
- * backend, colocated state (NULL if none) and queue, and its error setter
- * (formats into gtask_client_errmsg; returns rc). */
+/* A client's parts (client.c), for the queue inspection calls (admin.c): its
+ * broker, backend, colocated state (NULL if none) and queue, and its error
+ * setter (formats into gtask_client_errmsg; returns rc). */
 gtask_broker *gtask__client_broker(const gtask_client *c);
 gtask_backend *gtask__client_backend(const gtask_client *c);
 void *gtask__client_state(const gtask_client *c);

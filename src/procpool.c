@@ -13,9 +13,10 @@
  * the worker.
  *
  * Wire format on both pipes: a 4-byte length (host order) then that many bytes.
- * Request: the encoded task message.  Reply: a result record (codec.h) whose
- * status is SUCCESS, FAILURE (error_code = the handler's return value) or RETRY
- * (the handler called gtask_ctx_retry).
+ * Request: the task id (36 bytes), its queue and a NUL, then the encoded task
+ * message (which carries neither: see write_request).  Reply: a result record
+ * (codec.h) whose status is SUCCESS, FAILURE (error_code = the handler's
+ * return value) or RETRY (the handler called gtask_ctx_retry).
  *
  * Deadlines: at the task's deadline the executor sends SIGTERM (the child's
  * gtask_ctx_cancelled() turns true), waits the grace period, then SIGKILLs and

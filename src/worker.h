@@ -1,5 +1,6 @@
 /* worker.h -- the private structures of a worker server, shared by server.c
- * (fetching, finishing, lifecycle) and executor.c (running handlers).
+ * (fetching, finishing, lifecycle), executor.c (running handlers, deciding
+ * outcomes) and procpool.c (the process pool's children).
  *
  * A delivery becomes a job.  Its life:
  *   fetcher: lease -> decode -> READY list (or straight to the DONE list when it
@@ -135,7 +136,8 @@ struct gtask_server {
                                  (it rescans deadlines and marks before it sleeps) */
   bool stopping;              /* [mu] no more fetching; READY jobs are handed back */
   int64_t last_write_mono;    /* [mu] when outcomes were last written (finisher or inline) */
-  bool inline_writing;        /* [mu] an executor writes its own job's outcome (finish_inline) */
+  bool inline_writing;        /* [mu] an executor writes its own job's outcome
+                                 (gtask__server_finish_inline_locked) */
   bool executors_done;        /* [mu] all executor threads have exited */
   int64_t fetch_until_mono;   /* [mu] the fetcher's current block ends about then */
   /* The fetch role (gtask__server_fetch). */
@@ -165,9 +167,16 @@ void gtask__set_current_ctx(gtask_ctx *ctx);
 void gtask__job_outcome_crash(gtask_server *s, gtask_job *job, const char *why);
 
 /* procpool.c */
+/* Runs job in child c, spawning it if needed: 0 with *rc as a handler call
+ * would return it, or GTASK_ECRASH / GTASK_ETASKTIMEOUT / GTASK_ELEASE with
+ * why (see procpool.c). */
 int gtask__child_run(gtask_server *s, gtask__child *c, gtask_job *job, int *rc, char *why,
                      size_t whylen);
+/* Ends child c: closes its request pipe (which ends its loop), SIGKILLs it if
+ * it is still busy a second later, and reaps it. */
 void gtask__child_stop(gtask__child *c);
+
+/* executor.c: a job's outcome, into job->fin */
 /* Decides job's outcome from how the handler ended and fills job->fin. */
 void gtask__job_outcome_run(gtask_server *s, gtask_job *job, int rc);
 /* The outcome for a job that cannot run: FAILURE with code and message, or
@@ -183,7 +192,6 @@ void gtask__job_outcome_lost(gtask_server *s, gtask_job *job);
 void gtask__job_outcome_unwritable(gtask_server *s, gtask_job *job, const char *why);
 /* Handed back unstarted at shutdown: REQUEUE unchanged. */
 void gtask__job_outcome_handback(gtask_server *s, gtask_job *job);
-void gtask__job_unref_locked(gtask_server *s, gtask_job *job);
 
 /* finisher.c */
 /* The finisher thread (see finisher.c); started by gtask_server_run. */
@@ -191,12 +199,23 @@ void *gtask__finisher_main(void *arg);
 /* Records this worker as live on its queues until until_ms (unix ms; 0:
  * removes it) through the broker's announce(); 0 if it has none. */
 int gtask__server_announce(gtask_server *s, int64_t until_ms);
+/* Writes job's outcome on the executor's thread when the worker is otherwise
+ * idle (see finisher.c).  False: it waits on the DONE list; wake the finisher. */
+bool gtask__server_finish_inline_locked(gtask_server *s, gtask_job *job);
+/* Queues a STARTED mark for a job an executor has just taken (the finisher
+ * writes it after START_DELAY_MS unless the job is done by then). */
+void gtask__server_mark_started_locked(gtask_server *s, gtask_job *job);
+/* Something is due at due_mono (a deadline, a STARTED mark): wakes the
+ * finisher if it sleeps past it.  Called with s->mu held. */
+void gtask__server_finisher_due_locked(gtask_server *s, int64_t due_mono);
 
 /* server.c */
 /* Takes job off the in-flight list.  s->mu held. */
 void gtask__inflight_remove_locked(gtask_server *s, gtask_job *job);
 /* pthread_cond_timedwait until a CLOCK_MONOTONIC time in ms. */
 void gtask__timed_wait(pthread_cond_t *cv, pthread_mutex_t *mu, int64_t until_mono);
+/* Drops a reference to job; the last one frees it.  s->mu held. */
+void gtask__job_unref_locked(gtask_server *s, gtask_job *job);
 /* A permanent error that the worker cannot run past (rc, e.g. GTASK_ENOPERM;
  * what: the activity, the detail from gtask_last_error()): logs it, records
  * it for gtask_server_run to return, and shuts the worker down.  The first
@@ -209,19 +228,10 @@ gtask_job *gtask__server_fetch(gtask_server *s);
 /* Puts a job whose outcome is decided on the DONE list.  True when the
  * finisher must be woken (signal cv_done, best after unlocking). */
 bool gtask__server_job_done_locked(gtask_server *s, gtask_job *job);
-/* Writes job's outcome on the executor's thread when the worker is otherwise
- * idle (see server.c).  False: it waits on the DONE list; wake the finisher. */
-bool gtask__server_finish_inline_locked(gtask_server *s, gtask_job *job);
-/* Queues a STARTED mark for a job an executor has just taken (the finisher
- * writes it after START_DELAY_MS unless the job is done by then). */
-void gtask__server_mark_started_locked(gtask_server *s, gtask_job *job);
 /* An executor's handler ran for ns nanoseconds (feeds the default prefetch). */
 void gtask__server_ran_locked(gtask_server *s, int64_t ns);
 /* The default prefetch for a floor, nexec executors and an average handler run
  * time (0: none measured yet). */
 size_t gtask__prefetch_adapt(size_t floor, int nexec, int64_t run_ns_avg);
-/* Something is due at due_mono (a deadline, a STARTED mark): wakes the
- * finisher if it sleeps past it.  Called with s->mu held. */
-void gtask__server_finisher_due_locked(gtask_server *s, int64_t due_mono);
 
 #endif /* GTASK_WORKER_H */

@@ -16,6 +16,8 @@
  *  - The library never calls exit, abort or printf; it logs through gtask_set_log().
  *    Caveat inherited from hiredis 0.14: hiredis itself aborts the process when
  *    one of *its* allocations fails (HIREDIS_OOM_HANDLER).
+ *  - This header is ISO C11 (it needs _Generic, nothing later): it compiles
+ *    without a warning under -std=c11 -pedantic (tests/unit/c11_header.c).
  */
 #ifndef GTASK_GTASK_H
 #define GTASK_GTASK_H
@@ -425,7 +427,9 @@ GTASK_EXTERN int gtask_client_send_many(gtask_client *c, const gtask_send_conf *
                                         size_t n, const gtask_value *args, size_t nargs,
                                         char (*ids_out)[GTASK_ID_SIZE]);
 
-/* Convenience: GTASK_SEND(cli, conf, id, gtask_int64(1), gtask_int64(2)). */
+/* Convenience: GTASK_SEND(cli, conf, id, gtask_int64(1), gtask_int64(2)).  It
+ * takes at least one value (C11 has no empty array); for a task without
+ * arguments call gtask_client_send(cli, conf, NULL, 0, id). */
 #define GTASK_SEND(cli, conf, id_out, ...)                                    \
   gtask_client_send((cli), (conf), (const gtask_value[]){__VA_ARGS__},        \
                     sizeof((const gtask_value[]){__VA_ARGS__}) / sizeof(gtask_value), \
@@ -583,11 +587,26 @@ static inline void gtask__free_out_none(void *p) { (void)p; }
 #define GTASK__FREE(T, p)                                                           \
   _Generic((T){0}, char *: gtask__free_out_str, default: gtask__free_out_none)(p)
 
-/* Preprocessor iteration over up to 8 types, with the index. */
+/* Preprocessor iteration over up to 8 types, with the index.  Strict C11: no
+ * __VA_OPT__ (C23), and every variadic macro gets at least one argument for
+ * its "...".  An empty list -- "()" for a handler without inputs or outputs --
+ * is told from a one-type list by GTASK__ISEMPTY: its first element, placed
+ * between GTASK__PROBE and "()", calls GTASK__PROBE (which yields a comma)
+ * only when there is none.  So a type may not start with "(" or be the name
+ * of a function-like macro; no C type name of the supported set is either. */
 #define GTASK__CAT(a, b) GTASK__CAT_(a, b)
 #define GTASK__CAT_(a, b) a##b
-#define GTASK__NARG(...) GTASK__NARG_(__VA_ARGS__ __VA_OPT__(,) 8, 7, 6, 5, 4, 3, 2, 1, 0)
-#define GTASK__NARG_(_1, _2, _3, _4, _5, _6, _7, _8, N, ...) N
+#define GTASK__FIRST(...) GTASK__FIRST_(__VA_ARGS__, ~)
+#define GTASK__FIRST_(a, ...) a
+#define GTASK__HAS_COMMA(...) GTASK__HAS_COMMA_(__VA_ARGS__, 1, 0, ~)
+#define GTASK__HAS_COMMA_(a, b, n, ...) n
+#define GTASK__PROBE(...) ,
+#define GTASK__ISEMPTY(...) GTASK__ISEMPTY_(GTASK__FIRST(__VA_ARGS__))
+#define GTASK__ISEMPTY_(first) GTASK__HAS_COMMA(GTASK__PROBE first ())
+#define GTASK__NARG(...) GTASK__CAT(GTASK__NARG_, GTASK__ISEMPTY(__VA_ARGS__))(__VA_ARGS__)
+#define GTASK__NARG_1(...) 0
+#define GTASK__NARG_0(...) GTASK__NARG_N(__VA_ARGS__, 8, 7, 6, 5, 4, 3, 2, 1, ~)
+#define GTASK__NARG_N(a1, a2, a3, a4, a5, a6, a7, a8, n, ...) n
 #define GTASK__EACH(M, ...) GTASK__CAT(GTASK__EACH_, GTASK__NARG(__VA_ARGS__))(M, __VA_ARGS__)
 #define GTASK__EACH_0(M, ...)
 #define GTASK__EACH_1(M, a) M(0, a)
@@ -602,13 +621,18 @@ static inline void gtask__free_out_none(void *p) { (void)p; }
 #define GTASK__TYPE_ITEM(i, T) GTASK__TYPE_OF(T),
 #define GTASK__TYPES(...) GTASK__EACH(GTASK__TYPE_ITEM, __VA_ARGS__)
 /* The call: fn(GET(T0, &args[0]), ..., &out0, ...), with a comma between the
- * inputs and the outputs only when both lists are non-empty. */
+ * inputs and the outputs only when both lists are non-empty (neither
+ * GTASK__ISEMPTY is 1). */
 #define GTASK__EXPAND(...) __VA_ARGS__
-#define GTASK__CALL(fn, IN, OUT) GTASK__CALL_(fn, OUT, GTASK__EXPAND IN)
-#define GTASK__CALL_(fn, OUT, ...)                                                  \
-  fn(GTASK__EACH(GTASK__ARG_ITEM, __VA_ARGS__) __VA_OPT__(GTASK__COMMA_IF OUT)      \
+#define GTASK__CALL(fn, IN, OUT)                                                    \
+  fn(GTASK__EACH(GTASK__ARG_ITEM, GTASK__EXPAND IN) GTASK__COMMA_IF_BOTH(IN, OUT)   \
          GTASK__OUTPTRS OUT)
-#define GTASK__COMMA_IF(...) __VA_OPT__(,)
+#define GTASK__COMMA_IF_BOTH(IN, OUT)                                               \
+  GTASK__CAT(GTASK__COMMA_IF_BOTH_, GTASK__CAT(GTASK__ISEMPTY IN, GTASK__ISEMPTY OUT))
+#define GTASK__COMMA_IF_BOTH_00 ,
+#define GTASK__COMMA_IF_BOTH_01
+#define GTASK__COMMA_IF_BOTH_10
+#define GTASK__COMMA_IF_BOTH_11
 #define GTASK__ARG_ITEM(i, T) GTASK__CAT(GTASK__SEP_, i) GTASK__GET(T, &args__[i])
 #define GTASK__SEP_0
 #define GTASK__SEP_1 ,

@@ -6,9 +6,11 @@
  * fetched task exists nowhere.  The PEL entry is the lease: its owner is the
  * consumer, its idle time is the time since the last heartbeat (extend.lua
  * resets it), and XAUTOCLAIM hands entries idle for longer than the lease to a
- * live worker.  The stream entry id is the fencing token: finish.lua and
- * extend.lua act only on entries still owned by the caller, and a requeued task
- * gets a new entry id, so a worker that lost its lease can change nothing.
+ * live worker (reclaim.lua, which also bumps the queue's fence).  The stream
+ * entry id is the fencing token: finish.lua and extend.lua act only on entries
+ * still owned by the caller (finish.lua may prove that by an unchanged fence
+ * instead of a lease check), and a requeued task gets a new entry id, so a
+ * worker that lost its lease can change nothing.
  * The dead set is a hash by task id; dead_requeue.lua moves an entry back to
  * the stream only if it still holds the body the caller read.
  * docs/PROTOCOL.md describes every key and script. */

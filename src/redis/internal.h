@@ -2,13 +2,20 @@
  * that owns hiredis contexts, the embedded Lua scripts and the key schema.
  * Only files under src/redis/ include <hiredis.h>.
  *
- * Key schema (version 3; docs/PROTOCOL.md is the specification -- change both
- * together, and bump GTASK__KEYS_VERSION if an old worker could misread a key):
+ * Key schema (version GTASK__KEYS_VERSION, 4; docs/PROTOCOL.md section 2 is
+ * the specification -- change both together, and bump GTASK__KEYS_VERSION if
+ * an old worker could misread a key or miss a write it must make):
  *   P:{q}:stream   stream of queued messages, consumer group "workers"
  *   P:{q}:sched    zset: due ms -> task id (36 bytes) + message body
  *   P:{q}:dead     hash: task id -> message body
  *   P:{q}:stats    hash: succeeded, failed -- tasks finished (counters)
- *   P:{q}:pending  set: ids of queued tasks that have no state hash yet (PENDING)
+ *   P:{q}:pending  set: ids of sent tasks that no finish has ended yet; one
+ *                  without a t:ID hash or n:ID list reads PENDING
+ *   P:{q}:fence    integer: reclaims that took over a lease (reclaim.lua
+ *                  increments it; while unchanged, finish.lua may skip its
+ *                  lease check -- new in version 4)
+ *   P:{q}:workers  hash: worker name -> "SCHEMA UNTIL_MS", the workers serving
+ *                  the queue and their key schema (register.lua)
  *   P:{q}:t:ID     hash: s (status), a (attempts), r (record) -- states before
  *                  the final one; deleted when the task becomes final
  *   P:{q}:n:ID     list: the final state -- one element, the result record

@@ -327,7 +327,7 @@ static int restart_redis(run *x) {
   }
   int64_t down = 100 + (int64_t)(rnd(&x->rng) % 700);
   note(x, "killed redis-server; down for %lld ms", (long long)down);
-  sleep_ms(down);
+  sleep_ms(down); /* the outage itself: what the workers and clients must ride out */
   if (gt_redis_start_again(x->redis) != 0) {
     fprintf(stderr, "chaos: redis-server did not come back (see %s/redis.log)\n",
             gt_redis_dir(x->redis));
@@ -1010,7 +1010,11 @@ int chaos_run(const chaos_opts *o, chaos_report *r) {
   if (r->aborted) goto out;
 
   /* A quiet time in which a stale worker could still write (it must be
-   * fenced), then a clean shutdown of every worker. */
+   * fenced), then a clean shutdown of every worker.  A sleep, not a wait:
+   * there is nothing to wait for, only a late write that must not land.
+   * Whether a run has such a writer is up to the chaos; verify() then sees
+   * any second final write (duplicated-final), and test_chaos asserts that
+   * workers and redis-server were killed, without which none could exist. */
   sleep_ms(2 * o->lease_ms);
   if (check_workers(x) != 0) {
     r->aborted = true;

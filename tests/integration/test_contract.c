@@ -9,9 +9,14 @@
  * nothing above it.  Bodies are arbitrary bytes -- brokers treat them as opaque
  * -- and every test uses its own queue names.
  *
- * Timing: "promptly" means within test_timeout_ms(200) of the event; sleeps
- * that wait for a lease to expire or a due time to pass leave a margin of at
- * least 100 ms.  Under slow sanitizers, raise GTASK_TEST_TIMEOUT_MULTIPLIER.
+ * Timing: "promptly" means within test_timeout_ms(200) of the event.  Sleeps
+ * that wait for a lease to expire or a due time to pass (test_sleep_ms(lease_ms
+ * + 150), say) wait out a clock, not another thread: load only makes them
+ * longer, never too short, so they stay sleeps rather than WAIT_UNTIL loops
+ * (a loop would also reclaim a batch leased in one call in two parts when it
+ * polls across the millisecond its entries expire in), and they leave a
+ * margin of at least 10 ms.  What another thread does is waited for: see
+ * later_main.  Under slow sanitizers, raise GTASK_TEST_TIMEOUT_MULTIPLIER.
  *
  * At the end, a few memory-only tests check guarantees the memory broker gives
  * beyond the contract (a fresh token on every reclaim, no message lost when an
@@ -182,7 +187,8 @@ static void assert_msg(const gtask_msg *m, const char *id, const char *queue, co
   ASSERT_NOT_NULL(m->lease);
 }
 
-/* Something another thread does after a delay. */
+/* Something another thread does while the test's thread is blocked in a call
+ * (a lease, a result wait), after a delay. */
 typedef enum later_kind { LATER_PUSH, LATER_INTERRUPT, LATER_STORE } later_kind;
 
 typedef struct later {
@@ -197,6 +203,13 @@ typedef struct later {
 
 static void *later_main(void *arg) {
   later *l = arg;
+  /* On Redis the blocked call can be seen (INFO clients); the memory
+   * implementation shows nothing, and there the delay alone gives the call
+   * the time to block.  Either way the event comes delay_ms after the call
+   * blocked at the earliest, which tests that measure from the call's start
+   * rely on. */
+  if (l->e->redis)
+    WAIT_UNTIL(gt_redis_blocked_clients(l->e->redis) > 0, 5000);
   test_sleep_ms(l->delay_ms);
   l->at_ms = test_now_ms();
   switch (l->kind) {
@@ -386,12 +399,15 @@ CONTRACT(lease_max_across_queues) {
 /* ---------------------------------------------------------------- broker: leases */
 
 CONTRACT(extend_keeps_lease) {
-  const int64_t lease_ms = 400;
+  /* Renewed every quarter lease, for 1.5 leases in all: the sleeps give the
+   * lease the time to expire, which it must not do.  Scaled, so that on a
+   * busy machine a renewal may come up to 3/4 of a lease late. */
+  const int64_t lease_ms = test_timeout_ms(400);
   char id[GTASK_ID_SIZE];
   push(e, e->q, BODIES[0], 0, id);
   gtask_msg *m = lease1(e, "c1");
-  for (int i = 0; i < 6; i++) { /* 600 ms in all, renewed every 100 */
-    test_sleep_ms(100);
+  for (int i = 0; i < 6; i++) {
+    test_sleep_ms(lease_ms / 4);
     ASSERT_FALSE(extend(e, "c1", m));
   }
   gtask_msg *r[1];

@@ -154,13 +154,28 @@ static int count_children(const gt_redis *r) {
       int ppid = 0;
       char state;
       if (close_paren && sscanf(close_paren + 2, "%c %d", &state, &ppid) == 2 &&
-          ppid == getpid() && atoi(de->d_name) != gt_redis_pid(r))
+          ppid == getpid() && strtol(de->d_name, NULL, 10) != gt_redis_pid(r))
         n++;
     }
     fclose(f);
   }
   closedir(d);
   return n;
+}
+
+/* Has process pid died (a zombie not yet reaped, or gone)? */
+static bool process_dead(pid_t pid) {
+  char path[64], buf[512];
+  snprintf(path, sizeof(path), "/proc/%ld/stat", (long)pid);
+  FILE *f = fopen(path, "r");
+  if (!f) return true;
+  bool dead = true;
+  if (fgets(buf, sizeof(buf), f)) {
+    const char *close_paren = strrchr(buf, ')');
+    dead = close_paren && close_paren[1] == ' ' && close_paren[2] == 'Z';
+  }
+  fclose(f);
+  return dead;
 }
 
 static void env_close(env *e) {
@@ -338,7 +353,7 @@ TEST(procs_child_killed_while_idle_is_replaced_transparently) {
   pid_t child = (pid_t)r->values[0].v.i;
   gtask_result_free(r);
   ASSERT_EQ(kill(child, SIGKILL), 0);
-  test_sleep_ms(200);
+  WAIT_UNTIL(process_dead(child), 5000); /* else the next task could still reach it alive */
   /* Both executors' children: whichever gets the next tasks, all succeed. */
   for (int k = 0; k < 6; k++) expect_add_works(&e);
   env_close(&e);

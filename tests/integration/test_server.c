@@ -30,10 +30,10 @@ static int divide(double a, double b, double *q) {
 GTASK_HANDLER(divide, (double, double), (double))
 
 static int greet(const char *name, int8_t times, char **out) {
-  size_t n = strlen(name) * (size_t)times + 1;
+  size_t len = strlen(name), n = len * (size_t)times + 1;
   *out = malloc(n);
-  (*out)[0] = '\0';
-  for (int k = 0; k < times; k++) strcat(*out, name);
+  for (int k = 0; k < times; k++) memcpy(*out + (size_t)k * len, name, len);
+  (*out)[n - 1] = '\0';
   return 0;
 }
 GTASK_HANDLER(greet, (const char *, int8_t), (char *))
@@ -149,6 +149,20 @@ static void env_close(env *e) {
   gt_redis_stop(e->redis);
 }
 
+/* The status of task id now. */
+static gtask_status status_of(gtask_client *c, const char *id) {
+  gtask_status st;
+  ASSERT_OK(gtask_client_status(c, id, &st));
+  return st;
+}
+
+/* How many of ids[0..n) have status st now. */
+static int count_status(gtask_client *c, char (*ids)[GTASK_ID_SIZE], int n, gtask_status st) {
+  int count = 0;
+  for (int k = 0; k < n; k++) count += status_of(c, ids[k]) == st;
+  return count;
+}
+
 static gtask_result *send_wait(env *e, gtask_send_conf *conf, const gtask_value *args, size_t n,
                                int64_t wait_ms) {
   char id[GTASK_ID_SIZE];
@@ -194,7 +208,7 @@ static long long calls_of(gt_redis *redis, const char *cmd) {
   char key[64];
   snprintf(key, sizeof(key), "cmdstat_%s:calls=", cmd);
   const char *at = strstr(rep->str, key);
-  long long n = at ? atoll(at + strlen(key)) : 0;
+  long long n = at ? strtoll(at + strlen(key), NULL, 10) : 0;
   freeReplyObject(rep);
   redisFree(rc);
   return n;
@@ -514,15 +528,9 @@ TEST(redis_timeout_retries_with_backoff_then_fails) {
   char id[GTASK_ID_SIZE];
   int64_t t0 = test_now_ms();
   ASSERT_OK(GTASK_SEND(e.client, c, id, gtask_int64(10000)));
-  /* Watch the state pass through RETRY. */
-  bool saw_retry = false;
-  for (int k = 0; k < 200 && !saw_retry; k++) {
-    gtask_status st;
-    ASSERT_OK(gtask_client_status(e.client, id, &st));
-    saw_retry = st == GTASK_RETRY;
-    test_sleep_ms(10);
-  }
-  ASSERT_TRUE(saw_retry);
+  /* Watch the state pass through RETRY (for the ~200 ms of the first backoff,
+   * then the ~400 ms of the second). */
+  WAIT_UNTIL(status_of(e.client, id) == GTASK_RETRY, 3000);
   gtask_result *r;
   ASSERT_OK(gtask_client_wait(e.client, id, test_timeout_ms(15000), &r));
   int64_t took = test_now_ms() - t0;
@@ -653,12 +661,7 @@ TEST(redis_worker_killed_mid_task_is_recovered) {
     _exit(0);
   }
   /* Wait until the child has started the task, then kill it. */
-  gtask_status st = GTASK_PENDING;
-  for (int k = 0; k < 500 && st != GTASK_STARTED; k++) {
-    ASSERT_OK(gtask_client_status(e.client, id, &st));
-    test_sleep_ms(10);
-  }
-  ASSERT_EQ(st, GTASK_STARTED);
+  WAIT_UNTIL(status_of(e.client, id) == GTASK_STARTED, 5000);
   kill(child, SIGKILL);
   waitpid(child, NULL, 0);
 
@@ -703,6 +706,20 @@ static pid_t spawn_worker(const char *url, const char *queue, int64_t lease_ms, 
   _exit(0);
 }
 
+/* Has worker *pid ended (then reaped: *pid becomes 0, and *deaths counts a
+ * SIGKILL), or has task id failed?  *st: the task's status. */
+static bool worker_ended_or_task_failed(gtask_client *c, const char *id, pid_t *pid, int *deaths,
+                                        gtask_status *st) {
+  *st = status_of(c, id);
+  int status;
+  if (waitpid(*pid, &status, WNOHANG) == *pid) {
+    *deaths += WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL;
+    *pid = 0;
+    return true;
+  }
+  return *st == GTASK_FAILURE;
+}
+
 TEST(redis_poison_task_goes_to_dead_set) {
   env e;
   env_open(&e, false, NULL);
@@ -718,18 +735,9 @@ TEST(redis_poison_task_goes_to_dead_set) {
   for (int w = 0; w < 6 && st != GTASK_FAILURE; w++) {
     pid_t pid = spawn_worker(gt_redis_url(e.redis), "poison", 300, 2);
     ASSERT_GT(pid, 0);
-    for (int k = 0; k < 300; k++) {
-      ASSERT_OK(gtask_client_status(e.client, id, &st));
-      int status;
-      if (waitpid(pid, &status, WNOHANG) == pid) {
-        deaths += WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL;
-        pid = 0;
-        break;
-      }
-      if (st == GTASK_FAILURE) break;
-      test_sleep_ms(20);
-    }
-    if (pid) {
+    WAIT_UNTIL_MSG(worker_ended_or_task_failed(e.client, id, &pid, &deaths, &st), 6000,
+                   "worker %d neither died of the poison task nor failed it", w + 1);
+    if (pid) { /* the one that failed it */
       kill(pid, SIGKILL);
       waitpid(pid, NULL, 0);
     }
@@ -795,13 +803,8 @@ TEST(redis_backend_on_another_db_uses_the_two_step_finish) {
   /* A task seen running has a state hash (STARTED) until it is final. */
   gtask_send_conf *sc = gtask_send_conf_new("sleep");
   char id[GTASK_ID_SIZE], cmd[128];
-  ASSERT_OK(GTASK_SEND(e.client, sc, id, gtask_int64(300)));
-  gtask_status st = GTASK_PENDING;
-  for (int k = 0; k < 1000 && st != GTASK_STARTED; k++) {
-    ASSERT_OK(gtask_client_status(e.client, id, &st));
-    if (st != GTASK_STARTED) test_sleep_ms(2);
-  }
-  ASSERT_EQ(st, GTASK_STARTED);
+  ASSERT_OK(GTASK_SEND(e.client, sc, id, gtask_int64(1000))); /* long enough to look */
+  WAIT_UNTIL(status_of(e.client, id) == GTASK_STARTED, 5000);
   snprintf(cmd, sizeof(cmd), "EXISTS gtask:{default}:t:%s", id);
   ASSERT_EQ(redis_int(e.redis, 3, cmd), 1);
   ASSERT_OK(gtask_client_wait(e.client, id, test_timeout_ms(10000), &r));
@@ -851,6 +854,10 @@ TEST(redis_unreachable_is_a_clear_error) {
 
 /* ---------------------------------------------------------------- shutdown */
 
+static int count_started_or_succeeded(gtask_client *c, char (*ids)[GTASK_ID_SIZE], int n) {
+  return count_status(c, ids, n, GTASK_STARTED) + count_status(c, ids, n, GTASK_SUCCESS);
+}
+
 TEST(redis_graceful_shutdown_finishes_running_and_hands_back_unstarted) {
   env e;
   env_open(&e, false, NULL);
@@ -864,7 +871,9 @@ TEST(redis_graceful_shutdown_finishes_running_and_hands_back_unstarted) {
   char ids[N][GTASK_ID_SIZE];
   for (int k = 0; k < N; k++) ASSERT_OK(GTASK_SEND(e.client, c, ids[k], gtask_int64(400)));
   env_start(&e); /* 4 executors: 4 run, 4 wait in the prefetch buffer */
-  test_sleep_ms(150);
+  /* Shut down once four have started (one that has finished since counts:
+   * another started in its place). */
+  WAIT_UNTIL(count_started_or_succeeded(e.client, ids, N) >= 4, 5000);
   int64_t t0 = test_now_ms();
   gtask_server_shutdown(e.server);
   pthread_join(e.thread, NULL);
@@ -992,14 +1001,32 @@ TEST(redis_idle_worker_writes_outcomes_on_the_executor_and_the_finisher_retries_
  * broker here records which thread made the last lease that brought tasks. */
 static _Thread_local char thread_tag; /* its address names the thread */
 static _Atomic(uintptr_t) last_lessee;
+static atomic_int leasing;      /* lease calls under way */
+static atomic_int tasks_leased; /* tasks they brought */
 static atomic_int gates_running, gates_running_max;
 static atomic_bool gates_open, gate_ran_on_lessee;
 
 static int recording_lease(void *impl, const char *consumer, const char *const *queues, size_t nq,
                            size_t max, int64_t block_ms, gtask_msg **out, size_t *n) {
+  atomic_fetch_add(&leasing, 1);
   int rc = inner_broker_ops->lease(impl, consumer, queues, nq, max, block_ms, out, n);
   if (rc == 0 && *n) atomic_store(&last_lessee, (uintptr_t)&thread_tag);
+  if (rc == 0) atomic_fetch_add(&tasks_leased, (int)*n);
+  atomic_fetch_sub(&leasing, 1);
   return rc;
+}
+
+/* Is the worker of nexec executors idle: one pool thread in a lease, the
+ * nexec others asleep, nothing queued or running?  (Its private state, read
+ * under its mutex: worker.h.  The lease is looked at first: gtask_server_run
+ * sets these fields without the mutex before it starts its threads, so they
+ * may be read only once one of those threads has been seen.) */
+static bool worker_idle(gtask_server *s, size_t nexec) {
+  if (atomic_load(&leasing) != 1) return false;
+  pthread_mutex_lock(&s->mu);
+  bool idle = s->nidle_exec == nexec && s->nready == 0 && s->nrunning == 0;
+  pthread_mutex_unlock(&s->mu);
+  return idle && atomic_load(&leasing) == 1;
 }
 
 /* gate(k): runs until the test opens the gates. */
@@ -1020,14 +1047,13 @@ TEST(redis_idle_worker_runs_a_task_on_the_thread_that_leased_it_and_keeps_leasin
   gtask_broker *real = env_wrap_broker(&e, NULL, recording_lease);
   ASSERT_OK(gtask_server_reg(e.server, "gate", gate, NULL));
   env_start(&e); /* 4 executors */
-  test_sleep_ms(100); /* idle: the fetcher blocks, the others sleep */
+  WAIT_UNTIL(worker_idle(e.server, 4), 5000); /* the fetcher blocks, the others sleep */
 
   gtask_send_conf *g = gtask_send_conf_new("gate");
   enum { N = 9 };
   char ids[N][GTASK_ID_SIZE];
   ASSERT_OK(GTASK_SEND(e.client, g, ids[0], gtask_int64(0)));
-  int64_t until = test_now_ms() + test_timeout_ms(5000);
-  while (atomic_load(&gates_running) == 0 && test_now_ms() < until) test_sleep_ms(1);
+  WAIT_UNTIL(atomic_load(&gates_running) > 0, 5000);
   ASSERT_EQ(atomic_load(&gates_running), 1);
   ASSERT_TRUE(atomic_load(&gate_ran_on_lessee));
 
@@ -1040,12 +1066,15 @@ TEST(redis_idle_worker_runs_a_task_on_the_thread_that_leased_it_and_keeps_leasin
   ASSERT_EQ(atomic_load(&gates_running), 1);
 
   /* More gates than executors, one at a time, each to a fetcher that may keep
-   * it: four run, the rest wait. */
+   * it (each is leased before the next is sent: gate 0, the add, then gates
+   * 1..k): four run, the rest wait. */
   for (int k = 1; k < N; k++) {
     ASSERT_OK(GTASK_SEND(e.client, g, ids[k], gtask_int64(k)));
-    until = test_now_ms() + test_timeout_ms(k < 4 ? 5000 : 50);
-    while (atomic_load(&gates_running) < (k < 4 ? k + 1 : 5) && test_now_ms() < until) test_sleep_ms(1);
+    WAIT_UNTIL(atomic_load(&tasks_leased) >= k + 2, 5000);
+    if (k < 4) WAIT_UNTIL(atomic_load(&gates_running) == k + 1, 5000);
   }
+  /* The worker holds all nine.  Nothing to wait for here: this sleep gives a
+   * fifth gate the time to start, which it must not do. */
   test_sleep_ms(200);
   ASSERT_EQ(atomic_load(&gates_running), 4);
   ASSERT_EQ(atomic_load(&gates_running_max), 4);
@@ -1074,9 +1103,13 @@ TEST(redis_prefetch_bounds_the_tasks_a_worker_leases_and_only_running_ones_read_
   gtask_send_conf *c = gtask_send_conf_new("sleep");
   enum { N = 20 };
   char ids[N][GTASK_ID_SIZE];
-  for (int k = 0; k < N; k++) ASSERT_OK(GTASK_SEND(e.client, c, ids[k], gtask_int64(500)));
+  /* Tasks long enough for the counts below to be read before any ends. */
+  int64_t run_ms = test_timeout_ms(1000);
+  for (int k = 0; k < N; k++) ASSERT_OK(GTASK_SEND(e.client, c, ids[k], gtask_int64(run_ms)));
   env_start(&e); /* 4 executors: 4 run, 2 wait */
-  test_sleep_ms(200);
+  /* Four run, so the worker has leased (STARTED is written 10 ms after a
+   * start); until one ends, it has no room to lease more. */
+  WAIT_UNTIL(count_status(e.client, ids, N, GTASK_STARTED) >= 4, 5000);
   gtask_queue_stats st;
   ASSERT_OK(gtask_client_stats(e.client, NULL, &st));
   ASSERT_EQ(st.active, 6);
@@ -1178,7 +1211,7 @@ TEST(redis_redis_restart_with_persistence_loses_nothing) {
   for (int k = 0; k < N / 2; k++) ASSERT_OK(GTASK_SEND(e.client, c, ids[k], gtask_int64(k), gtask_int64(1)));
   env_start(&e);
   ASSERT_OK(gt_redis_kill9(e.redis));
-  test_sleep_ms(300);
+  test_sleep_ms(300); /* an outage the worker lives through: nothing to wait for */
   ASSERT_OK(gt_redis_start_again(e.redis));
   /* No retrying by hand: stale pooled connections are detected at checkout,
    * and waits ride out the outage within their timeout. */
@@ -1253,13 +1286,8 @@ TEST(redis_expire_time_applies_to_results) {
   /* A running task's state hash (STARTED) expires... */
   gtask_send_conf *c = gtask_send_conf_new("sleep");
   char id[GTASK_ID_SIZE];
-  ASSERT_OK(GTASK_SEND(e.client, c, id, gtask_int64(400)));
-  gtask_status st = GTASK_PENDING;
-  for (int k = 0; k < 300 && st != GTASK_STARTED; k++) {
-    ASSERT_OK(gtask_client_status(e.client, id, &st));
-    if (st != GTASK_STARTED) test_sleep_ms(2);
-  }
-  ASSERT_EQ(st, GTASK_STARTED);
+  ASSERT_OK(GTASK_SEND(e.client, c, id, gtask_int64(1000))); /* long enough to look */
+  WAIT_UNTIL(status_of(e.client, id) == GTASK_STARTED, 5000);
   redisContext *rc = gt_redis_connect(e.redis);
   redisReply *rep = redisCommand(rc, "PTTL gtask:{default}:t:%s", id);
   ASSERT_GT(rep->integer, 0);

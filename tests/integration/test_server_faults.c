@@ -184,16 +184,11 @@ static void *wait_thread(void *arg) {
   return NULL;
 }
 
-/* Waits until every waiter is done or the deadline passes; true if all are. */
-static bool all_done(waiter *w, size_t n, int64_t deadline_ms) {
-  int64_t until = test_now_ms() + deadline_ms;
-  for (;;) {
-    size_t k = 0;
-    while (k < n && atomic_load(&w[k].done)) k++;
-    if (k == n) return true;
-    if (test_now_ms() > until) return false;
-    test_sleep_ms(20);
-  }
+/* Is every waiter of w[0..n) done? */
+static bool all_done(waiter *w, size_t n) {
+  for (size_t k = 0; k < n; k++)
+    if (!atomic_load(&w[k].done)) return false;
+  return true;
 }
 
 /* The probe's deadlock: a server and its clients share one pool; as many
@@ -211,8 +206,8 @@ TEST(waits_without_timeout_never_starve_the_server_sharing_their_pool) {
     w[k] = (waiter){.e = &e, .id = id, .timeout_ms = -1};
     ASSERT_EQ(pthread_create(&t[k], NULL, wait_thread, &w[k]), 0);
   }
-  if (!all_done(w, 4, test_timeout_ms(10000)))
-    TEST_FAIL("waits on a 1 s task still blocked after 10 s: the server cannot write its result");
+  WAIT_UNTIL_MSG(all_done(w, 4), 10000,
+                 "waits on a 1 s task still blocked: the server cannot write its result");
   for (int k = 0; k < 4; k++) {
     pthread_join(t[k], NULL);
     ASSERT_OK(w[k].rc);
@@ -257,6 +252,15 @@ TEST(each_wait_returns_at_its_timeout_when_waits_outnumber_connections) {
 
 /* ---------------------------------------------------------------- 2. permanent write errors */
 
+/* How many tasks the client's queue has in its dead set. */
+static size_t dead_count(gtask_client *c) {
+  gtask_dead_entry *dead = NULL;
+  size_t n = 0;
+  ASSERT_OK(gtask_client_dead_list(c, &dead, &n));
+  gtask_dead_list_free(dead, n);
+  return n;
+}
+
 /* The probe's stuck finisher: one task's notify key overwritten with a string
  * makes its result write fail with WRONGTYPE for ever.  That task goes to the
  * dead set with the error; every other result is still written. */
@@ -269,7 +273,9 @@ TEST(a_permanently_failing_result_write_is_dead_lettered_and_the_rest_flow) {
   char cmd[200];
   snprintf(cmd, sizeof(cmd), "SET gtask:{default}:n:%s x", id);
   redis_cmd(e.redis, cmd);
-  test_sleep_ms(700); /* the sleep task ends and its write fails */
+  /* The sleep task ends and its write fails. */
+  WAIT_UNTIL_MSG(log_has("its outcome cannot be written"), 5000,
+                 "the failing write of the sleep task's result was never given up");
   for (int k = 0; k < 5; k++) {
     char id2[GTASK_ID_SIZE];
     send_task(e.client, "add", (gtask_value[]){gtask_int64(k), gtask_int64(1)}, 2, id2);
@@ -280,14 +286,10 @@ TEST(a_permanently_failing_result_write_is_dead_lettered_and_the_rest_flow) {
     ASSERT_EQ(r->values[0].v.i, k + 1);
     gtask_result_free(r);
   }
+  WAIT_UNTIL(dead_count(e.client) > 0, 5000);
   gtask_dead_entry *dead = NULL;
   size_t n = 0;
-  int64_t until = test_now_ms() + test_timeout_ms(5000);
-  do {
-    gtask_dead_list_free(dead, n);
-    ASSERT_OK(gtask_client_dead_list(e.client, &dead, &n));
-    if (n == 0) test_sleep_ms(50);
-  } while (n == 0 && test_now_ms() < until);
+  ASSERT_OK(gtask_client_dead_list(e.client, &dead, &n));
   ASSERT_EQ(n, 1);
   ASSERT_STR_EQ(dead[0].id, id);
   ASSERT_STR_EQ(dead[0].name, "sleep");
@@ -337,13 +339,9 @@ TEST(a_send_whose_reply_is_lost_is_in_doubt_and_keeps_its_id) {
   /* Redis runs what it had received once it resumes (each connection in its
    * turn): the ids say so. */
   gtask_status st;
-  int64_t until = test_now_ms() + test_timeout_ms(5000);
   const char *check[3] = {one, ids[0], ids[511]};
   for (int k = 0; k < 3; k++) {
-    int rc;
-    while ((rc = gtask_client_status(e.client, check[k], &st)) != 0 && test_now_ms() < until)
-      test_sleep_ms(50);
-    ASSERT_OK(rc);
+    WAIT_UNTIL(gtask_client_status(e.client, check[k], &st) == 0, 5000);
     ASSERT_EQ(st, GTASK_PENDING);
   }
   gtask_queue_stats qs;
@@ -397,7 +395,9 @@ TEST(the_minimal_acl_runs_a_worker_and_a_client) {
   gtask_queue_stats qs;
   ASSERT_OK(gtask_client_stats(e.client, NULL, &qs));
   ASSERT_EQ(qs.succeeded, 1);
-  test_sleep_ms(300); /* the fetcher is blocked in its lease */
+  /* The fetcher blocks in its lease (for up to a third of the 10 s lease), so
+   * a shutdown that does not interrupt it takes seconds. */
+  WAIT_UNTIL(gt_redis_blocked_clients(redis) > 0, 5000);
   int64_t t0 = test_now_ms();
   ASSERT_OK(env_stop(&e));
   ASSERT_LT(test_now_ms() - t0, test_timeout_ms(1000));
@@ -413,9 +413,7 @@ static void check_missing_permission(const char *removed, const char *named) {
   env e;
   env_open_url(&e, redis, user_url(redis), NULL, 4, 0);
   env_start(&e);
-  int64_t until = test_now_ms() + test_timeout_ms(5000);
-  while (!atomic_load(&e.stopped) && test_now_ms() < until) test_sleep_ms(20);
-  if (!atomic_load(&e.stopped)) TEST_FAIL("the worker lacking %s is still running after 5 s", named);
+  WAIT_UNTIL_MSG(atomic_load(&e.stopped), 5000, "the worker lacking %s is still running", named);
   pthread_join(e.thread, NULL);
   e.running = false;
   ASSERT_ERR(e.run_rc, GTASK_ENOPERM);

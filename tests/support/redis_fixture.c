@@ -543,3 +543,20 @@ redisContext *gt_redis_connect(const gt_redis *r) {
   }
   return c;
 }
+
+int gt_redis_blocked_clients(const gt_redis *r) {
+  redisContext *c = gt_redis_connect(r);
+  if (c == NULL)
+    return -1;
+  int n = -1;
+  redisReply *rep = redisCommand(c, "INFO clients");
+  if (rep != NULL && rep->type == REDIS_REPLY_STRING) {
+    const char *at = strstr(rep->str, "blocked_clients:");
+    if (at != NULL)
+      n = (int)strtol(at + strlen("blocked_clients:"), NULL, 10);
+  }
+  if (rep != NULL)
+    freeReplyObject(rep);
+  redisFree(c);
+  return n;
+}

@@ -77,4 +77,11 @@ void gt_redis_stop(gt_redis *r);
  * stderr) if it cannot connect.  Free with redisFree(). */
 redisContext *gt_redis_connect(const gt_redis *r);
 
+/* How many clients are blocked in a command now (XREADGROUP ... BLOCK, BLMOVE:
+ * INFO clients, blocked_clients), for waiting until a lease or a result wait
+ * blocks: WAIT_UNTIL(gt_redis_blocked_clients(r) > 0, 5000).  -1 if it cannot
+ * ask.  Unlike the rest of the fixture, callable from any thread (it only
+ * opens a connection of its own). */
+int gt_redis_blocked_clients(const gt_redis *r);
+
 #endif /* GTASK_TEST_REDIS_FIXTURE_H */

@@ -163,6 +163,24 @@ void test__skip(const char *file, int line, const char *fmt, ...) {
   va_end(ap);
 }
 
+/* WAIT_UNTIL: what was waited for, how long (scaled) and the multiplier, so
+ * that a failure under a sanitizer says whether the deadline was scaled. */
+void test__wait_fail(const char *file, int line, const char *cond, int64_t ms) {
+  test__fail(file, line, "WAIT_UNTIL(%s) failed: still false after %lld ms (multiplier %g)", cond,
+             (long long)ms, multiplier);
+}
+
+void test__wait_fail_msg(const char *file, int line, const char *cond, int64_t ms,
+                         const char *fmt, ...) {
+  char what[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(what, sizeof(what), fmt, ap);
+  va_end(ap);
+  test__fail(file, line, "%s: WAIT_UNTIL(%s) still false after %lld ms (multiplier %g)", what,
+             cond, (long long)ms, multiplier);
+}
+
 void test__log(const char *file, int line, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);

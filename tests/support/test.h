@@ -57,6 +57,9 @@
  *                                                    gtask_err_name/strerror
  *   ASSERT_ERR(rc, GTASK_ETIMEDOUT)                  prints both names
  *   TEST_FAIL("fmt", ...)                            fails unconditionally
+ *   WAIT_UNTIL(cond, ms)                             polls cond until true; fails
+ *   WAIT_UNTIL_MSG(cond, ms, "fmt", ...)             after test_timeout_ms(ms)
+ *                                                    (see "waiting" below)
  *   SKIP("fmt", ...)                                 ends the test as skipped
  *   TEST_LOG("fmt", ...)                             a note in the test output
  */
@@ -82,7 +85,8 @@ int64_t test_timeout_ms(int64_t ms);
 double test_timeout_multiplier(void);
 /* Monotonic clock in ms, for measuring durations in tests. */
 int64_t test_now_ms(void);
-/* Sleeps ms milliseconds (not scaled). */
+/* Sleeps ms milliseconds (not scaled).  To wait for something to happen, use
+ * WAIT_UNTIL instead (see "waiting" below). */
 void test_sleep_ms(int64_t ms);
 
 /* ---------------------------------------------------------------- definitions */
@@ -279,6 +283,54 @@ static inline bool test__str_eq(const char *a, const char *b) {
                          memcmp(test_a__, test_b__, test_n__) != 0))           \
       test__mem_fail(__FILE__, __LINE__, #a, #b, test_a__, test_b__, test_n__); \
   } while (0)
+
+/* ---------------------------------------------------------------- waiting
+ * WAIT_UNTIL(cond, ms) evaluates cond every TEST_WAIT_POLL_MS until it is
+ * true, and fails the test if it is still false once test_timeout_ms(ms) have
+ * passed (ms is before the multiplier, like every deadline here).  The last
+ * evaluation starts after the deadline, so a wait never fails on a condition
+ * that came true during the last poll interval.  WAIT_UNTIL_MSG adds a message
+ * saying what did not happen.  cond may call helpers that assert.
+ *
+ *     WAIT_UNTIL(status_of(c, id) == GTASK_STARTED, 5000);
+ *     WAIT_UNTIL_MSG(all_done(w, 4), 10000, "waits on a %d ms task still blocked", ms);
+ *
+ * Use it instead of a fixed sleep followed by an assertion: on a busy machine
+ * (other builds, a sanitizer) a wait only takes longer, where a sleep turns
+ * into a failure.  A sleep is still right to give something the chance to
+ * happen that must not (a fifth task starting on four executors): say so in a
+ * comment, and first wait until it could happen (the worker holds the fifth
+ * task), so that the assertion after the sleep cannot pass vacuously. */
+
+#define TEST_WAIT_POLL_MS 5
+
+TEST__NORETURN void test__wait_fail(const char *file, int line, const char *cond, int64_t ms);
+TEST__NORETURN void test__wait_fail_msg(const char *file, int line, const char *cond, int64_t ms,
+                                        const char *fmt, ...) TEST__FMT(5, 6);
+
+/* fail: the call that ends the test, with cond stringified by the public
+ * macros before it expands. */
+#define TEST__WAIT_UNTIL(cond, ms, fail)                                       \
+  do {                                                                         \
+    int64_t test_ms__ = test_timeout_ms(ms);                                   \
+    int64_t test_until__ = test_now_ms() + test_ms__;                          \
+    for (;;) {                                                                 \
+      bool test_late__ = test_now_ms() > test_until__;                         \
+      if (cond)                                                                \
+        break;                                                                 \
+      if (test_late__)                                                         \
+        fail;                                                                  \
+      test_sleep_ms(TEST_WAIT_POLL_MS);                                        \
+    }                                                                          \
+  } while (0)
+
+#define WAIT_UNTIL(cond, ms)                                                   \
+  TEST__WAIT_UNTIL(cond, ms,                                                   \
+                   test__wait_fail(__FILE__, __LINE__, #cond, test_ms__))
+#define WAIT_UNTIL_MSG(cond, ms, ...)                                          \
+  TEST__WAIT_UNTIL(cond, ms,                                                   \
+                   test__wait_fail_msg(__FILE__, __LINE__, #cond, test_ms__,   \
+                                       __VA_ARGS__))
 
 /* ---------------------------------------------------------------- gtask error codes */
 
