@@ -54,7 +54,7 @@ static void add_state_keys(gtask__redis_backend *b, gtask__argv *a, char (*kp)[G
  * server; colocated, push.lua does it in the script that queues them). */
 static int rk_pending(void *impl, gtask_msg *const *msgs, size_t n) {
   gtask__redis_backend *b = impl;
-  redisContext *c;
+  gtask__conn *c;
   int rc = gtask__redis_get(b->r, &c);
   if (rc) return rc;
   gtask__argv a;
@@ -81,7 +81,7 @@ static int rk_pending(void *impl, gtask_msg *const *msgs, size_t n) {
  * state hash written here outranks it, and the finish takes the id out. */
 static int rk_started(void *impl, gtask_msg *const *msgs, const uint32_t *attempts, size_t n) {
   gtask__redis_backend *b = impl;
-  redisContext *c;
+  gtask__conn *c;
   int rc = gtask__redis_get(b->r, &c);
   if (rc) return rc;
   gtask__argv a;
@@ -107,7 +107,7 @@ static int rk_started(void *impl, gtask_msg *const *msgs, const uint32_t *attemp
 
 static int rk_store(void *impl, gtask_fin *fins, size_t n) {
   gtask__redis_backend *b = impl;
-  redisContext *c;
+  gtask__conn *c;
   int rc = gtask__redis_get(b->r, &c);
   if (rc) return rc;
   gtask__argv a;
@@ -153,7 +153,7 @@ static int rk_store(void *impl, gtask_fin *fins, size_t n) {
  * status and attempts.  Else the state hash (a running task has it and is
  * still in the set); else a member of the set is PENDING; else the id is
  * unknown (never sent, or its state expired). */
-static int read_state(gtask__redis_backend *b, redisContext *c, const char *queue, const char *id,
+static int read_state(gtask__redis_backend *b, gtask__conn *c, const char *queue, const char *id,
                       gtask_status *status, uint32_t *attempts, char **result, size_t *len) {
   if (result) *result = NULL;
   if (len) *len = 0;
@@ -164,15 +164,15 @@ static int read_state(gtask__redis_backend *b, redisContext *c, const char *queu
   size_t nlen = gtask__redis_key(b->r, nkey, sizeof(nkey), queue, "n", id);
   enum { NCMD = 5 };
   redisReply *rep[NCMD] = {NULL};
-  if (redisAppendCommand(c, "MULTI") != REDIS_OK ||
-      redisAppendCommand(c, "SISMEMBER %b %s", pkey, plen, id) != REDIS_OK ||
-      redisAppendCommand(c, "HMGET %b s a r", tkey, tlen) != REDIS_OK ||
-      redisAppendCommand(c, "LINDEX %b 0", nkey, nlen) != REDIS_OK || redisAppendCommand(c, "EXEC") != REDIS_OK) {
+  if (gtask__conn_appendf(c, "MULTI") != REDIS_OK ||
+      gtask__conn_appendf(c, "SISMEMBER %b %s", pkey, plen, id) != REDIS_OK ||
+      gtask__conn_appendf(c, "HMGET %b s a r", tkey, tlen) != REDIS_OK ||
+      gtask__conn_appendf(c, "LINDEX %b 0", nkey, nlen) != REDIS_OK || gtask__conn_appendf(c, "EXEC") != REDIS_OK) {
     gtask__set_error("redis %s: reading a task's state: out of memory", b->r->conf->describe);
     rc = GTASK_ENOMEM;
   }
   for (int k = 0; k < NCMD && rc == 0; k++)
-    if (redisGetReply(c, (void **)&rep[k]) != REDIS_OK) {
+    if (gtask__conn_get_reply(c, &rep[k]) != REDIS_OK) {
       gtask__set_error("redis %s: reading a task's state: %s", b->r->conf->describe,
                        c->errstr[0] ? c->errstr : "no reply");
       rc = GTASK_ECONN;
@@ -238,7 +238,7 @@ static int rk_get(void *impl, const char *queue, const char *id, gtask_status *s
   gtask__redis_backend *b = impl;
   if (result) *result = NULL;
   if (len) *len = 0;
-  redisContext *c;
+  gtask__conn *c;
   int rc = gtask__redis_get(b->r, &c);
   if (rc) return rc;
   rc = read_state(b, c, queue, id, status, attempts, result, len);
@@ -248,12 +248,12 @@ static int rk_get(void *impl, const char *queue, const char *id, gtask_status *s
 
 /* The final record of a task (LINDEX n 0) into *result, if asked for: 0 if
  * the task is final, GTASK_ENOTFOUND if it is not (or unknown). */
-static int final_record(gtask__redis_backend *b, redisContext *c, const char *queue, const char *id,
+static int final_record(gtask__redis_backend *b, gtask__conn *c, const char *queue, const char *id,
                         char **result, size_t *len) {
   int rc = 0;
   char nkey[GTASK__KEY_MAX];
   size_t nlen = gtask__redis_key(b->r, nkey, sizeof(nkey), queue, "n", id);
-  redisReply *rep = redisCommand(c, "LINDEX %b 0", nkey, nlen);
+  redisReply *rep = gtask__conn_command(c, "LINDEX %b 0", nkey, nlen);
   if (!rep) {
     gtask__set_error("redis %s: LINDEX: %s", b->r->conf->describe, c->errstr);
     return GTASK_ECONN;
@@ -278,7 +278,7 @@ static bool is_final(gtask_status s) { return s == GTASK_SUCCESS || s == GTASK_F
  * own (gtask__redis_get_own), never on a pooled one, so that waits can never
  * hold the connections a worker sharing this backend needs to write the
  * results they wait for. */
-static int wait_on(gtask__redis_backend *b, redisContext *c, const char *queue, const char *id,
+static int wait_on(gtask__redis_backend *b, gtask__conn *c, const char *queue, const char *id,
                    int64_t timeout_ms, bool known, char **result, size_t *len);
 
 static int rk_wait(void *impl, const char *queue, const char *id, int64_t timeout_ms, bool known,
@@ -286,7 +286,7 @@ static int rk_wait(void *impl, const char *queue, const char *id, int64_t timeou
   gtask__redis_backend *b = impl;
   if (result) *result = NULL;
   if (len) *len = 0;
-  redisContext *c;
+  gtask__conn *c;
   int rc = gtask__redis_get_own(b->r, &c);
   if (rc) return rc;
   rc = wait_on(b, c, queue, id, timeout_ms, known, result, len);
@@ -294,7 +294,7 @@ static int rk_wait(void *impl, const char *queue, const char *id, int64_t timeou
   return rc;
 }
 
-static int wait_on(gtask__redis_backend *b, redisContext *c, const char *queue, const char *id,
+static int wait_on(gtask__redis_backend *b, gtask__conn *c, const char *queue, const char *id,
                    int64_t timeout_ms, bool known, char **result, size_t *len) {
   gtask_status st;
   int rc = 0;
@@ -324,23 +324,14 @@ static int wait_on(gtask__redis_backend *b, redisContext *c, const char *queue, 
   gtask__redis_key(b->r, key, sizeof(key), queue, "n", id);
   /* BLMOVE takes seconds as a decimal; 0 blocks for ever. */
   snprintf(secs, sizeof(secs), "%.3f", timeout_ms < 0 ? 0.0 : (double)timeout_ms / 1000.0);
-  struct timeval tv = {0, 0};
-  if (timeout_ms >= 0) {
-    int64_t ms = timeout_ms + b->r->conf->timeout_ms;
-    tv.tv_sec = (time_t)(ms / 1000);
-    tv.tv_usec = (suseconds_t)((ms % 1000) * 1000);
-  }
-  redisSetTimeout(c, tv);
-  redisReply *rep = redisCommand(c, "BLMOVE %s %s RIGHT LEFT %s", key, key, secs);
+  /* The connection must outwait the block (0: BLMOVE blocks for ever). */
+  gtask__conn_set_timeout(c, timeout_ms >= 0 ? timeout_ms + b->r->conf->timeout_ms : 0);
+  redisReply *rep = gtask__conn_command(c, "BLMOVE %s %s RIGHT LEFT %s", key, key, secs);
   if (!rep) {
     gtask__set_error("redis %s: BLMOVE: %s", b->r->conf->describe, c->errstr);
     return GTASK_ECONN;
   }
-  {
-    int64_t ms = b->r->conf->timeout_ms;
-    struct timeval t2 = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
-    redisSetTimeout(c, t2);
-  }
+  gtask__conn_set_timeout(c, b->r->conf->timeout_ms);
   bool woke = rep->type == REDIS_REPLY_STRING;
   if (rep->type == REDIS_REPLY_ERROR) {
     gtask__set_error("redis %s: BLMOVE: %s", b->r->conf->describe, rep->str);
@@ -360,7 +351,7 @@ static int wait_on(gtask__redis_backend *b, redisContext *c, const char *queue, 
 
 static int rk_reset(void *impl, gtask_msg *const *msgs, size_t n) {
   gtask__redis_backend *b = impl;
-  redisContext *c;
+  gtask__conn *c;
   int rc = gtask__redis_get(b->r, &c);
   if (rc) return rc;
   gtask__argv a;

@@ -29,7 +29,7 @@
  * at once; either way it is consumed by that one lease. */
 typedef struct consumer_conn {
   char *name;
-  redisContext *c;
+  gtask__conn *c;
   long long client_id;
   bool blocked;     /* a lease is (about to be) blocked on c */
   bool interrupted; /* set by interrupt(), consumed by one lease */
@@ -64,7 +64,7 @@ static size_t fin_run_end(const gtask_fin *f, size_t n, size_t i) {
 static int rb_push(void *impl, gtask_msg *const *msgs, size_t n, void *state) {
   redis_broker *b = impl;
   gtask__redis *st = state ? gtask__redis_backend_pool(state) : NULL;
-  redisContext *c;
+  gtask__conn *c;
   int rc = gtask__redis_get(b->r, &c);
   if (rc) return rc;
   gtask__argv a;
@@ -118,11 +118,11 @@ static consumer_conn *find_consumer(redis_broker *b, const char *name, bool crea
   return cc;
 }
 
-static int create_groups(redis_broker *b, redisContext *c, const char *const *queues, size_t nq) {
+static int create_groups(redis_broker *b, gtask__conn *c, const char *const *queues, size_t nq) {
   for (size_t i = 0; i < nq; i++) {
     char key[GTASK__KEY_MAX];
     gtask__redis_key(b->r, key, sizeof(key), queues[i], "stream", NULL);
-    redisReply *rep = redisCommand(c, "XGROUP CREATE %s %s 0 MKSTREAM", key, GTASK__GROUP);
+    redisReply *rep = gtask__conn_command(c, "XGROUP CREATE %s %s 0 MKSTREAM", key, GTASK__GROUP);
     if (!rep) {
       gtask__set_error("redis %s: %s", b->r->conf->describe, c->errstr);
       return GTASK_ECONN;
@@ -167,11 +167,11 @@ static int entry_to_msg(const redisReply *e, const char *queue, gtask_msg **out)
 
 /* Appends a GET of the fence of each of queues[0..nq) to c (sent with the
  * command that follows: see read_group). */
-static int append_fence_reads(redis_broker *b, redisContext *c, const char *const *queues, size_t nq) {
+static int append_fence_reads(redis_broker *b, gtask__conn *c, const char *const *queues, size_t nq) {
   for (size_t i = 0; i < nq; i++) {
     char key[GTASK__KEY_MAX];
     gtask__redis_key(b->r, key, sizeof(key), queues[i], "fence", NULL);
-    if (redisAppendCommand(c, "GET %s", key) != REDIS_OK) {
+    if (gtask__conn_appendf(c, "GET %s", key) != REDIS_OK) {
       gtask__set_error("redis %s: %s", b->r->conf->describe, c->errstr);
       if (!c->err) c->err = REDIS_ERR_IO; /* a part of the pipeline may be queued */
       return GTASK_ECONN;
@@ -191,7 +191,7 @@ static int64_t fence_value(const redisReply *rep) {
  * block, < 0: for ever).  Appends up to max - *n messages to out; what does not
  * fit (XREADGROUP's COUNT is per stream) goes to cc->surplus, returned first by
  * the next lease.  Entries are leased in the PEL by the time this returns. */
-static int read_group(redis_broker *b, redisContext *c, consumer_conn *cc, const char *consumer,
+static int read_group(redis_broker *b, gtask__conn *c, consumer_conn *cc, const char *consumer,
                       const char *const *queues, char (*keys)[GTASK__KEY_MAX], size_t nq,
                       size_t count, int64_t block_ms, bool fences, size_t max, gtask_msg **out,
                       size_t *n) {
@@ -211,20 +211,14 @@ static int read_group(redis_broker *b, redisContext *c, consumer_conn *cc, const
   for (size_t i = 0; i < nq; i++) gtask__argv_adds(&a, keys[i]);
   for (size_t i = 0; i < nq; i++) gtask__argv_adds(&a, ">");
 
-  /* The socket must outwait the block. */
-  struct timeval tv = {0, 0};
-  if (block_ms >= 0) {
-    int64_t ms = block_ms + b->r->conf->timeout_ms;
-    tv.tv_sec = (time_t)(ms / 1000);
-    tv.tv_usec = (suseconds_t)((ms % 1000) * 1000);
-  }
   /* With `fences`, each queue's fence, read just before the lease in the same
    * write (see reclaim.lua): a takeover after this read changes it, so a fence
    * still equal at finish proves none happened to the entries leased here.
    * Without, the messages' epoch is unknown (-1) and their finish checks. */
   int64_t *fence = gtask__calloc(nq, sizeof(*fence));
   redisReply **pre = gtask__calloc(nq, sizeof(*pre));
-  if (block_ms != 0) redisSetTimeout(c, tv);
+  /* The connection must outwait the block (0: blocks for ever). */
+  if (block_ms != 0) gtask__conn_set_timeout(c, block_ms > 0 ? block_ms + b->r->conf->timeout_ms : 0);
   redisReply *rep = NULL;
   int rc = fence && pre ? 0 : GTASK_ENOMEM;
   for (int attempt = 0; rc == 0 && attempt < 2; attempt++) {
@@ -239,11 +233,7 @@ static int read_group(redis_broker *b, redisContext *c, consumer_conn *cc, const
     rc = create_groups(b, c, queues, nq);
   }
   gtask__free(pre);
-  if (block_ms != 0 && !c->err) {
-    int64_t ms = b->r->conf->timeout_ms;
-    struct timeval t2 = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
-    redisSetTimeout(c, t2);
-  }
+  if (block_ms != 0 && !c->err) gtask__conn_set_timeout(c, b->r->conf->timeout_ms);
   gtask__argv_free(&a);
   if (rc) {
     gtask__free(fence);
@@ -294,10 +284,10 @@ static int lease(redis_broker *b, const char *consumer, const char *const *queue
  * opened: a user without them (ACL) could lease, but a shutdown or a retry's
  * wake-up would wait out each blocked lease.  GTASK_ENOPERM names what to
  * grant. */
-static int consumer_id(redis_broker *b, redisContext *c, long long *id) {
+static int consumer_id(redis_broker *b, gtask__conn *c, long long *id) {
   static const char *const cmds[2] = {"CLIENT ID", "CLIENT UNBLOCK 0"};
   for (int k = 0; k < 2; k++) {
-    redisReply *rep = redisCommand(c, cmds[k]);
+    redisReply *rep = gtask__conn_command(c, cmds[k]);
     if (!rep) {
       gtask__set_error("redis %s: %s: %s", b->r->conf->describe, cmds[k], c->errstr);
       return GTASK_ECONN;
@@ -358,7 +348,7 @@ static int lease(redis_broker *b, const char *consumer, const char *const *queue
     pthread_mutex_unlock(&b->mu);
     return 0;
   }
-  redisContext *c = cc->c;
+  gtask__conn *c = cc->c;
   cc->c = NULL; /* ours while we use it */
   /* The fence read costs an idle worker a wake-up on the path from send to
    * result (its reply comes before the blocked lease's); it pays off for
@@ -369,7 +359,7 @@ static int lease(redis_broker *b, const char *consumer, const char *const *queue
 
   int rc = 0;
   if (c && c->err) {
-    redisFree(c);
+    gtask__conn_free(c);
     c = NULL;
   }
   long long client_id = 0;
@@ -382,7 +372,7 @@ static int lease(redis_broker *b, const char *consumer, const char *const *queue
     gtask__sigpipe_leave(true);
     rc = consumer_id(b, c, &client_id);
     if (rc) {
-      redisFree(c);
+      gtask__conn_free(c);
       return rc;
     }
   }
@@ -421,7 +411,7 @@ done:
   cc->blocked = false;
   cc->interrupted = false; /* this lease has returned: the interrupt is served */
   if (c && c->err) {
-    redisFree(c);
+    gtask__conn_free(c);
     c = NULL;
   }
   cc->c = c;
@@ -447,10 +437,10 @@ static int rb_interrupt(void *impl, const char *consumer) {
     long long id = cc->client_id;
     pthread_mutex_unlock(&b->mu);
     if (!blocked) return 0;
-    redisContext *c;
+    gtask__conn *c;
     int rc = gtask__redis_get(b->r, &c);
     if (rc) return rc;
-    redisReply *rep = redisCommand(c, "CLIENT UNBLOCK %lld TIMEOUT", id);
+    redisReply *rep = gtask__conn_command(c, "CLIENT UNBLOCK %lld TIMEOUT", id);
     long long unblocked = rep && rep->type == REDIS_REPLY_INTEGER ? rep->integer : 0;
     if (rep && rep->type == REDIS_REPLY_ERROR) {
       /* Not a race to retry: the lease stays blocked until its own timeout. */
@@ -479,7 +469,7 @@ static int rb_interrupt(void *impl, const char *consumer) {
 static int rb_extend(void *impl, const char *consumer, gtask_msg *const *msgs, size_t n,
                      bool *lost) {
   redis_broker *b = impl;
-  redisContext *c;
+  gtask__conn *c;
   int rc = gtask__redis_get(b->r, &c);
   if (rc) return rc;
   gtask__argv a;
@@ -531,7 +521,7 @@ static bool fin_short(const gtask_fin *f, bool with_state) {
 static int rb_finish(void *impl, const char *consumer, gtask_fin *fins, size_t n, void *state) {
   redis_broker *b = impl;
   gtask__redis *st = state ? gtask__redis_backend_pool(state) : NULL;
-  redisContext *c;
+  gtask__conn *c;
   int rc = gtask__redis_get(b->r, &c);
   if (rc) return rc;
   gtask__argv a;
@@ -648,7 +638,7 @@ static int rb_reclaim(void *impl, const char *consumer, const char *queue, int64
                       size_t max, gtask_msg **out, size_t *n) {
   redis_broker *b = impl;
   *n = 0;
-  redisContext *c;
+  gtask__conn *c;
   int rc = gtask__redis_get(b->r, &c);
   if (rc) return rc;
   char keys[2][GTASK__KEY_MAX], cursor[64] = "0-0";
@@ -703,7 +693,7 @@ static int rb_reclaim(void *impl, const char *consumer, const char *queue, int64
 static int rb_promote(void *impl, const char *queue, size_t max, int64_t *next_due_ms) {
   redis_broker *b = impl;
   *next_due_ms = 0;
-  redisContext *c;
+  gtask__conn *c;
   int rc = gtask__redis_get(b->r, &c);
   if (rc) return rc;
   char ks[GTASK__KEY_MAX], kz[GTASK__KEY_MAX];
@@ -743,7 +733,7 @@ static int64_t field_int(const redisReply *rep, size_t k) {
 static int rb_stats(void *impl, const char *queue, gtask_queue_stats *out) {
   redis_broker *b = impl;
   memset(out, 0, sizeof(*out));
-  redisContext *c;
+  gtask__conn *c;
   int rc = gtask__redis_get(b->r, &c);
   if (rc) return rc;
   char ks[GTASK__KEY_MAX], kz[GTASK__KEY_MAX], kd[GTASK__KEY_MAX], kc[GTASK__KEY_MAX];
@@ -751,16 +741,16 @@ static int rb_stats(void *impl, const char *queue, gtask_queue_stats *out) {
   gtask__redis_key(b->r, kz, sizeof(kz), queue, "sched", NULL);
   gtask__redis_key(b->r, kd, sizeof(kd), queue, "dead", NULL);
   gtask__redis_key(b->r, kc, sizeof(kc), queue, "stats", NULL);
-  redisAppendCommand(c, "XLEN %s", ks);
-  redisAppendCommand(c, "XPENDING %s %s", ks, GTASK__GROUP);
-  redisAppendCommand(c, "ZCARD %s", kz);
-  redisAppendCommand(c, "HLEN %s", kd);
-  redisAppendCommand(c, "HMGET %s succeeded failed", kc);
+  gtask__conn_appendf(c, "XLEN %s", ks);
+  gtask__conn_appendf(c, "XPENDING %s %s", ks, GTASK__GROUP);
+  gtask__conn_appendf(c, "ZCARD %s", kz);
+  gtask__conn_appendf(c, "HLEN %s", kd);
+  gtask__conn_appendf(c, "HMGET %s succeeded failed", kc);
   enum { NREP = 5 };
   redisReply *r[NREP] = {0};
   for (int k = 0; k < NREP; k++) {
-    void *p = NULL;
-    if (redisGetReply(c, &p) != REDIS_OK) {
+    redisReply *p = NULL;
+    if (gtask__conn_get_reply(c, &p) != REDIS_OK) {
       gtask__set_error("redis %s: %s", b->r->conf->describe, c->errstr);
       rc = GTASK_ECONN;
       break;
@@ -798,7 +788,7 @@ static int msg_id_cmp(const void *x, const void *y) {
 /* The dead-set entry of one id: HGET. */
 static int dead_get(redis_broker *b, const char *queue, const char *id, gtask_msg ***out,
                     size_t *n) {
-  redisContext *c;
+  gtask__conn *c;
   int rc = gtask__redis_get(b->r, &c);
   if (rc) return rc;
   char key[GTASK__KEY_MAX];
@@ -835,7 +825,7 @@ static int rb_dead_list(void *impl, const char *queue, const char *id, gtask_msg
   *out = NULL;
   *n = 0;
   if (id) return dead_get(b, queue, id, out, n);
-  redisContext *c;
+  gtask__conn *c;
   int rc = gtask__redis_get(b->r, &c);
   if (rc) return rc;
   char key[GTASK__KEY_MAX], cursor[32] = "0";
@@ -844,7 +834,7 @@ static int rb_dead_list(void *impl, const char *queue, const char *id, gtask_msg
   size_t nv = 0, cap = 0;
   /* HSCAN, not HGETALL: a large dead set does not block the server. */
   do {
-    redisReply *rep = redisCommand(c, "HSCAN %s %s COUNT 500", key, cursor);
+    redisReply *rep = gtask__conn_command(c, "HSCAN %s %s COUNT 500", key, cursor);
     if (!rep) {
       gtask__set_error("redis %s: HSCAN: %s", b->r->conf->describe, c->errstr);
       rc = GTASK_ECONN;
@@ -919,7 +909,7 @@ static int rb_dead_requeue(void *impl, gtask_revive *rs, size_t n, void *state) 
   redis_broker *b = impl;
   gtask__redis *st = state ? gtask__redis_backend_pool(state) : NULL;
   for (size_t k = 0; k < n; k++) rs[k].moved = false;
-  redisContext *c;
+  gtask__conn *c;
   int rc = gtask__redis_get(b->r, &c);
   if (rc) return rc;
   gtask__argv a;
@@ -973,7 +963,7 @@ static int rb_dead_requeue(void *impl, gtask_revive *rs, size_t n, void *state) 
 static int rb_dead_purge(void *impl, const char *queue, size_t *removed) {
   redis_broker *b = impl;
   *removed = 0;
-  redisContext *c;
+  gtask__conn *c;
   int rc = gtask__redis_get(b->r, &c);
   if (rc) return rc;
   char key[GTASK__KEY_MAX];
@@ -998,7 +988,7 @@ static int rb_dead_purge(void *impl, const char *queue, size_t *removed) {
 static int rb_announce(void *impl, const char *consumer, const char *const *queues, size_t nq,
                        int64_t until_ms) {
   redis_broker *b = impl;
-  redisContext *c;
+  gtask__conn *c;
   int rc = gtask__redis_get(b->r, &c);
   if (rc) return rc;
   gtask__argv a;
@@ -1065,7 +1055,7 @@ static void rb_destroy(void *impl) {
   redis_broker *b = impl;
   for (consumer_conn *cc = b->consumers, *next; cc; cc = next) {
     next = cc->next;
-    if (cc->c) redisFree(cc->c);
+    if (cc->c) gtask__conn_free(cc->c);
     /* Surplus messages are leased in Redis: dropping our copies only delays
      * them until reclaim. */
     for (size_t k = 0; k < cc->nsurplus; k++) gtask__msg_free(cc->surplus[k]);

@@ -26,6 +26,7 @@
 
 #include "../internal.h"
 #include "conf.h"
+#include "conn.h"
 
 #include <hiredis/hiredis.h>
 #include <pthread.h>
@@ -44,10 +45,10 @@ typedef struct gtask__redis {
   gtask_redis_conf *conf; /* owned copy */
   pthread_mutex_t mu;
   pthread_cond_t cv;
-  redisContext **idle; /* idle connections, conf->pool_size slots */
+  gtask__conn **idle; /* idle connections, conf->pool_size slots */
   int nidle;
   int nopen;             /* connections open, idle or lent */
-  redisContext **own_idle; /* idle own connections (gtask__redis_get_own), pool_size slots */
+  gtask__conn **own_idle; /* idle own connections (gtask__redis_get_own), pool_size slots */
   int nown_idle;
   char sha[GTASK__LUA_COUNT][41];
   bool outage;           /* the last connect failed: log recovery once */
@@ -62,15 +63,15 @@ void gtask__redis_free(gtask__redis *r);
  * pool size, else waiting for one, at most the conf's timeout: then
  * GTASK_ETIMEDOUT).  GTASK_ECONN if it cannot connect.  The detail goes to
  * gtask_last_error().  Never for a blocking command: see gtask__redis_get_own. */
-int gtask__redis_get(gtask__redis *r, redisContext **out);
+int gtask__redis_get(gtask__redis *r, gtask__conn **out);
 /* Returns a connection; a broken one (c->err set) is closed instead. */
-void gtask__redis_put(gtask__redis *r, redisContext *c);
+void gtask__redis_put(gtask__redis *r, gtask__conn *c);
 /* A connection outside the pool's count, for a command that blocks (a result
  * wait, a lease): reuses an idle one or opens one, never waits for the pool.
  * Return it with gtask__redis_put_own (or redisFree it, balancing the SIGPIPE
  * guard with gtask__sigpipe_leave). */
-int gtask__redis_get_own(gtask__redis *r, redisContext **out);
-void gtask__redis_put_own(gtask__redis *r, redisContext *c);
+int gtask__redis_get_own(gtask__redis *r, gtask__conn **out);
+void gtask__redis_put_own(gtask__redis *r, gtask__conn *c);
 
 /* The one place that maps a Redis error reply to a gtask code: a server that
  * cannot serve now but will (LOADING, BUSY, OOM, READONLY, MASTERDOWN,
@@ -103,16 +104,16 @@ void gtask__argv_addi(gtask__argv *a, int64_t i);
  * GTASK_EINDOUBT (sent, but no reply came: Redis may have run it; c is
  * broken), or the code of an error reply (gtask__redis_reply_rc; the reply is
  * freed), recording the detail in gtask_last_error(). */
-int gtask__redis_cmd(gtask__redis *r, redisContext *c, gtask__argv *a, redisReply **reply);
+int gtask__redis_cmd(gtask__redis *r, gtask__conn *c, gtask__argv *a, redisReply **reply);
 /* The same, sent in one write after the npre commands already appended to c
  * (redisAppendCommand); their replies go to pre[0..npre) (NULL where none:
  * on a connection error all are NULL), the caller frees them. */
-int gtask__redis_cmd_after(gtask__redis *r, redisContext *c, size_t npre, redisReply **pre,
+int gtask__redis_cmd_after(gtask__redis *r, gtask__conn *c, size_t npre, redisReply **pre,
                            gtask__argv *a, redisReply **reply);
 
 /* Runs script s with nkeys keys taken from the front of a (after which come
  * the ARGV).  Reloads the scripts and retries once on NOSCRIPT. */
-int gtask__redis_eval(gtask__redis *r, redisContext *c, gtask__script s, size_t nkeys,
+int gtask__redis_eval(gtask__redis *r, gtask__conn *c, gtask__script s, size_t nkeys,
                       gtask__argv *a, redisReply **reply);
 
 /* Builds "P:{q}:suffix" or "P:{q}:suffix:id" into buf; returns its length. */

@@ -9,7 +9,6 @@
 #include "internal.h"
 
 #include <errno.h>
-#include <hiredis/sds.h>
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
@@ -108,41 +107,33 @@ static void argv_fix(gtask__argv *a) {
 
 /* ---------------------------------------------------------------- connections */
 
-static void set_tv(struct timeval *tv, int64_t ms) {
-  tv->tv_sec = (time_t)(ms / 1000);
-  tv->tv_usec = (suseconds_t)((ms % 1000) * 1000);
-}
 
 /* Opens, authenticates and selects.  Never holds the pool mutex. */
-static int connect_one(gtask__redis *r, redisContext **out) {
+static int connect_one(gtask__redis *r, gtask__conn **out) {
   const gtask_redis_conf *cf = r->conf;
-  struct timeval tv;
-  set_tv(&tv, cf->timeout_ms);
-  redisContext *c = cf->unix_path ? redisConnectUnixWithTimeout(cf->unix_path, tv)
-                                  : redisConnectWithTimeout(cf->host, cf->port, tv);
-  if (!c) {
-    gtask__set_error("redis %s: cannot allocate a connection", cf->describe);
-    return GTASK_ENOMEM;
+  gtask__endpoint ep = {.host = cf->host, .port = cf->port, .unix_path = cf->unix_path};
+  char why[256];
+  gtask__conn *c;
+  int rc = gtask__conn_connect(&ep, cf->timeout_ms, &c, why, sizeof(why));
+  if (rc) {
+    if (rc == GTASK_ENOMEM)
+      gtask__set_error("redis %s: cannot allocate a connection", cf->describe);
+    else
+      gtask__set_error("redis %s: %s", cf->describe, why);
+    return rc;
   }
-  if (c->err) {
-    gtask__set_error("redis %s: %s", cf->describe, c->errstr);
-    redisFree(c);
-    return GTASK_ECONN;
-  }
-  redisSetTimeout(c, tv);
-  if (!cf->unix_path) redisEnableKeepAlive(c);
 
   redisReply *rep = NULL;
   if (cf->password && cf->password[0]) {
     if (cf->user && cf->user[0])
-      rep = redisCommand(c, "AUTH %s %s", cf->user, cf->password);
+      rep = gtask__conn_command(c, "AUTH %s %s", cf->user, cf->password);
     else
-      rep = redisCommand(c, "AUTH %s", cf->password);
+      rep = gtask__conn_command(c, "AUTH %s", cf->password);
     if (!rep || rep->type == REDIS_REPLY_ERROR) goto fail;
     freeReplyObject(rep);
   }
   if (cf->db != 0) {
-    rep = redisCommand(c, "SELECT %d", cf->db);
+    rep = gtask__conn_command(c, "SELECT %d", cf->db);
     if (!rep || rep->type == REDIS_REPLY_ERROR) goto fail;
     freeReplyObject(rep);
   }
@@ -151,15 +142,15 @@ static int connect_one(gtask__redis *r, redisContext **out) {
 fail:
   gtask__set_error("redis %s: %s", cf->describe,
                    rep ? rep->str : (c->err ? c->errstr : "no reply"));
-  int rc = rep ? GTASK_EREDIS : GTASK_ECONN;
+  rc = rep ? gtask__redis_reply_rc(rep->str) : GTASK_ECONN;
   if (rep) freeReplyObject(rep);
-  redisFree(c);
+  gtask__conn_free(c);
   return rc;
 }
 
-static int load_scripts(gtask__redis *r, redisContext *c) {
+static int load_scripts(gtask__redis *r, gtask__conn *c) {
   for (int s = 0; s < GTASK__LUA_COUNT; s++) {
-    redisReply *rep = redisCommand(c, "SCRIPT LOAD %s", gtask__lua_src[s]);
+    redisReply *rep = gtask__conn_command(c, "SCRIPT LOAD %s", gtask__lua_src[s]);
     if (!rep) {
       gtask__set_error("redis %s: SCRIPT LOAD: %s", r->conf->describe, c->errstr);
       return GTASK_ECONN;
@@ -201,7 +192,7 @@ int gtask__redis_new(const gtask_redis_conf *conf, gtask__redis **out) {
   pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
   pthread_cond_init(&r->cv, &ca);
   pthread_condattr_destroy(&ca);
-  redisContext *c;
+  gtask__conn *c;
   rc = gtask__redis_get(r, &c);
   if (rc == 0) {
     rc = load_scripts(r, c);
@@ -217,8 +208,8 @@ int gtask__redis_new(const gtask_redis_conf *conf, gtask__redis **out) {
 
 void gtask__redis_free(gtask__redis *r) {
   if (!r) return;
-  for (int k = 0; k < r->nidle; k++) redisFree(r->idle[k]);
-  for (int k = 0; k < r->nown_idle; k++) redisFree(r->own_idle[k]);
+  for (int k = 0; k < r->nidle; k++) gtask__conn_free(r->idle[k]);
+  for (int k = 0; k < r->nown_idle; k++) gtask__conn_free(r->own_idle[k]);
   pthread_mutex_destroy(&r->mu);
   pthread_cond_destroy(&r->cv);
   gtask__free(r->idle);
@@ -227,13 +218,7 @@ void gtask__redis_free(gtask__redis *r) {
   gtask__free(r);
 }
 
-/* An idle connection has nothing to read: if its socket is readable, the
- * server closed it (restart, CLIENT KILL, timeout) and it must not be used --
- * a command sent on it would fail after the fact, with its fate unknown. */
-static bool idle_conn_dead(const redisContext *c) {
-  struct pollfd p = {.fd = c->fd, .events = POLLIN};
-  return poll(&p, 1, 0) != 0;
-}
+static bool idle_conn_dead(gtask__conn *c) { return gtask__conn_idle_dead(c); }
 
 /* Logs the first failed connect of an outage and the first success after it. */
 static void note_outage(gtask__redis *r, int rc) {
@@ -245,16 +230,16 @@ static void note_outage(gtask__redis *r, int rc) {
   if (!rc && was_out) gtask__log(GTASK_LOG_INFO, "redis %s: reachable again", r->conf->describe);
 }
 
-static int redis_get(gtask__redis *r, redisContext **out);
+static int redis_get(gtask__redis *r, gtask__conn **out);
 
-int gtask__redis_get(gtask__redis *r, redisContext **out) {
+int gtask__redis_get(gtask__redis *r, gtask__conn **out) {
   gtask__sigpipe_enter();
   int rc = redis_get(r, out);
   if (rc) gtask__sigpipe_leave(true);
   return rc;
 }
 
-static int redis_get(gtask__redis *r, redisContext **out) {
+static int redis_get(gtask__redis *r, gtask__conn **out) {
   /* Every borrow has a deadline: the conf's timeout.  Pool connections are
    * held for one command or one pipeline, never for a blocking one (those
    * take connections of their own), so a borrower that waits that long is
@@ -263,7 +248,7 @@ static int redis_get(gtask__redis *r, redisContext **out) {
   pthread_mutex_lock(&r->mu);
   for (;;) {
     while (r->nidle > 0) {
-      redisContext *c = r->idle[--r->nidle];
+      gtask__conn *c = r->idle[--r->nidle];
       if (!idle_conn_dead(c)) {
         *out = c;
         pthread_mutex_unlock(&r->mu);
@@ -271,7 +256,7 @@ static int redis_get(gtask__redis *r, redisContext **out) {
       }
       r->nopen--;
       pthread_mutex_unlock(&r->mu);
-      redisFree(c); /* never call into hiredis under the pool mutex */
+      gtask__conn_free(c); /* never call into hiredis under the pool mutex */
       pthread_mutex_lock(&r->mu);
     }
     if (r->nopen < r->conf->pool_size) break;
@@ -301,22 +286,22 @@ static int redis_get(gtask__redis *r, redisContext **out) {
   return rc;
 }
 
-static void redis_put(gtask__redis *r, redisContext *c);
+static void redis_put(gtask__redis *r, gtask__conn *c);
 
-void gtask__redis_put(gtask__redis *r, redisContext *c) {
+void gtask__redis_put(gtask__redis *r, gtask__conn *c) {
   if (!c) return;
   bool io_error = c->err != 0;
   redis_put(r, c);
   gtask__sigpipe_leave(io_error);
 }
 
-static void redis_put(gtask__redis *r, redisContext *c) {
+static void redis_put(gtask__redis *r, gtask__conn *c) {
   pthread_mutex_lock(&r->mu);
   if (c->err || r->nidle >= r->conf->pool_size) {
     r->nopen--;
     pthread_cond_signal(&r->cv);
     pthread_mutex_unlock(&r->mu);
-    redisFree(c);
+    gtask__conn_free(c);
     return;
   }
   r->idle[r->nidle++] = c;
@@ -334,18 +319,18 @@ static void redis_put(gtask__redis *r, redisContext *c) {
  * the caller bounds (a thread blocks on one command at a time).  Up to
  * pool_size of them are kept idle for reuse. */
 
-int gtask__redis_get_own(gtask__redis *r, redisContext **out) {
+int gtask__redis_get_own(gtask__redis *r, gtask__conn **out) {
   gtask__sigpipe_enter();
   pthread_mutex_lock(&r->mu);
   while (r->nown_idle > 0) {
-    redisContext *c = r->own_idle[--r->nown_idle];
+    gtask__conn *c = r->own_idle[--r->nown_idle];
     if (!idle_conn_dead(c)) {
       pthread_mutex_unlock(&r->mu);
       *out = c;
       return 0;
     }
     pthread_mutex_unlock(&r->mu);
-    redisFree(c);
+    gtask__conn_free(c);
     pthread_mutex_lock(&r->mu);
   }
   pthread_mutex_unlock(&r->mu);
@@ -355,7 +340,7 @@ int gtask__redis_get_own(gtask__redis *r, redisContext **out) {
   return rc;
 }
 
-void gtask__redis_put_own(gtask__redis *r, redisContext *c) {
+void gtask__redis_put_own(gtask__redis *r, gtask__conn *c) {
   if (!c) return;
   bool io_error = c->err != 0;
   pthread_mutex_lock(&r->mu);
@@ -364,16 +349,16 @@ void gtask__redis_put_own(gtask__redis *r, redisContext *c) {
     c = NULL;
   }
   pthread_mutex_unlock(&r->mu);
-  if (c) redisFree(c);
+  if (c) gtask__conn_free(c);
   gtask__sigpipe_leave(io_error);
 }
 
 /* ---------------------------------------------------------------- commands */
 
 /* Reads n replies into pre[] (all NULL if one cannot be read). */
-static bool read_replies(redisContext *c, size_t n, redisReply **pre) {
+static bool read_replies(gtask__conn *c, size_t n, redisReply **pre) {
   for (size_t k = 0; k < n; k++) {
-    if (redisGetReply(c, (void **)&pre[k]) != REDIS_OK) {
+    if (gtask__conn_get_reply(c, &pre[k]) != REDIS_OK) {
       for (size_t j = 0; j < k; j++) freeReplyObject(pre[j]);
       for (size_t j = 0; j < n; j++) pre[j] = NULL;
       return false;
@@ -384,7 +369,7 @@ static bool read_replies(redisContext *c, size_t n, redisReply **pre) {
 
 /* Sends head[0..nh) followed by a's arguments as one command and reads its
  * reply (NULL: the connection failed, c->err says why).  The RESP encoding is
- * ours: hiredis' redisCommandArgv formats each length with sprintf, which was
+ * ours: hiredis' formatter (redisFormatCommandArgv) formats each length with sprintf, which was
  * a seventh of a worker's instructions in a drain.  It is sent after the npre
  * commands already appended to c, in one write; their replies go to pre[].
  * On failure, *in_doubt tells whether Redis may have run what was sent: every
@@ -392,7 +377,7 @@ static bool read_replies(redisContext *c, size_t n, redisReply **pre) {
  * the write), or some were and earlier commands of the pipeline may have run.
  * A command cut short in its own bytes never runs: Redis executes only whole
  * commands. */
-static redisReply *command(redisContext *c, const char *const *head, const size_t *hlen, size_t nh,
+static redisReply *command(gtask__conn *c, const char *const *head, const size_t *hlen, size_t nh,
                            const gtask__argv *a, size_t npre, redisReply **pre, bool *in_doubt) {
   *in_doubt = false;
   size_t n = nh + a->n, size = 1 + 20 + 2;
@@ -418,12 +403,12 @@ static redisReply *command(redisContext *c, const char *const *head, const size_
     *p++ = '\r', *p++ = '\n';
   }
   redisReply *rep = NULL;
-  int ok = redisAppendFormattedCommand(c, buf, (size_t)(p - buf));
+  int ok = gtask__conn_append(c, buf, (size_t)(p - buf));
   gtask__free(buf);
   if (ok != REDIS_OK) return NULL;
-  size_t total = sdslen(c->obuf); /* the pipeline: npre commands, then this one */
-  if ((npre && !read_replies(c, npre, pre)) || redisGetReply(c, (void **)&rep) != REDIS_OK) {
-    size_t written = total - (c->obuf ? sdslen(c->obuf) : 0);
+  size_t total = gtask__conn_unsent(c); /* the pipeline: npre commands, then this one */
+  if ((npre && !read_replies(c, npre, pre)) || gtask__conn_get_reply(c, &rep) != REDIS_OK) {
+    size_t written = total - gtask__conn_unsent(c);
     *in_doubt = written == total || (npre && written > 0);
     rep = NULL;
   }
@@ -432,7 +417,7 @@ static redisReply *command(redisContext *c, const char *const *head, const size_
 
 /* The error of a command that got no reply: GTASK_EINDOUBT if Redis may have
  * run it, else GTASK_ECONN.  Either way the connection is never lent again. */
-static int no_reply(gtask__redis *r, redisContext *c, const char *what, size_t wlen, bool in_doubt) {
+static int no_reply(gtask__redis *r, gtask__conn *c, const char *what, size_t wlen, bool in_doubt) {
   const char *why = c->errstr[0] ? c->errstr : "no reply";
   if (in_doubt)
     gtask__set_error("redis %s: %.*s: sent, but no reply (%s): its outcome is unknown",
@@ -464,11 +449,11 @@ int gtask__redis_reply_rc(const char *err) {
   return GTASK_EREDIS;
 }
 
-int gtask__redis_cmd(gtask__redis *r, redisContext *c, gtask__argv *a, redisReply **reply) {
+int gtask__redis_cmd(gtask__redis *r, gtask__conn *c, gtask__argv *a, redisReply **reply) {
   return gtask__redis_cmd_after(r, c, 0, NULL, a, reply);
 }
 
-int gtask__redis_cmd_after(gtask__redis *r, redisContext *c, size_t npre, redisReply **pre,
+int gtask__redis_cmd_after(gtask__redis *r, gtask__conn *c, size_t npre, redisReply **pre,
                            gtask__argv *a, redisReply **reply) {
   *reply = NULL;
   for (size_t k = 0; k < npre; k++) pre[k] = NULL;
@@ -490,7 +475,7 @@ int gtask__redis_cmd_after(gtask__redis *r, redisContext *c, size_t npre, redisR
   return 0;
 }
 
-int gtask__redis_eval(gtask__redis *r, redisContext *c, gtask__script s, size_t nkeys,
+int gtask__redis_eval(gtask__redis *r, gtask__conn *c, gtask__script s, size_t nkeys,
                       gtask__argv *a, redisReply **reply) {
   *reply = NULL;
   if (a->oom) return GTASK_ENOMEM;

@@ -1,0 +1,81 @@
+/* redis/conn.h -- gtask's own Redis connections: TCP, unix socket or TLS
+ * (OpenSSL), non-blocking sockets driven with poll(2) against a deadline, and
+ * hiredis' RESP parser (redisReader) for replies.
+ *
+ * Debian 12's hiredis (0.14) has no TLS and no pluggable transport, so gtask
+ * owns its sockets and keeps of hiredis only what is worth keeping: the reply
+ * parser, the reply objects (redisReply, freed with freeReplyObject) and the
+ * printf-style command formatter.  Every connection the library opens goes
+ * through here; nothing else in src/ talks to a socket.  docs/DESIGN.md says
+ * why, and what it costs.
+ *
+ * The calls mirror the hiredis ones they replace (redisCommand,
+ * redisAppendCommand, redisGetReply), with the same error convention: a call
+ * that fails returns NULL or REDIS_ERR and leaves c->err (REDIS_ERR_IO, _EOF,
+ * _PROTOCOL, _OOM, _OTHER) and c->errstr set; a connection with err set is
+ * broken for good and must be freed.
+ *
+ * A gtask__conn is used by one thread at a time. */
+#ifndef GTASK_REDIS_CONN_H
+#define GTASK_REDIS_CONN_H
+
+#include "../internal.h"
+
+#include <hiredis/hiredis.h>
+#include <openssl/ssl.h>
+
+typedef struct gtask__conn {
+  int err;          /* 0, or REDIS_ERR_*: the connection is unusable */
+  char errstr[160]; /* why, when err is set */
+  int fd;
+  SSL *ssl;                 /* TLS session, or NULL for plain TCP and unix */
+  redisReader *reader;      /* parses what the server sent */
+  char *obuf;               /* commands appended and not yet written: */
+  size_t opos, olen, ocap;  /*   bytes obuf[opos..olen) */
+  int64_t timeout_ms;       /* bound of each command (write + read); 0: none */
+} gtask__conn;
+
+/* Where and how to connect. */
+typedef struct gtask__endpoint {
+  const char *host;      /* TCP host or address, or NULL for unix */
+  int port;              /* TCP port */
+  const char *unix_path; /* unix socket path, or NULL */
+  SSL_CTX *tls;          /* TLS over TCP with this context, or NULL */
+  const char *tls_name;  /* the name to send (SNI) and to check the certificate
+                            against: host unless set; an IP address is checked
+                            against the certificate's IP entries */
+  bool tls_verify;       /* check the server's certificate and name */
+} gtask__endpoint;
+
+/* Connects within timeout_ms (> 0), with the TLS handshake if ep->tls.
+ * GTASK_ECONN (reason in errbuf: refused, timed out, the certificate's
+ * problem...) or GTASK_ENOMEM.  The connection's command timeout is
+ * timeout_ms too. */
+int gtask__conn_connect(const gtask__endpoint *ep, int64_t timeout_ms, gtask__conn **out,
+                        char *errbuf, size_t errlen);
+void gtask__conn_free(gtask__conn *c);
+
+/* Bound of each later command (from its write to its reply); 0: none. */
+void gtask__conn_set_timeout(gtask__conn *c, int64_t ms);
+
+/* Appends a command to be written with the next get_reply: preformatted RESP
+ * bytes, or formatted like redisCommand.  REDIS_OK or REDIS_ERR (c->err). */
+int gtask__conn_append(gtask__conn *c, const char *buf, size_t len);
+int gtask__conn_appendf(gtask__conn *c, const char *fmt, ...);
+
+/* Writes what was appended, then reads the next reply (free it with
+ * freeReplyObject).  REDIS_OK, or REDIS_ERR with c->err set. */
+int gtask__conn_get_reply(gtask__conn *c, redisReply **reply);
+
+/* appendf + get_reply: the reply, or NULL with c->err set. */
+redisReply *gtask__conn_command(gtask__conn *c, const char *fmt, ...);
+
+/* Bytes appended and not yet written (after a failure: how much of the
+ * pipeline never left). */
+size_t gtask__conn_unsent(const gtask__conn *c);
+
+/* An idle connection has nothing to read: true if the server closed it or
+ * sent something unasked (a TLS session ticket excepted). */
+bool gtask__conn_idle_dead(gtask__conn *c);
+
+#endif /* GTASK_REDIS_CONN_H */
