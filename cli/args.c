@@ -58,8 +58,10 @@ int cli_scan_next(cli *c, cli_scan *s, const cli_opt *opts, const char **value) 
     const char *inline_val = eq ? eq + 1 : NULL;
 
     /* Global options, accepted before or after the command. */
-    static const char *const globals[] = {"redis", "backend", "queue"};
-    const char **dest[] = {&c->redis_url, &c->backend_url, &c->queue};
+    static const char *const globals[] = {"redis", "backend", "queue", "tls-ca",
+                                          "tls-cert", "tls-key", "password-file"};
+    const char **dest[] = {&c->redis_url, &c->backend_url, &c->queue, &c->tls_ca,
+                           &c->tls_cert, &c->tls_key, &c->password_file};
     bool matched = false;
     for (size_t k = 0; k < sizeof(globals) / sizeof(globals[0]); k++) {
       if (strlen(globals[k]) != len || strncmp(name, globals[k], len) != 0) continue;
@@ -77,6 +79,10 @@ int cli_scan_next(cli *c, cli_scan *s, const cli_opt *opts, const char **value) 
     if (matched) continue;
     if (len == 4 && strncmp(name, "json", 4) == 0 && !inline_val) {
       c->json = true;
+      continue;
+    }
+    if (len == 12 && strncmp(name, "tls-insecure", 12) == 0 && !inline_val) {
+      c->tls_insecure = true;
       continue;
     }
 

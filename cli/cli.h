@@ -42,6 +42,11 @@ typedef struct cli {
   const char *backend_url; /* --backend, else redis_url */
   const char *queue;       /* --queue, default "default" */
   bool json;               /* --json: one JSON object per line */
+  const char *tls_ca;      /* --tls-ca FILE: TLS, the server checked against this CA */
+  const char *tls_cert;    /* --tls-cert FILE and --tls-key FILE: mutual TLS */
+  const char *tls_key;
+  bool tls_insecure;       /* --tls-insecure: TLS without certificate checks */
+  const char *password_file; /* --password-file FILE: the password, its first line */
   const char *command;     /* the command name, for messages */
   gtask_broker *broker;    /* set by cli_connect */
   gtask_backend *backend;

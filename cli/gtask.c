@@ -9,7 +9,9 @@
  * commands.c and worker.c.  Only the public API is used. */
 #include "cli.h"
 
+#include <errno.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +35,11 @@ static const char usage_main[] =
     "  --redis URL     broker address (default: $GTASK_REDIS_URL, else " DEFAULT_REDIS_URL ")\n"
     "                  host:port, redis://[user:pass@]host[:port][/db], unix:/path?db=N\n"
     "  --backend URL   where states and results live (default: the --redis address)\n"
+    "                  rediss://... for TLS (?cacert=F&cert=F&key=F&sni=NAME)\n"
+    "  --tls-ca FILE   TLS: check the server against this CA (default: system CAs)\n"
+    "  --tls-cert FILE, --tls-key FILE  TLS client certificate and key (mutual TLS)\n"
+    "  --tls-insecure  TLS without checking the server's certificate\n"
+    "  --password-file FILE  the Redis password (else $GTASK_REDIS_PASSWORD, or the URL)\n"
     "  --queue NAME    queue to use (default: default)\n"
     "  --json          print one JSON object per line\n"
     "  -h, --help      this text; `gtask COMMAND --help` for a command\n"
@@ -97,9 +104,51 @@ static const char *strip_detail(const cli *c, const char *detail, const char **a
   return buf;
 }
 
+/* The password, when not in the URL: --password-file (its first line), else
+ * $GTASK_REDIS_PASSWORD; so that it need not appear in argv. */
+static int read_password(cli *c, char *buf, size_t size) {
+  buf[0] = '\0';
+  if (c->password_file) {
+    FILE *f = fopen(c->password_file, "r");
+    if (!f) return cli_usage_error(c, "--password-file %s: %s", c->password_file, strerror(errno));
+    if (!fgets(buf, (int)size, f)) buf[0] = '\0';
+    fclose(f);
+    buf[strcspn(buf, "\r\n")] = '\0';
+    if (!buf[0]) return cli_usage_error(c, "--password-file %s: empty", c->password_file);
+    return CLI_OK;
+  }
+  const char *env = getenv("GTASK_REDIS_PASSWORD");
+  if (env) snprintf(buf, size, "%s", env);
+  return CLI_OK;
+}
+
 static int open_conf(cli *c, const char *url, const char *what, gtask_redis_conf **conf) {
-  if (gtask_redis_conf_new(conf, url, NULL, -1) != 0)
+  char pw[512];
+  int code = read_password(c, pw, sizeof(pw));
+  if (code) return code;
+  /* A password in the URL wins; the library takes ours only when given. */
+  bool url_has_pw = strchr(url, '@') != NULL;
+  int rc = gtask_redis_conf_new(conf, url, url_has_pw || !pw[0] ? NULL : pw, -1);
+  explicit_bzero(pw, sizeof(pw));
+  if (rc != 0)
     return cli_usage_error(c, "bad %s address \"%s\": %s", what, url, gtask_last_error());
+  if (c->tls_ca || c->tls_cert || c->tls_key) {
+    if (gtask_redis_conf_set_tls(*conf, c->tls_ca, c->tls_cert, c->tls_key) != 0) {
+      code = cli_usage_error(c, "%s: %s", what, gtask_last_error());
+      gtask_redis_conf_free(*conf);
+      *conf = NULL;
+      return code;
+    }
+  }
+  if (c->tls_insecure) gtask_redis_conf_set_tls_insecure(*conf, true);
+  /* The library logs this as a warning, which the CLI's log level hides. */
+  static bool warned;
+  if (!warned && (c->tls_insecure || strstr(url, "insecure=1") || strstr(url, "insecure=true") ||
+                  strstr(url, "insecure=yes"))) {
+    cli_error("warning: %s: TLS without certificate checks: the server is not authenticated",
+              what);
+    warned = true;
+  }
   return CLI_OK;
 }
 

@@ -206,6 +206,20 @@ GTASK_EXTERN int gtask_redis_conf_set_expire_time(gtask_redis_conf *c, int64_t m
 GTASK_EXTERN int gtask_redis_conf_set_timeout(gtask_redis_conf *c, int64_t ms);
 /* Key prefix (default "gtask"): letters, digits, '_', '-', '.', ':' only. */
 GTASK_EXTERN int gtask_redis_conf_set_prefix(gtask_redis_conf *c, const char *prefix);
+/* TLS.  rediss://host:port/db?cacert=FILE&capath=DIR&cert=FILE&key=FILE&sni=NAME
+ * in the URL, or this setter on any TCP conf: turns TLS on with the server's
+ * certificate checked against ca_file (PEM; NULL: the URL's cacert, else the
+ * system's CA store) and its name against the host (or sni), and, for mutual
+ * TLS, presents cert_file with key_file (both or neither).  A NULL argument
+ * keeps what the URL set.  Files are read when a broker or backend is
+ * created: a missing or bad file is GTASK_EINVAL then, with the reason.
+ * GTASK_EINVAL for a unix-socket conf. */
+GTASK_EXTERN int gtask_redis_conf_set_tls(gtask_redis_conf *c, const char *ca_file,
+                                          const char *cert_file, const char *key_file);
+/* Skips the server certificate and name checks (rediss://...?insecure=1):
+ * encryption without authentication, open to a man in the middle.  Every
+ * broker or backend made with it logs a warning. */
+GTASK_EXTERN int gtask_redis_conf_set_tls_insecure(gtask_redis_conf *c, bool insecure);
 /* A printable form of the address without the password, e.g.
  * "redis://127.0.0.1:6390/1".  Valid while c lives. */
 GTASK_EXTERN const char *gtask_redis_conf_describe(const gtask_redis_conf *c);

@@ -9,6 +9,9 @@
  *                                      "redis://secret@h" means password "secret"
  *                                      (as redis-cli reads it: a user name
  *                                      without a password cannot AUTH anyway)
+ *   rediss://...[?cacert=F&capath=D&cert=F&key=F&sni=NAME&insecure=1]
+ *                                      TLS; the same authority as redis://,
+ *                                      parameters percent-decoded
  *   unix:/path/to/sock[?db=N]          unix:///path[?db=N] too
  * Everything else, including trailing characters, is GTASK_EINVAL with the
  * reason in gtask_last_error().  The URL is quoted in that message with any
@@ -16,6 +19,7 @@
  */
 #include "conf.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -172,8 +176,82 @@ static int parse_hostport(const char *url, const char *s, size_t len, gtask_redi
   return c->host != NULL ? 0 : GTASK_ENOMEM;
 }
 
-/* "redis://[[user]:password@]host[:port][/db]" after the scheme (s). */
-static int parse_redis_url(const char *url, const char *s, gtask_redis_conf *c) {
+/* The query of a rediss:// URL: cacert, capath, cert, key, sni (file names
+ * and the server name, percent-decoded) and insecure (1, true or yes). */
+static int parse_redis_authority(const char *url, const char *s, gtask_redis_conf *c);
+
+static int parse_tls_query(const char *url, const char *q, gtask_redis_conf *c) {
+  while (*q) {
+    const char *amp = strchr(q, '&');
+    size_t len = amp ? (size_t)(amp - q) : strlen(q);
+    const char *eq = memchr(q, '=', len);
+    if (!eq)
+      return bad_url(url, "parameter \"%.*s\" has no value", (int)(len > 40 ? 40 : len), q);
+    size_t klen = (size_t)(eq - q), vlen = len - klen - 1;
+    static const struct {
+      const char *name;
+      size_t off;
+    } params[] = {{"cacert", offsetof(gtask_redis_conf, tls_ca)},
+                  {"capath", offsetof(gtask_redis_conf, tls_capath)},
+                  {"cert", offsetof(gtask_redis_conf, tls_cert)},
+                  {"key", offsetof(gtask_redis_conf, tls_key)},
+                  {"sni", offsetof(gtask_redis_conf, tls_sni)}};
+    bool known = false;
+    for (size_t k = 0; k < sizeof(params) / sizeof(params[0]); k++) {
+      if (strlen(params[k].name) != klen || strncmp(q, params[k].name, klen) != 0)
+        continue;
+      char **field = (char **)((char *)c + params[k].off);
+      if (vlen == 0)
+        return bad_url(url, "parameter %s is empty", params[k].name);
+      gtask__free(*field);
+      *field = NULL;
+      int rc = pct_decode(url, params[k].name, eq + 1, vlen, field);
+      if (rc != 0)
+        return rc;
+      known = true;
+    }
+    if (!known && klen == 8 && strncmp(q, "insecure", 8) == 0) {
+      known = true;
+      if (vlen == 1 && eq[1] == '1')
+        c->tls_insecure = true;
+      else if ((vlen == 4 && strncasecmp(eq + 1, "true", 4) == 0) ||
+               (vlen == 3 && strncasecmp(eq + 1, "yes", 3) == 0))
+        c->tls_insecure = true;
+      else if (!(vlen == 1 && eq[1] == '0'))
+        return bad_url(url, "insecure must be 1 or 0");
+    }
+    if (!known)
+      return bad_url(url, "unknown parameter \"%.*s\" (rediss:// takes cacert, capath, cert, "
+                     "key, sni, insecure)", (int)(klen > 40 ? 40 : klen), q);
+    q += len + (amp ? 1 : 0);
+  }
+  if ((c->tls_cert == NULL) != (c->tls_key == NULL))
+    return bad_url(url, "cert and key go together (mutual TLS needs both)");
+  return 0;
+}
+
+/* "redis://[[user]:password@]host[:port][/db]" after the scheme (s); for
+ * rediss:// (tls) also "?cacert=...&..." (parse_tls_query). */
+static int parse_redis_url(const char *url, const char *s, gtask_redis_conf *c, bool tls) {
+  const char *query = strchr(s, '?');
+  char *head = NULL;
+  if (query != NULL) {
+    if (!tls)
+      return bad_url(url, "redis:// takes no parameters (TLS ones need rediss://)");
+    head = gtask__strndup(s, (size_t)(query - s));
+    if (head == NULL)
+      return GTASK_ENOMEM;
+    s = head;
+  }
+  int rc = parse_redis_authority(url, s, c);
+  gtask__free(head);
+  if (rc == 0 && query != NULL)
+    rc = parse_tls_query(url, query + 1, c);
+  c->tls = tls;
+  return rc;
+}
+
+static int parse_redis_authority(const char *url, const char *s, gtask_redis_conf *c) {
   const char *slash = strchr(s, '/');
   size_t alen = slash != NULL ? (size_t)(slash - s) : strlen(s);
 
@@ -242,9 +320,11 @@ static void describe(gtask_redis_conf *c) {
     gtask__fmt(c->describe, sizeof(c->describe), "unix:%s%s?db=%d",
                strncmp(c->unix_path, "//", 2) == 0 ? "//" : "", c->unix_path, c->db);
   else if (strchr(c->host, ':') != NULL)
-    gtask__fmt(c->describe, sizeof(c->describe), "redis://[%s]:%d/%d", c->host, c->port, c->db);
+    gtask__fmt(c->describe, sizeof(c->describe), "%s://[%s]:%d/%d", c->tls ? "rediss" : "redis",
+               c->host, c->port, c->db);
   else
-    gtask__fmt(c->describe, sizeof(c->describe), "redis://%s:%d/%d", c->host, c->port, c->db);
+    gtask__fmt(c->describe, sizeof(c->describe), "%s://%s:%d/%d", c->tls ? "rediss" : "redis",
+               c->host, c->port, c->db);
 }
 
 int gtask_redis_conf_new(gtask_redis_conf **out, const char *url, const char *password,
@@ -278,11 +358,11 @@ int gtask_redis_conf_new(gtask_redis_conf **out, const char *url, const char *pa
   } else if (strncasecmp(url, "unix:", 5) == 0) {
     rc = parse_unix_url(url, url + 5, c);
   } else if (strncasecmp(url, "redis://", 8) == 0) {
-    rc = parse_redis_url(url, url + 8, c);
+    rc = parse_redis_url(url, url + 8, c, false);
   } else if (strncasecmp(url, "rediss://", 9) == 0) {
-    rc = bad_url(url, "TLS (rediss://) is not supported");
+    rc = parse_redis_url(url, url + 9, c, true);
   } else if (scheme_end != NULL) {
-    rc = bad_url(url, "unknown scheme (expected redis:// or unix:)");
+    rc = bad_url(url, "unknown scheme (expected redis://, rediss:// or unix:)");
   } else {
     rc = parse_hostport(url, url, strlen(url), c);
   }
@@ -325,7 +405,51 @@ void gtask_redis_conf_free(gtask_redis_conf *c) {
   gtask__free(c->user);
   free_secret(c->password);
   gtask__free(c->prefix);
+  gtask__free(c->tls_ca);
+  gtask__free(c->tls_capath);
+  gtask__free(c->tls_cert);
+  gtask__free(c->tls_key);
+  gtask__free(c->tls_sni);
   gtask__free(c);
+}
+
+/* Replaces *field with a copy of v (NULL or "": none). */
+static int set_str(char **field, const char *v) {
+  char *copy = NULL;
+  if (v != NULL && v[0] != '\0' && (copy = gtask__strdup(v)) == NULL)
+    return GTASK_ENOMEM;
+  gtask__free(*field);
+  *field = copy;
+  return 0;
+}
+
+int gtask_redis_conf_set_tls(gtask_redis_conf *c, const char *ca_file, const char *cert_file,
+                             const char *key_file) {
+  if (c == NULL)
+    return GTASK_EINVAL;
+  if (c->unix_path != NULL) {
+    gtask__set_error("TLS is for TCP connections, not unix sockets");
+    return GTASK_EINVAL;
+  }
+  if ((cert_file == NULL || cert_file[0] == '\0') != (key_file == NULL || key_file[0] == '\0')) {
+    gtask__set_error("a client certificate and its key go together (mutual TLS needs both)");
+    return GTASK_EINVAL;
+  }
+  /* NULL keeps what the URL said. */
+  if ((ca_file != NULL && set_str(&c->tls_ca, ca_file) != 0) ||
+      (cert_file != NULL && set_str(&c->tls_cert, cert_file) != 0) ||
+      (key_file != NULL && set_str(&c->tls_key, key_file) != 0))
+    return GTASK_ENOMEM;
+  c->tls = true;
+  describe(c);
+  return 0;
+}
+
+int gtask_redis_conf_set_tls_insecure(gtask_redis_conf *c, bool insecure) {
+  if (c == NULL)
+    return GTASK_EINVAL;
+  c->tls_insecure = insecure;
+  return 0;
 }
 
 int gtask_redis_conf_set_pool_size(gtask_redis_conf *c, int n) {
@@ -389,9 +513,17 @@ int gtask__redis_conf_copy(const gtask_redis_conf *c, gtask_redis_conf **out) {
   d->user = gtask__strdup(c->user);
   d->password = gtask__strdup(c->password);
   d->prefix = gtask__strdup(c->prefix);
+  d->tls_ca = gtask__strdup(c->tls_ca);
+  d->tls_capath = gtask__strdup(c->tls_capath);
+  d->tls_cert = gtask__strdup(c->tls_cert);
+  d->tls_key = gtask__strdup(c->tls_key);
+  d->tls_sni = gtask__strdup(c->tls_sni);
   if ((c->host != NULL && d->host == NULL) || (c->unix_path != NULL && d->unix_path == NULL) ||
       (c->user != NULL && d->user == NULL) || (c->password != NULL && d->password == NULL) ||
-      (c->prefix != NULL && d->prefix == NULL)) {
+      (c->prefix != NULL && d->prefix == NULL) || (c->tls_ca != NULL && d->tls_ca == NULL) ||
+      (c->tls_capath != NULL && d->tls_capath == NULL) ||
+      (c->tls_cert != NULL && d->tls_cert == NULL) || (c->tls_key != NULL && d->tls_key == NULL) ||
+      (c->tls_sni != NULL && d->tls_sni == NULL)) {
     gtask_redis_conf_free(d);
     return GTASK_ENOMEM;
   }

@@ -19,6 +19,13 @@ struct gtask_redis_conf {
   int64_t expire_ms;  /* lifetime of messages (broker) or results (backend) */
   int64_t timeout_ms; /* connect and command timeout */
   char *prefix;       /* key prefix (default "gtask") */
+  bool tls;           /* TLS (rediss://, gtask_redis_conf_set_tls) */
+  char *tls_ca;       /* CA certificates (PEM file), or NULL: the system store */
+  char *tls_capath;   /* a directory of CA certificates (c_rehash), or NULL */
+  char *tls_cert;     /* client certificate (PEM) for mutual TLS, or NULL */
+  char *tls_key;      /* its private key, or NULL (required with tls_cert) */
+  char *tls_sni;      /* the server name to send and to check, or NULL: host */
+  bool tls_insecure;  /* no certificate or name check (logged as a warning) */
   char describe[300]; /* "redis://host:port/db" or "unix:/path?db=N"; no password */
 };
 

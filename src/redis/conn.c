@@ -244,6 +244,16 @@ void gtask__conn_set_timeout(gtask__conn *c, int64_t ms) { c->timeout_ms = ms > 
 
 size_t gtask__conn_unsent(const gtask__conn *c) { return c->olen - c->opos; }
 
+/* A TLS 1.3 server that requires a client certificate says so only after
+ * the handshake, by closing the connection at the first command: name the
+ * likely cause when we presented none. */
+static const char *no_cert_hint(gtask__conn *c) {
+  return c->ssl && !SSL_get_certificate(c->ssl)
+             ? " (if the server requires a client certificate -- tls-auth-clients yes -- "
+               "give one: cert= and key=, or --tls-cert and --tls-key)"
+             : "";
+}
+
 /* ---------------------------------------------------------------- write */
 
 int gtask__conn_append(gtask__conn *c, const char *buf, size_t len) {
@@ -299,7 +309,7 @@ static int flush(gtask__conn *c, int64_t deadline) {
       else {
         char why[200];
         ssl_reason(why, sizeof(why));
-        set_err(c, REDIS_ERR_IO, "TLS write: %s", why);
+        set_err(c, REDIS_ERR_IO, "TLS write: %s%s", why, no_cert_hint(c));
         return REDIS_ERR;
       }
     } else {
@@ -352,7 +362,7 @@ static int read_some(gtask__conn *c, short *ev) {
     }
     char why[200];
     ssl_reason(why, sizeof(why));
-    set_err(c, REDIS_ERR_IO, "TLS read: %s", why);
+    set_err(c, REDIS_ERR_IO, "TLS read: %s%s", why, no_cert_hint(c));
     return -1;
   }
   ssize_t n = recv(c->fd, buf, sizeof(buf), 0);

@@ -26,7 +26,7 @@
 
 typedef struct gtask__conn {
   int err;          /* 0, or REDIS_ERR_*: the connection is unusable */
-  char errstr[160]; /* why, when err is set */
+  char errstr[256]; /* why, when err is set */
   int fd;
   SSL *ssl;                 /* TLS session, or NULL for plain TCP and unix */
   redisReader *reader;      /* parses what the server sent */

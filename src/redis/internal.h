@@ -52,6 +52,7 @@ typedef struct gtask__redis {
   int nown_idle;
   char sha[GTASK__LUA_COUNT][41];
   bool outage;           /* the last connect failed: log recovery once */
+  SSL_CTX *tls;          /* the conf's TLS context (CA, client certificate), or NULL */
 } gtask__redis;
 
 /* Creates a pool and opens one connection to check the address and load the

@@ -9,6 +9,7 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <openssl/err.h>
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
@@ -111,7 +112,8 @@ static void argv_fix(gtask__argv *a) {
 /* Opens, authenticates and selects.  Never holds the pool mutex. */
 static int connect_one(gtask__redis *r, gtask__conn **out) {
   const gtask_redis_conf *cf = r->conf;
-  gtask__endpoint ep = {.host = cf->host, .port = cf->port, .unix_path = cf->unix_path};
+  gtask__endpoint ep = {.host = cf->host, .port = cf->port, .unix_path = cf->unix_path,
+                        .tls = r->tls, .tls_name = cf->tls_sni, .tls_verify = !cf->tls_insecure};
   char why[256];
   gtask__conn *c;
   int rc = gtask__conn_connect(&ep, cf->timeout_ms, &c, why, sizeof(why));
@@ -169,6 +171,52 @@ static int load_scripts(gtask__redis *r, gtask__conn *c) {
   return 0;
 }
 
+/* The TLS context of a conf: TLS 1.2 or later, the CA store (the conf's file
+ * or directory, else the system's), the client certificate if any.  Read
+ * once per pool: a bad file is an error at creation, not at each connect. */
+static int tls_context(const gtask_redis_conf *cf, SSL_CTX **out) {
+  *out = NULL;
+  if (!cf->tls) return 0;
+  SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+  if (!ctx) {
+    gtask__set_error("redis %s: cannot create a TLS context", cf->describe);
+    return GTASK_ENOMEM;
+  }
+  SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+  const char *what = NULL;
+  if (cf->tls_ca || cf->tls_capath) {
+    if (SSL_CTX_load_verify_locations(ctx, cf->tls_ca, cf->tls_capath) != 1)
+      what = cf->tls_ca ? "the CA file" : "the CA directory";
+  } else if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
+    what = "the system CA store";
+  }
+  if (!what && cf->tls_cert) {
+    if (SSL_CTX_use_certificate_chain_file(ctx, cf->tls_cert) != 1)
+      what = "the client certificate";
+    else if (SSL_CTX_use_PrivateKey_file(ctx, cf->tls_key, SSL_FILETYPE_PEM) != 1)
+      what = "the client key";
+    else if (SSL_CTX_check_private_key(ctx) != 1)
+      what = "the client key (it does not match the certificate)";
+  }
+  if (what) {
+    unsigned long e, last = 0;
+    while ((e = ERR_get_error()) != 0) last = e;
+    char why[200] = "";
+    if (last) ERR_error_string_n(last, why, sizeof(why));
+    gtask__set_error("redis %s: TLS: cannot load %s: %s", cf->describe, what,
+                     why[0] ? why : "unreadable");
+    SSL_CTX_free(ctx);
+    return GTASK_EINVAL;
+  }
+  if (cf->tls_insecure)
+    gtask__log(GTASK_LOG_WARN,
+               "redis %s: TLS without certificate checks (insecure): the connection is "
+               "encrypted but the server is not authenticated",
+               cf->describe);
+  *out = ctx;
+  return 0;
+}
+
 int gtask__redis_new(const gtask_redis_conf *conf, gtask__redis **out) {
   gtask__redis *r = gtask__calloc(1, sizeof(*r));
   if (!r) return GTASK_ENOMEM;
@@ -177,11 +225,18 @@ int gtask__redis_new(const gtask_redis_conf *conf, gtask__redis **out) {
     gtask__free(r);
     return rc;
   }
+  rc = tls_context(r->conf, &r->tls);
+  if (rc) {
+    gtask_redis_conf_free(r->conf);
+    gtask__free(r);
+    return rc;
+  }
   r->idle = gtask__calloc((size_t)r->conf->pool_size, sizeof(*r->idle));
   r->own_idle = gtask__calloc((size_t)r->conf->pool_size, sizeof(*r->own_idle));
   if (!r->idle || !r->own_idle) {
     gtask__free(r->idle);
     gtask__free(r->own_idle);
+    SSL_CTX_free(r->tls);
     gtask_redis_conf_free(r->conf);
     gtask__free(r);
     return GTASK_ENOMEM;
@@ -214,6 +269,7 @@ void gtask__redis_free(gtask__redis *r) {
   pthread_cond_destroy(&r->cv);
   gtask__free(r->idle);
   gtask__free(r->own_idle);
+  SSL_CTX_free(r->tls);
   gtask_redis_conf_free(r->conf);
   gtask__free(r);
 }

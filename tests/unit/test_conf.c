@@ -17,6 +17,44 @@ static gtask_redis_conf *parse(const char *url, const char *password, int db) {
   return c;
 }
 
+/* rediss:// and its parameters land in the conf; the setter does the same
+ * for any TCP conf, and refuses unix sockets and half a client identity. */
+TEST(conf_tls) {
+  gtask_redis_conf *c = parse("rediss://u:p@h:7/1?cacert=/ca%2B.pem&capath=/d&cert=/c&key=/k"
+                              "&sni=name.example&insecure=1",
+                              NULL, -1);
+  ASSERT_TRUE(c->tls);
+  ASSERT_STR_EQ(c->tls_ca, "/ca+.pem");
+  ASSERT_STR_EQ(c->tls_capath, "/d");
+  ASSERT_STR_EQ(c->tls_cert, "/c");
+  ASSERT_STR_EQ(c->tls_key, "/k");
+  ASSERT_STR_EQ(c->tls_sni, "name.example");
+  ASSERT_TRUE(c->tls_insecure);
+  gtask_redis_conf *d;
+  ASSERT_OK(gtask__redis_conf_copy(c, &d));
+  ASSERT_STR_EQ(d->tls_ca, "/ca+.pem");
+  ASSERT_STR_EQ(d->tls_sni, "name.example");
+  gtask_redis_conf_free(d);
+  gtask_redis_conf_free(c);
+
+  c = parse("redis://h:7/1", NULL, -1);
+  ASSERT_FALSE(c->tls);
+  ASSERT_ERR(gtask_redis_conf_set_tls(c, NULL, "/c", NULL), GTASK_EINVAL);
+  ASSERT_FALSE(c->tls);
+  ASSERT_OK(gtask_redis_conf_set_tls(c, "/ca", NULL, NULL));
+  ASSERT_TRUE(c->tls);
+  ASSERT_STR_EQ(c->tls_ca, "/ca");
+  ASSERT_STR_EQ(gtask_redis_conf_describe(c), "rediss://h:7/1");
+  ASSERT_OK(gtask_redis_conf_set_tls_insecure(c, true));
+  ASSERT_TRUE(c->tls_insecure);
+  gtask_redis_conf_free(c);
+
+  c = parse("unix:/tmp/s", NULL, -1);
+  ASSERT_ERR(gtask_redis_conf_set_tls(c, "/ca", NULL, NULL), GTASK_EINVAL);
+  ASSERT_STR_CONTAINS(gtask_last_error(), "unix");
+  gtask_redis_conf_free(c);
+}
+
 TEST(conf_defaults) {
   gtask_redis_conf *c = parse(NULL, NULL, -1);
   ASSERT_STR_EQ(c->host, "127.0.0.1");
@@ -58,6 +96,8 @@ static const good_case good[] = {
     {"REDIS://H:7", "H", 7, NULL, NULL, NULL, 0, "redis://H:7/0"},
     {"redis://:secret@h:1/2", "h", 1, NULL, NULL, "secret", 2, "redis://h:1/2"},
     {"redis://alice:secret@h", "h", 6379, NULL, "alice", "secret", 0, "redis://h:6379/0"},
+    {"rediss://alice:secret@h:7/3", "h", 7, NULL, "alice", "secret", 3, "rediss://h:7/3"},
+    {"rediss://h?cacert=/a%20b.pem", "h", 6379, NULL, NULL, NULL, 0, "rediss://h:6379/0"},
     {"redis://secret@h:5", "h", 5, NULL, NULL, "secret", 0, "redis://h:5/0"},
     {"redis://:p%40ss%2F%3a@h:1", "h", 1, NULL, NULL, "p@ss/:", 0, "redis://h:1/0"},
     {"redis://:p@ss@h:1", "h", 1, NULL, NULL, "p@ss", 0, "redis://h:1/0"},
@@ -145,14 +185,19 @@ static const bad_case bad[] = {
     {"redis://h:1/-1", "invalid db"},
     {"redis://h:1/1/2", "invalid db \"1/2\""},
     {"redis://h:1/ 1", "invalid db"},
-    {"redis://h:1?db=2", "invalid port"},
+    {"redis://h:1?db=2", "redis:// takes no parameters"},
     {"redis://h:99999", "invalid port"},
     {"redis://:p%zz@h", "bad percent escape in password"},
     {"redis://:p%4@h", "bad percent escape in password"},
     {"redis://u%00:p@h", "bad percent escape in user name"},
     {"redis://u:p@", "empty host"},
     {"http://h:1", "unknown scheme"},
-    {"rediss://h:1", "TLS"},
+    {"rediss://h:1?bogus=1", "unknown parameter \"bogus\""},
+    {"rediss://h:1?cert=/c.pem", "cert and key go together"},
+    {"rediss://h:1?cacert=", "parameter cacert is empty"},
+    {"rediss://h:1?insecure=maybe", "insecure must be 1 or 0"},
+    {"rediss://h:1?cacert", "has no value"},
+    {"rediss://h:x?cacert=/a", "invalid port"},
     {"unix:", "empty socket path"},
     {"unix:?db=1", "empty socket path"},
     {"unix://host/path", "absolute path"},
