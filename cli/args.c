@@ -58,10 +58,10 @@ int cli_scan_next(cli *c, cli_scan *s, const cli_opt *opts, const char **value) 
     const char *inline_val = eq ? eq + 1 : NULL;
 
     /* Global options, accepted before or after the command. */
-    static const char *const globals[] = {"redis", "backend", "queue", "tls-ca",
-                                          "tls-cert", "tls-key", "password-file"};
-    const char **dest[] = {&c->redis_url, &c->backend_url, &c->queue, &c->tls_ca,
-                           &c->tls_cert, &c->tls_key, &c->password_file};
+    static const char *const globals[] = {"redis",    "backend", "queue",         "tls-ca",
+                                          "tls-cert", "tls-key", "password-file", "wait-replicas"};
+    const char **dest[] = {&c->redis_url, &c->backend_url,   &c->queue,        &c->tls_ca,
+                           &c->tls_cert,  &c->tls_key,       &c->password_file, &c->wait_replicas};
     bool matched = false;
     for (size_t k = 0; k < sizeof(globals) / sizeof(globals[0]); k++) {
       if (strlen(globals[k]) != len || strncmp(name, globals[k], len) != 0) continue;

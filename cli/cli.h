@@ -47,6 +47,7 @@ typedef struct cli {
   const char *tls_key;
   bool tls_insecure;       /* --tls-insecure: TLS without certificate checks */
   const char *password_file; /* --password-file FILE: the password, its first line */
+  const char *wait_replicas; /* --wait-replicas N: writes wait for N replicas (1 s at most) */
   const char *command;     /* the command name, for messages */
   gtask_broker *broker;    /* set by cli_connect */
   gtask_backend *backend;

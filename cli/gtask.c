@@ -40,6 +40,9 @@ static const char usage_main[] =
     "  --tls-cert FILE, --tls-key FILE  TLS client certificate and key (mutual TLS)\n"
     "  --tls-insecure  TLS without checking the server's certificate\n"
     "  --password-file FILE  the Redis password (else $GTASK_REDIS_PASSWORD, or the URL)\n"
+    "  --wait-replicas N  sends, finishes and requeues wait (1 s at most) until N\n"
+    "                  replicas have them (Sentinel: survive a failover)\n"
+    "                  redis-sentinel://[user:pass@]h1:p1,h2:p2/MASTER[/db] finds the master\n"
     "  --queue NAME    queue to use (default: default)\n"
     "  --json          print one JSON object per line\n"
     "  -h, --help      this text; `gtask COMMAND --help` for a command\n"
@@ -141,6 +144,16 @@ static int open_conf(cli *c, const char *url, const char *what, gtask_redis_conf
     }
   }
   if (c->tls_insecure) gtask_redis_conf_set_tls_insecure(*conf, true);
+  if (c->wait_replicas) {
+    long long n;
+    if (cli_parse_int(c->wait_replicas, 0, 100, &n) != 0) {
+      gtask_redis_conf_free(*conf);
+      *conf = NULL;
+      return cli_usage_error(c, "bad --wait-replicas \"%s\" (an integer from 0 to 100)",
+                             c->wait_replicas);
+    }
+    gtask_redis_conf_set_wait_replicas(*conf, (int)n, 1000);
+  }
   /* The library logs this as a warning, which the CLI's log level hides. */
   static bool warned;
   if (!warned && (c->tls_insecure || strstr(url, "insecure=1") || strstr(url, "insecure=true") ||

@@ -256,8 +256,8 @@ GTASK_EXTERN int gtask_client_send_many(gtask_client *c, const gtask_send_conf *
       for (size_t i = rc == GTASK_EINDOUBT ? done + m : done; i < n; i++) ids_out[i][0] = '\0';
       if (rc == GTASK_EINDOUBT)
         set_err(c, rc,
-                "send %s: sent, but the reply was lost (%s): tasks %zu..%zu may or may not "
-                "be queued; check their ids with status (ENOTFOUND: not queued)",
+                "send %s: in doubt (%s): tasks %zu..%zu may or may not be queued (durably); "
+                "check their ids with status (ENOTFOUND: not queued)",
                 conf->name, gtask_last_error(), done + 1, done + m);
     }
     done += m;

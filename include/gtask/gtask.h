@@ -206,6 +206,16 @@ GTASK_EXTERN int gtask_redis_conf_set_expire_time(gtask_redis_conf *c, int64_t m
 GTASK_EXTERN int gtask_redis_conf_set_timeout(gtask_redis_conf *c, int64_t ms);
 /* Key prefix (default "gtask"): letters, digits, '_', '-', '.', ':' only. */
 GTASK_EXTERN int gtask_redis_conf_set_prefix(gtask_redis_conf *c, const char *prefix);
+/* Durability across a failover.  Redis replicates asynchronously: a write the
+ * master acknowledged can vanish if it fails before a replica has it.  With
+ * n > 0, every send, finish and dead-set requeue waits (WAIT) until n
+ * replicas have it, at most timeout_ms.  A send or requeue that n replicas
+ * did not confirm in time returns GTASK_EINDOUBT (it is applied on the
+ * master, and lost if the master fails now: check the ids); a worker's finish
+ * is kept and logged (if lost, the task is still leased on the new master,
+ * and runs again).  Costs a round trip per such command.  n == 0: off (the
+ * default). */
+GTASK_EXTERN int gtask_redis_conf_set_wait_replicas(gtask_redis_conf *c, int n, int64_t timeout_ms);
 /* TLS.  rediss://host:port/db?cacert=FILE&capath=DIR&cert=FILE&key=FILE&sni=NAME
  * in the URL, or this setter on any TCP conf: turns TLS on with the server's
  * certificate checked against ca_file (PEM; NULL: the URL's cacert, else the

@@ -43,15 +43,24 @@ static int bad_url(const char *url, const char *fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(reason, sizeof(reason), fmt, ap);
   va_end(ap);
-  const char *at = strrchr(url, '@');
+  /* A query that holds a password is not shown at all. */
+  const char *q = strchr(url, '?');
+  int shown = q != NULL && strstr(q, "password") != NULL ? (int)(q - url) : 120;
+  if (shown > 120)
+    shown = 120;
+  const char *at = memchr(url, '@', (size_t)shown) ? strrchr(url, '@') : NULL;
+  if (at != NULL && at - url >= shown)
+    at = NULL;
   if (at == NULL) {
-    gtask__set_error("invalid redis url \"%.120s\": %s", url, reason);
+    gtask__set_error("invalid redis url \"%.*s%s\": %s", shown, url,
+                     shown < (int)strlen(url) && q && url + shown == q ? "?..." : "", reason);
   } else {
     const char *scheme = strstr(url, "://");
     int keep = scheme != NULL && scheme < at ? (int)(scheme + 3 - url) : 0;
-    if (keep > 16)
+    if (keep > 20)
       keep = 0;
-    gtask__set_error("invalid redis url \"%.*s***%.100s\": %s", keep, url, at, reason);
+    gtask__set_error("invalid redis url \"%.*s***%.*s\": %s", keep, url,
+                     (int)(shown - (at - url)), at, reason);
   }
   return GTASK_EINVAL;
 }
@@ -176,11 +185,14 @@ static int parse_hostport(const char *url, const char *s, size_t len, gtask_redi
   return c->host != NULL ? 0 : GTASK_ENOMEM;
 }
 
-/* The query of a rediss:// URL: cacert, capath, cert, key, sni (file names
- * and the server name, percent-decoded) and insecure (1, true or yes). */
 static int parse_redis_authority(const char *url, const char *s, gtask_redis_conf *c);
 
-static int parse_tls_query(const char *url, const char *q, gtask_redis_conf *c) {
+/* The query of a URL: for TLS (rediss://, rediss-sentinel://) cacert,
+ * capath, cert, key, sni (file names and the server name, percent-decoded)
+ * and insecure (1, true or yes); for sentinels sentinel_user and
+ * sentinel_password. */
+static int parse_query(const char *url, const char *q, gtask_redis_conf *c, bool tls,
+                       bool sentinel) {
   while (*q) {
     const char *amp = strchr(q, '&');
     size_t len = amp ? (size_t)(amp - q) : strlen(q);
@@ -191,15 +203,21 @@ static int parse_tls_query(const char *url, const char *q, gtask_redis_conf *c) 
     static const struct {
       const char *name;
       size_t off;
-    } params[] = {{"cacert", offsetof(gtask_redis_conf, tls_ca)},
-                  {"capath", offsetof(gtask_redis_conf, tls_capath)},
-                  {"cert", offsetof(gtask_redis_conf, tls_cert)},
-                  {"key", offsetof(gtask_redis_conf, tls_key)},
-                  {"sni", offsetof(gtask_redis_conf, tls_sni)}};
+      bool sentinel; /* a sentinel parameter, else a TLS one */
+    } params[] = {{"cacert", offsetof(gtask_redis_conf, tls_ca), false},
+                  {"capath", offsetof(gtask_redis_conf, tls_capath), false},
+                  {"cert", offsetof(gtask_redis_conf, tls_cert), false},
+                  {"key", offsetof(gtask_redis_conf, tls_key), false},
+                  {"sni", offsetof(gtask_redis_conf, tls_sni), false},
+                  {"sentinel_user", offsetof(gtask_redis_conf, sentinel_user), true},
+                  {"sentinel_password", offsetof(gtask_redis_conf, sentinel_password), true}};
     bool known = false;
     for (size_t k = 0; k < sizeof(params) / sizeof(params[0]); k++) {
       if (strlen(params[k].name) != klen || strncmp(q, params[k].name, klen) != 0)
         continue;
+      if (params[k].sentinel ? !sentinel : !tls)
+        return bad_url(url, "parameter %s needs %s", params[k].name,
+                       params[k].sentinel ? "redis-sentinel://" : "rediss:// or rediss-sentinel://");
       char **field = (char **)((char *)c + params[k].off);
       if (vlen == 0)
         return bad_url(url, "parameter %s is empty", params[k].name);
@@ -211,6 +229,8 @@ static int parse_tls_query(const char *url, const char *q, gtask_redis_conf *c) 
       known = true;
     }
     if (!known && klen == 8 && strncmp(q, "insecure", 8) == 0) {
+      if (!tls)
+        return bad_url(url, "parameter insecure needs rediss:// or rediss-sentinel://");
       known = true;
       if (vlen == 1 && eq[1] == '1')
         c->tls_insecure = true;
@@ -221,8 +241,9 @@ static int parse_tls_query(const char *url, const char *q, gtask_redis_conf *c) 
         return bad_url(url, "insecure must be 1 or 0");
     }
     if (!known)
-      return bad_url(url, "unknown parameter \"%.*s\" (rediss:// takes cacert, capath, cert, "
-                     "key, sni, insecure)", (int)(klen > 40 ? 40 : klen), q);
+      return bad_url(url, "unknown parameter \"%.*s\" (TLS: cacert, capath, cert, key, sni, "
+                     "insecure; sentinel: sentinel_user, sentinel_password)",
+                     (int)(klen > 40 ? 40 : klen), q);
     q += len + (amp ? 1 : 0);
   }
   if ((c->tls_cert == NULL) != (c->tls_key == NULL))
@@ -246,7 +267,7 @@ static int parse_redis_url(const char *url, const char *s, gtask_redis_conf *c, 
   int rc = parse_redis_authority(url, s, c);
   gtask__free(head);
   if (rc == 0 && query != NULL)
-    rc = parse_tls_query(url, query + 1, c);
+    rc = parse_query(url, query + 1, c, true, false);
   c->tls = tls;
   return rc;
 }
@@ -288,6 +309,90 @@ static int parse_redis_authority(const char *url, const char *s, gtask_redis_con
   return 0;
 }
 
+#define DEFAULT_SENTINEL_PORT 26379
+#define MAX_SENTINELS 16
+
+static bool name_char(char c) { return host_char(c) || c == ':'; }
+
+/* "[user:pass@]h1[:p1],h2[:p2],.../NAME[/db][?params]" after
+ * "redis-sentinel://" (or "rediss-sentinel://": tls).  user:pass is for the
+ * master; the sentinels' own AUTH comes from sentinel_user= and
+ * sentinel_password=; TLS parameters (rediss-sentinel) apply to both. */
+static int parse_sentinel_url(const char *url, const char *s, gtask_redis_conf *c, bool tls) {
+  const char *query = strchr(s, '?');
+  size_t total = query ? (size_t)(query - s) : strlen(s);
+  const char *slash = memchr(s, '/', total);
+  if (slash == NULL)
+    return bad_url(url, "missing /MASTER-NAME after the sentinel addresses");
+  size_t alen = (size_t)(slash - s);
+  const char *at = NULL;
+  for (size_t i = 0; i < alen; i++)
+    if (s[i] == '@')
+      at = s + i;
+  if (at != NULL) {
+    size_t ulen = (size_t)(at - s);
+    const char *colon = memchr(s, ':', ulen);
+    int rc;
+    if (colon != NULL) {
+      if ((rc = pct_decode(url, "user name", s, (size_t)(colon - s), &c->user)) != 0 ||
+          (rc = pct_decode(url, "password", colon + 1, ulen - (size_t)(colon - s) - 1,
+                           &c->password)) != 0)
+        return rc;
+    } else if ((rc = pct_decode(url, "password", s, ulen, &c->password)) != 0) {
+      return rc;
+    }
+    alen -= ulen + 1;
+    s = at + 1;
+  }
+  size_t n = 1;
+  for (size_t i = 0; i < alen; i++) n += s[i] == ',';
+  if (n > MAX_SENTINELS)
+    return bad_url(url, "more than %d sentinels", MAX_SENTINELS);
+  c->sentinel_host = gtask__calloc(n, sizeof(*c->sentinel_host));
+  c->sentinel_port = gtask__calloc(n, sizeof(*c->sentinel_port));
+  if (c->sentinel_host == NULL || c->sentinel_port == NULL)
+    return GTASK_ENOMEM;
+  const char *p = s, *end = s + alen;
+  while (c->nsentinels < (int)n) {
+    const char *comma = memchr(p, ',', (size_t)(end - p));
+    size_t len = comma ? (size_t)(comma - p) : (size_t)(end - p);
+    gtask_redis_conf one = {0};
+    int rc = parse_hostport(url, p, len, &one);
+    if (rc != 0)
+      return rc;
+    const char *close = len > 0 && p[0] == '[' ? memchr(p, ']', len) : NULL;
+    bool explicit_port = close ? close + 1 < p + len : memchr(p, ':', len) != NULL;
+    c->sentinel_host[c->nsentinels] = one.host;
+    c->sentinel_port[c->nsentinels++] = explicit_port ? one.port : DEFAULT_SENTINEL_PORT;
+    p += len + 1;
+  }
+  const char *name = slash + 1;
+  const char *rest_end = query ? query : name + strlen(name);
+  const char *name_end = memchr(name, '/', (size_t)(rest_end - name));
+  size_t nlen = (size_t)((name_end ? name_end : rest_end) - name);
+  if (nlen == 0 || nlen > 128)
+    return bad_url(url, "the master name must be 1..128 characters");
+  for (size_t i = 0; i < nlen; i++)
+    if (!name_char(name[i]))
+      return bad_url(url, "invalid character '%c' in the master name", name[i]);
+  if ((c->master_name = gtask__strndup(name, nlen)) == NULL)
+    return GTASK_ENOMEM;
+  if (name_end != NULL) {
+    const char *db = name_end + 1;
+    size_t dlen = (size_t)(rest_end - db);
+    long v;
+    if (dlen > 0 && !parse_uint(db, dlen, MAX_DB, &v))
+      return bad_url(url, "invalid db \"%.*s\" (expected 0..%d)", (int)(dlen < 20 ? dlen : 20),
+                     db, MAX_DB);
+    if (dlen > 0)
+      c->db = (int)v;
+  }
+  c->tls = tls;
+  if (query != NULL)
+    return parse_query(url, query + 1, c, tls, true);
+  return 0;
+}
+
 /* "/path[?db=N]" after "unix:" (or "unix://"). */
 static int parse_unix_url(const char *url, const char *s, gtask_redis_conf *c) {
   if (strncmp(s, "//", 2) == 0) {
@@ -314,6 +419,19 @@ static int parse_unix_url(const char *url, const char *s, gtask_redis_conf *c) {
 }
 
 static void describe(gtask_redis_conf *c) {
+  if (c->nsentinels > 0) {
+    size_t off = 0;
+    gtask__fmt(c->describe, sizeof(c->describe), "%s://", c->tls ? "rediss-sentinel" : "redis-sentinel");
+    for (int k = 0; k < c->nsentinels; k++) {
+      off = strlen(c->describe);
+      gtask__fmt(c->describe + off, sizeof(c->describe) - off,
+                 strchr(c->sentinel_host[k], ':') ? "%s[%s]:%d" : "%s%s:%d", k ? "," : "",
+                 c->sentinel_host[k], c->sentinel_port[k]);
+    }
+    off = strlen(c->describe);
+    gtask__fmt(c->describe + off, sizeof(c->describe) - off, "/%s/%d", c->master_name, c->db);
+    return;
+  }
   if (c->unix_path != NULL)
     /* "unix:/p" reads back as /p; a path starting "//" needs the "unix://"
      * form, or "unix://x" would read as the path "x". */
@@ -361,8 +479,13 @@ int gtask_redis_conf_new(gtask_redis_conf **out, const char *url, const char *pa
     rc = parse_redis_url(url, url + 8, c, false);
   } else if (strncasecmp(url, "rediss://", 9) == 0) {
     rc = parse_redis_url(url, url + 9, c, true);
+  } else if (strncasecmp(url, "redis-sentinel://", 17) == 0) {
+    rc = parse_sentinel_url(url, url + 17, c, false);
+  } else if (strncasecmp(url, "rediss-sentinel://", 18) == 0) {
+    rc = parse_sentinel_url(url, url + 18, c, true);
   } else if (scheme_end != NULL) {
-    rc = bad_url(url, "unknown scheme (expected redis://, rediss:// or unix:)");
+    rc = bad_url(url, "unknown scheme (expected redis://, rediss://, redis-sentinel://, "
+                      "rediss-sentinel:// or unix:)");
   } else {
     rc = parse_hostport(url, url, strlen(url), c);
   }
@@ -410,6 +533,13 @@ void gtask_redis_conf_free(gtask_redis_conf *c) {
   gtask__free(c->tls_cert);
   gtask__free(c->tls_key);
   gtask__free(c->tls_sni);
+  for (int k = 0; k < c->nsentinels; k++)
+    gtask__free(c->sentinel_host[k]);
+  gtask__free(c->sentinel_host);
+  gtask__free(c->sentinel_port);
+  gtask__free(c->master_name);
+  gtask__free(c->sentinel_user);
+  free_secret(c->sentinel_password);
   gtask__free(c);
 }
 
@@ -470,6 +600,16 @@ int gtask_redis_conf_set_expire_time(gtask_redis_conf *c, int64_t ms) {
   return 0;
 }
 
+int gtask_redis_conf_set_wait_replicas(gtask_redis_conf *c, int n, int64_t timeout_ms) {
+  if (c == NULL || n < 0 || n > 100 || timeout_ms < 1 || timeout_ms > 3600000) {
+    gtask__set_error("gtask_redis_conf_set_wait_replicas: n 0..100 and a timeout of 1 ms..1 h");
+    return GTASK_EINVAL;
+  }
+  c->wait_replicas = n;
+  c->wait_replicas_ms = timeout_ms;
+  return 0;
+}
+
 int gtask_redis_conf_set_timeout(gtask_redis_conf *c, int64_t ms) {
   if (c == NULL || ms < 1) {
     gtask__set_error("redis timeout must be >= 1 ms (got %lld)", (long long)ms);
@@ -518,12 +658,28 @@ int gtask__redis_conf_copy(const gtask_redis_conf *c, gtask_redis_conf **out) {
   d->tls_cert = gtask__strdup(c->tls_cert);
   d->tls_key = gtask__strdup(c->tls_key);
   d->tls_sni = gtask__strdup(c->tls_sni);
+  d->master_name = gtask__strdup(c->master_name);
+  d->sentinel_user = gtask__strdup(c->sentinel_user);
+  d->sentinel_password = gtask__strdup(c->sentinel_password);
+  d->nsentinels = 0;
+  d->sentinel_host = c->nsentinels ? gtask__calloc((size_t)c->nsentinels, sizeof(char *)) : NULL;
+  d->sentinel_port = c->nsentinels ? gtask__calloc((size_t)c->nsentinels, sizeof(int)) : NULL;
+  bool sentinels_ok = c->nsentinels == 0 || (d->sentinel_host && d->sentinel_port);
+  for (int k = 0; sentinels_ok && k < c->nsentinels; k++) {
+    if ((d->sentinel_host[k] = gtask__strdup(c->sentinel_host[k])) == NULL)
+      sentinels_ok = false;
+    else
+      d->sentinel_port[d->nsentinels++] = c->sentinel_port[k];
+  }
   if ((c->host != NULL && d->host == NULL) || (c->unix_path != NULL && d->unix_path == NULL) ||
       (c->user != NULL && d->user == NULL) || (c->password != NULL && d->password == NULL) ||
       (c->prefix != NULL && d->prefix == NULL) || (c->tls_ca != NULL && d->tls_ca == NULL) ||
       (c->tls_capath != NULL && d->tls_capath == NULL) ||
       (c->tls_cert != NULL && d->tls_cert == NULL) || (c->tls_key != NULL && d->tls_key == NULL) ||
-      (c->tls_sni != NULL && d->tls_sni == NULL)) {
+      (c->tls_sni != NULL && d->tls_sni == NULL) || !sentinels_ok ||
+      (c->master_name != NULL && d->master_name == NULL) ||
+      (c->sentinel_user != NULL && d->sentinel_user == NULL) ||
+      (c->sentinel_password != NULL && d->sentinel_password == NULL)) {
     gtask_redis_conf_free(d);
     return GTASK_ENOMEM;
   }
@@ -534,6 +690,8 @@ int gtask__redis_conf_copy(const gtask_redis_conf *c, gtask_redis_conf **out) {
 bool gtask__redis_conf_same_db(const gtask_redis_conf *a, const gtask_redis_conf *b) {
   if (a == NULL || b == NULL || a->db != b->db)
     return false;
+  if (a->nsentinels > 0 || b->nsentinels > 0) /* the same sentinels, master and db */
+    return a->nsentinels > 0 && b->nsentinels > 0 && strcmp(a->describe, b->describe) == 0;
   if (a->unix_path != NULL || b->unix_path != NULL)
     return a->unix_path != NULL && b->unix_path != NULL &&
            strcmp(a->unix_path, b->unix_path) == 0;

@@ -18,6 +18,8 @@ struct gtask_redis_conf {
   int pool_size;      /* connections kept open, >= 1 (default 16) */
   int64_t expire_ms;  /* lifetime of messages (broker) or results (backend) */
   int64_t timeout_ms; /* connect and command timeout */
+  int wait_replicas;        /* a send, finish or requeue waits for this many replicas (WAIT) */
+  int64_t wait_replicas_ms; /* at most this long */
   char *prefix;       /* key prefix (default "gtask") */
   bool tls;           /* TLS (rediss://, gtask_redis_conf_set_tls) */
   char *tls_ca;       /* CA certificates (PEM file), or NULL: the system store */
@@ -26,6 +28,13 @@ struct gtask_redis_conf {
   char *tls_key;      /* its private key, or NULL (required with tls_cert) */
   char *tls_sni;      /* the server name to send and to check, or NULL: host */
   bool tls_insecure;  /* no certificate or name check (logged as a warning) */
+  /* Sentinel (redis-sentinel://): the master is found by asking these. */
+  int nsentinels;          /* 0: host and port are the server itself */
+  char **sentinel_host;    /* nsentinels host names or addresses */
+  int *sentinel_port;      /* and their ports */
+  char *master_name;       /* the name the sentinels monitor the master under */
+  char *sentinel_user;     /* AUTH for the sentinels, or NULL */
+  char *sentinel_password;
   char describe[300]; /* "redis://host:port/db" or "unix:/path?db=N"; no password */
 };
 

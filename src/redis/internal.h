@@ -53,6 +53,7 @@ typedef struct gtask__redis {
   char sha[GTASK__LUA_COUNT][41];
   bool outage;           /* the last connect failed: log recovery once */
   SSL_CTX *tls;          /* the conf's TLS context (CA, client certificate), or NULL */
+  int sentinel_last;     /* Sentinel: the sentinel that answered last (asked first) */
 } gtask__redis;
 
 /* Creates a pool and opens one connection to check the address and load the

@@ -110,19 +110,137 @@ static void argv_fix(gtask__argv *a) {
 
 
 /* Opens, authenticates and selects.  Never holds the pool mutex. */
+/* Sends AUTH (with user if given) on a fresh connection.  0, or the reply's
+ * code with the detail set. */
+static int auth(gtask__redis *r, gtask__conn *c, const char *who, const char *user,
+                const char *password) {
+  if (!password || !password[0]) return 0;
+  redisReply *rep = user && user[0] ? gtask__conn_command(c, "AUTH %s %s", user, password)
+                                    : gtask__conn_command(c, "AUTH %s", password);
+  int rc = 0;
+  if (!rep) {
+    gtask__set_error("redis %s: %s AUTH: %s", r->conf->describe, who, c->errstr);
+    rc = GTASK_ECONN;
+  } else if (rep->type == REDIS_REPLY_ERROR) {
+    gtask__set_error("redis %s: %s AUTH: %s", r->conf->describe, who, rep->str);
+    rc = gtask__redis_reply_rc(rep->str);
+  }
+  if (rep) freeReplyObject(rep);
+  return rc;
+}
+
+/* Sentinel: asks the sentinels, the last one that answered first, for the
+ * address of the master; a sentinel that cannot be reached or does not know
+ * the master is skipped.  host (NI_MAXHOST-sized) and *port receive it. */
+static int ask_sentinels(gtask__redis *r, char *host, size_t hostlen, int *port) {
+  const gtask_redis_conf *cf = r->conf;
+  char why[256] = "no sentinel answered";
+  pthread_mutex_lock(&r->mu);
+  int first = r->sentinel_last;
+  pthread_mutex_unlock(&r->mu);
+  for (int k = 0; k < cf->nsentinels; k++) {
+    int i = (first + k) % cf->nsentinels;
+    gtask__endpoint ep = {.host = cf->sentinel_host[i], .port = cf->sentinel_port[i],
+                          .tls = r->tls, .tls_name = cf->tls_sni, .tls_verify = !cf->tls_insecure};
+    gtask__conn *c;
+    char cwhy[256];
+    if (gtask__conn_connect(&ep, cf->timeout_ms, &c, cwhy, sizeof(cwhy)) != 0) {
+      gtask__fmt(why, sizeof(why), "sentinel %s:%d: %s", ep.host, ep.port, cwhy);
+      continue;
+    }
+    int rc = auth(r, c, "sentinel", cf->sentinel_user, cf->sentinel_password);
+    redisReply *rep = rc ? NULL
+                         : gtask__conn_command(c, "SENTINEL get-master-addr-by-name %s",
+                                               cf->master_name);
+    if (rep && rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 &&
+        rep->element[0]->type == REDIS_REPLY_STRING && rep->element[1]->type == REDIS_REPLY_STRING) {
+      gtask__fmt(host, hostlen, "%s", rep->element[0]->str);
+      *port = (int)strtol(rep->element[1]->str, NULL, 10);
+      freeReplyObject(rep);
+      gtask__conn_free(c);
+      pthread_mutex_lock(&r->mu);
+      r->sentinel_last = i;
+      pthread_mutex_unlock(&r->mu);
+      return 0;
+    }
+    if (rc)
+      gtask__fmt(why, sizeof(why), "sentinel %s:%d: %s", ep.host, ep.port, gtask_last_error());
+    else
+      gtask__fmt(why, sizeof(why), "sentinel %s:%d: %s", ep.host, ep.port,
+                 !rep ? c->errstr
+                 : rep->type == REDIS_REPLY_ERROR ? rep->str
+                                                   : "does not know that master name");
+    if (rep) freeReplyObject(rep);
+    gtask__conn_free(c);
+  }
+  gtask__set_error("redis %s: cannot find master \"%s\": %s", cf->describe, cf->master_name, why);
+  return GTASK_ECONN;
+}
+
+/* A server the sentinels named must say it is the master (ROLE): during a
+ * failover they may still name the old one, now a replica. */
+static int check_master(gtask__redis *r, gtask__conn *c, const char *host, int port) {
+  redisReply *rep = gtask__conn_command(c, "ROLE");
+  int rc = 0;
+  if (!rep) {
+    gtask__set_error("redis %s: ROLE at %s:%d: %s", r->conf->describe, host, port, c->errstr);
+    rc = GTASK_ECONN;
+  } else if (rep->type == REDIS_REPLY_ERROR) {
+    gtask__set_error("redis %s: ROLE at %s:%d: %s", r->conf->describe, host, port, rep->str);
+    rc = gtask__redis_reply_rc(rep->str);
+  } else if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 1 ||
+             rep->element[0]->type != REDIS_REPLY_STRING ||
+             strcmp(rep->element[0]->str, "master") != 0) {
+    gtask__set_error("redis %s: %s:%d is not the master (yet): a failover is under way",
+                     r->conf->describe, host, port);
+    rc = GTASK_ECONN;
+  }
+  if (rep) freeReplyObject(rep);
+  return rc;
+}
+
 static int connect_one(gtask__redis *r, gtask__conn **out) {
   const gtask_redis_conf *cf = r->conf;
   gtask__endpoint ep = {.host = cf->host, .port = cf->port, .unix_path = cf->unix_path,
                         .tls = r->tls, .tls_name = cf->tls_sni, .tls_verify = !cf->tls_insecure};
+  char master[256];
+  int rc;
+  if (cf->nsentinels > 0) {
+    rc = ask_sentinels(r, master, sizeof(master), &ep.port);
+    if (rc) return rc;
+    ep.host = master;
+  }
   char why[256];
   gtask__conn *c;
-  int rc = gtask__conn_connect(&ep, cf->timeout_ms, &c, why, sizeof(why));
+  rc = gtask__conn_connect(&ep, cf->timeout_ms, &c, why, sizeof(why));
   if (rc) {
     if (rc == GTASK_ENOMEM)
       gtask__set_error("redis %s: cannot allocate a connection", cf->describe);
+    else if (cf->nsentinels > 0)
+      gtask__set_error("redis %s: master at %s:%d: %s", cf->describe, ep.host, ep.port, why);
     else
       gtask__set_error("redis %s: %s", cf->describe, why);
     return rc;
+  }
+  if (cf->nsentinels > 0) {
+    rc = auth(r, c, "master", cf->user, cf->password);
+    if (rc == 0) rc = check_master(r, c, ep.host, ep.port);
+    if (rc) {
+      gtask__conn_free(c);
+      return rc;
+    }
+    if (cf->db != 0) {
+      redisReply *rep = gtask__conn_command(c, "SELECT %d", cf->db);
+      rc = !rep ? GTASK_ECONN : rep->type == REDIS_REPLY_ERROR ? gtask__redis_reply_rc(rep->str) : 0;
+      if (rc) gtask__set_error("redis %s: SELECT: %s", cf->describe, rep ? rep->str : c->errstr);
+      if (rep) freeReplyObject(rep);
+      if (rc) {
+        gtask__conn_free(c);
+        return rc;
+      }
+    }
+    *out = c;
+    return 0;
   }
 
   redisReply *rep = NULL;
@@ -497,12 +615,26 @@ int gtask__redis_reply_rc(const char *err) {
       {"MASTERDOWN", GTASK_ECONN},  /* a replica cut off from its master */
       {"TRYAGAIN", GTASK_ECONN},    /* cluster: keys of a slot being migrated */
       {"CLUSTERDOWN", GTASK_ECONN}, /* cluster: a slot without a node */
+      {"UNBLOCKED", GTASK_ECONN},   /* a blocked command ended by a role change */
       /* Permanent for this user until an operator changes the ACL. */
       {"NOPERM", GTASK_ENOPERM},
   };
   for (size_t k = 0; k < sizeof(map) / sizeof(map[0]); k++)
     if (strncmp(err, map[k].prefix, strlen(map[k].prefix)) == 0) return map[k].rc;
   return GTASK_EREDIS;
+}
+
+/* The code of an error reply on c.  A server that is no longer the master
+ * (a failover demoted it: READONLY, UNBLOCKED, MASTERDOWN) will not be again:
+ * the connection is dropped, so that the next one finds the new master (with
+ * Sentinel, by asking the sentinels again). */
+static int reply_error(gtask__conn *c, const char *err) {
+  if (strncmp(err, "READONLY", 8) == 0 || strncmp(err, "UNBLOCKED", 9) == 0 ||
+      strncmp(err, "MASTERDOWN", 10) == 0) {
+    c->err = REDIS_ERR_OTHER;
+    gtask__fmt(c->errstr, sizeof(c->errstr), "the server is not the master any more");
+  }
+  return gtask__redis_reply_rc(err);
 }
 
 int gtask__redis_cmd(gtask__redis *r, gtask__conn *c, gtask__argv *a, redisReply **reply) {
@@ -523,12 +655,44 @@ int gtask__redis_cmd_after(gtask__redis *r, gtask__conn *c, size_t npre, redisRe
   if (!rep) return no_reply(r, c, a->v[0], a->len[0], in_doubt);
   if (rep->type == REDIS_REPLY_ERROR) {
     gtask__set_error("redis %s: %.*s: %s", r->conf->describe, (int)a->len[0], a->v[0], rep->str);
-    int rc = gtask__redis_reply_rc(rep->str);
+    int rc = reply_error(c, rep->str);
     freeReplyObject(rep);
     return rc;
   }
   *reply = rep;
   return 0;
+}
+
+/* WAIT for the conf's replicas after script s ran.  A send or requeue that
+ * they did not confirm is GTASK_EINDOUBT; a finish (store) is kept, with a
+ * warning: if the master fails before a replica has it, the task is still
+ * leased on the new master and runs again. */
+static int wait_replicas(gtask__redis *r, gtask__conn *c, gtask__script s) {
+  const gtask_redis_conf *cf = r->conf;
+  gtask__conn_set_timeout(c, cf->wait_replicas_ms + cf->timeout_ms);
+  redisReply *rep = gtask__conn_command(c, "WAIT %d %lld", cf->wait_replicas,
+                                        (long long)cf->wait_replicas_ms);
+  gtask__conn_set_timeout(c, cf->timeout_ms);
+  if (!rep) {
+    gtask__set_error("redis %s: %s: applied, but WAIT got no reply (%s): it may not reach a replica",
+                     cf->describe, gtask__lua_name[s], c->errstr);
+    return GTASK_EINDOUBT;
+  }
+  long long got = rep->type == REDIS_REPLY_INTEGER ? rep->integer : -1;
+  if (rep->type == REDIS_REPLY_ERROR)
+    gtask__set_error("redis %s: WAIT: %s", cf->describe, rep->str);
+  freeReplyObject(rep);
+  if (got >= cf->wait_replicas) return 0;
+  if (got >= 0)
+    gtask__set_error("redis %s: %s: applied on the master, but %lld of %d replicas confirmed it "
+                     "within %lld ms: a failover now would lose it",
+                     cf->describe, gtask__lua_name[s], got, cf->wait_replicas,
+                     (long long)cf->wait_replicas_ms);
+  if (s == GTASK__LUA_FINISH || s == GTASK__LUA_STORE) {
+    gtask__log(GTASK_LOG_WARN, "%s", gtask_last_error());
+    return 0;
+  }
+  return GTASK_EINDOUBT;
 }
 
 int gtask__redis_eval(gtask__redis *r, gtask__conn *c, gtask__script s, size_t nkeys,
@@ -558,9 +722,17 @@ int gtask__redis_eval(gtask__redis *r, gtask__conn *c, gtask__script s, size_t n
     }
     if (rep->type == REDIS_REPLY_ERROR) {
       gtask__set_error("redis %s: %s: %s", r->conf->describe, gtask__lua_name[s], rep->str);
-      int rc = gtask__redis_reply_rc(rep->str);
+      int rc = reply_error(c, rep->str);
       freeReplyObject(rep);
       return rc;
+    }
+    if (r->conf->wait_replicas > 0 && (s == GTASK__LUA_PUSH || s == GTASK__LUA_FINISH ||
+                                       s == GTASK__LUA_STORE || s == GTASK__LUA_DEAD_REQUEUE)) {
+      int rc = wait_replicas(r, c, s);
+      if (rc) {
+        freeReplyObject(rep);
+        return rc;
+      }
     }
     *reply = rep;
     return 0;
