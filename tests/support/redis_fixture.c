@@ -14,6 +14,8 @@
 #define _GNU_SOURCE
 #include "redis_fixture.h"
 
+#include "proc.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -27,10 +29,8 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/time.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 #include <arpa/inet.h>
 
@@ -58,29 +58,6 @@ static bool atexit_done;
 
 /* ---------------------------------------------------------------- small helpers */
 
-static double multiplier(void) {
-  const char *m = getenv("GTASK_TEST_TIMEOUT_MULTIPLIER");
-  if (m == NULL || *m == '\0')
-    return 1.0;
-  char *end;
-  double v = strtod(m, &end);
-  return (end != m && *end == '\0' && v > 0 && v < 1e6) ? v : 1.0;
-}
-
-static int64_t scaled(int64_t ms) { return (int64_t)((double)ms * multiplier()); }
-
-static int64_t mono_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(int64_t ms) {
-  struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
-  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-  }
-}
-
 static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
   (void)st;
   (void)ftw;
@@ -91,34 +68,17 @@ static int rm_entry(const char *path, const struct stat *st, int flag, struct FT
   return 0;
 }
 
-static bool is_executable(const char *path) {
-  struct stat st;
-  return stat(path, &st) == 0 && S_ISREG(st.st_mode) && access(path, X_OK) == 0;
-}
-
 /* $GTASK_REDIS_SERVER, else redis-server in PATH, else the usual places. */
 static bool find_server(char *out, size_t size) {
   const char *env = getenv("GTASK_REDIS_SERVER");
   if (env != NULL && *env != '\0') {
-    if (is_executable(env)) {
-      snprintf(out, size, "%s", env);
+    if (gt_find_program(env, out, size))
       return true;
-    }
     fprintf(stderr, "gt_redis: GTASK_REDIS_SERVER=%s is not an executable file\n", env);
     return false;
   }
-  const char *path = getenv("PATH");
-  char buf[4096];
-  snprintf(buf, sizeof(buf), "%s:/usr/bin:/usr/local/bin:/usr/sbin",
-           path != NULL ? path : "");
-  char *save = NULL;
-  for (char *d = strtok_r(buf, ":", &save); d != NULL; d = strtok_r(NULL, ":", &save)) {
-    if (*d == '\0')
-      continue;
-    snprintf(out, size, "%s/redis-server", d);
-    if (is_executable(out))
-      return true;
-  }
+  if (gt_find_program("redis-server", out, size))
+    return true;
   fprintf(stderr, "gt_redis: redis-server not found in PATH; install it (scripts/deps) "
                   "or set GTASK_REDIS_SERVER=/path/to/redis-server\n");
   return false;
@@ -222,19 +182,6 @@ static void read_tail(const char *path, off_t from, char *buf, size_t size) {
   close(fd);
 }
 
-/* Closes every descriptor above stderr in a freshly forked child. */
-static void close_from(int lowfd) {
-#ifdef SYS_close_range
-  if (syscall(SYS_close_range, (unsigned)lowfd, ~0U, 0) == 0)
-    return;
-#endif
-  long max = sysconf(_SC_OPEN_MAX);
-  if (max < 0 || max > 65536)
-    max = 65536;
-  for (int fd = lowfd; fd < max; fd++)
-    close(fd);
-}
-
 /* Forks and execs redis-server; its stdout/stderr go to <dir>/redis.stdout
  * (config errors are printed before the logfile is opened). */
 static pid_t spawn(const gt_redis *r) {
@@ -251,14 +198,7 @@ static pid_t spawn(const gt_redis *r) {
     dup2(o, STDOUT_FILENO);
     dup2(o, STDERR_FILENO);
   }
-  close_from(3);
-  /* Dispositions set to ignore and blocked signals survive exec: reset them. */
-  sigset_t none;
-  sigemptyset(&none);
-  sigprocmask(SIG_SETMASK, &none, NULL);
-  for (int s = 1; s < NSIG; s++)
-    if (s != SIGKILL && s != SIGSTOP)
-      signal(s, SIG_DFL);
+  gt_child_reset();
   execl(r->bin, r->bin, r->conf, (char *)NULL);
   fprintf(stderr, "gt_redis: exec %s: %s\n", r->bin, strerror(errno));
   _exit(127);
@@ -266,15 +206,15 @@ static pid_t spawn(const gt_redis *r) {
 
 /* Waits up to ms for pid to exit; true once it has been reaped (or is not ours). */
 static bool wait_exit(pid_t pid, int64_t ms) {
-  int64_t deadline = mono_ms() + ms;
+  int64_t deadline = gt_mono_ms() + ms;
   for (;;) {
     int status;
     pid_t w = waitpid(pid, &status, WNOHANG);
     if (w == pid || (w < 0 && errno == ECHILD))
       return true;
-    if (mono_ms() >= deadline)
+    if (gt_mono_ms() >= deadline)
       return false;
-    sleep_ms(10);
+    gt_sleep_ms(10);
   }
 }
 
@@ -298,7 +238,7 @@ typedef enum ready { READY, DIED, NOT_READY } ready;
 
 /* PINGs until our server answers, it dies, or ms pass. */
 static ready wait_ready(gt_redis *r, int64_t ms) {
-  int64_t deadline = mono_ms() + ms;
+  int64_t deadline = gt_mono_ms() + ms;
   for (;;) {
     int status;
     pid_t w = waitpid(r->pid, &status, WNOHANG);
@@ -328,9 +268,9 @@ static ready wait_ready(gt_redis *r, int64_t ms) {
     }
     if (c != NULL)
       redisFree(c);
-    if (mono_ms() >= deadline)
+    if (gt_mono_ms() >= deadline)
       return NOT_READY;
-    sleep_ms(10);
+    gt_sleep_ms(10);
   }
 }
 
@@ -353,7 +293,7 @@ static int start(gt_redis *r, bool same_port) {
       fprintf(stderr, "gt_redis: fork: %s\n", strerror(errno));
       return -1;
     }
-    ready st = wait_ready(r, scaled(5000));
+    ready st = wait_ready(r, gt_scaled_ms(5000));
     if (st == READY) {
       snprintf(r->url, sizeof(r->url), "redis://127.0.0.1:%d/0", r->port);
       return 0;
@@ -368,7 +308,7 @@ static int start(gt_redis *r, bool same_port) {
       fprintf(stderr, "gt_redis: port %d is in use (attempt %d of %d)%s\n", r->port,
               attempt, GT_START_ATTEMPTS, same_port ? ", waiting" : ", trying another");
       if (same_port)
-        sleep_ms(scaled(200) * attempt);
+        gt_sleep_ms(gt_scaled_ms(200) * attempt);
       continue;
     }
     char out[128], stdout_tail[2048];
@@ -486,7 +426,7 @@ int gt_redis_restart(gt_redis *r) {
       redisFree(c);
     if (!sent)
       kill(r->pid, SIGTERM);
-    if (!wait_exit(r->pid, scaled(5000))) {
+    if (!wait_exit(r->pid, gt_scaled_ms(5000))) {
       fprintf(stderr, "gt_redis: redis-server %d did not shut down; killing it\n",
               (int)r->pid);
       kill_and_reap(r->pid);
