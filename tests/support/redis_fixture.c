@@ -6,7 +6,8 @@
  *    a start whose log says "Address already in use" is retried on a new port;
  *  - no sleeping for readiness: PING in a loop (10 ms apart) until PONG, and the
  *    answer must come from *our* server (INFO process_id), not from whatever else
- *    might listen on that port;
+ *    might listen on that port; a TLS server is asked on its TLS port, through
+ *    tls_fixture's OpenSSL client (hiredis 0.14 has no TLS);
  *  - no leftovers: each server is a child of the test process, in its process
  *    group (the runner kills that group after each test), and an atexit handler
  *    stops the servers of a test that ends early.
@@ -15,6 +16,7 @@
 #include "redis_fixture.h"
 
 #include "proc.h"
+#include "tls_fixture.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -40,15 +42,22 @@
 struct gt_redis {
   pid_t pid;             /* the redis-server, 0 while down */
   pid_t owner;           /* the process that started it; only it stops it */
-  int port;              /* fixed after the first successful start */
+  int port;              /* fixed after the first successful start; 0 with TLS */
+  int tls_port;          /* the TLS port, fixed likewise; 0 without TLS */
+  bool sentinel;         /* runs as `redis-server CONF --sentinel` */
+  bool conf_kept;        /* a sentinel's conf exists: keep what it rewrote */
   bool persistent;       /* extra_conf enables AOF or RDB save points */
   char *extra_conf;      /* copy of the caller's lines, or NULL */
+  char *tls_conf;        /* the tls-* lines, or NULL without TLS */
+  char *tls_client_cert; /* what the readiness check presents (tls-auth-clients) */
+  char *tls_client_key;
   char bin[PATH_MAX];    /* redis-server executable */
   char dir[96];          /* temp dir holding everything (short: see sock) */
   char conf[128];        /* <dir>/redis.conf */
   char log[128];         /* <dir>/redis.log */
   char sock[128];        /* <dir>/redis.sock, must fit sockaddr_un.sun_path */
-  char url[64];          /* redis://127.0.0.1:PORT/0 */
+  char url[64];          /* redis://127.0.0.1:PORT/0, or "" with TLS */
+  char tls_url[64];      /* rediss://127.0.0.1:TLS_PORT/0, or "" without TLS */
   char unix_url[160];    /* unix:<sock>?db=0 */
   struct gt_redis *next; /* list of live servers, for the atexit handler */
 };
@@ -151,6 +160,8 @@ static int write_conf(gt_redis *r) {
           "protected-mode no\n"
           "always-show-logo no\n",
           r->port, r->sock, r->dir, r->dir, r->log);
+  if (r->tls_conf != NULL)
+    fprintf(f, "tls-port %d\n%s", r->tls_port, r->tls_conf);
   if (r->extra_conf != NULL) {
     fprintf(f, "# extra_conf\n%s\n", r->extra_conf);
   }
@@ -199,7 +210,10 @@ static pid_t spawn(const gt_redis *r) {
     dup2(o, STDERR_FILENO);
   }
   gt_child_reset();
-  execl(r->bin, r->bin, r->conf, (char *)NULL);
+  if (r->sentinel)
+    execl(r->bin, r->bin, r->conf, "--sentinel", (char *)NULL);
+  else
+    execl(r->bin, r->bin, r->conf, (char *)NULL);
   fprintf(stderr, "gt_redis: exec %s: %s\n", r->bin, strerror(errno));
   _exit(127);
 }
@@ -224,17 +238,76 @@ static void kill_and_reap(pid_t pid) {
   }
 }
 
-/* Connects within timeout_ms.  With bound_cmds the timeout also bounds every
- * later command, so that a silent peer on the port cannot hang the harness. */
-static redisContext *connect_tcp(int port, int64_t timeout_ms, bool bound_cmds) {
+/* Connects within timeout_ms, over TCP, or over the unix socket when the
+ * server has no plain TCP port (TLS only).  With bound_cmds the timeout also
+ * bounds every later command, so that a silent peer cannot hang the harness. */
+static redisContext *connect_plain(const gt_redis *r, int64_t timeout_ms, bool bound_cmds) {
   struct timeval tv = {(time_t)(timeout_ms / 1000), (suseconds_t)(timeout_ms % 1000) * 1000};
-  redisContext *c = redisConnectWithTimeout("127.0.0.1", port, tv);
+  redisContext *c = r->port > 0 ? redisConnectWithTimeout("127.0.0.1", r->port, tv)
+                                : redisConnectUnixWithTimeout(r->sock, tv);
   if (c != NULL && c->err == 0 && bound_cmds)
     redisSetTimeout(c, tv);
   return c;
 }
 
+/* Where the server is reached by connect_plain(), for messages. */
+static void plain_addr(const gt_redis *r, char *buf, size_t size) {
+  if (r->port > 0)
+    snprintf(buf, size, "127.0.0.1:%d", r->port);
+  else
+    snprintf(buf, size, "%s", r->sock);
+}
+
 typedef enum ready { READY, DIED, NOT_READY } ready;
+
+/* True if an INFO server reply names pid as the server's process. */
+static bool info_names_pid(const redisReply *rep, pid_t pid) {
+  if (rep == NULL || rep->type != REDIS_REPLY_STRING)
+    return false;
+  const char *p = strstr(rep->str, "process_id:");
+  return p != NULL && strtol(p + 11, NULL, 10) == (long)pid;
+}
+
+/* One readiness probe over TLS, on the TLS port: the handshake, PING, and INFO
+ * naming our pid.  The server's certificate is not verified (a test may start
+ * a server with an expired or unknown certificate on purpose); the client
+ * certificate is presented, as tls-auth-clients yes requires. */
+static bool answers_tls(const gt_redis *r) {
+  gt_tls_opts o = {.cert = r->tls_client_cert, .key = r->tls_client_key, .timeout_ms = 200};
+  gt_tls *t = gt_tls_connect(r->tls_port, &o, NULL, 0);
+  if (t == NULL)
+    return false;
+  redisReply *rep = gt_tls_command(t, "PING");
+  bool ok = rep != NULL && rep->type == REDIS_REPLY_STATUS && strcmp(rep->str, "PONG") == 0;
+  freeReplyObject(rep);
+  if (ok) {
+    rep = gt_tls_command(t, "INFO server");
+    ok = info_names_pid(rep, r->pid);
+    freeReplyObject(rep);
+  }
+  gt_tls_close(t);
+  return ok;
+}
+
+/* One readiness probe on the plain TCP port: PING, and INFO naming our pid
+ * (another process could own this port). */
+static bool answers_plain(const gt_redis *r) {
+  redisContext *c = connect_plain(r, 200, true);
+  bool ok = false;
+  if (c != NULL && c->err == 0) {
+    redisReply *rep = redisCommand(c, "PING");
+    ok = rep != NULL && rep->type == REDIS_REPLY_STATUS && strcmp(rep->str, "PONG") == 0;
+    freeReplyObject(rep);
+    if (ok) {
+      rep = redisCommand(c, "INFO server");
+      ok = info_names_pid(rep, r->pid);
+      freeReplyObject(rep);
+    }
+  }
+  if (c != NULL)
+    redisFree(c);
+  return ok;
+}
 
 /* PINGs until our server answers, it dies, or ms pass. */
 static ready wait_ready(gt_redis *r, int64_t ms) {
@@ -246,45 +319,34 @@ static ready wait_ready(gt_redis *r, int64_t ms) {
       r->pid = 0;
       return DIED;
     }
-    redisContext *c = connect_tcp(r->port, 200, true);
-    if (c != NULL && c->err == 0) {
-      redisReply *rep = redisCommand(c, "PING");
-      bool pong = rep != NULL && rep->type == REDIS_REPLY_STATUS && strcmp(rep->str, "PONG") == 0;
-      freeReplyObject(rep);
-      if (pong) {
-        /* Is it ours?  Another process could own this port. */
-        rep = redisCommand(c, "INFO server");
-        bool ours = false;
-        if (rep != NULL && rep->type == REDIS_REPLY_STRING) {
-          const char *p = strstr(rep->str, "process_id:");
-          ours = p != NULL && strtol(p + 11, NULL, 10) == (long)r->pid;
-        }
-        freeReplyObject(rep);
-        if (ours) {
-          redisFree(c);
-          return READY;
-        }
-      }
-    }
-    if (c != NULL)
-      redisFree(c);
+    if (r->tls_port > 0 ? answers_tls(r) : answers_plain(r))
+      return READY;
     if (gt_mono_ms() >= deadline)
       return NOT_READY;
     gt_sleep_ms(10);
   }
 }
 
+/* The port the server listens on for clients: the TLS port with TLS. */
+static int listen_port(const gt_redis *r) { return r->tls_port > 0 ? r->tls_port : r->port; }
+
 /* Starts the server; with same_port the port is kept, else probed afresh. */
 static int start(gt_redis *r, bool same_port) {
   for (int attempt = 1; attempt <= GT_START_ATTEMPTS; attempt++) {
     if (!same_port) {
-      r->port = probe_port();
-      if (r->port < 0) {
+      int port = probe_port();
+      if (port < 0) {
         fprintf(stderr, "gt_redis: cannot find a free port: %s\n", strerror(errno));
         return -1;
       }
+      if (r->tls_conf != NULL)
+        r->tls_port = port; /* and r->port stays 0: no plain TCP */
+      else
+        r->port = port;
     }
-    if (write_conf(r) != 0)
+    /* A sentinel rewrites its own conf (its state: replicas, other sentinels,
+     * epochs): once it has run, start it again from what it wrote. */
+    if (!r->conf_kept && write_conf(r) != 0)
       return -1;
     off_t log_off = file_size(r->log);
     r->pid = spawn(r);
@@ -295,7 +357,11 @@ static int start(gt_redis *r, bool same_port) {
     }
     ready st = wait_ready(r, gt_scaled_ms(5000));
     if (st == READY) {
-      snprintf(r->url, sizeof(r->url), "redis://127.0.0.1:%d/0", r->port);
+      if (r->port > 0)
+        snprintf(r->url, sizeof(r->url), "redis://127.0.0.1:%d/0", r->port);
+      if (r->tls_port > 0)
+        snprintf(r->tls_url, sizeof(r->tls_url), "rediss://127.0.0.1:%d/0", r->tls_port);
+      r->conf_kept = r->sentinel;
       return 0;
     }
     if (st == NOT_READY) {
@@ -305,7 +371,7 @@ static int start(gt_redis *r, bool same_port) {
     char tail[4096];
     read_tail(r->log, log_off, tail, sizeof(tail));
     if (strstr(tail, "Address already in use") != NULL) {
-      fprintf(stderr, "gt_redis: port %d is in use (attempt %d of %d)%s\n", r->port,
+      fprintf(stderr, "gt_redis: port %d is in use (attempt %d of %d)%s\n", listen_port(r),
               attempt, GT_START_ATTEMPTS, same_port ? ", waiting" : ", trying another");
       if (same_port)
         gt_sleep_ms(gt_scaled_ms(200) * attempt);
@@ -315,10 +381,11 @@ static int start(gt_redis *r, bool same_port) {
     snprintf(out, sizeof(out), "%s/redis.stdout", r->dir);
     read_tail(out, 0, stdout_tail, sizeof(stdout_tail));
     fprintf(stderr,
-            "gt_redis: %s %s %s on port %d\n"
+            "gt_redis: %s %s%s %s on %sport %d\n"
             "--- %s (tail)\n%s\n--- %s\n%s\n---\n",
-            r->bin, r->conf, st == DIED ? "exited" : "did not answer within 5 s",
-            r->port, r->log, tail, out, stdout_tail);
+            r->bin, r->conf, r->sentinel ? " --sentinel" : "",
+            st == DIED ? "exited" : "did not answer within 5 s",
+            r->tls_port > 0 ? "TLS " : "", listen_port(r), r->log, tail, out, stdout_tail);
     return -1;
   }
   fprintf(stderr, "gt_redis: giving up after %d attempts (address in use)\n",
@@ -349,23 +416,57 @@ static void stop_all_at_exit(void) {
 
 /* ---------------------------------------------------------------- public */
 
-gt_redis *gt_redis_start(const char *extra_conf) {
+/* Copies the tls-* lines and the readiness client's certificate into r. */
+static int set_tls(gt_redis *r, const gt_redis_opts *o) {
+  const gt_certs *c = o->certs;
+  const char *cert = o->tls_cert != NULL ? o->tls_cert : c->server_cert;
+  const char *key = o->tls_key != NULL ? o->tls_key : c->server_key;
+  const char *auth = o->tls_auth_clients != NULL ? o->tls_auth_clients : "yes";
+  if (strcmp(auth, "no") != 0 && strcmp(auth, "optional") != 0 && strcmp(auth, "yes") != 0) {
+    fprintf(stderr, "gt_redis: tls-auth-clients must be no, optional or yes, not \"%s\"\n",
+            auth);
+    return -1;
+  }
+  size_t n = strlen(cert) + strlen(key) + strlen(c->ca) + strlen(auth) + 128;
+  r->tls_conf = malloc(n);
+  r->tls_client_cert = strdup(c->client_cert);
+  r->tls_client_key = strdup(c->client_key);
+  if (r->tls_conf == NULL || r->tls_client_cert == NULL || r->tls_client_key == NULL) {
+    fprintf(stderr, "gt_redis: out of memory\n");
+    return -1;
+  }
+  snprintf(r->tls_conf, n,
+           "tls-cert-file %s\n"
+           "tls-key-file %s\n"
+           "tls-ca-cert-file %s\n"
+           "tls-auth-clients %s\n",
+           cert, key, c->ca, auth);
+  return 0;
+}
+
+static void free_redis(gt_redis *r) {
+  free(r->extra_conf);
+  free(r->tls_conf);
+  free(r->tls_client_cert);
+  free(r->tls_client_key);
+  free(r);
+}
+
+gt_redis *gt_redis_start_opts(const gt_redis_opts *o) {
+  static const gt_redis_opts defaults = {0};
+  if (o == NULL)
+    o = &defaults;
   gt_redis *r = calloc(1, sizeof(*r));
   if (r == NULL) {
     fprintf(stderr, "gt_redis: out of memory\n");
     return NULL;
   }
-  if (!find_server(r->bin, sizeof(r->bin))) {
-    free(r);
+  r->sentinel = o->sentinel;
+  if (!find_server(r->bin, sizeof(r->bin)) ||
+      (o->certs != NULL && set_tls(r, o) != 0) ||
+      gt_redis_set_extra_conf(r, o->extra_conf) != 0) {
+    free_redis(r);
     return NULL;
-  }
-  if (extra_conf != NULL) {
-    r->extra_conf = strdup(extra_conf);
-    if (r->extra_conf == NULL) {
-      free(r);
-      return NULL;
-    }
-    r->persistent = conf_persists(extra_conf);
   }
 
   /* Inside the test's own temp dir when run by the test runner, so that even a
@@ -376,11 +477,11 @@ gt_redis *gt_redis_start(const char *extra_conf) {
     base = getenv("TMPDIR");
   if (base == NULL || *base == '\0' || strlen(base) > 60)
     base = "/tmp";
-  snprintf(r->dir, sizeof(r->dir), "%s/gtask-redis-XXXXXX", base);
+  snprintf(r->dir, sizeof(r->dir), "%s/gtask-%s-XXXXXX", base,
+           r->sentinel ? "sentinel" : "redis");
   if (mkdtemp(r->dir) == NULL) {
     fprintf(stderr, "gt_redis: mkdtemp %s: %s\n", r->dir, strerror(errno));
-    free(r->extra_conf);
-    free(r);
+    free_redis(r);
     return NULL;
   }
   snprintf(r->conf, sizeof(r->conf), "%s/redis.conf", r->dir);
@@ -403,15 +504,49 @@ gt_redis *gt_redis_start(const char *extra_conf) {
   return r;
 }
 
-const char *gt_redis_url(const gt_redis *r) { return r->url; }
+gt_redis *gt_redis_start(const char *extra_conf) {
+  gt_redis_opts o = {.extra_conf = extra_conf};
+  return gt_redis_start_opts(&o);
+}
+
+gt_redis *gt_redis_start_tls(const gt_certs *certs, const char *server_cert,
+                             const char *server_key, const char *auth_clients,
+                             const char *extra_conf) {
+  if (certs == NULL) {
+    fprintf(stderr, "gt_redis: start_tls needs certificates (gt_certs_make())\n");
+    return NULL;
+  }
+  gt_redis_opts o = {.extra_conf = extra_conf,
+                     .certs = certs,
+                     .tls_cert = server_cert,
+                     .tls_key = server_key,
+                     .tls_auth_clients = auth_clients};
+  return gt_redis_start_opts(&o);
+}
+
+int gt_redis_set_extra_conf(gt_redis *r, const char *extra_conf) {
+  char *copy = NULL;
+  if (extra_conf != NULL && (copy = strdup(extra_conf)) == NULL) {
+    fprintf(stderr, "gt_redis: out of memory\n");
+    return -1;
+  }
+  free(r->extra_conf);
+  r->extra_conf = copy;
+  r->persistent = conf_persists(extra_conf);
+  return 0;
+}
+
+const char *gt_redis_url(const gt_redis *r) { return r->port > 0 ? r->url : NULL; }
+const char *gt_redis_tls_url(const gt_redis *r) { return r->tls_port > 0 ? r->tls_url : NULL; }
 const char *gt_redis_unix_url(const gt_redis *r) { return r->unix_url; }
 int gt_redis_port(const gt_redis *r) { return r->port; }
+int gt_redis_tls_port(const gt_redis *r) { return r->tls_port; }
 const char *gt_redis_dir(const gt_redis *r) { return r->dir; }
 pid_t gt_redis_pid(const gt_redis *r) { return r->pid; }
 
 int gt_redis_restart(gt_redis *r) {
   if (r->pid > 0) {
-    redisContext *c = connect_tcp(r->port, 1000, true);
+    redisContext *c = connect_plain(r, 1000, true);
     bool sent = false;
     if (c != NULL && c->err == 0) {
       /* On success redis closes the connection without a reply. */
@@ -466,20 +601,30 @@ void gt_redis_stop(gt_redis *r) {
     }
     nftw(r->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
   }
-  free(r->extra_conf);
-  free(r);
+  free_redis(r);
 }
 
 redisContext *gt_redis_connect(const gt_redis *r) {
-  redisContext *c = connect_tcp(r->port, 2000, false);
+  redisContext *c = connect_plain(r, 2000, false);
+  char addr[160];
+  plain_addr(r, addr, sizeof(addr));
   if (c == NULL) {
-    fprintf(stderr, "gt_redis: connect 127.0.0.1:%d: out of memory\n", r->port);
+    fprintf(stderr, "gt_redis: connect %s: out of memory\n", addr);
     return NULL;
   }
   if (c->err != 0) {
-    fprintf(stderr, "gt_redis: connect 127.0.0.1:%d: %s\n", r->port, c->errstr);
+    fprintf(stderr, "gt_redis: connect %s: %s\n", addr, c->errstr);
     redisFree(c);
     return NULL;
+  }
+  return c;
+}
+
+redisContext *gt_redis_connect_timeout(const gt_redis *r, int64_t ms) {
+  redisContext *c = connect_plain(r, ms, true);
+  if (c != NULL && c->err != 0) {
+    redisFree(c);
+    c = NULL;
   }
   return c;
 }
