@@ -6,13 +6,17 @@
  *    a start whose log says "Address already in use" is retried on a new port;
  *  - no sleeping for readiness: PING in a loop (10 ms apart) until PONG, and the
  *    answer must come from *our* server (INFO process_id), not from whatever else
- *    might listen on that port;
+ *    might listen on that port; a TLS server is asked on its TLS port, through
+ *    tls_fixture's OpenSSL client (hiredis 0.14 has no TLS);
  *  - no leftovers: each server is a child of the test process, in its process
  *    group (the runner kills that group after each test), and an atexit handler
  *    stops the servers of a test that ends early.
  */
 #define _GNU_SOURCE
 #include "redis_fixture.h"
+
+#include "proc.h"
+#include "tls_fixture.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -27,10 +31,8 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/time.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 #include <arpa/inet.h>
 
@@ -40,15 +42,22 @@
 struct gt_redis {
   pid_t pid;             /* the redis-server, 0 while down */
   pid_t owner;           /* the process that started it; only it stops it */
-  int port;              /* fixed after the first successful start */
+  int port;              /* fixed after the first successful start; 0 with TLS */
+  int tls_port;          /* the TLS port, fixed likewise; 0 without TLS */
+  bool sentinel;         /* runs as `redis-server CONF --sentinel` */
+  bool conf_kept;        /* a sentinel's conf exists: keep what it rewrote */
   bool persistent;       /* extra_conf enables AOF or RDB save points */
   char *extra_conf;      /* copy of the caller's lines, or NULL */
+  char *tls_conf;        /* the tls-* lines, or NULL without TLS */
+  char *tls_client_cert; /* what the readiness check presents (tls-auth-clients) */
+  char *tls_client_key;
   char bin[PATH_MAX];    /* redis-server executable */
   char dir[96];          /* temp dir holding everything (short: see sock) */
   char conf[128];        /* <dir>/redis.conf */
   char log[128];         /* <dir>/redis.log */
   char sock[128];        /* <dir>/redis.sock, must fit sockaddr_un.sun_path */
-  char url[64];          /* redis://127.0.0.1:PORT/0 */
+  char url[64];          /* redis://127.0.0.1:PORT/0, or "" with TLS */
+  char tls_url[64];      /* rediss://127.0.0.1:TLS_PORT/0, or "" without TLS */
   char unix_url[160];    /* unix:<sock>?db=0 */
   struct gt_redis *next; /* list of live servers, for the atexit handler */
 };
@@ -57,29 +66,6 @@ static gt_redis *live;
 static bool atexit_done;
 
 /* ---------------------------------------------------------------- small helpers */
-
-static double multiplier(void) {
-  const char *m = getenv("GTASK_TEST_TIMEOUT_MULTIPLIER");
-  if (m == NULL || *m == '\0')
-    return 1.0;
-  char *end;
-  double v = strtod(m, &end);
-  return (end != m && *end == '\0' && v > 0 && v < 1e6) ? v : 1.0;
-}
-
-static int64_t scaled(int64_t ms) { return (int64_t)((double)ms * multiplier()); }
-
-static int64_t mono_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(int64_t ms) {
-  struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
-  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-  }
-}
 
 static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
   (void)st;
@@ -91,34 +77,17 @@ static int rm_entry(const char *path, const struct stat *st, int flag, struct FT
   return 0;
 }
 
-static bool is_executable(const char *path) {
-  struct stat st;
-  return stat(path, &st) == 0 && S_ISREG(st.st_mode) && access(path, X_OK) == 0;
-}
-
 /* $GTASK_REDIS_SERVER, else redis-server in PATH, else the usual places. */
 static bool find_server(char *out, size_t size) {
   const char *env = getenv("GTASK_REDIS_SERVER");
   if (env != NULL && *env != '\0') {
-    if (is_executable(env)) {
-      snprintf(out, size, "%s", env);
+    if (gt_find_program(env, out, size))
       return true;
-    }
     fprintf(stderr, "gt_redis: GTASK_REDIS_SERVER=%s is not an executable file\n", env);
     return false;
   }
-  const char *path = getenv("PATH");
-  char buf[4096];
-  snprintf(buf, sizeof(buf), "%s:/usr/bin:/usr/local/bin:/usr/sbin",
-           path != NULL ? path : "");
-  char *save = NULL;
-  for (char *d = strtok_r(buf, ":", &save); d != NULL; d = strtok_r(NULL, ":", &save)) {
-    if (*d == '\0')
-      continue;
-    snprintf(out, size, "%s/redis-server", d);
-    if (is_executable(out))
-      return true;
-  }
+  if (gt_find_program("redis-server", out, size))
+    return true;
   fprintf(stderr, "gt_redis: redis-server not found in PATH; install it (scripts/deps) "
                   "or set GTASK_REDIS_SERVER=/path/to/redis-server\n");
   return false;
@@ -191,6 +160,8 @@ static int write_conf(gt_redis *r) {
           "protected-mode no\n"
           "always-show-logo no\n",
           r->port, r->sock, r->dir, r->dir, r->log);
+  if (r->tls_conf != NULL)
+    fprintf(f, "tls-port %d\n%s", r->tls_port, r->tls_conf);
   if (r->extra_conf != NULL) {
     fprintf(f, "# extra_conf\n%s\n", r->extra_conf);
   }
@@ -222,19 +193,6 @@ static void read_tail(const char *path, off_t from, char *buf, size_t size) {
   close(fd);
 }
 
-/* Closes every descriptor above stderr in a freshly forked child. */
-static void close_from(int lowfd) {
-#ifdef SYS_close_range
-  if (syscall(SYS_close_range, (unsigned)lowfd, ~0U, 0) == 0)
-    return;
-#endif
-  long max = sysconf(_SC_OPEN_MAX);
-  if (max < 0 || max > 65536)
-    max = 65536;
-  for (int fd = lowfd; fd < max; fd++)
-    close(fd);
-}
-
 /* Forks and execs redis-server; its stdout/stderr go to <dir>/redis.stdout
  * (config errors are printed before the logfile is opened). */
 static pid_t spawn(const gt_redis *r) {
@@ -251,30 +209,26 @@ static pid_t spawn(const gt_redis *r) {
     dup2(o, STDOUT_FILENO);
     dup2(o, STDERR_FILENO);
   }
-  close_from(3);
-  /* Dispositions set to ignore and blocked signals survive exec: reset them. */
-  sigset_t none;
-  sigemptyset(&none);
-  sigprocmask(SIG_SETMASK, &none, NULL);
-  for (int s = 1; s < NSIG; s++)
-    if (s != SIGKILL && s != SIGSTOP)
-      signal(s, SIG_DFL);
-  execl(r->bin, r->bin, r->conf, (char *)NULL);
+  gt_child_reset();
+  if (r->sentinel)
+    execl(r->bin, r->bin, r->conf, "--sentinel", (char *)NULL);
+  else
+    execl(r->bin, r->bin, r->conf, (char *)NULL);
   fprintf(stderr, "gt_redis: exec %s: %s\n", r->bin, strerror(errno));
   _exit(127);
 }
 
 /* Waits up to ms for pid to exit; true once it has been reaped (or is not ours). */
 static bool wait_exit(pid_t pid, int64_t ms) {
-  int64_t deadline = mono_ms() + ms;
+  int64_t deadline = gt_mono_ms() + ms;
   for (;;) {
     int status;
     pid_t w = waitpid(pid, &status, WNOHANG);
     if (w == pid || (w < 0 && errno == ECHILD))
       return true;
-    if (mono_ms() >= deadline)
+    if (gt_mono_ms() >= deadline)
       return false;
-    sleep_ms(10);
+    gt_sleep_ms(10);
   }
 }
 
@@ -284,21 +238,80 @@ static void kill_and_reap(pid_t pid) {
   }
 }
 
-/* Connects within timeout_ms.  With bound_cmds the timeout also bounds every
- * later command, so that a silent peer on the port cannot hang the harness. */
-static redisContext *connect_tcp(int port, int64_t timeout_ms, bool bound_cmds) {
+/* Connects within timeout_ms, over TCP, or over the unix socket when the
+ * server has no plain TCP port (TLS only).  With bound_cmds the timeout also
+ * bounds every later command, so that a silent peer cannot hang the harness. */
+static redisContext *connect_plain(const gt_redis *r, int64_t timeout_ms, bool bound_cmds) {
   struct timeval tv = {(time_t)(timeout_ms / 1000), (suseconds_t)(timeout_ms % 1000) * 1000};
-  redisContext *c = redisConnectWithTimeout("127.0.0.1", port, tv);
+  redisContext *c = r->port > 0 ? redisConnectWithTimeout("127.0.0.1", r->port, tv)
+                                : redisConnectUnixWithTimeout(r->sock, tv);
   if (c != NULL && c->err == 0 && bound_cmds)
     redisSetTimeout(c, tv);
   return c;
 }
 
+/* Where the server is reached by connect_plain(), for messages. */
+static void plain_addr(const gt_redis *r, char *buf, size_t size) {
+  if (r->port > 0)
+    snprintf(buf, size, "127.0.0.1:%d", r->port);
+  else
+    snprintf(buf, size, "%s", r->sock);
+}
+
 typedef enum ready { READY, DIED, NOT_READY } ready;
+
+/* True if an INFO server reply names pid as the server's process. */
+static bool info_names_pid(const redisReply *rep, pid_t pid) {
+  if (rep == NULL || rep->type != REDIS_REPLY_STRING)
+    return false;
+  const char *p = strstr(rep->str, "process_id:");
+  return p != NULL && strtol(p + 11, NULL, 10) == (long)pid;
+}
+
+/* One readiness probe over TLS, on the TLS port: the handshake, PING, and INFO
+ * naming our pid.  The server's certificate is not verified (a test may start
+ * a server with an expired or unknown certificate on purpose); the client
+ * certificate is presented, as tls-auth-clients yes requires. */
+static bool answers_tls(const gt_redis *r) {
+  gt_tls_opts o = {.cert = r->tls_client_cert, .key = r->tls_client_key, .timeout_ms = 200};
+  gt_tls *t = gt_tls_connect(r->tls_port, &o, NULL, 0);
+  if (t == NULL)
+    return false;
+  redisReply *rep = gt_tls_command(t, "PING");
+  bool ok = rep != NULL && rep->type == REDIS_REPLY_STATUS && strcmp(rep->str, "PONG") == 0;
+  freeReplyObject(rep);
+  if (ok) {
+    rep = gt_tls_command(t, "INFO server");
+    ok = info_names_pid(rep, r->pid);
+    freeReplyObject(rep);
+  }
+  gt_tls_close(t);
+  return ok;
+}
+
+/* One readiness probe on the plain TCP port: PING, and INFO naming our pid
+ * (another process could own this port). */
+static bool answers_plain(const gt_redis *r) {
+  redisContext *c = connect_plain(r, 200, true);
+  bool ok = false;
+  if (c != NULL && c->err == 0) {
+    redisReply *rep = redisCommand(c, "PING");
+    ok = rep != NULL && rep->type == REDIS_REPLY_STATUS && strcmp(rep->str, "PONG") == 0;
+    freeReplyObject(rep);
+    if (ok) {
+      rep = redisCommand(c, "INFO server");
+      ok = info_names_pid(rep, r->pid);
+      freeReplyObject(rep);
+    }
+  }
+  if (c != NULL)
+    redisFree(c);
+  return ok;
+}
 
 /* PINGs until our server answers, it dies, or ms pass. */
 static ready wait_ready(gt_redis *r, int64_t ms) {
-  int64_t deadline = mono_ms() + ms;
+  int64_t deadline = gt_mono_ms() + ms;
   for (;;) {
     int status;
     pid_t w = waitpid(r->pid, &status, WNOHANG);
@@ -306,45 +319,34 @@ static ready wait_ready(gt_redis *r, int64_t ms) {
       r->pid = 0;
       return DIED;
     }
-    redisContext *c = connect_tcp(r->port, 200, true);
-    if (c != NULL && c->err == 0) {
-      redisReply *rep = redisCommand(c, "PING");
-      bool pong = rep != NULL && rep->type == REDIS_REPLY_STATUS && strcmp(rep->str, "PONG") == 0;
-      freeReplyObject(rep);
-      if (pong) {
-        /* Is it ours?  Another process could own this port. */
-        rep = redisCommand(c, "INFO server");
-        bool ours = false;
-        if (rep != NULL && rep->type == REDIS_REPLY_STRING) {
-          const char *p = strstr(rep->str, "process_id:");
-          ours = p != NULL && strtol(p + 11, NULL, 10) == (long)r->pid;
-        }
-        freeReplyObject(rep);
-        if (ours) {
-          redisFree(c);
-          return READY;
-        }
-      }
-    }
-    if (c != NULL)
-      redisFree(c);
-    if (mono_ms() >= deadline)
+    if (r->tls_port > 0 ? answers_tls(r) : answers_plain(r))
+      return READY;
+    if (gt_mono_ms() >= deadline)
       return NOT_READY;
-    sleep_ms(10);
+    gt_sleep_ms(10);
   }
 }
+
+/* The port the server listens on for clients: the TLS port with TLS. */
+static int listen_port(const gt_redis *r) { return r->tls_port > 0 ? r->tls_port : r->port; }
 
 /* Starts the server; with same_port the port is kept, else probed afresh. */
 static int start(gt_redis *r, bool same_port) {
   for (int attempt = 1; attempt <= GT_START_ATTEMPTS; attempt++) {
     if (!same_port) {
-      r->port = probe_port();
-      if (r->port < 0) {
+      int port = probe_port();
+      if (port < 0) {
         fprintf(stderr, "gt_redis: cannot find a free port: %s\n", strerror(errno));
         return -1;
       }
+      if (r->tls_conf != NULL)
+        r->tls_port = port; /* and r->port stays 0: no plain TCP */
+      else
+        r->port = port;
     }
-    if (write_conf(r) != 0)
+    /* A sentinel rewrites its own conf (its state: replicas, other sentinels,
+     * epochs): once it has run, start it again from what it wrote. */
+    if (!r->conf_kept && write_conf(r) != 0)
       return -1;
     off_t log_off = file_size(r->log);
     r->pid = spawn(r);
@@ -353,9 +355,13 @@ static int start(gt_redis *r, bool same_port) {
       fprintf(stderr, "gt_redis: fork: %s\n", strerror(errno));
       return -1;
     }
-    ready st = wait_ready(r, scaled(5000));
+    ready st = wait_ready(r, gt_scaled_ms(5000));
     if (st == READY) {
-      snprintf(r->url, sizeof(r->url), "redis://127.0.0.1:%d/0", r->port);
+      if (r->port > 0)
+        snprintf(r->url, sizeof(r->url), "redis://127.0.0.1:%d/0", r->port);
+      if (r->tls_port > 0)
+        snprintf(r->tls_url, sizeof(r->tls_url), "rediss://127.0.0.1:%d/0", r->tls_port);
+      r->conf_kept = r->sentinel;
       return 0;
     }
     if (st == NOT_READY) {
@@ -365,20 +371,21 @@ static int start(gt_redis *r, bool same_port) {
     char tail[4096];
     read_tail(r->log, log_off, tail, sizeof(tail));
     if (strstr(tail, "Address already in use") != NULL) {
-      fprintf(stderr, "gt_redis: port %d is in use (attempt %d of %d)%s\n", r->port,
+      fprintf(stderr, "gt_redis: port %d is in use (attempt %d of %d)%s\n", listen_port(r),
               attempt, GT_START_ATTEMPTS, same_port ? ", waiting" : ", trying another");
       if (same_port)
-        sleep_ms(scaled(200) * attempt);
+        gt_sleep_ms(gt_scaled_ms(200) * attempt);
       continue;
     }
     char out[128], stdout_tail[2048];
     snprintf(out, sizeof(out), "%s/redis.stdout", r->dir);
     read_tail(out, 0, stdout_tail, sizeof(stdout_tail));
     fprintf(stderr,
-            "gt_redis: %s %s %s on port %d\n"
+            "gt_redis: %s %s%s %s on %sport %d\n"
             "--- %s (tail)\n%s\n--- %s\n%s\n---\n",
-            r->bin, r->conf, st == DIED ? "exited" : "did not answer within 5 s",
-            r->port, r->log, tail, out, stdout_tail);
+            r->bin, r->conf, r->sentinel ? " --sentinel" : "",
+            st == DIED ? "exited" : "did not answer within 5 s",
+            r->tls_port > 0 ? "TLS " : "", listen_port(r), r->log, tail, out, stdout_tail);
     return -1;
   }
   fprintf(stderr, "gt_redis: giving up after %d attempts (address in use)\n",
@@ -409,23 +416,57 @@ static void stop_all_at_exit(void) {
 
 /* ---------------------------------------------------------------- public */
 
-gt_redis *gt_redis_start(const char *extra_conf) {
+/* Copies the tls-* lines and the readiness client's certificate into r. */
+static int set_tls(gt_redis *r, const gt_redis_opts *o) {
+  const gt_certs *c = o->certs;
+  const char *cert = o->tls_cert != NULL ? o->tls_cert : c->server_cert;
+  const char *key = o->tls_key != NULL ? o->tls_key : c->server_key;
+  const char *auth = o->tls_auth_clients != NULL ? o->tls_auth_clients : "yes";
+  if (strcmp(auth, "no") != 0 && strcmp(auth, "optional") != 0 && strcmp(auth, "yes") != 0) {
+    fprintf(stderr, "gt_redis: tls-auth-clients must be no, optional or yes, not \"%s\"\n",
+            auth);
+    return -1;
+  }
+  size_t n = strlen(cert) + strlen(key) + strlen(c->ca) + strlen(auth) + 128;
+  r->tls_conf = malloc(n);
+  r->tls_client_cert = strdup(c->client_cert);
+  r->tls_client_key = strdup(c->client_key);
+  if (r->tls_conf == NULL || r->tls_client_cert == NULL || r->tls_client_key == NULL) {
+    fprintf(stderr, "gt_redis: out of memory\n");
+    return -1;
+  }
+  snprintf(r->tls_conf, n,
+           "tls-cert-file %s\n"
+           "tls-key-file %s\n"
+           "tls-ca-cert-file %s\n"
+           "tls-auth-clients %s\n",
+           cert, key, c->ca, auth);
+  return 0;
+}
+
+static void free_redis(gt_redis *r) {
+  free(r->extra_conf);
+  free(r->tls_conf);
+  free(r->tls_client_cert);
+  free(r->tls_client_key);
+  free(r);
+}
+
+gt_redis *gt_redis_start_opts(const gt_redis_opts *o) {
+  static const gt_redis_opts defaults = {0};
+  if (o == NULL)
+    o = &defaults;
   gt_redis *r = calloc(1, sizeof(*r));
   if (r == NULL) {
     fprintf(stderr, "gt_redis: out of memory\n");
     return NULL;
   }
-  if (!find_server(r->bin, sizeof(r->bin))) {
-    free(r);
+  r->sentinel = o->sentinel;
+  if (!find_server(r->bin, sizeof(r->bin)) ||
+      (o->certs != NULL && set_tls(r, o) != 0) ||
+      gt_redis_set_extra_conf(r, o->extra_conf) != 0) {
+    free_redis(r);
     return NULL;
-  }
-  if (extra_conf != NULL) {
-    r->extra_conf = strdup(extra_conf);
-    if (r->extra_conf == NULL) {
-      free(r);
-      return NULL;
-    }
-    r->persistent = conf_persists(extra_conf);
   }
 
   /* Inside the test's own temp dir when run by the test runner, so that even a
@@ -436,11 +477,11 @@ gt_redis *gt_redis_start(const char *extra_conf) {
     base = getenv("TMPDIR");
   if (base == NULL || *base == '\0' || strlen(base) > 60)
     base = "/tmp";
-  snprintf(r->dir, sizeof(r->dir), "%s/gtask-redis-XXXXXX", base);
+  snprintf(r->dir, sizeof(r->dir), "%s/gtask-%s-XXXXXX", base,
+           r->sentinel ? "sentinel" : "redis");
   if (mkdtemp(r->dir) == NULL) {
     fprintf(stderr, "gt_redis: mkdtemp %s: %s\n", r->dir, strerror(errno));
-    free(r->extra_conf);
-    free(r);
+    free_redis(r);
     return NULL;
   }
   snprintf(r->conf, sizeof(r->conf), "%s/redis.conf", r->dir);
@@ -463,15 +504,49 @@ gt_redis *gt_redis_start(const char *extra_conf) {
   return r;
 }
 
-const char *gt_redis_url(const gt_redis *r) { return r->url; }
+gt_redis *gt_redis_start(const char *extra_conf) {
+  gt_redis_opts o = {.extra_conf = extra_conf};
+  return gt_redis_start_opts(&o);
+}
+
+gt_redis *gt_redis_start_tls(const gt_certs *certs, const char *server_cert,
+                             const char *server_key, const char *auth_clients,
+                             const char *extra_conf) {
+  if (certs == NULL) {
+    fprintf(stderr, "gt_redis: start_tls needs certificates (gt_certs_make())\n");
+    return NULL;
+  }
+  gt_redis_opts o = {.extra_conf = extra_conf,
+                     .certs = certs,
+                     .tls_cert = server_cert,
+                     .tls_key = server_key,
+                     .tls_auth_clients = auth_clients};
+  return gt_redis_start_opts(&o);
+}
+
+int gt_redis_set_extra_conf(gt_redis *r, const char *extra_conf) {
+  char *copy = NULL;
+  if (extra_conf != NULL && (copy = strdup(extra_conf)) == NULL) {
+    fprintf(stderr, "gt_redis: out of memory\n");
+    return -1;
+  }
+  free(r->extra_conf);
+  r->extra_conf = copy;
+  r->persistent = conf_persists(extra_conf);
+  return 0;
+}
+
+const char *gt_redis_url(const gt_redis *r) { return r->port > 0 ? r->url : NULL; }
+const char *gt_redis_tls_url(const gt_redis *r) { return r->tls_port > 0 ? r->tls_url : NULL; }
 const char *gt_redis_unix_url(const gt_redis *r) { return r->unix_url; }
 int gt_redis_port(const gt_redis *r) { return r->port; }
+int gt_redis_tls_port(const gt_redis *r) { return r->tls_port; }
 const char *gt_redis_dir(const gt_redis *r) { return r->dir; }
 pid_t gt_redis_pid(const gt_redis *r) { return r->pid; }
 
 int gt_redis_restart(gt_redis *r) {
   if (r->pid > 0) {
-    redisContext *c = connect_tcp(r->port, 1000, true);
+    redisContext *c = connect_plain(r, 1000, true);
     bool sent = false;
     if (c != NULL && c->err == 0) {
       /* On success redis closes the connection without a reply. */
@@ -486,7 +561,7 @@ int gt_redis_restart(gt_redis *r) {
       redisFree(c);
     if (!sent)
       kill(r->pid, SIGTERM);
-    if (!wait_exit(r->pid, scaled(5000))) {
+    if (!wait_exit(r->pid, gt_scaled_ms(5000))) {
       fprintf(stderr, "gt_redis: redis-server %d did not shut down; killing it\n",
               (int)r->pid);
       kill_and_reap(r->pid);
@@ -526,20 +601,30 @@ void gt_redis_stop(gt_redis *r) {
     }
     nftw(r->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
   }
-  free(r->extra_conf);
-  free(r);
+  free_redis(r);
 }
 
 redisContext *gt_redis_connect(const gt_redis *r) {
-  redisContext *c = connect_tcp(r->port, 2000, false);
+  redisContext *c = connect_plain(r, 2000, false);
+  char addr[160];
+  plain_addr(r, addr, sizeof(addr));
   if (c == NULL) {
-    fprintf(stderr, "gt_redis: connect 127.0.0.1:%d: out of memory\n", r->port);
+    fprintf(stderr, "gt_redis: connect %s: out of memory\n", addr);
     return NULL;
   }
   if (c->err != 0) {
-    fprintf(stderr, "gt_redis: connect 127.0.0.1:%d: %s\n", r->port, c->errstr);
+    fprintf(stderr, "gt_redis: connect %s: %s\n", addr, c->errstr);
     redisFree(c);
     return NULL;
+  }
+  return c;
+}
+
+redisContext *gt_redis_connect_timeout(const gt_redis *r, int64_t ms) {
+  redisContext *c = connect_plain(r, ms, true);
+  if (c != NULL && c->err != 0) {
+    redisFree(c);
+    c = NULL;
   }
   return c;
 }
