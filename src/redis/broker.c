@@ -358,7 +358,7 @@ static int lease(redis_broker *b, const char *consumer, const char *const *queue
   pthread_mutex_unlock(&b->mu);
 
   int rc = 0;
-  if (c && c->err) {
+  if (c && (c->err || c->gen != gtask__redis_gen(b->r))) { /* broken, or to a demoted master */
     gtask__conn_free(c);
     c = NULL;
   }

@@ -420,6 +420,34 @@ protocol:
   return REDIS_ERR;
 }
 
+int gtask__conn_poll_reply(gtask__conn *c, int64_t wait_ms, redisReply **reply) {
+  *reply = NULL;
+  if (c->err) return -1;
+  void *r = NULL;
+  int64_t deadline = gtask__mono_ms() + (wait_ms > 0 ? wait_ms : 1);
+  for (;;) {
+    if (redisReaderGetReply(c->reader, &r) != REDIS_OK) {
+      set_err(c, REDIS_ERR_PROTOCOL, "protocol error: %s", c->reader->errstr);
+      return -1;
+    }
+    if (r) {
+      *reply = r;
+      return 1;
+    }
+    short ev = 0;
+    int got = read_some(c, &ev);
+    if (got < 0) return -1;
+    if (got == 0) {
+      int w = wait_fd(c->fd, ev, deadline);
+      if (w == 0) return 0;
+      if (w < 0) {
+        set_err(c, REDIS_ERR_IO, "%s", strerror(errno));
+        return -1;
+      }
+    }
+  }
+}
+
 redisReply *gtask__conn_command(gtask__conn *c, const char *fmt, ...) {
   char *cmd = NULL;
   va_list ap;

@@ -33,6 +33,7 @@ typedef struct gtask__conn {
   char *obuf;               /* commands appended and not yet written: */
   size_t opos, olen, ocap;  /*   bytes obuf[opos..olen) */
   int64_t timeout_ms;       /* bound of each command (write + read); 0: none */
+  unsigned gen;             /* the pool's master generation when it connected (Sentinel) */
 } gtask__conn;
 
 /* Where and how to connect. */
@@ -66,6 +67,11 @@ int gtask__conn_appendf(gtask__conn *c, const char *fmt, ...);
 /* Writes what was appended, then reads the next reply (free it with
  * freeReplyObject).  REDIS_OK, or REDIS_ERR with c->err set. */
 int gtask__conn_get_reply(gtask__conn *c, redisReply **reply);
+
+/* Waits up to wait_ms for the next reply, for a connection whose replies come
+ * unasked (SUBSCRIBE): 1 and *reply, 0 if none came (the connection stays
+ * usable), -1 with c->err set. */
+int gtask__conn_poll_reply(gtask__conn *c, int64_t wait_ms, redisReply **reply);
 
 /* appendf + get_reply: the reply, or NULL with c->err set. */
 redisReply *gtask__conn_command(gtask__conn *c, const char *fmt, ...);

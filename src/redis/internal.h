@@ -53,7 +53,14 @@ typedef struct gtask__redis {
   char sha[GTASK__LUA_COUNT][41];
   bool outage;           /* the last connect failed: log recovery once */
   SSL_CTX *tls;          /* the conf's TLS context (CA, client certificate), or NULL */
-  int sentinel_last;     /* Sentinel: the sentinel that answered last (asked first) */
+  /* Sentinel: the master's generation, bumped by the watcher thread on each
+   * +switch-master of our master; a connection made under an older one is
+   * closed instead of lent or kept (it may lead to the demoted master, which
+   * takes writes until the sentinels convert it -- writes a failover loses). */
+  atomic_uint gen;
+  pthread_t watcher;
+  bool watching;          /* the watcher thread runs */
+  atomic_bool stop_watch;
 } gtask__redis;
 
 /* Creates a pool and opens one connection to check the address and load the
@@ -66,6 +73,9 @@ void gtask__redis_free(gtask__redis *r);
  * GTASK_ETIMEDOUT).  GTASK_ECONN if it cannot connect.  The detail goes to
  * gtask_last_error().  Never for a blocking command: see gtask__redis_get_own. */
 int gtask__redis_get(gtask__redis *r, gtask__conn **out);
+/* The master generation now (see gtask__redis.gen): a connection whose gen
+ * differs leads to a master that is no longer the master. */
+unsigned gtask__redis_gen(gtask__redis *r);
 /* Returns a connection; a broken one (c->err set) is closed instead. */
 void gtask__redis_put(gtask__redis *r, gtask__conn *c);
 /* A connection outside the pool's count, for a command that blocks (a result

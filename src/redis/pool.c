@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/time.h>
+#include <time.h>
 
 /* ---------------------------------------------------------------- argv */
 
@@ -129,17 +130,17 @@ static int auth(gtask__redis *r, gtask__conn *c, const char *who, const char *us
   return rc;
 }
 
-/* Sentinel: asks the sentinels, the last one that answered first, for the
- * address of the master; a sentinel that cannot be reached or does not know
- * the master is skipped.  host (NI_MAXHOST-sized) and *port receive it. */
+/* Sentinel: asks every sentinel that answers for the master (SENTINEL
+ * MASTER) and takes the answer of the highest config epoch.  Right after a
+ * failover, a sentinel that has not heard of it yet (they learn from each
+ * other within about 2 s) still names the old master, which keeps taking
+ * writes until it is converted -- writes the failover then loses.  host and
+ * *port receive the address. */
 static int ask_sentinels(gtask__redis *r, char *host, size_t hostlen, int *port) {
   const gtask_redis_conf *cf = r->conf;
   char why[256] = "no sentinel answered";
-  pthread_mutex_lock(&r->mu);
-  int first = r->sentinel_last;
-  pthread_mutex_unlock(&r->mu);
-  for (int k = 0; k < cf->nsentinels; k++) {
-    int i = (first + k) % cf->nsentinels;
+  long long best_epoch = -1;
+  for (int i = 0; i < cf->nsentinels; i++) {
     gtask__endpoint ep = {.host = cf->sentinel_host[i], .port = cf->sentinel_port[i],
                           .tls = r->tls, .tls_name = cf->tls_sni, .tls_verify = !cf->tls_insecure};
     gtask__conn *c;
@@ -149,30 +150,38 @@ static int ask_sentinels(gtask__redis *r, char *host, size_t hostlen, int *port)
       continue;
     }
     int rc = auth(r, c, "sentinel", cf->sentinel_user, cf->sentinel_password);
-    redisReply *rep = rc ? NULL
-                         : gtask__conn_command(c, "SENTINEL get-master-addr-by-name %s",
-                                               cf->master_name);
-    if (rep && rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 &&
-        rep->element[0]->type == REDIS_REPLY_STRING && rep->element[1]->type == REDIS_REPLY_STRING) {
-      gtask__fmt(host, hostlen, "%s", rep->element[0]->str);
-      *port = (int)strtol(rep->element[1]->str, NULL, 10);
-      freeReplyObject(rep);
-      gtask__conn_free(c);
-      pthread_mutex_lock(&r->mu);
-      r->sentinel_last = i;
-      pthread_mutex_unlock(&r->mu);
-      return 0;
-    }
-    if (rc)
+    redisReply *rep = rc ? NULL : gtask__conn_command(c, "SENTINEL MASTER %s", cf->master_name);
+    if (rep && rep->type == REDIS_REPLY_ARRAY) {
+      const char *ip = NULL, *pt = NULL, *ep_s = NULL, *flags = "";
+      for (size_t k = 0; k + 1 < rep->elements; k += 2) {
+        const redisReply *f = rep->element[k], *v = rep->element[k + 1];
+        if (f->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING) continue;
+        if (strcmp(f->str, "ip") == 0) ip = v->str;
+        if (strcmp(f->str, "port") == 0) pt = v->str;
+        if (strcmp(f->str, "config-epoch") == 0) ep_s = v->str;
+        if (strcmp(f->str, "flags") == 0) flags = v->str;
+      }
+      long long epoch = ep_s ? strtoll(ep_s, NULL, 10) : 0;
+      if (ip && pt && epoch > best_epoch && !strstr(flags, "o_down")) {
+        best_epoch = epoch;
+        gtask__fmt(host, hostlen, "%s", ip);
+        *port = (int)strtol(pt, NULL, 10);
+      } else if (ip && pt && best_epoch < 0) {
+        gtask__fmt(why, sizeof(why), "sentinel %s:%d: the master %s:%s is down", ep.host, ep.port,
+                   ip, pt);
+      }
+    } else if (rc) {
       gtask__fmt(why, sizeof(why), "sentinel %s:%d: %s", ep.host, ep.port, gtask_last_error());
-    else
+    } else {
       gtask__fmt(why, sizeof(why), "sentinel %s:%d: %s", ep.host, ep.port,
                  !rep ? c->errstr
                  : rep->type == REDIS_REPLY_ERROR ? rep->str
-                                                   : "does not know that master name");
+                                                   : "unexpected reply to SENTINEL MASTER");
+    }
     if (rep) freeReplyObject(rep);
     gtask__conn_free(c);
   }
+  if (best_epoch >= 0) return 0;
   gtask__set_error("redis %s: cannot find master \"%s\": %s", cf->describe, cf->master_name, why);
   return GTASK_ECONN;
 }
@@ -199,12 +208,61 @@ static int check_master(gtask__redis *r, gtask__conn *c, const char *host, int p
   return rc;
 }
 
+unsigned gtask__redis_gen(gtask__redis *r) { return atomic_load(&r->gen); }
+
+/* Sentinel: subscribes to +switch-master on one sentinel after another and
+ * bumps r->gen when our master switches, so that no connection to the old
+ * master is lent again.  Reads wake every 200 ms to see stop_watch. */
+static void *watch_main(void *arg) {
+  gtask__redis *r = arg;
+  const gtask_redis_conf *cf = r->conf;
+  gtask__block_sigpipe();
+  int i = 0;
+  while (!atomic_load(&r->stop_watch)) {
+    i = (i + 1) % cf->nsentinels;
+    gtask__endpoint ep = {.host = cf->sentinel_host[i], .port = cf->sentinel_port[i],
+                          .tls = r->tls, .tls_name = cf->tls_sni, .tls_verify = !cf->tls_insecure};
+    gtask__conn *c = NULL;
+    char why[256];
+    redisReply *rep = NULL;
+    if (gtask__conn_connect(&ep, cf->timeout_ms, &c, why, sizeof(why)) == 0 &&
+        auth(r, c, "sentinel", cf->sentinel_user, cf->sentinel_password) == 0 &&
+        (rep = gtask__conn_command(c, "SUBSCRIBE +switch-master")) != NULL) {
+      freeReplyObject(rep);
+      while (!atomic_load(&r->stop_watch)) {
+        int got = gtask__conn_poll_reply(c, 200, &rep);
+        if (got < 0) break;
+        if (got == 0) continue;
+        /* ["message", "+switch-master", "NAME OLDIP OLDPORT NEWIP NEWPORT"] */
+        if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 3 &&
+            rep->element[2]->type == REDIS_REPLY_STRING) {
+          const char *msg = rep->element[2]->str;
+          size_t nlen = strlen(cf->master_name);
+          if (strncmp(msg, cf->master_name, nlen) == 0 && msg[nlen] == ' ') {
+            atomic_fetch_add(&r->gen, 1);
+            gtask__log(GTASK_LOG_INFO, "redis %s: the master switched (%s)", cf->describe, msg + nlen + 1);
+          }
+        }
+        freeReplyObject(rep);
+      }
+    }
+    gtask__conn_free(c);
+    /* A sentinel gone: the next one, after a pause (checking stop meanwhile). */
+    for (int k = 0; k < 5 && !atomic_load(&r->stop_watch); k++) {
+      struct timespec ts = {0, 100 * 1000 * 1000};
+      nanosleep(&ts, NULL);
+    }
+  }
+  return NULL;
+}
+
 static int connect_one(gtask__redis *r, gtask__conn **out) {
   const gtask_redis_conf *cf = r->conf;
   gtask__endpoint ep = {.host = cf->host, .port = cf->port, .unix_path = cf->unix_path,
                         .tls = r->tls, .tls_name = cf->tls_sni, .tls_verify = !cf->tls_insecure};
   char master[256];
   int rc;
+  unsigned gen = atomic_load(&r->gen); /* before asking: a switch after it is seen */
   if (cf->nsentinels > 0) {
     rc = ask_sentinels(r, master, sizeof(master), &ep.port);
     if (rc) return rc;
@@ -239,6 +297,7 @@ static int connect_one(gtask__redis *r, gtask__conn **out) {
         return rc;
       }
     }
+    c->gen = gen;
     *out = c;
     return 0;
   }
@@ -257,6 +316,7 @@ static int connect_one(gtask__redis *r, gtask__conn **out) {
     if (!rep || rep->type == REDIS_REPLY_ERROR) goto fail;
     freeReplyObject(rep);
   }
+  c->gen = gen;
   *out = c;
   return 0;
 fail:
@@ -371,6 +431,13 @@ int gtask__redis_new(const gtask_redis_conf *conf, gtask__redis **out) {
     rc = load_scripts(r, c);
     gtask__redis_put(r, c);
   }
+  if (rc == 0 && r->conf->nsentinels > 0) {
+    if (pthread_create(&r->watcher, NULL, watch_main, r) == 0)
+      r->watching = true;
+    else
+      gtask__log(GTASK_LOG_WARN, "redis %s: cannot start the +switch-master watcher; a failover "
+                 "is noticed when the old master refuses writes", r->conf->describe);
+  }
   if (rc) {
     gtask__redis_free(r);
     return rc;
@@ -381,6 +448,10 @@ int gtask__redis_new(const gtask_redis_conf *conf, gtask__redis **out) {
 
 void gtask__redis_free(gtask__redis *r) {
   if (!r) return;
+  if (r->watching) {
+    atomic_store(&r->stop_watch, true);
+    pthread_join(r->watcher, NULL);
+  }
   for (int k = 0; k < r->nidle; k++) gtask__conn_free(r->idle[k]);
   for (int k = 0; k < r->nown_idle; k++) gtask__conn_free(r->own_idle[k]);
   pthread_mutex_destroy(&r->mu);
@@ -423,7 +494,7 @@ static int redis_get(gtask__redis *r, gtask__conn **out) {
   for (;;) {
     while (r->nidle > 0) {
       gtask__conn *c = r->idle[--r->nidle];
-      if (!idle_conn_dead(c)) {
+      if (c->gen == atomic_load(&r->gen) && !idle_conn_dead(c)) {
         *out = c;
         pthread_mutex_unlock(&r->mu);
         return 0;
@@ -471,7 +542,7 @@ void gtask__redis_put(gtask__redis *r, gtask__conn *c) {
 
 static void redis_put(gtask__redis *r, gtask__conn *c) {
   pthread_mutex_lock(&r->mu);
-  if (c->err || r->nidle >= r->conf->pool_size) {
+  if (c->err || r->nidle >= r->conf->pool_size || c->gen != atomic_load(&r->gen)) {
     r->nopen--;
     pthread_cond_signal(&r->cv);
     pthread_mutex_unlock(&r->mu);
@@ -498,7 +569,7 @@ int gtask__redis_get_own(gtask__redis *r, gtask__conn **out) {
   pthread_mutex_lock(&r->mu);
   while (r->nown_idle > 0) {
     gtask__conn *c = r->own_idle[--r->nown_idle];
-    if (!idle_conn_dead(c)) {
+    if (c->gen == atomic_load(&r->gen) && !idle_conn_dead(c)) {
       pthread_mutex_unlock(&r->mu);
       *out = c;
       return 0;
@@ -518,7 +589,7 @@ void gtask__redis_put_own(gtask__redis *r, gtask__conn *c) {
   if (!c) return;
   bool io_error = c->err != 0;
   pthread_mutex_lock(&r->mu);
-  if (!c->err && r->nown_idle < r->conf->pool_size) {
+  if (!c->err && r->nown_idle < r->conf->pool_size && c->gen == atomic_load(&r->gen)) {
     r->own_idle[r->nown_idle++] = c;
     c = NULL;
   }

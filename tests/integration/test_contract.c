@@ -4,7 +4,8 @@
  * Each case is written once, as a function of an `env` holding a broker and a
  * backend, and CONTRACT(name) turns it into one test per implementation:
  * memory_<name> on the in-process pair, redis_<name> on a private redis-server
- * (tests/support/redis_fixture.h).  The cases call the ops tables directly
+ * (tests/support/redis_fixture.h), tls_<name> on one that speaks mutual TLS
+ * only, acl_<name> as a user with the README's minimal ACL.  The cases call the ops tables directly
  * (b->ops->push(b->impl, ...)), as the core does, so they test the interface and
  * nothing above it.  Bodies are arbitrary bytes -- brokers treat them as opaque
  * -- and every test uses its own queue names.
@@ -25,6 +26,7 @@
 
 #include "internal.h"
 #include "redis_fixture.h"
+#include "tls_fixture.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -62,6 +64,34 @@ static void make_redis(env *e) {
   ASSERT_OK(gtask_backend_redis_new(&e->be, e->conf));
 }
 
+/* The same over mutual TLS (issue 16): a TLS-only server that requires a
+ * client certificate, the certificates made at test time.  The fixture's
+ * own inspection connection (gt_redis_connect) uses the plain unix socket. */
+static void make_tls(env *e) {
+  const char *why = gt_certs_missing_tool();
+  if (why) SKIP("%s", why);
+  const gt_certs *certs = gt_certs_make();
+  ASSERT_NOT_NULL(certs);
+  e->redis = gt_redis_start_tls(certs, NULL, NULL, "yes", NULL);
+  ASSERT_NOT_NULL(e->redis);
+  ASSERT_OK(gtask_redis_conf_new(&e->conf, gt_redis_tls_url(e->redis), NULL, -1));
+  ASSERT_OK(gtask_redis_conf_set_tls(e->conf, certs->ca, certs->client_cert, certs->client_key));
+  ASSERT_OK(gtask_broker_redis_new(&e->b, e->conf));
+  ASSERT_OK(gtask_backend_redis_new(&e->be, e->conf));
+}
+
+/* The same as an ACL user with the README's minimal permissions. */
+static void make_acl(env *e) {
+  e->redis = gt_redis_start("user worker on >pw ~gtask:* -@all +@read +@write +@scripting "
+                            "+@connection +@transaction +@blocking +client|id +client|unblock\n");
+  ASSERT_NOT_NULL(e->redis);
+  char url[128];
+  snprintf(url, sizeof(url), "redis://worker:pw@127.0.0.1:%d/0", gt_redis_port(e->redis));
+  ASSERT_OK(gtask_redis_conf_new(&e->conf, url, NULL, -1));
+  ASSERT_OK(gtask_broker_redis_new(&e->b, e->conf));
+  ASSERT_OK(gtask_backend_redis_new(&e->be, e->conf));
+}
+
 /* "q-" and 8 random hex digits, plus an optional suffix. */
 static void unique_queue(char *buf, size_t size, const char *suffix) {
   char id[GTASK_ID_SIZE];
@@ -86,6 +116,8 @@ static void run(env_make_fn make, void (*body)(env *)) {
   static void case_##name(env *e);                                             \
   TEST(memory_##name) { run(make_memory, case_##name); }                       \
   TEST(redis_##name) { run(make_redis, case_##name); }                         \
+  TEST(tls_##name) { run(make_tls, case_##name); }                             \
+  TEST(acl_##name) { run(make_acl, case_##name); }                             \
   static void case_##name(env *e)
 
 /* ---------------------------------------------------------------- helpers */
