@@ -512,3 +512,128 @@ TEST(push_refuses_keys_it_cannot_use) {
   env_stop(&e);
 }
 
+/* ---------------------------------------------------------------- finish.lua */
+
+typedef struct finish_arg {
+  gtask_fin *f;
+  size_t n;
+  bool state;
+} finish_arg;
+
+static int op_finish(env *e, void *arg) {
+  finish_arg *a = arg;
+  return e->b->ops->finish(e->b->impl, "c1", a->f, a->n, a->state ? e->state : NULL);
+}
+
+/* A batch of short fins (fresh SUCCESS), checked and trusted; a batch of
+ * general fins of every kind; a finish without state; and bad counters. */
+TEST(finish_refuses_keys_it_cannot_use) {
+  env e;
+  env_start(&e);
+  populate(&e);
+  gtask_msg *m[9];
+  push_and_lease(&e, "c1", m, 9);
+  push_tail(&e);
+  uint32_t one = 1;
+  ASSERT_OK(e.be->ops->started(e.be->impl, &m[4], &one, 1)); /* t:<m4> exists */
+
+  gtask_fin s[2] = {fin(m[0], GTASK_FIN_DONE, GTASK_SUCCESS, REC_OK, true),
+                    fin(m[1], GTASK_FIN_DONE, GTASK_SUCCESS, REC_OK, true)};
+  finish_arg short_fins = {s, 2, true};
+  gtask_fin g[5] = {
+      fin(m[2], GTASK_FIN_DONE, GTASK_SUCCESS, REC_OK, true),
+      fin(m[3], GTASK_FIN_DONE, GTASK_FAILURE, REC_FAIL, true),
+      fin(m[4], GTASK_FIN_RETRY, GTASK_RETRY, REC_RETRY, false),
+      fin(m[5], GTASK_FIN_DEAD, GTASK_FAILURE, REC_FAIL, true),
+      fin(m[6], GTASK_FIN_REQUEUE, GTASK_PENDING, NULL, false),
+  };
+  finish_arg general = {g, 5, true};
+  gtask_fin w[2] = {fin(m[7], GTASK_FIN_DONE, GTASK_SUCCESS, REC_OK, true),
+                    fin(m[8], GTASK_FIN_DONE, GTASK_FAILURE, REC_FAIL, true)};
+  finish_arg without_state = {w, 2, false};
+
+  char stats[KEY_MAX];
+  snprintf(stats, sizeof(stats), "%s", key(&e, "stats", NULL));
+  for (int trusted = 0; trusted < 2; trusted++) {
+    const char *what = trusted ? "finish, short fins, trusted" : "finish, short fins";
+    m[0]->epoch = m[1]->epoch = trusted ? 3 : -1; /* FENCE */
+    refused_types(&e, what, op_finish, &short_fins, 0, key(&e, "stream", NULL), "stream");
+    refused_types(&e, what, op_finish, &short_fins, 0, key(&e, "pending", NULL), "set");
+    refused_types(&e, what, op_finish, &short_fins, 0, stats, "hash");
+    refused(&e, what, op_finish, &short_fins, 0, stats, "hash", BAD_VALUE, "succeeded", "many");
+    refused(&e, what, op_finish, &short_fins, 0, stats, "hash", BAD_VALUE, "succeeded",
+            "9223372036854775807"); /* HINCRBY would overflow */
+    for (int k = 0; k < 2; k++)
+      refused_types(&e, what, op_finish, &short_fins, 0, key(&e, "n", m[k]->id), "list");
+    if (trusted) /* (read only to trust a batch; a string that is no number: below) */
+      refused(&e, what, op_finish, &short_fins, 0, key(&e, "fence", NULL), "string", BAD_HASH,
+              NULL, NULL);
+  }
+  const char *what = "finish, general fins";
+  refused_types(&e, what, op_finish, &general, 0, key(&e, "stream", NULL), "stream");
+  refused_types(&e, what, op_finish, &general, 0, key(&e, "sched", NULL), "zset");
+  refused_types(&e, what, op_finish, &general, 0, key(&e, "dead", NULL), "hash");
+  refused_types(&e, what, op_finish, &general, 0, key(&e, "pending", NULL), "set");
+  refused_types(&e, what, op_finish, &general, 0, stats, "hash");
+  refused(&e, what, op_finish, &general, 0, stats, "hash", BAD_VALUE, "failed", "-");
+  refused(&e, what, op_finish, &general, 0, stats, "hash", BAD_VALUE, "succeeded", "1.5");
+  for (int k = 2; k < 7; k++) {
+    if (k != 4 && k != 6) refused_types(&e, what, op_finish, &general, 0, key(&e, "n", m[k]->id), "list");
+    if (k == 4 || k == 6) refused_types(&e, what, op_finish, &general, 0, key(&e, "t", m[k]->id), "hash");
+  }
+  what = "finish without state";
+  refused_types(&e, what, op_finish, &without_state, 0, key(&e, "stream", NULL), "stream");
+  refused_types(&e, what, op_finish, &without_state, 0, stats, "hash");
+  refused(&e, what, op_finish, &without_state, 0, stats, "hash", BAD_VALUE, "failed", "x");
+
+  /* A fence that is not a number is no error: the batch is not trusted, and
+   * its leases are checked. */
+  cmd_ok(e.c[0], "SET %s garbage", key(&e, "fence", NULL));
+  m[0]->epoch = m[1]->epoch = 3;
+  finish_ok(&e, "c1", s, 2);
+  cmd_ok(e.c[0], "SET %s " FENCE, key(&e, "fence", NULL));
+  finish_ok(&e, "c1", g, 5);
+  ASSERT_OK(op_finish(&e, &without_state));
+  ASSERT_FALSE(w[0].fenced);
+  ASSERT_FALSE(w[1].fenced);
+  redisReply *r = cmd(e.c[0], "HMGET %s succeeded failed", stats);
+  ASSERT_STR_EQ(r->element[0]->str, "5"); /* populate's 1, s 2, g 1, w 1 */
+  ASSERT_STR_EQ(r->element[1]->str, "4"); /* populate's 1, g 2, w 1 */
+  freeReplyObject(r);
+  free_msgs(m, 9);
+  env_stop(&e);
+}
+
+/* A trusted batch (no lease check) of 8 or more trims the stream up to the
+ * oldest lease left (XPENDING's summary), which needs the consumer group.
+ * With the stream deleted by hand the batch is still recorded, once, and
+ * nothing is left half-done (it failed after writing the results). */
+TEST(finish_trusted_batch_after_the_stream_was_deleted) {
+  env e;
+  env_start(&e);
+  populate(&e);
+  gtask_msg *m[8];
+  push_and_lease(&e, "c1", m, 8);
+  gtask_fin f[8];
+  for (int k = 0; k < 8; k++) {
+    m[k]->epoch = 3; /* FENCE */
+    f[k] = fin(m[k], GTASK_FIN_DONE, GTASK_SUCCESS, REC_OK, true);
+  }
+  cmd_ok(e.c[0], "DEL %s", key(&e, "stream", NULL));
+  finish_ok(&e, "c1", f, 8);
+  redisReply *r = cmd(e.c[0], "HGET %s succeeded", key(&e, "stats", NULL));
+  ASSERT_STR_EQ(r->str, "9");
+  freeReplyObject(r);
+  for (int k = 0; k < 8; k++) {
+    r = cmd(e.c[0], "SISMEMBER %s %s", key(&e, "pending", NULL), m[k]->id);
+    ASSERT_EQ(r->integer, 0);
+    freeReplyObject(r);
+    r = cmd(e.c[0], "LRANGE %s 0 -1", key(&e, "n", m[k]->id));
+    ASSERT_EQ(r->elements, 1);
+    ASSERT_STR_EQ(r->element[0]->str, REC_OK);
+    freeReplyObject(r);
+  }
+  free_msgs(m, 8);
+  env_stop(&e);
+}
+
