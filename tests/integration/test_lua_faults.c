@@ -637,3 +637,137 @@ TEST(finish_trusted_batch_after_the_stream_was_deleted) {
   env_stop(&e);
 }
 
+/* ---------------------------------------------------------------- started.lua, store.lua, reset.lua */
+
+typedef struct msgs_arg {
+  gtask_msg **m;
+  size_t n;
+} msgs_arg;
+
+static int op_started(env *e, void *arg) {
+  msgs_arg *a = arg;
+  uint32_t att[8] = {1, 1, 1, 1, 1, 1, 1, 1};
+  return e->be->ops->started(e->be->impl, a->m, att, a->n);
+}
+
+TEST(started_refuses_keys_it_cannot_use) {
+  env e;
+  env_start(&e);
+  populate(&e);
+  gtask_msg *m[3];
+  push_and_lease(&e, "c1", m, 3);
+  msgs_arg a = {m, 3};
+  for (int k = 0; k < 3; k++)
+    refused_types(&e, "started", op_started, &a, 0, key(&e, "t", m[k]->id), "hash");
+  ASSERT_OK(op_started(&e, &a));
+  free_msgs(m, 3);
+  env_stop(&e);
+}
+
+typedef struct store_arg {
+  gtask_fin *f;
+  size_t n;
+} store_arg;
+
+static int op_store(env *e, void *arg) {
+  store_arg *a = arg;
+  return e->split->ops->store(e->split->impl, a->f, a->n);
+}
+
+/* The backend on its own server (db 1 here): a final state, a RETRY and a
+ * hand-back (state hashes), another final state. */
+TEST(store_refuses_keys_it_cannot_use) {
+  env e;
+  env_start(&e);
+  populate(&e);
+  gtask_msg *m[4] = {new_msg(&e, 0), new_msg(&e, 0), new_msg(&e, 0), new_msg(&e, 0)};
+  ASSERT_OK(e.split->ops->pending(e.split->impl, m, 4));
+  uint32_t one = 1;
+  ASSERT_OK(e.split->ops->started(e.split->impl, &m[0], &one, 1));
+  gtask_fin f[4] = {fin(m[0], GTASK_FIN_DONE, GTASK_SUCCESS, REC_OK, false),
+                    fin(m[1], GTASK_FIN_RETRY, GTASK_RETRY, REC_RETRY, false),
+                    fin(m[2], GTASK_FIN_REQUEUE, GTASK_PENDING, NULL, false),
+                    fin(m[3], GTASK_FIN_DONE, GTASK_FAILURE, REC_FAIL, true)};
+  store_arg a = {f, 4};
+  refused_types(&e, "store", op_store, &a, 1, key(&e, "pending", NULL), "set");
+  for (int k = 0; k < 4; k++) {
+    if (k == 0 || k == 3) refused_types(&e, "store", op_store, &a, 1, key(&e, "n", m[k]->id), "list");
+    if (k == 1 || k == 2) refused_types(&e, "store", op_store, &a, 1, key(&e, "t", m[k]->id), "hash");
+  }
+  ASSERT_OK(op_store(&e, &a));
+  for (int k = 0; k < 4; k++) ASSERT_FALSE(f[k].fenced);
+  free_msgs(m, 4);
+  env_stop(&e);
+}
+
+static int op_reset(env *e, void *arg) {
+  msgs_arg *a = arg;
+  return e->split->ops->reset(e->split->impl, a->m, a->n);
+}
+
+TEST(reset_refuses_keys_it_cannot_use) {
+  env e;
+  env_start(&e);
+  populate(&e);
+  gtask_msg *m[3] = {new_msg(&e, 0), new_msg(&e, 0), new_msg(&e, 0)};
+  ASSERT_OK(e.split->ops->pending(e.split->impl, m, 3));
+  gtask_fin f[2] = {fin(m[0], GTASK_FIN_DONE, GTASK_FAILURE, REC_FAIL, true),
+                    fin(m[1], GTASK_FIN_RETRY, GTASK_RETRY, REC_RETRY, false)};
+  ASSERT_OK(e.split->ops->store(e.split->impl, f, 2));
+  msgs_arg a = {m, 3};
+  for (int k = 0; k < 3; k++) {
+    refused_types(&e, "reset", op_reset, &a, 1, key(&e, "t", m[k]->id), "hash");
+    refused_types(&e, "reset", op_reset, &a, 1, key(&e, "n", m[k]->id), "list");
+  }
+  ASSERT_OK(op_reset(&e, &a));
+  free_msgs(m, 3);
+  env_stop(&e);
+}
+
+/* ---------------------------------------------------------------- dead set */
+
+typedef struct revive_arg {
+  gtask_revive *rs;
+  size_t n;
+  bool state;
+} revive_arg;
+
+static int op_dead_requeue(env *e, void *arg) {
+  revive_arg *a = arg;
+  return e->b->ops->dead_requeue(e->b->impl, a->rs, a->n, a->state ? e->state : NULL);
+}
+
+TEST(dead_requeue_refuses_keys_it_cannot_use) {
+  env e;
+  env_start(&e);
+  populate(&e); /* one task in the dead set */
+  gtask_msg *m[2];
+  push_and_lease(&e, "c1", m, 2);
+  gtask_fin f[2] = {fin(m[0], GTASK_FIN_DEAD, GTASK_FAILURE, REC_FAIL, true),
+                    fin(m[1], GTASK_FIN_DEAD, GTASK_FAILURE, REC_FAIL, true)};
+  finish_ok(&e, "c1", f, 2);
+  free_msgs(m, 2);
+  gtask_msg **dead = NULL;
+  size_t n = 0;
+  ASSERT_OK(e.b->ops->dead_list(e.b->impl, e.q, NULL, &dead, &n));
+  ASSERT_EQ(n, 3);
+  gtask_revive rs[3];
+  for (size_t k = 0; k < n; k++)
+    rs[k] = (gtask_revive){.msg = dead[k], .next = BODY, .next_len = strlen(BODY)};
+  revive_arg with = {rs, n, true}, without = {rs, n, false};
+  for (size_t k = 0; k < n; k++) {
+    refused_types(&e, "dead requeue", op_dead_requeue, &with, 0, key(&e, "t", dead[k]->id), "hash");
+    refused_types(&e, "dead requeue", op_dead_requeue, &with, 0, key(&e, "n", dead[k]->id), "list");
+  }
+  for (int st = 0; st < 2; st++) {
+    revive_arg *a = st ? &with : &without;
+    refused_types(&e, "dead requeue", op_dead_requeue, a, 0, key(&e, "stream", NULL), "stream");
+    refused_types(&e, "dead requeue", op_dead_requeue, a, 0, key(&e, "dead", NULL), "hash");
+  }
+  ASSERT_OK(op_dead_requeue(&e, &with));
+  for (size_t k = 0; k < n; k++) ASSERT_TRUE(rs[k].moved);
+  free_msgs(dead, n);
+  gtask__free(dead);
+  env_stop(&e);
+}
+
