@@ -771,3 +771,44 @@ TEST(dead_requeue_refuses_keys_it_cannot_use) {
   env_stop(&e);
 }
 
+/* ---------------------------------------------------------------- reclaim.lua */
+
+/* arg: the lease in ms (int64_t *). */
+static int op_reclaim(env *e, void *arg) {
+  gtask_msg *out[8];
+  size_t n = 0;
+  int rc = e->b->ops->reclaim(e->b->impl, "c2", e->q, *(int64_t *)arg, 8, out, &n);
+  free_msgs(out, n);
+  return rc;
+}
+
+/* The fence must be a count of reclaims: reclaim.lua increments it in the
+ * same call that takes leases over, and a takeover without the increment
+ * would let the old holder's trusted fins through.  A fence that is not a
+ * number made reclaim.lua return a nil in its reply, which cut the reply
+ * short: the broker then failed with GTASK_EPROTO and no message. */
+TEST(reclaim_refuses_a_fence_it_cannot_use) {
+  env e;
+  env_start(&e);
+  populate(&e);
+  char fence[KEY_MAX];
+  snprintf(fence, sizeof(fence), "%s", key(&e, "fence", NULL));
+  int64_t long_lease = 600000, lease = 200;
+  refused(&e, "reclaim, nothing to take over", op_reclaim, &long_lease, 0, fence, "string",
+          BAD_VALUE, NULL, "garbage");
+  gtask_msg *m[2];
+  push_and_lease(&e, "c1", m, 2);
+  test_sleep_ms(300); /* c1's leases and populate's expire (200 ms) */
+  static const char *const values[] = {"garbage", "-1", "01", "1.0", "9223372036854775807"};
+  for (size_t k = 0; k < sizeof(values) / sizeof(values[0]); k++)
+    refused(&e, "reclaim", op_reclaim, &lease, 0, fence, "string", BAD_VALUE, NULL, values[k]);
+  refused(&e, "reclaim", op_reclaim, &lease, 0, fence, "string", BAD_HASH, NULL, NULL);
+  refused_types(&e, "reclaim", op_reclaim, &lease, 0, key(&e, "stream", NULL), "stream");
+  ASSERT_OK(op_reclaim(&e, &lease));
+  redisReply *r = cmd(e.c[0], "GET %s", fence);
+  ASSERT_STR_EQ(r->str, "4");
+  freeReplyObject(r);
+  free_msgs(m, 2);
+  env_stop(&e);
+}
+
