@@ -13,7 +13,10 @@
  * with its owner and delivery count) is the same before and after.  Then the
  * key is put back as it was and the same call must succeed.
  *
- * Every test here fails without the fix. */
+ * extend.lua, promote.lua and dead_purge.lua changed nothing before the fix
+ * either (each reads the key it fails on before it writes), but their errors
+ * did not say which key; their cases guard that order.  Every test here fails
+ * without the fix. */
 #include "internal.h"
 #include "redis_fixture.h"
 #include "test.h"
@@ -812,3 +815,50 @@ TEST(reclaim_refuses_a_fence_it_cannot_use) {
   env_stop(&e);
 }
 
+/* ---------------------------------------------------------------- extend, promote, dead purge */
+
+typedef struct extend_arg {
+  gtask_msg **m;
+  size_t n;
+} extend_arg;
+
+static int op_extend(env *e, void *arg) {
+  extend_arg *a = arg;
+  bool lost[8];
+  return e->b->ops->extend(e->b->impl, "c1", a->m, a->n, lost);
+}
+
+static int op_promote(env *e, void *arg) {
+  int64_t next = 0;
+  (void)arg;
+  return e->b->ops->promote(e->b->impl, e->q, 10, &next);
+}
+
+static int op_dead_purge(env *e, void *arg) {
+  size_t removed = 0;
+  (void)arg;
+  return e->b->ops->dead_purge(e->b->impl, e->q, &removed);
+}
+
+/* These read the key they fail on before they write: the order to keep. */
+TEST(extend_promote_and_purge_refuse_keys_they_cannot_use) {
+  env e;
+  env_start(&e);
+  populate(&e);
+  gtask_msg *m[2];
+  push_and_lease(&e, "c1", m, 2);
+  extend_arg a = {m, 2};
+  refused_types(&e, "extend", op_extend, &a, 0, key(&e, "stream", NULL), "stream");
+  ASSERT_OK(op_extend(&e, &a));
+  gtask_msg *due = new_msg(&e, gtask__now_ms() + 50);
+  ASSERT_OK(e.b->ops->push(e.b->impl, &due, 1, e.state));
+  gtask__msg_free(due);
+  test_sleep_ms(100);
+  refused_types(&e, "promote", op_promote, NULL, 0, key(&e, "stream", NULL), "stream");
+  refused_types(&e, "promote", op_promote, NULL, 0, key(&e, "sched", NULL), "zset");
+  ASSERT_OK(op_promote(&e, NULL));
+  refused_types(&e, "dead purge", op_dead_purge, NULL, 0, key(&e, "dead", NULL), "hash");
+  ASSERT_OK(op_dead_purge(&e, NULL));
+  free_msgs(m, 2);
+  env_stop(&e);
+}
