@@ -402,10 +402,12 @@ static const char usage_dead[] =
     "  list      one line per task: id, name, last error (tab-separated; control\n"
     "            characters and backslashes escaped: \\n, \\t, \\\\, \\xNN)\n"
     "  requeue   moves the task (or all) back to the queue to run again, with a\n"
-    "            fresh delivery count and its state reset to PENDING\n"
+    "            fresh delivery count and its state reset to PENDING; a message\n"
+    "            that does not decode stays (no worker could run it)\n"
     "  purge     removes them all\n"
     "\n"
-    "exit: 0, 2 usage error, 4 ID is not in the dead set, 5 cannot reach redis\n";
+    "exit: 0, 1 ID's message does not decode, 2 usage error, 4 ID is not in the\n"
+    "dead set, 5 cannot reach redis\n";
 
 static int dead_list(cli *c, gtask_client *cl) {
   gtask_dead_entry *e = NULL;

@@ -12,7 +12,10 @@
  *    moved to now + the broker's message TTL, or a task that has sat in the
  *    dead set for a day would expire unrun), and re-encoded here; the broker
  *    then swaps it in only if the dead set still holds the bytes we read
- *    (compare-and-swap), so a concurrent requeue or purge wins cleanly;
+ *    (compare-and-swap), so a concurrent requeue or purge wins cleanly.  A
+ *    message that does not decode is not requeued at all: a worker could only
+ *    bury it again, and count it in the queue's failed counter again each
+ *    time (issue 14);
  *  - its state is final (FAILURE), and a final state is never overwritten by
  *    the normal scripts, so the new run's result could never be recorded.  The
  *    state is reset to PENDING explicitly: in the same script when broker and
@@ -130,15 +133,15 @@ GTASK_EXTERN int gtask_client_dead_list(gtask_client *c, gtask_dead_entry **out,
 
 /* ---------------------------------------------------------------- requeue, purge */
 
-/* The body to queue for dead message m, in *next (a new buffer, or NULL to
- * queue m's own bytes: a malformed message is requeued as it is). */
-static int revived_body(gtask_client *c, const gtask_msg *m, char **next, size_t *len) {
+/* The body to queue for dead message m, in *next (a new buffer).
+ * GTASK_EPROTO, with the reason in why, for a message that does not decode:
+ * it is not requeued (see gtask_client_dead_requeue). */
+static int revived_body(gtask_client *c, const gtask_msg *m, char **next, size_t *len, char *why,
+                        size_t whysize) {
   *next = NULL;
   *len = 0;
   gtask_task *t = NULL;
-  char why[200];
-  int rc = gtask__task_decode_in(m->body, m->len, m->id, m->queue, &t, why, sizeof(why));
-  if (rc == GTASK_EPROTO) return 0;
+  int rc = gtask__task_decode_in(m->body, m->len, m->id, m->queue, &t, why, whysize);
   if (rc) return rc;
   t->lost = 0;
   int64_t ttl = gtask__client_broker(c)->msg_ttl_ms;
@@ -148,32 +151,49 @@ static int revived_body(gtask_client *c, const gtask_msg *m, char **next, size_t
   return rc;
 }
 
-/* Requeues msgs[0..n) (one chunk); adds the number moved to *moved. */
-static int requeue_chunk(gtask_client *c, gtask_msg **msgs, size_t n, size_t *moved) {
+/* Requeues msgs[0..n) (one chunk); adds the number moved to *moved.  A
+ * message that does not decode is left in the dead set: with one_id (a
+ * requeue of that id) that is GTASK_EPROTO, else it is skipped. */
+static int requeue_chunk(gtask_client *c, gtask_msg **msgs, size_t n, bool one_id, size_t *moved) {
   gtask_broker *b = gtask__client_broker(c);
   gtask_backend *be = gtask__client_backend(c);
   void *state = gtask__client_state(c);
   gtask_revive rs[REQUEUE_CHUNK];
+  gtask_msg *live[REQUEUE_CHUNK];
   char *bodies[REQUEUE_CHUNK] = {0};
+  size_t m = 0;
   int rc = 0;
+  char why[200] = "";
   for (size_t k = 0; k < n && rc == 0; k++) {
     size_t len = 0;
-    rc = revived_body(c, msgs[k], &bodies[k], &len);
-    rs[k] = (gtask_revive){.msg = msgs[k],
-                           .next = bodies[k] ? bodies[k] : msgs[k]->body,
-                           .next_len = bodies[k] ? len : msgs[k]->len};
+    rc = revived_body(c, msgs[k], &bodies[m], &len, why, sizeof(why));
+    if (rc == GTASK_EPROTO && !one_id) {
+      rc = 0;
+      continue;
+    }
+    if (rc) break;
+    live[m] = msgs[k];
+    rs[m] = (gtask_revive){.msg = msgs[k], .next = bodies[m], .next_len = len};
+    m++;
   }
-  if (rc) {
+  if (rc == GTASK_EPROTO) {
+    rc = gtask__client_err(c, rc,
+                           "task %s in queue %s: its message does not decode (%s); it stays in "
+                           "the dead set, since no worker could run it (dead purge removes it)",
+                           msgs[0]->id, msgs[0]->queue, why);
+  } else if (rc) {
     rc = lib_err(c, rc, "dead requeue: re-encoding");
-  } else if (!state && (rc = be->ops->reset(be->impl, msgs, n)) != 0) {
+  } else if (m == 0) {
+    /* nothing to requeue */
+  } else if (!state && (rc = be->ops->reset(be->impl, live, m)) != 0) {
     /* Separate backend: PENDING first, then the message (see the file comment). */
     rc = lib_err(c, rc, "dead requeue: resetting the state");
-  } else if ((rc = b->ops->dead_requeue(b->impl, rs, n, state)) != 0) {
+  } else if ((rc = b->ops->dead_requeue(b->impl, rs, m, state)) != 0) {
     rc = lib_err(c, rc, "dead requeue");
   } else {
-    for (size_t k = 0; k < n; k++) *moved += rs[k].moved;
+    for (size_t k = 0; k < m; k++) *moved += rs[k].moved;
   }
-  for (size_t k = 0; k < n; k++) gtask__free(bodies[k]);
+  for (size_t k = 0; k < m; k++) gtask__free(bodies[k]);
   return rc;
 }
 
@@ -190,7 +210,8 @@ GTASK_EXTERN int gtask_client_dead_requeue(gtask_client *c, const char *id, size
   if (rc) return lib_err(c, rc, "dead requeue: reading the dead set");
   size_t done = 0;
   for (size_t k = 0; k < nm && rc == 0; k += REQUEUE_CHUNK)
-    rc = requeue_chunk(c, msgs + k, nm - k < REQUEUE_CHUNK ? nm - k : REQUEUE_CHUNK, &done);
+    rc = requeue_chunk(c, msgs + k, nm - k < REQUEUE_CHUNK ? nm - k : REQUEUE_CHUNK, id != NULL,
+                       &done);
   free_msgs(msgs, nm);
   if (moved) *moved = done;
   if (rc) return rc;

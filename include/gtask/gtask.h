@@ -534,7 +534,12 @@ GTASK_EXTERN void gtask_dead_list_free(gtask_dead_entry *entries, size_t n);
  * FAILURE is replaced; its old result is dropped.  Waiters started before stay
  * blocked until the new run finishes.  *moved (may be NULL) receives how many
  * moved.  GTASK_ENOTFOUND when id is given and not in the dead set (or was
- * requeued or purged concurrently).  A malformed message is requeued as it is. */
+ * requeued or purged concurrently).  A message that does not decode (one a
+ * worker buried as malformed) is never moved: no worker could run it, and
+ * each time it failed again it would count in the queue's failed counter
+ * again.  It stays in the dead set (gtask_client_dead_list() shows it,
+ * gtask_client_dead_purge() removes it); with its id this is GTASK_EPROTO,
+ * with id NULL it is left out of *moved. */
 GTASK_EXTERN int gtask_client_dead_requeue(gtask_client *c, const char *id, size_t *moved);
 /* Empties the dead set of the client's queue; *removed (may be NULL) receives
  * how many entries it held.  The tasks' FAILURE records stay until they expire. */

@@ -22,6 +22,7 @@ struct gtask__redis_backend {
 
 gtask__redis *gtask__redis_backend_pool(gtask__redis_backend *b) { return b->r; }
 
+/* A status name; GTASK_EPROTO for anything else (the caller says whose). */
 static int parse_status(const char *s, size_t len, gtask_status *out) {
   static const struct {
     const char *name;
@@ -131,12 +132,8 @@ static int rk_store(void *impl, gtask_fin *fins, size_t n) {
     redisReply *rep;
     rc = gtask__redis_eval(b->r, c, GTASK__LUA_STORE, 1 + 2 * (j - i), &a, &rep);
     if (rc == 0) {
-      for (size_t k = i; k < j; k++) {
-        size_t e = k - i;
-        fins[k].fenced = !(rep->type == REDIS_REPLY_ARRAY && e < rep->elements &&
-                           rep->element[e]->type == REDIS_REPLY_INTEGER &&
-                           rep->element[e]->integer == 1);
-      }
+      rc = gtask__redis_int_array(b->r, "store.lua", rep, j - i);
+      for (size_t k = i; k < j && rc == 0; k++) fins[k].fenced = rep->element[k - i]->integer != 1;
       freeReplyObject(rep);
     }
     i = j;

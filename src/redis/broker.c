@@ -141,8 +141,10 @@ static int create_groups(redis_broker *b, gtask__conn *c, const char *const *que
 /* Turns one stream entry [id, [field, value, ...]] into a message. */
 static int entry_to_msg(const redisReply *e, const char *queue, gtask_msg **out) {
   *out = NULL;
-  if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 || e->element[0]->type != REDIS_REPLY_STRING)
+  if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 || e->element[0]->type != REDIS_REPLY_STRING) {
+    gtask__set_error("redis: a stream entry in queue %s is not [id, fields]", queue);
     return GTASK_EPROTO;
+  }
   const redisReply *f = e->element[1];
   if (f->type != REDIS_REPLY_ARRAY) return 0; /* deleted entry: nothing to run */
   const redisReply *id = NULL, *body = NULL;
@@ -485,11 +487,8 @@ static int rb_extend(void *impl, const char *consumer, gtask_msg *const *msgs, s
     redisReply *rep;
     rc = gtask__redis_eval(b->r, c, GTASK__LUA_EXTEND, 1, &a, &rep);
     if (rc == 0) {
-      for (size_t k = i; k < j; k++) {
-        size_t e = k - i;
-        lost[k] = !(rep->type == REDIS_REPLY_ARRAY && e < rep->elements &&
-                    rep->element[e]->type == REDIS_REPLY_INTEGER && rep->element[e]->integer == 1);
-      }
+      rc = gtask__redis_int_array(b->r, "extend.lua", rep, j - i);
+      for (size_t k = i; k < j && rc == 0; k++) lost[k] = rep->element[k - i]->integer != 1;
       freeReplyObject(rep);
     }
     i = j;
@@ -617,10 +616,8 @@ static int rb_finish(void *impl, const char *consumer, gtask_fin *fins, size_t n
     redisReply *rep;
     rc = gtask__redis_eval(b->r, c, GTASK__LUA_FINISH, nk, &a, &rep);
     if (rc == 0) {
-      for (size_t e = 0; e < m; e++)
-        ord[e]->fenced = !(rep->type == REDIS_REPLY_ARRAY && e < rep->elements &&
-                           rep->element[e]->type == REDIS_REPLY_INTEGER &&
-                           rep->element[e]->integer == 1);
+      rc = gtask__redis_int_array(b->r, "finish.lua", rep, m);
+      for (size_t e = 0; e < m && rc == 0; e++) ord[e]->fenced = rep->element[e]->integer != 1;
       freeReplyObject(rep);
     }
     i = j;
@@ -662,11 +659,12 @@ static int rb_reclaim(void *impl, const char *consumer, const char *queue, int64
       break;
     }
     if (rc) break;
-    if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 3 ||
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 3 ||
         rep->element[0]->type != REDIS_REPLY_STRING || rep->element[1]->type != REDIS_REPLY_ARRAY ||
         rep->element[2]->type != REDIS_REPLY_INTEGER) {
+      rc = gtask__redis_proto_error(b->r, "reclaim.lua", rep,
+                                    "[cursor, entries, fence] (a string, an array, an integer)");
       freeReplyObject(rep);
-      rc = GTASK_EPROTO;
       break;
     }
     gtask__fmt(cursor, sizeof(cursor), "%s", rep->element[0]->str);
@@ -706,9 +704,8 @@ static int rb_promote(void *impl, const char *queue, size_t max, int64_t *next_d
   redisReply *rep;
   rc = gtask__redis_eval(b->r, c, GTASK__LUA_PROMOTE, 2, &a, &rep);
   if (rc == 0) {
-    if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 &&
-        rep->element[1]->type == REDIS_REPLY_INTEGER)
-      *next_due_ms = rep->element[1]->integer;
+    rc = gtask__redis_int_array(b->r, "promote.lua", rep, 2);
+    if (rc == 0) *next_due_ms = rep->element[1]->integer;
     freeReplyObject(rep);
   }
   gtask__argv_free(&a);
@@ -945,11 +942,8 @@ static int rb_dead_requeue(void *impl, gtask_revive *rs, size_t n, void *state) 
     redisReply *rep;
     rc = gtask__redis_eval(b->r, c, GTASK__LUA_DEAD_REQUEUE, nk, &a, &rep);
     if (rc == 0) {
-      for (size_t k = i; k < j; k++) {
-        size_t e = k - i;
-        rs[k].moved = rep->type == REDIS_REPLY_ARRAY && e < rep->elements &&
-                      rep->element[e]->type == REDIS_REPLY_INTEGER && rep->element[e]->integer == 1;
-      }
+      rc = gtask__redis_int_array(b->r, "dead_requeue.lua", rep, j - i);
+      for (size_t k = i; k < j && rc == 0; k++) rs[k].moved = rep->element[k - i]->integer == 1;
       freeReplyObject(rep);
     }
     i = j;

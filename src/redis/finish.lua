@@ -29,6 +29,30 @@
 -- it (STARTED, RETRY, PENDING after a requeue) and is deleted when the task
 -- becomes final.  So a done task costs RPUSH and PEXPIRE here (and DEL when it
 -- may have a hash), not a read, two hash writes and two expiries.
+--
+-- All or nothing (issue 14).  Redis does not undo the writes of a script that
+-- fails half-way, and a write here fails on a key of the wrong type, or on a
+-- counter HINCRBY cannot add to.  So, in this order:
+--  1. the lease check reads the stream (XPENDING) or, for a trusted batch, the
+--     fence (GET): each fails before anything is written;
+--  2. each fin is decided (fenced, final already, or applied); a final fin's
+--     RPUSH is its check for a final state and for its notify list's type,
+--     and its PEXPIRE follows.  These are the only writes before step 4, and
+--     are undone exactly if the call fails: each list created here is
+--     deleted again (one found final got its element popped straight back);
+--  3. every key written after the first write of step 4 is checked, with a
+--     read that fails on a key of the wrong type: the pending set (SCARD)
+--     when a counter comes first, the stream (XLEN) for a trusted batch (step
+--     1 did not read it), the schedule (ZCARD), the dead set and the state
+--     hashes to write (HLEN), and the second counter when both change (HGET:
+--     an integer HINCRBY takes, of at most 18 digits);
+--  4. the first counter's HINCRBY, else the pending set's SREM, checks its own
+--     key: the first write that cannot be undone;
+--  5. then the rest, which cannot fail.
+-- A failure in steps 2 to 4 undoes step 2 and returns an error naming the
+-- key.  A batch of short fins pays one check (about 4k instructions of Redis)
+-- and, trusted, two; g is compared as a string when 0 (tonumber costs about
+-- 2k: glibc's strtod).
 
 -- Stream entry ids "ms-seq" in order.
 local function id_less(a, b)
@@ -42,26 +66,36 @@ end
 local group, consumer = ARGV[1], ARGV[2]
 local with_state = ARGV[3] == '1'
 local ttl = ARGV[4] -- a string: PEXPIRE parses it (no float formatting)
-local g = tonumber(ARGV[7])
+local g = ARGV[7] == '0' and 0 or tonumber(ARGV[7])
 local n = g + (#ARGV - 8 - 8 * g) / 3 -- every fin, general and short
 local out, ids, acked, ended = {}, {}, {}, {}
 local succeeded, failed = 0, 0
 
--- Which entries does the consumer still hold?  One XPENDING over the batch's
--- id range (the caller computes it), filtered by consumer (not one per entry).
--- The range may hold other leases of the consumer too; if the reply is cut at
--- its count, the entries not in it are checked one by one.
+-- An error reply for a command on key that failed (r: its redis.pcall reply).
+local function refuse(r, key)
+  return redis.error_reply(r.err .. ' (' .. key .. '; finish.lua changed nothing)')
+end
+
+-- 1. Which entries does the consumer still hold?  One XPENDING over the
+-- batch's id range (the caller computes it), filtered by consumer (not one per
+-- entry).  The range may hold other leases of the consumer too; if the reply
+-- is cut at its count, the entries not in it are checked one by one.
 --
 -- A batch of short fins whose leases all began under the queue's current
 -- fence skips it (about 0.7 us of Redis time per task): no reclaim has taken
 -- a lease since, so each entry is held by the consumer or was already ended
 -- by it -- a finish run again after a lost reply -- and a short fin of an
 -- ended entry finds its task final (the RPUSH check) and changes nothing.
-local held, complete = {}, true
-local trusted = g == 0 and ARGV[8] ~= '' and (redis.call('GET', KEYS[6]) or '0') == ARGV[8]
+local held, complete, trusted = {}, true, false
+if g == 0 and ARGV[8] ~= '' then
+  local f = redis.pcall('GET', KEYS[6])
+  if type(f) == 'table' then return refuse(f, KEYS[6]) end
+  trusted = (f or '0') == ARGV[8]
+end
 if n > 0 and not trusted then
   local count = 4 * n + 256
-  local p = redis.call('XPENDING', KEYS[1], group, ARGV[5], ARGV[6], count, consumer)
+  local p = redis.pcall('XPENDING', KEYS[1], group, ARGV[5], ARGV[6], count, consumer)
+  if p.err then return refuse(p, KEYS[1]) end
   for _, e in ipairs(p) do held[e[1]] = true end
   complete = #p < count
 end
@@ -76,70 +110,198 @@ local function holds(eid)
   return #p == 1 and p[1][2] == consumer and not ended[eid]
 end
 
-local function fin(i, eid, kind, status, result, nextb, due, id, fresh, tkey, nkey)
+-- Deletes the notify lists step 2 created (applied fins with a final status).
+local function undo()
+  for i = 1, n do
+    if out[i] == 1 and with_state then
+      if i > g then
+        redis.call('DEL', KEYS[7 + g + i - 1])
+      else
+        local status = ARGV[8 + 8 * (i - 1) + 3]
+        if status == 'SUCCESS' or status == 'FAILURE' then redis.call('DEL', KEYS[8 + 2 * (i - 1)]) end
+      end
+    end
+  end
+end
+
+-- 2. Decide each fin: out[i] = 0 fenced, 2 final already, 1 applied.  Already
+-- final?  A final fin asks RPUSH itself (the list's new length; an element
+-- pushed onto a final task's list is popped straight back), any other fin
+-- asks EXISTS.  An applied fin's new list gets its TTL here (DEL undoes both);
+-- its other writes wait for step 5.  A task whose state is written leaves the
+-- pending set in step 4 (it may have a STARTED hash already: a state hash,
+-- and a notify list above it, outrank the set when read).
+local sched, dead, hashes = false, false, nil -- what the applied fins write
+for i = 1, g do
+  -- ARGV from b + 1: entry id, kind, status, result, next body, next due ms,
+  -- task id, fresh; KEYS: state hash, notify list (with state)
+  local b = 8 + 8 * (i - 1)
+  local eid, kind, status = ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
   if not holds(eid) then
     out[i] = 0
-    return
-  end
-  acked[#acked + 1] = eid
-  ended[eid] = true
-  local to_final = status == 'SUCCESS' or status == 'FAILURE'
-  -- Already final?  A final fin asks RPUSH itself (the list's new length; an
-  -- element pushed onto a final task's list is popped straight back), any
-  -- other fin asks EXISTS.  Either way before anything else changes.
-  if with_state then
-    local final
-    if to_final then
-      final = redis.call('RPUSH', nkey, result) > 1
-      if final then redis.call('RPOP', nkey) end
-    else
+  else
+    acked[#acked + 1] = eid
+    ended[eid] = true
+    local to_final = status == 'SUCCESS' or status == 'FAILURE'
+    local final = false
+    local nkey = KEYS[8 + 2 * (i - 1)]
+    if with_state and to_final then
+      local len = redis.pcall('RPUSH', nkey, ARGV[b + 4])
+      if type(len) == 'table' then
+        undo()
+        return refuse(len, nkey)
+      end
+      final = len > 1
+      if final then
+        redis.call('RPOP', nkey)
+      else
+        redis.call('PEXPIRE', nkey, ttl)
+      end
+    elseif with_state then
       final = redis.call('EXISTS', nkey) == 1
     end
     if final then
       out[i] = 2
-      return
-    end
-  end
-  if kind == '2' then
-    redis.call('ZADD', KEYS[2], due, id .. nextb)
-  elseif kind == '3' then
-    redis.call('XADD', KEYS[1], '*', 'i', id, 'm', nextb)
-  elseif kind == '4' then
-    redis.call('HSET', KEYS[3], id, nextb)
-  end
-  if with_state and not (fresh and kind == '3') then
-    if to_final then
-      redis.call('PEXPIRE', nkey, ttl)
-      if not fresh then redis.call('DEL', tkey) end
     else
-      if result ~= '' then
-        redis.call('HSET', tkey, 's', status, 'r', result)
-      else
-        redis.call('HSET', tkey, 's', status)
+      out[i] = 1
+      if kind == '2' then sched = true end
+      if kind == '4' then dead = true end
+      if with_state and not (kind == '3' and ARGV[b + 8] == '1') then -- (a fresh requeue: none)
+        ids[#ids + 1] = ARGV[b + 7]
+        if not to_final then
+          hashes = hashes or {}
+          hashes[#hashes + 1] = KEYS[7 + 2 * (i - 1)]
+        end
       end
-      redis.call('PEXPIRE', tkey, ttl)
-    end
-    ids[#ids + 1] = id
-  end
-  if kind == '1' or kind == '4' then
-    if status == 'SUCCESS' then
-      succeeded = succeeded + 1
-    elseif status == 'FAILURE' then
-      failed = failed + 1
+      if kind == '1' or kind == '4' then
+        if status == 'SUCCESS' then
+          succeeded = succeeded + 1
+        elseif status == 'FAILURE' then
+          failed = failed + 1
+        end
+      end
     end
   end
-  out[i] = 1
-end
-
-for i = 1, g do
-  local b = 8 + 8 * (i - 1)
-  fin(i, ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4], ARGV[b + 5], ARGV[b + 6],
-      ARGV[b + 7], ARGV[b + 8] == '1', KEYS[7 + 2 * (i - 1)], KEYS[8 + 2 * (i - 1)])
 end
 for i = g + 1, n do
   local b = 8 + 8 * g + 3 * (i - g - 1)
-  fin(i, ARGV[b + 1], '1', 'SUCCESS', ARGV[b + 3], '', '0', ARGV[b + 2], true, nil,
-      KEYS[7 + 2 * g + (i - g - 1)])
+  local eid = ARGV[b + 1]
+  if not holds(eid) then
+    out[i] = 0
+  else
+    acked[#acked + 1] = eid
+    ended[eid] = true
+    local nkey = KEYS[7 + g + i - 1]
+    local len = redis.pcall('RPUSH', nkey, ARGV[b + 3])
+    if type(len) == 'table' then
+      undo()
+      return refuse(len, nkey)
+    end
+    if len > 1 then
+      redis.call('RPOP', nkey)
+      out[i] = 2
+    else
+      redis.call('PEXPIRE', nkey, ttl)
+      out[i] = 1
+      ids[#ids + 1] = ARGV[b + 2]
+      succeeded = succeeded + 1
+    end
+  end
+end
+
+-- 3. Check the keys written after the first write that cannot be undone.
+-- That first write checks its own key (step 4): the counters' HINCRBY, else
+-- the pending set's SREM.  A check is a read that fails on a key of the
+-- wrong type (about 4k instructions each: one per batch).
+local function check(cmd, key)
+  local r = redis.pcall(cmd, key)
+  if type(r) == 'table' and r.err then
+    undo()
+    return refuse(r, key)
+  end
+end
+local err
+if succeeded > 0 and failed > 0 then
+  -- The second counter: HINCRBY takes a decimal integer as Redis writes one
+  -- ("0", else no sign "+" and no leading 0); below 10^18 no increment here
+  -- can overflow it (no queue finishes 10^18 tasks).
+  local v = redis.pcall('HGET', KEYS[4], 'failed')
+  if type(v) == 'table' then
+    undo()
+    return refuse(v, KEYS[4])
+  end
+  local digits = v and v ~= '0' and string.match(v, '^%-?([1-9]%d*)$')
+  if v and v ~= '0' and not (digits and #digits <= 18) then
+    undo()
+    return redis.error_reply('ERR ' .. KEYS[4] .. ' field failed is "' .. string.sub(v, 1, 40) ..
+                             '", not a counter (finish.lua changed nothing)')
+  end
+end
+if #ids > 0 and (succeeded > 0 or failed > 0) then err = check('SCARD', KEYS[5]) end
+if not err and trusted and #acked > 0 then err = check('XLEN', KEYS[1]) end
+if not err and sched then err = check('ZCARD', KEYS[2]) end
+if not err and dead then err = check('HLEN', KEYS[3]) end
+for k = 1, hashes and #hashes or 0 do
+  if not err then err = check('HLEN', hashes[k]) end
+end
+if err then return err end
+
+-- 4. The counters (each applied done or dead fin with a final status counts
+-- once), then the pending set: a task whose state is written leaves it (it
+-- may have a STARTED hash already: a state hash, and a notify list above it,
+-- outrank the set when read).  The first of these writes is checked by its
+-- own failure.
+local first = succeeded > 0 and 'succeeded' or failed > 0 and 'failed' or nil
+if first then
+  local r = redis.pcall('HINCRBY', KEYS[4], first, first == 'succeeded' and succeeded or failed)
+  if type(r) == 'table' then
+    undo()
+    return refuse(r, KEYS[4])
+  end
+  if first == 'succeeded' and failed > 0 then redis.call('HINCRBY', KEYS[4], 'failed', failed) end
+end
+if #ids > 0 then
+  if first then
+    redis.call('SREM', KEYS[5], unpack(ids))
+  else
+    local r = redis.pcall('SREM', KEYS[5], unpack(ids))
+    if type(r) == 'table' then
+      undo()
+      return refuse(r, KEYS[5])
+    end
+  end
+end
+
+-- 5. The rest of the general fins applied: follow-ups and states.
+for i = 1, g do
+  if out[i] == 1 then
+    local b = 8 + 8 * (i - 1)
+    local kind, status, fresh = ARGV[b + 2], ARGV[b + 3], ARGV[b + 8] == '1'
+    if kind ~= '1' then
+      local id, nextb = ARGV[b + 7], ARGV[b + 5]
+      if kind == '2' then
+        redis.call('ZADD', KEYS[2], ARGV[b + 6], id .. nextb)
+      elseif kind == '3' then
+        redis.call('XADD', KEYS[1], '*', 'i', id, 'm', nextb)
+      elseif kind == '4' then
+        redis.call('HSET', KEYS[3], id, nextb)
+      end
+    end
+    if with_state and not (fresh and kind == '3') then
+      local tkey = KEYS[7 + 2 * (i - 1)]
+      if status == 'SUCCESS' or status == 'FAILURE' then
+        if not fresh then redis.call('DEL', tkey) end
+      else
+        local result = ARGV[b + 4]
+        if result ~= '' then
+          redis.call('HSET', tkey, 's', status, 'r', result)
+        else
+          redis.call('HSET', tkey, 's', status)
+        end
+        redis.call('PEXPIRE', tkey, ttl)
+      end
+    end
+  end
 end
 -- Release the leases, then drop the entries.  A few are XDELeted by id.  For
 -- a batch: every entry below the oldest lease still held in the group was
@@ -148,13 +310,16 @@ end
 -- stream node at a time, where XDEL seeks each id (about 1 us of Redis time per
 -- task).  With no lease left, everything up to the batch's highest id is
 -- finished.  Entries of the batch at or above the oldest lease (another
--- worker's, older than them) are XDELeted.
+-- worker's, older than them) are XDELeted.  A trusted batch's stream may have
+-- been deleted by hand, and its group with it: then XACK and XDEL find
+-- nothing, and there is no oldest lease to ask for (NOGROUP).
 if #acked > 0 then
   redis.call('XACK', KEYS[1], group, unpack(acked))
-  if #acked < 8 then
+  local summary = #acked >= 8 and redis.pcall('XPENDING', KEYS[1], group)
+  if not summary or summary.err then
     redis.call('XDEL', KEYS[1], unpack(acked))
   else
-    local oldest = redis.call('XPENDING', KEYS[1], group)[2]
+    local oldest = summary[2]
     if not oldest then
       redis.call('XTRIM', KEYS[1], 'MINID', ARGV[6])
       redis.call('XDEL', KEYS[1], ARGV[6])
@@ -173,10 +338,4 @@ if #acked > 0 then
     end
   end
 end
--- A task whose state was just written leaves the pending set (it may have a
--- STARTED hash already: a state hash, and a notify list above it, outrank the
--- set when read).
-if #ids > 0 then redis.call('SREM', KEYS[5], unpack(ids)) end
-if succeeded > 0 then redis.call('HINCRBY', KEYS[4], 'succeeded', succeeded) end
-if failed > 0 then redis.call('HINCRBY', KEYS[4], 'failed', failed) end
 return out

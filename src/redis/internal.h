@@ -128,6 +128,15 @@ int gtask__redis_cmd_after(gtask__redis *r, gtask__conn *c, size_t npre, redisRe
 int gtask__redis_eval(gtask__redis *r, gtask__conn *c, gtask__script s, size_t nkeys,
                       gtask__argv *a, redisReply **reply);
 
+/* Script replies (reply.c).  A reply not of the shape the script returns is
+ * GTASK_EPROTO, with a message naming the script and what came back: */
+/* ... proto_error records it: rep is not `want` (e.g. "an array of 3"); */
+int gtask__redis_proto_error(const gtask__redis *r, const char *script, const redisReply *rep,
+                             const char *want);
+/* ... int_array checks that rep is an array of exactly n integers (0 if so). */
+int gtask__redis_int_array(const gtask__redis *r, const char *script, const redisReply *rep,
+                           size_t n);
+
 /* Builds "P:{q}:suffix" or "P:{q}:suffix:id" into buf; returns its length. */
 size_t gtask__redis_key(const gtask__redis *r, char *buf, size_t size, const char *queue,
                         const char *suffix, const char *id);

@@ -9,13 +9,23 @@
 -- queue.  A worker reads it before each lease; while it is unchanged, no lease
 -- taken since can have been taken away, and finish.lua may skip its lease
 -- check for fins that cannot overwrite anything (see there).  So every
--- takeover of a lease bumps it, in the same script.
-local r = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4],
-                     'COUNT', ARGV[5])
-local fence
-if #r[2] > 0 then
-  fence = redis.call('INCR', KEYS[2])
-else
-  fence = tonumber(redis.call('GET', KEYS[2]) or '0')
+-- takeover of a lease bumps it, in the same script -- and the fence is read
+-- and checked first: a takeover whose INCR then failed (the fence of the
+-- wrong type, or not a number) would have let the old holder's fins through
+-- (issue 14).  A fence is a count: "0", or digits without a leading 0, fewer
+-- than 19 (INCR cannot overflow it).
+local fence = redis.pcall('GET', KEYS[2])
+if type(fence) == 'table' then
+  return redis.error_reply(fence.err .. ' (' .. KEYS[2] .. '; reclaim.lua changed nothing)')
 end
-return {r[1], r[2], fence}
+fence = fence or '0'
+if not (fence == '0' or (#fence <= 18 and string.match(fence, '^[1-9]%d*$'))) then
+  return redis.error_reply('ERR ' .. KEYS[2] .. ' is "' .. string.sub(fence, 1, 40) ..
+                           '", not a count of reclaims (reclaim.lua changed nothing)')
+end
+local r = redis.pcall('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], 'COUNT', ARGV[5])
+if r.err then
+  return redis.error_reply(r.err .. ' (' .. KEYS[1] .. '; reclaim.lua changed nothing)')
+end
+if #r[2] > 0 then return {r[1], r[2], redis.call('INCR', KEYS[2])} end
+return {r[1], r[2], tonumber(fence)}

@@ -2,10 +2,31 @@
 -- (a final task has its notify list).
 -- KEYS[2i-1] state hash, KEYS[2i] notify list of task i  ARGV[1] ttl ms
 -- ARGV[1+i] attempt number of task i
-for i = 1, #KEYS / 2 do
-  if redis.call('EXISTS', KEYS[2 * i]) == 0 then
-    redis.call('HSET', KEYS[2 * i - 1], 's', 'STARTED', 'a', ARGV[1 + i])
-    redis.call('PEXPIRE', KEYS[2 * i - 1], ARGV[1])
-  end
+--
+-- All or nothing (issue 14): Redis does not undo the writes of a script that
+-- fails half-way, and HSET fails on a key of the wrong type.  So every hash
+-- to write but the first is checked first (HLEN, a read that fails on a key
+-- of the wrong type); the first one's own HSET checks it.
+local n = #KEYS / 2
+local marks = {} -- the tasks to mark: those not final
+for i = 1, n do
+  if redis.call('EXISTS', KEYS[2 * i]) == 0 then marks[#marks + 1] = i end
 end
-return #KEYS / 2
+local function refuse(r, key)
+  return redis.error_reply(r.err .. ' (' .. key .. '; started.lua changed nothing)')
+end
+for k = 2, #marks do
+  local r = redis.pcall('HLEN', KEYS[2 * marks[k] - 1])
+  if type(r) == 'table' then return refuse(r, KEYS[2 * marks[k] - 1]) end
+end
+for k, i in ipairs(marks) do
+  local tkey = KEYS[2 * i - 1]
+  if k == 1 then
+    local r = redis.pcall('HSET', tkey, 's', 'STARTED', 'a', ARGV[1 + i])
+    if type(r) == 'table' then return refuse(r, tkey) end
+  else
+    redis.call('HSET', tkey, 's', 'STARTED', 'a', ARGV[1 + i])
+  end
+  redis.call('PEXPIRE', tkey, ARGV[1])
+end
+return n

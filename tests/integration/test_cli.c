@@ -983,12 +983,27 @@ TEST_TIMEOUT(cli_dead_set, 120) {
   ASSERT_EQ(RUN(r, "dead", "requeue", lost_id), 4); /* no longer dead */
   ASSERT_STR_CONTAINS(r->err, lost_id);
 
-  /* requeue --all: the junk goes back, and the worker buries it again. */
+  /* requeue --all: the junk stays in the dead set.  It used to go back, the
+   * worker buried it again and counted it failed again, each time (issue
+   * 14).  Requeued by its id, it is an error that says why. */
+  ASSERT_EQ(RUN(r, "--json", "stats"), 0);
+  j = json_line(first_line(r->out, line, sizeof(line)));
+  json_int_t failed = json_integer_value(json_object_get(j, "failed"));
+  json_decref(j);
+  ASSERT_EQ(failed, 1);
   ASSERT_EQ(RUN(r, "--json", "dead", "requeue", "--all"), 0);
   j = json_line(first_line(r->out, line, sizeof(line)));
-  ASSERT_EQ(json_integer_value(json_object_get(j, "requeued")), 1);
+  ASSERT_EQ(json_integer_value(json_object_get(j, "requeued")), 0);
   json_decref(j);
-  wait_dead(&e, 1);
+  ASSERT_EQ(RUN(r, "dead", "requeue", junk_id), 1);
+  ASSERT_STR_CONTAINS(r->err, junk_id);
+  ASSERT_STR_CONTAINS(r->err, "does not decode");
+  test_sleep_ms(300); /* (time for a worker to bury it again, if it had gone back) */
+  ASSERT_EQ(dead_count(&e), 1);
+  ASSERT_EQ(RUN(r, "--json", "stats"), 0);
+  j = json_line(first_line(r->out, line, sizeof(line)));
+  ASSERT_EQ(json_integer_value(json_object_get(j, "failed")), failed);
+  json_decref(j);
 
   /* purge */
   ASSERT_EQ(RUN(r, "dead", "purge"), 0);

@@ -1016,23 +1016,50 @@ CONTRACT(client_dead_requeue) {
   ASSERT_EQ(r->values[0].v.i, 3);
   gtask_result_free(r);
 
-  /* requeue --all and purge on a set of two. */
+  /* requeue --all and purge on a set of three: two task messages and one
+   * that does not decode.  That one stays in the dead set (a worker could
+   * only bury it again, and count it failed again: issue 14); requeued by
+   * its id, it is GTASK_EPROTO.  A requeued task that fails again is a new
+   * outcome, and counts. */
+  char junk[GTASK_ID_SIZE], tid[2][GTASK_ID_SIZE];
+  push(e, e->q, BODIES[0], 0, junk);
+  bury(e, BODIES[0]);
   for (int i = 0; i < 2; i++) {
-    push(e, e->q, BODIES[i], 0, NULL);
-    bury(e, BODIES[i]);
+    sc = gtask_send_conf_new("add");
+    ASSERT_NOT_NULL(sc);
+    ASSERT_OK(GTASK_SEND(cli, sc, tid[i], gtask_int64(i), gtask_int64(2)));
+    gtask_send_conf_free(sc);
+    gtask_msg *dm = lease1(e, "c1");
+    ASSERT_STR_EQ(dm->id, tid[i]);
+    ASSERT_FALSE(finish(e, "c1", dm, GTASK_FIN_DEAD, NULL, 0));
+    gtask__msg_free(dm);
   }
+  ASSERT_OK(gtask_client_stats(cli, NULL, &qs));
+  ASSERT_EQ(qs.dead, 3);
+  int64_t failed = qs.failed;
   ASSERT_OK(gtask_client_dead_requeue(cli, NULL, &moved));
-  ASSERT_EQ(moved, 2); /* not task messages: requeued as they are */
+  ASSERT_EQ(moved, 2);
+  ASSERT_OK(gtask_client_stats(cli, NULL, &qs));
+  ASSERT_EQ(qs.dead, 1);
+  ASSERT_EQ(qs.pending, 2);
+  ASSERT_ERR(gtask_client_dead_requeue(cli, junk, &moved), GTASK_EPROTO);
+  ASSERT_EQ(moved, 0);
+  ASSERT_STR_CONTAINS(gtask_client_errmsg(cli), junk);
+  ASSERT_STR_CONTAINS(gtask_client_errmsg(cli), "does not decode");
   gtask_msg *two[2];
   ASSERT_EQ(lease(e, "c1", e->q, 2, 0, two), 2);
   for (int i = 0; i < 2; i++)
     ASSERT_FALSE(finish(e, "c1", two[i], GTASK_FIN_DEAD, NULL, 0));
   free_msgs(two, 2);
+  ASSERT_OK(gtask_client_stats(cli, NULL, &qs));
+  ASSERT_EQ(qs.dead, 3);
+  ASSERT_EQ(qs.failed, failed + 2);
   size_t removed = 0;
   ASSERT_OK(gtask_client_dead_purge(cli, &removed));
-  ASSERT_EQ(removed, 2);
+  ASSERT_EQ(removed, 3);
   ASSERT_OK(gtask_client_stats(cli, NULL, &qs));
   ASSERT_EQ(qs.dead, 0);
+  ASSERT_EQ(qs.failed, failed + 2);
   gtask_client_free(cli);
 }
 
