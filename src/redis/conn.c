@@ -1,13 +1,15 @@
 /* redis/conn.c -- gtask's own Redis connections (see conn.h): connect, write
- * and read on a non-blocking socket, plain or through OpenSSL, every wait a
- * poll(2) against the operation's deadline.
+ * and read, plain or through OpenSSL.
  *
- * The socket stays non-blocking for its whole life.  A write or read that
- * would block polls for what it waits for (TLS may want to read in order to
- * write, and the other way round) until the deadline of the command: the
- * timeout bounds a command from its first byte written to its reply, not each
- * system call.  Plain writes use send(MSG_NOSIGNAL); OpenSSL writes with
- * write(2), which the library's SIGPIPE guard covers (internal.h). */
+ * Connecting is non-blocking, every wait a poll(2) against the connect
+ * deadline (the TLS handshake included).  Then the socket turns blocking with
+ * SO_SNDTIMEO/SO_RCVTIMEO set to the command timeout, as hiredis does: a
+ * command is one send and one recv when its reply comes in one piece -- a
+ * non-blocking socket would add a poll and a recv that finds nothing to each
+ * (two more system calls on every round trip of the latency path).  The
+ * timeout thus bounds each wait for the server, not the command as a whole.
+ * Plain writes use send(MSG_NOSIGNAL); OpenSSL writes with write(2), which
+ * the library's SIGPIPE guard covers (internal.h). */
 #include "conn.h"
 
 #include <errno.h>
@@ -21,6 +23,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
 #include <arpa/inet.h>
@@ -35,6 +38,13 @@ static void set_err(gtask__conn *c, int type, const char *fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(c->errstr, sizeof(c->errstr), fmt, ap);
   va_end(ap);
+}
+
+/* The socket's send and receive timeouts: ms (0: none). */
+static void apply_timeout(int fd, int64_t ms) {
+  struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 }
 
 /* The OpenSSL error queue's last entry (and clears the queue). */
@@ -223,6 +233,9 @@ int gtask__conn_connect(const gtask__endpoint *ep, int64_t timeout_ms, gtask__co
     gtask__conn_free(c);
     return GTASK_ECONN;
   }
+  int fl = fcntl(c->fd, F_GETFL);
+  if (fl >= 0) fcntl(c->fd, F_SETFL, fl & ~O_NONBLOCK);
+  apply_timeout(c->fd, timeout_ms);
   *out = c;
   return 0;
 }
@@ -240,7 +253,12 @@ void gtask__conn_free(gtask__conn *c) {
   gtask__free(c);
 }
 
-void gtask__conn_set_timeout(gtask__conn *c, int64_t ms) { c->timeout_ms = ms > 0 ? ms : 0; }
+void gtask__conn_set_timeout(gtask__conn *c, int64_t ms) {
+  ms = ms > 0 ? ms : 0;
+  if (ms == c->timeout_ms) return;
+  c->timeout_ms = ms;
+  apply_timeout(c->fd, ms);
+}
 
 size_t gtask__conn_unsent(const gtask__conn *c) { return c->olen - c->opos; }
 
@@ -290,12 +308,11 @@ int gtask__conn_appendf(gtask__conn *c, const char *fmt, ...) {
   return rc;
 }
 
-/* Writes obuf[opos..olen) before the deadline (0: none). */
-static int flush(gtask__conn *c, int64_t deadline) {
+/* Writes obuf[opos..olen); a socket timeout is a failure. */
+static int flush(gtask__conn *c) {
   while (c->opos < c->olen) {
     const char *p = c->obuf + c->opos;
     size_t left = c->olen - c->opos;
-    short ev;
     if (c->ssl) {
       ERR_clear_error();
       int n = SSL_write(c->ssl, p, left > (size_t)1 << 30 ? 1 << 30 : (int)left);
@@ -304,32 +321,25 @@ static int flush(gtask__conn *c, int64_t deadline) {
         continue;
       }
       int e = SSL_get_error(c->ssl, n);
-      if (e == SSL_ERROR_WANT_WRITE) ev = POLLOUT;
-      else if (e == SSL_ERROR_WANT_READ) ev = POLLIN;
-      else {
+      if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) {
+        set_err(c, REDIS_ERR_IO, "timed out writing");
+      } else {
         char why[200];
         ssl_reason(why, sizeof(why));
         set_err(c, REDIS_ERR_IO, "TLS write: %s%s", why, no_cert_hint(c));
-        return REDIS_ERR;
       }
-    } else {
-      ssize_t n = send(c->fd, p, left, MSG_NOSIGNAL);
-      if (n > 0) {
-        c->opos += (size_t)n;
-        continue;
-      }
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
-        set_err(c, REDIS_ERR_IO, "%s", strerror(errno));
-        return REDIS_ERR;
-      }
-      ev = POLLOUT;
-    }
-    int w = wait_fd(c->fd, ev, deadline);
-    if (w <= 0) {
-      set_err(c, REDIS_ERR_IO, "%s", w == 0 ? "timed out writing" : strerror(errno));
       return REDIS_ERR;
     }
+    ssize_t n = send(c->fd, p, left, MSG_NOSIGNAL);
+    if (n > 0) {
+      c->opos += (size_t)n;
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    set_err(c, REDIS_ERR_IO, "%s",
+            n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) ? "timed out writing"
+                                                               : strerror(errno));
+    return REDIS_ERR;
   }
   c->opos = c->olen = 0;
   return REDIS_OK;
@@ -337,9 +347,10 @@ static int flush(gtask__conn *c, int64_t deadline) {
 
 /* ---------------------------------------------------------------- read */
 
-/* Reads what is there into the reader: 1 read something, 0 would block
- * (*ev: what to poll for), -1 failed (c->err). */
-static int read_some(gtask__conn *c, short *ev) {
+/* Reads into the reader, waiting up to the socket's timeout: 1 read
+ * something, 0 the wait timed out (the connection stays usable), -1 failed
+ * (c->err). */
+static int read_some(gtask__conn *c) {
   char buf[READ_CHUNK];
   if (c->ssl) {
     ERR_clear_error();
@@ -352,10 +363,7 @@ static int read_some(gtask__conn *c, short *ev) {
       return 1;
     }
     int e = SSL_get_error(c->ssl, n);
-    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
-      *ev = e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT;
-      return 0;
-    }
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) return 0;
     if (e == SSL_ERROR_ZERO_RETURN || (e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0)) {
       set_err(c, REDIS_ERR_EOF, "Server closed the connection");
       return -1;
@@ -377,10 +385,8 @@ static int read_some(gtask__conn *c, short *ev) {
     set_err(c, REDIS_ERR_EOF, "Server closed the connection");
     return -1;
   }
-  if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
-    *ev = POLLIN;
-    return 0;
-  }
+  if (errno == EINTR) return read_some(c);
+  if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
   set_err(c, REDIS_ERR_IO, "%s", strerror(errno));
   return -1;
 }
@@ -394,20 +400,13 @@ int gtask__conn_get_reply(gtask__conn *c, redisReply **reply) {
     *reply = r;
     return REDIS_OK;
   }
-  int64_t deadline = deadline_of(c->timeout_ms);
-  if (flush(c, deadline) != REDIS_OK) return REDIS_ERR;
+  if (flush(c) != REDIS_OK) return REDIS_ERR;
   for (;;) {
-    short ev = 0;
-    int got = read_some(c, &ev);
+    int got = read_some(c);
     if (got < 0) return REDIS_ERR;
     if (got == 0) {
-      int w = wait_fd(c->fd, ev, deadline);
-      if (w <= 0) {
-        set_err(c, REDIS_ERR_IO, "%s",
-                w == 0 ? "timed out waiting for the reply" : strerror(errno));
-        return REDIS_ERR;
-      }
-      continue;
+      set_err(c, REDIS_ERR_IO, "timed out waiting for the reply");
+      return REDIS_ERR;
     }
     if (redisReaderGetReply(c->reader, &r) != REDIS_OK) goto protocol;
     if (r) {
@@ -424,7 +423,6 @@ int gtask__conn_poll_reply(gtask__conn *c, int64_t wait_ms, redisReply **reply) 
   *reply = NULL;
   if (c->err) return -1;
   void *r = NULL;
-  int64_t deadline = gtask__mono_ms() + (wait_ms > 0 ? wait_ms : 1);
   for (;;) {
     if (redisReaderGetReply(c->reader, &r) != REDIS_OK) {
       set_err(c, REDIS_ERR_PROTOCOL, "protocol error: %s", c->reader->errstr);
@@ -434,17 +432,18 @@ int gtask__conn_poll_reply(gtask__conn *c, int64_t wait_ms, redisReply **reply) 
       *reply = r;
       return 1;
     }
-    short ev = 0;
-    int got = read_some(c, &ev);
-    if (got < 0) return -1;
-    if (got == 0) {
-      int w = wait_fd(c->fd, ev, deadline);
+    /* Nothing buffered (TLS: nor decrypted): wait for the socket first. */
+    if (!(c->ssl && SSL_pending(c->ssl) > 0)) {
+      int w = wait_fd(c->fd, POLLIN, gtask__mono_ms() + (wait_ms > 0 ? wait_ms : 1));
       if (w == 0) return 0;
       if (w < 0) {
         set_err(c, REDIS_ERR_IO, "%s", strerror(errno));
         return -1;
       }
     }
+    int got = read_some(c);
+    if (got < 0) return -1;
+    if (got == 0) return 0; /* a TLS record without data (the socket timeout ran out) */
   }
 }
 
@@ -471,12 +470,14 @@ bool gtask__conn_idle_dead(gtask__conn *c) {
   if (poll(&p, 1, 0) == 0) return false;
   if (!c->ssl) return true;
   /* TLS 1.3 servers send session tickets after the handshake: records that
-   * carry no data.  Read them; only data or a close means the idle
-   * connection is not what it should be. */
+   * carry no data.  Read them (without blocking); only data or a close
+   * means the idle connection is not what it should be. */
+  int fl = fcntl(c->fd, F_GETFL);
+  if (fl < 0 || fcntl(c->fd, F_SETFL, fl | O_NONBLOCK) != 0) return true;
   char b;
   ERR_clear_error();
   int n = SSL_peek(c->ssl, &b, 1);
-  if (n > 0) return true;
-  int e = SSL_get_error(c->ssl, n);
-  return e != SSL_ERROR_WANT_READ;
+  int e = n > 0 ? SSL_ERROR_NONE : SSL_get_error(c->ssl, n);
+  fcntl(c->fd, F_SETFL, fl);
+  return n > 0 || e != SSL_ERROR_WANT_READ;
 }

@@ -229,6 +229,7 @@ static void *watch_main(void *arg) {
         auth(r, c, "sentinel", cf->sentinel_user, cf->sentinel_password) == 0 &&
         (rep = gtask__conn_command(c, "SUBSCRIBE +switch-master")) != NULL) {
       freeReplyObject(rep);
+      gtask__conn_set_timeout(c, 250); /* a read never outlasts a stop request by much */
       while (!atomic_load(&r->stop_watch)) {
         int got = gtask__conn_poll_reply(c, 200, &rep);
         if (got < 0) break;

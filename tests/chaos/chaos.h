@@ -88,6 +88,7 @@ typedef struct chaos_opts {
   const char *worker_path;  /* the chaos_worker binary */
   bool verbose;             /* progress lines while running */
   bool ignore_sigpipe;      /* workers set SIGPIPE to SIG_IGN (chaos_worker --ignore-sigpipe) */
+  bool tls;                 /* redis speaks mutual TLS only; everyone connects with rediss:// */
 } chaos_opts;
 
 typedef struct chaos_report {

@@ -20,6 +20,7 @@
 
 #include "internal.h"
 #include "redis_fixture.h"
+#include "tls_fixture.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -78,6 +79,7 @@ typedef struct run {
   const chaos_opts *o;
   chaos_report *r;
   gt_redis *redis;
+  char url[1024];                /* what the driver and the workers connect to */
   gtask_broker *broker;
   gtask_backend *backend;
   task_rec *tasks;
@@ -195,7 +197,7 @@ static int spawn_worker(run *x, int k) {
   snprintf(name, sizeof(name), "chaos-%d-%d", k, w->gen);
   snprintf(conc, sizeof(conc), "%d", x->o->concurrency);
   snprintf(lease, sizeof(lease), "%lld", (long long)x->o->lease_ms);
-  const char *argv[] = {x->o->worker_path, "--url", gt_redis_url(x->redis), "--queue", QUEUE,
+  const char *argv[] = {x->o->worker_path, "--url", x->url, "--queue", QUEUE,
                         "--logdir", x->o->dir, "--concurrency", conc, "--lease", lease,
                         "--name", name, NULL, NULL, NULL};
   size_t argc = 13;
@@ -870,10 +872,23 @@ void chaos_report_print(FILE *f, const chaos_report *r, const chaos_opts *o) {
 }
 
 static int setup(run *x) {
-  x->redis = gt_redis_start("appendonly yes\nappendfsync always\n");
+  const gt_certs *certs = NULL;
+  if (x->o->tls && (gt_certs_missing_tool() != NULL || (certs = gt_certs_make()) == NULL)) {
+    fprintf(stderr, "chaos: cannot make TLS certificates: %s\n",
+            gt_certs_missing_tool() ? gt_certs_missing_tool() : "openssl failed");
+    return -1;
+  }
+  gt_redis_opts ro = {.extra_conf = "appendonly yes\nappendfsync always\n", .certs = certs,
+                      .tls_auth_clients = "yes"};
+  x->redis = gt_redis_start_opts(&ro);
   if (!x->redis) return -1;
+  if (certs)
+    snprintf(x->url, sizeof(x->url), "%s?cacert=%s&cert=%s&key=%s", gt_redis_tls_url(x->redis),
+             certs->ca, certs->client_cert, certs->client_key);
+  else
+    snprintf(x->url, sizeof(x->url), "%s", gt_redis_url(x->redis));
   gtask_redis_conf *conf;
-  if (gtask_redis_conf_new(&conf, gt_redis_url(x->redis), NULL, -1) != 0) return -1;
+  if (gtask_redis_conf_new(&conf, x->url, NULL, -1) != 0) return -1;
   gtask_redis_conf_set_timeout(conf, 1000);
   int rc = gtask_broker_redis_new(&x->broker, conf);
   if (!rc) rc = gtask_backend_redis_new(&x->backend, conf);
@@ -927,7 +942,7 @@ int chaos_run(const chaos_opts *o, chaos_report *r) {
     goto out;
   }
   progress(x, "redis %s, %d workers (%s), %u tasks over %.1f s, seed %" PRIu64,
-           gt_redis_url(x->redis), o->workers, o->procs ? "odd ones in the process pool" : "threads",
+           x->o->tls ? gt_redis_tls_url(x->redis) : gt_redis_url(x->redis), o->workers, o->procs ? "odd ones in the process pool" : "threads",
            o->tasks, (double)o->duration_ms / 1000.0, o->seed);
   if (pthread_create(&sender, NULL, sender_main, x) != 0) {
     r->aborted = true;

@@ -22,9 +22,10 @@
 #include <time.h>
 #include <unistd.h>
 
-TEST_TIMEOUT(chaos_short, 300) {
+static void run_chaos(bool tls) {
   chaos_opts o;
   chaos_opts_default(&o);
+  o.tls = tls;
   char worker[PATH_MAX];
   ASSERT_TRUE(chaos_default_worker_path(worker, sizeof(worker)));
   o.worker_path = worker;
@@ -53,3 +54,9 @@ TEST_TIMEOUT(chaos_short, 300) {
   ASSERT_GT(r.redis_restarts, 0);
   ASSERT_OK(rc);
 }
+
+TEST_TIMEOUT(chaos_short, 300) { run_chaos(false); }
+
+/* The same over mutual TLS: connections cut mid-record, a TLS server restarted
+ * under the workers. */
+TEST_TIMEOUT(chaos_short_tls, 300) { run_chaos(true); }
