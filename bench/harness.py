@@ -72,6 +72,8 @@ def systems(args):
     sk_dir = os.path.join(PEERS, "sidekiq")
     bq_dir = os.path.join(PEERS, "bullmq")
     conc = args.gtask_concurrency
+    tls_url = "rediss://127.0.0.1:%d/0?cacert=%s" % (args.tls_port, args.tls_ca) \
+        if args.tls_port else None
     return {
         "gtask": dict(
             version=gtask_version,
@@ -80,6 +82,15 @@ def systems(args):
                      "of 1000" % conc,
             workers=lambda w: [[gt, "--redis", redis, "--role", "worker", "-c", str(conc)]],
             client=lambda w, n, extra: [gt, "--redis", redis, "--role", "client", "-n", str(n),
+                                        "--collect", "count",
+                                        "--mode", "awaited" if w == "latency" else w] + extra,
+            cwd=ROOT, env={}, scale=1.0),
+        "gtask-tls": dict(
+            version=gtask_version,
+            settings="as gtask, over TLS (TLS 1.3, the server's certificate checked; the "
+                     "same redis-server's tls-port)",
+            workers=lambda w: [[gt, "--redis", tls_url, "--role", "worker", "-c", str(conc)]],
+            client=lambda w, n, extra: [gt, "--redis", tls_url, "--role", "client", "-n", str(n),
                                         "--collect", "count",
                                         "--mode", "awaited" if w == "latency" else w] + extra,
             cwd=ROOT, env={}, scale=1.0),
@@ -478,7 +489,8 @@ def summarize(args, runs, ceilings, versions, settings, order):
     table = "\n".join(lines)
 
     # gtask's ratio to each peer.
-    peers = [p for p in order if p != "gtask"]
+    # gtask-tls is gtask itself over TLS (reported beside it, not a peer).
+    peers = [p for p in order if not p.startswith("gtask")]
     ratio_lines = []
     if "gtask" in S and peers:
         g = S["gtask"]
@@ -699,8 +711,10 @@ def main():
     ap = argparse.ArgumentParser(description="gtask vs peers (run by bench/run)")
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--tmp", required=True)
+    ap.add_argument("--tls-port", type=int, default=0, help="the same server's TLS port")
+    ap.add_argument("--tls-ca", default="", help="the CA of its certificate")
     ap.add_argument("--installed", default="gtask")
-    ap.add_argument("--systems", default="gtask,celery,rq,sidekiq,bullmq")
+    ap.add_argument("--systems", default="gtask,gtask-tls,celery,rq,sidekiq,bullmq")
     ap.add_argument("--gtask", default="build-bench/bench/throughput")
     ap.add_argument("--gtask-concurrency", type=int, default=16)
     ap.add_argument("--out", default="bench/RESULTS.md")

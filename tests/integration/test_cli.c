@@ -7,6 +7,7 @@
  * graceful shutdown on SIGTERM/SIGINT, and the dead set. */
 #include "internal.h"
 #include "redis_fixture.h"
+#include "tls_fixture.h"
 #include "test.h"
 
 #include <errno.h>
@@ -504,6 +505,26 @@ TEST(cli_auth_error) {
   ASSERT_EQ(count_lines(r->err), 1);
   ASSERT_EQ(count_str(r->err, addr), 1);
   ASSERT_EQ(RUN(r, "--redis", right, "stats"), 0);
+
+  /* The password without argv: --password-file (its first line), else
+   * $GTASK_REDIS_PASSWORD; a password in the URL wins over both. */
+  char pwfile[512];
+  snprintf(pwfile, sizeof(pwfile), "%s/pw", test_tmpdir());
+  FILE *f = fopen(pwfile, "w");
+  ASSERT_NOT_NULL(f);
+  fputs("x\n", f);
+  fclose(f);
+  ASSERT_EQ(RUN(r, "--redis", none, "--password-file", pwfile, "stats"), 0);
+  ASSERT_EQ(RUN(r, "--redis", none, "--password-file", "/nonexistent/pw", "stats"), 2);
+  ASSERT_STR_CONTAINS(r->err, "--password-file /nonexistent/pw");
+  setenv("GTASK_REDIS_PASSWORD", "x", 1);
+  ASSERT_EQ(RUN(r, "--redis", none, "stats"), 0);
+  ASSERT_EQ(RUN(r, "--redis", wrong, "stats"), 1); /* the URL's wins */
+  setenv("GTASK_REDIS_PASSWORD", "nope", 1);
+  ASSERT_EQ(RUN(r, "--redis", none, "stats"), 1);
+  ASSERT_STR_CONTAINS(r->err, "WRONGPASS");
+  ASSERT_TRUE(strstr(r->err, "nope") == NULL);
+  unsetenv("GTASK_REDIS_PASSWORD");
   free(r);
   gt_redis_stop(redis);
 }
@@ -512,6 +533,45 @@ TEST(cli_auth_error) {
  * once, and the address that failed: the backend's here (issue 14: it read
  * "cannot reach redis at BROKER: wait: cannot reach redis (redis BACKEND:
  * Connection refused)"). */
+/* TLS from the command line: --tls-ca/--tls-cert/--tls-key or the URL's
+ * parameters; a certificate problem exits 5 at once with the reason. */
+TEST(cli_tls) {
+  const char *why = gt_certs_missing_tool();
+  if (why) SKIP("%s", why);
+  const gt_certs *certs = gt_certs_make();
+  ASSERT_NOT_NULL(certs);
+  gt_redis *redis = gt_redis_start_tls(certs, NULL, NULL, "yes", NULL);
+  ASSERT_NOT_NULL(redis);
+  const char *url = gt_redis_tls_url(redis);
+  run_out *r = malloc(sizeof(*r));
+  ASSERT_EQ(RUN(r, "--redis", url, "--tls-ca", certs->ca, "--tls-cert", certs->client_cert,
+                "--tls-key", certs->client_key, "stats"),
+            0);
+  ASSERT_STR_CONTAINS(r->out, "default");
+  char full[1024];
+  snprintf(full, sizeof(full), "%s?cacert=%s&cert=%s&key=%s", url, certs->ca, certs->client_cert,
+           certs->client_key);
+  ASSERT_EQ(RUN(r, "--redis", full, "stats"), 0);
+  int64_t t0 = test_now_ms();
+  ASSERT_EQ(RUN(r, "--redis", url, "--tls-ca", certs->other_ca, "--tls-cert", certs->client_cert,
+                "--tls-key", certs->client_key, "stats"),
+            5);
+  ASSERT_LT(test_now_ms() - t0, test_timeout_ms(3000));
+  ASSERT_EQ(count_lines(r->err), 1);
+  ASSERT_STR_CONTAINS(r->err, "server certificate rejected");
+  ASSERT_EQ(RUN(r, "--redis", url, "--tls-ca", certs->ca, "stats"), 5); /* no client certificate */
+  ASSERT_STR_CONTAINS(r->err, "client certificate");
+  ASSERT_EQ(RUN(r, "--redis", url, "--tls-insecure", "--tls-cert", certs->client_cert, "--tls-key",
+                certs->client_key, "stats"),
+            0);
+  ASSERT_STR_CONTAINS(r->err, "warning");
+  ASSERT_STR_CONTAINS(r->err, "without certificate checks");
+  ASSERT_EQ(RUN(r, "--redis", url, "--tls-cert", certs->client_cert, "stats"), 2);
+  ASSERT_STR_CONTAINS(r->err, "go together");
+  free(r);
+  gt_redis_stop(redis);
+}
+
 TEST_TIMEOUT(cli_redis_lost_while_waiting, 60) {
   env e;
   env_start(&e);

@@ -7,6 +7,7 @@
 #include "redis_fixture.h"
 #include "sentinel_fixture.h"
 #include "test.h"
+#include "tls_fixture.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -184,5 +185,59 @@ TEST_TIMEOUT(without_wait_replicas_a_failover_may_lose_acknowledged_tasks, 180) 
            s->nacked, s->nfailed, lost);
   ASSERT_GT(s->nacked, 150);
   free(s);
+  gt_sentinel_stop(set);
+}
+
+/* Sentinels and data nodes that speak mutual TLS only: rediss-sentinel://
+ * with the client certificate reaches the master through them, and finds
+ * the new one after a failover. */
+TEST_TIMEOUT(sentinel_over_tls, 120) {
+  gtask_set_log(quiet_log, NULL, GTASK_LOG_ERROR);
+  const char *why = gt_certs_missing_tool();
+  if (why) SKIP("%s", why);
+  const gt_certs *certs = gt_certs_make();
+  ASSERT_NOT_NULL(certs);
+  gt_sentinel *set = gt_sentinel_start_tls(certs, 1, 3, "tlsmaster");
+  ASSERT_NOT_NULL(set);
+  char url[2048];
+  snprintf(url, sizeof(url), "%s?cacert=%s&cert=%s&key=%s", gt_sentinel_url(set), certs->ca,
+           certs->client_cert, certs->client_key);
+  gtask_redis_conf *conf;
+  ASSERT_OK(gtask_redis_conf_new(&conf, url, NULL, -1));
+  gtask_broker *b;
+  gtask_backend *k;
+  ASSERT_OK(gtask_broker_redis_new(&b, conf));
+  ASSERT_OK(gtask_backend_redis_new(&k, conf));
+  gtask_redis_conf_free(conf);
+  server = gtask_server_new(b, k);
+  ASSERT_OK(GTASK_REG(server, add));
+  pthread_t tw;
+  ASSERT_EQ(pthread_create(&tw, NULL, run_server, NULL), 0);
+  gtask_client *cli = gtask_client_new(b, k);
+  gtask_send_conf *sc = gtask_send_conf_new("add");
+  for (int round = 0; round < 2; round++) {
+    if (round == 1) {
+      ASSERT_EQ(gt_sentinel_failover(set), 0);
+      ASSERT_EQ(gt_sentinel_demote_old_masters(set), 0);
+    }
+    char id[GTASK_ID_SIZE];
+    int rc;
+    int64_t until = test_now_ms() + test_timeout_ms(15000);
+    while ((rc = GTASK_SEND(cli, sc, id, gtask_int64(40 + round), gtask_int64(2))) != 0 &&
+           test_now_ms() < until)
+      test_sleep_ms(100);
+    if (rc) TEST_FAIL("round %d: send: %s", round, gtask_client_errmsg(cli));
+    gtask_result *r = NULL;
+    ASSERT_OK(gtask_client_wait(cli, id, test_timeout_ms(15000), &r));
+    ASSERT_EQ(r->values[0].v.i, 42 + round);
+    gtask_result_free(r);
+  }
+  gtask_server_shutdown(server);
+  pthread_join(tw, NULL);
+  gtask_send_conf_free(sc);
+  gtask_client_free(cli);
+  gtask_server_free(server);
+  gtask_broker_free(b);
+  gtask_backend_free(k);
   gt_sentinel_stop(set);
 }
