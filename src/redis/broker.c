@@ -130,7 +130,7 @@ static int create_groups(redis_broker *b, gtask__conn *c, const char *const *que
     int rc = 0;
     if (rep->type == REDIS_REPLY_ERROR && strncmp(rep->str, "BUSYGROUP", 9) != 0) {
       gtask__set_error("redis %s: XGROUP CREATE %s: %s", b->r->conf->describe, key, rep->str);
-      rc = GTASK_EREDIS;
+      rc = gtask__redis_reply_rc(rep->str);
     }
     freeReplyObject(rep);
     if (rc) return rc;

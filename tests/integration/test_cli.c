@@ -928,7 +928,13 @@ TEST_TIMEOUT(cli_stats, 60) {
   /* The sleeping task would hold the shutdown for 60 s: a second signal ends
    * the worker at once (exit 130); its lease is then simply abandoned. */
   ASSERT_EQ(kill(e.worker, SIGTERM), 0);
-  test_sleep_ms(200);
+  /* Standard signals do not queue: the second must come after the first was
+   * handled, which the worker's log says. */
+  {
+    char log[8192] = "";
+    WAIT_UNTIL_MSG((slurp(e.worker_log, log, sizeof(log)), strstr(log, "shutting down") != NULL),
+                   10000, "the worker did not log its shutdown after SIGTERM");
+  }
   ASSERT_EQ(kill(e.worker, SIGTERM), 0);
   ASSERT_EQ(wait_exit(e.worker, test_timeout_ms(10000)), 130);
   e.worker = 0;
