@@ -45,15 +45,18 @@ static int bad_url(const char *url, const char *fmt, ...) {
   va_end(ap);
   /* A query that holds a password is not shown at all. */
   const char *q = strchr(url, '?');
+  size_t ulen = strlen(url);
   int shown = q != NULL && strstr(q, "password") != NULL ? (int)(q - url) : 120;
   if (shown > 120)
     shown = 120;
+  if ((size_t)shown > ulen)
+    shown = (int)ulen;
   const char *at = memchr(url, '@', (size_t)shown) ? strrchr(url, '@') : NULL;
   if (at != NULL && at - url >= shown)
     at = NULL;
   if (at == NULL) {
     gtask__set_error("invalid redis url \"%.*s%s\": %s", shown, url,
-                     shown < (int)strlen(url) && q && url + shown == q ? "?..." : "", reason);
+                     (size_t)shown < ulen && q && url + shown == q ? "?..." : "", reason);
   } else {
     const char *scheme = strstr(url, "://");
     int keep = scheme != NULL && scheme < at ? (int)(scheme + 3 - url) : 0;
