@@ -174,6 +174,11 @@ class _Server:
                 url = "unix://" + url[len("unix:"):]
             else:  # g_task's host:port
                 url = "redis://" + url
+        u = urlparse(url)
+        if u.scheme in ("redis", "rediss") and u.path not in ("", "/") and \
+                not u.path[1:].isdigit():
+            raise E.InvalidArgument("invalid Redis URL %r: db %r is not a number"
+                                    % (url, u.path[1:]))
         try:
             self.pool = redis.ConnectionPool.from_url(
                 url, socket_timeout=timeout, socket_connect_timeout=timeout)
@@ -182,7 +187,6 @@ class _Server:
         except (ValueError, TypeError) as e:
             raise E.InvalidArgument("invalid Redis URL %r: %s" % (url, e)) from None
         kw = self.pool.connection_kwargs
-        u = urlparse(url)
         self.describe = (kw.get("path") or "%s:%s" % (kw.get("host"), kw.get("port"))) + \
             "/%s" % kw.get("db", 0)
         self.identity = (u.scheme == "unix", kw.get("path"), kw.get("host"), kw.get("port"),
