@@ -1,0 +1,748 @@
+"""The client: sends tasks and reads their states and results, over the keys and
+scripts of docs/PROTOCOL.md, as src/client.c, src/admin.c and the Redis broker
+and backend (src/redis/) do."""
+from __future__ import annotations
+
+import enum
+import hashlib
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, TypeVar, Union
+from urllib.parse import urlparse
+
+import redis
+import redis.exceptions as rx
+
+from . import _errors as E
+from ._codec import (BACKOFF_FIRST_MS, BACKOFF_MAX_MS, Record, TaskMessage, decode_result,
+                     decode_task, encode_task, id_valid)
+from ._scripts import load_all
+from ._values import Value, infer
+
+__all__ = ["Client", "Result", "Status", "Stats", "DeadEntry"]
+
+DEFAULT_URL = "redis://127.0.0.1:6379/0"
+DEFAULT_MAX_PAYLOAD = 512 * 1024
+PUSH_CHUNK = 512
+REQUEUE_CHUNK = 256
+SENT_RING = 16
+GROUP = "workers"
+_QUEUE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.:-")
+
+T = TypeVar("T")
+
+
+class Status(str, enum.Enum):
+    """A task's state (gtask_status)."""
+    PENDING = "PENDING"
+    STARTED = "STARTED"
+    RETRY = "RETRY"
+    SUCCESS = "SUCCESS"
+    FAILURE = "FAILURE"
+
+    @property
+    def is_final(self) -> bool:
+        return self in (Status.SUCCESS, Status.FAILURE)
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass
+class Result:
+    """A task's result (gtask_result): ``values`` are typed (``gtask.Value``);
+    ``py_values`` the plain Python values."""
+    id: str
+    status: Status
+    values: List[Value] = field(default_factory=list)
+    error: Optional[str] = None
+    error_code: int = 0
+    attempts: int = 0
+
+    @property
+    def py_values(self) -> List[Any]:
+        return [v.value for v in self.values]
+
+    @property
+    def ok(self) -> bool:
+        return self.status == Status.SUCCESS
+
+
+@dataclass
+class Stats:
+    """A queue's counts (gtask_queue_stats)."""
+    pending: int
+    active: int
+    scheduled: int
+    dead: int
+    succeeded: int
+    failed: int
+
+
+@dataclass
+class DeadEntry:
+    """A task of a dead set (gtask_dead_entry): name None for a message that
+    does not decode; error "" when neither its record nor its message says."""
+    id: str
+    name: Optional[str]
+    error: str
+
+
+def queue_valid(q: Any) -> bool:
+    return isinstance(q, str) and 0 < len(q) <= 128 and all(c in _QUEUE_CHARS for c in q)
+
+
+def _check_queue(q: Any, what: str = "queue") -> str:
+    if not queue_valid(q):
+        raise E.InvalidArgument('invalid %s name %r (1..128 of [A-Za-z0-9_.:-])' % (what, q))
+    return q
+
+
+def task_name_check(name: Any) -> str:
+    """The C library's rule (gtask__task_name_check): 1..256 bytes, no control
+    characters (below 0x20, and 0x7f)."""
+    if not isinstance(name, str):
+        raise E.InvalidArgument("a task name must be a str, not %r" % (name,))
+    try:
+        n = len(name.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise E.InvalidArgument("a task name must be valid UTF-8") from None
+    if n == 0 or n > 256:
+        raise E.InvalidArgument("a task name of 1..256 bytes is required (got %d)" % n)
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in name):
+        raise E.InvalidArgument("a task name must not contain a control character: %r" % name)
+    return name
+
+
+def _ms(seconds: Optional[float], what: str, allow_zero: bool = True) -> int:
+    """Seconds (float) as whole milliseconds; a positive time under 1 ms is 1 ms."""
+    if seconds is None:
+        return 0
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+        raise E.InvalidArgument("%s must be a number of seconds, not %r" % (what, seconds))
+    if seconds != seconds or seconds < 0 or seconds == float("inf"):
+        raise E.InvalidArgument("%s must be a finite number of seconds >= 0, not %r"
+                                % (what, seconds))
+    ms = int(round(seconds * 1000))
+    if seconds > 0 and ms == 0:
+        ms = 1
+    if not allow_zero and ms == 0:
+        raise E.InvalidArgument("%s must be positive" % what)
+    if ms > (1 << 63) - 1:
+        raise E.InvalidArgument("%s too large" % what)
+    return ms
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+# ---------------------------------------------------------------- Redis errors
+
+_RETRY_LATER = ("BUSY ", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "UNBLOCKED", "OOM")
+
+
+def _reply_error(e: rx.ResponseError, where: str) -> E.GtaskError:
+    """An error reply as the C library classes it (gtask__redis_reply_rc)."""
+    msg = str(e)
+    if isinstance(e, rx.NoScriptError):
+        err = E.RedisError("%s: NOSCRIPT %s" % (where, msg))
+        err.noscript = True  # type: ignore[attr-defined]
+        return err
+    if isinstance(e, rx.NoPermissionError):
+        return E.PermissionDenied("%s: NOPERM %s" % (where, msg))
+    if isinstance(e, rx.ReadOnlyError):
+        return E.ConnectionError("%s: READONLY %s" % (where, msg))
+    if isinstance(e, rx.BusyLoadingError):
+        return E.ConnectionError("%s: LOADING %s" % (where, msg))
+    if msg.startswith(_RETRY_LATER) or isinstance(e, getattr(rx, "OutOfMemoryError", ())):
+        return E.ConnectionError("%s: %s" % (where, msg))
+    return E.RedisError("%s: %s" % (where, msg))
+
+
+class _Server:
+    """One Redis server (and db), with the connection pool for short commands
+    and a separate pool for waits (a wait blocks; it never holds a connection
+    the short commands need)."""
+
+    def __init__(self, url: str, timeout: float) -> None:
+        if not isinstance(url, str) or not url:
+            raise E.InvalidArgument("a Redis URL is required")
+        if "://" not in url:
+            if url.startswith("unix:"):
+                url = "unix://" + url[len("unix:"):]
+            else:  # g_task's host:port
+                url = "redis://" + url
+        u = urlparse(url)
+        if u.scheme in ("redis", "rediss") and u.path not in ("", "/") and \
+                not u.path[1:].isdigit():
+            raise E.InvalidArgument("invalid Redis URL %r: db %r is not a number"
+                                    % (url, u.path[1:]))
+        try:
+            self.pool = redis.ConnectionPool.from_url(
+                url, socket_timeout=timeout, socket_connect_timeout=timeout)
+            self.wait_pool = redis.ConnectionPool.from_url(
+                url, socket_timeout=None, socket_connect_timeout=timeout)
+        except (ValueError, TypeError) as e:
+            raise E.InvalidArgument("invalid Redis URL %r: %s" % (url, e)) from None
+        kw = self.pool.connection_kwargs
+        self.describe = (kw.get("path") or "%s:%s" % (kw.get("host"), kw.get("port"))) + \
+            "/%s" % kw.get("db", 0)
+        self.identity = (u.scheme == "unix", kw.get("path"), kw.get("host"), kw.get("port"),
+                         int(kw.get("db", 0) or 0))
+        self.timeout = timeout
+        self.shas: Dict[str, str] = {}
+
+    def close(self) -> None:
+        self.pool.disconnect()
+        self.wait_pool.disconnect()
+
+    def _conn(self, pool: redis.ConnectionPool, what: str) -> Any:
+        try:
+            return pool.get_connection(what)
+        except rx.AuthenticationError as e:
+            raise E.PermissionDenied("redis %s: %s" % (self.describe, e)) from None
+        except (rx.ConnectionError, rx.TimeoutError, OSError) as e:
+            raise E.ConnectionError("redis %s: %s" % (self.describe, e)) from None
+
+    def call(self, *args: Any, write: bool = False) -> Any:
+        """One command.  No reply: InDoubt for a write whose bytes all went out,
+        else ConnectionError (a command Redis did not get whole never runs)."""
+        what = str(args[0])
+        conn = self._conn(self.pool, what)
+        try:
+            try:
+                conn.send_command(*args)
+            except (rx.ConnectionError, rx.TimeoutError, OSError) as e:
+                conn.disconnect()
+                raise E.ConnectionError("redis %s: %s: %s" % (self.describe, what, e)) from None
+            try:
+                return conn.read_response()
+            except rx.ResponseError as e:
+                raise _reply_error(e, "redis %s: %s" % (self.describe, what)) from None
+            except (rx.ConnectionError, rx.TimeoutError, OSError) as e:
+                conn.disconnect()
+                if write:
+                    raise E.InDoubt("redis %s: %s: sent, but no reply (%s): its outcome is "
+                                    "unknown" % (self.describe, what, e)) from None
+                raise E.ConnectionError("redis %s: %s: %s" % (self.describe, what, e)) from None
+        finally:
+            self.pool.release(conn)
+
+    def pipeline(self, cmds: Sequence[Tuple[Any, ...]]) -> List[Any]:
+        """Commands in one write, replies in order (an error reply is returned,
+        as an exception object, not raised)."""
+        conn = self._conn(self.pool, "pipeline")
+        try:
+            try:
+                conn.send_packed_command(conn.pack_commands(cmds))
+                out: List[Any] = []
+                for _ in cmds:
+                    try:
+                        out.append(conn.read_response())
+                    except rx.ResponseError as e:
+                        out.append(e)
+                return out
+            except (rx.ConnectionError, rx.TimeoutError, OSError) as e:
+                conn.disconnect()
+                raise E.ConnectionError("redis %s: %s" % (self.describe, e)) from None
+        finally:
+            self.pool.release(conn)
+
+    def eval(self, name: str, src: str, keys: Sequence[Any], argv: Sequence[Any],
+             write: bool = True) -> Any:
+        """EVALSHA of a script; on NOSCRIPT, SCRIPT LOAD and once more (a script
+        that did not run changed nothing)."""
+        for attempt in range(2):
+            sha = self.shas.get(name)
+            if sha is None:
+                sha = self.call("SCRIPT", "LOAD", src)
+                if isinstance(sha, bytes):
+                    sha = sha.decode()
+                self.shas[name] = sha
+            try:
+                return self.call("EVALSHA", sha, len(keys), *keys, *argv, write=write)
+            except E.RedisError as e:
+                if attempt == 0 and getattr(e, "noscript", False):
+                    self.shas.pop(name, None)
+                    continue
+                raise type(e)("%s (%s.lua)" % (e, name)) from None
+        raise AssertionError("unreachable")
+
+
+def _text(b: Any) -> str:
+    return b.decode("utf-8", "replace") if isinstance(b, bytes) else str(b)
+
+
+class Client:
+    """A gtask client on Redis (gtask_client with the Redis broker and backend).
+
+    ``url`` is the broker (where tasks queue); ``backend`` where states and
+    results live (default: the same).  ``queue`` is the queue that sends
+    default to and that status, result and wait read (results are kept per
+    queue).  ``prefix`` is the key prefix, ``expire`` the state TTL in seconds
+    (and a queued message's lifetime, as in the C library), ``timeout`` the
+    connect and command timeout in seconds.
+
+    Not thread-safe (as the C client): use one per thread.
+    """
+
+    def __init__(self, url: str = DEFAULT_URL, *, backend: Optional[str] = None,
+                 queue: str = "default", prefix: str = "gtask", expire: float = 86400.0,
+                 timeout: float = 2.0, max_payload: int = DEFAULT_MAX_PAYLOAD) -> None:
+        self._queue = _check_queue(queue)
+        self._prefix = _check_queue(prefix, "key prefix")
+        self._expire_ms = _ms(expire, "expire", allow_zero=False)
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+            raise E.InvalidArgument("timeout must be a positive number of seconds")
+        if not isinstance(max_payload, int) or max_payload < 256:
+            raise E.InvalidArgument("max_payload must be at least 256 bytes")
+        self._max_payload = max_payload
+        self._broker = _Server(url, float(timeout))
+        self._backend = _Server(backend, float(timeout)) if backend else self._broker
+        self._colocated = self._backend is self._broker or \
+            self._backend.identity == self._broker.identity
+        self._scripts = load_all()
+        self._sent: List[str] = []
+
+    # -- housekeeping
+
+    def close(self) -> None:
+        self._broker.close()
+        if self._backend is not self._broker:
+            self._backend.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    @property
+    def queue(self) -> str:
+        return self._queue
+
+    @queue.setter
+    def queue(self, q: str) -> None:
+        self._queue = _check_queue(q)
+        self._sent = []
+
+    def _key(self, queue: str, suffix: str, task_id: Optional[str] = None) -> str:
+        k = "%s:{%s}:%s" % (self._prefix, queue, suffix)
+        return k + ":" + task_id if task_id else k
+
+    @staticmethod
+    def script_sha(src: str) -> str:
+        return hashlib.sha1(src.encode("utf-8")).hexdigest()
+
+    # -- send
+
+    def send(self, name: str, *args: Any, timeout: Optional[float] = None, retry: int = 0,
+             backoff: Optional[Tuple[float, float]] = None, delay: Optional[float] = None,
+             queue: Optional[str] = None) -> str:
+        """Sends one task and returns its id (a random v4 UUID).  The task is queued
+        and PENDING when this returns.
+
+        args are ``gtask.Value`` s or plain values (see ``gtask.infer``).
+        timeout: seconds one run may last (None/0: none); retry: retries after a
+        timeout or a handler's retry request; backoff: (first, max) seconds
+        before retry k: min(max, first * 2^(k-1)) +-25% (default (1, 60));
+        delay: do not run before now + delay seconds; queue: the queue to send
+        to (default: the client's).
+
+        InDoubt: the reply was lost; ``e.ids[0]`` may or may not be queued:
+        check it with status (NotFound: not queued) before sending again."""
+        return self.send_many(name, [args], timeout=timeout, retry=retry, backoff=backoff,
+                              delay=delay, queue=queue)[0]
+
+    def send_many(self, name: str, arglists: Iterable[Sequence[Any]], *,
+                  timeout: Optional[float] = None, retry: int = 0,
+                  backoff: Optional[Tuple[float, float]] = None, delay: Optional[float] = None,
+                  queue: Optional[str] = None) -> List[str]:
+        """Sends one task per argument list, all of the same name and options, in
+        one round trip per 512 tasks (each such chunk queued atomically).
+        Returns their ids in order.
+
+        On an error the exception's ``ids`` lists every task's id, None for the
+        tasks that were not queued: the chunks before the failing one are
+        queued; with InDoubt the failing chunk's tasks keep their ids (they may
+        or may not be queued: check them before sending again); later ones
+        were not sent.  Retrying exactly the tasks whose id is None never
+        duplicates one."""
+        task_name_check(name)
+        q = _check_queue(queue) if queue is not None else self._queue
+        timeout_ms = _ms(timeout, "timeout")
+        delay_ms = _ms(delay, "delay")
+        if isinstance(retry, bool) or not isinstance(retry, int) or not 0 <= retry <= 1000000:
+            raise E.InvalidArgument("retry must be an integer 0..1000000, not %r" % (retry,))
+        bf, bm = BACKOFF_FIRST_MS, BACKOFF_MAX_MS
+        if backoff is not None:
+            try:
+                first, most = backoff
+            except (TypeError, ValueError):
+                raise E.InvalidArgument("backoff must be (first, max) in seconds") from None
+            bf, bm = _ms(first, "backoff first", False), _ms(most, "backoff max", False)
+            if bm < bf:
+                raise E.InvalidArgument("backoff max must be >= backoff first")
+        values: List[List[Value]] = []
+        for i, args in enumerate(arglists):
+            if isinstance(args, (str, bytes)):
+                raise E.InvalidArgument("send_many takes a list of argument lists (task %d "
+                                        "is a string)" % (i + 1))
+            row = []
+            for k, a in enumerate(args):
+                try:
+                    row.append(infer(a))
+                except E.GtaskError as e:
+                    raise type(e)("send %s: task %d, argument %d: %s" % (name, i + 1, k + 1, e))
+            if len(row) > 1024:
+                raise E.InvalidArgument("send: %d arguments (at most 1024)" % len(row))
+            values.append(row)
+        now = _now_ms()
+        ids: List[Optional[str]] = [None] * len(values)
+        for done in range(0, len(values), PUSH_CHUNK):
+            chunk = values[done:done + PUSH_CHUNK]
+            msgs: List[Tuple[str, bytes]] = []
+            for row in chunk:
+                tid = str(uuid.uuid4())
+                body = encode_task(TaskMessage(
+                    name=name, args=row, timeout_ms=timeout_ms, retry_max=retry,
+                    backoff_first_ms=bf, backoff_max_ms=bm, created_ms=now,
+                    expires_ms=now + delay_ms + self._expire_ms))
+                if len(body) > self._max_payload:
+                    err = E.TooBig("send %s: message of %d bytes exceeds the limit of %d"
+                                   % (name, len(body), self._max_payload))
+                    err.ids = list(ids)  # type: ignore[attr-defined]
+                    raise err
+                msgs.append((tid, body))
+            try:
+                self._push(q, msgs, now + delay_ms if delay_ms else 0)
+            except E.GtaskError as e:
+                if isinstance(e, E.InDoubt):
+                    for k, (tid, _) in enumerate(msgs):
+                        ids[done + k] = tid
+                    e = E.InDoubt("send %s: in doubt (%s): tasks %d..%d may or may not be "
+                                  "queued; check their ids with status (NotFound: not queued)"
+                                  % (name, e, done + 1, done + len(msgs)))
+                else:
+                    e = type(e)("send %s: %s" % (name, e))
+                e.ids = list(ids)  # type: ignore[attr-defined]
+                raise e from None
+            for k, (tid, _) in enumerate(msgs):
+                ids[done + k] = tid
+        out = [i for i in ids if i is not None]
+        if q == self._queue:
+            self._sent = (self._sent + out[-SENT_RING:])[-SENT_RING:]
+        return out
+
+    def _push(self, q: str, msgs: List[Tuple[str, bytes]], due_ms: int) -> None:
+        """push.lua (with the PENDING record in it when colocated, else an SADD on
+        the backend first: a worker can never finish a task before its PENDING
+        record exists)."""
+        if not self._colocated:
+            self._backend.call("SADD", self._key(q, "pending"), *[m[0] for m in msgs],
+                               write=True)
+        keys = [self._key(q, "stream"), self._key(q, "sched"), self._key(q, "pending")]
+        argv: List[Any] = ["1" if self._colocated else "0", _now_ms(), "3" if due_ms else "2"]
+        for tid, body in msgs:
+            argv += [tid, body] + ([due_ms] if due_ms else [])
+        rep = self._broker.eval("push", self._scripts["push"], keys, argv)
+        if rep != len(msgs):
+            raise E.ProtocolError("redis %s: push.lua replied %r, not %d"
+                                  % (self._broker.describe, rep, len(msgs)))
+
+    # -- states and results
+
+    def _check_id(self, task_id: Any) -> str:
+        if not id_valid(task_id):
+            raise E.InvalidArgument("%r is not a task id (a UUID)" % (task_id,))
+        return task_id
+
+    def _retrying(self, fn: Callable[[], T], deadline: float) -> T:
+        """A read tried again with backoff while Redis cannot be reached (a read
+        changes nothing), until deadline (time.monotonic())."""
+        delay = 0.02
+        while True:
+            try:
+                return fn()
+            except (E.ConnectionError, E.InDoubt):
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(max(0.0, min(delay, deadline - time.monotonic())))
+                delay = min(delay * 2, 1.0)
+
+    def _read_state(self, queue: str, task_id: str) -> Tuple[Status, int, Optional[bytes]]:
+        """MULTI: SISMEMBER pending, HMGET t s a r, LINDEX n 0, EXEC.  The list's
+        element wins (the final record), else the hash, else PENDING, else NotFound."""
+        reps = self._backend.pipeline([
+            ("MULTI",), ("SISMEMBER", self._key(queue, "pending"), task_id),
+            ("HMGET", self._key(queue, "t", task_id), "s", "a", "r"),
+            ("LINDEX", self._key(queue, "n", task_id), 0), ("EXEC",)])
+        for r in reps:
+            if isinstance(r, Exception):
+                raise _reply_error(r, "redis %s: reading a task's state" % self._backend.describe)
+        ex = reps[-1]
+        if not isinstance(ex, list) or len(ex) != 3 or not isinstance(ex[1], list) \
+                or len(ex[1]) != 3:
+            raise E.ProtocolError("redis %s: reading a task's state: unexpected reply"
+                                  % self._backend.describe)
+        member, h, fin = ex
+        if isinstance(fin, bytes):
+            rec = self._decode_record(fin, task_id)
+            return Status(rec.status), rec.attempts, fin
+        if isinstance(h[0], bytes):
+            try:
+                st = Status(h[0].decode())
+            except (ValueError, UnicodeDecodeError):
+                raise E.ProtocolError("task %s: stored status %r is not one gtask knows"
+                                      % (task_id, h[0])) from None
+            try:
+                att = int(h[1]) if isinstance(h[1], bytes) else 0
+            except ValueError:
+                att = 0
+            return st, att, h[2] if isinstance(h[2], bytes) else None
+        if member == 1:
+            return Status.PENDING, 0, None
+        raise E.NotFound("no task %s in queue %s (unknown or expired)" % (task_id, queue))
+
+    @staticmethod
+    def _decode_record(buf: bytes, task_id: str) -> Record:
+        try:
+            return decode_result(buf)
+        except E.ProtocolError as e:
+            raise E.ProtocolError("result of %s: %s" % (task_id, e)) from None
+
+    def status(self, task_id: str) -> Status:
+        """The task's state (g_task Status).  NotFound for an unknown or expired id."""
+        self._check_id(task_id)
+        return self._retrying(lambda: self._read_state(self._queue, task_id),
+                              time.monotonic() + 3.0)[0]
+
+    def is_finished(self, task_id: str) -> bool:
+        """True if SUCCESS or FAILURE (g_task IsFinish)."""
+        return self.status(task_id).is_final
+
+    def result(self, task_id: str) -> Result:
+        """The result as it stands now (g_task GetTaskResult), whatever the state."""
+        self._check_id(task_id)
+        st, att, buf = self._retrying(lambda: self._read_state(self._queue, task_id),
+                                      time.monotonic() + 3.0)
+        if buf is not None:
+            r = self._result(task_id, self._decode_record(buf, task_id))
+        else:
+            r = Result(task_id, st, attempts=att)
+        r.status = st  # the state field is authoritative (a RETRY record keeps the error)
+        if st in (Status.STARTED, Status.PENDING):
+            r.attempts = max(att, r.attempts)
+        return r
+
+    @staticmethod
+    def _result(task_id: str, rec: Record) -> Result:
+        return Result(task_id, Status(rec.status), rec.values, rec.error, rec.error_code,
+                      rec.attempts)
+
+    def wait(self, task_id: str, timeout: Optional[float] = None) -> Result:
+        """Waits up to timeout seconds (None: for ever) for the task to finish,
+        without polling (BLMOVE on its notification list, which the finishing
+        worker writes), and returns its result.  Timeout if it has not finished
+        by then; NotFound for an unknown or expired id (at once, except for one
+        of the last 16 tasks this client sent to its queue)."""
+        self._check_id(task_id)
+        timeout_ms = -1 if timeout is None else _ms(timeout, "timeout")
+        start = time.monotonic()
+        known = task_id in self._sent
+        deadline = float("inf") if timeout_ms < 0 else start + timeout_ms / 1000.0
+        delay = 0.02
+        while True:
+            left = -1 if timeout_ms < 0 else max(0, timeout_ms - int((time.monotonic() - start)
+                                                                    * 1000))
+            try:
+                buf = self._wait_on(self._queue, task_id, left, known)
+                break
+            except (E.ConnectionError, E.InDoubt):
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(max(0.0, min(delay, deadline - time.monotonic())))
+                delay = min(delay * 2, 1.0)
+            except E.Timeout:
+                raise E.Timeout("task %s did not finish within %d ms"
+                                % (task_id, timeout_ms)) from None
+        if buf is None:
+            return self.result(task_id)
+        return self._result(task_id, self._decode_record(buf, task_id))
+
+    def _wait_on(self, queue: str, task_id: str, timeout_ms: int, known: bool) -> Optional[bytes]:
+        """src/redis/backend.c wait_on: the final record, or None when final but
+        not handed over (read it), or Timeout / NotFound."""
+        be = self._backend
+        nkey = self._key(queue, "n", task_id)
+        if not known or timeout_ms == 0:
+            rec = be.call("LINDEX", nkey, 0)
+            if isinstance(rec, bytes):
+                return rec
+            st, _, buf = self._read_state(queue, task_id)
+            if st.is_final:
+                return buf
+            if timeout_ms == 0:
+                raise E.Timeout()
+        secs = "%.3f" % (0.0 if timeout_ms < 0 else timeout_ms / 1000.0)
+        conn = be._conn(be.wait_pool, "BLMOVE")
+        try:
+            try:
+                conn.send_command("BLMOVE", nkey, nkey, "RIGHT", "LEFT", secs)
+                # The connection must outwait the block (BLMOVE 0 blocks for ever).
+                if timeout_ms >= 0 and not conn.can_read(timeout=timeout_ms / 1000.0 + be.timeout):
+                    raise rx.TimeoutError("no reply to BLMOVE")
+                rep = conn.read_response()
+            except rx.ResponseError as e:
+                raise _reply_error(e, "redis %s: BLMOVE" % be.describe) from None
+            except (rx.ConnectionError, rx.TimeoutError, OSError) as e:
+                conn.disconnect()
+                raise E.ConnectionError("redis %s: BLMOVE: %s" % (be.describe, e)) from None
+        finally:
+            be.wait_pool.release(conn)
+        if isinstance(rep, bytes):
+            return rep
+        # Timed out: the state may still have become final if its notice expired.
+        st, _, buf = self._read_state(queue, task_id)
+        if st.is_final:
+            return buf
+        raise E.Timeout()
+
+    # -- queue inspection
+
+    def stats(self, queue: Optional[str] = None) -> Stats:
+        """A queue's counts (default: the client's queue): XLEN, XPENDING, ZCARD,
+        HLEN, HMGET stats, in one round trip, not atomically."""
+        q = _check_queue(queue) if queue is not None else self._queue
+        stream = self._key(q, "stream")
+        r = self._broker.pipeline([
+            ("XLEN", stream), ("XPENDING", stream, GROUP), ("ZCARD", self._key(q, "sched")),
+            ("HLEN", self._key(q, "dead")),
+            ("HMGET", self._key(q, "stats"), "succeeded", "failed")])
+
+        def num(x: Any) -> int:
+            if isinstance(x, int):
+                return x
+            if isinstance(x, bytes):
+                try:
+                    return int(x)
+                except ValueError:
+                    return 0
+            return 0
+        length = num(r[0])
+        active = num(r[1][0]) if isinstance(r[1], list) and r[1] else 0
+        fields = r[4] if isinstance(r[4], list) and len(r[4]) == 2 else [None, None]
+        return Stats(pending=max(0, length - active), active=active, scheduled=num(r[2]),
+                     dead=num(r[3]), succeeded=num(fields[0]), failed=num(fields[1]))
+
+    def _dead_read(self, task_id: Optional[str]) -> List[Tuple[str, bytes]]:
+        """The dead set's (id, body) pairs, sorted by id: HSCAN until the cursor is
+        0 (never HGETALL), or HGET of one id."""
+        key = self._key(self._queue, "dead")
+        if task_id is not None:
+            body = self._broker.call("HGET", key, task_id)
+            return [(task_id, body)] if isinstance(body, bytes) else []
+        seen: Dict[str, bytes] = {}
+        cursor: Any = b"0"
+        while True:
+            rep = self._broker.call("HSCAN", key, cursor, "COUNT", 500)
+            if not isinstance(rep, list) or len(rep) != 2 or not isinstance(rep[1], list):
+                raise E.ProtocolError("redis %s: HSCAN %s: unexpected reply"
+                                      % (self._broker.describe, key))
+            cursor, kv = rep
+            for k in range(0, len(kv) - 1, 2):
+                seen[_text(kv[k])] = kv[k + 1]
+            if cursor in (b"0", 0, "0"):
+                break
+        return sorted(seen.items())
+
+    def dead_list(self) -> List[DeadEntry]:
+        """The dead set of the client's queue, sorted by id, each with its last
+        error (its result record's, else its message's)."""
+        out = []
+        for tid, body in self._dead_read(None):
+            name, error = None, None
+            try:
+                m = decode_task(body, tid, self._queue)
+                name, error = m.name, m.last_error
+            except E.ProtocolError:
+                pass
+            if id_valid(tid):
+                try:
+                    _, _, buf = self._read_state(self._queue, tid)
+                    if buf is not None:
+                        rec = decode_result(buf)
+                        if rec.error:
+                            error = rec.error
+                except (E.NotFound, E.ProtocolError):
+                    pass
+            out.append(DeadEntry(tid if id_valid(tid) else "", name, error or ""))
+        return out
+
+    def dead_requeue(self, task_id: Optional[str] = None) -> int:
+        """Moves dead tasks of the client's queue back to it: the task task_id, or
+        every one (None).  Each gets a fresh delivery count, a fresh expiry, and
+        its state reset to PENDING (its old FAILURE dropped).  Returns how many
+        moved.  NotFound when task_id is not in the dead set; ProtocolError when
+        its message does not decode (it stays: dead_purge removes it); with None
+        such messages are skipped."""
+        if task_id is not None and (not isinstance(task_id, str) or not task_id
+                                    or len(task_id) > 36):
+            raise E.InvalidArgument("%r is not a task id" % (task_id,))
+        entries = self._dead_read(task_id)
+        moved = 0
+        for k in range(0, len(entries), REQUEUE_CHUNK):
+            moved += self._requeue_chunk(entries[k:k + REQUEUE_CHUNK], task_id is not None)
+        if task_id is not None and moved == 0:
+            raise E.NotFound("no task %s in the dead set of queue %s" % (task_id, self._queue))
+        return moved
+
+    def _requeue_chunk(self, entries: List[Tuple[str, bytes]], one_id: bool) -> int:
+        q = self._queue
+        live: List[Tuple[str, bytes, bytes]] = []
+        for tid, body in entries:
+            try:
+                m = decode_task(body, tid, q)
+            except E.ProtocolError as e:
+                if one_id:
+                    raise E.ProtocolError(
+                        "task %s in queue %s: its message does not decode (%s); it stays in the "
+                        "dead set, since no worker could run it (dead_purge removes it)"
+                        % (tid, q, e)) from None
+                continue
+            m.lost = 0
+            if m.expires_ms:
+                m.expires_ms = _now_ms() + self._expire_ms
+            live.append((tid, body, encode_task(m)))
+        if not live:
+            return 0
+        keys = [self._key(q, "stream"), self._key(q, "dead")]
+        if self._colocated:
+            for tid, _, _ in live:
+                keys += [self._key(q, "t", tid), self._key(q, "n", tid)]
+        else:
+            # Separate backend: PENDING first, then the message (a fast worker
+            # could otherwise finish the new run before the reset wiped it).
+            rkeys: List[str] = []
+            for tid, _, _ in live:
+                rkeys += [self._key(q, "t", tid), self._key(q, "n", tid)]
+            self._backend.eval("reset", self._scripts["reset"], rkeys, [self._expire_ms])
+        argv: List[Any] = ["1" if self._colocated else "0",
+                           self._expire_ms if self._colocated else 0]
+        for tid, old, new in live:
+            argv += [tid, old, new]
+        rep = self._broker.eval("dead_requeue", self._scripts["dead_requeue"], keys, argv)
+        if not isinstance(rep, list) or len(rep) != len(live) or \
+                not all(isinstance(x, int) for x in rep):
+            raise E.ProtocolError("redis %s: dead_requeue.lua replied %r, not an array of %d "
+                                  "integers" % (self._broker.describe, rep, len(live)))
+        return sum(1 for x in rep if x == 1)
+
+    def dead_purge(self) -> int:
+        """Empties the dead set of the client's queue; returns how many entries it
+        held.  The tasks' FAILURE records stay until they expire."""
+        rep = self._broker.eval("dead_purge", self._scripts["dead_purge"],
+                                [self._key(self._queue, "dead")], [])
+        return rep if isinstance(rep, int) else 0

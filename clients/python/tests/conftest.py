@@ -1,0 +1,136 @@
+"""Fixtures: a private redis-server per test (free loopback port, temp dir) and
+the C worker `gtask worker --builtin` (the CLI named by $GTASK_CLI, default
+build/gtask of this repository)."""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Iterator, List, Optional
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+PKG_ROOT = HERE.parent                       # clients/python
+REPO = PKG_ROOT.parent.parent                # the repository
+sys.path.insert(0, str(PKG_ROOT))            # the package as it is in the tree
+
+import gtask  # noqa: E402
+
+
+def cli_path() -> str:
+    p = os.environ.get("GTASK_CLI") or str(REPO / "build" / "gtask")
+    if not os.access(p, os.X_OK):
+        pytest.fail("the gtask CLI %s is missing: build the C side (cmake --build build) or "
+                    "set GTASK_CLI" % p, pytrace=False)
+    return p
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Redis:
+    """A throwaway redis-server."""
+
+    def __init__(self, tmp: Path) -> None:
+        exe = shutil.which("redis-server")
+        if not exe:
+            pytest.fail("redis-server not found (apt-get install redis-server)", pytrace=False)
+        self.dir = tmp
+        for _ in range(5):  # another process may take the port between probe and bind
+            self.port = free_port()
+            self.proc = subprocess.Popen(
+                [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                 "--appendonly", "no", "--dir", str(tmp), "--logfile", str(tmp / "redis.log")],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            if self._ready():
+                return
+            self.stop()
+        pytest.fail("redis-server did not start: %s" % (tmp / "redis.log").read_text())
+
+    def _ready(self) -> bool:
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                return False
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
+                    s.sendall(b"PING\r\n")
+                    if s.recv(64).startswith(b"+PONG"):
+                        return True
+            except OSError:
+                pass
+            time.sleep(0.02)
+        return False
+
+    @property
+    def url(self) -> str:
+        return "redis://127.0.0.1:%d/0" % self.port
+
+    def raw(self):  # a plain redis-py client, for looking at keys
+        import redis
+        return redis.Redis(host="127.0.0.1", port=self.port, db=0)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+class Worker:
+    """`gtask [--backend B] --redis URL worker --builtin`, stopped with SIGTERM."""
+
+    def __init__(self, url: str, log: Path, backend: Optional[str] = None,
+                 extra: Optional[List[str]] = None) -> None:
+        args = [cli_path(), "--redis", url]
+        if backend:
+            args += ["--backend", backend]
+        args += ["worker", "--builtin", "--concurrency", "4"] + (extra or [])
+        self.log = log
+        self.proc = subprocess.Popen(args, stdout=open(log, "ab"), stderr=subprocess.STDOUT)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[Redis]:
+    r = Redis(tmp_path)
+    yield r
+    r.stop()
+
+
+@pytest.fixture
+def worker(redis_server: Redis, tmp_path: Path) -> Iterator[Worker]:
+    w = Worker(redis_server.url, tmp_path / "worker.log")
+    yield w
+    w.stop()
+
+
+@pytest.fixture
+def client(redis_server: Redis) -> Iterator["gtask.Client"]:
+    c = gtask.Client(redis_server.url)
+    yield c
+    c.close()
+
+
+def run_cli(url: str, *args: str, timeout: float = 20) -> subprocess.CompletedProcess:
+    return subprocess.run([cli_path(), "--redis", url, *args], capture_output=True,
+                          timeout=timeout)
