@@ -13,13 +13,7 @@
 -- set, XLEN of the stream, LINDEX of a notify list, HLEN of a state hash: each
 -- fails on a key of the wrong type).
 
--- The attempt count of a result record (JSON), or nil.
-local function attempts_of(rec)
-  if not rec then return nil end
-  local ok, r = pcall(cjson.decode, rec)
-  if ok and type(r) == 'table' and type(r.at) == 'number' then return r.at end
-  return nil
-end
+-- @include attempts
 local function refuse(r, key)
   return redis.error_reply(r.err .. ' (' .. key .. '; dead_requeue.lua changed nothing)')
 end
