@@ -211,7 +211,11 @@ typedef struct gtask_redis_conf gtask_redis_conf;
  *            "unix:/path/to/sock[?db=N]" or "unix:///path[?db=N]".  NULL means
  *            "127.0.0.1:6379".
  *   password overrides the URL's password when non-NULL and non-empty.
- *   db       overrides the URL's db when >= 0; pass -1 to keep the URL's.
+ *   db       the db (0..100000) for a URL that names none ("host:port",
+ *            "redis://host", a Sentinel URL without /db); -1 means "the
+ *            URL's, else 0".  A db >= 0 that differs from the one the URL
+ *            names ("redis://h/2" with db 3) is GTASK_EINVAL; the same one is
+ *            accepted.
  * Defaults: pool size 16, expiry 24 h, connect timeout 2 s, key prefix "gtask".
  * Returns 0 and *out (free with gtask_redis_conf_free), or GTASK_EINVAL with the
  * reason in gtask_last_error(). */
