@@ -272,9 +272,10 @@ static int print_version(const cli *c) {
   return fflush(stdout) == 0 && !ferror(stdout) ? CLI_OK : CLI_FAILED;
 }
 
-static const char usage_version[] = "usage: gtask version\n"
-                                    "\n"
-                                    "Prints \"gtask VERSION\" (with --json: {\"version\":\"VERSION\"}).\n";
+static const char usage_version[] =
+    "usage: gtask version\n"
+    "\n"
+    "Prints \"gtask VERSION\" (with --json: {\"version\":\"VERSION\"}).\n";
 
 static int cmd_version(cli *c, int argc, char **argv) {
   cli_scan s = {.argc = argc, .argv = argv, .i = 0};
