@@ -20,6 +20,7 @@
 
 static const char usage_main[] =
     "usage: gtask [--redis URL] [--backend URL] [--queue NAME] [--json] COMMAND [ARGS]\n"
+    "       gtask --version\n"
     "\n"
     "Asynchronous task queues on Redis.\n"
     "\n"
@@ -30,6 +31,7 @@ static const char usage_main[] =
     "  result   print a task's result (optionally waiting for it)\n"
     "  stats    counts per queue\n"
     "  dead     list, requeue or purge dead-lettered tasks\n"
+    "  version  print the version of gtask (as --version does)\n"
     "\n"
     "global options (before or after the command):\n"
     "  --redis URL     broker address (default: $GTASK_REDIS_URL, else " DEFAULT_REDIS_URL ")\n"
@@ -46,6 +48,7 @@ static const char usage_main[] =
     "  --queue NAME    queue to use (default: default)\n"
     "  --json          print one JSON object per line\n"
     "  -h, --help      this text; `gtask COMMAND --help` for a command\n"
+    "  --version       print \"gtask VERSION\" and exit\n"
     "\n"
     "exit codes: 0 ok, 1 task FAILURE (or another error), 2 usage error,\n"
     "            3 wait timed out, 4 unknown task id, 5 cannot reach redis,\n"
@@ -254,6 +257,42 @@ int cli_fail(cli *c, gtask_client *client, int rc) {
 
 /* ---------------------------------------------------------------- main */
 
+/* `gtask version` and `gtask --version`: "gtask 0.1.0", or {"version":"0.1.0"}
+ * with --json.  The version is the library's (gtask_version()): the CLI is
+ * built with it, and a mismatch with an older installed libgtask shows here. */
+static int print_version(const cli *c) {
+  if (c->json) {
+    out_obj o;
+    out_obj_begin(&o, stdout);
+    out_obj_str(&o, "version", gtask_version());
+    out_obj_end(&o);
+  } else {
+    printf("gtask %s\n", gtask_version());
+  }
+  return fflush(stdout) == 0 && !ferror(stdout) ? CLI_OK : CLI_FAILED;
+}
+
+static const char usage_version[] =
+    "usage: gtask version\n"
+    "\n"
+    "Prints \"gtask VERSION\" (with --json: {\"version\":\"VERSION\"}).\n";
+
+static int cmd_version(cli *c, int argc, char **argv) {
+  cli_scan s = {.argc = argc, .argv = argv, .i = 0};
+  for (;;) {
+    const char *v;
+    int r = cli_scan_next(c, &s, NULL, &v);
+    if (r == -1) break;
+    if (r == -2) return CLI_USAGE;
+    if (r == OPT_HELP) {
+      fputs(usage_version, stdout);
+      return CLI_OK;
+    }
+    return cli_usage_error(c, "unexpected argument \"%s\"", v);
+  }
+  return print_version(c);
+}
+
 typedef struct command {
   const char *name;
   int (*run)(cli *c, int argc, char **argv);
@@ -262,7 +301,12 @@ typedef struct command {
 static const command commands[] = {
     {"worker", cmd_worker}, {"send", cmd_send},   {"status", cmd_status},
     {"result", cmd_result}, {"stats", cmd_stats}, {"dead", cmd_dead},
+    {"version", cmd_version},
 };
+
+/* Options of main() itself, before the command. */
+#define OPT_VERSION 1
+static const cli_opt main_opts[] = {{"version", OPT_NONE, OPT_VERSION}, {NULL, OPT_NONE, 0}};
 
 int main(int argc, char **argv) {
   /* A closed pipe (`gtask dead list | head`, a dropped Redis connection) is an
@@ -276,17 +320,26 @@ int main(int argc, char **argv) {
    * global options after it too). */
   cli_scan s = {.argc = argc, .argv = argv, .i = 1};
   const char *cmdname = NULL;
+  bool version = false;
   for (;;) {
     const char *v;
-    int r = cli_scan_next(&c, &s, NULL, &v);
+    int r = cli_scan_next(&c, &s, main_opts, &v);
     if (r == -2) return CLI_USAGE;
     if (r == OPT_HELP) {
       fputs(usage_main, stdout);
       return CLI_OK;
     }
+    if (r == OPT_VERSION) {
+      version = true; /* after the loop: `gtask --version --json` prints JSON */
+      continue;
+    }
     if (r == -1) break;
     cmdname = v; /* r == 0: the first positional argument */
     break;
+  }
+  if (version) {
+    if (cmdname) return cli_usage_error(&c, "--version takes no command (got \"%s\")", cmdname);
+    return print_version(&c);
   }
   if (!cmdname) {
     fputs(usage_main, stderr);

@@ -95,6 +95,12 @@ char *gtask__strndup(const char *s, size_t n) {
 
 void gtask__free(void *p) { free(p); }
 
+/* ---------------------------------------------------------------- version */
+
+/* The header's version, compiled into the library: what gtask_version()
+ * returns is the version of the libgtask.so that was loaded. */
+const char *gtask_version(void) { return GTASK_VERSION_STRING; }
+
 /* ---------------------------------------------------------------- errors */
 
 const char *gtask_strerror(int err) {

@@ -39,10 +39,31 @@ extern "C" {
 #define GTASK__PRINTF(f, a)
 #endif
 
+/* ---------------------------------------------------------------- version */
+
+/* The version of gtask: these three lines are the one place it is written.
+ * CMakeLists.txt reads them into project(VERSION), from which the SONAME
+ * (libgtask.so.MAJOR), gtask.pc, the Debian package and `gtask --version`
+ * take it.  To release, change them and CHANGELOG.md together. */
 #define GTASK_VERSION_MAJOR 0
 #define GTASK_VERSION_MINOR 1
 #define GTASK_VERSION_PATCH 0
-#define GTASK_VERSION_STRING "0.1.0"
+
+#define GTASK__STR(x) #x
+#define GTASK__XSTR(x) GTASK__STR(x)
+/* "MAJOR.MINOR.PATCH" of this header, e.g. "0.1.0". */
+#define GTASK_VERSION_STRING                                                  \
+  GTASK__XSTR(GTASK_VERSION_MAJOR) "." GTASK__XSTR(GTASK_VERSION_MINOR) "."   \
+  GTASK__XSTR(GTASK_VERSION_PATCH)
+/* The same as one number for #if: MAJOR * 10000 + MINOR * 100 + PATCH. */
+#define GTASK_VERSION_NUMBER                                                  \
+  (GTASK_VERSION_MAJOR * 10000 + GTASK_VERSION_MINOR * 100 + GTASK_VERSION_PATCH)
+
+/* The version of the library the program runs with ("0.1.0"): a static string,
+ * never NULL.  It can differ from GTASK_VERSION_STRING, the version of the
+ * header the program was compiled against, when a newer libgtask.so.0 is
+ * installed later. */
+GTASK_EXTERN const char *gtask_version(void);
 
 /* ---------------------------------------------------------------- errors */
 
@@ -190,7 +211,11 @@ typedef struct gtask_redis_conf gtask_redis_conf;
  *            "unix:/path/to/sock[?db=N]" or "unix:///path[?db=N]".  NULL means
  *            "127.0.0.1:6379".
  *   password overrides the URL's password when non-NULL and non-empty.
- *   db       overrides the URL's db when >= 0; pass -1 to keep the URL's.
+ *   db       the db (0..100000) for a URL that names none ("host:port",
+ *            "redis://host", a Sentinel URL without /db); -1 means "the
+ *            URL's, else 0".  A db >= 0 that differs from the one the URL
+ *            names ("redis://h/2" with db 3) is GTASK_EINVAL; the same one is
+ *            accepted.
  * Defaults: pool size 16, expiry 24 h, connect timeout 2 s, key prefix "gtask".
  * Returns 0 and *out (free with gtask_redis_conf_free), or GTASK_EINVAL with the
  * reason in gtask_last_error(). */

@@ -13,6 +13,8 @@
  *                                      TLS; the same authority as redis://,
  *                                      parameters percent-decoded
  *   unix:/path/to/sock[?db=N]          unix:///path[?db=N] too
+ * The db argument fills in a db the URL does not name; a different one from
+ * the URL's is GTASK_EINVAL (issue 21: it used to win silently).
  * Everything else, including trailing characters, is GTASK_EINVAL with the
  * reason in gtask_last_error().  The URL is quoted in that message with any
  * user:password part replaced by "***", and describe never shows it either.
@@ -472,6 +474,9 @@ int gtask_redis_conf_new(gtask_redis_conf **out, const char *url, const char *pa
   if ((c->prefix = gtask__strdup(DEFAULT_PREFIX)) == NULL)
     goto oom;
 
+  /* -1 until the URL names a db, so that a db argument contradicting the
+   * URL's can be told from one filling in a db the URL leaves out. */
+  c->db = -1;
   int rc;
   const char *scheme_end = strstr(url, "://");
   if (url[0] == '\0') {
@@ -492,6 +497,12 @@ int gtask_redis_conf_new(gtask_redis_conf **out, const char *url, const char *pa
   } else {
     rc = parse_hostport(url, url, strlen(url), c);
   }
+  /* The db argument fills in a db the URL does not name (g_task's
+   * NewRedisConf("host:port", pw, db)); one that contradicts the URL's would
+   * silently send tasks to another db than the URL says (issue 21). */
+  if (rc == 0 && db >= 0 && c->db >= 0 && db != c->db)
+    rc = bad_url(url, "it names db %d but the db argument is %d (pass -1 to use the URL's)",
+                 c->db, db);
   if (rc == GTASK_ENOMEM)
     goto oom;
   if (rc != 0) {
@@ -506,6 +517,8 @@ int gtask_redis_conf_new(gtask_redis_conf **out, const char *url, const char *pa
   }
   if (db >= 0)
     c->db = db;
+  else if (c->db < 0)
+    c->db = 0;
   describe(c);
   *out = c;
   return 0;

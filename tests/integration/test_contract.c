@@ -1070,7 +1070,9 @@ static void make_redis_split(env *e) {
   make_redis(e);
   gtask_backend_free(e->be);
   gtask_redis_conf *c2;
-  ASSERT_OK(gtask_redis_conf_new(&c2, gt_redis_url(e->redis), NULL, 1));
+  char url1[64]; /* the server's db 1 (a db argument may not contradict the URL's /0) */
+  snprintf(url1, sizeof(url1), "redis://127.0.0.1:%d/1", gt_redis_port(e->redis));
+  ASSERT_OK(gtask_redis_conf_new(&c2, url1, NULL, -1));
   ASSERT_OK(gtask_backend_redis_new(&e->be, c2));
   gtask_redis_conf_free(c2);
   ASSERT_NULL(e->b->ops->colocated(e->b->impl, e->be));

@@ -75,7 +75,9 @@ static void env_start(env *e) {
   e->state = e->b->ops->colocated(e->b->impl, e->be);
   ASSERT_NOT_NULL(e->state);
   gtask_redis_conf *c1;
-  ASSERT_OK(gtask_redis_conf_new(&c1, gt_redis_url(e->redis), NULL, 1));
+  char url1[64]; /* the server's db 1 (a db argument may not contradict the URL's /0) */
+  snprintf(url1, sizeof(url1), "redis://127.0.0.1:%d/1", gt_redis_port(e->redis));
+  ASSERT_OK(gtask_redis_conf_new(&c1, url1, NULL, -1));
   ASSERT_OK(gtask_backend_redis_new(&e->split, c1));
   gtask_redis_conf_free(c1);
   for (int d = 0; d < 2; d++) {

@@ -132,7 +132,9 @@ TEST(conf_accepts_every_form) {
 }
 
 TEST(conf_overrides) {
-  gtask_redis_conf *c = parse("redis://:urlpw@h:1/2", "argpw", 5);
+  /* The password argument overrides the URL's; the db argument fills in a db
+   * the URL does not name, and must agree with one it names. */
+  gtask_redis_conf *c = parse("redis://:urlpw@h:1", "argpw", 5);
   ASSERT_STR_EQ(c->password, "argpw");
   ASSERT_EQ(c->db, 5);
   ASSERT_STR_EQ(gtask_redis_conf_describe(c), "redis://h:1/5");
@@ -141,9 +143,32 @@ TEST(conf_overrides) {
   ASSERT_STR_EQ(c->password, "urlpw");
   ASSERT_EQ(c->db, 2);
   gtask_redis_conf_free(c);
-  c = parse("unix:/s?db=4", "pw", 0);
+  c = parse("redis://:urlpw@h:1/2", "argpw", 2); /* the URL's db again: no conflict */
+  ASSERT_STR_EQ(c->password, "argpw");
+  ASSERT_EQ(c->db, 2);
+  gtask_redis_conf_free(c);
+  c = parse("unix:/s?db=4", "pw", 4);
   ASSERT_STR_EQ(c->password, "pw");
+  ASSERT_EQ(c->db, 4);
+  gtask_redis_conf_free(c);
+  c = parse("unix:/s", NULL, 7);
+  ASSERT_EQ(c->db, 7);
+  gtask_redis_conf_free(c);
+  c = parse("h:1", NULL, 3); /* g_task's NewRedisConf("host:port", pw, db) */
+  ASSERT_EQ(c->db, 3);
+  ASSERT_STR_EQ(gtask_redis_conf_describe(c), "redis://h:1/3");
+  gtask_redis_conf_free(c);
+  c = parse("redis://h:1/", NULL, 3); /* an empty /db names none */
+  ASSERT_EQ(c->db, 3);
+  gtask_redis_conf_free(c);
+  c = parse("redis://h:1", NULL, -1); /* neither: db 0 */
   ASSERT_EQ(c->db, 0);
+  gtask_redis_conf_free(c);
+  c = parse("redis-sentinel://s1:26379/mymaster", NULL, 6);
+  ASSERT_EQ(c->db, 6);
+  gtask_redis_conf_free(c);
+  c = parse("redis-sentinel://s1:26379/mymaster/6", NULL, 6);
+  ASSERT_EQ(c->db, 6);
   gtask_redis_conf_free(c);
 
   gtask_redis_conf *bad = (void *)1;
@@ -152,6 +177,40 @@ TEST(conf_overrides) {
   ASSERT_STR_CONTAINS(gtask_last_error(), "invalid redis db -2");
   ASSERT_ERR(gtask_redis_conf_new(&bad, "h:1", NULL, 100001), GTASK_EINVAL);
   ASSERT_ERR(gtask_redis_conf_new(NULL, "h:1", NULL, 0), GTASK_EINVAL);
+}
+
+/* A db argument that contradicts the URL's db is an error that names both
+ * (issue 21: it used to win silently), for every URL form that carries a db,
+ * and the message never shows the password. */
+TEST(conf_db_conflict) {
+  static const struct {
+    const char *url;
+    int db;
+    const char *reason;
+  } cases[] = {
+      {"redis://:urlpw@h:1/2", 5, "it names db 2 but the db argument is 5"},
+      {"redis://h:1/0", 1, "it names db 0 but the db argument is 1"},
+      {"rediss://h:1/2?insecure=1", 0, "it names db 2 but the db argument is 0"},
+      {"unix:/s?db=4", 0, "it names db 4 but the db argument is 0"},
+      {"unix:///s?db=4", 9, "it names db 4 but the db argument is 9"},
+      {"redis-sentinel://u:pw@s1:26379,s2/mymaster/3", 1, "it names db 3 but the db argument is 1"},
+      {"rediss-sentinel://s1:26379/mymaster/3", 0, "it names db 3 but the db argument is 0"},
+  };
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    gtask_redis_conf *c = (void *)1;
+    int rc = gtask_redis_conf_new(&c, cases[i].url, "argpw", cases[i].db);
+    if (rc != GTASK_EINVAL)
+      TEST_FAIL("\"%s\" with db %d: %s, expected EINVAL", cases[i].url, cases[i].db,
+                gtask_err_name(rc));
+    ASSERT_NULL(c);
+    ASSERT_STR_CONTAINS(gtask_last_error(), cases[i].reason);
+    ASSERT_STR_CONTAINS(gtask_last_error(), "pass -1 to use the URL's");
+    ASSERT_TRUE(strstr(gtask_last_error(), "urlpw") == NULL);
+    ASSERT_TRUE(strstr(gtask_last_error(), "argpw") == NULL);
+    /* -1 and the URL's own db are both fine. */
+    c = parse(cases[i].url, NULL, -1);
+    gtask_redis_conf_free(c);
+  }
 }
 
 typedef struct bad_case {
@@ -335,7 +394,7 @@ TEST(conf_alloc_failures) {
     for (n = 1; n < 1000; n++) {
       gtask__alloc_fail_at(n);
       gtask_redis_conf *c = (void *)1;
-      int rc = gtask_redis_conf_new(&c, urls[i], "override", 3);
+      int rc = gtask_redis_conf_new(&c, urls[i], "override", -1);
       long made = gtask__alloc_fail_at(0);
       if (made >= n)
         ASSERT_ERR(rc, GTASK_ENOMEM); /* a failure is never swallowed */
