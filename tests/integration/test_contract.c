@@ -303,7 +303,9 @@ CONTRACT(lease_times_out) {
   ASSERT_EQ(lease(e, "c1", e->q, 1, 300, m), 0);
   int64_t took = test_now_ms() - t0;
   ASSERT_GE(took, 295);
-  ASSERT_LT(took, 300 + test_timeout_ms(500));
+  /* The slack covers a first connection (TLS handshake, AUTH) and the state
+   * reads before and after the block on a loaded 2-core machine. */
+  ASSERT_LT(took, 300 + test_timeout_ms(1000));
   /* wait_ms == 0 does not block. */
   t0 = test_now_ms();
   ASSERT_EQ(lease(e, "c1", e->q, 1, 0, m), 0);
@@ -1288,7 +1290,9 @@ CONTRACT(backend_wait_times_out) {
   ASSERT_ERR(e->be->ops->wait(e->be->impl, m->queue, m->id, 300, false, NULL, NULL), GTASK_ETIMEDOUT);
   int64_t took = test_now_ms() - t0;
   ASSERT_GE(took, 295);
-  ASSERT_LT(took, 300 + test_timeout_ms(500));
+  /* The slack covers a first connection (TLS handshake, AUTH) and the state
+   * reads before and after the block on a loaded 2-core machine. */
+  ASSERT_LT(took, 300 + test_timeout_ms(1000));
   ASSERT_ERR(e->be->ops->wait(e->be->impl, m->queue, m->id, 0, false, NULL, NULL), GTASK_ETIMEDOUT);
   /* A non-final store does not end the wait. */
   ASSERT_FALSE(store(e, m, GTASK_RETRY, "{}"));
