@@ -154,6 +154,8 @@ struct gtask_server {
   char fatal_msg[256];        /* written once, by the thread whose compare-and-swap set
                                  fatal_rc; read by run after the threads are joined */
   bool hb_failing;            /* [finisher] the last heartbeat failed (log once per outage) */
+  int64_t trimmed_write_mono; /* [mu] the last_write_mono after which the finisher last gave
+                                 cached free memory back (malloc_trim, finisher.c) */
 };
 
 /* executor.c */
