@@ -1,7 +1,7 @@
 /* memory/backend.c -- the in-process backend: task states and results in this
  * process's memory, for single-process use and for fast tests.
  *
- * It honours every contract of gtask_backend_ops (internal.h) the way the Redis
+ * It honours every contract of gtask_backend_ops (<gtask/extend.h>) the way the Redis
  * backend does (tests/integration/test_contract.c runs the same cases against
  * both): a hash table maps (queue, task id) -- results are kept per queue -- to
  * a record of status, attempts and the encoded result record.  As in the Redis
@@ -17,7 +17,9 @@
  * Memory: records are kept until destroy -- there is no expiry (the Redis
  * backend's expire time) yet.  Whoever adds one must keep wait() safe: a waiter
  * holds a record pointer across pthread_cond_wait. */
-#include "../internal.h"
+#include <gtask/extend.h>
+
+#include "../util.h" /* the allocation seam, clocks, errors: no core types */
 
 #include <errno.h>
 #include <pthread.h>
@@ -390,6 +392,7 @@ static void mk_destroy(void *impl) {
 }
 
 static const gtask_backend_ops memory_backend_ops = {
+    .abi = GTASK_EXTEND_ABI,
     .name = "memory",
     .pending = mk_pending,
     .started = mk_started,
@@ -427,5 +430,10 @@ GTASK_EXTERN gtask_backend *gtask_backend_memory_new(void) {
     gtask__free(be);
     return NULL;
   }
-  return gtask__backend_new(&memory_backend_ops, be); /* destroys be on failure */
+  gtask_backend *h;
+  if (gtask_backend_new(&h, &memory_backend_ops, be) != 0) {
+    mk_destroy(be);
+    return NULL;
+  }
+  return h;
 }

@@ -1,7 +1,7 @@
 /* memory/broker.c -- the in-process broker: queues in this process's memory,
  * for single-process use and for fast tests.
  *
- * It honours every contract of gtask_broker_ops (internal.h) the way the Redis
+ * It honours every contract of gtask_broker_ops (<gtask/extend.h>) the way the Redis
  * broker does, and tests/integration/test_contract.c runs the same cases against
  * both.  Per queue it keeps:
  *   ready   a FIFO of messages waiting to be leased;
@@ -26,7 +26,9 @@
  * Memory: consumer records (one per distinct consumer name) and queue records
  * (one per queue name ever pushed to) are kept until destroy.  Dead messages
  * are kept until dead_requeue or dead_purge moves or drops them. */
-#include "../internal.h"
+#include <gtask/extend.h>
+
+#include "../util.h" /* the allocation seam, clocks, errors: no core types */
 
 #include <errno.h>
 #include <inttypes.h>
@@ -324,14 +326,14 @@ static mem_consumer *consumer_get(mem_broker *br, const char *name) {
 /* A copy of x for the caller, leased under the next token.  The token is spent
  * even if the copy fails; tokens only need to be unique, not dense. */
 static gtask_msg *delivery_new(mem_broker *br, const mem_node *x, uint64_t *token) {
-  gtask_msg *m = gtask__msg_new(x->id, x->q->name, x->body, x->len);
+  gtask_msg *m = gtask_msg_new(x->id, x->q->name, x->body, x->len);
   if (m == NULL)
     return NULL;
   char buf[32];
   *token = ++br->last_token;
   gtask__fmt(buf, sizeof(buf), "m-%" PRIu64, *token);
   if ((m->lease = gtask__strdup(buf)) == NULL) {
-    gtask__msg_free(m);
+    gtask_msg_free(m);
     return NULL;
   }
   return m;
@@ -757,7 +759,7 @@ static int mb_dead_list(void *impl, const char *queue, const char *id, gtask_msg
   for (const mem_node *x = count ? q->dead.head : NULL; x && rc == 0; x = x->next) {
     if (id != NULL && strcmp(x->id, id) != 0)
       continue;
-    if ((v[k] = gtask__msg_new(x->id, q->name, x->body, x->len)) == NULL)
+    if ((v[k] = gtask_msg_new(x->id, q->name, x->body, x->len)) == NULL)
       rc = GTASK_ENOMEM;
     else
       k++;
@@ -765,7 +767,7 @@ static int mb_dead_list(void *impl, const char *queue, const char *id, gtask_msg
   pthread_mutex_unlock(&br->mu);
   if (rc != 0) {
     for (size_t i = 0; i < k; i++)
-      gtask__msg_free(v[i]);
+      gtask_msg_free(v[i]);
     gtask__free(v);
     return rc;
   }
@@ -887,6 +889,7 @@ static void mb_destroy(void *impl) {
 }
 
 static const gtask_broker_ops memory_broker_ops = {
+    .abi = GTASK_EXTEND_ABI,
     .name = "memory",
     .push = mb_push,
     .lease = mb_lease,
@@ -931,8 +934,10 @@ GTASK_EXTERN gtask_broker *gtask_broker_memory_new(void) {
     gtask__free(br);
     return NULL;
   }
-  gtask_broker *b = gtask__broker_new(&memory_broker_ops, br); /* destroys br on failure */
-  if (b != NULL)
-    b->msg_ttl_ms = 0; /* messages live until leased and finished */
+  gtask_broker *b; /* messages live until leased and finished: no msg_ttl */
+  if (gtask_broker_new(&b, &memory_broker_ops, br) != 0) {
+    mb_destroy(br);
+    return NULL;
+  }
   return b;
 }
