@@ -9,6 +9,9 @@
  * store() create one if needed, and a final state (SUCCESS, FAILURE) is never
  * overwritten -- except by reset(), for a dead task requeued by hand.
  *
+ * The memory broker is colocated with it (memory.h): it calls pending, store
+ * and reset while holding its own mutex, which is taken before this one.
+ *
  * One mutex guards the table; one condition variable (CLOCK_MONOTONIC) is
  * broadcast whenever a record becomes final, and wait() blocks on it.  No user
  * code is ever called under the mutex.  Calls allocate everything they need
@@ -20,6 +23,7 @@
 #include <gtask/extend.h>
 
 #include "../util.h" /* the allocation seam, clocks, errors: no core types */
+#include "memory.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -391,7 +395,7 @@ static void mk_destroy(void *impl) {
   gtask__free(be);
 }
 
-static const gtask_backend_ops memory_backend_ops = {
+const gtask_backend_ops gtask__memory_backend_ops = {
     .abi = GTASK_EXTEND_ABI,
     .name = "memory",
     .pending = mk_pending,
@@ -431,7 +435,7 @@ GTASK_EXTERN gtask_backend *gtask_backend_memory_new(void) {
     return NULL;
   }
   gtask_backend *h;
-  if (gtask_backend_new(&h, &memory_backend_ops, be) != 0) {
+  if (gtask_backend_new(&h, &gtask__memory_backend_ops, be) != 0) {
     mk_destroy(be);
     return NULL;
   }
