@@ -37,7 +37,7 @@ static int lib_err(gtask_client *c, int rc, const char *what) {
 }
 
 static void free_msgs(gtask_msg **v, size_t n) {
-  for (size_t k = 0; k < n; k++) gtask__msg_free(v[k]);
+  for (size_t k = 0; k < n; k++) gtask_msg_free(v[k]);
   gtask__free(v);
 }
 

@@ -176,7 +176,7 @@ GTASK_EXTERN int gtask_client_set_max_payload(gtask_client *c, size_t bytes) {
 /* ---------------------------------------------------------------- send */
 
 static void free_msgs(gtask_msg **msgs, size_t n) {
-  for (size_t k = 0; k < n; k++) gtask__msg_free(msgs[k]);
+  for (size_t k = 0; k < n; k++) gtask_msg_free(msgs[k]);
 }
 
 static int push_chunk(gtask_client *c, gtask_msg **msgs, size_t n) {
@@ -239,7 +239,7 @@ GTASK_EXTERN int gtask_client_send_many(gtask_client *c, const gtask_send_conf *
                      conf->name, len, c->max_payload);
         break;
       }
-      msgs[built] = gtask__msg_new(t.id, queue, body, len);
+      msgs[built] = gtask_msg_new(t.id, queue, body, len);
       gtask__free(body);
       if (!msgs[built]) {
         rc = set_err(c, GTASK_ENOMEM, "send: out of memory");

@@ -8,8 +8,114 @@
  * Invariant: ops->destroy runs exactly once, in the thread that drops the last
  * reference, after every other holder has let go -- so no other call into the
  * implementation can be in progress.  atomic_fetch_sub is sequentially
- * consistent, which orders every holder's last use before the destroy. */
+ * consistent, which orders every holder's last use before the destroy.
+ *
+ * gtask_broker_new and gtask_backend_new (<gtask/extend.h>) are the public way
+ * in: they check the table (abi version, required operations) and, unlike the
+ * internal gtask__*_new used by the built-in implementations, leave impl to
+ * the caller when they fail. */
 #include "internal.h"
+
+#include <stddef.h>
+#include <string.h>
+
+/* Which operations a table must fill: name and offset.  Checked by
+ * gtask_broker_new / gtask_backend_new so that a missing one is a clear error
+ * at construction, not a NULL call in a worker thread. */
+typedef struct required_op {
+  const char *name;
+  size_t offset;
+} required_op;
+
+#define REQ(type, field) {#field, offsetof(type, field)}
+static const required_op broker_required[] = {
+    REQ(gtask_broker_ops, push),      REQ(gtask_broker_ops, lease),
+    REQ(gtask_broker_ops, interrupt), REQ(gtask_broker_ops, extend),
+    REQ(gtask_broker_ops, finish),    REQ(gtask_broker_ops, reclaim),
+    REQ(gtask_broker_ops, promote),   REQ(gtask_broker_ops, stats),
+    REQ(gtask_broker_ops, dead_list), REQ(gtask_broker_ops, dead_requeue),
+    REQ(gtask_broker_ops, dead_purge), REQ(gtask_broker_ops, destroy),
+};
+static const required_op backend_required[] = {
+    REQ(gtask_backend_ops, pending), REQ(gtask_backend_ops, started),
+    REQ(gtask_backend_ops, store),   REQ(gtask_backend_ops, get),
+    REQ(gtask_backend_ops, wait),    REQ(gtask_backend_ops, reset),
+    REQ(gtask_backend_ops, destroy),
+};
+#undef REQ
+
+/* 0 if the table at ops (abi and name at their usual places) is usable, else
+ * GTASK_EINVAL with the reason set for gtask_last_error(). */
+static int table_check(const char *what, const void *ops, int abi, const char *name,
+                       const required_op *req, size_t nreq) {
+  if (abi < 1 || abi > GTASK_EXTEND_ABI) {
+    gtask__set_error("gtask_%s_new: table \"%s\" has abi %d; this library accepts 1..%d "
+                     "(GTASK_EXTEND_ABI)",
+                     what, name ? name : "(unnamed)", abi, GTASK_EXTEND_ABI);
+    return GTASK_EINVAL;
+  }
+  if (name == NULL || name[0] == '\0') {
+    gtask__set_error("gtask_%s_new: the table has no name", what);
+    return GTASK_EINVAL;
+  }
+  for (size_t i = 0; i < nreq; i++) {
+    void (*fn)(void);
+    memcpy(&fn, (const char *)ops + req[i].offset, sizeof(fn));
+    if (fn == NULL) {
+      gtask__set_error("gtask_%s_new: table \"%s\" lacks the required operation %s", what,
+                       name, req[i].name);
+      return GTASK_EINVAL;
+    }
+  }
+  return 0;
+}
+
+GTASK_EXTERN int gtask_broker_new(gtask_broker **out, const gtask_broker_ops *ops, void *impl) {
+  if (out != NULL)
+    *out = NULL;
+  if (out == NULL || ops == NULL) {
+    gtask__set_error("gtask_broker_new: NULL argument");
+    return GTASK_EINVAL;
+  }
+  int rc = table_check("broker", ops, ops->abi, ops->name, broker_required,
+                       sizeof(broker_required) / sizeof(broker_required[0]));
+  if (rc != 0)
+    return rc;
+  gtask_broker *b = gtask__calloc(1, sizeof(*b));
+  if (b == NULL)
+    return GTASK_ENOMEM;
+  b->ops = ops;
+  b->impl = impl;
+  atomic_init(&b->refs, 1);
+  *out = b;
+  return 0;
+}
+
+GTASK_EXTERN int gtask_backend_new(gtask_backend **out, const gtask_backend_ops *ops,
+                                   void *impl) {
+  if (out != NULL)
+    *out = NULL;
+  if (out == NULL || ops == NULL) {
+    gtask__set_error("gtask_backend_new: NULL argument");
+    return GTASK_EINVAL;
+  }
+  int rc = table_check("backend", ops, ops->abi, ops->name, backend_required,
+                       sizeof(backend_required) / sizeof(backend_required[0]));
+  if (rc != 0)
+    return rc;
+  gtask_backend *b = gtask__calloc(1, sizeof(*b));
+  if (b == NULL)
+    return GTASK_ENOMEM;
+  b->ops = ops;
+  b->impl = impl;
+  atomic_init(&b->refs, 1);
+  *out = b;
+  return 0;
+}
+
+GTASK_EXTERN void *gtask_backend_impl(const gtask_backend *backend, const gtask_backend_ops *ops) {
+  return backend != NULL && ops != NULL && backend->ops == ops ? backend->impl : NULL;
+}
 
 gtask_broker *gtask__broker_new(const gtask_broker_ops *ops, void *impl) {
   gtask_broker *b = gtask__calloc(1, sizeof(*b));

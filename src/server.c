@@ -245,7 +245,7 @@ void gtask__server_fatal(gtask_server *s, int rc, const char *what) {
 void gtask__job_unref_locked(gtask_server *s, gtask_job *job) {
   (void)s;
   if (--job->refs > 0) return;
-  gtask__msg_free(job->msg);
+  gtask_msg_free(job->msg);
   gtask__task_free(job->task);
   gtask__free(job->ctx.values);
   gtask__free(job->ctx.error);
@@ -351,7 +351,7 @@ static gtask_job *accept_msgs(gtask_server *s, gtask_msg **msgs, size_t n, bool 
       gtask_job *job = job_new(s, msgs[i], reclaimed);
       if (!job) {
         gtask__log(GTASK_LOG_ERROR, "out of memory: task %s stays leased until reclaimed", msgs[i]->id);
-        gtask__msg_free(msgs[i]);
+        gtask_msg_free(msgs[i]);
         continue;
       }
       jobs[m++] = job;

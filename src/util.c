@@ -413,7 +413,7 @@ int64_t gtask__backoff_ms(const gtask_task *t, uint32_t k) {
 
 /* ---------------------------------------------------------------- messages */
 
-gtask_msg *gtask__msg_new(const char *id, const char *queue, const char *body, size_t len) {
+GTASK_EXTERN gtask_msg *gtask_msg_new(const char *id, const char *queue, const char *body, size_t len) {
   if (body == NULL)
     len = 0;
   gtask_msg *m = gtask__calloc(1, sizeof(*m));
@@ -435,11 +435,22 @@ gtask_msg *gtask__msg_new(const char *id, const char *queue, const char *body, s
   m->len = len;
   return m;
 oom:
-  gtask__msg_free(m);
+  gtask_msg_free(m);
   return NULL;
 }
 
-void gtask__msg_free(gtask_msg *m) {
+GTASK_EXTERN int gtask_msg_set_lease(gtask_msg *m, const char *lease) {
+  if (m == NULL)
+    return GTASK_EINVAL;
+  char *copy = NULL;
+  if (lease != NULL && (copy = gtask__strdup(lease)) == NULL)
+    return GTASK_ENOMEM;
+  gtask__free(m->lease);
+  m->lease = copy;
+  return 0;
+}
+
+GTASK_EXTERN void gtask_msg_free(gtask_msg *m) {
   if (m == NULL)
     return;
   gtask__free(m->queue);

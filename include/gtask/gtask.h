@@ -276,7 +276,10 @@ GTASK_EXTERN int gtask_broker_redis_new(gtask_broker **out, const gtask_redis_co
 GTASK_EXTERN int gtask_backend_redis_new(gtask_backend **out, const gtask_redis_conf *conf);
 
 /* In-process implementations, for single-process use and tests.  Tasks live in
- * memory only.  Return NULL on out-of-memory. */
+ * memory only.  A memory broker and a memory backend are colocated: finishing
+ * a task is one step.  Return NULL on out-of-memory.
+ *
+ * Other implementations: see <gtask/extend.h>. */
 GTASK_EXTERN gtask_broker *gtask_broker_memory_new(void);
 GTASK_EXTERN gtask_backend *gtask_backend_memory_new(void);
 

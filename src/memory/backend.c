@@ -1,13 +1,16 @@
 /* memory/backend.c -- the in-process backend: task states and results in this
  * process's memory, for single-process use and for fast tests.
  *
- * It honours every contract of gtask_backend_ops (internal.h) the way the Redis
+ * It honours every contract of gtask_backend_ops (<gtask/extend.h>) the way the Redis
  * backend does (tests/integration/test_contract.c runs the same cases against
  * both): a hash table maps (queue, task id) -- results are kept per queue -- to
  * a record of status, attempts and the encoded result record.  As in the Redis
  * scripts, pending() creates a record only if there is none, started() and
  * store() create one if needed, and a final state (SUCCESS, FAILURE) is never
  * overwritten -- except by reset(), for a dead task requeued by hand.
+ *
+ * The memory broker is colocated with it (memory.h): it calls pending, store
+ * and reset while holding its own mutex, which is taken before this one.
  *
  * One mutex guards the table; one condition variable (CLOCK_MONOTONIC) is
  * broadcast whenever a record becomes final, and wait() blocks on it.  No user
@@ -17,7 +20,10 @@
  * Memory: records are kept until destroy -- there is no expiry (the Redis
  * backend's expire time) yet.  Whoever adds one must keep wait() safe: a waiter
  * holds a record pointer across pthread_cond_wait. */
-#include "../internal.h"
+#include <gtask/extend.h>
+
+#include "../util.h" /* the allocation seam, clocks, errors: no core types */
+#include "memory.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -389,7 +395,8 @@ static void mk_destroy(void *impl) {
   gtask__free(be);
 }
 
-static const gtask_backend_ops memory_backend_ops = {
+const gtask_backend_ops gtask__memory_backend_ops = {
+    .abi = GTASK_EXTEND_ABI,
     .name = "memory",
     .pending = mk_pending,
     .started = mk_started,
@@ -427,5 +434,10 @@ GTASK_EXTERN gtask_backend *gtask_backend_memory_new(void) {
     gtask__free(be);
     return NULL;
   }
-  return gtask__backend_new(&memory_backend_ops, be); /* destroys be on failure */
+  gtask_backend *h;
+  if (gtask_backend_new(&h, &gtask__memory_backend_ops, be) != 0) {
+    mk_destroy(be);
+    return NULL;
+  }
+  return h;
 }

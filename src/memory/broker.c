@@ -1,7 +1,7 @@
 /* memory/broker.c -- the in-process broker: queues in this process's memory,
  * for single-process use and for fast tests.
  *
- * It honours every contract of gtask_broker_ops (internal.h) the way the Redis
+ * It honours every contract of gtask_broker_ops (<gtask/extend.h>) the way the Redis
  * broker does, and tests/integration/test_contract.c runs the same cases against
  * both.  Per queue it keeps:
  *   ready   a FIFO of messages waiting to be leased;
@@ -21,12 +21,21 @@
  * GTASK_ENOMEM and lose no message: every call allocates what it needs before
  * it unlinks or links anything.
  *
+ * Colocation (memory.h): with a memory backend, colocated() returns that
+ * backend's impl, and push, finish and dead_requeue given it as state write
+ * the backend's records through its table while holding this broker's mutex,
+ * after everything that can fail on the broker's side is allocated and before
+ * any queue changes: a backend failure leaves both as they were.
+ *
  * Per queue it also counts the tasks finished (succeeded, failed) for stats.
  *
  * Memory: consumer records (one per distinct consumer name) and queue records
  * (one per queue name ever pushed to) are kept until destroy.  Dead messages
  * are kept until dead_requeue or dead_purge moves or drops them. */
-#include "../internal.h"
+#include <gtask/extend.h>
+
+#include "../util.h" /* the allocation seam, clocks, errors: no core types */
+#include "memory.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -324,14 +333,14 @@ static mem_consumer *consumer_get(mem_broker *br, const char *name) {
 /* A copy of x for the caller, leased under the next token.  The token is spent
  * even if the copy fails; tokens only need to be unique, not dense. */
 static gtask_msg *delivery_new(mem_broker *br, const mem_node *x, uint64_t *token) {
-  gtask_msg *m = gtask__msg_new(x->id, x->q->name, x->body, x->len);
+  gtask_msg *m = gtask_msg_new(x->id, x->q->name, x->body, x->len);
   if (m == NULL)
     return NULL;
   char buf[32];
   *token = ++br->last_token;
   gtask__fmt(buf, sizeof(buf), "m-%" PRIu64, *token);
   if ((m->lease = gtask__strdup(buf)) == NULL) {
-    gtask__msg_free(m);
+    gtask_msg_free(m);
     return NULL;
   }
   return m;
@@ -408,8 +417,8 @@ static struct timespec deadline_after(int64_t ms) {
 
 static int mb_push(void *impl, gtask_msg *const *msgs, size_t n, void *state) {
   mem_broker *br = impl;
-  if (br == NULL || (n > 0 && msgs == NULL) || state != NULL)
-    return GTASK_EINVAL; /* state: colocated() is always NULL for memory */
+  if (br == NULL || (n > 0 && msgs == NULL))
+    return GTASK_EINVAL;
   for (size_t i = 0; i < n; i++)
     if (msgs[i] == NULL || msgs[i]->queue == NULL || (msgs[i]->body == NULL && msgs[i]->len > 0))
       return GTASK_EINVAL;
@@ -444,6 +453,8 @@ static int mb_push(void *impl, gtask_msg *const *msgs, size_t n, void *state) {
     if (m->due_ms > now)
       rc = sched_reserve(q, q->nsched + nlater);
   }
+  if (rc == 0 && state != NULL) /* colocated: PENDING in the same step */
+    rc = gtask__memory_backend_ops.pending(state, msgs, n);
   bool woke = false;
   if (rc == 0) {
     for (size_t i = 0; i < n; i++) {
@@ -584,8 +595,8 @@ static int mb_extend(void *impl, const char *consumer, gtask_msg *const *msgs, s
 
 static int mb_finish(void *impl, const char *consumer, gtask_fin *fins, size_t n, void *state) {
   mem_broker *br = impl;
-  if (br == NULL || consumer == NULL || (n > 0 && fins == NULL) || state != NULL)
-    return GTASK_EINVAL; /* state: colocated() is always NULL for memory */
+  if (br == NULL || consumer == NULL || (n > 0 && fins == NULL))
+    return GTASK_EINVAL;
   size_t nretry = 0;
   for (size_t i = 0; i < n; i++) {
     if (fins[i].msg == NULL || fins[i].kind < GTASK_FIN_DONE || fins[i].kind > GTASK_FIN_DEAD ||
@@ -600,9 +611,11 @@ static int mb_finish(void *impl, const char *consumer, gtask_fin *fins, size_t n
   /* Phase 1 allocates every new body and heap slot; phase 2 cannot fail, so a
    * batch is applied whole or not at all. */
   char **bodies = gtask__calloc(n, sizeof(*bodies));
-  if (bodies == NULL)
-    return GTASK_ENOMEM;
-  int rc = 0;
+  /* Colocated: the fins whose lease is held, copied for the backend's store,
+   * and where each came from. */
+  gtask_fin *held_fins = state ? gtask__calloc(n, sizeof(*held_fins)) : NULL;
+  size_t *held_at = state ? gtask__calloc(n, sizeof(*held_at)) : NULL;
+  int rc = bodies == NULL || (state && (held_fins == NULL || held_at == NULL)) ? GTASK_ENOMEM : 0;
   for (size_t i = 0; i < n && rc == 0; i++) {
     if (fins[i].kind != GTASK_FIN_DONE && fins[i].next != NULL &&
         (bodies[i] = bytes_dup(fins[i].next, fins[i].next_len)) == NULL)
@@ -615,10 +628,32 @@ static int mb_finish(void *impl, const char *consumer, gtask_fin *fins, size_t n
     if (x)
       rc = sched_reserve(x->q, x->q->nsched + nretry);
   }
+  /* Colocated: store the held fins' states now, all or nothing; a task
+   * already final comes back fenced, and then only its lease is released. */
+  bool stored = false; /* colocated and stored: a held fin now fenced was final */
+  if (rc == 0 && state != NULL) {
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+      if (held(br, c, fins[i].msg) != NULL) {
+        held_fins[k] = fins[i];
+        held_fins[k].fenced = false;
+        held_at[k++] = i;
+      }
+    }
+    rc = gtask__memory_backend_ops.store(state, held_fins, k);
+    for (size_t j = 0; j < k && rc == 0; j++)
+      fins[held_at[j]].fenced = held_fins[j].fenced;
+    stored = rc == 0;
+  }
   bool woke = false;
   for (size_t i = 0; i < n && rc == 0; i++) {
     gtask_fin *f = &fins[i];
     mem_node *x = held(br, c, f->msg);
+    if (x != NULL && stored && f->fenced) {
+      unlease(br, x); /* already final: release the lease, record nothing */
+      node_free(x);
+      continue;
+    }
     f->fenced = x == NULL;
     if (x == NULL)
       continue;
@@ -651,9 +686,11 @@ static int mb_finish(void *impl, const char *consumer, gtask_fin *fins, size_t n
   if (woke)
     pthread_cond_broadcast(&br->cv);
   pthread_mutex_unlock(&br->mu);
-  for (size_t i = 0; i < n; i++)
+  for (size_t i = 0; bodies != NULL && i < n; i++)
     gtask__free(bodies[i]); /* those not used: fenced fins, or all after ENOMEM */
   gtask__free(bodies);
+  gtask__free(held_fins);
+  gtask__free(held_at);
   return rc;
 }
 
@@ -757,7 +794,7 @@ static int mb_dead_list(void *impl, const char *queue, const char *id, gtask_msg
   for (const mem_node *x = count ? q->dead.head : NULL; x && rc == 0; x = x->next) {
     if (id != NULL && strcmp(x->id, id) != 0)
       continue;
-    if ((v[k] = gtask__msg_new(x->id, q->name, x->body, x->len)) == NULL)
+    if ((v[k] = gtask_msg_new(x->id, q->name, x->body, x->len)) == NULL)
       rc = GTASK_ENOMEM;
     else
       k++;
@@ -765,7 +802,7 @@ static int mb_dead_list(void *impl, const char *queue, const char *id, gtask_msg
   pthread_mutex_unlock(&br->mu);
   if (rc != 0) {
     for (size_t i = 0; i < k; i++)
-      gtask__msg_free(v[i]);
+      gtask_msg_free(v[i]);
     gtask__free(v);
     return rc;
   }
@@ -778,10 +815,22 @@ static int mb_dead_list(void *impl, const char *queue, const char *id, gtask_msg
   return 0;
 }
 
+/* The dead entry of m's task if it still holds exactly m's body (the
+ * compare-and-swap of dead_requeue, as the Redis script); else NULL. */
+static mem_node *dead_match(mem_broker *br, const gtask_msg *m) {
+  mem_queue *q = queue_find(br, m->queue);
+  mem_node *x = q ? q->dead.head : NULL;
+  while (x && strcmp(x->id, m->id) != 0)
+    x = x->next;
+  if (x == NULL || x->len != m->len || (m->len > 0 && memcmp(x->body, m->body, m->len) != 0))
+    return NULL;
+  return x;
+}
+
 static int mb_dead_requeue(void *impl, gtask_revive *rs, size_t n, void *state) {
   mem_broker *br = impl;
-  if (br == NULL || (n > 0 && rs == NULL) || state != NULL)
-    return GTASK_EINVAL; /* state: colocated() is always NULL for memory */
+  if (br == NULL || (n > 0 && rs == NULL))
+    return GTASK_EINVAL;
   for (size_t i = 0; i < n; i++) {
     if (rs[i].msg == NULL || rs[i].msg->queue == NULL || (rs[i].next == NULL && rs[i].next_len > 0))
       return GTASK_EINVAL;
@@ -801,17 +850,29 @@ static int mb_dead_requeue(void *impl, gtask_revive *rs, size_t n, void *state) 
       return GTASK_ENOMEM;
     }
   }
+  /* Colocated: the messages to reset, found under the mutex. */
+  gtask_msg **resets = state ? gtask__calloc(n, sizeof(*resets)) : NULL;
+  if (state != NULL && resets == NULL) {
+    for (size_t i = 0; i < n; i++)
+      gtask__free(bodies[i]);
+    gtask__free(bodies);
+    return GTASK_ENOMEM;
+  }
+  int rc = 0;
   bool woke = false;
   pthread_mutex_lock(&br->mu);
-  for (size_t i = 0; i < n; i++) {
-    const gtask_msg *m = rs[i].msg;
-    mem_queue *q = queue_find(br, m->queue);
-    mem_node *x = q ? q->dead.head : NULL;
-    while (x && strcmp(x->id, m->id) != 0)
-      x = x->next;
-    /* Compare-and-swap on the body, as the Redis script. */
-    if (x == NULL || x->len != m->len || (m->len > 0 && memcmp(x->body, m->body, m->len) != 0))
+  if (state != NULL) {
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+      if (dead_match(br, rs[i].msg) != NULL)
+        resets[k++] = (gtask_msg *)rs[i].msg; /* reset() reads only queue and id */
+    rc = gtask__memory_backend_ops.reset(state, resets, k);
+  }
+  for (size_t i = 0; i < n && rc == 0; i++) {
+    mem_node *x = dead_match(br, rs[i].msg);
+    if (x == NULL)
       continue;
+    mem_queue *q = x->q;
     list_remove(&q->dead, x);
     body_swap(x, &bodies[i], rs[i].next_len);
     list_append(&q->ready, x);
@@ -824,7 +885,8 @@ static int mb_dead_requeue(void *impl, gtask_revive *rs, size_t n, void *state) 
   for (size_t i = 0; i < n; i++)
     gtask__free(bodies[i]);
   gtask__free(bodies);
-  return 0;
+  gtask__free(resets);
+  return rc;
 }
 
 static int mb_dead_purge(void *impl, const char *queue, size_t *removed) {
@@ -843,8 +905,6 @@ static int mb_dead_purge(void *impl, const char *queue, size_t *removed) {
   return 0;
 }
 
-/* The memory broker and backend are separate objects: the core stores states
- * through the backend first, then finishes through the broker. */
 /* One process has one protocol version: nothing to refuse, only to record. */
 static int mb_announce(void *impl, const char *consumer, const char *const *queues, size_t nq,
                        int64_t until_ms) {
@@ -857,7 +917,11 @@ static int mb_announce(void *impl, const char *consumer, const char *const *queu
   return c ? 0 : GTASK_ENOMEM;
 }
 
-static void *mb_colocated(void *impl, const gtask_backend *backend) { return NULL; }
+/* Colocated with a memory backend (see memory.h); never with another kind. */
+static void *mb_colocated(void *impl, const gtask_backend *backend) {
+  (void)impl;
+  return gtask_backend_impl(backend, &gtask__memory_backend_ops);
+}
 
 /* Called when the last handle reference goes: no call can be in progress. */
 static void mb_destroy(void *impl) {
@@ -887,6 +951,7 @@ static void mb_destroy(void *impl) {
 }
 
 static const gtask_broker_ops memory_broker_ops = {
+    .abi = GTASK_EXTEND_ABI,
     .name = "memory",
     .push = mb_push,
     .lease = mb_lease,
@@ -931,8 +996,10 @@ GTASK_EXTERN gtask_broker *gtask_broker_memory_new(void) {
     gtask__free(br);
     return NULL;
   }
-  gtask_broker *b = gtask__broker_new(&memory_broker_ops, br); /* destroys br on failure */
-  if (b != NULL)
-    b->msg_ttl_ms = 0; /* messages live until leased and finished */
+  gtask_broker *b; /* messages live until leased and finished: no msg_ttl */
+  if (gtask_broker_new(&b, &memory_broker_ops, br) != 0) {
+    mb_destroy(br);
+    return NULL;
+  }
   return b;
 }

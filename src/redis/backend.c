@@ -378,6 +378,7 @@ static void rk_destroy(void *impl) {
 }
 
 const gtask_backend_ops gtask__redis_backend_ops = {
+    .abi = GTASK_EXTEND_ABI,
     .name = "redis",
     .pending = rk_pending,
     .started = rk_started,

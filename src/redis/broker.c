@@ -156,11 +156,11 @@ static int entry_to_msg(const redisReply *e, const char *queue, gtask_msg **out)
   }
   char idbuf[GTASK_ID_SIZE] = "";
   if (id && id->len < GTASK_ID_SIZE) memcpy(idbuf, id->str, id->len + 1);
-  gtask_msg *m = gtask__msg_new(idbuf, queue, body ? body->str : "", body ? body->len : 0);
+  gtask_msg *m = gtask_msg_new(idbuf, queue, body ? body->str : "", body ? body->len : 0);
   if (!m) return GTASK_ENOMEM;
   m->lease = gtask__strndup(e->element[0]->str, e->element[0]->len);
   if (!m->lease) {
-    gtask__msg_free(m);
+    gtask_msg_free(m);
     return GTASK_ENOMEM;
   }
   *out = m;
@@ -265,7 +265,7 @@ static int read_group(redis_broker *b, gtask__conn *c, consumer_conn *cc, const 
         }
         gtask_msg **sp = gtask__realloc(cc->surplus, (cc->nsurplus + 1) * sizeof(*sp));
         if (!sp) {
-          gtask__msg_free(m); /* still leased: reclaim brings it back */
+          gtask_msg_free(m); /* still leased: reclaim brings it back */
           continue;
         }
         cc->surplus = sp;
@@ -773,7 +773,7 @@ static int rb_stats(void *impl, const char *queue, gtask_queue_stats *out) {
 /* ---------------------------------------------------------------- dead set */
 
 static void free_msg_array(gtask_msg **v, size_t n) {
-  for (size_t k = 0; k < n; k++) gtask__msg_free(v[k]);
+  for (size_t k = 0; k < n; k++) gtask_msg_free(v[k]);
   gtask__free(v);
 }
 
@@ -802,7 +802,7 @@ static int dead_get(redis_broker *b, const char *queue, const char *id, gtask_ms
   if (rc) return rc;
   if (rep->type == REDIS_REPLY_STRING && strlen(id) < GTASK_ID_SIZE) {
     gtask_msg **v = gtask__malloc(sizeof(*v));
-    gtask_msg *m = v ? gtask__msg_new(id, queue, rep->str, rep->len) : NULL;
+    gtask_msg *m = v ? gtask_msg_new(id, queue, rep->str, rep->len) : NULL;
     if (!m) {
       gtask__free(v);
       rc = GTASK_ENOMEM;
@@ -862,7 +862,7 @@ static int rb_dead_list(void *impl, const char *queue, const char *id, gtask_msg
       }
       char idbuf[GTASK_ID_SIZE] = "";
       if (field->len < GTASK_ID_SIZE) memcpy(idbuf, field->str, field->len + 1);
-      if (!(v[nv] = gtask__msg_new(idbuf, queue, body->str, body->len))) {
+      if (!(v[nv] = gtask_msg_new(idbuf, queue, body->str, body->len))) {
         rc = GTASK_ENOMEM;
         break;
       }
@@ -881,7 +881,7 @@ static int rb_dead_list(void *impl, const char *queue, const char *id, gtask_msg
   size_t keep = 0;
   for (size_t k = 0; k < nv; k++) {
     if (keep > 0 && strcmp(v[keep - 1]->id, v[k]->id) == 0) {
-      gtask__msg_free(v[k]);
+      gtask_msg_free(v[k]);
       continue;
     }
     v[keep++] = v[k];
@@ -1052,7 +1052,7 @@ static void rb_destroy(void *impl) {
     if (cc->c) gtask__conn_free(cc->c);
     /* Surplus messages are leased in Redis: dropping our copies only delays
      * them until reclaim. */
-    for (size_t k = 0; k < cc->nsurplus; k++) gtask__msg_free(cc->surplus[k]);
+    for (size_t k = 0; k < cc->nsurplus; k++) gtask_msg_free(cc->surplus[k]);
     gtask__free(cc->surplus);
     gtask__free(cc->name);
     gtask__free(cc);
@@ -1063,6 +1063,7 @@ static void rb_destroy(void *impl) {
 }
 
 static const gtask_broker_ops redis_broker_ops = {
+    .abi = GTASK_EXTEND_ABI,
     .name = "redis",
     .push = rb_push,
     .lease = rb_lease,

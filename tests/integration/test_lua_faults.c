@@ -390,14 +390,14 @@ static void refused_types(env *e, const char *what, op_fn op, void *arg, int db,
 static gtask_msg *new_msg(env *e, int64_t due_ms) {
   char id[GTASK_ID_SIZE];
   gtask__uuid(id);
-  gtask_msg *m = gtask__msg_new(id, e->q, BODY, strlen(BODY));
+  gtask_msg *m = gtask_msg_new(id, e->q, BODY, strlen(BODY));
   ASSERT_NOT_NULL(m);
   m->due_ms = due_ms;
   return m;
 }
 
 static void free_msgs(gtask_msg **m, size_t n) {
-  for (size_t k = 0; k < n; k++) gtask__msg_free(m[k]);
+  for (size_t k = 0; k < n; k++) gtask_msg_free(m[k]);
 }
 
 /* Pushes n new messages due now (with state) and leases them to consumer. */
@@ -443,7 +443,7 @@ static void populate(env *e) {
   free_msgs(m, 3);
   gtask_msg *later = new_msg(e, gtask__now_ms() + 3600000);
   ASSERT_OK(e->b->ops->push(e->b->impl, &later, 1, e->state));
-  gtask__msg_free(later);
+  gtask_msg_free(later);
   cmd_ok(e->c[0], "SET %s " FENCE, key(e, "fence", NULL));
 }
 
@@ -513,7 +513,7 @@ TEST(push_refuses_keys_it_cannot_use) {
   ASSERT_OK(e.b->ops->push(e.b->impl, &now2, 1, e.state));
   gtask_msg *m[2] = {now1, now2};
   free_msgs(m, 2);
-  gtask__msg_free(sch);
+  gtask_msg_free(sch);
   env_stop(&e);
 }
 
@@ -854,7 +854,7 @@ TEST(extend_promote_and_purge_refuse_keys_they_cannot_use) {
   ASSERT_OK(op_extend(&e, &a));
   gtask_msg *due = new_msg(&e, gtask__now_ms() + 50);
   ASSERT_OK(e.b->ops->push(e.b->impl, &due, 1, e.state));
-  gtask__msg_free(due);
+  gtask_msg_free(due);
   test_sleep_ms(100);
   refused_types(&e, "promote", op_promote, NULL, 0, key(&e, "stream", NULL), "stream");
   refused_types(&e, "promote", op_promote, NULL, 0, key(&e, "sched", NULL), "zset");

@@ -453,7 +453,7 @@ TEST(backoff_overflow) {
 
 TEST(msg_new_copies) {
   char body[] = {'{', '\0', '}'};
-  gtask_msg *m = gtask__msg_new("0123456789012345678901234567890123456789", "q1", body, 3);
+  gtask_msg *m = gtask_msg_new("0123456789012345678901234567890123456789", "q1", body, 3);
   ASSERT_NOT_NULL(m);
   ASSERT_EQ(strlen(m->id), 36);
   ASSERT_STR_EQ(m->queue, "q1");
@@ -462,22 +462,22 @@ TEST(msg_new_copies) {
   ASSERT_EQ(m->body[3], '\0');
   ASSERT_NULL(m->lease);
   ASSERT_EQ(m->due_ms, 0);
-  gtask__msg_free(m);
-  m = gtask__msg_new(NULL, NULL, NULL, 0);
+  gtask_msg_free(m);
+  m = gtask_msg_new(NULL, NULL, NULL, 0);
   ASSERT_NOT_NULL(m);
   ASSERT_STR_EQ(m->body, "");
-  gtask__msg_free(m);
-  gtask__msg_free(NULL);
+  gtask_msg_free(m);
+  gtask_msg_free(NULL);
 }
 
 TEST(msg_new_alloc_failures) {
   for (long n = 1; n < 100; n++) {
     gtask__alloc_fail_at(n);
-    gtask_msg *m = gtask__msg_new("x", "q", "body", 4);
+    gtask_msg *m = gtask_msg_new("x", "q", "body", 4);
     long made = gtask__alloc_fail_at(0);
     if (made < n) {
       ASSERT_NOT_NULL(m);
-      gtask__msg_free(m);
+      gtask_msg_free(m);
       return;
     }
     ASSERT_NULL(m);

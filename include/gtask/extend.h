@@ -1,0 +1,344 @@
+/* gtask/extend.h -- writing your own broker or backend (issue 21, part 1).
+ *
+ * gtask.h is the main header; this one adds what an implementation of a
+ * broker (where task messages queue) or a backend (where task states and
+ * results live) needs: the two operation tables, the values they exchange,
+ * and the constructors that wrap a table and an implementation pointer into
+ * the gtask_broker / gtask_backend handles that gtask_server_new() and
+ * gtask_client_new() take.  The Redis and in-memory implementations that ship
+ * with the library are built on the same tables (src/memory/ on this header
+ * alone), and tests/integration/test_contract.c states their contracts as
+ * tests.
+ *
+ * An implementation is a const table of functions plus a void *impl:
+ *
+ *   static const gtask_broker_ops my_ops = {
+ *       .abi = GTASK_EXTEND_ABI, .name = "mine", .push = my_push, ...};
+ *   gtask_broker *b;
+ *   int rc = gtask_broker_new(&b, &my_ops, my_impl);
+ *
+ * Conventions for every operation below, unless it says otherwise:
+ *  - it returns 0 or a negative GTASK_E* code (gtask.h), with any detail set
+ *    for gtask_last_error() by the implementation (it may leave it unset);
+ *    GTASK_EINVAL for a NULL where a value is required, GTASK_ENOMEM when an
+ *    allocation fails, GTASK_ECONN / GTASK_ETIMEDOUT / GTASK_EINDOUBT for a
+ *    store that cannot be reached or whose reply was lost;
+ *  - it may be called from several threads at once: the implementation
+ *    synchronises;
+ *  - it never takes ownership of its arguments, and writes only the fields
+ *    documented as "out";
+ *  - a batch (an array and its length n) is applied whole or not at all
+ *    unless the operation says otherwise; n == 0 is a successful no-op;
+ *  - it must not call back into the gtask_broker / gtask_backend handle that
+ *    wraps it.
+ * The core retries an operation that failed with a transient code
+ * (ECONN, ETIMEDOUT, ENOMEM, and EINDOUBT where the call is safe to repeat),
+ * so an implementation should report such failures rather than block for
+ * ever on them.
+ *
+ * Memory: every buffer that crosses these tables (messages, their strings,
+ * the arrays of dead_list, the result copies of get and wait) is malloc()
+ * memory, freed with free() or gtask_msg_free().
+ *
+ * Wire values: a message body (gtask_msg.body, gtask_fin.next,
+ * gtask_revive.next) and a result record (gtask_fin.result, backend get/wait
+ * output) are bytes the core encodes and decodes (docs/PROTOCOL.md, the task
+ * message and the result record).  An implementation stores them as opaque
+ * bytes and gives them back unchanged; they are what other processes and
+ * other language clients read.  Everything else in these structs is metadata
+ * of one call, marked [wire] where it has a counterpart in the Redis key
+ * schema. */
+#ifndef GTASK_EXTEND_H
+#define GTASK_EXTEND_H
+
+#include "gtask.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The version of the tables below.  Put it in the abi field of your table.
+ * When an operation is added at the end of a table, this number grows; the
+ * library keeps accepting tables of every older version (the operations they
+ * lack count as NULL) and refuses newer ones. */
+#define GTASK_EXTEND_ABI 1
+
+/* ---------------------------------------------------------------- messages */
+
+/* A task message as a broker carries it.  Made by gtask_msg_new(), freed by
+ * gtask_msg_free(); every pointer in it is owned by it.  The broker treats
+ * body as opaque bytes. */
+typedef struct gtask_msg {
+  char id[GTASK_ID_SIZE]; /* [wire] task id (a UUID in text form) */
+  char *queue;            /* [wire] queue name */
+  char *body;             /* [wire] the encoded task message, NUL-terminated
+                             for convenience (len does not count the NUL) */
+  size_t len;             /* body length in bytes */
+  char *lease;            /* the broker's token for this delivery, NUL-terminated;
+                             NULL until leased.  Set by the broker, with
+                             gtask_msg_set_lease() or a malloc()ed string */
+  int64_t epoch;          /* the broker's count of lease takeovers in the queue
+                             when this lease began (Redis: the fence key); -1
+                             unknown.  Informational */
+  int64_t due_ms;         /* push: unix ms when it may run; 0: now */
+} gtask_msg;
+
+/* A new message with copies of id (truncated to GTASK_ID_SIZE - 1 bytes),
+ * queue and body[0..len), epoch -1, no lease, due now.  NULL body means an
+ * empty one.  Returns NULL on out-of-memory; free with gtask_msg_free(). */
+GTASK_EXTERN gtask_msg *gtask_msg_new(const char *id, const char *queue, const char *body,
+                                      size_t len);
+/* Sets m->lease to a copy of lease (NULL clears it), freeing the old one.
+ * 0 or GTASK_ENOMEM (m unchanged). */
+GTASK_EXTERN int gtask_msg_set_lease(gtask_msg *m, const char *lease);
+/* Frees m and everything it owns.  Accepts NULL. */
+GTASK_EXTERN void gtask_msg_free(gtask_msg *m);
+
+/* How a delivery ends. */
+typedef enum gtask_fin_kind {
+  GTASK_FIN_DONE = 1,    /* final: record status (SUCCESS/FAILURE) and result */
+  GTASK_FIN_RETRY = 2,   /* record RETRY and result; queue `next` at next_due_ms */
+  GTASK_FIN_REQUEUE = 3, /* lost or handed back: queue `next` now, record PENDING */
+  GTASK_FIN_DEAD = 4     /* final FAILURE, and keep `next` in the dead set */
+} gtask_fin_kind;
+
+/* The end of one delivery, for broker finish() and backend store().  Filled by
+ * the core; everything it points to is owned by the caller and valid during
+ * the call only. */
+typedef struct gtask_fin {
+  gtask_msg *msg;          /* the leased delivery being finished (queue, id, lease) */
+  gtask_fin_kind kind;     /* what to do */
+  gtask_status status;     /* [wire] the state to record (see gtask_fin_kind) */
+  const char *result;      /* [wire] encoded result record (DONE, DEAD, RETRY),
+                              or NULL; not NUL-terminated */
+  size_t result_len;       /* result length in bytes */
+  const char *next;        /* [wire] RETRY, REQUEUE, DEAD: the message to keep
+                              (a new body, with the attempt counted); not
+                              NUL-terminated */
+  size_t next_len;         /* next length in bytes */
+  int64_t next_due_ms;     /* RETRY: unix ms when due */
+  bool fresh;              /* no state record can exist for the task: a first
+                              delivery (attempts and losses 0) that got no
+                              STARTED mark.  Its final state needs no removal
+                              of an older record, and its hand-back (REQUEUE)
+                              may record nothing: the task still reads PENDING
+                              as it did when sent.  An optimisation only:
+                              ignoring it is correct */
+  bool fenced;             /* out: nothing was recorded -- the lease was no longer
+                              the caller's (broker: nothing changed), or the task
+                              was already final (backend; and a colocated broker
+                              then only releases the lease) */
+} gtask_fin;
+
+/* A dead message to move back to its queue (broker dead_requeue()). */
+typedef struct gtask_revive {
+  const gtask_msg *msg; /* as dead_list returned it: queue, id, and the body the
+                           dead set holds now (the compare-and-swap's old value) */
+  const char *next;     /* [wire] the body to queue (the caller's re-encoded
+                           message); not NUL-terminated */
+  size_t next_len;      /* next length in bytes */
+  bool moved;           /* out: the entry still held msg->body and was moved */
+} gtask_revive;
+
+/* ---------------------------------------------------------------- broker */
+
+/* The broker interface.  `consumer` names a lease holder: one per server,
+ * stable for its life.
+ *
+ * Colocation -- "broker and backend in one store, finished atomically".  A
+ * broker may be able to write a particular backend's records in its own
+ * atomic steps (the Redis broker and backend on the same server, database and
+ * prefix; the memory broker and backend).  It says so through colocated(),
+ * which returns an opaque `state` (typically the backend's impl, found with
+ * gtask_backend_impl()); the core then passes that state to push(),
+ * finish() and dead_requeue() and skips the separate backend calls
+ * (pending(), store(), reset()).  Without colocation the core calls the
+ * backend first and the broker second, which is safe but two steps: a crash
+ * between them leaves a state that the next delivery corrects.  With it, a
+ * task's queue entry and its state never disagree.  A broker that is not
+ * colocated with any backend leaves colocated NULL and receives state NULL
+ * (it may refuse anything else with GTASK_EINVAL). */
+typedef struct gtask_broker_ops {
+  int abi;          /* GTASK_EXTEND_ABI when the table was compiled */
+  const char *name; /* for logs: "redis", "memory"; required */
+
+  /* Required.  Queues msgs[0..n), each in its own queue (msg->queue), due at
+   * its due_ms (0 or past: ready now).  Copies what it keeps.  All or
+   * nothing.  If state is non-NULL, each id is also recorded as PENDING in
+   * the backend in the same atomic step, as the backend's pending() would. */
+  int (*push)(void *impl, gtask_msg *const *msgs, size_t n, void *state);
+
+  /* Required.  Leases up to max messages from queues[0..nq) to consumer,
+   * blocking up to wait_ms (< 0: for ever) while all are empty.  Writes new
+   * messages, each with its lease token set, to out[0..*n), never more than
+   * max; the caller frees each with gtask_msg_free.  A timeout or interrupt
+   * is 0 with *n == 0; nq == 0 or max == 0 is GTASK_EINVAL.  Queues are
+   * served in the order given (a priority order).  A leased message stays
+   * owned by consumer until finish, or until its lease expires and reclaim
+   * gives it to another.  Blocks: the only operation that waits for others. */
+  int (*lease)(void *impl, const char *consumer, const char *const *queues, size_t nq,
+               size_t max, int64_t wait_ms, gtask_msg **out, size_t *n);
+
+  /* Required.  Makes a lease() of consumer that is blocked in another thread
+   * return at once (0, *n == 0); if none is in progress, the next lease() of
+   * consumer returns at once instead.  One interrupt is consumed by one
+   * lease.  Never blocks; thread-safe, not async-signal-safe. */
+  int (*interrupt)(void *impl, const char *consumer);
+
+  /* Required.  Heartbeat: renews the leases of msgs[0..n) held by consumer.
+   * lost[i] (out) is set to true for each lease that is no longer held
+   * (another consumer took it over), false otherwise. */
+  int (*extend)(void *impl, const char *consumer, gtask_msg *const *msgs, size_t n,
+                bool *lost);
+
+  /* Required.  Ends deliveries.  For each fin whose lease consumer still
+   * holds: releases the lease and, per kind, drops the message (DONE),
+   * schedules fin->next at next_due_ms (RETRY), queues it now (REQUEUE) or
+   * moves it to the dead set (DEAD).  A fin whose lease is lost is left alone
+   * and marked fenced.  If state is non-NULL (colocation), the backend record
+   * is written in the same atomic step, as the backend's store() would; a
+   * task already final keeps its state, the fin is marked fenced and only its
+   * lease is released. */
+  int (*finish)(void *impl, const char *consumer, gtask_fin *fins, size_t n, void *state);
+
+  /* Required.  Takes over up to max deliveries in queue whose lease has not
+   * been renewed for lease_ms, leasing them to consumer under new tokens, and
+   * writes them to out[0..*n) as lease() does; the caller then finishes them
+   * (REQUEUE or DEAD).  Any live consumer calls this.  Fencing: after a
+   * reclaim, the previous holder's extend reports lost and its finish is
+   * fenced. */
+  int (*reclaim)(void *impl, const char *consumer, const char *queue, int64_t lease_ms,
+                 size_t max, gtask_msg **out, size_t *n);
+
+  /* Required.  Moves up to max scheduled messages of queue whose due time has
+   * come into the queue; *next_due_ms (out) receives the earliest remaining
+   * due time, or 0 (a time already past means max stopped it: call again). */
+  int (*promote)(void *impl, const char *queue, size_t max, int64_t *next_due_ms);
+
+  /* Required.  Counts of queue into *out: pending, active, scheduled, dead,
+   * and the finished counters, which finish() increments for each DONE or
+   * DEAD fin it applies with a final status (SUCCESS: succeeded, FAILURE:
+   * failed).  An unknown queue is all zeros. */
+  int (*stats)(void *impl, const char *queue, gtask_queue_stats *out);
+
+  /* Required.  Reads queue's dead set, or only its entry for id when id is
+   * non-NULL: a new array *out of *n new messages (id, queue, body; lease
+   * NULL), NULL and 0 when empty, each id once.  The caller frees each
+   * message with gtask_msg_free and the array with free().  Each entry is as
+   * it was when read; the whole is not one snapshot. */
+  int (*dead_list)(void *impl, const char *queue, const char *id, gtask_msg ***out, size_t *n);
+
+  /* Required.  Moves dead messages back to their queues, each atomically: for
+   * each revive whose dead-set entry still holds exactly msg->body (a
+   * compare-and-swap, so a concurrent requeue or purge wins and nothing runs
+   * twice), queues `next` to run now, removes the entry and sets moved.  If
+   * state is non-NULL (colocation), each moved task's record is reset to
+   * PENDING in the same atomic step, as the backend's reset() does. */
+  int (*dead_requeue)(void *impl, gtask_revive *rs, size_t n, void *state);
+
+  /* Required.  Empties queue's dead set atomically; *removed (out) receives
+   * how many entries it held. */
+  int (*dead_purge)(void *impl, const char *queue, size_t *removed);
+
+  /* Optional (NULL: nothing to record).  Records consumer as a live worker of
+   * queues[0..nq) until until_ms (unix ms; a worker calls it again, with a
+   * later time, on each heartbeat), or, with until_ms == 0, removes it.
+   * Refuses -- GTASK_EVERSION, changing nothing, the detail in
+   * gtask_last_error() -- when a live worker whose protocol cannot be mixed
+   * with this broker's serves one of the queues. */
+  int (*announce)(void *impl, const char *consumer, const char *const *queues, size_t nq,
+                  int64_t until_ms);
+
+  /* Optional (NULL: never colocated).  If this broker can write backend's
+   * records in its own atomic steps, returns the non-NULL state to pass to
+   * push, finish and dead_requeue; else NULL.  Called once per server or
+   * client; must not block. */
+  void *(*colocated)(void *impl, const gtask_backend *backend);
+
+  /* Required.  Frees impl.  Called exactly once, when the last reference to
+   * the handle is dropped, when no other call can be in progress. */
+  void (*destroy)(void *impl);
+} gtask_broker_ops;
+
+/* ---------------------------------------------------------------- backend */
+
+/* The backend interface: task states and results, kept per (queue, id).
+ * Same conventions.  A final state (SUCCESS, FAILURE) is never overwritten,
+ * except by reset(). */
+typedef struct gtask_backend_ops {
+  int abi;          /* GTASK_EXTEND_ABI when the table was compiled */
+  const char *name; /* for logs; required */
+
+  /* Required.  Records each msg's id as PENDING unless it already has a state. */
+  int (*pending)(void *impl, gtask_msg *const *msgs, size_t n);
+
+  /* Required.  Records STARTED with attempts[i] for each msg, unless its
+   * state is final (a missing record is created). */
+  int (*started)(void *impl, gtask_msg *const *msgs, const uint32_t *attempts, size_t n);
+
+  /* Required.  Records each fin's status and result (fin->msg gives queue and
+   * id; a NULL or empty result keeps the previous one; a missing record is
+   * created).  A final state is never overwritten: such fins are marked
+   * fenced.  A new final state wakes every waiter of that task.  A fresh fin
+   * (see gtask_fin) may skip work. */
+  int (*store)(void *impl, gtask_fin *fins, size_t n);
+
+  /* Required.  Reads a task's state: *status, *attempts, and a new copy of
+   * its result record (*result, NUL-terminated, *len without the NUL; the
+   * caller frees it with free(); NULL if none yet).  Any output pointer but
+   * status may be NULL.  GTASK_ENOTFOUND for an unknown or expired id. */
+  int (*get)(void *impl, const char *queue, const char *id, gtask_status *status,
+             uint32_t *attempts, char **result, size_t *len);
+
+  /* Required.  Blocks up to timeout_ms (< 0: for ever) until the task's
+   * state is final, without polling.  0 when final, GTASK_ETIMEDOUT
+   * otherwise, GTASK_ENOTFOUND for an unknown id.  When result is non-NULL it
+   * receives a new copy of the final result record (freed with free(); NULL
+   * if unavailable: the caller then reads it with get).  known: the caller
+   * sent this task itself, so it exists: the backend may block at once
+   * instead of first checking (an id unknown after all then gives
+   * GTASK_ENOTFOUND at the timeout instead of at once). */
+  int (*wait)(void *impl, const char *queue, const char *id, int64_t timeout_ms, bool known,
+              char **result, size_t *len);
+
+  /* Required.  Forces each msg's record back to PENDING (attempts kept),
+   * dropping its result record -- final states included.  The one write
+   * that replaces a final state: for a dead task requeued by hand, called
+   * before its message is queued again.  A missing record is created. */
+  int (*reset)(void *impl, gtask_msg *const *msgs, size_t n);
+
+  /* Required.  Frees impl; as the broker's destroy. */
+  void (*destroy)(void *impl);
+} gtask_backend_ops;
+
+/* ---------------------------------------------------------------- handles */
+
+/* Wraps ops and impl in a new broker handle with one reference (free it with
+ * gtask_broker_free(); ops->destroy(impl) runs when the last reference goes).
+ * ops must stay valid and unchanged for the life of the handle (a static
+ * const table).  Returns 0 and sets *out, or:
+ *   GTASK_EINVAL  out or ops NULL, ops->abi not a version this library
+ *                 accepts (1..GTASK_EXTEND_ABI), or a required operation or
+ *                 the name missing; the detail names it in gtask_last_error();
+ *   GTASK_ENOMEM  out of memory.
+ * On failure *out is NULL and impl is NOT destroyed: it is still the
+ * caller's. */
+GTASK_EXTERN int gtask_broker_new(gtask_broker **out, const gtask_broker_ops *ops, void *impl);
+/* The same for a backend. */
+GTASK_EXTERN int gtask_backend_new(gtask_backend **out, const gtask_backend_ops *ops,
+                                   void *impl);
+
+/* The impl of backend if it was made with exactly the table ops (compared by
+ * address), else NULL.  For colocated(): a broker recognises a backend of its
+ * own kind this way.  The pointer is valid while backend lives. */
+GTASK_EXTERN void *gtask_backend_impl(const gtask_backend *backend, const gtask_backend_ops *ops);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* GTASK_EXTEND_H */

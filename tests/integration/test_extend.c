@@ -1,0 +1,260 @@
+/* test_extend.c -- the public extension interface, <gtask/extend.h> (issue 21).
+ *
+ * gtask_broker_new / gtask_backend_new refuse a table they cannot use (a wrong
+ * abi, a missing required operation) with GTASK_EINVAL and a detail that names
+ * the problem, and leave the impl to the caller; and a broker written here,
+ * outside the library, on the public tables runs a real server and client
+ * round trip.  The custom broker is a thin layer over the memory broker: it
+ * counts the calls it forwards.  internal.h is included only to reach the
+ * memory broker's table and impl from its handle (an out-of-tree broker would
+ * have its own). */
+#include "test.h"
+
+#include <gtask/extend.h>
+
+#include "internal.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---------------------------------------------------------------- a table checked */
+
+static int impl_destroyed;
+static void count_destroy(void *impl) {
+  (void)impl;
+  impl_destroyed++;
+}
+
+/* A broker table with every required operation (borrowed from the memory
+ * broker) and the given abi and destroy. */
+static gtask_broker_ops full_table(int abi) {
+  gtask_broker *m = gtask_broker_memory_new();
+  ASSERT_NOT_NULL(m);
+  gtask_broker_ops ops = *m->ops;
+  gtask_broker_free(m);
+  ops.abi = abi;
+  ops.name = "custom";
+  ops.destroy = count_destroy;
+  return ops;
+}
+
+TEST(broker_new_refuses_a_bad_abi) {
+  int impl = 0;
+  impl_destroyed = 0;
+  gtask_broker *b = (gtask_broker *)&impl; /* must be reset to NULL */
+  static gtask_broker_ops ops;
+  ops = full_table(0);
+  ASSERT_ERR(gtask_broker_new(&b, &ops, &impl), GTASK_EINVAL);
+  ASSERT_NULL(b);
+  ASSERT_STR_CONTAINS(gtask_last_error(), "abi 0");
+  ops.abi = GTASK_EXTEND_ABI + 1;
+  ASSERT_ERR(gtask_broker_new(&b, &ops, &impl), GTASK_EINVAL);
+  ASSERT_STR_CONTAINS(gtask_last_error(), "GTASK_EXTEND_ABI");
+  ASSERT_EQ(impl_destroyed, 0); /* the impl is still the caller's */
+
+  ops.abi = GTASK_EXTEND_ABI;
+  ASSERT_OK(gtask_broker_new(&b, &ops, &impl));
+  ASSERT_NOT_NULL(b);
+  gtask_broker_free(b);
+  ASSERT_EQ(impl_destroyed, 1);
+}
+
+TEST(broker_new_refuses_a_missing_required_op) {
+  int impl = 0;
+  impl_destroyed = 0;
+  gtask_broker *b = NULL;
+  static gtask_broker_ops ops;
+  ops = full_table(GTASK_EXTEND_ABI);
+  ops.finish = NULL;
+  ASSERT_ERR(gtask_broker_new(&b, &ops, &impl), GTASK_EINVAL);
+  ASSERT_NULL(b);
+  ASSERT_STR_CONTAINS(gtask_last_error(), "lacks the required operation finish");
+  ops = full_table(GTASK_EXTEND_ABI);
+  ops.name = NULL;
+  ASSERT_ERR(gtask_broker_new(&b, &ops, &impl), GTASK_EINVAL);
+  ASSERT_STR_CONTAINS(gtask_last_error(), "no name");
+  /* The optional ones may be missing. */
+  ops = full_table(GTASK_EXTEND_ABI);
+  ops.announce = NULL;
+  ops.colocated = NULL;
+  ASSERT_OK(gtask_broker_new(&b, &ops, &impl));
+  gtask_broker_free(b);
+  ASSERT_EQ(impl_destroyed, 1);
+  ASSERT_ERR(gtask_broker_new(NULL, &ops, &impl), GTASK_EINVAL);
+  ASSERT_ERR(gtask_broker_new(&b, NULL, &impl), GTASK_EINVAL);
+}
+
+TEST(backend_new_refuses_a_bad_table) {
+  gtask_backend *m = gtask_backend_memory_new();
+  ASSERT_NOT_NULL(m);
+  static gtask_backend_ops ops;
+  ops = *m->ops;
+  ops.destroy = count_destroy;
+  impl_destroyed = 0;
+  gtask_backend *k = NULL;
+  ops.abi = 7;
+  ASSERT_ERR(gtask_backend_new(&k, &ops, NULL), GTASK_EINVAL);
+  ASSERT_STR_CONTAINS(gtask_last_error(), "abi 7");
+  ops.abi = GTASK_EXTEND_ABI;
+  ops.wait = NULL;
+  ASSERT_ERR(gtask_backend_new(&k, &ops, NULL), GTASK_EINVAL);
+  ASSERT_NULL(k);
+  ASSERT_STR_CONTAINS(gtask_last_error(), "lacks the required operation wait");
+  ASSERT_EQ(impl_destroyed, 0);
+  /* gtask_backend_impl recognises a handle by its table. */
+  ASSERT_PTR_EQ(gtask_backend_impl(m, m->ops), m->impl);
+  ASSERT_NULL(gtask_backend_impl(m, &ops));
+  ASSERT_NULL(gtask_backend_impl(NULL, m->ops));
+  gtask_backend_free(m);
+}
+
+TEST(msg_new_set_lease_free) {
+  gtask_msg *m = gtask_msg_new("00000000-0000-4000-8000-000000000001", "q", "ab\0c", 4);
+  ASSERT_NOT_NULL(m);
+  ASSERT_STR_EQ(m->queue, "q");
+  ASSERT_EQ(m->len, 4);
+  ASSERT_MEM_EQ(m->body, "ab\0c", 5);
+  ASSERT_EQ(m->epoch, -1);
+  ASSERT_NULL(m->lease);
+  ASSERT_OK(gtask_msg_set_lease(m, "tok-1"));
+  ASSERT_STR_EQ(m->lease, "tok-1");
+  ASSERT_OK(gtask_msg_set_lease(m, NULL));
+  ASSERT_NULL(m->lease);
+  gtask_msg_free(m);
+  gtask_msg_free(NULL);
+}
+
+/* ---------------------------------------------------------------- a custom broker */
+
+/* The custom broker's impl: the broker it forwards to, and call counts. */
+typedef struct counting {
+  gtask_broker *inner; /* owned: freed by destroy */
+  atomic_int pushed, leased, finished;
+} counting;
+
+#define INNER(impl) (((counting *)(impl))->inner)
+
+static int c_push(void *impl, gtask_msg *const *msgs, size_t n, void *state) {
+  atomic_fetch_add(&((counting *)impl)->pushed, (int)n);
+  return INNER(impl)->ops->push(INNER(impl)->impl, msgs, n, state);
+}
+static int c_lease(void *impl, const char *consumer, const char *const *queues, size_t nq,
+                   size_t max, int64_t wait_ms, gtask_msg **out, size_t *n) {
+  int rc = INNER(impl)->ops->lease(INNER(impl)->impl, consumer, queues, nq, max, wait_ms, out, n);
+  if (rc == 0) atomic_fetch_add(&((counting *)impl)->leased, (int)*n);
+  return rc;
+}
+static int c_interrupt(void *impl, const char *consumer) {
+  return INNER(impl)->ops->interrupt(INNER(impl)->impl, consumer);
+}
+static int c_extend(void *impl, const char *consumer, gtask_msg *const *msgs, size_t n,
+                    bool *lost) {
+  return INNER(impl)->ops->extend(INNER(impl)->impl, consumer, msgs, n, lost);
+}
+static int c_finish(void *impl, const char *consumer, gtask_fin *fins, size_t n, void *state) {
+  atomic_fetch_add(&((counting *)impl)->finished, (int)n);
+  return INNER(impl)->ops->finish(INNER(impl)->impl, consumer, fins, n, state);
+}
+static int c_reclaim(void *impl, const char *consumer, const char *queue, int64_t lease_ms,
+                     size_t max, gtask_msg **out, size_t *n) {
+  return INNER(impl)->ops->reclaim(INNER(impl)->impl, consumer, queue, lease_ms, max, out, n);
+}
+static int c_promote(void *impl, const char *queue, size_t max, int64_t *next_due_ms) {
+  return INNER(impl)->ops->promote(INNER(impl)->impl, queue, max, next_due_ms);
+}
+static int c_stats(void *impl, const char *queue, gtask_queue_stats *out) {
+  return INNER(impl)->ops->stats(INNER(impl)->impl, queue, out);
+}
+static int c_dead_list(void *impl, const char *queue, const char *id, gtask_msg ***out,
+                       size_t *n) {
+  return INNER(impl)->ops->dead_list(INNER(impl)->impl, queue, id, out, n);
+}
+static int c_dead_requeue(void *impl, gtask_revive *rs, size_t n, void *state) {
+  return INNER(impl)->ops->dead_requeue(INNER(impl)->impl, rs, n, state);
+}
+static int c_dead_purge(void *impl, const char *queue, size_t *removed) {
+  return INNER(impl)->ops->dead_purge(INNER(impl)->impl, queue, removed);
+}
+static void c_destroy(void *impl) {
+  gtask_broker_free(INNER(impl));
+  free(impl);
+}
+
+/* No announce (optional), no colocated: the core then writes states through
+ * the backend itself, in a separate step. */
+static const gtask_broker_ops counting_ops = {
+    .abi = GTASK_EXTEND_ABI,
+    .name = "counting",
+    .push = c_push,
+    .lease = c_lease,
+    .interrupt = c_interrupt,
+    .extend = c_extend,
+    .finish = c_finish,
+    .reclaim = c_reclaim,
+    .promote = c_promote,
+    .stats = c_stats,
+    .dead_list = c_dead_list,
+    .dead_requeue = c_dead_requeue,
+    .dead_purge = c_dead_purge,
+    .destroy = c_destroy,
+};
+
+static int add(int64_t a, int64_t b, int64_t *sum) {
+  *sum = a + b;
+  return 0;
+}
+GTASK_HANDLER(add, (int64_t, int64_t), (int64_t))
+
+static void *run_server(void *arg) {
+  (void)gtask_server_run(arg, 2);
+  return NULL;
+}
+
+TEST(custom_broker_runs_a_server_and_client_round_trip) {
+  counting *impl = calloc(1, sizeof(*impl));
+  ASSERT_NOT_NULL(impl);
+  impl->inner = gtask_broker_memory_new();
+  ASSERT_NOT_NULL(impl->inner);
+  gtask_broker *b = NULL;
+  ASSERT_OK(gtask_broker_new(&b, &counting_ops, impl));
+  gtask_backend *k = gtask_backend_memory_new();
+  ASSERT_NOT_NULL(k);
+
+  gtask_server *s = gtask_server_new(b, k);
+  ASSERT_NOT_NULL(s);
+  gtask_broker_free(b); /* the server holds its own references */
+  gtask_backend_free(k);
+  ASSERT_OK(GTASK_REG(s, add));
+  gtask_client *c = gtask_client_from_server(s);
+  ASSERT_NOT_NULL(c);
+  pthread_t th;
+  ASSERT_EQ(pthread_create(&th, NULL, run_server, s), 0);
+
+  gtask_send_conf *conf = gtask_send_conf_new("add");
+  ASSERT_NOT_NULL(conf);
+  enum { N = 3 };
+  for (int i = 0; i < N; i++) {
+    char id[GTASK_ID_SIZE];
+    ASSERT_OK(GTASK_SEND(c, conf, id, gtask_int64(40), gtask_int64(i)));
+    gtask_result *r = NULL;
+    ASSERT_OK(gtask_client_wait(c, id, test_timeout_ms(10000), &r));
+    ASSERT_EQ(r->status, GTASK_SUCCESS);
+    ASSERT_EQ(r->nvalues, 1);
+    ASSERT_EQ(r->values[0].v.i, 40 + i);
+    gtask_result_free(r);
+  }
+  gtask_send_conf_free(conf);
+  gtask_queue_stats st;
+  ASSERT_OK(gtask_client_stats(c, "default", &st));
+  ASSERT_EQ(st.succeeded, N);
+
+  gtask_server_shutdown(s);
+  pthread_join(th, NULL);
+  ASSERT_EQ(atomic_load(&impl->pushed), N);
+  ASSERT_EQ(atomic_load(&impl->leased), N);
+  ASSERT_EQ(atomic_load(&impl->finished), N);
+  gtask_client_free(c);
+  gtask_server_free(s); /* drops the last reference: c_destroy frees impl */
+}
