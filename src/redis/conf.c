@@ -190,6 +190,33 @@ static int parse_hostport(const char *url, const char *s, size_t len, gtask_redi
   return c->host != NULL ? 0 : GTASK_ENOMEM;
 }
 
+/* "[[user]:password@]" at the start of the authority *s (alen bytes): decodes
+ * it into c and advances *s and *alen past it.  The user information ends at
+ * the last '@' of the authority, so that an unescaped '@' in a password still
+ * works; "secret@" alone is a password (as redis-cli reads it). */
+static int parse_userinfo(const char *url, const char **sp, size_t *alenp, gtask_redis_conf *c) {
+  const char *s = *sp, *at = NULL;
+  for (size_t i = 0; i < *alenp; i++)
+    if (s[i] == '@')
+      at = s + i;
+  if (at == NULL)
+    return 0;
+  size_t ulen = (size_t)(at - s);
+  const char *colon = memchr(s, ':', ulen);
+  int rc;
+  if (colon != NULL) {
+    if ((rc = pct_decode(url, "user name", s, (size_t)(colon - s), &c->user)) != 0 ||
+        (rc = pct_decode(url, "password", colon + 1, ulen - (size_t)(colon - s) - 1,
+                         &c->password)) != 0)
+      return rc;
+  } else if ((rc = pct_decode(url, "password", s, ulen, &c->password)) != 0) {
+    return rc;
+  }
+  *alenp -= ulen + 1;
+  *sp = at + 1;
+  return 0;
+}
+
 static int parse_redis_authority(const char *url, const char *s, gtask_redis_conf *c);
 
 /* The query of a URL: for TLS (rediss://, rediss-sentinel://) cacert,
@@ -281,27 +308,9 @@ static int parse_redis_authority(const char *url, const char *s, gtask_redis_con
   const char *slash = strchr(s, '/');
   size_t alen = slash != NULL ? (size_t)(slash - s) : strlen(s);
 
-  /* The user information ends at the last '@' of the authority, so that an
-   * unescaped '@' in a password still works. */
-  const char *at = NULL;
-  for (size_t i = 0; i < alen; i++)
-    if (s[i] == '@')
-      at = s + i;
-  if (at != NULL) {
-    size_t ulen = (size_t)(at - s);
-    const char *colon = memchr(s, ':', ulen);
-    int rc;
-    if (colon != NULL) {
-      if ((rc = pct_decode(url, "user name", s, (size_t)(colon - s), &c->user)) != 0 ||
-          (rc = pct_decode(url, "password", colon + 1, ulen - (size_t)(colon - s) - 1,
-                           &c->password)) != 0)
-        return rc;
-    } else if ((rc = pct_decode(url, "password", s, ulen, &c->password)) != 0) {
-      return rc;
-    }
-    alen -= ulen + 1;
-    s = at + 1;
-  }
+  int urc = parse_userinfo(url, &s, &alen, c);
+  if (urc != 0)
+    return urc;
   int rc = parse_hostport(url, s, alen, c);
   if (rc != 0)
     return rc;
@@ -330,25 +339,9 @@ static int parse_sentinel_url(const char *url, const char *s, gtask_redis_conf *
   if (slash == NULL)
     return bad_url(url, "missing /MASTER-NAME after the sentinel addresses");
   size_t alen = (size_t)(slash - s);
-  const char *at = NULL;
-  for (size_t i = 0; i < alen; i++)
-    if (s[i] == '@')
-      at = s + i;
-  if (at != NULL) {
-    size_t ulen = (size_t)(at - s);
-    const char *colon = memchr(s, ':', ulen);
-    int rc;
-    if (colon != NULL) {
-      if ((rc = pct_decode(url, "user name", s, (size_t)(colon - s), &c->user)) != 0 ||
-          (rc = pct_decode(url, "password", colon + 1, ulen - (size_t)(colon - s) - 1,
-                           &c->password)) != 0)
-        return rc;
-    } else if ((rc = pct_decode(url, "password", s, ulen, &c->password)) != 0) {
-      return rc;
-    }
-    alen -= ulen + 1;
-    s = at + 1;
-  }
+  int urc = parse_userinfo(url, &s, &alen, c);
+  if (urc != 0)
+    return urc;
   size_t n = 1;
   for (size_t i = 0; i < alen; i++) n += s[i] == ',';
   if (n > MAX_SENTINELS)
