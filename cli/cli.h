@@ -8,6 +8,7 @@
  *   commands.c send, status, result, stats, dead
  *   worker.c   the worker command: signals, --tasks FILE.so, the pool
  *   builtin.c  the --builtin test tasks
+ *   cron.c     cron: periodic tasks
  *
  * Exit codes are part of the contract (README "Command line"); keep them here. */
 #ifndef GTASK_CLI_H
@@ -169,6 +170,7 @@ int cmd_result(cli *c, int argc, char **argv);
 int cmd_stats(cli *c, int argc, char **argv);
 int cmd_dead(cli *c, int argc, char **argv);
 int cmd_worker(cli *c, int argc, char **argv);
+int cmd_cron(cli *c, int argc, char **argv); /* cron.c */
 
 /* ---------------------------------------------------------------- builtin.c */
 

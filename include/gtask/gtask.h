@@ -573,6 +573,52 @@ GTASK_EXTERN int gtask_client_dead_requeue(gtask_client *c, const char *id, size
  * how many entries it held.  The tasks' FAILURE records stay until they expire. */
 GTASK_EXTERN int gtask_client_dead_purge(gtask_client *c, size_t *removed);
 
+/* ---------------------------------------------------------------- cron specs
+ *
+ * When a periodic task fires (issue 19).  A spec is
+ *  - 5 fields "MIN HOUR DAY-OF-MONTH MONTH DAY-OF-WEEK", or 6 with seconds
+ *    first "SEC MIN HOUR DOM MONTH DOW"; each field a comma list of *, N,
+ *    N-M, each with an optional /STEP (N/STEP: from N to the end); months
+ *    JAN..DEC and weekdays SUN..SAT by name (any case); weekday 0 or 7 is
+ *    Sunday; ? is * in the day fields.  When both day fields are restricted
+ *    a day matches if either does (Vixie cron);
+ *  - @yearly (@annually), @monthly, @weekly, @daily (@midnight), @hourly;
+ *  - "@every DUR" (DUR: 90s, 5m, 1h30m, 2d; >= 1s): the multiples of DUR
+ *    since the Unix epoch, so every scheduler computes the same instants.
+ * Times are wall-clock times in the spec's IANA zone (default UTC), read from
+ * /usr/share/zoneinfo (Debian's tzdata) by the library itself: no TZ
+ * variable is read or set, so this is safe in threaded programs.
+ * Daylight saving follows Vixie cron and cronie: a *fixed-time* spec
+ * (neither minute nor hour starts with *) due in a spring-forward gap fires
+ * once at the gap's end, and in a fall-back overlap once, at the first of the
+ * two instants; a *wildcard* spec (and @hourly) follows the clock: gap times
+ * do not fire, the repeated hour fires in both passes. */
+typedef struct gtask_cron gtask_cron;
+
+/* Parses spec in zone (NULL: "UTC").  Returns 0 and *out (free with
+ * gtask_cron_free), GTASK_EINVAL for a malformed spec, a spec that can never
+ * fire ("0 0 30 2 *") or an unknown zone, with the reason in
+ * gtask_last_error() ("bad cron spec \"61 * * * *\": minute field \"61\": 61
+ * is out of range (0-59)"), or GTASK_ENOMEM.  A gtask_cron is immutable:
+ * threads may share it. */
+GTASK_EXTERN int gtask_cron_new(gtask_cron **out, const char *spec, const char *zone);
+GTASK_EXTERN void gtask_cron_free(gtask_cron *c);
+/* The spec (trimmed) and the zone name it was made with. */
+GTASK_EXTERN const char *gtask_cron_spec(const gtask_cron *c);
+GTASK_EXTERN const char *gtask_cron_zone(const gtask_cron *c);
+/* The first fire time strictly after after_ms (Unix ms) into *next_ms (a
+ * whole second).  GTASK_ENOTFOUND if there is none within 12 years (or
+ * before the year 10000). */
+GTASK_EXTERN int gtask_cron_next(const gtask_cron *c, int64_t after_ms, int64_t *next_ms);
+
+/* Size of a buffer for gtask_cron_format. */
+#define GTASK_TIME_SIZE 40
+/* Writes instant ms as ISO 8601 wall-clock time in c's zone with its UTC
+ * offset: "2028-02-29T00:00:00Z" (offset 0), "2026-03-08T03:00:00-04:00";
+ * milliseconds (".250") only when not 0.  c NULL: UTC.  GTASK_EINVAL when
+ * size < GTASK_TIME_SIZE, GTASK_ERANGE outside the years 0..9999. */
+GTASK_EXTERN int gtask_cron_format(const gtask_cron *c, int64_t ms, char *buf, size_t size);
+
 /* ---------------------------------------------------------------- typed handlers
  *
  * A plain C function such as

@@ -366,6 +366,33 @@ TEST(cli_bad_task_names) {
 
 /* The library refuses task names with control characters (issue 14): on the
  * send side and when registering a handler. */
+/* gtask cron next (issue 19): N lines of ISO 8601 with the zone's offset;
+ * bad specs and zones are usage errors.  No Redis needed. */
+TEST(cli_cron_next) {
+  run_out r;
+  ASSERT_EQ(RUN(&r, "cron", "next", "0 0 29 2 *"), 0);
+  ASSERT_EQ(count_lines(r.out), 5);
+  char line[64];
+  ASSERT_STR_CONTAINS(first_line(r.out, line, sizeof(line)), "-02-29T00:00:00Z");
+  ASSERT_EQ(strlen(line), strlen("2028-02-29T00:00:00Z"));
+  ASSERT_EQ(RUN(&r, "cron", "next", "-n", "2", "30 2 * * *", "--tz", "Europe/Berlin"), 0);
+  ASSERT_EQ(count_lines(r.out), 2);
+  ASSERT_STR_CONTAINS(r.out, "T0"); /* 02:30 or, on the spring-forward day, 03:00 */
+  ASSERT_TRUE(strstr(r.out, ":00+01:00\n") || strstr(r.out, ":00+02:00\n"));
+  ASSERT_EQ(RUN(&r, "--json", "cron", "next", "@every 90s", "-n", "1"), 0);
+  json_t *j = json_line(r.out);
+  ASSERT_EQ(json_integer_value(json_object_get(j, "ms")) % 90000, 0);
+  ASSERT_STR_CONTAINS(json_string_value(json_object_get(j, "time")), "Z");
+  json_decref(j);
+  ASSERT_USAGE(&r, "cron", "next", "61 * * * *");
+  ASSERT_STR_CONTAINS(r.err, "minute field \"61\": 61 is out of range (0-59)");
+  ASSERT_USAGE(&r, "cron", "next", "@daily", "--tz", "Mars/Base");
+  ASSERT_STR_CONTAINS(r.err, "unknown time zone \"Mars/Base\"");
+  ASSERT_USAGE(&r, "cron", "next", "@daily", "-n", "0");
+  ASSERT_USAGE(&r, "cron", "next");
+  ASSERT_USAGE(&r, "cron", "frobnicate");
+}
+
 static int noop_handler(gtask_ctx *ctx, const gtask_value *args, size_t nargs, void *udata) {
   (void)ctx;
   (void)args;
