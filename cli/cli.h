@@ -170,7 +170,11 @@ int cmd_result(cli *c, int argc, char **argv);
 int cmd_stats(cli *c, int argc, char **argv);
 int cmd_dead(cli *c, int argc, char **argv);
 int cmd_worker(cli *c, int argc, char **argv);
-int cmd_cron(cli *c, int argc, char **argv); /* cron.c */
+int cmd_cron(cli *c, int argc, char **argv);      /* cron.c */
+int cmd_scheduler(cli *c, int argc, char **argv); /* cron.c */
+/* The worker's and the scheduler's log lines on stderr, with a timestamp
+ * (worker.c; thread-safe: a gtask_log_fn). */
+void cli_log_line(gtask_log_level level, const char *line, void *udata);
 
 /* ---------------------------------------------------------------- builtin.c */
 

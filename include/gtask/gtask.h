@@ -619,6 +619,95 @@ GTASK_EXTERN int gtask_cron_next(const gtask_cron *c, int64_t after_ms, int64_t 
  * size < GTASK_TIME_SIZE, GTASK_ERANGE outside the years 0..9999. */
 GTASK_EXTERN int gtask_cron_format(const gtask_cron *c, int64_t ms, char *buf, size_t size);
 
+/* ---------------------------------------------------------------- periodic tasks
+ *
+ * A periodic task (an *entry*) is a task -- name, arguments, send options,
+ * queue -- and a cron spec in a zone.  Entries are declared in code
+ * (gtask_scheduler_add) or stored in Redis (gtask_client_cron_add, `gtask cron
+ * add`), where every scheduler finds them.  Any number of schedulers may run
+ * (`gtask scheduler`, `gtask worker --scheduler`, gtask_scheduler_run): each
+ * tick of each entry is queued exactly once, by one atomic script that checks
+ * and advances the entry's last tick and queues the task with an id derived
+ * from the entry name and the tick.  A second scheduler, a restart or a
+ * scheduler killed with kill -9 never queues a tick twice or loses one.
+ * Needs a Redis broker (GTASK_EINVAL otherwise).
+ *
+ * A tick more than 10 s late (no scheduler ran at the time) is *missed*; what
+ * happens to missed ticks is the entry's choice: */
+typedef enum gtask_missed {
+  GTASK_MISSED_SKIP = 0,  /* they are skipped (the default) */
+  GTASK_MISSED_LATEST = 1 /* the latest of them runs once, when a scheduler is back */
+} gtask_missed;
+
+/* Stores (or replaces) entry name in Redis: 1..128 bytes of [A-Za-z0-9_.:-].
+ * Its tasks are sent as conf says (name, timeout, retries, backoff; the
+ * queue is conf's, else the client's), with args[0..nargs) copied.  Ticks
+ * after now fire.  GTASK_EINVAL for a bad name, spec, zone or argument (the
+ * reason in gtask_client_errmsg) -- nothing is stored then. */
+GTASK_EXTERN int gtask_client_cron_add(gtask_client *c, const char *name, const char *spec,
+                                       const char *zone, gtask_missed missed,
+                                       const gtask_send_conf *conf, const gtask_value *args,
+                                       size_t nargs);
+/* Removes entry name from Redis; GTASK_ENOTFOUND if there is none.  Its last
+ * tick is kept, so an entry added again under the name never repeats one. */
+GTASK_EXTERN int gtask_client_cron_remove(gtask_client *c, const char *name);
+
+/* An entry stored in Redis, as gtask_client_cron_list reads it. */
+typedef struct gtask_cron_entry {
+  char *name;     /* entry name */
+  char *spec;     /* cron spec */
+  char *zone;     /* IANA zone */
+  char *queue;    /* where its tasks go */
+  char *task;     /* the task name */
+  gtask_missed missed;
+  int64_t created_ms;        /* when it was stored (unix ms) */
+  int64_t last_ms;           /* the last tick done (unix ms), 0 if none yet */
+  char last_id[GTASK_ID_SIZE]; /* the task id of the last tick queued, "" if none */
+  int64_t last_at_ms;        /* when that task was queued, 0 if none */
+  int64_t skipped;           /* ticks skipped as missed */
+  int64_t next_ms;           /* the next tick (unix ms), 0 if it never fires again */
+} gtask_cron_entry;
+
+/* Lists the entries in Redis sorted by name (name NULL), or entry name alone
+ * (GTASK_ENOTFOUND if none): a new array in *out of *n entries, to free with
+ * gtask_cron_list_free. */
+GTASK_EXTERN int gtask_client_cron_list(gtask_client *c, const char *name,
+                                        gtask_cron_entry **out, size_t *n);
+GTASK_EXTERN void gtask_cron_list_free(gtask_cron_entry *entries, size_t n);
+
+/* A scheduler: queues the ticks of its entries (those added in code and,
+ * unless turned off, those in Redis).  Configure it from one thread, then
+ * gtask_scheduler_run; gtask_scheduler_shutdown is safe from any thread and
+ * from a signal handler. */
+typedef struct gtask_scheduler gtask_scheduler;
+
+/* A scheduler on broker (a Redis broker) and backend (it takes its own
+ * reference to each).  NULL on out-of-memory or NULL arguments. */
+GTASK_EXTERN gtask_scheduler *gtask_scheduler_new(gtask_broker *broker, gtask_backend *backend);
+/* Must not be called while gtask_scheduler_run runs. */
+GTASK_EXTERN void gtask_scheduler_free(gtask_scheduler *s);
+GTASK_EXTERN const char *gtask_scheduler_errmsg(const gtask_scheduler *s);
+/* Declares an entry in code, as gtask_client_cron_add would store it (the
+ * queue is conf's, else "default").  Its first tick is the first after the
+ * scheduler first ran it, or after the last tick any scheduler did: so
+ * every scheduler of a fleet should declare the same entries.  GTASK_EEXIST
+ * for a name added twice, GTASK_ESTATE once running. */
+GTASK_EXTERN int gtask_scheduler_add(gtask_scheduler *s, const char *name, const char *spec,
+                                     const char *zone, gtask_missed missed,
+                                     const gtask_send_conf *conf, const gtask_value *args,
+                                     size_t nargs);
+/* Whether to fire the entries stored in Redis too (default true); they are
+ * re-read every second, so added and removed entries take effect within one.
+ * An entry in code wins over one in Redis of the same name. */
+GTASK_EXTERN int gtask_scheduler_set_registry(gtask_scheduler *s, bool on);
+/* Runs until gtask_scheduler_shutdown: sleeps until the next tick of any
+ * entry (or the next re-read), queues what is due, and carries on through
+ * Redis outages (logged; ticks that come due meanwhile fire when Redis is
+ * back, or count as missed).  Returns 0 after shutdown. */
+GTASK_EXTERN int gtask_scheduler_run(gtask_scheduler *s);
+/* Asks gtask_scheduler_run to return.  Async-signal-safe and thread-safe. */
+GTASK_EXTERN void gtask_scheduler_shutdown(gtask_scheduler *s);
+
 /* ---------------------------------------------------------------- typed handlers
  *
  * A plain C function such as

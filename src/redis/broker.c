@@ -1101,3 +1101,7 @@ GTASK_EXTERN int gtask_broker_redis_new(gtask_broker **out, const gtask_redis_co
   *out = h;
   return 0;
 }
+
+gtask__redis *gtask__redis_broker_pool(const gtask_broker *b) {
+  return b && b->ops == &redis_broker_ops ? ((redis_broker *)b->impl)->r : NULL;
+}

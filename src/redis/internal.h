@@ -20,6 +20,10 @@
  *                  the final one; deleted when the task becomes final
  *   P:{q}:n:ID     list: the final state -- one element, the result record
  *                  (waiters block on it)
+ *   P:{q}:cron:NAME hash: last, id, at, skipped -- the fire state of the
+ *                  periodic task NAME that queues to q (cron_fire.lua)
+ *   P:cron         hash: periodic task name -> its definition (JSON); the
+ *                  one key outside any queue's slot (cron.c)
  * P is the configured prefix, {q} the queue as a Redis Cluster hash tag. */
 #ifndef GTASK_REDIS_INTERNAL_H
 #define GTASK_REDIS_INTERNAL_H
@@ -141,6 +145,10 @@ int gtask__redis_int_array(const gtask__redis *r, const char *script, const redi
 size_t gtask__redis_key(const gtask__redis *r, char *buf, size_t size, const char *queue,
                         const char *suffix, const char *id);
 #define GTASK__KEY_MAX 256
+
+/* The pool of a Redis broker (gtask_broker_redis_new), or NULL for any other
+ * broker: what the Redis-only features (cron.c) talk to. */
+gtask__redis *gtask__redis_broker_pool(const gtask_broker *b);
 
 /* The Redis backend's impl, for a colocated broker (same server and db). */
 typedef struct gtask__redis_backend gtask__redis_backend;
