@@ -322,7 +322,8 @@ static const char usage_stats[] =
     "\n"
     "Counts per queue (default: --queue): pending (queued), active (leased by a\n"
     "worker), scheduled (delayed or waiting to retry), dead (dead-lettered), and\n"
-    "the tasks finished: succeeded, failed.\n";
+    "the tasks finished: succeeded, failed.  A queue with limits (`gtask limit`)\n"
+    "gets a line per limit under its counts (--json: one object per limit).\n";
 
 static void print_stats(const cli *c, const char *queue, const gtask_queue_stats *st) {
   if (c->json) {
@@ -377,12 +378,21 @@ int cmd_stats(cli *c, int argc, char **argv) {
     int rc = gtask_client_stats(cl, queues[k], &st[k]);
     if (rc) code = cli_fail(c, cl, rc);
   }
-  gtask_client_free(cl);
-  if (code != CLI_OK) goto out;
+  if (code != CLI_OK) {
+    gtask_client_free(cl);
+    goto out;
+  }
   if (!c->json)
     printf("%-20s %10s %10s %10s %10s %10s %10s\n", "queue", "pending", "active", "scheduled",
            "dead", "succeeded", "failed");
-  for (size_t k = 0; k < nq; k++) print_stats(c, queues[k], &st[k]);
+  for (size_t k = 0; k < nq; k++) {
+    print_stats(c, queues[k], &st[k]);
+    gtask_limit *lv = NULL;
+    size_t nl = 0;
+    if (gtask_client_limit_list(cl, queues[k], &lv, &nl) == 0) cli_print_limits(c, lv, nl, true);
+    gtask_limit_list_free(lv, nl);
+  }
+  gtask_client_free(cl);
   fflush(stdout);
 out:
   free(st);

@@ -33,6 +33,7 @@ static const char usage_main[] =
     "  dead     list, requeue or purge dead-lettered tasks\n"
     "  cron     periodic tasks: next fire times, add, list, remove\n"
     "  scheduler  queue the ticks of the periodic tasks until SIGINT/SIGTERM\n"
+    "  limit    rate and concurrency limits across all workers\n"
     "  version  print the version of gtask (as --version does)\n"
     "\n"
     "global options (before or after the command):\n"
@@ -303,7 +304,7 @@ typedef struct command {
 static const command commands[] = {
     {"worker", cmd_worker}, {"send", cmd_send},   {"status", cmd_status},
     {"result", cmd_result}, {"stats", cmd_stats}, {"dead", cmd_dead},
-    {"cron", cmd_cron},     {"scheduler", cmd_scheduler}, {"version", cmd_version},
+    {"cron", cmd_cron},     {"scheduler", cmd_scheduler}, {"limit", cmd_limit}, {"version", cmd_version},
 };
 
 /* Options of main() itself, before the command. */

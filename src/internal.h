@@ -169,6 +169,13 @@ int gtask__cron_fire(gtask_broker *b, bool with_state, const char *queue, const 
                      int64_t tick_ms, bool enqueue, const char *id, const char *body, size_t len,
                      int64_t *last_ms);
 
+/* Limits in Redis (redis/limits.c; GTASK_EINVAL for a broker that is not
+ * Redis).  Sets field ("rate:<t>" / "conc:<t>", <t> "q" or "t:<task>") of
+ * queue's limits to value, or with value NULL removes both limits of target
+ * field (GTASK_ENOTFOUND if it had none). */
+int gtask__limit_set(gtask_broker *b, const char *queue, const char *field, const char *value);
+int gtask__limit_list(gtask_broker *b, const char *queue, gtask_limit **out, size_t *n);
+
 /* ---------------------------------------------------------------- backoff */
 
 /* Delay before retry k (1-based) of t: min(max, first * 2^(k-1)) +-25% jitter. */

@@ -708,6 +708,52 @@ GTASK_EXTERN int gtask_scheduler_run(gtask_scheduler *s);
 /* Asks gtask_scheduler_run to return.  Async-signal-safe and thread-safe. */
 GTASK_EXTERN void gtask_scheduler_shutdown(gtask_scheduler *s);
 
+/* ---------------------------------------------------------------- limits
+ *
+ * Rate and concurrency limits across all workers (issue 19).  A limit is set
+ * on a task name in a queue, or on a whole queue (task NULL), and holds for
+ * every worker serving that queue together:
+ *  - a rate: at most n runs start in any period_ms (a sliding window; see
+ *    docs/PROTOCOL.md for why not a token bucket);
+ *  - a concurrency: at most k run at once.  A slot is held as a lease: a
+ *    worker killed while holding one gives it back when its lease expires.
+ * A task over a limit is neither failed nor lost: it waits -- over a rate
+ * until the window has room, for a slot until one is released -- and the
+ * worker leases other work meanwhile.  Workers read the limits of their
+ * queues at each housekeeping round (every lease/3): a change takes effect
+ * within that.  Needs a Redis broker (GTASK_EINVAL otherwise). */
+
+/* Sets the rate limit of task in queue (NULL: the client's queue; task NULL:
+ * the whole queue): n >= 1 runs per period_ms >= 1.  Replaces an earlier
+ * rate; keeps a concurrency limit.  GTASK_EINVAL (nothing stored) for a bad
+ * value, queue or task name. */
+GTASK_EXTERN int gtask_client_limit_rate(gtask_client *c, const char *queue, const char *task,
+                                         int64_t n, int64_t period_ms);
+/* Sets the concurrency limit: k >= 1 running at once. */
+GTASK_EXTERN int gtask_client_limit_concurrency(gtask_client *c, const char *queue,
+                                                const char *task, int64_t k);
+/* Removes both limits of task (or of the queue); GTASK_ENOTFOUND if none. */
+GTASK_EXTERN int gtask_client_limit_remove(gtask_client *c, const char *queue, const char *task);
+
+/* A limit and how it is used now. */
+typedef struct gtask_limit {
+  char *queue;         /* the queue */
+  char *task;          /* the task name, or NULL: the whole queue */
+  int64_t rate;        /* runs per period, 0: no rate limit */
+  int64_t period_ms;   /* the rate's period */
+  int64_t concurrency; /* at most this many at once, 0: no concurrency limit */
+  int64_t in_window;   /* runs started in the current window */
+  int64_t running;     /* slots held now */
+  int64_t waiting;     /* tasks waiting for a slot (those waiting for the
+                          rate's window count as scheduled in the stats) */
+} gtask_limit;
+
+/* The limits of queue (NULL: the client's queue): a new array in *out of *n,
+ * to free with gtask_limit_list_free. */
+GTASK_EXTERN int gtask_client_limit_list(gtask_client *c, const char *queue, gtask_limit **out,
+                                         size_t *n);
+GTASK_EXTERN void gtask_limit_list_free(gtask_limit *limits, size_t n);
+
 /* ---------------------------------------------------------------- typed handlers
  *
  * A plain C function such as

@@ -909,6 +909,41 @@ TEST_TIMEOUT(cli_queues_and_backend, 60) {
 
 /* ---------------------------------------------------------------- stats */
 
+/* gtask limit (issue 19): set, listed, shown in stats, removed; bad limits
+ * are usage errors that store nothing. */
+TEST_TIMEOUT(cli_limit_commands, 60) {
+  env e;
+  env_start(&e);
+  run_out *r = malloc(sizeof(*r));
+  ASSERT_EQ(RUN(r, "limit", "rate", "add", "20/s"), 0);
+  ASSERT_EQ(RUN(r, "limit", "concurrency", "add", "3"), 0);
+  ASSERT_EQ(RUN(r, "--queue", "emails", "limit", "rate", "100/m"), 0);
+  ASSERT_EQ(RUN(r, "limit", "rate", "send_sms", "5/500ms"), 0);
+  ASSERT_EQ(RUN(r, "limit", "list"), 0);
+  ASSERT_STR_CONTAINS(r->out, "default\tadd\t20/1s\t3\t0\t0\t0\n");
+  ASSERT_STR_CONTAINS(r->out, "default\tsend_sms\t5/500ms\t-\t0\t0\t0\n");
+  ASSERT_EQ(RUN(r, "limit", "list", "emails"), 0);
+  ASSERT_STR_EQ(r->out, "emails\t*\t100/60s\t-\t0\t0\t0\n");
+  ASSERT_EQ(RUN(r, "stats"), 0);
+  ASSERT_STR_CONTAINS(r->out, "  limit task add: rate 20/1s (0 in window), concurrency 3 (0 running, 0 waiting)");
+  const char *const bad[][4] = {{"rate", "add", "0/s", NULL},    {"rate", "add", "-5/s", NULL},
+                                {"rate", "add", "5/x", NULL},    {"rate", "add", "5", NULL},
+                                {"rate", "add", "5/0ms", NULL},  {"concurrency", "add", "0", NULL},
+                                {"concurrency", "add", "x", NULL}, {"concurrency", "a\tb", "2", NULL}};
+  for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++)
+    ASSERT_USAGE(r, "limit", bad[k][0], bad[k][1], bad[k][2]);
+  ASSERT_EQ(RUN(r, "limit", "list"), 0);
+  ASSERT_EQ(count_lines(r->out), 2); /* unchanged */
+  ASSERT_STR_CONTAINS(r->out, "20/1s\t3\t");
+  ASSERT_EQ(RUN(r, "limit", "remove", "add"), 0);
+  ASSERT_EQ(RUN(r, "limit", "remove", "add"), 4);
+  ASSERT_EQ(RUN(r, "--queue", "emails", "limit", "remove"), 0);
+  ASSERT_EQ(RUN(r, "limit", "list", "emails"), 0);
+  ASSERT_STR_EQ(r->out, "");
+  free(r);
+  env_stop(&e);
+}
+
 TEST_TIMEOUT(cli_stats, 60) {
   env e;
   env_start(&e);
