@@ -378,6 +378,10 @@ TEST_TIMEOUT(sched_worker_scheduler_runs_tasks, 120) {
   }
   ASSERT_NE(id[0], '\0');
   ASSERT_STR_CONTAINS(out, "adder\t@every 1s\tAustralia/Sydney\tdefault\tadd\tlatest\t");
+  /* cron next ENTRY: the stored entry's ticks, in its zone. */
+  ASSERT_EQ(RUN(out, "cron", "next", "adder", "-n", "2"), 0);
+  ASSERT_TRUE(strstr(out, "+10:00\n") || strstr(out, "+11:00\n"));
+  ASSERT_EQ(RUN(out, "cron", "next", "nosuch"), 4);
   ASSERT_EQ(RUN(out, "result", id, "--wait", "10s"), 0);
   ASSERT_STR_EQ(out, "42\n");
   ASSERT_EQ(kill(w, SIGTERM), 0);
