@@ -64,8 +64,11 @@ extern "C" {
 /* The version of the tables below.  Put it in the abi field of your table.
  * When an operation is added at the end of a table, this number grows; the
  * library keeps accepting tables of every older version (the operations they
- * lack count as NULL) and refuses newer ones. */
-#define GTASK_EXTEND_ABI 1
+ * lack count as NULL: it never reads past the end of an older table) and
+ * refuses newer ones.  Each operation says the version that added it.
+ *   1  the first published tables (gtask 0.1.0)
+ *   2  broker msg_ttl_ms: the message lifetime (issue 21) */
+#define GTASK_EXTEND_ABI 2
 
 /* ---------------------------------------------------------------- messages */
 
@@ -262,13 +265,36 @@ typedef struct gtask_broker_ops {
   /* Required.  Frees impl.  Called exactly once, when the last reference to
    * the handle is dropped, when no other call can be in progress. */
   void (*destroy)(void *impl);
+
+  /* ---- abi 2 */
+
+  /* Optional (NULL, or a table of abi 1: messages live for ever).  How long
+   * a queued message lives, in ms (0: for ever), as the broker's
+   * configuration says (the Redis broker: gtask_redis_conf_set_expire_time).
+   * gtask_broker_new() calls it once and the core honours it: a client
+   * stamps each message it sends with an expiry, its due time plus this
+   * ([wire] the message's "x" field, docs/PROTOCOL.md); a worker that leases
+   * a message after its expiry records FAILURE ("expired") instead of running
+   * it; a dead message requeued by hand gets a new expiry.  So the broker
+   * itself need drop nothing (it may, as a store-level TTL).  Must not block;
+   * a negative value makes gtask_broker_new() fail with GTASK_EINVAL. */
+  int64_t (*msg_ttl_ms)(void *impl);
 } gtask_broker_ops;
 
 /* ---------------------------------------------------------------- backend */
 
 /* The backend interface: task states and results, kept per (queue, id).
  * Same conventions.  A final state (SUCCESS, FAILURE) is never overwritten,
- * except by reset(). */
+ * except by reset().
+ *
+ * Expiry: a backend keeps records for a lifetime its own configuration sets
+ * (the Redis backend: gtask_redis_conf_set_expire_time, default 24 h,
+ * counted from each write of the record; the memory backend: for ever).
+ * Once a record has expired, get and wait answer GTASK_ENOTFOUND as for an
+ * id never seen; the core needs nothing else from it.  A colocated broker
+ * that writes the records applies the same lifetime.  The contract suite
+ * checks expiry for a target with GTASK_CONTRACT_RESULT_TTL
+ * (<gtask/contract.h>). */
 typedef struct gtask_backend_ops {
   int abi;          /* GTASK_EXTEND_ABI when the table was compiled */
   const char *name; /* for logs; required */
@@ -336,6 +362,17 @@ GTASK_EXTERN int gtask_backend_new(gtask_backend **out, const gtask_backend_ops 
  * address), else NULL.  For colocated(): a broker recognises a backend of its
  * own kind this way.  The pointer is valid while backend lives. */
 GTASK_EXTERN void *gtask_backend_impl(const gtask_backend *backend, const gtask_backend_ops *ops);
+
+/* The table and impl behind a handle: returns the table (NULL for a NULL
+ * handle) and, when impl is non-NULL, stores the implementation pointer in
+ * *impl.  For code that calls an implementation's operations itself -- the
+ * contract suite (<gtask/contract.h>), a wrapper that adds to a built-in
+ * broker -- under the same rules as the core: the handle must outlive the
+ * calls, and the conventions above hold. */
+GTASK_EXTERN const gtask_broker_ops *gtask_broker_ops_get(const gtask_broker *broker, void **impl);
+/* The same for a backend. */
+GTASK_EXTERN const gtask_backend_ops *gtask_backend_ops_get(const gtask_backend *backend,
+                                                            void **impl);
 
 #ifdef __cplusplus
 }
