@@ -116,8 +116,9 @@ typedef struct gtask_contract_target {
 
 /* Registers every case that applies to t under the name "<t->name>_<case>".
  * t must stay valid until gtask_contract_main returns.  Returns 0, or
- * GTASK_EINVAL (t, its name or make missing, an unknown abi) or GTASK_ENOMEM,
- * with the detail in gtask_last_error(). */
+ * GTASK_EINVAL (t, its name or make missing, an unknown abi; the reason is
+ * printed on stderr) or GTASK_ENOMEM.  Not thread-safe: call it from main()
+ * (or a constructor) before gtask_contract_main. */
 int gtask_contract_register(const gtask_contract_target *t);
 
 /* Runs the registered cases that argv selects ([--list] [substring...], as

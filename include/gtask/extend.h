@@ -7,8 +7,9 @@
  * the gtask_broker / gtask_backend handles that gtask_server_new() and
  * gtask_client_new() take.  The Redis and in-memory implementations that ship
  * with the library are built on the same tables (src/memory/ on this header
- * alone), and tests/integration/test_contract.c states their contracts as
- * tests.
+ * alone).  The contract suite states every rule below as a test and runs on
+ * any implementation: <gtask/contract.h>.  docs/EXTENDING.md is the guide,
+ * examples/sqlite_backend an implementation written outside the library.
  *
  * An implementation is a const table of functions plus a void *impl:
  *
@@ -25,8 +26,15 @@
  *    store that cannot be reached or whose reply was lost;
  *  - it may be called from several threads at once: the implementation
  *    synchronises;
- *  - it never takes ownership of its arguments, and writes only the fields
- *    documented as "out";
+ *  - it returns without waiting for other callers, except the two operations
+ *    that say they block (broker lease, backend wait); any call may wait for
+ *    its store's I/O, which the implementation bounds with its own timeouts
+ *    (reported as GTASK_ETIMEDOUT or GTASK_ECONN);
+ *  - it never takes ownership of its arguments, and keeps no pointer into
+ *    them after it returns (strings such as queue and consumer included:
+ *    copy what you keep); it writes only the fields documented as "out",
+ *    and on failure leaves out-parameters as documented (0 counts, NULL
+ *    arrays);
  *  - a batch (an array and its length n) is applied whole or not at all
  *    unless the operation says otherwise; n == 0 is a successful no-op;
  *  - it must not call back into the gtask_broker / gtask_backend handle that
@@ -177,12 +185,13 @@ typedef struct gtask_broker_ops {
 
   /* Required.  Leases up to max messages from queues[0..nq) to consumer,
    * blocking up to wait_ms (< 0: for ever) while all are empty.  Writes new
-   * messages, each with its lease token set, to out[0..*n), never more than
-   * max; the caller frees each with gtask_msg_free.  A timeout or interrupt
+   * messages, each with its lease token set, to out[0..*n) (out has room for
+   * max), never more than max; the caller frees each with gtask_msg_free.  A timeout or interrupt
    * is 0 with *n == 0; nq == 0 or max == 0 is GTASK_EINVAL.  Queues are
    * served in the order given (a priority order).  A leased message stays
    * owned by consumer until finish, or until its lease expires and reclaim
-   * gives it to another.  Blocks: the only operation that waits for others. */
+   * gives it to another.  Blocks: the one broker operation that waits for
+   * others (interrupt() cuts it short). */
   int (*lease)(void *impl, const char *consumer, const char *const *queues, size_t nq,
                size_t max, int64_t wait_ms, gtask_msg **out, size_t *n);
 
