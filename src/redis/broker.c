@@ -1114,6 +1114,11 @@ static int rb_promote_limited(void *impl, const char *queue, size_t max, int64_t
   return rb_promote(impl, queue, max, next_due_ms);
 }
 
+static int64_t rb_msg_ttl_ms(void *impl) {
+  redis_broker *b = impl;
+  return b->r->conf->expire_ms;
+}
+
 static const gtask_broker_ops redis_broker_ops = {
     .abi = GTASK_EXTEND_ABI,
     .name = "redis",
@@ -1131,6 +1136,7 @@ static const gtask_broker_ops redis_broker_ops = {
     .announce = rb_announce,
     .colocated = rb_colocated,
     .destroy = rb_destroy,
+    .msg_ttl_ms = rb_msg_ttl_ms,
 };
 
 GTASK_EXTERN int gtask_broker_redis_new(gtask_broker **out, const gtask_redis_conf *conf) {
@@ -1154,7 +1160,6 @@ GTASK_EXTERN int gtask_broker_redis_new(gtask_broker **out, const gtask_redis_co
   pthread_mutex_init(&b->mu, NULL);
   gtask_broker *h = gtask__broker_new(&redis_broker_ops, b);
   if (!h) return GTASK_ENOMEM;
-  h->msg_ttl_ms = b->r->conf->expire_ms;
   *out = h;
   return 0;
 }
