@@ -425,7 +425,7 @@ static int64_t next_fire(const gtask_cron *c, int64_t after) {
 int gtask_cron_next(const gtask_cron *c, int64_t after_ms, int64_t *next_ms) {
   if (!c || !next_ms) return GTASK_EINVAL;
   int64_t f = next_fire(c, floor_div(after_ms, 1000));
-  if (f < 0 || f > INT64_MAX / 1000) {
+  if (f < 0 || f > INT64_MAX / 1000) { /* (none before 1970 either) */
     gtask__set_error("cron \"%s\": no fire time within %d years", c->spec, SEARCH_YEARS);
     return GTASK_ENOTFOUND;
   }
@@ -437,7 +437,8 @@ int gtask_cron_format(const gtask_cron *c, int64_t ms, char *buf, size_t size) {
   if (!buf || size < GTASK_TIME_SIZE) return GTASK_EINVAL;
   int64_t start, end;
   int64_t secs = floor_div(ms, 1000);
-  int msec = (int)(ms - secs * 1000);
+  int msec = (int)(ms % 1000);
+  if (msec < 0) msec += 1000;
   int32_t off = c ? gtask__tz_lookup(c->tz, secs, &start, &end) : 0;
   int64_t local = secs + off;
   int64_t days = floor_div(local, 86400), sod = local - days * 86400;

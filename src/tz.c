@@ -463,10 +463,10 @@ int gtask__tz_load(const char *name, gtask__tz **out) {
                      name ? name : "(null)");
     return GTASK_EINVAL;
   }
-  gtask__tz *z = gtask__calloc(1, sizeof(*z));
-  if (!z) return GTASK_ENOMEM;
-  snprintf(z->name, sizeof(z->name), "%s", name);
   if (strcmp(name, "UTC") == 0) {
+    gtask__tz *z = gtask__calloc(1, sizeof(*z));
+    if (!z) return GTASK_ENOMEM;
+    snprintf(z->name, sizeof(z->name), "%s", name);
     z->utc = true;
     *out = z;
     return 0;
@@ -476,22 +476,32 @@ int gtask__tz_load(const char *name, gtask__tz **out) {
   unsigned char *buf = NULL;
   size_t len = 0;
   int err = read_file(path, &buf, &len);
-  if (err == -ENOMEM) {
-    gtask__tz_free(z);
-    return GTASK_ENOMEM;
-  }
+  if (err == -ENOMEM) return GTASK_ENOMEM;
   if (err) {
     gtask__set_error("unknown time zone \"%s\" (%s: %s%s)", name, path,
                      err == -EINVAL ? "not a zone file" : strerror(-err),
                      err == -ENOENT ? "; is Debian's tzdata installed?" : "");
-    gtask__tz_free(z);
     return GTASK_EINVAL;
   }
+  int rc = gtask__tz_parse(name, buf, len, out);
+  gtask__free(buf);
+  if (rc == GTASK_EINVAL) {
+    char why[200];
+    gtask__fmt(why, sizeof(why), "%s", gtask_last_error());
+    gtask__set_error("time zone \"%s\": %s: %s", name, path, why);
+  }
+  return rc;
+}
+
+int gtask__tz_parse(const char *name, const unsigned char *buf, size_t len, gtask__tz **out) {
+  *out = NULL;
+  gtask__tz *z = gtask__calloc(1, sizeof(*z));
+  if (!z) return GTASK_ENOMEM;
+  gtask__fmt(z->name, sizeof(z->name), "%s", name ? name : "");
   const char *why = NULL;
   int rc = parse_tzif(z, buf, len, &why);
-  gtask__free(buf);
   if (rc) {
-    if (rc == GTASK_EINVAL) gtask__set_error("time zone \"%s\": %s: %s", name, path, why);
+    if (rc == GTASK_EINVAL) gtask__set_error("%s", why);
     gtask__tz_free(z);
     return rc;
   }

@@ -14,6 +14,7 @@
 #define GTASK_TZ_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 typedef struct gtask__tz gtask__tz;
@@ -23,6 +24,10 @@ typedef struct gtask__tz gtask__tz;
  * unknown name, an unreadable or malformed file) or GTASK_ENOMEM, with the
  * reason in gtask_last_error(). */
 int gtask__tz_load(const char *name, gtask__tz **out);
+/* Parses a TZif file's bytes (RFC 8536) into a zone named name: what
+ * gtask__tz_load does after reading the file.  GTASK_EINVAL with the reason
+ * in gtask_last_error() for anything malformed -- never a read outside buf. */
+int gtask__tz_parse(const char *name, const unsigned char *buf, size_t len, gtask__tz **out);
 void gtask__tz_free(gtask__tz *z);
 const char *gtask__tz_name(const gtask__tz *z);
 /* True for UTC itself (the offset is 0 at every instant). */

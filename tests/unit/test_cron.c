@@ -10,6 +10,7 @@
 #include "util.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* "YYYY-MM-DDTHH:MM:SSZ" to Unix ms. */
@@ -144,6 +145,25 @@ TEST(cron_subsecond) {
   ASSERT_STR_EQ(buf, "1970-01-01T00:00:01.250Z");
   ASSERT_ERR(gtask_cron_format(NULL, 0, buf, 10), GTASK_EINVAL);
   gtask_cron_free(c);
+  /* The ends of the range: an answer or ENOTFOUND / ERANGE, nothing undefined. */
+  const char *specs[] = {"0 0 29 2 *", "@every 7s", "30 2 * * *"};
+  const int64_t ends[] = {INT64_MIN, INT64_MIN / 2, -62167219200001LL, 253402300799000LL, INT64_MAX};
+  for (size_t i = 0; i < 3; i++) {
+    ASSERT_OK(gtask_cron_new(&c, specs[i], i == 2 ? "Europe/Berlin" : NULL));
+    for (size_t k = 0; k < sizeof(ends) / sizeof(ends[0]); k++) {
+      int rc = gtask_cron_next(c, ends[k], &t);
+      if (rc == 0) {
+        ASSERT_GT(t, ends[k]);
+        rc = gtask_cron_format(c, t, buf, sizeof(buf));
+        ASSERT_TRUE(rc == 0 || rc == GTASK_ERANGE);
+      } else {
+        ASSERT_ERR(rc, GTASK_ENOTFOUND);
+      }
+      rc = gtask_cron_format(c, ends[k], buf, sizeof(buf));
+      ASSERT_TRUE(rc == 0 || rc == GTASK_ERANGE);
+    }
+    gtask_cron_free(c);
+  }
 }
 
 typedef struct bad_case {
@@ -216,5 +236,47 @@ TEST(cron_alloc_failures) {
     }
     ASSERT_ERR(rc, GTASK_ENOMEM);
     ASSERT_NULL(c);
+  }
+}
+
+/* A zone file cut short or with any byte changed: an error or a zone whose
+ * answers are sane, never a read outside the bytes (the sanitizer build
+ * checks that) -- the parser trusts no count or index in the file. */
+TEST(cron_tzif_corrupted) {
+  FILE *f = fopen("/usr/share/zoneinfo/America/New_York", "rb");
+  if (!f) SKIP("no /usr/share/zoneinfo/America/New_York (tzdata)");
+  unsigned char buf[8192];
+  size_t len = fread(buf, 1, sizeof(buf), f);
+  fclose(f);
+  ASSERT_GT(len, 100);
+  gtask__tz *z;
+  ASSERT_OK(gtask__tz_parse("NY", buf, len, &z));
+  gtask__tz_free(z);
+  size_t ok = 0;
+  for (size_t cut = 0; cut < len; cut++) {
+    unsigned char *copy = malloc(cut ? cut : 1); /* exactly cut bytes: ASan sees any overread */
+    memcpy(copy, buf, cut);
+    int rc = gtask__tz_parse("NY", copy, cut, &z);
+    if (rc == 0) gtask__tz_free(z), ok++;
+    else ASSERT_ERR(rc, GTASK_EINVAL);
+    free(copy);
+  }
+  ASSERT_EQ(ok, 0); /* every cut loses the footer's final newline at least */
+  const int64_t probes[] = {INT64_MIN / 2, -5000000000LL, 0, 1700000000, 2200000000LL, 9000000000LL};
+  for (size_t pos = 0; pos < len; pos++) {
+    unsigned char *copy = malloc(len);
+    memcpy(copy, buf, len);
+    copy[pos] ^= (unsigned char)(pos % 7 == 0 ? 0x80 : 0xff);
+    if (gtask__tz_parse("NY", copy, len, &z) == 0) {
+      for (size_t k = 0; k < sizeof(probes) / sizeof(probes[0]); k++) {
+        int64_t s, e;
+        int32_t off = gtask__tz_lookup(z, probes[k], &s, &e);
+        ASSERT_LE(s, probes[k]);
+        ASSERT_GT(e, probes[k]);
+        ASSERT_LE(off < 0 ? -off : off, 26 * 3600);
+      }
+      gtask__tz_free(z);
+    }
+    free(copy);
   }
 }
