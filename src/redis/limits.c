@@ -33,11 +33,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The rate window is the period plus this margin (at most 250 ms, at least
- * 1 ms): the time from admission to the handler's start varies by a few
- * milliseconds, which must not put N + 1 starts into one period. */
+/* The rate window is the period plus a margin (a tenth, at most 250 ms, at
+ * least 1 ms): the time from admission to the handler's start varies, and
+ * must not put N + 1 starts into one period.  limit_admit.lua computes the
+ * same. */
 static int64_t window_of(int64_t period_ms) {
-  int64_t m = period_ms / 20;
+  int64_t m = period_ms / 10;
   if (m > 250) m = 250;
   if (m < 1) m = 1;
   return period_ms + m;
@@ -361,7 +362,7 @@ static int admit_queue(gtask__limits *l, gtask__redis *r, gtask_msg **msgs, size
     gtask__free(t);
     return rc;
   }
-  char (*keys)[GTASK__KEY_MAX] = gtask__calloc(2 + 3 * nt, GTASK__KEY_MAX);
+  char (*keys)[GTASK__KEY_MAX] = gtask__calloc(3 + 3 * nt, GTASK__KEY_MAX);
   gtask__conn *c = NULL;
   rc = keys ? gtask__redis_get(r, &c) : GTASK_ENOMEM;
   gtask__argv a;
@@ -371,16 +372,13 @@ static int admit_queue(gtask__limits *l, gtask__redis *r, gtask_msg **msgs, size
     int64_t now = gtask__now_ms();
     gtask__argv_add(&a, keys[0], gtask__redis_key(r, keys[0], GTASK__KEY_MAX, queue, "stream", NULL));
     gtask__argv_add(&a, keys[1], gtask__redis_key(r, keys[1], GTASK__KEY_MAX, queue, "sched", NULL));
-    for (size_t k = 0; k < nt; k++) add_target_keys(r, &a, keys + 2 + 3 * k, queue, t[k].field, true);
+    gtask__argv_add(&a, keys[2], gtask__redis_key(r, keys[2], GTASK__KEY_MAX, queue, "limits", NULL));
+    for (size_t k = 0; k < nt; k++) add_target_keys(r, &a, keys + 3 + 3 * k, queue, t[k].field, true);
     gtask__argv_addi(&a, now);
     gtask__argv_adds(&a, GTASK__GROUP);
     gtask__argv_addi(&a, lease_ms);
     gtask__argv_addi(&a, (int64_t)nt);
-    for (size_t k = 0; k < nt; k++) {
-      gtask__argv_addi(&a, t[k].rate);
-      gtask__argv_addi(&a, t[k].rate ? window_of(t[k].period_ms) : 0);
-      gtask__argv_addi(&a, t[k].conc);
-    }
+    for (size_t k = 0; k < nt; k++) gtask__argv_adds(&a, t[k].field);
     for (size_t k = i; k < j; k++) {
       if (keep[k]) continue;
       gtask__argv_adds(&a, msgs[k]->lease ? msgs[k]->lease : "0-0");
@@ -389,7 +387,7 @@ static int admit_queue(gtask__limits *l, gtask__redis *r, gtask_msg **msgs, size
       gtask__argv_addi(&a, qt);
       gtask__argv_add(&a, msgs[k]->body, msgs[k]->len);
     }
-    rc = a.oom ? GTASK_ENOMEM : gtask__redis_eval(r, c, GTASK__LUA_LIMIT_ADMIT, 2 + 3 * nt, &a, &rep);
+    rc = a.oom ? GTASK_ENOMEM : gtask__redis_eval(r, c, GTASK__LUA_LIMIT_ADMIT, 3 + 3 * nt, &a, &rep);
     gtask__redis_put(r, c);
   }
   gtask__argv_free(&a);
@@ -538,26 +536,29 @@ int gtask__limit_set(gtask_broker *broker, const char *queue, const char *field,
     gtask__set_error("limits need a Redis broker (gtask_broker_redis_new)");
     return GTASK_EINVAL;
   }
-  char key[GTASK__KEY_MAX], f[2][GTASK__KEY_MAX]; /* the argv points into them */
+  char keys[5][GTASK__KEY_MAX]; /* the argv points into them */
   gtask__argv a;
   gtask__argv_init(&a);
-  gtask__argv_adds(&a, value ? "HSET" : "HDEL");
-  gtask__argv_add(&a, key, gtask__redis_key(r, key, sizeof(key), queue, "limits", NULL));
   if (value) {
+    gtask__argv_adds(&a, "HSET");
+    gtask__argv_add(&a, keys[0], gtask__redis_key(r, keys[0], GTASK__KEY_MAX, queue, "limits", NULL));
     gtask__argv_adds(&a, field);
     gtask__argv_adds(&a, value);
   } else {
-    /* field is the target: both of its limits go. */
-    gtask__fmt(f[0], sizeof(f[0]), "rate:%s", field);
-    gtask__fmt(f[1], sizeof(f[1]), "conc:%s", field);
-    gtask__argv_adds(&a, f[0]);
-    gtask__argv_adds(&a, f[1]);
+    /* field is the target: both of its limits go, and the tasks waiting
+     * under them go back to the queue (limit_remove.lua). */
+    gtask__argv_add(&a, keys[0], gtask__redis_key(r, keys[0], GTASK__KEY_MAX, queue, "limits", NULL));
+    gtask__argv_add(&a, keys[1], gtask__redis_key(r, keys[1], GTASK__KEY_MAX, queue, "stream", NULL));
+    add_target_keys(r, &a, keys + 2, queue, field, true);
+    gtask__argv_adds(&a, field);
   }
   gtask__conn *c;
   redisReply *rep = NULL;
   int rc = gtask__redis_get(r, &c);
   if (rc == 0) {
-    rc = a.oom ? GTASK_ENOMEM : gtask__redis_cmd(r, c, &a, &rep);
+    if (a.oom) rc = GTASK_ENOMEM;
+    else if (value) rc = gtask__redis_cmd(r, c, &a, &rep);
+    else rc = gtask__redis_eval(r, c, GTASK__LUA_LIMIT_REMOVE, 5, &a, &rep);
     gtask__redis_put(r, c);
   }
   gtask__argv_free(&a);

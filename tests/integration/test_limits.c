@@ -177,6 +177,16 @@ static void wait_all(env *e, char (*ids)[GTASK_ID_SIZE], size_t n, int64_t ms) {
   }
 }
 
+/* Tasks waiting for a slot of the first limit of the client's queue. */
+static int64_t waiting(env *e) {
+  gtask_limit *lv;
+  size_t nl;
+  ASSERT_OK(gtask_client_limit_list(e->client, NULL, &lv, &nl));
+  int64_t w = nl ? lv[0].waiting : -1;
+  gtask_limit_list_free(lv, nl);
+  return w;
+}
+
 /* ---------------------------------------------------------------- rate */
 
 TEST_TIMEOUT(limit_rate_200_at_20_per_second, 180) {
@@ -340,4 +350,31 @@ TEST(limit_bad_input_stores_nothing) {
   freeReplyObject(r);
   redisFree(rc);
   env_stop(&e, NULL, 0);
+}
+
+/* Removing a limit loses no task waiting under it: the waiting tasks go back
+ * to the queue at once (and run without waiting for the slot). */
+TEST_TIMEOUT(limit_remove_frees_waiting_tasks, 120) {
+  env e;
+  env_start(&e);
+  pid_t w[1] = {worker_start(gt_redis_url(e.redis), 4, 3000)};
+  env_client(&e);
+  ASSERT_OK(gtask_client_limit_concurrency(e.client, NULL, "hold", 1));
+  test_sleep_ms(1200);
+  char(*first)[GTASK_ID_SIZE] = send_n(&e, "hold", 1, 3000);
+  WAIT_UNTIL(count_starts("hold") == 1, 10000);
+  char(*more)[GTASK_ID_SIZE] = send_n(&e, "hold", 3, 10);
+  WAIT_UNTIL(waiting(&e) == 3, 10000);
+  int64_t removed = now_ms();
+  ASSERT_OK(gtask_client_limit_remove(e.client, NULL, "hold"));
+  wait_all(&e, more, 3, 10000);
+  /* They ran while the first still held what used to be the only slot. */
+  rec r[16];
+  size_t n = read_recs(r, 16, "hold", true);
+  for (size_t k = 0; k < n; k++)
+    if (r[k].end - r[k].start < 1000) ASSERT_LT(r[k].end, removed + 2500);
+  wait_all(&e, first, 1, 10000);
+  free(first);
+  free(more);
+  env_stop(&e, w, 1);
 }
