@@ -310,15 +310,17 @@ int64_t gtask__limits_before_lease(gtask__limits *l, gtask__redis *r, const char
   return wait_ms;
 }
 
-/* The task name of a message (its "n"), or NULL. */
-static char *task_name_of(const gtask_msg *m) {
+/* The task name of a message (its "n") into *name (NULL for a message that
+ * does not decode: the worker fails it unrun); GTASK_ENOMEM. */
+static int task_name_of(const gtask_msg *m, char **name) {
   gtask_task *t;
   char why[64];
-  if (gtask__task_decode_in(m->body, m->len, m->id, m->queue, &t, why, sizeof(why)) != 0)
-    return NULL;
-  char *name = gtask__strdup(t->name);
+  *name = NULL;
+  int rc = gtask__task_decode_in(m->body, m->len, m->id, m->queue, &t, why, sizeof(why));
+  if (rc) return rc == GTASK_ENOMEM ? rc : 0;
+  *name = gtask__strdup(t->name);
   gtask__task_free(t);
-  return name;
+  return *name ? 0 : GTASK_ENOMEM;
 }
 
 /* Admits the run msgs[i..j) of one queue; sets keep[k] for the admitted. */
@@ -347,14 +349,15 @@ static int admit_queue(gtask__limits *l, gtask__redis *r, gtask_msg **msgs, size
   int *ta = gtask__calloc(j - i, sizeof(int));
   int rc = ta ? 0 : GTASK_ENOMEM;
   for (size_t k = i; k < j && rc == 0 && any_task; k++) {
-    char *name = task_name_of(msgs[k]);
+    char *name;
+    rc = task_name_of(msgs[k], &name);
     for (size_t x = 0; name && x < nt; x++)
       if (strncmp(t[x].field, "t:", 2) == 0 && strcmp(t[x].field + 2, name) == 0) ta[k - i] = (int)x + 1;
     gtask__free(name);
   }
   bool limited = false;
   for (size_t k = i; k < j; k++) {
-    keep[k] = !ta || (ta[k - i] == 0 && qt == 0);
+    keep[k] = rc == 0 && ta[k - i] == 0 && qt == 0; /* out of memory: none (reclaim) */
     limited |= !keep[k];
   }
   if (rc || !limited) {
