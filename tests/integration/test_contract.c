@@ -5,7 +5,9 @@
  * backend, and CONTRACT(name) turns it into one test per implementation:
  * memory_<name> on the in-process pair, redis_<name> on a private redis-server
  * (tests/support/redis_fixture.h), tls_<name> on one that speaks mutual TLS
- * only, acl_<name> as a user with the README's minimal ACL.  The cases call the ops tables directly
+ * only, acl_<name> as a user with the README's minimal ACL, cluster_<name> on
+ * a Redis Cluster of 3 masters and 3 replicas (issue 17), shared by all the
+ * cluster_ tests of the binary (TEST_SHARED: it takes a second to start).  The cases call the ops tables directly
  * (b->ops->push(b->impl, ...)), as the core does, so they test the interface and
  * nothing above it.  Bodies are arbitrary bytes -- brokers treat them as opaque
  * -- and every test uses its own queue names.
@@ -25,6 +27,7 @@
 #include "test.h"
 
 #include "internal.h"
+#include "cluster_fixture.h"
 #include "redis_fixture.h"
 #include "tls_fixture.h"
 
@@ -43,6 +46,7 @@ typedef struct env {
   gtask_broker *b;
   gtask_backend *be;
   gt_redis *redis;        /* redis only */
+  bool cluster;           /* on the shared cluster */
   gtask_redis_conf *conf; /* redis only */
   gtask_backend *keep;    /* memory split only: the handle that owns be's impl */
   char q[64];             /* a queue name unique to this test */
@@ -93,6 +97,37 @@ static void make_acl(env *e) {
   ASSERT_OK(gtask_backend_redis_new(&e->be, e->conf));
 }
 
+/* One Redis Cluster for all the cluster_ tests of this binary. */
+static gt_cluster *shared_cluster;
+
+static const char *cluster_setup(void) {
+  shared_cluster = gt_cluster_start(3, 1);
+  return shared_cluster ? NULL : "cannot start a Redis Cluster (see the output above)";
+}
+
+static void cluster_teardown(void) { gt_cluster_stop(shared_cluster); }
+
+TEST_SHARED(cluster, "cluster_", cluster_setup, cluster_teardown)
+
+static void make_cluster(env *e) {
+  ASSERT_NOT_NULL(shared_cluster);
+  e->cluster = true;
+  ASSERT_OK(gtask_redis_conf_new(&e->conf, gt_cluster_url(shared_cluster), NULL, -1));
+  ASSERT_OK(gtask_broker_redis_new(&e->b, e->conf));
+  ASSERT_OK(gtask_backend_redis_new(&e->be, e->conf));
+}
+
+/* The server that holds queue q's keys: the fixture's, or on the cluster the
+ * master of q's slot. */
+static gt_redis *server_of(env *e, const char *q) {
+  if (!e->cluster) return e->redis;
+  char key[200];
+  snprintf(key, sizeof(key), "gtask:{%s}:stream", q);
+  gt_redis *m = gt_cluster_master_of(shared_cluster, gt_cluster_keyslot(shared_cluster, key));
+  ASSERT_NOT_NULL(m);
+  return m;
+}
+
 /* "q-" and 8 random hex digits, plus an optional suffix. */
 static void unique_queue(char *buf, size_t size, const char *suffix) {
   char id[GTASK_ID_SIZE];
@@ -120,6 +155,7 @@ static void run(env_make_fn make, void (*body)(env *)) {
   TEST(redis_##name) { run(make_redis, case_##name); }                         \
   TEST(tls_##name) { run(make_tls, case_##name); }                             \
   TEST(acl_##name) { run(make_acl, case_##name); }                             \
+  TEST(cluster_##name) { run(make_cluster, case_##name); }                     \
   static void case_##name(env *e)
 
 /* ---------------------------------------------------------------- helpers */
@@ -242,8 +278,10 @@ static void *later_main(void *arg) {
    * the time to block.  Either way the event comes delay_ms after the call
    * blocked at the earliest, which tests that measure from the call's start
    * rely on. */
-  if (l->e->redis)
-    WAIT_UNTIL(gt_redis_blocked_clients(l->e->redis) > 0, 5000);
+  if (l->e->redis || l->e->cluster) {
+    gt_redis *server = server_of(l->e, l->e->q);
+    WAIT_UNTIL(gt_redis_blocked_clients(server) > 0, 5000);
+  }
   test_sleep_ms(l->delay_ms);
   l->at_ms = test_now_ms();
   switch (l->kind) {
