@@ -170,8 +170,13 @@ int gtask__redis_cmd_after(gtask__redis *r, gtask__conn *c, size_t npre, redisRe
 int gtask__redis_send(gtask__redis *r, gtask__conn *c, gtask__argv *a);
 int gtask__redis_recv(gtask__redis *r, gtask__conn *c, const char *what, redisReply **reply);
 
+/* How many times each script was run (gtask__redis_eval calls), for tests
+ * that check every script ran on a cluster. */
+extern atomic_ulong gtask__eval_count[GTASK__LUA_COUNT];
+
 /* Runs script s with nkeys keys taken from the front of a (after which come
- * the ARGV).  Reloads the scripts and retries once on NOSCRIPT. */
+ * the ARGV).  Reloads the scripts and retries once on NOSCRIPT.  On a cluster
+ * node, keys not all in one slot are GTASK_EINVAL, not sent. */
 int gtask__redis_eval(gtask__redis *r, gtask__conn *c, gtask__script s, size_t nkeys,
                       gtask__argv *a, redisReply **reply);
 

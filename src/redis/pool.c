@@ -930,6 +930,39 @@ static int wait_replicas(gtask__redis *r, gtask__conn *c, gtask__script s) {
   return GTASK_EINDOUBT;
 }
 
+atomic_ulong gtask__eval_count[GTASK__LUA_COUNT];
+
+/* The hash tag of key k of a, or the whole key if it has none. */
+static void tag_of(const gtask__argv *a, size_t k, const char **t, size_t *len) {
+  const char *key = a->v[k], *open = memchr(key, '{', a->len[k]);
+  const char *close = open ? memchr(open + 1, '}', a->len[k] - (size_t)(open - key) - 1) : NULL;
+  if (close && close > open + 1) {
+    *t = open + 1;
+    *len = (size_t)(close - open - 1);
+  } else {
+    *t = key;
+    *len = a->len[k];
+  }
+}
+
+/* True if the first nkeys arguments of a hash to one slot: all with the same
+ * tag (the rule gtask keeps), or else the same slot. */
+static bool one_slot(const gtask__argv *a, size_t nkeys) {
+  if (nkeys < 2) return true;
+  const char *t0;
+  size_t l0;
+  tag_of(a, 0, &t0, &l0);
+  for (size_t k = 1; k < nkeys && k < a->n; k++) {
+    const char *t;
+    size_t l;
+    tag_of(a, k, &t, &l);
+    if ((l != l0 || memcmp(t, t0, l) != 0) &&
+        gtask__crc16(t, l) % 16384 != gtask__crc16(t0, l0) % 16384)
+      return false;
+  }
+  return true;
+}
+
 int gtask__redis_eval(gtask__redis *r, gtask__conn *c, gtask__script s, size_t nkeys,
                       gtask__argv *a, redisReply **reply) {
   *reply = NULL;
@@ -938,6 +971,13 @@ int gtask__redis_eval(gtask__redis *r, gtask__conn *c, gtask__script s, size_t n
   /* EVALSHA sha nkeys KEYS... ARGV... */
   char sha[41], nk[20];
   argv_fix(a);
+  if (r->parent && !one_slot(a, nkeys)) {
+    /* A cluster refuses it (CROSSSLOT); say which script, before sending. */
+    gtask__set_error("redis %s: %s: its keys are not all in one slot (a bug: every key of a "
+                     "call must carry the same {queue})", r->conf->describe, gtask__lua_name[s]);
+    return GTASK_EINVAL;
+  }
+  atomic_fetch_add_explicit(&gtask__eval_count[s], 1, memory_order_relaxed);
   gtask__redis *at = r; /* where it runs: r, or where the cluster sent it */
   gtask__conn *cur = c;
   bool lent = false, ask = false, reloaded = false;
