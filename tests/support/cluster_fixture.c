@@ -102,6 +102,10 @@ int gt_cluster_wait_ok(const gt_cluster *c, int64_t ms) {
 }
 
 gt_cluster *gt_cluster_start(int masters, int replicas) {
+  return gt_cluster_start_conf(masters, replicas, NULL);
+}
+
+gt_cluster *gt_cluster_start_conf(int masters, int replicas, const char *extra_conf) {
   if (masters < 1 || masters > 8 || replicas < 0 || replicas > 2) {
     fprintf(stderr, "gt_cluster: 1..8 masters and 0..2 replicas each\n");
     return NULL;
@@ -110,11 +114,14 @@ gt_cluster *gt_cluster_start(int masters, int replicas) {
   if (c == NULL)
     return NULL;
   int total = masters * (1 + replicas);
-  gt_redis_opts o = {.cluster = true,
-                     .extra_conf = "cluster-node-timeout 2000\n"
-                                   "cluster-replica-validity-factor 0\n"
-                                   "cluster-allow-replica-migration no\n"
-                                   "appendonly no\n"};
+  char conf[1024];
+  snprintf(conf, sizeof(conf),
+           "cluster-node-timeout %lld\n"
+           "cluster-replica-validity-factor 0\n"
+           "cluster-allow-replica-migration no\n"
+           "%s",
+           (long long)gt_scaled_ms(2000), extra_conf ? extra_conf : "");
+  gt_redis_opts o = {.cluster = true, .extra_conf = conf};
   for (int i = 0; i < total; i++) {
     if ((c->node[i] = gt_redis_start_opts(&o)) == NULL) {
       gt_cluster_stop(c);

@@ -31,6 +31,9 @@ typedef struct gt_cluster gt_cluster;
  * (reason on stderr) if a node or the create fails.  Free with
  * gt_cluster_stop(). */
 gt_cluster *gt_cluster_start(int masters, int replicas);
+/* The same with more redis.conf lines for every node (e.g. "appendonly
+ * yes\nappendfsync always\n"), or NULL. */
+gt_cluster *gt_cluster_start_conf(int masters, int replicas, const char *extra_conf);
 /* "redis-cluster://127.0.0.1:P1,127.0.0.1:P2,..." naming every node; valid
  * while c lives. */
 const char *gt_cluster_url(const gt_cluster *c);
