@@ -487,6 +487,10 @@ give:
 done:
   gtask__free(keys);
   gtask__free(node);
+  /* Messages leased before a later read failed are leased in Redis: they are
+   * returned (the caller would drop them with the error, and they would wait
+   * for reclaim); the broken connection is reopened by the next lease. */
+  if (rc && *n) rc = 0;
   pthread_mutex_lock(&b->mu);
   cc->last_leased = *n;
   cc->interrupted = false; /* this lease has returned: the interrupt is served */

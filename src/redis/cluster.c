@@ -105,7 +105,14 @@ typedef struct ranges {
   size_t n, cap;
 } ranges;
 
-static bool ranges_add(ranges *rs, long start, long end, const char *host, size_t hlen, int port) {
+/* An empty host (or "?") in a map means the node that sent it (a node that
+ * has never talked to another does not know its own address): self. */
+static bool ranges_add(ranges *rs, long start, long end, const char *host, size_t hlen, int port,
+                       const char *self) {
+  if (hlen == 0 || (hlen == 1 && host[0] == '?')) {
+    host = self;
+    hlen = strlen(self);
+  }
   if (start < 0 || end >= NSLOTS || start > end || hlen == 0 || hlen >= sizeof(rs->v->host) ||
       port <= 0 || port > 65535)
     return true; /* ignore what cannot be a slot range */
@@ -137,7 +144,7 @@ static const redisReply *field(const redisReply *m, const char *name) {
 /* CLUSTER SHARDS (Redis 7): [[slots, [s, e, ...], nodes, [{id, port,
  * tls-port, ip, endpoint, role, health...}, ...]], ...].  The master of each
  * shard, its TLS port when tls. */
-static bool parse_shards(const redisReply *rep, bool tls, ranges *rs) {
+static bool parse_shards(const redisReply *rep, bool tls, const char *self, ranges *rs) {
   for (size_t s = 0; s < rep->elements; s++) {
     const redisReply *slots = field(rep->element[s], "slots");
     const redisReply *nodes = field(rep->element[s], "nodes");
@@ -152,7 +159,7 @@ static bool parse_shards(const redisReply *rep, bool tls, ranges *rs) {
     if (!master) continue;
     const redisReply *ep = field(master, "endpoint"), *ip = field(master, "ip");
     const redisReply *port = field(master, tls ? "tls-port" : "port");
-    if (ep && (ep->type != REDIS_REPLY_STRING || ep->len == 0 || strcmp(ep->str, "?") == 0)) ep = NULL;
+    if (ep && (ep->type != REDIS_REPLY_STRING || ep->len == 0)) ep = NULL;
     const redisReply *host = ep ? ep : ip;
     if (!host || host->type != REDIS_REPLY_STRING || !port || port->type != REDIS_REPLY_INTEGER)
       continue;
@@ -161,7 +168,7 @@ static bool parse_shards(const redisReply *rep, bool tls, ranges *rs) {
           slots->element[k + 1]->type != REDIS_REPLY_INTEGER)
         continue;
       if (!ranges_add(rs, (long)slots->element[k]->integer, (long)slots->element[k + 1]->integer,
-                      host->str, host->len, (int)port->integer))
+                      host->str, host->len, (int)port->integer, self))
         return false;
     }
   }
@@ -169,7 +176,7 @@ static bool parse_shards(const redisReply *rep, bool tls, ranges *rs) {
 }
 
 /* CLUSTER SLOTS: [[start, end, [host, port, id, ...], replicas...], ...]. */
-static bool parse_slots(const redisReply *rep, ranges *rs) {
+static bool parse_slots(const redisReply *rep, const char *self, ranges *rs) {
   for (size_t s = 0; s < rep->elements; s++) {
     const redisReply *e = rep->element[s];
     if (e->type != REDIS_REPLY_ARRAY || e->elements < 3 || e->element[0]->type != REDIS_REPLY_INTEGER ||
@@ -179,7 +186,7 @@ static bool parse_slots(const redisReply *rep, ranges *rs) {
       continue;
     const redisReply *m = e->element[2];
     if (!ranges_add(rs, (long)e->element[0]->integer, (long)e->element[1]->integer, m->element[0]->str,
-                    m->element[0]->len, (int)m->element[1]->integer))
+                    m->element[0]->len, (int)m->element[1]->integer, self))
       return false;
   }
   return true;
@@ -207,7 +214,8 @@ static int ask_map(gtask__redis *n, ranges *rs) {
   } else if (rep->type != REDIS_REPLY_ARRAY) {
     gtask__set_error("redis %s: CLUSTER SHARDS: unexpected reply", n->conf->describe);
     rc = GTASK_EPROTO;
-  } else if (!(shards ? parse_shards(rep, n->conf->tls, rs) : parse_slots(rep, rs))) {
+  } else if (!(shards ? parse_shards(rep, n->conf->tls, n->conf->host, rs)
+                      : parse_slots(rep, n->conf->host, rs))) {
     rc = GTASK_ENOMEM;
   } else if (rs->n == 0) {
     gtask__set_error("redis %s: the cluster has no slots assigned yet", n->conf->describe);
@@ -416,9 +424,11 @@ int gtask__cluster_new(gtask__redis *r) {
     if (!node_at(r, r->conf->seed_host[k], r->conf->seed_port[k])) rc = GTASK_ENOMEM;
   pthread_mutex_unlock(&cl->mu);
   if (rc == 0) rc = refresh(r);
-  if (rc == GTASK_ECONN)
-    gtask__set_error("redis %s: no node gave the slot map: %s", r->conf->describe,
-                     gtask_last_error());
+  if (rc == GTASK_ECONN) {
+    char why[512];
+    gtask__fmt(why, sizeof(why), "%s", gtask_last_error());
+    gtask__set_error("redis %s: no node gave the slot map: %s", r->conf->describe, why);
+  }
   /* Load the scripts on every master now: a node unreachable now is an error
    * at creation, as a single server is; one that comes later loads them on
    * its first NOSCRIPT. */
