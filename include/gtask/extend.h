@@ -64,8 +64,10 @@ extern "C" {
 /* The version of the tables below.  Put it in the abi field of your table.
  * When an operation is added at the end of a table, this number grows; the
  * library keeps accepting tables of every older version (the operations they
- * lack count as NULL) and refuses newer ones. */
-#define GTASK_EXTEND_ABI 1
+ * lack count as NULL) and refuses newer ones.
+ *   1  the first tables (issue 21)
+ *   2  gtask_broker_ops.queues (issue 17: `gtask stats --all`) */
+#define GTASK_EXTEND_ABI 2
 
 /* ---------------------------------------------------------------- messages */
 
@@ -262,6 +264,15 @@ typedef struct gtask_broker_ops {
   /* Required.  Frees impl.  Called exactly once, when the last reference to
    * the handle is dropped, when no other call can be in progress. */
   void (*destroy)(void *impl);
+
+  /* Optional, and read only from tables of abi >= 2 (NULL: cannot list).
+   * The names of the queues the broker holds anything of (queued, leased,
+   * scheduled or dead tasks, counters), each once, sorted by strcmp: a new
+   * array *names of *n new strings, all allocated with malloc (the library
+   * frees them with free()); *names NULL when there are none.  On failure,
+   * returns the error and allocates nothing.  May be slow (it may scan the
+   * store): for administration, not for a worker's loop. */
+  int (*queues)(void *impl, char ***names, size_t *n);
 } gtask_broker_ops;
 
 /* ---------------------------------------------------------------- backend */

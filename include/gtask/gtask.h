@@ -552,6 +552,16 @@ typedef struct gtask_queue_stats {
  * (detail in gtask_client_errmsg). */
 GTASK_EXTERN int gtask_client_stats(gtask_client *c, const char *queue, gtask_queue_stats *out);
 
+/* The queues the broker holds anything of (tasks in any state, counters),
+ * sorted: *names is a new array of *n names (NULL and 0 if none); free it
+ * with gtask_queues_free().  On a Redis Cluster every master is scanned
+ * (SCAN, a pass over all keys: for administration, not for a hot loop).
+ * GTASK_EINVAL if the broker cannot list its queues (a custom broker without
+ * the operation); GTASK_ECONN as for stats. */
+GTASK_EXTERN int gtask_client_queues(gtask_client *c, char ***names, size_t *n);
+/* Frees what gtask_client_queues returned.  Accepts NULL. */
+GTASK_EXTERN void gtask_queues_free(char **names, size_t n);
+
 /* One task of a dead set: a task lost too many times (its worker died each
  * time) or a message no worker could decode. */
 typedef struct gtask_dead_entry {

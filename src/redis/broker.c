@@ -70,6 +70,20 @@ static size_t fin_run_end(const gtask_fin *f, size_t n, size_t i) {
 
 /* ---------------------------------------------------------------- push */
 
+/* After a push run failed with rc: true if it is to be sent again (a cluster,
+ * GTASK_ECONN, time left), after a pause that doubles each time (20 ms to
+ * 320 ms), with *c returned and the slot map marked stale. */
+static bool push_again(redis_broker *b, gtask__conn **c, int rc, int64_t give_up, int64_t *pause) {
+  if (!b->r->cluster || rc != GTASK_ECONN || gtask__mono_ms() + *pause > give_up) return false;
+  gtask__redis_put(b->r, *c);
+  *c = NULL;
+  gtask__cluster_stale(b->r);
+  struct timespec ts = {0, (long)*pause * 1000000L};
+  nanosleep(&ts, NULL);
+  if (*pause < 320) *pause *= 2;
+  return true;
+}
+
 static int rb_push(void *impl, gtask_msg *const *msgs, size_t n, void *state) {
   redis_broker *b = impl;
   gtask__redis *st = state ? gtask__redis_backend_pool(state) : NULL;
@@ -78,12 +92,26 @@ static int rb_push(void *impl, gtask_msg *const *msgs, size_t n, void *state) {
   gtask__argv a;
   gtask__argv_init(&a);
   int64_t now = gtask__now_ms();
+  /* On a cluster, a run its node could not take (GTASK_ECONN: refused,
+   * CLUSTERDOWN, a node gone before the command was written) is sent again,
+   * for up to the conf's timeout, while the map is read again: a failover
+   * moves the slot to the replica.  GTASK_ECONN always means "not applied"
+   * (a lost reply is GTASK_EINDOUBT, never retried: push.lua would queue the
+   * ids twice). */
+  int64_t give_up = gtask__mono_ms() + b->r->conf->timeout_ms;
+  int64_t pause = 20;
   char keys[3][GTASK__KEY_MAX];
   for (size_t i = 0; i < n && rc == 0;) {
     size_t j = run_end(msgs, n, i);
     gtask__argv_reset(&a);
     const char *q = msgs[i]->queue;
-    if ((rc = gtask__redis_use(b->r, q, &c)) != 0) break;
+    if ((rc = gtask__redis_use(b->r, q, &c)) != 0) {
+      if (push_again(b, &c, rc, give_up, &pause)) {
+        rc = 0;
+        continue;
+      }
+      break;
+    }
     gtask__argv_add(&a, keys[0], gtask__redis_key(b->r, keys[0], GTASK__KEY_MAX, q, "stream", NULL));
     gtask__argv_add(&a, keys[1], gtask__redis_key(b->r, keys[1], GTASK__KEY_MAX, q, "sched", NULL));
     gtask__argv_add(&a, keys[2], gtask__redis_key(st ? st : b->r, keys[2], GTASK__KEY_MAX, q, "pending", NULL));
@@ -102,6 +130,10 @@ static int rb_push(void *impl, gtask_msg *const *msgs, size_t n, void *state) {
     redisReply *rep;
     rc = gtask__redis_eval(b->r, c, GTASK__LUA_PUSH, 3, &a, &rep);
     if (rc == 0) freeReplyObject(rep);
+    if (rc && push_again(b, &c, rc, give_up, &pause)) {
+      rc = 0;
+      continue; /* the same run again */
+    }
     i = j;
   }
   gtask__argv_free(&a);
@@ -1249,6 +1281,92 @@ static int rb_announce(void *impl, const char *consumer, const char *const *queu
   return rc;
 }
 
+static int name_cmp(const void *x, const void *y) {
+  return strcmp(*(char *const *)x, *(char *const *)y);
+}
+
+/* SCAN of every master for "P:{*}:*": the tag of each key, each once.  A
+ * pass over the whole keyspace (every task's t: and n: keys too), in
+ * batches, so that Redis is never blocked for long. */
+static int rb_queues(void *impl, char ***names, size_t *n) {
+  redis_broker *b = impl;
+  *names = NULL;
+  *n = 0;
+  gtask__redis *m[1024];
+  size_t nm = gtask__redis_masters(b->r, m, 1024);
+  char match[GTASK__KEY_MAX];
+  gtask__fmt(match, sizeof(match), "%s:{*}:*", b->r->conf->prefix);
+  size_t plen = strlen(b->r->conf->prefix) + 2; /* "P:{" */
+  char **v = NULL;
+  size_t nv = 0, cap = 0;
+  int rc = 0;
+  for (size_t k = 0; k < nm && rc == 0; k++) {
+    gtask__conn *c;
+    if ((rc = gtask__redis_get(m[k], &c)) != 0) break;
+    char cursor[32] = "0";
+    do {
+      redisReply *rep = gtask__conn_command(c, "SCAN %s MATCH %s COUNT 1000", cursor, match);
+      if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
+          rep->element[0]->type != REDIS_REPLY_STRING || rep->element[1]->type != REDIS_REPLY_ARRAY) {
+        gtask__set_error("redis %s: SCAN: %s", m[k]->conf->describe,
+                         !rep ? c->errstr : rep->type == REDIS_REPLY_ERROR ? rep->str : "unexpected reply");
+        rc = !rep ? GTASK_ECONN : rep->type == REDIS_REPLY_ERROR ? gtask__redis_reply_rc(rep->str) : GTASK_EPROTO;
+        if (rep) freeReplyObject(rep);
+        break;
+      }
+      gtask__fmt(cursor, sizeof(cursor), "%s", rep->element[0]->str);
+      const redisReply *keys = rep->element[1];
+      for (size_t e = 0; e < keys->elements && rc == 0; e++) {
+        const redisReply *key = keys->element[e];
+        if (key->type != REDIS_REPLY_STRING || key->len <= plen) continue;
+        const char *tag = key->str + plen, *close = memchr(tag, '}', key->len - plen);
+        if (!close || close == tag) continue;
+        size_t tl = (size_t)(close - tag);
+        if (nv > 0 && strlen(v[nv - 1]) == tl && memcmp(v[nv - 1], tag, tl) == 0) continue; /* common: runs */
+        if (nv == cap) {
+          size_t nc = cap ? 2 * cap : 64;
+          char **v2 = realloc(v, nc * sizeof(*v2));
+          if (!v2) {
+            rc = GTASK_ENOMEM;
+            break;
+          }
+          v = v2;
+          cap = nc;
+        }
+        if ((v[nv] = malloc(tl + 1)) == NULL) {
+          rc = GTASK_ENOMEM;
+          break;
+        }
+        memcpy(v[nv], tag, tl);
+        v[nv++][tl] = '\0';
+      }
+      freeReplyObject(rep);
+    } while (rc == 0 && strcmp(cursor, "0") != 0);
+    gtask__redis_put(m[k], c);
+  }
+  if (rc) {
+    for (size_t k = 0; k < nv; k++) free(v[k]);
+    free(v);
+    return rc;
+  }
+  if (nv > 1) qsort(v, nv, sizeof(*v), name_cmp);
+  size_t keep = 0;
+  for (size_t k = 0; k < nv; k++) {
+    if (keep > 0 && strcmp(v[keep - 1], v[k]) == 0) {
+      free(v[k]);
+      continue;
+    }
+    v[keep++] = v[k];
+  }
+  if (keep == 0) {
+    free(v);
+    v = NULL;
+  }
+  *names = v;
+  *n = keep;
+  return 0;
+}
+
 static void *rb_colocated(void *impl, const gtask_backend *backend) {
   redis_broker *b = impl;
   if (!backend || backend->ops != &gtask__redis_backend_ops) return NULL;
@@ -1293,6 +1411,7 @@ static const gtask_broker_ops redis_broker_ops = {
     .announce = rb_announce,
     .colocated = rb_colocated,
     .destroy = rb_destroy,
+    .queues = rb_queues,
 };
 
 GTASK_EXTERN int gtask_broker_redis_new(gtask_broker **out, const gtask_redis_conf *conf) {

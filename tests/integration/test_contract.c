@@ -834,6 +834,35 @@ CONTRACT(stats_counts) {
 }
 
 /* finish() counts each task that ends DONE or DEAD with a final status, once. */
+/* queues(): every queue that holds something, once each, sorted; the
+ * shared cluster (and a shared memory broker) may hold other tests' queues
+ * too, so only the ones made here are looked for. */
+static bool has_name(char **names, size_t n, const char *q) {
+  for (size_t k = 0; k < n; k++)
+    if (strcmp(names[k], q) == 0) return true;
+  return false;
+}
+
+CONTRACT(queues_lists_every_queue_once_sorted) {
+  char q2[80], q3[80];
+  snprintf(q2, sizeof(q2), "%s-b", e->q);
+  snprintf(q3, sizeof(q3), "%s-c", e->q);
+  push(e, e->q, BODIES[0], 0, NULL);
+  push(e, e->q, BODIES[1], 0, NULL);
+  push(e, q2, BODIES[0], test_now_ms() + 60000, NULL); /* scheduled only */
+  push(e, q3, BODIES[0], 0, NULL);
+  ASSERT_EQ(e->b->ops->abi, 2);
+  ASSERT_NOT_NULL(e->b->ops->queues);
+  char **names = NULL;
+  size_t n = 0;
+  ASSERT_OK(e->b->ops->queues(e->b->impl, &names, &n));
+  ASSERT_TRUE(has_name(names, n, e->q));
+  ASSERT_TRUE(has_name(names, n, q2));
+  ASSERT_TRUE(has_name(names, n, q3));
+  for (size_t k = 1; k < n; k++) ASSERT_LT(strcmp(names[k - 1], names[k]), 0);
+  gtask_queues_free(names, n);
+}
+
 CONTRACT(stats_finished_counters) {
   for (int i = 0; i < 5; i++)
     push(e, e->q, BODIES[i], 0, NULL);
