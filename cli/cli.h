@@ -33,7 +33,8 @@ enum {
   CLI_TIMEOUT = 3,   /* --wait ran out before the task finished (or not finished yet) */
   CLI_NOTFOUND = 4,  /* unknown (or expired) task id */
   CLI_NOREDIS = 5,   /* Redis cannot be reached */
-  CLI_INDOUBT = 6    /* sent, but the reply was lost: the ids printed may or may not be queued */
+  CLI_INDOUBT = 6,   /* sent, but the reply was lost: the ids printed may or may not be queued */
+  CLI_EXISTS = 7     /* send --id / --unique: that task exists already (its id is printed) */
 };
 
 /* The global options and the connection, shared by every command. */
@@ -70,8 +71,8 @@ int cli_client(cli *c, gtask_client **out);
 /* Maps a failed library call to an exit code and prints its message (detail
  * from the client if given; "cannot reach redis at ADDR: ..." names the
  * address that failed, once): ECONN -> CLI_NOREDIS, ENOTFOUND -> CLI_NOTFOUND,
- * EINVAL -> CLI_USAGE, ETIMEDOUT -> CLI_TIMEOUT, EINDOUBT -> CLI_INDOUBT, else
- * CLI_FAILED. */
+ * EINVAL -> CLI_USAGE, ETIMEDOUT -> CLI_TIMEOUT, EINDOUBT -> CLI_INDOUBT,
+ * EEXIST -> CLI_EXISTS, else CLI_FAILED. */
 int cli_fail(cli *c, gtask_client *client, int rc);
 /* Prints "gtask: <message>" on stderr and returns CLI_USAGE; with a hint to
  * run `gtask COMMAND --help`.  Always one line: the message usually quotes

@@ -52,7 +52,8 @@ static int wait_and_print(cli *c, gtask_client *cl, const char *id, int64_t time
 /* ---------------------------------------------------------------- send */
 
 static const char usage_send[] =
-    "usage: gtask send NAME [ARG...] [--timeout DUR] [--retry N] [--wait [DUR] | --count N]\n"
+    "usage: gtask send NAME [ARG...] [--timeout DUR] [--retry N] [--delay DUR]\n"
+    "                  [--id ID] [--unique DUR|done] [--wait [DUR] | --count N]\n"
     "\n"
     "Sends task NAME with the given arguments and prints its id; with --wait,\n"
     "waits for it and prints its result instead (as `gtask result`).\n"
@@ -62,25 +63,38 @@ static const char usage_send[] =
     "                 value: an integer is int64, a decimal float64, else a string\n"
     "  --timeout DUR  a run longer than this fails (or is retried) as timed out\n"
     "  --retry N      retries after a timeout or a handler's retry request\n"
+    "  --delay DUR    do not run it before DUR from now\n"
+    "  --id ID        send it under this task id (a lower-case UUID); refused with\n"
+    "                 exit 7 while a task with that id is queued, running or its\n"
+    "                 result is kept\n"
+    "  --unique DUR   refused with exit 7 while a task of the same name, queue and\n"
+    "                 arguments sent with --unique is held: for DUR after it was\n"
+    "                 sent, or with `done`, until that task has finished\n"
     "  --wait [DUR]   wait for the result, at most DUR (without DUR: no limit)\n"
     "  --count N      send N identical tasks in a few round trips; prints N ids\n"
     "  DUR            a number with ms, s, m or h: 1500ms, 2s, 1.5m\n"
     "\n"
     "exit: 0 sent (with --wait: SUCCESS), 1 FAILURE, 2 usage error, 3 the wait\n"
     "timed out, 5 cannot reach redis, 6 sent but the reply was lost: the ids\n"
-    "printed may or may not be queued (check with `gtask status ID`)\n";
+    "printed may or may not be queued (check with `gtask status ID`), 7 a\n"
+    "duplicate (--id, --unique): nothing was sent; the existing task's id is\n"
+    "printed (with --count: some were duplicates, the others were sent)\n";
 
-/* A task id on its line (or as {"task_id": ...} with --json). */
-static void print_id(const cli *c, const char *id) {
+/* A task id on its line (or as {"task_id": ...} with --json, and
+ * "duplicate": true for the id of an existing task a send duplicated). */
+static void print_id_dup(const cli *c, const char *id, bool dup) {
   if (c->json) {
     out_obj o;
     out_obj_begin(&o, stdout);
     out_obj_str(&o, "task_id", id);
+    if (dup) fputs(",\"duplicate\":true", stdout);
     out_obj_end(&o);
   } else {
     printf("%s\n", id);
   }
 }
+
+static void print_id(const cli *c, const char *id) { print_id_dup(c, id, false); }
 
 /* Sends count copies of the task in chunks (each one round trip) and prints
  * their ids as it goes. */
@@ -89,40 +103,55 @@ static int send_count(cli *c, gtask_client *cl, const gtask_send_conf *sc,
   enum { CHUNK = 1000 };
   gtask_value *many = nargs ? calloc(CHUNK * nargs, sizeof(*many)) : NULL;
   char(*ids)[GTASK_ID_SIZE] = calloc(CHUNK, sizeof(*ids));
-  if ((nargs && !many) || !ids) {
+  int *rcs = calloc(CHUNK, sizeof(*rcs));
+  if ((nargs && !many) || !ids || !rcs) {
     free(many);
     free(ids);
+    free(rcs);
     return GTASK_ENOMEM;
   }
   for (size_t k = 0; k < CHUNK; k++)
     if (nargs) memcpy(many + k * nargs, args, nargs * sizeof(*args));
   int rc = 0;
+  size_t dups = 0;
   for (size_t done = 0; done < count && rc == 0;) {
     size_t m = count - done < CHUNK ? count - done : CHUNK;
-    rc = gtask_client_send_many(cl, sc, m, many, nargs, ids);
+    rc = gtask_client_send_batch(cl, sc, m, many, nargs, ids, rcs);
     /* On an error, the ids left set are of tasks queued (or, on EINDOUBT,
-     * perhaps queued): print them too, so that nothing queued goes unnamed. */
+     * perhaps queued): print them too, so that nothing queued goes unnamed.
+     * A duplicate (--unique) prints the id of the task it duplicates. */
     for (size_t k = 0; k < m; k++) {
-      if (ids[k][0]) print_id(c, ids[k]);
+      if (ids[k][0]) print_id_dup(c, ids[k], rcs[k] == GTASK_EEXIST);
+      if (rcs[k] == GTASK_EEXIST) dups++;
     }
     done += m;
   }
   fflush(stdout);
   free(many);
   free(ids);
+  free(rcs);
+  if (rc == 0 && dups) {
+    cli_error("%zu of %zu tasks were duplicates of existing ones (their ids printed); the others were sent",
+              dups, count);
+    return GTASK_EEXIST;
+  }
   return rc;
 }
 
-enum { O_TIMEOUT = 1, O_RETRY, O_WAIT, O_ALL, O_COUNT };
+enum { O_TIMEOUT = 1, O_RETRY, O_WAIT, O_ALL, O_COUNT, O_DELAY, O_ID, O_UNIQUE };
 
 int cmd_send(cli *c, int argc, char **argv) {
   static const cli_opt opts[] = {{"timeout", OPT_REQUIRED, O_TIMEOUT},
                                  {"retry", OPT_REQUIRED, O_RETRY},
                                  {"wait", OPT_DURATION, O_WAIT},
                                  {"count", OPT_REQUIRED, O_COUNT},
+                                 {"delay", OPT_REQUIRED, O_DELAY},
+                                 {"id", OPT_REQUIRED, O_ID},
+                                 {"unique", OPT_REQUIRED, O_UNIQUE},
                                  {NULL, OPT_NONE, 0}};
   cli_scan s = {.argc = argc, .argv = argv, .i = 0};
-  const char *name = NULL, *wait_text = NULL;
+  const char *name = NULL, *wait_text = NULL, *task_id = NULL;
+  int64_t delay_ms = 0, unique_ms = -1; /* -1: no --unique */
   long long count = 0; /* 0: one task, printed as one id */
   bool wait = false;
   int64_t timeout_ms = 0, wait_ms = -1;
@@ -162,6 +191,20 @@ int cmd_send(cli *c, int argc, char **argv) {
       wait = true;
       wait_text = v;
       if ((code = parse_wait(c, v, &wait_ms)) != CLI_OK) goto out;
+    } else if (r == O_DELAY) {
+      if (cli_parse_duration(v, &delay_ms) != 0) {
+        code = cli_usage_error(c, "bad duration \"%s\" for --delay (a number with ms, s, m or h: 1500ms, 2s)", v);
+        goto out;
+      }
+    } else if (r == O_UNIQUE) {
+      if (strcmp(v, "done") == 0) {
+        unique_ms = GTASK_UNIQUE_UNTIL_DONE;
+      } else if (cli_parse_duration(v, &unique_ms) != 0 || unique_ms == 0) {
+        code = cli_usage_error(c, "bad --unique \"%s\" (a positive duration such as 10m, or done)", v);
+        goto out;
+      }
+    } else if (r == O_ID) {
+      task_id = v;
     } else if (!name) {
       name = v;
     } else {
@@ -181,6 +224,10 @@ int cmd_send(cli *c, int argc, char **argv) {
     code = cli_usage_error(c, "--count and --wait do not go together");
     goto out;
   }
+  if (count && task_id) {
+    code = cli_usage_error(c, "--count and --id do not go together (one id, one task)");
+    goto out;
+  }
   gtask_send_conf *sc = gtask_send_conf_new(name);
   if (!sc) {
     /* The library says why ("...: a task name must not contain a control
@@ -193,14 +240,23 @@ int cmd_send(cli *c, int argc, char **argv) {
   }
   gtask_send_conf_set_timeout(sc, timeout_ms);
   gtask_send_conf_set_retry_num(sc, (int)retry);
+  gtask_send_conf_set_delay(sc, delay_ms);
+  if (unique_ms >= 0) gtask_send_conf_set_unique(sc, unique_ms);
+  if (task_id && gtask_send_conf_set_id(sc, task_id) != 0) {
+    code = cli_usage_error(c, "bad --id \"%s\" (a task id: a lower-case UUID such as "
+                              "0f8fad5b-d9cb-469f-a165-70867728950e)", task_id);
+    gtask_send_conf_free(sc);
+    goto out;
+  }
   gtask_client *cl = NULL;
   if ((code = cli_connect(c)) == CLI_OK) code = cli_client(c, &cl);
   if (code == CLI_OK) {
     char id[GTASK_ID_SIZE];
     int rc = count ? send_count(c, cl, sc, args, nargs, (size_t)count)
                    : gtask_client_send(cl, sc, args, nargs, id);
-    if (rc == GTASK_EINDOUBT && !count) /* the id to check; send_count printed its own */
-      print_id(c, id);
+    /* The id to check, or the existing task's (send_count printed its own). */
+    if ((rc == GTASK_EINDOUBT || rc == GTASK_EEXIST) && !count)
+      print_id_dup(c, id, rc == GTASK_EEXIST);
     if (rc) {
       fflush(stdout);
       code = cli_fail(c, cl, rc);

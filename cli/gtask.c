@@ -53,7 +53,8 @@ static const char usage_main[] =
     "exit codes: 0 ok, 1 task FAILURE (or another error), 2 usage error,\n"
     "            3 wait timed out, 4 unknown task id, 5 cannot reach redis,\n"
     "            6 sent but the reply was lost: the printed ids may or may not be\n"
-    "              queued (check them with `gtask status ID` before sending again)\n";
+    "              queued (check them with `gtask status ID` before sending again),\n"
+    "            7 send --id/--unique: the task exists already (its id is printed)\n";
 
 /* ---------------------------------------------------------------- messages */
 
@@ -249,6 +250,9 @@ int cli_fail(cli *c, gtask_client *client, int rc) {
   case GTASK_EINDOUBT:
     cli_error("%s", detail);
     return CLI_INDOUBT;
+  case GTASK_EEXIST:
+    cli_error("%s", detail);
+    return CLI_EXISTS;
   default:
     cli_error("%s", detail);
     return CLI_FAILED;

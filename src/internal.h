@@ -91,15 +91,18 @@ int gtask__result_decode(const char *buf, size_t len, const char *id, gtask_resu
 
 struct gtask_broker {
   int64_t msg_ttl_ms; /* how long a queued message lives (0: for ever); set by the implementation */
-  const gtask_broker_ops *ops;
+  const gtask_broker_ops *ops; /* the table, or ops_copy for an older ABI's table */
   void *impl;
   atomic_int refs;
+  gtask_broker_ops ops_copy; /* an older table, padded with NULL operations */
 };
 
 struct gtask_backend {
-  const gtask_backend_ops *ops;
+  const gtask_backend_ops *ops;   /* the table, or ops_copy for an older ABI's table */
+  const gtask_backend_ops *table; /* the caller's table (gtask_backend_impl compares it) */
   void *impl;
   atomic_int refs;
+  gtask_backend_ops ops_copy; /* an older table, padded with NULL operations */
 };
 
 /* Wraps a built-in implementation in a new handle with one reference (NULL on

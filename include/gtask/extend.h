@@ -65,7 +65,7 @@ extern "C" {
  * When an operation is added at the end of a table, this number grows; the
  * library keeps accepting tables of every older version (the operations they
  * lack count as NULL) and refuses newer ones. */
-#define GTASK_EXTEND_ABI 1
+#define GTASK_EXTEND_ABI 2
 
 /* ---------------------------------------------------------------- messages */
 
@@ -143,6 +143,21 @@ typedef struct gtask_revive {
   size_t next_len;      /* next length in bytes */
   bool moved;           /* out: the entry still held msg->body and was moved */
 } gtask_revive;
+
+/* A send that must not duplicate a task (broker push_unique(), backend
+ * claim(); ABI 2): its id must be new, and, with a unique key, no live task
+ * may hold that key.  Filled by the core; msg and key are the caller's. */
+typedef struct gtask_claim {
+  gtask_msg *msg;         /* the message to queue; msg->id is the id to claim */
+  const char *unique_key; /* [wire] NULL, or the content key: a hex digest of the
+                             task's name and arguments (its queue is msg->queue) */
+  int64_t unique_ttl_ms;  /* with a key: > 0 hold it this long; 0 hold it until
+                             the task is final (at most the backend's expiry) */
+  bool duplicate;         /* out: nothing was queued or recorded for this one:
+                             msg->id is a task that exists (queued, running,
+                             retrying, or final and kept), or the key is held */
+  char existing[GTASK_ID_SIZE]; /* out, when duplicate: that task's id */
+} gtask_claim;
 
 /* ---------------------------------------------------------------- broker */
 
@@ -262,6 +277,17 @@ typedef struct gtask_broker_ops {
   /* Required.  Frees impl.  Called exactly once, when the last reference to
    * the handle is dropped, when no other call can be in progress. */
   void (*destroy)(void *impl);
+
+  /* ---- ABI 2 */
+
+  /* Optional (NULL: the core claims with the backend's claim(), then
+   * push()es the claimed ones: two steps).  Only called with a colocated
+   * state: push() for sends that must not duplicate, in one atomic step with
+   * the backend's claim(): each claim that is not a duplicate is claimed
+   * (PENDING, its key held) and queued; a duplicate changes nothing and is
+   * marked.  Claims are applied in order, so a later one of the batch sees
+   * the keys that earlier ones took. */
+  int (*push_unique)(void *impl, gtask_claim *cs, size_t n, void *state);
 } gtask_broker_ops;
 
 /* ---------------------------------------------------------------- backend */
@@ -313,6 +339,16 @@ typedef struct gtask_backend_ops {
 
   /* Required.  Frees impl; as the broker's destroy. */
   void (*destroy)(void *impl);
+
+  /* ---- ABI 2 */
+
+  /* Optional (NULL: sends with a chosen id or a unique key are refused with
+   * GTASK_EINVAL).  For each claim, in order: if its id has a record, or its
+   * unique key is held by a task that is not final (or, with a TTL, held at
+   * all), marks it duplicate with the holder's id and changes nothing for it;
+   * else records the id as PENDING and takes the key for it (with its TTL,
+   * or until the task is final).  All or nothing for the batch on an error. */
+  int (*claim)(void *impl, gtask_claim *cs, size_t n);
 } gtask_backend_ops;
 
 /* ---------------------------------------------------------------- handles */

@@ -437,6 +437,28 @@ GTASK_EXTERN int gtask_send_conf_set_backoff(gtask_send_conf *c, int64_t first_m
 GTASK_EXTERN int gtask_send_conf_set_queue(gtask_send_conf *c, const char *queue);
 /* Do not run before now + ms. */
 GTASK_EXTERN int gtask_send_conf_set_delay(gtask_send_conf *c, int64_t ms);
+/* Sends with this task id (copied) instead of a random one: a task id in
+ * lower-case UUID text form ("0f8fad5b-d9cb-469f-a165-70867728950e"), else
+ * GTASK_EINVAL.  NULL goes back to random ids.  A send whose id belongs to a
+ * task of the queue that is still queued, scheduled, running, retrying, or
+ * whose final state is still kept (the backend's expire time) fails with
+ * GTASK_EEXIST and changes nothing: the existing task is untouched.  Only for
+ * gtask_client_send (a batch cannot share one id: GTASK_EINVAL). */
+GTASK_EXTERN int gtask_send_conf_set_id(gtask_send_conf *c, const char *id);
+/* For gtask_send_conf_set_unique: hold the lock until the task ends. */
+#define GTASK_UNIQUE_UNTIL_DONE 0
+/* Unique by content, as asynq's Unique: a send is refused with GTASK_EEXIST
+ * while another task of the same name, queue and arguments (compared as
+ * encoded, so int64 5 and int32 5 differ) holds the lock; the existing task is
+ * untouched and its id is returned.  The lock is taken by the send:
+ *   ttl_ms > 0                 it is held for ttl_ms, whatever the task does
+ *                              meanwhile (it may end sooner: the lock stays);
+ *   GTASK_UNIQUE_UNTIL_DONE    it is held until the task is final (SUCCESS or
+ *                              FAILURE), and at most the backend's expire time
+ *                              (24 h by default), so that a lost record cannot
+ *                              lock the content for ever.
+ * A negative ttl_ms is GTASK_EINVAL.  Without this call a send takes no lock. */
+GTASK_EXTERN int gtask_send_conf_set_unique(gtask_send_conf *c, int64_t ttl_ms);
 
 /* A client sends tasks and reads results.  Not thread-safe: use one per thread
  * or guard it.  It holds references to its broker and backend. */
@@ -456,7 +478,10 @@ GTASK_EXTERN int gtask_client_set_queue(gtask_client *c, const char *queue);
 GTASK_EXTERN int gtask_client_set_max_payload(gtask_client *c, size_t bytes);
 
 /* Sends one task (g_task Send); writes its id into id_out.  The message is
- * queued and its state PENDING when this returns 0.  GTASK_EINDOUBT: the
+ * queued and its state PENDING when this returns 0.  GTASK_EEXIST: conf has
+ * an id (gtask_send_conf_set_id) that a task of the queue already has, or a
+ * unique lock (gtask_send_conf_set_unique) that another task holds: nothing
+ * was sent, and id_out holds the id of the task that exists.  GTASK_EINDOUBT: the
  * command reached Redis but its reply was lost (a timeout, a cut connection):
  * the task may or may not be queued.  id_out holds its id: check it with
  * gtask_client_status (GTASK_ENOTFOUND: not queued) before sending again, or
@@ -478,6 +503,17 @@ GTASK_EXTERN int gtask_client_send(gtask_client *c, const gtask_send_conf *conf,
 GTASK_EXTERN int gtask_client_send_many(gtask_client *c, const gtask_send_conf *conf,
                                         size_t n, const gtask_value *args, size_t nargs,
                                         char (*ids_out)[GTASK_ID_SIZE]);
+/* gtask_client_send_many, with the outcome of each task in rcs_out[0..n): 0
+ * queued (ids_out[i] its id), GTASK_EEXIST a duplicate under
+ * gtask_send_conf_set_unique (ids_out[i] the id of the task that holds the
+ * lock; another task of the same batch counts), or the error that stopped
+ * the batch before task i was queued (ids_out[i] "", or its id for
+ * GTASK_EINDOUBT).  Returns 0 when every task was queued or a duplicate,
+ * else the first error.  gtask_client_send_many itself returns GTASK_EEXIST
+ * when any was a duplicate, after queueing the others. */
+GTASK_EXTERN int gtask_client_send_batch(gtask_client *c, const gtask_send_conf *conf,
+                                         size_t n, const gtask_value *args, size_t nargs,
+                                         char (*ids_out)[GTASK_ID_SIZE], int *rcs_out);
 
 /* Convenience: GTASK_SEND(cli, conf, id, gtask_int64(1), gtask_int64(2)).  It
  * takes at least one value (C11 has no empty array); for a task without

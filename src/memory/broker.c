@@ -415,8 +415,9 @@ static struct timespec deadline_after(int64_t ms) {
 
 /* ---------------------------------------------------------------- operations */
 
-static int mb_push(void *impl, gtask_msg *const *msgs, size_t n, void *state) {
-  mem_broker *br = impl;
+/* push() and push_unique(): with claims cs (parallel to msgs), the backend
+ * claims them (state required) and only the claimed ones are queued. */
+static int push(mem_broker *br, gtask_msg *const *msgs, size_t n, void *state, gtask_claim *cs) {
   if (br == NULL || (n > 0 && msgs == NULL))
     return GTASK_EINVAL;
   for (size_t i = 0; i < n; i++)
@@ -453,13 +454,17 @@ static int mb_push(void *impl, gtask_msg *const *msgs, size_t n, void *state) {
     if (m->due_ms > now)
       rc = sched_reserve(q, q->nsched + nlater);
   }
-  if (rc == 0 && state != NULL) /* colocated: PENDING in the same step */
+  if (rc == 0 && cs != NULL) /* colocated: claimed in the same step */
+    rc = gtask__memory_backend_ops.claim(state, cs, n);
+  else if (rc == 0 && state != NULL) /* colocated: PENDING in the same step */
     rc = gtask__memory_backend_ops.pending(state, msgs, n);
   bool woke = false;
   if (rc == 0) {
     for (size_t i = 0; i < n; i++) {
       mem_node *x = nodes[i];
-      if (msgs[i]->due_ms > now) {
+      if (cs != NULL && cs[i].duplicate) {
+        node_free(x);
+      } else if (msgs[i]->due_ms > now) {
         x->due_ms = msgs[i]->due_ms;
         x->seq = ++br->last_seq;
         sched_push(x->q, x);
@@ -476,6 +481,25 @@ static int mb_push(void *impl, gtask_msg *const *msgs, size_t n, void *state) {
     pthread_cond_broadcast(&br->cv);
   pthread_mutex_unlock(&br->mu);
   gtask__free(nodes);
+  return rc;
+}
+
+static int mb_push(void *impl, gtask_msg *const *msgs, size_t n, void *state) {
+  return push(impl, msgs, n, state, NULL);
+}
+
+static int mb_push_unique(void *impl, gtask_claim *cs, size_t n, void *state) {
+  if (state == NULL || (n > 0 && cs == NULL))
+    return GTASK_EINVAL;
+  if (n == 0)
+    return 0;
+  gtask_msg **msgs = gtask__calloc(n, sizeof(*msgs));
+  if (msgs == NULL)
+    return GTASK_ENOMEM;
+  for (size_t i = 0; i < n; i++)
+    msgs[i] = cs[i].msg;
+  int rc = push(impl, msgs, n, state, cs);
+  gtask__free(msgs);
   return rc;
 }
 
@@ -954,6 +978,7 @@ static const gtask_broker_ops memory_broker_ops = {
     .abi = GTASK_EXTEND_ABI,
     .name = "memory",
     .push = mb_push,
+    .push_unique = mb_push_unique,
     .lease = mb_lease,
     .interrupt = mb_interrupt,
     .extend = mb_extend,

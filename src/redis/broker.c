@@ -100,6 +100,13 @@ static int rb_push(void *impl, gtask_msg *const *msgs, size_t n, void *state) {
   return rc;
 }
 
+/* Colocated sends that must not duplicate: claimed and queued by claim.lua. */
+static int rb_push_unique(void *impl, gtask_claim *cs, size_t n, void *state) {
+  redis_broker *b = impl;
+  if (!state) return GTASK_EINVAL;
+  return gtask__redis_claim(b->r, gtask__redis_backend_pool(state), true, cs, n);
+}
+
 /* ---------------------------------------------------------------- lease */
 
 static consumer_conn *find_consumer(redis_broker *b, const char *name, bool create) {
@@ -1066,6 +1073,7 @@ static const gtask_broker_ops redis_broker_ops = {
     .abi = GTASK_EXTEND_ABI,
     .name = "redis",
     .push = rb_push,
+    .push_unique = rb_push_unique,
     .lease = rb_lease,
     .interrupt = rb_interrupt,
     .extend = rb_extend,

@@ -752,6 +752,65 @@ TEST(cli_result_before_and_after) {
   env_stop(&e);
 }
 
+/* send --id, --unique, --delay (issue 18): exit 7 and the existing id for a
+ * duplicate; bad values are usage errors that send nothing. */
+TEST_TIMEOUT(cli_send_id_unique_delay, 60) {
+  env e;
+  env_start(&e);
+  run_out *r = malloc(sizeof(*r));
+  char id[GTASK_ID_SIZE], line[1024];
+  gtask__uuid(id);
+  ASSERT_EQ(RUN(r, "send", "add", "1", "2", "--id", id), 0);
+  ASSERT_STR_EQ(first_line(r->out, line, sizeof(line)), id);
+  ASSERT_EQ(RUN(r, "send", "add", "5", "5", "--id", id), 7);
+  ASSERT_STR_EQ(first_line(r->out, line, sizeof(line)), id);
+  ASSERT_STR_CONTAINS(r->err, "already exists");
+  ASSERT_EQ(count_lines(r->err), 1);
+  ASSERT_EQ(RUN(r, "--json", "send", "add", "--id", id), 7);
+  json_t *j = json_line(first_line(r->out, line, sizeof(line)));
+  ASSERT_STR_EQ(json_string_value(json_object_get(j, "task_id")), id);
+  ASSERT_TRUE(json_is_true(json_object_get(j, "duplicate")));
+  json_decref(j);
+  ASSERT_USAGE(r, "send", "add", "--id", "not-a-uuid");
+  ASSERT_USAGE(r, "send", "add", "--id", "0F8FAD5B-D9CB-469F-A165-70867728950E");
+  ASSERT_USAGE(r, "send", "add", "--id", id, "--count", "2");
+  ASSERT_USAGE(r, "send", "add", "--unique", "-1s");
+  ASSERT_USAGE(r, "send", "add", "--unique", "0s");
+  ASSERT_USAGE(r, "send", "add", "--unique", "sometimes");
+  ASSERT_USAGE(r, "send", "add", "--delay", "-1s");
+
+  /* --unique DUR: one of three identical sends is queued; --count reports the
+   * duplicates by the id of the task they duplicate. */
+  char first[GTASK_ID_SIZE];
+  ASSERT_EQ(RUN(r, "send", "echo", "x", "--unique", "1h"), 0);
+  id_of(r, first);
+  ASSERT_EQ(RUN(r, "send", "echo", "x", "--unique", "1h"), 7);
+  ASSERT_STR_EQ(first_line(r->out, line, sizeof(line)), first);
+  ASSERT_EQ(RUN(r, "send", "echo", "x", "--unique", "1h", "--count", "3"), 7);
+  ASSERT_EQ(count_lines(r->out), 3);
+  ASSERT_EQ(count_str(r->out, first), 3);
+  ASSERT_STR_CONTAINS(r->err, "3 of 3 tasks were duplicates");
+  ASSERT_EQ(RUN(r, "send", "echo", "y", "--unique", "1h"), 0);
+
+  /* --unique done: free again once the task has finished. */
+  char held[GTASK_ID_SIZE];
+  ASSERT_EQ(RUN(r, "send", "add", "7", "8", "--unique", "done", "--delay", "300ms"), 0);
+  id_of(r, held);
+  ASSERT_EQ(RUN(r, "status", held), 0);
+  ASSERT_STR_EQ(r->out, "PENDING\n");
+  ASSERT_EQ(RUN(r, "send", "add", "7", "8", "--unique", "done"), 7);
+  ASSERT_EQ(RUN(r, "--json", "stats"), 0);
+  ASSERT_STR_CONTAINS(r->out, "\"scheduled\":1");
+  WORKER_START(&e, "--builtin");
+  ASSERT_EQ(RUN(r, "result", held, "--wait", "20s"), 0);
+  ASSERT_STR_EQ(r->out, "15\n");
+  ASSERT_EQ(RUN(r, "send", "add", "7", "8", "--unique", "done", "--wait", "20s"), 0);
+  ASSERT_STR_EQ(r->out, "15\n");
+  worker_stop(&e, SIGTERM);
+  free(r);
+  env_stop(&e);
+}
+
 /* A task that times out is retried, then fails: statuses and attempts. */
 TEST_TIMEOUT(cli_timeout_retry, 120) {
   env e;

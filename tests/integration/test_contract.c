@@ -1103,6 +1103,243 @@ static void make_memory_split(env *e) {
 
 TEST(memory_split_client_dead_requeue) { run(make_memory_split, case_client_dead_requeue); }
 
+/* ---------------------------------------------------------------- unique sends (issue 18)
+ *
+ * Through the client, as a user sends: a chosen id, and content keys held for
+ * a TTL or until the task is final.  Each runs colocated (one step: the
+ * broker's push_unique) and split (the backend's claim, then push). */
+
+/* Ends the delivery m as a worker does (state recorded): SUCCESS. */
+static void finish_success(env *e, gtask_msg *m) {
+  gtask_value three = gtask_int64(3);
+  gtask_result ok = {.status = GTASK_SUCCESS, .values = &three, .nvalues = 1, .attempts = 1};
+  char *res = NULL;
+  size_t rlen = 0;
+  ASSERT_OK(gtask__result_encode(&ok, &res, &rlen));
+  void *state = e->b->ops->colocated ? e->b->ops->colocated(e->b->impl, e->be) : NULL;
+  gtask_fin f = {.msg = m, .kind = GTASK_FIN_DONE, .status = GTASK_SUCCESS, .result = res,
+                 .result_len = rlen};
+  if (!state) {
+    ASSERT_OK(e->be->ops->store(e->be->impl, &f, 1));
+    ASSERT_FALSE(f.fenced);
+  }
+  ASSERT_OK(e->b->ops->finish(e->b->impl, "c1", &f, 1, state));
+  ASSERT_FALSE(f.fenced);
+  gtask__free(res);
+}
+
+static gtask_client *client_on(env *e) {
+  gtask_client *cli = gtask_client_new(e->b, e->be);
+  ASSERT_NOT_NULL(cli);
+  ASSERT_OK(gtask_client_set_queue(cli, e->q));
+  return cli;
+}
+
+CONTRACT(client_send_with_id) {
+  gtask_client *cli = client_on(e);
+  gtask_send_conf *sc = gtask_send_conf_new("add");
+  ASSERT_NOT_NULL(sc);
+  /* Bad ids change nothing. */
+  ASSERT_ERR(gtask_send_conf_set_id(sc, "not-an-id"), GTASK_EINVAL);
+  ASSERT_STR_CONTAINS(gtask_last_error(), "not a task id");
+  ASSERT_ERR(gtask_send_conf_set_id(sc, "0F8FAD5B-D9CB-469F-A165-70867728950E"), GTASK_EINVAL);
+  ASSERT_ERR(gtask_send_conf_set_id(sc, "0f8fad5b-d9cb-469f-a165-70867728950e-"), GTASK_EINVAL);
+  char want[GTASK_ID_SIZE], id[GTASK_ID_SIZE];
+  gtask__uuid(want);
+  ASSERT_OK(gtask_send_conf_set_id(sc, want));
+  ASSERT_OK(GTASK_SEND(cli, sc, id, gtask_int64(1), gtask_int64(2)));
+  ASSERT_STR_EQ(id, want);
+  gtask_status st;
+  ASSERT_OK(gtask_client_status(cli, want, &st));
+  ASSERT_EQ(st, GTASK_PENDING);
+
+  /* Queued: a second send with that id (other arguments) is refused and
+   * leaves the first untouched. */
+  memset(id, 'x', sizeof(id));
+  ASSERT_ERR(GTASK_SEND(cli, sc, id, gtask_int64(7), gtask_int64(7)), GTASK_EEXIST);
+  ASSERT_STR_EQ(id, want);
+  ASSERT_STR_CONTAINS(gtask_client_errmsg(cli), want);
+  ASSERT_STATS(e, e->q, 1, 0, 0, 0);
+  /* A batch cannot share one id. */
+  gtask_value two[4] = {gtask_int64(1), gtask_int64(2), gtask_int64(3), gtask_int64(4)};
+  char ids[2][GTASK_ID_SIZE];
+  ASSERT_ERR(gtask_client_send_many(cli, sc, 2, two, 2, ids), GTASK_EINVAL);
+  ASSERT_STATS(e, e->q, 1, 0, 0, 0);
+
+  /* Running, then final (its result kept): still refused. */
+  gtask_msg *m = lease1(e, "c1");
+  ASSERT_STR_EQ(m->id, want);
+  ASSERT_ERR(GTASK_SEND(cli, sc, id, gtask_int64(1), gtask_int64(2)), GTASK_EEXIST);
+  finish_success(e, m);
+  gtask_msg_free(m);
+  ASSERT_ERR(GTASK_SEND(cli, sc, id, gtask_int64(1), gtask_int64(2)), GTASK_EEXIST);
+  ASSERT_STATS(e, e->q, 0, 0, 0, 0);
+  gtask_result *r = NULL;
+  ASSERT_OK(gtask_client_result(cli, want, &r));
+  ASSERT_EQ(r->status, GTASK_SUCCESS);
+  ASSERT_EQ(r->values[0].v.i, 3);
+  gtask_result_free(r);
+
+  /* A delayed task holds its id too; another queue is another namespace. */
+  char other[GTASK_ID_SIZE];
+  gtask__uuid(other);
+  ASSERT_OK(gtask_send_conf_set_id(sc, other));
+  ASSERT_OK(gtask_send_conf_set_delay(sc, 60000));
+  ASSERT_OK(GTASK_SEND(cli, sc, id, gtask_int64(1)));
+  ASSERT_ERR(GTASK_SEND(cli, sc, id, gtask_int64(1)), GTASK_EEXIST);
+  ASSERT_STATS(e, e->q, 0, 0, 1, 0);
+  char q2[80];
+  snprintf(q2, sizeof(q2), "%s-b", e->q);
+  ASSERT_OK(gtask_send_conf_set_queue(sc, q2));
+  ASSERT_OK(GTASK_SEND(cli, sc, id, gtask_int64(1)));
+  ASSERT_STR_EQ(id, other);
+  ASSERT_STATS(e, q2, 0, 0, 1, 0);
+  gtask_send_conf_free(sc);
+  gtask_client_free(cli);
+}
+
+CONTRACT(client_send_unique_ttl) {
+  gtask_client *cli = client_on(e);
+  gtask_send_conf *sc = gtask_send_conf_new("add");
+  ASSERT_NOT_NULL(sc);
+  ASSERT_ERR(gtask_send_conf_set_unique(sc, -1), GTASK_EINVAL);
+  int64_t ttl = test_timeout_ms(400);
+  ASSERT_OK(gtask_send_conf_set_unique(sc, ttl));
+  char a[GTASK_ID_SIZE], id[GTASK_ID_SIZE];
+  int64_t sent = test_now_ms();
+  ASSERT_OK(GTASK_SEND(cli, sc, a, gtask_int64(1), gtask_int64(2)));
+  ASSERT_ERR(GTASK_SEND(cli, sc, id, gtask_int64(1), gtask_int64(2)), GTASK_EEXIST);
+  ASSERT_STR_EQ(id, a);
+  /* Other arguments, other types of the same numbers, another name, another
+   * queue: other content. */
+  char b[GTASK_ID_SIZE];
+  ASSERT_OK(GTASK_SEND(cli, sc, b, gtask_int64(1), gtask_int64(3)));
+  ASSERT_OK(GTASK_SEND(cli, sc, id, gtask_int32(1), gtask_int64(2)));
+  gtask_send_conf *sc2 = gtask_send_conf_new("add2");
+  ASSERT_NOT_NULL(sc2);
+  ASSERT_OK(gtask_send_conf_set_unique(sc2, ttl));
+  ASSERT_OK(GTASK_SEND(cli, sc2, id, gtask_int64(1), gtask_int64(2)));
+  ASSERT_STATS(e, e->q, 4, 0, 0, 0);
+
+  /* A batch reports each duplicate, against an earlier task or an earlier
+   * one of the same batch, and queues the others. */
+  gtask_value args[6] = {gtask_int64(5), gtask_int64(5), gtask_int64(5),
+                         gtask_int64(5), gtask_int64(1), gtask_int64(2)};
+  char ids[3][GTASK_ID_SIZE];
+  int rcs[3] = {99, 99, 99};
+  ASSERT_OK(gtask_client_send_batch(cli, sc, 3, args, 2, ids, rcs));
+  ASSERT_EQ(rcs[0], 0);
+  ASSERT_EQ(rcs[1], GTASK_EEXIST);
+  ASSERT_STR_EQ(ids[1], ids[0]);
+  ASSERT_EQ(rcs[2], GTASK_EEXIST);
+  ASSERT_STR_EQ(ids[2], a);
+  ASSERT_STATS(e, e->q, 5, 0, 0, 0);
+  ASSERT_ERR(gtask_client_send_many(cli, sc, 3, args, 2, ids), GTASK_EEXIST);
+  ASSERT_STATS(e, e->q, 5, 0, 0, 0);
+
+  /* With a TTL the key is held even after the task ends, until the TTL. */
+  gtask_msg *m = lease1(e, "c1");
+  ASSERT_STR_EQ(m->id, a);
+  finish_success(e, m);
+  gtask_msg_free(m);
+  if (test_now_ms() - sent < ttl - 50)
+    ASSERT_ERR(GTASK_SEND(cli, sc, id, gtask_int64(1), gtask_int64(2)), GTASK_EEXIST);
+  test_sleep_ms(ttl - (test_now_ms() - sent) + 60);
+  ASSERT_OK(GTASK_SEND(cli, sc, id, gtask_int64(1), gtask_int64(2)));
+  ASSERT_STR_NE(id, a);
+  gtask_send_conf_free(sc);
+  gtask_send_conf_free(sc2);
+  gtask_client_free(cli);
+}
+
+CONTRACT(client_send_unique_until_done) {
+  gtask_client *cli = client_on(e);
+  gtask_send_conf *sc = gtask_send_conf_new("add");
+  ASSERT_NOT_NULL(sc);
+  ASSERT_OK(gtask_send_conf_set_unique(sc, GTASK_UNIQUE_UNTIL_DONE));
+  char a[GTASK_ID_SIZE], id[GTASK_ID_SIZE];
+  ASSERT_OK(GTASK_SEND(cli, sc, a, gtask_int64(1), gtask_int64(2)));
+  ASSERT_ERR(GTASK_SEND(cli, sc, id, gtask_int64(1), gtask_int64(2)), GTASK_EEXIST);
+  ASSERT_STR_EQ(id, a);
+  /* Held while it runs and while it waits for a retry... */
+  gtask_msg *m = lease1(e, "c1");
+  ASSERT_ERR(GTASK_SEND(cli, sc, id, gtask_int64(1), gtask_int64(2)), GTASK_EEXIST);
+  void *state = e->b->ops->colocated ? e->b->ops->colocated(e->b->impl, e->be) : NULL;
+  gtask_result rr = {.status = GTASK_RETRY, .error = (char *)"again", .attempts = 1};
+  char *res = NULL;
+  size_t rlen = 0;
+  ASSERT_OK(gtask__result_encode(&rr, &res, &rlen));
+  gtask_fin f = {.msg = m, .kind = GTASK_FIN_RETRY, .status = GTASK_RETRY, .result = res,
+                 .result_len = rlen, .next = m->body, .next_len = m->len,
+                 .next_due_ms = gtask__now_ms()};
+  if (!state) ASSERT_OK(e->be->ops->store(e->be->impl, &f, 1));
+  ASSERT_OK(e->b->ops->finish(e->b->impl, "c1", &f, 1, state));
+  ASSERT_FALSE(f.fenced);
+  gtask__free(res);
+  gtask_msg_free(m);
+  ASSERT_ERR(GTASK_SEND(cli, sc, id, gtask_int64(1), gtask_int64(2)), GTASK_EEXIST);
+  ASSERT_STR_EQ(id, a);
+  /* ... and free once it is final: the next send is a new task. */
+  int64_t next = 0;
+  ASSERT_OK(e->b->ops->promote(e->b->impl, e->q, 10, &next));
+  m = lease1(e, "c1");
+  ASSERT_STR_EQ(m->id, a);
+  finish_success(e, m);
+  gtask_msg_free(m);
+  ASSERT_OK(GTASK_SEND(cli, sc, id, gtask_int64(1), gtask_int64(2)));
+  ASSERT_STR_NE(id, a);
+  char again[GTASK_ID_SIZE];
+  ASSERT_ERR(GTASK_SEND(cli, sc, again, gtask_int64(1), gtask_int64(2)), GTASK_EEXIST);
+  ASSERT_STR_EQ(again, id);
+  gtask_send_conf_free(sc);
+  gtask_client_free(cli);
+}
+
+TEST(redis_split_client_send_with_id) { run(make_redis_split, case_client_send_with_id); }
+TEST(memory_split_client_send_with_id) { run(make_memory_split, case_client_send_with_id); }
+TEST(redis_split_client_send_unique_until_done) {
+  run(make_redis_split, case_client_send_unique_until_done);
+}
+TEST(memory_split_client_send_unique_until_done) {
+  run(make_memory_split, case_client_send_unique_until_done);
+}
+
+/* A table of ABI 1 ends before push_unique and claim: the handle reads them
+ * as NULL (never past the table), and a unique send is refused, changing
+ * nothing, while plain sends work. */
+TEST(memory_abi1_backend_cannot_claim) {
+  env e;
+  memset(&e, 0, sizeof(e));
+  make_memory_split(&e);
+  unique_queue(e.q, sizeof(e.q), NULL);
+  static gtask_backend_ops v1;
+  v1 = *e.be->ops;
+  v1.abi = 1; /* claim stays set in v1: the handle must not look past an ABI-1 table */
+  gtask_backend *old = NULL;
+  ASSERT_OK(gtask_backend_new(&old, &v1, e.keep->impl));
+  ASSERT_NULL(old->ops->claim);
+  gtask_backend_free(e.be);
+  e.be = old;
+  gtask_client *cli = client_on(&e);
+  gtask_send_conf *sc = gtask_send_conf_new("add");
+  ASSERT_NOT_NULL(sc);
+  char id[GTASK_ID_SIZE];
+  ASSERT_OK(gtask_send_conf_set_unique(sc, 1000));
+  ASSERT_ERR(GTASK_SEND(cli, sc, id, gtask_int64(1)), GTASK_EINVAL);
+  ASSERT_STR_CONTAINS(gtask_client_errmsg(cli), "cannot check for duplicates");
+  ASSERT_STR_EQ(id, "");
+  ASSERT_STATS(&e, e.q, 0, 0, 0, 0);
+  gtask_send_conf_free(sc);
+  sc = gtask_send_conf_new("add");
+  ASSERT_OK(GTASK_SEND(cli, sc, id, gtask_int64(1)));
+  ASSERT_STATS(&e, e.q, 1, 0, 0, 0);
+  gtask_send_conf_free(sc);
+  gtask_client_free(cli);
+  gtask_broker_free(e.b);
+  gtask_backend_free(e.be);
+  gtask_backend_free(e.keep);
+}
+
 /* ---------------------------------------------------------------- backend */
 
 static gtask_msg *task_msg(env *e) {

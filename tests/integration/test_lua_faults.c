@@ -517,6 +517,56 @@ TEST(push_refuses_keys_it_cannot_use) {
   env_stop(&e);
 }
 
+/* ---------------------------------------------------------------- claim.lua */
+
+typedef struct claim_arg {
+  gtask_claim *c;
+  size_t n;
+  bool queue; /* push_unique (colocated) rather than the split backend's claim */
+} claim_arg;
+
+static int op_claim(env *e, void *arg) {
+  claim_arg *a = arg;
+  if (a->queue) return e->b->ops->push_unique(e->b->impl, a->c, a->n, e->state);
+  return e->split->ops->claim(e->split->impl, a->c, a->n);
+}
+
+/* A batch of a message due now, one due later and one with a unique key
+ * (issue 18): every key claim.lua writes, each corrupted in turn. */
+TEST(claim_refuses_keys_it_cannot_use) {
+  env e;
+  env_start(&e);
+  populate(&e);
+  push_tail(&e);
+  static const char digest[] = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+  gtask_msg *now1 = new_msg(&e, 0), *sch = new_msg(&e, gtask__now_ms() + 3600000),
+            *uniq = new_msg(&e, 0);
+  gtask_claim cs[3] = {{.msg = now1}, {.msg = sch}, {.msg = uniq, .unique_key = digest}};
+  claim_arg a[] = {{cs, 3, true}, {cs, 3, false}};
+  for (size_t k = 0; k < 2; k++) {
+    char what[64];
+    snprintf(what, sizeof(what), "%s", k == 0 ? "push_unique" : "claim");
+    int db = a[k].queue ? 0 : 1;
+    if (a[k].queue) {
+      refused_types(&e, what, op_claim, &a[k], 0, key(&e, "stream", NULL), "stream");
+      refused_types(&e, what, op_claim, &a[k], 0, key(&e, "sched", NULL), "zset");
+    }
+    refused_types(&e, what, op_claim, &a[k], db, key(&e, "pending", NULL), "set");
+    refused(&e, what, op_claim, &a[k], db, key(&e, "u", digest), "string", BAD_HASH, NULL, NULL);
+  }
+  /* Repaired, the batch goes through, and again it is three duplicates. */
+  ASSERT_OK(op_claim(&e, &a[0]));
+  for (size_t k = 0; k < 3; k++) ASSERT_FALSE(cs[k].duplicate);
+  ASSERT_OK(op_claim(&e, &a[0]));
+  for (size_t k = 0; k < 3; k++) {
+    ASSERT_TRUE(cs[k].duplicate);
+    ASSERT_STR_EQ(cs[k].existing, cs[k].msg->id);
+  }
+  gtask_msg *m[3] = {now1, sch, uniq};
+  free_msgs(m, 3);
+  env_stop(&e);
+}
+
 /* ---------------------------------------------------------------- finish.lua */
 
 typedef struct finish_arg {
