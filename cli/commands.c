@@ -52,7 +52,8 @@ static int wait_and_print(cli *c, gtask_client *cl, const char *id, int64_t time
 /* ---------------------------------------------------------------- send */
 
 static const char usage_send[] =
-    "usage: gtask send NAME [ARG...] [--timeout DUR] [--retry N] [--delay DUR]\n"
+    "usage: gtask send NAME [ARG...] [--timeout DUR] [--retry N] [--retry-on LIST]\n"
+    "                  [--delay DUR]\n"
     "                  [--id ID] [--unique DUR|done] [--wait [DUR] | --count N]\n"
     "\n"
     "Sends task NAME with the given arguments and prints its id; with --wait,\n"
@@ -63,6 +64,10 @@ static const char usage_send[] =
     "                 value: an integer is int64, a decimal float64, else a string\n"
     "  --timeout DUR  a run longer than this fails (or is retried) as timed out\n"
     "  --retry N      retries after a timeout or a handler's retry request\n"
+    "  --retry-on LIST  which outcomes --retry covers: a comma-separated list of\n"
+    "                 timeout (the default), error (the handler failed), crash\n"
+    "                 (its process-pool child died); never a missing handler,\n"
+    "                 wrong argument types or a malformed message\n"
     "  --delay DUR    do not run it before DUR from now\n"
     "  --id ID        send it under this task id (a lower-case UUID); refused with\n"
     "                 exit 7 while a task with that id is queued, running or its\n"
@@ -138,7 +143,29 @@ static int send_count(cli *c, gtask_client *cl, const gtask_send_conf *sc,
   return rc;
 }
 
-enum { O_TIMEOUT = 1, O_RETRY, O_WAIT, O_ALL, O_COUNT, O_DELAY, O_ID, O_UNIQUE };
+enum { O_TIMEOUT = 1, O_RETRY, O_WAIT, O_ALL, O_COUNT, O_DELAY, O_ID, O_UNIQUE, O_RETRY_ON };
+
+/* --retry-on timeout,error,crash: a non-empty comma-separated list of those
+ * words, each at most once.  0, or -1 for anything else. */
+static int parse_retry_on(const char *v, unsigned *out) {
+  static const struct {
+    const char *word;
+    unsigned flag;
+  } words[] = {{"timeout", GTASK_RETRY_ON_TIMEOUT}, {"error", GTASK_RETRY_ON_ERROR},
+               {"crash", GTASK_RETRY_ON_CRASH}};
+  unsigned flags = 0;
+  for (const char *p = v;;) {
+    size_t len = strcspn(p, ",");
+    size_t k = 0;
+    while (k < 3 && !(strlen(words[k].word) == len && strncmp(p, words[k].word, len) == 0)) k++;
+    if (k == 3 || (flags & words[k].flag)) return -1;
+    flags |= words[k].flag;
+    if (!p[len]) break;
+    p += len + 1;
+  }
+  *out = flags;
+  return 0;
+}
 
 int cmd_send(cli *c, int argc, char **argv) {
   static const cli_opt opts[] = {{"timeout", OPT_REQUIRED, O_TIMEOUT},
@@ -148,10 +175,12 @@ int cmd_send(cli *c, int argc, char **argv) {
                                  {"delay", OPT_REQUIRED, O_DELAY},
                                  {"id", OPT_REQUIRED, O_ID},
                                  {"unique", OPT_REQUIRED, O_UNIQUE},
+                                 {"retry-on", OPT_REQUIRED, O_RETRY_ON},
                                  {NULL, OPT_NONE, 0}};
   cli_scan s = {.argc = argc, .argv = argv, .i = 0};
   const char *name = NULL, *wait_text = NULL, *task_id = NULL;
   int64_t delay_ms = 0, unique_ms = -1; /* -1: no --unique */
+  unsigned retry_on = 0;                 /* 0: the library's default */
   long long count = 0; /* 0: one task, printed as one id */
   bool wait = false;
   int64_t timeout_ms = 0, wait_ms = -1;
@@ -205,6 +234,11 @@ int cmd_send(cli *c, int argc, char **argv) {
       }
     } else if (r == O_ID) {
       task_id = v;
+    } else if (r == O_RETRY_ON) {
+      if (parse_retry_on(v, &retry_on) != 0) {
+        code = cli_usage_error(c, "bad --retry-on \"%s\" (a comma-separated list of timeout, error, crash)", v);
+        goto out;
+      }
     } else if (!name) {
       name = v;
     } else {
@@ -241,6 +275,7 @@ int cmd_send(cli *c, int argc, char **argv) {
   gtask_send_conf_set_timeout(sc, timeout_ms);
   gtask_send_conf_set_retry_num(sc, (int)retry);
   gtask_send_conf_set_delay(sc, delay_ms);
+  if (retry_on) gtask_send_conf_set_retry_on(sc, retry_on);
   if (unique_ms >= 0) gtask_send_conf_set_unique(sc, unique_ms);
   if (task_id && gtask_send_conf_set_id(sc, task_id) != 0) {
     code = cli_usage_error(c, "bad --id \"%s\" (a task id: a lower-case UUID such as "

@@ -21,6 +21,7 @@ struct gtask_send_conf {
   char *queue;
   int64_t timeout_ms;
   int32_t retry;
+  uint32_t retry_on; /* GTASK_RETRY_ON_*; 0: the default (timeouts) */
   int64_t backoff_first_ms, backoff_max_ms;
   int64_t delay_ms;
   char id[GTASK_ID_SIZE]; /* gtask_send_conf_set_id, or "" for random ids */
@@ -79,6 +80,13 @@ GTASK_EXTERN int gtask_send_conf_set_timeout(gtask_send_conf *c, int64_t ms) {
 GTASK_EXTERN int gtask_send_conf_set_retry_num(gtask_send_conf *c, int n) {
   if (!c || n < 0 || n > 1000000) return GTASK_EINVAL;
   c->retry = n;
+  return 0;
+}
+
+GTASK_EXTERN int gtask_send_conf_set_retry_on(gtask_send_conf *c, unsigned flags) {
+  const unsigned all = GTASK_RETRY_ON_TIMEOUT | GTASK_RETRY_ON_ERROR | GTASK_RETRY_ON_CRASH;
+  if (!c || flags == 0 || (flags & ~all) != 0) return GTASK_EINVAL;
+  c->retry_on = flags;
   return 0;
 }
 
@@ -319,6 +327,7 @@ GTASK_EXTERN int gtask_client_send_batch(gtask_client *c, const gtask_send_conf 
       t.nargs = nargs;
       t.timeout_ms = conf->timeout_ms;
       t.retry_max = conf->retry;
+      t.retry_on = conf->retry_on;
       t.backoff_first_ms = conf->backoff_first_ms;
       t.backoff_max_ms = conf->backoff_max_ms;
       t.created_ms = now;

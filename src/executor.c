@@ -152,6 +152,16 @@ static int set_next(gtask_job *job, const gtask_task *t) {
   return 0;
 }
 
+/* Whether the task asked for retries of this kind of outcome (GTASK_RETRY_ON_*). */
+static bool retry_on(const gtask_task *t, uint32_t kind) {
+  return ((t->retry_on ? t->retry_on : GTASK_RETRY_ON_TIMEOUT) & kind) != 0;
+}
+
+/* Codes a new run cannot change: never retried (issue 18). */
+static bool code_final(int code) {
+  return code == GTASK_ETYPE || code == GTASK_ENOHANDLER || code == GTASK_EPROTO;
+}
+
 static void outcome_error(gtask_server *s, gtask_job *job, const char *error, int code,
                           bool retryable) {
   gtask_task *t = job->task;
@@ -192,8 +202,9 @@ void gtask__job_outcome_run(gtask_server *s, gtask_job *job, int rc) {
     gtask__fmt(fallback, sizeof(fallback), "handler returned %d", rc);
     err = fallback;
   }
-  int code = rc == GTASK_ETYPE ? GTASK_ETYPE : GTASK_EHANDLER;
-  outcome_error(s, job, err, code, ctx->want_retry);
+  int code = code_final(rc) ? rc : GTASK_EHANDLER;
+  bool retry = !code_final(code) && (ctx->want_retry || retry_on(job->task, GTASK_RETRY_ON_ERROR));
+  outcome_error(s, job, err, code, retry);
 }
 
 void gtask__job_outcome_fail(gtask_server *s, gtask_job *job, int code, const char *fmt, ...) {
@@ -218,13 +229,13 @@ void gtask__job_outcome_fail(gtask_server *s, gtask_job *job, int code, const ch
 
 void gtask__job_outcome_crash(gtask_server *s, gtask_job *job, const char *why) {
   gtask__log(GTASK_LOG_WARN, "task %s (%s): %s", job->msg->id, job->task->name, why);
-  outcome_error(s, job, why, GTASK_ECRASH, false);
+  outcome_error(s, job, why, GTASK_ECRASH, retry_on(job->task, GTASK_RETRY_ON_CRASH));
 }
 
 void gtask__job_outcome_timeout(gtask_server *s, gtask_job *job) {
   char msg[128];
   gtask__fmt(msg, sizeof(msg), "timeout: ran longer than %lld ms", (long long)job->task->timeout_ms);
-  outcome_error(s, job, msg, GTASK_ETASKTIMEOUT, true);
+  outcome_error(s, job, msg, GTASK_ETASKTIMEOUT, retry_on(job->task, GTASK_RETRY_ON_TIMEOUT));
 }
 
 void gtask__job_outcome_lost(gtask_server *s, gtask_job *job) {

@@ -58,6 +58,8 @@ typedef struct gtask_task {
   int64_t created_ms;       /* unix ms when sent */
   int64_t expires_ms;       /* unix ms after which it is dropped unrun; 0: never */
   char *last_error;         /* error of the previous run (retries), or NULL */
+  uint32_t retry_on;        /* GTASK_RETRY_ON_* of the outcomes retried (0 read as
+                               GTASK_RETRY_ON_TIMEOUT, the default) */
 } gtask_task;
 
 /* Encodes t into a new buffer (*out, free with gtask__free; NUL-terminated,

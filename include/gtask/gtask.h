@@ -427,8 +427,21 @@ GTASK_EXTERN gtask_send_conf *gtask_send_conf_new(const char *name);
 GTASK_EXTERN void gtask_send_conf_free(gtask_send_conf *c);
 /* A run that lasts longer than ms fails as timed out (g_task SetTimeout); 0: none. */
 GTASK_EXTERN int gtask_send_conf_set_timeout(gtask_send_conf *c, int64_t ms);
-/* Retries after a timeout or a handler's gtask_ctx_retry (g_task SetRetryNum). */
+/* Retries after a timeout or a handler's gtask_ctx_retry (g_task SetRetryNum);
+ * gtask_send_conf_set_retry_on adds other outcomes. */
 GTASK_EXTERN int gtask_send_conf_set_retry_num(gtask_send_conf *c, int n);
+/* Which outcomes of a run are retried (while retries are left), an OR of: */
+#define GTASK_RETRY_ON_TIMEOUT 1u /* the run passed its timeout (the default, as g_task) */
+#define GTASK_RETRY_ON_ERROR 2u   /* the handler failed (returned non-zero) */
+#define GTASK_RETRY_ON_CRASH 4u   /* process pool: the child died running it */
+/* A handler's gtask_ctx_retry is always retried.  Never retried, whatever
+ * this says, are errors a new run cannot fix: no handler registered under the
+ * name (GTASK_ENOHANDLER), arguments of the wrong count or types
+ * (GTASK_ETYPE), a message that does not decode (GTASK_EPROTO), a message
+ * expired before it ran.  flags must be a non-empty OR of the above, else
+ * GTASK_EINVAL.  Default: GTASK_RETRY_ON_TIMEOUT.  Workers older than this
+ * call retry timeouts only. */
+GTASK_EXTERN int gtask_send_conf_set_retry_on(gtask_send_conf *c, unsigned flags);
 /* Backoff before retry k (1-based): min(max_ms, first_ms * 2^(k-1)), with +-25%
  * jitter.  Defaults 1000 and 60000.  first_ms >= 1, max_ms >= first_ms. */
 GTASK_EXTERN int gtask_send_conf_set_backoff(gtask_send_conf *c, int64_t first_ms,

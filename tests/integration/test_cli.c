@@ -811,6 +811,32 @@ TEST_TIMEOUT(cli_send_id_unique_delay, 60) {
   env_stop(&e);
 }
 
+/* --retry-on (issue 18): a failing handler is retried when asked. */
+TEST_TIMEOUT(cli_retry_on, 60) {
+  env e;
+  env_start(&e);
+  run_out *r = malloc(sizeof(*r));
+  ASSERT_USAGE(r, "send", "fail", "x", "--retry-on", "sometimes");
+  ASSERT_USAGE(r, "send", "fail", "x", "--retry-on", "error,error");
+  ASSERT_USAGE(r, "send", "fail", "x", "--retry-on", "");
+  ASSERT_USAGE(r, "send", "fail", "x", "--retry-on", "timeout,");
+  WORKER_START(&e, "--builtin");
+  char line[1024];
+  ASSERT_EQ(RUN(r, "--json", "send", "fail", "boom", "--retry", "2", "--wait", "20s"), 1);
+  json_t *j = json_result(first_line(r->out, line, sizeof(line)), "FAILURE");
+  ASSERT_EQ(json_integer_value(json_object_get(j, "attempts")), 1);
+  json_decref(j);
+  ASSERT_EQ(RUN(r, "--json", "send", "fail", "boom", "--retry", "2", "--retry-on",
+                "timeout,error", "--wait", "20s"), 1);
+  j = json_result(first_line(r->out, line, sizeof(line)), "FAILURE");
+  ASSERT_EQ(json_integer_value(json_object_get(j, "attempts")), 3);
+  ASSERT_STR_EQ(json_string_value(json_object_get(j, "error")), "boom");
+  json_decref(j);
+  worker_stop(&e, SIGTERM);
+  free(r);
+  env_stop(&e);
+}
+
 /* A task that times out is retried, then fails: statuses and attempts. */
 TEST_TIMEOUT(cli_timeout_retry, 120) {
   env e;

@@ -62,6 +62,16 @@ static int flaky(gtask_ctx *ctx, const gtask_value *args, size_t n, void *ud) {
   return gtask_ctx_return(ctx, &v, 1);
 }
 
+/* Fails (a plain error, not a retry request) until attempt n, then returns
+ * its attempt. */
+static int fails_until(gtask_ctx *ctx, const gtask_value *args, size_t n, void *ud) {
+  (void)ud;
+  if (n != 1) return gtask_ctx_fail(ctx, "fails_until takes 1 argument");
+  if (gtask_ctx_attempt(ctx) < args[0].v.i) return gtask_ctx_fail(ctx, "broken (attempt %u)", gtask_ctx_attempt(ctx));
+  gtask_value v = gtask_uint32(gtask_ctx_attempt(ctx));
+  return gtask_ctx_return(ctx, &v, 1);
+}
+
 static int who(gtask_ctx *ctx, const gtask_value *args, size_t n, void *ud) {
   (void)args, (void)n;
   gtask_ctx_sleep(ctx, 5);
@@ -103,6 +113,7 @@ static gtask_server *new_server(gtask_broker *b, gtask_backend *k, const char *t
   ASSERT_OK(gtask_server_reg(s, "sleep", sleeper, NULL));
   ASSERT_OK(gtask_server_reg(s, "flaky", flaky, NULL));
   ASSERT_OK(gtask_server_reg(s, "who", who, (void *)tag));
+  ASSERT_OK(gtask_server_reg(s, "fails_until", fails_until, NULL));
   return s;
 }
 
@@ -570,6 +581,77 @@ TEST(redis_handler_requested_retry_then_success) {
   gtask_send_conf_free(c);
   env_close(&e);
 }
+
+/* Retry policy (issue 18): a handler error is retried only when the send
+ * asked for it; an error no new run can fix (wrong argument types, no
+ * handler) never is; a timeout is not when the policy leaves it out. */
+static void check_retry_on(bool memory) {
+  env e;
+  env_open(&e, memory, NULL);
+  env_start(&e);
+  gtask_send_conf *c = gtask_send_conf_new("fails_until");
+  ASSERT_OK(gtask_send_conf_set_retry_num(c, 3));
+  ASSERT_OK(gtask_send_conf_set_backoff(c, 20, 40));
+  /* Default (timeouts only): the error ends it at once. */
+  gtask_value three = gtask_int64(3);
+  gtask_result *r = send_wait(&e, c, &three, 1, 10000);
+  ASSERT_EQ(r->status, GTASK_FAILURE);
+  ASSERT_EQ(r->error_code, GTASK_EHANDLER);
+  ASSERT_EQ(r->attempts, 1);
+  gtask_result_free(r);
+  ASSERT_ERR(gtask_send_conf_set_retry_on(c, 0), GTASK_EINVAL);
+  ASSERT_ERR(gtask_send_conf_set_retry_on(c, 8), GTASK_EINVAL);
+  ASSERT_OK(gtask_send_conf_set_retry_on(c, GTASK_RETRY_ON_ERROR | GTASK_RETRY_ON_CRASH));
+  r = send_wait(&e, c, &three, 1, 10000);
+  ASSERT_EQ(r->status, GTASK_SUCCESS);
+  ASSERT_EQ(r->values[0].v.u, 3);
+  ASSERT_EQ(r->attempts, 3);
+  gtask_result_free(r);
+  /* Retries used up: FAILURE with the last error, after 1 + 3 runs. */
+  gtask_value nine = gtask_int64(9);
+  r = send_wait(&e, c, &nine, 1, 10000);
+  ASSERT_EQ(r->status, GTASK_FAILURE);
+  ASSERT_EQ(r->attempts, 4);
+  ASSERT_STR_CONTAINS(r->error, "attempt 4");
+  gtask_result_free(r);
+  /* Never retried: wrong argument types, no handler. */
+  gtask_send_conf *ca = gtask_send_conf_new("add");
+  ASSERT_OK(gtask_send_conf_set_retry_num(ca, 3));
+  ASSERT_OK(gtask_send_conf_set_retry_on(ca, GTASK_RETRY_ON_ERROR));
+  gtask_value bad = gtask_str("x");
+  r = send_wait(&e, ca, &bad, 1, 10000);
+  ASSERT_EQ(r->status, GTASK_FAILURE);
+  ASSERT_EQ(r->error_code, GTASK_ETYPE);
+  ASSERT_EQ(r->attempts, 1);
+  gtask_result_free(r);
+  gtask_send_conf *cn = gtask_send_conf_new("no_such_task");
+  ASSERT_OK(gtask_send_conf_set_retry_num(cn, 3));
+  ASSERT_OK(gtask_send_conf_set_retry_on(cn, GTASK_RETRY_ON_ERROR));
+  r = send_wait(&e, cn, NULL, 0, 10000);
+  ASSERT_EQ(r->status, GTASK_FAILURE);
+  ASSERT_EQ(r->error_code, GTASK_ENOHANDLER);
+  gtask_result_free(r);
+  /* A policy without timeouts: a timeout ends it. */
+  gtask_send_conf *cs = gtask_send_conf_new("sleep");
+  ASSERT_OK(gtask_send_conf_set_retry_num(cs, 3));
+  ASSERT_OK(gtask_send_conf_set_timeout(cs, 50));
+  ASSERT_OK(gtask_send_conf_set_backoff(cs, 20, 40));
+  ASSERT_OK(gtask_send_conf_set_retry_on(cs, GTASK_RETRY_ON_ERROR));
+  gtask_value ms = gtask_int64(5000);
+  r = send_wait(&e, cs, &ms, 1, 10000);
+  ASSERT_EQ(r->status, GTASK_FAILURE);
+  ASSERT_EQ(r->error_code, GTASK_ETASKTIMEOUT);
+  ASSERT_EQ(r->attempts, 1);
+  gtask_result_free(r);
+  gtask_send_conf_free(cs);
+  gtask_send_conf_free(cn);
+  gtask_send_conf_free(ca);
+  gtask_send_conf_free(c);
+  env_close(&e);
+}
+
+TEST(redis_retry_on_error_and_never_on_bad_input) { check_retry_on(false); }
+TEST(memory_retry_on_error_and_never_on_bad_input) { check_retry_on(true); }
 
 /* ---------------------------------------------------------------- scale-out */
 
