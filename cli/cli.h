@@ -5,7 +5,7 @@
  *   gtask.c    main: global options, the command table, connecting, exit codes
  *   args.c     the command line: option scanning, ARG (TYPE:VALUE) and DUR
  *   output.c   printing values, results and JSON objects
- *   commands.c send, status, result, stats, dead
+ *   commands.c send, status, result, stats, dead, failed, rerun
  *   worker.c   the worker command: signals, --tasks FILE.so, the pool
  *   builtin.c  the --builtin test tasks
  *
@@ -169,6 +169,8 @@ int cmd_status(cli *c, int argc, char **argv);
 int cmd_result(cli *c, int argc, char **argv);
 int cmd_stats(cli *c, int argc, char **argv);
 int cmd_dead(cli *c, int argc, char **argv);
+int cmd_failed(cli *c, int argc, char **argv);
+int cmd_rerun(cli *c, int argc, char **argv);
 int cmd_worker(cli *c, int argc, char **argv);
 
 /* ---------------------------------------------------------------- builtin.c */

@@ -500,10 +500,11 @@ static const char usage_dead[] =
     "exit: 0, 1 ID's message does not decode, 2 usage error, 4 ID is not in the\n"
     "dead set, 5 cannot reach redis\n";
 
-static int dead_list(cli *c, gtask_client *cl) {
+/* `dead list`, or with failed `failed list`. */
+static int entry_list(cli *c, gtask_client *cl, bool failed) {
   gtask_dead_entry *e = NULL;
   size_t n = 0;
-  int rc = gtask_client_dead_list(cl, &e, &n);
+  int rc = failed ? gtask_client_failed_list(cl, &e, &n) : gtask_client_dead_list(cl, &e, &n);
   if (rc) return cli_fail(c, cl, rc);
   for (size_t k = 0; k < n; k++) {
     if (c->json) {
@@ -539,6 +540,76 @@ static void print_count(const cli *c, const char *key, size_t n) {
     printf("%s %zu\n", key, n);
     fflush(stdout);
   }
+}
+
+/* ---------------------------------------------------------------- failed, rerun */
+
+static const char usage_failed[] =
+    "usage: gtask failed list\n"
+    "\n"
+    "The failed set of --queue: tasks that ended FAILURE (their retries used\n"
+    "up, or an error that is never retried) within the workers'\n"
+    "--failed-retention (default 7 days; at most 10000 per queue).  One line\n"
+    "per task, as `gtask dead list`: id, name, last error.  Run one again with\n"
+    "`gtask rerun ID`.  Tasks lost too often are in the dead set instead.\n"
+    "\n"
+    "exit: 0, 2 usage error, 5 cannot reach redis\n";
+
+static const char usage_rerun[] =
+    "usage: gtask rerun ID\n"
+    "\n"
+    "Runs failed task ID of --queue again, on purpose: same id, fresh attempts\n"
+    "(with all its retries), state PENDING; its old result is dropped.  It is\n"
+    "taken from the failed set (`gtask failed list`), else from the dead set.\n"
+    "Prints the id.\n"
+    "\n"
+    "exit: 0, 1 the task has not failed (it is PENDING, STARTED, RETRY or\n"
+    "SUCCESS), 2 usage error, 4 unknown task, or failed but no longer kept,\n"
+    "5 cannot reach redis\n";
+
+int cmd_failed(cli *c, int argc, char **argv) {
+  static const cli_opt opts[] = {{NULL, OPT_NONE, 0}};
+  cli_scan s = {.argc = argc, .argv = argv, .i = 0};
+  const char *sub = NULL;
+  for (;;) {
+    const char *v;
+    int r = cli_scan_next(c, &s, opts, &v);
+    if (r == -1) break;
+    if (r == OPT_HELP) {
+      print_help(usage_failed);
+      return CLI_OK;
+    }
+    if (r == -2) return CLI_USAGE;
+    if (sub) return cli_usage_error(c, "unexpected argument \"%s\"", v);
+    sub = v;
+  }
+  if (!sub) return cli_usage_error(c, "failed needs a subcommand: list");
+  if (strcmp(sub, "list") != 0) return cli_usage_error(c, "unknown failed subcommand \"%s\" (list)", sub);
+  int code = cli_connect(c);
+  if (code != CLI_OK) return code;
+  gtask_client *cl = NULL;
+  if ((code = cli_client(c, &cl)) != CLI_OK) return code;
+  code = entry_list(c, cl, true);
+  gtask_client_free(cl);
+  return code;
+}
+
+int cmd_rerun(cli *c, int argc, char **argv) {
+  const char *id = NULL, *wait_text = NULL;
+  bool wait = false;
+  static const cli_opt opts[] = {{NULL, OPT_NONE, 0}};
+  int code = scan_id(c, argc, argv, opts, usage_rerun, &id, &wait_text, &wait);
+  if (code) return code < 0 ? CLI_OK : code;
+  if ((code = cli_connect(c)) != CLI_OK) return code;
+  gtask_client *cl = NULL;
+  if ((code = cli_client(c, &cl)) != CLI_OK) return code;
+  int rc = gtask_client_rerun(cl, id);
+  if (rc)
+    code = cli_fail(c, cl, rc);
+  else
+    print_id(c, id);
+  gtask_client_free(cl);
+  return code;
 }
 
 int cmd_dead(cli *c, int argc, char **argv) {
@@ -580,7 +651,7 @@ int cmd_dead(cli *c, int argc, char **argv) {
   gtask_client *cl = NULL;
   if ((code = cli_client(c, &cl)) != CLI_OK) return code;
   if (is_list) {
-    code = dead_list(c, cl);
+    code = entry_list(c, cl, false);
   } else if (is_requeue) {
     size_t moved = 0;
     int rc = gtask_client_dead_requeue(cl, id, &moved);

@@ -139,6 +139,12 @@ static void set_result(gtask_job *job, gtask_status status, const gtask_value *v
   job->fin.status = status;
 }
 
+/* A FAILURE outcome of a decoded task: its message, with the runs counted
+ * and the error, is kept in the queue's failed set for a rerun (issue 18),
+ * unless the server keeps none. */
+static void keep_failed(gtask_server *s, gtask_job *job, const gtask_task *t, uint32_t runs,
+                        const char *error);
+
 /* Re-encodes the job's task as the message to queue again. */
 static int set_next(gtask_job *job, const gtask_task *t) {
   char *buf = NULL;
@@ -184,7 +190,22 @@ static void outcome_error(gtask_server *s, gtask_job *job, const char *error, in
   }
   job->fin.kind = GTASK_FIN_DONE;
   set_result(job, GTASK_FAILURE, NULL, 0, error, code, run);
-  (void)s;
+  keep_failed(s, job, t, run, error);
+}
+
+static void keep_failed(gtask_server *s, gtask_job *job, const gtask_task *t, uint32_t runs,
+                        const char *error) {
+  job->fin.next = NULL;
+  job->fin.next_due_ms = 0;
+  if (s->failed_keep_ms <= 0) return;
+  gtask_task kept = *t;
+  kept.attempts = runs;
+  kept.last_error = (char *)error;
+  if (set_next(job, &kept) != 0) {
+    job->fin.next = NULL; /* not kept: only the rerun is lost */
+    return;
+  }
+  job->fin.next_due_ms = gtask__now_ms() + s->failed_keep_ms;
 }
 
 void gtask__job_outcome_run(gtask_server *s, gtask_job *job, int rc) {
@@ -222,6 +243,7 @@ void gtask__job_outcome_fail(gtask_server *s, gtask_job *job, int code, const ch
   } else {
     job->fin.kind = GTASK_FIN_DONE;
     set_result(job, GTASK_FAILURE, NULL, 0, msg, code, job->task->attempts);
+    if (code != GTASK_ELEASE) keep_failed(s, job, job->task, job->task->attempts, msg);
   }
   gtask__log(GTASK_LOG_WARN, "task %s: %s", job->msg->id[0] ? job->msg->id : "(no id)", msg);
   (void)s;

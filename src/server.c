@@ -58,6 +58,7 @@ GTASK_EXTERN gtask_server *gtask_server_new(gtask_broker *broker, gtask_backend 
   s->state = broker->ops->colocated ? broker->ops->colocated(broker->impl, backend) : NULL;
   s->lease_ms = 10000;
   s->max_deliveries = 5;
+  s->failed_keep_ms = GTASK_FAILED_RETENTION_DEFAULT;
   s->kill_grace_ms = 1000;
   char host[64] = "host";
   gethostname(host, sizeof(host) - 1);
@@ -173,6 +174,12 @@ GTASK_EXTERN int gtask_server_set_lease(gtask_server *s, int64_t ms) {
 GTASK_EXTERN int gtask_server_set_max_deliveries(gtask_server *s, int n) {
   if (!s || n < 1) return GTASK_EINVAL;
   s->max_deliveries = n;
+  return 0;
+}
+
+GTASK_EXTERN int gtask_server_set_failed_retention(gtask_server *s, int64_t ms) {
+  if (!s || ms < 0) return GTASK_EINVAL;
+  s->failed_keep_ms = ms;
   return 0;
 }
 

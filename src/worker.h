@@ -100,6 +100,8 @@ struct gtask_server {
   size_t nqueues;             /* [config] */
   int64_t lease_ms;           /* [config] */
   int max_deliveries;         /* [config] */
+  int64_t failed_keep_ms;     /* [config] how long a failed task's message is kept
+                                 for gtask_client_rerun (0: not kept) */
   int prefetch;               /* [config] set by the user, else 0 until run: see prefetch_limit */
   bool prefetch_auto;         /* [run] not set by the user -- the limit adapts */
   int nexec;                  /* [run] executors */

@@ -120,7 +120,10 @@ typedef struct gtask_fin {
                               (a new body, with the attempt counted); not
                               NUL-terminated */
   size_t next_len;         /* next length in bytes */
-  int64_t next_due_ms;     /* RETRY: unix ms when due */
+  int64_t next_due_ms;     /* RETRY: unix ms when due.  DONE with status
+                              FAILURE and next set (ABI 2): keep next in the
+                              queue's failed set until then (a broker without
+                              failed_list ignores it) */
   bool fresh;              /* no state record can exist for the task: a first
                               delivery (attempts and losses 0) that got no
                               STARTED mark.  Its final state needs no removal
@@ -288,6 +291,22 @@ typedef struct gtask_broker_ops {
    * marked.  Claims are applied in order, so a later one of the batch sees
    * the keys that earlier ones took. */
   int (*push_unique)(void *impl, gtask_claim *cs, size_t n, void *state);
+
+  /* Optional (NULL: failed tasks are not kept; gtask_client_failed_list and
+   * gtask_client_rerun then find none).  A broker that has it keeps the
+   * `next` of each DONE fin with status FAILURE and a next_due_ms > 0 in the
+   * queue's failed set until next_due_ms, as finish() applies it, and may
+   * drop the oldest beyond a bound it documents.  failed_list reads the
+   * entries of queue not yet past their time (or only those of id), as
+   * dead_list does, each message's due_ms set to the time it is kept until. */
+  int (*failed_list)(void *impl, const char *queue, const char *id, gtask_msg ***out,
+                     size_t *n);
+
+  /* Optional (with failed_list).  As dead_requeue, from the failed set: each
+   * revive whose failed-set entry still holds exactly msg->body is queued
+   * now as `next` and removed from the set (moved set); with state, its
+   * record is reset to PENDING in the same step, as the backend's reset(). */
+  int (*failed_requeue)(void *impl, gtask_revive *rs, size_t n, void *state);
 } gtask_broker_ops;
 
 /* ---------------------------------------------------------------- backend */

@@ -356,6 +356,13 @@ GTASK_EXTERN int gtask_server_set_lease(gtask_server *s, int64_t ms);
 /* How many times a task may be delivered and lost (worker died) before it goes
  * to the dead set as FAILURE (default 5, minimum 1). */
 GTASK_EXTERN int gtask_server_set_max_deliveries(gtask_server *s, int n);
+/* How long a task that ends FAILURE (its retries used up, or an error that is
+ * never retried) stays in its queue's failed set, where
+ * gtask_client_failed_list lists it and gtask_client_rerun runs it again
+ * (default GTASK_FAILED_RETENTION_DEFAULT, 7 days; 0: not kept).  The Redis
+ * and memory brokers keep at most 10000 per queue, dropping the oldest. */
+#define GTASK_FAILED_RETENTION_DEFAULT (7 * 24 * 3600 * 1000LL)
+GTASK_EXTERN int gtask_server_set_failed_retention(gtask_server *s, int64_t ms);
 /* Most tasks leased by this worker and running or waiting for an executor at
  * once, which is also the largest batch leased in one round trip (1..1000).
  * Finished tasks whose outcome is still being written do not count (at most
@@ -621,6 +628,24 @@ GTASK_EXTERN int gtask_client_dead_requeue(gtask_client *c, const char *id, size
 /* Empties the dead set of the client's queue; *removed (may be NULL) receives
  * how many entries it held.  The tasks' FAILURE records stay until they expire. */
 GTASK_EXTERN int gtask_client_dead_purge(gtask_client *c, size_t *removed);
+
+/* Lists the failed set of the client's queue: tasks that ended FAILURE (their
+ * retries used up, or an error that is never retried) within the workers'
+ * failed retention (gtask_server_set_failed_retention), as dead_list does:
+ * sorted by id, each with its name and last error; free with
+ * gtask_dead_list_free().  Tasks lost too often are in the dead set, not
+ * here. */
+GTASK_EXTERN int gtask_client_failed_list(gtask_client *c, gtask_dead_entry **out, size_t *n);
+/* Runs a failed task again on purpose (issue 18): same id, fresh attempts
+ * (its runs count from 1 again, with all its retries), state PENDING; the old
+ * result is dropped and waiters started before keep waiting for the new one.
+ * It is taken from the failed set, else from the dead set (as
+ * gtask_client_dead_requeue of that id, with fresh attempts).  Errors:
+ * GTASK_EINVAL not a task id; GTASK_ENOTFOUND an unknown or expired task, or
+ * a failed one whose message is no longer kept; GTASK_ESTATE a task that has
+ * not failed (PENDING, STARTED, RETRY, SUCCESS); GTASK_EPROTO a dead message
+ * that does not decode.  Two reruns at once run it once (compare-and-swap). */
+GTASK_EXTERN int gtask_client_rerun(gtask_client *c, const char *id);
 
 /* ---------------------------------------------------------------- typed handlers
  *

@@ -837,6 +837,60 @@ TEST_TIMEOUT(cli_retry_on, 60) {
   env_stop(&e);
 }
 
+/* gtask failed list, gtask rerun ID, worker --failed-retention (issue 18). */
+TEST_TIMEOUT(cli_failed_and_rerun, 60) {
+  env e;
+  env_start(&e);
+  run_out *r = malloc(sizeof(*r));
+  char id[GTASK_ID_SIZE], ok[GTASK_ID_SIZE], line[1024];
+  ASSERT_USAGE(r, "failed");
+  ASSERT_USAGE(r, "failed", "purge");
+  ASSERT_USAGE(r, "rerun");
+  ASSERT_USAGE(r, "worker", "--builtin", "--failed-retention", "forever");
+  ASSERT_EQ(RUN(r, "rerun", "not-a-task-id"), 2);
+  WORKER_START(&e, "--builtin");
+  ASSERT_EQ(RUN(r, "send", "fail", "bad\nthing"), 0);
+  id_of(r, id);
+  ASSERT_EQ(RUN(r, "result", id, "--wait", "20s"), 1);
+  ASSERT_EQ(RUN(r, "failed", "list"), 0);
+  char want[256];
+  snprintf(want, sizeof(want), "%s\tfail\tbad\\nthing\n", id);
+  ASSERT_STR_EQ(r->out, want);
+  ASSERT_EQ(RUN(r, "--json", "failed", "list"), 0);
+  json_t *j = json_line(first_line(r->out, line, sizeof(line)));
+  ASSERT_STR_EQ(json_string_value(json_object_get(j, "task_id")), id);
+  ASSERT_STR_EQ(json_string_value(json_object_get(j, "error")), "bad\nthing");
+  json_decref(j);
+  ASSERT_EQ(RUN(r, "dead", "list"), 0);
+  ASSERT_STR_EQ(r->out, "");
+
+  ASSERT_EQ(RUN(r, "rerun", id), 0);
+  ASSERT_STR_EQ(first_line(r->out, line, sizeof(line)), id);
+  ASSERT_EQ(RUN(r, "--json", "result", id, "--wait", "20s"), 1);
+  j = json_result(first_line(r->out, line, sizeof(line)), "FAILURE");
+  ASSERT_EQ(json_integer_value(json_object_get(j, "attempts")), 1); /* fresh attempts */
+  json_decref(j);
+  ASSERT_EQ(RUN(r, "send", "add", "1", "2", "--wait", "20s"), 0);
+  ASSERT_EQ(RUN(r, "send", "add", "1", "2"), 0);
+  id_of(r, ok);
+  ASSERT_EQ(RUN(r, "result", ok, "--wait", "20s"), 0);
+  ASSERT_EQ(RUN(r, "rerun", ok), 1);
+  ASSERT_STR_CONTAINS(r->err, "SUCCESS");
+  char unknown[GTASK_ID_SIZE];
+  gtask__uuid(unknown);
+  ASSERT_EQ(RUN(r, "rerun", unknown), 4);
+
+  /* A worker that keeps no failed task. */
+  worker_stop(&e, SIGTERM);
+  WORKER_START(&e, "--builtin", "--failed-retention", "0s");
+  ASSERT_EQ(RUN(r, "send", "fail", "x", "--wait", "20s"), 1);
+  ASSERT_EQ(RUN(r, "failed", "list"), 0);
+  ASSERT_EQ(count_lines(r->out), 1); /* the first one, run again, only */
+  worker_stop(&e, SIGTERM);
+  free(r);
+  env_stop(&e);
+}
+
 /* A task that times out is retried, then fails: statuses and attempts. */
 TEST_TIMEOUT(cli_timeout_retry, 120) {
   env e;

@@ -1295,6 +1295,116 @@ CONTRACT(client_send_unique_until_done) {
   gtask_client_free(cli);
 }
 
+/* What a worker does when a task fails for good: FAILURE, its message (runs
+ * counted, error noted) kept in the failed set until keep_until. */
+static void finish_failed(env *e, gtask_msg *m, int64_t keep_until) {
+  gtask_task *t = NULL;
+  char why[128];
+  ASSERT_OK(gtask__task_decode_in(m->body, m->len, m->id, m->queue, &t, why, sizeof(why)));
+  t->attempts = 1;
+  t->last_error = gtask__strdup("boom");
+  char *next = NULL, *res = NULL;
+  size_t nlen = 0, rlen = 0;
+  ASSERT_OK(gtask__task_encode(t, &next, &nlen));
+  gtask__task_free(t);
+  gtask_result fr = {.status = GTASK_FAILURE, .error = (char *)"boom", .error_code = GTASK_EHANDLER,
+                     .attempts = 1};
+  ASSERT_OK(gtask__result_encode(&fr, &res, &rlen));
+  void *state = e->b->ops->colocated ? e->b->ops->colocated(e->b->impl, e->be) : NULL;
+  gtask_fin f = {.msg = m, .kind = GTASK_FIN_DONE, .status = GTASK_FAILURE, .result = res,
+                 .result_len = rlen, .next = next, .next_len = nlen, .next_due_ms = keep_until};
+  if (!state) ASSERT_OK(e->be->ops->store(e->be->impl, &f, 1));
+  ASSERT_OK(e->b->ops->finish(e->b->impl, "c1", &f, 1, state));
+  ASSERT_FALSE(f.fenced);
+  gtask__free(next);
+  gtask__free(res);
+}
+
+/* Failed tasks listed and run again (issue 18). */
+CONTRACT(client_failed_list_and_rerun) {
+  gtask_client *cli = client_on(e);
+  gtask_send_conf *sc = gtask_send_conf_new("add");
+  ASSERT_NOT_NULL(sc);
+  char id[GTASK_ID_SIZE], gone[GTASK_ID_SIZE];
+  ASSERT_OK(GTASK_SEND(cli, sc, id, gtask_int64(1), gtask_int64(2)));
+  ASSERT_OK(GTASK_SEND(cli, sc, gone, gtask_int64(5), gtask_int64(6)));
+  gtask_msg *m = lease1(e, "c1"), *m2 = lease1(e, "c1");
+  ASSERT_STR_EQ(m->id, id);
+  finish_failed(e, m, gtask__now_ms() + 60000);
+  finish_failed(e, m2, gtask__now_ms() + test_timeout_ms(100)); /* kept briefly */
+  gtask_msg_free(m);
+  gtask_msg_free(m2);
+  ASSERT_STATS(e, e->q, 0, 0, 0, 0); /* not in the dead set */
+
+  gtask_dead_entry *d = NULL;
+  size_t nd = 0;
+  ASSERT_OK(gtask_client_failed_list(cli, &d, &nd));
+  ASSERT_EQ(nd, 2);
+  gtask_dead_list_free(d, nd);
+  test_sleep_ms(test_timeout_ms(100) + 50);
+  ASSERT_OK(gtask_client_failed_list(cli, &d, &nd));
+  ASSERT_EQ(nd, 1);
+  ASSERT_STR_EQ(d[0].id, id);
+  ASSERT_STR_EQ(d[0].name, "add");
+  ASSERT_STR_EQ(d[0].error, "boom");
+  gtask_dead_list_free(d, nd);
+
+  /* Bad ids, a task past its keeping, an unknown one. */
+  ASSERT_ERR(gtask_client_rerun(cli, "nope"), GTASK_EINVAL);
+  ASSERT_ERR(gtask_client_rerun(cli, gone), GTASK_ENOTFOUND);
+  ASSERT_STR_CONTAINS(gtask_client_errmsg(cli), "no longer kept");
+  char unknown[GTASK_ID_SIZE];
+  gtask__uuid(unknown);
+  ASSERT_ERR(gtask_client_rerun(cli, unknown), GTASK_ENOTFOUND);
+
+  /* The rerun: same id, PENDING, runs counted from 0, no old error. */
+  ASSERT_OK(gtask_client_rerun(cli, id));
+  gtask_status st;
+  ASSERT_OK(gtask_client_status(cli, id, &st));
+  ASSERT_EQ(st, GTASK_PENDING);
+  ASSERT_OK(gtask_client_failed_list(cli, &d, &nd));
+  ASSERT_EQ(nd, 0);
+  ASSERT_ERR(gtask_client_rerun(cli, id), GTASK_ESTATE); /* queued: once is enough */
+  ASSERT_STATS(e, e->q, 1, 0, 0, 0);
+  m = lease1(e, "c1");
+  ASSERT_STR_EQ(m->id, id);
+  gtask_task *t = NULL;
+  char why[128];
+  ASSERT_OK(gtask__task_decode_in(m->body, m->len, m->id, m->queue, &t, why, sizeof(why)));
+  ASSERT_EQ(t->attempts, 0);
+  ASSERT_NULL(t->last_error);
+  ASSERT_EQ(t->nargs, 2);
+  ASSERT_EQ(t->args[1].v.i, 2);
+  gtask__task_free(t);
+  finish_success(e, m);
+  gtask_msg_free(m);
+  gtask_result *r = NULL;
+  ASSERT_OK(gtask_client_wait(cli, id, test_timeout_ms(2000), &r));
+  ASSERT_EQ(r->status, GTASK_SUCCESS);
+  gtask_result_free(r);
+  ASSERT_ERR(gtask_client_rerun(cli, id), GTASK_ESTATE);
+  ASSERT_STR_CONTAINS(gtask_client_errmsg(cli), "SUCCESS");
+
+  /* A task in the dead set (lost too often) reruns too. */
+  char dead[GTASK_ID_SIZE];
+  ASSERT_OK(GTASK_SEND(cli, sc, dead, gtask_int64(7), gtask_int64(7)));
+  m = lease1(e, "c1");
+  ASSERT_FALSE(finish(e, "c1", m, GTASK_FIN_DEAD, NULL, 0));
+  gtask_msg_free(m);
+  ASSERT_STATS(e, e->q, 0, 0, 0, 1);
+  ASSERT_OK(gtask_client_rerun(cli, dead));
+  ASSERT_STATS(e, e->q, 1, 0, 0, 0);
+  gtask_send_conf_free(sc);
+  gtask_client_free(cli);
+}
+
+TEST(redis_split_client_failed_list_and_rerun) {
+  run(make_redis_split, case_client_failed_list_and_rerun);
+}
+TEST(memory_split_client_failed_list_and_rerun) {
+  run(make_memory_split, case_client_failed_list_and_rerun);
+}
+
 TEST(redis_split_client_send_with_id) { run(make_redis_split, case_client_send_with_id); }
 TEST(memory_split_client_send_with_id) { run(make_memory_split, case_client_send_with_id); }
 TEST(redis_split_client_send_unique_until_done) {

@@ -602,9 +602,12 @@ TEST(finish_refuses_keys_it_cannot_use) {
       fin(m[5], GTASK_FIN_DEAD, GTASK_FAILURE, REC_FAIL, true),
       fin(m[6], GTASK_FIN_REQUEUE, GTASK_PENDING, NULL, false),
   };
+  /* The FAILURE keeps its message in the failed set (issue 18). */
+  g[1].next = BODY, g[1].next_len = strlen(BODY), g[1].next_due_ms = gtask__now_ms() + 3600000;
   finish_arg general = {g, 5, true};
   gtask_fin w[2] = {fin(m[7], GTASK_FIN_DONE, GTASK_SUCCESS, REC_OK, true),
                     fin(m[8], GTASK_FIN_DONE, GTASK_FAILURE, REC_FAIL, true)};
+  w[1].next = BODY, w[1].next_len = strlen(BODY), w[1].next_due_ms = gtask__now_ms() + 3600000;
   finish_arg without_state = {w, 2, false};
 
   char stats[KEY_MAX];
@@ -628,6 +631,7 @@ TEST(finish_refuses_keys_it_cannot_use) {
   refused_types(&e, what, op_finish, &general, 0, key(&e, "stream", NULL), "stream");
   refused_types(&e, what, op_finish, &general, 0, key(&e, "sched", NULL), "zset");
   refused_types(&e, what, op_finish, &general, 0, key(&e, "dead", NULL), "hash");
+  refused_types(&e, what, op_finish, &general, 0, key(&e, "failed", NULL), "zset");
   refused_types(&e, what, op_finish, &general, 0, key(&e, "pending", NULL), "set");
   refused_types(&e, what, op_finish, &general, 0, stats, "hash");
   refused(&e, what, op_finish, &general, 0, stats, "hash", BAD_VALUE, "failed", "-");
@@ -638,6 +642,7 @@ TEST(finish_refuses_keys_it_cannot_use) {
   }
   what = "finish without state";
   refused_types(&e, what, op_finish, &without_state, 0, key(&e, "stream", NULL), "stream");
+  refused_types(&e, what, op_finish, &without_state, 0, key(&e, "failed", NULL), "zset");
   refused_types(&e, what, op_finish, &without_state, 0, stats, "hash");
   refused(&e, what, op_finish, &without_state, 0, stats, "hash", BAD_VALUE, "failed", "x");
 
@@ -655,7 +660,47 @@ TEST(finish_refuses_keys_it_cannot_use) {
   ASSERT_STR_EQ(r->element[0]->str, "5"); /* populate's 1, s 2, g 1, w 1 */
   ASSERT_STR_EQ(r->element[1]->str, "4"); /* populate's 1, g 2, w 1 */
   freeReplyObject(r);
+  r = cmd(e.c[0], "ZCARD %s", key(&e, "failed", NULL)); /* g[1] and w[1] kept */
+  ASSERT_EQ(r->integer, 2);
+  freeReplyObject(r);
   free_msgs(m, 9);
+  env_stop(&e);
+}
+
+/* ---------------------------------------------------------------- failed_requeue.lua */
+
+static int op_failed_requeue(env *e, void *arg) {
+  gtask_revive *rv = arg;
+  return e->b->ops->failed_requeue(e->b->impl, rv, 1, e->state);
+}
+
+/* A rerun (issue 18) with every key it reads or writes corrupted in turn. */
+TEST(failed_requeue_refuses_keys_it_cannot_use) {
+  env e;
+  env_start(&e);
+  populate(&e);
+  gtask_msg *m[1];
+  push_and_lease(&e, "c1", m, 1);
+  gtask_fin f = fin(m[0], GTASK_FIN_DONE, GTASK_FAILURE, REC_FAIL, true);
+  f.next = BODY, f.next_len = strlen(BODY), f.next_due_ms = gtask__now_ms() + 3600000;
+  finish_ok(&e, "c1", &f, 1);
+  gtask_msg **kept = NULL;
+  size_t nk = 0;
+  ASSERT_OK(e.b->ops->failed_list(e.b->impl, e.q, m[0]->id, &kept, &nk));
+  ASSERT_EQ(nk, 1);
+  gtask_revive rv = {.msg = kept[0], .next = BODY, .next_len = strlen(BODY)};
+  const char *what = "failed_requeue";
+  refused_types(&e, what, op_failed_requeue, &rv, 0, key(&e, "stream", NULL), "stream");
+  refused_types(&e, what, op_failed_requeue, &rv, 0, key(&e, "failed", NULL), "zset");
+  refused_types(&e, what, op_failed_requeue, &rv, 0, key(&e, "n", m[0]->id), "list");
+  refused_types(&e, what, op_failed_requeue, &rv, 0, key(&e, "t", m[0]->id), "hash");
+  ASSERT_OK(op_failed_requeue(&e, &rv));
+  ASSERT_TRUE(rv.moved);
+  ASSERT_OK(op_failed_requeue(&e, &rv)); /* gone: a second rerun moves nothing */
+  ASSERT_FALSE(rv.moved);
+  gtask_msg_free(kept[0]);
+  free(kept);
+  free_msgs(m, 1);
   env_stop(&e);
 }
 

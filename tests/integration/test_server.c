@@ -72,6 +72,16 @@ static int fails_until(gtask_ctx *ctx, const gtask_value *args, size_t n, void *
   return gtask_ctx_return(ctx, &v, 1);
 }
 
+/* Fails while the gate is closed (a downstream service down), else returns
+ * its attempt. */
+static atomic_int gate_open;
+static int gate_task(gtask_ctx *ctx, const gtask_value *args, size_t n, void *ud) {
+  (void)args, (void)n, (void)ud;
+  if (!atomic_load(&gate_open)) return gtask_ctx_fail(ctx, "downstream is down");
+  gtask_value v = gtask_uint32(gtask_ctx_attempt(ctx));
+  return gtask_ctx_return(ctx, &v, 1);
+}
+
 static int who(gtask_ctx *ctx, const gtask_value *args, size_t n, void *ud) {
   (void)args, (void)n;
   gtask_ctx_sleep(ctx, 5);
@@ -114,6 +124,7 @@ static gtask_server *new_server(gtask_broker *b, gtask_backend *k, const char *t
   ASSERT_OK(gtask_server_reg(s, "flaky", flaky, NULL));
   ASSERT_OK(gtask_server_reg(s, "who", who, (void *)tag));
   ASSERT_OK(gtask_server_reg(s, "fails_until", fails_until, NULL));
+  ASSERT_OK(gtask_server_reg(s, "gate_open", gate_task, NULL));
   return s;
 }
 
@@ -651,6 +662,50 @@ static void check_retry_on(bool memory) {
 }
 
 TEST(redis_retry_on_error_and_never_on_bad_input) { check_retry_on(false); }
+
+/* A task that used up its retries is listed with its error and can be run
+ * again on purpose (issue 18): same id, fresh attempts. */
+static void check_failed_then_rerun(bool memory) {
+  env e;
+  env_open(&e, memory, NULL);
+  ASSERT_ERR(gtask_server_set_failed_retention(e.server, -1), GTASK_EINVAL);
+  env_start(&e);
+  atomic_store(&gate_open, 0);
+  gtask_send_conf *c = gtask_send_conf_new("gate_open");
+  ASSERT_OK(gtask_send_conf_set_retry_num(c, 1));
+  ASSERT_OK(gtask_send_conf_set_retry_on(c, GTASK_RETRY_ON_ERROR));
+  ASSERT_OK(gtask_send_conf_set_backoff(c, 20, 40));
+  gtask_result *r = send_wait(&e, c, NULL, 0, 10000);
+  ASSERT_EQ(r->status, GTASK_FAILURE);
+  ASSERT_EQ(r->attempts, 2);
+  char id[GTASK_ID_SIZE];
+  memcpy(id, r->id, sizeof(id));
+  gtask_result_free(r);
+  gtask_dead_entry *d = NULL;
+  size_t nd = 0;
+  ASSERT_OK(gtask_client_failed_list(e.client, &d, &nd));
+  ASSERT_EQ(nd, 1);
+  ASSERT_STR_EQ(d[0].id, id);
+  ASSERT_STR_EQ(d[0].name, "gate_open");
+  ASSERT_STR_EQ(d[0].error, "downstream is down");
+  gtask_dead_list_free(d, nd);
+
+  atomic_store(&gate_open, 1);
+  ASSERT_OK(gtask_client_rerun(e.client, id));
+  ASSERT_OK(gtask_client_wait(e.client, id, test_timeout_ms(10000), &r));
+  ASSERT_EQ(r->status, GTASK_SUCCESS);
+  ASSERT_EQ(r->values[0].v.u, 1); /* its first run again */
+  ASSERT_EQ(r->attempts, 1);
+  gtask_result_free(r);
+  ASSERT_OK(gtask_client_failed_list(e.client, &d, &nd));
+  ASSERT_EQ(nd, 0);
+  ASSERT_ERR(gtask_client_rerun(e.client, id), GTASK_ESTATE);
+  gtask_send_conf_free(c);
+  env_close(&e);
+}
+
+TEST(redis_failed_task_is_listed_and_rerun) { check_failed_then_rerun(false); }
+TEST(memory_failed_task_is_listed_and_rerun) { check_failed_then_rerun(true); }
 TEST(memory_retry_on_error_and_never_on_bad_input) { check_retry_on(true); }
 
 /* ---------------------------------------------------------------- scale-out */
