@@ -5,7 +5,7 @@
  *   gtask.c    main: global options, the command table, connecting, exit codes
  *   args.c     the command line: option scanning, ARG (TYPE:VALUE) and DUR
  *   output.c   printing values, results and JSON objects
- *   commands.c send, status, result, stats, dead, failed, rerun
+ *   commands.c send, status, result, stats, dead, failed, rerun, queue
  *   worker.c   the worker command: signals, --tasks FILE.so, the pool
  *   builtin.c  the --builtin test tasks
  *
@@ -149,6 +149,7 @@ void out_obj_begin(out_obj *o, FILE *f);
 void out_obj_str(out_obj *o, const char *key, const char *val); /* NULL -> null */
 void out_obj_strn(out_obj *o, const char *key, const char *val, size_t len);
 void out_obj_int(out_obj *o, const char *key, long long val);
+void out_obj_bool(out_obj *o, const char *key, bool val);
 /* "values": [...] -- each value as a JSON number, bool or string (non-finite
  * floats as the strings "NaN", "Infinity", "-Infinity"). */
 void out_obj_values(out_obj *o, const char *key, const gtask_value *vals, size_t n);
@@ -170,6 +171,7 @@ int cmd_result(cli *c, int argc, char **argv);
 int cmd_stats(cli *c, int argc, char **argv);
 int cmd_dead(cli *c, int argc, char **argv);
 int cmd_failed(cli *c, int argc, char **argv);
+int cmd_queue(cli *c, int argc, char **argv);
 int cmd_rerun(cli *c, int argc, char **argv);
 int cmd_worker(cli *c, int argc, char **argv);
 

@@ -92,7 +92,7 @@ static void print_id_dup(const cli *c, const char *id, bool dup) {
     out_obj o;
     out_obj_begin(&o, stdout);
     out_obj_str(&o, "task_id", id);
-    if (dup) fputs(",\"duplicate\":true", stdout);
+    if (dup) out_obj_bool(&o, "duplicate", true);
     out_obj_end(&o);
   } else {
     printf("%s\n", id);
@@ -413,9 +413,10 @@ static const char usage_stats[] =
     "\n"
     "Counts per queue (default: --queue): pending (queued), active (leased by a\n"
     "worker), scheduled (delayed or waiting to retry), dead (dead-lettered), and\n"
-    "the tasks finished: succeeded, failed.\n";
+    "the tasks finished: succeeded, failed; and whether it is paused (`gtask\n"
+    "queue pause`: yes or no; \"paused\": true or false with --json).\n";
 
-static void print_stats(const cli *c, const char *queue, const gtask_queue_stats *st) {
+static void print_stats(const cli *c, const char *queue, const gtask_queue_stats *st, bool paused) {
   if (c->json) {
     out_obj o;
     out_obj_begin(&o, stdout);
@@ -426,11 +427,12 @@ static void print_stats(const cli *c, const char *queue, const gtask_queue_stats
     out_obj_int(&o, "dead", st->dead);
     out_obj_int(&o, "succeeded", st->succeeded);
     out_obj_int(&o, "failed", st->failed);
+    out_obj_bool(&o, "paused", paused);
     out_obj_end(&o);
   } else {
-    printf("%-20s %10lld %10lld %10lld %10lld %10lld %10lld\n", queue, (long long)st->pending,
+    printf("%-20s %10lld %10lld %10lld %10lld %10lld %10lld %6s\n", queue, (long long)st->pending,
            (long long)st->active, (long long)st->scheduled, (long long)st->dead,
-           (long long)st->succeeded, (long long)st->failed);
+           (long long)st->succeeded, (long long)st->failed, paused ? "yes" : "no");
   }
 }
 
@@ -438,9 +440,11 @@ int cmd_stats(cli *c, int argc, char **argv) {
   cli_scan s = {.argc = argc, .argv = argv, .i = 0};
   const char **queues = calloc((size_t)argc + 1, sizeof(*queues));
   gtask_queue_stats *st = calloc((size_t)argc + 1, sizeof(*st));
-  if (!queues || !st) {
+  bool *paused = calloc((size_t)argc + 1, sizeof(*paused));
+  if (!queues || !st || !paused) {
     free(queues);
     free(st);
+    free(paused);
     cli_error("out of memory");
     return CLI_FAILED;
   }
@@ -466,18 +470,79 @@ int cmd_stats(cli *c, int argc, char **argv) {
   if ((code = cli_connect(c)) == CLI_OK) code = cli_client(c, &cl);
   for (size_t k = 0; k < nq && code == CLI_OK; k++) {
     int rc = gtask_client_stats(cl, queues[k], &st[k]);
+    if (rc == 0) rc = gtask_client_queue_paused(cl, queues[k], &paused[k]);
     if (rc) code = cli_fail(c, cl, rc);
   }
   gtask_client_free(cl);
   if (code != CLI_OK) goto out;
   if (!c->json)
-    printf("%-20s %10s %10s %10s %10s %10s %10s\n", "queue", "pending", "active", "scheduled",
-           "dead", "succeeded", "failed");
-  for (size_t k = 0; k < nq; k++) print_stats(c, queues[k], &st[k]);
+    printf("%-20s %10s %10s %10s %10s %10s %10s %6s\n", "queue", "pending", "active", "scheduled",
+           "dead", "succeeded", "failed", "paused");
+  for (size_t k = 0; k < nq; k++) print_stats(c, queues[k], &st[k], paused[k]);
   fflush(stdout);
 out:
+  free(paused);
   free(st);
   free(queues);
+  return code;
+}
+
+/* ---------------------------------------------------------------- queue */
+
+static const char usage_queue[] =
+    "usage: gtask queue pause NAME\n"
+    "       gtask queue resume NAME\n"
+    "\n"
+    "pause: workers stop leasing from queue NAME within a second; tasks they\n"
+    "hold finish normally, sends still queue, delayed tasks and retries still\n"
+    "come due.  It stays paused (across worker restarts) until resume, which\n"
+    "workers see within half a second.  `gtask stats` shows it.\n"
+    "\n"
+    "exit: 0, 2 usage error (or a broker that cannot pause), 5 cannot reach redis\n";
+
+int cmd_queue(cli *c, int argc, char **argv) {
+  cli_scan s = {.argc = argc, .argv = argv, .i = 0};
+  const char *sub = NULL, *name = NULL;
+  for (;;) {
+    const char *v;
+    int r = cli_scan_next(c, &s, NULL, &v);
+    if (r == -1) break;
+    if (r == OPT_HELP) {
+      print_help(usage_queue);
+      return CLI_OK;
+    }
+    if (r == -2) return CLI_USAGE;
+    if (!sub)
+      sub = v;
+    else if (!name)
+      name = v;
+    else
+      return cli_usage_error(c, "unexpected argument \"%s\"", v);
+  }
+  if (!sub) return cli_usage_error(c, "queue needs a subcommand: pause or resume");
+  bool pause = strcmp(sub, "pause") == 0;
+  if (!pause && strcmp(sub, "resume") != 0)
+    return cli_usage_error(c, "unknown queue subcommand \"%s\" (pause or resume)", sub);
+  if (!name) return cli_usage_error(c, "queue %s needs a queue NAME", sub);
+  int code = cli_check_queue(c, name);
+  if (code != CLI_OK) return code;
+  if ((code = cli_connect(c)) != CLI_OK) return code;
+  gtask_client *cl = NULL;
+  if ((code = cli_client(c, &cl)) != CLI_OK) return code;
+  int rc = pause ? gtask_client_queue_pause(cl, name) : gtask_client_queue_resume(cl, name);
+  if (rc) {
+    code = cli_fail(c, cl, rc);
+  } else if (c->json) {
+    out_obj o;
+    out_obj_begin(&o, stdout);
+    out_obj_str(&o, "queue", name);
+    out_obj_bool(&o, "paused", pause);
+    out_obj_end(&o);
+  } else {
+    printf("%s %s\n", pause ? "paused" : "resumed", name);
+    fflush(stdout);
+  }
+  gtask_client_free(cl);
   return code;
 }
 

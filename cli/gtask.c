@@ -33,6 +33,7 @@ static const char usage_main[] =
     "  dead     list, requeue or purge dead-lettered tasks\n"
     "  failed   list the tasks that ended FAILURE (kept for a while)\n"
     "  rerun    run a failed task again (same id, fresh attempts)\n"
+    "  queue    pause or resume a queue\n"
     "  version  print the version of gtask (as --version does)\n"
     "\n"
     "global options (before or after the command):\n"
@@ -307,7 +308,8 @@ typedef struct command {
 static const command commands[] = {
     {"worker", cmd_worker}, {"send", cmd_send},   {"status", cmd_status},
     {"result", cmd_result}, {"stats", cmd_stats}, {"dead", cmd_dead},
-    {"failed", cmd_failed}, {"rerun", cmd_rerun}, {"version", cmd_version},
+    {"failed", cmd_failed}, {"rerun", cmd_rerun}, {"queue", cmd_queue},
+    {"version", cmd_version},
 };
 
 /* Options of main() itself, before the command. */

@@ -53,6 +53,38 @@ GTASK_EXTERN int gtask_client_stats(gtask_client *c, const char *queue, gtask_qu
   return rc ? lib_err(c, rc, "stats") : 0;
 }
 
+/* ---------------------------------------------------------------- pause */
+
+static int pause_set(gtask_client *c, const char *queue, bool paused) {
+  if (!c) return GTASK_EINVAL;
+  const char *q = queue ? queue : gtask__client_queue(c);
+  if (!gtask__queue_valid(q)) return gtask__client_err(c, GTASK_EINVAL, "invalid queue name \"%s\"", q);
+  gtask_broker *b = gtask__client_broker(c);
+  if (!b->ops->pause || !b->ops->paused)
+    return gtask__client_err(c, GTASK_EINVAL, "broker \"%s\" cannot pause queues", b->ops->name);
+  int rc = b->ops->pause(b->impl, q, paused);
+  return rc ? lib_err(c, rc, paused ? "pause" : "resume") : 0;
+}
+
+GTASK_EXTERN int gtask_client_queue_pause(gtask_client *c, const char *queue) {
+  return pause_set(c, queue, true);
+}
+
+GTASK_EXTERN int gtask_client_queue_resume(gtask_client *c, const char *queue) {
+  return pause_set(c, queue, false);
+}
+
+GTASK_EXTERN int gtask_client_queue_paused(gtask_client *c, const char *queue, bool *paused) {
+  if (!c || !paused) return GTASK_EINVAL;
+  *paused = false;
+  const char *q = queue ? queue : gtask__client_queue(c);
+  if (!gtask__queue_valid(q)) return gtask__client_err(c, GTASK_EINVAL, "invalid queue name \"%s\"", q);
+  gtask_broker *b = gtask__client_broker(c);
+  if (!b->ops->paused) return 0;
+  int rc = b->ops->paused(b->impl, &q, 1, paused);
+  return rc ? lib_err(c, rc, "paused") : 0;
+}
+
 /* ---------------------------------------------------------------- dead list */
 
 GTASK_EXTERN void gtask_dead_list_free(gtask_dead_entry *entries, size_t n) {

@@ -307,6 +307,17 @@ typedef struct gtask_broker_ops {
    * now as `next` and removed from the set (moved set); with state, its
    * record is reset to PENDING in the same step, as the backend's reset(). */
   int (*failed_requeue)(void *impl, gtask_revive *rs, size_t n, void *state);
+
+  /* Optional (NULL: queues cannot be paused; gtask_client_queue_pause is
+   * then GTASK_EINVAL).  Pauses queue (paused true) or resumes it: a flag
+   * that stays until changed, for every worker.  Sends still queue; lease()
+   * need not look at it (workers ask paused() and leave paused queues out). */
+  int (*pause)(void *impl, const char *queue, bool paused);
+
+  /* Optional (with pause).  out[i] (out) is whether queues[i] is paused, for
+   * each of queues[0..nq).  Workers call it about twice a second: keep it
+   * cheap (one round trip). */
+  int (*paused)(void *impl, const char *const *queues, size_t nq, bool *out);
 } gtask_broker_ops;
 
 /* ---------------------------------------------------------------- backend */

@@ -595,6 +595,19 @@ typedef struct gtask_queue_stats {
  * (detail in gtask_client_errmsg). */
 GTASK_EXTERN int gtask_client_stats(gtask_client *c, const char *queue, gtask_queue_stats *out);
 
+/* Pauses queue (NULL: the client's queue) for every worker (issue 18):
+ * workers stop leasing from it within a second (they ask twice a second),
+ * and tasks they hold run on and finish normally; sends still queue, and
+ * delayed tasks and retries still come due into it.  It stays paused, across
+ * worker restarts, until gtask_client_queue_resume(), which workers see
+ * within half a second.  GTASK_EINVAL for a bad queue name or a broker that
+ * cannot pause. */
+GTASK_EXTERN int gtask_client_queue_pause(gtask_client *c, const char *queue);
+GTASK_EXTERN int gtask_client_queue_resume(gtask_client *c, const char *queue);
+/* Whether queue (NULL: the client's queue) is paused, into *paused (false
+ * when the broker cannot pause). */
+GTASK_EXTERN int gtask_client_queue_paused(gtask_client *c, const char *queue, bool *paused);
+
 /* One task of a dead set: a task lost too many times (its worker died each
  * time) or a message no worker could decode. */
 typedef struct gtask_dead_entry {

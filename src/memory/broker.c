@@ -93,6 +93,7 @@ typedef struct mem_queue {
   mem_node **sched; /* binary min-heap by (due_ms, seq) */
   size_t nsched, capsched;
   int64_t succeeded, failed; /* tasks finished, counted by finish() */
+  bool paused;               /* pause(): workers leave it out (paused()) */
 } mem_queue;
 
 typedef struct mem_broker {
@@ -989,6 +990,31 @@ static int mb_dead_purge(void *impl, const char *queue, size_t *removed) {
   return 0;
 }
 
+static int mb_pause(void *impl, const char *queue, bool paused) {
+  mem_broker *br = impl;
+  if (br == NULL || queue == NULL)
+    return GTASK_EINVAL;
+  pthread_mutex_lock(&br->mu);
+  mem_queue *q = queue_get(br, queue);
+  if (q)
+    q->paused = paused;
+  pthread_mutex_unlock(&br->mu);
+  return q ? 0 : GTASK_ENOMEM;
+}
+
+static int mb_paused(void *impl, const char *const *queues, size_t nq, bool *out) {
+  mem_broker *br = impl;
+  if (br == NULL || (nq > 0 && (queues == NULL || out == NULL)))
+    return GTASK_EINVAL;
+  pthread_mutex_lock(&br->mu);
+  for (size_t k = 0; k < nq; k++) {
+    const mem_queue *q = queue_find(br, queues[k]);
+    out[k] = q != NULL && q->paused;
+  }
+  pthread_mutex_unlock(&br->mu);
+  return 0;
+}
+
 /* One process has one protocol version: nothing to refuse, only to record. */
 static int mb_announce(void *impl, const char *consumer, const char *const *queues, size_t nq,
                        int64_t until_ms) {
@@ -1042,6 +1068,8 @@ static const gtask_broker_ops memory_broker_ops = {
     .push_unique = mb_push_unique,
     .failed_list = mb_failed_list,
     .failed_requeue = mb_failed_requeue,
+    .pause = mb_pause,
+    .paused = mb_paused,
     .lease = mb_lease,
     .interrupt = mb_interrupt,
     .extend = mb_extend,

@@ -790,6 +790,59 @@ static int rb_stats(void *impl, const char *queue, gtask_queue_stats *out) {
   return rc;
 }
 
+/* ---------------------------------------------------------------- pause */
+
+/* The queue's `paused` key: "1" while paused, absent otherwise. */
+static int rb_pause(void *impl, const char *queue, bool paused) {
+  redis_broker *b = impl;
+  gtask__conn *c;
+  int rc = gtask__redis_get(b->r, &c);
+  if (rc) return rc;
+  char key[GTASK__KEY_MAX];
+  gtask__redis_key(b->r, key, sizeof(key), queue, "paused", NULL);
+  gtask__argv a;
+  gtask__argv_init(&a);
+  gtask__argv_adds(&a, paused ? "SET" : "DEL");
+  gtask__argv_adds(&a, key);
+  if (paused) gtask__argv_adds(&a, "1");
+  redisReply *rep;
+  rc = gtask__redis_cmd(b->r, c, &a, &rep);
+  if (rc == 0) freeReplyObject(rep);
+  gtask__argv_free(&a);
+  gtask__redis_put(b->r, c);
+  return rc;
+}
+
+/* One EXISTS per queue, pipelined (the queues' keys may live in different
+ * Cluster slots, so not one multi-key command). */
+static int rb_paused(void *impl, const char *const *queues, size_t nq, bool *out) {
+  redis_broker *b = impl;
+  gtask__conn *c;
+  int rc = gtask__redis_get(b->r, &c);
+  if (rc) return rc;
+  char key[GTASK__KEY_MAX];
+  for (size_t k = 0; k < nq; k++) {
+    gtask__redis_key(b->r, key, sizeof(key), queues[k], "paused", NULL);
+    gtask__conn_appendf(c, "EXISTS %s", key);
+  }
+  for (size_t k = 0; k < nq; k++) {
+    redisReply *p = NULL;
+    if (gtask__conn_get_reply(c, &p) != REDIS_OK) {
+      gtask__set_error("redis %s: %s", b->r->conf->describe, c->errstr);
+      rc = GTASK_ECONN;
+      break;
+    }
+    if (p->type == REDIS_REPLY_ERROR && rc == 0) {
+      gtask__set_error("redis %s: EXISTS: %s", b->r->conf->describe, p->str);
+      rc = gtask__redis_reply_rc(p->str);
+    }
+    out[k] = p->type == REDIS_REPLY_INTEGER && p->integer == 1;
+    freeReplyObject(p);
+  }
+  gtask__redis_put(b->r, c);
+  return rc;
+}
+
 /* ---------------------------------------------------------------- dead set */
 
 static void free_msg_array(gtask_msg **v, size_t n) {
@@ -1188,6 +1241,8 @@ static const gtask_broker_ops redis_broker_ops = {
     .push_unique = rb_push_unique,
     .failed_list = rb_failed_list,
     .failed_requeue = rb_failed_requeue,
+    .pause = rb_pause,
+    .paused = rb_paused,
     .lease = rb_lease,
     .interrupt = rb_interrupt,
     .extend = rb_extend,

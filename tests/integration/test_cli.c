@@ -891,6 +891,46 @@ TEST_TIMEOUT(cli_failed_and_rerun, 60) {
   env_stop(&e);
 }
 
+/* gtask queue pause|resume NAME (issue 18), seen by `gtask stats`. */
+TEST_TIMEOUT(cli_queue_pause_resume, 60) {
+  env e;
+  env_start(&e);
+  run_out *r = malloc(sizeof(*r));
+  char id[GTASK_ID_SIZE], line[1024];
+  ASSERT_USAGE(r, "queue");
+  ASSERT_USAGE(r, "queue", "pause");
+  ASSERT_USAGE(r, "queue", "stop", "default");
+  ASSERT_USAGE(r, "queue", "pause", "bad name");
+  ASSERT_USAGE(r, "queue", "pause", "a", "b");
+  WORKER_START(&e, "--builtin");
+  ASSERT_EQ(RUN(r, "queue", "pause", "default"), 0);
+  ASSERT_STR_EQ(r->out, "paused default\n");
+  ASSERT_EQ(RUN(r, "stats"), 0);
+  ASSERT_STR_CONTAINS(r->out, "paused");
+  ASSERT_STR_CONTAINS(r->out, " yes\n");
+  ASSERT_EQ(RUN(r, "--json", "stats"), 0);
+  json_t *j = json_line(first_line(r->out, line, sizeof(line)));
+  ASSERT_TRUE(json_is_true(json_object_get(j, "paused")));
+  json_decref(j);
+  test_sleep_ms(1000); /* the worker sees the pause within a second */
+  ASSERT_EQ(RUN(r, "send", "add", "2", "3"), 0); /* sends still queue */
+  id_of(r, id);
+  ASSERT_EQ(RUN(r, "result", id, "--wait", "700ms"), 3);
+  ASSERT_EQ(RUN(r, "status", id), 0);
+  ASSERT_STR_EQ(r->out, "PENDING\n");
+  ASSERT_EQ(RUN(r, "--json", "queue", "resume", "default"), 0);
+  j = json_line(first_line(r->out, line, sizeof(line)));
+  ASSERT_TRUE(json_is_false(json_object_get(j, "paused")));
+  json_decref(j);
+  ASSERT_EQ(RUN(r, "result", id, "--wait", "10s"), 0);
+  ASSERT_STR_EQ(r->out, "5\n");
+  ASSERT_EQ(RUN(r, "stats"), 0);
+  ASSERT_STR_CONTAINS(r->out, " no\n");
+  worker_stop(&e, SIGTERM);
+  free(r);
+  env_stop(&e);
+}
+
 /* A task that times out is retried, then fails: statuses and attempts. */
 TEST_TIMEOUT(cli_timeout_retry, 120) {
   env e;
@@ -1034,8 +1074,9 @@ TEST_TIMEOUT(cli_stats, 60) {
   ASSERT_EQ(RUN(r, "--json", "stats", "default", "other"), 0);
   ASSERT_EQ(count_lines(r->out), 2);
   json_t *j = json_line(first_line(r->out, line, sizeof(line)));
-  ASSERT_EQ(json_object_size(j), 7);
+  ASSERT_EQ(json_object_size(j), 8);
   ASSERT_STR_EQ(json_string_value(json_object_get(j, "queue")), "default");
+  ASSERT_TRUE(json_is_false(json_object_get(j, "paused")));
   ASSERT_EQ(json_integer_value(json_object_get(j, "pending")), 3);
   static const char *const zero[] = {"active", "scheduled", "dead", "succeeded", "failed"};
   for (size_t k = 0; k < 5; k++) ASSERT_EQ(json_integer_value(json_object_get(j, zero[k])), 0);

@@ -1405,6 +1405,43 @@ TEST(memory_split_client_failed_list_and_rerun) {
   run(make_memory_split, case_client_failed_list_and_rerun);
 }
 
+/* Pause flags (issue 18): per queue, kept until changed; sends still queue. */
+CONTRACT(pause_flags) {
+  ASSERT_NOT_NULL(e->b->ops->pause);
+  ASSERT_NOT_NULL(e->b->ops->paused);
+  char q2[80];
+  snprintf(q2, sizeof(q2), "%s-b", e->q);
+  const char *qs[2] = {e->q, q2};
+  bool p[2] = {true, true};
+  ASSERT_OK(e->b->ops->paused(e->b->impl, qs, 2, p));
+  ASSERT_FALSE(p[0]);
+  ASSERT_FALSE(p[1]);
+  ASSERT_OK(e->b->ops->pause(e->b->impl, e->q, true));
+  ASSERT_OK(e->b->ops->pause(e->b->impl, e->q, true)); /* idempotent */
+  ASSERT_OK(e->b->ops->paused(e->b->impl, qs, 2, p));
+  ASSERT_TRUE(p[0]);
+  ASSERT_FALSE(p[1]);
+  push(e, e->q, BODIES[0], 0, NULL);
+  ASSERT_STATS(e, e->q, 1, 0, 0, 0);
+
+  gtask_client *cli = client_on(e);
+  bool paused = false;
+  ASSERT_OK(gtask_client_queue_paused(cli, NULL, &paused));
+  ASSERT_TRUE(paused);
+  ASSERT_OK(gtask_client_queue_paused(cli, q2, &paused));
+  ASSERT_FALSE(paused);
+  ASSERT_ERR(gtask_client_queue_pause(cli, "bad queue"), GTASK_EINVAL);
+  ASSERT_OK(gtask_client_queue_resume(cli, NULL));
+  ASSERT_OK(gtask_client_queue_resume(cli, NULL)); /* idempotent */
+  ASSERT_OK(e->b->ops->paused(e->b->impl, qs, 2, p));
+  ASSERT_FALSE(p[0]);
+  ASSERT_OK(gtask_client_queue_pause(cli, q2));
+  ASSERT_OK(e->b->ops->paused(e->b->impl, qs, 2, p));
+  ASSERT_FALSE(p[0]);
+  ASSERT_TRUE(p[1]);
+  gtask_client_free(cli);
+}
+
 TEST(redis_split_client_send_with_id) { run(make_redis_split, case_client_send_with_id); }
 TEST(memory_split_client_send_with_id) { run(make_memory_split, case_client_send_with_id); }
 TEST(redis_split_client_send_unique_until_done) {

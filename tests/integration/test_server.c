@@ -705,6 +705,44 @@ static void check_failed_then_rerun(bool memory) {
 }
 
 TEST(redis_failed_task_is_listed_and_rerun) { check_failed_then_rerun(false); }
+
+/* Pause and resume (issue 18): a paused queue's tasks wait (sends still
+ * queue), a task already running finishes, and a resume runs them at once. */
+static void check_pause(bool memory) {
+  env e;
+  env_open(&e, memory, NULL);
+  env_start(&e);
+  gtask_send_conf *slow = gtask_send_conf_new("sleep");
+  char running[GTASK_ID_SIZE], held[GTASK_ID_SIZE];
+  ASSERT_OK(GTASK_SEND(e.client, slow, running, gtask_int64(600)));
+  WAIT_UNTIL(status_of(e.client, running) == GTASK_STARTED, 5000);
+  ASSERT_OK(gtask_client_queue_pause(e.client, NULL));
+  /* The pause reaches the worker within a second (a clock to wait out). */
+  test_sleep_ms(1000);
+  gtask_send_conf *c = gtask_send_conf_new("add");
+  ASSERT_OK(GTASK_SEND(e.client, c, held, gtask_int64(1), gtask_int64(2)));
+  gtask_result *r = NULL;
+  ASSERT_OK(gtask_client_wait(e.client, running, test_timeout_ms(5000), &r));
+  ASSERT_EQ(r->status, GTASK_SUCCESS); /* ran on, to the end */
+  gtask_result_free(r);
+  ASSERT_ERR(gtask_client_wait(e.client, held, 700, &r), GTASK_ETIMEDOUT);
+  ASSERT_EQ(status_of(e.client, held), GTASK_PENDING);
+  gtask_queue_stats qs;
+  ASSERT_OK(gtask_client_stats(e.client, NULL, &qs));
+  ASSERT_EQ(qs.pending, 1);
+  int64_t t0 = test_now_ms();
+  ASSERT_OK(gtask_client_queue_resume(e.client, NULL));
+  ASSERT_OK(gtask_client_wait(e.client, held, test_timeout_ms(5000), &r));
+  ASSERT_EQ(r->status, GTASK_SUCCESS);
+  ASSERT_LT(test_now_ms() - t0, test_timeout_ms(1500));
+  gtask_result_free(r);
+  gtask_send_conf_free(c);
+  gtask_send_conf_free(slow);
+  env_close(&e);
+}
+
+TEST(redis_pause_holds_new_tasks_and_resume_runs_them) { check_pause(false); }
+TEST(memory_pause_holds_new_tasks_and_resume_runs_them) { check_pause(true); }
 TEST(memory_failed_task_is_listed_and_rerun) { check_failed_then_rerun(true); }
 TEST(memory_retry_on_error_and_never_on_bad_input) { check_retry_on(true); }
 
