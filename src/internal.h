@@ -92,8 +92,8 @@ int gtask__result_decode(const char *buf, size_t len, const char *id, gtask_resu
  * private: */
 
 struct gtask_broker {
-  int64_t msg_ttl_ms; /* how long a queued message lives (0: for ever); set by the implementation */
-  const gtask_broker_ops *ops; /* the table, or ops_copy for an older ABI's table */
+  int64_t msg_ttl_ms; /* how long a queued message lives (0: for ever): ops->msg_ttl_ms, read once */
+  const gtask_broker_ops *ops; /* the table, or ops_copy for an older abi's table */
   void *impl;
   atomic_int refs;
   gtask_broker_ops ops_copy; /* an older table, padded with NULL operations */

@@ -1234,6 +1234,11 @@ static void rb_destroy(void *impl) {
   gtask__free(b);
 }
 
+static int64_t rb_msg_ttl_ms(void *impl) {
+  redis_broker *b = impl;
+  return b->r->conf->expire_ms;
+}
+
 static const gtask_broker_ops redis_broker_ops = {
     .abi = GTASK_EXTEND_ABI,
     .name = "redis",
@@ -1256,6 +1261,7 @@ static const gtask_broker_ops redis_broker_ops = {
     .announce = rb_announce,
     .colocated = rb_colocated,
     .destroy = rb_destroy,
+    .msg_ttl_ms = rb_msg_ttl_ms,
 };
 
 GTASK_EXTERN int gtask_broker_redis_new(gtask_broker **out, const gtask_redis_conf *conf) {
@@ -1274,7 +1280,6 @@ GTASK_EXTERN int gtask_broker_redis_new(gtask_broker **out, const gtask_redis_co
   pthread_mutex_init(&b->mu, NULL);
   gtask_broker *h = gtask__broker_new(&redis_broker_ops, b);
   if (!h) return GTASK_ENOMEM;
-  h->msg_ttl_ms = b->r->conf->expire_ms;
   *out = h;
   return 0;
 }
