@@ -34,6 +34,9 @@ static const char usage_main[] =
     "  cron     periodic tasks: next fire times, add, list, remove\n"
     "  scheduler  queue the ticks of the periodic tasks until SIGINT/SIGTERM\n"
     "  limit    rate and concurrency limits across all workers\n"
+    "  failed   list the tasks that ended FAILURE (kept for a while)\n"
+    "  rerun    run a failed task again (same id, fresh attempts)\n"
+    "  queue    pause or resume a queue\n"
     "  version  print the version of gtask (as --version does)\n"
     "\n"
     "global options (before or after the command):\n"
@@ -48,6 +51,8 @@ static const char usage_main[] =
     "  --wait-replicas N  sends, finishes and requeues wait (1 s at most) until N\n"
     "                  replicas have them (Sentinel: survive a failover)\n"
     "                  redis-sentinel://[user:pass@]h1:p1,h2:p2/MASTER[/db] finds the master\n"
+    "                  redis-cluster://[user:pass@]h1:p1,h2:p2 for Redis Cluster\n"
+    "                  (rediss-cluster://... with TLS)\n"
     "  --queue NAME    queue to use (default: default)\n"
     "  --json          print one JSON object per line\n"
     "  -h, --help      this text; `gtask COMMAND --help` for a command\n"
@@ -56,7 +61,8 @@ static const char usage_main[] =
     "exit codes: 0 ok, 1 task FAILURE (or another error), 2 usage error,\n"
     "            3 wait timed out, 4 unknown task id, 5 cannot reach redis,\n"
     "            6 sent but the reply was lost: the printed ids may or may not be\n"
-    "              queued (check them with `gtask status ID` before sending again)\n";
+    "              queued (check them with `gtask status ID` before sending again),\n"
+    "            7 send --id/--unique: the task exists already (its id is printed)\n";
 
 /* ---------------------------------------------------------------- messages */
 
@@ -252,6 +258,9 @@ int cli_fail(cli *c, gtask_client *client, int rc) {
   case GTASK_EINDOUBT:
     cli_error("%s", detail);
     return CLI_INDOUBT;
+  case GTASK_EEXIST:
+    cli_error("%s", detail);
+    return CLI_EXISTS;
   default:
     cli_error("%s", detail);
     return CLI_FAILED;
@@ -304,7 +313,9 @@ typedef struct command {
 static const command commands[] = {
     {"worker", cmd_worker}, {"send", cmd_send},   {"status", cmd_status},
     {"result", cmd_result}, {"stats", cmd_stats}, {"dead", cmd_dead},
-    {"cron", cmd_cron},     {"scheduler", cmd_scheduler}, {"limit", cmd_limit}, {"version", cmd_version},
+    {"cron", cmd_cron},     {"scheduler", cmd_scheduler}, {"limit", cmd_limit},
+    {"failed", cmd_failed}, {"rerun", cmd_rerun}, {"queue", cmd_queue},
+    {"version", cmd_version},
 };
 
 /* Options of main() itself, before the command. */

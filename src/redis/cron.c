@@ -44,8 +44,9 @@ static int registry_cmd(gtask__redis *r, const char *verb, const char *name, con
   gtask__argv_add(&a, key, registry_key(r, key, sizeof(key)));
   if (name) gtask__argv_adds(&a, name);
   if (val) gtask__argv_add(&a, val, len);
-  gtask__conn *c;
-  int rc = gtask__redis_get(r, &c);
+  gtask__conn *c = NULL;
+  /* On a cluster, the master of the key's own slot. */
+  int rc = gtask__redis_get(gtask__redis_route(r, key, strlen(key)), &c);
   if (rc == 0) {
     rc = a.oom ? GTASK_ENOMEM : gtask__redis_cmd(r, c, &a, reply);
     gtask__redis_put(r, c);
@@ -151,8 +152,8 @@ int gtask__cron_state(gtask_broker *b, const char *queue, const char *name, gtas
   gtask__argv_adds(&a, "at");
   gtask__argv_adds(&a, "skipped");
   redisReply *rep;
-  gtask__conn *c;
-  rc = gtask__redis_get(r, &c);
+  gtask__conn *c = NULL;
+  rc = gtask__redis_use(r, queue, &c);
   if (rc == 0) {
     rc = a.oom ? GTASK_ENOMEM : gtask__redis_cmd(r, c, &a, &rep);
     gtask__redis_put(r, c);
@@ -181,8 +182,8 @@ int gtask__cron_fire(gtask_broker *b, bool with_state, const char *queue, const 
   gtask__redis *r;
   int rc = need_redis(b, &r);
   if (rc) return rc;
-  gtask__conn *c;
-  rc = gtask__redis_get(r, &c);
+  gtask__conn *c = NULL;
+  rc = gtask__redis_use(r, queue, &c);
   if (rc) return rc;
   char keys[3][GTASK__KEY_MAX];
   gtask__argv a;

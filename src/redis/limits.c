@@ -217,8 +217,8 @@ static int slots_call(gtask__redis *r, gtask__conn *c, const char *op, const cha
 
 int gtask__limits_housekeep(gtask__limits *l, gtask__redis *r, const char *queue) {
   if (!l) return 0;
-  gtask__conn *c;
-  int rc = gtask__redis_get(r, &c);
+  gtask__conn *c = NULL;
+  int rc = gtask__redis_use(r, queue, &c);
   if (rc) return rc;
   limit_target *t;
   size_t nt;
@@ -280,8 +280,8 @@ int64_t gtask__limits_before_lease(gtask__limits *l, gtask__redis *r, const char
     if (!due) continue;
     if (due <= now) {
       /* Bring the deferred tasks that are due back (promote.lua). */
-      gtask__conn *c;
-      if (gtask__redis_get(r, &c) != 0) continue;
+      gtask__conn *c = NULL;
+      if (gtask__redis_use(r, queues[i], &c) != 0) continue;
       char ks[GTASK__KEY_MAX], kz[GTASK__KEY_MAX];
       gtask__argv a;
       gtask__argv_init(&a);
@@ -367,7 +367,7 @@ static int admit_queue(gtask__limits *l, gtask__redis *r, gtask_msg **msgs, size
   }
   char (*keys)[GTASK__KEY_MAX] = gtask__calloc(3 + 3 * nt, GTASK__KEY_MAX);
   gtask__conn *c = NULL;
-  rc = keys ? gtask__redis_get(r, &c) : GTASK_ENOMEM;
+  rc = keys ? gtask__redis_use(r, queue, &c) : GTASK_ENOMEM;
   gtask__argv a;
   gtask__argv_init(&a);
   redisReply *rep = NULL;
@@ -511,8 +511,8 @@ static void slots_of(gtask__limits *l, gtask__redis *r, gtask_msg *const *msgs, 
     }
     pthread_mutex_unlock(&l->mu);
     if (!h) continue;
-    gtask__conn *c;
-    if (gtask__redis_get(r, &c) != 0) continue; /* the slot expires after a lease time */
+    gtask__conn *c = NULL;
+    if (gtask__redis_use(r, queue, &c) != 0) continue; /* the slot expires after a lease time */
     int rc = slots_call(r, c, release ? "release" : "extend", queue,
                         (const char (*)[GTASK__KEY_MAX])fields, conc, nt, msgs[k]->lease,
                         l->lease_ms);
@@ -555,9 +555,9 @@ int gtask__limit_set(gtask_broker *broker, const char *queue, const char *field,
     add_target_keys(r, &a, keys + 2, queue, field, true);
     gtask__argv_adds(&a, field);
   }
-  gtask__conn *c;
+  gtask__conn *c = NULL;
   redisReply *rep = NULL;
-  int rc = gtask__redis_get(r, &c);
+  int rc = gtask__redis_use(r, queue, &c);
   if (rc == 0) {
     if (a.oom) rc = GTASK_ENOMEM;
     else if (value) rc = gtask__redis_cmd(r, c, &a, &rep);
@@ -581,8 +581,8 @@ int gtask__limit_list(gtask_broker *broker, const char *queue, gtask_limit **out
     gtask__set_error("limits need a Redis broker (gtask_broker_redis_new)");
     return GTASK_EINVAL;
   }
-  gtask__conn *c;
-  int rc = gtask__redis_get(r, &c);
+  gtask__conn *c = NULL;
+  int rc = gtask__redis_use(r, queue, &c);
   if (rc) return rc;
   limit_target *t = NULL;
   size_t nt = 0;
