@@ -36,6 +36,8 @@
  *
  * Link: the suite calls the public API only (gtask.h, extend.h), so link it
  * with libgtask, shared or static: `pkg-config --libs gtask-contract gtask`.
+ * The library also holds gtask's test runner, whose functions are named
+ * test_* and test__*: keep those names out of the program that links it.
  *
  * What the suite checks: every operation of both tables as extend.h states
  * it -- FIFO order and opaque bytes, blocking leases woken by a push or an
