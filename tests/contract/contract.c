@@ -364,11 +364,11 @@ typedef struct later {
 
 static void *later_main(void *arg) {
   later *l = arg;
-  /* On Redis the blocked call can be seen (INFO clients); the memory
-   * implementation shows nothing, and there the delay alone gives the call
-   * the time to block.  Either way the event comes delay_ms after the call
-   * blocked at the earliest, which tests that measure from the call's start
-   * rely on. */
+  /* With the target's blocked() hook the blocked call can be seen (Redis:
+   * INFO clients); without it (the memory pair) the delay alone gives the
+   * call the time to block.  Either way the event comes delay_ms after the
+   * call blocked at the earliest, which tests that measure from the call's
+   * start rely on. */
   if (blocked(l->e) >= 0)
     WAIT_UNTIL(blocked(l->e) > 0, 5000);
   test_sleep_ms(l->delay_ms);
@@ -1050,9 +1050,9 @@ CONTRACT(BROKER, dead_list_requeue_purge) {
   ASSERT_EQ(n, 0);
 }
 
-/* The client's view (admin.c) on either pair: a task lost too often is listed
- * with its name and error, requeued with a fresh delivery count and a PENDING
- * state, runs and finishes again; then purge. */
+/* The client's view (admin.c) on the pair, colocated or not: a task lost too
+ * often is listed with its name and error, requeued with a fresh delivery
+ * count and a PENDING state, runs and finishes again; then purge. */
 CONTRACT(PAIR, client_dead_requeue) {
   gtask_client *cli = gtask_client_new(e->b, e->be);
   ASSERT_NOT_NULL(cli);
