@@ -9,8 +9,11 @@
  * encoded result record as the core gives it (opaque bytes, a BLOB),
  * expires_ms the unix time after which the row counts as gone: every write
  * sets it to now + ttl (the Redis backend's expire time, counted from each
- * write), every read ignores rows past it, and every write transaction
- * first deletes the rows past it (an index range, usually empty).
+ * write), every read ignores rows past it, every write first deletes its own
+ * row if it is past it (so that it writes as on a missing row), and every
+ * write transaction deletes up to SWEEP_MAX other expired rows (an index
+ * range, usually empty; bounded, so that a burst of expiries never makes one
+ * call long).
  *
  * The contract, as the memory and Redis backends keep it: pending() creates a
  * row only if there is none; started() and store() create one if needed; a
@@ -54,6 +57,7 @@
 #define DEFAULT_TTL_MS (24 * 3600 * 1000LL)
 #define POLL_FIRST_MS 2
 #define POLL_MAX_MS 100
+#define SWEEP_MAX 256
 
 typedef struct sqlite_backend {
   pthread_mutex_t mu; /* guards db and the statements, and gen */
@@ -61,7 +65,7 @@ typedef struct sqlite_backend {
   uint64_t gen;       /* counts those broadcasts */
   sqlite3 *db;
   int64_t ttl_ms;
-  sqlite3_stmt *sweep, *get, *pending, *started, *store, *reset;
+  sqlite3_stmt *sweep, *expire, *get, *pending, *started, *store, *reset;
 } sqlite_backend;
 
 static const char SCHEMA[] =
@@ -76,7 +80,13 @@ static const char SCHEMA[] =
  * same rule as status IN ('SUCCESS','FAILURE'). */
 static bool is_final(gtask_status s) { return s == GTASK_SUCCESS || s == GTASK_FAILURE; }
 
-static const char SQL_SWEEP[] = "DELETE FROM gtask_state WHERE expires_ms <= ?1";
+#define STR(x) #x
+#define XSTR(x) STR(x)
+static const char SQL_SWEEP[] =
+    "DELETE FROM gtask_state WHERE (queue, id) IN (SELECT queue, id FROM gtask_state"
+    " WHERE expires_ms <= ?1 LIMIT " XSTR(SWEEP_MAX) ")";
+static const char SQL_EXPIRE[] =
+    "DELETE FROM gtask_state WHERE queue = ?1 AND id = ?2 AND expires_ms <= ?3";
 static const char SQL_GET[] = "SELECT status, attempts, result FROM gtask_state"
                               " WHERE queue = ?1 AND id = ?2 AND expires_ms > ?3";
 static const char SQL_PENDING[] =
@@ -156,6 +166,14 @@ static void bind_key(sqlite3_stmt *st, const gtask_msg *m) {
   sqlite3_bind_text(st, 2, m->id, -1, SQLITE_STATIC);
 }
 
+/* Deletes m's row if it expired (in a write transaction, before writing it),
+ * so that the write sees a missing row, as a read would. */
+static int expire_row(sqlite_backend *be, const gtask_msg *m, int64_t now) {
+  bind_key(be->expire, m);
+  sqlite3_bind_int64(be->expire, 3, now);
+  return step_done(be->expire);
+}
+
 static bool msgs_valid(gtask_msg *const *msgs, size_t n) {
   if (n > 0 && msgs == NULL)
     return false;
@@ -165,8 +183,8 @@ static bool msgs_valid(gtask_msg *const *msgs, size_t n) {
   return true;
 }
 
-/* Opens a write transaction (called with the mutex held) and drops the
- * expired rows, so that a write never sees one. */
+/* Opens a write transaction (called with the mutex held) and drops up to
+ * SWEEP_MAX expired rows. */
 static int tx_begin(sqlite_backend *be, int64_t now) {
   int rc = exec(be, "BEGIN IMMEDIATE");
   if (rc != 0)
@@ -199,6 +217,8 @@ static int sq_pending(void *impl, gtask_msg *const *msgs, size_t n) {
   int rc = tx_begin(be, now);
   if (rc == 0) {
     for (size_t i = 0; i < n && rc == 0; i++) {
+      if ((rc = expire_row(be, msgs[i], now)) != 0)
+        break;
       bind_key(be->pending, msgs[i]);
       sqlite3_bind_int64(be->pending, 3, now + be->ttl_ms);
       rc = step_done(be->pending);
@@ -220,6 +240,8 @@ static int sq_started(void *impl, gtask_msg *const *msgs, const uint32_t *attemp
   int rc = tx_begin(be, now);
   if (rc == 0) {
     for (size_t i = 0; i < n && rc == 0; i++) {
+      if ((rc = expire_row(be, msgs[i], now)) != 0)
+        break;
       bind_key(be->started, msgs[i]);
       sqlite3_bind_int64(be->started, 3, attempts[i]);
       sqlite3_bind_int64(be->started, 4, now + be->ttl_ms);
@@ -252,6 +274,8 @@ static int sq_store(void *impl, gtask_fin *fins, size_t n) {
   if (rc == 0) {
     for (size_t i = 0; i < n && rc == 0; i++) {
       const gtask_fin *f = &fins[i];
+      if ((rc = expire_row(be, f->msg, now)) != 0)
+        break;
       sqlite3_stmt *st = be->store;
       bind_key(st, f->msg);
       sqlite3_bind_text(st, 3, gtask_status_name(f->status), -1, SQLITE_STATIC);
@@ -293,6 +317,8 @@ static int sq_reset(void *impl, gtask_msg *const *msgs, size_t n) {
   int rc = tx_begin(be, now);
   if (rc == 0) {
     for (size_t i = 0; i < n && rc == 0; i++) {
+      if ((rc = expire_row(be, msgs[i], now)) != 0)
+        break;
       bind_key(be->reset, msgs[i]);
       sqlite3_bind_int64(be->reset, 3, now + be->ttl_ms);
       rc = step_done(be->reset);
@@ -409,7 +435,8 @@ static void sq_destroy(void *impl) {
   sqlite_backend *be = impl;
   if (be == NULL)
     return;
-  sqlite3_stmt *sts[] = {be->sweep, be->get, be->pending, be->started, be->store, be->reset};
+  sqlite3_stmt *sts[] = {be->sweep,   be->expire, be->get,  be->pending,
+                         be->started, be->store,  be->reset};
   for (size_t i = 0; i < sizeof(sts) / sizeof(sts[0]); i++)
     sqlite3_finalize(sts[i]);
   sqlite3_close(be->db);
@@ -459,6 +486,8 @@ int sqlite_backend_new(gtask_backend **out, const char *path, int64_t ttl_ms) {
     rc = rc == GTASK_ENOMEM ? rc : GTASK_ECONN;
   if (rc == 0)
     rc = prepare(be, SQL_SWEEP, &be->sweep);
+  if (rc == 0)
+    rc = prepare(be, SQL_EXPIRE, &be->expire);
   if (rc == 0)
     rc = prepare(be, SQL_GET, &be->get);
   if (rc == 0)

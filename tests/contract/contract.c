@@ -1592,7 +1592,8 @@ CONTRACT(BACKEND, backend_reset) {
 }
 
 /* A final record lives for the backend's record lifetime, then is gone: get
- * and wait report GTASK_ENOTFOUND (make() was asked for RESULT_TTL_MS). */
+ * and wait report GTASK_ENOTFOUND, and a write finds no record (make() was
+ * asked for RESULT_TTL_MS). */
 CONTRACT(RESULT_TTL, backend_result_expires) {
   gtask_msg *m = task_msg(e);
   ASSERT_OK(e->eo->pending(e->ei, &m, 1));
@@ -1602,6 +1603,9 @@ CONTRACT(RESULT_TTL, backend_result_expires) {
   gtask_status s;
   ASSERT_ERR(e->eo->get(e->ei, m->queue, m->id, &s, NULL, NULL, NULL), GTASK_ENOTFOUND);
   ASSERT_ERR(e->eo->wait(e->ei, m->queue, m->id, 0, false, NULL, NULL), GTASK_ENOTFOUND);
+  /* Writes see the expired record as missing too: pending() creates one. */
+  ASSERT_OK(e->eo->pending(e->ei, &m, 1));
+  assert_state(e, m, GTASK_PENDING, "");
   gtask_msg_free(m);
 }
 
