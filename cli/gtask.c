@@ -45,6 +45,8 @@ static const char usage_main[] =
     "  --wait-replicas N  sends, finishes and requeues wait (1 s at most) until N\n"
     "                  replicas have them (Sentinel: survive a failover)\n"
     "                  redis-sentinel://[user:pass@]h1:p1,h2:p2/MASTER[/db] finds the master\n"
+    "                  redis-cluster://[user:pass@]h1:p1,h2:p2 for Redis Cluster\n"
+    "                  (rediss-cluster://... with TLS)\n"
     "  --queue NAME    queue to use (default: default)\n"
     "  --json          print one JSON object per line\n"
     "  -h, --help      this text; `gtask COMMAND --help` for a command\n"

@@ -75,7 +75,8 @@ extern "C" {
  * lack count as NULL: it never reads past the end of an older table) and
  * refuses newer ones.  Each operation says the version that added it.
  *   1  the first published tables (gtask 0.1.0)
- *   2  broker msg_ttl_ms: the message lifetime (issue 21) */
+ *   2  broker msg_ttl_ms: the message lifetime (issue 21); broker queues:
+ *      the queue list (issue 17, `gtask stats --all`) */
 #define GTASK_EXTEND_ABI 2
 
 /* ---------------------------------------------------------------- messages */
@@ -289,6 +290,15 @@ typedef struct gtask_broker_ops {
    * itself need drop nothing (it may, as a store-level TTL).  Must not block;
    * a negative value makes gtask_broker_new() fail with GTASK_EINVAL. */
   int64_t (*msg_ttl_ms)(void *impl);
+
+  /* Optional (NULL, or a table of abi 1: cannot list).
+   * The names of the queues the broker holds anything of (queued, leased,
+   * scheduled or dead tasks, counters), each once, sorted by strcmp: a new
+   * array *names of *n new strings, all allocated with malloc (the library
+   * frees them with free()); *names NULL when there are none.  On failure,
+   * returns the error and allocates nothing.  May be slow (it may scan the
+   * store): for administration, not for a worker's loop. */
+  int (*queues)(void *impl, char ***names, size_t *n);
 } gtask_broker_ops;
 
 /* ---------------------------------------------------------------- backend */

@@ -208,7 +208,9 @@ typedef struct gtask_redis_conf gtask_redis_conf;
 
 /* Creates a configuration.
  *   url      "host:port" (g_task's form), "redis://[user:pass@]host[:port][/db]",
- *            "unix:/path/to/sock[?db=N]" or "unix:///path[?db=N]".  NULL means
+ *            "unix:/path/to/sock[?db=N]" or "unix:///path[?db=N]"; see also
+ *            gtask_redis_conf_set_tls (rediss://) and _set_cluster
+ *            (redis-cluster://h1:p1,h2:p2).  NULL means
  *            "127.0.0.1:6379".
  *   password overrides the URL's password when non-NULL and non-empty.
  *   db       the db (0..100000) for a URL that names none ("host:port",
@@ -255,6 +257,17 @@ GTASK_EXTERN int gtask_redis_conf_set_tls(gtask_redis_conf *c, const char *ca_fi
  * encryption without authentication, open to a man in the middle.  Every
  * broker or backend made with it logs a warning. */
 GTASK_EXTERN int gtask_redis_conf_set_tls_insecure(gtask_redis_conf *c, bool insecure);
+/* Redis Cluster.  "redis-cluster://[user:pass@]h1:p1,h2:p2,..." (or
+ * "rediss-cluster://...?cacert=..." for TLS, with rediss://'s parameters) in
+ * the URL, or this setter on a "host:port" or redis:// conf (the address
+ * becomes the one seed node: a managed cluster's configuration endpoint).
+ * Any reachable seed gives the slot map; commands then go to the master of
+ * each queue's slot (keys carry the queue as their hash tag), following
+ * MOVED and ASK redirections, retrying TRYAGAIN and CLUSTERDOWN a few times
+ * with backoff, and reading the map again when nodes come or go.  db must be
+ * 0.  GTASK_EINVAL for a unix-socket or Sentinel conf, or another db.
+ * on == false turns it off again. */
+GTASK_EXTERN int gtask_redis_conf_set_cluster(gtask_redis_conf *c, bool on);
 /* A printable form of the address without the password, e.g.
  * "redis://127.0.0.1:6390/1".  Valid while c lives. */
 GTASK_EXTERN const char *gtask_redis_conf_describe(const gtask_redis_conf *c);
@@ -538,6 +551,16 @@ typedef struct gtask_queue_stats {
  * GTASK_EINVAL for a bad queue name; GTASK_ECONN when Redis cannot be reached
  * (detail in gtask_client_errmsg). */
 GTASK_EXTERN int gtask_client_stats(gtask_client *c, const char *queue, gtask_queue_stats *out);
+
+/* The queues the broker holds anything of (tasks in any state, counters),
+ * sorted: *names is a new array of *n names (NULL and 0 if none); free it
+ * with gtask_queues_free().  On a Redis Cluster every master is scanned
+ * (SCAN, a pass over all keys: for administration, not for a hot loop).
+ * GTASK_EINVAL if the broker cannot list its queues (a custom broker without
+ * the operation); GTASK_ECONN as for stats. */
+GTASK_EXTERN int gtask_client_queues(gtask_client *c, char ***names, size_t *n);
+/* Frees what gtask_client_queues returned.  Accepts NULL. */
+GTASK_EXTERN void gtask_queues_free(char **names, size_t n);
 
 /* One task of a dead set: a task lost too many times (its worker died each
  * time) or a message no worker could decode. */

@@ -922,6 +922,37 @@ CONTRACT(BROKER, stats_counts) {
   gtask_msg_free(m);
 }
 
+/* queues() (optional, abi 2): every queue that holds something, once each,
+ * sorted.  The store may hold other cases' queues too (a shared one), so
+ * only the ones made here are looked for. */
+static bool has_name(char **names, size_t n, const char *q) {
+  for (size_t k = 0; k < n; k++)
+    if (strcmp(names[k], q) == 0)
+      return true;
+  return false;
+}
+
+CONTRACT(BROKER, queues_lists_every_queue_once_sorted) {
+  if (e->bo->abi < 2 || e->bo->queues == NULL)
+    SKIP("the broker does not list its queues (optional)");
+  char q2[80], q3[80];
+  snprintf(q2, sizeof(q2), "%s-b", e->q);
+  snprintf(q3, sizeof(q3), "%s-c", e->q);
+  push(e, e->q, BODIES[0], 0, NULL);
+  push(e, e->q, BODIES[1], 0, NULL);
+  push(e, q2, BODIES[0], now_ms() + 60000, NULL); /* scheduled only */
+  push(e, q3, BODIES[0], 0, NULL);
+  char **names = NULL;
+  size_t n = 0;
+  ASSERT_OK(e->bo->queues(e->bi, &names, &n));
+  ASSERT_TRUE(has_name(names, n, e->q));
+  ASSERT_TRUE(has_name(names, n, q2));
+  ASSERT_TRUE(has_name(names, n, q3));
+  for (size_t k = 1; k < n; k++)
+    ASSERT_LT(strcmp(names[k - 1], names[k]), 0);
+  gtask_queues_free(names, n);
+}
+
 /* finish() counts each task that ends DONE or DEAD with a final status, once. */
 CONTRACT(BROKER, stats_finished_counters) {
   for (int i = 0; i < 5; i++)

@@ -6,6 +6,7 @@
  * with jansson), the builtin tasks, --tasks FILE.so, the process pool, a
  * graceful shutdown on SIGTERM/SIGINT, and the dead set. */
 #include "internal.h"
+#include "cluster_fixture.h"
 #include "redis_fixture.h"
 #include "tls_fixture.h"
 #include "test.h"
@@ -1139,4 +1140,56 @@ TEST_TIMEOUT(cli_sub_millisecond_timeout, 60) {
   ASSERT_STR_CONTAINS(r->err, "timeout");
   free(r);
   env_stop(&e);
+}
+
+/* ---------------------------------------------------------------- Redis Cluster */
+
+/* The CLI against a Redis Cluster (issue 17): a worker on queues spread over
+ * the masters, sends and results, status, stats --all listing every queue
+ * across the nodes, the dead set. */
+TEST_TIMEOUT(cli_on_a_cluster, 120) {
+  env e;
+  memset(&e, 0, sizeof(e));
+  gt_cluster *cl = gt_cluster_start(3, 0);
+  ASSERT_NOT_NULL(cl);
+  ASSERT_EQ(setenv("GTASK_REDIS_URL", gt_cluster_url(cl), 1), 0);
+  static const char *const qs[] = {"alpha", "beta", "gamma", "delta"};
+  int nodes = 0;
+  gt_redis *seen[4] = {NULL};
+  for (int k = 0; k < 4; k++) {
+    char key[64];
+    snprintf(key, sizeof(key), "gtask:{%s}:stream", qs[k]);
+    gt_redis *m = gt_cluster_master_of(cl, gt_cluster_keyslot(cl, key));
+    ASSERT_NOT_NULL(m);
+    bool dup = false;
+    for (int j = 0; j < nodes; j++) dup |= seen[j] == m;
+    if (!dup) seen[nodes++] = m;
+  }
+  ASSERT_GE(nodes, 2); /* the queues live on more than one master */
+  WORKER_START(&e, "--builtin", "--queues", "alpha,beta,gamma,delta");
+  run_out *r = malloc(sizeof(*r));
+  char id[GTASK_ID_SIZE];
+  for (int k = 0; k < 4; k++) {
+    ASSERT_EQ(RUN(r, "--queue", qs[k], "send", "add", "1", "1", "--wait", "10s"), 0);
+    ASSERT_STR_EQ(r->out, "2\n");
+  }
+  ASSERT_EQ(RUN(r, "--queue", "gamma", "send", "add", "2", "3"), 0);
+  id_of(r, id);
+  ASSERT_EQ(RUN(r, "--queue", "gamma", "result", id, "--wait", "10s"), 0);
+  ASSERT_STR_EQ(r->out, "5\n");
+  ASSERT_EQ(RUN(r, "--queue", "gamma", "status", id), 0);
+  ASSERT_STR_CONTAINS(r->out, "SUCCESS");
+  /* Every queue, from every master, sorted. */
+  ASSERT_EQ(RUN(r, "stats", "--all"), 0);
+  ASSERT_EQ(count_lines(r->out), 5);
+  const char *a = strstr(r->out, "\nalpha "), *b = strstr(r->out, "\nbeta "),
+             *d = strstr(r->out, "\ndelta "), *g = strstr(r->out, "\ngamma ");
+  ASSERT_TRUE(a && b && d && g && a < b && b < d && d < g);
+  ASSERT_EQ(RUN(r, "stats", "--all", "alpha"), 2);
+  ASSERT_EQ(RUN(r, "--queue", "beta", "dead", "list"), 0);
+  ASSERT_STR_EQ(r->out, "");
+  ASSERT_EQ(RUN(r, "--queue", "beta", "dead", "purge"), 0);
+  free(r);
+  worker_stop(&e, SIGTERM);
+  gt_cluster_stop(cl);
 }
