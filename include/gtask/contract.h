@@ -45,9 +45,10 @@
  * batches applied per fin, schedules, stats and finished counters, the dead
  * set's compare-and-swap, backend states and blocking waits, reset, record
  * expiry; and the pair under a real server and client (gtask_server_run,
- * gtask_client_wait, retries, counters) and the client's dead-set calls.  "Promptly" means within 200 ms (times
- * the multiplier) of the event.  The suite uses queue names of the form
- * "q-XXXXXXXX[-suffix]", new for every case. */
+ * gtask_client_wait, retries, counters) and the client's dead-set calls.
+ * "Promptly" means within 200 ms (times the multiplier) of the event.  The
+ * suite uses queue names of the form "q-XXXXXXXX[-suffix]", new for every
+ * case. */
 #ifndef GTASK_CONTRACT_H
 #define GTASK_CONTRACT_H
 
