@@ -111,6 +111,7 @@ static int write_outcomes(gtask_server *s, gtask_job **jobs, size_t n, gtask_fin
  * takes them off the in-flight list, drops their lifecycle reference, and
  * tells the fetcher about a retry due before its next promote. */
 static void settle(gtask_server *s, gtask_job **batch, const gtask_fin *fins, size_t n) {
+  if (s->hook_mask) gtask__hooks_settled(s, batch, fins, n); /* before the unrefs below */
   int64_t earliest_retry = 0;
   for (size_t k = 0; k < n; k++) {
     if (fins[k].fenced)

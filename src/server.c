@@ -251,6 +251,7 @@ void gtask__job_unref_locked(gtask_server *s, gtask_job *job) {
   gtask__free(job->ctx.error);
   gtask__free(job->result_buf);
   gtask__free(job->next_buf);
+  gtask__free(job->err);
   gtask__free(job);
 }
 

@@ -61,6 +61,7 @@ void gtask__sigpipe_leave(bool io_error);
 
 int64_t gtask__now_ms(void);  /* CLOCK_REALTIME, ms since the epoch */
 int64_t gtask__mono_ms(void); /* CLOCK_MONOTONIC, ms */
+int64_t gtask__mono_ns(void); /* CLOCK_MONOTONIC, ns */
 /* A random (version 4) UUID in its 36-character text form. */
 void gtask__uuid(char out[GTASK_ID_SIZE]);
 /* True if s is a well-formed task id (a UUID in text form). */

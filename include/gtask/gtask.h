@@ -406,6 +406,74 @@ typedef struct gtask_server_counts {
 /* Reads the counts.  Thread-safe; may be called while the server runs. */
 GTASK_EXTERN int gtask_server_get_counts(gtask_server *s, gtask_server_counts *out);
 
+/* ---------------------------------------------------------------- lifecycle hooks
+ *
+ * Callbacks on what happens to the tasks a server runs, for metrics, logging
+ * or tracing (issue 20).  Register them before gtask_server_run(). */
+
+/* What happened.  Values are bits, so that a mask can select several. */
+typedef enum gtask_event_type {
+  GTASK_EV_STARTED = 1u << 0,    /* an executor starts running the task */
+  GTASK_EV_SUCCEEDED = 1u << 1,  /* its SUCCESS is recorded */
+  GTASK_EV_FAILED = 1u << 2,     /* its final FAILURE is recorded (a handler error,
+                                    a timeout or crash without retries left, no
+                                    handler, expired, malformed, dead-lettered) */
+  GTASK_EV_RETRIED = 1u << 3,    /* the run failed and a retry is scheduled */
+  GTASK_EV_TIMED_OUT = 1u << 4,  /* the run passed its deadline (then RETRIED or
+                                    FAILED follows for the same run) */
+  GTASK_EV_CRASHED = 1u << 5,    /* the run crashed its child process (process
+                                    pool; then FAILED follows) */
+  GTASK_EV_LEASE_LOST = 1u << 6, /* this worker's outcome was not recorded: the
+                                    lease had been taken over by another worker
+                                    (or the task was already final) */
+  GTASK_EV_RECLAIMED = 1u << 7,  /* this worker took over a task whose worker was
+                                    lost and queued it again (or, past the
+                                    delivery cap, dead-lettered it: FAILED
+                                    follows) */
+  GTASK_EV_ALL = 0xffu
+} gtask_event_type;
+
+/* One event.  Every pointer is valid only during the callback. */
+typedef struct gtask_event {
+  gtask_event_type type; /* one bit */
+  const char *id;        /* the task id */
+  const char *name;      /* the task name ("" for a message that does not decode) */
+  const char *queue;     /* the queue it came from */
+  const char *worker;    /* the server's name (gtask_server_set_name) */
+  uint32_t attempt;      /* the run: 1 for the first (0 when it never ran) */
+  int64_t run_ns;        /* how long the handler ran, ns (0 for STARTED, and for
+                            tasks that did not run) */
+  int64_t queue_wait_ms; /* from when it was sent to when this run started, ms
+                            (a delayed or retried task's wait includes its
+                            delay); 0 when it did not run */
+  const char *error;     /* the error message (FAILED, RETRIED, TIMED_OUT,
+                            CRASHED), else NULL */
+  int error_code;        /* its GTASK_E* code, else 0 */
+} gtask_event;
+
+typedef void (*gtask_event_fn)(const gtask_event *ev, void *udata);
+
+/* Calls fn(ev, udata) for every event whose type is in the mask events (an OR
+ * of GTASK_EV_*).  Up to 16 callbacks, called in the order registered.
+ * GTASK_EINVAL for an empty mask or NULL fn, GTASK_ESTATE while running.
+ *
+ * Where they run: STARTED on the executor thread, just before the handler;
+ * the others on the thread that wrote the outcome to Redis (the finisher, or
+ * the executor when the worker is otherwise idle), right after the write,
+ * for each task of the batch in turn.  No lock of the server is held, so a
+ * callback may call any gtask function, but several callbacks run at the
+ * same time on different threads: they must be thread-safe.
+ *
+ * What a slow hook costs: the finisher also renews the worker's leases.  A
+ * callback that takes t delays the next task's STARTED by t (executor), and
+ * the next batch of results and the next heartbeat by t for every task of
+ * the batch (finisher): a callback slow enough to hold the finisher for a
+ * third of the lease lets other workers take the leases over.  Keep them to
+ * a few microseconds (a counter, a queue push) and hand anything slower to a
+ * thread of your own.  With no callback registered the cost is one test of
+ * a mask per task. */
+GTASK_EXTERN int gtask_server_on(gtask_server *s, unsigned events, gtask_event_fn fn, void *udata);
+
 /* Runs n executor threads (g_task Run(n)) and blocks until shutdown, then
  * returns after running tasks finished (or their deadline passed), unstarted
  * leased tasks were handed back and results were stored.  Returns 0 after a clean
