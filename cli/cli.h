@@ -6,6 +6,7 @@
  *   args.c     the command line: option scanning, ARG (TYPE:VALUE) and DUR
  *   output.c   printing values, results and JSON objects
  *   commands.c send, status, result, stats, dead
+ *   inspect.c  workers, inspect queue|task (issue 20)
  *   worker.c   the worker command: signals, --tasks FILE.so, the pool
  *   builtin.c  the --builtin test tasks
  *
@@ -151,6 +152,10 @@ void out_obj_int(out_obj *o, const char *key, long long val);
 /* "values": [...] -- each value as a JSON number, bool or string (non-finite
  * floats as the strings "NaN", "Infinity", "-Infinity"). */
 void out_obj_values(out_obj *o, const char *key, const gtask_value *vals, size_t n);
+/* "key": [strings...] */
+void out_obj_strs(out_obj *o, const char *key, char *const *vals, size_t n);
+/* Only "key": -- the caller writes the value (raw JSON) to o->f. */
+void out_obj_key(out_obj *o, const char *key);
 void out_obj_end(out_obj *o); /* "}\n" and a flush */
 /* A JSON string literal (quotes included) for len bytes of s. */
 void out_json_string(FILE *f, const char *s, size_t len);
@@ -169,6 +174,8 @@ int cmd_result(cli *c, int argc, char **argv);
 int cmd_stats(cli *c, int argc, char **argv);
 int cmd_dead(cli *c, int argc, char **argv);
 int cmd_worker(cli *c, int argc, char **argv);
+int cmd_workers(cli *c, int argc, char **argv);
+int cmd_inspect(cli *c, int argc, char **argv);
 
 /* ---------------------------------------------------------------- builtin.c */
 

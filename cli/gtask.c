@@ -31,6 +31,8 @@ static const char usage_main[] =
     "  result   print a task's result (optionally waiting for it)\n"
     "  stats    counts per queue\n"
     "  dead     list, requeue or purge dead-lettered tasks\n"
+    "  workers  list the live workers: host, pid, queues, what they run\n"
+    "  inspect  list a queue's tasks (inspect queue NAME) or show one (inspect task ID)\n"
     "  version  print the version of gtask (as --version does)\n"
     "\n"
     "global options (before or after the command):\n"
@@ -301,7 +303,7 @@ typedef struct command {
 static const command commands[] = {
     {"worker", cmd_worker}, {"send", cmd_send},   {"status", cmd_status},
     {"result", cmd_result}, {"stats", cmd_stats}, {"dead", cmd_dead},
-    {"version", cmd_version},
+    {"version", cmd_version}, {"workers", cmd_workers}, {"inspect", cmd_inspect},
 };
 
 /* Options of main() itself, before the command. */

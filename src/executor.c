@@ -295,6 +295,7 @@ void gtask__job_start_locked(gtask_server *s, gtask_job *job) {
   s->nrunning++;
   job->state = GTASK_JOB_RUNNING;
   job->refs++; /* the executor's reference while it runs */
+  job->run_since_ms = gtask__now_ms();
   gtask__server_mark_started_locked(s, job);
   if (s->hook_mask) gtask__hooks_job_start_locked(s, job);
   int64_t timeout = job->task->timeout_ms;

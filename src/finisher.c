@@ -261,6 +261,9 @@ static void heartbeat(gtask_server *s) {
   if (rc == GTASK_ENOPERM) gtask__server_fatal(s, rc, "heartbeat");
   int arc = gtask__server_announce(s, gtask__now_ms() + s->lease_ms);
   if (arc == GTASK_EVERSION || arc == GTASK_ENOPERM) gtask__server_fatal(s, arc, "announcing the worker");
+  /* Its record for `gtask workers`: a courtesy; a failure is the heartbeat's. */
+  if (arc == 0 && gtask__server_record(s, gtask__now_ms() + s->lease_ms) == GTASK_ENOPERM)
+    gtask__server_fatal(s, GTASK_ENOPERM, "writing the worker record");
   if (rc && !s->hb_failing) gtask__log(GTASK_LOG_WARN, "heartbeat: %s (will keep trying)", gtask_last_error());
   if (!rc && s->hb_failing) gtask__log(GTASK_LOG_INFO, "heartbeat: working again");
   s->hb_failing = rc != 0;

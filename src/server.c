@@ -564,6 +564,10 @@ GTASK_EXTERN int gtask_server_run(gtask_server *s, int n) {
   s->prefetch_auto = s->prefetch == 0;
   if (!s->prefetch) s->prefetch = 8 * n < 64 ? 64 : 8 * n > PREFETCH_MAX ? PREFETCH_MAX : 8 * n;
   s->nexec = n;
+  s->started_ms = gtask__now_ms();
+  if (gtask__server_record(s, s->started_ms + s->lease_ms) != 0)
+    gtask__log(GTASK_LOG_INFO, "worker %s: record not written yet (%s); the heartbeat retries",
+               s->name, gtask_last_error());
   s->prefetch_limit = (size_t)s->prefetch;
   s->run_ns_avg = 0;
   s->stopping = false;
@@ -641,6 +645,9 @@ GTASK_EXTERN int gtask_server_run(gtask_server *s, int n) {
   gtask__free(s->fetch_out);
   s->fetch_out = NULL;
 
+  if (gtask__server_record(s, 0) != 0)
+    gtask__log(GTASK_LOG_INFO, "worker %s: record not removed (%s); it expires by itself",
+               s->name, gtask_last_error());
   if (gtask__server_announce(s, 0) != 0)
     gtask__log(GTASK_LOG_INFO, "worker %s: not unregistered (%s); its entry expires by itself",
                s->name, gtask_last_error());

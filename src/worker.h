@@ -82,6 +82,7 @@ struct gtask_job {
   gtask_fin fin;                 /* the outcome to write */
   char *result_buf;              /* owned storage behind fin.result */
   char *next_buf;                /* owned storage behind fin.next */
+  int64_t run_since_ms;          /* unix ms when its run started (the worker record) */
   /* For the lifecycle hooks (hooks.c), set only when a hook is registered: */
   int64_t start_ns;              /* monotonic ns when its run started, 0: not run */
   int64_t run_ns;                /* how long the handler ran, 0: not (yet) known */
@@ -117,6 +118,7 @@ struct gtask_server {
   int prefetch;               /* [config] set by the user, else 0 until run: see prefetch_limit */
   bool prefetch_auto;         /* [run] not set by the user -- the limit adapts */
   int nexec;                  /* [run] executors */
+  int64_t started_ms;         /* [run] unix ms when gtask_server_run started */
   size_t prefetch_limit;      /* [mu] what bounds READY + RUNNING now (fetch_room_locked) */
   int64_t run_ns_avg;         /* [mu] moving average of handler run times, ns (0: none yet) */
   gtask_pool pool;            /* [config] threads or processes */
@@ -218,6 +220,9 @@ void *gtask__finisher_main(void *arg);
 /* Records this worker as live on its queues until until_ms (unix ms; 0:
  * removes it) through the broker's announce(); 0 if it has none. */
 int gtask__server_announce(gtask_server *s, int64_t until_ms);
+/* worker_record.c: writes s's worker record until until_ms (unix ms; 0:
+ * removes it) through the broker's worker_put(); 0 if it has none. */
+int gtask__server_record(gtask_server *s, int64_t until_ms);
 /* Writes job's outcome on the executor's thread when the worker is otherwise
  * idle (see finisher.c).  False: it waits on the DONE list; wake the finisher. */
 bool gtask__server_finish_inline_locked(gtask_server *s, gtask_job *job);

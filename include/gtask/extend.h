@@ -65,7 +65,9 @@ extern "C" {
  * When an operation is added at the end of a table, this number grows; the
  * library keeps accepting tables of every older version (the operations they
  * lack count as NULL) and refuses newer ones. */
-#define GTASK_EXTEND_ABI 1
+#define GTASK_EXTEND_ABI 2
+/* ABI history: 1 the first table; 2 (issue 20) adds the broker's optional
+ * worker_put, worker_list, list and find at the end. */
 
 /* ---------------------------------------------------------------- messages */
 
@@ -262,6 +264,39 @@ typedef struct gtask_broker_ops {
   /* Required.  Frees impl.  Called exactly once, when the last reference to
    * the handle is dropped, when no other call can be in progress. */
   void (*destroy)(void *impl);
+
+  /* ---- ABI 2 (issue 20: seeing inside).  All optional: NULL makes the
+   * calls that need them (gtask_client_workers, gtask_client_list,
+   * gtask_client_inspect) return GTASK_EINVAL, "not supported by this
+   * broker". */
+
+  /* Stores record[0..len) (opaque bytes: the core's JSON worker record) as
+   * consumer's worker record until until_ms (unix ms; renewed on each
+   * heartbeat), or removes it when until_ms == 0. */
+  int (*worker_put)(void *impl, const char *consumer, const char *record, size_t len,
+                    int64_t until_ms);
+
+  /* Reads the records of every worker live now (until_ms in the future): a
+   * new array *out of *n malloc()ed NUL-terminated strings (NULL and 0 when
+   * none), each freed with free(), the array too. */
+  int (*worker_list)(void *impl, char ***out, size_t *n);
+
+  /* Lists up to limit messages of queue in one state (gtask_list_state),
+   * in a stable order, starting after cursor (NULL or "": from the start).
+   * Writes new messages to *out[0..*n) (id, queue, body; for SCHEDULED
+   * due_ms; for ACTIVE lease set to the name of the consumer holding it) and
+   * a new malloc()ed cursor to *next for the page after this one, or NULL
+   * when this was the last.  A page may hold fewer than limit messages
+   * without being the last.  Each page is read when asked: messages that
+   * move between pages may be skipped or listed twice. */
+  int (*list)(void *impl, const char *queue, int state, const char *cursor, size_t limit,
+              gtask_msg ***out, size_t *n, char **next);
+
+  /* Finds task id's message in queue: *state (out) receives where it is
+   * (a gtask_list_state) and *out a new message as list() gives it; or
+   * GTASK_ENOTFOUND when the queue holds no message for id (the task is
+   * final, expired, or unknown).  May scan the queue. */
+  int (*find)(void *impl, const char *queue, const char *id, int *state, gtask_msg **out);
 } gtask_broker_ops;
 
 /* ---------------------------------------------------------------- backend */

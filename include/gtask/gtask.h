@@ -641,6 +641,99 @@ GTASK_EXTERN int gtask_client_dead_requeue(gtask_client *c, const char *id, size
  * how many entries it held.  The tasks' FAILURE records stay until they expire. */
 GTASK_EXTERN int gtask_client_dead_purge(gtask_client *c, size_t *removed);
 
+/* ---------------------------------------------------------------- seeing inside (issue 20)
+ *
+ * Which workers are alive and what they run, and which tasks wait in a
+ * queue: what `gtask workers` and `gtask inspect` show, and what a dashboard
+ * reads.  Client calls, not thread-safe per client.  A broker without these
+ * operations (a custom one of <gtask/extend.h> ABI 1) makes them return
+ * GTASK_EINVAL. */
+
+/* A task an executor of a worker runs now. */
+typedef struct gtask_worker_task {
+  char id[GTASK_ID_SIZE]; /* task id */
+  char *name;             /* task name */
+  char *queue;            /* its queue */
+  int64_t since_ms;       /* unix ms when its run started */
+} gtask_worker_task;
+
+/* A live worker, as its last heartbeat recorded it (every lease/3).  A
+ * worker that dies is gone from the list a lease time after its last
+ * heartbeat; one that stops cleanly is gone at once. */
+typedef struct gtask_worker_info {
+  char *name;               /* its name (gtask_server_set_name; "host:pid:rand") */
+  char *host;               /* host name */
+  int64_t pid;              /* process id on that host */
+  char **queues;            /* the queues it serves, in priority order */
+  size_t nqueues;
+  int concurrency;          /* executors */
+  char *pool;               /* "threads" or "procs" */
+  char *version;            /* its libgtask version */
+  int64_t started_ms;       /* unix ms when gtask_server_run started */
+  int64_t heartbeat_ms;     /* unix ms of the record: its last heartbeat */
+  int64_t lease_ms;         /* its lease: it counts as dead this long after heartbeat_ms */
+  uint64_t succeeded;       /* tasks it finished SUCCESS since it was created */
+  uint64_t failed;          /* tasks it finished FAILURE */
+  uint64_t retried;         /* runs it ended in RETRY */
+  gtask_worker_task *busy;  /* what its executors run now */
+  size_t nbusy;
+} gtask_worker_info;
+
+/* Lists the live workers of every queue (of this client's broker): a new
+ * array *out of *n entries sorted by name (NULL and 0 when none), freed with
+ * gtask_workers_free.  A record that does not decode is skipped. */
+GTASK_EXTERN int gtask_client_workers(gtask_client *c, gtask_worker_info **out, size_t *n);
+GTASK_EXTERN void gtask_workers_free(gtask_worker_info *w, size_t n);
+
+/* Where a task waits in its queue. */
+typedef enum gtask_list_state {
+  GTASK_LIST_PENDING = 1,   /* queued, ready, not leased */
+  GTASK_LIST_ACTIVE = 2,    /* leased by a worker (running or in its prefetch) */
+  GTASK_LIST_SCHEDULED = 3, /* waiting for its due time (delay, retry backoff) */
+  GTASK_LIST_DEAD = 4       /* in the dead set */
+} gtask_list_state;
+
+/* "pending", "active", "scheduled", "dead", or "?". */
+GTASK_EXTERN const char *gtask_list_state_name(gtask_list_state s);
+/* Parses one of those names; 0 or GTASK_EINVAL. */
+GTASK_EXTERN int gtask_list_state_parse(const char *name, gtask_list_state *out);
+
+/* A queued task as its message says. */
+typedef struct gtask_task_info {
+  char id[GTASK_ID_SIZE];  /* task id */
+  gtask_list_state state;  /* where it is */
+  char *name;              /* task name; NULL if the message does not decode */
+  gtask_value *args;       /* its arguments (strings point into this entry) */
+  size_t nargs;
+  uint32_t attempts;       /* runs that ended before (timeouts, retries) */
+  uint32_t lost;           /* deliveries lost with their worker */
+  int32_t retry_max;       /* retries allowed */
+  int64_t timeout_ms;      /* run time limit, 0: none */
+  int64_t created_ms;      /* unix ms when sent */
+  int64_t due_ms;          /* SCHEDULED: unix ms when due; else 0 */
+  char *last_error;        /* the previous run's error, or the reason it does not
+                              decode; NULL if none */
+  char *worker;            /* ACTIVE: the worker holding its lease; else NULL */
+} gtask_task_info;
+
+/* Lists up to limit (1..1000) tasks of the client's queue in state,
+ * after the cursor `after` (NULL or "": from the start).  Writes a new array
+ * *out of *n entries (free with gtask_task_info_free) and, in *next, a new
+ * cursor for the next page (free with free()), or NULL after the last page.
+ * A page may be shorter than limit and still not be the last: go on while
+ * *next is set.  GTASK_EINVAL: a bad queue name, state, limit or cursor. */
+GTASK_EXTERN int gtask_client_list(gtask_client *c, gtask_list_state state, const char *after,
+                                   size_t limit, gtask_task_info **out, size_t *n, char **next);
+GTASK_EXTERN void gtask_task_info_free(gtask_task_info *v, size_t n);
+
+/* Everything known about task id of the client's queue: *result (its
+ * state record, as gtask_client_result gives it; NULL if none) and *info (its
+ * message and where it waits; NULL when no queue structure holds it, e.g. a
+ * final task).  Either output may be NULL if not wanted.  GTASK_ENOTFOUND
+ * when neither exists.  Finding a pending task scans its queue's stream. */
+GTASK_EXTERN int gtask_client_inspect(gtask_client *c, const char *id, gtask_result **result,
+                                      gtask_task_info **info);
+
 /* ---------------------------------------------------------------- typed handlers
  *
  * A plain C function such as

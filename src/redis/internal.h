@@ -20,6 +20,8 @@
  *                  the final one; deleted when the task becomes final
  *   P:{q}:n:ID     list: the final state -- one element, the result record
  *                  (waiters block on it)
+ *   P:workers      zset: worker name -> live until (unix ms)  (inspect.c)
+ *   P:worker:NAME  string: the worker's JSON record, expiring then
  * P is the configured prefix, {q} the queue as a Redis Cluster hash tag. */
 #ifndef GTASK_REDIS_INTERNAL_H
 #define GTASK_REDIS_INTERNAL_H
@@ -141,6 +143,16 @@ int gtask__redis_int_array(const gtask__redis *r, const char *script, const redi
 size_t gtask__redis_key(const gtask__redis *r, char *buf, size_t size, const char *queue,
                         const char *suffix, const char *id);
 #define GTASK__KEY_MAX 256
+
+/* inspect.c: the broker operations worker_put, worker_list, list and find
+ * (<gtask/extend.h>, ABI 2) on a pool. */
+int gtask__redis_worker_put(gtask__redis *r, const char *consumer, const char *record, size_t len,
+                            int64_t until_ms);
+int gtask__redis_worker_list(gtask__redis *r, char ***out, size_t *n);
+int gtask__redis_list(gtask__redis *r, const char *queue, int state, const char *cursor,
+                      size_t limit, gtask_msg ***out, size_t *n, char **next);
+int gtask__redis_find(gtask__redis *r, const char *queue, const char *id, int *state,
+                      gtask_msg **out);
 
 /* The Redis backend's impl, for a colocated broker (same server and db). */
 typedef struct gtask__redis_backend gtask__redis_backend;
