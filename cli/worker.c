@@ -28,7 +28,7 @@ typedef int (*tasks_register_fn)(gtask_server *svr);
 
 static const char usage_worker[] =
     "usage: gtask worker [--concurrency N] [--pool threads|procs] [--tasks FILE.so]...\n"
-    "                    [--builtin] [--queues a,b]\n"
+    "                    [--builtin] [--queues a,b] [--metrics ADDR]\n"
     "\n"
     "Runs a worker until SIGINT or SIGTERM, then shuts down gracefully (exit 0).\n"
     "\n"
@@ -40,9 +40,11 @@ static const char usage_worker[] =
     "  --tasks FILE.so   load handlers from a shared object that exports\n"
     "                    int " TASKS_REGISTER_SYMBOL "(gtask_server *svr); repeatable\n"
     "  --builtin         register the test tasks add, echo, sleep, fail, crash\n"
-    "  --queues a,b      queues to serve, in priority order (default: --queue)\n";
+    "  --queues a,b      queues to serve, in priority order (default: --queue)\n"
+    "  --metrics ADDR    serve Prometheus metrics at http://ADDR/metrics\n"
+    "                    (ADDR: IP:PORT or [IPv6]:PORT, e.g. 127.0.0.1:9464)\n";
 
-enum { O_CONCURRENCY = 1, O_POOL, O_TASKS, O_BUILTIN, O_QUEUES };
+enum { O_CONCURRENCY = 1, O_POOL, O_TASKS, O_BUILTIN, O_QUEUES, O_METRICS };
 
 /* ---------------------------------------------------------------- logging */
 
@@ -134,6 +136,7 @@ typedef struct worker_opts {
   const char *pool_name;
   bool builtin;
   const char *queues;
+  const char *metrics; /* --metrics ADDR */
   plugin *plugins;
   size_t nplugins;
 } worker_opts;
@@ -158,6 +161,7 @@ static int parse(cli *c, int argc, char **argv, worker_opts *w) {
                                  {"tasks", OPT_REQUIRED, O_TASKS},
                                  {"builtin", OPT_NONE, O_BUILTIN},
                                  {"queues", OPT_REQUIRED, O_QUEUES},
+                                 {"metrics", OPT_REQUIRED, O_METRICS},
                                  {NULL, OPT_NONE, 0}};
   cli_scan s = {.argc = argc, .argv = argv, .i = 0};
   for (;;) {
@@ -202,6 +206,9 @@ static int parse(cli *c, int argc, char **argv, worker_opts *w) {
     case O_QUEUES:
       w->queues = v;
       break;
+    case O_METRICS:
+      w->metrics = v;
+      break;
     default:
       return cli_usage_error(c, "unexpected argument \"%s\"", v);
     }
@@ -220,7 +227,13 @@ static int setup(cli *c, worker_opts *w, gtask_server *svr) {
     cli_error("cannot use the %s pool: %s", w->pool_name, gtask_server_errmsg(svr));
     return CLI_FAILED;
   }
-  int rc = w->builtin ? builtin_register(svr) : 0;
+  int rc = w->metrics ? gtask_server_serve_metrics(svr, w->metrics) : 0;
+  if (rc == GTASK_EINVAL) return cli_usage_error(c, "--metrics: %s", gtask_server_errmsg(svr));
+  if (rc) {
+    cli_error("--metrics: %s", gtask_server_errmsg(svr));
+    return CLI_FAILED;
+  }
+  rc = w->builtin ? builtin_register(svr) : 0;
   if (rc) {
     cli_error("registering the builtin tasks: %s (%s)", gtask_strerror(rc), gtask_server_errmsg(svr));
     return CLI_FAILED;
@@ -263,6 +276,12 @@ int cmd_worker(cli *c, int argc, char **argv) {
              w.queues ? w.queues : c->queue, c->redis_desc, c->backend_desc, w.concurrency,
              w.pool_name);
     log_line(GTASK_LOG_INFO, line, NULL);
+    if (w.metrics) {
+      /* The port is named: with port 0 the system chose it. */
+      snprintf(line, sizeof(line), "gtask worker: metrics on %s, port %d (GET /metrics)", w.metrics,
+               gtask_server_metrics_port(svr));
+      log_line(GTASK_LOG_INFO, line, NULL);
+    }
     int rc = gtask_server_run(svr, (int)w.concurrency);
     if (rc) {
       cli_error("worker: %s (%s)", gtask_strerror(rc), gtask_server_errmsg(svr));

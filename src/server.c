@@ -82,6 +82,7 @@ GTASK_EXTERN gtask_server *gtask_server_new(gtask_broker *broker, gtask_backend 
 
 GTASK_EXTERN void gtask_server_free(gtask_server *s) {
   if (!s) return;
+  gtask__metrics_free(s->metrics); /* first: its HTTP thread reads the server */
   for (size_t k = 0; k < s->nhandlers; k++) gtask__free(s->handlers[k].name);
   gtask__free(s->handlers);
   gtask__free(s->queues_buf);

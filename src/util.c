@@ -221,6 +221,9 @@ static int64_t clock_ms(clockid_t id) {
 int64_t gtask__now_ms(void) { return clock_ms(CLOCK_REALTIME); }
 int64_t gtask__mono_ms(void) { return clock_ms(CLOCK_MONOTONIC); }
 
+_Atomic uint64_t gtask__redis_errors;
+_Atomic uint64_t gtask__redis_reconnects;
+
 int64_t gtask__mono_ns(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);

@@ -31,6 +31,8 @@
 typedef struct gtask_job gtask_job;
 typedef struct gtask_handler gtask_handler;
 
+typedef struct gtask__metrics gtask__metrics;
+
 /* A lifecycle callback (gtask_server_on). */
 #define GTASK__MAX_HOOKS 16
 typedef struct gtask__hook {
@@ -131,6 +133,7 @@ struct gtask_server {
   gtask__hook hooks[GTASK__MAX_HOOKS]; /* [config] gtask_server_on (hooks.c) */
   size_t nhooks;              /* [config] */
   unsigned hook_mask;         /* [config] the OR of the hooks' masks: 0 costs nothing */
+  gtask__metrics *metrics;    /* [config] Prometheus metrics (metrics.c), or NULL */
 
   /* Shutdown: the signal-safe half (flag + pipe) and the orderly half. */
   atomic_int stop_requested;  /* atomic; set from any thread or a signal handler */
@@ -242,6 +245,9 @@ void gtask__hooks_started(gtask_server *s, gtask_job *job);
 /* The events of the outcomes just written for batch[0..n) (fins: as written),
  * no lock held.  Only when s->hook_mask is non-zero. */
 void gtask__hooks_settled(gtask_server *s, gtask_job **batch, const gtask_fin *fins, size_t n);
+
+/* metrics.c: stops the /metrics thread and frees m (gtask_server_free). */
+void gtask__metrics_free(gtask__metrics *m);
 
 /* server.c */
 /* Takes job off the in-flight list.  s->mu held. */

@@ -474,6 +474,32 @@ typedef void (*gtask_event_fn)(const gtask_event *ev, void *udata);
  * a mask per task. */
 GTASK_EXTERN int gtask_server_on(gtask_server *s, unsigned events, gtask_event_fn fn, void *udata);
 
+/* ---------------------------------------------------------------- Prometheus metrics */
+
+/* Collects Prometheus metrics of s (built on the lifecycle hooks) and, when
+ * addr is non-NULL, serves them at http://ADDR/metrics in the text format,
+ * from a thread of its own (libmicrohttpd), from now until gtask_server_free.
+ * addr is "host:port" with an IPv4 address or "[IPv6]"; port 0 picks a free
+ * one (gtask_server_metrics_port says which).  Call it before
+ * gtask_server_run.  What it exports, per queue and task name:
+ *   gtask_tasks_{started,succeeded,failed,retried,timed_out,crashed,
+ *   lease_lost,reclaimed}_total, gtask_task_run_seconds and
+ *   gtask_task_queue_wait_seconds (histograms); and gtask_executors,
+ *   gtask_executors_busy, gtask_tasks_in_flight, gtask_redis_errors_total,
+ *   gtask_redis_reconnects_total.  Costs: a mutex and a hash lookup per
+ *   event (README, "Metrics", has the measured cost per task).
+ * Returns 0; GTASK_EINVAL for a bad address; GTASK_ECONN when it cannot
+ * listen there (the reason in gtask_server_errmsg); GTASK_ESTATE when s runs
+ * or already collects. */
+GTASK_EXTERN int gtask_server_serve_metrics(gtask_server *s, const char *addr);
+/* The TCP port /metrics is served on, or 0 if it is not. */
+GTASK_EXTERN int gtask_server_metrics_port(const gtask_server *s);
+/* The metrics text as /metrics serves it, for an application that serves
+ * HTTP itself (after gtask_server_serve_metrics(s, NULL)): a new
+ * NUL-terminated string in *out (free with free()), *len without the NUL.
+ * GTASK_ESTATE when s does not collect metrics. */
+GTASK_EXTERN int gtask_server_metrics_text(gtask_server *s, char **out, size_t *len);
+
 /* Runs n executor threads (g_task Run(n)) and blocks until shutdown, then
  * returns after running tasks finished (or their deadline passed), unstarted
  * leased tasks were handed back and results were stored.  Returns 0 after a clean

@@ -54,6 +54,8 @@ typedef struct gtask__redis {
   int nown_idle;
   char sha[GTASK__LUA_COUNT][41];
   bool outage;           /* the last connect failed: log recovery once */
+  int nlost;             /* connections dropped broken and not yet replaced (for
+                            the reconnect counter, gtask__redis_reconnects) */
   SSL_CTX *tls;          /* the conf's TLS context (CA, client certificate), or NULL */
   /* Sentinel: the master's generation, bumped by the watcher thread on each
    * +switch-master of our master; a connection made under an older one is

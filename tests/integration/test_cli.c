@@ -6,6 +6,7 @@
  * with jansson), the builtin tasks, --tasks FILE.so, the process pool, a
  * graceful shutdown on SIGTERM/SIGINT, and the dead set. */
 #include "internal.h"
+#include "http_client.h"
 #include "redis_fixture.h"
 #include "tls_fixture.h"
 #include "test.h"
@@ -1228,6 +1229,25 @@ TEST_TIMEOUT(cli_workers_and_inspect, 120) {
   ASSERT_EQ(wait_exit(e.worker, test_timeout_ms(10000)), 128 + SIGKILL);
   e.worker = 0;
   WAIT_UNTIL((RUN(r, "workers"), r->out[0] == '\0'), 15000);
+  free(r);
+  env_stop(&e);
+}
+
+TEST_TIMEOUT(cli_worker_metrics, 60) {
+  env e;
+  env_start(&e);
+  run_out *r = malloc(sizeof(*r));
+  ASSERT_USAGE(r, "worker", "--builtin", "--metrics", "nonsense");
+  int port = gt_free_port();
+  char addr[64];
+  snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
+  WORKER_START(&e, "--builtin", "--metrics", addr);
+  ASSERT_EQ(RUN(r, "send", "add", "1", "2", "--wait", "10s"), 0);
+  static char body[1 << 16];
+  WAIT_UNTIL(gt_http(port, "GET", "/metrics", NULL, body, sizeof(body)) == 200 &&
+                 strstr(body, "gtask_tasks_succeeded_total{queue=\"default\",task=\"add\"} 1\n"),
+             10000);
+  ASSERT_STR_CONTAINS(body, "gtask_executors 10\n");
   free(r);
   env_stop(&e);
 }
