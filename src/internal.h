@@ -90,7 +90,7 @@ int gtask__result_decode(const char *buf, size_t len, const char *id, gtask_resu
  * private: */
 
 struct gtask_broker {
-  int64_t msg_ttl_ms; /* how long a queued message lives (0: for ever); set by the implementation */
+  int64_t msg_ttl_ms; /* how long a queued message lives (0: for ever): ops->msg_ttl_ms, read once */
   const gtask_broker_ops *ops;
   void *impl;
   atomic_int refs;

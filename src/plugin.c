@@ -70,6 +70,12 @@ static int table_check(const char *what, const void *ops, int abi, const char *n
   return 0;
 }
 
+/* The message lifetime a broker table gives (extend.h, abi 2), 0 if it has
+ * none.  A table of abi 1 ends before the field: it is not read. */
+static int64_t msg_ttl(const gtask_broker_ops *ops, void *impl) {
+  return ops->abi >= 2 && ops->msg_ttl_ms != NULL ? ops->msg_ttl_ms(impl) : 0;
+}
+
 GTASK_EXTERN int gtask_broker_new(gtask_broker **out, const gtask_broker_ops *ops, void *impl) {
   if (out != NULL)
     *out = NULL;
@@ -81,9 +87,16 @@ GTASK_EXTERN int gtask_broker_new(gtask_broker **out, const gtask_broker_ops *op
                        sizeof(broker_required) / sizeof(broker_required[0]));
   if (rc != 0)
     return rc;
+  int64_t ttl = msg_ttl(ops, impl);
+  if (ttl < 0) {
+    gtask__set_error("gtask_broker_new: table \"%s\": msg_ttl_ms returned %lld, not >= 0",
+                     ops->name, (long long)ttl);
+    return GTASK_EINVAL;
+  }
   gtask_broker *b = gtask__calloc(1, sizeof(*b));
   if (b == NULL)
     return GTASK_ENOMEM;
+  b->msg_ttl_ms = ttl;
   b->ops = ops;
   b->impl = impl;
   atomic_init(&b->refs, 1);
@@ -117,13 +130,27 @@ GTASK_EXTERN void *gtask_backend_impl(const gtask_backend *backend, const gtask_
   return backend != NULL && ops != NULL && backend->ops == ops ? backend->impl : NULL;
 }
 
+GTASK_EXTERN const gtask_broker_ops *gtask_broker_ops_get(const gtask_broker *broker,
+                                                         void **impl) {
+  if (impl != NULL)
+    *impl = broker != NULL ? broker->impl : NULL;
+  return broker != NULL ? broker->ops : NULL;
+}
+
+GTASK_EXTERN const gtask_backend_ops *gtask_backend_ops_get(const gtask_backend *backend,
+                                                           void **impl) {
+  if (impl != NULL)
+    *impl = backend != NULL ? backend->impl : NULL;
+  return backend != NULL ? backend->ops : NULL;
+}
+
 gtask_broker *gtask__broker_new(const gtask_broker_ops *ops, void *impl) {
   gtask_broker *b = gtask__calloc(1, sizeof(*b));
   if (b == NULL) {
     ops->destroy(impl);
     return NULL;
   }
-  b->msg_ttl_ms = 0;
+  b->msg_ttl_ms = msg_ttl(ops, impl);
   b->ops = ops;
   b->impl = impl;
   atomic_init(&b->refs, 1);

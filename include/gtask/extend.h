@@ -7,8 +7,9 @@
  * the gtask_broker / gtask_backend handles that gtask_server_new() and
  * gtask_client_new() take.  The Redis and in-memory implementations that ship
  * with the library are built on the same tables (src/memory/ on this header
- * alone), and tests/integration/test_contract.c states their contracts as
- * tests.
+ * alone).  The contract suite states every rule below as a test and runs on
+ * any implementation: <gtask/contract.h>.  docs/EXTENDING.md is the guide,
+ * examples/sqlite_backend an implementation written outside the library.
  *
  * An implementation is a const table of functions plus a void *impl:
  *
@@ -25,8 +26,15 @@
  *    store that cannot be reached or whose reply was lost;
  *  - it may be called from several threads at once: the implementation
  *    synchronises;
- *  - it never takes ownership of its arguments, and writes only the fields
- *    documented as "out";
+ *  - it returns without waiting for other callers, except the two operations
+ *    that say they block (broker lease, backend wait); any call may wait for
+ *    its store's I/O, which the implementation bounds with its own timeouts
+ *    (reported as GTASK_ETIMEDOUT or GTASK_ECONN);
+ *  - it never takes ownership of its arguments, and keeps no pointer into
+ *    them after it returns (strings such as queue and consumer included:
+ *    copy what you keep); it writes only the fields documented as "out",
+ *    and on failure leaves out-parameters as documented (0 counts, NULL
+ *    arrays);
  *  - a batch (an array and its length n) is applied whole or not at all
  *    unless the operation says otherwise; n == 0 is a successful no-op;
  *  - it must not call back into the gtask_broker / gtask_backend handle that
@@ -64,10 +72,12 @@ extern "C" {
 /* The version of the tables below.  Put it in the abi field of your table.
  * When an operation is added at the end of a table, this number grows; the
  * library keeps accepting tables of every older version (the operations they
- * lack count as NULL) and refuses newer ones. */
-#define GTASK_EXTEND_ABI 2
-/* ABI history: 1 the first table; 2 (issue 20) adds the broker's optional
- * worker_put, worker_list, list and find at the end. */
+ * lack count as NULL: it never reads past the end of an older table) and
+ * refuses newer ones.  Each operation says the version that added it.
+ *   1  the first published tables (gtask 0.1.0)
+ *   2  broker msg_ttl_ms: the message lifetime (issue 21)
+ *   3  broker worker_put, worker_list, list, find: seeing inside (issue 20) */
+#define GTASK_EXTEND_ABI 3
 
 /* ---------------------------------------------------------------- messages */
 
@@ -176,12 +186,13 @@ typedef struct gtask_broker_ops {
 
   /* Required.  Leases up to max messages from queues[0..nq) to consumer,
    * blocking up to wait_ms (< 0: for ever) while all are empty.  Writes new
-   * messages, each with its lease token set, to out[0..*n), never more than
-   * max; the caller frees each with gtask_msg_free.  A timeout or interrupt
+   * messages, each with its lease token set, to out[0..*n) (out has room for
+   * max), never more than max; the caller frees each with gtask_msg_free.  A timeout or interrupt
    * is 0 with *n == 0; nq == 0 or max == 0 is GTASK_EINVAL.  Queues are
    * served in the order given (a priority order).  A leased message stays
    * owned by consumer until finish, or until its lease expires and reclaim
-   * gives it to another.  Blocks: the only operation that waits for others. */
+   * gives it to another.  Blocks: the one broker operation that waits for
+   * others (interrupt() cuts it short). */
   int (*lease)(void *impl, const char *consumer, const char *const *queues, size_t nq,
                size_t max, int64_t wait_ms, gtask_msg **out, size_t *n);
 
@@ -265,7 +276,21 @@ typedef struct gtask_broker_ops {
    * the handle is dropped, when no other call can be in progress. */
   void (*destroy)(void *impl);
 
-  /* ---- ABI 2 (issue 20: seeing inside).  All optional: NULL makes the
+  /* ---- abi 2 */
+
+  /* Optional (NULL, or a table of abi 1: messages live for ever).  How long
+   * a queued message lives, in ms (0: for ever), as the broker's
+   * configuration says (the Redis broker: gtask_redis_conf_set_expire_time).
+   * gtask_broker_new() calls it once and the core honours it: a client
+   * stamps each message it sends with an expiry, its due time plus this
+   * ([wire] the message's "x" field, docs/PROTOCOL.md); a worker that leases
+   * a message after its expiry records FAILURE ("expired") instead of running
+   * it; a dead message requeued by hand gets a new expiry.  So the broker
+   * itself need drop nothing (it may, as a store-level TTL).  Must not block;
+   * a negative value makes gtask_broker_new() fail with GTASK_EINVAL. */
+  int64_t (*msg_ttl_ms)(void *impl);
+
+  /* ---- abi 3 (issue 20: seeing inside).  All optional: NULL makes the
    * calls that need them (gtask_client_workers, gtask_client_list,
    * gtask_client_inspect) return GTASK_EINVAL, "not supported by this
    * broker". */
@@ -303,7 +328,16 @@ typedef struct gtask_broker_ops {
 
 /* The backend interface: task states and results, kept per (queue, id).
  * Same conventions.  A final state (SUCCESS, FAILURE) is never overwritten,
- * except by reset(). */
+ * except by reset().
+ *
+ * Expiry: a backend keeps records for a lifetime its own configuration sets
+ * (the Redis backend: gtask_redis_conf_set_expire_time, default 24 h,
+ * counted from each write of the record; the memory backend: for ever).
+ * Once a record has expired, get and wait answer GTASK_ENOTFOUND as for an
+ * id never seen; the core needs nothing else from it.  A colocated broker
+ * that writes the records applies the same lifetime.  The contract suite
+ * checks expiry for a target with GTASK_CONTRACT_RESULT_TTL
+ * (<gtask/contract.h>). */
 typedef struct gtask_backend_ops {
   int abi;          /* GTASK_EXTEND_ABI when the table was compiled */
   const char *name; /* for logs; required */
@@ -371,6 +405,17 @@ GTASK_EXTERN int gtask_backend_new(gtask_backend **out, const gtask_backend_ops 
  * address), else NULL.  For colocated(): a broker recognises a backend of its
  * own kind this way.  The pointer is valid while backend lives. */
 GTASK_EXTERN void *gtask_backend_impl(const gtask_backend *backend, const gtask_backend_ops *ops);
+
+/* The table and impl behind a handle: returns the table (NULL for a NULL
+ * handle) and, when impl is non-NULL, stores the implementation pointer in
+ * *impl.  For code that calls an implementation's operations itself -- the
+ * contract suite (<gtask/contract.h>), a wrapper that adds to a built-in
+ * broker -- under the same rules as the core: the handle must outlive the
+ * calls, and the conventions above hold. */
+GTASK_EXTERN const gtask_broker_ops *gtask_broker_ops_get(const gtask_broker *broker, void **impl);
+/* The same for a backend. */
+GTASK_EXTERN const gtask_backend_ops *gtask_backend_ops_get(const gtask_backend *backend,
+                                                            void **impl);
 
 #ifdef __cplusplus
 }

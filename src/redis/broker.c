@@ -1080,6 +1080,11 @@ static void rb_destroy(void *impl) {
   gtask__free(b);
 }
 
+static int64_t rb_msg_ttl_ms(void *impl) {
+  redis_broker *b = impl;
+  return b->r->conf->expire_ms;
+}
+
 static const gtask_broker_ops redis_broker_ops = {
     .abi = GTASK_EXTEND_ABI,
     .name = "redis",
@@ -1097,6 +1102,7 @@ static const gtask_broker_ops redis_broker_ops = {
     .announce = rb_announce,
     .colocated = rb_colocated,
     .destroy = rb_destroy,
+    .msg_ttl_ms = rb_msg_ttl_ms,
     .worker_put = rb_worker_put,
     .worker_list = rb_worker_list,
     .list = rb_list,
@@ -1119,7 +1125,6 @@ GTASK_EXTERN int gtask_broker_redis_new(gtask_broker **out, const gtask_redis_co
   pthread_mutex_init(&b->mu, NULL);
   gtask_broker *h = gtask__broker_new(&redis_broker_ops, b);
   if (!h) return GTASK_ENOMEM;
-  h->msg_ttl_ms = b->r->conf->expire_ms;
   *out = h;
   return 0;
 }

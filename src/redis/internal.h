@@ -147,7 +147,7 @@ size_t gtask__redis_key(const gtask__redis *r, char *buf, size_t size, const cha
 #define GTASK__KEY_MAX 256
 
 /* inspect.c: the broker operations worker_put, worker_list, list and find
- * (<gtask/extend.h>, ABI 2) on a pool. */
+ * (<gtask/extend.h>, abi 3) on a pool. */
 int gtask__redis_worker_put(gtask__redis *r, const char *consumer, const char *record, size_t len,
                             int64_t until_ms);
 int gtask__redis_worker_list(gtask__redis *r, char ***out, size_t *n);

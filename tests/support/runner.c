@@ -1,4 +1,7 @@
-/* runner.c -- main() of every test binary: runs the tests that TEST() registered.
+/* runner.c -- the runner of every test binary: runs the tests that TEST() (or
+ * test__register_arg, for the contract suite: tests/contract/) registered.
+ * main.c holds the main() of the in-tree test binaries, which calls
+ * test__main(); the contract suite's gtask_contract_run() calls it too.
  *
  * Each test runs in a forked child that is the leader of its own process group,
  * inside a fresh mkdtemp() directory, with its stdout and stderr captured to an
@@ -49,7 +52,9 @@
 
 typedef struct test_entry {
   const char *name;
-  test__fn fn;
+  test__fn fn;           /* or: */
+  test__fn_arg fn_arg;   /* called with arg when fn is NULL */
+  void *arg;
   const char *file;
   int line;
   double timeout_s;
@@ -59,8 +64,8 @@ typedef struct test_entry {
 static test_entry *tests;
 static size_t ntests, tests_cap;
 
-void test__register(const char *name, test__fn fn, const char *file, int line,
-                    double timeout_s) {
+static void add_entry(const char *name, test__fn fn, test__fn_arg fn_arg, void *arg,
+                      const char *file, int line, double timeout_s) {
   if (ntests == tests_cap) {
     size_t cap = tests_cap ? tests_cap * 2 : 64;
     test_entry *t = realloc(tests, cap * sizeof(*t));
@@ -71,8 +76,25 @@ void test__register(const char *name, test__fn fn, const char *file, int line,
     tests = t;
     tests_cap = cap;
   }
-  tests[ntests] = (test_entry){name, fn, file, line, timeout_s, ntests};
+  tests[ntests] = (test_entry){name, fn, fn_arg, arg, file, line, timeout_s, ntests};
   ntests++;
+}
+
+void test__register(const char *name, test__fn fn, const char *file, int line,
+                    double timeout_s) {
+  add_entry(name, fn, NULL, NULL, file, line, timeout_s);
+}
+
+void test__register_arg(const char *name, test__fn_arg fn, void *arg, const char *file,
+                        int line, double timeout_s) {
+  add_entry(name, NULL, fn, arg, file, line, timeout_s);
+}
+
+static void call(const test_entry *t) {
+  if (t->fn != NULL)
+    t->fn();
+  else
+    t->fn_arg(t->arg);
 }
 
 /* Constructors run in an order the toolchain chooses; sort by source position. */
@@ -381,7 +403,7 @@ static void describe_status(char *buf, size_t size, int status) {
 static outcome run_in_process(const test_entry *t, char *reason, size_t rsize) {
   shared->state = VERDICT_NONE;
   shared->msg[0] = '\0';
-  t->fn();
+  call(t);
   if (shared->state == VERDICT_SKIP) {
     snprintf(reason, rsize, "%s", shared->msg);
     return SKIPPED;
@@ -437,7 +459,7 @@ static outcome run_forked(const test_entry *t, const sigset_t *oldmask, char *re
       fprintf(stderr, "chdir %s: %s\n", cur_tmpdir, strerror(errno));
       _exit(3);
     }
-    t->fn();
+    call(t);
     fflush(stdout);
     exit(0);
   }
@@ -508,7 +530,7 @@ static outcome run_forked(const test_entry *t, const sigset_t *oldmask, char *re
   return PASSED;
 }
 
-/* ---------------------------------------------------------------- main */
+/* ---------------------------------------------------------------- test__main */
 
 static bool selected(const test_entry *t, int argc, char **argv) {
   int nfilters = 0;
@@ -531,7 +553,7 @@ static void usage(const char *prog) {
           prog);
 }
 
-int main(int argc, char **argv) {
+int test__main(int argc, char **argv) {
   const char *prog = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
   bool list = false;
   for (int i = 1; i < argc; i++) {

@@ -92,8 +92,16 @@ void test_sleep_ms(int64_t ms);
 /* ---------------------------------------------------------------- definitions */
 
 typedef void (*test__fn)(void);
+typedef void (*test__fn_arg)(void *arg);
 void test__register(const char *name, test__fn fn, const char *file, int line,
                     double timeout_s);
+/* The same for a test that is called with arg (the contract suite registers
+ * one per case and target).  name must live until test__main returns. */
+void test__register_arg(const char *name, test__fn_arg fn, void *arg, const char *file,
+                        int line, double timeout_s);
+/* Runs the registered tests as described above; returns the exit status
+ * (main.c: the main() of the in-tree test binaries). */
+int test__main(int argc, char **argv);
 
 #define TEST_DEFAULT_TIMEOUT_S 60.0
 

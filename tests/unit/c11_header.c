@@ -1,6 +1,7 @@
-/* c11_header.c -- <gtask/gtask.h> in strict ISO C11: compiled, never run, by
- * the ctest tests header_c11 (the build's compiler) and header_c11_clang (see
- * tests/CMakeLists.txt) with -std=c11 -pedantic -Werror.
+/* c11_header.c -- <gtask/gtask.h>, extend.h and contract.h in strict ISO
+ * C11: compiled, never run, by the ctest tests header_c11 (the build's
+ * compiler) and header_c11_clang (see tests/CMakeLists.txt) with -std=c11
+ * -pedantic -Werror.
  *
  * The header promises C11 (README, "Build and install"), and the typed-handler
  * macros are where it could slip: counting a possibly empty list of types
@@ -10,6 +11,9 @@
  * 8 inputs and 4 outputs -- then GTASK_REG and GTASK_SEND.  Its name does not
  * start with test_, so it does not become a test executable. */
 #include <gtask/gtask.h>
+/* The extension headers too (issue 21): installed, so held to the same C11. */
+#include <gtask/contract.h>
+#include <gtask/extend.h>
 
 static int nothing(void) { return 0; }
 GTASK_HANDLER(nothing, (), ())

@@ -1,0 +1,476 @@
+/* sqlite_backend.c -- task states and results in an SQLite database, as a
+ * gtask backend built on the public headers only (gtask/gtask.h and
+ * gtask/extend.h): the example of docs/EXTENDING.md.  It passes the contract
+ * suite (contract_sqlite.c, through <gtask/contract.h>).
+ *
+ * Schema: one table, one row per (queue, id):
+ *   gtask_state(queue, id, status, attempts, result, expires_ms)
+ * status is the state's name ("PENDING", ..., gtask_status_name), result the
+ * encoded result record as the core gives it (opaque bytes, a BLOB),
+ * expires_ms the unix time after which the row counts as gone: every write
+ * sets it to now + ttl (the Redis backend's expire time, counted from each
+ * write), every read ignores rows past it, and every write transaction
+ * first deletes the rows past it (an index range, usually empty).
+ *
+ * The contract, as the memory and Redis backends keep it: pending() creates a
+ * row only if there is none; started() and store() create one if needed; a
+ * final state (SUCCESS, FAILURE) is never overwritten, except by reset().
+ * Each call is one transaction (BEGIN IMMEDIATE ... COMMIT), so a batch is
+ * applied whole or not at all, and a fin's fenced flag is reported only once
+ * its transaction committed.
+ *
+ * Threads: one connection, guarded by one mutex; every call takes it for its
+ * whole transaction.  No user code runs under it.
+ *
+ * Blocking waits.  SQLite has no blocking pop and no notifications, so wait()
+ * combines two things:
+ *  - within this process, a condition variable: store() broadcasts it after
+ *    committing a final state, so a waiter in the same process wakes at once
+ *    (the worker and the client of one process, the contract suite);
+ *  - across processes (another process writing the same file), polling with
+ *    backoff: the waiter re-reads the row after 2 ms, then 4, 8, ... up to
+ *    100 ms between reads, so a result written elsewhere is seen within
+ *    100 ms, an idle wait costs ten indexed reads a second, and nothing
+ *    polls faster than every 2 ms.
+ * pthread_cond_timedwait releases the mutex, so other threads' calls run
+ * while a waiter waits; the generation counter tells a waiter that some
+ * final state was stored (it then re-reads its row at once).
+ *
+ * Cross-process writes: WAL mode (readers never block the writer) and a busy
+ * timeout of 5 s (a writer waits for another process's transaction rather
+ * than failing); past it, an operation fails with GTASK_ETIMEDOUT, which the
+ * core retries. */
+#define _GNU_SOURCE
+#include "sqlite_backend.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define DEFAULT_TTL_MS (24 * 3600 * 1000LL)
+#define POLL_FIRST_MS 2
+#define POLL_MAX_MS 100
+
+typedef struct sqlite_backend {
+  pthread_mutex_t mu; /* guards db and the statements, and gen */
+  pthread_cond_t cv;  /* CLOCK_MONOTONIC; broadcast when a final state is stored */
+  uint64_t gen;       /* counts those broadcasts */
+  sqlite3 *db;
+  int64_t ttl_ms;
+  sqlite3_stmt *sweep, *get, *pending, *started, *store, *reset;
+} sqlite_backend;
+
+static const char SCHEMA[] =
+    "PRAGMA journal_mode=WAL;"
+    "CREATE TABLE IF NOT EXISTS gtask_state ("
+    "  queue TEXT NOT NULL, id TEXT NOT NULL, status TEXT NOT NULL,"
+    "  attempts INTEGER NOT NULL DEFAULT 0, result BLOB, expires_ms INTEGER NOT NULL,"
+    "  PRIMARY KEY (queue, id)) WITHOUT ROWID;"
+    "CREATE INDEX IF NOT EXISTS gtask_state_expiry ON gtask_state (expires_ms);";
+
+/* A row is final when its status is one of these; the SQL below spells the
+ * same rule as status IN ('SUCCESS','FAILURE'). */
+static bool is_final(gtask_status s) { return s == GTASK_SUCCESS || s == GTASK_FAILURE; }
+
+static const char SQL_SWEEP[] = "DELETE FROM gtask_state WHERE expires_ms <= ?1";
+static const char SQL_GET[] = "SELECT status, attempts, result FROM gtask_state"
+                              " WHERE queue = ?1 AND id = ?2 AND expires_ms > ?3";
+static const char SQL_PENDING[] =
+    "INSERT INTO gtask_state (queue, id, status, attempts, expires_ms)"
+    " VALUES (?1, ?2, 'PENDING', 0, ?3) ON CONFLICT (queue, id) DO NOTHING";
+static const char SQL_STARTED[] =
+    "INSERT INTO gtask_state (queue, id, status, attempts, expires_ms)"
+    " VALUES (?1, ?2, 'STARTED', ?3, ?4) ON CONFLICT (queue, id) DO UPDATE"
+    " SET status = 'STARTED', attempts = excluded.attempts, expires_ms = excluded.expires_ms"
+    " WHERE status NOT IN ('SUCCESS', 'FAILURE')";
+/* ?4: the result, NULL to keep the previous one.  Returns a row (RETURNING)
+ * only when it wrote: none means the state was final already (fenced). */
+static const char SQL_STORE[] =
+    "INSERT INTO gtask_state (queue, id, status, attempts, result, expires_ms)"
+    " VALUES (?1, ?2, ?3, 0, ?4, ?5) ON CONFLICT (queue, id) DO UPDATE"
+    " SET status = excluded.status, result = coalesce(excluded.result, result),"
+    " expires_ms = excluded.expires_ms WHERE status NOT IN ('SUCCESS', 'FAILURE')"
+    " RETURNING 1";
+static const char SQL_RESET[] =
+    "INSERT INTO gtask_state (queue, id, status, attempts, expires_ms)"
+    " VALUES (?1, ?2, 'PENDING', 0, ?3) ON CONFLICT (queue, id) DO UPDATE"
+    " SET status = 'PENDING', result = NULL, expires_ms = excluded.expires_ms";
+
+/* ---------------------------------------------------------------- helpers */
+
+static int64_t now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t mono_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* An SQLite result code as a gtask one. */
+static int sq_err(int rc) {
+  switch (rc & 0xff) {
+  case SQLITE_OK:
+  case SQLITE_DONE:
+  case SQLITE_ROW:
+    return 0;
+  case SQLITE_NOMEM:
+    return GTASK_ENOMEM;
+  case SQLITE_BUSY:
+  case SQLITE_LOCKED:
+    return GTASK_ETIMEDOUT; /* another process held the lock past the busy timeout */
+  case SQLITE_TOOBIG:
+    return GTASK_ETOOBIG;
+  default:
+    return GTASK_ECONN; /* the store cannot be used: I/O error, full disk, ... */
+  }
+}
+
+static gtask_status status_of(const unsigned char *name) {
+  for (int s = GTASK_PENDING; s <= GTASK_FAILURE; s++)
+    if (name != NULL && strcmp((const char *)name, gtask_status_name((gtask_status)s)) == 0)
+      return (gtask_status)s;
+  return 0;
+}
+
+static int exec(sqlite_backend *be, const char *sql) {
+  return sq_err(sqlite3_exec(be->db, sql, NULL, NULL, NULL));
+}
+
+/* Runs a statement without result rows to its end and resets it. */
+static int step_done(sqlite3_stmt *st) {
+  int rc = sqlite3_step(st);
+  sqlite3_reset(st);
+  return rc == SQLITE_DONE ? 0 : sq_err(rc);
+}
+
+static void bind_key(sqlite3_stmt *st, const gtask_msg *m) {
+  sqlite3_bind_text(st, 1, m->queue, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 2, m->id, -1, SQLITE_STATIC);
+}
+
+static bool msgs_valid(gtask_msg *const *msgs, size_t n) {
+  if (n > 0 && msgs == NULL)
+    return false;
+  for (size_t i = 0; i < n; i++)
+    if (msgs[i] == NULL || msgs[i]->queue == NULL)
+      return false;
+  return true;
+}
+
+/* Opens a write transaction (called with the mutex held) and drops the
+ * expired rows, so that a write never sees one. */
+static int tx_begin(sqlite_backend *be, int64_t now) {
+  int rc = exec(be, "BEGIN IMMEDIATE");
+  if (rc != 0)
+    return rc;
+  sqlite3_bind_int64(be->sweep, 1, now);
+  rc = step_done(be->sweep);
+  if (rc != 0)
+    exec(be, "ROLLBACK");
+  return rc;
+}
+
+/* Commits when rc is 0, else rolls back; returns the outcome. */
+static int tx_end(sqlite_backend *be, int rc) {
+  if (rc == 0 && (rc = exec(be, "COMMIT")) == 0)
+    return 0;
+  exec(be, "ROLLBACK");
+  return rc;
+}
+
+/* ---------------------------------------------------------------- writes */
+
+static int sq_pending(void *impl, gtask_msg *const *msgs, size_t n) {
+  sqlite_backend *be = impl;
+  if (!msgs_valid(msgs, n))
+    return GTASK_EINVAL;
+  if (n == 0)
+    return 0;
+  int64_t now = now_ms();
+  pthread_mutex_lock(&be->mu);
+  int rc = tx_begin(be, now);
+  if (rc == 0) {
+    for (size_t i = 0; i < n && rc == 0; i++) {
+      bind_key(be->pending, msgs[i]);
+      sqlite3_bind_int64(be->pending, 3, now + be->ttl_ms);
+      rc = step_done(be->pending);
+    }
+    rc = tx_end(be, rc);
+  }
+  pthread_mutex_unlock(&be->mu);
+  return rc;
+}
+
+static int sq_started(void *impl, gtask_msg *const *msgs, const uint32_t *attempts, size_t n) {
+  sqlite_backend *be = impl;
+  if (!msgs_valid(msgs, n) || (n > 0 && attempts == NULL))
+    return GTASK_EINVAL;
+  if (n == 0)
+    return 0;
+  int64_t now = now_ms();
+  pthread_mutex_lock(&be->mu);
+  int rc = tx_begin(be, now);
+  if (rc == 0) {
+    for (size_t i = 0; i < n && rc == 0; i++) {
+      bind_key(be->started, msgs[i]);
+      sqlite3_bind_int64(be->started, 3, attempts[i]);
+      sqlite3_bind_int64(be->started, 4, now + be->ttl_ms);
+      rc = step_done(be->started);
+    }
+    rc = tx_end(be, rc);
+  }
+  pthread_mutex_unlock(&be->mu);
+  return rc;
+}
+
+static int sq_store(void *impl, gtask_fin *fins, size_t n) {
+  sqlite_backend *be = impl;
+  if (n > 0 && fins == NULL)
+    return GTASK_EINVAL;
+  for (size_t i = 0; i < n; i++)
+    if (fins[i].msg == NULL || fins[i].msg->queue == NULL ||
+        gtask_status_name(fins[i].status)[0] == '?')
+      return GTASK_EINVAL;
+  if (n == 0)
+    return 0;
+  /* The fenced flags, reported only once the transaction committed. */
+  bool *fenced = calloc(n, sizeof(*fenced));
+  if (fenced == NULL)
+    return GTASK_ENOMEM;
+  int64_t now = now_ms();
+  bool wake = false;
+  pthread_mutex_lock(&be->mu);
+  int rc = tx_begin(be, now);
+  if (rc == 0) {
+    for (size_t i = 0; i < n && rc == 0; i++) {
+      const gtask_fin *f = &fins[i];
+      sqlite3_stmt *st = be->store;
+      bind_key(st, f->msg);
+      sqlite3_bind_text(st, 3, gtask_status_name(f->status), -1, SQLITE_STATIC);
+      if (f->result != NULL && f->result_len > 0)
+        sqlite3_bind_blob64(st, 4, f->result, f->result_len, SQLITE_STATIC);
+      else
+        sqlite3_bind_null(st, 4);
+      sqlite3_bind_int64(st, 5, now + be->ttl_ms);
+      int s = sqlite3_step(st);
+      fenced[i] = s == SQLITE_DONE; /* no row returned: final already */
+      if (s == SQLITE_ROW)
+        s = sqlite3_step(st);
+      sqlite3_reset(st);
+      rc = s == SQLITE_DONE ? 0 : sq_err(s);
+      wake |= !fenced[i] && is_final(f->status);
+    }
+    rc = tx_end(be, rc);
+  }
+  if (rc == 0 && wake) {
+    be->gen++;
+    pthread_cond_broadcast(&be->cv);
+  }
+  pthread_mutex_unlock(&be->mu);
+  if (rc == 0)
+    for (size_t i = 0; i < n; i++)
+      fins[i].fenced = fenced[i];
+  free(fenced);
+  return rc;
+}
+
+static int sq_reset(void *impl, gtask_msg *const *msgs, size_t n) {
+  sqlite_backend *be = impl;
+  if (!msgs_valid(msgs, n))
+    return GTASK_EINVAL;
+  if (n == 0)
+    return 0;
+  int64_t now = now_ms();
+  pthread_mutex_lock(&be->mu);
+  int rc = tx_begin(be, now);
+  if (rc == 0) {
+    for (size_t i = 0; i < n && rc == 0; i++) {
+      bind_key(be->reset, msgs[i]);
+      sqlite3_bind_int64(be->reset, 3, now + be->ttl_ms);
+      rc = step_done(be->reset);
+    }
+    rc = tx_end(be, rc);
+  }
+  pthread_mutex_unlock(&be->mu);
+  return rc;
+}
+
+/* ---------------------------------------------------------------- reads */
+
+/* Reads a row with the mutex held: GTASK_ENOTFOUND when there is none (or it
+ * expired).  *result (if result is non-NULL) receives a malloc()ed,
+ * NUL-terminated copy of the result, NULL if there is none. */
+static int read_row(sqlite_backend *be, const char *queue, const char *id, gtask_status *status,
+                    uint32_t *attempts, char **result, size_t *len) {
+  sqlite3_stmt *st = be->get;
+  sqlite3_bind_text(st, 1, queue, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
+  sqlite3_bind_int64(st, 3, now_ms());
+  int s = sqlite3_step(st);
+  int rc = 0;
+  if (s == SQLITE_ROW) {
+    *status = status_of(sqlite3_column_text(st, 0));
+    if (attempts)
+      *attempts = (uint32_t)sqlite3_column_int64(st, 1);
+    const void *blob = sqlite3_column_blob(st, 2);
+    size_t n = (size_t)sqlite3_column_bytes(st, 2);
+    if (result) {
+      *result = NULL;
+      if (blob != NULL && (*result = malloc(n + 1)) == NULL) {
+        rc = GTASK_ENOMEM;
+      } else if (blob != NULL) {
+        memcpy(*result, blob, n);
+        (*result)[n] = '\0';
+      }
+    }
+    if (len)
+      *len = rc == 0 && blob != NULL ? n : 0;
+  } else {
+    rc = s == SQLITE_DONE ? GTASK_ENOTFOUND : sq_err(s);
+  }
+  sqlite3_reset(st);
+  return rc;
+}
+
+static int sq_get(void *impl, const char *queue, const char *id, gtask_status *status,
+                  uint32_t *attempts, char **result, size_t *len) {
+  sqlite_backend *be = impl;
+  if (queue == NULL || id == NULL || status == NULL)
+    return GTASK_EINVAL;
+  pthread_mutex_lock(&be->mu);
+  int rc = read_row(be, queue, id, status, attempts, result, len);
+  pthread_mutex_unlock(&be->mu);
+  return rc;
+}
+
+/* Waits on the condition variable until deadline (monotonic ms; -1: none)
+ * or for at most step_ms, whichever comes first.  Mutex held. */
+static void wait_step(sqlite_backend *be, int64_t deadline, int64_t step_ms) {
+  int64_t until = mono_ms() + step_ms;
+  if (deadline >= 0 && deadline < until)
+    until = deadline;
+  struct timespec ts = {(time_t)(until / 1000), (long)(until % 1000) * 1000000L};
+  uint64_t gen = be->gen;
+  while (be->gen == gen && pthread_cond_timedwait(&be->cv, &be->mu, &ts) != ETIMEDOUT) {
+  }
+}
+
+static int sq_wait(void *impl, const char *queue, const char *id, int64_t timeout_ms, bool known,
+                   char **result, size_t *len) {
+  sqlite_backend *be = impl;
+  if (queue == NULL || id == NULL)
+    return GTASK_EINVAL;
+  int64_t deadline = timeout_ms < 0 ? -1 : mono_ms() + timeout_ms;
+  int64_t poll = POLL_FIRST_MS;
+  pthread_mutex_lock(&be->mu);
+  int rc;
+  for (;;) {
+    gtask_status s = 0;
+    char *r = NULL;
+    size_t n = 0;
+    rc = read_row(be, queue, id, &s, NULL, result ? &r : NULL, &n);
+    if (rc == 0 && is_final(s)) {
+      if (result) {
+        *result = r;
+        if (len)
+          *len = n;
+      }
+      break;
+    }
+    free(r);
+    if (rc == GTASK_ENOTFOUND && !known)
+      break; /* unknown (or expired): at once */
+    if (rc != 0 && rc != GTASK_ENOTFOUND)
+      break;
+    if (deadline >= 0 && mono_ms() >= deadline) {
+      rc = rc == GTASK_ENOTFOUND ? GTASK_ENOTFOUND : GTASK_ETIMEDOUT;
+      break;
+    }
+    /* Woken at once by a final store in this process; else the poll for
+     * another process's writes, backing off. */
+    wait_step(be, deadline, poll);
+    poll = poll * 2 < POLL_MAX_MS ? poll * 2 : POLL_MAX_MS;
+  }
+  pthread_mutex_unlock(&be->mu);
+  return rc;
+}
+
+/* ---------------------------------------------------------------- life */
+
+static void sq_destroy(void *impl) {
+  sqlite_backend *be = impl;
+  if (be == NULL)
+    return;
+  sqlite3_stmt *sts[] = {be->sweep, be->get, be->pending, be->started, be->store, be->reset};
+  for (size_t i = 0; i < sizeof(sts) / sizeof(sts[0]); i++)
+    sqlite3_finalize(sts[i]);
+  sqlite3_close(be->db);
+  pthread_cond_destroy(&be->cv);
+  pthread_mutex_destroy(&be->mu);
+  free(be);
+}
+
+static const gtask_backend_ops sqlite_ops = {
+    .abi = GTASK_EXTEND_ABI,
+    .name = "sqlite",
+    .pending = sq_pending,
+    .started = sq_started,
+    .store = sq_store,
+    .get = sq_get,
+    .wait = sq_wait,
+    .reset = sq_reset,
+    .destroy = sq_destroy,
+};
+
+static int prepare(sqlite_backend *be, const char *sql, sqlite3_stmt **out) {
+  return sq_err(sqlite3_prepare_v3(be->db, sql, -1, SQLITE_PREPARE_PERSISTENT, out, NULL));
+}
+
+int sqlite_backend_new(gtask_backend **out, const char *path, int64_t ttl_ms) {
+  if (out == NULL || path == NULL)
+    return GTASK_EINVAL;
+  *out = NULL;
+  sqlite_backend *be = calloc(1, sizeof(*be));
+  if (be == NULL)
+    return GTASK_ENOMEM;
+  be->ttl_ms = ttl_ms > 0 ? ttl_ms : DEFAULT_TTL_MS;
+  pthread_mutex_init(&be->mu, NULL);
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_cond_init(&be->cv, &ca);
+  pthread_condattr_destroy(&ca);
+
+  /* NOMUTEX: be->mu serialises every use of the connection. */
+  int rc = sqlite3_open_v2(path, &be->db,
+                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+  rc = rc == SQLITE_OK ? 0 : GTASK_ECONN;
+  if (rc == 0)
+    rc = sq_err(sqlite3_busy_timeout(be->db, 5000));
+  if (rc == 0 && (rc = exec(be, SCHEMA)) != 0)
+    rc = rc == GTASK_ENOMEM ? rc : GTASK_ECONN;
+  if (rc == 0)
+    rc = prepare(be, SQL_SWEEP, &be->sweep);
+  if (rc == 0)
+    rc = prepare(be, SQL_GET, &be->get);
+  if (rc == 0)
+    rc = prepare(be, SQL_PENDING, &be->pending);
+  if (rc == 0)
+    rc = prepare(be, SQL_STARTED, &be->started);
+  if (rc == 0)
+    rc = prepare(be, SQL_STORE, &be->store);
+  if (rc == 0)
+    rc = prepare(be, SQL_RESET, &be->reset);
+  if (rc == 0 && (rc = gtask_backend_new(out, &sqlite_ops, be)) == 0)
+    return 0;
+  sq_destroy(be);
+  return rc;
+}

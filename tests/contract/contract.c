@@ -1,0 +1,1849 @@
+/* contract.c -- the broker and backend contracts of <gtask/extend.h> as tests,
+ * runnable against any implementation (issue 21; the entry point is
+ * <gtask/contract.h>, STYLE.md point 12).
+ *
+ * Each case is written once, as a function of an `env` holding a broker and a
+ * backend that the target's make() built, and CONTRACT(kind, name) registers
+ * it in this file's list; gtask_contract_register() then registers, for one
+ * target, every case whose kind applies as the test "<target>_<name>" with the
+ * test runner (tests/support/runner.c, linked into the same library).  The
+ * kinds:
+ *   BROKER, BACKEND  the target has GTASK_CONTRACT_BROKER / _BACKEND;
+ *   PAIR             always (a broker and a backend used together);
+ *   COLOCATED        the target has GTASK_CONTRACT_COLOCATED;
+ *   RESULT_TTL       the target has GTASK_CONTRACT_RESULT_TTL;
+ *   NEW_TOKEN        the target has GTASK_CONTRACT_RECLAIM_NEW_TOKEN;
+ *   BROKER_ALLOC, BACKEND_ALLOC  the part is under test and the target has
+ *                    an allocation seam (fail_alloc_at).
+ * The in-tree targets (memory, Redis, TLS, ACL) are in
+ * tests/integration/test_contract.c; examples/sqlite_backend runs the suite
+ * on a backend built outside the library.
+ *
+ * The cases use the public API only (gtask.h, extend.h), and call the
+ * operation tables directly (e->bo->push(e->bi, ...)), as the core does, so
+ * they test the interface and nothing above it.  Bodies are arbitrary bytes
+ * -- brokers treat them as opaque -- and every case uses its own queue names.
+ *
+ * Timing: "promptly" means within test_timeout_ms(200) of the event.  Sleeps
+ * that wait for a lease to expire or a due time to pass (test_sleep_ms(lease_ms
+ * + 150), say) wait out a clock, not another thread: load only makes them
+ * longer, never too short, so they stay sleeps rather than WAIT_UNTIL loops
+ * (a loop would also reclaim a batch leased in one call in two parts when it
+ * polls across the millisecond its entries expire in), and they leave a
+ * margin of at least 10 ms.  What another thread does is waited for: see
+ * later_main.  Under slow sanitizers, raise GTASK_TEST_TIMEOUT_MULTIPLIER. */
+#define _GNU_SOURCE
+#include "test.h"
+
+#include <gtask/contract.h>
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+/* Final results are result records (docs/PROTOCOL.md, section 4): the Redis
+ * backend reads a final task's status and attempts from its record. */
+#define REC_OK(n, at) "{\"v\":1,\"s\":\"SUCCESS\",\"vals\":[[\"int64\"," #n "]],\"at\":" #at "}"
+#define REC_FAIL(why, at) "{\"v\":1,\"s\":\"FAILURE\",\"err\":\"" why "\",\"at\":" #at "}"
+
+/* The record lifetime the RESULT_TTL case asks for: the Redis minimum. */
+#define RESULT_TTL_MS 1000
+
+/* ---------------------------------------------------------------- registry */
+
+typedef struct env {
+  const gtask_contract_target *t;
+  gtask_broker *b;
+  gtask_backend *be;
+  const gtask_broker_ops *bo; /* b's table and impl */
+  void *bi;
+  const gtask_backend_ops *eo; /* be's table and impl */
+  void *ei;
+  void *state; /* the target's, from make() */
+  char q[64];  /* a queue name unique to this case */
+} env;
+
+typedef enum case_kind {
+  BROKER,
+  BACKEND,
+  PAIR,
+  COLOCATED,
+  RESULT_TTL,
+  NEW_TOKEN,
+  BROKER_ALLOC,
+  BACKEND_ALLOC
+} case_kind;
+
+typedef struct contract_case {
+  const char *name;
+  case_kind kind;
+  int line; /* the runner orders tests by file and line */
+  void (*fn)(env *e);
+} contract_case;
+
+static contract_case cases[96];
+static size_t ncases;
+
+static void case_add(const char *name, case_kind kind, int line, void (*fn)(env *)) {
+  if (ncases == sizeof(cases) / sizeof(cases[0])) {
+    fprintf(stderr, "contract.c: more cases than the list holds (%s)\n", name);
+    abort();
+  }
+  cases[ncases++] = (contract_case){name, kind, line, fn};
+}
+
+/* Defines case_<name>(env *) and adds it to the list at load time, before
+ * any constructor without a priority (which may register a target). */
+#define CONTRACT(kind, name)                                                   \
+  static void case_##name(env *e);                                             \
+  __attribute__((constructor(101))) static void case_reg_##name(void) {        \
+    case_add(#name, kind, __LINE__, case_##name);                              \
+  }                                                                            \
+  static void case_##name(env *e)
+
+/* ---------------------------------------------------------------- portable helpers */
+
+/* Wall-clock unix ms, the clock of due times (gtask_msg.due_ms). */
+static int64_t now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* A new random (version 4) UUID in text form, as task ids are. */
+static void new_id(char id[GTASK_ID_SIZE]) {
+  unsigned char r[16];
+  if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r))
+    TEST_FAIL("getrandom failed");
+  r[6] = (unsigned char)((r[6] & 0x0f) | 0x40);
+  r[8] = (unsigned char)((r[8] & 0x3f) | 0x80);
+  snprintf(id, GTASK_ID_SIZE,
+           "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", r[0], r[1],
+           r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11], r[12], r[13], r[14],
+           r[15]);
+}
+
+/* "q-" and 8 random hex digits, plus an optional suffix. */
+static void unique_queue(char *buf, size_t size, const char *suffix) {
+  char id[GTASK_ID_SIZE];
+  new_id(id);
+  snprintf(buf, size, "q-%.8s%s", id, suffix ? suffix : "");
+}
+
+/* How many calls are blocked in the target's store, or -1 if it cannot say. */
+static int blocked(env *e) { return e->t->blocked ? e->t->blocked(e->t->arg, e->state) : -1; }
+
+/* The colocated state of the pair (COLOCATED cases). */
+static void *colocated(env *e) {
+  ASSERT_NOT_NULL(e->bo->colocated);
+  void *state = e->bo->colocated(e->bi, e->be);
+  ASSERT_NOT_NULL(state);
+  return state;
+}
+
+/* ---------------------------------------------------------------- running a case */
+
+typedef struct registration {
+  const gtask_contract_target *t;
+  const contract_case *c;
+  char name[128];
+  struct registration *next; /* all of them, from `registrations` */
+} registration;
+
+static registration *registrations; /* live for the process */
+
+static void run_case(void *arg) {
+  const registration *r = arg;
+  env e;
+  memset(&e, 0, sizeof(e));
+  e.t = r->t;
+  int64_t ttl = r->c->kind == RESULT_TTL ? RESULT_TTL_MS : 0;
+  int rc = r->t->make(r->t->arg, ttl, &e.b, &e.be, &e.state);
+  if (rc != 0)
+    TEST_FAIL("%s: make: %s (%s): %s", r->t->name, gtask_err_name(rc), gtask_strerror(rc),
+              gtask_last_error());
+  ASSERT_NOT_NULL(e.b);
+  ASSERT_NOT_NULL(e.be);
+  e.bo = gtask_broker_ops_get(e.b, &e.bi);
+  e.eo = gtask_backend_ops_get(e.be, &e.ei);
+  ASSERT_NOT_NULL(e.bo);
+  ASSERT_NOT_NULL(e.eo);
+  /* A broker that claims colocation the target did not declare (or the
+   * reverse) would take the untested path. */
+  bool colo = e.bo->colocated != NULL && e.bo->colocated(e.bi, e.be) != NULL;
+  ASSERT_EQ(colo, (r->t->caps & GTASK_CONTRACT_COLOCATED) != 0);
+  unique_queue(e.q, sizeof(e.q), NULL);
+  r->c->fn(&e);
+  gtask_broker_free(e.b);
+  gtask_backend_free(e.be);
+  if (r->t->done)
+    r->t->done(r->t->arg, e.state);
+}
+
+static bool applies(const gtask_contract_target *t, const contract_case *c) {
+  unsigned caps = t->caps;
+  switch (c->kind) {
+  case BROKER:
+    return caps & GTASK_CONTRACT_BROKER;
+  case BACKEND:
+    return caps & GTASK_CONTRACT_BACKEND;
+  case PAIR:
+    return true;
+  case COLOCATED:
+    return caps & GTASK_CONTRACT_COLOCATED;
+  case RESULT_TTL:
+    return caps & GTASK_CONTRACT_RESULT_TTL;
+  case NEW_TOKEN:
+    return caps & GTASK_CONTRACT_RECLAIM_NEW_TOKEN;
+  case BROKER_ALLOC:
+    return (caps & GTASK_CONTRACT_BROKER) && t->fail_alloc_at != NULL;
+  case BACKEND_ALLOC:
+    return (caps & GTASK_CONTRACT_BACKEND) && t->fail_alloc_at != NULL;
+  }
+  return false;
+}
+
+static bool name_ok(const char *s) {
+  if (s == NULL || *s == '\0')
+    return false;
+  for (; *s; s++)
+    if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+          *s == '_'))
+      return false;
+  return true;
+}
+
+int gtask_contract_register(const gtask_contract_target *t) {
+  if (t == NULL || !name_ok(t->name) || t->make == NULL || t->abi < 0 ||
+      t->abi > GTASK_CONTRACT_ABI) {
+    fprintf(stderr, "gtask_contract_register: %s\n",
+            t == NULL                   ? "NULL target"
+            : !name_ok(t->name)         ? "the name must be letters, digits and '_'"
+            : t->make == NULL           ? "make is required"
+                                        : "unknown abi (GTASK_CONTRACT_ABI)");
+    return GTASK_EINVAL;
+  }
+  for (size_t i = 0; i < ncases; i++) {
+    if (!applies(t, &cases[i]))
+      continue;
+    registration *r = calloc(1, sizeof(*r));
+    if (r == NULL)
+      return GTASK_ENOMEM;
+    r->next = registrations;
+    registrations = r;
+    r->t = t;
+    r->c = &cases[i];
+    snprintf(r->name, sizeof(r->name), "%s_%s", t->name, cases[i].name);
+    test__register_arg(r->name, run_case, r, __FILE__, cases[i].line, TEST_DEFAULT_TIMEOUT_S);
+  }
+  return 0;
+}
+
+int gtask_contract_main(int argc, char **argv) { return test__main(argc, argv); }
+
+int gtask_contract_run(const gtask_contract_target *t, int argc, char **argv) {
+  int rc = gtask_contract_register(t);
+  return rc != 0 ? 2 : gtask_contract_main(argc, argv);
+}
+
+/* ---------------------------------------------------------------- helpers */
+
+static const char *const BODIES[] = {"{\"hello\":1}", "{\"hello\":2}", "{\"hello\":3}",
+                                     "{\"hello\":4}", "{\"hello\":5}", "{\"hello\":6}"};
+
+/* Pushes one message with body (len bytes) to queue, due at due_ms (0: now);
+ * writes its new id to id_out (may be NULL). */
+static void push_bytes(env *e, const char *queue, const char *body, size_t len, int64_t due_ms,
+                       char *id_out) {
+  char id[GTASK_ID_SIZE];
+  new_id(id);
+  gtask_msg *m = gtask_msg_new(id, queue, body, len);
+  ASSERT_NOT_NULL(m);
+  m->due_ms = due_ms;
+  ASSERT_OK(e->bo->push(e->bi, &m, 1, NULL));
+  gtask_msg_free(m);
+  if (id_out)
+    memcpy(id_out, id, GTASK_ID_SIZE);
+}
+
+static void push(env *e, const char *queue, const char *body, int64_t due_ms, char *id_out) {
+  push_bytes(e, queue, body, strlen(body), due_ms, id_out);
+}
+
+/* Leases from one queue; returns how many. */
+static size_t lease(env *e, const char *consumer, const char *queue, size_t max, int64_t wait_ms,
+                    gtask_msg **out) {
+  size_t n = 99;
+  const char *queues[] = {queue};
+  ASSERT_OK(e->bo->lease(e->bi, consumer, queues, 1, max, wait_ms, out, &n));
+  ASSERT_LE(n, max);
+  return n;
+}
+
+/* Leases exactly one message from e->q at once. */
+static gtask_msg *lease1(env *e, const char *consumer) {
+  gtask_msg *m = NULL;
+  ASSERT_EQ(lease(e, consumer, e->q, 1, 0, &m), 1);
+  ASSERT_NOT_NULL(m);
+  ASSERT_NOT_NULL(m->lease);
+  return m;
+}
+
+static void free_msgs(gtask_msg **m, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    gtask_msg_free(m[i]);
+}
+
+/* Finishes one delivery; returns fin.fenced. */
+static bool finish(env *e, const char *consumer, gtask_msg *m, gtask_fin_kind kind,
+                   const char *next, int64_t next_due_ms) {
+  gtask_fin f = {
+      .msg = m,
+      .kind = kind,
+      .status = kind == GTASK_FIN_DONE    ? GTASK_SUCCESS
+                : kind == GTASK_FIN_DEAD  ? GTASK_FAILURE
+                : kind == GTASK_FIN_RETRY ? GTASK_RETRY
+                                          : GTASK_PENDING,
+      .next = next,
+      .next_len = next ? strlen(next) : 0,
+      .next_due_ms = next_due_ms,
+      .fenced = true,
+  };
+  ASSERT_OK(e->bo->finish(e->bi, consumer, &f, 1, NULL));
+  return f.fenced;
+}
+
+/* Heartbeat of one delivery; returns lost. */
+static bool extend(env *e, const char *consumer, gtask_msg *m) {
+  bool lost = false;
+  ASSERT_OK(e->bo->extend(e->bi, consumer, &m, 1, &lost));
+  return lost;
+}
+
+static gtask_queue_stats stats(env *e, const char *queue) {
+  gtask_queue_stats s;
+  memset(&s, 0xff, sizeof(s));
+  ASSERT_OK(e->bo->stats(e->bi, queue, &s));
+  return s;
+}
+
+#define ASSERT_STATS(e, queue, p, a, s, d)                                     \
+  do {                                                                         \
+    gtask_queue_stats st__ = stats((e), (queue));                              \
+    ASSERT_EQ(st__.pending, (p));                                              \
+    ASSERT_EQ(st__.active, (a));                                               \
+    ASSERT_EQ(st__.scheduled, (s));                                            \
+    ASSERT_EQ(st__.dead, (d));                                                 \
+  } while (0)
+
+static void assert_msg(const gtask_msg *m, const char *id, const char *queue, const char *body) {
+  ASSERT_NOT_NULL(m);
+  ASSERT_STR_EQ(m->id, id);
+  ASSERT_STR_EQ(m->queue, queue);
+  ASSERT_EQ(m->len, strlen(body));
+  ASSERT_MEM_EQ(m->body, body, m->len);
+  ASSERT_NOT_NULL(m->lease);
+}
+
+/* Something another thread does while the test's thread is blocked in a call
+ * (a lease, a result wait), after a delay. */
+typedef enum later_kind { LATER_PUSH, LATER_INTERRUPT, LATER_STORE } later_kind;
+
+typedef struct later {
+  env *e;
+  later_kind kind;
+  int64_t delay_ms;
+  const char *consumer; /* LATER_INTERRUPT */
+  gtask_msg *msg;       /* LATER_STORE: the task to make final */
+  int64_t at_ms;        /* out: test_now_ms() when it was done */
+  pthread_t thread;
+} later;
+
+static void *later_main(void *arg) {
+  later *l = arg;
+  /* On Redis the blocked call can be seen (INFO clients); the memory
+   * implementation shows nothing, and there the delay alone gives the call
+   * the time to block.  Either way the event comes delay_ms after the call
+   * blocked at the earliest, which tests that measure from the call's start
+   * rely on. */
+  if (blocked(l->e) >= 0)
+    WAIT_UNTIL(blocked(l->e) > 0, 5000);
+  test_sleep_ms(l->delay_ms);
+  l->at_ms = test_now_ms();
+  switch (l->kind) {
+  case LATER_PUSH:
+    push(l->e, l->e->q, BODIES[0], 0, NULL);
+    break;
+  case LATER_INTERRUPT:
+    ASSERT_OK(l->e->bo->interrupt(l->e->bi, l->consumer));
+    break;
+  case LATER_STORE: {
+    gtask_fin f = {.msg = l->msg, .kind = GTASK_FIN_DONE, .status = GTASK_SUCCESS,
+                   .result = REC_OK(1, 1), .result_len = sizeof(REC_OK(1, 1)) - 1};
+    ASSERT_OK(l->e->eo->store(l->e->ei, &f, 1));
+    ASSERT_FALSE(f.fenced);
+    break;
+  }
+  }
+  return NULL;
+}
+
+static void later_start(later *l) {
+  l->at_ms = 0;
+  ASSERT_EQ(pthread_create(&l->thread, NULL, later_main, l), 0);
+}
+
+static void later_join(later *l) { ASSERT_EQ(pthread_join(l->thread, NULL), 0); }
+
+/* ---------------------------------------------------------------- broker: leasing */
+
+CONTRACT(BROKER, push_lease_fifo) {
+  char ids[4][GTASK_ID_SIZE];
+  for (int i = 0; i < 3; i++)
+    push(e, e->q, BODIES[i], 0, ids[i]);
+  /* Opaque bytes: an embedded NUL and no terminator of its own. */
+  static const char binary[] = {'a', '\0', 'b', (char)0xff};
+  push_bytes(e, e->q, binary, sizeof(binary), 0, ids[3]);
+
+  gtask_msg *m[8];
+  size_t n = lease(e, "c1", e->q, 8, 0, m);
+  ASSERT_EQ(n, 4);
+  for (int i = 0; i < 3; i++)
+    assert_msg(m[i], ids[i], e->q, BODIES[i]);
+  ASSERT_STR_EQ(m[3]->id, ids[3]);
+  ASSERT_EQ(m[3]->len, sizeof(binary));
+  ASSERT_MEM_EQ(m[3]->body, binary, sizeof(binary));
+  for (size_t i = 0; i < n; i++)
+    for (size_t j = i + 1; j < n; j++)
+      ASSERT_STR_NE(m[i]->lease, m[j]->lease);
+  ASSERT_STATS(e, e->q, 0, 4, 0, 0);
+  for (size_t i = 0; i < n; i++)
+    ASSERT_FALSE(finish(e, "c1", m[i], GTASK_FIN_DONE, NULL, 0));
+  free_msgs(m, n);
+  ASSERT_STATS(e, e->q, 0, 0, 0, 0);
+}
+
+CONTRACT(BROKER, lease_times_out) {
+  gtask_msg *m[1];
+  int64_t t0 = test_now_ms();
+  ASSERT_EQ(lease(e, "c1", e->q, 1, 300, m), 0);
+  int64_t took = test_now_ms() - t0;
+  ASSERT_GE(took, 295);
+  /* The slack covers a first connection (TLS handshake, AUTH) and the state
+   * reads before and after the block on a loaded 2-core machine. */
+  ASSERT_LT(took, 300 + test_timeout_ms(1000));
+  /* wait_ms == 0 does not block. */
+  t0 = test_now_ms();
+  ASSERT_EQ(lease(e, "c1", e->q, 1, 0, m), 0);
+  ASSERT_LT(test_now_ms() - t0, test_timeout_ms(200));
+}
+
+CONTRACT(BROKER, lease_wakes_on_push) {
+  later l = {.e = e, .kind = LATER_PUSH, .delay_ms = 150};
+  later_start(&l);
+  gtask_msg *m[1];
+  ASSERT_EQ(lease(e, "c1", e->q, 1, test_timeout_ms(5000), m), 1);
+  int64_t woke = test_now_ms();
+  later_join(&l);
+  ASSERT_LT(woke - l.at_ms, test_timeout_ms(200));
+  ASSERT_STR_EQ(m[0]->body, BODIES[0]);
+  free_msgs(m, 1);
+}
+
+CONTRACT(BROKER, lease_for_ever_wakes_on_push) {
+  later l = {.e = e, .kind = LATER_PUSH, .delay_ms = 150};
+  later_start(&l);
+  gtask_msg *m[1];
+  ASSERT_EQ(lease(e, "c1", e->q, 1, -1, m), 1);
+  int64_t woke = test_now_ms();
+  later_join(&l);
+  ASSERT_LT(woke - l.at_ms, test_timeout_ms(200));
+  free_msgs(m, 1);
+}
+
+CONTRACT(BROKER, interrupt_wakes_lease) {
+  later l = {.e = e, .kind = LATER_INTERRUPT, .delay_ms = 150, .consumer = "c1"};
+  later_start(&l);
+  gtask_msg *m[1];
+  int64_t t0 = test_now_ms();
+  ASSERT_EQ(lease(e, "c1", e->q, 1, test_timeout_ms(5000), m), 0);
+  int64_t woke = test_now_ms();
+  later_join(&l);
+  ASSERT_GE(woke - t0, 100); /* it did block until the interrupt */
+  ASSERT_LT(woke - l.at_ms, test_timeout_ms(200));
+}
+
+/* An interrupt that comes just before the lease blocks is not lost. */
+CONTRACT(BROKER, interrupt_before_lease) {
+  ASSERT_OK(e->bo->interrupt(e->bi, "c1"));
+  ASSERT_OK(e->bo->interrupt(e->bi, "c1")); /* idempotent */
+  gtask_msg *m[1];
+  int64_t t0 = test_now_ms();
+  ASSERT_EQ(lease(e, "c1", e->q, 1, test_timeout_ms(5000), m), 0);
+  ASSERT_LT(test_now_ms() - t0, test_timeout_ms(200));
+}
+
+/* An interrupt cuts short one lease (the blocked one, or else the next), not
+ * every later one. */
+CONTRACT(BROKER, interrupt_one_shot) {
+  ASSERT_OK(e->bo->interrupt(e->bi, "c1"));
+  push(e, e->q, BODIES[0], 0, NULL);
+  gtask_msg *m[1];
+  ASSERT_EQ(lease(e, "c1", e->q, 1, 1000, m), 0); /* interrupted, even with work */
+  ASSERT_EQ(lease(e, "c1", e->q, 1, 1000, m), 1);
+  free_msgs(m, 1);
+  /* After waking a blocked lease, the interrupt is spent too. */
+  later l = {.e = e, .kind = LATER_INTERRUPT, .delay_ms = 150, .consumer = "c1"};
+  later_start(&l);
+  ASSERT_EQ(lease(e, "c1", e->q, 1, test_timeout_ms(5000), m), 0);
+  later_join(&l);
+  push(e, e->q, BODIES[1], 0, NULL);
+  ASSERT_EQ(lease(e, "c1", e->q, 1, 1000, m), 1);
+  ASSERT_STR_EQ(m[0]->body, BODIES[1]);
+  free_msgs(m, 1);
+}
+
+CONTRACT(BROKER, interrupt_other_consumer) {
+  later l = {.e = e, .kind = LATER_INTERRUPT, .delay_ms = 50, .consumer = "c2"};
+  later_start(&l);
+  gtask_msg *m[1];
+  int64_t t0 = test_now_ms();
+  ASSERT_EQ(lease(e, "c1", e->q, 1, 400, m), 0); /* c2's interrupt does not wake c1 */
+  ASSERT_GE(test_now_ms() - t0, 395);
+  later_join(&l);
+}
+
+CONTRACT(BROKER, lease_max_batch) {
+  char ids[5][GTASK_ID_SIZE];
+  for (int i = 0; i < 5; i++)
+    push(e, e->q, BODIES[i], 0, ids[i]);
+  gtask_msg *m[5];
+  ASSERT_EQ(lease(e, "c1", e->q, 2, 0, m), 2);
+  ASSERT_EQ(lease(e, "c1", e->q, 2, 0, m + 2), 2);
+  ASSERT_EQ(lease(e, "c1", e->q, 2, 0, m + 4), 1);
+  for (int i = 0; i < 5; i++)
+    assert_msg(m[i], ids[i], e->q, BODIES[i]);
+  ASSERT_STATS(e, e->q, 0, 5, 0, 0);
+  free_msgs(m, 5);
+}
+
+/* max bounds the whole batch across queues, and nothing beyond it is taken. */
+CONTRACT(BROKER, lease_max_across_queues) {
+  char qb[64];
+  unique_queue(qb, sizeof(qb), "-b");
+  for (int i = 0; i < 3; i++) {
+    push(e, e->q, BODIES[i], 0, NULL);
+    push(e, qb, BODIES[3 + i], 0, NULL);
+  }
+  const char *queues[] = {e->q, qb};
+  gtask_msg *m[6];
+  size_t n1 = 0, n2 = 0;
+  ASSERT_OK(e->bo->lease(e->bi, "c1", queues, 2, 4, 0, m, &n1));
+  ASSERT_EQ(n1, 4);
+  ASSERT_OK(e->bo->lease(e->bi, "c1", queues, 2, 4, 0, m + n1, &n2));
+  ASSERT_EQ(n2, 2);
+  int seen[6] = {0};
+  for (size_t i = 0; i < 6; i++) {
+    for (int k = 0; k < 6; k++)
+      if (strcmp(m[i]->body, BODIES[k]) == 0)
+        seen[k]++;
+    ASSERT_STR_EQ(m[i]->queue, strcmp(m[i]->body, BODIES[3]) >= 0 ? qb : e->q);
+  }
+  for (int k = 0; k < 6; k++)
+    ASSERT_EQ(seen[k], 1);
+  ASSERT_STATS(e, e->q, 0, 3, 0, 0);
+  ASSERT_STATS(e, qb, 0, 3, 0, 0);
+  free_msgs(m, 6);
+}
+
+/* ---------------------------------------------------------------- broker: leases */
+
+CONTRACT(BROKER, extend_keeps_lease) {
+  /* Renewed every quarter lease, for 1.5 leases in all: the sleeps give the
+   * lease the time to expire, which it must not do.  Scaled, so that on a
+   * busy machine a renewal may come up to 3/4 of a lease late. */
+  const int64_t lease_ms = test_timeout_ms(400);
+  char id[GTASK_ID_SIZE];
+  push(e, e->q, BODIES[0], 0, id);
+  gtask_msg *m = lease1(e, "c1");
+  for (int i = 0; i < 6; i++) {
+    test_sleep_ms(lease_ms / 4);
+    ASSERT_FALSE(extend(e, "c1", m));
+  }
+  gtask_msg *r[1];
+  size_t n = 99;
+  ASSERT_OK(e->bo->reclaim(e->bi, "c2", e->q, lease_ms, 10, r, &n));
+  ASSERT_EQ(n, 0);
+  ASSERT_STATS(e, e->q, 0, 1, 0, 0);
+  ASSERT_FALSE(finish(e, "c1", m, GTASK_FIN_DONE, NULL, 0));
+  gtask_msg_free(m);
+}
+
+CONTRACT(BROKER, reclaim_fences_old_holder) {
+  const int64_t lease_ms = 200;
+  char id[GTASK_ID_SIZE];
+  push(e, e->q, BODIES[0], 0, id);
+  gtask_msg *m1 = lease1(e, "c1");
+
+  gtask_msg *r[4];
+  size_t n = 99;
+  ASSERT_OK(e->bo->reclaim(e->bi, "c2", e->q, lease_ms, 4, r, &n));
+  ASSERT_EQ(n, 0); /* not expired yet */
+
+  test_sleep_ms(lease_ms + 150);
+  ASSERT_OK(e->bo->reclaim(e->bi, "c2", e->q, lease_ms, 4, r, &n));
+  ASSERT_EQ(n, 1);
+  gtask_msg *m2 = r[0];
+  assert_msg(m2, id, e->q, BODIES[0]);
+  ASSERT_STATS(e, e->q, 0, 1, 0, 0);
+
+  /* The old holder can change nothing. */
+  ASSERT_TRUE(extend(e, "c1", m1));
+  ASSERT_TRUE(finish(e, "c1", m1, GTASK_FIN_DONE, NULL, 0));
+  ASSERT_TRUE(finish(e, "c1", m1, GTASK_FIN_REQUEUE, BODIES[1], 0));
+  ASSERT_STATS(e, e->q, 0, 1, 0, 0);
+
+  /* The new holder can. */
+  ASSERT_FALSE(extend(e, "c2", m2));
+  ASSERT_FALSE(finish(e, "c2", m2, GTASK_FIN_REQUEUE, BODIES[2], 0));
+  gtask_msg *m3 = lease1(e, "c2");
+  assert_msg(m3, id, e->q, BODIES[2]);
+  ASSERT_FALSE(finish(e, "c2", m3, GTASK_FIN_DONE, NULL, 0));
+  ASSERT_STATS(e, e->q, 0, 0, 0, 0);
+  gtask_msg_free(m1);
+  gtask_msg_free(m2);
+  gtask_msg_free(m3);
+}
+
+CONTRACT(BROKER, reclaim_max) {
+  for (int i = 0; i < 3; i++)
+    push(e, e->q, BODIES[i], 0, NULL);
+  gtask_msg *m[3];
+  ASSERT_EQ(lease(e, "c1", e->q, 3, 0, m), 3);
+  test_sleep_ms(300);
+  gtask_msg *r[3];
+  size_t n1 = 0, n2 = 0;
+  ASSERT_OK(e->bo->reclaim(e->bi, "c2", e->q, 200, 2, r, &n1));
+  ASSERT_EQ(n1, 2);
+  ASSERT_OK(e->bo->reclaim(e->bi, "c2", e->q, 200, 2, r + n1, &n2));
+  ASSERT_EQ(n2, 1);
+  ASSERT_STATS(e, e->q, 0, 3, 0, 0);
+  free_msgs(m, 3);
+  free_msgs(r, 3);
+}
+
+/* ---------------------------------------------------------------- broker: finish */
+
+CONTRACT(BROKER, finish_done) {
+  push(e, e->q, BODIES[0], 0, NULL);
+  gtask_msg *m = lease1(e, "c1");
+  ASSERT_FALSE(finish(e, "c1", m, GTASK_FIN_DONE, NULL, 0));
+  ASSERT_STATS(e, e->q, 0, 0, 0, 0);
+  gtask_msg *x[1];
+  ASSERT_EQ(lease(e, "c1", e->q, 1, 0, x), 0);
+  gtask_msg *r[1];
+  size_t n = 99;
+  ASSERT_OK(e->bo->reclaim(e->bi, "c2", e->q, 0, 1, r, &n));
+  ASSERT_EQ(n, 0);
+  /* Finishing twice: the lease is gone. */
+  ASSERT_TRUE(finish(e, "c1", m, GTASK_FIN_DONE, NULL, 0));
+  /* Another consumer cannot finish what it does not hold. */
+  push(e, e->q, BODIES[1], 0, NULL);
+  gtask_msg *m2 = lease1(e, "c1");
+  ASSERT_TRUE(finish(e, "c2", m2, GTASK_FIN_DONE, NULL, 0));
+  ASSERT_TRUE(extend(e, "c2", m2));
+  ASSERT_STATS(e, e->q, 0, 1, 0, 0);
+  ASSERT_FALSE(finish(e, "c1", m2, GTASK_FIN_DONE, NULL, 0));
+  gtask_msg_free(m);
+  gtask_msg_free(m2);
+}
+
+CONTRACT(BROKER, finish_retry_schedules) {
+  char id[GTASK_ID_SIZE];
+  push(e, e->q, BODIES[0], 0, id);
+  gtask_msg *m = lease1(e, "c1");
+  int64_t due = now_ms() + 400;
+  ASSERT_FALSE(finish(e, "c1", m, GTASK_FIN_RETRY, "retry-body", due));
+  gtask_msg_free(m);
+  ASSERT_STATS(e, e->q, 0, 0, 1, 0);
+
+  gtask_msg *x[1];
+  ASSERT_EQ(lease(e, "c1", e->q, 1, 0, x), 0);
+  int64_t next = -1;
+  ASSERT_OK(e->bo->promote(e->bi, e->q, 100, &next));
+  ASSERT_EQ(next, due);
+  ASSERT_EQ(lease(e, "c1", e->q, 1, 0, x), 0);
+  ASSERT_STATS(e, e->q, 0, 0, 1, 0);
+
+  int64_t left = due - now_ms();
+  test_sleep_ms((left > 0 ? left : 0) + 100);
+  ASSERT_OK(e->bo->promote(e->bi, e->q, 100, &next));
+  ASSERT_EQ(next, 0);
+  ASSERT_STATS(e, e->q, 1, 0, 0, 0);
+  m = lease1(e, "c1");
+  assert_msg(m, id, e->q, "retry-body");
+  ASSERT_FALSE(finish(e, "c1", m, GTASK_FIN_DONE, NULL, 0));
+  gtask_msg_free(m);
+}
+
+CONTRACT(BROKER, finish_requeue) {
+  char id[GTASK_ID_SIZE];
+  push(e, e->q, BODIES[0], 0, id);
+  push(e, e->q, BODIES[1], 0, NULL);
+  gtask_msg *m = lease1(e, "c1");
+  ASSERT_FALSE(finish(e, "c1", m, GTASK_FIN_REQUEUE, "requeued", 0));
+  ASSERT_STATS(e, e->q, 2, 0, 0, 0);
+  /* At the tail, at once, with its new body and a new lease. */
+  gtask_msg *x[2];
+  ASSERT_EQ(lease(e, "c1", e->q, 2, 0, x), 2);
+  ASSERT_STR_EQ(x[0]->body, BODIES[1]);
+  assert_msg(x[1], id, e->q, "requeued");
+  ASSERT_STR_NE(x[1]->lease, m->lease);
+  ASSERT_TRUE(finish(e, "c1", m, GTASK_FIN_DONE, NULL, 0)); /* the old delivery */
+  free_msgs(x, 2);
+  gtask_msg_free(m);
+}
+
+CONTRACT(BROKER, finish_requeue_wakes_lease) {
+  push(e, e->q, BODIES[0], 0, NULL);
+  gtask_msg *m = lease1(e, "c1");
+  gtask_msg *x[1];
+  ASSERT_EQ(lease(e, "c2", e->q, 1, 0, x), 0);
+  ASSERT_FALSE(finish(e, "c1", m, GTASK_FIN_REQUEUE, NULL, 0)); /* NULL next: same body */
+  ASSERT_EQ(lease(e, "c2", e->q, 1, 0, x), 1);
+  ASSERT_STR_EQ(x[0]->body, BODIES[0]);
+  free_msgs(x, 1);
+  gtask_msg_free(m);
+}
+
+CONTRACT(BROKER, finish_dead) {
+  push(e, e->q, BODIES[0], 0, NULL);
+  gtask_msg *m = lease1(e, "c1");
+  ASSERT_FALSE(finish(e, "c1", m, GTASK_FIN_DEAD, "dead-body", 0));
+  ASSERT_STATS(e, e->q, 0, 0, 0, 1);
+  gtask_msg *x[1];
+  ASSERT_EQ(lease(e, "c1", e->q, 1, 0, x), 0);
+  int64_t next = -1;
+  ASSERT_OK(e->bo->promote(e->bi, e->q, 100, &next));
+  ASSERT_EQ(next, 0);
+  ASSERT_EQ(lease(e, "c1", e->q, 1, 0, x), 0);
+  gtask_msg_free(m);
+}
+
+/* Several fins in one call, each handled on its own. */
+CONTRACT(BROKER, finish_batch) {
+  for (int i = 0; i < 4; i++)
+    push(e, e->q, BODIES[i], 0, NULL);
+  gtask_msg *m[4];
+  ASSERT_EQ(lease(e, "c1", e->q, 4, 0, m), 4);
+  gtask_msg *stale = gtask_msg_new(m[0]->id, e->q, "x", 1);
+  ASSERT_NOT_NULL(stale);
+  ASSERT_OK(gtask_msg_set_lease(stale, "0-1")); /* never handed out by either broker */
+  gtask_fin f[5] = {
+      {.msg = m[0], .kind = GTASK_FIN_DONE, .status = GTASK_SUCCESS},
+      {.msg = m[1], .kind = GTASK_FIN_RETRY, .status = GTASK_RETRY, .next = "r", .next_len = 1,
+       .next_due_ms = now_ms() + 60000},
+      {.msg = m[2], .kind = GTASK_FIN_REQUEUE, .status = GTASK_PENDING},
+      {.msg = m[3], .kind = GTASK_FIN_DEAD, .status = GTASK_FAILURE},
+      {.msg = stale, .kind = GTASK_FIN_DONE, .status = GTASK_SUCCESS},
+  };
+  ASSERT_OK(e->bo->finish(e->bi, "c1", f, 5, NULL));
+  for (int i = 0; i < 4; i++)
+    ASSERT_FALSE(f[i].fenced);
+  ASSERT_TRUE(f[4].fenced);
+  ASSERT_STATS(e, e->q, 1, 0, 1, 1);
+  free_msgs(m, 4);
+  gtask_msg_free(stale);
+}
+
+/* A batch among many leases of the same consumer: the lease check covers the
+ * batch's id range at once (Redis: one XPENDING, cut at a count, then one by
+ * one), and must still fence another consumer's entry inside the range and an
+ * entry listed twice. */
+CONTRACT(BROKER, finish_batch_among_many_leases) {
+  enum { A = 300, B = 10, C = 390 };
+  for (int i = 0; i < A + B + C; i++)
+    push(e, e->q, BODIES[i % 4], 0, NULL);
+  gtask_msg **m = calloc(A + B + C, sizeof(*m));
+  ASSERT_NOT_NULL(m);
+  ASSERT_EQ(lease(e, "c1", e->q, A, 0, m), A);
+  ASSERT_EQ(lease(e, "c2", e->q, B, 0, m + A), B);
+  ASSERT_EQ(lease(e, "c1", e->q, C, 0, m + A + B), C);
+  gtask_fin f[4] = {
+      {.msg = m[0], .kind = GTASK_FIN_DONE, .status = GTASK_SUCCESS},
+      {.msg = m[A + 1], .kind = GTASK_FIN_DONE, .status = GTASK_SUCCESS}, /* c2's */
+      {.msg = m[A + B + C - 1], .kind = GTASK_FIN_DONE, .status = GTASK_SUCCESS},
+      {.msg = m[0], .kind = GTASK_FIN_DONE, .status = GTASK_SUCCESS}, /* twice */
+  };
+  ASSERT_OK(e->bo->finish(e->bi, "c1", f, 4, NULL));
+  ASSERT_FALSE(f[0].fenced);
+  ASSERT_TRUE(f[1].fenced);
+  ASSERT_FALSE(f[2].fenced);
+  ASSERT_TRUE(f[3].fenced);
+  ASSERT_STATS(e, e->q, 0, A + B + C - 2, 0, 0);
+  /* c2 still holds its entry: it can end it. */
+  ASSERT_FALSE(finish(e, "c2", m[A + 1], GTASK_FIN_DONE, NULL, 0));
+  ASSERT_STATS(e, e->q, 0, A + B + C - 3, 0, 0);
+  free_msgs(m, A + B + C);
+  free(m);
+}
+
+/* Finishes msgs[0..n) of consumer c as DONE in one batch; none fenced. */
+static void finish_all(env *e, const char *c, gtask_msg **msgs, size_t n) {
+  gtask_fin *f = calloc(n, sizeof(*f));
+  ASSERT_NOT_NULL(f);
+  for (size_t i = 0; i < n; i++)
+    f[i] = (gtask_fin){.msg = msgs[i], .kind = GTASK_FIN_DONE, .status = GTASK_SUCCESS};
+  ASSERT_OK(e->bo->finish(e->bi, c, f, n, NULL));
+  for (size_t i = 0; i < n; i++)
+    ASSERT_FALSE(f[i].fenced);
+  free(f);
+}
+
+/* Finishing drops finished entries and only those: another consumer's older
+ * leases and the entries not yet delivered stay, whichever batch ends first.
+ * (Redis: a batch trims the entries below the oldest lease still held and
+ * deletes its own above it by id; a batch of a few deletes by id.  The stats'
+ * pending count is the stream's length minus the leases: it sees any entry
+ * left behind or dropped too early.) */
+CONTRACT(BROKER, finish_keeps_older_leases_and_undelivered_entries) {
+  enum { A = 50, B = 40, U = 20, N = A + B + U };
+  for (int i = 0; i < N; i++)
+    push(e, e->q, BODIES[i % 6], 0, NULL);
+  gtask_msg *m[A + B], *r[A] = {0}, *u[U];
+  ASSERT_EQ(lease(e, "c1", e->q, A, 0, m), A);
+  ASSERT_EQ(lease(e, "c2", e->q, B, 0, m + A), B);
+  /* The younger batch ends first. */
+  finish_all(e, "c2", m + A, B);
+  ASSERT_STATS(e, e->q, U, A, 0, 0);
+  /* c1's entries are all still there: a reclaim hands them over intact. */
+  test_sleep_ms(20);
+  size_t n = 0;
+  while (n < A) {
+    size_t got = 0;
+    ASSERT_OK(e->bo->reclaim(e->bi, "c3", e->q, 10, A - n, r + n, &got));
+    ASSERT_GT(got, 0);
+    n += got;
+  }
+  for (int i = 0; i < A; i++)
+    assert_msg(r[i], m[i]->id, e->q, BODIES[i % 6]);
+  /* A batch around leases still held (r[10..29]). */
+  gtask_msg *around[30];
+  for (int i = 0; i < 10; i++) around[i] = r[i];
+  for (int i = 30; i < A; i++) around[i - 20] = r[i];
+  finish_all(e, "c3", around, 30);
+  ASSERT_STATS(e, e->q, U, 20, 0, 0);
+  /* The last leases: none older is held. */
+  finish_all(e, "c3", r + 10, 20);
+  ASSERT_STATS(e, e->q, U, 0, 0, 0);
+  /* The undelivered come next, in order; a batch older than every lease left,
+   * then a few. */
+  ASSERT_EQ(lease(e, "c1", e->q, U, 0, u), U);
+  for (int i = 0; i < U; i++)
+    ASSERT_MEM_EQ(u[i]->body, BODIES[(A + B + i) % 6], u[i]->len);
+  finish_all(e, "c1", u, U - 4);
+  ASSERT_STATS(e, e->q, 0, 4, 0, 0);
+  finish_all(e, "c1", u + U - 4, 4);
+  ASSERT_STATS(e, e->q, 0, 0, 0, 0);
+  free_msgs(m, A + B);
+  free_msgs(r, A);
+  free_msgs(u, U);
+}
+
+/* ---------------------------------------------------------------- broker: schedule, stats */
+
+CONTRACT(BROKER, push_due_future) {
+  int64_t due = now_ms() + 300;
+  char id[GTASK_ID_SIZE];
+  push(e, e->q, BODIES[0], due, id);
+  ASSERT_STATS(e, e->q, 0, 0, 1, 0);
+  gtask_msg *x[1];
+  ASSERT_EQ(lease(e, "c1", e->q, 1, 0, x), 0);
+  int64_t next = -1;
+  ASSERT_OK(e->bo->promote(e->bi, e->q, 10, &next));
+  ASSERT_EQ(next, due);
+
+  /* A due time in the past is now. */
+  push(e, e->q, BODIES[1], now_ms() - 1000, NULL);
+  ASSERT_STATS(e, e->q, 1, 0, 1, 0);
+
+  int64_t left = due - now_ms();
+  test_sleep_ms((left > 0 ? left : 0) + 100);
+  ASSERT_OK(e->bo->promote(e->bi, e->q, 10, &next));
+  ASSERT_EQ(next, 0);
+  gtask_msg *m[2];
+  ASSERT_EQ(lease(e, "c1", e->q, 2, 0, m), 2);
+  ASSERT_STR_EQ(m[0]->body, BODIES[1]);
+  assert_msg(m[1], id, e->q, BODIES[0]);
+  free_msgs(m, 2);
+}
+
+CONTRACT(BROKER, promote_max_and_order) {
+  int64_t now = now_ms();
+  /* Pushed out of order; they come out by due time. */
+  push(e, e->q, BODIES[2], now + 250, NULL);
+  push(e, e->q, BODIES[0], now + 150, NULL);
+  push(e, e->q, BODIES[1], now + 200, NULL);
+  push(e, e->q, BODIES[3], now + 60000, NULL);
+  test_sleep_ms(350);
+  int64_t next = -1;
+  ASSERT_OK(e->bo->promote(e->bi, e->q, 2, &next));
+  ASSERT_EQ(next, now + 250); /* the one left behind by max, then the far one */
+  ASSERT_STATS(e, e->q, 2, 0, 2, 0);
+  ASSERT_OK(e->bo->promote(e->bi, e->q, 10, &next));
+  ASSERT_EQ(next, now + 60000);
+  gtask_msg *m[4];
+  ASSERT_EQ(lease(e, "c1", e->q, 4, 0, m), 3);
+  for (int i = 0; i < 3; i++)
+    ASSERT_STR_EQ(m[i]->body, BODIES[i]);
+  free_msgs(m, 3);
+}
+
+CONTRACT(BROKER, stats_counts) {
+  ASSERT_STATS(e, e->q, 0, 0, 0, 0); /* an unknown queue */
+  gtask_msg *batch[4];
+  for (int i = 0; i < 4; i++) {
+    char id[GTASK_ID_SIZE];
+    new_id(id);
+    batch[i] = gtask_msg_new(id, e->q, BODIES[i], strlen(BODIES[i]));
+    ASSERT_NOT_NULL(batch[i]);
+  }
+  batch[3]->due_ms = now_ms() + 60000;
+  ASSERT_OK(e->bo->push(e->bi, batch, 4, NULL));
+  free_msgs(batch, 4);
+  ASSERT_STATS(e, e->q, 3, 0, 1, 0);
+  gtask_msg *m = lease1(e, "c1");
+  ASSERT_STATS(e, e->q, 2, 1, 1, 0);
+  ASSERT_FALSE(finish(e, "c1", m, GTASK_FIN_DEAD, NULL, 0));
+  ASSERT_STATS(e, e->q, 2, 0, 1, 1);
+  gtask_msg_free(m);
+}
+
+/* finish() counts each task that ends DONE or DEAD with a final status, once. */
+CONTRACT(BROKER, stats_finished_counters) {
+  for (int i = 0; i < 5; i++)
+    push(e, e->q, BODIES[i], 0, NULL);
+  gtask_msg *m[5];
+  ASSERT_EQ(lease(e, "c1", e->q, 5, 0, m), 5);
+  gtask_msg *stale = gtask_msg_new(m[0]->id, e->q, "x", 1);
+  ASSERT_NOT_NULL(stale);
+  ASSERT_OK(gtask_msg_set_lease(stale, "0-1"));
+  gtask_fin f[6] = {
+      {.msg = m[0], .kind = GTASK_FIN_DONE, .status = GTASK_SUCCESS},
+      {.msg = m[1], .kind = GTASK_FIN_DONE, .status = GTASK_SUCCESS},
+      {.msg = m[2], .kind = GTASK_FIN_DONE, .status = GTASK_FAILURE},
+      {.msg = m[3], .kind = GTASK_FIN_DEAD, .status = GTASK_FAILURE},
+      {.msg = m[4], .kind = GTASK_FIN_RETRY, .status = GTASK_RETRY, .next = "r", .next_len = 1,
+       .next_due_ms = now_ms() + 60000},
+      {.msg = stale, .kind = GTASK_FIN_DONE, .status = GTASK_SUCCESS}, /* fenced: not counted */
+  };
+  ASSERT_OK(e->bo->finish(e->bi, "c1", f, 6, NULL));
+  ASSERT_TRUE(f[5].fenced);
+  gtask_queue_stats st = stats(e, e->q);
+  ASSERT_EQ(st.succeeded, 2);
+  ASSERT_EQ(st.failed, 2);
+  ASSERT_EQ(st.scheduled, 1);
+  ASSERT_EQ(st.dead, 1);
+  /* Per queue, and zero for a queue never used. */
+  char other[64];
+  unique_queue(other, sizeof(other), "-other");
+  st = stats(e, other);
+  ASSERT_EQ(st.succeeded, 0);
+  ASSERT_EQ(st.failed, 0);
+  free_msgs(m, 5);
+  gtask_msg_free(stale);
+}
+
+/* Moves a leased message to the dead set with body `dead`. */
+static void bury(env *e, const char *dead) {
+  gtask_msg *m = lease1(e, "c1");
+  ASSERT_FALSE(finish(e, "c1", m, GTASK_FIN_DEAD, dead, 0));
+  gtask_msg_free(m);
+}
+
+static const gtask_msg *find_id(gtask_msg **v, size_t n, const char *id) {
+  for (size_t k = 0; k < n; k++)
+    if (strcmp(v[k]->id, id) == 0)
+      return v[k];
+  return NULL;
+}
+
+CONTRACT(BROKER, dead_list_requeue_purge) {
+  gtask_msg **v = (gtask_msg **)1;
+  size_t n = 99;
+  ASSERT_OK(e->bo->dead_list(e->bi, e->q, NULL, &v, &n)); /* unknown queue */
+  ASSERT_NULL(v);
+  ASSERT_EQ(n, 0);
+
+  char ids[3][GTASK_ID_SIZE];
+  static const char *const dead[] = {"dead-0", "dead-1", "dead-2"};
+  for (int i = 0; i < 3; i++) {
+    push(e, e->q, BODIES[i], 0, ids[i]);
+    bury(e, dead[i]);
+  }
+  ASSERT_STATS(e, e->q, 0, 0, 0, 3);
+
+  ASSERT_OK(e->bo->dead_list(e->bi, e->q, NULL, &v, &n));
+  ASSERT_EQ(n, 3);
+  for (int i = 0; i < 3; i++) {
+    const gtask_msg *m = find_id(v, n, ids[i]);
+    ASSERT_NOT_NULL(m);
+    ASSERT_STR_EQ(m->queue, e->q);
+    ASSERT_EQ(m->len, strlen(dead[i]));
+    ASSERT_MEM_EQ(m->body, dead[i], m->len);
+    ASSERT_NULL(m->lease);
+  }
+
+  /* One id only; an id not in the set gives nothing. */
+  gtask_msg **one = NULL;
+  size_t n1 = 0;
+  ASSERT_OK(e->bo->dead_list(e->bi, e->q, ids[1], &one, &n1));
+  ASSERT_EQ(n1, 1);
+  ASSERT_STR_EQ(one[0]->id, ids[1]);
+  ASSERT_MEM_EQ(one[0]->body, dead[1], one[0]->len);
+  free_msgs(one, n1);
+  free(one);
+  char unknown[GTASK_ID_SIZE];
+  new_id(unknown);
+  one = (gtask_msg **)1;
+  ASSERT_OK(e->bo->dead_list(e->bi, e->q, unknown, &one, &n1));
+  ASSERT_EQ(n1, 0);
+  ASSERT_NULL(one);
+
+  /* Requeue is a compare-and-swap on the body. */
+  const gtask_msg *m0 = find_id(v, n, ids[0]);
+  gtask_msg *changed = gtask_msg_new(ids[1], e->q, "other", 5);
+  ASSERT_NOT_NULL(changed);
+  gtask_revive rs[2] = {
+      {.msg = m0, .next = "again-0", .next_len = 7, .moved = false},
+      {.msg = changed, .next = "again-1", .next_len = 7, .moved = true},
+  };
+  ASSERT_OK(e->bo->dead_requeue(e->bi, rs, 2, NULL));
+  ASSERT_TRUE(rs[0].moved);
+  ASSERT_FALSE(rs[1].moved);
+  ASSERT_STATS(e, e->q, 1, 0, 0, 2);
+  gtask_msg *x = lease1(e, "c1");
+  ASSERT_STR_EQ(x->id, ids[0]);
+  ASSERT_EQ(x->len, 7);
+  ASSERT_MEM_EQ(x->body, "again-0", 7);
+  /* Once moved, the same swap does nothing (a second requeue loses). */
+  rs[0].moved = true;
+  ASSERT_OK(e->bo->dead_requeue(e->bi, rs, 1, NULL));
+  ASSERT_FALSE(rs[0].moved);
+  ASSERT_STATS(e, e->q, 0, 1, 0, 2);
+  ASSERT_FALSE(finish(e, "c1", x, GTASK_FIN_DONE, NULL, 0));
+  gtask_msg_free(x);
+  gtask_msg_free(changed);
+  free_msgs(v, n);
+  free(v);
+
+  size_t removed = 99;
+  ASSERT_OK(e->bo->dead_purge(e->bi, e->q, &removed));
+  ASSERT_EQ(removed, 2);
+  ASSERT_STATS(e, e->q, 0, 0, 0, 0);
+  ASSERT_OK(e->bo->dead_purge(e->bi, e->q, &removed));
+  ASSERT_EQ(removed, 0);
+  ASSERT_OK(e->bo->dead_list(e->bi, e->q, NULL, &v, &n));
+  ASSERT_EQ(n, 0);
+}
+
+/* The client's view (admin.c) on either pair: a task lost too often is listed
+ * with its name and error, requeued with a fresh delivery count and a PENDING
+ * state, runs and finishes again; then purge. */
+CONTRACT(PAIR, client_dead_requeue) {
+  gtask_client *cli = gtask_client_new(e->b, e->be);
+  ASSERT_NOT_NULL(cli);
+  ASSERT_OK(gtask_client_set_queue(cli, e->q));
+  gtask_send_conf *sc = gtask_send_conf_new("add");
+  ASSERT_NOT_NULL(sc);
+  char id[GTASK_ID_SIZE];
+  ASSERT_OK(GTASK_SEND(cli, sc, id, gtask_int64(1), gtask_int64(2)));
+  gtask_send_conf_free(sc);
+
+  /* What a worker does with a task lost max_deliveries times: the message
+   * gets a delivery count ("l", docs/PROTOCOL.md section 3; absent while 0)
+   * and the task a FAILURE record (section 4). */
+  gtask_msg *m = lease1(e, "c1");
+  static const char head[] = "{\"v\":2,";
+  ASSERT_GT(m->len, sizeof(head) - 1);
+  ASSERT_MEM_EQ(m->body, head, sizeof(head) - 1);
+  ASSERT_NULL(strstr(m->body, "\"l\":"));
+  char next[512];
+  int nlen = snprintf(next, sizeof(next), "%s\"l\":5,%s", head, m->body + sizeof(head) - 1);
+  ASSERT_LT(nlen, (int)sizeof(next));
+  char res[256];
+  int rlen = snprintf(res, sizeof(res),
+                      "{\"v\":1,\"s\":\"FAILURE\",\"err\":\"lost: delivered 5 times\",\"ec\":%d}",
+                      GTASK_ELOST);
+  void *state = e->bo->colocated ? e->bo->colocated(e->bi, e->be) : NULL;
+  gtask_fin f = {.msg = m, .kind = GTASK_FIN_DEAD, .status = GTASK_FAILURE, .result = res,
+                 .result_len = (size_t)rlen, .next = next, .next_len = (size_t)nlen};
+  if (!state)
+    ASSERT_OK(e->eo->store(e->ei, &f, 1));
+  ASSERT_OK(e->bo->finish(e->bi, "c1", &f, 1, state));
+  ASSERT_FALSE(f.fenced);
+  gtask_msg_free(m);
+
+  gtask_status st;
+  ASSERT_OK(gtask_client_status(cli, id, &st));
+  ASSERT_EQ(st, GTASK_FAILURE);
+  gtask_queue_stats qs;
+  ASSERT_OK(gtask_client_stats(cli, NULL, &qs));
+  ASSERT_EQ(qs.dead, 1);
+  ASSERT_EQ(qs.failed, 1);
+
+  gtask_dead_entry *d = NULL;
+  size_t nd = 0;
+  ASSERT_OK(gtask_client_dead_list(cli, &d, &nd));
+  ASSERT_EQ(nd, 1);
+  ASSERT_STR_EQ(d[0].id, id);
+  ASSERT_STR_EQ(d[0].name, "add");
+  ASSERT_STR_EQ(d[0].error, "lost: delivered 5 times");
+  gtask_dead_list_free(d, nd);
+
+  char unknown[GTASK_ID_SIZE];
+  new_id(unknown);
+  size_t moved = 99;
+  ASSERT_ERR(gtask_client_dead_requeue(cli, unknown, &moved), GTASK_ENOTFOUND);
+  ASSERT_EQ(moved, 0);
+  ASSERT_OK(gtask_client_dead_requeue(cli, id, &moved));
+  ASSERT_EQ(moved, 1);
+  ASSERT_OK(gtask_client_status(cli, id, &st));
+  ASSERT_EQ(st, GTASK_PENDING);
+  gtask_result *r = NULL;
+  ASSERT_ERR(gtask_client_wait(cli, id, 0, &r), GTASK_ETIMEDOUT);
+  ASSERT_OK(gtask_client_stats(cli, NULL, &qs));
+  ASSERT_EQ(qs.dead, 0);
+  ASSERT_EQ(qs.pending, 1);
+
+  /* It runs again with a fresh delivery count, and its new result sticks. */
+  m = lease1(e, "c1");
+  ASSERT_STR_EQ(m->id, id);
+  ASSERT_NULL(strstr(m->body, "\"l\":"));
+  ASSERT_NOT_NULL(strstr(m->body, "\"n\":\"add\""));
+  const char *ok = REC_OK(3, 1);
+  size_t oklen = strlen(ok);
+  gtask_fin g = {.msg = m, .kind = GTASK_FIN_DONE, .status = GTASK_SUCCESS, .result = ok,
+                 .result_len = oklen};
+  if (!state) {
+    ASSERT_OK(e->eo->store(e->ei, &g, 1));
+    ASSERT_FALSE(g.fenced);
+  }
+  ASSERT_OK(e->bo->finish(e->bi, "c1", &g, 1, state));
+  ASSERT_FALSE(g.fenced);
+  gtask_msg_free(m);
+  ASSERT_OK(gtask_client_wait(cli, id, test_timeout_ms(2000), &r));
+  ASSERT_EQ(r->status, GTASK_SUCCESS);
+  ASSERT_EQ(r->nvalues, 1);
+  ASSERT_EQ(r->values[0].v.i, 3);
+  gtask_result_free(r);
+
+  /* requeue --all and purge on a set of three: two task messages and one
+   * that does not decode.  That one stays in the dead set (a worker could
+   * only bury it again, and count it failed again: issue 14); requeued by
+   * its id, it is GTASK_EPROTO.  A requeued task that fails again is a new
+   * outcome, and counts. */
+  char junk[GTASK_ID_SIZE], tid[2][GTASK_ID_SIZE];
+  push(e, e->q, BODIES[0], 0, junk);
+  bury(e, BODIES[0]);
+  for (int i = 0; i < 2; i++) {
+    sc = gtask_send_conf_new("add");
+    ASSERT_NOT_NULL(sc);
+    ASSERT_OK(GTASK_SEND(cli, sc, tid[i], gtask_int64(i), gtask_int64(2)));
+    gtask_send_conf_free(sc);
+    gtask_msg *dm = lease1(e, "c1");
+    ASSERT_STR_EQ(dm->id, tid[i]);
+    ASSERT_FALSE(finish(e, "c1", dm, GTASK_FIN_DEAD, NULL, 0));
+    gtask_msg_free(dm);
+  }
+  ASSERT_OK(gtask_client_stats(cli, NULL, &qs));
+  ASSERT_EQ(qs.dead, 3);
+  int64_t failed = qs.failed;
+  ASSERT_OK(gtask_client_dead_requeue(cli, NULL, &moved));
+  ASSERT_EQ(moved, 2);
+  ASSERT_OK(gtask_client_stats(cli, NULL, &qs));
+  ASSERT_EQ(qs.dead, 1);
+  ASSERT_EQ(qs.pending, 2);
+  ASSERT_ERR(gtask_client_dead_requeue(cli, junk, &moved), GTASK_EPROTO);
+  ASSERT_EQ(moved, 0);
+  ASSERT_STR_CONTAINS(gtask_client_errmsg(cli), junk);
+  ASSERT_STR_CONTAINS(gtask_client_errmsg(cli), "does not decode");
+  gtask_msg *two[2];
+  ASSERT_EQ(lease(e, "c1", e->q, 2, 0, two), 2);
+  for (int i = 0; i < 2; i++)
+    ASSERT_FALSE(finish(e, "c1", two[i], GTASK_FIN_DEAD, NULL, 0));
+  free_msgs(two, 2);
+  ASSERT_OK(gtask_client_stats(cli, NULL, &qs));
+  ASSERT_EQ(qs.dead, 3);
+  ASSERT_EQ(qs.failed, failed + 2);
+  size_t removed = 0;
+  ASSERT_OK(gtask_client_dead_purge(cli, &removed));
+  ASSERT_EQ(removed, 3);
+  ASSERT_OK(gtask_client_stats(cli, NULL, &qs));
+  ASSERT_EQ(qs.dead, 0);
+  ASSERT_EQ(qs.failed, failed + 2);
+  gtask_client_free(cli);
+}
+
+/* ---------------------------------------------------------------- backend */
+
+static gtask_msg *task_msg(env *e) {
+  char id[GTASK_ID_SIZE];
+  new_id(id);
+  gtask_msg *m = gtask_msg_new(id, e->q, BODIES[0], strlen(BODIES[0]));
+  ASSERT_NOT_NULL(m);
+  return m;
+}
+
+/* Reads a state; result is copied into res (NUL-terminated, "" if none). */
+static void get(env *e, const gtask_msg *m, gtask_status *status, uint32_t *attempts, char *res,
+                size_t ressize) {
+  char *r = NULL;
+  size_t len = 0;
+  ASSERT_OK(e->eo->get(e->ei, m->queue, m->id, status, attempts, &r, &len));
+  if (r == NULL) {
+    ASSERT_EQ(len, 0);
+    res[0] = '\0';
+  } else {
+    ASSERT_LT(len, ressize);
+    memcpy(res, r, len);
+    res[len] = '\0';
+    free(r);
+  }
+}
+
+/* Two waits on a final task each hand over exactly the record `want` (a
+ * waiter takes the element a rejected second final would have left behind). */
+static void waits_get(env *e, const gtask_msg *m, const char *want) {
+  for (int k = 0; k < 2; k++) {
+    char *r = NULL;
+    size_t len = 0;
+    ASSERT_OK(e->eo->wait(e->ei, m->queue, m->id, 100, true, &r, &len));
+    ASSERT_NOT_NULL(r);
+    ASSERT_EQ(len, strlen(want));
+    ASSERT_MEM_EQ(r, want, len);
+    free(r);
+  }
+}
+
+/* Asserts a task's state: its status and result record ("" for none). */
+static void assert_state(env *e, const gtask_msg *m, gtask_status want, const char *want_res) {
+  gtask_status s;
+  uint32_t a;
+  char res[128];
+  get(e, m, &s, &a, res, sizeof(res));
+  ASSERT_EQ(s, want);
+  ASSERT_STR_EQ(res, want_res);
+}
+
+static bool store(env *e, gtask_msg *m, gtask_status status, const char *result) {
+  gtask_fin f = {.msg = m, .kind = GTASK_FIN_DONE, .status = status, .result = result,
+                 .result_len = result ? strlen(result) : 0, .fenced = true};
+  ASSERT_OK(e->eo->store(e->ei, &f, 1));
+  return f.fenced;
+}
+
+CONTRACT(BACKEND, backend_flow) {
+  gtask_msg *m = task_msg(e);
+  gtask_status s = 0;
+  uint32_t a = 99;
+  char res[64];
+  char *r = (char *)"x";
+  size_t len = 0;
+  ASSERT_ERR(e->eo->get(e->ei, m->queue, m->id, &s, &a, &r, &len), GTASK_ENOTFOUND);
+
+  ASSERT_OK(e->eo->pending(e->ei, &m, 1));
+  get(e, m, &s, &a, res, sizeof(res));
+  ASSERT_EQ(s, GTASK_PENDING);
+  ASSERT_EQ(a, 0);
+  ASSERT_STR_EQ(res, "");
+
+  uint32_t one = 1, two = 2, three = 3;
+  ASSERT_OK(e->eo->started(e->ei, &m, &one, 1));
+  ASSERT_OK(e->eo->pending(e->ei, &m, 1)); /* has a state: no change */
+  get(e, m, &s, &a, res, sizeof(res));
+  ASSERT_EQ(s, GTASK_STARTED);
+  ASSERT_EQ(a, 1);
+
+  ASSERT_FALSE(store(e, m, GTASK_RETRY, "{\"err\":\"again\"}"));
+  get(e, m, &s, &a, res, sizeof(res));
+  ASSERT_EQ(s, GTASK_RETRY);
+  ASSERT_EQ(a, 1);
+  ASSERT_STR_EQ(res, "{\"err\":\"again\"}");
+
+  ASSERT_OK(e->eo->started(e->ei, &m, &two, 1));
+  get(e, m, &s, &a, res, sizeof(res));
+  ASSERT_EQ(s, GTASK_STARTED);
+  ASSERT_EQ(a, 2);
+
+  ASSERT_FALSE(store(e, m, GTASK_SUCCESS, REC_OK(42, 2)));
+  get(e, m, &s, &a, res, sizeof(res));
+  ASSERT_EQ(s, GTASK_SUCCESS);
+  ASSERT_EQ(a, 2);
+  ASSERT_STR_EQ(res, REC_OK(42, 2));
+
+  /* Final is final. */
+  ASSERT_TRUE(store(e, m, GTASK_FAILURE, REC_FAIL("late", 2)));
+  ASSERT_TRUE(store(e, m, GTASK_PENDING, NULL));
+  waits_get(e, m, REC_OK(42, 2));
+  ASSERT_OK(e->eo->started(e->ei, &m, &three, 1));
+  ASSERT_OK(e->eo->pending(e->ei, &m, 1));
+  get(e, m, &s, &a, res, sizeof(res));
+  ASSERT_EQ(s, GTASK_SUCCESS);
+  ASSERT_EQ(a, 2);
+  ASSERT_STR_EQ(res, REC_OK(42, 2));
+
+  /* NULL outputs are allowed. */
+  ASSERT_OK(e->eo->get(e->ei, m->queue, m->id, &s, NULL, NULL, NULL));
+
+  /* States are per queue. */
+  char other[64];
+  unique_queue(other, sizeof(other), "-other");
+  ASSERT_ERR(e->eo->get(e->ei, other, m->id, &s, &a, NULL, NULL), GTASK_ENOTFOUND);
+  gtask_msg_free(m);
+}
+
+/* Fresh fins (a first delivery that got no STARTED mark): a final one is
+ * recorded as any other; a hand-back (PENDING) leaves the task PENDING, also
+ * where it records nothing (Redis: the pending set still holds it); a fresh
+ * fin never writes over a final state. */
+CONTRACT(BACKEND, backend_store_fresh_fins) {
+  gtask_msg *m[3] = {task_msg(e), task_msg(e), task_msg(e)};
+  ASSERT_OK(e->eo->pending(e->ei, m, 3));
+  ASSERT_FALSE(store(e, m[2], GTASK_FAILURE, REC_FAIL("x", 1)));
+  gtask_fin f[4] = {
+      {.msg = m[0], .kind = GTASK_FIN_DONE, .status = GTASK_SUCCESS, .result = REC_OK(1, 1),
+       .result_len = sizeof(REC_OK(1, 1)) - 1, .fresh = true, .fenced = true},
+      {.msg = m[1], .kind = GTASK_FIN_REQUEUE, .status = GTASK_PENDING, .fresh = true,
+       .fenced = true},
+      {.msg = m[2], .kind = GTASK_FIN_REQUEUE, .status = GTASK_PENDING, .fresh = true},
+      {.msg = m[2], .kind = GTASK_FIN_DONE, .status = GTASK_SUCCESS, .result = REC_OK(2, 1),
+       .result_len = sizeof(REC_OK(2, 1)) - 1, .fresh = true},
+  };
+  ASSERT_OK(e->eo->store(e->ei, f, 4));
+  ASSERT_FALSE(f[0].fenced);
+  ASSERT_FALSE(f[1].fenced);
+  ASSERT_TRUE(f[2].fenced);
+  ASSERT_TRUE(f[3].fenced);
+  assert_state(e, m[0], GTASK_SUCCESS, REC_OK(1, 1));
+  waits_get(e, m[0], REC_OK(1, 1));
+  assert_state(e, m[1], GTASK_PENDING, "");
+  assert_state(e, m[2], GTASK_FAILURE, REC_FAIL("x", 1));
+  /* The handed-back task runs again and ends like any other. */
+  ASSERT_FALSE(store(e, m[1], GTASK_SUCCESS, REC_OK(3, 1)));
+  assert_state(e, m[1], GTASK_SUCCESS, REC_OK(3, 1));
+  free_msgs(m, 3);
+}
+
+/* A batch of stores: each fin on its own, the final ones fenced. */
+CONTRACT(BACKEND, backend_store_batch) {
+  gtask_msg *m[3] = {task_msg(e), task_msg(e), task_msg(e)};
+  ASSERT_OK(e->eo->pending(e->ei, m, 3));
+  ASSERT_FALSE(store(e, m[1], GTASK_FAILURE, REC_FAIL("x", 1)));
+  gtask_fin f[3] = {
+      {.msg = m[0], .kind = GTASK_FIN_DONE, .status = GTASK_SUCCESS, .result = REC_OK(1, 1),
+       .result_len = sizeof(REC_OK(1, 1)) - 1},
+      {.msg = m[1], .kind = GTASK_FIN_DONE, .status = GTASK_SUCCESS, .result = REC_OK(2, 1),
+       .result_len = sizeof(REC_OK(2, 1)) - 1},
+      {.msg = m[2], .kind = GTASK_FIN_RETRY, .status = GTASK_RETRY, .result = "c", .result_len = 1},
+  };
+  ASSERT_OK(e->eo->store(e->ei, f, 3));
+  ASSERT_FALSE(f[0].fenced);
+  ASSERT_TRUE(f[1].fenced);
+  ASSERT_FALSE(f[2].fenced);
+  assert_state(e, m[0], GTASK_SUCCESS, REC_OK(1, 1));
+  assert_state(e, m[1], GTASK_FAILURE, REC_FAIL("x", 1));
+  assert_state(e, m[2], GTASK_RETRY, "c");
+  free_msgs(m, 3);
+}
+
+CONTRACT(BACKEND, backend_wait_wakes) {
+  gtask_msg *m = task_msg(e);
+  ASSERT_OK(e->eo->pending(e->ei, &m, 1));
+  later l = {.e = e, .kind = LATER_STORE, .delay_ms = 150, .msg = m};
+  later_start(&l);
+  int64_t t0 = test_now_ms();
+  ASSERT_OK(e->eo->wait(e->ei, m->queue, m->id, test_timeout_ms(5000), false, NULL, NULL));
+  int64_t woke = test_now_ms();
+  later_join(&l);
+  ASSERT_GE(woke - t0, 100);
+  ASSERT_LT(woke - l.at_ms, test_timeout_ms(200));
+  /* Already final: at once, whatever the timeout. */
+  ASSERT_OK(e->eo->wait(e->ei, m->queue, m->id, 0, false, NULL, NULL));
+  ASSERT_OK(e->eo->wait(e->ei, m->queue, m->id, -1, false, NULL, NULL));
+  gtask_msg_free(m);
+}
+
+CONTRACT(BACKEND, backend_wait_for_ever_wakes) {
+  gtask_msg *m = task_msg(e);
+  ASSERT_OK(e->eo->pending(e->ei, &m, 1));
+  later l = {.e = e, .kind = LATER_STORE, .delay_ms = 150, .msg = m};
+  later_start(&l);
+  ASSERT_OK(e->eo->wait(e->ei, m->queue, m->id, -1, false, NULL, NULL));
+  int64_t woke = test_now_ms();
+  later_join(&l);
+  ASSERT_LT(woke - l.at_ms, test_timeout_ms(200));
+  gtask_msg_free(m);
+}
+
+CONTRACT(BACKEND, backend_wait_times_out) {
+  gtask_msg *m = task_msg(e);
+  ASSERT_OK(e->eo->pending(e->ei, &m, 1));
+  int64_t t0 = test_now_ms();
+  ASSERT_ERR(e->eo->wait(e->ei, m->queue, m->id, 300, false, NULL, NULL), GTASK_ETIMEDOUT);
+  int64_t took = test_now_ms() - t0;
+  ASSERT_GE(took, 295);
+  /* The slack covers a first connection (TLS handshake, AUTH) and the state
+   * reads before and after the block on a loaded 2-core machine. */
+  ASSERT_LT(took, 300 + test_timeout_ms(1000));
+  ASSERT_ERR(e->eo->wait(e->ei, m->queue, m->id, 0, false, NULL, NULL), GTASK_ETIMEDOUT);
+  /* A non-final store does not end the wait. */
+  ASSERT_FALSE(store(e, m, GTASK_RETRY, "{}"));
+  ASSERT_ERR(e->eo->wait(e->ei, m->queue, m->id, 100, false, NULL, NULL), GTASK_ETIMEDOUT);
+  gtask_msg_free(m);
+}
+
+CONTRACT(BACKEND, backend_unknown_id) {
+  char id[GTASK_ID_SIZE];
+  new_id(id);
+  gtask_status s;
+  ASSERT_ERR(e->eo->get(e->ei, e->q, id, &s, NULL, NULL, NULL), GTASK_ENOTFOUND);
+  int64_t t0 = test_now_ms();
+  ASSERT_ERR(e->eo->wait(e->ei, e->q, id, test_timeout_ms(5000), false, NULL, NULL),
+             GTASK_ENOTFOUND);
+  ASSERT_LT(test_now_ms() - t0, test_timeout_ms(200));
+  /* Said to be known but unknown after all: not found, by the timeout at the
+   * latest (never a success, never a wait for ever). */
+  ASSERT_ERR(e->eo->wait(e->ei, e->q, id, 200, true, NULL, NULL), GTASK_ENOTFOUND);
+  ASSERT_LT(test_now_ms() - t0, test_timeout_ms(1000));
+}
+
+/* A waiter that knows the task exists (it sent it) gets the same answers: the
+ * final result when it comes, a timeout while it does not, and the result at
+ * once when it is final already. */
+CONTRACT(BACKEND, backend_wait_known) {
+  gtask_msg *m = task_msg(e);
+  ASSERT_OK(e->eo->pending(e->ei, &m, 1));
+  ASSERT_ERR(e->eo->wait(e->ei, m->queue, m->id, 100, true, NULL, NULL), GTASK_ETIMEDOUT);
+  ASSERT_ERR(e->eo->wait(e->ei, m->queue, m->id, 0, true, NULL, NULL), GTASK_ETIMEDOUT);
+  later l = {.e = e, .kind = LATER_STORE, .delay_ms = 150, .msg = m};
+  later_start(&l);
+  char *res = NULL;
+  size_t len = 0;
+  ASSERT_OK(e->eo->wait(e->ei, m->queue, m->id, test_timeout_ms(5000), true, &res, &len));
+  int64_t woke = test_now_ms();
+  later_join(&l);
+  ASSERT_LT(woke - l.at_ms, test_timeout_ms(200));
+  ASSERT_NOT_NULL(res);
+  char want[64];
+  gtask_status s;
+  uint32_t a;
+  get(e, m, &s, &a, want, sizeof(want));
+  ASSERT_EQ(s, GTASK_SUCCESS);
+  ASSERT_EQ(len, strlen(want));
+  ASSERT_STR_EQ(res, want);
+  free(res);
+  int64_t t0 = test_now_ms();
+  ASSERT_OK(e->eo->wait(e->ei, m->queue, m->id, test_timeout_ms(5000), true, NULL, NULL));
+  ASSERT_LT(test_now_ms() - t0, test_timeout_ms(200));
+  gtask_msg_free(m);
+}
+
+/* reset() is the one write that replaces a final state (a dead task requeued
+ * by hand): PENDING, no result, waiters wait again; later writes work as for a
+ * new task. */
+CONTRACT(BACKEND, backend_reset) {
+  gtask_msg *m = task_msg(e);
+  gtask_status s;
+  uint32_t a;
+  char res[64];
+  ASSERT_OK(e->eo->reset(e->ei, &m, 1)); /* a missing record is created */
+  get(e, m, &s, &a, res, sizeof(res));
+  ASSERT_EQ(s, GTASK_PENDING);
+  uint32_t two = 2;
+  ASSERT_OK(e->eo->started(e->ei, &m, &two, 1));
+  ASSERT_FALSE(store(e, m, GTASK_FAILURE, REC_FAIL("lost", 2)));
+  ASSERT_OK(e->eo->wait(e->ei, m->queue, m->id, 0, false, NULL, NULL));
+
+  ASSERT_OK(e->eo->reset(e->ei, &m, 1));
+  get(e, m, &s, &a, res, sizeof(res));
+  ASSERT_EQ(s, GTASK_PENDING);
+  ASSERT_EQ(a, 2); /* attempts kept */
+  ASSERT_STR_EQ(res, "");
+  ASSERT_ERR(e->eo->wait(e->ei, m->queue, m->id, 0, false, NULL, NULL), GTASK_ETIMEDOUT);
+  ASSERT_ERR(e->eo->wait(e->ei, m->queue, m->id, 100, false, NULL, NULL), GTASK_ETIMEDOUT);
+
+  /* A waiter started now is woken by the new final state, with the new record. */
+  later l = {.e = e, .kind = LATER_STORE, .delay_ms = 150, .msg = m};
+  later_start(&l);
+  char *r = NULL;
+  size_t len = 0;
+  ASSERT_OK(e->eo->wait(e->ei, m->queue, m->id, test_timeout_ms(5000), false, &r, &len));
+  later_join(&l);
+  if (r != NULL) { /* the record, if handed over, is the new one */
+    ASSERT_EQ(len, sizeof(REC_OK(1, 1)) - 1);
+    ASSERT_MEM_EQ(r, REC_OK(1, 1), len);
+    free(r);
+  }
+  get(e, m, &s, &a, res, sizeof(res));
+  ASSERT_EQ(s, GTASK_SUCCESS);
+  ASSERT_STR_EQ(res, REC_OK(1, 1));
+  gtask_msg_free(m);
+}
+
+/* A final record lives for the backend's record lifetime, then is gone: get
+ * and wait report GTASK_ENOTFOUND (make() was asked for RESULT_TTL_MS). */
+CONTRACT(RESULT_TTL, backend_result_expires) {
+  gtask_msg *m = task_msg(e);
+  ASSERT_OK(e->eo->pending(e->ei, &m, 1));
+  ASSERT_FALSE(store(e, m, GTASK_SUCCESS, REC_OK(1, 1)));
+  assert_state(e, m, GTASK_SUCCESS, REC_OK(1, 1));
+  test_sleep_ms(RESULT_TTL_MS + 700);
+  gtask_status s;
+  ASSERT_ERR(e->eo->get(e->ei, m->queue, m->id, &s, NULL, NULL, NULL), GTASK_ENOTFOUND);
+  ASSERT_ERR(e->eo->wait(e->ei, m->queue, m->id, 0, false, NULL, NULL), GTASK_ENOTFOUND);
+  gtask_msg_free(m);
+}
+
+/* ---------------------------------------------------------------- colocated finish */
+
+/* When the broker can write the backend's records (Redis, same server and db;
+ * the memory pair), finish with state changes broker and backend in one atomic
+ * step. */
+CONTRACT(COLOCATED, colocated_finish) {
+  void *state = colocated(e);
+  gtask_status s;
+  uint32_t a;
+  char res[64];
+
+  /* push with state records PENDING. */
+  char id[GTASK_ID_SIZE];
+  new_id(id);
+  gtask_msg *p = gtask_msg_new(id, e->q, BODIES[0], strlen(BODIES[0]));
+  ASSERT_NOT_NULL(p);
+  ASSERT_OK(e->bo->push(e->bi, &p, 1, state));
+  get(e, p, &s, &a, res, sizeof(res));
+  ASSERT_EQ(s, GTASK_PENDING);
+
+  gtask_msg *m = lease1(e, "c1");
+  ASSERT_STR_EQ(m->id, id);
+  gtask_fin f = {.msg = m, .kind = GTASK_FIN_DONE, .status = GTASK_SUCCESS,
+                 .result = REC_OK(1, 1), .result_len = sizeof(REC_OK(1, 1)) - 1, .fenced = true};
+  ASSERT_OK(e->bo->finish(e->bi, "c1", &f, 1, state));
+  ASSERT_FALSE(f.fenced);
+  get(e, m, &s, &a, res, sizeof(res));
+  ASSERT_EQ(s, GTASK_SUCCESS);
+  ASSERT_STR_EQ(res, REC_OK(1, 1));
+  ASSERT_OK(e->eo->wait(e->ei, m->queue, m->id, 0, false, NULL, NULL));
+  ASSERT_STATS(e, e->q, 0, 0, 0, 0);
+  gtask_msg_free(m);
+  gtask_msg_free(p);
+
+  /* A fenced fin writes nothing: neither the broker nor the record. */
+  push(e, e->q, BODIES[1], 0, id);
+  gtask_msg *m1 = lease1(e, "c1");
+  ASSERT_OK(e->eo->pending(e->ei, &m1, 1));
+  test_sleep_ms(300);
+  gtask_msg *r[1];
+  size_t n = 0;
+  ASSERT_OK(e->bo->reclaim(e->bi, "c2", e->q, 200, 1, r, &n));
+  ASSERT_EQ(n, 1);
+  gtask_fin g = {.msg = m1, .kind = GTASK_FIN_DEAD, .status = GTASK_FAILURE,
+                 .result = REC_FAIL("stale", 1), .result_len = sizeof(REC_FAIL("stale", 1)) - 1};
+  ASSERT_OK(e->bo->finish(e->bi, "c1", &g, 1, state));
+  ASSERT_TRUE(g.fenced);
+  get(e, m1, &s, &a, res, sizeof(res));
+  ASSERT_EQ(s, GTASK_PENDING);
+  ASSERT_STR_EQ(res, "");
+  ASSERT_STATS(e, e->q, 0, 1, 0, 0);
+
+  /* A task already final keeps its state; its lease is still released. */
+  ASSERT_FALSE(store(e, r[0], GTASK_FAILURE, REC_FAIL("first", 1)));
+  gtask_fin h = {.msg = r[0], .kind = GTASK_FIN_DONE, .status = GTASK_SUCCESS,
+                 .result = REC_OK(2, 1), .result_len = sizeof(REC_OK(2, 1)) - 1};
+  ASSERT_OK(e->bo->finish(e->bi, "c2", &h, 1, state));
+  get(e, m1, &s, &a, res, sizeof(res));
+  ASSERT_EQ(s, GTASK_FAILURE);
+  ASSERT_STR_EQ(res, REC_FAIL("first", 1));
+  waits_get(e, m1, REC_FAIL("first", 1));
+  ASSERT_STATS(e, e->q, 0, 0, 0, 0);
+  gtask_msg_free(m1);
+  gtask_msg_free(r[0]);
+}
+
+/* One colocated batch mixing fins that Redis takes in its short form (fresh,
+ * done, SUCCESS) with general ones, a fenced short fin and a short fin of a
+ * task already final among them: each fin's outcome and state are its own. */
+CONTRACT(COLOCATED, colocated_finish_batch_of_short_and_general_fins) {
+  void *state = colocated(e);
+  gtask_msg *p[5];
+  for (int i = 0; i < 5; i++) {
+    char id[GTASK_ID_SIZE];
+    new_id(id);
+    p[i] = gtask_msg_new(id, e->q, BODIES[i], strlen(BODIES[i]));
+    ASSERT_NOT_NULL(p[i]);
+  }
+  ASSERT_OK(e->bo->push(e->bi, p, 5, state));
+  gtask_msg *m[5];
+  ASSERT_EQ(lease(e, "c1", e->q, 5, 0, m), 5);
+  for (int i = 0; i < 5; i++)
+    ASSERT_STR_EQ(m[i]->id, p[i]->id);
+  ASSERT_FALSE(store(e, m[2], GTASK_FAILURE, REC_FAIL("first", 1))); /* final already */
+  gtask_msg *stale = gtask_msg_new(m[4]->id, e->q, "x", 1);
+  ASSERT_NOT_NULL(stale);
+  ASSERT_OK(gtask_msg_set_lease(stale, "0-1")); /* never handed out */
+#define FIN_OK(mm, v)                                                                      \
+  {.msg = (mm), .kind = GTASK_FIN_DONE, .status = GTASK_SUCCESS, .result = REC_OK(v, 1),  \
+   .result_len = sizeof(REC_OK(v, 1)) - 1, .fresh = true, .fenced = true}
+  gtask_fin f[6] = {
+      FIN_OK(m[0], 10),
+      {.msg = m[1], .kind = GTASK_FIN_DONE, .status = GTASK_FAILURE, .result = REC_FAIL("no", 1),
+       .result_len = sizeof(REC_FAIL("no", 1)) - 1, .fresh = true, .fenced = true},
+      FIN_OK(m[2], 12),
+      {.msg = m[3], .kind = GTASK_FIN_RETRY, .status = GTASK_RETRY, .result = REC_FAIL("again", 1),
+       .result_len = sizeof(REC_FAIL("again", 1)) - 1, .next = "r", .next_len = 1,
+       .next_due_ms = now_ms() + 60000, .fenced = true},
+      FIN_OK(stale, 13),
+      FIN_OK(m[4], 14),
+  };
+#undef FIN_OK
+  ASSERT_OK(e->bo->finish(e->bi, "c1", f, 6, state));
+  const bool fenced[6] = {false, false, true, false, true, false};
+  for (int i = 0; i < 6; i++)
+    ASSERT_EQ(f[i].fenced, fenced[i]);
+  const gtask_status want_s[5] = {GTASK_SUCCESS, GTASK_FAILURE, GTASK_FAILURE, GTASK_RETRY,
+                                  GTASK_SUCCESS};
+  const char *want_r[5] = {REC_OK(10, 1), REC_FAIL("no", 1), REC_FAIL("first", 1),
+                           REC_FAIL("again", 1), REC_OK(14, 1)};
+  for (int i = 0; i < 5; i++)
+    assert_state(e, m[i], want_s[i], want_r[i]);
+  waits_get(e, m[0], REC_OK(10, 1));
+  waits_get(e, m[4], REC_OK(14, 1));
+  ASSERT_STATS(e, e->q, 0, 0, 1, 0);
+  gtask_queue_stats st = stats(e, e->q);
+  ASSERT_EQ(st.succeeded, 2);
+  ASSERT_EQ(st.failed, 1);
+  free_msgs(m, 5);
+  free_msgs(p, 5);
+  gtask_msg_free(stale);
+}
+
+/* Short fins of leases nobody took over (Redis: finish.lua trusts the fence and
+ * skips its lease check): a finish run twice -- a reply lost, the batch sent
+ * again -- records and counts each task once.  After a takeover, the old
+ * holder's short fins are fenced and the new holder's are recorded. */
+CONTRACT(COLOCATED, colocated_short_fins_after_a_retry_and_a_takeover) {
+  void *state = colocated(e);
+  enum { N = 10 };
+  gtask_msg *p[N], *m[N];
+  for (int i = 0; i < N; i++) {
+    char id[GTASK_ID_SIZE];
+    new_id(id);
+    p[i] = gtask_msg_new(id, e->q, BODIES[i % 4], strlen(BODIES[i % 4]));
+    ASSERT_NOT_NULL(p[i]);
+  }
+  ASSERT_OK(e->bo->push(e->bi, p, N, state));
+  /* (Redis reads the fence for a lease that follows one of several messages:
+   * two leases of 2 and N - 2, finished in one batch.) */
+  ASSERT_EQ(lease(e, "c1", e->q, 2, 0, m), 2);
+  ASSERT_EQ(lease(e, "c1", e->q, N - 2, 0, m + 2), N - 2);
+  gtask_fin f[N];
+  for (int round = 0; round < 2; round++) {
+    for (int i = 0; i < N; i++)
+      f[i] = (gtask_fin){.msg = m[i], .kind = GTASK_FIN_DONE, .status = GTASK_SUCCESS,
+                         .result = REC_OK(7, 1), .result_len = sizeof(REC_OK(7, 1)) - 1,
+                         .fresh = true, .fenced = round == 0};
+    ASSERT_OK(e->bo->finish(e->bi, "c1", f + 2, N - 2, state));
+    ASSERT_OK(e->bo->finish(e->bi, "c1", f, 2, state));
+    for (int i = 0; i < N; i++)
+      ASSERT_EQ(f[i].fenced, round == 1); /* the second time: final already */
+  }
+  gtask_queue_stats st = stats(e, e->q);
+  ASSERT_EQ(st.succeeded, N);
+  ASSERT_STATS(e, e->q, 0, 0, 0, 0);
+  for (int i = 0; i < N; i++) {
+    assert_state(e, m[i], GTASK_SUCCESS, REC_OK(7, 1));
+    waits_get(e, m[i], REC_OK(7, 1));
+  }
+  free_msgs(m, N);
+  free_msgs(p, N);
+
+  /* A takeover: c2 reclaims c1's expired leases, then c1 finishes late. */
+  gtask_msg *q[2], *r[2];
+  for (int i = 0; i < 2; i++) {
+    char id[GTASK_ID_SIZE];
+    new_id(id);
+    q[i] = gtask_msg_new(id, e->q, BODIES[i], strlen(BODIES[i]));
+    ASSERT_NOT_NULL(q[i]);
+  }
+  ASSERT_OK(e->bo->push(e->bi, q, 2, state));
+  ASSERT_EQ(lease(e, "c1", e->q, 2, 0, m), 2);
+  test_sleep_ms(300);
+  size_t n = 0;
+  ASSERT_OK(e->bo->reclaim(e->bi, "c2", e->q, 200, 2, r, &n));
+  ASSERT_EQ(n, 2);
+  gtask_fin late[2], now[2];
+  for (int i = 0; i < 2; i++) {
+    late[i] = (gtask_fin){.msg = m[i], .kind = GTASK_FIN_DONE, .status = GTASK_SUCCESS,
+                          .result = REC_OK(1, 1), .result_len = sizeof(REC_OK(1, 1)) - 1,
+                          .fresh = true};
+    now[i] = (gtask_fin){.msg = r[i], .kind = GTASK_FIN_DONE, .status = GTASK_SUCCESS,
+                         .result = REC_OK(2, 1), .result_len = sizeof(REC_OK(2, 1)) - 1,
+                         .fresh = true, .fenced = true};
+  }
+  ASSERT_OK(e->bo->finish(e->bi, "c1", late, 2, state));
+  ASSERT_TRUE(late[0].fenced);
+  ASSERT_TRUE(late[1].fenced);
+  for (int i = 0; i < 2; i++)
+    assert_state(e, m[i], GTASK_PENDING, "");
+  ASSERT_OK(e->bo->finish(e->bi, "c2", now, 2, state));
+  ASSERT_FALSE(now[0].fenced);
+  ASSERT_FALSE(now[1].fenced);
+  for (int i = 0; i < 2; i++)
+    assert_state(e, m[i], GTASK_SUCCESS, REC_OK(2, 1));
+  free_msgs(m, 2);
+  free_msgs(r, 2);
+  free_msgs(q, 2);
+}
+
+/* ---------------------------------------------------------------- beyond the contract
+ * Guarantees some implementations give beyond the contract (the memory broker
+ * gives both), checked for targets that claim them. */
+
+/* Every reclaim issues a new token, even to the same consumer: a stale holder
+ * inside one server is fenced too.  (Redis fences by consumer name, with the
+ * stream entry id as the token, so it cannot tell two holders of one name.) */
+CONTRACT(NEW_TOKEN, reclaim_new_token) {
+  push(e, e->q, BODIES[0], 0, NULL);
+  gtask_msg *m1 = lease1(e, "c1");
+  test_sleep_ms(60);
+  gtask_msg *r[1];
+  size_t n = 0;
+  ASSERT_OK(e->bo->reclaim(e->bi, "c1", e->q, 50, 1, r, &n));
+  ASSERT_EQ(n, 1);
+  ASSERT_STR_NE(r[0]->lease, m1->lease);
+  ASSERT_TRUE(extend(e, "c1", m1));
+  ASSERT_TRUE(finish(e, "c1", m1, GTASK_FIN_DONE, NULL, 0));
+  ASSERT_FALSE(finish(e, "c1", r[0], GTASK_FIN_DONE, NULL, 0));
+  gtask_msg_free(m1);
+  gtask_msg_free(r[0]);
+}
+
+/* With the target's allocation seam: makes the k-th allocation of an
+ * operation fail for k = 1, 2, ... until it succeeds with no failure
+ * injected; whenever it returns GTASK_ENOMEM it must have changed nothing,
+ * which the check after each failure verifies. */
+static int op_push2(env *e, long k) {
+  gtask_msg *b[2];
+  for (int i = 0; i < 2; i++) {
+    char id[GTASK_ID_SIZE];
+    new_id(id);
+    b[i] = gtask_msg_new(id, e->q, BODIES[i], strlen(BODIES[i]));
+    ASSERT_NOT_NULL(b[i]); /* no failure is injected yet */
+  }
+  b[1]->due_ms = now_ms() + 60000;
+  e->t->fail_alloc_at(k);
+  int rc = e->bo->push(e->bi, b, 2, NULL);
+  e->t->fail_alloc_at(0);
+  free_msgs(b, 2);
+  return rc;
+}
+
+CONTRACT(BROKER_ALLOC, alloc_failures) {
+
+  /* push: all or nothing. */
+  for (long k = 1;; k++) {
+    int rc = op_push2(e, k);
+    if (rc == 0)
+      break;
+    ASSERT_ERR(rc, GTASK_ENOMEM);
+    ASSERT_STATS(e, e->q, 0, 0, 0, 0);
+    ASSERT_LT(k, 100);
+  }
+  ASSERT_STATS(e, e->q, 1, 0, 1, 0);
+
+  /* lease: the message stays queued. */
+  gtask_msg *m[1] = {NULL};
+  for (long k = 1;; k++) {
+    size_t n = 0;
+    const char *queues[] = {e->q};
+    e->t->fail_alloc_at(k);
+    int rc = e->bo->lease(e->bi, "c1", queues, 1, 1, 0, m, &n);
+    e->t->fail_alloc_at(0);
+    if (rc == 0 && n == 1)
+      break;
+    ASSERT_ERR(rc, GTASK_ENOMEM);
+    ASSERT_EQ(n, 0);
+    ASSERT_STATS(e, e->q, 1, 0, 1, 0);
+    ASSERT_LT(k, 100);
+  }
+  ASSERT_STATS(e, e->q, 0, 1, 1, 0);
+
+  /* finish (RETRY with a new body): the lease stays until it succeeds. */
+  for (long k = 1;; k++) {
+    gtask_fin f = {.msg = m[0], .kind = GTASK_FIN_RETRY, .status = GTASK_RETRY,
+                   .next = "again", .next_len = 5, .next_due_ms = now_ms() - 1};
+    e->t->fail_alloc_at(k);
+    int rc = e->bo->finish(e->bi, "c1", &f, 1, NULL);
+    e->t->fail_alloc_at(0);
+    if (rc == 0) {
+      ASSERT_FALSE(f.fenced);
+      break;
+    }
+    ASSERT_ERR(rc, GTASK_ENOMEM);
+    ASSERT_STATS(e, e->q, 0, 1, 1, 0);
+    ASSERT_LT(k, 100);
+  }
+  ASSERT_STATS(e, e->q, 0, 0, 2, 0);
+  gtask_msg_free(m[0]);
+
+  /* reclaim: the delivery stays with its holder. */
+  int64_t next;
+  ASSERT_OK(e->bo->promote(e->bi, e->q, 10, &next));
+  ASSERT_EQ(lease(e, "c1", e->q, 1, 0, m), 1);
+  ASSERT_STR_EQ(m[0]->body, "again");
+  for (long k = 1;; k++) {
+    gtask_msg *r[1];
+    size_t n = 0;
+    e->t->fail_alloc_at(k);
+    int rc = e->bo->reclaim(e->bi, "c2", e->q, 0, 1, r, &n);
+    e->t->fail_alloc_at(0);
+    if (rc == 0 && n == 1) {
+      ASSERT_TRUE(extend(e, "c1", m[0]));
+      ASSERT_FALSE(extend(e, "c2", r[0]));
+      gtask_msg_free(r[0]);
+      break;
+    }
+    ASSERT_ERR(rc, GTASK_ENOMEM);
+    ASSERT_FALSE(extend(e, "c1", m[0]));
+    ASSERT_LT(k, 100);
+  }
+  gtask_msg_free(m[0]);
+}
+
+CONTRACT(BACKEND_ALLOC, backend_alloc_failures) {
+  /* store: nothing written until it succeeds. */
+  gtask_msg *t = task_msg(e);
+  ASSERT_OK(e->eo->pending(e->ei, &t, 1));
+  for (long k = 1;; k++) {
+    gtask_fin f = {.msg = t, .kind = GTASK_FIN_DONE, .status = GTASK_SUCCESS,
+                   .result = REC_OK(1, 1), .result_len = sizeof(REC_OK(1, 1)) - 1};
+    e->t->fail_alloc_at(k);
+    int rc = e->eo->store(e->ei, &f, 1);
+    e->t->fail_alloc_at(0);
+    gtask_status s;
+    ASSERT_OK(e->eo->get(e->ei, t->queue, t->id, &s, NULL, NULL, NULL));
+    if (rc == 0) {
+      ASSERT_EQ(s, GTASK_SUCCESS);
+      break;
+    }
+    ASSERT_ERR(rc, GTASK_ENOMEM);
+    ASSERT_EQ(s, GTASK_PENDING);
+    ASSERT_LT(k, 100);
+  }
+  gtask_msg_free(t);
+}
+
