@@ -7,6 +7,8 @@
  *   output.c   printing values, results and JSON objects
  *   commands.c send, status, result, stats, dead
  *   inspect.c  workers, inspect queue|task (issue 20)
+ *   dashboard.c the web dashboard and its JSON API (issue 20; web/ holds its
+ *              HTML, CSS and JS, embedded at build time)
  *   worker.c   the worker command: signals, --tasks FILE.so, the pool
  *   builtin.c  the --builtin test tasks
  *
@@ -176,6 +178,7 @@ int cmd_dead(cli *c, int argc, char **argv);
 int cmd_worker(cli *c, int argc, char **argv);
 int cmd_workers(cli *c, int argc, char **argv);
 int cmd_inspect(cli *c, int argc, char **argv);
+int cmd_dashboard(cli *c, int argc, char **argv);
 
 /* ---------------------------------------------------------------- builtin.c */
 

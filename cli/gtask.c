@@ -33,6 +33,7 @@ static const char usage_main[] =
     "  dead     list, requeue or purge dead-lettered tasks\n"
     "  workers  list the live workers: host, pid, queues, what they run\n"
     "  inspect  list a queue's tasks (inspect queue NAME) or show one (inspect task ID)\n"
+    "  dashboard  serve the web dashboard (default http://127.0.0.1:8080/)\n"
     "  version  print the version of gtask (as --version does)\n"
     "\n"
     "global options (before or after the command):\n"
@@ -304,6 +305,7 @@ static const command commands[] = {
     {"worker", cmd_worker}, {"send", cmd_send},   {"status", cmd_status},
     {"result", cmd_result}, {"stats", cmd_stats}, {"dead", cmd_dead},
     {"version", cmd_version}, {"workers", cmd_workers}, {"inspect", cmd_inspect},
+    {"dashboard", cmd_dashboard},
 };
 
 /* Options of main() itself, before the command. */

@@ -1251,3 +1251,48 @@ TEST_TIMEOUT(cli_worker_metrics, 60) {
   free(r);
   env_stop(&e);
 }
+
+TEST_TIMEOUT(cli_dashboard_token_and_csrf, 60) {
+  env e;
+  env_start(&e);
+  run_out *r = malloc(sizeof(*r));
+  ASSERT_USAGE(r, "dashboard", "--listen", "nowhere");
+  ASSERT_USAGE(r, "dashboard", "--listen", "127.0.0.1:99999");
+  ASSERT_USAGE(r, "dashboard", "--token", "has space");
+  ASSERT_USAGE(r, "dashboard", "--queues", "bad queue");
+  int port = gt_free_port();
+  char listen[64];
+  snprintf(listen, sizeof(listen), "127.0.0.1:%d", port);
+  pid_t pid = spawn((const char *const[]){"dashboard", "--listen", listen, "--token", "s3cret", NULL},
+                    "dash.out", "dash.err");
+  static char body[1 << 16];
+  WAIT_UNTIL(gt_http(port, "GET", "/api/session", NULL, body, sizeof(body)) == 401, 10000);
+  ASSERT_STR_CONTAINS(body, "token");
+  ASSERT_EQ(gt_http(port, "GET", "/", NULL, body, sizeof(body)), 401);
+  ASSERT_EQ(gt_http(port, "GET", "/api/session?token=wrong", NULL, body, sizeof(body)), 401);
+  ASSERT_EQ(gt_http(port, "GET", "/api/session?token=s3cret", NULL, body, sizeof(body)), 200);
+  ASSERT_EQ(gt_http(port, "GET", "/api/workers", "Cookie: gtask_token=s3cret\r\n", body, sizeof(body)), 200);
+  ASSERT_EQ(gt_http(port, "GET", "/api/session", "Authorization: Bearer s3cret\r\n", body, sizeof(body)), 200);
+  json_t *j = json_line(body);
+  char csrf[64];
+  snprintf(csrf, sizeof(csrf), "%s", json_string_value(json_object_get(j, "csrf")));
+  json_decref(j);
+  ASSERT_EQ(strlen(csrf), 32);
+  /* Actions: POST only, with the CSRF header. */
+  char hdr[200];
+  ASSERT_EQ(gt_http(port, "POST", "/api/dead/purge?queue=default", "Authorization: Bearer s3cret\r\n", body,
+                    sizeof(body)), 403);
+  snprintf(hdr, sizeof(hdr), "Authorization: Bearer s3cret\r\nX-CSRF-Token: %s\r\n", csrf);
+  ASSERT_EQ(gt_http(port, "POST", "/api/dead/purge?queue=default", hdr, body, sizeof(body)), 200);
+  ASSERT_STR_CONTAINS(body, "\"purged\":0");
+  ASSERT_EQ(gt_http(port, "GET", "/api/dead/purge?queue=default", hdr, body, sizeof(body)), 404);
+  ASSERT_EQ(gt_http(port, "POST", "/api/dead/requeue?queue=default&id=00000000-0000-4000-8000-000000000000",
+                    hdr, body, sizeof(body)), 404);
+  ASSERT_EQ(gt_http(port, "GET", "/api/queue?name=bad%20q", hdr, body, sizeof(body)), 400);
+  ASSERT_EQ(gt_http(port, "GET", "/api/queue?name=default&state=nope", hdr, body, sizeof(body)), 400);
+  ASSERT_EQ(gt_http(port, "GET", "/api/task?queue=default&id=nope", hdr, body, sizeof(body)), 400);
+  ASSERT_EQ(kill(pid, SIGTERM), 0);
+  ASSERT_EQ(wait_exit(pid, test_timeout_ms(10000)), 0);
+  free(r);
+  env_stop(&e);
+}

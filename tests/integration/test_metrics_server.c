@@ -4,8 +4,9 @@
  * metrics`, every counter and histogram count compared with the workload,
  * label values with quotes and backslashes escaped; then a real `prometheus`
  * server, started here on loopback with a 1 s scrape interval, scrapes the
- * worker and its HTTP API must return the same values.  Also the address
- * checks and gtask_server_metrics_text. */
+ * worker and `gtask dashboard` (the queue gauges) and its HTTP API must
+ * return the same values.  Also the address checks and
+ * gtask_server_metrics_text. */
 #include "http_client.h"
 #include "proc.h"
 #include "redis_fixture.h"
@@ -224,7 +225,7 @@ typedef struct prom {
   int port;
 } prom;
 
-static void prom_start(prom *p, int target_port) {
+static void prom_start(prom *p, int target_port, int dashboard_port) {
   char path[512];
   if (!gt_find_program("prometheus", path, sizeof(path)))
     TEST_FAIL("prometheus not found: scripts/deps installs the Debian package prometheus");
@@ -240,8 +241,10 @@ static void prom_start(prom *p, int target_port) {
   fprintf(f,
           "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
           "scrape_configs:\n  - job_name: gtask_worker\n    static_configs:\n"
+          "      - targets: ['127.0.0.1:%d']\n"
+          "  - job_name: gtask_dashboard\n    static_configs:\n"
           "      - targets: ['127.0.0.1:%d']\n",
-          target_port);
+          target_port, dashboard_port);
   fclose(f);
   p->port = gt_free_port();
   ASSERT_GT(p->port, 0);
@@ -302,15 +305,56 @@ static double prom_query(prom *p, const char *query) {
   return v;
 }
 
-TEST_TIMEOUT(prometheus_scrapes_the_worker, 120) {
+/* `gtask dashboard` (the CLI) on port, for queues default and idle. */
+static pid_t dashboard_start(env *e, int port) {
+  char listen[64];
+  snprintf(listen, sizeof(listen), "127.0.0.1:%d", port);
+  fflush(NULL);
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    gt_child_reset();
+    int fd = open("dashboard.log", O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (fd >= 0) dup2(fd, 1), dup2(fd, 2);
+    execl(GTASK_CLI_PATH, "gtask", "--redis", gt_redis_url(e->redis), "dashboard", "--listen",
+          listen, "--queues", "idle", (char *)NULL);
+    _exit(127);
+  }
+  char body[4096];
+  WAIT_UNTIL(gt_http(port, "GET", "/api/session", NULL, body, sizeof(body)) == 200, 10000);
+  return pid;
+}
+
+TEST_TIMEOUT(prometheus_scrapes_the_worker_and_dashboard, 120) {
   env e;
   env_open(&e);
   ASSERT_OK(gtask_server_serve_metrics(e.server, "127.0.0.1:0"));
   int port = gtask_server_metrics_port(e.server);
   ASSERT_EQ(pthread_create(&e.thread, NULL, run_main, &e), 0);
   workload(&e, port);
+  /* Three tasks wait in a queue no worker serves. */
+  gtask_send_conf *idle = gtask_send_conf_new("add");
+  ASSERT_OK(gtask_send_conf_set_queue(idle, "idle"));
+  char id[GTASK_ID_SIZE];
+  for (int i = 0; i < 3; i++) ASSERT_OK(GTASK_SEND(e.client, idle, id, gtask_int64(i), gtask_int64(1)));
+  gtask_send_conf_free(idle);
+  int dport = gt_free_port();
+  pid_t dash = dashboard_start(&e, dport);
+  /* The dashboard's exposition passes promtool too. */
+  static char body[1 << 16];
+  ASSERT_EQ(gt_http(dport, "GET", "/metrics", NULL, body, sizeof(body)), 200);
+  ASSERT_EQ(count(body, "gtask_queue_pending{queue=\"idle\"}"), 3);
+  FILE *f = fopen("dashboard_metrics.txt", "w");
+  ASSERT_NOT_NULL(f);
+  fputs(body, f);
+  fclose(f);
+  char out[8192];
+  const char *argv[] = {"sh", "-c", "promtool check metrics < dashboard_metrics.txt", NULL};
+  int st = gt_run(argv, out, sizeof(out));
+  if (st != 0) TEST_FAIL("promtool check metrics (dashboard): exit %d: %s", st, out);
+
   prom p = {0};
-  prom_start(&p, port);
+  prom_start(&p, port, dport);
   WAIT_UNTIL_MSG(prom_query(&p, "gtask_tasks_succeeded_total{task=\"add\"}") == 5, 30000,
                  "prometheus has no gtask_tasks_succeeded_total{task=\"add\"} == 5");
   ASSERT_EQ((long long)prom_query(&p, "gtask_tasks_failed_total{task=\"boom\"}"), 2);
@@ -322,6 +366,16 @@ TEST_TIMEOUT(prometheus_scrapes_the_worker, 120) {
   /* More work shows up in a later scrape. */
   for (int i = 0; i < 3; i++) send_wait(&e, "add", 0, 0);
   WAIT_UNTIL(prom_query(&p, "gtask_tasks_succeeded_total{task=\"add\"}") == 8, 30000);
+  /* The queue gauges come from the dashboard. */
+  WAIT_UNTIL(prom_query(&p, "gtask_queue_pending{queue=\"idle\",job=\"gtask_dashboard\"}") == 3, 30000);
+  WAIT_UNTIL(prom_query(&p, "gtask_queue_succeeded_total{queue=\"default\"}") == 8, 30000);
+  ASSERT_EQ((long long)prom_query(&p, "gtask_queue_failed_total{queue=\"default\"}"), 4);
+  ASSERT_EQ((long long)prom_query(&p, "gtask_queue_dead{queue=\"default\"}"), 0);
+  ASSERT_TRUE(prom_query(&p, "gtask_queue_oldest_pending_age_seconds{queue=\"idle\"}") > 0);
+  ASSERT_EQ((long long)prom_query(&p, "up{job=\"gtask_dashboard\"}"), 1);
   prom_stop(&p);
+  kill(dash, SIGTERM);
+  ASSERT_EQ(waitpid(dash, &st, 0), dash);
+  ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0);
   env_close(&e);
 }
