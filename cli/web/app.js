@@ -64,6 +64,8 @@ function confirmThen(text, action) {
   yes.onclick = async () => { done(); await action(); };
 }
 
+// A message above the page's table; set after the page is drawn again
+// (drawing replaces it).
 function flash(msg, isErr) {
   const f = document.getElementById('flash');
   if (f) { f.textContent = msg; f.className = isErr ? 'err' : 'muted'; }
@@ -156,11 +158,11 @@ async function queuePage(name, state, after) {
     el('td', {}, t.worker || (t.due_ms ? 'due in ' + Math.max(0, Math.round((t.due_ms - Date.now()) / 1000)) + ' s' : ''))));
   const actions = state === 'dead' ? el('div', {class: 'actions'},
     el('button', {id: 'requeue-all', onclick: () => confirmThen('Requeue every dead task of ' + name + '?', async () => {
-      try { const r = await post('/api/dead/requeue?' + new URLSearchParams({queue: name})); flash('requeued ' + r.requeued); route(); }
+      try { const r = await post('/api/dead/requeue?' + new URLSearchParams({queue: name})); await route(); flash('requeued ' + r.requeued); }
       catch (e) { flash(e.message, true); }
     })}, 'Requeue all'),
     el('button', {id: 'purge', class: 'danger', onclick: () => confirmThen('Delete every dead task of ' + name + '?', async () => {
-      try { const r = await post('/api/dead/purge?' + new URLSearchParams({queue: name})); flash('purged ' + r.purged); route(); }
+      try { const r = await post('/api/dead/purge?' + new URLSearchParams({queue: name})); await route(); flash('purged ' + r.purged); }
       catch (e) { flash(e.message, true); }
     })}, 'Purge')) : null;
   show(
@@ -190,7 +192,7 @@ async function taskPage(queue, id) {
     ['worker', m.worker || '']);
   const actions = m && m.state === 'dead' ? el('div', {class: 'actions'},
     el('button', {id: 'requeue-one', onclick: () => confirmThen('Requeue task ' + id + '?', async () => {
-      try { await post('/api/dead/requeue?' + new URLSearchParams({queue, id})); flash('requeued'); route(); }
+      try { await post('/api/dead/requeue?' + new URLSearchParams({queue, id})); await route(); flash('requeued'); }
       catch (e) { flash(e.message, true); }
     })}, 'Requeue')) : null;
   show(el('h1', {}, 'Task'), el('div', {id: 'flash'}), actions,
