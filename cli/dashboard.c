@@ -27,6 +27,7 @@
 #include <microhttpd.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -63,7 +64,7 @@ typedef struct dash {
   pthread_mutex_t mu;
   sample *ring;             /* [mu] SAMPLES */
   size_t nsamples, head;    /* [mu] */
-  volatile sig_atomic_t stop;
+  atomic_bool stop;         /* set by the main thread at a signal */
 } dash;
 
 static int64_t now_ms(void) {
@@ -98,7 +99,7 @@ static void *sampler_main(void *arg) {
   sigfillset(&all);
   pthread_sigmask(SIG_BLOCK, &all, NULL);
   int64_t next = now_ms();
-  while (!d->stop) {
+  while (!atomic_load(&d->stop)) {
     /* Queues that live workers serve appear by themselves. */
     gtask_worker_info *w = NULL;
     size_t nw = 0;
@@ -127,7 +128,7 @@ static void *sampler_main(void *arg) {
     next += 1000;
     int64_t left = next - now_ms();
     if (left < 0) next = now_ms(), left = 0;
-    while (left > 0 && !d->stop) {
+    while (left > 0 && !atomic_load(&d->stop)) {
       struct timespec ts = {0, (left > 100 ? 100 : left) * 1000000L};
       nanosleep(&ts, NULL);
       left = next - now_ms();
@@ -703,7 +704,7 @@ int cmd_dashboard(cli *c, int argc, char **argv) {
             token ? "; a token is required" : "");
     int sig = 0;
     sigwait(&stop_set, &sig);
-    d.stop = 1;
+    atomic_store(&d.stop, true);
   }
   if (sampling) pthread_join(sampler, NULL);
   if (httpd) MHD_stop_daemon(httpd);

@@ -324,7 +324,7 @@ static void run_job(gtask_server *s, gtask_job *job, gtask__child *child) {
     current_ctx = NULL;
   }
   if (s->prefetch_auto) clock_gettime(CLOCK_MONOTONIC, &t1);
-  if (s->hook_mask) job->run_ns = gtask__mono_ns() - job->start_ns;
+  int64_t run_ns = s->hook_mask ? gtask__mono_ns() - job->start_ns : 0;
 
   /* Claim the outcome under the mutex (the finisher may be timing the job
    * out right now), then encode it outside, then queue it.  Without a
@@ -337,6 +337,9 @@ static void run_job(gtask_server *s, gtask_job *job, gtask__child *child) {
     pthread_mutex_unlock(&s->mu);
   }
   if (mine) {
+    /* Only once the outcome is ours: a job timed out by the finisher is
+     * reported by it, with the run time up to the deadline (hooks.c). */
+    job->run_ns = run_ns;
     if (prc == GTASK_ECRASH)
       gtask__job_outcome_crash(s, job, why);
     else if (prc == GTASK_ETASKTIMEOUT ||
