@@ -7,9 +7,16 @@ let session = null;        // {csrf, version, queues}
 let timer = null;          // the current page's refresh
 const main = document.getElementById('main');
 
-// Replaces the page's content (null children are skipped).
-function show(...kids) {
+// Which page is current: route() bumps it.  A page's fetch that completes
+// after the user moved on must not draw over the new page.
+let gen = 0;
+
+// Replaces the page's content (null children are skipped) if page g is still
+// the current one; false if it is not (the caller then draws nothing more).
+function show(g, ...kids) {
+  if (g !== gen) return false;
   main.replaceChildren(...kids.filter(k => k !== null && k !== undefined));
+  return true;
 }
 
 // An element with text (never parsed as HTML) and children.
@@ -111,7 +118,7 @@ function legend(lines) {
 
 // ---------------------------------------------------------------- pages
 
-async function overview() {
+async function overview(g) {
   const o = await api('/api/overview');
   const s = o.samples;
   // Throughput: per-second differences of the finished counters, all queues.
@@ -129,7 +136,7 @@ async function overview() {
     el('td', {}, el('a', {href: '#/queue/' + encodeURIComponent(q.name)}, q.name)),
     ...['pending', 'active', 'scheduled', 'dead', 'succeeded', 'failed'].map(k => el('td', {class: 'num', 'data-k': k}, q[k]))));
   const c1 = el('canvas', {id: 'chart-throughput'}), c2 = el('canvas', {id: 'chart-depth'});
-  show(
+  if (!show(g,
     el('h1', {}, 'Queues'),
     el('table', {id: 'queues'},
       el('thead', {}, el('tr', {}, el('th', {}, 'queue'), ...['pending', 'active', 'scheduled', 'dead', 'succeeded', 'failed'].map(k => el('th', {class: 'num'}, k)))),
@@ -137,12 +144,12 @@ async function overview() {
     el('div', {class: 'charts'},
       el('div', {class: 'chart'}, el('h2', {}, 'Throughput (tasks per second)'), c1, legend(thr)),
       el('div', {class: 'chart'}, el('h2', {}, 'Queue depth (pending)'), c2, legend(depth))),
-    el('p', {class: 'muted', id: 'samples', 'data-n': String(s.t.length)}, s.t.length + ' samples, one a second'));
+    el('p', {class: 'muted', id: 'samples', 'data-n': String(s.t.length)}, s.t.length + ' samples, one a second'))) return;
   drawLines(c1, thr);
   drawLines(c2, depth);
 }
 
-async function queuePage(name, state, after) {
+async function queuePage(g, name, state, after) {
   const q = new URLSearchParams({name, state, limit: '50'});
   if (after) q.set('after', after);
   const page = await api('/api/queue?' + q);
@@ -165,7 +172,7 @@ async function queuePage(name, state, after) {
       try { const r = await post('/api/dead/purge?' + new URLSearchParams({queue: name})); await route(); flash('purged ' + r.purged); }
       catch (e) { flash(e.message, true); }
     })}, 'Purge')) : null;
-  show(
+  show(g,
     el('h1', {}, 'Queue ', name),
     el('div', {class: 'tabs'}, ...tabs),
     el('div', {id: 'flash'}),
@@ -177,7 +184,7 @@ async function queuePage(name, state, after) {
     page.next ? el('p', {}, el('a', {id: 'next', href: '#/queue/' + encodeURIComponent(name) + '/' + state + '/' + encodeURIComponent(page.next)}, 'Next page →')) : null);
 }
 
-async function taskPage(queue, id) {
+async function taskPage(g, queue, id) {
   const t = await api('/api/task?' + new URLSearchParams({queue, id}));
   const m = t.message;
   const items = [
@@ -195,18 +202,18 @@ async function taskPage(queue, id) {
       try { await post('/api/dead/requeue?' + new URLSearchParams({queue, id})); await route(); flash('requeued'); }
       catch (e) { flash(e.message, true); }
     })}, 'Requeue')) : null;
-  show(el('h1', {}, 'Task'), el('div', {id: 'flash'}), actions,
+  show(g, el('h1', {}, 'Task'), el('div', {id: 'flash'}), actions,
     el('dl', {id: 'task'}, ...items.flatMap(([k, v]) => [el('dt', {}, k), el('dd', {'data-k': k}, String(v))])));
 }
 
-async function workersPage() {
+async function workersPage(g) {
   const w = await api('/api/workers');
   const rows = w.workers.map(x => el('tr', {},
     el('td', {class: 'mono'}, x.name), el('td', {}, x.host), el('td', {class: 'num pid'}, x.pid),
     el('td', {}, x.queues.join(', ')), el('td', {class: 'num'}, x.concurrency), el('td', {}, x.pool),
     el('td', {class: 'num'}, x.succeeded), el('td', {class: 'num'}, x.failed), el('td', {}, ago(x.started_ms)),
     el('td', {}, ...x.busy.map(b => el('div', {class: 'mono'}, b.name + ' ' + b.id + ' (' + ago(b.since_ms) + ')')))));
-  show(el('h1', {}, 'Workers'),
+  show(g, el('h1', {}, 'Workers'),
     el('table', {id: 'workers'},
       el('thead', {}, el('tr', {}, ...['name', 'host', 'pid', 'queues', 'concurrency', 'pool', 'succeeded', 'failed', 'up', 'running now'].map(h => el('th', {}, h)))),
       el('tbody', {}, ...rows)),
@@ -217,17 +224,18 @@ async function workersPage() {
 
 async function route() {
   clearInterval(timer);
+  const g = ++gen;
   const parts = location.hash.replace(/^#\/?/, '').split('/').map(decodeURIComponent);
-  let page;
-  if (parts[0] === 'queue' && parts[1]) page = () => queuePage(parts[1], parts[2] || 'pending', parts[3] || '');
-  else if (parts[0] === 'task' && parts[1] && parts[2]) page = () => taskPage(parts[1], parts[2]);
-  else if (parts[0] === 'workers') page = workersPage;
-  else page = overview;
+  let page, live = false;
+  if (parts[0] === 'queue' && parts[1]) page = () => queuePage(g, parts[1], parts[2] || 'pending', parts[3] || '');
+  else if (parts[0] === 'task' && parts[1] && parts[2]) page = () => taskPage(g, parts[1], parts[2]);
+  else if (parts[0] === 'workers') page = () => workersPage(g), live = true;
+  else page = () => overview(g), live = true;
   const run = async () => {
-    try { await page(); } catch (e) { show(el('p', {class: 'err'}, e.message)); }
+    try { await page(); } catch (e) { show(g, el('p', {class: 'err'}, e.message)); }
   };
   await run();
-  if (page === overview || page === workersPage) timer = setInterval(run, 1000);
+  if (live && g === gen) timer = setInterval(run, 1000);
 }
 
 async function start() {
@@ -244,4 +252,4 @@ async function start() {
   await route();
 }
 
-start().catch(e => show(el('p', {class: 'err'}, e.message)));
+start().catch(e => show(gen, el('p', {class: 'err'}, e.message)));
