@@ -31,6 +31,9 @@ static const char usage_main[] =
     "  result   print a task's result (optionally waiting for it)\n"
     "  stats    counts per queue\n"
     "  dead     list, requeue or purge dead-lettered tasks\n"
+    "  failed   list the tasks that ended FAILURE (kept for a while)\n"
+    "  rerun    run a failed task again (same id, fresh attempts)\n"
+    "  queue    pause or resume a queue\n"
     "  workers  list the live workers: host, pid, queues, what they run\n"
     "  inspect  list a queue's tasks (inspect queue NAME) or show one (inspect task ID)\n"
     "  dashboard  serve the web dashboard (default http://127.0.0.1:8080/)\n"
@@ -48,6 +51,8 @@ static const char usage_main[] =
     "  --wait-replicas N  sends, finishes and requeues wait (1 s at most) until N\n"
     "                  replicas have them (Sentinel: survive a failover)\n"
     "                  redis-sentinel://[user:pass@]h1:p1,h2:p2/MASTER[/db] finds the master\n"
+    "                  redis-cluster://[user:pass@]h1:p1,h2:p2 for Redis Cluster\n"
+    "                  (rediss-cluster://... with TLS)\n"
     "  --queue NAME    queue to use (default: default)\n"
     "  --json          print one JSON object per line\n"
     "  -h, --help      this text; `gtask COMMAND --help` for a command\n"
@@ -56,7 +61,8 @@ static const char usage_main[] =
     "exit codes: 0 ok, 1 task FAILURE (or another error), 2 usage error,\n"
     "            3 wait timed out, 4 unknown task id, 5 cannot reach redis,\n"
     "            6 sent but the reply was lost: the printed ids may or may not be\n"
-    "              queued (check them with `gtask status ID` before sending again)\n";
+    "              queued (check them with `gtask status ID` before sending again),\n"
+    "            7 send --id/--unique: the task exists already (its id is printed)\n";
 
 /* ---------------------------------------------------------------- messages */
 
@@ -252,6 +258,9 @@ int cli_fail(cli *c, gtask_client *client, int rc) {
   case GTASK_EINDOUBT:
     cli_error("%s", detail);
     return CLI_INDOUBT;
+  case GTASK_EEXIST:
+    cli_error("%s", detail);
+    return CLI_EXISTS;
   default:
     cli_error("%s", detail);
     return CLI_FAILED;
@@ -304,6 +313,7 @@ typedef struct command {
 static const command commands[] = {
     {"worker", cmd_worker}, {"send", cmd_send},   {"status", cmd_status},
     {"result", cmd_result}, {"stats", cmd_stats}, {"dead", cmd_dead},
+    {"failed", cmd_failed}, {"rerun", cmd_rerun}, {"queue", cmd_queue},
     {"version", cmd_version}, {"workers", cmd_workers}, {"inspect", cmd_inspect},
     {"dashboard", cmd_dashboard},
 };

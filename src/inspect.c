@@ -97,7 +97,7 @@ GTASK_EXTERN int gtask_client_list(gtask_client *c, gtask_list_state state, cons
   if (after && strlen(after) > 64)
     return gtask__client_err(c, GTASK_EINVAL, "list: bad cursor (longer than 64 bytes)");
   gtask_broker *b = gtask__client_broker(c);
-  if (b->ops->abi < 3 || !b->ops->list) return unsupported(c, "list");
+  if (b->ops->abi < 4 || !b->ops->list) return unsupported(c, "list");
   gtask_msg **msgs = NULL;
   size_t nm = 0;
   char *cur = NULL;
@@ -133,7 +133,7 @@ GTASK_EXTERN int gtask_client_inspect(gtask_client *c, const char *id, gtask_res
   if (!id || !gtask__id_valid(id))
     return gtask__client_err(c, GTASK_EINVAL, "\"%s\" is not a task id (a UUID)", id ? id : "(null)");
   gtask_broker *b = gtask__client_broker(c);
-  if (b->ops->abi < 3 || !b->ops->find) return unsupported(c, "inspect");
+  if (b->ops->abi < 4 || !b->ops->find) return unsupported(c, "inspect");
   gtask_result *r = NULL;
   int rc = gtask_client_result(c, id, &r);
   if (rc && rc != GTASK_ENOTFOUND) return rc;

@@ -48,7 +48,7 @@ static json_t *busy_json(gtask_server *s) {
  * none. */
 int gtask__server_record(gtask_server *s, int64_t until_ms) {
   const gtask_broker_ops *ops = s->broker->ops;
-  if (ops->abi < 3 || !ops->worker_put) return 0;
+  if (ops->abi < 4 || !ops->worker_put) return 0;
   if (!until_ms) return ops->worker_put(s->broker->impl, s->name, NULL, 0, 0);
   gtask__json_init();
   gtask_server_counts counts;
@@ -179,7 +179,7 @@ GTASK_EXTERN int gtask_client_workers(gtask_client *c, gtask_worker_info **out, 
   *out = NULL;
   *n = 0;
   gtask_broker *b = gtask__client_broker(c);
-  if (b->ops->abi < 3 || !b->ops->worker_list)
+  if (b->ops->abi < 4 || !b->ops->worker_list)
     return gtask__client_err(c, GTASK_EINVAL, "the %s broker keeps no worker records", b->ops->name);
   gtask__json_init();
   char **recs = NULL;

@@ -8,10 +8,11 @@
  *   P:worker:NAME    string: the worker's JSON record (worker_record.c),
  *                    expiring at that time
  * Neither carries a queue's hash tag: a worker serves several queues, and
- * each key is written by single-key commands, so Redis Cluster is fine.  The
- * two writes of a heartbeat are not atomic, and need not be: a reader skips a
- * name whose record is missing, and a record outlives its zset entry by at
- * most the same time.
+ * each key is written by single-key commands, each sent to the node of its
+ * own slot (use_key), so Redis Cluster is fine.  The two writes of a
+ * heartbeat are not atomic, and need not be: a reader skips a name whose
+ * record is missing, and a record outlives its zset entry by at most the
+ * same time.  A queue's keys go to its node (gtask__redis_use).
  *
  * Nothing here changes a task: every command is a read, except the worker
  * keys. */
@@ -48,33 +49,51 @@ static int replies(gtask__redis *r, gtask__conn *c, redisReply **reps, size_t n,
 
 /* ---------------------------------------------------------------- workers */
 
+/* Makes *c a connection to the node of key (r itself for one server): keeps
+ * *c if it is one already, else returns it and borrows one. */
+static int use_key(gtask__redis *r, const char *key, gtask__conn **c) {
+  gtask__redis *n = gtask__redis_route(r, key, strlen(key));
+  if (*c && (*c)->owner == n) return 0;
+  if (*c) gtask__redis_put(r, *c);
+  *c = NULL;
+  return gtask__redis_get(n, c);
+}
+
+/* A command on c whose reply only needs to be no error. */
+static int simple(gtask__redis *r, gtask__conn *c, redisReply *rep, const char *what) {
+  if (!rep) return conn_fail(r, c, what);
+  int rc = rep->type == REDIS_REPLY_ERROR ? reply_fail(r, rep, what) : 0;
+  freeReplyObject(rep);
+  return rc;
+}
+
 int gtask__redis_worker_put(gtask__redis *r, const char *consumer, const char *record, size_t len,
                             int64_t until_ms) {
-  gtask__conn *c;
-  int rc = gtask__redis_get(r, &c);
-  if (rc) return rc;
   char zkey[GTASK__KEY_MAX], rkey[GTASK__KEY_MAX + 160];
   gtask__fmt(zkey, sizeof(zkey), "%s:workers", r->conf->prefix);
   gtask__fmt(rkey, sizeof(rkey), "%s:worker:%s", r->conf->prefix, consumer);
   int64_t now = gtask__now_ms();
-  size_t n;
-  if (until_ms) {
-    int64_t ttl = until_ms - now > 1 ? until_ms - now : 1;
+  gtask__conn *c = NULL;
+  int rc = use_key(r, rkey, &c);
+  if (rc == 0)
+    rc = until_ms ? simple(r, c,
+                           gtask__conn_command(c, "SET %s %b PX %lld", rkey, record, len,
+                                               (long long)(until_ms - now > 1 ? until_ms - now : 1)),
+                           "SET")
+                  : simple(r, c, gtask__conn_command(c, "DEL %s", rkey), "DEL");
+  if (rc == 0) rc = use_key(r, zkey, &c);
+  if (rc == 0 && until_ms) {
     gtask__conn_appendf(c, "ZADD %s %lld %s", zkey, (long long)until_ms, consumer);
-    gtask__conn_appendf(c, "SET %s %b PX %lld", rkey, record, len, (long long)ttl);
     gtask__conn_appendf(c, "ZREMRANGEBYSCORE %s -inf (%lld", zkey, (long long)now);
-    n = 3;
-  } else {
-    gtask__conn_appendf(c, "ZREM %s %s", zkey, consumer);
-    gtask__conn_appendf(c, "DEL %s", rkey);
-    n = 2;
+    redisReply *reps[2] = {0};
+    rc = replies(r, c, reps, 2, "worker record");
+    for (size_t k = 0; rc == 0 && k < 2; k++)
+      if (reps[k]->type == REDIS_REPLY_ERROR) rc = reply_fail(r, reps[k], "worker record");
+    for (size_t k = 0; k < 2; k++)
+      if (reps[k]) freeReplyObject(reps[k]);
+  } else if (rc == 0) {
+    rc = simple(r, c, gtask__conn_command(c, "ZREM %s %s", zkey, consumer), "ZREM");
   }
-  redisReply *reps[3] = {0};
-  rc = replies(r, c, reps, n, "worker record");
-  for (size_t k = 0; rc == 0 && k < n; k++)
-    if (reps[k]->type == REDIS_REPLY_ERROR) rc = reply_fail(r, reps[k], "worker record");
-  for (size_t k = 0; k < n; k++)
-    if (reps[k]) freeReplyObject(reps[k]);
   gtask__redis_put(r, c);
   return rc;
 }
@@ -82,29 +101,30 @@ int gtask__redis_worker_put(gtask__redis *r, const char *consumer, const char *r
 int gtask__redis_worker_list(gtask__redis *r, char ***out, size_t *n) {
   *out = NULL;
   *n = 0;
-  gtask__conn *c;
-  int rc = gtask__redis_get(r, &c);
-  if (rc) return rc;
   char zkey[GTASK__KEY_MAX];
   gtask__fmt(zkey, sizeof(zkey), "%s:workers", r->conf->prefix);
+  gtask__conn *c = NULL;
+  int rc = use_key(r, zkey, &c);
+  if (rc) return rc;
   redisReply *names = gtask__conn_command(c, "ZRANGEBYSCORE %s (%lld +inf", zkey,
                                           (long long)gtask__now_ms());
   if (!names) rc = conn_fail(r, c, "ZRANGEBYSCORE");
   else if (names->type != REDIS_REPLY_ARRAY) rc = reply_fail(r, names, "ZRANGEBYSCORE");
   size_t nn = rc == 0 ? names->elements : 0;
-  for (size_t k = 0; k < nn; k++)
-    gtask__conn_appendf(c, "GET %s:worker:%b", r->conf->prefix, names->element[k]->str,
-                        names->element[k]->len);
   char **v = nn ? calloc(nn, sizeof(*v)) : NULL;
   size_t nv = 0;
   if (nn && !v) rc = GTASK_ENOMEM;
-  for (size_t k = 0; k < nn; k++) {
-    redisReply *rep = NULL;
-    if (gtask__conn_get_reply(c, &rep) != REDIS_OK) {
+  /* One GET each, on the node of each record (a handful of workers). */
+  for (size_t k = 0; k < nn && rc == 0; k++) {
+    char rkey[GTASK__KEY_MAX + 160];
+    gtask__fmt(rkey, sizeof(rkey), "%s:worker:%s", r->conf->prefix, names->element[k]->str);
+    if ((rc = use_key(r, rkey, &c)) != 0) break;
+    redisReply *rep = gtask__conn_command(c, "GET %s", rkey);
+    if (!rep) {
       rc = conn_fail(r, c, "GET");
       break;
     }
-    if (rc == 0 && rep->type == REDIS_REPLY_STRING) {
+    if (rep->type == REDIS_REPLY_STRING) {
       if (!(v[nv] = malloc(rep->len + 1))) rc = GTASK_ENOMEM;
       else memcpy(v[nv], rep->str, rep->len), v[nv++][rep->len] = '\0';
     }
@@ -356,8 +376,8 @@ int gtask__redis_list(gtask__redis *r, const char *queue, int state, const char 
                      gtask_list_state_name((gtask_list_state)state));
     return GTASK_EINVAL;
   }
-  gtask__conn *c;
-  int rc = gtask__redis_get(r, &c);
+  gtask__conn *c = NULL;
+  int rc = gtask__redis_use(r, queue, &c);
   if (rc) return rc;
   msgs m = {0};
   switch (state) {
@@ -422,8 +442,8 @@ int gtask__redis_find(gtask__redis *r, const char *queue, const char *id, int *s
                       gtask_msg **out) {
   *out = NULL;
   *state = 0;
-  gtask__conn *c;
-  int rc = gtask__redis_get(r, &c);
+  gtask__conn *c = NULL;
+  int rc = gtask__redis_use(r, queue, &c);
   if (rc) return rc;
   char kd[GTASK__KEY_MAX], kz[GTASK__KEY_MAX], kp[GTASK__KEY_MAX];
   gtask__redis_key(r, kd, sizeof(kd), queue, "dead", NULL);

@@ -20,6 +20,9 @@
  *                  the final one; deleted when the task becomes final
  *   P:{q}:n:ID     list: the final state -- one element, the result record
  *                  (waiters block on it)
+ *   P:{q}:u:DIGEST string: the id of the task holding a unique key
+ *                  (claim.lua; added without a schema bump:
+ *                  only clients read or write it)
  *   P:workers      zset: worker name -> live until (unix ms)  (inspect.c)
  *   P:worker:NAME  string: the worker's JSON record, expiring then
  * P is the configured prefix, {q} the queue as a Redis Cluster hash tag. */
@@ -41,8 +44,15 @@
  * cmake/embed_lua.cmake; adding a script is adding its file). */
 #include "lua_scripts.h"
 
+typedef struct gtask__cluster gtask__cluster;
+
 /* A pool of connections to one server and database.  Thread-safe.
- * Invariant: the pool mutex is never held while calling into hiredis. */
+ * Invariant: the pool mutex is never held while calling into hiredis.
+ * In Redis Cluster mode (conf->cluster) the handle a broker or backend holds
+ * has no connections of its own: `cluster` holds a pool per node and the slot
+ * map (cluster.c), and each node's pool has `parent` set to that handle.  A
+ * connection knows its pool (conn->owner): gtask__redis_put, _eval and _cmd
+ * act on the pool of the connection they are given. */
 typedef struct gtask__redis {
   gtask_redis_conf *conf; /* owned copy */
   pthread_mutex_t mu;
@@ -65,6 +75,8 @@ typedef struct gtask__redis {
   pthread_t watcher;
   bool watching;          /* the watcher thread runs */
   atomic_bool stop_watch;
+  gtask__cluster *cluster;        /* Redis Cluster: the nodes and the slot map, or NULL */
+  struct gtask__redis *parent;    /* a cluster node's pool: the cluster handle, or NULL */
 } gtask__redis;
 
 /* Creates a pool and opens one connection to check the address and load the
@@ -88,6 +100,37 @@ void gtask__redis_put(gtask__redis *r, gtask__conn *c);
  * guard with gtask__sigpipe_leave). */
 int gtask__redis_get_own(gtask__redis *r, gtask__conn **out);
 void gtask__redis_put_own(gtask__redis *r, gtask__conn *c);
+
+/* ---------------------------------------------------------------- Redis Cluster (cluster.c) */
+
+/* CRC16/XMODEM, and the slot (0..16383) of a key (its {hash tag} if any). */
+uint16_t gtask__crc16(const char *buf, size_t len);
+unsigned gtask__key_slot(const char *key, size_t len);
+/* The pool a command on `key` goes to: r itself unless r is a cluster handle,
+ * then the master of the key's slot (reading the map first if it is stale). */
+gtask__redis *gtask__redis_route(gtask__redis *r, const char *key, size_t len);
+/* The same for a queue's keys (all in the slot of the queue's hash tag). */
+gtask__redis *gtask__redis_for_queue(gtask__redis *r, const char *queue);
+/* Makes *c a connection to the pool of queue: keeps *c if it is one already,
+ * else returns it (if any) and borrows one.  On failure *c is NULL.  The
+ * caller returns the last one with gtask__redis_put (NULL is fine). */
+int gtask__redis_use(gtask__redis *r, const char *queue, gtask__conn **c);
+/* The masters' pools now (r alone for a single server): up to max of them
+ * into out; returns how many. */
+size_t gtask__redis_masters(gtask__redis *r, gtask__redis **out, size_t max);
+/* Marks the slot map of cluster handle r stale (NULL or not a cluster: no-op). */
+void gtask__cluster_stale(gtask__redis *r);
+/* After node n answered `err` instead of running a command (hop: how many
+ * times before), where to run it: 0 and *to (n itself after a pause, for
+ * TRYAGAIN and CLUSTERDOWN) with *ask set if ASKING must precede it; -1 if
+ * err is not one to follow (or too many hops). */
+int gtask__cluster_redirect(gtask__redis *n, const char *err, int hop, gtask__redis **to, bool *ask);
+int gtask__cluster_new(gtask__redis *r);
+void gtask__cluster_free(gtask__cluster *cl);
+/* A pool for one node of cluster handle parent (no connection yet). */
+int gtask__redis_node_new(gtask__redis *parent, const char *host, int port, gtask__redis **out);
+/* Loads the scripts on r's server (SCRIPT LOAD). */
+int gtask__redis_load_scripts(gtask__redis *r);
 
 /* The one place that maps a Redis error reply to a gtask code: a server that
  * cannot serve now but will (LOADING, BUSY, OOM, READONLY, MASTERDOWN,
@@ -127,8 +170,20 @@ int gtask__redis_cmd(gtask__redis *r, gtask__conn *c, gtask__argv *a, redisReply
 int gtask__redis_cmd_after(gtask__redis *r, gtask__conn *c, size_t npre, redisReply **pre,
                            gtask__argv *a, redisReply **reply);
 
+/* A command in two halves, for one awaited on several connections at once
+ * (gtask__conn_wait_any): send writes it (GTASK_ECONN if it could not: c is
+ * broken); recv reads its reply as gtask__redis_cmd does (what names the
+ * command in messages). */
+int gtask__redis_send(gtask__redis *r, gtask__conn *c, gtask__argv *a);
+int gtask__redis_recv(gtask__redis *r, gtask__conn *c, const char *what, redisReply **reply);
+
+/* How many times each script was run (gtask__redis_eval calls), for tests
+ * that check every script ran on a cluster. */
+extern atomic_ulong gtask__eval_count[GTASK__LUA_COUNT];
+
 /* Runs script s with nkeys keys taken from the front of a (after which come
- * the ARGV).  Reloads the scripts and retries once on NOSCRIPT. */
+ * the ARGV).  Reloads the scripts and retries once on NOSCRIPT.  On a cluster
+ * node, keys not all in one slot are GTASK_EINVAL, not sent. */
 int gtask__redis_eval(gtask__redis *r, gtask__conn *c, gtask__script s, size_t nkeys,
                       gtask__argv *a, redisReply **reply);
 
@@ -146,8 +201,13 @@ size_t gtask__redis_key(const gtask__redis *r, char *buf, size_t size, const cha
                         const char *suffix, const char *id);
 #define GTASK__KEY_MAX 256
 
+/* Claims (claim.c, claim.lua): the id of each claim, and its unique key if
+ * any, named with sr's prefix; with queue, also queues each claimed message
+ * in qr's stream or schedule in the same script (colocated: qr and sr are
+ * the same server and db).  Runs on a connection of qr. */
+int gtask__redis_claim(gtask__redis *qr, gtask__redis *sr, bool queue, gtask_claim *cs, size_t n);
 /* inspect.c: the broker operations worker_put, worker_list, list and find
- * (<gtask/extend.h>, abi 3) on a pool. */
+ * (<gtask/extend.h>, abi 4) on a pool. */
 int gtask__redis_worker_put(gtask__redis *r, const char *consumer, const char *record, size_t len,
                             int64_t until_ms);
 int gtask__redis_worker_list(gtask__redis *r, char ***out, size_t *n);
