@@ -8,7 +8,8 @@
  *   GET  /api/queue?name=Q&state=S&after=C&limit=N   a page of tasks
  *   GET  /api/task?queue=Q&id=ID                     one task's record
  *   GET  /api/workers         the live workers
- *   POST /api/dead/requeue?queue=Q[&id=ID], /api/dead/purge?queue=Q
+ *   POST /api/dead/requeue?queue=Q[&id=ID], /api/dead/purge?queue=Q,
+ *        /api/rerun?queue=Q&id=ID, /api/queue/pause?queue=Q, /api/queue/resume
  *   GET  /metrics             gtask_queue_* gauges (one place reads Redis for
  *                             them, not every worker)
  *
@@ -213,8 +214,10 @@ static void api_overview(dash *d, reply *r) {
   memcpy(qs, d->queues, nq * sizeof(*qs));
   pthread_mutex_unlock(&d->mu);
   gtask_queue_stats st[MAX_QUEUES];
+  bool paused[MAX_QUEUES];
   for (size_t k = 0; k < nq; k++) {
     int rc = gtask_client_stats(d->http, qs[k], &st[k]);
+    if (rc == 0) rc = gtask_client_queue_paused(d->http, qs[k], &paused[k]);
     if (rc) {
       reply_fail(r, d->http, rc);
       return;
@@ -230,6 +233,8 @@ static void api_overview(dash *d, reply *r) {
     out_obj_begin(&o, f);
     out_obj_str(&o, "name", qs[k]);
     stats_fields(&o, &st[k]);
+    out_obj_key(&o, "paused");
+    fputs(paused[k] ? "true" : "false", f);
     fputc('}', f);
   }
   /* The samples, oldest first: per queue, the counts at each second. */
@@ -284,7 +289,7 @@ static void api_queue(dash *d, struct MHD_Connection *conn, reply *r) {
   gtask_list_state state = GTASK_LIST_PENDING;
   const char *s = arg(conn, "state");
   if (s && gtask_list_state_parse(s, &state) != 0) {
-    reply_error(r, 400, "state: pending, active, scheduled or dead");
+    reply_error(r, 400, "state: pending, active, scheduled, dead or failed");
     return;
   }
   long limit = 50;
@@ -400,6 +405,35 @@ static void api_workers(dash *d, reply *r) {
   gtask_workers_free(w, n);
 }
 
+/* One {"key": n} reply. */
+static void reply_count(reply *r, const char *key, long long n) {
+  FILE *f = json_begin(&r->body, &r->len);
+  if (!f) return;
+  out_obj o;
+  out_obj_begin(&o, f);
+  out_obj_int(&o, key, n);
+  out_obj_end(&o);
+  fclose(f);
+}
+
+/* Reruns a failed (or dead) task: same id, fresh attempts (issue 18). */
+static void api_rerun(dash *d, struct MHD_Connection *conn, reply *r) {
+  gtask_client *cl = client_for(d, r, arg(conn, "queue"));
+  if (!cl) return;
+  int rc = gtask_client_rerun(cl, arg(conn, "id"));
+  if (rc) reply_fail(r, cl, rc);
+  else reply_count(r, "rerun", 1);
+}
+
+/* Pauses or resumes a queue for every worker (issue 18). */
+static void api_pause(dash *d, struct MHD_Connection *conn, reply *r, bool pause) {
+  gtask_client *cl = client_for(d, r, arg(conn, "queue"));
+  if (!cl) return;
+  int rc = pause ? gtask_client_queue_pause(cl, NULL) : gtask_client_queue_resume(cl, NULL);
+  if (rc) reply_fail(r, cl, rc);
+  else reply_count(r, "paused", pause);
+}
+
 static void api_dead(dash *d, struct MHD_Connection *conn, reply *r, bool purge) {
   gtask_client *cl = client_for(d, r, arg(conn, "queue"));
   if (!cl) return;
@@ -511,6 +545,9 @@ static void route(dash *d, struct MHD_Connection *conn, const char *url, const c
     }
     if (strcmp(url, "/api/dead/requeue") == 0) api_dead(d, conn, r, false);
     else if (strcmp(url, "/api/dead/purge") == 0) api_dead(d, conn, r, true);
+    else if (strcmp(url, "/api/rerun") == 0) api_rerun(d, conn, r);
+    else if (strcmp(url, "/api/queue/pause") == 0) api_pause(d, conn, r, true);
+    else if (strcmp(url, "/api/queue/resume") == 0) api_pause(d, conn, r, false);
     else reply_error(r, 404, "no such action");
     return;
   }
@@ -598,8 +635,8 @@ static const char usage_dashboard[] =
     "  --queues a,b    queues to show besides --queue and those live workers\n"
     "                  serve\n"
     "\n"
-    "Actions (requeue, purge dead tasks) are POSTs that need the page's CSRF\n"
-    "token.  exit: 0 after a signal, 1 cannot listen, 2 usage error, 5 cannot\n"
+    "Actions (requeue or purge dead tasks, rerun a failed one, pause or resume a\n"
+    "queue) are POSTs that need the page's CSRF token.  exit: 0 after a signal, 1 cannot listen, 2 usage error, 5 cannot\n"
     "reach redis\n";
 
 enum { O_LISTEN = 1, O_TOKEN, O_QUEUES };

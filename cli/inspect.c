@@ -135,16 +135,17 @@ static const char usage_inspect[] =
     "usage: gtask inspect queue NAME [--state STATE] [--limit N] [--after CURSOR]\n"
     "       gtask inspect task ID\n"
     "\n"
-    "queue  lists the tasks of queue NAME in STATE (pending, active, scheduled or\n"
-    "       dead; default pending), at most N (1..1000, default 50), one line\n"
-    "       each, tab-separated: id, name, arguments (space-separated), attempts,\n"
-    "       age, last error (\"-\" if none); active adds the worker, scheduled the\n"
-    "       time until due.  When more follow, the last line is\n"
+    "queue  lists the tasks of queue NAME in STATE (pending, active, scheduled,\n"
+    "       dead or failed; default pending), at most N (1..1000, default 50),\n"
+    "       one line each, tab-separated: id, name, arguments (space-separated),\n"
+    "       attempts, age, last error (\"-\" if none); active adds the worker,\n"
+    "       scheduled the time until due, failed how long it is still kept.\n"
+    "       When more follow, the last line is\n"
     "       \"next\\tCURSOR\": pass it as --after CURSOR for the next page.  With\n"
     "       --json, one object per task and a last {\"next\": CURSOR or null}.\n"
     "task   prints task ID of --queue: its state and result record (status,\n"
     "       attempts, values or error) and, while a queue holds its message,\n"
-    "       where (pending, active, scheduled, dead) with name, arguments,\n"
+    "       where (pending, active, scheduled, dead, failed) with name, arguments,\n"
     "       attempts, age and last error.  Finding a pending task scans the queue.\n"
     "\n"
     "exit: 0, 2 usage error, 4 no such task, 5 cannot reach redis\n";
@@ -198,19 +199,17 @@ static void info_line(const cli *c, const gtask_task_info *t) {
   if (t->worker) col(t->worker, '\n');
   if (t->due_ms) {
     int64_t in = t->due_ms - now_ms();
-    printf("due in %lldms\n", (long long)(in > 0 ? in : 0));
+    printf("%s %lldms\n", t->state == GTASK_LIST_FAILED ? "kept for" : "due in",
+           (long long)(in > 0 ? in : 0));
   }
 }
 
 static int inspect_queue(cli *c, const char *queue, const char *state_name, const char *limit_text,
                          const char *after) {
   gtask_list_state state = GTASK_LIST_PENDING;
-  if (state_name && gtask_list_state_parse(state_name, &state) != 0) {
-    if (strcmp(state_name, "failed") == 0)
-      return cli_usage_error(c, "--state failed is not available yet (it comes with the failed "
-                                "list of job controls, issue 18)");
-    return cli_usage_error(c, "bad --state \"%s\" (pending, active, scheduled or dead)", state_name);
-  }
+  if (state_name && gtask_list_state_parse(state_name, &state) != 0)
+    return cli_usage_error(c, "bad --state \"%s\" (pending, active, scheduled, dead or failed)",
+                           state_name);
   long long limit = 50;
   if (limit_text && cli_parse_int(limit_text, 1, 1000, &limit) != 0)
     return cli_usage_error(c, "bad --limit \"%s\" (an integer from 1 to 1000)", limit_text);

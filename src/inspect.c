@@ -17,14 +17,15 @@ static const char *const state_names[] = {
     [GTASK_LIST_ACTIVE] = "active",
     [GTASK_LIST_SCHEDULED] = "scheduled",
     [GTASK_LIST_DEAD] = "dead",
+    [GTASK_LIST_FAILED] = "failed",
 };
 
 GTASK_EXTERN const char *gtask_list_state_name(gtask_list_state s) {
-  return s >= GTASK_LIST_PENDING && s <= GTASK_LIST_DEAD ? state_names[s] : "?";
+  return s >= GTASK_LIST_PENDING && s <= GTASK_LIST_FAILED ? state_names[s] : "?";
 }
 
 GTASK_EXTERN int gtask_list_state_parse(const char *name, gtask_list_state *out) {
-  for (int s = GTASK_LIST_PENDING; name && out && s <= GTASK_LIST_DEAD; s++)
+  for (int s = GTASK_LIST_PENDING; name && out && s <= GTASK_LIST_FAILED; s++)
     if (strcmp(name, state_names[s]) == 0) {
       *out = (gtask_list_state)s;
       return 0;
@@ -50,7 +51,7 @@ static int info_fill(const gtask_msg *m, int state, gtask_task_info *t) {
   memset(t, 0, sizeof(*t));
   gtask__fmt(t->id, sizeof(t->id), "%s", m->id);
   t->state = (gtask_list_state)state;
-  t->due_ms = state == GTASK_LIST_SCHEDULED ? m->due_ms : 0;
+  t->due_ms = state == GTASK_LIST_SCHEDULED || state == GTASK_LIST_FAILED ? m->due_ms : 0;
   if (state == GTASK_LIST_ACTIVE && m->lease && !(t->worker = gtask__strdup(m->lease)))
     return GTASK_ENOMEM;
   gtask_task *task = NULL;
@@ -90,7 +91,7 @@ GTASK_EXTERN int gtask_client_list(gtask_client *c, gtask_list_state state, cons
   *out = NULL;
   *n = 0;
   *next = NULL;
-  if (state < GTASK_LIST_PENDING || state > GTASK_LIST_DEAD)
+  if (state < GTASK_LIST_PENDING || state > GTASK_LIST_FAILED)
     return gtask__client_err(c, GTASK_EINVAL, "list: no such state %d", (int)state);
   if (limit < 1 || limit > LIST_MAX)
     return gtask__client_err(c, GTASK_EINVAL, "list: limit %zu out of range 1..%d", limit, LIST_MAX);

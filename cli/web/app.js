@@ -133,7 +133,8 @@ async function overview(g) {
     points: s.t.map((t, k) => [t, s.queues[q].pending[k]]),
   }));
   const rows = o.queues.map(q => el('tr', {'data-queue': q.name},
-    el('td', {}, el('a', {href: '#/queue/' + encodeURIComponent(q.name)}, q.name)),
+    el('td', {}, el('a', {href: '#/queue/' + encodeURIComponent(q.name)}, q.name),
+      q.paused ? el('span', {class: 'badge'}, 'paused') : null),
     ...['pending', 'active', 'scheduled', 'dead', 'succeeded', 'failed'].map(k => el('td', {class: 'num', 'data-k': k}, q[k]))));
   const c1 = el('canvas', {id: 'chart-throughput'}), c2 = el('canvas', {id: 'chart-depth'});
   if (!show(g,
@@ -152,8 +153,10 @@ async function overview(g) {
 async function queuePage(g, name, state, after) {
   const q = new URLSearchParams({name, state, limit: '50'});
   if (after) q.set('after', after);
-  const page = await api('/api/queue?' + q);
-  const tabs = ['pending', 'active', 'scheduled', 'dead'].map(s2 =>
+  const [page, ov] = await Promise.all([api('/api/queue?' + q), api('/api/overview')]);
+  const info = ov.queues.find(x => x.name === name);
+  const paused = !!(info && info.paused);
+  const tabs = ['pending', 'active', 'scheduled', 'dead', 'failed'].map(s2 =>
     el('a', {href: '#/queue/' + encodeURIComponent(name) + '/' + s2, class: s2 === state ? 'on' : ''}, s2));
   const rows = page.tasks.map(t => el('tr', {},
     el('td', {class: 'mono'}, el('a', {href: '#/task/' + encodeURIComponent(name) + '/' + t.task_id}, t.task_id)),
@@ -162,7 +165,7 @@ async function queuePage(g, name, state, after) {
     el('td', {class: 'num'}, t.attempts),
     el('td', {class: 'num'}, ago(t.created_ms)),
     el('td', {class: 'err'}, t.last_error || ''),
-    el('td', {}, t.worker || (t.due_ms ? 'due in ' + Math.max(0, Math.round((t.due_ms - Date.now()) / 1000)) + ' s' : ''))));
+    el('td', {}, t.worker || (t.due_ms ? (t.state === 'failed' ? 'kept ' : 'due in ') + Math.max(0, Math.round((t.due_ms - Date.now()) / 1000)) + ' s' : ''))));
   const actions = state === 'dead' ? el('div', {class: 'actions'},
     el('button', {id: 'requeue-all', onclick: () => confirmThen('Requeue every dead task of ' + name + '?', async () => {
       try { const r = await post('/api/dead/requeue?' + new URLSearchParams({queue: name})); await route(); flash('requeued ' + r.requeued); }
@@ -172,8 +175,15 @@ async function queuePage(g, name, state, after) {
       try { const r = await post('/api/dead/purge?' + new URLSearchParams({queue: name})); await route(); flash('purged ' + r.purged); }
       catch (e) { flash(e.message, true); }
     })}, 'Purge')) : null;
+  const act = paused ? 'resume' : 'pause';
+  const pauseButton = el('button', {id: 'pause', onclick: () => confirmThen(
+    (paused ? 'Resume' : 'Pause') + ' queue ' + name + ' for every worker?', async () => {
+      try { await post('/api/queue/' + act + '?' + new URLSearchParams({queue: name})); await route(); flash(name + (paused ? ' resumed' : ' paused')); }
+      catch (e) { flash(e.message, true); }
+    })}, paused ? 'Resume queue' : 'Pause queue');
   show(g,
-    el('h1', {}, 'Queue ', name),
+    el('h1', {}, 'Queue ', name, paused ? el('span', {class: 'badge'}, 'paused') : null),
+    el('div', {class: 'actions'}, pauseButton),
     el('div', {class: 'tabs'}, ...tabs),
     el('div', {id: 'flash'}),
     actions,
@@ -201,7 +211,12 @@ async function taskPage(g, queue, id) {
     el('button', {id: 'requeue-one', onclick: () => confirmThen('Requeue task ' + id + '?', async () => {
       try { await post('/api/dead/requeue?' + new URLSearchParams({queue, id})); await route(); flash('requeued'); }
       catch (e) { flash(e.message, true); }
-    })}, 'Requeue')) : null;
+    })}, 'Requeue'))
+    : t.status === 'FAILURE' ? el('div', {class: 'actions'},
+    el('button', {id: 'rerun', onclick: () => confirmThen('Run task ' + id + ' again (same id, fresh attempts)?', async () => {
+      try { await post('/api/rerun?' + new URLSearchParams({queue, id})); await route(); flash('rerun queued'); }
+      catch (e) { flash(e.message, true); }
+    })}, 'Rerun')) : null;
   show(g, el('h1', {}, 'Task'), el('div', {id: 'flash'}), actions,
     el('dl', {id: 'task'}, ...items.flatMap(([k, v]) => [el('dt', {}, k), el('dd', {'data-k': k}, String(v))])));
 }

@@ -825,10 +825,12 @@ typedef enum gtask_list_state {
   GTASK_LIST_PENDING = 1,   /* queued, ready, not leased */
   GTASK_LIST_ACTIVE = 2,    /* leased by a worker (running or in its prefetch) */
   GTASK_LIST_SCHEDULED = 3, /* waiting for its due time (delay, retry backoff) */
-  GTASK_LIST_DEAD = 4       /* in the dead set */
+  GTASK_LIST_DEAD = 4,      /* in the dead set */
+  GTASK_LIST_FAILED = 5     /* ended FAILURE and kept in the failed set (issue 18;
+                               due_ms: until when it is kept) */
 } gtask_list_state;
 
-/* "pending", "active", "scheduled", "dead", or "?". */
+/* "pending", "active", "scheduled", "dead", "failed", or "?". */
 GTASK_EXTERN const char *gtask_list_state_name(gtask_list_state s);
 /* Parses one of those names; 0 or GTASK_EINVAL. */
 GTASK_EXTERN int gtask_list_state_parse(const char *name, gtask_list_state *out);

@@ -289,20 +289,22 @@ static int list_active(gtask__redis *r, gtask__conn *c, const char *queue, const
   return rc;
 }
 
-/* SCHEDULED: the sched zset by rank; the cursor is the rank to start at. */
-static int list_scheduled(gtask__redis *r, gtask__conn *c, const char *queue, const char *cursor,
-                          size_t limit, msgs *m, char **next) {
+/* SCHEDULED and FAILED: the sched or failed zset (score: due or kept-until
+ * time; member: id + message) by rank; the cursor is the rank to start at. */
+static int list_zset(gtask__redis *r, gtask__conn *c, const char *queue, const char *suffix,
+                     const char *cursor, size_t limit, msgs *m, char **next) {
   long long from = 0;
   if (cursor) {
     char *end;
     from = strtoll(cursor, &end, 10);
     if (*end || from < 0) {
-      gtask__set_error("bad cursor \"%s\" for the scheduled list", cursor);
+      gtask__set_error("bad cursor \"%s\" for the %s list", cursor,
+                       strcmp(suffix, "sched") == 0 ? "scheduled" : suffix);
       return GTASK_EINVAL;
     }
   }
   char kz[GTASK__KEY_MAX];
-  gtask__redis_key(r, kz, sizeof(kz), queue, "sched", NULL);
+  gtask__redis_key(r, kz, sizeof(kz), queue, suffix, NULL);
   redisReply *rep = gtask__conn_command(c, "ZRANGE %s %lld %lld WITHSCORES", kz, from,
                                         from + (long long)limit - 1);
   if (!rep) return conn_fail(r, c, "ZRANGE");
@@ -383,7 +385,8 @@ int gtask__redis_list(gtask__redis *r, const char *queue, int state, const char 
   switch (state) {
   case GTASK_LIST_PENDING: rc = list_pending(r, c, queue, cursor, limit, &m, next); break;
   case GTASK_LIST_ACTIVE: rc = list_active(r, c, queue, cursor, limit, &m, next); break;
-  case GTASK_LIST_SCHEDULED: rc = list_scheduled(r, c, queue, cursor, limit, &m, next); break;
+  case GTASK_LIST_SCHEDULED: rc = list_zset(r, c, queue, "sched", cursor, limit, &m, next); break;
+  case GTASK_LIST_FAILED: rc = list_zset(r, c, queue, "failed", cursor, limit, &m, next); break;
   case GTASK_LIST_DEAD: rc = list_dead(r, c, queue, cursor, limit, &m, next); break;
   default: gtask__set_error("no such state %d", state); rc = GTASK_EINVAL;
   }
@@ -445,9 +448,8 @@ int gtask__redis_find(gtask__redis *r, const char *queue, const char *id, int *s
   gtask__conn *c = NULL;
   int rc = gtask__redis_use(r, queue, &c);
   if (rc) return rc;
-  char kd[GTASK__KEY_MAX], kz[GTASK__KEY_MAX], kp[GTASK__KEY_MAX];
+  char kd[GTASK__KEY_MAX], kp[GTASK__KEY_MAX];
   gtask__redis_key(r, kd, sizeof(kd), queue, "dead", NULL);
-  gtask__redis_key(r, kz, sizeof(kz), queue, "sched", NULL);
   gtask__redis_key(r, kp, sizeof(kp), queue, "pending", NULL);
   gtask__conn_appendf(c, "HGET %s %s", kd, id);
   gtask__conn_appendf(c, "SISMEMBER %s %s", kp, id);
@@ -466,31 +468,39 @@ int gtask__redis_find(gtask__redis *r, const char *queue, const char *id, int *s
   }
   for (int k = 0; k < 2; k++)
     if (reps[k]) freeReplyObject(reps[k]);
-  /* Scheduled: its zset member starts with the id (ZSCAN MATCH; a UUID has
-   * no glob characters). */
-  for (char cur[32] = "0"; rc == 0 && !*state;) {
-    redisReply *rep = gtask__conn_command(c, "ZSCAN %s %s MATCH %s* COUNT 1000", kz, cur, id);
-    if (!rep) {
-      rc = conn_fail(r, c, "ZSCAN");
-      break;
-    }
-    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2) {
-      rc = reply_fail(r, rep, "ZSCAN");
+  /* Scheduled or failed: its zset member starts with the id (ZSCAN MATCH;
+   * a UUID has no glob characters). */
+  static const struct {
+    const char *suffix;
+    int state;
+  } zsets[] = {{"sched", GTASK_LIST_SCHEDULED}, {"failed", GTASK_LIST_FAILED}};
+  for (size_t z = 0; z < 2 && rc == 0 && !*state; z++) {
+    char kz[GTASK__KEY_MAX];
+    gtask__redis_key(r, kz, sizeof(kz), queue, zsets[z].suffix, NULL);
+    for (char cur[32] = "0"; rc == 0 && !*state;) {
+      redisReply *rep = gtask__conn_command(c, "ZSCAN %s %s MATCH %s* COUNT 1000", kz, cur, id);
+      if (!rep) {
+        rc = conn_fail(r, c, "ZSCAN");
+        break;
+      }
+      if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2) {
+        rc = reply_fail(r, rep, "ZSCAN");
+        freeReplyObject(rep);
+        break;
+      }
+      const redisReply *kv = rep->element[1];
+      if (kv->elements >= 2 && kv->element[0]->len >= GTASK_ID_SIZE - 1) {
+        const redisReply *mem = kv->element[0];
+        gtask_msg *added = NULL;
+        rc = msgs_add(&m, id, strlen(id), queue, mem->str + GTASK_ID_SIZE - 1,
+                      mem->len - (GTASK_ID_SIZE - 1), &added);
+        if (added) added->due_ms = strtoll(kv->element[1]->str, NULL, 10);
+        *state = zsets[z].state;
+      }
+      gtask__fmt(cur, sizeof(cur), "%s", rep->element[0]->str);
       freeReplyObject(rep);
-      break;
+      if (strcmp(cur, "0") == 0) break;
     }
-    const redisReply *kv = rep->element[1];
-    if (kv->elements >= 2) {
-      const redisReply *mem = kv->element[0];
-      gtask_msg *added = NULL;
-      rc = msgs_add(&m, id, strlen(id), queue, mem->str + GTASK_ID_SIZE - 1,
-                    mem->len - (GTASK_ID_SIZE - 1), &added);
-      if (added) added->due_ms = strtoll(kv->element[1]->str, NULL, 10);
-      *state = GTASK_LIST_SCHEDULED;
-    }
-    gtask__fmt(cur, sizeof(cur), "%s", rep->element[0]->str);
-    freeReplyObject(rep);
-    if (strcmp(cur, "0") == 0) break;
   }
   /* In the stream: only a task in the pending set can be there. */
   if (rc == 0 && !*state && queued) {

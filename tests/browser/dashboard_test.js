@@ -3,7 +3,8 @@
 // redis, a worker and the dashboard, and passes their addresses here:
 //   GTASK  the gtask binary   URL  the dashboard   REDIS_URL  for `gtask stats`
 //   WORKER_PID  the worker's pid   XSS_ID  a pending task whose argument is
-//   <script>...</script>   SHOTS  where screenshots go
+//   <script>...</script>   FAILED_ID  a task of default that ended FAILURE
+//   SHOTS  where screenshots go
 // Each check prints "ok N - what" or "not ok N - what: why"; the last line is
 // "N passed, N failed".
 'use strict';
@@ -113,6 +114,35 @@ async function waitFor(page, fn, arg, ms) {
     const after = stats('xss');
     check('requeue moved the dead task back', after.dead === before.dead - 1 && after.pending === before.pending + 1,
           JSON.stringify([before, after]));
+
+    // ---- pause and resume a queue, behind a confirmation.
+    await page.goto(env.URL + '/#/queue/xss/pending', {waitUntil: 'networkidle0'});
+    await waitFor(page, () => /Pause queue/.test(document.querySelector('#pause')?.textContent || ''));
+    await page.click('#pause');
+    await waitFor(page, () => !document.getElementById('confirm').hidden);
+    await page.click('#confirm-yes');
+    await waitFor(page, () => /Resume queue/.test(document.querySelector('#pause')?.textContent || ''));
+    check('pause: gtask stats says paused', stats('xss').paused === true);
+    await page.screenshot({path: env.SHOTS + '/paused.png'});
+    await page.click('#pause');
+    await waitFor(page, () => !document.getElementById('confirm').hidden);
+    await page.click('#confirm-yes');
+    await waitFor(page, () => /Pause queue/.test(document.querySelector('#pause')?.textContent || ''));
+    check('resume: gtask stats says not paused', stats('xss').paused === false);
+
+    // ---- rerun a failed task from its page (the failed list links to it).
+    const failedBefore = stats('default').failed;
+    await page.goto(env.URL + '/#/queue/default/failed', {waitUntil: 'networkidle0'});
+    await waitFor(page, id => [...document.querySelectorAll('#tasks a')].some(a => a.textContent === id), env.FAILED_ID);
+    await page.click(`#tasks a[href$="${env.FAILED_ID}"]`);
+    await waitFor(page, () => document.querySelector('#rerun'));
+    await page.click('#rerun');
+    await waitFor(page, () => !document.getElementById('confirm').hidden);
+    await page.click('#confirm-yes');
+    await waitFor(page, () => /rerun queued/.test(document.getElementById('flash')?.textContent || ''));
+    for (let i = 0; i < 100 && stats('default').failed === failedBefore; i++) await sleep(100);
+    check('rerun ran the failed task again (failed ' + failedBefore + ' -> ' + stats('default').failed + ')',
+          stats('default').failed === failedBefore + 1);
 
     // ---- without the CSRF header, a POST is refused.
     const status = await page.evaluate(async () => (await fetch('/api/dead/purge?queue=xss', {method: 'POST'})).status);

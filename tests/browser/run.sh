@@ -52,11 +52,17 @@ for _ in $(seq 100); do curl -sf "http://127.0.0.1:$dport/api/session" >/dev/nul
 # The workload: successes and a failure on default (served), a task with a
 # <script> argument waiting in xss (not served), and a dead task in xss.
 for i in 1 2 3 4 5; do "$gtask" send add $i 1 --wait 10s >/dev/null; done
-"$gtask" send fail nope --wait 10s >/dev/null 2>&1 || true
+failed_id=$("$gtask" send fail nope)
+"$gtask" result "$failed_id" --wait 10s >/dev/null 2>&1 || true
 xss_id=$("$gtask" --queue xss send echo '<script>window.__xss=1;alert(1)</script>')
 dead_id=$(python3 -c 'import uuid; print(uuid.uuid4())')
 redis-cli -p "$rport" HSET 'gtask:{xss}:dead' "$dead_id" \
   "{\"v\":2,\"n\":\"echo\",\"a\":[[\"string\",\"from the dead\"]],\"c\":$(date +%s%3N),\"e\":\"lost 5 times\"}" >/dev/null
 
-GTASK=$gtask URL=http://127.0.0.1:$dport REDIS_URL=$GTASK_REDIS_URL WORKER_PID=$wpid XSS_ID=$xss_id \
-  SHOTS=$dest/screenshots NODE_PATH=$dest/node_modules node "$here/dashboard_test.js"
+status=0
+GTASK=$gtask URL=http://127.0.0.1:$dport REDIS_URL=$GTASK_REDIS_URL WORKER_PID=$wpid XSS_ID=$xss_id FAILED_ID=$failed_id \
+  SHOTS=$dest/screenshots NODE_PATH=$dest/node_modules node "$here/dashboard_test.js" || status=$?
+if ((status != 0)); then
+  for log in worker dashboard; do echo "--- $log.log (last lines)"; tail -n 20 "$work/$log.log"; done
+fi
+exit $status

@@ -9,6 +9,7 @@
 #include "redis_fixture.h"
 #include "test.h"
 
+#include <pthread.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -138,7 +139,9 @@ TEST(list_each_state_paged) {
   gtask_list_state st;
   ASSERT_OK(gtask_list_state_parse("scheduled", &st));
   ASSERT_EQ(st, GTASK_LIST_SCHEDULED);
-  ASSERT_EQ(gtask_list_state_parse("failed", &st), GTASK_EINVAL);
+  ASSERT_OK(gtask_list_state_parse("failed", &st));
+  ASSERT_EQ(st, GTASK_LIST_FAILED);
+  ASSERT_EQ(gtask_list_state_parse("bogus", &st), GTASK_EINVAL);
   ASSERT_STR_EQ(gtask_list_state_name(GTASK_LIST_DEAD), "dead");
   ASSERT_STR_EQ(gtask_list_state_name((gtask_list_state)0), "?");
   gtask_send_conf_free(now);
@@ -268,4 +271,58 @@ TEST(memory_broker_says_unsupported) {
   gtask_client_free(c);
   gtask_broker_free(b);
   gtask_backend_free(k);
+}
+
+static int boom(gtask_ctx *ctx, const gtask_value *args, size_t n, void *ud) {
+  (void)args, (void)n, (void)ud;
+  return gtask_ctx_fail(ctx, "boom <%d>", 1);
+}
+
+typedef struct run_arg {
+  gtask_server *s;
+  int rc;
+} run_arg;
+
+static void *run_main(void *arg) {
+  run_arg *a = arg;
+  a->rc = gtask_server_run(a->s, 2);
+  return NULL;
+}
+
+/* Tasks that ended FAILURE are listed from the failed set (issue 18), with
+ * until when they are kept, and found there. */
+TEST_TIMEOUT(failed_list_and_find, 60) {
+  env e;
+  env_open(&e);
+  gtask_server *s = gtask_server_new(e.broker, e.backend);
+  ASSERT_OK(gtask_server_reg(s, "boom", boom, NULL));
+  run_arg a = {.s = s};
+  pthread_t t;
+  ASSERT_EQ(pthread_create(&t, NULL, run_main, &a), 0);
+  gtask_send_conf *conf = gtask_send_conf_new("boom");
+  char ids[3][GTASK_ID_SIZE];
+  for (int i = 0; i < 3; i++) {
+    ASSERT_OK(gtask_client_send(e.client, conf, NULL, 0, ids[i]));
+    gtask_result *r = NULL;
+    ASSERT_OK(gtask_client_wait(e.client, ids[i], test_timeout_ms(10000), &r));
+    ASSERT_EQ(r->status, GTASK_FAILURE);
+    gtask_result_free(r);
+  }
+  gtask_send_conf_free(conf);
+  ASSERT_EQ(page_all(&e, GTASK_LIST_FAILED, 2, ids, 3), 3);
+  gtask_task_info *info = NULL;
+  gtask_result *r = NULL;
+  ASSERT_OK(gtask_client_inspect(e.client, ids[1], &r, &info));
+  ASSERT_EQ(r->status, GTASK_FAILURE);
+  ASSERT_STR_EQ(r->error, "boom <1>");
+  ASSERT_EQ(info->state, GTASK_LIST_FAILED);
+  ASSERT_STR_EQ(info->name, "boom");
+  ASSERT_GT(info->due_ms, gtask__now_ms()); /* kept until then */
+  gtask_result_free(r);
+  gtask_task_info_free(info, 1);
+  gtask_server_shutdown(s);
+  pthread_join(t, NULL);
+  ASSERT_OK(a.rc);
+  gtask_server_free(s);
+  env_close(&e);
 }
