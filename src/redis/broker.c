@@ -1545,6 +1545,24 @@ static int rb_queues(void *impl, char ***names, size_t *n) {
   return 0;
 }
 
+static int rb_worker_put(void *impl, const char *consumer, const char *record, size_t len,
+                         int64_t until_ms) {
+  return gtask__redis_worker_put(((redis_broker *)impl)->r, consumer, record, len, until_ms);
+}
+
+static int rb_worker_list(void *impl, char ***out, size_t *n) {
+  return gtask__redis_worker_list(((redis_broker *)impl)->r, out, n);
+}
+
+static int rb_list(void *impl, const char *queue, int state, const char *cursor, size_t limit,
+                   gtask_msg ***out, size_t *n, char **next) {
+  return gtask__redis_list(((redis_broker *)impl)->r, queue, state, cursor, limit, out, n, next);
+}
+
+static int rb_find(void *impl, const char *queue, const char *id, int *state, gtask_msg **out) {
+  return gtask__redis_find(((redis_broker *)impl)->r, queue, id, state, out);
+}
+
 static void *rb_colocated(void *impl, const gtask_backend *backend) {
   redis_broker *b = impl;
   if (!backend || backend->ops != &gtask__redis_backend_ops) return NULL;
@@ -1652,6 +1670,10 @@ static const gtask_broker_ops redis_broker_ops = {
     .destroy = rb_destroy,
     .msg_ttl_ms = rb_msg_ttl_ms,
     .queues = rb_queues,
+    .worker_put = rb_worker_put,
+    .worker_list = rb_worker_list,
+    .list = rb_list,
+    .find = rb_find,
 };
 
 GTASK_EXTERN int gtask_broker_redis_new(gtask_broker **out, const gtask_redis_conf *conf) {
