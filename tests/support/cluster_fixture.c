@@ -213,6 +213,11 @@ static int ok_cmd(redisContext *ctx, const char *what, redisReply *r) {
 }
 
 int gt_cluster_move_slot(const gt_cluster *c, int slot, gt_redis *dst, int batch, int pause_ms) {
+  return gt_cluster_migrate_slot(c, slot, dst, batch, pause_ms, true);
+}
+
+int gt_cluster_migrate_slot(const gt_cluster *c, int slot, gt_redis *dst, int batch, int pause_ms,
+                            bool finish) {
   gt_redis *src = gt_cluster_master_of(c, slot);
   if (src == NULL || src == dst) {
     fprintf(stderr, "gt_cluster: slot %d: no master, or already on the destination\n", slot);
@@ -221,6 +226,7 @@ int gt_cluster_move_slot(const gt_cluster *c, int slot, gt_redis *dst, int batch
   redisContext *s = gt_redis_connect(src), *d = gt_redis_connect(dst);
   char sid[64], did[64];
   int rc = s && d && node_id(s, sid, sizeof(sid)) == 0 && node_id(d, did, sizeof(did)) == 0 ? 0 : -1;
+  /* A second call (finish) finds the slot in migration already. */
   if (rc == 0)
     rc = ok_cmd(d, "SETSLOT IMPORTING", redisCommand(d, "CLUSTER SETSLOT %d IMPORTING %s", slot, sid));
   if (rc == 0)
@@ -258,6 +264,11 @@ int gt_cluster_move_slot(const gt_cluster *c, int slot, gt_redis *dst, int batch
   }
   /* The destination first (it then owns the slot whatever happens next), then
    * the source, then everyone else. */
+  if (rc == 0 && !finish) {
+    redisFree(s);
+    redisFree(d);
+    return 0;
+  }
   if (rc == 0)
     rc = ok_cmd(d, "SETSLOT NODE", redisCommand(d, "CLUSTER SETSLOT %d NODE %s", slot, did));
   if (rc == 0)

@@ -55,6 +55,11 @@ int gt_cluster_wait_ok(const gt_cluster *c, int64_t ms);
  * test can act while the slot is half moved), then SETSLOT NODE on every
  * master.  0, or -1 (reason on stderr). */
 int gt_cluster_move_slot(const gt_cluster *c, int slot, gt_redis *dst, int batch, int pause_ms);
+/* The same, but with finish false it stops after the keys moved: the slot
+ * stays MIGRATING on its master and IMPORTING on dst (every key on dst, so
+ * the master answers ASK), until a call with finish true. */
+int gt_cluster_migrate_slot(const gt_cluster *c, int slot, gt_redis *dst, int batch, int pause_ms,
+                            bool finish);
 /* A hiredis connection to node n (gt_redis_connect). */
 redisContext *gt_cluster_connect(const gt_cluster *c, int i);
 /* Stops every node and frees c.  Accepts NULL. */
