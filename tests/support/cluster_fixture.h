@@ -34,6 +34,13 @@ gt_cluster *gt_cluster_start(int masters, int replicas);
 /* The same with more redis.conf lines for every node (e.g. "appendonly
  * yes\nappendfsync always\n"), or NULL. */
 gt_cluster *gt_cluster_start_conf(int masters, int replicas, const char *extra_conf);
+/* A cluster that speaks mutual TLS only (tls_fixture.h's certificates: the
+ * nodes on their TLS ports, tls-cluster and tls-replication on, clients must
+ * present certs->client_cert); gt_cluster_url() is then
+ * "rediss-cluster://...?cacert=...&cert=...&key=...".  The harness's own
+ * connections (gt_cluster_connect, the checks) use each node's plain unix
+ * socket.  certs must outlive the cluster. */
+gt_cluster *gt_cluster_start_tls(int masters, int replicas, const gt_certs *certs);
 /* "redis-cluster://127.0.0.1:P1,127.0.0.1:P2,..." naming every node; valid
  * while c lives. */
 const char *gt_cluster_url(const gt_cluster *c);
