@@ -5,7 +5,7 @@
  *   gtask.c    main: global options, the command table, connecting, exit codes
  *   args.c     the command line: option scanning, ARG (TYPE:VALUE) and DUR
  *   output.c   printing values, results and JSON objects
- *   commands.c send, status, result, stats, dead
+ *   commands.c send, status, result, stats, dead, failed, rerun, queue
  *   worker.c   the worker command: signals, --tasks FILE.so, the pool
  *   builtin.c  the --builtin test tasks
  *
@@ -33,7 +33,8 @@ enum {
   CLI_TIMEOUT = 3,   /* --wait ran out before the task finished (or not finished yet) */
   CLI_NOTFOUND = 4,  /* unknown (or expired) task id */
   CLI_NOREDIS = 5,   /* Redis cannot be reached */
-  CLI_INDOUBT = 6    /* sent, but the reply was lost: the ids printed may or may not be queued */
+  CLI_INDOUBT = 6,   /* sent, but the reply was lost: the ids printed may or may not be queued */
+  CLI_EXISTS = 7     /* send --id / --unique: that task exists already (its id is printed) */
 };
 
 /* The global options and the connection, shared by every command. */
@@ -70,8 +71,8 @@ int cli_client(cli *c, gtask_client **out);
 /* Maps a failed library call to an exit code and prints its message (detail
  * from the client if given; "cannot reach redis at ADDR: ..." names the
  * address that failed, once): ECONN -> CLI_NOREDIS, ENOTFOUND -> CLI_NOTFOUND,
- * EINVAL -> CLI_USAGE, ETIMEDOUT -> CLI_TIMEOUT, EINDOUBT -> CLI_INDOUBT, else
- * CLI_FAILED. */
+ * EINVAL -> CLI_USAGE, ETIMEDOUT -> CLI_TIMEOUT, EINDOUBT -> CLI_INDOUBT,
+ * EEXIST -> CLI_EXISTS, else CLI_FAILED. */
 int cli_fail(cli *c, gtask_client *client, int rc);
 /* Prints "gtask: <message>" on stderr and returns CLI_USAGE; with a hint to
  * run `gtask COMMAND --help`.  Always one line: the message usually quotes
@@ -148,6 +149,7 @@ void out_obj_begin(out_obj *o, FILE *f);
 void out_obj_str(out_obj *o, const char *key, const char *val); /* NULL -> null */
 void out_obj_strn(out_obj *o, const char *key, const char *val, size_t len);
 void out_obj_int(out_obj *o, const char *key, long long val);
+void out_obj_bool(out_obj *o, const char *key, bool val);
 /* "values": [...] -- each value as a JSON number, bool or string (non-finite
  * floats as the strings "NaN", "Infinity", "-Infinity"). */
 void out_obj_values(out_obj *o, const char *key, const gtask_value *vals, size_t n);
@@ -168,6 +170,9 @@ int cmd_status(cli *c, int argc, char **argv);
 int cmd_result(cli *c, int argc, char **argv);
 int cmd_stats(cli *c, int argc, char **argv);
 int cmd_dead(cli *c, int argc, char **argv);
+int cmd_failed(cli *c, int argc, char **argv);
+int cmd_queue(cli *c, int argc, char **argv);
+int cmd_rerun(cli *c, int argc, char **argv);
 int cmd_worker(cli *c, int argc, char **argv);
 
 /* ---------------------------------------------------------------- builtin.c */

@@ -52,7 +52,9 @@ static int wait_and_print(cli *c, gtask_client *cl, const char *id, int64_t time
 /* ---------------------------------------------------------------- send */
 
 static const char usage_send[] =
-    "usage: gtask send NAME [ARG...] [--timeout DUR] [--retry N] [--wait [DUR] | --count N]\n"
+    "usage: gtask send NAME [ARG...] [--timeout DUR] [--retry N] [--retry-on LIST]\n"
+    "                  [--delay DUR]\n"
+    "                  [--id ID] [--unique DUR|done] [--wait [DUR] | --count N]\n"
     "\n"
     "Sends task NAME with the given arguments and prints its id; with --wait,\n"
     "waits for it and prints its result instead (as `gtask result`).\n"
@@ -62,25 +64,42 @@ static const char usage_send[] =
     "                 value: an integer is int64, a decimal float64, else a string\n"
     "  --timeout DUR  a run longer than this fails (or is retried) as timed out\n"
     "  --retry N      retries after a timeout or a handler's retry request\n"
+    "  --retry-on LIST  which outcomes --retry covers: a comma-separated list of\n"
+    "                 timeout (the default), error (the handler failed), crash\n"
+    "                 (its process-pool child died); never a missing handler,\n"
+    "                 wrong argument types or a malformed message\n"
+    "  --delay DUR    do not run it before DUR from now\n"
+    "  --id ID        send it under this task id (a lower-case UUID); refused with\n"
+    "                 exit 7 while a task with that id is queued, running or its\n"
+    "                 result is kept\n"
+    "  --unique DUR   refused with exit 7 while a task of the same name, queue and\n"
+    "                 arguments sent with --unique is held: for DUR after it was\n"
+    "                 sent, or with `done`, until that task has finished\n"
     "  --wait [DUR]   wait for the result, at most DUR (without DUR: no limit)\n"
     "  --count N      send N identical tasks in a few round trips; prints N ids\n"
     "  DUR            a number with ms, s, m or h: 1500ms, 2s, 1.5m\n"
     "\n"
     "exit: 0 sent (with --wait: SUCCESS), 1 FAILURE, 2 usage error, 3 the wait\n"
     "timed out, 5 cannot reach redis, 6 sent but the reply was lost: the ids\n"
-    "printed may or may not be queued (check with `gtask status ID`)\n";
+    "printed may or may not be queued (check with `gtask status ID`), 7 a\n"
+    "duplicate (--id, --unique): nothing was sent; the existing task's id is\n"
+    "printed (with --count: some were duplicates, the others were sent)\n";
 
-/* A task id on its line (or as {"task_id": ...} with --json). */
-static void print_id(const cli *c, const char *id) {
+/* A task id on its line (or as {"task_id": ...} with --json, and
+ * "duplicate": true for the id of an existing task a send duplicated). */
+static void print_id_dup(const cli *c, const char *id, bool dup) {
   if (c->json) {
     out_obj o;
     out_obj_begin(&o, stdout);
     out_obj_str(&o, "task_id", id);
+    if (dup) out_obj_bool(&o, "duplicate", true);
     out_obj_end(&o);
   } else {
     printf("%s\n", id);
   }
 }
+
+static void print_id(const cli *c, const char *id) { print_id_dup(c, id, false); }
 
 /* Sends count copies of the task in chunks (each one round trip) and prints
  * their ids as it goes. */
@@ -89,40 +108,79 @@ static int send_count(cli *c, gtask_client *cl, const gtask_send_conf *sc,
   enum { CHUNK = 1000 };
   gtask_value *many = nargs ? calloc(CHUNK * nargs, sizeof(*many)) : NULL;
   char(*ids)[GTASK_ID_SIZE] = calloc(CHUNK, sizeof(*ids));
-  if ((nargs && !many) || !ids) {
+  int *rcs = calloc(CHUNK, sizeof(*rcs));
+  if ((nargs && !many) || !ids || !rcs) {
     free(many);
     free(ids);
+    free(rcs);
     return GTASK_ENOMEM;
   }
   for (size_t k = 0; k < CHUNK; k++)
     if (nargs) memcpy(many + k * nargs, args, nargs * sizeof(*args));
   int rc = 0;
+  size_t dups = 0;
   for (size_t done = 0; done < count && rc == 0;) {
     size_t m = count - done < CHUNK ? count - done : CHUNK;
-    rc = gtask_client_send_many(cl, sc, m, many, nargs, ids);
+    rc = gtask_client_send_batch(cl, sc, m, many, nargs, ids, rcs);
     /* On an error, the ids left set are of tasks queued (or, on EINDOUBT,
-     * perhaps queued): print them too, so that nothing queued goes unnamed. */
+     * perhaps queued): print them too, so that nothing queued goes unnamed.
+     * A duplicate (--unique) prints the id of the task it duplicates. */
     for (size_t k = 0; k < m; k++) {
-      if (ids[k][0]) print_id(c, ids[k]);
+      if (ids[k][0]) print_id_dup(c, ids[k], rcs[k] == GTASK_EEXIST);
+      if (rcs[k] == GTASK_EEXIST) dups++;
     }
     done += m;
   }
   fflush(stdout);
   free(many);
   free(ids);
+  free(rcs);
+  if (rc == 0 && dups) {
+    cli_error("%zu of %zu tasks were duplicates of existing ones (their ids printed); the others were sent",
+              dups, count);
+    return GTASK_EEXIST;
+  }
   return rc;
 }
 
-enum { O_TIMEOUT = 1, O_RETRY, O_WAIT, O_ALL, O_COUNT };
+enum { O_TIMEOUT = 1, O_RETRY, O_WAIT, O_ALL, O_COUNT, O_DELAY, O_ID, O_UNIQUE, O_RETRY_ON };
+
+/* --retry-on timeout,error,crash: a non-empty comma-separated list of those
+ * words, each at most once.  0, or -1 for anything else. */
+static int parse_retry_on(const char *v, unsigned *out) {
+  static const struct {
+    const char *word;
+    unsigned flag;
+  } words[] = {{"timeout", GTASK_RETRY_ON_TIMEOUT}, {"error", GTASK_RETRY_ON_ERROR},
+               {"crash", GTASK_RETRY_ON_CRASH}};
+  unsigned flags = 0;
+  for (const char *p = v;;) {
+    size_t len = strcspn(p, ",");
+    size_t k = 0;
+    while (k < 3 && !(strlen(words[k].word) == len && strncmp(p, words[k].word, len) == 0)) k++;
+    if (k == 3 || (flags & words[k].flag)) return -1;
+    flags |= words[k].flag;
+    if (!p[len]) break;
+    p += len + 1;
+  }
+  *out = flags;
+  return 0;
+}
 
 int cmd_send(cli *c, int argc, char **argv) {
   static const cli_opt opts[] = {{"timeout", OPT_REQUIRED, O_TIMEOUT},
                                  {"retry", OPT_REQUIRED, O_RETRY},
                                  {"wait", OPT_DURATION, O_WAIT},
                                  {"count", OPT_REQUIRED, O_COUNT},
+                                 {"delay", OPT_REQUIRED, O_DELAY},
+                                 {"id", OPT_REQUIRED, O_ID},
+                                 {"unique", OPT_REQUIRED, O_UNIQUE},
+                                 {"retry-on", OPT_REQUIRED, O_RETRY_ON},
                                  {NULL, OPT_NONE, 0}};
   cli_scan s = {.argc = argc, .argv = argv, .i = 0};
-  const char *name = NULL, *wait_text = NULL;
+  const char *name = NULL, *wait_text = NULL, *task_id = NULL;
+  int64_t delay_ms = 0, unique_ms = -1; /* -1: no --unique */
+  unsigned retry_on = 0;                 /* 0: the library's default */
   long long count = 0; /* 0: one task, printed as one id */
   bool wait = false;
   int64_t timeout_ms = 0, wait_ms = -1;
@@ -162,6 +220,25 @@ int cmd_send(cli *c, int argc, char **argv) {
       wait = true;
       wait_text = v;
       if ((code = parse_wait(c, v, &wait_ms)) != CLI_OK) goto out;
+    } else if (r == O_DELAY) {
+      if (cli_parse_duration(v, &delay_ms) != 0) {
+        code = cli_usage_error(c, "bad duration \"%s\" for --delay (a number with ms, s, m or h: 1500ms, 2s)", v);
+        goto out;
+      }
+    } else if (r == O_UNIQUE) {
+      if (strcmp(v, "done") == 0) {
+        unique_ms = GTASK_UNIQUE_UNTIL_DONE;
+      } else if (cli_parse_duration(v, &unique_ms) != 0 || unique_ms == 0) {
+        code = cli_usage_error(c, "bad --unique \"%s\" (a positive duration such as 10m, or done)", v);
+        goto out;
+      }
+    } else if (r == O_ID) {
+      task_id = v;
+    } else if (r == O_RETRY_ON) {
+      if (parse_retry_on(v, &retry_on) != 0) {
+        code = cli_usage_error(c, "bad --retry-on \"%s\" (a comma-separated list of timeout, error, crash)", v);
+        goto out;
+      }
     } else if (!name) {
       name = v;
     } else {
@@ -181,6 +258,10 @@ int cmd_send(cli *c, int argc, char **argv) {
     code = cli_usage_error(c, "--count and --wait do not go together");
     goto out;
   }
+  if (count && task_id) {
+    code = cli_usage_error(c, "--count and --id do not go together (one id, one task)");
+    goto out;
+  }
   gtask_send_conf *sc = gtask_send_conf_new(name);
   if (!sc) {
     /* The library says why ("...: a task name must not contain a control
@@ -193,14 +274,24 @@ int cmd_send(cli *c, int argc, char **argv) {
   }
   gtask_send_conf_set_timeout(sc, timeout_ms);
   gtask_send_conf_set_retry_num(sc, (int)retry);
+  gtask_send_conf_set_delay(sc, delay_ms);
+  if (retry_on) gtask_send_conf_set_retry_on(sc, retry_on);
+  if (unique_ms >= 0) gtask_send_conf_set_unique(sc, unique_ms);
+  if (task_id && gtask_send_conf_set_id(sc, task_id) != 0) {
+    code = cli_usage_error(c, "bad --id \"%s\" (a task id: a lower-case UUID such as "
+                              "0f8fad5b-d9cb-469f-a165-70867728950e)", task_id);
+    gtask_send_conf_free(sc);
+    goto out;
+  }
   gtask_client *cl = NULL;
   if ((code = cli_connect(c)) == CLI_OK) code = cli_client(c, &cl);
   if (code == CLI_OK) {
     char id[GTASK_ID_SIZE];
     int rc = count ? send_count(c, cl, sc, args, nargs, (size_t)count)
                    : gtask_client_send(cl, sc, args, nargs, id);
-    if (rc == GTASK_EINDOUBT && !count) /* the id to check; send_count printed its own */
-      print_id(c, id);
+    /* The id to check, or the existing task's (send_count printed its own). */
+    if ((rc == GTASK_EINDOUBT || rc == GTASK_EEXIST) && !count)
+      print_id_dup(c, id, rc == GTASK_EEXIST);
     if (rc) {
       fflush(stdout);
       code = cli_fail(c, cl, rc);
@@ -323,11 +414,12 @@ static const char usage_stats[] =
     "\n"
     "Counts per queue (default: --queue): pending (queued), active (leased by a\n"
     "worker), scheduled (delayed or waiting to retry), dead (dead-lettered), and\n"
-    "the tasks finished: succeeded, failed.\n"
+    "the tasks finished: succeeded, failed; and whether it is paused (`gtask\n"
+    "queue pause`: yes or no; \"paused\": true or false with --json).\n"
     "  --all   every queue that holds anything, sorted (on a Redis Cluster, found\n"
     "          on every master; a SCAN of all keys)\n";
 
-static void print_stats(const cli *c, const char *queue, const gtask_queue_stats *st) {
+static void print_stats(const cli *c, const char *queue, const gtask_queue_stats *st, bool paused) {
   if (c->json) {
     out_obj o;
     out_obj_begin(&o, stdout);
@@ -338,11 +430,12 @@ static void print_stats(const cli *c, const char *queue, const gtask_queue_stats
     out_obj_int(&o, "dead", st->dead);
     out_obj_int(&o, "succeeded", st->succeeded);
     out_obj_int(&o, "failed", st->failed);
+    out_obj_bool(&o, "paused", paused);
     out_obj_end(&o);
   } else {
-    printf("%-20s %10lld %10lld %10lld %10lld %10lld %10lld\n", queue, (long long)st->pending,
+    printf("%-20s %10lld %10lld %10lld %10lld %10lld %10lld %6s\n", queue, (long long)st->pending,
            (long long)st->active, (long long)st->scheduled, (long long)st->dead,
-           (long long)st->succeeded, (long long)st->failed);
+           (long long)st->succeeded, (long long)st->failed, paused ? "yes" : "no");
   }
 }
 
@@ -354,9 +447,11 @@ int cmd_stats(cli *c, int argc, char **argv) {
   size_t nnames = 0;
   const char **queues = calloc((size_t)argc + 1, sizeof(*queues));
   gtask_queue_stats *st = calloc((size_t)argc + 1, sizeof(*st));
-  if (!queues || !st) {
+  bool *paused = calloc((size_t)argc + 1, sizeof(*paused));
+  if (!queues || !st || !paused) {
     free(queues);
     free(st);
+    free(paused);
     cli_error("out of memory");
     return CLI_FAILED;
   }
@@ -394,9 +489,11 @@ int cmd_stats(cli *c, int argc, char **argv) {
     }
     const char **q2 = realloc(queues, (nnames + 1) * sizeof(*q2));
     gtask_queue_stats *st2 = realloc(st, (nnames + 1) * sizeof(*st2));
+    bool *p2 = realloc(paused, (nnames + 1) * sizeof(*p2));
     if (q2) queues = q2;
     if (st2) st = st2;
-    if (!q2 || !st2) {
+    if (p2) paused = p2;
+    if (!q2 || !st2 || !p2) {
       gtask_client_free(cl);
       cli_error("out of memory");
       code = CLI_FAILED;
@@ -413,19 +510,80 @@ int cmd_stats(cli *c, int argc, char **argv) {
   if (!cl && (code = cli_connect(c)) == CLI_OK) code = cli_client(c, &cl);
   for (size_t k = 0; k < nq && code == CLI_OK; k++) {
     int rc = gtask_client_stats(cl, queues[k], &st[k]);
+    if (rc == 0) rc = gtask_client_queue_paused(cl, queues[k], &paused[k]);
     if (rc) code = cli_fail(c, cl, rc);
   }
   gtask_client_free(cl);
   if (code != CLI_OK) goto out;
   if (!c->json)
-    printf("%-20s %10s %10s %10s %10s %10s %10s\n", "queue", "pending", "active", "scheduled",
-           "dead", "succeeded", "failed");
-  for (size_t k = 0; k < nq; k++) print_stats(c, queues[k], &st[k]);
+    printf("%-20s %10s %10s %10s %10s %10s %10s %6s\n", "queue", "pending", "active", "scheduled",
+           "dead", "succeeded", "failed", "paused");
+  for (size_t k = 0; k < nq; k++) print_stats(c, queues[k], &st[k], paused[k]);
   fflush(stdout);
 out:
   gtask_queues_free(names, nnames);
+  free(paused);
   free(st);
   free(queues);
+  return code;
+}
+
+/* ---------------------------------------------------------------- queue */
+
+static const char usage_queue[] =
+    "usage: gtask queue pause NAME\n"
+    "       gtask queue resume NAME\n"
+    "\n"
+    "pause: workers stop leasing from queue NAME within a second; tasks they\n"
+    "hold finish normally, sends still queue, delayed tasks and retries still\n"
+    "come due.  It stays paused (across worker restarts) until resume, which\n"
+    "workers see within half a second.  `gtask stats` shows it.\n"
+    "\n"
+    "exit: 0, 2 usage error (or a broker that cannot pause), 5 cannot reach redis\n";
+
+int cmd_queue(cli *c, int argc, char **argv) {
+  cli_scan s = {.argc = argc, .argv = argv, .i = 0};
+  const char *sub = NULL, *name = NULL;
+  for (;;) {
+    const char *v;
+    int r = cli_scan_next(c, &s, NULL, &v);
+    if (r == -1) break;
+    if (r == OPT_HELP) {
+      print_help(usage_queue);
+      return CLI_OK;
+    }
+    if (r == -2) return CLI_USAGE;
+    if (!sub)
+      sub = v;
+    else if (!name)
+      name = v;
+    else
+      return cli_usage_error(c, "unexpected argument \"%s\"", v);
+  }
+  if (!sub) return cli_usage_error(c, "queue needs a subcommand: pause or resume");
+  bool pause = strcmp(sub, "pause") == 0;
+  if (!pause && strcmp(sub, "resume") != 0)
+    return cli_usage_error(c, "unknown queue subcommand \"%s\" (pause or resume)", sub);
+  if (!name) return cli_usage_error(c, "queue %s needs a queue NAME", sub);
+  int code = cli_check_queue(c, name);
+  if (code != CLI_OK) return code;
+  if ((code = cli_connect(c)) != CLI_OK) return code;
+  gtask_client *cl = NULL;
+  if ((code = cli_client(c, &cl)) != CLI_OK) return code;
+  int rc = pause ? gtask_client_queue_pause(cl, name) : gtask_client_queue_resume(cl, name);
+  if (rc) {
+    code = cli_fail(c, cl, rc);
+  } else if (c->json) {
+    out_obj o;
+    out_obj_begin(&o, stdout);
+    out_obj_str(&o, "queue", name);
+    out_obj_bool(&o, "paused", pause);
+    out_obj_end(&o);
+  } else {
+    printf("%s %s\n", pause ? "paused" : "resumed", name);
+    fflush(stdout);
+  }
+  gtask_client_free(cl);
   return code;
 }
 
@@ -448,10 +606,11 @@ static const char usage_dead[] =
     "exit: 0, 1 ID's message does not decode, 2 usage error, 4 ID is not in the\n"
     "dead set, 5 cannot reach redis\n";
 
-static int dead_list(cli *c, gtask_client *cl) {
+/* `dead list`, or with failed `failed list`. */
+static int entry_list(cli *c, gtask_client *cl, bool failed) {
   gtask_dead_entry *e = NULL;
   size_t n = 0;
-  int rc = gtask_client_dead_list(cl, &e, &n);
+  int rc = failed ? gtask_client_failed_list(cl, &e, &n) : gtask_client_dead_list(cl, &e, &n);
   if (rc) return cli_fail(c, cl, rc);
   for (size_t k = 0; k < n; k++) {
     if (c->json) {
@@ -487,6 +646,76 @@ static void print_count(const cli *c, const char *key, size_t n) {
     printf("%s %zu\n", key, n);
     fflush(stdout);
   }
+}
+
+/* ---------------------------------------------------------------- failed, rerun */
+
+static const char usage_failed[] =
+    "usage: gtask failed list\n"
+    "\n"
+    "The failed set of --queue: tasks that ended FAILURE (their retries used\n"
+    "up, or an error that is never retried) within the workers'\n"
+    "--failed-retention (default 7 days; at most 10000 per queue).  One line\n"
+    "per task, as `gtask dead list`: id, name, last error.  Run one again with\n"
+    "`gtask rerun ID`.  Tasks lost too often are in the dead set instead.\n"
+    "\n"
+    "exit: 0, 2 usage error, 5 cannot reach redis\n";
+
+static const char usage_rerun[] =
+    "usage: gtask rerun ID\n"
+    "\n"
+    "Runs failed task ID of --queue again, on purpose: same id, fresh attempts\n"
+    "(with all its retries), state PENDING; its old result is dropped.  It is\n"
+    "taken from the failed set (`gtask failed list`), else from the dead set.\n"
+    "Prints the id.\n"
+    "\n"
+    "exit: 0, 1 the task has not failed (it is PENDING, STARTED, RETRY or\n"
+    "SUCCESS), 2 usage error, 4 unknown task, or failed but no longer kept,\n"
+    "5 cannot reach redis\n";
+
+int cmd_failed(cli *c, int argc, char **argv) {
+  static const cli_opt opts[] = {{NULL, OPT_NONE, 0}};
+  cli_scan s = {.argc = argc, .argv = argv, .i = 0};
+  const char *sub = NULL;
+  for (;;) {
+    const char *v;
+    int r = cli_scan_next(c, &s, opts, &v);
+    if (r == -1) break;
+    if (r == OPT_HELP) {
+      print_help(usage_failed);
+      return CLI_OK;
+    }
+    if (r == -2) return CLI_USAGE;
+    if (sub) return cli_usage_error(c, "unexpected argument \"%s\"", v);
+    sub = v;
+  }
+  if (!sub) return cli_usage_error(c, "failed needs a subcommand: list");
+  if (strcmp(sub, "list") != 0) return cli_usage_error(c, "unknown failed subcommand \"%s\" (list)", sub);
+  int code = cli_connect(c);
+  if (code != CLI_OK) return code;
+  gtask_client *cl = NULL;
+  if ((code = cli_client(c, &cl)) != CLI_OK) return code;
+  code = entry_list(c, cl, true);
+  gtask_client_free(cl);
+  return code;
+}
+
+int cmd_rerun(cli *c, int argc, char **argv) {
+  const char *id = NULL, *wait_text = NULL;
+  bool wait = false;
+  static const cli_opt opts[] = {{NULL, OPT_NONE, 0}};
+  int code = scan_id(c, argc, argv, opts, usage_rerun, &id, &wait_text, &wait);
+  if (code) return code < 0 ? CLI_OK : code;
+  if ((code = cli_connect(c)) != CLI_OK) return code;
+  gtask_client *cl = NULL;
+  if ((code = cli_client(c, &cl)) != CLI_OK) return code;
+  int rc = gtask_client_rerun(cl, id);
+  if (rc)
+    code = cli_fail(c, cl, rc);
+  else
+    print_id(c, id);
+  gtask_client_free(cl);
+  return code;
 }
 
 int cmd_dead(cli *c, int argc, char **argv) {
@@ -528,7 +757,7 @@ int cmd_dead(cli *c, int argc, char **argv) {
   gtask_client *cl = NULL;
   if ((code = cli_client(c, &cl)) != CLI_OK) return code;
   if (is_list) {
-    code = dead_list(c, cl);
+    code = entry_list(c, cl, false);
   } else if (is_requeue) {
     size_t moved = 0;
     int rc = gtask_client_dead_requeue(cl, id, &moved);

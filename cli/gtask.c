@@ -31,6 +31,9 @@ static const char usage_main[] =
     "  result   print a task's result (optionally waiting for it)\n"
     "  stats    counts per queue\n"
     "  dead     list, requeue or purge dead-lettered tasks\n"
+    "  failed   list the tasks that ended FAILURE (kept for a while)\n"
+    "  rerun    run a failed task again (same id, fresh attempts)\n"
+    "  queue    pause or resume a queue\n"
     "  version  print the version of gtask (as --version does)\n"
     "\n"
     "global options (before or after the command):\n"
@@ -55,7 +58,8 @@ static const char usage_main[] =
     "exit codes: 0 ok, 1 task FAILURE (or another error), 2 usage error,\n"
     "            3 wait timed out, 4 unknown task id, 5 cannot reach redis,\n"
     "            6 sent but the reply was lost: the printed ids may or may not be\n"
-    "              queued (check them with `gtask status ID` before sending again)\n";
+    "              queued (check them with `gtask status ID` before sending again),\n"
+    "            7 send --id/--unique: the task exists already (its id is printed)\n";
 
 /* ---------------------------------------------------------------- messages */
 
@@ -251,6 +255,9 @@ int cli_fail(cli *c, gtask_client *client, int rc) {
   case GTASK_EINDOUBT:
     cli_error("%s", detail);
     return CLI_INDOUBT;
+  case GTASK_EEXIST:
+    cli_error("%s", detail);
+    return CLI_EXISTS;
   default:
     cli_error("%s", detail);
     return CLI_FAILED;
@@ -303,6 +310,7 @@ typedef struct command {
 static const command commands[] = {
     {"worker", cmd_worker}, {"send", cmd_send},   {"status", cmd_status},
     {"result", cmd_result}, {"stats", cmd_stats}, {"dead", cmd_dead},
+    {"failed", cmd_failed}, {"rerun", cmd_rerun}, {"queue", cmd_queue},
     {"version", cmd_version},
 };
 

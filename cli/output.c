@@ -153,6 +153,11 @@ void out_obj_int(out_obj *o, const char *k, long long val) {
   fprintf(o->f, "%lld", val);
 }
 
+void out_obj_bool(out_obj *o, const char *k, bool val) {
+  key(o, k);
+  fputs(val ? "true" : "false", o->f);
+}
+
 void out_obj_values(out_obj *o, const char *k, const gtask_value *vals, size_t n) {
   key(o, k);
   fputc('[', o->f);

@@ -28,7 +28,7 @@ typedef int (*tasks_register_fn)(gtask_server *svr);
 
 static const char usage_worker[] =
     "usage: gtask worker [--concurrency N] [--pool threads|procs] [--tasks FILE.so]...\n"
-    "                    [--builtin] [--queues a,b]\n"
+    "                    [--builtin] [--queues a,b] [--failed-retention DUR]\n"
     "\n"
     "Runs a worker until SIGINT or SIGTERM, then shuts down gracefully (exit 0).\n"
     "\n"
@@ -40,9 +40,12 @@ static const char usage_worker[] =
     "  --tasks FILE.so   load handlers from a shared object that exports\n"
     "                    int " TASKS_REGISTER_SYMBOL "(gtask_server *svr); repeatable\n"
     "  --builtin         register the test tasks add, echo, sleep, fail, crash\n"
-    "  --queues a,b      queues to serve, in priority order (default: --queue)\n";
+    "  --queues a,b      queues to serve, in priority order (default: --queue)\n"
+    "  --failed-retention DUR  how long a task that ended FAILURE stays listed by\n"
+    "                    `gtask failed list` and can be run again with `gtask\n"
+    "                    rerun` (default 7 days = 168h; 0s: not kept)\n";
 
-enum { O_CONCURRENCY = 1, O_POOL, O_TASKS, O_BUILTIN, O_QUEUES };
+enum { O_CONCURRENCY = 1, O_POOL, O_TASKS, O_BUILTIN, O_QUEUES, O_FAILED_RETENTION };
 
 /* ---------------------------------------------------------------- logging */
 
@@ -136,6 +139,7 @@ typedef struct worker_opts {
   const char *queues;
   plugin *plugins;
   size_t nplugins;
+  int64_t failed_retention_ms; /* --failed-retention; -1: the library's default */
 } worker_opts;
 
 /* Checks each name of the comma-separated list as gtask_server_set_queues
@@ -158,6 +162,7 @@ static int parse(cli *c, int argc, char **argv, worker_opts *w) {
                                  {"tasks", OPT_REQUIRED, O_TASKS},
                                  {"builtin", OPT_NONE, O_BUILTIN},
                                  {"queues", OPT_REQUIRED, O_QUEUES},
+                                 {"failed-retention", OPT_REQUIRED, O_FAILED_RETENTION},
                                  {NULL, OPT_NONE, 0}};
   cli_scan s = {.argc = argc, .argv = argv, .i = 0};
   for (;;) {
@@ -202,6 +207,10 @@ static int parse(cli *c, int argc, char **argv, worker_opts *w) {
     case O_QUEUES:
       w->queues = v;
       break;
+    case O_FAILED_RETENTION:
+      if (cli_parse_duration(v, &w->failed_retention_ms) != 0)
+        return cli_usage_error(c, "bad duration \"%s\" for --failed-retention (a number with ms, s, m or h: 0s, 7h)", v);
+      break;
     default:
       return cli_usage_error(c, "unexpected argument \"%s\"", v);
     }
@@ -216,6 +225,7 @@ static int setup(cli *c, worker_opts *w, gtask_server *svr) {
   const char *queues = w->queues ? w->queues : c->queue;
   if (gtask_server_set_queues(svr, queues) != 0)
     return cli_usage_error(c, "bad queue list \"%s\": %s", queues, gtask_server_errmsg(svr));
+  if (w->failed_retention_ms >= 0) gtask_server_set_failed_retention(svr, w->failed_retention_ms);
   if (gtask_server_set_pool(svr, w->pool) != 0) {
     cli_error("cannot use the %s pool: %s", w->pool_name, gtask_server_errmsg(svr));
     return CLI_FAILED;
@@ -237,7 +247,8 @@ static int setup(cli *c, worker_opts *w, gtask_server *svr) {
 }
 
 int cmd_worker(cli *c, int argc, char **argv) {
-  worker_opts w = {.concurrency = 10, .pool = GTASK_POOL_THREADS, .pool_name = "threads"};
+  worker_opts w = {.concurrency = 10, .pool = GTASK_POOL_THREADS, .pool_name = "threads",
+                   .failed_retention_ms = -1};
   int code = parse(c, argc, argv, &w);
   if (code) {
     plugins_close(w.plugins, w.nplugins);

@@ -71,6 +71,38 @@ GTASK_EXTERN void gtask_queues_free(char **names, size_t n) {
   free(names);
 }
 
+/* ---------------------------------------------------------------- pause */
+
+static int pause_set(gtask_client *c, const char *queue, bool paused) {
+  if (!c) return GTASK_EINVAL;
+  const char *q = queue ? queue : gtask__client_queue(c);
+  if (!gtask__queue_valid(q)) return gtask__client_err(c, GTASK_EINVAL, "invalid queue name \"%s\"", q);
+  gtask_broker *b = gtask__client_broker(c);
+  if (!b->ops->pause || !b->ops->paused)
+    return gtask__client_err(c, GTASK_EINVAL, "broker \"%s\" cannot pause queues", b->ops->name);
+  int rc = b->ops->pause(b->impl, q, paused);
+  return rc ? lib_err(c, rc, paused ? "pause" : "resume") : 0;
+}
+
+GTASK_EXTERN int gtask_client_queue_pause(gtask_client *c, const char *queue) {
+  return pause_set(c, queue, true);
+}
+
+GTASK_EXTERN int gtask_client_queue_resume(gtask_client *c, const char *queue) {
+  return pause_set(c, queue, false);
+}
+
+GTASK_EXTERN int gtask_client_queue_paused(gtask_client *c, const char *queue, bool *paused) {
+  if (!c || !paused) return GTASK_EINVAL;
+  *paused = false;
+  const char *q = queue ? queue : gtask__client_queue(c);
+  if (!gtask__queue_valid(q)) return gtask__client_err(c, GTASK_EINVAL, "invalid queue name \"%s\"", q);
+  gtask_broker *b = gtask__client_broker(c);
+  if (!b->ops->paused) return 0;
+  int rc = b->ops->paused(b->impl, &q, 1, paused);
+  return rc ? lib_err(c, rc, "paused") : 0;
+}
+
 /* ---------------------------------------------------------------- dead list */
 
 GTASK_EXTERN void gtask_dead_list_free(gtask_dead_entry *entries, size_t n) {
@@ -125,15 +157,19 @@ static int entry_cmp(const void *x, const void *y) {
   return strcmp(a->id, b->id);
 }
 
-GTASK_EXTERN int gtask_client_dead_list(gtask_client *c, gtask_dead_entry **out, size_t *n) {
+/* The dead set (failed false) or the failed set, listed. */
+static int list_entries(gtask_client *c, bool failed, gtask_dead_entry **out, size_t *n) {
   if (!c || !out || !n) return GTASK_EINVAL;
   *out = NULL;
   *n = 0;
   gtask_broker *b = gtask__client_broker(c);
+  const char *what = failed ? "failed list" : "dead list";
+  if (failed && !b->ops->failed_list) return 0; /* a broker that keeps none */
   gtask_msg **msgs = NULL;
   size_t nm = 0;
-  int rc = b->ops->dead_list(b->impl, gtask__client_queue(c), NULL, &msgs, &nm);
-  if (rc) return lib_err(c, rc, "dead list");
+  int rc = failed ? b->ops->failed_list(b->impl, gtask__client_queue(c), NULL, &msgs, &nm)
+                  : b->ops->dead_list(b->impl, gtask__client_queue(c), NULL, &msgs, &nm);
+  if (rc) return lib_err(c, rc, what);
   if (nm == 0) return 0;
   gtask_dead_entry *v = gtask__calloc(nm, sizeof(*v));
   if (!v) rc = GTASK_ENOMEM;
@@ -141,7 +177,7 @@ GTASK_EXTERN int gtask_client_dead_list(gtask_client *c, gtask_dead_entry **out,
   free_msgs(msgs, nm);
   if (rc) {
     gtask_dead_list_free(v, nm);
-    return lib_err(c, rc, "dead list");
+    return lib_err(c, rc, what);
   }
   qsort(v, nm, sizeof(*v), entry_cmp);
   *out = v;
@@ -149,19 +185,32 @@ GTASK_EXTERN int gtask_client_dead_list(gtask_client *c, gtask_dead_entry **out,
   return 0;
 }
 
+GTASK_EXTERN int gtask_client_dead_list(gtask_client *c, gtask_dead_entry **out, size_t *n) {
+  return list_entries(c, false, out, n);
+}
+
+GTASK_EXTERN int gtask_client_failed_list(gtask_client *c, gtask_dead_entry **out, size_t *n) {
+  return list_entries(c, true, out, n);
+}
+
 /* ---------------------------------------------------------------- requeue, purge */
 
 /* The body to queue for dead message m, in *next (a new buffer).
  * GTASK_EPROTO, with the reason in why, for a message that does not decode:
  * it is not requeued (see gtask_client_dead_requeue). */
-static int revived_body(gtask_client *c, const gtask_msg *m, char **next, size_t *len, char *why,
-                        size_t whysize) {
+static int revived_body(gtask_client *c, const gtask_msg *m, bool fresh, char **next, size_t *len,
+                        char *why, size_t whysize) {
   *next = NULL;
   *len = 0;
   gtask_task *t = NULL;
   int rc = gtask__task_decode_in(m->body, m->len, m->id, m->queue, &t, why, whysize);
   if (rc) return rc;
   t->lost = 0;
+  if (fresh) { /* a rerun: its runs counted from 0 again, no previous error */
+    t->attempts = 0;
+    gtask__free(t->last_error);
+    t->last_error = NULL;
+  }
   int64_t ttl = gtask__client_broker(c)->msg_ttl_ms;
   if (t->expires_ms && ttl > 0) t->expires_ms = gtask__now_ms() + ttl;
   rc = gtask__task_encode(t, next, len);
@@ -169,10 +218,13 @@ static int revived_body(gtask_client *c, const gtask_msg *m, char **next, size_t
   return rc;
 }
 
-/* Requeues msgs[0..n) (one chunk); adds the number moved to *moved.  A
- * message that does not decode is left in the dead set: with one_id (a
- * requeue of that id) that is GTASK_EPROTO, else it is skipped. */
-static int requeue_chunk(gtask_client *c, gtask_msg **msgs, size_t n, bool one_id, size_t *moved) {
+/* Requeues msgs[0..n) (one chunk) from the dead set, or with failed from
+ * the failed set; adds the number moved to *moved.  fresh (a rerun): their
+ * runs count from 0 again.  A message that does not decode is left where it
+ * is: with one_id (a requeue of that id) that is GTASK_EPROTO, else it is
+ * skipped. */
+static int requeue_chunk(gtask_client *c, gtask_msg **msgs, size_t n, bool one_id, bool failed,
+                         bool fresh, size_t *moved) {
   gtask_broker *b = gtask__client_broker(c);
   gtask_backend *be = gtask__client_backend(c);
   void *state = gtask__client_state(c);
@@ -184,7 +236,7 @@ static int requeue_chunk(gtask_client *c, gtask_msg **msgs, size_t n, bool one_i
   char why[200] = "";
   for (size_t k = 0; k < n && rc == 0; k++) {
     size_t len = 0;
-    rc = revived_body(c, msgs[k], &bodies[m], &len, why, sizeof(why));
+    rc = revived_body(c, msgs[k], fresh, &bodies[m], &len, why, sizeof(why));
     if (rc == GTASK_EPROTO && !one_id) {
       rc = 0;
       continue;
@@ -206,8 +258,9 @@ static int requeue_chunk(gtask_client *c, gtask_msg **msgs, size_t n, bool one_i
   } else if (!state && (rc = be->ops->reset(be->impl, live, m)) != 0) {
     /* Separate backend: PENDING first, then the message (see the file comment). */
     rc = lib_err(c, rc, "dead requeue: resetting the state");
-  } else if ((rc = b->ops->dead_requeue(b->impl, rs, m, state)) != 0) {
-    rc = lib_err(c, rc, "dead requeue");
+  } else if ((rc = failed ? b->ops->failed_requeue(b->impl, rs, m, state)
+                          : b->ops->dead_requeue(b->impl, rs, m, state)) != 0) {
+    rc = lib_err(c, rc, failed ? "rerun" : "dead requeue");
   } else {
     for (size_t k = 0; k < m; k++) *moved += rs[k].moved;
   }
@@ -229,13 +282,49 @@ GTASK_EXTERN int gtask_client_dead_requeue(gtask_client *c, const char *id, size
   size_t done = 0;
   for (size_t k = 0; k < nm && rc == 0; k += REQUEUE_CHUNK)
     rc = requeue_chunk(c, msgs + k, nm - k < REQUEUE_CHUNK ? nm - k : REQUEUE_CHUNK, id != NULL,
-                       &done);
+                       false, false, &done);
   free_msgs(msgs, nm);
   if (moved) *moved = done;
   if (rc) return rc;
   if (id && done == 0)
     return gtask__client_err(c, GTASK_ENOTFOUND, "no task %s in the dead set of queue %s", id, queue);
   return 0;
+}
+
+GTASK_EXTERN int gtask_client_rerun(gtask_client *c, const char *id) {
+  if (!c) return GTASK_EINVAL;
+  if (!id || !gtask__id_valid(id))
+    return gtask__client_err(c, GTASK_EINVAL, "\"%s\" is not a task id (a UUID)", id ? id : "(null)");
+  gtask_broker *b = gtask__client_broker(c);
+  const char *queue = gtask__client_queue(c);
+  /* The failed set first, then the dead set: a task is in one at most. */
+  for (int from = 0; from < 2; from++) {
+    bool failed = from == 0;
+    if (failed && !(b->ops->failed_list && b->ops->failed_requeue)) continue;
+    gtask_msg **msgs = NULL;
+    size_t nm = 0, done = 0;
+    int rc = failed ? b->ops->failed_list(b->impl, queue, id, &msgs, &nm)
+                    : b->ops->dead_list(b->impl, queue, id, &msgs, &nm);
+    if (rc) return lib_err(c, rc, "rerun: reading the failed and dead sets");
+    /* One entry (a task fails once; a second entry would be of an earlier
+     * failure, rerun and failed again, and goes with its expiry). */
+    if (nm) rc = requeue_chunk(c, msgs, 1, true, failed, true, &done);
+    free_msgs(msgs, nm);
+    if (rc) return rc;
+    if (done) return 0;
+  }
+  /* Not kept: say why. */
+  gtask_status st;
+  int rc = gtask_client_status(c, id, &st);
+  if (rc == GTASK_ENOTFOUND)
+    return gtask__client_err(c, rc, "no task %s in queue %s (unknown or expired)", id, queue);
+  if (rc) return rc;
+  if (st == GTASK_FAILURE)
+    return gtask__client_err(c, GTASK_ENOTFOUND,
+                             "task %s failed, but its message is no longer kept (the failed "
+                             "retention passed, or its worker keeps none)", id);
+  return gtask__client_err(c, GTASK_ESTATE, "task %s is %s: only a failed task can be rerun", id,
+                           gtask_status_name(st));
 }
 
 GTASK_EXTERN int gtask_client_dead_purge(gtask_client *c, size_t *removed) {

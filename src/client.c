@@ -8,6 +8,7 @@
  * a final state is never overwritten). */
 #include "internal.h"
 
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -20,8 +21,12 @@ struct gtask_send_conf {
   char *queue;
   int64_t timeout_ms;
   int32_t retry;
+  uint32_t retry_on; /* GTASK_RETRY_ON_*; 0: the default (timeouts) */
   int64_t backoff_first_ms, backoff_max_ms;
   int64_t delay_ms;
+  char id[GTASK_ID_SIZE]; /* gtask_send_conf_set_id, or "" for random ids */
+  bool unique;            /* gtask_send_conf_set_unique */
+  int64_t unique_ttl_ms;  /* > 0, or GTASK_UNIQUE_UNTIL_DONE */
 };
 
 /* The last tasks this client sent to its own queue: they exist, so waiting on
@@ -78,6 +83,13 @@ GTASK_EXTERN int gtask_send_conf_set_retry_num(gtask_send_conf *c, int n) {
   return 0;
 }
 
+GTASK_EXTERN int gtask_send_conf_set_retry_on(gtask_send_conf *c, unsigned flags) {
+  const unsigned all = GTASK_RETRY_ON_TIMEOUT | GTASK_RETRY_ON_ERROR | GTASK_RETRY_ON_CRASH;
+  if (!c || flags == 0 || (flags & ~all) != 0) return GTASK_EINVAL;
+  c->retry_on = flags;
+  return 0;
+}
+
 GTASK_EXTERN int gtask_send_conf_set_backoff(gtask_send_conf *c, int64_t first_ms, int64_t max_ms) {
   if (!c || first_ms < 1 || max_ms < first_ms) return GTASK_EINVAL;
   c->backoff_first_ms = first_ms;
@@ -97,6 +109,29 @@ GTASK_EXTERN int gtask_send_conf_set_queue(gtask_send_conf *c, const char *queue
 GTASK_EXTERN int gtask_send_conf_set_delay(gtask_send_conf *c, int64_t ms) {
   if (!c || ms < 0) return GTASK_EINVAL;
   c->delay_ms = ms;
+  return 0;
+}
+
+GTASK_EXTERN int gtask_send_conf_set_id(gtask_send_conf *c, const char *id) {
+  if (!c) return GTASK_EINVAL;
+  if (!id) {
+    c->id[0] = '\0';
+    return 0;
+  }
+  bool lower = true;
+  for (const char *p = id; *p && lower; p++) lower = !(*p >= 'A' && *p <= 'F');
+  if (!gtask__id_valid(id) || !lower) {
+    gtask__set_error("gtask_send_conf_set_id: \"%.60s\" is not a task id (a lower-case UUID)", id);
+    return GTASK_EINVAL;
+  }
+  memcpy(c->id, id, GTASK_ID_SIZE);
+  return 0;
+}
+
+GTASK_EXTERN int gtask_send_conf_set_unique(gtask_send_conf *c, int64_t ttl_ms) {
+  if (!c || ttl_ms < 0) return GTASK_EINVAL;
+  c->unique = true;
+  c->unique_ttl_ms = ttl_ms;
   return 0;
 }
 
@@ -191,23 +226,90 @@ static int push_chunk(gtask_client *c, gtask_msg **msgs, size_t n) {
   return rc ? lib_err(c, rc, "send: queueing") : 0;
 }
 
-GTASK_EXTERN int gtask_client_send_many(gtask_client *c, const gtask_send_conf *conf, size_t n,
-                                        const gtask_value *args, size_t nargs,
-                                        char (*ids_out)[GTASK_ID_SIZE]) {
+/* A send that must not duplicate (a chosen id, a unique key): claimed and
+ * queued in one step when the broker can (push_unique, colocated), else
+ * claimed on the backend first and the claimed ones queued second -- a crash
+ * between the two leaves a PENDING record (and a held key) for a task nobody
+ * received, as a plain send's two steps do. */
+static int push_chunk_unique(gtask_client *c, gtask_claim *cs, gtask_msg **msgs, size_t n) {
+  int rc;
+  if (c->state && c->broker->ops->push_unique) {
+    rc = c->broker->ops->push_unique(c->broker->impl, cs, n, c->state);
+    return rc ? lib_err(c, rc, "send") : 0;
+  }
+  if (!c->backend->ops->claim)
+    return set_err(c, GTASK_EINVAL,
+                   "send: backend \"%s\" cannot check for duplicates (no claim operation)",
+                   c->backend->ops->name);
+  rc = c->backend->ops->claim(c->backend->impl, cs, n);
+  if (rc) return lib_err(c, rc, "send: claiming");
+  size_t m = 0;
+  for (size_t k = 0; k < n; k++)
+    if (!cs[k].duplicate) msgs[m++] = cs[k].msg;
+  rc = m ? c->broker->ops->push(c->broker->impl, msgs, m, NULL) : 0;
+  return rc ? lib_err(c, rc, "send: queueing") : 0;
+}
+
+/* The content key of a unique send: the SHA-256, in hex, of the message
+ * that holds only the task's name and arguments (the encoding of every value
+ * is canonical, so equal arguments give equal bytes).  The queue is not
+ * hashed: the key lives in the queue's own keys. */
+static int unique_key(const gtask_send_conf *conf, const gtask_value *args, size_t nargs,
+                      char out[65]) {
+  gtask_task t;
+  memset(&t, 0, sizeof(t));
+  /* A fixed id and queue (the encoder wants them; version 2 writes neither). */
+  memcpy(t.id, "00000000-0000-4000-8000-000000000000", GTASK_ID_SIZE);
+  t.queue = (char *)"q";
+  t.name = conf->name;
+  t.args = (gtask_value *)args;
+  t.nargs = nargs;
+  char *body = NULL;
+  size_t len = 0;
+  int rc = gtask__task_encode(&t, &body, &len);
+  if (rc) return rc;
+  unsigned char md[32];
+  unsigned int mdlen = 0;
+  int ok = EVP_Digest(body, len, md, &mdlen, EVP_sha256(), NULL);
+  gtask__free(body);
+  if (!ok || mdlen != sizeof(md)) return GTASK_ENOMEM;
+  for (size_t k = 0; k < sizeof(md); k++) snprintf(out + 2 * k, 3, "%02x", md[k]);
+  return 0;
+}
+
+GTASK_EXTERN int gtask_client_send_batch(gtask_client *c, const gtask_send_conf *conf, size_t n,
+                                         const gtask_value *args, size_t nargs,
+                                         char (*ids_out)[GTASK_ID_SIZE], int *rcs_out) {
   if (!c) return GTASK_EINVAL;
   if (!conf || (nargs && !args) || !ids_out)
     return set_err(c, GTASK_EINVAL, "send: conf, args and ids are required");
   if (nargs > 1024) return set_err(c, GTASK_EINVAL, "send: %zu arguments (at most 1024)", nargs);
+  if (conf->id[0] && n > 1)
+    return set_err(c, GTASK_EINVAL, "send: %zu tasks cannot share the id %s", n, conf->id);
   for (size_t k = 0; k < n * nargs; k++) {
     int rc = gtask__value_check(&args[k]);
     if (rc)
       return set_err(c, rc, "send %s: argument %zu: %s (type %s)", conf->name, k % nargs + 1,
                      gtask_strerror(rc), gtask_type_name(args[k].type));
   }
+  bool claiming = conf->id[0] || conf->unique;
   const char *queue = conf->queue ? conf->queue : c->queue;
   int64_t now = gtask__now_ms();
   gtask_msg *msgs[PUSH_CHUNK];
+  gtask_claim *cs = NULL;
+  char(*keys)[65] = NULL;
+  if (claiming && n) {
+    size_t m = n < PUSH_CHUNK ? n : PUSH_CHUNK;
+    cs = gtask__calloc(m, sizeof(*cs));
+    keys = conf->unique ? gtask__calloc(m, sizeof(*keys)) : NULL;
+    if (!cs || (conf->unique && !keys)) {
+      gtask__free(cs);
+      gtask__free(keys);
+      return set_err(c, GTASK_ENOMEM, "send: out of memory");
+    }
+  }
   int rc = 0;
+  bool dups = false;
   for (size_t done = 0; done < n && rc == 0;) {
     size_t m = n - done < PUSH_CHUNK ? n - done : PUSH_CHUNK;
     size_t built = 0;
@@ -215,13 +317,17 @@ GTASK_EXTERN int gtask_client_send_many(gtask_client *c, const gtask_send_conf *
       size_t i = done + built;
       gtask_task t;
       memset(&t, 0, sizeof(t));
-      gtask__uuid(t.id);
+      if (conf->id[0])
+        memcpy(t.id, conf->id, GTASK_ID_SIZE);
+      else
+        gtask__uuid(t.id);
       t.name = conf->name;
       t.queue = (char *)queue;
       t.args = (gtask_value *)(args + i * nargs);
       t.nargs = nargs;
       t.timeout_ms = conf->timeout_ms;
       t.retry_max = conf->retry;
+      t.retry_on = conf->retry_on;
       t.backoff_first_ms = conf->backoff_first_ms;
       t.backoff_max_ms = conf->backoff_max_ms;
       t.created_ms = now;
@@ -229,7 +335,9 @@ GTASK_EXTERN int gtask_client_send_many(gtask_client *c, const gtask_send_conf *
       char *body = NULL;
       size_t len = 0;
       rc = gtask__task_encode(&t, &body, &len);
+      if (rc == 0 && conf->unique) rc = unique_key(conf, t.args, nargs, keys[built]);
       if (rc) {
+        gtask__free(body);
         set_err(c, rc, "send %s: encoding: %s", conf->name, gtask_last_error());
         break;
       }
@@ -247,13 +355,32 @@ GTASK_EXTERN int gtask_client_send_many(gtask_client *c, const gtask_send_conf *
       }
       msgs[built]->due_ms = conf->delay_ms ? now + conf->delay_ms : 0;
       memcpy(ids_out[i], t.id, GTASK_ID_SIZE);
+      if (claiming) {
+        memset(&cs[built], 0, sizeof(cs[built]));
+        cs[built].msg = msgs[built];
+        cs[built].unique_key = conf->unique ? keys[built] : NULL;
+        cs[built].unique_ttl_ms = conf->unique_ttl_ms;
+      }
     }
-    if (rc == 0) rc = push_chunk(c, msgs, m);
+    if (rc == 0) rc = claiming ? push_chunk_unique(c, cs, msgs, m) : push_chunk(c, msgs, m);
+    if (rc == 0 && claiming) {
+      for (size_t k = 0; k < m; k++) {
+        if (!cs[k].duplicate) continue;
+        dups = true;
+        memcpy(ids_out[done + k], cs[k].existing, GTASK_ID_SIZE);
+        ids_out[done + k][GTASK_ID_SIZE - 1] = '\0';
+        if (rcs_out) rcs_out[done + k] = GTASK_EEXIST;
+      }
+    }
+    /* Recorded before cs[] is reused; the messages go with this chunk. */
+    for (size_t k = 0; rc == 0 && rcs_out && k < m; k++)
+      if (!claiming || !cs[k].duplicate) rcs_out[done + k] = 0;
     free_msgs(msgs, built);
     /* This chunk was not queued, unless its reply was lost: then its ids are
      * what the caller checks.  Later chunks are not sent either way. */
     if (rc) {
       for (size_t i = rc == GTASK_EINDOUBT ? done + m : done; i < n; i++) ids_out[i][0] = '\0';
+      for (size_t i = done; rcs_out && i < n; i++) rcs_out[i] = rc;
       if (rc == GTASK_EINDOUBT)
         set_err(c, rc,
                 "send %s: in doubt (%s): tasks %zu..%zu may or may not be queued (durably); "
@@ -262,10 +389,26 @@ GTASK_EXTERN int gtask_client_send_many(gtask_client *c, const gtask_send_conf *
     }
     done += m;
   }
+  gtask__free(cs);
+  gtask__free(keys);
   if (rc == 0 && strcmp(queue, c->queue) == 0)
     for (size_t i = n > SENT_RING ? n - SENT_RING : 0; i < n; i++)
       memcpy(c->sent[c->sent_next++ % SENT_RING], ids_out[i], GTASK_ID_SIZE);
+  if (rc == 0 && dups && !rcs_out) {
+    if (n == 1)
+      return set_err(c, GTASK_EEXIST, "send %s: task %s already exists in queue %s%s", conf->name,
+                     ids_out[0], queue, conf->id[0] ? "" : " with the same name and arguments");
+    return set_err(c, GTASK_EEXIST,
+                   "send %s: some tasks were duplicates of existing ones (the others were queued)",
+                   conf->name);
+  }
   return rc;
+}
+
+GTASK_EXTERN int gtask_client_send_many(gtask_client *c, const gtask_send_conf *conf, size_t n,
+                                        const gtask_value *args, size_t nargs,
+                                        char (*ids_out)[GTASK_ID_SIZE]) {
+  return gtask_client_send_batch(c, conf, n, args, nargs, ids_out, NULL);
 }
 
 static bool sent_here(const gtask_client *c, const char *id) {

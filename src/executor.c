@@ -139,6 +139,12 @@ static void set_result(gtask_job *job, gtask_status status, const gtask_value *v
   job->fin.status = status;
 }
 
+/* A FAILURE outcome of a decoded task: its message, with the runs counted
+ * and the error, is kept in the queue's failed set for a rerun (issue 18),
+ * unless the server keeps none. */
+static void keep_failed(gtask_server *s, gtask_job *job, const gtask_task *t, uint32_t runs,
+                        const char *error);
+
 /* Re-encodes the job's task as the message to queue again. */
 static int set_next(gtask_job *job, const gtask_task *t) {
   char *buf = NULL;
@@ -150,6 +156,16 @@ static int set_next(gtask_job *job, const gtask_task *t) {
   job->fin.next = buf;
   job->fin.next_len = len;
   return 0;
+}
+
+/* Whether the task asked for retries of this kind of outcome (GTASK_RETRY_ON_*). */
+static bool retry_on(const gtask_task *t, uint32_t kind) {
+  return ((t->retry_on ? t->retry_on : GTASK_RETRY_ON_TIMEOUT) & kind) != 0;
+}
+
+/* Codes a new run cannot change: never retried (issue 18). */
+static bool code_final(int code) {
+  return code == GTASK_ETYPE || code == GTASK_ENOHANDLER || code == GTASK_EPROTO;
 }
 
 static void outcome_error(gtask_server *s, gtask_job *job, const char *error, int code,
@@ -174,7 +190,22 @@ static void outcome_error(gtask_server *s, gtask_job *job, const char *error, in
   }
   job->fin.kind = GTASK_FIN_DONE;
   set_result(job, GTASK_FAILURE, NULL, 0, error, code, run);
-  (void)s;
+  keep_failed(s, job, t, run, error);
+}
+
+static void keep_failed(gtask_server *s, gtask_job *job, const gtask_task *t, uint32_t runs,
+                        const char *error) {
+  job->fin.next = NULL;
+  job->fin.next_due_ms = 0;
+  if (s->failed_keep_ms <= 0) return;
+  gtask_task kept = *t;
+  kept.attempts = runs;
+  kept.last_error = (char *)error;
+  if (set_next(job, &kept) != 0) {
+    job->fin.next = NULL; /* not kept: only the rerun is lost */
+    return;
+  }
+  job->fin.next_due_ms = gtask__now_ms() + s->failed_keep_ms;
 }
 
 void gtask__job_outcome_run(gtask_server *s, gtask_job *job, int rc) {
@@ -192,8 +223,9 @@ void gtask__job_outcome_run(gtask_server *s, gtask_job *job, int rc) {
     gtask__fmt(fallback, sizeof(fallback), "handler returned %d", rc);
     err = fallback;
   }
-  int code = rc == GTASK_ETYPE ? GTASK_ETYPE : GTASK_EHANDLER;
-  outcome_error(s, job, err, code, ctx->want_retry);
+  int code = code_final(rc) ? rc : GTASK_EHANDLER;
+  bool retry = !code_final(code) && (ctx->want_retry || retry_on(job->task, GTASK_RETRY_ON_ERROR));
+  outcome_error(s, job, err, code, retry);
 }
 
 void gtask__job_outcome_fail(gtask_server *s, gtask_job *job, int code, const char *fmt, ...) {
@@ -211,6 +243,7 @@ void gtask__job_outcome_fail(gtask_server *s, gtask_job *job, int code, const ch
   } else {
     job->fin.kind = GTASK_FIN_DONE;
     set_result(job, GTASK_FAILURE, NULL, 0, msg, code, job->task->attempts);
+    if (code != GTASK_ELEASE) keep_failed(s, job, job->task, job->task->attempts, msg);
   }
   gtask__log(GTASK_LOG_WARN, "task %s: %s", job->msg->id[0] ? job->msg->id : "(no id)", msg);
   (void)s;
@@ -218,13 +251,13 @@ void gtask__job_outcome_fail(gtask_server *s, gtask_job *job, int code, const ch
 
 void gtask__job_outcome_crash(gtask_server *s, gtask_job *job, const char *why) {
   gtask__log(GTASK_LOG_WARN, "task %s (%s): %s", job->msg->id, job->task->name, why);
-  outcome_error(s, job, why, GTASK_ECRASH, false);
+  outcome_error(s, job, why, GTASK_ECRASH, retry_on(job->task, GTASK_RETRY_ON_CRASH));
 }
 
 void gtask__job_outcome_timeout(gtask_server *s, gtask_job *job) {
   char msg[128];
   gtask__fmt(msg, sizeof(msg), "timeout: ran longer than %lld ms", (long long)job->task->timeout_ms);
-  outcome_error(s, job, msg, GTASK_ETASKTIMEOUT, true);
+  outcome_error(s, job, msg, GTASK_ETASKTIMEOUT, retry_on(job->task, GTASK_RETRY_ON_TIMEOUT));
 }
 
 void gtask__job_outcome_lost(gtask_server *s, gtask_job *job) {

@@ -99,6 +99,8 @@ static int write_outcomes(gtask_server *s, gtask_job **jobs, size_t n, gtask_fin
     for (size_t k = 0; k < m; k++)
       if (live[k].fenced) { /* already final: just release the lease */
         live[k].kind = GTASK_FIN_DONE;
+        live[k].next = NULL; /* nor keep it as failed: its final state may be another */
+        live[k].next_due_ms = 0;
         live[k].fenced = false;
       }
     rc = s->broker->ops->finish(s->broker->impl, s->name, live, m, NULL);

@@ -58,6 +58,8 @@ typedef struct gtask_task {
   int64_t created_ms;       /* unix ms when sent */
   int64_t expires_ms;       /* unix ms after which it is dropped unrun; 0: never */
   char *last_error;         /* error of the previous run (retries), or NULL */
+  uint32_t retry_on;        /* GTASK_RETRY_ON_* of the outcomes retried (0 read as
+                               GTASK_RETRY_ON_TIMEOUT, the default) */
 } gtask_task;
 
 /* Encodes t into a new buffer (*out, free with gtask__free; NUL-terminated,
@@ -91,15 +93,18 @@ int gtask__result_decode(const char *buf, size_t len, const char *id, gtask_resu
 
 struct gtask_broker {
   int64_t msg_ttl_ms; /* how long a queued message lives (0: for ever): ops->msg_ttl_ms, read once */
-  const gtask_broker_ops *ops;
+  const gtask_broker_ops *ops; /* the table, or ops_copy for an older abi's table */
   void *impl;
   atomic_int refs;
+  gtask_broker_ops ops_copy; /* an older table, padded with NULL operations */
 };
 
 struct gtask_backend {
-  const gtask_backend_ops *ops;
+  const gtask_backend_ops *ops;   /* the table, or ops_copy for an older ABI's table */
+  const gtask_backend_ops *table; /* the caller's table (gtask_backend_impl compares it) */
   void *impl;
   atomic_int refs;
+  gtask_backend_ops ops_copy; /* an older table, padded with NULL operations */
 };
 
 /* Wraps a built-in implementation in a new handle with one reference (NULL on

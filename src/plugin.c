@@ -13,7 +13,9 @@
  * gtask_broker_new and gtask_backend_new (<gtask/extend.h>) are the public way
  * in: they check the table (abi version, required operations) and, unlike the
  * internal gtask__*_new used by the built-in implementations, leave impl to
- * the caller when they fail. */
+ * the caller when they fail.  A table of an older ABI is shorter than today's:
+ * the handle then keeps a full-size copy with the newer operations NULL, so
+ * that the core never reads past the end of the caller's table. */
 #include "internal.h"
 
 #include <stddef.h>
@@ -98,6 +100,11 @@ GTASK_EXTERN int gtask_broker_new(gtask_broker **out, const gtask_broker_ops *op
     return GTASK_ENOMEM;
   b->msg_ttl_ms = ttl;
   b->ops = ops;
+  if (ops->abi < GTASK_EXTEND_ABI) { /* an older table ends before the newer operations */
+    memcpy(&b->ops_copy, ops,
+           ops->abi < 2 ? offsetof(gtask_broker_ops, msg_ttl_ms) : offsetof(gtask_broker_ops, push_unique));
+    b->ops = &b->ops_copy;
+  }
   b->impl = impl;
   atomic_init(&b->refs, 1);
   *out = b;
@@ -119,7 +126,11 @@ GTASK_EXTERN int gtask_backend_new(gtask_backend **out, const gtask_backend_ops 
   gtask_backend *b = gtask__calloc(1, sizeof(*b));
   if (b == NULL)
     return GTASK_ENOMEM;
-  b->ops = ops;
+  b->ops = b->table = ops;
+  if (ops->abi < 3) { /* an older table ends before the abi 3 operation */
+    memcpy(&b->ops_copy, ops, offsetof(gtask_backend_ops, claim));
+    b->ops = &b->ops_copy;
+  }
   b->impl = impl;
   atomic_init(&b->refs, 1);
   *out = b;
@@ -127,7 +138,7 @@ GTASK_EXTERN int gtask_backend_new(gtask_backend **out, const gtask_backend_ops 
 }
 
 GTASK_EXTERN void *gtask_backend_impl(const gtask_backend *backend, const gtask_backend_ops *ops) {
-  return backend != NULL && ops != NULL && backend->ops == ops ? backend->impl : NULL;
+  return backend != NULL && ops != NULL && backend->table == ops ? backend->impl : NULL;
 }
 
 GTASK_EXTERN const gtask_broker_ops *gtask_broker_ops_get(const gtask_broker *broker,
@@ -163,7 +174,7 @@ gtask_backend *gtask__backend_new(const gtask_backend_ops *ops, void *impl) {
     ops->destroy(impl);
     return NULL;
   }
-  b->ops = ops;
+  b->ops = b->table = ops;
   b->impl = impl;
   atomic_init(&b->refs, 1);
   return b;

@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #define PREFETCH_MAX 1000                 /* gtask_server_set_prefetch's limit */
+#define PAUSE_CHECK_MS 500                /* how often the fetcher asks which queues are paused */
 #define PREFETCH_WORK_NS (10 * 1000000LL) /* the adaptive prefetch: see gtask__prefetch_adapt */
 
 /* ---------------------------------------------------------------- setup */
@@ -58,6 +59,7 @@ GTASK_EXTERN gtask_server *gtask_server_new(gtask_broker *broker, gtask_backend 
   s->state = broker->ops->colocated ? broker->ops->colocated(broker->impl, backend) : NULL;
   s->lease_ms = 10000;
   s->max_deliveries = 5;
+  s->failed_keep_ms = GTASK_FAILED_RETENTION_DEFAULT;
   s->kill_grace_ms = 1000;
   char host[64] = "host";
   gethostname(host, sizeof(host) - 1);
@@ -173,6 +175,12 @@ GTASK_EXTERN int gtask_server_set_lease(gtask_server *s, int64_t ms) {
 GTASK_EXTERN int gtask_server_set_max_deliveries(gtask_server *s, int n) {
   if (!s || n < 1) return GTASK_EINVAL;
   s->max_deliveries = n;
+  return 0;
+}
+
+GTASK_EXTERN int gtask_server_set_failed_retention(gtask_server *s, int64_t ms) {
+  if (!s || ms < 0) return GTASK_EINVAL;
+  s->failed_keep_ms = ms;
   return 0;
 }
 
@@ -470,9 +478,38 @@ static size_t fetch_room_locked(const gtask_server *s) {
   return room < cap - s->ninflight ? room : cap - s->ninflight;
 }
 
+/* Which queues to lease from: all but the paused ones, asked of the broker
+ * at most every PAUSE_CHECK_MS (the role's own state).  A worker therefore
+ * stops leasing from a queue within PAUSE_CHECK_MS of its pause plus one
+ * lease's block (capped at PAUSE_CHECK_MS too), and resumes as soon. */
+static void check_paused(gtask_server *s, int64_t now) {
+  if (!s->broker->ops->paused || now < s->next_pause_mono) return;
+  s->next_pause_mono = now + PAUSE_CHECK_MS;
+  int rc = s->broker->ops->paused(s->broker->impl, s->queues, s->nqueues, s->paused_buf);
+  if (rc) { /* keep the last answer */
+    if (!s->pause_failing)
+      gtask__log(GTASK_LOG_WARN, "reading paused queues: %s (will keep trying)", gtask_last_error());
+    s->pause_failing = true;
+    return;
+  }
+  s->pause_failing = false;
+  size_t k = 0;
+  for (size_t q = 0; q < s->nqueues; q++) {
+    bool was = true;
+    for (size_t a = 0; a < s->nactive && was; a++) was = s->active[a] != s->queues[q];
+    if (s->paused_buf[q] != was)
+      gtask__log(GTASK_LOG_INFO, "queue %s %s", s->queues[q], s->paused_buf[q] ? "paused" : "resumed");
+    if (!s->paused_buf[q]) s->active[k++] = s->queues[q];
+  }
+  s->nactive = k;
+}
+
 gtask_job *gtask__server_fetch(gtask_server *s) {
   int64_t period = s->lease_ms / 3;
+  /* A lease blocks at most until the next pause check. */
+  int64_t block_max = s->broker->ops->paused && period > PAUSE_CHECK_MS ? PAUSE_CHECK_MS : period;
   for (;;) {
+    check_paused(s, gtask__mono_ms());
     pthread_mutex_lock(&s->mu);
     int64_t now = gtask__mono_ms();
     /* A retry scheduled by our finisher may be due before our next promote. */
@@ -496,7 +533,7 @@ gtask_job *gtask__server_fetch(gtask_server *s) {
     size_t room = fetch_room_locked(s);
     int64_t wait = house - now;
     if (wait < 0) wait = 0;
-    if (wait > period) wait = period;
+    if (wait > block_max) wait = block_max;
     s->fetch_until_mono = now + wait;
     pthread_mutex_unlock(&s->mu);
 
@@ -506,9 +543,16 @@ gtask_job *gtask__server_fetch(gtask_server *s) {
       continue;
     }
     if (room == 0) continue;
+    if (s->nactive == 0) { /* every queue paused: wait for the next check */
+      pthread_mutex_lock(&s->mu);
+      int64_t until = gtask__mono_ms() + wait;
+      while (!s->stopping && gtask__mono_ms() < until) gtask__timed_wait(&s->cv_room, &s->mu, until);
+      pthread_mutex_unlock(&s->mu);
+      continue;
+    }
 
     size_t n = 0;
-    int rc = s->broker->ops->lease(s->broker->impl, s->name, s->queues, s->nqueues, room, wait,
+    int rc = s->broker->ops->lease(s->broker->impl, s->name, s->active, s->nactive, room, wait,
                                    s->fetch_out, &n);
     if (rc == GTASK_ENOPERM) gtask__server_fatal(s, rc, "fetch");
     if (rc) {
@@ -574,11 +618,23 @@ GTASK_EXTERN int gtask_server_run(gtask_server *s, int n) {
   s->fetch_backoff_ms = 0;
   s->fetch_outage = false;
   s->fetch_out = gtask__calloc(PREFETCH_MAX, sizeof(*s->fetch_out));
+  s->active = gtask__calloc(s->nqueues, sizeof(*s->active));
+  s->paused_buf = gtask__calloc(s->nqueues, sizeof(*s->paused_buf));
+  for (size_t q = 0; s->active && q < s->nqueues; q++) s->active[q] = s->queues[q];
+  s->nactive = s->nqueues;
+  s->next_pause_mono = 0;
+  s->pause_failing = false;
   /* n executors and one more thread: the fetch role's (see worker.h). */
-  pthread_t *exec = s->fetch_out ? gtask__calloc((size_t)n + 1, sizeof(*exec)) : NULL;
+  pthread_t *exec = s->fetch_out && s->active && s->paused_buf
+                        ? gtask__calloc((size_t)n + 1, sizeof(*exec))
+                        : NULL;
   if (!exec) {
     gtask__free(s->fetch_out);
     s->fetch_out = NULL;
+    gtask__free(s->active);
+    s->active = NULL;
+    gtask__free(s->paused_buf);
+    s->paused_buf = NULL;
     atomic_store(&s->running, false);
     return GTASK_ENOMEM;
   }
@@ -639,6 +695,10 @@ GTASK_EXTERN int gtask_server_run(gtask_server *s, int n) {
   gtask__free(exec);
   gtask__free(s->fetch_out);
   s->fetch_out = NULL;
+  gtask__free(s->active);
+  s->active = NULL;
+  gtask__free(s->paused_buf);
+  s->paused_buf = NULL;
 
   if (gtask__server_announce(s, 0) != 0)
     gtask__log(GTASK_LOG_INFO, "worker %s: not unregistered (%s); its entry expires by itself",

@@ -100,6 +100,8 @@ struct gtask_server {
   size_t nqueues;             /* [config] */
   int64_t lease_ms;           /* [config] */
   int max_deliveries;         /* [config] */
+  int64_t failed_keep_ms;     /* [config] how long a failed task's message is kept
+                                 for gtask_client_rerun (0: not kept) */
   int prefetch;               /* [config] set by the user, else 0 until run: see prefetch_limit */
   bool prefetch_auto;         /* [run] not set by the user -- the limit adapts */
   int nexec;                  /* [run] executors */
@@ -147,6 +149,13 @@ struct gtask_server {
   bool fetch_outage;          /* [role] the last lease failed (log once per outage) */
   gtask_msg **fetch_out;      /* [run] the array; [role] its PREFETCH_MAX deliveries of one lease */
   bool hk_failing;            /* [role] the last housekeeping failed */
+  /* Paused queues (issue 18): the fetcher asks the broker every
+   * PAUSE_CHECK_MS and leases from the others only. */
+  const char **active;        /* [run] the array (nqueues); [role] the queues not paused */
+  size_t nactive;             /* [role] */
+  bool *paused_buf;           /* [run] the array (nqueues); [role] the last answer */
+  int64_t next_pause_mono;    /* [role] when to ask again (0: at once) */
+  bool pause_failing;         /* [role] the last check failed (log once) */
   int64_t next_due_ms;        /* [mu] earliest scheduled retry we know of (realtime), 0 none */
   uint64_t finished, retried, failed; /* [mu] */
   atomic_int fatal_rc;        /* atomic: a permanent error (ENOPERM) stopped the worker;

@@ -76,8 +76,10 @@ extern "C" {
  * refuses newer ones.  Each operation says the version that added it.
  *   1  the first published tables (gtask 0.1.0)
  *   2  broker msg_ttl_ms: the message lifetime (issue 21); broker queues:
- *      the queue list (issue 17, `gtask stats --all`) */
-#define GTASK_EXTEND_ABI 2
+ *      the queue list (issue 17, `gtask stats --all`)
+ *   3  broker push_unique, failed_list, failed_requeue, pause, paused;
+ *      backend claim (issue 18: unique tasks, the failed set, pause) */
+#define GTASK_EXTEND_ABI 3
 
 /* ---------------------------------------------------------------- messages */
 
@@ -132,7 +134,10 @@ typedef struct gtask_fin {
                               (a new body, with the attempt counted); not
                               NUL-terminated */
   size_t next_len;         /* next length in bytes */
-  int64_t next_due_ms;     /* RETRY: unix ms when due */
+  int64_t next_due_ms;     /* RETRY: unix ms when due.  DONE with status
+                              FAILURE and next set: keep next in the
+                              queue's failed set until then (abi 3; a broker
+                              without failed_list ignores it) */
   bool fresh;              /* no state record can exist for the task: a first
                               delivery (attempts and losses 0) that got no
                               STARTED mark.  Its final state needs no removal
@@ -155,6 +160,21 @@ typedef struct gtask_revive {
   size_t next_len;      /* next length in bytes */
   bool moved;           /* out: the entry still held msg->body and was moved */
 } gtask_revive;
+
+/* A send that must not duplicate a task (broker push_unique(), backend
+ * claim(); abi 3): its id must be new, and, with a unique key, no live task
+ * may hold that key.  Filled by the core; msg and key are the caller's. */
+typedef struct gtask_claim {
+  gtask_msg *msg;         /* the message to queue; msg->id is the id to claim */
+  const char *unique_key; /* [wire] NULL, or the content key: a hex digest of the
+                             task's name and arguments (its queue is msg->queue) */
+  int64_t unique_ttl_ms;  /* with a key: > 0 hold it this long; 0 hold it until
+                             the task is final (at most the backend's expiry) */
+  bool duplicate;         /* out: nothing was queued or recorded for this one:
+                             msg->id is a task that exists (queued, running,
+                             retrying, or final and kept), or the key is held */
+  char existing[GTASK_ID_SIZE]; /* out, when duplicate: that task's id */
+} gtask_claim;
 
 /* ---------------------------------------------------------------- broker */
 
@@ -298,6 +318,44 @@ typedef struct gtask_broker_ops {
    * returns the error and allocates nothing.  May be slow (it may scan the
    * store): for administration, not for a worker's loop. */
   int (*queues)(void *impl, char ***names, size_t *n);
+
+  /* ---- abi 3 */
+
+  /* Optional (NULL: the core claims with the backend's claim(), then
+   * push()es the claimed ones: two steps).  Only called with a colocated
+   * state: push() for sends that must not duplicate, in one atomic step with
+   * the backend's claim(): each claim that is not a duplicate is claimed
+   * (PENDING, its key held) and queued; a duplicate changes nothing and is
+   * marked.  Claims are applied in order, so a later one of the batch sees
+   * the keys that earlier ones took. */
+  int (*push_unique)(void *impl, gtask_claim *cs, size_t n, void *state);
+
+  /* Optional (NULL: failed tasks are not kept; gtask_client_failed_list and
+   * gtask_client_rerun then find none).  A broker that has it keeps the
+   * `next` of each DONE fin with status FAILURE and a next_due_ms > 0 in the
+   * queue's failed set until next_due_ms, as finish() applies it, and may
+   * drop the oldest beyond a bound it documents.  failed_list reads the
+   * entries of queue not yet past their time (or only those of id), as
+   * dead_list does, each message's due_ms set to the time it is kept until. */
+  int (*failed_list)(void *impl, const char *queue, const char *id, gtask_msg ***out,
+                     size_t *n);
+
+  /* Optional (with failed_list).  As dead_requeue, from the failed set: each
+   * revive whose failed-set entry still holds exactly msg->body is queued
+   * now as `next` and removed from the set (moved set); with state, its
+   * record is reset to PENDING in the same step, as the backend's reset(). */
+  int (*failed_requeue)(void *impl, gtask_revive *rs, size_t n, void *state);
+
+  /* Optional (NULL: queues cannot be paused; gtask_client_queue_pause is
+   * then GTASK_EINVAL).  Pauses queue (paused true) or resumes it: a flag
+   * that stays until changed, for every worker.  Sends still queue; lease()
+   * need not look at it (workers ask paused() and leave paused queues out). */
+  int (*pause)(void *impl, const char *queue, bool paused);
+
+  /* Optional (with pause).  out[i] (out) is whether queues[i] is paused, for
+   * each of queues[0..nq).  Workers call it about twice a second: keep it
+   * cheap (one round trip). */
+  int (*paused)(void *impl, const char *const *queues, size_t nq, bool *out);
 } gtask_broker_ops;
 
 /* ---------------------------------------------------------------- backend */
@@ -358,6 +416,16 @@ typedef struct gtask_backend_ops {
 
   /* Required.  Frees impl; as the broker's destroy. */
   void (*destroy)(void *impl);
+
+  /* ---- abi 3 */
+
+  /* Optional (NULL: sends with a chosen id or a unique key are refused with
+   * GTASK_EINVAL).  For each claim, in order: if its id has a record, or its
+   * unique key is held by a task that is not final (or, with a TTL, held at
+   * all), marks it duplicate with the holder's id and changes nothing for it;
+   * else records the id as PENDING and takes the key for it (with its TTL,
+   * or until the task is final).  All or nothing for the batch on an error. */
+  int (*claim)(void *impl, gtask_claim *cs, size_t n);
 } gtask_backend_ops;
 
 /* ---------------------------------------------------------------- handles */

@@ -369,6 +369,13 @@ GTASK_EXTERN int gtask_server_set_lease(gtask_server *s, int64_t ms);
 /* How many times a task may be delivered and lost (worker died) before it goes
  * to the dead set as FAILURE (default 5, minimum 1). */
 GTASK_EXTERN int gtask_server_set_max_deliveries(gtask_server *s, int n);
+/* How long a task that ends FAILURE (its retries used up, or an error that is
+ * never retried) stays in its queue's failed set, where
+ * gtask_client_failed_list lists it and gtask_client_rerun runs it again
+ * (default GTASK_FAILED_RETENTION_DEFAULT, 7 days; 0: not kept).  The Redis
+ * and memory brokers keep at most 10000 per queue, dropping the oldest. */
+#define GTASK_FAILED_RETENTION_DEFAULT (7 * 24 * 3600 * 1000LL)
+GTASK_EXTERN int gtask_server_set_failed_retention(gtask_server *s, int64_t ms);
 /* Most tasks leased by this worker and running or waiting for an executor at
  * once, which is also the largest batch leased in one round trip (1..1000).
  * Finished tasks whose outcome is still being written do not count (at most
@@ -440,8 +447,21 @@ GTASK_EXTERN gtask_send_conf *gtask_send_conf_new(const char *name);
 GTASK_EXTERN void gtask_send_conf_free(gtask_send_conf *c);
 /* A run that lasts longer than ms fails as timed out (g_task SetTimeout); 0: none. */
 GTASK_EXTERN int gtask_send_conf_set_timeout(gtask_send_conf *c, int64_t ms);
-/* Retries after a timeout or a handler's gtask_ctx_retry (g_task SetRetryNum). */
+/* Retries after a timeout or a handler's gtask_ctx_retry (g_task SetRetryNum);
+ * gtask_send_conf_set_retry_on adds other outcomes. */
 GTASK_EXTERN int gtask_send_conf_set_retry_num(gtask_send_conf *c, int n);
+/* Which outcomes of a run are retried (while retries are left), an OR of: */
+#define GTASK_RETRY_ON_TIMEOUT 1u /* the run passed its timeout (the default, as g_task) */
+#define GTASK_RETRY_ON_ERROR 2u   /* the handler failed (returned non-zero) */
+#define GTASK_RETRY_ON_CRASH 4u   /* process pool: the child died running it */
+/* A handler's gtask_ctx_retry is always retried.  Never retried, whatever
+ * this says, are errors a new run cannot fix: no handler registered under the
+ * name (GTASK_ENOHANDLER), arguments of the wrong count or types
+ * (GTASK_ETYPE), a message that does not decode (GTASK_EPROTO), a message
+ * expired before it ran.  flags must be a non-empty OR of the above, else
+ * GTASK_EINVAL.  Default: GTASK_RETRY_ON_TIMEOUT.  Workers older than this
+ * call retry timeouts only. */
+GTASK_EXTERN int gtask_send_conf_set_retry_on(gtask_send_conf *c, unsigned flags);
 /* Backoff before retry k (1-based): min(max_ms, first_ms * 2^(k-1)), with +-25%
  * jitter.  Defaults 1000 and 60000.  first_ms >= 1, max_ms >= first_ms. */
 GTASK_EXTERN int gtask_send_conf_set_backoff(gtask_send_conf *c, int64_t first_ms,
@@ -450,6 +470,28 @@ GTASK_EXTERN int gtask_send_conf_set_backoff(gtask_send_conf *c, int64_t first_m
 GTASK_EXTERN int gtask_send_conf_set_queue(gtask_send_conf *c, const char *queue);
 /* Do not run before now + ms. */
 GTASK_EXTERN int gtask_send_conf_set_delay(gtask_send_conf *c, int64_t ms);
+/* Sends with this task id (copied) instead of a random one: a task id in
+ * lower-case UUID text form ("0f8fad5b-d9cb-469f-a165-70867728950e"), else
+ * GTASK_EINVAL.  NULL goes back to random ids.  A send whose id belongs to a
+ * task of the queue that is still queued, scheduled, running, retrying, or
+ * whose final state is still kept (the backend's expire time) fails with
+ * GTASK_EEXIST and changes nothing: the existing task is untouched.  Only for
+ * gtask_client_send (a batch cannot share one id: GTASK_EINVAL). */
+GTASK_EXTERN int gtask_send_conf_set_id(gtask_send_conf *c, const char *id);
+/* For gtask_send_conf_set_unique: hold the lock until the task ends. */
+#define GTASK_UNIQUE_UNTIL_DONE 0
+/* Unique by content, as asynq's Unique: a send is refused with GTASK_EEXIST
+ * while another task of the same name, queue and arguments (compared as
+ * encoded, so int64 5 and int32 5 differ) holds the lock; the existing task is
+ * untouched and its id is returned.  The lock is taken by the send:
+ *   ttl_ms > 0                 it is held for ttl_ms, whatever the task does
+ *                              meanwhile (it may end sooner: the lock stays);
+ *   GTASK_UNIQUE_UNTIL_DONE    it is held until the task is final (SUCCESS or
+ *                              FAILURE), and at most the backend's expire time
+ *                              (24 h by default), so that a lost record cannot
+ *                              lock the content for ever.
+ * A negative ttl_ms is GTASK_EINVAL.  Without this call a send takes no lock. */
+GTASK_EXTERN int gtask_send_conf_set_unique(gtask_send_conf *c, int64_t ttl_ms);
 
 /* A client sends tasks and reads results.  Not thread-safe: use one per thread
  * or guard it.  It holds references to its broker and backend. */
@@ -469,7 +511,10 @@ GTASK_EXTERN int gtask_client_set_queue(gtask_client *c, const char *queue);
 GTASK_EXTERN int gtask_client_set_max_payload(gtask_client *c, size_t bytes);
 
 /* Sends one task (g_task Send); writes its id into id_out.  The message is
- * queued and its state PENDING when this returns 0.  GTASK_EINDOUBT: the
+ * queued and its state PENDING when this returns 0.  GTASK_EEXIST: conf has
+ * an id (gtask_send_conf_set_id) that a task of the queue already has, or a
+ * unique lock (gtask_send_conf_set_unique) that another task holds: nothing
+ * was sent, and id_out holds the id of the task that exists.  GTASK_EINDOUBT: the
  * command reached Redis but its reply was lost (a timeout, a cut connection):
  * the task may or may not be queued.  id_out holds its id: check it with
  * gtask_client_status (GTASK_ENOTFOUND: not queued) before sending again, or
@@ -491,6 +536,17 @@ GTASK_EXTERN int gtask_client_send(gtask_client *c, const gtask_send_conf *conf,
 GTASK_EXTERN int gtask_client_send_many(gtask_client *c, const gtask_send_conf *conf,
                                         size_t n, const gtask_value *args, size_t nargs,
                                         char (*ids_out)[GTASK_ID_SIZE]);
+/* gtask_client_send_many, with the outcome of each task in rcs_out[0..n): 0
+ * queued (ids_out[i] its id), GTASK_EEXIST a duplicate under
+ * gtask_send_conf_set_unique (ids_out[i] the id of the task that holds the
+ * lock; another task of the same batch counts), or the error that stopped
+ * the batch before task i was queued (ids_out[i] "", or its id for
+ * GTASK_EINDOUBT).  Returns 0 when every task was queued or a duplicate,
+ * else the first error.  gtask_client_send_many itself returns GTASK_EEXIST
+ * when any was a duplicate, after queueing the others. */
+GTASK_EXTERN int gtask_client_send_batch(gtask_client *c, const gtask_send_conf *conf,
+                                         size_t n, const gtask_value *args, size_t nargs,
+                                         char (*ids_out)[GTASK_ID_SIZE], int *rcs_out);
 
 /* Convenience: GTASK_SEND(cli, conf, id, gtask_int64(1), gtask_int64(2)).  It
  * takes at least one value (C11 has no empty array); for a task without
@@ -561,6 +617,18 @@ GTASK_EXTERN int gtask_client_stats(gtask_client *c, const char *queue, gtask_qu
 GTASK_EXTERN int gtask_client_queues(gtask_client *c, char ***names, size_t *n);
 /* Frees what gtask_client_queues returned.  Accepts NULL. */
 GTASK_EXTERN void gtask_queues_free(char **names, size_t n);
+/* Pauses queue (NULL: the client's queue) for every worker (issue 18):
+ * workers stop leasing from it within a second (they ask twice a second),
+ * and tasks they hold run on and finish normally; sends still queue, and
+ * delayed tasks and retries still come due into it.  It stays paused, across
+ * worker restarts, until gtask_client_queue_resume(), which workers see
+ * within half a second.  GTASK_EINVAL for a bad queue name or a broker that
+ * cannot pause. */
+GTASK_EXTERN int gtask_client_queue_pause(gtask_client *c, const char *queue);
+GTASK_EXTERN int gtask_client_queue_resume(gtask_client *c, const char *queue);
+/* Whether queue (NULL: the client's queue) is paused, into *paused (false
+ * when the broker cannot pause). */
+GTASK_EXTERN int gtask_client_queue_paused(gtask_client *c, const char *queue, bool *paused);
 
 /* One task of a dead set: a task lost too many times (its worker died each
  * time) or a message no worker could decode. */
@@ -595,6 +663,24 @@ GTASK_EXTERN int gtask_client_dead_requeue(gtask_client *c, const char *id, size
 /* Empties the dead set of the client's queue; *removed (may be NULL) receives
  * how many entries it held.  The tasks' FAILURE records stay until they expire. */
 GTASK_EXTERN int gtask_client_dead_purge(gtask_client *c, size_t *removed);
+
+/* Lists the failed set of the client's queue: tasks that ended FAILURE (their
+ * retries used up, or an error that is never retried) within the workers'
+ * failed retention (gtask_server_set_failed_retention), as dead_list does:
+ * sorted by id, each with its name and last error; free with
+ * gtask_dead_list_free().  Tasks lost too often are in the dead set, not
+ * here. */
+GTASK_EXTERN int gtask_client_failed_list(gtask_client *c, gtask_dead_entry **out, size_t *n);
+/* Runs a failed task again on purpose (issue 18): same id, fresh attempts
+ * (its runs count from 1 again, with all its retries), state PENDING; the old
+ * result is dropped and waiters started before keep waiting for the new one.
+ * It is taken from the failed set, else from the dead set (as
+ * gtask_client_dead_requeue of that id, with fresh attempts).  Errors:
+ * GTASK_EINVAL not a task id; GTASK_ENOTFOUND an unknown or expired task, or
+ * a failed one whose message is no longer kept; GTASK_ESTATE a task that has
+ * not failed (PENDING, STARTED, RETRY, SUCCESS); GTASK_EPROTO a dead message
+ * that does not decode.  Two reruns at once run it once (compare-and-swap). */
+GTASK_EXTERN int gtask_client_rerun(gtask_client *c, const char *id);
 
 /* ---------------------------------------------------------------- typed handlers
  *

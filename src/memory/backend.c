@@ -17,8 +17,12 @@
  * code is ever called under the mutex.  Calls allocate everything they need
  * before changing anything, so GTASK_ENOMEM leaves the table as it was.
  *
+ * Unique keys (claim) are a list of (queue, key, holder, until): a key held
+ * until its task is final is free once the holder's record is final, as
+ * claim.lua reads the holder's keys.
+ *
  * Memory: records are kept until destroy -- there is no expiry (the Redis
- * backend's expire time) yet.  Whoever adds one must keep wait() safe: a waiter
+ * backend's expire time) yet: a task id stays taken for good.  Whoever adds one must keep wait() safe: a waiter
  * holds a record pointer across pthread_cond_wait. */
 #include <gtask/extend.h>
 
@@ -42,11 +46,22 @@ typedef struct mem_record {
   char queue[]; /* NUL-terminated, allocated with the record */
 } mem_record;
 
+/* A unique key (claim) and the task holding it. */
+typedef struct mem_lock {
+  struct mem_lock *next;
+  char holder[GTASK_ID_SIZE];
+  int64_t until_ms; /* mono ms when it lapses; 0: while the holder is not final */
+  char *queue;      /* owned */
+  char *key;        /* owned */
+} mem_lock;
+
 typedef struct mem_backend {
-  pthread_mutex_t mu; /* guards the table */
+  pthread_mutex_t mu; /* guards the table and the locks */
   pthread_cond_t cv;  /* CLOCK_MONOTONIC; broadcast when a record becomes final */
   mem_record **buckets;
   size_t nbuckets, nrecords; /* nbuckets: a power of two */
+  mem_lock *locks; /* unique keys: a list, searched in full (a lapsed one is
+                      reused in place, so it holds at most the keys ever taken) */
 } mem_backend;
 
 static bool is_final(gtask_status s) { return s == GTASK_SUCCESS || s == GTASK_FAILURE; }
@@ -143,6 +158,18 @@ static int spares_new(const mem_backend *be, gtask_msg *const *msgs, size_t n, m
     if (rec_find(be, msgs[i]->queue, msgs[i]->id) != NULL)
       continue;
     if ((spares[i] = rec_new(msgs[i]->queue, msgs[i]->id)) == NULL)
+      return GTASK_ENOMEM;
+  }
+  return 0;
+}
+
+/* spares_new for the messages of claims. */
+static int spares_new_claims(const mem_backend *be, const gtask_claim *cs, size_t n,
+                             mem_record **spares) {
+  for (size_t i = 0; i < n; i++) {
+    if (rec_find(be, cs[i].msg->queue, cs[i].msg->id) != NULL)
+      continue;
+    if ((spares[i] = rec_new(cs[i].msg->queue, cs[i].msg->id)) == NULL)
       return GTASK_ENOMEM;
   }
   return 0;
@@ -377,6 +404,103 @@ static int mk_reset(void *impl, gtask_msg *const *msgs, size_t n) {
   return rc;
 }
 
+static mem_lock *lock_find(const mem_backend *be, const char *queue, const char *key) {
+  for (mem_lock *l = be->locks; l; l = l->next)
+    if (strcmp(l->key, key) == 0 && strcmp(l->queue, queue) == 0)
+      return l;
+  return NULL;
+}
+
+/* Whether l still holds its key. */
+static bool lock_held(const mem_backend *be, const mem_lock *l, int64_t now) {
+  if (l->until_ms != 0)
+    return now < l->until_ms;
+  const mem_record *r = rec_find(be, l->queue, l->holder);
+  return r != NULL && !is_final(r->status);
+}
+
+static void lock_free(mem_lock *l) {
+  if (l == NULL)
+    return;
+  gtask__free(l->queue);
+  gtask__free(l->key);
+  gtask__free(l);
+}
+
+static mem_lock *lock_new(const char *queue, const char *key) {
+  mem_lock *l = gtask__calloc(1, sizeof(*l));
+  if (l == NULL || (l->queue = gtask__strdup(queue)) == NULL ||
+      (l->key = gtask__strdup(key)) == NULL) {
+    lock_free(l);
+    return NULL;
+  }
+  return l;
+}
+
+/* Claims in order (a later claim sees the keys earlier ones took).  Records
+ * and locks are allocated first, so GTASK_ENOMEM changes nothing. */
+static int mk_claim(void *impl, gtask_claim *cs, size_t n) {
+  mem_backend *be = impl;
+  if (be == NULL || (n > 0 && cs == NULL))
+    return GTASK_EINVAL;
+  for (size_t i = 0; i < n; i++)
+    if (cs[i].msg == NULL || cs[i].msg->queue == NULL || cs[i].unique_ttl_ms < 0)
+      return GTASK_EINVAL;
+  if (n == 0)
+    return 0;
+  mem_record **spares = gtask__calloc(n, sizeof(*spares));
+  mem_lock **lspares = gtask__calloc(n, sizeof(*lspares));
+  int rc = spares == NULL || lspares == NULL ? GTASK_ENOMEM : 0;
+  for (size_t i = 0; i < n && rc == 0; i++) {
+    if (cs[i].unique_key != NULL &&
+        (lspares[i] = lock_new(cs[i].msg->queue, cs[i].unique_key)) == NULL)
+      rc = GTASK_ENOMEM;
+  }
+  if (rc == 0) {
+    pthread_mutex_lock(&be->mu);
+    rc = spares_new_claims(be, cs, n, spares);
+    int64_t now = gtask__mono_ms();
+    for (size_t i = 0; i < n && rc == 0; i++) {
+      gtask_claim *c = &cs[i];
+      const gtask_msg *m = c->msg;
+      c->duplicate = false;
+      c->existing[0] = '\0';
+      mem_lock *l = c->unique_key ? lock_find(be, m->queue, c->unique_key) : NULL;
+      const char *dup = NULL;
+      if (rec_find(be, m->queue, m->id) != NULL)
+        dup = m->id;
+      else if (l != NULL && lock_held(be, l, now))
+        dup = l->holder;
+      if (dup != NULL) {
+        c->duplicate = true;
+        memcpy(c->existing, dup, GTASK_ID_SIZE);
+        continue;
+      }
+      mem_record *r = rec_get(be, m->queue, m->id, &spares[i]);
+      r->status = GTASK_PENDING;
+      r->attempts = 0;
+      if (c->unique_key == NULL)
+        continue;
+      if (l == NULL) {
+        l = lspares[i];
+        lspares[i] = NULL;
+        l->next = be->locks;
+        be->locks = l;
+      }
+      memcpy(l->holder, m->id, GTASK_ID_SIZE);
+      l->holder[GTASK_ID_SIZE - 1] = '\0';
+      l->until_ms = c->unique_ttl_ms > 0 ? now + c->unique_ttl_ms : 0;
+    }
+    pthread_mutex_unlock(&be->mu);
+  }
+  for (size_t i = 0; lspares != NULL && i < n; i++)
+    lock_free(lspares[i]);
+  gtask__free(lspares);
+  if (spares != NULL)
+    spares_free(spares, n);
+  return rc;
+}
+
 /* Called when the last handle reference goes: no call (no waiter) can be in
  * progress. */
 static void mk_destroy(void *impl) {
@@ -390,6 +514,10 @@ static void mk_destroy(void *impl) {
     }
   }
   gtask__free(be->buckets);
+  for (mem_lock *l = be->locks, *next; l; l = next) {
+    next = l->next;
+    lock_free(l);
+  }
   pthread_cond_destroy(&be->cv);
   pthread_mutex_destroy(&be->mu);
   gtask__free(be);
@@ -405,6 +533,7 @@ const gtask_backend_ops gtask__memory_backend_ops = {
     .wait = mk_wait,
     .reset = mk_reset,
     .destroy = mk_destroy,
+    .claim = mk_claim,
 };
 
 GTASK_EXTERN gtask_backend *gtask_backend_memory_new(void) {

@@ -8,7 +8,9 @@
  *   leased  the deliveries held by consumers, ordered by last renewal (oldest
  *           first), each also in a broker-wide table: lease token -> delivery;
  *   sched   a min-heap of messages waiting for their due time (unix ms);
- *   dead    the dead set (one entry per task id, as the Redis hash).
+ *   dead    the dead set (one entry per task id, as the Redis hash);
+ *   kept    the failed set: messages of tasks that ended FAILURE, kept for a
+ *           rerun until their due_ms (failed_list), in the order added.
  * A message is one node that moves between these; it is in exactly one of them.
  *
  * Lease tokens are "m-<n>", n counting every delivery the broker ever made, so
@@ -87,9 +89,11 @@ typedef struct mem_queue {
    * appends it at the tail, so reclaim can stop at the first live lease. */
   mem_list leased;
   mem_list dead;
+  mem_list kept;    /* kept failed tasks (failed_list), oldest first: due_ms = until */
   mem_node **sched; /* binary min-heap by (due_ms, seq) */
   size_t nsched, capsched;
   int64_t succeeded, failed; /* tasks finished, counted by finish() */
+  bool paused;               /* pause(): workers leave it out (paused()) */
 } mem_queue;
 
 typedef struct mem_broker {
@@ -415,8 +419,9 @@ static struct timespec deadline_after(int64_t ms) {
 
 /* ---------------------------------------------------------------- operations */
 
-static int mb_push(void *impl, gtask_msg *const *msgs, size_t n, void *state) {
-  mem_broker *br = impl;
+/* push() and push_unique(): with claims cs (parallel to msgs), the backend
+ * claims them (state required) and only the claimed ones are queued. */
+static int push(mem_broker *br, gtask_msg *const *msgs, size_t n, void *state, gtask_claim *cs) {
   if (br == NULL || (n > 0 && msgs == NULL))
     return GTASK_EINVAL;
   for (size_t i = 0; i < n; i++)
@@ -453,13 +458,17 @@ static int mb_push(void *impl, gtask_msg *const *msgs, size_t n, void *state) {
     if (m->due_ms > now)
       rc = sched_reserve(q, q->nsched + nlater);
   }
-  if (rc == 0 && state != NULL) /* colocated: PENDING in the same step */
+  if (rc == 0 && cs != NULL) /* colocated: claimed in the same step */
+    rc = gtask__memory_backend_ops.claim(state, cs, n);
+  else if (rc == 0 && state != NULL) /* colocated: PENDING in the same step */
     rc = gtask__memory_backend_ops.pending(state, msgs, n);
   bool woke = false;
   if (rc == 0) {
     for (size_t i = 0; i < n; i++) {
       mem_node *x = nodes[i];
-      if (msgs[i]->due_ms > now) {
+      if (cs != NULL && cs[i].duplicate) {
+        node_free(x);
+      } else if (msgs[i]->due_ms > now) {
         x->due_ms = msgs[i]->due_ms;
         x->seq = ++br->last_seq;
         sched_push(x->q, x);
@@ -476,6 +485,25 @@ static int mb_push(void *impl, gtask_msg *const *msgs, size_t n, void *state) {
     pthread_cond_broadcast(&br->cv);
   pthread_mutex_unlock(&br->mu);
   gtask__free(nodes);
+  return rc;
+}
+
+static int mb_push(void *impl, gtask_msg *const *msgs, size_t n, void *state) {
+  return push(impl, msgs, n, state, NULL);
+}
+
+static int mb_push_unique(void *impl, gtask_claim *cs, size_t n, void *state) {
+  if (state == NULL || (n > 0 && cs == NULL))
+    return GTASK_EINVAL;
+  if (n == 0)
+    return 0;
+  gtask_msg **msgs = gtask__calloc(n, sizeof(*msgs));
+  if (msgs == NULL)
+    return GTASK_ENOMEM;
+  for (size_t i = 0; i < n; i++)
+    msgs[i] = cs[i].msg;
+  int rc = push(impl, msgs, n, state, cs);
+  gtask__free(msgs);
   return rc;
 }
 
@@ -593,6 +621,33 @@ static int mb_extend(void *impl, const char *consumer, gtask_msg *const *msgs, s
   return 0;
 }
 
+/* A done FAILURE fin whose message is kept in the failed set until
+ * next_due_ms (<gtask/extend.h>, failed_list). */
+static bool fin_keeps_failed(const gtask_fin *f) {
+  return f->kind == GTASK_FIN_DONE && f->status == GTASK_FAILURE && f->next != NULL &&
+         f->next_due_ms > 0;
+}
+
+/* The failed set keeps at most this many tasks per queue (as the Redis
+ * broker's finish.lua), dropping the oldest. */
+#define FAILED_MAX 10000
+
+/* Drops the failed entries of q past their time, oldest first (the list is in
+ * the order they were added; an entry kept for a shorter time behind a
+ * longer one waits for it, and is hidden by failed_list meanwhile). */
+static void failed_trim(mem_queue *q, int64_t now) {
+  while (q->kept.head && (q->kept.head->due_ms < now || q->kept.n > FAILED_MAX)) {
+    mem_node *d = q->kept.head;
+    list_remove(&q->kept, d);
+    node_free(d);
+  }
+}
+
+static void failed_add(mem_queue *q, mem_node *x) {
+  list_append(&q->kept, x);
+  failed_trim(q, gtask__now_ms());
+}
+
 static int mb_finish(void *impl, const char *consumer, gtask_fin *fins, size_t n, void *state) {
   mem_broker *br = impl;
   if (br == NULL || consumer == NULL || (n > 0 && fins == NULL))
@@ -617,7 +672,7 @@ static int mb_finish(void *impl, const char *consumer, gtask_fin *fins, size_t n
   size_t *held_at = state ? gtask__calloc(n, sizeof(*held_at)) : NULL;
   int rc = bodies == NULL || (state && (held_fins == NULL || held_at == NULL)) ? GTASK_ENOMEM : 0;
   for (size_t i = 0; i < n && rc == 0; i++) {
-    if (fins[i].kind != GTASK_FIN_DONE && fins[i].next != NULL &&
+    if ((fins[i].kind != GTASK_FIN_DONE || fin_keeps_failed(&fins[i])) && fins[i].next != NULL &&
         (bodies[i] = bytes_dup(fins[i].next, fins[i].next_len)) == NULL)
       rc = GTASK_ENOMEM;
   }
@@ -666,7 +721,12 @@ static int mb_finish(void *impl, const char *consumer, gtask_fin *fins, size_t n
       q->failed++;
     switch (f->kind) {
     case GTASK_FIN_DONE:
-      node_free(x);
+      if (fin_keeps_failed(f)) {
+        x->due_ms = f->next_due_ms;
+        failed_add(q, x);
+      } else {
+        node_free(x);
+      }
       break;
     case GTASK_FIN_RETRY:
       /* Scheduled even if already due, as in Redis: promote() moves it. */
@@ -774,9 +834,10 @@ static int mb_stats(void *impl, const char *queue, gtask_queue_stats *out) {
   return 0;
 }
 
-static int mb_dead_list(void *impl, const char *queue, const char *id, gtask_msg ***out,
-                        size_t *n) {
-  mem_broker *br = impl;
+/* dead_list and failed_list: the dead set, or the failed entries not past
+ * their time (due_ms set to it). */
+static int list_of(mem_broker *br, bool failed, const char *queue, const char *id,
+                   gtask_msg ***out, size_t *n) {
   if (out != NULL)
     *out = NULL;
   if (n != NULL)
@@ -786,18 +847,23 @@ static int mb_dead_list(void *impl, const char *queue, const char *id, gtask_msg
   int rc = 0;
   pthread_mutex_lock(&br->mu);
   const mem_queue *q = queue_find(br, queue);
-  size_t count = q ? q->dead.n : 0; /* at most; exactly when id is NULL */
+  const mem_list *l = q ? (failed ? &q->kept : &q->dead) : NULL;
+  size_t count = l ? l->n : 0; /* at most; exactly when id is NULL */
   gtask_msg **v = count ? gtask__calloc(count, sizeof(*v)) : NULL;
   if (count > 0 && v == NULL)
     rc = GTASK_ENOMEM;
   size_t k = 0;
-  for (const mem_node *x = count ? q->dead.head : NULL; x && rc == 0; x = x->next) {
-    if (id != NULL && strcmp(x->id, id) != 0)
+  int64_t now = gtask__now_ms();
+  for (const mem_node *x = count ? l->head : NULL; x && rc == 0; x = x->next) {
+    if ((id != NULL && strcmp(x->id, id) != 0) || (failed && x->due_ms < now))
       continue;
-    if ((v[k] = gtask_msg_new(x->id, q->name, x->body, x->len)) == NULL)
+    if ((v[k] = gtask_msg_new(x->id, q->name, x->body, x->len)) == NULL) {
       rc = GTASK_ENOMEM;
-    else
+    } else {
+      if (failed)
+        v[k]->due_ms = x->due_ms;
       k++;
+    }
   }
   pthread_mutex_unlock(&br->mu);
   if (rc != 0) {
@@ -815,11 +881,21 @@ static int mb_dead_list(void *impl, const char *queue, const char *id, gtask_msg
   return 0;
 }
 
-/* The dead entry of m's task if it still holds exactly m's body (the
- * compare-and-swap of dead_requeue, as the Redis script); else NULL. */
-static mem_node *dead_match(mem_broker *br, const gtask_msg *m) {
+static int mb_dead_list(void *impl, const char *queue, const char *id, gtask_msg ***out,
+                        size_t *n) {
+  return list_of(impl, false, queue, id, out, n);
+}
+
+static int mb_failed_list(void *impl, const char *queue, const char *id, gtask_msg ***out,
+                          size_t *n) {
+  return list_of(impl, true, queue, id, out, n);
+}
+
+/* The dead (or failed) entry of m's task if it still holds exactly m's body
+ * (the compare-and-swap of dead_requeue, as the Redis script); else NULL. */
+static mem_node *entry_match(mem_broker *br, bool failed, const gtask_msg *m) {
   mem_queue *q = queue_find(br, m->queue);
-  mem_node *x = q ? q->dead.head : NULL;
+  mem_node *x = q ? (failed ? q->kept.head : q->dead.head) : NULL;
   while (x && strcmp(x->id, m->id) != 0)
     x = x->next;
   if (x == NULL || x->len != m->len || (m->len > 0 && memcmp(x->body, m->body, m->len) != 0))
@@ -827,8 +903,8 @@ static mem_node *dead_match(mem_broker *br, const gtask_msg *m) {
   return x;
 }
 
-static int mb_dead_requeue(void *impl, gtask_revive *rs, size_t n, void *state) {
-  mem_broker *br = impl;
+/* dead_requeue and failed_requeue. */
+static int requeue_from(mem_broker *br, bool failed, gtask_revive *rs, size_t n, void *state) {
   if (br == NULL || (n > 0 && rs == NULL))
     return GTASK_EINVAL;
   for (size_t i = 0; i < n; i++) {
@@ -864,16 +940,17 @@ static int mb_dead_requeue(void *impl, gtask_revive *rs, size_t n, void *state) 
   if (state != NULL) {
     size_t k = 0;
     for (size_t i = 0; i < n; i++)
-      if (dead_match(br, rs[i].msg) != NULL)
+      if (entry_match(br, failed, rs[i].msg) != NULL)
         resets[k++] = (gtask_msg *)rs[i].msg; /* reset() reads only queue and id */
     rc = gtask__memory_backend_ops.reset(state, resets, k);
   }
   for (size_t i = 0; i < n && rc == 0; i++) {
-    mem_node *x = dead_match(br, rs[i].msg);
+    mem_node *x = entry_match(br, failed, rs[i].msg);
     if (x == NULL)
       continue;
     mem_queue *q = x->q;
-    list_remove(&q->dead, x);
+    list_remove(failed ? &q->kept : &q->dead, x);
+    x->due_ms = 0;
     body_swap(x, &bodies[i], rs[i].next_len);
     list_append(&q->ready, x);
     rs[i].moved = true;
@@ -889,6 +966,14 @@ static int mb_dead_requeue(void *impl, gtask_revive *rs, size_t n, void *state) 
   return rc;
 }
 
+static int mb_dead_requeue(void *impl, gtask_revive *rs, size_t n, void *state) {
+  return requeue_from(impl, false, rs, n, state);
+}
+
+static int mb_failed_requeue(void *impl, gtask_revive *rs, size_t n, void *state) {
+  return requeue_from(impl, true, rs, n, state);
+}
+
 static int mb_dead_purge(void *impl, const char *queue, size_t *removed) {
   mem_broker *br = impl;
   if (removed != NULL)
@@ -900,6 +985,31 @@ static int mb_dead_purge(void *impl, const char *queue, size_t *removed) {
   if (q) {
     *removed = q->dead.n;
     list_free(&q->dead);
+  }
+  pthread_mutex_unlock(&br->mu);
+  return 0;
+}
+
+static int mb_pause(void *impl, const char *queue, bool paused) {
+  mem_broker *br = impl;
+  if (br == NULL || queue == NULL)
+    return GTASK_EINVAL;
+  pthread_mutex_lock(&br->mu);
+  mem_queue *q = queue_get(br, queue);
+  if (q)
+    q->paused = paused;
+  pthread_mutex_unlock(&br->mu);
+  return q ? 0 : GTASK_ENOMEM;
+}
+
+static int mb_paused(void *impl, const char *const *queues, size_t nq, bool *out) {
+  mem_broker *br = impl;
+  if (br == NULL || (nq > 0 && (queues == NULL || out == NULL)))
+    return GTASK_EINVAL;
+  pthread_mutex_lock(&br->mu);
+  for (size_t k = 0; k < nq; k++) {
+    const mem_queue *q = queue_find(br, queues[k]);
+    out[k] = q != NULL && q->paused;
   }
   pthread_mutex_unlock(&br->mu);
   return 0;
@@ -933,6 +1043,7 @@ static void mb_destroy(void *impl) {
     list_free(&q->ready);
     list_free(&q->leased);
     list_free(&q->dead);
+    list_free(&q->kept);
     for (size_t i = 0; i < q->nsched; i++)
       node_free(q->sched[i]);
     gtask__free(q->sched);
@@ -983,6 +1094,11 @@ static const gtask_broker_ops memory_broker_ops = {
     .abi = GTASK_EXTEND_ABI,
     .name = "memory",
     .push = mb_push,
+    .push_unique = mb_push_unique,
+    .failed_list = mb_failed_list,
+    .failed_requeue = mb_failed_requeue,
+    .pause = mb_pause,
+    .paused = mb_paused,
     .lease = mb_lease,
     .interrupt = mb_interrupt,
     .extend = mb_extend,

@@ -383,6 +383,12 @@ static int rk_reset(void *impl, gtask_msg *const *msgs, size_t n) {
   return rc;
 }
 
+/* Claims only: the broker queues the claimed ones afterwards. */
+static int rk_claim(void *impl, gtask_claim *cs, size_t n) {
+  gtask__redis_backend *b = impl;
+  return gtask__redis_claim(b->r, b->r, false, cs, n);
+}
+
 static void rk_destroy(void *impl) {
   gtask__redis_backend *b = impl;
   gtask__redis_free(b->r);
@@ -399,6 +405,7 @@ const gtask_backend_ops gtask__redis_backend_ops = {
     .wait = rk_wait,
     .reset = rk_reset,
     .destroy = rk_destroy,
+    .claim = rk_claim,
 };
 
 GTASK_EXTERN int gtask_backend_redis_new(gtask_backend **out, const gtask_redis_conf *conf) {

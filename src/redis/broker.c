@@ -141,6 +141,13 @@ static int rb_push(void *impl, gtask_msg *const *msgs, size_t n, void *state) {
   return rc;
 }
 
+/* Colocated sends that must not duplicate: claimed and queued by claim.lua. */
+static int rb_push_unique(void *impl, gtask_claim *cs, size_t n, void *state) {
+  redis_broker *b = impl;
+  if (!state) return GTASK_EINVAL;
+  return gtask__redis_claim(b->r, gtask__redis_backend_pool(state), true, cs, n);
+}
+
 /* ---------------------------------------------------------------- lease */
 
 static consumer_conn *find_consumer(redis_broker *b, const char *name, bool create) {
@@ -761,6 +768,12 @@ static bool fin_short(const gtask_fin *f, bool with_state) {
          f->result;
 }
 
+/* A done FAILURE fin whose message is to be kept in the failed set (until
+ * next_due_ms). */
+static bool fin_keeps_failed(const gtask_fin *f) {
+  return f->kind == GTASK_FIN_DONE && f->status == GTASK_FAILURE && f->next && f->next_due_ms > 0;
+}
+
 static int rb_finish(void *impl, const char *consumer, gtask_fin *fins, size_t n, void *state) {
   redis_broker *b = impl;
   gtask__redis *st = state ? gtask__redis_backend_pool(state) : NULL;
@@ -783,7 +796,9 @@ static int rb_finish(void *impl, const char *consumer, gtask_fin *fins, size_t n
         ord[k - i - ns] = &fins[k];
     }
     size_t nk = 6 + (st ? 2 * ng + ns : 0);
-    char(*k2)[GTASK__KEY_MAX] = gtask__realloc(keys, nk * sizeof(*keys));
+    bool keep = false; /* a fin keeps a failed task: name the failed set too */
+    for (size_t k = i; k < j && !keep; k++) keep = fin_keeps_failed(&fins[k]);
+    char(*k2)[GTASK__KEY_MAX] = gtask__realloc(keys, (nk + 1) * sizeof(*keys));
     if (!k2) {
       rc = GTASK_ENOMEM;
       break;
@@ -809,6 +824,10 @@ static int rb_finish(void *impl, const char *consumer, gtask_fin *fins, size_t n
         gtask__argv_add(&a, *kp, gtask__redis_key(st, *kp, GTASK__KEY_MAX, q, "n", id));
         kp++;
       }
+    }
+    if (keep) {
+      gtask__argv_add(&a, keys[nk], gtask__redis_key(b->r, keys[nk], GTASK__KEY_MAX, q, "failed", NULL));
+      nk++;
     }
     gtask__argv_adds(&a, GTASK__GROUP);
     gtask__argv_adds(&a, consumer);
@@ -857,6 +876,7 @@ static int rb_finish(void *impl, const char *consumer, gtask_fin *fins, size_t n
       gtask__argv_adds(&a, f->msg->id);
       gtask__argv_adds(&a, f->fresh ? "1" : "0");
     }
+    if (keep) gtask__argv_addi(&a, gtask__now_ms()); /* for the failed set's trim */
     redisReply *rep;
     rc = gtask__redis_eval(b->r, c, GTASK__LUA_FINISH, nk, &a, &rep);
     if (rc == 0) {
@@ -1042,6 +1062,64 @@ static int stats_once(redis_broker *b, const char *queue, gtask_queue_stats *out
   return rc;
 }
 
+/* ---------------------------------------------------------------- pause */
+
+/* The queue's `paused` key: "1" while paused, absent otherwise. */
+static int rb_pause(void *impl, const char *queue, bool paused) {
+  redis_broker *b = impl;
+  gtask__conn *c = NULL;
+  int rc = gtask__redis_use(b->r, queue, &c);
+  if (rc) return rc;
+  char key[GTASK__KEY_MAX];
+  gtask__redis_key(b->r, key, sizeof(key), queue, "paused", NULL);
+  gtask__argv a;
+  gtask__argv_init(&a);
+  gtask__argv_adds(&a, paused ? "SET" : "DEL");
+  gtask__argv_adds(&a, key);
+  if (paused) gtask__argv_adds(&a, "1");
+  redisReply *rep;
+  rc = gtask__redis_cmd(b->r, c, &a, &rep);
+  if (rc == 0) freeReplyObject(rep);
+  gtask__argv_free(&a);
+  gtask__redis_put(b->r, c);
+  return rc;
+}
+
+/* One EXISTS per queue, pipelined per node: the queues' keys may live in
+ * different Cluster slots, so not one multi-key command; on one server (or
+ * when they share a node) it is one round trip. */
+static int rb_paused(void *impl, const char *const *queues, size_t nq, bool *out) {
+  redis_broker *b = impl;
+  gtask__conn *c = NULL;
+  int rc = 0;
+  char key[GTASK__KEY_MAX];
+  for (size_t i = 0; i < nq && rc == 0;) {
+    if ((rc = gtask__redis_use(b->r, queues[i], &c)) != 0) break;
+    size_t j = i;
+    for (; j < nq && gtask__redis_for_queue(b->r, queues[j]) == c->owner; j++) {
+      gtask__redis_key(b->r, key, sizeof(key), queues[j], "paused", NULL);
+      gtask__conn_appendf(c, "EXISTS %s", key);
+    }
+    for (size_t k = i; k < j; k++) {
+      redisReply *p = NULL;
+      if (gtask__conn_get_reply(c, &p) != REDIS_OK) {
+        gtask__set_error("redis %s: %s", b->r->conf->describe, c->errstr);
+        rc = GTASK_ECONN;
+        break;
+      }
+      if (p->type == REDIS_REPLY_ERROR && rc == 0) {
+        gtask__set_error("redis %s: EXISTS: %s", b->r->conf->describe, p->str);
+        rc = gtask__redis_reply_rc(p->str);
+      }
+      out[k] = p->type == REDIS_REPLY_INTEGER && p->integer == 1;
+      freeReplyObject(p);
+    }
+    i = j;
+  }
+  if (c) gtask__redis_put(b->r, c);
+  return rc;
+}
+
 /* ---------------------------------------------------------------- dead set */
 
 static void free_msg_array(gtask_msg **v, size_t n) {
@@ -1174,8 +1252,10 @@ static size_t revive_run_end(const gtask_revive *rs, size_t n, size_t i) {
   return j;
 }
 
-static int rb_dead_requeue(void *impl, gtask_revive *rs, size_t n, void *state) {
-  redis_broker *b = impl;
+/* dead_requeue.lua or failed_requeue.lua (the same KEYS and ARGV), from the
+ * queue's key `from` ("dead", "failed"). */
+static int requeue_from(redis_broker *b, gtask_revive *rs, size_t n, void *state, const char *from,
+                        gtask__script script, const char *script_name) {
   gtask__redis *st = state ? gtask__redis_backend_pool(state) : NULL;
   for (size_t k = 0; k < n; k++) rs[k].moved = false;
   gtask__conn *c = NULL; /* the connection to the node of the run at hand */
@@ -1196,7 +1276,7 @@ static int rb_dead_requeue(void *impl, gtask_revive *rs, size_t n, void *state) 
     if ((rc = gtask__redis_use(b->r, q, &c)) != 0) break;
     gtask__argv_reset(&a);
     gtask__argv_add(&a, keys[0], gtask__redis_key(b->r, keys[0], GTASK__KEY_MAX, q, "stream", NULL));
-    gtask__argv_add(&a, keys[1], gtask__redis_key(b->r, keys[1], GTASK__KEY_MAX, q, "dead", NULL));
+    gtask__argv_add(&a, keys[1], gtask__redis_key(b->r, keys[1], GTASK__KEY_MAX, q, from, NULL));
     if (st) {
       for (size_t k = i; k < j; k++) {
         char *tk = keys[2 + 2 * (k - i)], *nk2 = keys[3 + 2 * (k - i)];
@@ -1212,9 +1292,9 @@ static int rb_dead_requeue(void *impl, gtask_revive *rs, size_t n, void *state) 
       gtask__argv_add(&a, rs[k].next, rs[k].next_len);
     }
     redisReply *rep;
-    rc = gtask__redis_eval(b->r, c, GTASK__LUA_DEAD_REQUEUE, nk, &a, &rep);
+    rc = gtask__redis_eval(b->r, c, script, nk, &a, &rep);
     if (rc == 0) {
-      rc = gtask__redis_int_array(b->r, "dead_requeue.lua", rep, j - i);
+      rc = gtask__redis_int_array(b->r, script_name, rep, j - i);
       for (size_t k = i; k < j && rc == 0; k++) rs[k].moved = rep->element[k - i]->integer == 1;
       freeReplyObject(rep);
     }
@@ -1224,6 +1304,103 @@ static int rb_dead_requeue(void *impl, gtask_revive *rs, size_t n, void *state) 
   gtask__argv_free(&a);
   gtask__redis_put(b->r, c);
   return rc;
+}
+
+static int rb_dead_requeue(void *impl, gtask_revive *rs, size_t n, void *state) {
+  return requeue_from(impl, rs, n, state, "dead", GTASK__LUA_DEAD_REQUEUE, "dead_requeue.lua");
+}
+
+static int rb_failed_requeue(void *impl, gtask_revive *rs, size_t n, void *state) {
+  return requeue_from(impl, rs, n, state, "failed", GTASK__LUA_FAILED_REQUEUE,
+                      "failed_requeue.lua");
+}
+
+/* The failed set: ZSCAN (MATCH "<id>*" for one id), members not yet past
+ * their time, each once (a ZSCAN may return a member twice), sorted by id. */
+static int rb_failed_list(void *impl, const char *queue, const char *id, gtask_msg ***out,
+                          size_t *n) {
+  redis_broker *b = impl;
+  *out = NULL;
+  *n = 0;
+  if (id && !gtask__id_valid(id)) return 0; /* no member can start with it */
+  gtask__conn *c = NULL;
+  int rc = gtask__redis_use(b->r, queue, &c);
+  if (rc) return rc;
+  char key[GTASK__KEY_MAX], cursor[32] = "0", match[GTASK_ID_SIZE + 1];
+  gtask__redis_key(b->r, key, sizeof(key), queue, "failed", NULL);
+  gtask__fmt(match, sizeof(match), "%s*", id ? id : "");
+  int64_t now = gtask__now_ms();
+  gtask_msg **v = NULL;
+  size_t nv = 0, cap = 0;
+  do {
+    redisReply *rep = gtask__conn_command(c, "ZSCAN %s %s MATCH %s COUNT 500", key, cursor, match);
+    if (!rep) {
+      gtask__set_error("redis %s: ZSCAN: %s", b->r->conf->describe, c->errstr);
+      rc = GTASK_ECONN;
+      break;
+    }
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
+        rep->element[0]->type != REDIS_REPLY_STRING || rep->element[1]->type != REDIS_REPLY_ARRAY) {
+      gtask__set_error("redis %s: ZSCAN %s: %s", b->r->conf->describe, key,
+                       rep->type == REDIS_REPLY_ERROR ? rep->str : "unexpected reply");
+      rc = rep->type == REDIS_REPLY_ERROR ? gtask__redis_reply_rc(rep->str) : GTASK_EPROTO;
+      freeReplyObject(rep);
+      break;
+    }
+    gtask__fmt(cursor, sizeof(cursor), "%s", rep->element[0]->str);
+    const redisReply *kv = rep->element[1];
+    for (size_t k = 0; k + 1 < kv->elements && rc == 0; k += 2) {
+      const redisReply *mem = kv->element[k], *score = kv->element[k + 1];
+      if (mem->type != REDIS_REPLY_STRING || score->type != REDIS_REPLY_STRING ||
+          mem->len < GTASK_ID_SIZE - 1 || strtoll(score->str, NULL, 10) < now)
+        continue;
+      if (nv == cap) {
+        size_t nc = cap ? 2 * cap : 64;
+        gtask_msg **v2 = gtask__realloc(v, nc * sizeof(*v2));
+        if (!v2) {
+          rc = GTASK_ENOMEM;
+          break;
+        }
+        v = v2;
+        cap = nc;
+      }
+      char idbuf[GTASK_ID_SIZE];
+      memcpy(idbuf, mem->str, GTASK_ID_SIZE - 1);
+      idbuf[GTASK_ID_SIZE - 1] = '\0';
+      gtask_msg *m = gtask_msg_new(idbuf, queue, mem->str + GTASK_ID_SIZE - 1,
+                                   mem->len - (GTASK_ID_SIZE - 1));
+      if (!m) {
+        rc = GTASK_ENOMEM;
+        break;
+      }
+      m->due_ms = strtoll(score->str, NULL, 10);
+      v[nv++] = m;
+    }
+    freeReplyObject(rep);
+  } while (rc == 0 && strcmp(cursor, "0") != 0);
+  gtask__redis_put(b->r, c);
+  if (rc) {
+    free_msg_array(v, nv);
+    return rc;
+  }
+  /* Sorted by id, and each member once. */
+  if (nv > 1) qsort(v, nv, sizeof(*v), msg_id_cmp);
+  size_t keep = 0;
+  for (size_t k = 0; k < nv; k++) {
+    if (keep > 0 && strcmp(v[keep - 1]->id, v[k]->id) == 0 && v[keep - 1]->len == v[k]->len &&
+        memcmp(v[keep - 1]->body, v[k]->body, v[k]->len) == 0) {
+      gtask_msg_free(v[k]);
+      continue;
+    }
+    v[keep++] = v[k];
+  }
+  if (keep == 0) {
+    gtask__free(v);
+    v = NULL;
+  }
+  *out = v;
+  *n = keep;
+  return 0;
 }
 
 static int rb_dead_purge(void *impl, const char *queue, size_t *removed) {
@@ -1431,6 +1608,11 @@ static const gtask_broker_ops redis_broker_ops = {
     .abi = GTASK_EXTEND_ABI,
     .name = "redis",
     .push = rb_push,
+    .push_unique = rb_push_unique,
+    .failed_list = rb_failed_list,
+    .failed_requeue = rb_failed_requeue,
+    .pause = rb_pause,
+    .paused = rb_paused,
     .lease = rb_lease,
     .interrupt = rb_interrupt,
     .extend = rb_extend,

@@ -3,14 +3,18 @@
 -- KEYS[1] stream  KEYS[2] sched  KEYS[3] dead  KEYS[4] stats (finished counters)
 -- KEYS[5] pending set  KEYS[6] fence (see reclaim.lua), then (used only when
 -- state is recorded) per general fin its state hash and notify list, then per
--- short fin its notify list
+-- short fin its notify list, then, optionally, the failed set (a zset: kept
+-- until ms -> task id and message), when a fin keeps a failed task (ARGV then
+-- ends with the time now, ms)
 -- ARGV[1] group  ARGV[2] consumer  ARGV[3] "1" record state  ARGV[4] state ttl ms
 -- ARGV[5], ARGV[6] the lowest and the highest entry id of the batch
 -- ARGV[7] g, the number of general fins  ARGV[8] the fence every lease of the
 -- batch began under, or "" (unknown, or not all the same), then
 -- ARGV[9+8(i-1)..] per general fin: entry id, kind (1 done 2 retry 3 requeue
 --                  4 dead), status, result ("" none), next body ("" none),
---                  next due ms, task id, fresh ("1": no state hash can exist
+--                  next due ms (a done fin with status FAILURE and a next
+--                  body: kept in the failed set until then), task id, fresh
+--                  ("1": no state hash can exist
 --                  -- a first delivery without a STARTED mark -- so a final
 --                  state needs no DEL and a requeue (hand-back) records no
 --                  state: the task stays in the pending set, which says
@@ -67,9 +71,13 @@ local group, consumer = ARGV[1], ARGV[2]
 local with_state = ARGV[3] == '1'
 local ttl = ARGV[4] -- a string: PEXPIRE parses it (no float formatting)
 local g = ARGV[7] == '0' and 0 or tonumber(ARGV[7])
-local n = g + (#ARGV - 8 - 8 * g) / 3 -- every fin, general and short
+-- A caller that keeps failed tasks appends the failed set to KEYS and the
+-- time now (ms) to ARGV: one argument past the fins' multiples of 3.
+local keeps = (#ARGV - 8 - 8 * g) % 3 == 1
+local n = g + (#ARGV - 8 - 8 * g - (keeps and 1 or 0)) / 3 -- every fin, general and short
 local out, ids, acked, ended = {}, {}, {}, {}
 local succeeded, failed = 0, 0
+local fkey = keeps and KEYS[#KEYS] or nil
 
 -- An error reply for a command on key that failed (r: its redis.pcall reply).
 local function refuse(r, key)
@@ -131,7 +139,7 @@ end
 -- its other writes wait for step 5.  A task whose state is written leaves the
 -- pending set in step 4 (it may have a STARTED hash already: a state hash,
 -- and a notify list above it, outrank the set when read).
-local sched, dead, hashes = false, false, nil -- what the applied fins write
+local sched, dead, hashes, kept = false, false, nil, false -- what the applied fins write
 for i = 1, g do
   -- ARGV from b + 1: entry id, kind, status, result, next body, next due ms,
   -- task id, fresh; KEYS: state hash, notify list (with state)
@@ -166,6 +174,7 @@ for i = 1, g do
       out[i] = 1
       if kind == '2' then sched = true end
       if kind == '4' then dead = true end
+      if kind == '1' and fkey and status == 'FAILURE' and ARGV[b + 5] ~= '' then kept = true end
       if with_state and not (kind == '3' and ARGV[b + 8] == '1') then -- (a fresh requeue: none)
         ids[#ids + 1] = ARGV[b + 7]
         if not to_final then
@@ -241,6 +250,7 @@ if #ids > 0 and (succeeded > 0 or failed > 0) then err = check('SCARD', KEYS[5])
 if not err and trusted and #acked > 0 then err = check('XLEN', KEYS[1]) end
 if not err and sched then err = check('ZCARD', KEYS[2]) end
 if not err and dead then err = check('HLEN', KEYS[3]) end
+if not err and kept then err = check('ZCARD', fkey) end
 for k = 1, hashes and #hashes or 0 do
   if not err then err = check('HLEN', hashes[k]) end
 end
@@ -286,6 +296,8 @@ for i = 1, g do
       elseif kind == '4' then
         redis.call('HSET', KEYS[3], id, nextb)
       end
+    elseif fkey and status == 'FAILURE' and ARGV[b + 5] ~= '' then
+      redis.call('ZADD', fkey, ARGV[b + 6], ARGV[b + 7] .. ARGV[b + 5])
     end
     if with_state and not (fresh and kind == '3') then
       local tkey = KEYS[7 + 2 * (i - 1)]
@@ -302,6 +314,13 @@ for i = 1, g do
       end
     end
   end
+end
+-- The failed set keeps what is not past its time, and at most 10000 tasks
+-- (the oldest go first): one trim per batch that added to it.
+if kept then
+  redis.call('ZREMRANGEBYSCORE', fkey, '-inf', '(' .. ARGV[#ARGV])
+  local over = redis.call('ZCARD', fkey) - 10000
+  if over > 0 then redis.call('ZREMRANGEBYRANK', fkey, 0, over - 1) end
 end
 -- Release the leases, then drop the entries.  A few are XDELeted by id.  For
 -- a batch: every entry below the oldest lease still held in the group was

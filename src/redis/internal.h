@@ -20,6 +20,9 @@
  *                  the final one; deleted when the task becomes final
  *   P:{q}:n:ID     list: the final state -- one element, the result record
  *                  (waiters block on it)
+ *   P:{q}:u:DIGEST string: the id of the task holding a unique key
+ *                  (claim.lua; added without a schema bump:
+ *                  only clients read or write it)
  * P is the configured prefix, {q} the queue as a Redis Cluster hash tag. */
 #ifndef GTASK_REDIS_INTERNAL_H
 #define GTASK_REDIS_INTERNAL_H
@@ -196,6 +199,12 @@ int gtask__redis_int_array(const gtask__redis *r, const char *script, const redi
 size_t gtask__redis_key(const gtask__redis *r, char *buf, size_t size, const char *queue,
                         const char *suffix, const char *id);
 #define GTASK__KEY_MAX 256
+
+/* Claims (claim.c, claim.lua): the id of each claim, and its unique key if
+ * any, named with sr's prefix; with queue, also queues each claimed message
+ * in qr's stream or schedule in the same script (colocated: qr and sr are
+ * the same server and db).  Runs on a connection of qr. */
+int gtask__redis_claim(gtask__redis *qr, gtask__redis *sr, bool queue, gtask_claim *cs, size_t n);
 
 /* The Redis backend's impl, for a colocated broker (same server and db). */
 typedef struct gtask__redis_backend gtask__redis_backend;

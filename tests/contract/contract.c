@@ -1219,6 +1219,338 @@ CONTRACT(PAIR, client_dead_requeue) {
   gtask_client_free(cli);
 }
 
+/* ---------------------------------------------------------------- unique sends, failed set, pause (issue 18)
+ *
+ * Through the client, as a user sends: a chosen id, and content keys held for
+ * a TTL or until the task is final.  Each runs colocated (one step: the
+ * broker's push_unique) and split (the backend's claim, then push). */
+
+/* Ends the delivery m as a worker does (state recorded): SUCCESS. */
+static void finish_success(env *e, gtask_msg *m) {
+  const char *res = REC_OK(3, 1);
+  size_t rlen = strlen(res);
+  void *state = e->bo->colocated ? e->bo->colocated(e->bi, e->be) : NULL;
+  gtask_fin f = {.msg = m, .kind = GTASK_FIN_DONE, .status = GTASK_SUCCESS, .result = res,
+                 .result_len = rlen};
+  if (!state) {
+    ASSERT_OK(e->eo->store(e->ei, &f, 1));
+    ASSERT_FALSE(f.fenced);
+  }
+  ASSERT_OK(e->bo->finish(e->bi, "c1", &f, 1, state));
+  ASSERT_FALSE(f.fenced);
+}
+
+/* Whether the pair can send without duplicates (a colocated push_unique,
+ * or the backend's claim): else the unique cases do not apply. */
+static void need_claim(env *e) {
+  void *state = e->bo->colocated ? e->bo->colocated(e->bi, e->be) : NULL;
+  if (!e->eo->claim && !(state && e->bo->push_unique))
+    SKIP("the pair cannot check sends for duplicates (no claim, no push_unique)");
+}
+
+static gtask_client *client_on(env *e) {
+  gtask_client *cli = gtask_client_new(e->b, e->be);
+  ASSERT_NOT_NULL(cli);
+  ASSERT_OK(gtask_client_set_queue(cli, e->q));
+  return cli;
+}
+
+CONTRACT(PAIR, client_send_with_id) {
+  need_claim(e);
+  gtask_client *cli = client_on(e);
+  gtask_send_conf *sc = gtask_send_conf_new("add");
+  ASSERT_NOT_NULL(sc);
+  /* Bad ids change nothing. */
+  ASSERT_ERR(gtask_send_conf_set_id(sc, "not-an-id"), GTASK_EINVAL);
+  ASSERT_STR_CONTAINS(gtask_last_error(), "not a task id");
+  ASSERT_ERR(gtask_send_conf_set_id(sc, "0F8FAD5B-D9CB-469F-A165-70867728950E"), GTASK_EINVAL);
+  ASSERT_ERR(gtask_send_conf_set_id(sc, "0f8fad5b-d9cb-469f-a165-70867728950e-"), GTASK_EINVAL);
+  char want[GTASK_ID_SIZE], id[GTASK_ID_SIZE];
+  new_id(want);
+  ASSERT_OK(gtask_send_conf_set_id(sc, want));
+  ASSERT_OK(GTASK_SEND(cli, sc, id, gtask_int64(1), gtask_int64(2)));
+  ASSERT_STR_EQ(id, want);
+  gtask_status st;
+  ASSERT_OK(gtask_client_status(cli, want, &st));
+  ASSERT_EQ(st, GTASK_PENDING);
+
+  /* Queued: a second send with that id (other arguments) is refused and
+   * leaves the first untouched. */
+  memset(id, 'x', sizeof(id));
+  ASSERT_ERR(GTASK_SEND(cli, sc, id, gtask_int64(7), gtask_int64(7)), GTASK_EEXIST);
+  ASSERT_STR_EQ(id, want);
+  ASSERT_STR_CONTAINS(gtask_client_errmsg(cli), want);
+  ASSERT_STATS(e, e->q, 1, 0, 0, 0);
+  /* A batch cannot share one id. */
+  gtask_value two[4] = {gtask_int64(1), gtask_int64(2), gtask_int64(3), gtask_int64(4)};
+  char ids[2][GTASK_ID_SIZE];
+  ASSERT_ERR(gtask_client_send_many(cli, sc, 2, two, 2, ids), GTASK_EINVAL);
+  ASSERT_STATS(e, e->q, 1, 0, 0, 0);
+
+  /* Running, then final (its result kept): still refused. */
+  gtask_msg *m = lease1(e, "c1");
+  ASSERT_STR_EQ(m->id, want);
+  ASSERT_ERR(GTASK_SEND(cli, sc, id, gtask_int64(1), gtask_int64(2)), GTASK_EEXIST);
+  finish_success(e, m);
+  gtask_msg_free(m);
+  ASSERT_ERR(GTASK_SEND(cli, sc, id, gtask_int64(1), gtask_int64(2)), GTASK_EEXIST);
+  ASSERT_STATS(e, e->q, 0, 0, 0, 0);
+  gtask_result *r = NULL;
+  ASSERT_OK(gtask_client_result(cli, want, &r));
+  ASSERT_EQ(r->status, GTASK_SUCCESS);
+  ASSERT_EQ(r->values[0].v.i, 3);
+  gtask_result_free(r);
+
+  /* A delayed task holds its id too; another queue is another namespace. */
+  char other[GTASK_ID_SIZE];
+  new_id(other);
+  ASSERT_OK(gtask_send_conf_set_id(sc, other));
+  ASSERT_OK(gtask_send_conf_set_delay(sc, 60000));
+  ASSERT_OK(GTASK_SEND(cli, sc, id, gtask_int64(1)));
+  ASSERT_ERR(GTASK_SEND(cli, sc, id, gtask_int64(1)), GTASK_EEXIST);
+  ASSERT_STATS(e, e->q, 0, 0, 1, 0);
+  char q2[80];
+  snprintf(q2, sizeof(q2), "%s-b", e->q);
+  ASSERT_OK(gtask_send_conf_set_queue(sc, q2));
+  ASSERT_OK(GTASK_SEND(cli, sc, id, gtask_int64(1)));
+  ASSERT_STR_EQ(id, other);
+  ASSERT_STATS(e, q2, 0, 0, 1, 0);
+  gtask_send_conf_free(sc);
+  gtask_client_free(cli);
+}
+
+CONTRACT(PAIR, client_send_unique_ttl) {
+  need_claim(e);
+  gtask_client *cli = client_on(e);
+  gtask_send_conf *sc = gtask_send_conf_new("add");
+  ASSERT_NOT_NULL(sc);
+  ASSERT_ERR(gtask_send_conf_set_unique(sc, -1), GTASK_EINVAL);
+  int64_t ttl = test_timeout_ms(400);
+  ASSERT_OK(gtask_send_conf_set_unique(sc, ttl));
+  char a[GTASK_ID_SIZE], id[GTASK_ID_SIZE];
+  int64_t sent = test_now_ms();
+  ASSERT_OK(GTASK_SEND(cli, sc, a, gtask_int64(1), gtask_int64(2)));
+  ASSERT_ERR(GTASK_SEND(cli, sc, id, gtask_int64(1), gtask_int64(2)), GTASK_EEXIST);
+  ASSERT_STR_EQ(id, a);
+  /* Other arguments, other types of the same numbers, another name, another
+   * queue: other content. */
+  char b[GTASK_ID_SIZE];
+  ASSERT_OK(GTASK_SEND(cli, sc, b, gtask_int64(1), gtask_int64(3)));
+  ASSERT_OK(GTASK_SEND(cli, sc, id, gtask_int32(1), gtask_int64(2)));
+  gtask_send_conf *sc2 = gtask_send_conf_new("add2");
+  ASSERT_NOT_NULL(sc2);
+  ASSERT_OK(gtask_send_conf_set_unique(sc2, ttl));
+  ASSERT_OK(GTASK_SEND(cli, sc2, id, gtask_int64(1), gtask_int64(2)));
+  ASSERT_STATS(e, e->q, 4, 0, 0, 0);
+
+  /* A batch reports each duplicate, against an earlier task or an earlier
+   * one of the same batch, and queues the others. */
+  gtask_value args[6] = {gtask_int64(5), gtask_int64(5), gtask_int64(5),
+                         gtask_int64(5), gtask_int64(1), gtask_int64(2)};
+  char ids[3][GTASK_ID_SIZE];
+  int rcs[3] = {99, 99, 99};
+  ASSERT_OK(gtask_client_send_batch(cli, sc, 3, args, 2, ids, rcs));
+  ASSERT_EQ(rcs[0], 0);
+  ASSERT_EQ(rcs[1], GTASK_EEXIST);
+  ASSERT_STR_EQ(ids[1], ids[0]);
+  ASSERT_EQ(rcs[2], GTASK_EEXIST);
+  ASSERT_STR_EQ(ids[2], a);
+  ASSERT_STATS(e, e->q, 5, 0, 0, 0);
+  ASSERT_ERR(gtask_client_send_many(cli, sc, 3, args, 2, ids), GTASK_EEXIST);
+  ASSERT_STATS(e, e->q, 5, 0, 0, 0);
+
+  /* With a TTL the key is held even after the task ends, until the TTL. */
+  gtask_msg *m = lease1(e, "c1");
+  ASSERT_STR_EQ(m->id, a);
+  finish_success(e, m);
+  gtask_msg_free(m);
+  if (test_now_ms() - sent < ttl - 50)
+    ASSERT_ERR(GTASK_SEND(cli, sc, id, gtask_int64(1), gtask_int64(2)), GTASK_EEXIST);
+  test_sleep_ms(ttl - (test_now_ms() - sent) + 60);
+  ASSERT_OK(GTASK_SEND(cli, sc, id, gtask_int64(1), gtask_int64(2)));
+  ASSERT_STR_NE(id, a);
+  gtask_send_conf_free(sc);
+  gtask_send_conf_free(sc2);
+  gtask_client_free(cli);
+}
+
+CONTRACT(PAIR, client_send_unique_until_done) {
+  need_claim(e);
+  gtask_client *cli = client_on(e);
+  gtask_send_conf *sc = gtask_send_conf_new("add");
+  ASSERT_NOT_NULL(sc);
+  ASSERT_OK(gtask_send_conf_set_unique(sc, GTASK_UNIQUE_UNTIL_DONE));
+  char a[GTASK_ID_SIZE], id[GTASK_ID_SIZE];
+  ASSERT_OK(GTASK_SEND(cli, sc, a, gtask_int64(1), gtask_int64(2)));
+  ASSERT_ERR(GTASK_SEND(cli, sc, id, gtask_int64(1), gtask_int64(2)), GTASK_EEXIST);
+  ASSERT_STR_EQ(id, a);
+  /* Held while it runs and while it waits for a retry... */
+  gtask_msg *m = lease1(e, "c1");
+  ASSERT_ERR(GTASK_SEND(cli, sc, id, gtask_int64(1), gtask_int64(2)), GTASK_EEXIST);
+  void *state = e->bo->colocated ? e->bo->colocated(e->bi, e->be) : NULL;
+  const char *res = "{\"v\":1,\"s\":\"RETRY\",\"err\":\"again\",\"at\":1}";
+  size_t rlen = strlen(res);
+  gtask_fin f = {.msg = m, .kind = GTASK_FIN_RETRY, .status = GTASK_RETRY, .result = res,
+                 .result_len = rlen, .next = m->body, .next_len = m->len,
+                 .next_due_ms = now_ms()};
+  if (!state) ASSERT_OK(e->eo->store(e->ei, &f, 1));
+  ASSERT_OK(e->bo->finish(e->bi, "c1", &f, 1, state));
+  ASSERT_FALSE(f.fenced);
+  gtask_msg_free(m);
+  ASSERT_ERR(GTASK_SEND(cli, sc, id, gtask_int64(1), gtask_int64(2)), GTASK_EEXIST);
+  ASSERT_STR_EQ(id, a);
+  /* ... and free once it is final: the next send is a new task. */
+  int64_t next = 0;
+  ASSERT_OK(e->bo->promote(e->bi, e->q, 10, &next));
+  m = lease1(e, "c1");
+  ASSERT_STR_EQ(m->id, a);
+  finish_success(e, m);
+  gtask_msg_free(m);
+  ASSERT_OK(GTASK_SEND(cli, sc, id, gtask_int64(1), gtask_int64(2)));
+  ASSERT_STR_NE(id, a);
+  char again[GTASK_ID_SIZE];
+  ASSERT_ERR(GTASK_SEND(cli, sc, again, gtask_int64(1), gtask_int64(2)), GTASK_EEXIST);
+  ASSERT_STR_EQ(again, id);
+  gtask_send_conf_free(sc);
+  gtask_client_free(cli);
+}
+
+/* What a worker does when a task fails for good: FAILURE, its message (runs
+ * counted, error noted) kept in the failed set until keep_until. */
+static void finish_failed(env *e, gtask_msg *m, int64_t keep_until) {
+  /* The message with its runs counted ("at") and its error ("e"),
+   * docs/PROTOCOL.md section 3. */
+  static const char head[] = "{\"v\":2,";
+  ASSERT_GT(m->len, sizeof(head) - 1);
+  ASSERT_MEM_EQ(m->body, head, sizeof(head) - 1);
+  char next[512];
+  int nlen = snprintf(next, sizeof(next), "%s\"at\":1,\"e\":\"boom\",%s", head,
+                      m->body + sizeof(head) - 1);
+  ASSERT_LT(nlen, (int)sizeof(next));
+  char res[128];
+  int rlen = snprintf(res, sizeof(res), "{\"v\":1,\"s\":\"FAILURE\",\"err\":\"boom\",\"ec\":%d,\"at\":1}",
+                      GTASK_EHANDLER);
+  void *state = e->bo->colocated ? e->bo->colocated(e->bi, e->be) : NULL;
+  gtask_fin f = {.msg = m, .kind = GTASK_FIN_DONE, .status = GTASK_FAILURE, .result = res,
+                 .result_len = (size_t)rlen, .next = next, .next_len = (size_t)nlen,
+                 .next_due_ms = keep_until};
+  if (!state) ASSERT_OK(e->eo->store(e->ei, &f, 1));
+  ASSERT_OK(e->bo->finish(e->bi, "c1", &f, 1, state));
+  ASSERT_FALSE(f.fenced);
+}
+
+/* Failed tasks listed and run again (issue 18). */
+CONTRACT(PAIR, client_failed_list_and_rerun) {
+  if (!e->bo->failed_list || !e->bo->failed_requeue)
+    SKIP("the broker keeps no failed tasks (no failed_list, failed_requeue)");
+  gtask_client *cli = client_on(e);
+  gtask_send_conf *sc = gtask_send_conf_new("add");
+  ASSERT_NOT_NULL(sc);
+  char id[GTASK_ID_SIZE], gone[GTASK_ID_SIZE];
+  ASSERT_OK(GTASK_SEND(cli, sc, id, gtask_int64(1), gtask_int64(2)));
+  ASSERT_OK(GTASK_SEND(cli, sc, gone, gtask_int64(5), gtask_int64(6)));
+  gtask_msg *m = lease1(e, "c1"), *m2 = lease1(e, "c1");
+  ASSERT_STR_EQ(m->id, id);
+  finish_failed(e, m, now_ms() + 60000);
+  finish_failed(e, m2, now_ms() + test_timeout_ms(100)); /* kept briefly */
+  gtask_msg_free(m);
+  gtask_msg_free(m2);
+  ASSERT_STATS(e, e->q, 0, 0, 0, 0); /* not in the dead set */
+
+  gtask_dead_entry *d = NULL;
+  size_t nd = 0;
+  ASSERT_OK(gtask_client_failed_list(cli, &d, &nd));
+  ASSERT_EQ(nd, 2);
+  gtask_dead_list_free(d, nd);
+  test_sleep_ms(test_timeout_ms(100) + 50);
+  ASSERT_OK(gtask_client_failed_list(cli, &d, &nd));
+  ASSERT_EQ(nd, 1);
+  ASSERT_STR_EQ(d[0].id, id);
+  ASSERT_STR_EQ(d[0].name, "add");
+  ASSERT_STR_EQ(d[0].error, "boom");
+  gtask_dead_list_free(d, nd);
+
+  /* Bad ids, a task past its keeping, an unknown one. */
+  ASSERT_ERR(gtask_client_rerun(cli, "nope"), GTASK_EINVAL);
+  ASSERT_ERR(gtask_client_rerun(cli, gone), GTASK_ENOTFOUND);
+  ASSERT_STR_CONTAINS(gtask_client_errmsg(cli), "no longer kept");
+  char unknown[GTASK_ID_SIZE];
+  new_id(unknown);
+  ASSERT_ERR(gtask_client_rerun(cli, unknown), GTASK_ENOTFOUND);
+
+  /* The rerun: same id, PENDING, runs counted from 0, no old error. */
+  ASSERT_OK(gtask_client_rerun(cli, id));
+  gtask_status st;
+  ASSERT_OK(gtask_client_status(cli, id, &st));
+  ASSERT_EQ(st, GTASK_PENDING);
+  ASSERT_OK(gtask_client_failed_list(cli, &d, &nd));
+  ASSERT_EQ(nd, 0);
+  ASSERT_ERR(gtask_client_rerun(cli, id), GTASK_ESTATE); /* queued: once is enough */
+  ASSERT_STATS(e, e->q, 1, 0, 0, 0);
+  m = lease1(e, "c1");
+  ASSERT_STR_EQ(m->id, id);
+  ASSERT_NULL(strstr(m->body, "\"at\":")); /* runs counted from 0 */
+  ASSERT_NULL(strstr(m->body, "\"e\":"));  /* no old error */
+  ASSERT_NOT_NULL(strstr(m->body, "[[\"int64\",1],[\"int64\",2]]"));
+  finish_success(e, m);
+  gtask_msg_free(m);
+  gtask_result *r = NULL;
+  ASSERT_OK(gtask_client_wait(cli, id, test_timeout_ms(2000), &r));
+  ASSERT_EQ(r->status, GTASK_SUCCESS);
+  gtask_result_free(r);
+  ASSERT_ERR(gtask_client_rerun(cli, id), GTASK_ESTATE);
+  ASSERT_STR_CONTAINS(gtask_client_errmsg(cli), "SUCCESS");
+
+  /* A task in the dead set (lost too often) reruns too. */
+  char dead[GTASK_ID_SIZE];
+  ASSERT_OK(GTASK_SEND(cli, sc, dead, gtask_int64(7), gtask_int64(7)));
+  m = lease1(e, "c1");
+  ASSERT_FALSE(finish(e, "c1", m, GTASK_FIN_DEAD, NULL, 0));
+  gtask_msg_free(m);
+  ASSERT_STATS(e, e->q, 0, 0, 0, 1);
+  ASSERT_OK(gtask_client_rerun(cli, dead));
+  ASSERT_STATS(e, e->q, 1, 0, 0, 0);
+  gtask_send_conf_free(sc);
+  gtask_client_free(cli);
+}
+
+
+/* Pause flags (issue 18): per queue, kept until changed; sends still queue. */
+CONTRACT(BROKER, pause_flags) {
+  if (!e->bo->pause || !e->bo->paused) SKIP("the broker cannot pause queues (no pause, paused)");
+  char q2[80];
+  snprintf(q2, sizeof(q2), "%s-b", e->q);
+  const char *qs[2] = {e->q, q2};
+  bool p[2] = {true, true};
+  ASSERT_OK(e->bo->paused(e->bi, qs, 2, p));
+  ASSERT_FALSE(p[0]);
+  ASSERT_FALSE(p[1]);
+  ASSERT_OK(e->bo->pause(e->bi, e->q, true));
+  ASSERT_OK(e->bo->pause(e->bi, e->q, true)); /* idempotent */
+  ASSERT_OK(e->bo->paused(e->bi, qs, 2, p));
+  ASSERT_TRUE(p[0]);
+  ASSERT_FALSE(p[1]);
+  push(e, e->q, BODIES[0], 0, NULL);
+  ASSERT_STATS(e, e->q, 1, 0, 0, 0);
+
+  gtask_client *cli = client_on(e);
+  bool paused = false;
+  ASSERT_OK(gtask_client_queue_paused(cli, NULL, &paused));
+  ASSERT_TRUE(paused);
+  ASSERT_OK(gtask_client_queue_paused(cli, q2, &paused));
+  ASSERT_FALSE(paused);
+  ASSERT_ERR(gtask_client_queue_pause(cli, "bad queue"), GTASK_EINVAL);
+  ASSERT_OK(gtask_client_queue_resume(cli, NULL));
+  ASSERT_OK(gtask_client_queue_resume(cli, NULL)); /* idempotent */
+  ASSERT_OK(e->bo->paused(e->bi, qs, 2, p));
+  ASSERT_FALSE(p[0]);
+  ASSERT_OK(gtask_client_queue_pause(cli, q2));
+  ASSERT_OK(e->bo->paused(e->bi, qs, 2, p));
+  ASSERT_FALSE(p[0]);
+  ASSERT_TRUE(p[1]);
+  gtask_client_free(cli);
+}
+
 /* ---------------------------------------------------------------- backend */
 
 static gtask_msg *task_msg(env *e) {

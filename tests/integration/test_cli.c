@@ -753,6 +753,185 @@ TEST(cli_result_before_and_after) {
   env_stop(&e);
 }
 
+/* send --id, --unique, --delay (issue 18): exit 7 and the existing id for a
+ * duplicate; bad values are usage errors that send nothing. */
+TEST_TIMEOUT(cli_send_id_unique_delay, 60) {
+  env e;
+  env_start(&e);
+  run_out *r = malloc(sizeof(*r));
+  char id[GTASK_ID_SIZE], line[1024];
+  gtask__uuid(id);
+  ASSERT_EQ(RUN(r, "send", "add", "1", "2", "--id", id), 0);
+  ASSERT_STR_EQ(first_line(r->out, line, sizeof(line)), id);
+  ASSERT_EQ(RUN(r, "send", "add", "5", "5", "--id", id), 7);
+  ASSERT_STR_EQ(first_line(r->out, line, sizeof(line)), id);
+  ASSERT_STR_CONTAINS(r->err, "already exists");
+  ASSERT_EQ(count_lines(r->err), 1);
+  ASSERT_EQ(RUN(r, "--json", "send", "add", "--id", id), 7);
+  json_t *j = json_line(first_line(r->out, line, sizeof(line)));
+  ASSERT_STR_EQ(json_string_value(json_object_get(j, "task_id")), id);
+  ASSERT_TRUE(json_is_true(json_object_get(j, "duplicate")));
+  json_decref(j);
+  ASSERT_USAGE(r, "send", "add", "--id", "not-a-uuid");
+  ASSERT_USAGE(r, "send", "add", "--id", "0F8FAD5B-D9CB-469F-A165-70867728950E");
+  ASSERT_USAGE(r, "send", "add", "--id", id, "--count", "2");
+  ASSERT_USAGE(r, "send", "add", "--unique", "-1s");
+  ASSERT_USAGE(r, "send", "add", "--unique", "0s");
+  ASSERT_USAGE(r, "send", "add", "--unique", "sometimes");
+  ASSERT_USAGE(r, "send", "add", "--delay", "-1s");
+
+  /* --unique DUR: one of three identical sends is queued; --count reports the
+   * duplicates by the id of the task they duplicate. */
+  char first[GTASK_ID_SIZE];
+  ASSERT_EQ(RUN(r, "send", "echo", "x", "--unique", "1h"), 0);
+  id_of(r, first);
+  ASSERT_EQ(RUN(r, "send", "echo", "x", "--unique", "1h"), 7);
+  ASSERT_STR_EQ(first_line(r->out, line, sizeof(line)), first);
+  ASSERT_EQ(RUN(r, "send", "echo", "x", "--unique", "1h", "--count", "3"), 7);
+  ASSERT_EQ(count_lines(r->out), 3);
+  ASSERT_EQ(count_str(r->out, first), 3);
+  ASSERT_STR_CONTAINS(r->err, "3 of 3 tasks were duplicates");
+  ASSERT_EQ(RUN(r, "send", "echo", "y", "--unique", "1h"), 0);
+
+  /* --unique done: free again once the task has finished. */
+  char held[GTASK_ID_SIZE];
+  ASSERT_EQ(RUN(r, "send", "add", "7", "8", "--unique", "done", "--delay", "300ms"), 0);
+  id_of(r, held);
+  ASSERT_EQ(RUN(r, "status", held), 0);
+  ASSERT_STR_EQ(r->out, "PENDING\n");
+  ASSERT_EQ(RUN(r, "send", "add", "7", "8", "--unique", "done"), 7);
+  ASSERT_EQ(RUN(r, "--json", "stats"), 0);
+  ASSERT_STR_CONTAINS(r->out, "\"scheduled\":1");
+  WORKER_START(&e, "--builtin");
+  ASSERT_EQ(RUN(r, "result", held, "--wait", "20s"), 0);
+  ASSERT_STR_EQ(r->out, "15\n");
+  ASSERT_EQ(RUN(r, "send", "add", "7", "8", "--unique", "done", "--wait", "20s"), 0);
+  ASSERT_STR_EQ(r->out, "15\n");
+  worker_stop(&e, SIGTERM);
+  free(r);
+  env_stop(&e);
+}
+
+/* --retry-on (issue 18): a failing handler is retried when asked. */
+TEST_TIMEOUT(cli_retry_on, 60) {
+  env e;
+  env_start(&e);
+  run_out *r = malloc(sizeof(*r));
+  ASSERT_USAGE(r, "send", "fail", "x", "--retry-on", "sometimes");
+  ASSERT_USAGE(r, "send", "fail", "x", "--retry-on", "error,error");
+  ASSERT_USAGE(r, "send", "fail", "x", "--retry-on", "");
+  ASSERT_USAGE(r, "send", "fail", "x", "--retry-on", "timeout,");
+  WORKER_START(&e, "--builtin");
+  char line[1024];
+  ASSERT_EQ(RUN(r, "--json", "send", "fail", "boom", "--retry", "2", "--wait", "20s"), 1);
+  json_t *j = json_result(first_line(r->out, line, sizeof(line)), "FAILURE");
+  ASSERT_EQ(json_integer_value(json_object_get(j, "attempts")), 1);
+  json_decref(j);
+  ASSERT_EQ(RUN(r, "--json", "send", "fail", "boom", "--retry", "2", "--retry-on",
+                "timeout,error", "--wait", "20s"), 1);
+  j = json_result(first_line(r->out, line, sizeof(line)), "FAILURE");
+  ASSERT_EQ(json_integer_value(json_object_get(j, "attempts")), 3);
+  ASSERT_STR_EQ(json_string_value(json_object_get(j, "error")), "boom");
+  json_decref(j);
+  worker_stop(&e, SIGTERM);
+  free(r);
+  env_stop(&e);
+}
+
+/* gtask failed list, gtask rerun ID, worker --failed-retention (issue 18). */
+TEST_TIMEOUT(cli_failed_and_rerun, 60) {
+  env e;
+  env_start(&e);
+  run_out *r = malloc(sizeof(*r));
+  char id[GTASK_ID_SIZE], ok[GTASK_ID_SIZE], line[1024];
+  ASSERT_USAGE(r, "failed");
+  ASSERT_USAGE(r, "failed", "purge");
+  ASSERT_USAGE(r, "rerun");
+  ASSERT_USAGE(r, "worker", "--builtin", "--failed-retention", "forever");
+  ASSERT_EQ(RUN(r, "rerun", "not-a-task-id"), 2);
+  WORKER_START(&e, "--builtin");
+  ASSERT_EQ(RUN(r, "send", "fail", "bad\nthing"), 0);
+  id_of(r, id);
+  ASSERT_EQ(RUN(r, "result", id, "--wait", "20s"), 1);
+  ASSERT_EQ(RUN(r, "failed", "list"), 0);
+  char want[256];
+  snprintf(want, sizeof(want), "%s\tfail\tbad\\nthing\n", id);
+  ASSERT_STR_EQ(r->out, want);
+  ASSERT_EQ(RUN(r, "--json", "failed", "list"), 0);
+  json_t *j = json_line(first_line(r->out, line, sizeof(line)));
+  ASSERT_STR_EQ(json_string_value(json_object_get(j, "task_id")), id);
+  ASSERT_STR_EQ(json_string_value(json_object_get(j, "error")), "bad\nthing");
+  json_decref(j);
+  ASSERT_EQ(RUN(r, "dead", "list"), 0);
+  ASSERT_STR_EQ(r->out, "");
+
+  ASSERT_EQ(RUN(r, "rerun", id), 0);
+  ASSERT_STR_EQ(first_line(r->out, line, sizeof(line)), id);
+  ASSERT_EQ(RUN(r, "--json", "result", id, "--wait", "20s"), 1);
+  j = json_result(first_line(r->out, line, sizeof(line)), "FAILURE");
+  ASSERT_EQ(json_integer_value(json_object_get(j, "attempts")), 1); /* fresh attempts */
+  json_decref(j);
+  ASSERT_EQ(RUN(r, "send", "add", "1", "2", "--wait", "20s"), 0);
+  ASSERT_EQ(RUN(r, "send", "add", "1", "2"), 0);
+  id_of(r, ok);
+  ASSERT_EQ(RUN(r, "result", ok, "--wait", "20s"), 0);
+  ASSERT_EQ(RUN(r, "rerun", ok), 1);
+  ASSERT_STR_CONTAINS(r->err, "SUCCESS");
+  char unknown[GTASK_ID_SIZE];
+  gtask__uuid(unknown);
+  ASSERT_EQ(RUN(r, "rerun", unknown), 4);
+
+  /* A worker that keeps no failed task. */
+  worker_stop(&e, SIGTERM);
+  WORKER_START(&e, "--builtin", "--failed-retention", "0s");
+  ASSERT_EQ(RUN(r, "send", "fail", "x", "--wait", "20s"), 1);
+  ASSERT_EQ(RUN(r, "failed", "list"), 0);
+  ASSERT_EQ(count_lines(r->out), 1); /* the first one, run again, only */
+  worker_stop(&e, SIGTERM);
+  free(r);
+  env_stop(&e);
+}
+
+/* gtask queue pause|resume NAME (issue 18), seen by `gtask stats`. */
+TEST_TIMEOUT(cli_queue_pause_resume, 60) {
+  env e;
+  env_start(&e);
+  run_out *r = malloc(sizeof(*r));
+  char id[GTASK_ID_SIZE], line[1024];
+  ASSERT_USAGE(r, "queue");
+  ASSERT_USAGE(r, "queue", "pause");
+  ASSERT_USAGE(r, "queue", "stop", "default");
+  ASSERT_USAGE(r, "queue", "pause", "bad name");
+  ASSERT_USAGE(r, "queue", "pause", "a", "b");
+  WORKER_START(&e, "--builtin");
+  ASSERT_EQ(RUN(r, "queue", "pause", "default"), 0);
+  ASSERT_STR_EQ(r->out, "paused default\n");
+  ASSERT_EQ(RUN(r, "stats"), 0);
+  ASSERT_STR_CONTAINS(r->out, "paused");
+  ASSERT_STR_CONTAINS(r->out, " yes\n");
+  ASSERT_EQ(RUN(r, "--json", "stats"), 0);
+  json_t *j = json_line(first_line(r->out, line, sizeof(line)));
+  ASSERT_TRUE(json_is_true(json_object_get(j, "paused")));
+  json_decref(j);
+  test_sleep_ms(1000); /* the worker sees the pause within a second */
+  ASSERT_EQ(RUN(r, "send", "add", "2", "3"), 0); /* sends still queue */
+  id_of(r, id);
+  ASSERT_EQ(RUN(r, "result", id, "--wait", "700ms"), 3);
+  ASSERT_EQ(RUN(r, "status", id), 0);
+  ASSERT_STR_EQ(r->out, "PENDING\n");
+  ASSERT_EQ(RUN(r, "--json", "queue", "resume", "default"), 0);
+  j = json_line(first_line(r->out, line, sizeof(line)));
+  ASSERT_TRUE(json_is_false(json_object_get(j, "paused")));
+  json_decref(j);
+  ASSERT_EQ(RUN(r, "result", id, "--wait", "10s"), 0);
+  ASSERT_STR_EQ(r->out, "5\n");
+  ASSERT_EQ(RUN(r, "stats"), 0);
+  ASSERT_STR_CONTAINS(r->out, " no\n");
+  worker_stop(&e, SIGTERM);
+  free(r);
+  env_stop(&e);
+}
+
 /* A task that times out is retried, then fails: statuses and attempts. */
 TEST_TIMEOUT(cli_timeout_retry, 120) {
   env e;
@@ -896,8 +1075,9 @@ TEST_TIMEOUT(cli_stats, 60) {
   ASSERT_EQ(RUN(r, "--json", "stats", "default", "other"), 0);
   ASSERT_EQ(count_lines(r->out), 2);
   json_t *j = json_line(first_line(r->out, line, sizeof(line)));
-  ASSERT_EQ(json_object_size(j), 7);
+  ASSERT_EQ(json_object_size(j), 8);
   ASSERT_STR_EQ(json_string_value(json_object_get(j, "queue")), "default");
+  ASSERT_TRUE(json_is_false(json_object_get(j, "paused")));
   ASSERT_EQ(json_integer_value(json_object_get(j, "pending")), 3);
   static const char *const zero[] = {"active", "scheduled", "dead", "succeeded", "failed"};
   for (size_t k = 0; k < 5; k++) ASSERT_EQ(json_integer_value(json_object_get(j, zero[k])), 0);

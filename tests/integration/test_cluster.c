@@ -291,6 +291,28 @@ TEST_TIMEOUT(every_script_runs_on_the_cluster, 120) {
   ASSERT_OK(gtask_client_send(e.client, sc, &v, 1, id));
   gtask_send_conf_free(sc);
   WAIT_UNTIL(atomic_load(&runs[20]) == 1, 10000);
+  /* claim.lua: a unique send, and its duplicate refused. */
+  sc = gtask_send_conf_new("rec");
+  ASSERT_OK(gtask_send_conf_set_queue(sc, "scripts"));
+  ASSERT_OK(gtask_send_conf_set_unique(sc, 60000));
+  v = gtask_int64(21);
+  ASSERT_OK(gtask_client_send(e.client, sc, &v, 1, id));
+  char dup[GTASK_ID_SIZE];
+  ASSERT_ERR(gtask_client_send(e.client, sc, &v, 1, dup), GTASK_EEXIST);
+  ASSERT_STR_EQ(dup, id);
+  gtask_send_conf_free(sc);
+  WAIT_UNTIL(atomic_load(&runs[21]) == 1, 10000);
+  /* failed_requeue.lua: the task that failed (bad index) run again. */
+  ASSERT_OK(gtask_client_set_queue(e.client, "scripts"));
+  gtask_dead_entry *failed = NULL;
+  size_t nf = 0;
+  for (int k = 0; k < 200 && nf == 0; k++) {
+    ASSERT_OK(gtask_client_failed_list(e.client, &failed, &nf));
+    if (nf == 0) test_sleep_ms(50);
+  }
+  ASSERT_EQ(nf, 1);
+  ASSERT_OK(gtask_client_rerun(e.client, failed[0].id));
+  gtask_dead_list_free(failed, nf);
   /* The dead set: a malformed message goes there (pushed raw). */
   gtask_msg *m = gtask_msg_new("00000000-0000-4000-8000-000000000001", "scripts", "not json", 8);
   ASSERT_NOT_NULL(m);

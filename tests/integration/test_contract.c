@@ -21,6 +21,7 @@
 #include "tls_fixture.h"
 
 #include <stdio.h>
+#include <unistd.h>
 
 /* ---------------------------------------------------------------- memory */
 
@@ -197,4 +198,49 @@ __attribute__((constructor)) static void register_targets(void) {
   for (size_t i = 0; i < sizeof(targets) / sizeof(targets[0]); i++)
     if (gtask_contract_register(&targets[i]) != 0)
       abort();
+}
+
+/* ---------------------------------------------------------------- older tables (issue 18) */
+
+/* A backend table of abi 2 ends before claim: the handle reads it as NULL
+ * (never past the table), and a unique send over a pair that is not
+ * colocated is refused, changing nothing, while plain sends work. */
+TEST(memory_abi2_backend_cannot_claim) {
+  gtask_broker *b = gtask_broker_memory_new();
+  gtask_backend *keep = gtask_backend_memory_new();
+  ASSERT_NOT_NULL(b);
+  ASSERT_NOT_NULL(keep);
+  void *impl;
+  static gtask_backend_ops v2;
+  v2 = *gtask_backend_ops_get(keep, &impl);
+  v2.abi = 2; /* claim stays set in v2: the handle must not look past an abi-2 table */
+  v2.destroy = no_destroy;
+  gtask_backend *old = NULL;
+  ASSERT_OK(gtask_backend_new(&old, &v2, impl));
+  ASSERT_NULL(gtask_backend_ops_get(old, NULL)->claim);
+  gtask_client *cli = gtask_client_new(b, old);
+  ASSERT_NOT_NULL(cli);
+  char q[64];
+  snprintf(q, sizeof(q), "q-abi2-%d", (int)getpid());
+  ASSERT_OK(gtask_client_set_queue(cli, q));
+  gtask_send_conf *sc = gtask_send_conf_new("add");
+  ASSERT_NOT_NULL(sc);
+  char id[GTASK_ID_SIZE];
+  ASSERT_OK(gtask_send_conf_set_unique(sc, 1000));
+  ASSERT_ERR(GTASK_SEND(cli, sc, id, gtask_int64(1)), GTASK_EINVAL);
+  ASSERT_STR_CONTAINS(gtask_client_errmsg(cli), "cannot check for duplicates");
+  ASSERT_STR_EQ(id, "");
+  gtask_queue_stats st;
+  ASSERT_OK(gtask_client_stats(cli, NULL, &st));
+  ASSERT_EQ(st.pending, 0);
+  gtask_send_conf_free(sc);
+  sc = gtask_send_conf_new("add");
+  ASSERT_OK(GTASK_SEND(cli, sc, id, gtask_int64(1)));
+  ASSERT_OK(gtask_client_stats(cli, NULL, &st));
+  ASSERT_EQ(st.pending, 1);
+  gtask_send_conf_free(sc);
+  gtask_client_free(cli);
+  gtask_backend_free(old);
+  gtask_broker_free(b);
+  gtask_backend_free(keep);
 }

@@ -517,6 +517,56 @@ TEST(push_refuses_keys_it_cannot_use) {
   env_stop(&e);
 }
 
+/* ---------------------------------------------------------------- claim.lua */
+
+typedef struct claim_arg {
+  gtask_claim *c;
+  size_t n;
+  bool queue; /* push_unique (colocated) rather than the split backend's claim */
+} claim_arg;
+
+static int op_claim(env *e, void *arg) {
+  claim_arg *a = arg;
+  if (a->queue) return e->b->ops->push_unique(e->b->impl, a->c, a->n, e->state);
+  return e->split->ops->claim(e->split->impl, a->c, a->n);
+}
+
+/* A batch of a message due now, one due later and one with a unique key
+ * (issue 18): every key claim.lua writes, each corrupted in turn. */
+TEST(claim_refuses_keys_it_cannot_use) {
+  env e;
+  env_start(&e);
+  populate(&e);
+  push_tail(&e);
+  static const char digest[] = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+  gtask_msg *now1 = new_msg(&e, 0), *sch = new_msg(&e, gtask__now_ms() + 3600000),
+            *uniq = new_msg(&e, 0);
+  gtask_claim cs[3] = {{.msg = now1}, {.msg = sch}, {.msg = uniq, .unique_key = digest}};
+  claim_arg a[] = {{cs, 3, true}, {cs, 3, false}};
+  for (size_t k = 0; k < 2; k++) {
+    char what[64];
+    snprintf(what, sizeof(what), "%s", k == 0 ? "push_unique" : "claim");
+    int db = a[k].queue ? 0 : 1;
+    if (a[k].queue) {
+      refused_types(&e, what, op_claim, &a[k], 0, key(&e, "stream", NULL), "stream");
+      refused_types(&e, what, op_claim, &a[k], 0, key(&e, "sched", NULL), "zset");
+    }
+    refused_types(&e, what, op_claim, &a[k], db, key(&e, "pending", NULL), "set");
+    refused(&e, what, op_claim, &a[k], db, key(&e, "u", digest), "string", BAD_HASH, NULL, NULL);
+  }
+  /* Repaired, the batch goes through, and again it is three duplicates. */
+  ASSERT_OK(op_claim(&e, &a[0]));
+  for (size_t k = 0; k < 3; k++) ASSERT_FALSE(cs[k].duplicate);
+  ASSERT_OK(op_claim(&e, &a[0]));
+  for (size_t k = 0; k < 3; k++) {
+    ASSERT_TRUE(cs[k].duplicate);
+    ASSERT_STR_EQ(cs[k].existing, cs[k].msg->id);
+  }
+  gtask_msg *m[3] = {now1, sch, uniq};
+  free_msgs(m, 3);
+  env_stop(&e);
+}
+
 /* ---------------------------------------------------------------- finish.lua */
 
 typedef struct finish_arg {
@@ -552,9 +602,12 @@ TEST(finish_refuses_keys_it_cannot_use) {
       fin(m[5], GTASK_FIN_DEAD, GTASK_FAILURE, REC_FAIL, true),
       fin(m[6], GTASK_FIN_REQUEUE, GTASK_PENDING, NULL, false),
   };
+  /* The FAILURE keeps its message in the failed set (issue 18). */
+  g[1].next = BODY, g[1].next_len = strlen(BODY), g[1].next_due_ms = gtask__now_ms() + 3600000;
   finish_arg general = {g, 5, true};
   gtask_fin w[2] = {fin(m[7], GTASK_FIN_DONE, GTASK_SUCCESS, REC_OK, true),
                     fin(m[8], GTASK_FIN_DONE, GTASK_FAILURE, REC_FAIL, true)};
+  w[1].next = BODY, w[1].next_len = strlen(BODY), w[1].next_due_ms = gtask__now_ms() + 3600000;
   finish_arg without_state = {w, 2, false};
 
   char stats[KEY_MAX];
@@ -578,6 +631,7 @@ TEST(finish_refuses_keys_it_cannot_use) {
   refused_types(&e, what, op_finish, &general, 0, key(&e, "stream", NULL), "stream");
   refused_types(&e, what, op_finish, &general, 0, key(&e, "sched", NULL), "zset");
   refused_types(&e, what, op_finish, &general, 0, key(&e, "dead", NULL), "hash");
+  refused_types(&e, what, op_finish, &general, 0, key(&e, "failed", NULL), "zset");
   refused_types(&e, what, op_finish, &general, 0, key(&e, "pending", NULL), "set");
   refused_types(&e, what, op_finish, &general, 0, stats, "hash");
   refused(&e, what, op_finish, &general, 0, stats, "hash", BAD_VALUE, "failed", "-");
@@ -588,6 +642,7 @@ TEST(finish_refuses_keys_it_cannot_use) {
   }
   what = "finish without state";
   refused_types(&e, what, op_finish, &without_state, 0, key(&e, "stream", NULL), "stream");
+  refused_types(&e, what, op_finish, &without_state, 0, key(&e, "failed", NULL), "zset");
   refused_types(&e, what, op_finish, &without_state, 0, stats, "hash");
   refused(&e, what, op_finish, &without_state, 0, stats, "hash", BAD_VALUE, "failed", "x");
 
@@ -605,7 +660,47 @@ TEST(finish_refuses_keys_it_cannot_use) {
   ASSERT_STR_EQ(r->element[0]->str, "5"); /* populate's 1, s 2, g 1, w 1 */
   ASSERT_STR_EQ(r->element[1]->str, "4"); /* populate's 1, g 2, w 1 */
   freeReplyObject(r);
+  r = cmd(e.c[0], "ZCARD %s", key(&e, "failed", NULL)); /* g[1] and w[1] kept */
+  ASSERT_EQ(r->integer, 2);
+  freeReplyObject(r);
   free_msgs(m, 9);
+  env_stop(&e);
+}
+
+/* ---------------------------------------------------------------- failed_requeue.lua */
+
+static int op_failed_requeue(env *e, void *arg) {
+  gtask_revive *rv = arg;
+  return e->b->ops->failed_requeue(e->b->impl, rv, 1, e->state);
+}
+
+/* A rerun (issue 18) with every key it reads or writes corrupted in turn. */
+TEST(failed_requeue_refuses_keys_it_cannot_use) {
+  env e;
+  env_start(&e);
+  populate(&e);
+  gtask_msg *m[1];
+  push_and_lease(&e, "c1", m, 1);
+  gtask_fin f = fin(m[0], GTASK_FIN_DONE, GTASK_FAILURE, REC_FAIL, true);
+  f.next = BODY, f.next_len = strlen(BODY), f.next_due_ms = gtask__now_ms() + 3600000;
+  finish_ok(&e, "c1", &f, 1);
+  gtask_msg **kept = NULL;
+  size_t nk = 0;
+  ASSERT_OK(e.b->ops->failed_list(e.b->impl, e.q, m[0]->id, &kept, &nk));
+  ASSERT_EQ(nk, 1);
+  gtask_revive rv = {.msg = kept[0], .next = BODY, .next_len = strlen(BODY)};
+  const char *what = "failed_requeue";
+  refused_types(&e, what, op_failed_requeue, &rv, 0, key(&e, "stream", NULL), "stream");
+  refused_types(&e, what, op_failed_requeue, &rv, 0, key(&e, "failed", NULL), "zset");
+  refused_types(&e, what, op_failed_requeue, &rv, 0, key(&e, "n", m[0]->id), "list");
+  refused_types(&e, what, op_failed_requeue, &rv, 0, key(&e, "t", m[0]->id), "hash");
+  ASSERT_OK(op_failed_requeue(&e, &rv));
+  ASSERT_TRUE(rv.moved);
+  ASSERT_OK(op_failed_requeue(&e, &rv)); /* gone: a second rerun moves nothing */
+  ASSERT_FALSE(rv.moved);
+  gtask_msg_free(kept[0]);
+  free(kept);
+  free_msgs(m, 1);
   env_stop(&e);
 }
 

@@ -255,8 +255,21 @@ TEST(procs_segfault_fails_the_task_and_names_the_signal) {
   ASSERT_EQ(r->status, GTASK_FAILURE);
   ASSERT_EQ(r->error_code, GTASK_ECRASH);
   ASSERT_STR_CONTAINS(r->error, "SIGSEGV");
-  ASSERT_EQ(r->attempts, 1); /* a crash is not retried */
+  ASSERT_EQ(r->attempts, 1); /* a crash is not retried by default */
   gtask_result_free(r);
+  /* Unless the send asks (issue 18): 1 + 2 runs, each crashing its child. */
+  gtask_send_conf *c = gtask_send_conf_new("segv");
+  ASSERT_OK(gtask_send_conf_set_retry_num(c, 2));
+  ASSERT_OK(gtask_send_conf_set_backoff(c, 20, 40));
+  ASSERT_OK(gtask_send_conf_set_retry_on(c, GTASK_RETRY_ON_CRASH));
+  char id[GTASK_ID_SIZE];
+  ASSERT_OK(gtask_client_send(e.client, c, NULL, 0, id));
+  ASSERT_OK(gtask_client_wait(e.client, id, test_timeout_ms(20000), &r));
+  ASSERT_EQ(r->status, GTASK_FAILURE);
+  ASSERT_EQ(r->error_code, GTASK_ECRASH);
+  ASSERT_EQ(r->attempts, 3);
+  gtask_result_free(r);
+  gtask_send_conf_free(c);
   expect_add_works(&e);
   env_close(&e);
 }

@@ -63,6 +63,26 @@ static int flaky(gtask_ctx *ctx, const gtask_value *args, size_t n, void *ud) {
   return gtask_ctx_return(ctx, &v, 1);
 }
 
+/* Fails (a plain error, not a retry request) until attempt n, then returns
+ * its attempt. */
+static int fails_until(gtask_ctx *ctx, const gtask_value *args, size_t n, void *ud) {
+  (void)ud;
+  if (n != 1) return gtask_ctx_fail(ctx, "fails_until takes 1 argument");
+  if (gtask_ctx_attempt(ctx) < args[0].v.i) return gtask_ctx_fail(ctx, "broken (attempt %u)", gtask_ctx_attempt(ctx));
+  gtask_value v = gtask_uint32(gtask_ctx_attempt(ctx));
+  return gtask_ctx_return(ctx, &v, 1);
+}
+
+/* Fails while the gate is closed (a downstream service down), else returns
+ * its attempt. */
+static atomic_int gate_open;
+static int gate_task(gtask_ctx *ctx, const gtask_value *args, size_t n, void *ud) {
+  (void)args, (void)n, (void)ud;
+  if (!atomic_load(&gate_open)) return gtask_ctx_fail(ctx, "downstream is down");
+  gtask_value v = gtask_uint32(gtask_ctx_attempt(ctx));
+  return gtask_ctx_return(ctx, &v, 1);
+}
+
 static int who(gtask_ctx *ctx, const gtask_value *args, size_t n, void *ud) {
   (void)args, (void)n;
   gtask_ctx_sleep(ctx, 5);
@@ -104,6 +124,8 @@ static gtask_server *new_server(gtask_broker *b, gtask_backend *k, const char *t
   ASSERT_OK(gtask_server_reg(s, "sleep", sleeper, NULL));
   ASSERT_OK(gtask_server_reg(s, "flaky", flaky, NULL));
   ASSERT_OK(gtask_server_reg(s, "who", who, (void *)tag));
+  ASSERT_OK(gtask_server_reg(s, "fails_until", fails_until, NULL));
+  ASSERT_OK(gtask_server_reg(s, "gate_open", gate_task, NULL));
   return s;
 }
 
@@ -604,6 +626,159 @@ TEST(redis_handler_requested_retry_then_success) {
   gtask_send_conf_free(c);
   env_close(&e);
 }
+
+/* Retry policy (issue 18): a handler error is retried only when the send
+ * asked for it; an error no new run can fix (wrong argument types, no
+ * handler) never is; a timeout is not when the policy leaves it out. */
+static void check_retry_on(bool memory) {
+  env e;
+  env_open(&e, memory, NULL);
+  env_start(&e);
+  gtask_send_conf *c = gtask_send_conf_new("fails_until");
+  ASSERT_OK(gtask_send_conf_set_retry_num(c, 3));
+  ASSERT_OK(gtask_send_conf_set_backoff(c, 20, 40));
+  /* Default (timeouts only): the error ends it at once. */
+  gtask_value three = gtask_int64(3);
+  gtask_result *r = send_wait(&e, c, &three, 1, 10000);
+  ASSERT_EQ(r->status, GTASK_FAILURE);
+  ASSERT_EQ(r->error_code, GTASK_EHANDLER);
+  ASSERT_EQ(r->attempts, 1);
+  gtask_result_free(r);
+  ASSERT_ERR(gtask_send_conf_set_retry_on(c, 0), GTASK_EINVAL);
+  ASSERT_ERR(gtask_send_conf_set_retry_on(c, 8), GTASK_EINVAL);
+  ASSERT_OK(gtask_send_conf_set_retry_on(c, GTASK_RETRY_ON_ERROR | GTASK_RETRY_ON_CRASH));
+  r = send_wait(&e, c, &three, 1, 10000);
+  ASSERT_EQ(r->status, GTASK_SUCCESS);
+  ASSERT_EQ(r->values[0].v.u, 3);
+  ASSERT_EQ(r->attempts, 3);
+  gtask_result_free(r);
+  /* Retries used up: FAILURE with the last error, after 1 + 3 runs. */
+  gtask_value nine = gtask_int64(9);
+  r = send_wait(&e, c, &nine, 1, 10000);
+  ASSERT_EQ(r->status, GTASK_FAILURE);
+  ASSERT_EQ(r->attempts, 4);
+  ASSERT_STR_CONTAINS(r->error, "attempt 4");
+  gtask_result_free(r);
+  /* Never retried: wrong argument types, no handler. */
+  gtask_send_conf *ca = gtask_send_conf_new("add");
+  ASSERT_OK(gtask_send_conf_set_retry_num(ca, 3));
+  ASSERT_OK(gtask_send_conf_set_retry_on(ca, GTASK_RETRY_ON_ERROR));
+  gtask_value bad = gtask_str("x");
+  r = send_wait(&e, ca, &bad, 1, 10000);
+  ASSERT_EQ(r->status, GTASK_FAILURE);
+  ASSERT_EQ(r->error_code, GTASK_ETYPE);
+  ASSERT_EQ(r->attempts, 1);
+  gtask_result_free(r);
+  gtask_send_conf *cn = gtask_send_conf_new("no_such_task");
+  ASSERT_OK(gtask_send_conf_set_retry_num(cn, 3));
+  ASSERT_OK(gtask_send_conf_set_retry_on(cn, GTASK_RETRY_ON_ERROR));
+  r = send_wait(&e, cn, NULL, 0, 10000);
+  ASSERT_EQ(r->status, GTASK_FAILURE);
+  ASSERT_EQ(r->error_code, GTASK_ENOHANDLER);
+  gtask_result_free(r);
+  /* A policy without timeouts: a timeout ends it. */
+  gtask_send_conf *cs = gtask_send_conf_new("sleep");
+  ASSERT_OK(gtask_send_conf_set_retry_num(cs, 3));
+  ASSERT_OK(gtask_send_conf_set_timeout(cs, 50));
+  ASSERT_OK(gtask_send_conf_set_backoff(cs, 20, 40));
+  ASSERT_OK(gtask_send_conf_set_retry_on(cs, GTASK_RETRY_ON_ERROR));
+  gtask_value ms = gtask_int64(5000);
+  r = send_wait(&e, cs, &ms, 1, 10000);
+  ASSERT_EQ(r->status, GTASK_FAILURE);
+  ASSERT_EQ(r->error_code, GTASK_ETASKTIMEOUT);
+  ASSERT_EQ(r->attempts, 1);
+  gtask_result_free(r);
+  gtask_send_conf_free(cs);
+  gtask_send_conf_free(cn);
+  gtask_send_conf_free(ca);
+  gtask_send_conf_free(c);
+  env_close(&e);
+}
+
+TEST(redis_retry_on_error_and_never_on_bad_input) { check_retry_on(false); }
+
+/* A task that used up its retries is listed with its error and can be run
+ * again on purpose (issue 18): same id, fresh attempts. */
+static void check_failed_then_rerun(bool memory) {
+  env e;
+  env_open(&e, memory, NULL);
+  ASSERT_ERR(gtask_server_set_failed_retention(e.server, -1), GTASK_EINVAL);
+  env_start(&e);
+  atomic_store(&gate_open, 0);
+  gtask_send_conf *c = gtask_send_conf_new("gate_open");
+  ASSERT_OK(gtask_send_conf_set_retry_num(c, 1));
+  ASSERT_OK(gtask_send_conf_set_retry_on(c, GTASK_RETRY_ON_ERROR));
+  ASSERT_OK(gtask_send_conf_set_backoff(c, 20, 40));
+  gtask_result *r = send_wait(&e, c, NULL, 0, 10000);
+  ASSERT_EQ(r->status, GTASK_FAILURE);
+  ASSERT_EQ(r->attempts, 2);
+  char id[GTASK_ID_SIZE];
+  memcpy(id, r->id, sizeof(id));
+  gtask_result_free(r);
+  gtask_dead_entry *d = NULL;
+  size_t nd = 0;
+  ASSERT_OK(gtask_client_failed_list(e.client, &d, &nd));
+  ASSERT_EQ(nd, 1);
+  ASSERT_STR_EQ(d[0].id, id);
+  ASSERT_STR_EQ(d[0].name, "gate_open");
+  ASSERT_STR_EQ(d[0].error, "downstream is down");
+  gtask_dead_list_free(d, nd);
+
+  atomic_store(&gate_open, 1);
+  ASSERT_OK(gtask_client_rerun(e.client, id));
+  ASSERT_OK(gtask_client_wait(e.client, id, test_timeout_ms(10000), &r));
+  ASSERT_EQ(r->status, GTASK_SUCCESS);
+  ASSERT_EQ(r->values[0].v.u, 1); /* its first run again */
+  ASSERT_EQ(r->attempts, 1);
+  gtask_result_free(r);
+  ASSERT_OK(gtask_client_failed_list(e.client, &d, &nd));
+  ASSERT_EQ(nd, 0);
+  ASSERT_ERR(gtask_client_rerun(e.client, id), GTASK_ESTATE);
+  gtask_send_conf_free(c);
+  env_close(&e);
+}
+
+TEST(redis_failed_task_is_listed_and_rerun) { check_failed_then_rerun(false); }
+
+/* Pause and resume (issue 18): a paused queue's tasks wait (sends still
+ * queue), a task already running finishes, and a resume runs them at once. */
+static void check_pause(bool memory) {
+  env e;
+  env_open(&e, memory, NULL);
+  env_start(&e);
+  gtask_send_conf *slow = gtask_send_conf_new("sleep");
+  char running[GTASK_ID_SIZE], held[GTASK_ID_SIZE];
+  ASSERT_OK(GTASK_SEND(e.client, slow, running, gtask_int64(600)));
+  WAIT_UNTIL(status_of(e.client, running) == GTASK_STARTED, 5000);
+  ASSERT_OK(gtask_client_queue_pause(e.client, NULL));
+  /* The pause reaches the worker within a second (a clock to wait out). */
+  test_sleep_ms(1000);
+  gtask_send_conf *c = gtask_send_conf_new("add");
+  ASSERT_OK(GTASK_SEND(e.client, c, held, gtask_int64(1), gtask_int64(2)));
+  gtask_result *r = NULL;
+  ASSERT_OK(gtask_client_wait(e.client, running, test_timeout_ms(5000), &r));
+  ASSERT_EQ(r->status, GTASK_SUCCESS); /* ran on, to the end */
+  gtask_result_free(r);
+  ASSERT_ERR(gtask_client_wait(e.client, held, 700, &r), GTASK_ETIMEDOUT);
+  ASSERT_EQ(status_of(e.client, held), GTASK_PENDING);
+  gtask_queue_stats qs;
+  ASSERT_OK(gtask_client_stats(e.client, NULL, &qs));
+  ASSERT_EQ(qs.pending, 1);
+  int64_t t0 = test_now_ms();
+  ASSERT_OK(gtask_client_queue_resume(e.client, NULL));
+  ASSERT_OK(gtask_client_wait(e.client, held, test_timeout_ms(5000), &r));
+  ASSERT_EQ(r->status, GTASK_SUCCESS);
+  ASSERT_LT(test_now_ms() - t0, test_timeout_ms(1500));
+  gtask_result_free(r);
+  gtask_send_conf_free(c);
+  gtask_send_conf_free(slow);
+  env_close(&e);
+}
+
+TEST(redis_pause_holds_new_tasks_and_resume_runs_them) { check_pause(false); }
+TEST(memory_pause_holds_new_tasks_and_resume_runs_them) { check_pause(true); }
+TEST(memory_failed_task_is_listed_and_rerun) { check_failed_then_rerun(true); }
+TEST(memory_retry_on_error_and_never_on_bad_input) { check_retry_on(true); }
 
 /* ---------------------------------------------------------------- scale-out */
 

@@ -163,10 +163,12 @@ TEST(task_round_trip_fields) {
   t.backoff_max_ms = INT64_MAX;
   t.created_ms = INT64_MAX;
   t.expires_ms = 1800000000000;
+  t.retry_on = 6;
   t.last_error = (char *)"boom: \xc3\xa9";
   char *text;
   gtask_task *d = round_trip(&t, &text);
   ASSERT_STR_CONTAINS(text, "\"bf\":250");
+  ASSERT_STR_CONTAINS(text, "\"ro\":6");
   gtask__free(text);
   ASSERT_STR_EQ(d->id, ID);
   ASSERT_STR_EQ(d->name, "add");
@@ -181,6 +183,7 @@ TEST(task_round_trip_fields) {
   ASSERT_EQ(d->backoff_max_ms, INT64_MAX);
   ASSERT_EQ(d->created_ms, INT64_MAX);
   ASSERT_EQ(d->expires_ms, 1800000000000);
+  ASSERT_EQ(d->retry_on, 6);
   ASSERT_STR_EQ(d->last_error, "boom: \xc3\xa9");
   gtask__task_free(d);
 }
@@ -199,6 +202,7 @@ TEST(task_defaults_are_omitted) {
   ASSERT_EQ(d->backoff_first_ms, 1000);
   ASSERT_EQ(d->backoff_max_ms, 60000);
   ASSERT_EQ(d->timeout_ms, 0);
+  ASSERT_EQ(d->retry_on, GTASK_RETRY_ON_TIMEOUT); /* "ro" absent: timeouts only */
   ASSERT_NULL(d->last_error);
   gtask__task_free(d);
   gtask__free(buf);
