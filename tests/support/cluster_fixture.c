@@ -71,6 +71,14 @@ static int node_view(const gt_cluster *c, int i, int *port_of_slot, bool *ok) {
   *ok = info && info->type == REDIS_REPLY_STRING && strstr(info->str, "cluster_state:ok") != NULL;
   if (info)
     freeReplyObject(info);
+  /* A replica counts once it has synced with its master: before that, a
+   * failover would promote a node without the master's data. */
+  info = redisCommand(ctx, "INFO replication");
+  if (info && info->type == REDIS_REPLY_STRING && strstr(info->str, "role:slave") != NULL &&
+      strstr(info->str, "master_link_status:up") == NULL)
+    *ok = false;
+  if (info)
+    freeReplyObject(info);
   memset(port_of_slot, 0, 16384 * sizeof(int));
   redisReply *r = redisCommand(ctx, "CLUSTER SHARDS");
   int rc = r && r->type == REDIS_REPLY_ARRAY ? 0 : -1;
@@ -158,6 +166,7 @@ static gt_cluster *start(int masters, int replicas, const char *extra_conf, cons
            "cluster-node-timeout %lld\n"
            "cluster-replica-validity-factor 0\n"
            "cluster-allow-replica-migration no\n"
+           "repl-diskless-sync-delay 0\n" /* replicas sync at once (the default waits 5 s) */
            "%s",
            (long long)gt_scaled_ms(2000), extra_conf ? extra_conf : "");
   gt_redis_opts o = {.cluster = true, .extra_conf = conf, .certs = certs};

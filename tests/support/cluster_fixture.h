@@ -54,7 +54,8 @@ int gt_cluster_keyslot(const gt_cluster *c, const char *key);
  * answers CLUSTER SHARDS says; NULL if none. */
 gt_redis *gt_cluster_master_of(const gt_cluster *c, int slot);
 /* Waits until every live node says cluster_state:ok and names the same master
- * for every slot: 0, or -1 after gt_scaled_ms(ms). */
+ * for every slot, and every replica's link to its master is up (its first
+ * sync done): 0, or -1 after gt_scaled_ms(ms). */
 int gt_cluster_wait_ok(const gt_cluster *c, int64_t ms);
 /* Moves slot, with its keys, to master dst the way redis-cli --cluster
  * reshard does: SETSLOT IMPORTING on dst, MIGRATING on the source, MIGRATE
