@@ -2,8 +2,10 @@
  *
  *   throughput [--redis URL] [-n TASKS] [-c CONCURRENCY] [--mode MODE]...
  *              [--role all|client|worker] [--pool threads|procs] [--prefetch N]
- *              [--ready FILE] [--collect wait|count]
+ *              [--ready FILE] [--collect wait|count] [--queue NAME]
  *
+ * --queue (default "bench") is the queue used (bench/cluster runs one
+ * process per shard, each on a queue of its own shard).
  * Modes (each run once, in the order given; default: all four):
  *   awaited  one send, then wait for its result, repeated n times (latency
  *            p50/p99 in microseconds, and tasks/s)
@@ -64,6 +66,7 @@ typedef struct bench {
   int prefetch;      /* 0: the server's default */
   const char *ready; /* drain, client role: created once the queue is full */
   bool count;        /* --collect count (else wait) */
+  const char *queue; /* --queue, default "bench" */
   gtask_broker *broker;
   gtask_backend *backend;
   gtask_server *server;
@@ -84,7 +87,7 @@ static gtask_server *new_server(bench *b) {
   gtask_server *s = gtask_server_new(b->broker, b->backend);
   if (!s) die("server", "out of memory");
   GTASK_REG(s, add);
-  gtask_server_set_queues(s, "bench");
+  gtask_server_set_queues(s, b->queue);
   if (gtask_server_set_pool(s, b->pool) != 0) die("server", gtask_server_errmsg(s));
   if (b->prefetch && gtask_server_set_prefetch(s, b->prefetch) != 0)
     die("server", gtask_server_errmsg(s));
@@ -271,7 +274,7 @@ static void usage(void) {
           "[--mode awaited|serial|bulk|drain]...\n"
           "                  [--role all|client|worker] [--pool threads|procs] "
           "[--prefetch N] [--ready FILE]\n"
-          "                  [--collect wait|count]\n");
+          "                  [--collect wait|count] [--queue NAME]\n");
   exit(2);
 }
 
@@ -300,7 +303,7 @@ static void role_worker(bench *b) {
 }
 
 int main(int argc, char **argv) {
-  bench b = {.url = getenv("GTASK_REDIS_URL"), .n = 20000, .conc = 8};
+  bench b = {.url = getenv("GTASK_REDIS_URL"), .n = 20000, .conc = 8, .queue = "bench"};
   const char *modes[8];
   int nmodes = 0;
   for (int k = 1; k < argc; k++) {
@@ -322,6 +325,7 @@ int main(int argc, char **argv) {
     } else if (!strcmp(argv[k], "--prefetch") && k + 1 < argc)
       b.prefetch = (int)strtol(argv[++k], NULL, 10);
     else if (!strcmp(argv[k], "--ready") && k + 1 < argc) b.ready = argv[++k];
+    else if (!strcmp(argv[k], "--queue") && k + 1 < argc) b.queue = argv[++k];
     else if (!strcmp(argv[k], "--collect") && k + 1 < argc) {
       const char *c = argv[++k];
       if (!strcmp(c, "count")) b.count = true;
@@ -348,8 +352,8 @@ int main(int argc, char **argv) {
   }
   b.client = gtask_client_new(b.broker, b.backend);
   b.conf = gtask_send_conf_new("add");
-  gtask_client_set_queue(b.client, "bench");
-  gtask_send_conf_set_queue(b.conf, "bench");
+  gtask_client_set_queue(b.client, b.queue);
+  gtask_send_conf_set_queue(b.conf, b.queue);
   for (int k = 0; k < nmodes; k++) {
     if (!strcmp(modes[k], "awaited")) mode_awaited(&b);
     else if (!strcmp(modes[k], "serial")) mode_send(&b, false);

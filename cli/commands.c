@@ -410,11 +410,16 @@ int cmd_result(cli *c, int argc, char **argv) {
 
 static const char usage_stats[] =
     "usage: gtask stats [QUEUE...]\n"
+    "       gtask stats --all\n"
     "\n"
     "Counts per queue (default: --queue): pending (queued), active (leased by a\n"
     "worker), scheduled (delayed or waiting to retry), dead (dead-lettered), and\n"
     "the tasks finished: succeeded, failed; and whether it is paused (`gtask\n"
-    "queue pause`: yes or no; \"paused\": true or false with --json).\n";
+    "queue pause`: yes or no; \"paused\": true or false with --json).  A queue\n"
+    "with limits (`gtask limit`) gets a line per limit under its counts (--json:\n"
+    "one object per limit).\n"
+    "  --all   every queue that holds anything, sorted (on a Redis Cluster, found\n"
+    "          on every master; a SCAN of all keys)\n";
 
 static void print_stats(const cli *c, const char *queue, const gtask_queue_stats *st, bool paused) {
   if (c->json) {
@@ -437,7 +442,11 @@ static void print_stats(const cli *c, const char *queue, const gtask_queue_stats
 }
 
 int cmd_stats(cli *c, int argc, char **argv) {
+  static const cli_opt opts[] = {{"all", OPT_NONE, O_ALL}, {NULL, OPT_NONE, 0}};
   cli_scan s = {.argc = argc, .argv = argv, .i = 0};
+  bool all = false;
+  char **names = NULL;
+  size_t nnames = 0;
   const char **queues = calloc((size_t)argc + 1, sizeof(*queues));
   gtask_queue_stats *st = calloc((size_t)argc + 1, sizeof(*st));
   bool *paused = calloc((size_t)argc + 1, sizeof(*paused));
@@ -453,8 +462,12 @@ int cmd_stats(cli *c, int argc, char **argv) {
   gtask_client *cl = NULL;
   for (;;) {
     const char *v;
-    int r = cli_scan_next(c, &s, NULL, &v);
+    int r = cli_scan_next(c, &s, opts, &v);
     if (r == -1) break;
+    if (r == O_ALL) {
+      all = true;
+      continue;
+    }
     if (need_help_or_usage(r)) {
       if (r == OPT_HELP) print_help(usage_stats);
       code = r == OPT_HELP ? CLI_OK : CLI_USAGE;
@@ -462,25 +475,64 @@ int cmd_stats(cli *c, int argc, char **argv) {
     }
     queues[nq++] = v;
   }
-  if (nq == 0) queues[nq++] = c->queue;
+  if (all && nq > 0) {
+    code = cli_usage_error(c, "stats takes queue names or --all, not both");
+    goto out;
+  }
+  if (all) {
+    if ((code = cli_connect(c)) == CLI_OK) code = cli_client(c, &cl);
+    if (code == CLI_OK) {
+      int rc = gtask_client_queues(cl, &names, &nnames);
+      if (rc) code = cli_fail(c, cl, rc);
+    }
+    if (code != CLI_OK) {
+      gtask_client_free(cl);
+      goto out;
+    }
+    const char **q2 = realloc(queues, (nnames + 1) * sizeof(*q2));
+    gtask_queue_stats *st2 = realloc(st, (nnames + 1) * sizeof(*st2));
+    bool *p2 = realloc(paused, (nnames + 1) * sizeof(*p2));
+    if (q2) queues = q2;
+    if (st2) st = st2;
+    if (p2) paused = p2;
+    if (!q2 || !st2 || !p2) {
+      gtask_client_free(cl);
+      cli_error("out of memory");
+      code = CLI_FAILED;
+      goto out;
+    }
+    for (size_t k = 0; k < nnames; k++) queues[nq++] = names[k];
+  } else if (nq == 0) {
+    queues[nq++] = c->queue;
+  }
   /* Every name is checked, and every count read, before anything is printed:
    * a bad name is a usage error alone, with no table header before it. */
-  for (size_t k = 0; k < nq; k++)
+  for (size_t k = 0; k < nq && !all; k++)
     if ((code = cli_check_queue(c, queues[k])) != CLI_OK) goto out;
-  if ((code = cli_connect(c)) == CLI_OK) code = cli_client(c, &cl);
+  if (!cl && (code = cli_connect(c)) == CLI_OK) code = cli_client(c, &cl);
   for (size_t k = 0; k < nq && code == CLI_OK; k++) {
     int rc = gtask_client_stats(cl, queues[k], &st[k]);
     if (rc == 0) rc = gtask_client_queue_paused(cl, queues[k], &paused[k]);
     if (rc) code = cli_fail(c, cl, rc);
   }
-  gtask_client_free(cl);
-  if (code != CLI_OK) goto out;
+  if (code != CLI_OK) {
+    gtask_client_free(cl);
+    goto out;
+  }
   if (!c->json)
     printf("%-20s %10s %10s %10s %10s %10s %10s %6s\n", "queue", "pending", "active", "scheduled",
            "dead", "succeeded", "failed", "paused");
-  for (size_t k = 0; k < nq; k++) print_stats(c, queues[k], &st[k], paused[k]);
+  for (size_t k = 0; k < nq; k++) {
+    print_stats(c, queues[k], &st[k], paused[k]);
+    gtask_limit *lv = NULL;
+    size_t nl = 0;
+    if (gtask_client_limit_list(cl, queues[k], &lv, &nl) == 0) cli_print_limits(c, lv, nl, true);
+    gtask_limit_list_free(lv, nl);
+  }
+  gtask_client_free(cl);
   fflush(stdout);
 out:
+  gtask_queues_free(names, nnames);
   free(paused);
   free(st);
   free(queues);

@@ -31,6 +31,9 @@ static const char usage_main[] =
     "  result   print a task's result (optionally waiting for it)\n"
     "  stats    counts per queue\n"
     "  dead     list, requeue or purge dead-lettered tasks\n"
+    "  cron     periodic tasks: next fire times, add, list, remove\n"
+    "  scheduler  queue the ticks of the periodic tasks until SIGINT/SIGTERM\n"
+    "  limit    rate and concurrency limits across all workers\n"
     "  failed   list the tasks that ended FAILURE (kept for a while)\n"
     "  rerun    run a failed task again (same id, fresh attempts)\n"
     "  queue    pause or resume a queue\n"
@@ -48,6 +51,8 @@ static const char usage_main[] =
     "  --wait-replicas N  sends, finishes and requeues wait (1 s at most) until N\n"
     "                  replicas have them (Sentinel: survive a failover)\n"
     "                  redis-sentinel://[user:pass@]h1:p1,h2:p2/MASTER[/db] finds the master\n"
+    "                  redis-cluster://[user:pass@]h1:p1,h2:p2 for Redis Cluster\n"
+    "                  (rediss-cluster://... with TLS)\n"
     "  --queue NAME    queue to use (default: default)\n"
     "  --json          print one JSON object per line\n"
     "  -h, --help      this text; `gtask COMMAND --help` for a command\n"
@@ -308,6 +313,7 @@ typedef struct command {
 static const command commands[] = {
     {"worker", cmd_worker}, {"send", cmd_send},   {"status", cmd_status},
     {"result", cmd_result}, {"stats", cmd_stats}, {"dead", cmd_dead},
+    {"cron", cmd_cron},     {"scheduler", cmd_scheduler}, {"limit", cmd_limit},
     {"failed", cmd_failed}, {"rerun", cmd_rerun}, {"queue", cmd_queue},
     {"version", cmd_version},
 };

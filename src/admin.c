@@ -53,6 +53,24 @@ GTASK_EXTERN int gtask_client_stats(gtask_client *c, const char *queue, gtask_qu
   return rc ? lib_err(c, rc, "stats") : 0;
 }
 
+GTASK_EXTERN int gtask_client_queues(gtask_client *c, char ***names, size_t *n) {
+  if (!c || !names || !n) return GTASK_EINVAL;
+  *names = NULL;
+  *n = 0;
+  gtask_broker *b = gtask__client_broker(c);
+  /* A table of abi 1 ends before the queues operation: never read it there. */
+  if (b->ops->abi < 2 || !b->ops->queues)
+    return gtask__client_err(c, GTASK_EINVAL, "the %s broker cannot list its queues", b->ops->name);
+  int rc = b->ops->queues(b->impl, names, n);
+  return rc ? lib_err(c, rc, "queues") : 0;
+}
+
+GTASK_EXTERN void gtask_queues_free(char **names, size_t n) {
+  if (!names) return;
+  for (size_t k = 0; k < n; k++) free(names[k]);
+  free(names);
+}
+
 /* ---------------------------------------------------------------- pause */
 
 static int pause_set(gtask_client *c, const char *queue, bool paused) {

@@ -75,7 +75,8 @@ extern "C" {
  * lack count as NULL: it never reads past the end of an older table) and
  * refuses newer ones.  Each operation says the version that added it.
  *   1  the first published tables (gtask 0.1.0)
- *   2  broker msg_ttl_ms: the message lifetime (issue 21)
+ *   2  broker msg_ttl_ms: the message lifetime (issue 21); broker queues:
+ *      the queue list (issue 17, `gtask stats --all`)
  *   3  broker push_unique, failed_list, failed_requeue, pause, paused;
  *      backend claim (issue 18: unique tasks, the failed set, pause) */
 #define GTASK_EXTEND_ABI 3
@@ -97,7 +98,8 @@ typedef struct gtask_msg {
   int64_t epoch;          /* the broker's count of lease takeovers in the queue
                              when this lease began (Redis: the fence key); -1
                              unknown.  Informational */
-  int64_t due_ms;         /* push: unix ms when it may run; 0: now */
+  int64_t due_ms;         /* [wire] push: unix ms when it may run; 0: now
+                             (Redis: the scheduled set's score) */
 } gtask_msg;
 
 /* A new message with copies of id (truncated to GTASK_ID_SIZE - 1 bytes),
@@ -133,7 +135,7 @@ typedef struct gtask_fin {
                               (a new body, with the attempt counted); not
                               NUL-terminated */
   size_t next_len;         /* next length in bytes */
-  int64_t next_due_ms;     /* RETRY: unix ms when due.  DONE with status
+  int64_t next_due_ms;     /* [wire] RETRY: unix ms when due.  DONE with status
                               FAILURE and next set: keep next in the
                               queue's failed set until then (abi 3; a broker
                               without failed_list ignores it) */
@@ -309,6 +311,15 @@ typedef struct gtask_broker_ops {
    * a negative value makes gtask_broker_new() fail with GTASK_EINVAL. */
   int64_t (*msg_ttl_ms)(void *impl);
 
+  /* Optional (NULL, or a table of abi 1: cannot list).
+   * The names of the queues the broker holds anything of (queued, leased,
+   * scheduled or dead tasks, counters), each once, sorted by strcmp: a new
+   * array *names of *n new strings, all allocated with malloc (the library
+   * frees them with free()); *names NULL when there are none.  On failure,
+   * returns the error and allocates nothing.  May be slow (it may scan the
+   * store): for administration, not for a worker's loop. */
+  int (*queues)(void *impl, char ***names, size_t *n);
+
   /* ---- abi 3 */
 
   /* Optional (NULL: the core claims with the backend's claim(), then
@@ -418,7 +429,14 @@ typedef struct gtask_backend_ops {
   int (*claim)(void *impl, gtask_claim *cs, size_t n);
 } gtask_backend_ops;
 
-/* ---------------------------------------------------------------- handles */
+/* ---------------------------------------------------------------- handles
+ *
+ * A handle holds a table, its impl and a reference count.  Servers and
+ * clients take their own references, so the creator may free its handle as
+ * soon as it has passed it on; the impl is destroyed when the last reference
+ * goes.  Every function below is thread-safe, and a handle may be used by
+ * any number of servers and clients in any threads at once (the
+ * implementation synchronises, as the conventions above require). */
 
 /* Wraps ops and impl in a new broker handle with one reference (free it with
  * gtask_broker_free(); ops->destroy(impl) runs when the last reference goes).

@@ -1061,6 +1061,35 @@ static void mb_destroy(void *impl) {
   gtask__free(br);
 }
 
+static int name_cmp(const void *x, const void *y) {
+  return strcmp(*(char *const *)x, *(char *const *)y);
+}
+
+static int mb_queues(void *impl, char ***names, size_t *n) {
+  mem_broker *br = impl;
+  *names = NULL;
+  *n = 0;
+  pthread_mutex_lock(&br->mu);
+  size_t count = 0;
+  for (const mem_queue *q = br->queues; q; q = q->next) count++;
+  char **v = count ? malloc(count * sizeof(*v)) : NULL;
+  size_t k = 0;
+  for (const mem_queue *q = br->queues; v && q; q = q->next) {
+    if ((v[k] = strdup(q->name)) == NULL) break;
+    k++;
+  }
+  pthread_mutex_unlock(&br->mu);
+  if (count && k < count) {
+    for (size_t j = 0; j < k; j++) free(v[j]);
+    free(v);
+    return GTASK_ENOMEM;
+  }
+  if (count > 1) qsort(v, count, sizeof(*v), name_cmp);
+  *names = v;
+  *n = count;
+  return 0;
+}
+
 static const gtask_broker_ops memory_broker_ops = {
     .abi = GTASK_EXTEND_ABI,
     .name = "memory",
@@ -1083,6 +1112,7 @@ static const gtask_broker_ops memory_broker_ops = {
     .announce = mb_announce,
     .colocated = mb_colocated,
     .destroy = mb_destroy,
+    .queues = mb_queues,
 };
 
 GTASK_EXTERN gtask_broker *gtask_broker_memory_new(void) {

@@ -55,14 +55,14 @@ static void add_state_keys(gtask__redis_backend *b, gtask__argv *a, char (*kp)[G
  * server; colocated, push.lua does it in the script that queues them). */
 static int rk_pending(void *impl, gtask_msg *const *msgs, size_t n) {
   gtask__redis_backend *b = impl;
-  gtask__conn *c;
-  int rc = gtask__redis_get(b->r, &c);
-  if (rc) return rc;
+  gtask__conn *c = NULL; /* the connection to the node of the run at hand */
+  int rc = 0;
   gtask__argv a;
   gtask__argv_init(&a);
   char key[GTASK__KEY_MAX];
   for (size_t i = 0; i < n && rc == 0;) {
     size_t j = msg_run_end(msgs, n, i);
+    if ((rc = gtask__redis_use(b->r, msgs[i]->queue, &c)) != 0) break;
     gtask__argv_reset(&a);
     gtask__argv_adds(&a, "SADD");
     gtask__argv_add(&a, key, gtask__redis_key(b->r, key, sizeof(key), msgs[i]->queue, "pending", NULL));
@@ -82,15 +82,15 @@ static int rk_pending(void *impl, gtask_msg *const *msgs, size_t n) {
  * state hash written here outranks it, and the finish takes the id out. */
 static int rk_started(void *impl, gtask_msg *const *msgs, const uint32_t *attempts, size_t n) {
   gtask__redis_backend *b = impl;
-  gtask__conn *c;
-  int rc = gtask__redis_get(b->r, &c);
-  if (rc) return rc;
+  gtask__conn *c = NULL; /* the connection to the node of the run at hand */
+  int rc = 0;
   gtask__argv a;
   gtask__argv_init(&a);
   char(*keys)[GTASK__KEY_MAX] = gtask__calloc(2 * (n ? n : 1), sizeof(*keys));
   if (!keys) rc = GTASK_ENOMEM;
   for (size_t i = 0; i < n && rc == 0;) {
     size_t j = msg_run_end(msgs, n, i);
+    if ((rc = gtask__redis_use(b->r, msgs[i]->queue, &c)) != 0) break;
     gtask__argv_reset(&a);
     for (size_t k = i; k < j; k++) add_state_keys(b, &a, &keys[2 * k], msgs[k]);
     gtask__argv_addi(&a, b->r->conf->expire_ms);
@@ -108,9 +108,8 @@ static int rk_started(void *impl, gtask_msg *const *msgs, const uint32_t *attemp
 
 static int rk_store(void *impl, gtask_fin *fins, size_t n) {
   gtask__redis_backend *b = impl;
-  gtask__conn *c;
-  int rc = gtask__redis_get(b->r, &c);
-  if (rc) return rc;
+  gtask__conn *c = NULL; /* the connection to the node of the run at hand */
+  int rc = 0;
   gtask__argv a;
   gtask__argv_init(&a);
   char(*keys)[GTASK__KEY_MAX] = gtask__calloc(2 * n + 1, sizeof(*keys));
@@ -118,6 +117,7 @@ static int rk_store(void *impl, gtask_fin *fins, size_t n) {
   for (size_t i = 0; i < n && rc == 0;) {
     size_t j = i + 1;
     while (j < n && strcmp(fins[j].msg->queue, fins[i].msg->queue) == 0) j++;
+    if ((rc = gtask__redis_use(b->r, fins[i].msg->queue, &c)) != 0) break;
     gtask__argv_reset(&a);
     gtask__argv_add(&a, keys[2 * n],
                     gtask__redis_key(b->r, keys[2 * n], GTASK__KEY_MAX, fins[i].msg->queue, "pending", NULL));
@@ -235,8 +235,8 @@ static int rk_get(void *impl, const char *queue, const char *id, gtask_status *s
   gtask__redis_backend *b = impl;
   if (result) *result = NULL;
   if (len) *len = 0;
-  gtask__conn *c;
-  int rc = gtask__redis_get(b->r, &c);
+  gtask__conn *c = NULL;
+  int rc = gtask__redis_use(b->r, queue, &c);
   if (rc) return rc;
   rc = read_state(b, c, queue, id, status, attempts, result, len);
   gtask__redis_put(b->r, c);
@@ -284,7 +284,7 @@ static int rk_wait(void *impl, const char *queue, const char *id, int64_t timeou
   if (result) *result = NULL;
   if (len) *len = 0;
   gtask__conn *c;
-  int rc = gtask__redis_get_own(b->r, &c);
+  int rc = gtask__redis_get_own(gtask__redis_for_queue(b->r, queue), &c);
   if (rc) return rc;
   rc = wait_on(b, c, queue, id, timeout_ms, known, result, len);
   gtask__redis_put_own(b->r, c);
@@ -348,15 +348,15 @@ static int wait_on(gtask__redis_backend *b, gtask__conn *c, const char *queue, c
 
 static int rk_reset(void *impl, gtask_msg *const *msgs, size_t n) {
   gtask__redis_backend *b = impl;
-  gtask__conn *c;
-  int rc = gtask__redis_get(b->r, &c);
-  if (rc) return rc;
+  gtask__conn *c = NULL; /* the connection to the node of the run at hand */
+  int rc = 0;
   gtask__argv a;
   gtask__argv_init(&a);
   char(*keys)[GTASK__KEY_MAX] = gtask__calloc(2 * (n ? n : 1), sizeof(*keys));
   if (!keys) rc = GTASK_ENOMEM;
   for (size_t i = 0; i < n && rc == 0;) {
     size_t j = msg_run_end(msgs, n, i);
+    if ((rc = gtask__redis_use(b->r, msgs[i]->queue, &c)) != 0) break;
     gtask__argv_reset(&a);
     for (size_t k = i; k < j; k++) add_state_keys(b, &a, &keys[2 * k], msgs[k]);
     gtask__argv_addi(&a, b->r->conf->expire_ms);

@@ -27,11 +27,20 @@
  * can CLIENT UNBLOCK it by id.  One thread leases per consumer at a time.
  * An interrupt wakes the lease in progress, or else makes the next one return
  * at once; either way it is consumed by that one lease. */
+typedef struct lease_conn {
+  gtask__redis *node; /* the server (a cluster node's pool, or the one pool) */
+  gtask__conn *c;     /* NULL while a lease uses it, or before the first */
+  long long client_id;
+  bool blocked;       /* a lease is (about to be) blocked on c */
+} lease_conn;
+
+/* In a cluster, a consumer whose queues live on several nodes has one lease
+ * connection per node (not per queue): lc[] holds one per node it has leased
+ * from, and a lease blocks on all of its nodes at once. */
 typedef struct consumer_conn {
   char *name;
-  gtask__conn *c;
-  long long client_id;
-  bool blocked;     /* a lease is (about to be) blocked on c */
+  lease_conn *lc;
+  size_t nlc;
   bool interrupted; /* set by interrupt(), consumed by one lease */
   gtask_msg **surplus; /* leased by a multi-queue read beyond max; next lease's */
   size_t nsurplus;
@@ -41,6 +50,7 @@ typedef struct consumer_conn {
 
 typedef struct redis_broker {
   gtask__redis *r;
+  gtask__limits *limits; /* rate and concurrency limits (limits.c) */
   pthread_mutex_t mu; /* guards consumers; never held across hiredis calls */
   consumer_conn *consumers;
 } redis_broker;
@@ -61,20 +71,48 @@ static size_t fin_run_end(const gtask_fin *f, size_t n, size_t i) {
 
 /* ---------------------------------------------------------------- push */
 
+/* After a push run failed with rc: true if it is to be sent again (a cluster,
+ * GTASK_ECONN, time left), after a pause that doubles each time (20 ms to
+ * 320 ms), with *c returned and the slot map marked stale. */
+static bool push_again(redis_broker *b, gtask__conn **c, int rc, int64_t give_up, int64_t *pause) {
+  if (!b->r->cluster || rc != GTASK_ECONN || gtask__mono_ms() + *pause > give_up) return false;
+  gtask__redis_put(b->r, *c);
+  *c = NULL;
+  gtask__cluster_stale(b->r);
+  struct timespec ts = {0, (long)*pause * 1000000L};
+  nanosleep(&ts, NULL);
+  if (*pause < 320) *pause *= 2;
+  return true;
+}
+
 static int rb_push(void *impl, gtask_msg *const *msgs, size_t n, void *state) {
   redis_broker *b = impl;
   gtask__redis *st = state ? gtask__redis_backend_pool(state) : NULL;
-  gtask__conn *c;
-  int rc = gtask__redis_get(b->r, &c);
-  if (rc) return rc;
+  gtask__conn *c = NULL; /* the connection to the node of the run at hand */
+  int rc = 0;
   gtask__argv a;
   gtask__argv_init(&a);
   int64_t now = gtask__now_ms();
+  /* On a cluster, a run its node could not take (GTASK_ECONN: refused,
+   * CLUSTERDOWN, a node gone before the command was written) is sent again,
+   * for up to the conf's timeout, while the map is read again: a failover
+   * moves the slot to the replica.  GTASK_ECONN always means "not applied"
+   * (a lost reply is GTASK_EINDOUBT, never retried: push.lua would queue the
+   * ids twice). */
+  int64_t give_up = gtask__mono_ms() + b->r->conf->timeout_ms;
+  int64_t pause = 20;
   char keys[3][GTASK__KEY_MAX];
   for (size_t i = 0; i < n && rc == 0;) {
     size_t j = run_end(msgs, n, i);
     gtask__argv_reset(&a);
     const char *q = msgs[i]->queue;
+    if ((rc = gtask__redis_use(b->r, q, &c)) != 0) {
+      if (push_again(b, &c, rc, give_up, &pause)) {
+        rc = 0;
+        continue;
+      }
+      break;
+    }
     gtask__argv_add(&a, keys[0], gtask__redis_key(b->r, keys[0], GTASK__KEY_MAX, q, "stream", NULL));
     gtask__argv_add(&a, keys[1], gtask__redis_key(b->r, keys[1], GTASK__KEY_MAX, q, "sched", NULL));
     gtask__argv_add(&a, keys[2], gtask__redis_key(st ? st : b->r, keys[2], GTASK__KEY_MAX, q, "pending", NULL));
@@ -93,6 +131,10 @@ static int rb_push(void *impl, gtask_msg *const *msgs, size_t n, void *state) {
     redisReply *rep;
     rc = gtask__redis_eval(b->r, c, GTASK__LUA_PUSH, 3, &a, &rep);
     if (rc == 0) freeReplyObject(rep);
+    if (rc && push_again(b, &c, rc, give_up, &pause)) {
+      rc = 0;
+      continue; /* the same run again */
+    }
     i = j;
   }
   gtask__argv_free(&a);
@@ -196,6 +238,10 @@ static int64_t fence_value(const redisReply *rep) {
   return -1;
 }
 
+static void take_streams(consumer_conn *cc, const redisReply *rep, const char *const *queues,
+                         char (*keys)[GTASK__KEY_MAX], size_t nq, const int64_t *fence,
+                         size_t max, gtask_msg **out, size_t *n);
+
 /* One XREADGROUP on c: `count` per stream, blocking up to block_ms (0: do not
  * block, < 0: for ever).  Appends up to max - *n messages to out; what does not
  * fit (XREADGROUP's COUNT is per stream) goes to cc->surplus, returned first by
@@ -248,7 +294,19 @@ static int read_group(redis_broker *b, gtask__conn *c, consumer_conn *cc, const 
     gtask__free(fence);
     return rc;
   }
-  /* [[key, [[id, [f, v, ...]], ...]], ...] or nil on timeout / CLIENT UNBLOCK. */
+  take_streams(cc, rep, queues, keys, nq, fence, max, out, n);
+  freeReplyObject(rep);
+  gtask__free(fence);
+  return 0;
+}
+
+/* Turns an XREADGROUP reply into messages: [[key, [[id, [f, v, ...]], ...]],
+ * ...], or nil on timeout / CLIENT UNBLOCK.  Up to max - *n into out, the
+ * rest into cc->surplus; fence[i] (or -1 if fence is NULL) is the epoch of
+ * queues[i]'s messages. */
+static void take_streams(consumer_conn *cc, const redisReply *rep, const char *const *queues,
+                         char (*keys)[GTASK__KEY_MAX], size_t nq, const int64_t *fence,
+                         size_t max, gtask_msg **out, size_t *n) {
   if (rep->type == REDIS_REPLY_ARRAY) {
     for (size_t s = 0; s < rep->elements; s++) {
       const redisReply *sr = rep->element[s];
@@ -257,7 +315,7 @@ static int read_group(redis_broker *b, gtask__conn *c, consumer_conn *cc, const 
       int64_t epoch = -1;
       for (size_t i = 0; i < nq; i++)
         if (sr->element[0]->type == REDIS_REPLY_STRING && strcmp(sr->element[0]->str, keys[i]) == 0)
-          queue = queues[i], epoch = fence[i];
+          queue = queues[i], epoch = fence ? fence[i] : -1;
       const redisReply *entries = sr->element[1];
       if (!queue || entries->type != REDIS_REPLY_ARRAY) continue;
       for (size_t e = 0; e < entries->elements; e++) {
@@ -280,9 +338,6 @@ static int read_group(redis_broker *b, gtask__conn *c, consumer_conn *cc, const 
       }
     }
   }
-  freeReplyObject(rep);
-  gtask__free(fence);
-  return 0;
 }
 
 static int lease(redis_broker *b, const char *consumer, const char *const *queues, size_t nq,
@@ -332,6 +387,73 @@ static int rb_lease(void *impl, const char *consumer, const char *const *queues,
   return rc;
 }
 
+/* The index in cc->lc of the lease connection to node, added if new (under
+ * b->mu).  -1 if out of memory. */
+static int lease_slot(consumer_conn *cc, gtask__redis *node) {
+  for (size_t k = 0; k < cc->nlc; k++)
+    if (cc->lc[k].node == node) return (int)k;
+  lease_conn *v = gtask__realloc(cc->lc, (cc->nlc + 1) * sizeof(*v));
+  if (!v) return -1;
+  cc->lc = v;
+  memset(&v[cc->nlc], 0, sizeof(*v));
+  v[cc->nlc].node = node;
+  return (int)cc->nlc++;
+}
+
+/* Takes the lease connection to node out of cc (opening one if there is none
+ * or it broke) into *c, with its slot *k.  Called without b->mu. */
+static int lease_take(redis_broker *b, consumer_conn *cc, gtask__redis *node, int *k,
+                      gtask__conn **c) {
+  pthread_mutex_lock(&b->mu);
+  *k = lease_slot(cc, node);
+  *c = NULL;
+  if (*k >= 0) {
+    *c = cc->lc[*k].c;
+    cc->lc[*k].c = NULL; /* ours while we use it */
+  }
+  pthread_mutex_unlock(&b->mu);
+  if (*k < 0) return GTASK_ENOMEM;
+  if (*c && ((*c)->err || (*c)->gen != gtask__redis_gen(node))) { /* broken, or to a demoted master */
+    gtask__conn_free(*c);
+    *c = NULL;
+  }
+  if (*c) return 0;
+  /* A dedicated connection, outside the pool (it blocks for long); it now
+   * belongs to the consumer (the borrow's SIGPIPE guard is balanced here;
+   * rb_lease has its own). */
+  int rc = gtask__redis_get_own(node, c);
+  if (rc) return rc;
+  gtask__sigpipe_leave(true);
+  long long id = 0;
+  rc = consumer_id(b, *c, &id);
+  if (rc) {
+    gtask__conn_free(*c);
+    *c = NULL;
+    return rc;
+  }
+  pthread_mutex_lock(&b->mu);
+  cc->lc[*k].client_id = id;
+  pthread_mutex_unlock(&b->mu);
+  return 0;
+}
+
+/* Gives c back to slot k of cc (a broken one is closed). */
+static void lease_give(redis_broker *b, consumer_conn *cc, int k, gtask__conn *c) {
+  if (c && c->err) {
+    gtask__conn_free(c);
+    c = NULL;
+  }
+  pthread_mutex_lock(&b->mu);
+  cc->lc[k].c = c;
+  cc->lc[k].blocked = false;
+  pthread_mutex_unlock(&b->mu);
+}
+
+static int lease_nodes(redis_broker *b, consumer_conn *cc, const char *consumer,
+                       const char *const *queues, char (*keys)[GTASK__KEY_MAX],
+                       gtask__redis **node, size_t nq, size_t max, int64_t wait_ms,
+                       gtask_msg **out, size_t *n);
+
 static int lease(redis_broker *b, const char *consumer, const char *const *queues, size_t nq,
                  size_t max, int64_t wait_ms, gtask_msg **out, size_t *n) {
   *n = 0;
@@ -357,8 +479,6 @@ static int lease(redis_broker *b, const char *consumer, const char *const *queue
     pthread_mutex_unlock(&b->mu);
     return 0;
   }
-  gtask__conn *c = cc->c;
-  cc->c = NULL; /* ours while we use it */
   /* The fence read costs an idle worker a wake-up on the path from send to
    * result (its reply comes before the blocked lease's); it pays off for
    * batches, where finish.lua then skips its lease check.  So it is read
@@ -366,32 +486,24 @@ static int lease(redis_broker *b, const char *consumer, const char *const *queue
   bool fences = cc->last_leased > 1;
   pthread_mutex_unlock(&b->mu);
 
-  int rc = 0;
-  if (c && (c->err || c->gen != gtask__redis_gen(b->r))) { /* broken, or to a demoted master */
-    gtask__conn_free(c);
-    c = NULL;
-  }
-  long long client_id = 0;
-  if (!c) {
-    /* A dedicated connection, outside the pool (it blocks for long); it now
-     * belongs to the consumer (the borrow's SIGPIPE guard is balanced here;
-     * rb_lease has its own). */
-    rc = gtask__redis_get_own(b->r, &c);
-    if (rc) return rc;
-    gtask__sigpipe_leave(true);
-    rc = consumer_id(b, c, &client_id);
-    if (rc) {
-      gtask__conn_free(c);
-      return rc;
-    }
-  }
-
   char(*keys)[GTASK__KEY_MAX] = gtask__calloc(nq, sizeof(*keys));
-  if (!keys) {
-    rc = GTASK_ENOMEM;
+  gtask__redis **node = gtask__calloc(nq, sizeof(*node));
+  int rc = keys && node ? 0 : GTASK_ENOMEM;
+  bool one_node = true;
+  for (size_t i = 0; i < nq && rc == 0; i++) {
+    gtask__redis_key(b->r, keys[i], GTASK__KEY_MAX, queues[i], "stream", NULL);
+    node[i] = gtask__redis_route(b->r, keys[i], strlen(keys[i]));
+    one_node &= node[i] == node[0];
+  }
+  if (rc == 0 && !one_node) {
+    /* A cluster whose slots put these queues on several nodes. */
+    rc = lease_nodes(b, cc, consumer, queues, keys, node, nq, max, wait_ms, out, n);
     goto done;
   }
-  for (size_t i = 0; i < nq; i++) gtask__redis_key(b->r, keys[i], GTASK__KEY_MAX, queues[i], "stream", NULL);
+  int k = -1;
+  gtask__conn *c = NULL;
+  if (rc == 0) rc = lease_take(b, cc, node[0], &k, &c);
+  if (rc) goto done;
 
   if (nq > 1) {
     /* Queues in the order given are priorities: take from the first that has
@@ -399,32 +511,157 @@ static int lease(redis_broker *b, const char *consumer, const char *const *queue
     for (size_t i = 0; i < nq && *n < max && rc == 0; i++)
       rc = read_group(b, c, cc, consumer, queues + i, keys + i, 1, max - *n, 0, fences, max, out,
                       n);
-    if (rc || *n || wait_ms == 0) goto done;
+    if (rc || *n || wait_ms == 0) goto give;
   }
 
   pthread_mutex_lock(&b->mu);
-  if (client_id) cc->client_id = client_id;
   bool interrupted = cc->interrupted;
-  cc->blocked = !interrupted;
+  cc->lc[k].blocked = !interrupted;
   pthread_mutex_unlock(&b->mu);
-  if (interrupted) goto done;
+  if (interrupted) goto give;
   /* All empty: block on every queue at once; with several, one entry each. */
   rc = read_group(b, c, cc, consumer, queues, keys, nq, nq > 1 ? 1 : max, wait_ms, fences, max,
                   out, n);
-
+give:
+  lease_give(b, cc, k, c);
 done:
   gtask__free(keys);
+  gtask__free(node);
+  /* Messages leased before a later read failed are leased in Redis: they are
+   * returned (the caller would drop them with the error, and they would wait
+   * for reclaim); the broken connection is reopened by the next lease. */
+  if (rc && *n) rc = 0;
   pthread_mutex_lock(&b->mu);
   cc->last_leased = *n;
-  if (client_id) cc->client_id = client_id;
-  cc->blocked = false;
   cc->interrupted = false; /* this lease has returned: the interrupt is served */
-  if (c && c->err) {
-    gtask__conn_free(c);
-    c = NULL;
-  }
-  cc->c = c;
   pthread_mutex_unlock(&b->mu);
+  return rc;
+}
+
+/* A lease over queues on several cluster nodes (node[i] is queues[i]'s):
+ * first a read without blocking of each queue in priority order, each on its
+ * node's lease connection; if all are empty, one blocking XREADGROUP per node
+ * over that node's queues, sent to all nodes at once.  The first to answer
+ * ends the wait: the others are woken (CLIENT UNBLOCK) and their replies read
+ * too -- anything they leased is kept (beyond max, in the surplus), so no
+ * entry is left leased to no one.  No fences are read (finish.lua then checks
+ * each lease). */
+static int lease_nodes(redis_broker *b, consumer_conn *cc, const char *consumer,
+                       const char *const *queues, char (*keys)[GTASK__KEY_MAX],
+                       gtask__redis **node, size_t nq, size_t max, int64_t wait_ms,
+                       gtask_msg **out, size_t *n) {
+  enum { MAXG = 64 };
+  gtask__redis *gnode[MAXG];
+  int slot[MAXG];
+  gtask__conn *gc[MAXG];
+  bool sent[MAXG];
+  size_t ng = 0;
+  int rc = 0;
+  for (size_t i = 0; i < nq; i++) {
+    size_t g = 0;
+    while (g < ng && gnode[g] != node[i]) g++;
+    if (g == ng && ng < MAXG) {
+      gnode[ng] = node[i];
+      gc[ng] = NULL;
+      sent[ng] = false;
+      slot[ng++] = -1;
+    }
+  }
+  for (size_t g = 0; g < ng && rc == 0; g++) rc = lease_take(b, cc, gnode[g], &slot[g], &gc[g]);
+  for (size_t i = 0; i < nq && *n < max && rc == 0; i++) {
+    size_t g = 0;
+    while (g < ng && gnode[g] != node[i]) g++;
+    if (g < ng)
+      rc = read_group(b, gc[g], cc, consumer, queues + i, keys + i, 1, max - *n, 0, false, max,
+                      out, n);
+  }
+  if (rc || *n || wait_ms == 0) goto give;
+
+  pthread_mutex_lock(&b->mu);
+  bool interrupted = cc->interrupted;
+  for (size_t g = 0; g < ng; g++) cc->lc[slot[g]].blocked = !interrupted;
+  pthread_mutex_unlock(&b->mu);
+  if (interrupted) goto give;
+  int64_t timeout = b->r->conf->timeout_ms;
+  for (size_t g = 0; g < ng && rc == 0; g++) {
+    gtask__argv a;
+    gtask__argv_init(&a);
+    gtask__argv_adds(&a, "XREADGROUP");
+    gtask__argv_adds(&a, "GROUP");
+    gtask__argv_adds(&a, GTASK__GROUP);
+    gtask__argv_adds(&a, consumer);
+    gtask__argv_adds(&a, "COUNT");
+    gtask__argv_adds(&a, "1");
+    gtask__argv_adds(&a, "BLOCK");
+    gtask__argv_addi(&a, wait_ms < 0 ? 0 : wait_ms);
+    gtask__argv_adds(&a, "STREAMS");
+    for (size_t i = 0; i < nq; i++)
+      if (node[i] == gnode[g]) gtask__argv_adds(&a, keys[i]);
+    for (size_t i = 0; i < nq; i++)
+      if (node[i] == gnode[g]) gtask__argv_adds(&a, ">");
+    gtask__conn_set_timeout(gc[g], wait_ms > 0 ? wait_ms + timeout : 0);
+    rc = gtask__redis_send(gnode[g], gc[g], &a);
+    sent[g] = rc == 0;
+    gtask__argv_free(&a);
+  }
+  /* The first reply, then wake the others and read theirs. */
+  int first = -1;
+  if (rc == 0) {
+    first = gtask__conn_wait_any(gc, ng, wait_ms < 0 ? -1 : wait_ms + timeout);
+    if (first < 0) {
+      gtask__set_error("redis %s: a blocked lease outlived its time", b->r->conf->describe);
+      rc = GTASK_ECONN;
+    }
+  }
+  for (size_t g = 0; g < ng; g++) {
+    if (!sent[g]) continue;
+    if ((int)g != first && !gc[g]->err) {
+      gtask__conn *u;
+      if (gtask__redis_get(gnode[g], &u) == 0) {
+        pthread_mutex_lock(&b->mu);
+        long long id = cc->lc[slot[g]].client_id;
+        pthread_mutex_unlock(&b->mu);
+        /* The XREADGROUP may not be blocked yet (UNBLOCK answers 0): again,
+         * until it is woken or its reply is there. */
+        for (int t = 0; t < 200; t++) {
+          redisReply *ur = gtask__conn_command(u, "CLIENT UNBLOCK %lld", id);
+          bool woken = !ur || ur->type != REDIS_REPLY_INTEGER || ur->integer == 1;
+          if (ur) freeReplyObject(ur);
+          if (woken || gtask__conn_wait_any(&gc[g], 1, 5) == 0) break;
+        }
+        gtask__redis_put(gnode[g], u);
+      }
+    }
+    redisReply *rep;
+    int r2 = gtask__redis_recv(gnode[g], gc[g], "XREADGROUP", &rep);
+    if (r2 == 0) {
+      const char *gq[MAXG];
+      char(*gk)[GTASK__KEY_MAX] = gtask__calloc(nq, sizeof(*gk));
+      size_t m = 0;
+      for (size_t i = 0; gk && i < nq && m < MAXG; i++)
+        if (node[i] == gnode[g]) {
+          gq[m] = queues[i];
+          memcpy(gk[m++], keys[i], GTASK__KEY_MAX);
+        }
+      /* Without memory for the names, the entries stay leased: reclaim
+       * brings them back when the lease expires. */
+      if (gk) take_streams(cc, rep, gq, gk, m, NULL, max, out, n);
+      gtask__free(gk);
+      freeReplyObject(rep);
+    } else if (r2 == GTASK_EREDIS && strstr(gtask_last_error(), "NOGROUP")) {
+      const char *gq[MAXG];
+      size_t m = 0;
+      for (size_t i = 0; i < nq && m < MAXG; i++)
+        if (node[i] == gnode[g]) gq[m++] = queues[i];
+      create_groups(b, gc[g], gq, m); /* the next lease finds them */
+    } else if (r2 && rc == 0) {
+      rc = r2;
+    }
+    if (!gc[g]->err) gtask__conn_set_timeout(gc[g], timeout);
+  }
+give:
+  for (size_t g = 0; g < ng; g++)
+    if (slot[g] >= 0) lease_give(b, cc, slot[g], gc[g]);
   return rc;
 }
 
@@ -439,34 +676,42 @@ static int rb_interrupt(void *impl, const char *consumer) {
   cc->interrupted = true;
   pthread_mutex_unlock(&b->mu);
   /* The lease may have sent XREADGROUP but Redis may not have blocked it yet
-   * (CLIENT UNBLOCK then answers 0): try again until it is no longer blocked. */
+   * (CLIENT UNBLOCK then answers 0): try again until it is no longer blocked.
+   * On several cluster nodes, waking one ends the lease. */
   for (int attempt = 0; attempt < 200; attempt++) {
-    pthread_mutex_lock(&b->mu);
-    bool blocked = cc->blocked;
-    long long id = cc->client_id;
-    pthread_mutex_unlock(&b->mu);
-    if (!blocked) return 0;
-    gtask__conn *c;
-    int rc = gtask__redis_get(b->r, &c);
-    if (rc) return rc;
-    redisReply *rep = gtask__conn_command(c, "CLIENT UNBLOCK %lld TIMEOUT", id);
-    long long unblocked = rep && rep->type == REDIS_REPLY_INTEGER ? rep->integer : 0;
-    if (rep && rep->type == REDIS_REPLY_ERROR) {
-      /* Not a race to retry: the lease stays blocked until its own timeout. */
-      gtask__set_error("redis %s: CLIENT UNBLOCK: %s", b->r->conf->describe, rep->str);
-      rc = gtask__redis_reply_rc(rep->str);
+    bool any = false;
+    for (size_t k = 0;; k++) {
+      pthread_mutex_lock(&b->mu);
+      bool more = k < cc->nlc, blocked = more && cc->lc[k].blocked;
+      long long id = more ? cc->lc[k].client_id : 0;
+      gtask__redis *node = more ? cc->lc[k].node : NULL;
+      pthread_mutex_unlock(&b->mu);
+      if (!more) break;
+      if (!blocked) continue;
+      any = true;
+      gtask__conn *c;
+      int rc = gtask__redis_get(node, &c);
+      if (rc) return rc;
+      redisReply *rep = gtask__conn_command(c, "CLIENT UNBLOCK %lld TIMEOUT", id);
+      long long unblocked = rep && rep->type == REDIS_REPLY_INTEGER ? rep->integer : 0;
+      if (rep && rep->type == REDIS_REPLY_ERROR) {
+        /* Not a race to retry: the lease stays blocked until its own timeout. */
+        gtask__set_error("redis %s: CLIENT UNBLOCK: %s", node->conf->describe, rep->str);
+        rc = gtask__redis_reply_rc(rep->str);
+        freeReplyObject(rep);
+        gtask__redis_put(node, c);
+        return rc;
+      }
+      if (!rep) {
+        gtask__set_error("redis %s: CLIENT UNBLOCK: %s", node->conf->describe, c->errstr);
+        gtask__redis_put(node, c);
+        return GTASK_ECONN;
+      }
       freeReplyObject(rep);
-      gtask__redis_put(b->r, c);
-      return rc;
+      gtask__redis_put(node, c);
+      if (unblocked) return 0;
     }
-    if (!rep) {
-      gtask__set_error("redis %s: CLIENT UNBLOCK: %s", b->r->conf->describe, c->errstr);
-      gtask__redis_put(b->r, c);
-      return GTASK_ECONN;
-    }
-    freeReplyObject(rep);
-    gtask__redis_put(b->r, c);
-    if (unblocked) return 0;
+    if (!any) return 0;
     struct timespec ts = {0, 5 * 1000 * 1000};
     nanosleep(&ts, NULL);
   }
@@ -478,13 +723,13 @@ static int rb_interrupt(void *impl, const char *consumer) {
 static int rb_extend(void *impl, const char *consumer, gtask_msg *const *msgs, size_t n,
                      bool *lost) {
   redis_broker *b = impl;
-  gtask__conn *c;
-  int rc = gtask__redis_get(b->r, &c);
-  if (rc) return rc;
+  gtask__conn *c = NULL; /* the connection to the node of the run at hand */
+  int rc = 0;
   gtask__argv a;
   gtask__argv_init(&a);
   for (size_t i = 0; i < n && rc == 0;) {
     size_t j = run_end(msgs, n, i);
+    if ((rc = gtask__redis_use(b->r, msgs[i]->queue, &c)) != 0) break;
     char key[GTASK__KEY_MAX];
     gtask__argv_reset(&a);
     gtask__argv_add(&a, key, gtask__redis_key(b->r, key, sizeof(key), msgs[i]->queue, "stream", NULL));
@@ -533,9 +778,8 @@ static bool fin_keeps_failed(const gtask_fin *f) {
 static int rb_finish(void *impl, const char *consumer, gtask_fin *fins, size_t n, void *state) {
   redis_broker *b = impl;
   gtask__redis *st = state ? gtask__redis_backend_pool(state) : NULL;
-  gtask__conn *c;
-  int rc = gtask__redis_get(b->r, &c);
-  if (rc) return rc;
+  gtask__conn *c = NULL; /* the connection to the node of the run at hand */
+  int rc = 0;
   gtask__argv a;
   gtask__argv_init(&a);
   char(*keys)[GTASK__KEY_MAX] = NULL;
@@ -562,6 +806,7 @@ static int rb_finish(void *impl, const char *consumer, gtask_fin *fins, size_t n
     }
     keys = k2;
     const char *q = fins[i].msg->queue;
+    if ((rc = gtask__redis_use(b->r, q, &c)) != 0) break;
     gtask__argv_reset(&a);
     gtask__argv_add(&a, keys[0], gtask__redis_key(b->r, keys[0], GTASK__KEY_MAX, q, "stream", NULL));
     gtask__argv_add(&a, keys[1], gtask__redis_key(b->r, keys[1], GTASK__KEY_MAX, q, "sched", NULL));
@@ -655,8 +900,8 @@ static int rb_reclaim(void *impl, const char *consumer, const char *queue, int64
                       size_t max, gtask_msg **out, size_t *n) {
   redis_broker *b = impl;
   *n = 0;
-  gtask__conn *c;
-  int rc = gtask__redis_get(b->r, &c);
+  gtask__conn *c = NULL;
+  int rc = gtask__redis_use(b->r, queue, &c);
   if (rc) return rc;
   char keys[2][GTASK__KEY_MAX], cursor[64] = "0-0";
   gtask__argv a;
@@ -711,8 +956,8 @@ static int rb_reclaim(void *impl, const char *consumer, const char *queue, int64
 static int rb_promote(void *impl, const char *queue, size_t max, int64_t *next_due_ms) {
   redis_broker *b = impl;
   *next_due_ms = 0;
-  gtask__conn *c;
-  int rc = gtask__redis_get(b->r, &c);
+  gtask__conn *c = NULL;
+  int rc = gtask__redis_use(b->r, queue, &c);
   if (rc) return rc;
   char ks[GTASK__KEY_MAX], kz[GTASK__KEY_MAX];
   gtask__argv a;
@@ -750,8 +995,8 @@ static int64_t field_int(const redisReply *rep, size_t k) {
 static int rb_stats(void *impl, const char *queue, gtask_queue_stats *out) {
   redis_broker *b = impl;
   memset(out, 0, sizeof(*out));
-  gtask__conn *c;
-  int rc = gtask__redis_get(b->r, &c);
+  gtask__conn *c = NULL;
+  int rc = gtask__redis_use(b->r, queue, &c);
   if (rc) return rc;
   char ks[GTASK__KEY_MAX], kz[GTASK__KEY_MAX], kd[GTASK__KEY_MAX], kc[GTASK__KEY_MAX];
   gtask__redis_key(b->r, ks, sizeof(ks), queue, "stream", NULL);
@@ -795,8 +1040,8 @@ static int rb_stats(void *impl, const char *queue, gtask_queue_stats *out) {
 /* The queue's `paused` key: "1" while paused, absent otherwise. */
 static int rb_pause(void *impl, const char *queue, bool paused) {
   redis_broker *b = impl;
-  gtask__conn *c;
-  int rc = gtask__redis_get(b->r, &c);
+  gtask__conn *c = NULL;
+  int rc = gtask__redis_use(b->r, queue, &c);
   if (rc) return rc;
   char key[GTASK__KEY_MAX];
   gtask__redis_key(b->r, key, sizeof(key), queue, "paused", NULL);
@@ -813,33 +1058,38 @@ static int rb_pause(void *impl, const char *queue, bool paused) {
   return rc;
 }
 
-/* One EXISTS per queue, pipelined (the queues' keys may live in different
- * Cluster slots, so not one multi-key command). */
+/* One EXISTS per queue, pipelined per node: the queues' keys may live in
+ * different Cluster slots, so not one multi-key command; on one server (or
+ * when they share a node) it is one round trip. */
 static int rb_paused(void *impl, const char *const *queues, size_t nq, bool *out) {
   redis_broker *b = impl;
-  gtask__conn *c;
-  int rc = gtask__redis_get(b->r, &c);
-  if (rc) return rc;
+  gtask__conn *c = NULL;
+  int rc = 0;
   char key[GTASK__KEY_MAX];
-  for (size_t k = 0; k < nq; k++) {
-    gtask__redis_key(b->r, key, sizeof(key), queues[k], "paused", NULL);
-    gtask__conn_appendf(c, "EXISTS %s", key);
-  }
-  for (size_t k = 0; k < nq; k++) {
-    redisReply *p = NULL;
-    if (gtask__conn_get_reply(c, &p) != REDIS_OK) {
-      gtask__set_error("redis %s: %s", b->r->conf->describe, c->errstr);
-      rc = GTASK_ECONN;
-      break;
+  for (size_t i = 0; i < nq && rc == 0;) {
+    if ((rc = gtask__redis_use(b->r, queues[i], &c)) != 0) break;
+    size_t j = i;
+    for (; j < nq && gtask__redis_for_queue(b->r, queues[j]) == c->owner; j++) {
+      gtask__redis_key(b->r, key, sizeof(key), queues[j], "paused", NULL);
+      gtask__conn_appendf(c, "EXISTS %s", key);
     }
-    if (p->type == REDIS_REPLY_ERROR && rc == 0) {
-      gtask__set_error("redis %s: EXISTS: %s", b->r->conf->describe, p->str);
-      rc = gtask__redis_reply_rc(p->str);
+    for (size_t k = i; k < j; k++) {
+      redisReply *p = NULL;
+      if (gtask__conn_get_reply(c, &p) != REDIS_OK) {
+        gtask__set_error("redis %s: %s", b->r->conf->describe, c->errstr);
+        rc = GTASK_ECONN;
+        break;
+      }
+      if (p->type == REDIS_REPLY_ERROR && rc == 0) {
+        gtask__set_error("redis %s: EXISTS: %s", b->r->conf->describe, p->str);
+        rc = gtask__redis_reply_rc(p->str);
+      }
+      out[k] = p->type == REDIS_REPLY_INTEGER && p->integer == 1;
+      freeReplyObject(p);
     }
-    out[k] = p->type == REDIS_REPLY_INTEGER && p->integer == 1;
-    freeReplyObject(p);
+    i = j;
   }
-  gtask__redis_put(b->r, c);
+  if (c) gtask__redis_put(b->r, c);
   return rc;
 }
 
@@ -858,8 +1108,8 @@ static int msg_id_cmp(const void *x, const void *y) {
 /* The dead-set entry of one id: HGET. */
 static int dead_get(redis_broker *b, const char *queue, const char *id, gtask_msg ***out,
                     size_t *n) {
-  gtask__conn *c;
-  int rc = gtask__redis_get(b->r, &c);
+  gtask__conn *c = NULL;
+  int rc = gtask__redis_use(b->r, queue, &c);
   if (rc) return rc;
   char key[GTASK__KEY_MAX];
   gtask__redis_key(b->r, key, sizeof(key), queue, "dead", NULL);
@@ -895,8 +1145,8 @@ static int rb_dead_list(void *impl, const char *queue, const char *id, gtask_msg
   *out = NULL;
   *n = 0;
   if (id) return dead_get(b, queue, id, out, n);
-  gtask__conn *c;
-  int rc = gtask__redis_get(b->r, &c);
+  gtask__conn *c = NULL;
+  int rc = gtask__redis_use(b->r, queue, &c);
   if (rc) return rc;
   char key[GTASK__KEY_MAX], cursor[32] = "0";
   gtask__redis_key(b->r, key, sizeof(key), queue, "dead", NULL);
@@ -981,9 +1231,8 @@ static int requeue_from(redis_broker *b, gtask_revive *rs, size_t n, void *state
                         gtask__script script, const char *script_name) {
   gtask__redis *st = state ? gtask__redis_backend_pool(state) : NULL;
   for (size_t k = 0; k < n; k++) rs[k].moved = false;
-  gtask__conn *c;
-  int rc = gtask__redis_get(b->r, &c);
-  if (rc) return rc;
+  gtask__conn *c = NULL; /* the connection to the node of the run at hand */
+  int rc = 0;
   gtask__argv a;
   gtask__argv_init(&a);
   char(*keys)[GTASK__KEY_MAX] = NULL;
@@ -997,6 +1246,7 @@ static int requeue_from(redis_broker *b, gtask_revive *rs, size_t n, void *state
     }
     keys = k2;
     const char *q = rs[i].msg->queue;
+    if ((rc = gtask__redis_use(b->r, q, &c)) != 0) break;
     gtask__argv_reset(&a);
     gtask__argv_add(&a, keys[0], gtask__redis_key(b->r, keys[0], GTASK__KEY_MAX, q, "stream", NULL));
     gtask__argv_add(&a, keys[1], gtask__redis_key(b->r, keys[1], GTASK__KEY_MAX, q, from, NULL));
@@ -1046,8 +1296,8 @@ static int rb_failed_list(void *impl, const char *queue, const char *id, gtask_m
   *out = NULL;
   *n = 0;
   if (id && !gtask__id_valid(id)) return 0; /* no member can start with it */
-  gtask__conn *c;
-  int rc = gtask__redis_get(b->r, &c);
+  gtask__conn *c = NULL;
+  int rc = gtask__redis_use(b->r, queue, &c);
   if (rc) return rc;
   char key[GTASK__KEY_MAX], cursor[32] = "0", match[GTASK_ID_SIZE + 1];
   gtask__redis_key(b->r, key, sizeof(key), queue, "failed", NULL);
@@ -1129,8 +1379,8 @@ static int rb_failed_list(void *impl, const char *queue, const char *id, gtask_m
 static int rb_dead_purge(void *impl, const char *queue, size_t *removed) {
   redis_broker *b = impl;
   *removed = 0;
-  gtask__conn *c;
-  int rc = gtask__redis_get(b->r, &c);
+  gtask__conn *c = NULL;
+  int rc = gtask__redis_use(b->r, queue, &c);
   if (rc) return rc;
   char key[GTASK__KEY_MAX];
   gtask__argv a;
@@ -1154,14 +1404,14 @@ static int rb_dead_purge(void *impl, const char *queue, size_t *removed) {
 static int rb_announce(void *impl, const char *consumer, const char *const *queues, size_t nq,
                        int64_t until_ms) {
   redis_broker *b = impl;
-  gtask__conn *c;
-  int rc = gtask__redis_get(b->r, &c);
-  if (rc) return rc;
+  gtask__conn *c = NULL; /* the connection to the node of the run at hand */
+  int rc = 0;
   gtask__argv a;
   gtask__argv_init(&a);
   int64_t now = gtask__now_ms();
   size_t done = 0;
   for (; done < nq && rc == 0; done++) {
+    if ((rc = gtask__redis_use(b->r, queues[done], &c)) != 0) break;
     char key[GTASK__KEY_MAX];
     gtask__argv_reset(&a);
     gtask__argv_add(&a, key, gtask__redis_key(b->r, key, sizeof(key), queues[done], "workers", NULL));
@@ -1190,7 +1440,8 @@ static int rb_announce(void *impl, const char *consumer, const char *const *queu
   if (rc && until_ms != 0) {
     char why[512];
     gtask__fmt(why, sizeof(why), "%s", gtask_last_error());
-    for (size_t q = 0; q < done && !c->err; q++) {
+    for (size_t q = 0; q < done; q++) {
+      if (gtask__redis_use(b->r, queues[q], &c) != 0 || c->err) break;
       char key[GTASK__KEY_MAX];
       gtask__argv_reset(&a);
       gtask__argv_add(&a, key, gtask__redis_key(b->r, key, sizeof(key), queues[q], "workers", NULL));
@@ -1208,6 +1459,92 @@ static int rb_announce(void *impl, const char *consumer, const char *const *queu
   return rc;
 }
 
+static int name_cmp(const void *x, const void *y) {
+  return strcmp(*(char *const *)x, *(char *const *)y);
+}
+
+/* SCAN of every master for "P:{*}:*": the tag of each key, each once.  A
+ * pass over the whole keyspace (every task's t: and n: keys too), in
+ * batches, so that Redis is never blocked for long. */
+static int rb_queues(void *impl, char ***names, size_t *n) {
+  redis_broker *b = impl;
+  *names = NULL;
+  *n = 0;
+  gtask__redis *m[1024];
+  size_t nm = gtask__redis_masters(b->r, m, 1024);
+  char match[GTASK__KEY_MAX];
+  gtask__fmt(match, sizeof(match), "%s:{*}:*", b->r->conf->prefix);
+  size_t plen = strlen(b->r->conf->prefix) + 2; /* "P:{" */
+  char **v = NULL;
+  size_t nv = 0, cap = 0;
+  int rc = 0;
+  for (size_t k = 0; k < nm && rc == 0; k++) {
+    gtask__conn *c;
+    if ((rc = gtask__redis_get(m[k], &c)) != 0) break;
+    char cursor[32] = "0";
+    do {
+      redisReply *rep = gtask__conn_command(c, "SCAN %s MATCH %s COUNT 1000", cursor, match);
+      if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
+          rep->element[0]->type != REDIS_REPLY_STRING || rep->element[1]->type != REDIS_REPLY_ARRAY) {
+        gtask__set_error("redis %s: SCAN: %s", m[k]->conf->describe,
+                         !rep ? c->errstr : rep->type == REDIS_REPLY_ERROR ? rep->str : "unexpected reply");
+        rc = !rep ? GTASK_ECONN : rep->type == REDIS_REPLY_ERROR ? gtask__redis_reply_rc(rep->str) : GTASK_EPROTO;
+        if (rep) freeReplyObject(rep);
+        break;
+      }
+      gtask__fmt(cursor, sizeof(cursor), "%s", rep->element[0]->str);
+      const redisReply *keys = rep->element[1];
+      for (size_t e = 0; e < keys->elements && rc == 0; e++) {
+        const redisReply *key = keys->element[e];
+        if (key->type != REDIS_REPLY_STRING || key->len <= plen) continue;
+        const char *tag = key->str + plen, *close = memchr(tag, '}', key->len - plen);
+        if (!close || close == tag) continue;
+        size_t tl = (size_t)(close - tag);
+        if (nv > 0 && strlen(v[nv - 1]) == tl && memcmp(v[nv - 1], tag, tl) == 0) continue; /* common: runs */
+        if (nv == cap) {
+          size_t nc = cap ? 2 * cap : 64;
+          char **v2 = realloc(v, nc * sizeof(*v2));
+          if (!v2) {
+            rc = GTASK_ENOMEM;
+            break;
+          }
+          v = v2;
+          cap = nc;
+        }
+        if ((v[nv] = malloc(tl + 1)) == NULL) {
+          rc = GTASK_ENOMEM;
+          break;
+        }
+        memcpy(v[nv], tag, tl);
+        v[nv++][tl] = '\0';
+      }
+      freeReplyObject(rep);
+    } while (rc == 0 && strcmp(cursor, "0") != 0);
+    gtask__redis_put(m[k], c);
+  }
+  if (rc) {
+    for (size_t k = 0; k < nv; k++) free(v[k]);
+    free(v);
+    return rc;
+  }
+  if (nv > 1) qsort(v, nv, sizeof(*v), name_cmp);
+  size_t keep = 0;
+  for (size_t k = 0; k < nv; k++) {
+    if (keep > 0 && strcmp(v[keep - 1], v[k]) == 0) {
+      free(v[k]);
+      continue;
+    }
+    v[keep++] = v[k];
+  }
+  if (keep == 0) {
+    free(v);
+    v = NULL;
+  }
+  *names = v;
+  *n = keep;
+  return 0;
+}
+
 static void *rb_colocated(void *impl, const gtask_backend *backend) {
   redis_broker *b = impl;
   if (!backend || backend->ops != &gtask__redis_backend_ops) return NULL;
@@ -1221,7 +1558,8 @@ static void rb_destroy(void *impl) {
   redis_broker *b = impl;
   for (consumer_conn *cc = b->consumers, *next; cc; cc = next) {
     next = cc->next;
-    if (cc->c) gtask__conn_free(cc->c);
+    for (size_t k = 0; k < cc->nlc; k++) gtask__conn_free(cc->lc[k].c);
+    gtask__free(cc->lc);
     /* Surplus messages are leased in Redis: dropping our copies only delays
      * them until reclaim. */
     for (size_t k = 0; k < cc->nsurplus; k++) gtask_msg_free(cc->surplus[k]);
@@ -1230,8 +1568,59 @@ static void rb_destroy(void *impl) {
     gtask__free(cc);
   }
   pthread_mutex_destroy(&b->mu);
+  gtask__limits_free(b->limits);
   gtask__redis_free(b->r);
   gtask__free(b);
+}
+
+/* ---------------------------------------------------------------- limits
+ *
+ * The operations with the limits' hooks around them (limits.c): a queue
+ * without limits passes through at the cost of an atomic load. */
+
+static int rb_lease_limited(void *impl, const char *consumer, const char *const *queues,
+                            size_t nq, size_t max, int64_t wait_ms, gtask_msg **out, size_t *n) {
+  redis_broker *b = impl;
+  wait_ms = gtask__limits_before_lease(b->limits, b->r, queues, nq, wait_ms);
+  int rc = rb_lease(impl, consumer, queues, nq, max, wait_ms, out, n);
+  if (rc == 0 && *n) {
+    int arc = gtask__limits_admit(b->limits, b->r, out, n);
+    if (arc) gtask__log(GTASK_LOG_WARN, "limits: admitting leased tasks: %s (%s); they come back "
+                        "when their lease expires", gtask_strerror(arc), gtask_last_error());
+  }
+  return rc;
+}
+
+static int rb_finish_limited(void *impl, const char *consumer, gtask_fin *fins, size_t n,
+                             void *state) {
+  redis_broker *b = impl;
+  int rc = rb_finish(impl, consumer, fins, n, state);
+  if (rc == 0)
+    for (size_t k = 0; k < n; k++) gtask__limits_release(b->limits, b->r, &fins[k].msg, 1);
+  return rc;
+}
+
+static int rb_extend_limited(void *impl, const char *consumer, gtask_msg *const *msgs, size_t n,
+                             bool *lost) {
+  redis_broker *b = impl;
+  int rc = rb_extend(impl, consumer, msgs, n, lost);
+  if (rc == 0) gtask__limits_extend(b->limits, b->r, msgs, n);
+  return rc;
+}
+
+static int rb_reclaim_limited(void *impl, const char *consumer, const char *queue,
+                              int64_t lease_ms, size_t max, gtask_msg **out, size_t *n) {
+  redis_broker *b = impl;
+  gtask__limits_set_lease(b->limits, lease_ms);
+  return rb_reclaim(impl, consumer, queue, lease_ms, max, out, n);
+}
+
+static int rb_promote_limited(void *impl, const char *queue, size_t max, int64_t *next_due_ms) {
+  redis_broker *b = impl;
+  int rc = gtask__limits_housekeep(b->limits, b->r, queue);
+  if (rc) gtask__log(GTASK_LOG_WARN, "limits of queue %s: %s (%s)", queue, gtask_strerror(rc),
+                     gtask_last_error());
+  return rb_promote(impl, queue, max, next_due_ms);
 }
 
 static int64_t rb_msg_ttl_ms(void *impl) {
@@ -1248,12 +1637,12 @@ static const gtask_broker_ops redis_broker_ops = {
     .failed_requeue = rb_failed_requeue,
     .pause = rb_pause,
     .paused = rb_paused,
-    .lease = rb_lease,
+    .lease = rb_lease_limited,
     .interrupt = rb_interrupt,
-    .extend = rb_extend,
-    .finish = rb_finish,
-    .reclaim = rb_reclaim,
-    .promote = rb_promote,
+    .extend = rb_extend_limited,
+    .finish = rb_finish_limited,
+    .reclaim = rb_reclaim_limited,
+    .promote = rb_promote_limited,
     .stats = rb_stats,
     .dead_list = rb_dead_list,
     .dead_requeue = rb_dead_requeue,
@@ -1262,6 +1651,7 @@ static const gtask_broker_ops redis_broker_ops = {
     .colocated = rb_colocated,
     .destroy = rb_destroy,
     .msg_ttl_ms = rb_msg_ttl_ms,
+    .queues = rb_queues,
 };
 
 GTASK_EXTERN int gtask_broker_redis_new(gtask_broker **out, const gtask_redis_conf *conf) {
@@ -1277,9 +1667,18 @@ GTASK_EXTERN int gtask_broker_redis_new(gtask_broker **out, const gtask_redis_co
     gtask__free(b);
     return rc;
   }
+  if (!(b->limits = gtask__limits_new())) {
+    gtask__redis_free(b->r);
+    gtask__free(b);
+    return GTASK_ENOMEM;
+  }
   pthread_mutex_init(&b->mu, NULL);
   gtask_broker *h = gtask__broker_new(&redis_broker_ops, b);
   if (!h) return GTASK_ENOMEM;
   *out = h;
   return 0;
+}
+
+gtask__redis *gtask__redis_broker_pool(const gtask_broker *b) {
+  return b && b->ops == &redis_broker_ops ? ((redis_broker *)b->impl)->r : NULL;
 }

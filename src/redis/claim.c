@@ -69,9 +69,8 @@ static int read_holders(gtask__redis *sr, gtask__conn *c, const gtask_claim *cs,
 }
 
 int gtask__redis_claim(gtask__redis *qr, gtask__redis *sr, bool queue, gtask_claim *cs, size_t n) {
-  gtask__conn *c;
-  int rc = gtask__redis_get(qr, &c);
-  if (rc) return rc;
+  gtask__conn *c = NULL; /* the connection to the node of the run's queue */
+  int rc = 0;
   /* Per claim: t, n, u, t of the holder, n of the holder; then stream,
    * sched, pending. */
   char(*keys)[GTASK__KEY_MAX] = gtask__calloc(5 * n + 3, sizeof(*keys));
@@ -82,6 +81,7 @@ int gtask__redis_claim(gtask__redis *qr, gtask__redis *sr, bool queue, gtask_cla
   for (size_t i = 0; i < n && rc == 0;) {
     size_t j = claim_run_end(cs, n, i);
     const char *q = cs[i].msg->queue;
+    if ((rc = gtask__redis_use(qr, q, &c)) != 0) break;
     char(*base)[GTASK__KEY_MAX] = &keys[5 * n];
     gtask__redis_key(qr, base[0], GTASK__KEY_MAX, q, "stream", NULL);
     gtask__redis_key(qr, base[1], GTASK__KEY_MAX, q, "sched", NULL);
@@ -169,6 +169,6 @@ int gtask__redis_claim(gtask__redis *qr, gtask__redis *sr, bool queue, gtask_cla
   gtask__argv_free(&a);
   gtask__free(keys);
   gtask__free(holders);
-  gtask__redis_put(qr, c);
+  if (c) gtask__redis_put(qr, c);
   return rc;
 }

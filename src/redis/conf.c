@@ -12,6 +12,10 @@
  *   rediss://...[?cacert=F&capath=D&cert=F&key=F&sni=NAME&insecure=1]
  *                                      TLS; the same authority as redis://,
  *                                      parameters percent-decoded
+ *   redis-cluster://[[user]:password@]h1[:p1],h2[:p2],...[/0]
+ *   rediss-cluster://...[?TLS parameters as rediss://]
+ *                                      Redis Cluster: the nodes are seeds for
+ *                                      the slot map (db 0 only)
  *   unix:/path/to/sock[?db=N]          unix:///path[?db=N] too
  * The db argument fills in a db the URL does not name; a different one from
  * the URL's is GTASK_EINVAL (issue 21: it used to win silently).
@@ -249,7 +253,8 @@ static int parse_query(const char *url, const char *q, gtask_redis_conf *c, bool
         continue;
       if (params[k].sentinel ? !sentinel : !tls)
         return bad_url(url, "parameter %s needs %s", params[k].name,
-                       params[k].sentinel ? "redis-sentinel://" : "rediss:// or rediss-sentinel://");
+                       params[k].sentinel ? "redis-sentinel://"
+                                          : "rediss://, rediss-sentinel:// or rediss-cluster://");
       char **field = (char **)((char *)c + params[k].off);
       if (vlen == 0)
         return bad_url(url, "parameter %s is empty", params[k].name);
@@ -262,7 +267,8 @@ static int parse_query(const char *url, const char *q, gtask_redis_conf *c, bool
     }
     if (!known && klen == 8 && strncmp(q, "insecure", 8) == 0) {
       if (!tls)
-        return bad_url(url, "parameter insecure needs rediss:// or rediss-sentinel://");
+        return bad_url(url, "parameter insecure needs rediss://, rediss-sentinel:// or "
+                            "rediss-cluster://");
       known = true;
       if (vlen == 1 && eq[1] == '1')
         c->tls_insecure = true;
@@ -324,7 +330,37 @@ static int parse_redis_authority(const char *url, const char *s, gtask_redis_con
 }
 
 #define DEFAULT_SENTINEL_PORT 26379
-#define MAX_SENTINELS 16
+#define MAX_NODES 16 /* sentinels, or cluster seed nodes */
+
+/* "h1[:p1],h2[:p2],..." (len bytes at s): the hosts and ports, default_port
+ * where none is given, into new arrays *hosts and *ports (*n of them, freed
+ * with the conf).  what names the list in messages ("sentinels"). */
+static int parse_node_list(const char *url, const char *s, size_t len, const char *what,
+                           int default_port, char ***hosts, int **ports, int *n) {
+  size_t count = 1;
+  for (size_t i = 0; i < len; i++) count += s[i] == ',';
+  if (count > MAX_NODES)
+    return bad_url(url, "more than %d %s", MAX_NODES, what);
+  *hosts = gtask__calloc(count, sizeof(**hosts));
+  *ports = gtask__calloc(count, sizeof(**ports));
+  if (*hosts == NULL || *ports == NULL)
+    return GTASK_ENOMEM;
+  const char *p = s, *end = s + len;
+  while (*n < (int)count) {
+    const char *comma = memchr(p, ',', (size_t)(end - p));
+    size_t one_len = comma ? (size_t)(comma - p) : (size_t)(end - p);
+    gtask_redis_conf one = {0};
+    int rc = parse_hostport(url, p, one_len, &one);
+    if (rc != 0)
+      return rc;
+    const char *close = one_len > 0 && p[0] == '[' ? memchr(p, ']', one_len) : NULL;
+    bool explicit_port = close ? close + 1 < p + one_len : memchr(p, ':', one_len) != NULL;
+    (*hosts)[*n] = one.host;
+    (*ports)[(*n)++] = explicit_port ? one.port : default_port;
+    p += one_len + 1;
+  }
+  return 0;
+}
 
 static bool name_char(char c) { return host_char(c) || c == ':'; }
 
@@ -342,28 +378,10 @@ static int parse_sentinel_url(const char *url, const char *s, gtask_redis_conf *
   int urc = parse_userinfo(url, &s, &alen, c);
   if (urc != 0)
     return urc;
-  size_t n = 1;
-  for (size_t i = 0; i < alen; i++) n += s[i] == ',';
-  if (n > MAX_SENTINELS)
-    return bad_url(url, "more than %d sentinels", MAX_SENTINELS);
-  c->sentinel_host = gtask__calloc(n, sizeof(*c->sentinel_host));
-  c->sentinel_port = gtask__calloc(n, sizeof(*c->sentinel_port));
-  if (c->sentinel_host == NULL || c->sentinel_port == NULL)
-    return GTASK_ENOMEM;
-  const char *p = s, *end = s + alen;
-  while (c->nsentinels < (int)n) {
-    const char *comma = memchr(p, ',', (size_t)(end - p));
-    size_t len = comma ? (size_t)(comma - p) : (size_t)(end - p);
-    gtask_redis_conf one = {0};
-    int rc = parse_hostport(url, p, len, &one);
-    if (rc != 0)
-      return rc;
-    const char *close = len > 0 && p[0] == '[' ? memchr(p, ']', len) : NULL;
-    bool explicit_port = close ? close + 1 < p + len : memchr(p, ':', len) != NULL;
-    c->sentinel_host[c->nsentinels] = one.host;
-    c->sentinel_port[c->nsentinels++] = explicit_port ? one.port : DEFAULT_SENTINEL_PORT;
-    p += len + 1;
-  }
+  int rc = parse_node_list(url, s, alen, "sentinels", DEFAULT_SENTINEL_PORT, &c->sentinel_host,
+                           &c->sentinel_port, &c->nsentinels);
+  if (rc != 0)
+    return rc;
   const char *name = slash + 1;
   const char *rest_end = query ? query : name + strlen(name);
   const char *name_end = memchr(name, '/', (size_t)(rest_end - name));
@@ -388,6 +406,42 @@ static int parse_sentinel_url(const char *url, const char *s, gtask_redis_conf *
   c->tls = tls;
   if (query != NULL)
     return parse_query(url, query + 1, c, tls, true);
+  return 0;
+}
+
+/* "[user:pass@]h1[:p1],h2[:p2],...[/0][?params]" after "redis-cluster://"
+ * (or "rediss-cluster://": tls, with the TLS parameters of rediss://).  The
+ * nodes are seeds: any reachable one gives the slot map.  A cluster has db 0
+ * only. */
+static int parse_cluster_url(const char *url, const char *s, gtask_redis_conf *c, bool tls) {
+  const char *query = strchr(s, '?');
+  size_t total = query ? (size_t)(query - s) : strlen(s);
+  const char *slash = memchr(s, '/', total);
+  size_t alen = slash ? (size_t)(slash - s) : total;
+  int rc = parse_userinfo(url, &s, &alen, c);
+  if (rc != 0)
+    return rc;
+  if (alen == 0)
+    return bad_url(url, "no cluster node given");
+  rc = parse_node_list(url, s, alen, "cluster nodes", DEFAULT_PORT, &c->seed_host, &c->seed_port,
+                       &c->nseeds);
+  if (rc != 0)
+    return rc;
+  if (slash != NULL) {
+    const char *db = slash + 1;
+    size_t dlen = (size_t)((query ? query : db + strlen(db)) - db);
+    if (dlen > 0 && !(dlen == 1 && db[0] == '0'))
+      return bad_url(url, "a Redis Cluster has db 0 only (got \"%.*s\")",
+                     (int)(dlen < 20 ? dlen : 20), db);
+    c->db = 0;
+  }
+  if ((c->host = gtask__strdup(c->seed_host[0])) == NULL)
+    return GTASK_ENOMEM;
+  c->port = c->seed_port[0];
+  c->cluster = true;
+  c->tls = tls;
+  if (query != NULL)
+    return parse_query(url, query + 1, c, tls, false);
   return 0;
 }
 
@@ -417,6 +471,16 @@ static int parse_unix_url(const char *url, const char *s, gtask_redis_conf *c) {
 }
 
 static void describe(gtask_redis_conf *c) {
+  if (c->cluster) {
+    gtask__fmt(c->describe, sizeof(c->describe), "%s://", c->tls ? "rediss-cluster" : "redis-cluster");
+    for (int k = 0; k < c->nseeds; k++) {
+      size_t off = strlen(c->describe);
+      gtask__fmt(c->describe + off, sizeof(c->describe) - off,
+                 strchr(c->seed_host[k], ':') ? "%s[%s]:%d" : "%s%s:%d", k ? "," : "",
+                 c->seed_host[k], c->seed_port[k]);
+    }
+    return;
+  }
   if (c->nsentinels > 0) {
     size_t off = 0;
     gtask__fmt(c->describe, sizeof(c->describe), "%s://", c->tls ? "rediss-sentinel" : "redis-sentinel");
@@ -484,9 +548,13 @@ int gtask_redis_conf_new(gtask_redis_conf **out, const char *url, const char *pa
     rc = parse_sentinel_url(url, url + 17, c, false);
   } else if (strncasecmp(url, "rediss-sentinel://", 18) == 0) {
     rc = parse_sentinel_url(url, url + 18, c, true);
+  } else if (strncasecmp(url, "redis-cluster://", 16) == 0) {
+    rc = parse_cluster_url(url, url + 16, c, false);
+  } else if (strncasecmp(url, "rediss-cluster://", 17) == 0) {
+    rc = parse_cluster_url(url, url + 17, c, true);
   } else if (scheme_end != NULL) {
     rc = bad_url(url, "unknown scheme (expected redis://, rediss://, redis-sentinel://, "
-                      "rediss-sentinel:// or unix:)");
+                      "rediss-sentinel://, redis-cluster://, rediss-cluster:// or unix:)");
   } else {
     rc = parse_hostport(url, url, strlen(url), c);
   }
@@ -496,6 +564,8 @@ int gtask_redis_conf_new(gtask_redis_conf **out, const char *url, const char *pa
   if (rc == 0 && db >= 0 && c->db >= 0 && db != c->db)
     rc = bad_url(url, "it names db %d but the db argument is %d (pass -1 to use the URL's)",
                  c->db, db);
+  if (rc == 0 && c->cluster && db > 0)
+    rc = bad_url(url, "a Redis Cluster has db 0 only (the db argument is %d)", db);
   if (rc == GTASK_ENOMEM)
     goto oom;
   if (rc != 0) {
@@ -546,6 +616,10 @@ void gtask_redis_conf_free(gtask_redis_conf *c) {
     gtask__free(c->sentinel_host[k]);
   gtask__free(c->sentinel_host);
   gtask__free(c->sentinel_port);
+  for (int k = 0; k < c->nseeds; k++)
+    gtask__free(c->seed_host[k]);
+  gtask__free(c->seed_host);
+  gtask__free(c->seed_port);
   gtask__free(c->master_name);
   gtask__free(c->sentinel_user);
   free_secret(c->sentinel_password);
@@ -645,8 +719,59 @@ int gtask_redis_conf_set_prefix(gtask_redis_conf *c, const char *prefix) {
   return 0;
 }
 
+/* Redis Cluster on a "host:port" or redis:// conf: the address becomes the
+ * one seed node (a managed cluster's configuration endpoint, say). */
+int gtask_redis_conf_set_cluster(gtask_redis_conf *c, bool on) {
+  if (c == NULL)
+    return GTASK_EINVAL;
+  if (on && (c->unix_path != NULL || c->nsentinels > 0)) {
+    gtask__set_error("Redis Cluster needs TCP node addresses (not a unix socket or sentinels)");
+    return GTASK_EINVAL;
+  }
+  if (on && c->db != 0) {
+    gtask__set_error("a Redis Cluster has db 0 only (the conf names db %d)", c->db);
+    return GTASK_EINVAL;
+  }
+  if (on && c->nseeds == 0) {
+    char **h = gtask__calloc(1, sizeof(*h));
+    int *p = gtask__calloc(1, sizeof(*p));
+    char *host = gtask__strdup(c->host);
+    if (h == NULL || p == NULL || host == NULL) {
+      gtask__free(h);
+      gtask__free(p);
+      gtask__free(host);
+      return GTASK_ENOMEM;
+    }
+    h[0] = host;
+    p[0] = c->port;
+    c->seed_host = h;
+    c->seed_port = p;
+    c->nseeds = 1;
+  }
+  c->cluster = on;
+  describe(c);
+  return 0;
+}
+
 const char *gtask_redis_conf_describe(const gtask_redis_conf *c) {
   return c != NULL ? c->describe : "";
+}
+
+/* Copies a node list (n hosts and ports) into *dh, *dp, *dn (which the
+ * struct copy made alias the source's: replaced here).  False if out of memory
+ * (the copied part is kept for gtask_redis_conf_free). */
+static bool copy_nodes(char *const *h, const int *p, int n, char ***dh, int **dp, int *dn) {
+  *dn = 0;
+  *dh = n ? gtask__calloc((size_t)n, sizeof(char *)) : NULL;
+  *dp = n ? gtask__calloc((size_t)n, sizeof(int)) : NULL;
+  if (n && (*dh == NULL || *dp == NULL))
+    return false;
+  for (int k = 0; k < n; k++) {
+    if (((*dh)[k] = gtask__strdup(h[k])) == NULL)
+      return false;
+    (*dp)[(*dn)++] = p[k];
+  }
+  return true;
 }
 
 int gtask__redis_conf_copy(const gtask_redis_conf *c, gtask_redis_conf **out) {
@@ -670,16 +795,10 @@ int gtask__redis_conf_copy(const gtask_redis_conf *c, gtask_redis_conf **out) {
   d->master_name = gtask__strdup(c->master_name);
   d->sentinel_user = gtask__strdup(c->sentinel_user);
   d->sentinel_password = gtask__strdup(c->sentinel_password);
-  d->nsentinels = 0;
-  d->sentinel_host = c->nsentinels ? gtask__calloc((size_t)c->nsentinels, sizeof(char *)) : NULL;
-  d->sentinel_port = c->nsentinels ? gtask__calloc((size_t)c->nsentinels, sizeof(int)) : NULL;
-  bool sentinels_ok = c->nsentinels == 0 || (d->sentinel_host && d->sentinel_port);
-  for (int k = 0; sentinels_ok && k < c->nsentinels; k++) {
-    if ((d->sentinel_host[k] = gtask__strdup(c->sentinel_host[k])) == NULL)
-      sentinels_ok = false;
-    else
-      d->sentinel_port[d->nsentinels++] = c->sentinel_port[k];
-  }
+  bool sentinels_ok = copy_nodes(c->sentinel_host, c->sentinel_port, c->nsentinels,
+                                 &d->sentinel_host, &d->sentinel_port, &d->nsentinels);
+  sentinels_ok &= copy_nodes(c->seed_host, c->seed_port, c->nseeds, &d->seed_host, &d->seed_port,
+                             &d->nseeds);
   if ((c->host != NULL && d->host == NULL) || (c->unix_path != NULL && d->unix_path == NULL) ||
       (c->user != NULL && d->user == NULL) || (c->password != NULL && d->password == NULL) ||
       (c->prefix != NULL && d->prefix == NULL) || (c->tls_ca != NULL && d->tls_ca == NULL) ||
@@ -699,6 +818,8 @@ int gtask__redis_conf_copy(const gtask_redis_conf *c, gtask_redis_conf **out) {
 bool gtask__redis_conf_same_db(const gtask_redis_conf *a, const gtask_redis_conf *b) {
   if (a == NULL || b == NULL || a->db != b->db)
     return false;
+  if (a->cluster || b->cluster) /* the same seed nodes */
+    return a->cluster && b->cluster && strcmp(a->describe, b->describe) == 0;
   if (a->nsentinels > 0 || b->nsentinels > 0) /* the same sentinels, master and db */
     return a->nsentinels > 0 && b->nsentinels > 0 && strcmp(a->describe, b->describe) == 0;
   if (a->unix_path != NULL || b->unix_path != NULL)

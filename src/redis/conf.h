@@ -35,6 +35,13 @@ struct gtask_redis_conf {
   char *master_name;       /* the name the sentinels monitor the master under */
   char *sentinel_user;     /* AUTH for the sentinels, or NULL */
   char *sentinel_password;
+  /* Redis Cluster (redis-cluster://, gtask_redis_conf_set_cluster): the slot
+   * map is read from these seed nodes (any reachable ones will do); host and
+   * port are the first of them.  db is 0: a cluster has no other. */
+  bool cluster;
+  int nseeds;       /* with cluster: >= 1 */
+  char **seed_host; /* nseeds host names or addresses */
+  int *seed_port;   /* and their ports */
   char describe[300]; /* "redis://host:port/db" or "unix:/path?db=N"; no password */
 };
 

@@ -345,6 +345,11 @@ static int flush(gtask__conn *c) {
   return REDIS_OK;
 }
 
+int gtask__conn_flush(gtask__conn *c) {
+  if (c->err) return REDIS_ERR;
+  return flush(c);
+}
+
 /* ---------------------------------------------------------------- read */
 
 /* Reads into the reader, waiting up to the socket's timeout: 1 read
@@ -444,6 +449,26 @@ int gtask__conn_poll_reply(gtask__conn *c, int64_t wait_ms, redisReply **reply) 
     int got = read_some(c);
     if (got < 0) return -1;
     if (got == 0) return 0; /* a TLS record without data (the socket timeout ran out) */
+  }
+}
+
+int gtask__conn_wait_any(gtask__conn *const *cs, size_t n, int64_t wait_ms) {
+  struct pollfd p[64];
+  if (n > 64) n = 64;
+  for (;;) {
+    for (size_t k = 0; k < n; k++) { /* TLS: a record decrypted and not read yet */
+      if (cs[k]->err) return (int)k;
+      if (cs[k]->ssl && SSL_pending(cs[k]->ssl) > 0) return (int)k;
+      p[k].fd = cs[k]->fd;
+      p[k].events = POLLIN;
+      p[k].revents = 0;
+    }
+    int got = poll(p, (nfds_t)n, wait_ms < 0 ? -1 : wait_ms > 1000000 ? 1000000 : (int)wait_ms);
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0) return -1;
+    for (size_t k = 0; k < n; k++)
+      if (p[k].revents) return (int)k;
+    return -1;
   }
 }
 

@@ -34,6 +34,7 @@ typedef struct gtask__conn {
   size_t opos, olen, ocap;  /*   bytes obuf[opos..olen) */
   int64_t timeout_ms;       /* bound of each command (write + read); 0: none */
   unsigned gen;             /* the pool's master generation when it connected (Sentinel) */
+  void *owner;              /* the pool (gtask__redis) it belongs to, or NULL */
 } gtask__conn;
 
 /* Where and how to connect. */
@@ -72,6 +73,15 @@ int gtask__conn_get_reply(gtask__conn *c, redisReply **reply);
  * unasked (SUBSCRIBE): 1 and *reply, 0 if none came (the connection stays
  * usable), -1 with c->err set. */
 int gtask__conn_poll_reply(gtask__conn *c, int64_t wait_ms, redisReply **reply);
+
+/* Writes what was appended without reading a reply (for a command whose
+ * reply is awaited with gtask__conn_wait_any).  REDIS_OK or REDIS_ERR. */
+int gtask__conn_flush(gtask__conn *c);
+
+/* Waits up to wait_ms (< 0: for ever) until one of cs[0..n) (n <= 64, none
+ * with unread replies in its reader) has something to read or is broken:
+ * its index, or -1 if none within the time. */
+int gtask__conn_wait_any(gtask__conn *const *cs, size_t n, int64_t wait_ms);
 
 /* appendf + get_reply: the reply, or NULL with c->err set. */
 redisReply *gtask__conn_command(gtask__conn *c, const char *fmt, ...);

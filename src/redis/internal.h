@@ -2,7 +2,7 @@
  * that owns hiredis contexts, the embedded Lua scripts and the key schema.
  * Only files under src/redis/ include <hiredis.h>.
  *
- * Key schema (version GTASK__KEYS_VERSION, 4; docs/PROTOCOL.md section 2 is
+ * Key schema (version GTASK__KEYS_VERSION, 5; docs/PROTOCOL.md section 2 is
  * the specification -- change both together, and bump GTASK__KEYS_VERSION if
  * an old worker could misread a key or miss a write it must make):
  *   P:{q}:stream   stream of queued messages, consumer group "workers"
@@ -20,6 +20,13 @@
  *                  the final one; deleted when the task becomes final
  *   P:{q}:n:ID     list: the final state -- one element, the result record
  *                  (waiters block on it)
+ *   P:{q}:cron:NAME hash: last, id, at, skipped -- the fire state of the
+ *                  periodic task NAME that queues to q (cron_fire.lua)
+ *   P:{q}:limits   hash: "t:<task>" or "q" -> "RATE PERIOD_MS CONC"; with
+ *   P:{q}:rl:<t>, P:{q}:cc:<t>, P:{q}:lw:<t> a limit's admissions, slots and
+ *                  waiting tasks (limits.c, limit_admit.lua, limit_slots.lua)
+ *   P:cron         hash: periodic task name -> its definition (JSON); the
+ *                  one key outside any queue's slot (cron.c)
  *   P:{q}:u:DIGEST string: the id of the task holding a unique key
  *                  (claim.lua; added without a schema bump:
  *                  only clients read or write it)
@@ -34,7 +41,7 @@
 #include <hiredis/hiredis.h>
 #include <pthread.h>
 
-#define GTASK__KEYS_VERSION 4
+#define GTASK__KEYS_VERSION 5
 #define GTASK__GROUP "workers"
 
 /* The embedded scripts: GTASK__LUA_<NAME> for src/redis/<name>.lua, and
@@ -42,8 +49,15 @@
  * cmake/embed_lua.cmake; adding a script is adding its file). */
 #include "lua_scripts.h"
 
+typedef struct gtask__cluster gtask__cluster;
+
 /* A pool of connections to one server and database.  Thread-safe.
- * Invariant: the pool mutex is never held while calling into hiredis. */
+ * Invariant: the pool mutex is never held while calling into hiredis.
+ * In Redis Cluster mode (conf->cluster) the handle a broker or backend holds
+ * has no connections of its own: `cluster` holds a pool per node and the slot
+ * map (cluster.c), and each node's pool has `parent` set to that handle.  A
+ * connection knows its pool (conn->owner): gtask__redis_put, _eval and _cmd
+ * act on the pool of the connection they are given. */
 typedef struct gtask__redis {
   gtask_redis_conf *conf; /* owned copy */
   pthread_mutex_t mu;
@@ -64,6 +78,8 @@ typedef struct gtask__redis {
   pthread_t watcher;
   bool watching;          /* the watcher thread runs */
   atomic_bool stop_watch;
+  gtask__cluster *cluster;        /* Redis Cluster: the nodes and the slot map, or NULL */
+  struct gtask__redis *parent;    /* a cluster node's pool: the cluster handle, or NULL */
 } gtask__redis;
 
 /* Creates a pool and opens one connection to check the address and load the
@@ -87,6 +103,37 @@ void gtask__redis_put(gtask__redis *r, gtask__conn *c);
  * guard with gtask__sigpipe_leave). */
 int gtask__redis_get_own(gtask__redis *r, gtask__conn **out);
 void gtask__redis_put_own(gtask__redis *r, gtask__conn *c);
+
+/* ---------------------------------------------------------------- Redis Cluster (cluster.c) */
+
+/* CRC16/XMODEM, and the slot (0..16383) of a key (its {hash tag} if any). */
+uint16_t gtask__crc16(const char *buf, size_t len);
+unsigned gtask__key_slot(const char *key, size_t len);
+/* The pool a command on `key` goes to: r itself unless r is a cluster handle,
+ * then the master of the key's slot (reading the map first if it is stale). */
+gtask__redis *gtask__redis_route(gtask__redis *r, const char *key, size_t len);
+/* The same for a queue's keys (all in the slot of the queue's hash tag). */
+gtask__redis *gtask__redis_for_queue(gtask__redis *r, const char *queue);
+/* Makes *c a connection to the pool of queue: keeps *c if it is one already,
+ * else returns it (if any) and borrows one.  On failure *c is NULL.  The
+ * caller returns the last one with gtask__redis_put (NULL is fine). */
+int gtask__redis_use(gtask__redis *r, const char *queue, gtask__conn **c);
+/* The masters' pools now (r alone for a single server): up to max of them
+ * into out; returns how many. */
+size_t gtask__redis_masters(gtask__redis *r, gtask__redis **out, size_t max);
+/* Marks the slot map of cluster handle r stale (NULL or not a cluster: no-op). */
+void gtask__cluster_stale(gtask__redis *r);
+/* After node n answered `err` instead of running a command (hop: how many
+ * times before), where to run it: 0 and *to (n itself after a pause, for
+ * TRYAGAIN and CLUSTERDOWN) with *ask set if ASKING must precede it; -1 if
+ * err is not one to follow (or too many hops). */
+int gtask__cluster_redirect(gtask__redis *n, const char *err, int hop, gtask__redis **to, bool *ask);
+int gtask__cluster_new(gtask__redis *r);
+void gtask__cluster_free(gtask__cluster *cl);
+/* A pool for one node of cluster handle parent (no connection yet). */
+int gtask__redis_node_new(gtask__redis *parent, const char *host, int port, gtask__redis **out);
+/* Loads the scripts on r's server (SCRIPT LOAD). */
+int gtask__redis_load_scripts(gtask__redis *r);
 
 /* The one place that maps a Redis error reply to a gtask code: a server that
  * cannot serve now but will (LOADING, BUSY, OOM, READONLY, MASTERDOWN,
@@ -126,8 +173,20 @@ int gtask__redis_cmd(gtask__redis *r, gtask__conn *c, gtask__argv *a, redisReply
 int gtask__redis_cmd_after(gtask__redis *r, gtask__conn *c, size_t npre, redisReply **pre,
                            gtask__argv *a, redisReply **reply);
 
+/* A command in two halves, for one awaited on several connections at once
+ * (gtask__conn_wait_any): send writes it (GTASK_ECONN if it could not: c is
+ * broken); recv reads its reply as gtask__redis_cmd does (what names the
+ * command in messages). */
+int gtask__redis_send(gtask__redis *r, gtask__conn *c, gtask__argv *a);
+int gtask__redis_recv(gtask__redis *r, gtask__conn *c, const char *what, redisReply **reply);
+
+/* How many times each script was run (gtask__redis_eval calls), for tests
+ * that check every script ran on a cluster. */
+extern atomic_ulong gtask__eval_count[GTASK__LUA_COUNT];
+
 /* Runs script s with nkeys keys taken from the front of a (after which come
- * the ARGV).  Reloads the scripts and retries once on NOSCRIPT. */
+ * the ARGV).  Reloads the scripts and retries once on NOSCRIPT.  On a cluster
+ * node, keys not all in one slot are GTASK_EINVAL, not sent. */
 int gtask__redis_eval(gtask__redis *r, gtask__conn *c, gtask__script s, size_t nkeys,
                       gtask__argv *a, redisReply **reply);
 
@@ -145,6 +204,30 @@ size_t gtask__redis_key(const gtask__redis *r, char *buf, size_t size, const cha
                         const char *suffix, const char *id);
 #define GTASK__KEY_MAX 256
 
+/* The pool of a Redis broker (gtask_broker_redis_new), or NULL for any other
+ * broker: what the Redis-only features (cron.c) talk to. */
+gtask__redis *gtask__redis_broker_pool(const gtask_broker *b);
+
+/* Rate and concurrency limits, worker side (limits.c): a Redis broker's
+ * hooks around lease, finish, heartbeat and housekeeping.  Thread-safe. */
+typedef struct gtask__limits gtask__limits;
+gtask__limits *gtask__limits_new(void);
+void gtask__limits_free(gtask__limits *l);
+/* The worker's lease, which a concurrency slot's lease follows. */
+void gtask__limits_set_lease(gtask__limits *l, int64_t lease_ms);
+/* Housekeeping of a queue: re-reads its limits, sweeps expired slots and
+ * wakes the tasks waiting for them. */
+int gtask__limits_housekeep(gtask__limits *l, gtask__redis *r, const char *queue);
+/* Before a lease: brings back the tasks this broker deferred that are due,
+ * and returns wait_ms shortened to the next such due time. */
+int64_t gtask__limits_before_lease(gtask__limits *l, gtask__redis *r, const char *const *queues,
+                                   size_t nq, int64_t wait_ms);
+/* After a lease: admits msgs[0..*n) or makes them wait; the admitted stay
+ * (in order), the others are freed and *n shrinks. */
+int gtask__limits_admit(gtask__limits *l, gtask__redis *r, gtask_msg **msgs, size_t *n);
+/* After a finish / a heartbeat: releases / extends the slots the deliveries hold. */
+void gtask__limits_release(gtask__limits *l, gtask__redis *r, gtask_msg *const *msgs, size_t n);
+void gtask__limits_extend(gtask__limits *l, gtask__redis *r, gtask_msg *const *msgs, size_t n);
 /* Claims (claim.c, claim.lua): the id of each claim, and its unique key if
  * any, named with sr's prefix; with queue, also queues each claimed message
  * in qr's stream or schedule in the same script (colocated: qr and sr are

@@ -299,6 +299,7 @@ static int connect_one(gtask__redis *r, gtask__conn **out) {
       }
     }
     c->gen = gen;
+    c->owner = r;
     *out = c;
     return 0;
   }
@@ -318,6 +319,7 @@ static int connect_one(gtask__redis *r, gtask__conn **out) {
     freeReplyObject(rep);
   }
   c->gen = gen;
+  c->owner = r;
   *out = c;
   return 0;
 fail:
@@ -345,9 +347,23 @@ static int load_scripts(gtask__redis *r, gtask__conn *c) {
     pthread_mutex_lock(&r->mu);
     memcpy(r->sha[s], rep->str, 41);
     pthread_mutex_unlock(&r->mu);
+    if (r->parent) { /* the cluster handle keeps them for nodes that come later */
+      pthread_mutex_lock(&r->parent->mu);
+      memcpy(r->parent->sha[s], rep->str, 41);
+      pthread_mutex_unlock(&r->parent->mu);
+    }
     freeReplyObject(rep);
   }
   return 0;
+}
+
+int gtask__redis_load_scripts(gtask__redis *r) {
+  gtask__conn *c;
+  int rc = gtask__redis_get(r, &c);
+  if (rc) return rc;
+  rc = load_scripts(r, c);
+  gtask__redis_put(r, c);
+  return rc;
 }
 
 /* The TLS context of a conf: TLS 1.2 or later, the CA store (the conf's file
@@ -396,7 +412,9 @@ static int tls_context(const gtask_redis_conf *cf, SSL_CTX **out) {
   return 0;
 }
 
-int gtask__redis_new(const gtask_redis_conf *conf, gtask__redis **out) {
+/* A pool for conf, without connecting; tls: the TLS context to share (a
+ * cluster node's), or NULL to make the conf's. */
+static int pool_new(const gtask_redis_conf *conf, SSL_CTX *tls, gtask__redis **out) {
   gtask__redis *r = gtask__calloc(1, sizeof(*r));
   if (!r) return GTASK_ENOMEM;
   int rc = gtask__redis_conf_copy(conf, &r->conf);
@@ -404,7 +422,12 @@ int gtask__redis_new(const gtask_redis_conf *conf, gtask__redis **out) {
     gtask__free(r);
     return rc;
   }
-  rc = tls_context(r->conf, &r->tls);
+  if (tls) {
+    SSL_CTX_up_ref(tls);
+    r->tls = tls;
+  } else {
+    rc = tls_context(r->conf, &r->tls);
+  }
   if (rc) {
     gtask_redis_conf_free(r->conf);
     gtask__free(r);
@@ -426,12 +449,39 @@ int gtask__redis_new(const gtask_redis_conf *conf, gtask__redis **out) {
   pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
   pthread_cond_init(&r->cv, &ca);
   pthread_condattr_destroy(&ca);
-  gtask__conn *c;
-  rc = gtask__redis_get(r, &c);
-  if (rc == 0) {
-    rc = load_scripts(r, c);
-    gtask__redis_put(r, c);
+  *out = r;
+  return 0;
+}
+
+int gtask__redis_node_new(gtask__redis *parent, const char *host, int port, gtask__redis **out) {
+  gtask_redis_conf *cf;
+  int rc = gtask__redis_conf_copy(parent->conf, &cf);
+  if (rc) return rc;
+  char *h = gtask__strdup(host);
+  if (!h) {
+    gtask_redis_conf_free(cf);
+    return GTASK_ENOMEM;
   }
+  gtask__free(cf->host);
+  cf->host = h;
+  cf->port = port;
+  cf->cluster = false;
+  gtask__fmt(cf->describe, sizeof(cf->describe), strchr(host, ':') ? "%s node [%s]:%d" : "%s node %s:%d",
+             parent->conf->describe, host, port);
+  rc = pool_new(cf, parent->tls, out);
+  gtask_redis_conf_free(cf);
+  if (rc == 0) (*out)->parent = parent;
+  return rc;
+}
+
+int gtask__redis_new(const gtask_redis_conf *conf, gtask__redis **out) {
+  gtask__redis *r;
+  int rc = pool_new(conf, NULL, &r);
+  if (rc) return rc;
+  if (r->conf->cluster)
+    rc = gtask__cluster_new(r);
+  else
+    rc = gtask__redis_load_scripts(r);
   if (rc == 0 && r->conf->nsentinels > 0) {
     if (pthread_create(&r->watcher, NULL, watch_main, r) == 0)
       r->watching = true;
@@ -453,6 +503,7 @@ void gtask__redis_free(gtask__redis *r) {
     atomic_store(&r->stop_watch, true);
     pthread_join(r->watcher, NULL);
   }
+  gtask__cluster_free(r->cluster);
   for (int k = 0; k < r->nidle; k++) gtask__conn_free(r->idle[k]);
   for (int k = 0; k < r->nown_idle; k++) gtask__conn_free(r->own_idle[k]);
   pthread_mutex_destroy(&r->mu);
@@ -479,6 +530,7 @@ static void note_outage(gtask__redis *r, int rc) {
 static int redis_get(gtask__redis *r, gtask__conn **out);
 
 int gtask__redis_get(gtask__redis *r, gtask__conn **out) {
+  if (r->cluster) r = gtask__redis_route(r, "", 0); /* no key: any master */
   gtask__sigpipe_enter();
   int rc = redis_get(r, out);
   if (rc) gtask__sigpipe_leave(true);
@@ -529,6 +581,7 @@ static int redis_get(gtask__redis *r, gtask__conn **out) {
   }
   pthread_mutex_unlock(&r->mu);
   note_outage(r, rc);
+  if (rc) gtask__cluster_stale(r->parent); /* a failed node: has a replica taken over? */
   return rc;
 }
 
@@ -536,6 +589,7 @@ static void redis_put(gtask__redis *r, gtask__conn *c);
 
 void gtask__redis_put(gtask__redis *r, gtask__conn *c) {
   if (!c) return;
+  if (c->owner) r = c->owner;
   bool io_error = c->err != 0;
   redis_put(r, c);
   gtask__sigpipe_leave(io_error);
@@ -566,6 +620,7 @@ static void redis_put(gtask__redis *r, gtask__conn *c) {
  * pool_size of them are kept idle for reuse. */
 
 int gtask__redis_get_own(gtask__redis *r, gtask__conn **out) {
+  if (r->cluster) r = gtask__redis_route(r, "", 0);
   gtask__sigpipe_enter();
   pthread_mutex_lock(&r->mu);
   while (r->nown_idle > 0) {
@@ -582,12 +637,16 @@ int gtask__redis_get_own(gtask__redis *r, gtask__conn **out) {
   pthread_mutex_unlock(&r->mu);
   int rc = connect_one(r, out);
   note_outage(r, rc);
-  if (rc) gtask__sigpipe_leave(true);
+  if (rc) {
+    gtask__cluster_stale(r->parent);
+    gtask__sigpipe_leave(true);
+  }
   return rc;
 }
 
 void gtask__redis_put_own(gtask__redis *r, gtask__conn *c) {
   if (!c) return;
+  if (c->owner) r = c->owner;
   bool io_error = c->err != 0;
   pthread_mutex_lock(&r->mu);
   if (!c->err && r->nown_idle < r->conf->pool_size && c->gen == atomic_load(&r->gen)) {
@@ -623,16 +682,22 @@ static bool read_replies(gtask__conn *c, size_t n, redisReply **pre) {
  * the write), or some were and earlier commands of the pipeline may have run.
  * A command cut short in its own bytes never runs: Redis executes only whole
  * commands. */
-static redisReply *command(gtask__conn *c, const char *const *head, const size_t *hlen, size_t nh,
-                           const gtask__argv *a, size_t npre, redisReply **pre, bool *in_doubt) {
-  *in_doubt = false;
+static int no_reply(gtask__redis *r, gtask__conn *c, const char *what, size_t wlen, bool in_doubt);
+static int reply_error(gtask__conn *c, const char *err);
+
+/* Appends head[0..nh) followed by a's arguments to c as one command.  The
+ * RESP encoding is ours: hiredis' formatter (redisFormatCommandArgv) formats
+ * each length with sprintf, which was a seventh of a worker's instructions in
+ * a drain.  REDIS_OK, or REDIS_ERR (c->err). */
+static int append_command(gtask__conn *c, const char *const *head, const size_t *hlen, size_t nh,
+                          const gtask__argv *a) {
   size_t n = nh + a->n, size = 1 + 20 + 2;
   for (size_t k = 0; k < n; k++) size += 1 + 20 + 2 + (k < nh ? hlen[k] : a->len[k - nh]) + 2;
   char *buf = gtask__malloc(size);
   if (!buf) { /* the callers report c->errstr (and drop the connection) */
     c->err = REDIS_ERR_OOM;
     snprintf(c->errstr, sizeof(c->errstr), "out of memory formatting a command");
-    return NULL;
+    return REDIS_ERR;
   }
   char *p = buf;
   *p++ = '*';
@@ -648,10 +713,25 @@ static redisReply *command(gtask__conn *c, const char *const *head, const size_t
     p += len;
     *p++ = '\r', *p++ = '\n';
   }
-  redisReply *rep = NULL;
   int ok = gtask__conn_append(c, buf, (size_t)(p - buf));
   gtask__free(buf);
-  if (ok != REDIS_OK) return NULL;
+  return ok;
+}
+
+/* Sends head[0..nh) followed by a's arguments as one command and reads its
+ * reply (NULL: the connection failed, c->err says why).
+ * It is sent after the npre commands already appended to c, in one write;
+ * their replies go to pre[].
+ * On failure, *in_doubt tells whether Redis may have run what was sent: every
+ * byte was written (the reply was lost: a read timeout, a connection cut after
+ * the write), or some were and earlier commands of the pipeline may have run.
+ * A command cut short in its own bytes never runs: Redis executes only whole
+ * commands. */
+static redisReply *command(gtask__conn *c, const char *const *head, const size_t *hlen, size_t nh,
+                           const gtask__argv *a, size_t npre, redisReply **pre, bool *in_doubt) {
+  *in_doubt = false;
+  if (append_command(c, head, hlen, nh, a) != REDIS_OK) return NULL;
+  redisReply *rep = NULL;
   size_t total = gtask__conn_unsent(c); /* the pipeline: npre commands, then this one */
   if ((npre && !read_replies(c, npre, pre)) || gtask__conn_get_reply(c, &rep) != REDIS_OK) {
     size_t written = total - gtask__conn_unsent(c);
@@ -659,6 +739,35 @@ static redisReply *command(gtask__conn *c, const char *const *head, const size_t
     rep = NULL;
   }
   return rep;
+}
+
+int gtask__redis_send(gtask__redis *r, gtask__conn *c, gtask__argv *a) {
+  if (c->owner) r = c->owner;
+  if (a->oom) return GTASK_ENOMEM;
+  argv_fix(a);
+  if (append_command(c, NULL, NULL, 0, a) != REDIS_OK || gtask__conn_flush(c) != REDIS_OK) {
+    gtask__set_error("redis %s: %.*s: %s", r->conf->describe, (int)a->len[0], a->v[0], c->errstr);
+    if (!c->err) c->err = REDIS_ERR_IO;
+    return GTASK_ECONN;
+  }
+  return 0;
+}
+
+int gtask__redis_recv(gtask__redis *r, gtask__conn *c, const char *what, redisReply **reply) {
+  if (c->owner) r = c->owner;
+  *reply = NULL;
+  redisReply *rep;
+  if (gtask__conn_get_reply(c, &rep) != REDIS_OK)
+    return no_reply(r, c, what, strlen(what), true);
+  if (rep->type == REDIS_REPLY_ERROR) {
+    gtask__set_error("redis %s: %s: %s", r->conf->describe, what, rep->str);
+    int rc = reply_error(c, rep->str);
+    if (strncmp(rep->str, "MOVED", 5) == 0) gtask__cluster_stale(r->parent);
+    freeReplyObject(rep);
+    return rc;
+  }
+  *reply = rep;
+  return 0;
 }
 
 /* The error of a command that got no reply: GTASK_EINDOUBT if Redis may have
@@ -688,6 +797,8 @@ int gtask__redis_reply_rc(const char *err) {
       {"TRYAGAIN", GTASK_ECONN},    /* cluster: keys of a slot being migrated */
       {"CLUSTERDOWN", GTASK_ECONN}, /* cluster: a slot without a node */
       {"UNBLOCKED", GTASK_ECONN},   /* a blocked command ended by a role change */
+      {"MOVED ", GTASK_ECONN},      /* cluster: the slot is served elsewhere (map refreshed) */
+      {"ASK ", GTASK_ECONN},        /* cluster: the key is being migrated */
       /* Permanent for this user until an operator changes the ACL. */
       {"NOPERM", GTASK_ENOPERM},
   };
@@ -713,26 +824,78 @@ int gtask__redis_cmd(gtask__redis *r, gtask__conn *c, gtask__argv *a, redisReply
   return gtask__redis_cmd_after(r, c, 0, NULL, a, reply);
 }
 
+/* Cluster: after an error reply `err` of node *at on *cur (hop so far),
+ * moves the command to where the cluster says it runs: *at and *cur change
+ * (a connection borrowed here is returned first; *lent says whether *cur is
+ * ours to return) and *ask asks for ASKING.  False if err is not a
+ * redirection or a retry to follow (or the borrow failed: *rc says why). */
+static bool follow(gtask__redis **at, gtask__conn **cur, bool *lent, bool *ask, const char *err,
+                   int hop, int *rc) {
+  gtask__redis *to;
+  if (!(*at)->parent || gtask__cluster_redirect(*at, err, hop, &to, ask) != 0) return false;
+  if (to == *at && !*ask) return true; /* TRYAGAIN, CLUSTERDOWN: again on the same connection */
+  if (*lent) gtask__redis_put(*at, *cur);
+  *lent = false;
+  *cur = NULL;
+  *at = to;
+  *rc = gtask__redis_get(to, cur);
+  if (*rc) return false;
+  *lent = true;
+  return true;
+}
+
+/* Appends ASKING to c (its reply is read as the first of the pipeline). */
+static int append_asking(gtask__conn *c) { return gtask__conn_append(c, "*1\r\n$6\r\nASKING\r\n", 16); }
+
 int gtask__redis_cmd_after(gtask__redis *r, gtask__conn *c, size_t npre, redisReply **pre,
                            gtask__argv *a, redisReply **reply) {
   *reply = NULL;
+  if (c->owner) r = c->owner;
   for (size_t k = 0; k < npre; k++) pre[k] = NULL;
   if (a->oom) {
     if (npre && !c->err) c->err = REDIS_ERR_OOM; /* its pipeline is unread: drop it */
     return GTASK_ENOMEM;
   }
   argv_fix(a);
-  bool in_doubt;
-  redisReply *rep = command(c, NULL, NULL, 0, a, npre, pre, &in_doubt);
-  if (!rep) return no_reply(r, c, a->v[0], a->len[0], in_doubt);
-  if (rep->type == REDIS_REPLY_ERROR) {
-    gtask__set_error("redis %s: %.*s: %s", r->conf->describe, (int)a->len[0], a->v[0], rep->str);
-    int rc = reply_error(c, rep->str);
-    freeReplyObject(rep);
-    return rc;
+  gtask__redis *at = r;
+  gtask__conn *cur = c;
+  bool lent = false, ask = false;
+  int rc = 0;
+  for (int hop = 0;; hop++) {
+    bool in_doubt;
+    redisReply *asking = NULL, *rep;
+    if (ask && append_asking(cur) != REDIS_OK) {
+      rc = no_reply(at, cur, a->v[0], a->len[0], false);
+      break;
+    }
+    rep = command(cur, NULL, NULL, 0, a, ask ? 1 : npre, ask ? &asking : pre, &in_doubt);
+    if (asking) freeReplyObject(asking);
+    if (!rep) {
+      rc = no_reply(at, cur, a->v[0], a->len[0], in_doubt);
+      break;
+    }
+    /* Only a command on its own follows the cluster: a pipeline's earlier
+     * replies came from the node that redirected it (the caller sees the
+     * error, and the map is read again for its next try). */
+    if (rep->type == REDIS_REPLY_ERROR && (npre == 0 || ask) &&
+        follow(&at, &cur, &lent, &ask, rep->str, hop, &rc)) {
+      freeReplyObject(rep);
+      continue;
+    }
+    if (rep->type == REDIS_REPLY_ERROR) {
+      if (rc == 0) {
+        gtask__set_error("redis %s: %.*s: %s", at->conf->describe, (int)a->len[0], a->v[0], rep->str);
+        rc = reply_error(cur, rep->str);
+        if (strncmp(rep->str, "MOVED", 5) == 0) gtask__cluster_stale(at->parent);
+      }
+      freeReplyObject(rep);
+      break;
+    }
+    *reply = rep;
+    break;
   }
-  *reply = rep;
-  return 0;
+  if (lent) gtask__redis_put(at, cur);
+  return rc;
 }
 
 /* WAIT for the conf's replicas after script s ran.  A send or requeue that
@@ -767,48 +930,120 @@ static int wait_replicas(gtask__redis *r, gtask__conn *c, gtask__script s) {
   return GTASK_EINDOUBT;
 }
 
+atomic_ulong gtask__eval_count[GTASK__LUA_COUNT];
+
+/* The hash tag of key k of a, or the whole key if it has none. */
+static void tag_of(const gtask__argv *a, size_t k, const char **t, size_t *len) {
+  const char *key = a->v[k], *open = memchr(key, '{', a->len[k]);
+  const char *close = open ? memchr(open + 1, '}', a->len[k] - (size_t)(open - key) - 1) : NULL;
+  if (close && close > open + 1) {
+    *t = open + 1;
+    *len = (size_t)(close - open - 1);
+  } else {
+    *t = key;
+    *len = a->len[k];
+  }
+}
+
+/* True if the first nkeys arguments of a hash to one slot: all with the same
+ * tag (the rule gtask keeps), or else the same slot. */
+static bool one_slot(const gtask__argv *a, size_t nkeys) {
+  if (nkeys < 2) return true;
+  const char *t0;
+  size_t l0;
+  tag_of(a, 0, &t0, &l0);
+  for (size_t k = 1; k < nkeys && k < a->n; k++) {
+    const char *t;
+    size_t l;
+    tag_of(a, k, &t, &l);
+    if ((l != l0 || memcmp(t, t0, l) != 0) &&
+        gtask__crc16(t, l) % 16384 != gtask__crc16(t0, l0) % 16384)
+      return false;
+  }
+  return true;
+}
+
 int gtask__redis_eval(gtask__redis *r, gtask__conn *c, gtask__script s, size_t nkeys,
                       gtask__argv *a, redisReply **reply) {
   *reply = NULL;
+  if (c->owner) r = c->owner;
   if (a->oom) return GTASK_ENOMEM;
   /* EVALSHA sha nkeys KEYS... ARGV... */
   char sha[41], nk[20];
   argv_fix(a);
-  for (int attempt = 0;; attempt++) {
-    pthread_mutex_lock(&r->mu); /* NOSCRIPT below reloads it */
-    memcpy(sha, r->sha[s], sizeof(sha));
-    pthread_mutex_unlock(&r->mu);
+  if (r->parent && !one_slot(a, nkeys)) {
+    /* A cluster refuses it (CROSSSLOT); say which script, before sending. */
+    gtask__set_error("redis %s: %s: its keys are not all in one slot (a bug: every key of a "
+                     "call must carry the same {queue})", r->conf->describe, gtask__lua_name[s]);
+    return GTASK_EINVAL;
+  }
+  atomic_fetch_add_explicit(&gtask__eval_count[s], 1, memory_order_relaxed);
+  gtask__redis *at = r; /* where it runs: r, or where the cluster sent it */
+  gtask__conn *cur = c;
+  bool lent = false, ask = false, reloaded = false;
+  int rc = 0;
+  for (int hop = 0;; hop++) {
+    /* NOSCRIPT below reloads it.  A cluster node's pool made after the
+     * start has none yet: the same scripts have the same digests. */
+    pthread_mutex_lock(&at->mu);
+    memcpy(sha, at->sha[s], sizeof(sha));
+    pthread_mutex_unlock(&at->mu);
+    if (!sha[0] && at->parent) {
+      pthread_mutex_lock(&at->parent->mu);
+      memcpy(sha, at->parent->sha[s], sizeof(sha));
+      pthread_mutex_unlock(&at->parent->mu);
+    }
     const char *head[3] = {"EVALSHA", sha, nk};
     size_t hlen[3] = {7, 40, dec_u64(nk, nkeys)};
     bool in_doubt;
-    redisReply *rep = command(c, head, hlen, 3, a, 0, NULL, &in_doubt);
-    if (!rep) return no_reply(r, c, gtask__lua_name[s], strlen(gtask__lua_name[s]), in_doubt);
-    if (rep->type == REDIS_REPLY_ERROR && attempt == 0 && strncmp(rep->str, "NOSCRIPT", 8) == 0) {
-      /* The server lost its script cache (restart, SCRIPT FLUSH): a script that
-       * did not run changed nothing, so reloading and running again is safe. */
+    redisReply *asking = NULL, *rep;
+    if (ask && append_asking(cur) != REDIS_OK) {
+      rc = no_reply(at, cur, gtask__lua_name[s], strlen(gtask__lua_name[s]), false);
+      break;
+    }
+    rep = command(cur, head, hlen, 3, a, ask ? 1 : 0, &asking, &in_doubt);
+    if (asking) freeReplyObject(asking);
+    if (!rep) {
+      rc = no_reply(at, cur, gtask__lua_name[s], strlen(gtask__lua_name[s]), in_doubt);
+      break;
+    }
+    if (rep->type == REDIS_REPLY_ERROR && !reloaded && strncmp(rep->str, "NOSCRIPT", 8) == 0) {
+      /* The server lost its script cache (restart, SCRIPT FLUSH, a cluster
+       * node new to us): a script that did not run changed nothing, so
+       * reloading and running again is safe. */
       freeReplyObject(rep);
-      gtask__log(GTASK_LOG_INFO, "redis %s: reloading scripts (NOSCRIPT)", r->conf->describe);
-      int rc = load_scripts(r, c);
-      if (rc) return rc;
+      gtask__log(GTASK_LOG_INFO, "redis %s: reloading scripts (NOSCRIPT)", at->conf->describe);
+      reloaded = true;
+      rc = load_scripts(at, cur);
+      if (rc) break;
+      continue; /* (with ASKING again: it lasts one command) */
+    }
+    if (rep->type == REDIS_REPLY_ERROR && follow(&at, &cur, &lent, &ask, rep->str, hop, &rc)) {
+      freeReplyObject(rep);
       continue;
     }
     if (rep->type == REDIS_REPLY_ERROR) {
-      gtask__set_error("redis %s: %s: %s", r->conf->describe, gtask__lua_name[s], rep->str);
-      int rc = reply_error(c, rep->str);
+      if (rc == 0) {
+        gtask__set_error("redis %s: %s: %s", at->conf->describe, gtask__lua_name[s], rep->str);
+        rc = reply_error(cur, rep->str);
+        if (strncmp(rep->str, "MOVED", 5) == 0) gtask__cluster_stale(at->parent);
+      }
       freeReplyObject(rep);
-      return rc;
+      break;
     }
-    if (r->conf->wait_replicas > 0 && (s == GTASK__LUA_PUSH || s == GTASK__LUA_FINISH ||
-                                       s == GTASK__LUA_STORE || s == GTASK__LUA_DEAD_REQUEUE)) {
-      int rc = wait_replicas(r, c, s);
+    if (at->conf->wait_replicas > 0 && (s == GTASK__LUA_PUSH || s == GTASK__LUA_FINISH ||
+                                        s == GTASK__LUA_STORE || s == GTASK__LUA_DEAD_REQUEUE)) {
+      rc = wait_replicas(at, cur, s);
       if (rc) {
         freeReplyObject(rep);
-        return rc;
+        break;
       }
     }
     *reply = rep;
-    return 0;
+    break;
   }
+  if (lent) gtask__redis_put(at, cur);
+  return rc;
 }
 
 /* Appends len bytes of src at *p unless that would reach end (a key that does

@@ -51,6 +51,8 @@ static void usage(FILE *f) {
           "  --lease MS           the workers' lease (default %lld)\n"
           "  --threads            no process pool (by default odd worker slots use it)\n"
           "  --tls                redis speaks mutual TLS only (certificates made by openssl)\n"
+          "  --cluster            a Redis Cluster (3 masters + 3 replicas); restarts kill the\n"
+          "                       queue's master, and everyone uses wait-replicas 1\n"
           "  --ignore-sigpipe     workers ignore SIGPIPE (a workaround, to look past that\n"
           "                       finding; see chaos_worker.c)\n"
           "  --seed N             task mix and chaos schedule (default: from the clock)\n"
@@ -131,6 +133,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(a, "--threads")) o.procs = false;
     else if (!strcmp(a, "--ignore-sigpipe")) o.ignore_sigpipe = true;
     else if (!strcmp(a, "--tls")) o.tls = true;
+    else if (!strcmp(a, "--cluster")) o.cluster = true;
     else if (!strcmp(a, "--keep")) keep = true;
     else if (!strcmp(a, "--quiet")) o.verbose = false;
     else if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); return 0; }

@@ -11,7 +11,11 @@
  * What one run does:
  *  1. starts a private redis-server (tests/support/redis_fixture.h) with
  *     "appendonly yes" and "appendfsync always", so that a kill -9 of Redis
- *     loses no write it acknowledged;
+ *     loses no write it acknowledged; with `cluster`, a Redis Cluster of 3
+ *     masters and 3 replicas (cluster_fixture.h) with the same settings, and
+ *     every client and worker with wait-replicas 1, so that an acknowledged
+ *     write also survives a failover (a restart that outlasts the node
+ *     timeout promotes the replica);
  *  2. starts `workers` chaos_worker processes on one queue (lease `lease_ms`);
  *     with `procs`, every other one runs its handlers in the process pool;
  *  3. a sender thread sends `tasks` tasks spread over `duration_ms`: batches of
@@ -89,6 +93,8 @@ typedef struct chaos_opts {
   bool verbose;             /* progress lines while running */
   bool ignore_sigpipe;      /* workers set SIGPIPE to SIG_IGN (chaos_worker --ignore-sigpipe) */
   bool tls;                 /* redis speaks mutual TLS only; everyone connects with rediss:// */
+  bool cluster;             /* a Redis Cluster of 3 masters + 3 replicas (redis-cluster://);
+                               the restarts kill -9 the master of the queue's slot (issue 17) */
 } chaos_opts;
 
 typedef struct chaos_report {

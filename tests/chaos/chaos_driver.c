@@ -19,6 +19,7 @@
 #include "chaos.h"
 
 #include "internal.h"
+#include "cluster_fixture.h"
 #include "redis_fixture.h"
 #include "tls_fixture.h"
 
@@ -78,7 +79,8 @@ typedef struct worker_slot {
 typedef struct run {
   const chaos_opts *o;
   chaos_report *r;
-  gt_redis *redis;
+  gt_redis *redis;               /* the server; with a cluster, the master of QUEUE's slot */
+  gt_cluster *cluster;           /* or NULL */
   char url[1024];                /* what the driver and the workers connect to */
   gtask_broker *broker;
   gtask_backend *backend;
@@ -322,7 +324,16 @@ static void kill_child(run *x) {
   }
 }
 
+/* With a cluster: the master of QUEUE's slot now (x->redis becomes it). */
+static void find_master(run *x) {
+  if (!x->cluster) return;
+  int slot = gt_cluster_keyslot(x->cluster, "gtask:{" QUEUE "}:stream");
+  gt_redis *m = gt_cluster_master_of(x->cluster, slot);
+  if (m) x->redis = m;
+}
+
 static int restart_redis(run *x) {
+  find_master(x);
   if (gt_redis_kill9(x->redis) != 0) {
     fprintf(stderr, "chaos: redis-server was not running when it was to be killed\n");
     return -1;
@@ -800,6 +811,8 @@ static int verify(run *x) {
   read_exec_logs(x, &ix, n);
   free(ix.slot);
 
+  if (x->cluster) gt_cluster_wait_ok(x->cluster, 20000);
+  find_master(x);
   redisContext *rc = gt_redis_connect(x->redis);
   if (!rc) return -1;
   const uint32_t batch = 256;
@@ -880,9 +893,17 @@ static int setup(run *x) {
   }
   gt_redis_opts ro = {.extra_conf = "appendonly yes\nappendfsync always\n", .certs = certs,
                       .tls_auth_clients = "yes"};
-  x->redis = gt_redis_start_opts(&ro);
-  if (!x->redis) return -1;
-  if (certs)
+  if (x->o->cluster) {
+    x->cluster = gt_cluster_start_conf(3, 1, "appendonly yes\nappendfsync always\n");
+    if (!x->cluster) return -1;
+    find_master(x);
+    snprintf(x->url, sizeof(x->url), "%s", gt_cluster_url(x->cluster));
+  } else if (!(x->redis = gt_redis_start_opts(&ro))) {
+    return -1;
+  }
+  if (x->cluster)
+    ;
+  else if (certs)
     snprintf(x->url, sizeof(x->url), "%s?cacert=%s&cert=%s&key=%s", gt_redis_tls_url(x->redis),
              certs->ca, certs->client_cert, certs->client_key);
   else
@@ -890,6 +911,7 @@ static int setup(run *x) {
   gtask_redis_conf *conf;
   if (gtask_redis_conf_new(&conf, x->url, NULL, -1) != 0) return -1;
   gtask_redis_conf_set_timeout(conf, 1000);
+  if (x->cluster) gtask_redis_conf_set_wait_replicas(conf, 1, 1000);
   int rc = gtask_broker_redis_new(&x->broker, conf);
   if (!rc) rc = gtask_backend_redis_new(&x->backend, conf);
   gtask_redis_conf_free(conf);
@@ -942,7 +964,7 @@ int chaos_run(const chaos_opts *o, chaos_report *r) {
     goto out;
   }
   progress(x, "redis %s, %d workers (%s), %u tasks over %.1f s, seed %" PRIu64,
-           x->o->tls ? gt_redis_tls_url(x->redis) : gt_redis_url(x->redis), o->workers, o->procs ? "odd ones in the process pool" : "threads",
+           x->cluster ? x->url : x->o->tls ? gt_redis_tls_url(x->redis) : gt_redis_url(x->redis), o->workers, o->procs ? "odd ones in the process pool" : "threads",
            o->tasks, (double)o->duration_ms / 1000.0, o->seed);
   if (pthread_create(&sender, NULL, sender_main, x) != 0) {
     r->aborted = true;
@@ -1063,7 +1085,10 @@ out:
   gtask_backend_free(x->backend);
   gtask_set_log(NULL, NULL, GTASK_LOG_WARN);
   log_run = NULL;
-  gt_redis_stop(x->redis);
+  if (x->cluster)
+    gt_cluster_stop(x->cluster);
+  else
+    gt_redis_stop(x->redis);
   if (x->log) fclose(x->log);
   pthread_mutex_destroy(&x->log_mu);
   free(x->tasks);

@@ -178,6 +178,9 @@ int main(int argc, char **argv) {
     return 1;
   }
   gtask_redis_conf_set_timeout(conf, 1000);
+  /* On a cluster a restart that outlasts the node timeout is a failover:
+   * finishes wait for a replica, as the driver's sends do. */
+  if (strncmp(url, "redis-cluster://", 16) == 0) gtask_redis_conf_set_wait_replicas(conf, 1, 1000);
 
   /* Redis may be down for a restart right now: retry for up to 60 s. */
   gtask_broker *broker = NULL;

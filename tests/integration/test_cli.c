@@ -6,6 +6,7 @@
  * with jansson), the builtin tasks, --tasks FILE.so, the process pool, a
  * graceful shutdown on SIGTERM/SIGINT, and the dead set. */
 #include "internal.h"
+#include "cluster_fixture.h"
 #include "redis_fixture.h"
 #include "tls_fixture.h"
 #include "test.h"
@@ -366,6 +367,33 @@ TEST(cli_bad_task_names) {
 
 /* The library refuses task names with control characters (issue 14): on the
  * send side and when registering a handler. */
+/* gtask cron next (issue 19): N lines of ISO 8601 with the zone's offset;
+ * bad specs and zones are usage errors.  No Redis needed. */
+TEST(cli_cron_next) {
+  run_out r;
+  ASSERT_EQ(RUN(&r, "cron", "next", "0 0 29 2 *"), 0);
+  ASSERT_EQ(count_lines(r.out), 5);
+  char line[64];
+  ASSERT_STR_CONTAINS(first_line(r.out, line, sizeof(line)), "-02-29T00:00:00Z");
+  ASSERT_EQ(strlen(line), strlen("2028-02-29T00:00:00Z"));
+  ASSERT_EQ(RUN(&r, "cron", "next", "-n", "2", "30 2 * * *", "--tz", "Europe/Berlin"), 0);
+  ASSERT_EQ(count_lines(r.out), 2);
+  ASSERT_STR_CONTAINS(r.out, "T0"); /* 02:30 or, on the spring-forward day, 03:00 */
+  ASSERT_TRUE(strstr(r.out, ":00+01:00\n") || strstr(r.out, ":00+02:00\n"));
+  ASSERT_EQ(RUN(&r, "--json", "cron", "next", "@every 90s", "-n", "1"), 0);
+  json_t *j = json_line(r.out);
+  ASSERT_EQ(json_integer_value(json_object_get(j, "ms")) % 90000, 0);
+  ASSERT_STR_CONTAINS(json_string_value(json_object_get(j, "time")), "Z");
+  json_decref(j);
+  ASSERT_USAGE(&r, "cron", "next", "61 * * * *");
+  ASSERT_STR_CONTAINS(r.err, "minute field \"61\": 61 is out of range (0-59)");
+  ASSERT_USAGE(&r, "cron", "next", "@daily", "--tz", "Mars/Base");
+  ASSERT_STR_CONTAINS(r.err, "unknown time zone \"Mars/Base\"");
+  ASSERT_USAGE(&r, "cron", "next", "@daily", "-n", "0");
+  ASSERT_USAGE(&r, "cron", "next");
+  ASSERT_USAGE(&r, "cron", "frobnicate");
+}
+
 static int noop_handler(gtask_ctx *ctx, const gtask_value *args, size_t nargs, void *udata) {
   (void)ctx;
   (void)args;
@@ -1061,6 +1089,41 @@ TEST_TIMEOUT(cli_queues_and_backend, 60) {
 
 /* ---------------------------------------------------------------- stats */
 
+/* gtask limit (issue 19): set, listed, shown in stats, removed; bad limits
+ * are usage errors that store nothing. */
+TEST_TIMEOUT(cli_limit_commands, 60) {
+  env e;
+  env_start(&e);
+  run_out *r = malloc(sizeof(*r));
+  ASSERT_EQ(RUN(r, "limit", "rate", "add", "20/s"), 0);
+  ASSERT_EQ(RUN(r, "limit", "concurrency", "add", "3"), 0);
+  ASSERT_EQ(RUN(r, "--queue", "emails", "limit", "rate", "100/m"), 0);
+  ASSERT_EQ(RUN(r, "limit", "rate", "send_sms", "5/500ms"), 0);
+  ASSERT_EQ(RUN(r, "limit", "list"), 0);
+  ASSERT_STR_CONTAINS(r->out, "default\tadd\t20/1s\t3\t0\t0\t0\n");
+  ASSERT_STR_CONTAINS(r->out, "default\tsend_sms\t5/500ms\t-\t0\t0\t0\n");
+  ASSERT_EQ(RUN(r, "limit", "list", "emails"), 0);
+  ASSERT_STR_EQ(r->out, "emails\t*\t100/60s\t-\t0\t0\t0\n");
+  ASSERT_EQ(RUN(r, "stats"), 0);
+  ASSERT_STR_CONTAINS(r->out, "  limit task add: rate 20/1s (0 in window), concurrency 3 (0 running, 0 waiting)");
+  const char *const bad[][4] = {{"rate", "add", "0/s", NULL},    {"rate", "add", "-5/s", NULL},
+                                {"rate", "add", "5/x", NULL},    {"rate", "add", "5", NULL},
+                                {"rate", "add", "5/0ms", NULL},  {"concurrency", "add", "0", NULL},
+                                {"concurrency", "add", "x", NULL}, {"concurrency", "a\tb", "2", NULL}};
+  for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++)
+    ASSERT_USAGE(r, "limit", bad[k][0], bad[k][1], bad[k][2]);
+  ASSERT_EQ(RUN(r, "limit", "list"), 0);
+  ASSERT_EQ(count_lines(r->out), 2); /* unchanged */
+  ASSERT_STR_CONTAINS(r->out, "20/1s\t3\t");
+  ASSERT_EQ(RUN(r, "limit", "remove", "add"), 0);
+  ASSERT_EQ(RUN(r, "limit", "remove", "add"), 4);
+  ASSERT_EQ(RUN(r, "--queue", "emails", "limit", "remove"), 0);
+  ASSERT_EQ(RUN(r, "limit", "list", "emails"), 0);
+  ASSERT_STR_EQ(r->out, "");
+  free(r);
+  env_stop(&e);
+}
+
 TEST_TIMEOUT(cli_stats, 60) {
   env e;
   env_start(&e);
@@ -1319,4 +1382,56 @@ TEST_TIMEOUT(cli_sub_millisecond_timeout, 60) {
   ASSERT_STR_CONTAINS(r->err, "timeout");
   free(r);
   env_stop(&e);
+}
+
+/* ---------------------------------------------------------------- Redis Cluster */
+
+/* The CLI against a Redis Cluster (issue 17): a worker on queues spread over
+ * the masters, sends and results, status, stats --all listing every queue
+ * across the nodes, the dead set. */
+TEST_TIMEOUT(cli_on_a_cluster, 120) {
+  env e;
+  memset(&e, 0, sizeof(e));
+  gt_cluster *cl = gt_cluster_start(3, 0);
+  ASSERT_NOT_NULL(cl);
+  ASSERT_EQ(setenv("GTASK_REDIS_URL", gt_cluster_url(cl), 1), 0);
+  static const char *const qs[] = {"alpha", "beta", "gamma", "delta"};
+  int nodes = 0;
+  gt_redis *seen[4] = {NULL};
+  for (int k = 0; k < 4; k++) {
+    char key[64];
+    snprintf(key, sizeof(key), "gtask:{%s}:stream", qs[k]);
+    gt_redis *m = gt_cluster_master_of(cl, gt_cluster_keyslot(cl, key));
+    ASSERT_NOT_NULL(m);
+    bool dup = false;
+    for (int j = 0; j < nodes; j++) dup |= seen[j] == m;
+    if (!dup) seen[nodes++] = m;
+  }
+  ASSERT_GE(nodes, 2); /* the queues live on more than one master */
+  WORKER_START(&e, "--builtin", "--queues", "alpha,beta,gamma,delta");
+  run_out *r = malloc(sizeof(*r));
+  char id[GTASK_ID_SIZE];
+  for (int k = 0; k < 4; k++) {
+    ASSERT_EQ(RUN(r, "--queue", qs[k], "send", "add", "1", "1", "--wait", "10s"), 0);
+    ASSERT_STR_EQ(r->out, "2\n");
+  }
+  ASSERT_EQ(RUN(r, "--queue", "gamma", "send", "add", "2", "3"), 0);
+  id_of(r, id);
+  ASSERT_EQ(RUN(r, "--queue", "gamma", "result", id, "--wait", "10s"), 0);
+  ASSERT_STR_EQ(r->out, "5\n");
+  ASSERT_EQ(RUN(r, "--queue", "gamma", "status", id), 0);
+  ASSERT_STR_CONTAINS(r->out, "SUCCESS");
+  /* Every queue, from every master, sorted. */
+  ASSERT_EQ(RUN(r, "stats", "--all"), 0);
+  ASSERT_EQ(count_lines(r->out), 5);
+  const char *a = strstr(r->out, "\nalpha "), *b = strstr(r->out, "\nbeta "),
+             *d = strstr(r->out, "\ndelta "), *g = strstr(r->out, "\ngamma ");
+  ASSERT_TRUE(a && b && d && g && a < b && b < d && d < g);
+  ASSERT_EQ(RUN(r, "stats", "--all", "alpha"), 2);
+  ASSERT_EQ(RUN(r, "--queue", "beta", "dead", "list"), 0);
+  ASSERT_STR_EQ(r->out, "");
+  ASSERT_EQ(RUN(r, "--queue", "beta", "dead", "purge"), 0);
+  free(r);
+  worker_stop(&e, SIGTERM);
+  gt_cluster_stop(cl);
 }

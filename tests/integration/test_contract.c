@@ -4,7 +4,10 @@
  * Each target below makes a fresh pair for every case: memory_<case> on the
  * in-process pair, redis_<case> on a private redis-server
  * (tests/support/redis_fixture.h), tls_<case> on one that speaks mutual TLS
- * only, acl_<case> as a user with the README's minimal ACL; redis_split and
+ * only, acl_<case> as a user with the README's minimal ACL, cluster_<case> on
+ * a Redis Cluster of 3 masters and 3 replicas (issue 17) that all the
+ * cluster_ cases of the binary share (TEST_SHARED: it takes a second or two
+ * to start; the suite's queue names are new for every case); redis_split and
  * memory_split keep the backend apart from the broker (not colocated) and run
  * the cases that use both.  The cases themselves are the library's, the same
  * that an out-of-tree implementation runs (examples/sqlite_backend). */
@@ -12,6 +15,7 @@
 
 #include <gtask/contract.h>
 
+#include "cluster_fixture.h"
 #include "internal.h"
 #include "redis_fixture.h"
 #include "tls_fixture.h"
@@ -126,6 +130,45 @@ static void done_redis(void *arg, void *state) { gt_redis_stop(state); }
 
 static int blocked_redis(void *arg, void *state) { return gt_redis_blocked_clients(state); }
 
+/* ---------------------------------------------------------------- Redis Cluster */
+
+static gt_cluster *shared_cluster;
+
+static const char *cluster_setup(void) {
+  shared_cluster = gt_cluster_start(3, 1);
+  return shared_cluster ? NULL : "cannot start a Redis Cluster (see the output above)";
+}
+
+static void cluster_teardown(void) { gt_cluster_stop(shared_cluster); }
+
+TEST_SHARED(cluster, "cluster_", cluster_setup, cluster_teardown)
+
+static int make_cluster(void *arg, int64_t ttl_ms, gtask_broker **b, gtask_backend **be,
+                        void **state) {
+  ASSERT_NOT_NULL(shared_cluster);
+  gtask_redis_conf *c;
+  ASSERT_OK(gtask_redis_conf_new(&c, gt_cluster_url(shared_cluster), NULL, -1));
+  if (ttl_ms > 0)
+    ASSERT_OK(gtask_redis_conf_set_expire_time(c, ttl_ms));
+  ASSERT_OK(gtask_broker_redis_new(b, c));
+  ASSERT_OK(gtask_backend_redis_new(be, c));
+  gtask_redis_conf_free(c);
+  *state = NULL;
+  return 0;
+}
+
+/* Blocked calls on any node (the cases run one at a time). */
+static int blocked_cluster(void *arg, void *state) {
+  int sum = 0;
+  for (int i = 0; i < gt_cluster_size(shared_cluster); i++) {
+    int n = gt_redis_blocked_clients(gt_cluster_node(shared_cluster, i));
+    if (n < 0)
+      return -1;
+    sum += n;
+  }
+  return sum;
+}
+
 /* ---------------------------------------------------------------- targets */
 
 #define BOTH (GTASK_CONTRACT_BROKER | GTASK_CONTRACT_BACKEND | GTASK_CONTRACT_COLOCATED)
@@ -145,6 +188,8 @@ static const gtask_contract_target targets[] = {
      .blocked = blocked_redis, .caps = BOTH},
     {.abi = GTASK_CONTRACT_ABI, .name = "acl", .make = make_acl, .done = done_redis,
      .blocked = blocked_redis, .caps = BOTH},
+    {.abi = GTASK_CONTRACT_ABI, .name = "cluster", .make = make_cluster,
+     .blocked = blocked_cluster, .caps = BOTH},
 };
 
 /* At load time, after the cases have registered themselves (contract.c's

@@ -4,8 +4,10 @@
  * abi, a missing required operation) with GTASK_EINVAL and a detail that names
  * the problem, and leave the impl to the caller; and a broker written here,
  * outside the library, on the public tables runs a real server and client
- * round trip.  The custom broker is a thin layer over the memory broker: it
- * counts the calls it forwards.  internal.h is included only to reach the
+ * round trip, and has its message lifetime (msg_ttl_ms, abi 2) honoured --
+ * unless its table says abi 1, which the library must not read past.  The
+ * custom broker is a thin layer over the memory broker: it counts the calls
+ * it forwards.  internal.h is included only to reach the
  * memory broker's table and impl from its handle (an out-of-tree broker would
  * have its own). */
 #include "test.h"
@@ -84,6 +86,40 @@ TEST(broker_new_refuses_a_missing_required_op) {
   ASSERT_EQ(impl_destroyed, 1);
   ASSERT_ERR(gtask_broker_new(NULL, &ops, &impl), GTASK_EINVAL);
   ASSERT_ERR(gtask_broker_new(&b, NULL, &impl), GTASK_EINVAL);
+}
+
+/* A table of abi 1 ends before the queues operation (added in abi 2): the
+ * library never reads it there, even if the memory at its place is set. */
+TEST(queues_of_an_abi_1_table_is_never_read) {
+  static gtask_broker_ops ops;
+  gtask_broker *m = gtask_broker_memory_new();
+  ASSERT_NOT_NULL(m);
+  ops = *m->ops;
+  ops.abi = 1;
+  ops.name = "old";
+  ops.destroy = count_destroy;
+  ASSERT_NOT_NULL(ops.queues);
+  gtask_broker *b = NULL;
+  ASSERT_OK(gtask_broker_new(&b, &ops, m->impl));
+  gtask_backend *k = gtask_backend_memory_new();
+  gtask_client *c = gtask_client_new(b, k);
+  ASSERT_NOT_NULL(c);
+  char **names = (char **)&ops;
+  size_t n = 7;
+  ASSERT_ERR(gtask_client_queues(c, &names, &n), GTASK_EINVAL);
+  ASSERT_NULL(names);
+  ASSERT_EQ(n, 0);
+  ASSERT_STR_CONTAINS(gtask_client_errmsg(c), "cannot list its queues");
+  /* The memory broker's own table (abi 2) lists. */
+  gtask_client *c2 = gtask_client_new(m, k);
+  ASSERT_OK(gtask_client_queues(c2, &names, &n));
+  ASSERT_EQ(n, 0);
+  gtask_queues_free(names, n);
+  gtask_client_free(c2);
+  gtask_client_free(c);
+  gtask_broker_free(b);
+  gtask_backend_free(k);
+  gtask_broker_free(m);
 }
 
 TEST(backend_new_refuses_a_bad_table) {

@@ -4,6 +4,7 @@
  * queue, and a worker killed in the middle of a task. */
 #include "internal.h"
 #include "worker.h"
+#include "cluster_fixture.h"
 #include "redis_fixture.h"
 #include "test.h"
 
@@ -128,11 +129,44 @@ static gtask_server *new_server(gtask_broker *b, gtask_backend *k, const char *t
   return s;
 }
 
+/* The cluster_ tests (issue 17) run tests written for one server on a Redis
+ * Cluster shared by the whole binary (TEST_SHARED), each under a key prefix
+ * of its own: on_cluster, set by the cluster_ test, makes env_open use it. */
+static gt_cluster *shared_cluster;
+static bool on_cluster;
+
+static const char *cluster_setup(void) {
+  shared_cluster = gt_cluster_start(3, 1);
+  return shared_cluster ? NULL : "cannot start a Redis Cluster (see the output above)";
+}
+
+static void cluster_teardown(void) { gt_cluster_stop(shared_cluster); }
+
+TEST_SHARED(cluster, "cluster_", cluster_setup, cluster_teardown)
+
+/* Runs the body of TEST(redis_<name>) on the shared cluster. */
+#define ON_CLUSTER(name)                                                       \
+  TEST(cluster_##name) {                                                       \
+    on_cluster = true;                                                         \
+    test_body_redis_##name();                                                  \
+  }
+
 /* broker_url/backend_url NULL: the fixture's server, db 0. */
 static void env_open(env *e, bool memory, const char *backend_url) {
   memset(e, 0, sizeof(*e));
   gtask_set_log(quiet_log, NULL, GTASK_LOG_WARN);
-  if (memory) {
+  if (!memory && on_cluster) {
+    ASSERT_NOT_NULL(shared_cluster);
+    char prefix[32], id[GTASK_ID_SIZE];
+    gtask__uuid(id);
+    snprintf(prefix, sizeof(prefix), "t%.8s", id);
+    gtask_redis_conf *conf;
+    ASSERT_OK(gtask_redis_conf_new(&conf, gt_cluster_url(shared_cluster), NULL, -1));
+    ASSERT_OK(gtask_redis_conf_set_prefix(conf, prefix));
+    ASSERT_OK(gtask_broker_redis_new(&e->broker, conf));
+    ASSERT_OK(gtask_backend_redis_new(&e->backend, conf));
+    gtask_redis_conf_free(conf);
+  } else if (memory) {
     e->broker = gtask_broker_memory_new();
     e->backend = gtask_backend_memory_new();
   } else {
@@ -1579,3 +1613,17 @@ TEST(redis_password_from_argument_and_url) {
   gtask_redis_conf_free(conf);
   gt_redis_stop(redis);
 }
+
+/* ---------------------------------------------------------------- on a Redis Cluster */
+
+/* The tests above that need nothing of a single server, on the shared cluster. */
+ON_CLUSTER(add_round_trip)
+ON_CLUSTER(every_type_round_trips_exactly)
+ON_CLUSTER(typed_handlers_convert_and_free_outputs)
+ON_CLUSTER(wrong_arguments_fail_with_a_message)
+ON_CLUSTER(unknown_task_name_fails)
+ON_CLUSTER(oversize_payload_is_refused_at_send)
+ON_CLUSTER(timeout_fails_the_task_at_its_deadline)
+ON_CLUSTER(timeout_retries_with_backoff_then_fails)
+ON_CLUSTER(two_workers_share_a_queue)
+ON_CLUSTER(shutdown_from_a_signal_handler)

@@ -45,6 +45,7 @@ struct gt_redis {
   int port;              /* fixed after the first successful start; 0 with TLS */
   int tls_port;          /* the TLS port, fixed likewise; 0 without TLS */
   bool sentinel;         /* runs as `redis-server CONF --sentinel` */
+  bool cluster;          /* cluster-enabled: port <= 55535, bus port + 10000 free */
   bool conf_kept;        /* a sentinel's conf exists: keep what it rewrote */
   bool persistent;       /* extra_conf enables AOF or RDB save points */
   char *extra_conf;      /* copy of the caller's lines, or NULL */
@@ -93,9 +94,25 @@ static bool find_server(char *out, size_t size) {
   return false;
 }
 
-/* A port that was free a moment ago: bind 127.0.0.1:0 and read it back. */
-static int probe_port(void) {
-  for (int tries = 0; tries < 10; tries++) {
+/* True if 127.0.0.1:port can be bound now. */
+static bool port_free(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    return false;
+  struct sockaddr_in sa;
+  memset(&sa, 0, sizeof(sa));
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  sa.sin_port = htons((uint16_t)port);
+  bool ok = bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+  close(fd);
+  return ok;
+}
+
+/* A port that was free a moment ago: bind 127.0.0.1:0 and read it back.  A
+ * cluster node's must be at most 55535 with port + 10000 (its bus) free. */
+static int probe_port(bool cluster) {
+  for (int tries = 0; tries < (cluster ? 200 : 10); tries++) {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
       return -1;
@@ -110,6 +127,8 @@ static int probe_port(void) {
         getsockname(fd, (struct sockaddr *)&sa, &len) == 0)
       port = ntohs(sa.sin_port);
     close(fd);
+    if (cluster && (port > 55535 || !port_free(port + 10000)))
+      continue;
     if (port > 0 && port != GT_FORBIDDEN_PORT)
       return port;
   }
@@ -162,6 +181,8 @@ static int write_conf(gt_redis *r) {
           r->port, r->sock, r->dir, r->dir, r->log);
   if (r->tls_conf != NULL)
     fprintf(f, "tls-port %d\n%s", r->tls_port, r->tls_conf);
+  if (r->cluster)
+    fprintf(f, "cluster-enabled yes\ncluster-config-file %s/nodes.conf\n", r->dir);
   if (r->extra_conf != NULL) {
     fprintf(f, "# extra_conf\n%s\n", r->extra_conf);
   }
@@ -334,7 +355,7 @@ static int listen_port(const gt_redis *r) { return r->tls_port > 0 ? r->tls_port
 static int start(gt_redis *r, bool same_port) {
   for (int attempt = 1; attempt <= GT_START_ATTEMPTS; attempt++) {
     if (!same_port) {
-      int port = probe_port();
+      int port = probe_port(r->cluster);
       if (port < 0) {
         fprintf(stderr, "gt_redis: cannot find a free port: %s\n", strerror(errno));
         return -1;
@@ -462,6 +483,7 @@ gt_redis *gt_redis_start_opts(const gt_redis_opts *o) {
     return NULL;
   }
   r->sentinel = o->sentinel;
+  r->cluster = o->cluster;
   if (!find_server(r->bin, sizeof(r->bin)) ||
       (o->certs != NULL && set_tls(r, o) != 0) ||
       gt_redis_set_extra_conf(r, o->extra_conf) != 0) {

@@ -80,6 +80,8 @@ typedef struct gt_redis_opts {
   bool sentinel;                /* run `redis-server CONF --sentinel`; its conf is
                                    written once and then left to the sentinel,
                                    which rewrites it (a restart keeps its state) */
+  bool cluster;                 /* cluster-enabled yes (cluster_fixture.h): a port
+                                   <= 55535 whose bus port (+10000) is free */
   const gt_certs *certs;        /* non-NULL: TLS only, as gt_redis_start_tls() */
   const char *tls_cert;         /* with certs: server certificate, default
                                    certs->server_cert */

@@ -302,15 +302,68 @@ static void rm_tree(const char *dir) {
   nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
+/* ---------------------------------------------------------------- shared fixtures */
+
+typedef struct shared_fixture {
+  const char *prefix;
+  test__setup_fn setup;
+  void (*teardown)(void);
+  bool done;         /* setup has run */
+  const char *error; /* what setup returned */
+} shared_fixture;
+
+static shared_fixture fixtures[8];
+static size_t nfixtures;
+static pid_t kept[64]; /* the children the fixtures started: spared between tests */
+static size_t nkept;
+
+void test__register_shared(const char *prefix, test__setup_fn setup, void (*teardown)(void)) {
+  if (nfixtures < sizeof(fixtures) / sizeof(fixtures[0]))
+    fixtures[nfixtures++] = (shared_fixture){.prefix = prefix, .setup = setup, .teardown = teardown};
+}
+
+static bool is_kept(pid_t pid) {
+  for (size_t k = 0; k < nkept; k++)
+    if (kept[k] == pid)
+      return true;
+  return false;
+}
+
+static size_t children(pid_t *out, size_t max);
+
+/* Runs the setup of the fixture test t needs, if not yet: NULL, or the
+ * reason it failed. */
+static const char *shared_setup(const test_entry *t) {
+  for (size_t k = 0; k < nfixtures; k++) {
+    shared_fixture *f = &fixtures[k];
+    if (strncmp(t->name, f->prefix, strlen(f->prefix)) != 0)
+      continue;
+    if (!f->done) {
+      f->done = true;
+      f->error = f->setup();
+      nkept = children(kept, sizeof(kept) / sizeof(kept[0]));
+    }
+    return f->error;
+  }
+  return NULL;
+}
+
+static void shared_teardown(void) {
+  for (size_t k = 0; k < nfixtures; k++)
+    if (fixtures[k].done && fixtures[k].teardown != NULL)
+      fixtures[k].teardown();
+  nkept = 0;
+}
+
 /* ---------------------------------------------------------------- leftovers */
 
-/* SIGKILLs every child of the runner: between tests, any child is an orphan of
- * the last test that we adopted as subreaper. */
-static void kill_adopted(void) {
+/* The runner's children now (at most max of them into out): how many. */
+static size_t children(pid_t *out, size_t max) {
+  size_t found = 0;
 #ifdef __linux__
   DIR *d = opendir("/proc");
   if (d == NULL)
-    return;
+    return 0;
   pid_t self = getpid();
   struct dirent *e;
   while ((e = readdir(d)) != NULL) {
@@ -332,25 +385,45 @@ static void kill_adopted(void) {
     char *rp = strrchr(buf, ')');
     char state;
     long ppid;
-    if (rp != NULL && sscanf(rp + 1, " %c %ld", &state, &ppid) == 2 && ppid == (long)self)
-      kill((pid_t)pid, SIGKILL);
+    if (rp != NULL && sscanf(rp + 1, " %c %ld", &state, &ppid) == 2 && ppid == (long)self &&
+        found < max)
+      out[found++] = (pid_t)pid;
   }
   closedir(d);
+#else
+  (void)out, (void)max;
 #endif
+  return found;
+}
+
+/* SIGKILLs every child of the runner but a shared fixture's: between tests,
+ * any other child is an orphan of the last test that we adopted as
+ * subreaper.  Returns how many it killed. */
+static size_t kill_adopted(void) {
+  pid_t pids[256];
+  size_t n = children(pids, sizeof(pids) / sizeof(pids[0])), killed = 0;
+  for (size_t k = 0; k < n; k++)
+    if (!is_kept(pids[k])) {
+      kill(pids[k], SIGKILL);
+      killed++;
+    }
+  return killed;
 }
 
 /* Kills and reaps whatever the last test left behind. */
 static void reap_leftovers(void) {
   for (int round = 0; round < 500; round++) {
-    kill_adopted();
+    size_t left = kill_adopted();
     for (;;) {
       pid_t w = waitpid(-1, NULL, WNOHANG);
       if (w > 0 || (w < 0 && errno == EINTR))
         continue;
       if (w < 0 && errno == ECHILD)
         return;
-      break; /* children remain, not yet dead */
+      break; /* children remain, not yet dead (or kept) */
     }
+    if (left == 0 && round > 0)
+      return; /* only a shared fixture's are left */
     test_sleep_ms(10);
   }
   fprintf(stderr, "test runner: could not reap every leftover process\n");
@@ -636,6 +709,7 @@ int test__main(int argc, char **argv) {
       continue;
     idx++;
     char reason[1100] = "";
+    const char *shared_error;
     bool show_output = false;
     int outfd = -1;
     outcome oc;
@@ -644,6 +718,9 @@ int test__main(int argc, char **argv) {
     int64_t t0 = test_now_ms();
     if (mkdtemp(cur_tmpdir) == NULL) {
       snprintf(reason, sizeof(reason), "mkdtemp in %s: %s", tmp_base(), strerror(errno));
+      oc = FAILED;
+    } else if ((shared_error = shared_setup(t)) != NULL) {
+      snprintf(reason, sizeof(reason), "shared fixture: %s", shared_error);
       oc = FAILED;
     } else if (nofork) {
       if (chdir(cur_tmpdir) != 0)
@@ -683,6 +760,8 @@ int test__main(int argc, char **argv) {
     }
     fflush(stdout);
   }
+  shared_teardown();
+  reap_leftovers();
   if (interrupted)
     printf("# interrupted by signal %d\n", (int)interrupted);
   printf("%d passed, %d failed, %d skipped\n", passed, failed, skipped);

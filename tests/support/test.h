@@ -17,7 +17,7 @@
  * TEST(name) defines a test with the default timeout (60 s); TEST_TIMEOUT(name,
  * seconds) defines one with its own.  Each registers itself at load time
  * (a constructor), and tests run in the order they appear in the file.  The
- * runner (runner.c, which holds main()) runs each test:
+ * runner (runner.c; main.c holds the main() that calls it) runs each test:
  *  - in its own forked process, in its own process group;
  *  - in its own fresh temporary directory, which is also its working directory
  *    (test_tmpdir()) and is removed afterwards;
@@ -112,6 +112,23 @@ int test__main(int argc, char **argv);
     test__register(#name, test_body_##name, __FILE__, __LINE__, (seconds));    \
   }                                                                            \
   static void test_body_##name(void)
+
+/* A fixture shared by the tests whose names start with `prefix` (issue 17:
+ * a Redis Cluster takes a second to start; one per test would be most of the
+ * suite's time).  setup() runs in the runner process itself, once, just
+ * before the first selected test with that prefix is forked: the processes
+ * it starts are children of the runner, which spares them when it kills a
+ * test's leftovers, and every test inherits the state it made (fork).  It
+ * returns NULL, or a reason, and then each such test fails with it.
+ * teardown() runs when the runner exits.  Tests sharing a fixture must not
+ * depend on each other: unique names (queues) for whatever they store.
+ *     TEST_SHARED(cluster, "cluster_", cluster_setup, cluster_teardown) */
+typedef const char *(*test__setup_fn)(void);
+void test__register_shared(const char *prefix, test__setup_fn setup, void (*teardown)(void));
+#define TEST_SHARED(name, prefix, setup, teardown)                             \
+  __attribute__((constructor)) static void test_shared_##name(void) {          \
+    test__register_shared((prefix), (setup), (teardown));                      \
+  }
 
 /* ---------------------------------------------------------------- failure paths */
 

@@ -1,0 +1,407 @@
+/* test_cluster.c -- gtask on a Redis Cluster (issue 17), end to end: a worker
+ * on queues spread over the masters, every script on the cluster, a slot
+ * moved under load, and a master killed under load.
+ *
+ * The contract suite runs on a cluster too (test_contract.c, cluster_*); this
+ * file has what needs a worker, or a cluster of its own to reshard or break.
+ * Each test starts its own cluster (3 masters, 3 replicas: ~1-2 s). */
+#include "test.h"
+
+#include "cluster_fixture.h"
+#include "internal.h"
+#include "redis/internal.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <stdio.h>
+#include <string.h>
+
+/* ---------------------------------------------------------------- a worker */
+
+#define MAX_TASKS 4000
+
+static atomic_int runs[MAX_TASKS]; /* how many times task i ran */
+
+/* rec(i): counts a run of task i. */
+static int rec(gtask_ctx *ctx, const gtask_value *args, size_t n, void *ud) {
+  (void)ud;
+  if (n != 1 || args[0].v.i < 0 || args[0].v.i >= MAX_TASKS) return gtask_ctx_fail(ctx, "bad index");
+  atomic_fetch_add(&runs[args[0].v.i], 1);
+  return gtask_ctx_return(ctx, args, n);
+}
+
+static void quiet_log(gtask_log_level level, const char *line, void *ud) {
+  (void)ud;
+  if (level >= GTASK_LOG_WARN) fprintf(stderr, "[gtask] %s\n", line);
+}
+
+typedef struct env {
+  gt_cluster *cl;
+  char q[3][32]; /* with queues NULL: three queues on three masters, served */
+  gtask_redis_conf *conf;
+  gtask_broker *broker;
+  gtask_backend *backend;
+  gtask_server *server;
+  gtask_client *client;
+  pthread_t thread;
+  int run_rc;
+} env;
+
+static void *run_server(void *arg) {
+  env *e = arg;
+  e->run_rc = gtask_server_run(e->server, 4);
+  return NULL;
+}
+
+static void queues_on_three_nodes(gt_cluster *cl, char q[3][32]);
+
+/* A cluster, a worker on `queues` (comma-separated; NULL: e->q, three queues
+ * whose slots are on three masters) and a client. */
+static void env_open(env *e, const char *queues, int wait_replicas) {
+  memset(e, 0, sizeof(*e));
+  memset(runs, 0, sizeof(runs));
+  gtask_set_log(quiet_log, NULL, GTASK_LOG_WARN);
+  /* With wait-replicas, two replicas each: after a failover the new master
+   * still has one to confirm writes. */
+  e->cl = gt_cluster_start(3, wait_replicas ? 2 : 1);
+  ASSERT_NOT_NULL(e->cl);
+  char list[128];
+  if (!queues) {
+    queues_on_three_nodes(e->cl, e->q);
+    snprintf(list, sizeof(list), "%s,%s,%s", e->q[0], e->q[1], e->q[2]);
+    queues = list;
+  }
+  ASSERT_OK(gtask_redis_conf_new(&e->conf, gt_cluster_url(e->cl), NULL, -1));
+  if (wait_replicas) ASSERT_OK(gtask_redis_conf_set_wait_replicas(e->conf, wait_replicas, 1000));
+  ASSERT_OK(gtask_broker_redis_new(&e->broker, e->conf));
+  ASSERT_OK(gtask_backend_redis_new(&e->backend, e->conf));
+  e->server = gtask_server_new(e->broker, e->backend);
+  ASSERT_NOT_NULL(e->server);
+  ASSERT_OK(gtask_server_reg(e->server, "rec", rec, NULL));
+  ASSERT_OK(gtask_server_set_queues(e->server, queues));
+  ASSERT_OK(gtask_server_set_lease(e->server, 3000));
+  e->client = gtask_client_from_server(e->server);
+  ASSERT_NOT_NULL(e->client);
+  ASSERT_EQ(pthread_create(&e->thread, NULL, run_server, e), 0);
+}
+
+static void env_close(env *e) {
+  gtask_server_shutdown(e->server);
+  pthread_join(e->thread, NULL);
+  ASSERT_OK(e->run_rc);
+  gtask_client_free(e->client);
+  gtask_server_free(e->server);
+  gtask_broker_free(e->broker);
+  gtask_backend_free(e->backend);
+  gtask_redis_conf_free(e->conf);
+  gt_cluster_stop(e->cl);
+}
+
+/* Sends rec(i) to queue q: 0, or the error code (ECONN: not sent, so it is
+ * sent again by the caller; EINDOUBT: maybe sent). */
+static int send_rec(env *e, const char *q, int64_t i) {
+  gtask_send_conf *sc = gtask_send_conf_new("rec");
+  ASSERT_NOT_NULL(sc);
+  ASSERT_OK(gtask_send_conf_set_queue(sc, q));
+  gtask_value v = gtask_int64(i);
+  char id[GTASK_ID_SIZE];
+  int rc = gtask_client_send(e->client, sc, &v, 1, id);
+  gtask_send_conf_free(sc);
+  return rc;
+}
+
+/* The slot of queue q's keys, and the node that serves it. */
+static int queue_slot(const char *q) {
+  char key[200];
+  snprintf(key, sizeof(key), "gtask:{%s}:stream", q);
+  return (int)gtask__key_slot(key, strlen(key));
+}
+
+/* Three queue names whose slots are on three different masters now. */
+static void queues_on_three_nodes(gt_cluster *cl, char q[3][32]) {
+  gt_redis *seen[3] = {NULL, NULL, NULL};
+  int found = 0;
+  for (int k = 0; k < 1000 && found < 3; k++) {
+    char name[32];
+    snprintf(name, sizeof(name), "q%d", k);
+    gt_redis *m = gt_cluster_master_of(cl, queue_slot(name));
+    ASSERT_NOT_NULL(m);
+    bool dup = false;
+    for (int j = 0; j < found; j++) dup |= seen[j] == m;
+    if (dup) continue;
+    seen[found] = m;
+    snprintf(q[found++], 32, "%s", name);
+  }
+  ASSERT_EQ(found, 3);
+}
+
+static int count_runs(int n, int want) {
+  int c = 0;
+  for (int i = 0; i < n; i++) c += atomic_load(&runs[i]) == want;
+  return c;
+}
+
+/* ---------------------------------------------------------------- tests */
+
+/* A worker on three queues whose slots are on three masters leases from each
+ * (one connection per node) and runs everything, in any order of arrival. */
+TEST_TIMEOUT(worker_on_queues_of_three_nodes_runs_them_all, 120) {
+  env e;
+  env_open(&e, NULL, 0);
+  char(*q)[32] = e.q;
+  /* Idle first, so that the worker is blocked on all three nodes. */
+  test_sleep_ms(300);
+  const int n = 300;
+  for (int i = 0; i < n; i++) ASSERT_OK(send_rec(&e, q[i % 3], i));
+  WAIT_UNTIL_MSG(count_runs(n, 1) == n, 20000, "%d of %d ran once", count_runs(n, 1), n);
+  /* One at a time, each on a node the worker waits on with the others. */
+  int64_t t0 = test_now_ms();
+  for (int i = n; i < n + 30; i++) {
+    ASSERT_OK(send_rec(&e, q[(i * 7) % 3], i));
+    while (atomic_load(&runs[i]) != 1) {
+      ASSERT_LT(test_now_ms() - t0, test_timeout_ms(30000));
+      test_sleep_ms(1);
+    }
+  }
+  TEST_LOG("30 tasks one at a time over three nodes: %.1f ms each",
+           (double)(test_now_ms() - t0) / 30);
+  ASSERT_EQ(count_runs(n + 30, 1), n + 30);
+  env_close(&e);
+}
+
+/* Every Lua script runs on the cluster (each one's keys in one slot, or the
+ * cluster would refuse it with CROSSSLOT, and the library before sending):
+ * a worker's round trips, a retry, the dead set, stats and announcements
+ * between them use every script. */
+TEST_TIMEOUT(every_script_runs_on_the_cluster, 120) {
+  unsigned long before[GTASK__LUA_COUNT];
+  for (int s = 0; s < GTASK__LUA_COUNT; s++) before[s] = atomic_load(&gtask__eval_count[s]);
+  env e;
+  env_open(&e, "scripts", 0);
+  for (int i = 0; i < 20; i++) ASSERT_OK(send_rec(&e, "scripts", i));
+  ASSERT_OK(send_rec(&e, "scripts", -1)); /* fails: bad index */
+  WAIT_UNTIL(count_runs(20, 1) == 20, 20000);
+  /* A task due later (sched, promote), a dead entry requeued and purged. */
+  gtask_send_conf *sc = gtask_send_conf_new("rec");
+  ASSERT_OK(gtask_send_conf_set_queue(sc, "scripts"));
+  ASSERT_OK(gtask_send_conf_set_delay(sc, 200));
+  gtask_value v = gtask_int64(20);
+  char id[GTASK_ID_SIZE];
+  ASSERT_OK(gtask_client_send(e.client, sc, &v, 1, id));
+  gtask_send_conf_free(sc);
+  WAIT_UNTIL(atomic_load(&runs[20]) == 1, 10000);
+  /* claim.lua: a unique send, and its duplicate refused. */
+  sc = gtask_send_conf_new("rec");
+  ASSERT_OK(gtask_send_conf_set_queue(sc, "scripts"));
+  ASSERT_OK(gtask_send_conf_set_unique(sc, 60000));
+  v = gtask_int64(21);
+  ASSERT_OK(gtask_client_send(e.client, sc, &v, 1, id));
+  char dup[GTASK_ID_SIZE];
+  ASSERT_ERR(gtask_client_send(e.client, sc, &v, 1, dup), GTASK_EEXIST);
+  ASSERT_STR_EQ(dup, id);
+  gtask_send_conf_free(sc);
+  WAIT_UNTIL(atomic_load(&runs[21]) == 1, 10000);
+  /* failed_requeue.lua: the task that failed (bad index) run again. */
+  ASSERT_OK(gtask_client_set_queue(e.client, "scripts"));
+  gtask_dead_entry *failed = NULL;
+  size_t nf = 0;
+  for (int k = 0; k < 200 && nf == 0; k++) {
+    ASSERT_OK(gtask_client_failed_list(e.client, &failed, &nf));
+    if (nf == 0) test_sleep_ms(50);
+  }
+  ASSERT_EQ(nf, 1);
+  ASSERT_OK(gtask_client_rerun(e.client, failed[0].id));
+  gtask_dead_list_free(failed, nf);
+  /* The dead set: a malformed message goes there (pushed raw). */
+  gtask_msg *m = gtask_msg_new("00000000-0000-4000-8000-000000000001", "scripts", "not json", 8);
+  ASSERT_NOT_NULL(m);
+  ASSERT_OK(e.broker->ops->push(e.broker->impl, &m, 1, NULL));
+  gtask_msg_free(m);
+  gtask_msg **dead = NULL;
+  size_t nd = 0;
+  for (int k = 0; k < 200 && nd == 0; k++) {
+    ASSERT_OK(e.broker->ops->dead_list(e.broker->impl, "scripts", NULL, &dead, &nd));
+    if (nd == 0) test_sleep_ms(50);
+  }
+  ASSERT_GT(nd, 0);
+  gtask_revive rv = {.msg = dead[0], .next = dead[0]->body, .next_len = dead[0]->len};
+  ASSERT_OK(e.broker->ops->dead_requeue(e.broker->impl, &rv, 1, NULL));
+  for (size_t k = 0; k < nd; k++) gtask_msg_free(dead[k]);
+  gtask__free(dead);
+  size_t removed = 0;
+  ASSERT_OK(e.broker->ops->dead_purge(e.broker->impl, "scripts", &removed));
+  /* A lease taken and left to expire: reclaim, extend. */
+  gtask_msg *out[1];
+  size_t got = 0;
+  ASSERT_OK(send_rec(&e, "other", 1));
+  ASSERT_OK(e.broker->ops->lease(e.broker->impl, "test-consumer", (const char *[]){"other"}, 1, 1, 1000, out, &got));
+  ASSERT_EQ(got, 1);
+  bool lost = false;
+  ASSERT_OK(e.broker->ops->extend(e.broker->impl, "test-consumer", out, 1, &lost));
+  ASSERT_FALSE(lost);
+  test_sleep_ms(150);
+  size_t nr = 0;
+  gtask_msg *rec_out[4];
+  ASSERT_OK(e.broker->ops->reclaim(e.broker->impl, "test-consumer-2", "other", 100, 4, rec_out, &nr));
+  ASSERT_EQ(nr, 1);
+  gtask_msg_free(rec_out[0]);
+  ASSERT_OK(e.backend->ops->reset(e.backend->impl, out, 1));
+  uint32_t attempt = 1;
+  ASSERT_OK(e.backend->ops->started(e.backend->impl, out, &attempt, 1));
+  /* store.lua: the backend's own finish (a backend apart from the broker). */
+  gtask_fin f = {.msg = out[0], .kind = GTASK_FIN_DONE, .status = GTASK_SUCCESS,
+                 .result = "{\"v\":1,\"s\":\"SUCCESS\",\"at\":1}", .result_len = 28};
+  ASSERT_OK(e.backend->ops->store(e.backend->impl, &f, 1));
+  gtask_msg_free(out[0]);
+  /* Periodic tasks (issue 19): the registry (P:cron, its own slot), a tick's
+   * cron_fire.lua in its queue's slot, and the list reading both. */
+  sc = gtask_send_conf_new("rec");
+  v = gtask_int64(22);
+  ASSERT_OK(gtask_send_conf_set_queue(sc, "crontick"));
+  ASSERT_OK(gtask_client_cron_add(e.client, "cluster-tick", "@every 1s", NULL, GTASK_MISSED_SKIP,
+                                  sc, &v, 1));
+  gtask_send_conf_free(sc);
+  int64_t last = 0;
+  ASSERT_EQ(gtask__cron_fire(e.broker, false, "crontick", "cluster-tick", 1000, true,
+                             "00000000-0000-5000-8000-000000000001", "{}", 2, &last),
+            1);
+  gtask_cron_entry *ce = NULL;
+  size_t nce = 0;
+  ASSERT_OK(gtask_client_cron_list(e.client, NULL, &ce, &nce));
+  ASSERT_EQ(nce, 1);
+  ASSERT_EQ(ce[0].last_ms, 1000);
+  gtask_cron_list_free(ce, nce);
+  /* Limits: read and swept at housekeeping (limit_slots.lua), a lease of two
+   * with one slot (limit_admit.lua: one admitted, one waits), removed
+   * (limit_remove.lua: the waiting one queued again). */
+  ASSERT_OK(gtask_client_limit_concurrency(e.client, "limited", NULL, 1));
+  int64_t due = 0;
+  ASSERT_OK(e.broker->ops->promote(e.broker->impl, "limited", 10, &due));
+  ASSERT_OK(send_rec(&e, "limited", 1));
+  ASSERT_OK(send_rec(&e, "limited", 2));
+  gtask_msg *lim[2];
+  size_t nlim = 0;
+  ASSERT_OK(e.broker->ops->lease(e.broker->impl, "test-consumer", (const char *[]){"limited"}, 1,
+                                 2, 1000, lim, &nlim));
+  ASSERT_EQ(nlim, 1);
+  gtask_msg_free(lim[0]);
+  ASSERT_OK(gtask_client_limit_remove(e.client, "limited", NULL));
+  env_close(&e);
+  for (int s = 0; s < GTASK__LUA_COUNT; s++)
+    if (atomic_load(&gtask__eval_count[s]) == before[s])
+      TEST_FAIL("%s never ran on the cluster", gtask__lua_name[s]);
+}
+
+/* Resharding under load: while tasks flow on three queues, the slot of one
+ * moves to another master key by key (SETSLOT IMPORTING/MIGRATING, MIGRATE,
+ * then SETSLOT NODE), so that for a while its keys are split between the two
+ * nodes (TRYAGAIN, ASK).  Every task runs exactly once. */
+TEST_TIMEOUT(reshard_a_busy_queue_loses_nothing_and_runs_nothing_twice, 180) {
+  env e;
+  env_open(&e, NULL, 0);
+  char(*q)[32] = e.q;
+  int slot = queue_slot(q[0]);
+  gt_redis *from = gt_cluster_master_of(e.cl, slot), *to = gt_cluster_master_of(e.cl, queue_slot(q[1]));
+  ASSERT_NOT_NULL(from);
+  ASSERT_NOT_NULL(to);
+  /* Sends from a thread while the slot moves. */
+  const int n = 1200;
+  int i = 0;
+  for (; i < 300; i++) ASSERT_OK(send_rec(&e, q[i % 3], i));
+  pid_t pid = fork();
+  ASSERT_NE(pid, -1);
+  if (pid == 0) { /* the mover: its own process, so the sends below overlap it */
+    int rc = gt_cluster_move_slot(e.cl, slot, to, 1, 40);
+    _exit(rc == 0 ? 0 : 1);
+  }
+  int unsent = 0;
+  for (; i < n; i++) {
+    int rc = send_rec(&e, q[i % 3], i);
+    for (int k = 0; rc == GTASK_ECONN && k < 100; k++) { /* not sent: again */
+      test_sleep_ms(20);
+      rc = send_rec(&e, q[i % 3], i);
+    }
+    if (rc) TEST_FAIL("send %d: %s", i, gtask_client_errmsg(e.client));
+    if (i % 50 == 0) test_sleep_ms(5);
+  }
+  int st;
+  ASSERT_EQ(waitpid(pid, &st, 0), pid);
+  ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+  ASSERT_PTR_EQ(gt_cluster_master_of(e.cl, slot), to);
+  WAIT_UNTIL_MSG(count_runs(n, 1) + count_runs(n, 2) == n, 30000, "%d of %d ran",
+                 n - count_runs(n, 0), n);
+  test_sleep_ms(500);
+  ASSERT_EQ(count_runs(n, 1), n); /* none twice */
+  TEST_LOG("resharded slot %d under load: %d tasks, none lost, none twice (%d unsent retried)",
+           slot, n, unsent);
+  /* The worker follows: a task on the moved queue runs promptly. */
+  ASSERT_OK(send_rec(&e, q[0], n));
+  WAIT_UNTIL(atomic_load(&runs[n]) == 1, 5000);
+  env_close(&e);
+}
+
+/* Failover under load: kill -9 the master of a busy queue; its replica takes
+ * over after the node timeout.  The worker and the client carry on.  With
+ * wait-replicas 1 (and two replicas per master), a send that returned 0 was on
+ * a replica: none is lost. */
+static void failover_under_load(int wait_replicas) {
+  env e;
+  env_open(&e, "busy", wait_replicas);
+  int slot = queue_slot("busy");
+  gt_redis *master = gt_cluster_master_of(e.cl, slot);
+  ASSERT_NOT_NULL(master);
+  const int n = 400;
+  bool sent[400] = {false};
+  int in_doubt = 0, unsent = 0;
+  int64_t killed_at = 0;
+  for (int i = 0; i < n; i++) {
+    if (i == 100) {
+      ASSERT_OK(gt_redis_kill9(master));
+      killed_at = test_now_ms();
+    }
+    int rc = send_rec(&e, "busy", i);
+    int64_t until = test_now_ms() + test_timeout_ms(20000);
+    while (rc == GTASK_ECONN && test_now_ms() < until) { /* not sent: again */
+      test_sleep_ms(50);
+      rc = send_rec(&e, "busy", i);
+    }
+    if (rc == GTASK_EINDOUBT) in_doubt++;
+    else if (rc) unsent++;
+    sent[i] = rc == 0;
+  }
+  int64_t resumed_ms = test_now_ms() - killed_at;
+  ASSERT_OK(gt_cluster_wait_ok(e.cl, 20000));
+  int nsent = 0;
+  for (int i = 0; i < n; i++) nsent += sent[i];
+  /* Wait for what survives to run (leases taken before the kill expire: 3 s). */
+  int64_t deadline = test_now_ms() + test_timeout_ms(20000);
+  int lost = 0;
+  for (;;) {
+    lost = 0;
+    for (int i = 0; i < n; i++) lost += sent[i] && atomic_load(&runs[i]) == 0;
+    if (lost == 0 || test_now_ms() > deadline) break;
+    test_sleep_ms(100);
+  }
+  int twice = 0;
+  for (int i = 0; i < n; i++) twice += atomic_load(&runs[i]) > 1;
+  TEST_LOG("failover (wait-replicas %d): %d sent, %d in doubt, %d unsent; %d lost, %d ran twice; "
+           "sends resumed %lld ms after the kill",
+           wait_replicas, nsent, in_doubt, unsent, lost, twice, (long long)resumed_ms);
+  printf("# failover wait-replicas=%d: sent %d, in doubt %d, lost %d, twice %d, resumed after %lld ms\n",
+         wait_replicas, nsent, in_doubt, lost, twice, (long long)resumed_ms);
+  ASSERT_EQ(unsent, 0);
+  if (wait_replicas > 0) ASSERT_EQ(lost, 0);
+  ASSERT_GE(nsent, n - 10); /* the client carried on */
+  /* And the worker: a new task runs promptly. */
+  memset(sent, 0, sizeof(sent));
+  atomic_store(&runs[0], 0);
+  ASSERT_OK(send_rec(&e, "busy", 0));
+  WAIT_UNTIL(atomic_load(&runs[0]) >= 1, 10000);
+  env_close(&e);
+}
+
+TEST_TIMEOUT(failover_kill9_busy_master_carries_on, 180) { failover_under_load(0); }
+TEST_TIMEOUT(failover_kill9_with_wait_replicas_loses_nothing, 180) { failover_under_load(1); }
