@@ -364,7 +364,8 @@ TEST_TIMEOUT(sched_worker_scheduler_runs_tasks, 120) {
   env_start(&e);
   char out[8192];
   ASSERT_EQ(RUN(out, "cron", "add", "adder", "@every 1s", "add", "20", "22", "--timeout", "5s",
-                "--missed", "latest", "--tz", "Australia/Sydney"),
+                "--retry", "1", "--retry-on", "timeout,error", "--missed", "latest", "--tz",
+                "Australia/Sydney"),
             0);
   pid_t w = SPAWN("w.log", "worker", "--builtin", "--scheduler", "--concurrency", "2");
   char id[GTASK_ID_SIZE] = "";
@@ -432,6 +433,7 @@ TEST(sched_bad_input_stores_nothing) {
   ASSERT_EQ(RUN(out, "cron", "add", "x", "* * * *", "add"), 2);
   ASSERT_EQ(RUN(out, "cron", "add", "x", "@daily", "add", "--tz", "Nowhere/Land"), 2);
   ASSERT_EQ(RUN(out, "cron", "add", "x", "@daily", "add", "--missed", "sometimes"), 2);
+  ASSERT_EQ(RUN(out, "cron", "add", "x", "@daily", "add", "--retry-on", "sometimes"), 2);
   ASSERT_EQ(RUN(out, "cron", "add", "x", "@daily", "add", "int8:300"), 2);
   ASSERT_EQ(RUN(out, "cron", "add", "x y", "@daily", "add"), 2);
   ASSERT_EQ(RUN(out, "cron", "add", "x", "@daily"), 2);
