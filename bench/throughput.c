@@ -2,7 +2,7 @@
  *
  *   throughput [--redis URL] [-n TASKS] [-c CONCURRENCY] [--mode MODE]...
  *              [--role all|client|worker] [--pool threads|procs] [--prefetch N]
- *              [--ready FILE] [--collect wait|count] [--queue NAME]
+ *              [--ready FILE] [--collect wait|count] [--queue NAME] [--metrics ADDR]
  *
  * --queue (default "bench") is the queue used (bench/cluster runs one
  * process per shard, each on a queue of its own shard).
@@ -66,6 +66,7 @@ typedef struct bench {
   int prefetch;      /* 0: the server's default */
   const char *ready; /* drain, client role: created once the queue is full */
   bool count;        /* --collect count (else wait) */
+  const char *metrics; /* --metrics ADDR: the worker serves Prometheus metrics (issue 20) */
   const char *queue; /* --queue, default "bench" */
   gtask_broker *broker;
   gtask_backend *backend;
@@ -90,6 +91,8 @@ static gtask_server *new_server(bench *b) {
   gtask_server_set_queues(s, b->queue);
   if (gtask_server_set_pool(s, b->pool) != 0) die("server", gtask_server_errmsg(s));
   if (b->prefetch && gtask_server_set_prefetch(s, b->prefetch) != 0)
+    die("server", gtask_server_errmsg(s));
+  if (b->metrics && gtask_server_serve_metrics(s, b->metrics) != 0)
     die("server", gtask_server_errmsg(s));
   return s;
 }
@@ -274,7 +277,7 @@ static void usage(void) {
           "[--mode awaited|serial|bulk|drain]...\n"
           "                  [--role all|client|worker] [--pool threads|procs] "
           "[--prefetch N] [--ready FILE]\n"
-          "                  [--collect wait|count] [--queue NAME]\n");
+          "                  [--collect wait|count] [--queue NAME] [--metrics ADDR]\n");
   exit(2);
 }
 
@@ -322,6 +325,8 @@ int main(int argc, char **argv) {
       if (!strcmp(p, "threads")) b.pool = GTASK_POOL_THREADS;
       else if (!strcmp(p, "procs")) b.pool = GTASK_POOL_PROCS;
       else usage();
+    } else if (!strcmp(argv[k], "--metrics") && k + 1 < argc) {
+      b.metrics = argv[++k];
     } else if (!strcmp(argv[k], "--prefetch") && k + 1 < argc)
       b.prefetch = (int)strtol(argv[++k], NULL, 10);
     else if (!strcmp(argv[k], "--ready") && k + 1 < argc) b.ready = argv[++k];

@@ -6,6 +6,9 @@
  *   args.c     the command line: option scanning, ARG (TYPE:VALUE) and DUR
  *   output.c   printing values, results and JSON objects
  *   commands.c send, status, result, stats, dead, failed, rerun, queue
+ *   inspect.c  workers, inspect queue|task (issue 20)
+ *   dashboard.c the web dashboard and its JSON API (issue 20; web/ holds its
+ *              HTML, CSS and JS, embedded at build time)
  *   worker.c   the worker command: signals, --tasks FILE.so, the pool
  *   builtin.c  the --builtin test tasks
  *   cron.c     cron: periodic tasks
@@ -158,6 +161,10 @@ void out_obj_bool(out_obj *o, const char *key, bool val);
 /* "values": [...] -- each value as a JSON number, bool or string (non-finite
  * floats as the strings "NaN", "Infinity", "-Infinity"). */
 void out_obj_values(out_obj *o, const char *key, const gtask_value *vals, size_t n);
+/* "key": [strings...] */
+void out_obj_strs(out_obj *o, const char *key, char *const *vals, size_t n);
+/* Only "key": -- the caller writes the value (raw JSON) to o->f. */
+void out_obj_key(out_obj *o, const char *key);
 void out_obj_end(out_obj *o); /* "}\n" and a flush */
 /* A JSON string literal (quotes included) for len bytes of s. */
 void out_json_string(FILE *f, const char *s, size_t len);
@@ -188,6 +195,9 @@ void cli_print_limits(const cli *c, const gtask_limit *v, size_t n, bool stats);
 /* The worker's and the scheduler's log lines on stderr, with a timestamp
  * (worker.c; thread-safe: a gtask_log_fn). */
 void cli_log_line(gtask_log_level level, const char *line, void *udata);
+int cmd_workers(cli *c, int argc, char **argv);
+int cmd_inspect(cli *c, int argc, char **argv);
+int cmd_dashboard(cli *c, int argc, char **argv);
 
 /* ---------------------------------------------------------------- builtin.c */
 

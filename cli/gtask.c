@@ -37,6 +37,9 @@ static const char usage_main[] =
     "  failed   list the tasks that ended FAILURE (kept for a while)\n"
     "  rerun    run a failed task again (same id, fresh attempts)\n"
     "  queue    pause or resume a queue\n"
+    "  workers  list the live workers: host, pid, queues, what they run\n"
+    "  inspect  list a queue's tasks (inspect queue NAME) or show one (inspect task ID)\n"
+    "  dashboard  serve the web dashboard (default http://127.0.0.1:8080/)\n"
     "  version  print the version of gtask (as --version does)\n"
     "\n"
     "global options (before or after the command):\n"
@@ -315,7 +318,8 @@ static const command commands[] = {
     {"result", cmd_result}, {"stats", cmd_stats}, {"dead", cmd_dead},
     {"cron", cmd_cron},     {"scheduler", cmd_scheduler}, {"limit", cmd_limit},
     {"failed", cmd_failed}, {"rerun", cmd_rerun}, {"queue", cmd_queue},
-    {"version", cmd_version},
+    {"version", cmd_version}, {"workers", cmd_workers}, {"inspect", cmd_inspect},
+    {"dashboard", cmd_dashboard},
 };
 
 /* Options of main() itself, before the command. */

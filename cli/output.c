@@ -168,6 +168,18 @@ void out_obj_values(out_obj *o, const char *k, const gtask_value *vals, size_t n
   fputc(']', o->f);
 }
 
+void out_obj_key(out_obj *o, const char *k) { key(o, k); }
+
+void out_obj_strs(out_obj *o, const char *k, char *const *vals, size_t n) {
+  key(o, k);
+  fputc('[', o->f);
+  for (size_t i = 0; i < n; i++) {
+    if (i) fputc(',', o->f);
+    out_json_string(o->f, vals[i], strlen(vals[i]));
+  }
+  fputc(']', o->f);
+}
+
 void out_obj_end(out_obj *o) {
   fputs(o->first ? "{}\n" : "}\n", o->f);
   fflush(o->f);

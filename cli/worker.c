@@ -30,6 +30,7 @@ typedef int (*tasks_register_fn)(gtask_server *svr);
 static const char usage_worker[] =
     "usage: gtask worker [--concurrency N] [--pool threads|procs] [--tasks FILE.so]...\n"
     "                    [--builtin] [--queues a,b] [--failed-retention DUR]\n"
+    "                    [--scheduler] [--metrics ADDR]\n"
     "\n"
     "Runs a worker until SIGINT or SIGTERM, then shuts down gracefully (exit 0).\n"
     "\n"
@@ -48,9 +49,20 @@ static const char usage_worker[] =
     "  --scheduler       also run a scheduler: queue the ticks of the periodic\n"
     "                    tasks stored in Redis (`gtask cron add`), as `gtask\n"
     "                    scheduler` does; any number may run, each tick is queued\n"
-    "                    exactly once\n";
+    "                    exactly once\n"
+    "  --metrics ADDR    serve Prometheus metrics at http://ADDR/metrics\n"
+    "                    (ADDR: IP:PORT or [IPv6]:PORT, e.g. 127.0.0.1:9464)\n";
 
-enum { O_CONCURRENCY = 1, O_POOL, O_TASKS, O_BUILTIN, O_QUEUES, O_FAILED_RETENTION, O_SCHEDULER };
+enum {
+  O_CONCURRENCY = 1,
+  O_POOL,
+  O_TASKS,
+  O_BUILTIN,
+  O_QUEUES,
+  O_FAILED_RETENTION,
+  O_SCHEDULER,
+  O_METRICS
+};
 
 /* ---------------------------------------------------------------- logging */
 
@@ -153,6 +165,7 @@ typedef struct worker_opts {
   bool builtin;
   const char *queues;
   bool scheduler;
+  const char *metrics; /* --metrics ADDR */
   plugin *plugins;
   size_t nplugins;
   int64_t failed_retention_ms; /* --failed-retention; -1: the library's default */
@@ -180,6 +193,7 @@ static int parse(cli *c, int argc, char **argv, worker_opts *w) {
                                  {"queues", OPT_REQUIRED, O_QUEUES},
                                  {"failed-retention", OPT_REQUIRED, O_FAILED_RETENTION},
                                  {"scheduler", OPT_NONE, O_SCHEDULER},
+                                 {"metrics", OPT_REQUIRED, O_METRICS},
                                  {NULL, OPT_NONE, 0}};
   cli_scan s = {.argc = argc, .argv = argv, .i = 0};
   for (;;) {
@@ -231,6 +245,9 @@ static int parse(cli *c, int argc, char **argv, worker_opts *w) {
     case O_SCHEDULER:
       w->scheduler = true;
       break;
+    case O_METRICS:
+      w->metrics = v;
+      break;
     default:
       return cli_usage_error(c, "unexpected argument \"%s\"", v);
     }
@@ -250,7 +267,13 @@ static int setup(cli *c, worker_opts *w, gtask_server *svr) {
     cli_error("cannot use the %s pool: %s", w->pool_name, gtask_server_errmsg(svr));
     return CLI_FAILED;
   }
-  int rc = w->builtin ? builtin_register(svr) : 0;
+  int rc = w->metrics ? gtask_server_serve_metrics(svr, w->metrics) : 0;
+  if (rc == GTASK_EINVAL) return cli_usage_error(c, "--metrics: %s", gtask_server_errmsg(svr));
+  if (rc) {
+    cli_error("--metrics: %s", gtask_server_errmsg(svr));
+    return CLI_FAILED;
+  }
+  rc = w->builtin ? builtin_register(svr) : 0;
   if (rc) {
     cli_error("registering the builtin tasks: %s (%s)", gtask_strerror(rc), gtask_server_errmsg(svr));
     return CLI_FAILED;
@@ -294,6 +317,12 @@ int cmd_worker(cli *c, int argc, char **argv) {
              w.queues ? w.queues : c->queue, c->redis_desc, c->backend_desc, w.concurrency,
              w.pool_name);
     cli_log_line(GTASK_LOG_INFO, line, NULL);
+    if (w.metrics) {
+      /* The port is named: with port 0 the system chose it. */
+      snprintf(line, sizeof(line), "gtask worker: metrics on %s, port %d (GET /metrics)", w.metrics,
+               gtask_server_metrics_port(svr));
+      cli_log_line(GTASK_LOG_INFO, line, NULL);
+    }
     pthread_t sched_thread;
     bool sched_running = false;
     if (w.scheduler) {

@@ -134,6 +134,12 @@ static void set_result(gtask_job *job, gtask_status status, const gtask_value *v
   }
   gtask__free(job->result_buf);
   job->result_buf = buf;
+  /* The hooks report the error; success, the fast path, has none to copy. */
+  if (job->err || r.error) {
+    gtask__free(job->err);
+    job->err = r.error ? gtask__strdup(r.error) : NULL;
+  }
+  job->err_code = r.error_code;
   job->fin.result = buf;
   job->fin.result_len = len;
   job->fin.status = status;
@@ -286,6 +292,7 @@ void gtask__job_outcome_lost(gtask_server *s, gtask_job *job) {
   job->fin.kind = GTASK_FIN_REQUEUE;
   job->fin.status = GTASK_PENDING;
   job->fin.result = NULL;
+  job->err_code = 0;
   gtask__log(GTASK_LOG_INFO, "task %s: recovered from a lost worker (loss %u of %d allowed)",
              job->msg->id, next.lost, s->max_deliveries - 1);
 }
@@ -321,7 +328,9 @@ void gtask__job_start_locked(gtask_server *s, gtask_job *job) {
   s->nrunning++;
   job->state = GTASK_JOB_RUNNING;
   job->refs++; /* the executor's reference while it runs */
+  job->run_since_ms = gtask__now_ms();
   gtask__server_mark_started_locked(s, job);
+  if (s->hook_mask) gtask__hooks_job_start_locked(s, job);
   int64_t timeout = job->task->timeout_ms;
   if (timeout > 0) {
     job->deadline_mono = gtask__mono_ms() + timeout;
@@ -338,6 +347,7 @@ static void run_job(gtask_server *s, gtask_job *job, gtask__child *child) {
   int rc = 0, prc = 0;
   char why[200] = "";
   struct timespec t0 = {0, 0}, t1 = {0, 0}; /* run time: for the adaptive prefetch only */
+  if (s->hook_mask & GTASK_EV_STARTED) gtask__hooks_started(s, job);
   if (s->prefetch_auto) clock_gettime(CLOCK_MONOTONIC, &t0);
   if (s->pool == GTASK_POOL_PROCS) {
     prc = gtask__child_run(s, child, job, &rc, why, sizeof(why));
@@ -347,6 +357,7 @@ static void run_job(gtask_server *s, gtask_job *job, gtask__child *child) {
     current_ctx = NULL;
   }
   if (s->prefetch_auto) clock_gettime(CLOCK_MONOTONIC, &t1);
+  int64_t run_ns = s->hook_mask ? gtask__mono_ns() - job->start_ns : 0;
 
   /* Claim the outcome under the mutex (the finisher may be timing the job
    * out right now), then encode it outside, then queue it.  Without a
@@ -359,6 +370,9 @@ static void run_job(gtask_server *s, gtask_job *job, gtask__child *child) {
     pthread_mutex_unlock(&s->mu);
   }
   if (mine) {
+    /* Only once the outcome is ours: a job timed out by the finisher is
+     * reported by it, with the run time up to the deadline (hooks.c). */
+    job->run_ns = run_ns;
     if (prc == GTASK_ECRASH)
       gtask__job_outcome_crash(s, job, why);
     else if (prc == GTASK_ETASKTIMEOUT ||

@@ -113,6 +113,7 @@ static int write_outcomes(gtask_server *s, gtask_job **jobs, size_t n, gtask_fin
  * takes them off the in-flight list, drops their lifecycle reference, and
  * tells the fetcher about a retry due before its next promote. */
 static void settle(gtask_server *s, gtask_job **batch, const gtask_fin *fins, size_t n) {
+  if (s->hook_mask) gtask__hooks_settled(s, batch, fins, n); /* before the unrefs below */
   int64_t earliest_retry = 0;
   for (size_t k = 0; k < n; k++) {
     if (fins[k].fenced)
@@ -262,6 +263,9 @@ static void heartbeat(gtask_server *s) {
   if (rc == GTASK_ENOPERM) gtask__server_fatal(s, rc, "heartbeat");
   int arc = gtask__server_announce(s, gtask__now_ms() + s->lease_ms);
   if (arc == GTASK_EVERSION || arc == GTASK_ENOPERM) gtask__server_fatal(s, arc, "announcing the worker");
+  /* Its record for `gtask workers`: a courtesy; a failure is the heartbeat's. */
+  if (arc == 0 && gtask__server_record(s, gtask__now_ms() + s->lease_ms) == GTASK_ENOPERM)
+    gtask__server_fatal(s, GTASK_ENOPERM, "writing the worker record");
   if (rc && !s->hb_failing) gtask__log(GTASK_LOG_WARN, "heartbeat: %s (will keep trying)", gtask_last_error());
   if (!rc && s->hb_failing) gtask__log(GTASK_LOG_INFO, "heartbeat: working again");
   s->hb_failing = rc != 0;

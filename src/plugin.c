@@ -102,7 +102,9 @@ GTASK_EXTERN int gtask_broker_new(gtask_broker **out, const gtask_broker_ops *op
   b->ops = ops;
   if (ops->abi < GTASK_EXTEND_ABI) { /* an older table ends before the newer operations */
     memcpy(&b->ops_copy, ops,
-           ops->abi < 2 ? offsetof(gtask_broker_ops, msg_ttl_ms) : offsetof(gtask_broker_ops, push_unique));
+           ops->abi < 2   ? offsetof(gtask_broker_ops, msg_ttl_ms)
+           : ops->abi < 3 ? offsetof(gtask_broker_ops, push_unique)
+                          : offsetof(gtask_broker_ops, worker_put));
     b->ops = &b->ops_copy;
   }
   b->impl = impl;

@@ -84,6 +84,7 @@ GTASK_EXTERN gtask_server *gtask_server_new(gtask_broker *broker, gtask_backend 
 
 GTASK_EXTERN void gtask_server_free(gtask_server *s) {
   if (!s) return;
+  gtask__metrics_free(s->metrics); /* first: its HTTP thread reads the server */
   for (size_t k = 0; k < s->nhandlers; k++) gtask__free(s->handlers[k].name);
   gtask__free(s->handlers);
   gtask__free(s->queues_buf);
@@ -259,6 +260,7 @@ void gtask__job_unref_locked(gtask_server *s, gtask_job *job) {
   gtask__free(job->ctx.error);
   gtask__free(job->result_buf);
   gtask__free(job->next_buf);
+  gtask__free(job->err);
   gtask__free(job);
 }
 
@@ -607,6 +609,10 @@ GTASK_EXTERN int gtask_server_run(gtask_server *s, int n) {
   s->prefetch_auto = s->prefetch == 0;
   if (!s->prefetch) s->prefetch = 8 * n < 64 ? 64 : 8 * n > PREFETCH_MAX ? PREFETCH_MAX : 8 * n;
   s->nexec = n;
+  s->started_ms = gtask__now_ms();
+  if (gtask__server_record(s, s->started_ms + s->lease_ms) != 0)
+    gtask__log(GTASK_LOG_INFO, "worker %s: record not written yet (%s); the heartbeat retries",
+               s->name, gtask_last_error());
   s->prefetch_limit = (size_t)s->prefetch;
   s->run_ns_avg = 0;
   s->stopping = false;
@@ -700,6 +706,9 @@ GTASK_EXTERN int gtask_server_run(gtask_server *s, int n) {
   gtask__free(s->paused_buf);
   s->paused_buf = NULL;
 
+  if (gtask__server_record(s, 0) != 0)
+    gtask__log(GTASK_LOG_INFO, "worker %s: record not removed (%s); it expires by itself",
+               s->name, gtask_last_error());
   if (gtask__server_announce(s, 0) != 0)
     gtask__log(GTASK_LOG_INFO, "worker %s: not unregistered (%s); its entry expires by itself",
                s->name, gtask_last_error());

@@ -221,6 +221,15 @@ static int64_t clock_ms(clockid_t id) {
 int64_t gtask__now_ms(void) { return clock_ms(CLOCK_REALTIME); }
 int64_t gtask__mono_ms(void) { return clock_ms(CLOCK_MONOTONIC); }
 
+_Atomic uint64_t gtask__redis_errors;
+_Atomic uint64_t gtask__redis_reconnects;
+
+int64_t gtask__mono_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
 /* Random bits come from the kernel's CSPRNG (getrandom) 4 KB at a time, per
  * thread: libuuid's uuid_generate_random costs ~2 us and six syscalls per id,
  * which was a tenth of a send.  A forked child must not hand out its parent's

@@ -42,6 +42,14 @@ bool gtask__rc_transient(int rc);
 /* Bounded, always-terminated formatting into a fixed buffer. */
 void gtask__fmt(char *buf, size_t size, const char *fmt, ...) GTASK__PRINTF(3, 4);
 
+/* ---------------------------------------------------------------- Redis health
+ * Process-wide counters for the metrics (metrics.c), kept by src/redis/pool.c:
+ * errors = connects that failed and connections dropped broken (an I/O or
+ * protocol error); reconnects = connections opened in a pool after one of its
+ * connections was lost that way. */
+extern _Atomic uint64_t gtask__redis_errors;
+extern _Atomic uint64_t gtask__redis_reconnects;
+
 /* ---------------------------------------------------------------- SIGPIPE
  * A write to a socket or pipe whose peer is gone raises SIGPIPE, whose default
  * action kills the process; hiredis 0.14 writes with write(2).  The library
@@ -61,6 +69,7 @@ void gtask__sigpipe_leave(bool io_error);
 
 int64_t gtask__now_ms(void);  /* CLOCK_REALTIME, ms since the epoch */
 int64_t gtask__mono_ms(void); /* CLOCK_MONOTONIC, ms */
+int64_t gtask__mono_ns(void); /* CLOCK_MONOTONIC, ns */
 /* A random (version 4) UUID in its 36-character text form. */
 void gtask__uuid(char out[GTASK_ID_SIZE]);
 /* True if s is a well-formed task id (a UUID in text form). */

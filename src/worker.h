@@ -31,6 +31,16 @@
 typedef struct gtask_job gtask_job;
 typedef struct gtask_handler gtask_handler;
 
+typedef struct gtask__metrics gtask__metrics;
+
+/* A lifecycle callback (gtask_server_on). */
+#define GTASK__MAX_HOOKS 16
+typedef struct gtask__hook {
+  unsigned mask;
+  gtask_event_fn fn;
+  void *udata;
+} gtask__hook;
+
 struct gtask_handler {
   char *name;
   gtask_handler_fn fn;
@@ -74,6 +84,13 @@ struct gtask_job {
   gtask_fin fin;                 /* the outcome to write */
   char *result_buf;              /* owned storage behind fin.result */
   char *next_buf;                /* owned storage behind fin.next */
+  int64_t run_since_ms;          /* unix ms when its run started (the worker record) */
+  /* For the lifecycle hooks (hooks.c), set only when a hook is registered: */
+  int64_t start_ns;              /* monotonic ns when its run started, 0: not run */
+  int64_t run_ns;                /* how long the handler ran, 0: not (yet) known */
+  int64_t wait_ms;               /* sent to started, ms */
+  char *err;                     /* the outcome's error message (any failure), or NULL */
+  int err_code;                  /* its GTASK_E* code, else 0 */
 };
 
 /* Who may touch each field, in four groups:
@@ -105,6 +122,7 @@ struct gtask_server {
   int prefetch;               /* [config] set by the user, else 0 until run: see prefetch_limit */
   bool prefetch_auto;         /* [run] not set by the user -- the limit adapts */
   int nexec;                  /* [run] executors */
+  int64_t started_ms;         /* [run] unix ms when gtask_server_run started */
   size_t prefetch_limit;      /* [mu] what bounds READY + RUNNING now (fetch_room_locked) */
   int64_t run_ns_avg;         /* [mu] moving average of handler run times, ns (0: none yet) */
   gtask_pool pool;            /* [config] threads or processes */
@@ -114,6 +132,10 @@ struct gtask_server {
   int64_t kill_grace_ms;      /* [config] procs: SIGTERM to SIGKILL at a deadline */
   gtask_handler *handlers;    /* [config] */
   size_t nhandlers;           /* [config] */
+  gtask__hook hooks[GTASK__MAX_HOOKS]; /* [config] gtask_server_on (hooks.c) */
+  size_t nhooks;              /* [config] */
+  unsigned hook_mask;         /* [config] the OR of the hooks' masks: 0 costs nothing */
+  gtask__metrics *metrics;    /* [config] Prometheus metrics (metrics.c), or NULL */
 
   /* Shutdown: the signal-safe half (flag + pipe) and the orderly half. */
   atomic_int stop_requested;  /* atomic; set from any thread or a signal handler */
@@ -210,6 +232,9 @@ void *gtask__finisher_main(void *arg);
 /* Records this worker as live on its queues until until_ms (unix ms; 0:
  * removes it) through the broker's announce(); 0 if it has none. */
 int gtask__server_announce(gtask_server *s, int64_t until_ms);
+/* worker_record.c: writes s's worker record until until_ms (unix ms; 0:
+ * removes it) through the broker's worker_put(); 0 if it has none. */
+int gtask__server_record(gtask_server *s, int64_t until_ms);
 /* Writes job's outcome on the executor's thread when the worker is otherwise
  * idle (see finisher.c).  False: it waits on the DONE list; wake the finisher. */
 bool gtask__server_finish_inline_locked(gtask_server *s, gtask_job *job);
@@ -219,6 +244,19 @@ void gtask__server_mark_started_locked(gtask_server *s, gtask_job *job);
 /* Something is due at due_mono (a deadline, a STARTED mark): wakes the
  * finisher if it sleeps past it.  Called with s->mu held. */
 void gtask__server_finisher_due_locked(gtask_server *s, int64_t due_mono);
+
+/* hooks.c */
+/* A job starts running (an executor, s->mu held): notes the times the hooks
+ * report.  Only when s->hook_mask is non-zero. */
+void gtask__hooks_job_start_locked(gtask_server *s, gtask_job *job);
+/* STARTED, on the executor thread, no lock held. */
+void gtask__hooks_started(gtask_server *s, gtask_job *job);
+/* The events of the outcomes just written for batch[0..n) (fins: as written),
+ * no lock held.  Only when s->hook_mask is non-zero. */
+void gtask__hooks_settled(gtask_server *s, gtask_job **batch, const gtask_fin *fins, size_t n);
+
+/* metrics.c: stops the /metrics thread and frees m (gtask_server_free). */
+void gtask__metrics_free(gtask__metrics *m);
 
 /* server.c */
 /* Takes job off the in-flight list.  s->mu held. */

@@ -78,8 +78,9 @@ extern "C" {
  *   2  broker msg_ttl_ms: the message lifetime (issue 21); broker queues:
  *      the queue list (issue 17, `gtask stats --all`)
  *   3  broker push_unique, failed_list, failed_requeue, pause, paused;
- *      backend claim (issue 18: unique tasks, the failed set, pause) */
-#define GTASK_EXTEND_ABI 3
+ *      backend claim (issue 18: unique tasks, the failed set, pause)
+ *   4  broker worker_put, worker_list, list, find: seeing inside (issue 20) */
+#define GTASK_EXTEND_ABI 4
 
 /* ---------------------------------------------------------------- messages */
 
@@ -357,6 +358,39 @@ typedef struct gtask_broker_ops {
    * each of queues[0..nq).  Workers call it about twice a second: keep it
    * cheap (one round trip). */
   int (*paused)(void *impl, const char *const *queues, size_t nq, bool *out);
+
+  /* ---- abi 4 (issue 20: seeing inside).  All optional: NULL makes the
+   * calls that need them (gtask_client_workers, gtask_client_list,
+   * gtask_client_inspect) return GTASK_EINVAL, "not supported by this
+   * broker". */
+
+  /* Stores record[0..len) (opaque bytes: the core's JSON worker record) as
+   * consumer's worker record until until_ms (unix ms; renewed on each
+   * heartbeat), or removes it when until_ms == 0. */
+  int (*worker_put)(void *impl, const char *consumer, const char *record, size_t len,
+                    int64_t until_ms);
+
+  /* Reads the records of every worker live now (until_ms in the future): a
+   * new array *out of *n malloc()ed NUL-terminated strings (NULL and 0 when
+   * none), each freed with free(), the array too. */
+  int (*worker_list)(void *impl, char ***out, size_t *n);
+
+  /* Lists up to limit messages of queue in one state (gtask_list_state),
+   * in a stable order, starting after cursor (NULL or "": from the start).
+   * Writes new messages to *out[0..*n) (id, queue, body; for SCHEDULED
+   * due_ms; for ACTIVE lease set to the name of the consumer holding it) and
+   * a new malloc()ed cursor to *next for the page after this one, or NULL
+   * when this was the last.  A page may hold fewer than limit messages
+   * without being the last.  Each page is read when asked: messages that
+   * move between pages may be skipped or listed twice. */
+  int (*list)(void *impl, const char *queue, int state, const char *cursor, size_t limit,
+              gtask_msg ***out, size_t *n, char **next);
+
+  /* Finds task id's message in queue: *state (out) receives where it is
+   * (a gtask_list_state) and *out a new message as list() gives it; or
+   * GTASK_ENOTFOUND when the queue holds no message for id (the task is
+   * final, expired, or unknown).  May scan the queue. */
+  int (*find)(void *impl, const char *queue, const char *id, int *state, gtask_msg **out);
 } gtask_broker_ops;
 
 /* ---------------------------------------------------------------- backend */

@@ -426,6 +426,100 @@ typedef struct gtask_server_counts {
 /* Reads the counts.  Thread-safe; may be called while the server runs. */
 GTASK_EXTERN int gtask_server_get_counts(gtask_server *s, gtask_server_counts *out);
 
+/* ---------------------------------------------------------------- lifecycle hooks
+ *
+ * Callbacks on what happens to the tasks a server runs, for metrics, logging
+ * or tracing (issue 20).  Register them before gtask_server_run(). */
+
+/* What happened.  Values are bits, so that a mask can select several. */
+typedef enum gtask_event_type {
+  GTASK_EV_STARTED = 1u << 0,    /* an executor starts running the task */
+  GTASK_EV_SUCCEEDED = 1u << 1,  /* its SUCCESS is recorded */
+  GTASK_EV_FAILED = 1u << 2,     /* its final FAILURE is recorded (a handler error,
+                                    a timeout or crash without retries left, no
+                                    handler, expired, malformed, dead-lettered) */
+  GTASK_EV_RETRIED = 1u << 3,    /* the run failed and a retry is scheduled */
+  GTASK_EV_TIMED_OUT = 1u << 4,  /* the run passed its deadline (then RETRIED or
+                                    FAILED follows for the same run) */
+  GTASK_EV_CRASHED = 1u << 5,    /* the run crashed its child process (process
+                                    pool; then FAILED follows) */
+  GTASK_EV_LEASE_LOST = 1u << 6, /* this worker's outcome was not recorded: the
+                                    lease had been taken over by another worker
+                                    (or the task was already final) */
+  GTASK_EV_RECLAIMED = 1u << 7,  /* this worker took over a task whose worker was
+                                    lost and queued it again (or, past the
+                                    delivery cap, dead-lettered it: FAILED
+                                    follows) */
+  GTASK_EV_ALL = 0xffu
+} gtask_event_type;
+
+/* One event.  Every pointer is valid only during the callback. */
+typedef struct gtask_event {
+  gtask_event_type type; /* one bit */
+  const char *id;        /* the task id */
+  const char *name;      /* the task name ("" for a message that does not decode) */
+  const char *queue;     /* the queue it came from */
+  const char *worker;    /* the server's name (gtask_server_set_name) */
+  uint32_t attempt;      /* the run: 1 for the first (0 when it never ran) */
+  int64_t run_ns;        /* how long the handler ran, ns (0 for STARTED, and for
+                            tasks that did not run) */
+  int64_t queue_wait_ms; /* from when it was sent to when this run started, ms
+                            (a delayed or retried task's wait includes its
+                            delay); 0 when it did not run */
+  const char *error;     /* the error message (FAILED, RETRIED, TIMED_OUT,
+                            CRASHED), else NULL */
+  int error_code;        /* its GTASK_E* code, else 0 */
+} gtask_event;
+
+typedef void (*gtask_event_fn)(const gtask_event *ev, void *udata);
+
+/* Calls fn(ev, udata) for every event whose type is in the mask events (an OR
+ * of GTASK_EV_*).  Up to 16 callbacks, called in the order registered.
+ * GTASK_EINVAL for an empty mask or NULL fn, GTASK_ESTATE while running.
+ *
+ * Where they run: STARTED on the executor thread, just before the handler;
+ * the others on the thread that wrote the outcome to Redis (the finisher, or
+ * the executor when the worker is otherwise idle), right after the write,
+ * for each task of the batch in turn.  No lock of the server is held, so a
+ * callback may call any gtask function, but several callbacks run at the
+ * same time on different threads: they must be thread-safe.
+ *
+ * What a slow hook costs: the finisher also renews the worker's leases.  A
+ * callback that takes t delays the next task's STARTED by t (executor), and
+ * the next batch of results and the next heartbeat by t for every task of
+ * the batch (finisher): a callback slow enough to hold the finisher for a
+ * third of the lease lets other workers take the leases over.  Keep them to
+ * a few microseconds (a counter, a queue push) and hand anything slower to a
+ * thread of your own.  With no callback registered the cost is one test of
+ * a mask per task. */
+GTASK_EXTERN int gtask_server_on(gtask_server *s, unsigned events, gtask_event_fn fn, void *udata);
+
+/* ---------------------------------------------------------------- Prometheus metrics */
+
+/* Collects Prometheus metrics of s (built on the lifecycle hooks) and, when
+ * addr is non-NULL, serves them at http://ADDR/metrics in the text format,
+ * from a thread of its own (libmicrohttpd), from now until gtask_server_free.
+ * addr is "host:port" with an IPv4 address or "[IPv6]"; port 0 picks a free
+ * one (gtask_server_metrics_port says which).  Call it before
+ * gtask_server_run.  What it exports, per queue and task name:
+ *   gtask_tasks_{started,succeeded,failed,retried,timed_out,crashed,
+ *   lease_lost,reclaimed}_total, gtask_task_run_seconds and
+ *   gtask_task_queue_wait_seconds (histograms); and gtask_executors,
+ *   gtask_executors_busy, gtask_tasks_in_flight, gtask_redis_errors_total,
+ *   gtask_redis_reconnects_total.  Costs: a mutex and a hash lookup per
+ *   event (README, "Metrics", has the measured cost per task).
+ * Returns 0; GTASK_EINVAL for a bad address; GTASK_ECONN when it cannot
+ * listen there (the reason in gtask_server_errmsg); GTASK_ESTATE when s runs
+ * or already collects. */
+GTASK_EXTERN int gtask_server_serve_metrics(gtask_server *s, const char *addr);
+/* The TCP port /metrics is served on, or 0 if it is not. */
+GTASK_EXTERN int gtask_server_metrics_port(const gtask_server *s);
+/* The metrics text as /metrics serves it, for an application that serves
+ * HTTP itself (after gtask_server_serve_metrics(s, NULL)): a new
+ * NUL-terminated string in *out (free with free()), *len without the NUL.
+ * GTASK_ESTATE when s does not collect metrics. */
+GTASK_EXTERN int gtask_server_metrics_text(gtask_server *s, char **out, size_t *len);
+
 /* Runs n executor threads (g_task Run(n)) and blocks until shutdown, then
  * returns after running tasks finished (or their deadline passed), unstarted
  * leased tasks were handed back and results were stored.  Returns 0 after a clean
@@ -861,6 +955,101 @@ GTASK_EXTERN int gtask_client_failed_list(gtask_client *c, gtask_dead_entry **ou
  * not failed (PENDING, STARTED, RETRY, SUCCESS); GTASK_EPROTO a dead message
  * that does not decode.  Two reruns at once run it once (compare-and-swap). */
 GTASK_EXTERN int gtask_client_rerun(gtask_client *c, const char *id);
+
+/* ---------------------------------------------------------------- seeing inside (issue 20)
+ *
+ * Which workers are alive and what they run, and which tasks wait in a
+ * queue: what `gtask workers` and `gtask inspect` show, and what a dashboard
+ * reads.  Client calls, not thread-safe per client.  A broker without these
+ * operations (a custom one of <gtask/extend.h> before abi 4) makes them return
+ * GTASK_EINVAL. */
+
+/* A task an executor of a worker runs now. */
+typedef struct gtask_worker_task {
+  char id[GTASK_ID_SIZE]; /* task id */
+  char *name;             /* task name */
+  char *queue;            /* its queue */
+  int64_t since_ms;       /* unix ms when its run started */
+} gtask_worker_task;
+
+/* A live worker, as its last heartbeat recorded it (every lease/3).  A
+ * worker that dies is gone from the list a lease time after its last
+ * heartbeat; one that stops cleanly is gone at once. */
+typedef struct gtask_worker_info {
+  char *name;               /* its name (gtask_server_set_name; "host:pid:rand") */
+  char *host;               /* host name */
+  int64_t pid;              /* process id on that host */
+  char **queues;            /* the queues it serves, in priority order */
+  size_t nqueues;
+  int concurrency;          /* executors */
+  char *pool;               /* "threads" or "procs" */
+  char *version;            /* its libgtask version */
+  int64_t started_ms;       /* unix ms when gtask_server_run started */
+  int64_t heartbeat_ms;     /* unix ms of the record: its last heartbeat */
+  int64_t lease_ms;         /* its lease: it counts as dead this long after heartbeat_ms */
+  uint64_t succeeded;       /* tasks it finished SUCCESS since it was created */
+  uint64_t failed;          /* tasks it finished FAILURE */
+  uint64_t retried;         /* runs it ended in RETRY */
+  gtask_worker_task *busy;  /* what its executors run now */
+  size_t nbusy;
+} gtask_worker_info;
+
+/* Lists the live workers of every queue (of this client's broker): a new
+ * array *out of *n entries sorted by name (NULL and 0 when none), freed with
+ * gtask_workers_free.  A record that does not decode is skipped. */
+GTASK_EXTERN int gtask_client_workers(gtask_client *c, gtask_worker_info **out, size_t *n);
+GTASK_EXTERN void gtask_workers_free(gtask_worker_info *w, size_t n);
+
+/* Where a task waits in its queue. */
+typedef enum gtask_list_state {
+  GTASK_LIST_PENDING = 1,   /* queued, ready, not leased */
+  GTASK_LIST_ACTIVE = 2,    /* leased by a worker (running or in its prefetch) */
+  GTASK_LIST_SCHEDULED = 3, /* waiting for its due time (delay, retry backoff) */
+  GTASK_LIST_DEAD = 4,      /* in the dead set */
+  GTASK_LIST_FAILED = 5     /* ended FAILURE and kept in the failed set (issue 18;
+                               due_ms: until when it is kept) */
+} gtask_list_state;
+
+/* "pending", "active", "scheduled", "dead", "failed", or "?". */
+GTASK_EXTERN const char *gtask_list_state_name(gtask_list_state s);
+/* Parses one of those names; 0 or GTASK_EINVAL. */
+GTASK_EXTERN int gtask_list_state_parse(const char *name, gtask_list_state *out);
+
+/* A queued task as its message says. */
+typedef struct gtask_task_info {
+  char id[GTASK_ID_SIZE];  /* task id */
+  gtask_list_state state;  /* where it is */
+  char *name;              /* task name; NULL if the message does not decode */
+  gtask_value *args;       /* its arguments (strings point into this entry) */
+  size_t nargs;
+  uint32_t attempts;       /* runs that ended before (timeouts, retries) */
+  uint32_t lost;           /* deliveries lost with their worker */
+  int32_t retry_max;       /* retries allowed */
+  int64_t timeout_ms;      /* run time limit, 0: none */
+  int64_t created_ms;      /* unix ms when sent */
+  int64_t due_ms;          /* SCHEDULED: unix ms when due; else 0 */
+  char *last_error;        /* the previous run's error, or the reason it does not
+                              decode; NULL if none */
+  char *worker;            /* ACTIVE: the worker holding its lease; else NULL */
+} gtask_task_info;
+
+/* Lists up to limit (1..1000) tasks of the client's queue in state,
+ * after the cursor `after` (NULL or "": from the start).  Writes a new array
+ * *out of *n entries (free with gtask_task_info_free) and, in *next, a new
+ * cursor for the next page (free with free()), or NULL after the last page.
+ * A page may be shorter than limit and still not be the last: go on while
+ * *next is set.  GTASK_EINVAL: a bad queue name, state, limit or cursor. */
+GTASK_EXTERN int gtask_client_list(gtask_client *c, gtask_list_state state, const char *after,
+                                   size_t limit, gtask_task_info **out, size_t *n, char **next);
+GTASK_EXTERN void gtask_task_info_free(gtask_task_info *v, size_t n);
+
+/* Everything known about task id of the client's queue: *result (its
+ * state record, as gtask_client_result gives it; NULL if none) and *info (its
+ * message and where it waits; NULL when no queue structure holds it, e.g. a
+ * final task).  Either output may be NULL if not wanted.  GTASK_ENOTFOUND
+ * when neither exists.  Finding a pending task scans its queue's stream. */
+GTASK_EXTERN int gtask_client_inspect(gtask_client *c, const char *id, gtask_result **result,
+                                      gtask_task_info **info);
 
 /* ---------------------------------------------------------------- typed handlers
  *

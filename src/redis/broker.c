@@ -992,8 +992,32 @@ static int64_t field_int(const redisReply *rep, size_t k) {
   return strtoll(rep->element[k]->str, NULL, 10);
 }
 
+/* A reply by which a cluster node turns a command away (it ran nothing). */
+static bool cluster_refusal(const redisReply *p) {
+  return p && p->type == REDIS_REPLY_ERROR &&
+         (strncmp(p->str, "MOVED ", 6) == 0 || strncmp(p->str, "ASK ", 4) == 0 ||
+          strncmp(p->str, "TRYAGAIN", 8) == 0 || strncmp(p->str, "CLUSTERDOWN", 11) == 0);
+}
+
+static int stats_once(redis_broker *b, const char *queue, gtask_queue_stats *out);
+
+/* The counts, read in one pipeline.  On a cluster, a pipeline the node
+ * turned away (a slot that moved: the pipeline is not redirected, see
+ * pool.c) is read again where the slot is now, a few times. */
 static int rb_stats(void *impl, const char *queue, gtask_queue_stats *out) {
   redis_broker *b = impl;
+  int rc;
+  for (int attempt = 0;; attempt++) {
+    rc = stats_once(b, queue, out);
+    if (rc != GTASK_ECONN || !b->r->cluster || attempt == 4) break;
+    gtask__cluster_stale(b->r);
+    struct timespec ts = {0, (long)(20 << attempt) * 1000000L};
+    nanosleep(&ts, NULL);
+  }
+  return rc;
+}
+
+static int stats_once(redis_broker *b, const char *queue, gtask_queue_stats *out) {
   memset(out, 0, sizeof(*out));
   gtask__conn *c = NULL;
   int rc = gtask__redis_use(b->r, queue, &c);
@@ -1018,6 +1042,10 @@ static int rb_stats(void *impl, const char *queue, gtask_queue_stats *out) {
       break;
     }
     r[k] = p;
+    if (cluster_refusal(p) && rc == 0) {
+      gtask__set_error("redis %s: stats of %s: %s", b->r->conf->describe, queue, p->str);
+      rc = GTASK_ECONN; /* the other replies are read still: the connection stays usable */
+    }
   }
   if (rc == 0) {
     int64_t len = int_reply(r[0]);
@@ -1545,6 +1573,24 @@ static int rb_queues(void *impl, char ***names, size_t *n) {
   return 0;
 }
 
+static int rb_worker_put(void *impl, const char *consumer, const char *record, size_t len,
+                         int64_t until_ms) {
+  return gtask__redis_worker_put(((redis_broker *)impl)->r, consumer, record, len, until_ms);
+}
+
+static int rb_worker_list(void *impl, char ***out, size_t *n) {
+  return gtask__redis_worker_list(((redis_broker *)impl)->r, out, n);
+}
+
+static int rb_list(void *impl, const char *queue, int state, const char *cursor, size_t limit,
+                   gtask_msg ***out, size_t *n, char **next) {
+  return gtask__redis_list(((redis_broker *)impl)->r, queue, state, cursor, limit, out, n, next);
+}
+
+static int rb_find(void *impl, const char *queue, const char *id, int *state, gtask_msg **out) {
+  return gtask__redis_find(((redis_broker *)impl)->r, queue, id, state, out);
+}
+
 static void *rb_colocated(void *impl, const gtask_backend *backend) {
   redis_broker *b = impl;
   if (!backend || backend->ops != &gtask__redis_backend_ops) return NULL;
@@ -1652,6 +1698,10 @@ static const gtask_broker_ops redis_broker_ops = {
     .destroy = rb_destroy,
     .msg_ttl_ms = rb_msg_ttl_ms,
     .queues = rb_queues,
+    .worker_put = rb_worker_put,
+    .worker_list = rb_worker_list,
+    .list = rb_list,
+    .find = rb_find,
 };
 
 GTASK_EXTERN int gtask_broker_redis_new(gtask_broker **out, const gtask_redis_conf *conf) {

@@ -30,6 +30,8 @@
  *   P:{q}:u:DIGEST string: the id of the task holding a unique key
  *                  (claim.lua; added without a schema bump:
  *                  only clients read or write it)
+ *   P:workers      zset: worker name -> live until (unix ms)  (inspect.c)
+ *   P:worker:NAME  string: the worker's JSON record, expiring then
  * P is the configured prefix, {q} the queue as a Redis Cluster hash tag. */
 #ifndef GTASK_REDIS_INTERNAL_H
 #define GTASK_REDIS_INTERNAL_H
@@ -69,6 +71,8 @@ typedef struct gtask__redis {
   int nown_idle;
   char sha[GTASK__LUA_COUNT][41];
   bool outage;           /* the last connect failed: log recovery once */
+  int nlost;             /* connections dropped broken and not yet replaced (for
+                            the reconnect counter, gtask__redis_reconnects) */
   SSL_CTX *tls;          /* the conf's TLS context (CA, client certificate), or NULL */
   /* Sentinel: the master's generation, bumped by the watcher thread on each
    * +switch-master of our master; a connection made under an older one is
@@ -128,6 +132,9 @@ void gtask__cluster_stale(gtask__redis *r);
  * TRYAGAIN and CLUSTERDOWN) with *ask set if ASKING must precede it; -1 if
  * err is not one to follow (or too many hops). */
 int gtask__cluster_redirect(gtask__redis *n, const char *err, int hop, gtask__redis **to, bool *ask);
+/* How many MOVED, ASK, TRYAGAIN and CLUSTERDOWN replies were followed, in
+ * that order (for tests and logs). */
+extern atomic_ulong gtask__cluster_followed[4];
 int gtask__cluster_new(gtask__redis *r);
 void gtask__cluster_free(gtask__cluster *cl);
 /* A pool for one node of cluster handle parent (no connection yet). */
@@ -233,6 +240,15 @@ void gtask__limits_extend(gtask__limits *l, gtask__redis *r, gtask_msg *const *m
  * in qr's stream or schedule in the same script (colocated: qr and sr are
  * the same server and db).  Runs on a connection of qr. */
 int gtask__redis_claim(gtask__redis *qr, gtask__redis *sr, bool queue, gtask_claim *cs, size_t n);
+/* inspect.c: the broker operations worker_put, worker_list, list and find
+ * (<gtask/extend.h>, abi 4) on a pool. */
+int gtask__redis_worker_put(gtask__redis *r, const char *consumer, const char *record, size_t len,
+                            int64_t until_ms);
+int gtask__redis_worker_list(gtask__redis *r, char ***out, size_t *n);
+int gtask__redis_list(gtask__redis *r, const char *queue, int state, const char *cursor,
+                      size_t limit, gtask_msg ***out, size_t *n, char **next);
+int gtask__redis_find(gtask__redis *r, const char *queue, const char *id, int *state,
+                      gtask_msg **out);
 
 /* The Redis backend's impl, for a colocated broker (same server and db). */
 typedef struct gtask__redis_backend gtask__redis_backend;

@@ -579,7 +579,11 @@ static int redis_get(gtask__redis *r, gtask__conn **out) {
     r->nopen--;
     pthread_cond_signal(&r->cv);
   }
+  bool reconnect = rc == 0 && r->nlost > 0;
+  if (reconnect) r->nlost--;
   pthread_mutex_unlock(&r->mu);
+  if (rc) atomic_fetch_add(&gtask__redis_errors, 1);
+  if (reconnect) atomic_fetch_add(&gtask__redis_reconnects, 1);
   note_outage(r, rc);
   if (rc) gtask__cluster_stale(r->parent); /* a failed node: has a replica taken over? */
   return rc;
@@ -596,7 +600,9 @@ void gtask__redis_put(gtask__redis *r, gtask__conn *c) {
 }
 
 static void redis_put(gtask__redis *r, gtask__conn *c) {
+  if (c->err) atomic_fetch_add(&gtask__redis_errors, 1);
   pthread_mutex_lock(&r->mu);
+  if (c->err && r->nlost < r->conf->pool_size) r->nlost++;
   if (c->err || r->nidle >= r->conf->pool_size || c->gen != atomic_load(&r->gen)) {
     r->nopen--;
     pthread_cond_signal(&r->cv);
@@ -832,8 +838,15 @@ int gtask__redis_cmd(gtask__redis *r, gtask__conn *c, gtask__argv *a, redisReply
 static bool follow(gtask__redis **at, gtask__conn **cur, bool *lent, bool *ask, const char *err,
                    int hop, int *rc) {
   gtask__redis *to;
+  bool was_ask = *ask;
   if (!(*at)->parent || gtask__cluster_redirect(*at, err, hop, &to, ask) != 0) return false;
-  if (to == *at && !*ask) return true; /* TRYAGAIN, CLUSTERDOWN: again on the same connection */
+  if (to == *at && !*ask) {
+    /* TRYAGAIN, CLUSTERDOWN: again on the same connection -- with ASKING
+     * again if the node is the importing one an ASK sent us to (a script
+     * whose keys are not all there yet gets TRYAGAIN from it). */
+    *ask = was_ask;
+    return true;
+  }
   if (*lent) gtask__redis_put(*at, *cur);
   *lent = false;
   *cur = NULL;

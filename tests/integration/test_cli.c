@@ -7,6 +7,7 @@
  * graceful shutdown on SIGTERM/SIGINT, and the dead set. */
 #include "internal.h"
 #include "cluster_fixture.h"
+#include "http_client.h"
 #include "redis_fixture.h"
 #include "tls_fixture.h"
 #include "test.h"
@@ -1434,4 +1435,159 @@ TEST_TIMEOUT(cli_on_a_cluster, 120) {
   free(r);
   worker_stop(&e, SIGTERM);
   gt_cluster_stop(cl);
+}
+
+/* ---------------------------------------------------------------- workers, inspect (issue 20) */
+
+TEST_TIMEOUT(cli_workers_and_inspect, 120) {
+  env e;
+  env_start(&e);
+  run_out *r = malloc(sizeof(*r));
+  char line[4096];
+  /* No worker: nothing listed. */
+  ASSERT_EQ(RUN(r, "workers"), 0);
+  ASSERT_STR_EQ(r->out, "");
+  /* Three tasks wait; pages of two. */
+  char ids[3][GTASK_ID_SIZE];
+  for (int i = 0; i < 3; i++) {
+    ASSERT_EQ(RUN(r, "send", "echo", "<script>alert(1)</script>", "a\tb"), 0);
+    id_of(r, ids[i]);
+  }
+  ASSERT_EQ(RUN(r, "inspect", "queue", "default", "--limit", "2"), 0);
+  ASSERT_EQ(count_lines(r->out), 3);
+  ASSERT_STR_CONTAINS(first_line(r->out, line, sizeof(line)), ids[0]);
+  ASSERT_STR_CONTAINS(line, "\techo\t<script>alert(1)</script> a\\tb\t0\t");
+  const char *next = strstr(r->out, "next\t");
+  ASSERT_NOT_NULL(next);
+  char cursor[80];
+  first_line(next + 5, cursor, sizeof(cursor));
+  ASSERT_EQ(RUN(r, "--json", "inspect", "queue", "default", "--limit", "2", "--after", cursor), 0);
+  ASSERT_EQ(count_lines(r->out), 2);
+  json_t *j = json_line(first_line(r->out, line, sizeof(line)));
+  ASSERT_STR_EQ(json_string_value(json_object_get(j, "task_id")), ids[2]);
+  ASSERT_STR_EQ(json_string_value(json_object_get(j, "state")), "pending");
+  ASSERT_STR_EQ(json_string_value(json_array_get(json_object_get(j, "args"), 0)),
+                "<script>alert(1)</script>");
+  json_decref(j);
+  j = json_line(strchr(r->out, '\n') + 1);
+  ASSERT_TRUE(json_is_null(json_object_get(j, "next")));
+  json_decref(j);
+  ASSERT_EQ(RUN(r, "--json", "inspect", "task", ids[1]), 0);
+  j = json_line(r->out);
+  ASSERT_STR_EQ(json_string_value(json_object_get(j, "status")), "PENDING");
+  ASSERT_STR_EQ(json_string_value(json_object_get(json_object_get(j, "message"), "state")), "pending");
+  json_decref(j);
+
+  /* A worker: listed with its pid; the tasks run; inspect task shows the result. */
+  WORKER_START(&e, "--builtin", "--concurrency", "3", "--queues", "default,other");
+  char pid[32];
+  snprintf(pid, sizeof(pid), "\t%d\t", (int)e.worker);
+  WAIT_UNTIL((RUN(r, "workers"), strstr(r->out, pid) != NULL), 10000);
+  ASSERT_EQ(count_lines(r->out), 1);
+  ASSERT_STR_CONTAINS(r->out, "\tdefault,other\t3\tthreads\t");
+  ASSERT_EQ(RUN(r, "send", "echo", "x", "--wait", "10s"), 0);
+  ASSERT_EQ(RUN(r, "inspect", "task", ids[0]), 0);
+  ASSERT_STR_CONTAINS(r->out, "status\tSUCCESS\n");
+  ASSERT_STR_CONTAINS(r->out, "value\t<script>alert(1)</script>\n");
+  /* A running task shows in the worker's record (after a heartbeat) and in
+   * the active list. */
+  ASSERT_EQ(RUN(r, "send", "sleep", "60000", "--timeout", "30s"), 0);
+  char sid[GTASK_ID_SIZE];
+  id_of(r, sid);
+  WAIT_UNTIL((RUN(r, "--json", "workers"), strstr(r->out, sid) != NULL), 15000);
+  j = json_line(r->out);
+  ASSERT_EQ(json_integer_value(json_object_get(j, "pid")), e.worker);
+  ASSERT_EQ(json_integer_value(json_object_get(j, "concurrency")), 3);
+  json_t *busy = json_array_get(json_object_get(j, "busy"), 0);
+  ASSERT_STR_EQ(json_string_value(json_object_get(busy, "name")), "sleep");
+  ASSERT_GT(json_integer_value(json_object_get(j, "succeeded")), 3);
+  json_decref(j);
+  ASSERT_EQ(RUN(r, "inspect", "queue", "default", "--state", "active"), 0);
+  ASSERT_STR_CONTAINS(r->out, sid);
+  ASSERT_EQ(RUN(r, "inspect", "task", sid), 0);
+  ASSERT_STR_CONTAINS(r->out, "where\tactive\n");
+
+  /* Usage errors. */
+  ASSERT_USAGE(r, "inspect");
+  ASSERT_USAGE(r, "inspect", "queue");
+  ASSERT_USAGE(r, "inspect", "queue", "default", "--state", "bogus");
+  ASSERT_USAGE(r, "inspect", "queue", "default", "--limit", "0");
+  ASSERT_USAGE(r, "inspect", "queue", "bad queue");
+  ASSERT_USAGE(r, "inspect", "queue", "default", "--after", "nope");
+  ASSERT_USAGE(r, "inspect", "task", "not-an-id");
+  ASSERT_USAGE(r, "inspect", "what");
+  ASSERT_USAGE(r, "workers", "extra");
+  ASSERT_EQ(RUN(r, "inspect", "task", "00000000-0000-4000-8000-000000000000"), 4);
+
+  /* Killed: gone from the list within a lease time (10 s). */
+  ASSERT_EQ(kill(e.worker, SIGKILL), 0);
+  ASSERT_EQ(wait_exit(e.worker, test_timeout_ms(10000)), 128 + SIGKILL);
+  e.worker = 0;
+  WAIT_UNTIL((RUN(r, "workers"), r->out[0] == '\0'), 15000);
+  free(r);
+  env_stop(&e);
+}
+
+TEST_TIMEOUT(cli_worker_metrics, 60) {
+  env e;
+  env_start(&e);
+  run_out *r = malloc(sizeof(*r));
+  ASSERT_USAGE(r, "worker", "--builtin", "--metrics", "nonsense");
+  int port = gt_free_port();
+  char addr[64];
+  snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
+  WORKER_START(&e, "--builtin", "--metrics", addr);
+  ASSERT_EQ(RUN(r, "send", "add", "1", "2", "--wait", "10s"), 0);
+  static char body[1 << 16];
+  WAIT_UNTIL(gt_http(port, "GET", "/metrics", NULL, body, sizeof(body)) == 200 &&
+                 strstr(body, "gtask_tasks_succeeded_total{queue=\"default\",task=\"add\"} 1\n"),
+             10000);
+  ASSERT_STR_CONTAINS(body, "gtask_executors 10\n");
+  free(r);
+  env_stop(&e);
+}
+
+TEST_TIMEOUT(cli_dashboard_token_and_csrf, 60) {
+  env e;
+  env_start(&e);
+  run_out *r = malloc(sizeof(*r));
+  ASSERT_USAGE(r, "dashboard", "--listen", "nowhere");
+  ASSERT_USAGE(r, "dashboard", "--listen", "127.0.0.1:99999");
+  ASSERT_USAGE(r, "dashboard", "--token", "has space");
+  ASSERT_USAGE(r, "dashboard", "--queues", "bad queue");
+  int port = gt_free_port();
+  char listen[64];
+  snprintf(listen, sizeof(listen), "127.0.0.1:%d", port);
+  pid_t pid = spawn((const char *const[]){"dashboard", "--listen", listen, "--token", "s3cret", NULL},
+                    "dash.out", "dash.err");
+  static char body[1 << 16];
+  WAIT_UNTIL(gt_http(port, "GET", "/api/session", NULL, body, sizeof(body)) == 401, 10000);
+  ASSERT_STR_CONTAINS(body, "token");
+  ASSERT_EQ(gt_http(port, "GET", "/", NULL, body, sizeof(body)), 401);
+  ASSERT_EQ(gt_http(port, "GET", "/api/session?token=wrong", NULL, body, sizeof(body)), 401);
+  ASSERT_EQ(gt_http(port, "GET", "/api/session?token=s3cret", NULL, body, sizeof(body)), 200);
+  ASSERT_EQ(gt_http(port, "GET", "/api/workers", "Cookie: gtask_token=s3cret\r\n", body, sizeof(body)), 200);
+  ASSERT_EQ(gt_http(port, "GET", "/api/session", "Authorization: Bearer s3cret\r\n", body, sizeof(body)), 200);
+  json_t *j = json_line(body);
+  char csrf[64];
+  snprintf(csrf, sizeof(csrf), "%s", json_string_value(json_object_get(j, "csrf")));
+  json_decref(j);
+  ASSERT_EQ(strlen(csrf), 32);
+  /* Actions: POST only, with the CSRF header. */
+  char hdr[200];
+  ASSERT_EQ(gt_http(port, "POST", "/api/dead/purge?queue=default", "Authorization: Bearer s3cret\r\n", body,
+                    sizeof(body)), 403);
+  snprintf(hdr, sizeof(hdr), "Authorization: Bearer s3cret\r\nX-CSRF-Token: %s\r\n", csrf);
+  ASSERT_EQ(gt_http(port, "POST", "/api/dead/purge?queue=default", hdr, body, sizeof(body)), 200);
+  ASSERT_STR_CONTAINS(body, "\"purged\":0");
+  ASSERT_EQ(gt_http(port, "GET", "/api/dead/purge?queue=default", hdr, body, sizeof(body)), 404);
+  ASSERT_EQ(gt_http(port, "POST", "/api/dead/requeue?queue=default&id=00000000-0000-4000-8000-000000000000",
+                    hdr, body, sizeof(body)), 404);
+  ASSERT_EQ(gt_http(port, "GET", "/api/queue?name=bad%20q", hdr, body, sizeof(body)), 400);
+  ASSERT_EQ(gt_http(port, "GET", "/api/queue?name=default&state=nope", hdr, body, sizeof(body)), 400);
+  ASSERT_EQ(gt_http(port, "GET", "/api/task?queue=default&id=nope", hdr, body, sizeof(body)), 400);
+  ASSERT_EQ(kill(pid, SIGTERM), 0);
+  ASSERT_EQ(wait_exit(pid, test_timeout_ms(10000)), 0);
+  free(r);
+  env_stop(&e);
 }

@@ -1,0 +1,158 @@
+// dashboard_test.js -- the gtask dashboard in a real browser (issue 20):
+// Debian's chromium, headless, driven by puppeteer-core.  run.sh starts
+// redis, a worker and the dashboard, and passes their addresses here:
+//   GTASK  the gtask binary   URL  the dashboard   REDIS_URL  for `gtask stats`
+//   WORKER_PID  the worker's pid   XSS_ID  a pending task whose argument is
+//   <script>...</script>   FAILED_ID  a task of default that ended FAILURE
+//   SHOTS  where screenshots go
+// Each check prints "ok N - what" or "not ok N - what: why"; the last line is
+// "N passed, N failed".
+'use strict';
+const puppeteer = require('puppeteer-core');
+const {execFileSync} = require('child_process');
+
+const env = process.env;
+let passed = 0, failed = 0;
+function check(what, cond, why) {
+  if (cond) { passed++; console.log(`ok ${passed + failed} - ${what}`); }
+  else { failed++; console.log(`not ok ${passed + failed} - ${what}: ${why || ''}`); }
+}
+
+function gtask(...args) {
+  return execFileSync(env.GTASK, ['--redis', env.REDIS_URL, ...args], {encoding: 'utf8'});
+}
+
+function stats(queue) {
+  return JSON.parse(gtask('--json', 'stats', queue).trim());
+}
+
+const sleep = ms => new Promise(r => setTimeout(r, ms));
+
+async function waitFor(page, fn, arg, ms) {
+  await page.waitForFunction(fn, {timeout: ms || 15000, polling: 100}, arg);
+}
+
+(async () => {
+  const browser = await puppeteer.launch({
+    executablePath: env.CHROMIUM || '/usr/bin/chromium',
+    headless: true,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'],
+  });
+  const page = await browser.newPage();
+  await page.setViewport({width: 1280, height: 860});
+  const errors = [];
+  page.on('pageerror', e => errors.push(String(e)));
+  // A dialog would mean injected script ran (alert in the XSS argument).
+  let dialogs = 0;
+  page.on('dialog', async d => { dialogs++; await d.dismiss(); });
+
+  try {
+    // ---- overview: the numbers are gtask stats'.
+    await page.goto(env.URL + '/', {waitUntil: 'networkidle0'});
+    await waitFor(page, () => document.querySelector('#queues tr[data-queue="default"]'));
+    // The workload has finished (run.sh waited): the counts are stable.
+    for (const q of ['default', 'xss']) {
+      const want = stats(q);
+      await waitFor(page, ([q2, w]) => {
+        const row = document.querySelector(`#queues tr[data-queue="${q2}"]`);
+        if (!row) return false;
+        return ['pending', 'active', 'scheduled', 'dead', 'succeeded', 'failed'].every(
+          k => row.querySelector(`td[data-k="${k}"]`).textContent === String(w[k]));
+      }, [q, want]);
+      check(`overview numbers of ${q} match gtask stats`, true);
+    }
+    // ---- the charts advance: more samples a few seconds later, and the
+    // throughput canvas drawn differently once tasks finish.
+    const n0 = await page.$eval('#samples', e => +e.dataset.n);
+    const c0 = await page.$eval('#chart-throughput', c => c.toDataURL());
+    gtask('send', 'add', '1', '2', '--count', '50');
+    await sleep(3000);
+    const n1 = await page.$eval('#samples', e => +e.dataset.n);
+    const c1 = await page.$eval('#chart-throughput', c => c.toDataURL());
+    check('the charts advance (samples ' + n0 + ' -> ' + n1 + ')', n1 > n0);
+    check('the throughput chart changes as tasks finish', c0 !== c1);
+    await page.screenshot({path: env.SHOTS + '/overview.png'});
+
+    // ---- queue page: the XSS argument is text, and inert.
+    await page.goto(env.URL + '/#/queue/xss/pending', {waitUntil: 'networkidle0'});
+    await waitFor(page, () => document.querySelector('#tasks tbody tr'));
+    const args = await page.$eval('#tasks tbody td.args', e => e.textContent);
+    check('a <script> argument shows as text', args.includes('<script>window.__xss=1;alert(1)</script>'), args);
+    const injected = await page.evaluate(() => ({
+      flag: window.__xss === undefined, scripts: document.querySelectorAll('main script').length,
+    }));
+    check('the <script> argument did not run', injected.flag && injected.scripts === 0 && dialogs === 0,
+          JSON.stringify(injected) + ' dialogs ' + dialogs);
+    await page.screenshot({path: env.SHOTS + '/queue.png'});
+
+    // ---- search by id -> task page.
+    await page.select('#search-queue', 'xss');
+    await page.type('#search-id', env.XSS_ID);
+    await page.click('#search button');
+    await waitFor(page, () => document.querySelector('#task dd[data-k="arguments"]'));
+    const targ = await page.$eval('#task dd[data-k="arguments"]', e => e.textContent);
+    const tstatus = await page.$eval('#task dd[data-k="status"]', e => e.textContent);
+    check('search by id opens the task page', targ.includes('<script>') && tstatus === 'PENDING', targ + ' ' + tstatus);
+    await page.screenshot({path: env.SHOTS + '/task.png'});
+
+    // ---- workers page: the worker with its pid.
+    await page.goto(env.URL + '/#/workers', {waitUntil: 'networkidle0'});
+    await waitFor(page, pid => [...document.querySelectorAll('#workers td.pid')].some(td => td.textContent === pid),
+                  env.WORKER_PID);
+    check('the workers page lists the worker with its pid', true);
+    await page.screenshot({path: env.SHOTS + '/workers.png'});
+
+    // ---- an action: requeue the dead task of xss, behind a confirmation.
+    const before = stats('xss');
+    await page.goto(env.URL + '/#/queue/xss/dead', {waitUntil: 'networkidle0'});
+    await waitFor(page, () => document.querySelector('#requeue-all') && document.querySelector('#tasks tbody tr'));
+    await page.click('#requeue-all');
+    await waitFor(page, () => !document.getElementById('confirm').hidden);
+    check('the action asks for confirmation first', stats('xss').dead === before.dead);
+    await page.click('#confirm-yes');
+    await waitFor(page, () => /requeued 1/.test(document.getElementById('flash')?.textContent || ''));
+    const after = stats('xss');
+    check('requeue moved the dead task back', after.dead === before.dead - 1 && after.pending === before.pending + 1,
+          JSON.stringify([before, after]));
+
+    // ---- pause and resume a queue, behind a confirmation.
+    await page.goto(env.URL + '/#/queue/xss/pending', {waitUntil: 'networkidle0'});
+    await waitFor(page, () => /Pause queue/.test(document.querySelector('#pause')?.textContent || ''));
+    await page.click('#pause');
+    await waitFor(page, () => !document.getElementById('confirm').hidden);
+    await page.click('#confirm-yes');
+    await waitFor(page, () => /Resume queue/.test(document.querySelector('#pause')?.textContent || ''));
+    check('pause: gtask stats says paused', stats('xss').paused === true);
+    await page.screenshot({path: env.SHOTS + '/paused.png'});
+    await page.click('#pause');
+    await waitFor(page, () => !document.getElementById('confirm').hidden);
+    await page.click('#confirm-yes');
+    await waitFor(page, () => /Pause queue/.test(document.querySelector('#pause')?.textContent || ''));
+    check('resume: gtask stats says not paused', stats('xss').paused === false);
+
+    // ---- rerun a failed task from its page (the failed list links to it).
+    const failedBefore = stats('default').failed;
+    await page.goto(env.URL + '/#/queue/default/failed', {waitUntil: 'networkidle0'});
+    await waitFor(page, id => [...document.querySelectorAll('#tasks a')].some(a => a.textContent === id), env.FAILED_ID);
+    await page.click(`#tasks a[href$="${env.FAILED_ID}"]`);
+    await waitFor(page, () => document.querySelector('#rerun'));
+    await page.click('#rerun');
+    await waitFor(page, () => !document.getElementById('confirm').hidden);
+    await page.click('#confirm-yes');
+    await waitFor(page, () => /rerun queued/.test(document.getElementById('flash')?.textContent || ''));
+    for (let i = 0; i < 100 && stats('default').failed === failedBefore; i++) await sleep(100);
+    check('rerun ran the failed task again (failed ' + failedBefore + ' -> ' + stats('default').failed + ')',
+          stats('default').failed === failedBefore + 1);
+
+    // ---- without the CSRF header, a POST is refused.
+    const status = await page.evaluate(async () => (await fetch('/api/dead/purge?queue=xss', {method: 'POST'})).status);
+    check('a POST without the CSRF token is refused (403)', status === 403, String(status));
+    check('no page errors', errors.length === 0, errors.join('; '));
+  } catch (e) {
+    check('the test ran to the end', false, e.stack);
+  } finally {
+    await browser.close();
+  }
+  console.log(`${passed} passed, ${failed} failed`);
+  process.exit(failed ? 1 : 0);
+})();
