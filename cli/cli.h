@@ -11,6 +11,8 @@
  *              HTML, CSS and JS, embedded at build time)
  *   worker.c   the worker command: signals, --tasks FILE.so, the pool
  *   builtin.c  the --builtin test tasks
+ *   cron.c     cron: periodic tasks
+ *   limit.c    limit: rate and concurrency limits
  *
  * Exit codes are part of the contract (README "Command line"); keep them here. */
 #ifndef GTASK_CLI_H
@@ -181,6 +183,15 @@ int cmd_failed(cli *c, int argc, char **argv);
 int cmd_queue(cli *c, int argc, char **argv);
 int cmd_rerun(cli *c, int argc, char **argv);
 int cmd_worker(cli *c, int argc, char **argv);
+int cmd_cron(cli *c, int argc, char **argv);      /* cron.c */
+int cmd_scheduler(cli *c, int argc, char **argv); /* cron.c */
+int cmd_limit(cli *c, int argc, char **argv);     /* limit.c */
+/* Prints limits: `limit list` lines, or (stats) indented lines under a
+ * queue's counts; --json: one object each (limit.c). */
+void cli_print_limits(const cli *c, const gtask_limit *v, size_t n, bool stats);
+/* The worker's and the scheduler's log lines on stderr, with a timestamp
+ * (worker.c; thread-safe: a gtask_log_fn). */
+void cli_log_line(gtask_log_level level, const char *line, void *udata);
 int cmd_workers(cli *c, int argc, char **argv);
 int cmd_inspect(cli *c, int argc, char **argv);
 int cmd_dashboard(cli *c, int argc, char **argv);

@@ -415,7 +415,9 @@ static const char usage_stats[] =
     "Counts per queue (default: --queue): pending (queued), active (leased by a\n"
     "worker), scheduled (delayed or waiting to retry), dead (dead-lettered), and\n"
     "the tasks finished: succeeded, failed; and whether it is paused (`gtask\n"
-    "queue pause`: yes or no; \"paused\": true or false with --json).\n"
+    "queue pause`: yes or no; \"paused\": true or false with --json).  A queue\n"
+    "with limits (`gtask limit`) gets a line per limit under its counts (--json:\n"
+    "one object per limit).\n"
     "  --all   every queue that holds anything, sorted (on a Redis Cluster, found\n"
     "          on every master; a SCAN of all keys)\n";
 
@@ -513,12 +515,21 @@ int cmd_stats(cli *c, int argc, char **argv) {
     if (rc == 0) rc = gtask_client_queue_paused(cl, queues[k], &paused[k]);
     if (rc) code = cli_fail(c, cl, rc);
   }
-  gtask_client_free(cl);
-  if (code != CLI_OK) goto out;
+  if (code != CLI_OK) {
+    gtask_client_free(cl);
+    goto out;
+  }
   if (!c->json)
     printf("%-20s %10s %10s %10s %10s %10s %10s %6s\n", "queue", "pending", "active", "scheduled",
            "dead", "succeeded", "failed", "paused");
-  for (size_t k = 0; k < nq; k++) print_stats(c, queues[k], &st[k], paused[k]);
+  for (size_t k = 0; k < nq; k++) {
+    print_stats(c, queues[k], &st[k], paused[k]);
+    gtask_limit *lv = NULL;
+    size_t nl = 0;
+    if (gtask_client_limit_list(cl, queues[k], &lv, &nl) == 0) cli_print_limits(c, lv, nl, true);
+    gtask_limit_list_free(lv, nl);
+  }
+  gtask_client_free(cl);
   fflush(stdout);
 out:
   gtask_queues_free(names, nnames);

@@ -31,6 +31,9 @@ static const char usage_main[] =
     "  result   print a task's result (optionally waiting for it)\n"
     "  stats    counts per queue\n"
     "  dead     list, requeue or purge dead-lettered tasks\n"
+    "  cron     periodic tasks: next fire times, add, list, remove\n"
+    "  scheduler  queue the ticks of the periodic tasks until SIGINT/SIGTERM\n"
+    "  limit    rate and concurrency limits across all workers\n"
     "  failed   list the tasks that ended FAILURE (kept for a while)\n"
     "  rerun    run a failed task again (same id, fresh attempts)\n"
     "  queue    pause or resume a queue\n"
@@ -313,6 +316,7 @@ typedef struct command {
 static const command commands[] = {
     {"worker", cmd_worker}, {"send", cmd_send},   {"status", cmd_status},
     {"result", cmd_result}, {"stats", cmd_stats}, {"dead", cmd_dead},
+    {"cron", cmd_cron},     {"scheduler", cmd_scheduler}, {"limit", cmd_limit},
     {"failed", cmd_failed}, {"rerun", cmd_rerun}, {"queue", cmd_queue},
     {"version", cmd_version}, {"workers", cmd_workers}, {"inspect", cmd_inspect},
     {"dashboard", cmd_dashboard},

@@ -15,6 +15,7 @@
 #include "cli.h"
 
 #include <dlfcn.h>
+#include <pthread.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -29,7 +30,7 @@ typedef int (*tasks_register_fn)(gtask_server *svr);
 static const char usage_worker[] =
     "usage: gtask worker [--concurrency N] [--pool threads|procs] [--tasks FILE.so]...\n"
     "                    [--builtin] [--queues a,b] [--failed-retention DUR]\n"
-    "                    [--metrics ADDR]\n"
+    "                    [--scheduler] [--metrics ADDR]\n"
     "\n"
     "Runs a worker until SIGINT or SIGTERM, then shuts down gracefully (exit 0).\n"
     "\n"
@@ -45,14 +46,19 @@ static const char usage_worker[] =
     "  --failed-retention DUR  how long a task that ended FAILURE stays listed by\n"
     "                    `gtask failed list` and can be run again with `gtask\n"
     "                    rerun` (default 7 days = 168h; 0s: not kept)\n"
+    "  --scheduler       also run a scheduler: queue the ticks of the periodic\n"
+    "                    tasks stored in Redis (`gtask cron add`), as `gtask\n"
+    "                    scheduler` does; any number may run, each tick is queued\n"
+    "                    exactly once\n"
     "  --metrics ADDR    serve Prometheus metrics at http://ADDR/metrics\n"
     "                    (ADDR: IP:PORT or [IPv6]:PORT, e.g. 127.0.0.1:9464)\n";
 
-enum { O_CONCURRENCY = 1, O_POOL, O_TASKS, O_BUILTIN, O_QUEUES, O_FAILED_RETENTION, O_METRICS };
+enum { O_CONCURRENCY = 1, O_POOL, O_TASKS, O_BUILTIN, O_QUEUES, O_FAILED_RETENTION, O_SCHEDULER,
+       O_METRICS };
 
 /* ---------------------------------------------------------------- logging */
 
-static void log_line(gtask_log_level level, const char *line, void *udata) {
+void cli_log_line(gtask_log_level level, const char *line, void *udata) {
   (void)udata;
   static const char *const names[] = {"DEBUG", "INFO", "WARN", "ERROR"};
   struct timespec ts;
@@ -70,6 +76,7 @@ static void log_line(gtask_log_level level, const char *line, void *udata) {
 /* ---------------------------------------------------------------- signals */
 
 static gtask_server *volatile the_server;
+static gtask_scheduler *volatile the_scheduler; /* --scheduler */
 static volatile sig_atomic_t signals_seen;
 static volatile sig_atomic_t last_signal;
 
@@ -77,6 +84,7 @@ static void on_signal(int sig) {
   last_signal = sig;
   if (signals_seen++ == 0) {
     gtask_server_shutdown(the_server); /* async-signal-safe */
+    gtask_scheduler_shutdown(the_scheduler); /* so is this */
     return;
   }
   static const char msg[] = "gtask: second signal: exiting without waiting for running tasks\n";
@@ -132,6 +140,14 @@ static void plugins_close(plugin *ps, size_t n) {
   free(ps);
 }
 
+/* ---------------------------------------------------------------- --scheduler */
+
+static void *run_scheduler(void *arg) {
+  int rc = gtask_scheduler_run(arg);
+  if (rc) cli_error("scheduler: %s (%s)", gtask_strerror(rc), gtask_scheduler_errmsg(arg));
+  return NULL;
+}
+
 /* ---------------------------------------------------------------- the command */
 
 typedef struct worker_opts {
@@ -140,6 +156,7 @@ typedef struct worker_opts {
   const char *pool_name;
   bool builtin;
   const char *queues;
+  bool scheduler;
   const char *metrics; /* --metrics ADDR */
   plugin *plugins;
   size_t nplugins;
@@ -167,6 +184,7 @@ static int parse(cli *c, int argc, char **argv, worker_opts *w) {
                                  {"builtin", OPT_NONE, O_BUILTIN},
                                  {"queues", OPT_REQUIRED, O_QUEUES},
                                  {"failed-retention", OPT_REQUIRED, O_FAILED_RETENTION},
+                                 {"scheduler", OPT_NONE, O_SCHEDULER},
                                  {"metrics", OPT_REQUIRED, O_METRICS},
                                  {NULL, OPT_NONE, 0}};
   cli_scan s = {.argc = argc, .argv = argv, .i = 0};
@@ -215,6 +233,9 @@ static int parse(cli *c, int argc, char **argv, worker_opts *w) {
     case O_FAILED_RETENTION:
       if (cli_parse_duration(v, &w->failed_retention_ms) != 0)
         return cli_usage_error(c, "bad duration \"%s\" for --failed-retention (a number with ms, s, m or h: 0s, 7h)", v);
+      break;
+    case O_SCHEDULER:
+      w->scheduler = true;
       break;
     case O_METRICS:
       w->metrics = v;
@@ -272,7 +293,7 @@ int cmd_worker(cli *c, int argc, char **argv) {
     plugins_close(w.plugins, w.nplugins);
     return code;
   }
-  gtask_set_log(log_line, NULL, GTASK_LOG_INFO); /* after: cli_connect reports its own failure */
+  gtask_set_log(cli_log_line, NULL, GTASK_LOG_INFO); /* after: cli_connect reports its own failure */
   gtask_server *svr = gtask_server_new(c->broker, c->backend);
   if (!svr) {
     cli_error("cannot create the server: %s", gtask_last_error());
@@ -287,21 +308,38 @@ int cmd_worker(cli *c, int argc, char **argv) {
     snprintf(line, sizeof(line), "gtask worker: serving %s on %s (results on %s), concurrency %lld, %s pool",
              w.queues ? w.queues : c->queue, c->redis_desc, c->backend_desc, w.concurrency,
              w.pool_name);
-    log_line(GTASK_LOG_INFO, line, NULL);
+    cli_log_line(GTASK_LOG_INFO, line, NULL);
     if (w.metrics) {
       /* The port is named: with port 0 the system chose it. */
       snprintf(line, sizeof(line), "gtask worker: metrics on %s, port %d (GET /metrics)", w.metrics,
                gtask_server_metrics_port(svr));
-      log_line(GTASK_LOG_INFO, line, NULL);
+      cli_log_line(GTASK_LOG_INFO, line, NULL);
     }
-    int rc = gtask_server_run(svr, (int)w.concurrency);
+    pthread_t sched_thread;
+    bool sched_running = false;
+    if (w.scheduler) {
+      the_scheduler = gtask_scheduler_new(c->broker, c->backend);
+      sched_running = the_scheduler &&
+                      pthread_create(&sched_thread, NULL, run_scheduler, the_scheduler) == 0;
+      if (!sched_running) {
+        cli_error("cannot start the scheduler: %s", gtask_last_error());
+        code = CLI_FAILED;
+      }
+    }
+    int rc = code ? 0 : gtask_server_run(svr, (int)w.concurrency);
+    if (sched_running) {
+      gtask_scheduler_shutdown(the_scheduler);
+      pthread_join(sched_thread, NULL);
+    }
+    gtask_scheduler_free(the_scheduler);
+    the_scheduler = NULL;
     if (rc) {
       cli_error("worker: %s (%s)", gtask_strerror(rc), gtask_server_errmsg(svr));
       code = CLI_FAILED;
-    } else {
+    } else if (code == CLI_OK) {
       snprintf(line, sizeof(line), "gtask worker: clean shutdown%s%s", last_signal ? " after " : "",
                last_signal == SIGINT ? "SIGINT" : last_signal == SIGTERM ? "SIGTERM" : "");
-      log_line(GTASK_LOG_INFO, line, NULL);
+      cli_log_line(GTASK_LOG_INFO, line, NULL);
     }
   }
   gtask_server_free(svr);

@@ -542,3 +542,39 @@ GTASK_EXTERN int gtask_client_wait(gtask_client *c, const char *id, int64_t time
   if (rc) return set_err(c, rc, "result of %s: %s", id, err);
   return 0;
 }
+
+/* ---------------------------------------------------------------- periodic tasks */
+
+const char *gtask__send_conf_name(const gtask_send_conf *conf) { return conf->name; }
+const char *gtask__send_conf_queue(const gtask_send_conf *conf) { return conf->queue; }
+
+int gtask__send_conf_encode(const gtask_send_conf *conf, const gtask_value *args, size_t nargs,
+                            int64_t created_ms, char **body, size_t *len) {
+  if (nargs > 1024) {
+    gtask__set_error("%zu arguments (at most 1024)", nargs);
+    return GTASK_EINVAL;
+  }
+  for (size_t k = 0; k < nargs; k++) {
+    int rc = gtask__value_check(&args[k]);
+    if (rc) {
+      gtask__set_error("argument %zu: %s (type %s)", k + 1, gtask_strerror(rc),
+                       gtask_type_name(args[k].type));
+      return rc;
+    }
+  }
+  gtask_task t;
+  memset(&t, 0, sizeof(t));
+  /* The message carries neither id nor queue (version 2); the encoder checks
+   * that they are valid. */
+  memcpy(t.id, "00000000-0000-0000-0000-000000000000", GTASK_ID_SIZE);
+  t.queue = conf->queue ? conf->queue : (char *)"default";
+  t.name = conf->name;
+  t.args = (gtask_value *)args;
+  t.nargs = nargs;
+  t.timeout_ms = conf->timeout_ms;
+  t.retry_max = conf->retry;
+  t.backoff_first_ms = conf->backoff_first_ms;
+  t.backoff_max_ms = conf->backoff_max_ms;
+  t.created_ms = created_ms;
+  return gtask__task_encode(&t, body, len);
+}

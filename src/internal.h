@@ -129,6 +129,58 @@ void *gtask__client_state(const gtask_client *c);
 const char *gtask__client_queue(const gtask_client *c);
 int gtask__client_err(gtask_client *c, int rc, const char *fmt, ...) GTASK__PRINTF(3, 4);
 
+/* ---------------------------------------------------------------- periodic tasks
+ *
+ * The message a send with conf would queue (client.c), without id, queue or
+ * expiry: the template a periodic task stamps with an id and times at each
+ * tick (schedule.c).  GTASK_EINVAL / ERANGE for bad arguments, detail in
+ * gtask_last_error(). */
+int gtask__send_conf_encode(const gtask_send_conf *conf, const gtask_value *args, size_t nargs,
+                            int64_t created_ms, char **body, size_t *len);
+const char *gtask__send_conf_name(const gtask_send_conf *conf);
+const char *gtask__send_conf_queue(const gtask_send_conf *conf); /* NULL: not set */
+
+/* Where periodic tasks live in Redis (redis/cron.c; GTASK_EINVAL for a broker
+ * that is not Redis).  A raw definition, as stored: */
+typedef struct gtask__cron_raw {
+  char *name; /* entry name */
+  char *def;  /* its definition (JSON, schedule.c) */
+  size_t len;
+} gtask__cron_raw;
+/* An entry's fire state (P:{q}:cron:NAME). */
+typedef struct gtask__cron_fired {
+  bool known;               /* the state exists */
+  int64_t last_ms;          /* the last tick done (queued or skipped) */
+  char id[GTASK_ID_SIZE];   /* the task of the last tick queued, or "" */
+  int64_t at_ms;            /* when that task was queued */
+  int64_t skipped;          /* ticks skipped as missed */
+} gtask__cron_fired;
+/* True for a broker that keeps periodic tasks (a Redis broker). */
+bool gtask__cron_supported(const gtask_broker *b);
+/* Stores (replaces) the definition of entry name. */
+int gtask__cron_put(gtask_broker *b, const char *name, const char *def, size_t len);
+/* Removes it; GTASK_ENOTFOUND if there is none.  Its fire state stays, so
+ * that an entry added again under the name never repeats a tick. */
+int gtask__cron_del(gtask_broker *b, const char *name);
+/* Every definition (name NULL) or that of name (GTASK_ENOTFOUND if none), in
+ * a new array; free with gtask__cron_defs_free. */
+int gtask__cron_all(gtask_broker *b, const char *name, gtask__cron_raw **out, size_t *n);
+void gtask__cron_defs_free(gtask__cron_raw *v, size_t n);
+int gtask__cron_state(gtask_broker *b, const char *queue, const char *name, gtask__cron_fired *st);
+/* cron_fire.lua: queues (enqueue) or skips the tick, unless the entry's last
+ * tick is at or past it already.  Returns 1 (done by this call) or 0 (done
+ * before), with the entry's last tick in *last_ms; or a negative code. */
+int gtask__cron_fire(gtask_broker *b, bool with_state, const char *queue, const char *name,
+                     int64_t tick_ms, bool enqueue, const char *id, const char *body, size_t len,
+                     int64_t *last_ms);
+
+/* Limits in Redis (redis/limits.c; GTASK_EINVAL for a broker that is not
+ * Redis).  Sets field ("rate:<t>" / "conc:<t>", <t> "q" or "t:<task>") of
+ * queue's limits to value, or with value NULL removes both limits of target
+ * field (GTASK_ENOTFOUND if it had none). */
+int gtask__limit_set(gtask_broker *b, const char *queue, const char *field, const char *value);
+int gtask__limit_list(gtask_broker *b, const char *queue, gtask_limit **out, size_t *n);
+
 /* ---------------------------------------------------------------- backoff */
 
 /* Delay before retry k (1-based) of t: min(max, first * 2^(k-1)) +-25% jitter. */

@@ -67,6 +67,10 @@ static int tc_wait(void *impl, const char *queue, const char *id, int64_t timeou
   void *ri;
   return R_OPS(impl, ri)->wait(ri, queue, id, timeout_ms, known, result, len);
 }
+static int tc_claim(void *impl, gtask_claim *cs, size_t n) {
+  void *wi;
+  return W_OPS(impl, wi)->claim(wi, cs, n);
+}
 static void tc_destroy(void *impl) {
   two_conn *tc = impl;
   gtask_backend_free(tc->w);
@@ -84,6 +88,7 @@ static const gtask_backend_ops two_conn_ops = {
     .wait = tc_wait,
     .reset = tc_reset,
     .destroy = tc_destroy,
+    .claim = tc_claim,
 };
 
 static int make_two_conn(void *arg, int64_t result_ttl_ms, gtask_broker **broker,

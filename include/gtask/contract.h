@@ -36,15 +36,19 @@
  *
  * Link: the suite calls the public API only (gtask.h, extend.h), so link it
  * with libgtask, shared or static: `pkg-config --libs gtask-contract gtask`.
+ * The library also holds gtask's test runner, whose functions are named
+ * test_* and test__*: keep those names out of the program that links it.
  *
  * What the suite checks: every operation of both tables as extend.h states
  * it -- FIFO order and opaque bytes, blocking leases woken by a push or an
  * interrupt, lease renewal, takeover and fencing, every kind of finish,
  * batches applied per fin, schedules, stats and finished counters, the dead
- * set's compare-and-swap, backend states and blocking waits, reset, and the
- * client's dead-set calls on the pair.  "Promptly" means within 200 ms (times
- * the multiplier) of the event.  The suite uses queue names of the form
- * "q-XXXXXXXX[-suffix]", new for every case. */
+ * set's compare-and-swap, backend states and blocking waits, reset, record
+ * expiry; and the pair under a real server and client (gtask_server_run,
+ * gtask_client_wait, retries, counters) and the client's dead-set calls.
+ * "Promptly" means within 200 ms (times the multiplier) of the event.  The
+ * suite uses queue names of the form "q-XXXXXXXX[-suffix]", new for every
+ * case. */
 #ifndef GTASK_CONTRACT_H
 #define GTASK_CONTRACT_H
 

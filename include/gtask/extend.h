@@ -99,7 +99,8 @@ typedef struct gtask_msg {
   int64_t epoch;          /* the broker's count of lease takeovers in the queue
                              when this lease began (Redis: the fence key); -1
                              unknown.  Informational */
-  int64_t due_ms;         /* push: unix ms when it may run; 0: now */
+  int64_t due_ms;         /* [wire] push: unix ms when it may run; 0: now
+                             (Redis: the scheduled set's score) */
 } gtask_msg;
 
 /* A new message with copies of id (truncated to GTASK_ID_SIZE - 1 bytes),
@@ -135,7 +136,7 @@ typedef struct gtask_fin {
                               (a new body, with the attempt counted); not
                               NUL-terminated */
   size_t next_len;         /* next length in bytes */
-  int64_t next_due_ms;     /* RETRY: unix ms when due.  DONE with status
+  int64_t next_due_ms;     /* [wire] RETRY: unix ms when due.  DONE with status
                               FAILURE and next set: keep next in the
                               queue's failed set until then (abi 3; a broker
                               without failed_list ignores it) */
@@ -462,7 +463,14 @@ typedef struct gtask_backend_ops {
   int (*claim)(void *impl, gtask_claim *cs, size_t n);
 } gtask_backend_ops;
 
-/* ---------------------------------------------------------------- handles */
+/* ---------------------------------------------------------------- handles
+ *
+ * A handle holds a table, its impl and a reference count.  Servers and
+ * clients take their own references, so the creator may free its handle as
+ * soon as it has passed it on; the impl is destroyed when the last reference
+ * goes.  Every function below is thread-safe, and a handle may be used by
+ * any number of servers and clients in any threads at once (the
+ * implementation synchronises, as the conventions above require). */
 
 /* Wraps ops and impl in a new broker handle with one reference (free it with
  * gtask_broker_free(); ops->destroy(impl) runs when the last reference goes).

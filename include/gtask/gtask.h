@@ -758,6 +758,186 @@ GTASK_EXTERN int gtask_client_dead_requeue(gtask_client *c, const char *id, size
  * how many entries it held.  The tasks' FAILURE records stay until they expire. */
 GTASK_EXTERN int gtask_client_dead_purge(gtask_client *c, size_t *removed);
 
+/* ---------------------------------------------------------------- cron specs
+ *
+ * When a periodic task fires (issue 19).  A spec is
+ *  - 5 fields "MIN HOUR DAY-OF-MONTH MONTH DAY-OF-WEEK", or 6 with seconds
+ *    first "SEC MIN HOUR DOM MONTH DOW"; each field a comma list of *, N,
+ *    N-M, each with an optional /STEP (N/STEP: from N to the end); months
+ *    JAN..DEC and weekdays SUN..SAT by name (any case); weekday 0 or 7 is
+ *    Sunday; ? is * in the day fields.  When both day fields are restricted
+ *    a day matches if either does (Vixie cron);
+ *  - @yearly (@annually), @monthly, @weekly, @daily (@midnight), @hourly;
+ *  - "@every DUR" (DUR: 90s, 5m, 1h30m, 2d; >= 1s): the multiples of DUR
+ *    since the Unix epoch, so every scheduler computes the same instants.
+ * Times are wall-clock times in the spec's IANA zone (default UTC), read from
+ * /usr/share/zoneinfo (Debian's tzdata) by the library itself: no TZ
+ * variable is read or set, so this is safe in threaded programs.
+ * Daylight saving follows Vixie cron and cronie: a *fixed-time* spec
+ * (neither minute nor hour starts with *) due in a spring-forward gap fires
+ * once at the gap's end, and in a fall-back overlap once, at the first of the
+ * two instants; a *wildcard* spec (and @hourly) follows the clock: gap times
+ * do not fire, the repeated hour fires in both passes. */
+typedef struct gtask_cron gtask_cron;
+
+/* Parses spec in zone (NULL: "UTC").  Returns 0 and *out (free with
+ * gtask_cron_free), GTASK_EINVAL for a malformed spec, a spec that can never
+ * fire ("0 0 30 2 *") or an unknown zone, with the reason in
+ * gtask_last_error() ("bad cron spec \"61 * * * *\": minute field \"61\": 61
+ * is out of range (0-59)"), or GTASK_ENOMEM.  A gtask_cron is immutable:
+ * threads may share it. */
+GTASK_EXTERN int gtask_cron_new(gtask_cron **out, const char *spec, const char *zone);
+GTASK_EXTERN void gtask_cron_free(gtask_cron *c);
+/* The spec (trimmed) and the zone name it was made with. */
+GTASK_EXTERN const char *gtask_cron_spec(const gtask_cron *c);
+GTASK_EXTERN const char *gtask_cron_zone(const gtask_cron *c);
+/* The first fire time strictly after after_ms (Unix ms) into *next_ms (a
+ * whole second).  GTASK_ENOTFOUND if there is none within 12 years (or
+ * before the year 10000). */
+GTASK_EXTERN int gtask_cron_next(const gtask_cron *c, int64_t after_ms, int64_t *next_ms);
+
+/* Size of a buffer for gtask_cron_format. */
+#define GTASK_TIME_SIZE 40
+/* Writes instant ms as ISO 8601 wall-clock time in c's zone with its UTC
+ * offset: "2028-02-29T00:00:00Z" (offset 0), "2026-03-08T03:00:00-04:00";
+ * milliseconds (".250") only when not 0.  c NULL: UTC.  GTASK_EINVAL when
+ * size < GTASK_TIME_SIZE, GTASK_ERANGE outside the years 0..9999. */
+GTASK_EXTERN int gtask_cron_format(const gtask_cron *c, int64_t ms, char *buf, size_t size);
+
+/* ---------------------------------------------------------------- periodic tasks
+ *
+ * A periodic task (an *entry*) is a task -- name, arguments, send options,
+ * queue -- and a cron spec in a zone.  Entries are declared in code
+ * (gtask_scheduler_add) or stored in Redis (gtask_client_cron_add, `gtask cron
+ * add`), where every scheduler finds them.  Any number of schedulers may run
+ * (`gtask scheduler`, `gtask worker --scheduler`, gtask_scheduler_run): each
+ * tick of each entry is queued exactly once, by one atomic script that checks
+ * and advances the entry's last tick and queues the task with an id derived
+ * from the entry name and the tick.  A second scheduler, a restart or a
+ * scheduler killed with kill -9 never queues a tick twice or loses one.
+ * Needs a Redis broker (GTASK_EINVAL otherwise).
+ *
+ * A tick more than 10 s late (no scheduler ran at the time) is *missed*; what
+ * happens to missed ticks is the entry's choice: */
+typedef enum gtask_missed {
+  GTASK_MISSED_SKIP = 0,  /* they are skipped (the default) */
+  GTASK_MISSED_LATEST = 1 /* the latest of them runs once, when a scheduler is back */
+} gtask_missed;
+
+/* Stores (or replaces) entry name in Redis: 1..128 bytes of [A-Za-z0-9_.:-].
+ * Its tasks are sent as conf says (name, timeout, retries, backoff; the
+ * queue is conf's, else the client's), with args[0..nargs) copied.  Ticks
+ * after now fire.  GTASK_EINVAL for a bad name, spec, zone or argument (the
+ * reason in gtask_client_errmsg) -- nothing is stored then. */
+GTASK_EXTERN int gtask_client_cron_add(gtask_client *c, const char *name, const char *spec,
+                                       const char *zone, gtask_missed missed,
+                                       const gtask_send_conf *conf, const gtask_value *args,
+                                       size_t nargs);
+/* Removes entry name from Redis; GTASK_ENOTFOUND if there is none.  Its last
+ * tick is kept, so an entry added again under the name never repeats one. */
+GTASK_EXTERN int gtask_client_cron_remove(gtask_client *c, const char *name);
+
+/* An entry stored in Redis, as gtask_client_cron_list reads it. */
+typedef struct gtask_cron_entry {
+  char *name;     /* entry name */
+  char *spec;     /* cron spec */
+  char *zone;     /* IANA zone */
+  char *queue;    /* where its tasks go */
+  char *task;     /* the task name */
+  gtask_missed missed;
+  int64_t created_ms;        /* when it was stored (unix ms) */
+  int64_t last_ms;           /* the last tick done (unix ms), 0 if none yet */
+  char last_id[GTASK_ID_SIZE]; /* the task id of the last tick queued, "" if none */
+  int64_t last_at_ms;        /* when that task was queued, 0 if none */
+  int64_t skipped;           /* ticks skipped as missed */
+  int64_t next_ms;           /* the next tick (unix ms), 0 if it never fires again */
+} gtask_cron_entry;
+
+/* Lists the entries in Redis sorted by name (name NULL), or entry name alone
+ * (GTASK_ENOTFOUND if none): a new array in *out of *n entries, to free with
+ * gtask_cron_list_free. */
+GTASK_EXTERN int gtask_client_cron_list(gtask_client *c, const char *name,
+                                        gtask_cron_entry **out, size_t *n);
+GTASK_EXTERN void gtask_cron_list_free(gtask_cron_entry *entries, size_t n);
+
+/* A scheduler: queues the ticks of its entries (those added in code and,
+ * unless turned off, those in Redis).  Configure it from one thread, then
+ * gtask_scheduler_run; gtask_scheduler_shutdown is safe from any thread and
+ * from a signal handler. */
+typedef struct gtask_scheduler gtask_scheduler;
+
+/* A scheduler on broker (a Redis broker) and backend (it takes its own
+ * reference to each).  NULL on out-of-memory or NULL arguments. */
+GTASK_EXTERN gtask_scheduler *gtask_scheduler_new(gtask_broker *broker, gtask_backend *backend);
+/* Must not be called while gtask_scheduler_run runs. */
+GTASK_EXTERN void gtask_scheduler_free(gtask_scheduler *s);
+GTASK_EXTERN const char *gtask_scheduler_errmsg(const gtask_scheduler *s);
+/* Declares an entry in code, as gtask_client_cron_add would store it (the
+ * queue is conf's, else "default").  Its first tick is the first after the
+ * scheduler first ran it, or after the last tick any scheduler did: so
+ * every scheduler of a fleet should declare the same entries.  GTASK_EEXIST
+ * for a name added twice, GTASK_ESTATE once running. */
+GTASK_EXTERN int gtask_scheduler_add(gtask_scheduler *s, const char *name, const char *spec,
+                                     const char *zone, gtask_missed missed,
+                                     const gtask_send_conf *conf, const gtask_value *args,
+                                     size_t nargs);
+/* Whether to fire the entries stored in Redis too (default true); they are
+ * re-read every second, so added and removed entries take effect within one.
+ * An entry in code wins over one in Redis of the same name. */
+GTASK_EXTERN int gtask_scheduler_set_registry(gtask_scheduler *s, bool on);
+/* Runs until gtask_scheduler_shutdown: sleeps until the next tick of any
+ * entry (or the next re-read), queues what is due, and carries on through
+ * Redis outages (logged; ticks that come due meanwhile fire when Redis is
+ * back, or count as missed).  Returns 0 after shutdown. */
+GTASK_EXTERN int gtask_scheduler_run(gtask_scheduler *s);
+/* Asks gtask_scheduler_run to return.  Async-signal-safe and thread-safe. */
+GTASK_EXTERN void gtask_scheduler_shutdown(gtask_scheduler *s);
+
+/* ---------------------------------------------------------------- limits
+ *
+ * Rate and concurrency limits across all workers (issue 19).  A limit is set
+ * on a task name in a queue, or on a whole queue (task NULL), and holds for
+ * every worker serving that queue together:
+ *  - a rate: at most n runs start in any period_ms (a sliding window; see
+ *    docs/PROTOCOL.md for why not a token bucket);
+ *  - a concurrency: at most k run at once.  A slot is held as a lease: a
+ *    worker killed while holding one gives it back when its lease expires.
+ * A task over a limit is neither failed nor lost: it waits -- over a rate
+ * until the window has room, for a slot until one is released -- and the
+ * worker leases other work meanwhile.  Workers read the limits of their
+ * queues at each housekeeping round (every lease/3): a change takes effect
+ * within that.  Needs a Redis broker (GTASK_EINVAL otherwise). */
+
+/* Sets the rate limit of task in queue (NULL: the client's queue; task NULL:
+ * the whole queue): n >= 1 runs per period_ms >= 1.  Replaces an earlier
+ * rate; keeps a concurrency limit.  GTASK_EINVAL (nothing stored) for a bad
+ * value, queue or task name. */
+GTASK_EXTERN int gtask_client_limit_rate(gtask_client *c, const char *queue, const char *task,
+                                         int64_t n, int64_t period_ms);
+/* Sets the concurrency limit: k >= 1 running at once. */
+GTASK_EXTERN int gtask_client_limit_concurrency(gtask_client *c, const char *queue,
+                                                const char *task, int64_t k);
+/* Removes both limits of task (or of the queue); GTASK_ENOTFOUND if none. */
+GTASK_EXTERN int gtask_client_limit_remove(gtask_client *c, const char *queue, const char *task);
+
+/* A limit and how it is used now. */
+typedef struct gtask_limit {
+  char *queue;         /* the queue */
+  char *task;          /* the task name, or NULL: the whole queue */
+  int64_t rate;        /* runs per period, 0: no rate limit */
+  int64_t period_ms;   /* the rate's period */
+  int64_t concurrency; /* at most this many at once, 0: no concurrency limit */
+  int64_t in_window;   /* runs started in the current window */
+  int64_t running;     /* slots held now */
+  int64_t waiting;     /* tasks waiting for a slot (those waiting for the
+                          rate's window count as scheduled in the stats) */
+} gtask_limit;
+
+/* The limits of queue (NULL: the client's queue): a new array in *out of *n,
+ * to free with gtask_limit_list_free. */
+GTASK_EXTERN int gtask_client_limit_list(gtask_client *c, const char *queue, gtask_limit **out,
+                                         size_t *n);
+GTASK_EXTERN void gtask_limit_list_free(gtask_limit *limits, size_t n);
 /* Lists the failed set of the client's queue: tasks that ended FAILURE (their
  * retries used up, or an error that is never retried) within the workers'
  * failed retention (gtask_server_set_failed_retention), as dead_list does:

@@ -50,6 +50,7 @@ typedef struct consumer_conn {
 
 typedef struct redis_broker {
   gtask__redis *r;
+  gtask__limits *limits; /* rate and concurrency limits (limits.c) */
   pthread_mutex_t mu; /* guards consumers; never held across hiredis calls */
   consumer_conn *consumers;
 } redis_broker;
@@ -1585,8 +1586,59 @@ static void rb_destroy(void *impl) {
     gtask__free(cc);
   }
   pthread_mutex_destroy(&b->mu);
+  gtask__limits_free(b->limits);
   gtask__redis_free(b->r);
   gtask__free(b);
+}
+
+/* ---------------------------------------------------------------- limits
+ *
+ * The operations with the limits' hooks around them (limits.c): a queue
+ * without limits passes through at the cost of an atomic load. */
+
+static int rb_lease_limited(void *impl, const char *consumer, const char *const *queues,
+                            size_t nq, size_t max, int64_t wait_ms, gtask_msg **out, size_t *n) {
+  redis_broker *b = impl;
+  wait_ms = gtask__limits_before_lease(b->limits, b->r, queues, nq, wait_ms);
+  int rc = rb_lease(impl, consumer, queues, nq, max, wait_ms, out, n);
+  if (rc == 0 && *n) {
+    int arc = gtask__limits_admit(b->limits, b->r, out, n);
+    if (arc) gtask__log(GTASK_LOG_WARN, "limits: admitting leased tasks: %s (%s); they come back "
+                        "when their lease expires", gtask_strerror(arc), gtask_last_error());
+  }
+  return rc;
+}
+
+static int rb_finish_limited(void *impl, const char *consumer, gtask_fin *fins, size_t n,
+                             void *state) {
+  redis_broker *b = impl;
+  int rc = rb_finish(impl, consumer, fins, n, state);
+  if (rc == 0)
+    for (size_t k = 0; k < n; k++) gtask__limits_release(b->limits, b->r, &fins[k].msg, 1);
+  return rc;
+}
+
+static int rb_extend_limited(void *impl, const char *consumer, gtask_msg *const *msgs, size_t n,
+                             bool *lost) {
+  redis_broker *b = impl;
+  int rc = rb_extend(impl, consumer, msgs, n, lost);
+  if (rc == 0) gtask__limits_extend(b->limits, b->r, msgs, n);
+  return rc;
+}
+
+static int rb_reclaim_limited(void *impl, const char *consumer, const char *queue,
+                              int64_t lease_ms, size_t max, gtask_msg **out, size_t *n) {
+  redis_broker *b = impl;
+  gtask__limits_set_lease(b->limits, lease_ms);
+  return rb_reclaim(impl, consumer, queue, lease_ms, max, out, n);
+}
+
+static int rb_promote_limited(void *impl, const char *queue, size_t max, int64_t *next_due_ms) {
+  redis_broker *b = impl;
+  int rc = gtask__limits_housekeep(b->limits, b->r, queue);
+  if (rc) gtask__log(GTASK_LOG_WARN, "limits of queue %s: %s (%s)", queue, gtask_strerror(rc),
+                     gtask_last_error());
+  return rb_promote(impl, queue, max, next_due_ms);
 }
 
 static int64_t rb_msg_ttl_ms(void *impl) {
@@ -1603,12 +1655,12 @@ static const gtask_broker_ops redis_broker_ops = {
     .failed_requeue = rb_failed_requeue,
     .pause = rb_pause,
     .paused = rb_paused,
-    .lease = rb_lease,
+    .lease = rb_lease_limited,
     .interrupt = rb_interrupt,
-    .extend = rb_extend,
-    .finish = rb_finish,
-    .reclaim = rb_reclaim,
-    .promote = rb_promote,
+    .extend = rb_extend_limited,
+    .finish = rb_finish_limited,
+    .reclaim = rb_reclaim_limited,
+    .promote = rb_promote_limited,
     .stats = rb_stats,
     .dead_list = rb_dead_list,
     .dead_requeue = rb_dead_requeue,
@@ -1637,9 +1689,18 @@ GTASK_EXTERN int gtask_broker_redis_new(gtask_broker **out, const gtask_redis_co
     gtask__free(b);
     return rc;
   }
+  if (!(b->limits = gtask__limits_new())) {
+    gtask__redis_free(b->r);
+    gtask__free(b);
+    return GTASK_ENOMEM;
+  }
   pthread_mutex_init(&b->mu, NULL);
   gtask_broker *h = gtask__broker_new(&redis_broker_ops, b);
   if (!h) return GTASK_ENOMEM;
   *out = h;
   return 0;
+}
+
+gtask__redis *gtask__redis_broker_pool(const gtask_broker *b) {
+  return b && b->ops == &redis_broker_ops ? ((redis_broker *)b->impl)->r : NULL;
 }

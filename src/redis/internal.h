@@ -2,7 +2,7 @@
  * that owns hiredis contexts, the embedded Lua scripts and the key schema.
  * Only files under src/redis/ include <hiredis.h>.
  *
- * Key schema (version GTASK__KEYS_VERSION, 4; docs/PROTOCOL.md section 2 is
+ * Key schema (version GTASK__KEYS_VERSION, 5; docs/PROTOCOL.md section 2 is
  * the specification -- change both together, and bump GTASK__KEYS_VERSION if
  * an old worker could misread a key or miss a write it must make):
  *   P:{q}:stream   stream of queued messages, consumer group "workers"
@@ -20,6 +20,13 @@
  *                  the final one; deleted when the task becomes final
  *   P:{q}:n:ID     list: the final state -- one element, the result record
  *                  (waiters block on it)
+ *   P:{q}:cron:NAME hash: last, id, at, skipped -- the fire state of the
+ *                  periodic task NAME that queues to q (cron_fire.lua)
+ *   P:{q}:limits   hash: "t:<task>" or "q" -> "RATE PERIOD_MS CONC"; with
+ *   P:{q}:rl:<t>, P:{q}:cc:<t>, P:{q}:lw:<t> a limit's admissions, slots and
+ *                  waiting tasks (limits.c, limit_admit.lua, limit_slots.lua)
+ *   P:cron         hash: periodic task name -> its definition (JSON); the
+ *                  one key outside any queue's slot (cron.c)
  *   P:{q}:u:DIGEST string: the id of the task holding a unique key
  *                  (claim.lua; added without a schema bump:
  *                  only clients read or write it)
@@ -36,7 +43,7 @@
 #include <hiredis/hiredis.h>
 #include <pthread.h>
 
-#define GTASK__KEYS_VERSION 4
+#define GTASK__KEYS_VERSION 5
 #define GTASK__GROUP "workers"
 
 /* The embedded scripts: GTASK__LUA_<NAME> for src/redis/<name>.lua, and
@@ -201,6 +208,30 @@ size_t gtask__redis_key(const gtask__redis *r, char *buf, size_t size, const cha
                         const char *suffix, const char *id);
 #define GTASK__KEY_MAX 256
 
+/* The pool of a Redis broker (gtask_broker_redis_new), or NULL for any other
+ * broker: what the Redis-only features (cron.c) talk to. */
+gtask__redis *gtask__redis_broker_pool(const gtask_broker *b);
+
+/* Rate and concurrency limits, worker side (limits.c): a Redis broker's
+ * hooks around lease, finish, heartbeat and housekeeping.  Thread-safe. */
+typedef struct gtask__limits gtask__limits;
+gtask__limits *gtask__limits_new(void);
+void gtask__limits_free(gtask__limits *l);
+/* The worker's lease, which a concurrency slot's lease follows. */
+void gtask__limits_set_lease(gtask__limits *l, int64_t lease_ms);
+/* Housekeeping of a queue: re-reads its limits, sweeps expired slots and
+ * wakes the tasks waiting for them. */
+int gtask__limits_housekeep(gtask__limits *l, gtask__redis *r, const char *queue);
+/* Before a lease: brings back the tasks this broker deferred that are due,
+ * and returns wait_ms shortened to the next such due time. */
+int64_t gtask__limits_before_lease(gtask__limits *l, gtask__redis *r, const char *const *queues,
+                                   size_t nq, int64_t wait_ms);
+/* After a lease: admits msgs[0..*n) or makes them wait; the admitted stay
+ * (in order), the others are freed and *n shrinks. */
+int gtask__limits_admit(gtask__limits *l, gtask__redis *r, gtask_msg **msgs, size_t *n);
+/* After a finish / a heartbeat: releases / extends the slots the deliveries hold. */
+void gtask__limits_release(gtask__limits *l, gtask__redis *r, gtask_msg *const *msgs, size_t n);
+void gtask__limits_extend(gtask__limits *l, gtask__redis *r, gtask_msg *const *msgs, size_t n);
 /* Claims (claim.c, claim.lua): the id of each claim, and its unique key if
  * any, named with sr's prefix; with queue, also queues each claimed message
  * in qr's stream or schedule in the same script (colocated: qr and sr are

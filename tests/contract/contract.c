@@ -364,11 +364,11 @@ typedef struct later {
 
 static void *later_main(void *arg) {
   later *l = arg;
-  /* On Redis the blocked call can be seen (INFO clients); the memory
-   * implementation shows nothing, and there the delay alone gives the call
-   * the time to block.  Either way the event comes delay_ms after the call
-   * blocked at the earliest, which tests that measure from the call's start
-   * rely on. */
+  /* With the target's blocked() hook the blocked call can be seen (Redis:
+   * INFO clients); without it (the memory pair) the delay alone gives the
+   * call the time to block.  Either way the event comes delay_ms after the
+   * call blocked at the earliest, which tests that measure from the call's
+   * start rely on. */
   if (blocked(l->e) >= 0)
     WAIT_UNTIL(blocked(l->e) > 0, 5000);
   test_sleep_ms(l->delay_ms);
@@ -1081,9 +1081,9 @@ CONTRACT(BROKER, dead_list_requeue_purge) {
   ASSERT_EQ(n, 0);
 }
 
-/* The client's view (admin.c) on either pair: a task lost too often is listed
- * with its name and error, requeued with a fresh delivery count and a PENDING
- * state, runs and finishes again; then purge. */
+/* The client's view (admin.c) on the pair, colocated or not: a task lost too
+ * often is listed with its name and error, requeued with a fresh delivery
+ * count and a PENDING state, runs and finishes again; then purge. */
 CONTRACT(PAIR, client_dead_requeue) {
   gtask_client *cli = gtask_client_new(e->b, e->be);
   ASSERT_NOT_NULL(cli);
@@ -1217,6 +1217,103 @@ CONTRACT(PAIR, client_dead_requeue) {
   ASSERT_EQ(qs.dead, 0);
   ASSERT_EQ(qs.failed, failed + 2);
   gtask_client_free(cli);
+}
+
+/* ---------------------------------------------------------------- a real server */
+
+static int rt_add(int64_t a, int64_t b, int64_t *sum) {
+  *sum = a + b;
+  return 0;
+}
+GTASK_HANDLER(rt_add, (int64_t, int64_t), (int64_t))
+
+static int rt_fail(int64_t code) {
+  return gtask_ctx_fail(gtask_ctx_current(), "refused %lld", (long long)code);
+}
+GTASK_HANDLER(rt_fail, (int64_t), ())
+
+/* Asks for a retry on its first attempt; returns its attempt number. */
+static int rt_again(int64_t *attempt) {
+  gtask_ctx *ctx = gtask_ctx_current();
+  if (gtask_ctx_attempt(ctx) < 2)
+    return gtask_ctx_retry(ctx, "once more");
+  *attempt = gtask_ctx_attempt(ctx);
+  return 0;
+}
+GTASK_HANDLER(rt_again, (), (int64_t))
+
+static void *rt_serve(void *server) {
+  ASSERT_OK(gtask_server_run(server, 2));
+  return NULL;
+}
+
+static void rt_send(gtask_client *c, const char *name, char *id, const gtask_value *args,
+                    size_t nargs, int retry) {
+  gtask_send_conf *sc = gtask_send_conf_new(name);
+  ASSERT_NOT_NULL(sc);
+  ASSERT_OK(gtask_send_conf_set_retry_num(sc, retry));
+  ASSERT_OK(gtask_send_conf_set_backoff(sc, 1, 1));
+  ASSERT_OK(gtask_client_send(c, sc, args, nargs, id));
+  gtask_send_conf_free(sc);
+}
+
+/* The pair under a real server and client, as a user runs it: tasks sent,
+ * run by two workers, their final states (a success, a failure, a success
+ * after a retry) waited for and read back, and the finished counters. */
+CONTRACT(PAIR, server_round_trip) {
+  gtask_server *s = gtask_server_new(e->b, e->be);
+  ASSERT_NOT_NULL(s);
+  ASSERT_OK(gtask_server_set_queues(s, e->q));
+  ASSERT_OK(GTASK_REG(s, rt_add));
+  ASSERT_OK(GTASK_REG(s, rt_fail));
+  ASSERT_OK(GTASK_REG(s, rt_again));
+  gtask_client *c = gtask_client_new(e->b, e->be);
+  ASSERT_NOT_NULL(c);
+  ASSERT_OK(gtask_client_set_queue(c, e->q));
+  pthread_t th;
+  ASSERT_EQ(pthread_create(&th, NULL, rt_serve, s), 0);
+
+  enum { N = 20 };
+  char ids[N + 2][GTASK_ID_SIZE];
+  for (int i = 0; i < N; i++) {
+    gtask_value args[2] = {gtask_int64(i), gtask_int64(1000)};
+    rt_send(c, "rt_add", ids[i], args, 2, 0);
+  }
+  gtask_value code = gtask_int64(7);
+  rt_send(c, "rt_fail", ids[N], &code, 1, 0);
+  rt_send(c, "rt_again", ids[N + 1], NULL, 0, 2);
+
+  for (int i = 0; i < N + 2; i++) {
+    gtask_result *r = NULL;
+    ASSERT_OK(gtask_client_wait(c, ids[i], test_timeout_ms(10000), &r));
+    if (i < N) {
+      ASSERT_EQ(r->status, GTASK_SUCCESS);
+      ASSERT_EQ(r->nvalues, 1);
+      ASSERT_EQ(r->values[0].v.i, 1000 + i);
+    } else if (i == N) {
+      ASSERT_EQ(r->status, GTASK_FAILURE);
+      ASSERT_STR_CONTAINS(r->error, "refused 7");
+    } else {
+      ASSERT_EQ(r->status, GTASK_SUCCESS);
+      ASSERT_EQ(r->values[0].v.i, 2);
+      ASSERT_EQ(r->attempts, 2);
+    }
+    gtask_result_free(r);
+    gtask_status st;
+    ASSERT_OK(gtask_client_status(c, ids[i], &st));
+    ASSERT_EQ(st, i == N ? GTASK_FAILURE : GTASK_SUCCESS);
+  }
+  /* Without colocation the result is stored before the broker's finish
+   * counts it: wait for the counters rather than read them once. */
+  gtask_queue_stats qs;
+  WAIT_UNTIL(gtask_client_stats(c, NULL, &qs) == 0 && qs.succeeded == N + 1 && qs.failed == 1,
+             5000);
+  ASSERT_EQ(qs.pending + qs.active + qs.scheduled + qs.dead, 0);
+
+  gtask_server_shutdown(s);
+  ASSERT_EQ(pthread_join(th, NULL), 0);
+  gtask_client_free(c);
+  gtask_server_free(s);
 }
 
 /* ---------------------------------------------------------------- unique sends, failed set, pause (issue 18)
@@ -1858,7 +1955,8 @@ CONTRACT(BACKEND, backend_reset) {
 }
 
 /* A final record lives for the backend's record lifetime, then is gone: get
- * and wait report GTASK_ENOTFOUND (make() was asked for RESULT_TTL_MS). */
+ * and wait report GTASK_ENOTFOUND, and a write finds no record (make() was
+ * asked for RESULT_TTL_MS). */
 CONTRACT(RESULT_TTL, backend_result_expires) {
   gtask_msg *m = task_msg(e);
   ASSERT_OK(e->eo->pending(e->ei, &m, 1));
@@ -1868,6 +1966,9 @@ CONTRACT(RESULT_TTL, backend_result_expires) {
   gtask_status s;
   ASSERT_ERR(e->eo->get(e->ei, m->queue, m->id, &s, NULL, NULL, NULL), GTASK_ENOTFOUND);
   ASSERT_ERR(e->eo->wait(e->ei, m->queue, m->id, 0, false, NULL, NULL), GTASK_ENOTFOUND);
+  /* Writes see the expired record as missing too: pending() creates one. */
+  ASSERT_OK(e->eo->pending(e->ei, &m, 1));
+  assert_state(e, m, GTASK_PENDING, "");
   gtask_msg_free(m);
 }
 

@@ -368,6 +368,33 @@ TEST(cli_bad_task_names) {
 
 /* The library refuses task names with control characters (issue 14): on the
  * send side and when registering a handler. */
+/* gtask cron next (issue 19): N lines of ISO 8601 with the zone's offset;
+ * bad specs and zones are usage errors.  No Redis needed. */
+TEST(cli_cron_next) {
+  run_out r;
+  ASSERT_EQ(RUN(&r, "cron", "next", "0 0 29 2 *"), 0);
+  ASSERT_EQ(count_lines(r.out), 5);
+  char line[64];
+  ASSERT_STR_CONTAINS(first_line(r.out, line, sizeof(line)), "-02-29T00:00:00Z");
+  ASSERT_EQ(strlen(line), strlen("2028-02-29T00:00:00Z"));
+  ASSERT_EQ(RUN(&r, "cron", "next", "-n", "2", "30 2 * * *", "--tz", "Europe/Berlin"), 0);
+  ASSERT_EQ(count_lines(r.out), 2);
+  ASSERT_STR_CONTAINS(r.out, "T0"); /* 02:30 or, on the spring-forward day, 03:00 */
+  ASSERT_TRUE(strstr(r.out, ":00+01:00\n") || strstr(r.out, ":00+02:00\n"));
+  ASSERT_EQ(RUN(&r, "--json", "cron", "next", "@every 90s", "-n", "1"), 0);
+  json_t *j = json_line(r.out);
+  ASSERT_EQ(json_integer_value(json_object_get(j, "ms")) % 90000, 0);
+  ASSERT_STR_CONTAINS(json_string_value(json_object_get(j, "time")), "Z");
+  json_decref(j);
+  ASSERT_USAGE(&r, "cron", "next", "61 * * * *");
+  ASSERT_STR_CONTAINS(r.err, "minute field \"61\": 61 is out of range (0-59)");
+  ASSERT_USAGE(&r, "cron", "next", "@daily", "--tz", "Mars/Base");
+  ASSERT_STR_CONTAINS(r.err, "unknown time zone \"Mars/Base\"");
+  ASSERT_USAGE(&r, "cron", "next", "@daily", "-n", "0");
+  ASSERT_USAGE(&r, "cron", "next");
+  ASSERT_USAGE(&r, "cron", "frobnicate");
+}
+
 static int noop_handler(gtask_ctx *ctx, const gtask_value *args, size_t nargs, void *udata) {
   (void)ctx;
   (void)args;
@@ -1062,6 +1089,41 @@ TEST_TIMEOUT(cli_queues_and_backend, 60) {
 }
 
 /* ---------------------------------------------------------------- stats */
+
+/* gtask limit (issue 19): set, listed, shown in stats, removed; bad limits
+ * are usage errors that store nothing. */
+TEST_TIMEOUT(cli_limit_commands, 60) {
+  env e;
+  env_start(&e);
+  run_out *r = malloc(sizeof(*r));
+  ASSERT_EQ(RUN(r, "limit", "rate", "add", "20/s"), 0);
+  ASSERT_EQ(RUN(r, "limit", "concurrency", "add", "3"), 0);
+  ASSERT_EQ(RUN(r, "--queue", "emails", "limit", "rate", "100/m"), 0);
+  ASSERT_EQ(RUN(r, "limit", "rate", "send_sms", "5/500ms"), 0);
+  ASSERT_EQ(RUN(r, "limit", "list"), 0);
+  ASSERT_STR_CONTAINS(r->out, "default\tadd\t20/1s\t3\t0\t0\t0\n");
+  ASSERT_STR_CONTAINS(r->out, "default\tsend_sms\t5/500ms\t-\t0\t0\t0\n");
+  ASSERT_EQ(RUN(r, "limit", "list", "emails"), 0);
+  ASSERT_STR_EQ(r->out, "emails\t*\t100/60s\t-\t0\t0\t0\n");
+  ASSERT_EQ(RUN(r, "stats"), 0);
+  ASSERT_STR_CONTAINS(r->out, "  limit task add: rate 20/1s (0 in window), concurrency 3 (0 running, 0 waiting)");
+  const char *const bad[][4] = {{"rate", "add", "0/s", NULL},    {"rate", "add", "-5/s", NULL},
+                                {"rate", "add", "5/x", NULL},    {"rate", "add", "5", NULL},
+                                {"rate", "add", "5/0ms", NULL},  {"concurrency", "add", "0", NULL},
+                                {"concurrency", "add", "x", NULL}, {"concurrency", "a\tb", "2", NULL}};
+  for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++)
+    ASSERT_USAGE(r, "limit", bad[k][0], bad[k][1], bad[k][2]);
+  ASSERT_EQ(RUN(r, "limit", "list"), 0);
+  ASSERT_EQ(count_lines(r->out), 2); /* unchanged */
+  ASSERT_STR_CONTAINS(r->out, "20/1s\t3\t");
+  ASSERT_EQ(RUN(r, "limit", "remove", "add"), 0);
+  ASSERT_EQ(RUN(r, "limit", "remove", "add"), 4);
+  ASSERT_EQ(RUN(r, "--queue", "emails", "limit", "remove"), 0);
+  ASSERT_EQ(RUN(r, "limit", "list", "emails"), 0);
+  ASSERT_STR_EQ(r->out, "");
+  free(r);
+  env_stop(&e);
+}
 
 TEST_TIMEOUT(cli_stats, 60) {
   env e;

@@ -256,6 +256,39 @@ TEST_TIMEOUT(every_script_runs_on_the_cluster, 120) {
                  .result = "{\"v\":1,\"s\":\"SUCCESS\",\"at\":1}", .result_len = 28};
   ASSERT_OK(e.backend->ops->store(e.backend->impl, &f, 1));
   gtask_msg_free(out[0]);
+  /* Periodic tasks (issue 19): the registry (P:cron, its own slot), a tick's
+   * cron_fire.lua in its queue's slot, and the list reading both. */
+  sc = gtask_send_conf_new("rec");
+  v = gtask_int64(22);
+  ASSERT_OK(gtask_send_conf_set_queue(sc, "crontick"));
+  ASSERT_OK(gtask_client_cron_add(e.client, "cluster-tick", "@every 1s", NULL, GTASK_MISSED_SKIP,
+                                  sc, &v, 1));
+  gtask_send_conf_free(sc);
+  int64_t last = 0;
+  ASSERT_EQ(gtask__cron_fire(e.broker, false, "crontick", "cluster-tick", 1000, true,
+                             "00000000-0000-5000-8000-000000000001", "{}", 2, &last),
+            1);
+  gtask_cron_entry *ce = NULL;
+  size_t nce = 0;
+  ASSERT_OK(gtask_client_cron_list(e.client, NULL, &ce, &nce));
+  ASSERT_EQ(nce, 1);
+  ASSERT_EQ(ce[0].last_ms, 1000);
+  gtask_cron_list_free(ce, nce);
+  /* Limits: read and swept at housekeeping (limit_slots.lua), a lease of two
+   * with one slot (limit_admit.lua: one admitted, one waits), removed
+   * (limit_remove.lua: the waiting one queued again). */
+  ASSERT_OK(gtask_client_limit_concurrency(e.client, "limited", NULL, 1));
+  int64_t due = 0;
+  ASSERT_OK(e.broker->ops->promote(e.broker->impl, "limited", 10, &due));
+  ASSERT_OK(send_rec(&e, "limited", 1));
+  ASSERT_OK(send_rec(&e, "limited", 2));
+  gtask_msg *lim[2];
+  size_t nlim = 0;
+  ASSERT_OK(e.broker->ops->lease(e.broker->impl, "test-consumer", (const char *[]){"limited"}, 1,
+                                 2, 1000, lim, &nlim));
+  ASSERT_EQ(nlim, 1);
+  gtask_msg_free(lim[0]);
+  ASSERT_OK(gtask_client_limit_remove(e.client, "limited", NULL));
   env_close(&e);
   for (int s = 0; s < GTASK__LUA_COUNT; s++)
     if (atomic_load(&gtask__eval_count[s]) == before[s])

@@ -4,8 +4,10 @@
  * abi, a missing required operation) with GTASK_EINVAL and a detail that names
  * the problem, and leave the impl to the caller; and a broker written here,
  * outside the library, on the public tables runs a real server and client
- * round trip.  The custom broker is a thin layer over the memory broker: it
- * counts the calls it forwards.  internal.h is included only to reach the
+ * round trip, and has its message lifetime (msg_ttl_ms, abi 2) honoured --
+ * unless its table says abi 1, which the library must not read past.  The
+ * custom broker is a thin layer over the memory broker: it counts the calls
+ * it forwards.  internal.h is included only to reach the
  * memory broker's table and impl from its handle (an out-of-tree broker would
  * have its own). */
 #include "test.h"

@@ -126,7 +126,7 @@ TEST(a_worker_joins_past_expired_entries_and_same_version_workers) {
   env e;
   env_open(&e, "default");
   old_worker(e.redis, "default", "dead-old-worker", 3, -1000);
-  old_worker(e.redis, "default", "peer", 4, 60000);
+  old_worker(e.redis, "default", "peer", 5, 60000);
   ASSERT_EQ(pthread_create(&e.thread, NULL, run_server, &e), 0);
   gtask_client *cli = gtask_client_new(e.broker, e.backend);
   gtask_result *r = NULL;
@@ -138,7 +138,7 @@ TEST(a_worker_joins_past_expired_entries_and_same_version_workers) {
   gtask_result_free(r);
   redisReply *rep = cmd(e.redis, "HGET gtask:{default}:workers new-worker");
   ASSERT_EQ(rep->type, REDIS_REPLY_STRING);
-  ASSERT_EQ(strncmp(rep->str, "4 ", 2), 0);
+  ASSERT_EQ(strncmp(rep->str, "5 ", 2), 0);
   freeReplyObject(rep);
   rep = cmd(e.redis, "HEXISTS gtask:{default}:workers dead-old-worker");
   ASSERT_EQ(rep->integer, 0);
@@ -163,12 +163,12 @@ TEST(a_running_worker_stops_when_a_worker_of_another_version_appears) {
   ASSERT_OK(gtask_server_set_lease(e.server, 600)); /* heartbeat every 200 ms */
   ASSERT_EQ(pthread_create(&e.thread, NULL, run_server, &e), 0);
   test_sleep_ms(100);
-  old_worker(e.redis, "default", "old-worker", 5, 60000);
+  old_worker(e.redis, "default", "old-worker", 6, 60000);
   int64_t until = test_now_ms() + test_timeout_ms(3000);
   while (!atomic_load(&e.stopped) && test_now_ms() < until) test_sleep_ms(20);
-  if (!atomic_load(&e.stopped)) TEST_FAIL("still running 3 s after a schema-5 worker joined");
+  if (!atomic_load(&e.stopped)) TEST_FAIL("still running 3 s after a schema-6 worker joined");
   pthread_join(e.thread, NULL);
   ASSERT_ERR(e.run_rc, GTASK_EVERSION);
-  ASSERT_STR_CONTAINS(gtask_server_errmsg(e.server), "key schema 5");
+  ASSERT_STR_CONTAINS(gtask_server_errmsg(e.server), "key schema 6");
   env_close(&e);
 }

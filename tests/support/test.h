@@ -17,7 +17,7 @@
  * TEST(name) defines a test with the default timeout (60 s); TEST_TIMEOUT(name,
  * seconds) defines one with its own.  Each registers itself at load time
  * (a constructor), and tests run in the order they appear in the file.  The
- * runner (runner.c, which holds main()) runs each test:
+ * runner (runner.c; main.c holds the main() that calls it) runs each test:
  *  - in its own forked process, in its own process group;
  *  - in its own fresh temporary directory, which is also its working directory
  *    (test_tmpdir()) and is removed afterwards;
