@@ -53,8 +53,16 @@ static const char usage_worker[] =
     "  --metrics ADDR    serve Prometheus metrics at http://ADDR/metrics\n"
     "                    (ADDR: IP:PORT or [IPv6]:PORT, e.g. 127.0.0.1:9464)\n";
 
-enum { O_CONCURRENCY = 1, O_POOL, O_TASKS, O_BUILTIN, O_QUEUES, O_FAILED_RETENTION, O_SCHEDULER,
-       O_METRICS };
+enum {
+  O_CONCURRENCY = 1,
+  O_POOL,
+  O_TASKS,
+  O_BUILTIN,
+  O_QUEUES,
+  O_FAILED_RETENTION,
+  O_SCHEDULER,
+  O_METRICS
+};
 
 /* ---------------------------------------------------------------- logging */
 

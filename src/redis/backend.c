@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/time.h>
+#include <time.h>
 
 struct gtask__redis_backend {
   gtask__redis *r;
@@ -283,11 +284,22 @@ static int rk_wait(void *impl, const char *queue, const char *id, int64_t timeou
   gtask__redis_backend *b = impl;
   if (result) *result = NULL;
   if (len) *len = 0;
-  gtask__conn *c;
-  int rc = gtask__redis_get_own(gtask__redis_for_queue(b->r, queue), &c);
-  if (rc) return rc;
-  rc = wait_on(b, c, queue, id, timeout_ms, known, result, len);
-  gtask__redis_put_own(b->r, c);
+  /* On a cluster, a wait whose node turned the slot away (MOVED after a
+   * resharding or a failover) or went away is asked again where the slot is
+   * now, a few times: it only reads. */
+  int rc;
+  for (int attempt = 0;; attempt++) {
+    gtask__conn *c;
+    rc = gtask__redis_get_own(gtask__redis_for_queue(b->r, queue), &c);
+    if (rc == 0) {
+      rc = wait_on(b, c, queue, id, timeout_ms, known, result, len);
+      gtask__redis_put_own(b->r, c);
+    }
+    if (rc != GTASK_ECONN || !b->r->cluster || attempt == 3) break;
+    gtask__cluster_stale(b->r);
+    struct timespec ts = {0, 100 * 1000 * 1000L};
+    nanosleep(&ts, NULL);
+  }
   return rc;
 }
 

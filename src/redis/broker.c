@@ -992,8 +992,32 @@ static int64_t field_int(const redisReply *rep, size_t k) {
   return strtoll(rep->element[k]->str, NULL, 10);
 }
 
+/* A reply by which a cluster node turns a command away (it ran nothing). */
+static bool cluster_refusal(const redisReply *p) {
+  return p && p->type == REDIS_REPLY_ERROR &&
+         (strncmp(p->str, "MOVED ", 6) == 0 || strncmp(p->str, "ASK ", 4) == 0 ||
+          strncmp(p->str, "TRYAGAIN", 8) == 0 || strncmp(p->str, "CLUSTERDOWN", 11) == 0);
+}
+
+static int stats_once(redis_broker *b, const char *queue, gtask_queue_stats *out);
+
+/* The counts, read in one pipeline.  On a cluster, a pipeline the node
+ * turned away (a slot that moved: the pipeline is not redirected, see
+ * pool.c) is read again where the slot is now, a few times. */
 static int rb_stats(void *impl, const char *queue, gtask_queue_stats *out) {
   redis_broker *b = impl;
+  int rc;
+  for (int attempt = 0;; attempt++) {
+    rc = stats_once(b, queue, out);
+    if (rc != GTASK_ECONN || !b->r->cluster || attempt == 4) break;
+    gtask__cluster_stale(b->r);
+    struct timespec ts = {0, (long)(20 << attempt) * 1000000L};
+    nanosleep(&ts, NULL);
+  }
+  return rc;
+}
+
+static int stats_once(redis_broker *b, const char *queue, gtask_queue_stats *out) {
   memset(out, 0, sizeof(*out));
   gtask__conn *c = NULL;
   int rc = gtask__redis_use(b->r, queue, &c);
@@ -1018,6 +1042,10 @@ static int rb_stats(void *impl, const char *queue, gtask_queue_stats *out) {
       break;
     }
     r[k] = p;
+    if (cluster_refusal(p) && rc == 0) {
+      gtask__set_error("redis %s: stats of %s: %s", b->r->conf->describe, queue, p->str);
+      rc = GTASK_ECONN; /* the other replies are read still: the connection stays usable */
+    }
   }
   if (rc == 0) {
     int64_t len = int_reply(r[0]);

@@ -371,6 +371,8 @@ static bool parse_redirect(const char *s, long *slot, char *host, size_t hsize, 
   return true;
 }
 
+atomic_ulong gtask__cluster_followed[4];
+
 int gtask__cluster_redirect(gtask__redis *n, const char *err, int hop, gtask__redis **to,
                             bool *ask) {
   gtask__redis *r = n->parent;
@@ -393,6 +395,7 @@ int gtask__cluster_redirect(gtask__redis *n, const char *err, int hop, gtask__re
     if (!t) return -1;
     *to = t;
     *ask = asked;
+    atomic_fetch_add_explicit(&gtask__cluster_followed[moved ? 0 : 1], 1, memory_order_relaxed);
     return 0;
   }
   /* TRYAGAIN: a multi-key command on a slot in migration whose keys are split
@@ -406,6 +409,8 @@ int gtask__cluster_redirect(gtask__redis *n, const char *err, int hop, gtask__re
     struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
     if (err[0] == 'C') gtask__cluster_stale(r); /* the slot may have a new master */
+    atomic_fetch_add_explicit(&gtask__cluster_followed[err[0] == 'T' ? 2 : 3], 1,
+                              memory_order_relaxed);
     return 0;
   }
   return -1;

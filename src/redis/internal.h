@@ -132,6 +132,9 @@ void gtask__cluster_stale(gtask__redis *r);
  * TRYAGAIN and CLUSTERDOWN) with *ask set if ASKING must precede it; -1 if
  * err is not one to follow (or too many hops). */
 int gtask__cluster_redirect(gtask__redis *n, const char *err, int hop, gtask__redis **to, bool *ask);
+/* How many MOVED, ASK, TRYAGAIN and CLUSTERDOWN replies were followed, in
+ * that order (for tests and logs). */
+extern atomic_ulong gtask__cluster_followed[4];
 int gtask__cluster_new(gtask__redis *r);
 void gtask__cluster_free(gtask__cluster *cl);
 /* A pool for one node of cluster handle parent (no connection yet). */

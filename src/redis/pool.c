@@ -838,8 +838,15 @@ int gtask__redis_cmd(gtask__redis *r, gtask__conn *c, gtask__argv *a, redisReply
 static bool follow(gtask__redis **at, gtask__conn **cur, bool *lent, bool *ask, const char *err,
                    int hop, int *rc) {
   gtask__redis *to;
+  bool was_ask = *ask;
   if (!(*at)->parent || gtask__cluster_redirect(*at, err, hop, &to, ask) != 0) return false;
-  if (to == *at && !*ask) return true; /* TRYAGAIN, CLUSTERDOWN: again on the same connection */
+  if (to == *at && !*ask) {
+    /* TRYAGAIN, CLUSTERDOWN: again on the same connection -- with ASKING
+     * again if the node is the importing one an ASK sent us to (a script
+     * whose keys are not all there yet gets TRYAGAIN from it). */
+    *ask = was_ask;
+    return true;
+  }
   if (*lent) gtask__redis_put(*at, *cur);
   *lent = false;
   *cur = NULL;

@@ -1627,3 +1627,17 @@ ON_CLUSTER(timeout_fails_the_task_at_its_deadline)
 ON_CLUSTER(timeout_retries_with_backoff_then_fails)
 ON_CLUSTER(two_workers_share_a_queue)
 ON_CLUSTER(shutdown_from_a_signal_handler)
+
+/* The job controls (issue 18) on the shared cluster: the failed set, pause. */
+TEST(cluster_retry_on_error_and_never_on_bad_input) {
+  on_cluster = true;
+  check_retry_on(false);
+}
+TEST(cluster_failed_task_is_listed_and_rerun) {
+  on_cluster = true;
+  check_failed_then_rerun(false);
+}
+TEST(cluster_pause_holds_new_tasks_and_resume_runs_them) {
+  on_cluster = true;
+  check_pause(false);
+}

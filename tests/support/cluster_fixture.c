@@ -2,6 +2,7 @@
 #include "cluster_fixture.h"
 
 #include "proc.h"
+#include "tls_fixture.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,7 +13,7 @@
 struct gt_cluster {
   gt_redis *node[MAX_NODES];
   int n;
-  char url[MAX_NODES * 24 + 32];
+  char url[MAX_NODES * 24 + 1024]; /* with TLS, the certificates' paths too */
 };
 
 const char *gt_cluster_url(const gt_cluster *c) { return c->url; }
@@ -28,6 +29,11 @@ void gt_cluster_stop(gt_cluster *c) {
   free(c);
 }
 
+/* The port clients use: the TLS one for a TLS node. */
+static int client_port(gt_redis *r) {
+  return gt_redis_tls_port(r) > 0 ? gt_redis_tls_port(r) : gt_redis_port(r);
+}
+
 /* A short-lived connection to node i, or NULL if it is down. */
 static redisContext *quiet_connect(const gt_cluster *c, int i) {
   if (gt_redis_pid(c->node[i]) == 0)
@@ -38,13 +44,25 @@ static redisContext *quiet_connect(const gt_cluster *c, int i) {
 /* The node of c listening on port, or NULL. */
 static gt_redis *node_by_port(const gt_cluster *c, long port) {
   for (int i = 0; i < c->n; i++)
-    if (gt_redis_port(c->node[i]) == port)
+    if (client_port(c->node[i]) == port)
       return c->node[i];
   return NULL;
 }
 
-/* The master's port of every slot (0: none) as node i sees it (CLUSTER
- * SLOTS), and whether it says cluster_state:ok.  -1 if it cannot be asked. */
+/* The value of field name in a flat [name, value, ...] reply, or NULL. */
+static const redisReply *field(const redisReply *m, const char *name) {
+  if (m == NULL || m->type != REDIS_REPLY_ARRAY)
+    return NULL;
+  for (size_t k = 0; k + 1 < m->elements; k += 2)
+    if (m->element[k]->type == REDIS_REPLY_STRING && strcmp(m->element[k]->str, name) == 0)
+      return m->element[k + 1];
+  return NULL;
+}
+
+/* The client port of every slot's master (0: none) as node i sees it
+ * (CLUSTER SHARDS: the TLS port of a TLS node, whatever the asking
+ * connection), and whether it says cluster_state:ok.  -1 if it cannot be
+ * asked. */
 static int node_view(const gt_cluster *c, int i, int *port_of_slot, bool *ok) {
   redisContext *ctx = quiet_connect(c, i);
   if (ctx == NULL)
@@ -53,16 +71,35 @@ static int node_view(const gt_cluster *c, int i, int *port_of_slot, bool *ok) {
   *ok = info && info->type == REDIS_REPLY_STRING && strstr(info->str, "cluster_state:ok") != NULL;
   if (info)
     freeReplyObject(info);
+  /* A replica counts once it has synced with its master: before that, a
+   * failover would promote a node without the master's data. */
+  info = redisCommand(ctx, "INFO replication");
+  if (info && info->type == REDIS_REPLY_STRING && strstr(info->str, "role:slave") != NULL &&
+      strstr(info->str, "master_link_status:up") == NULL)
+    *ok = false;
+  if (info)
+    freeReplyObject(info);
   memset(port_of_slot, 0, 16384 * sizeof(int));
-  redisReply *r = redisCommand(ctx, "CLUSTER SLOTS");
+  redisReply *r = redisCommand(ctx, "CLUSTER SHARDS");
   int rc = r && r->type == REDIS_REPLY_ARRAY ? 0 : -1;
   for (size_t k = 0; rc == 0 && k < r->elements; k++) {
-    redisReply *e = r->element[k];
-    if (e->type != REDIS_REPLY_ARRAY || e->elements < 3 || e->element[2]->type != REDIS_REPLY_ARRAY ||
-        e->element[2]->elements < 2)
+    const redisReply *slots = field(r->element[k], "slots"), *nodes = field(r->element[k], "nodes");
+    if (slots == NULL || nodes == NULL || nodes->type != REDIS_REPLY_ARRAY)
       continue;
-    for (long long s = e->element[0]->integer; s <= e->element[1]->integer && s < 16384; s++)
-      port_of_slot[s] = (int)e->element[2]->element[1]->integer;
+    int port = 0;
+    for (size_t j = 0; j < nodes->elements && port == 0; j++) {
+      const redisReply *role = field(nodes->element[j], "role");
+      if (role == NULL || role->type != REDIS_REPLY_STRING || strcmp(role->str, "master") != 0)
+        continue;
+      const redisReply *p = field(nodes->element[j], "tls-port");
+      if (p == NULL)
+        p = field(nodes->element[j], "port");
+      if (p != NULL && p->type == REDIS_REPLY_INTEGER)
+        port = (int)p->integer;
+    }
+    for (size_t j = 0; j + 1 < slots->elements; j += 2)
+      for (long long s = slots->element[j]->integer; s <= slots->element[j + 1]->integer && s < 16384; s++)
+        port_of_slot[s] = port;
   }
   if (r)
     freeReplyObject(r);
@@ -101,11 +138,21 @@ int gt_cluster_wait_ok(const gt_cluster *c, int64_t ms) {
   return rc;
 }
 
+static gt_cluster *start(int masters, int replicas, const char *extra_conf, const gt_certs *certs);
+
 gt_cluster *gt_cluster_start(int masters, int replicas) {
-  return gt_cluster_start_conf(masters, replicas, NULL);
+  return start(masters, replicas, NULL, NULL);
 }
 
 gt_cluster *gt_cluster_start_conf(int masters, int replicas, const char *extra_conf) {
+  return start(masters, replicas, extra_conf, NULL);
+}
+
+gt_cluster *gt_cluster_start_tls(int masters, int replicas, const gt_certs *certs) {
+  return start(masters, replicas, "tls-cluster yes\ntls-replication yes\n", certs);
+}
+
+static gt_cluster *start(int masters, int replicas, const char *extra_conf, const gt_certs *certs) {
   if (masters < 1 || masters > 8 || replicas < 0 || replicas > 2) {
     fprintf(stderr, "gt_cluster: 1..8 masters and 0..2 replicas each\n");
     return NULL;
@@ -119,9 +166,10 @@ gt_cluster *gt_cluster_start_conf(int masters, int replicas, const char *extra_c
            "cluster-node-timeout %lld\n"
            "cluster-replica-validity-factor 0\n"
            "cluster-allow-replica-migration no\n"
+           "repl-diskless-sync-delay 0\n" /* replicas sync at once (the default waits 5 s) */
            "%s",
            (long long)gt_scaled_ms(2000), extra_conf ? extra_conf : "");
-  gt_redis_opts o = {.cluster = true, .extra_conf = conf};
+  gt_redis_opts o = {.cluster = true, .extra_conf = conf, .certs = certs};
   for (int i = 0; i < total; i++) {
     if ((c->node[i] = gt_redis_start_opts(&o)) == NULL) {
       gt_cluster_stop(c);
@@ -132,16 +180,37 @@ gt_cluster *gt_cluster_start_conf(int masters, int replicas, const char *extra_c
   size_t off = (size_t)snprintf(c->url, sizeof(c->url), "redis-cluster://");
   for (int i = 0; i < c->n; i++)
     off += (size_t)snprintf(c->url + off, sizeof(c->url) - off, "%s127.0.0.1:%d", i ? "," : "",
-                            gt_redis_port(c->node[i]));
+                            client_port(c->node[i]));
+  if (certs) {
+    char nodes[MAX_NODES * 24];
+    snprintf(nodes, sizeof(nodes), "%s", c->url + strlen("redis-cluster://"));
+    int len = snprintf(c->url, sizeof(c->url), "rediss-cluster://%.*s?cacert=%s&cert=%s&key=%s",
+                       (int)sizeof(nodes) - 1, nodes, certs->ca, certs->client_cert,
+                       certs->client_key);
+    if (len < 0 || (size_t)len >= sizeof(c->url)) {
+      fprintf(stderr, "gt_cluster: the certificates' paths are too long for the URL\n");
+      gt_cluster_stop(c);
+      return NULL;
+    }
+  }
 
-  const char *argv[MAX_NODES + 8];
+  const char *argv[MAX_NODES + 16];
   char addr[MAX_NODES][32], nrep[8];
   int k = 0;
   argv[k++] = "redis-cli";
+  if (certs) {
+    argv[k++] = "--tls";
+    argv[k++] = "--cacert";
+    argv[k++] = certs->ca;
+    argv[k++] = "--cert";
+    argv[k++] = certs->client_cert;
+    argv[k++] = "--key";
+    argv[k++] = certs->client_key;
+  }
   argv[k++] = "--cluster";
   argv[k++] = "create";
   for (int i = 0; i < c->n; i++) {
-    snprintf(addr[i], sizeof(addr[i]), "127.0.0.1:%d", gt_redis_port(c->node[i]));
+    snprintf(addr[i], sizeof(addr[i]), "127.0.0.1:%d", client_port(c->node[i]));
     argv[k++] = addr[i];
   }
   snprintf(nrep, sizeof(nrep), "%d", replicas);
@@ -213,6 +282,11 @@ static int ok_cmd(redisContext *ctx, const char *what, redisReply *r) {
 }
 
 int gt_cluster_move_slot(const gt_cluster *c, int slot, gt_redis *dst, int batch, int pause_ms) {
+  return gt_cluster_migrate_slot(c, slot, dst, batch, pause_ms, true);
+}
+
+int gt_cluster_migrate_slot(const gt_cluster *c, int slot, gt_redis *dst, int batch, int pause_ms,
+                            bool finish) {
   gt_redis *src = gt_cluster_master_of(c, slot);
   if (src == NULL || src == dst) {
     fprintf(stderr, "gt_cluster: slot %d: no master, or already on the destination\n", slot);
@@ -221,6 +295,7 @@ int gt_cluster_move_slot(const gt_cluster *c, int slot, gt_redis *dst, int batch
   redisContext *s = gt_redis_connect(src), *d = gt_redis_connect(dst);
   char sid[64], did[64];
   int rc = s && d && node_id(s, sid, sizeof(sid)) == 0 && node_id(d, did, sizeof(did)) == 0 ? 0 : -1;
+  /* A second call (finish) finds the slot in migration already. */
   if (rc == 0)
     rc = ok_cmd(d, "SETSLOT IMPORTING", redisCommand(d, "CLUSTER SETSLOT %d IMPORTING %s", slot, sid));
   if (rc == 0)
@@ -258,6 +333,11 @@ int gt_cluster_move_slot(const gt_cluster *c, int slot, gt_redis *dst, int batch
   }
   /* The destination first (it then owns the slot whatever happens next), then
    * the source, then everyone else. */
+  if (rc == 0 && !finish) {
+    redisFree(s);
+    redisFree(d);
+    return 0;
+  }
   if (rc == 0)
     rc = ok_cmd(d, "SETSLOT NODE", redisCommand(d, "CLUSTER SETSLOT %d NODE %s", slot, did));
   if (rc == 0)

@@ -34,6 +34,13 @@ gt_cluster *gt_cluster_start(int masters, int replicas);
 /* The same with more redis.conf lines for every node (e.g. "appendonly
  * yes\nappendfsync always\n"), or NULL. */
 gt_cluster *gt_cluster_start_conf(int masters, int replicas, const char *extra_conf);
+/* A cluster that speaks mutual TLS only (tls_fixture.h's certificates: the
+ * nodes on their TLS ports, tls-cluster and tls-replication on, clients must
+ * present certs->client_cert); gt_cluster_url() is then
+ * "rediss-cluster://...?cacert=...&cert=...&key=...".  The harness's own
+ * connections (gt_cluster_connect, the checks) use each node's plain unix
+ * socket.  certs must outlive the cluster. */
+gt_cluster *gt_cluster_start_tls(int masters, int replicas, const gt_certs *certs);
 /* "redis-cluster://127.0.0.1:P1,127.0.0.1:P2,..." naming every node; valid
  * while c lives. */
 const char *gt_cluster_url(const gt_cluster *c);
@@ -47,7 +54,8 @@ int gt_cluster_keyslot(const gt_cluster *c, const char *key);
  * answers CLUSTER SHARDS says; NULL if none. */
 gt_redis *gt_cluster_master_of(const gt_cluster *c, int slot);
 /* Waits until every live node says cluster_state:ok and names the same master
- * for every slot: 0, or -1 after gt_scaled_ms(ms). */
+ * for every slot, and every replica's link to its master is up (its first
+ * sync done): 0, or -1 after gt_scaled_ms(ms). */
 int gt_cluster_wait_ok(const gt_cluster *c, int64_t ms);
 /* Moves slot, with its keys, to master dst the way redis-cli --cluster
  * reshard does: SETSLOT IMPORTING on dst, MIGRATING on the source, MIGRATE
@@ -55,6 +63,11 @@ int gt_cluster_wait_ok(const gt_cluster *c, int64_t ms);
  * test can act while the slot is half moved), then SETSLOT NODE on every
  * master.  0, or -1 (reason on stderr). */
 int gt_cluster_move_slot(const gt_cluster *c, int slot, gt_redis *dst, int batch, int pause_ms);
+/* The same, but with finish false it stops after the keys moved: the slot
+ * stays MIGRATING on its master and IMPORTING on dst (every key on dst, so
+ * the master answers ASK), until a call with finish true. */
+int gt_cluster_migrate_slot(const gt_cluster *c, int slot, gt_redis *dst, int batch, int pause_ms,
+                            bool finish);
 /* A hiredis connection to node n (gt_redis_connect). */
 redisContext *gt_cluster_connect(const gt_cluster *c, int i);
 /* Stops every node and frees c.  Accepts NULL. */
