@@ -312,3 +312,25 @@ int cli_parse_arg(const char *s, gtask_value *out, char *why, size_t whylen) {
   *out = gtask_strn(s, strlen(s));
   return 0;
 }
+
+/* --retry-on timeout,error,crash: a non-empty comma-separated list of those
+ * words, each at most once.  0, or -1 for anything else. */
+int cli_parse_retry_on(const char *v, unsigned *out) {
+  static const struct {
+    const char *word;
+    unsigned flag;
+  } words[] = {{"timeout", GTASK_RETRY_ON_TIMEOUT}, {"error", GTASK_RETRY_ON_ERROR},
+               {"crash", GTASK_RETRY_ON_CRASH}};
+  unsigned flags = 0;
+  for (const char *p = v;;) {
+    size_t len = strcspn(p, ",");
+    size_t k = 0;
+    while (k < 3 && !(strlen(words[k].word) == len && strncmp(p, words[k].word, len) == 0)) k++;
+    if (k == 3 || (flags & words[k].flag)) return -1;
+    flags |= words[k].flag;
+    if (!p[len]) break;
+    p += len + 1;
+  }
+  *out = flags;
+  return 0;
+}

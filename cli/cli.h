@@ -128,6 +128,9 @@ int cli_parse_duration(const char *s, int64_t *ms);
  * (integer -> int64, decimal -> float64, else string).  The value's string
  * points into s.  0, or -1 with the reason in why. */
 int cli_parse_arg(const char *s, gtask_value *out, char *why, size_t whylen);
+/* --retry-on timeout,error,crash: a non-empty comma-separated list of those
+ * words, each at most once, into GTASK_RETRY_ON_* flags.  0 or -1. */
+int cli_parse_retry_on(const char *v, unsigned *out);
 /* Parses a decimal integer in [min, max].  0 or -1. */
 int cli_parse_int(const char *s, long long min, long long max, long long *out);
 

@@ -145,28 +145,6 @@ static int send_count(cli *c, gtask_client *cl, const gtask_send_conf *sc,
 
 enum { O_TIMEOUT = 1, O_RETRY, O_WAIT, O_ALL, O_COUNT, O_DELAY, O_ID, O_UNIQUE, O_RETRY_ON };
 
-/* --retry-on timeout,error,crash: a non-empty comma-separated list of those
- * words, each at most once.  0, or -1 for anything else. */
-static int parse_retry_on(const char *v, unsigned *out) {
-  static const struct {
-    const char *word;
-    unsigned flag;
-  } words[] = {{"timeout", GTASK_RETRY_ON_TIMEOUT}, {"error", GTASK_RETRY_ON_ERROR},
-               {"crash", GTASK_RETRY_ON_CRASH}};
-  unsigned flags = 0;
-  for (const char *p = v;;) {
-    size_t len = strcspn(p, ",");
-    size_t k = 0;
-    while (k < 3 && !(strlen(words[k].word) == len && strncmp(p, words[k].word, len) == 0)) k++;
-    if (k == 3 || (flags & words[k].flag)) return -1;
-    flags |= words[k].flag;
-    if (!p[len]) break;
-    p += len + 1;
-  }
-  *out = flags;
-  return 0;
-}
-
 int cmd_send(cli *c, int argc, char **argv) {
   static const cli_opt opts[] = {{"timeout", OPT_REQUIRED, O_TIMEOUT},
                                  {"retry", OPT_REQUIRED, O_RETRY},
@@ -235,7 +213,7 @@ int cmd_send(cli *c, int argc, char **argv) {
     } else if (r == O_ID) {
       task_id = v;
     } else if (r == O_RETRY_ON) {
-      if (parse_retry_on(v, &retry_on) != 0) {
+      if (cli_parse_retry_on(v, &retry_on) != 0) {
         code = cli_usage_error(c, "bad --retry-on \"%s\" (a comma-separated list of timeout, error, crash)", v);
         goto out;
       }

@@ -20,7 +20,8 @@
 static const char usage_cron[] =
     "usage: gtask cron next SPEC|ENTRY [-n N] [--tz ZONE]\n"
     "       gtask cron add NAME SPEC TASK [ARG...] [--tz ZONE] [--queue Q]\n"
-    "                      [--timeout DUR] [--retry N] [--missed skip|latest]\n"
+    "                      [--timeout DUR] [--retry N] [--retry-on LIST]\n"
+    "                      [--missed skip|latest]\n"
     "       gtask cron list\n"
     "       gtask cron remove NAME\n"
     "\n"
@@ -46,15 +47,16 @@ static const char usage_cron[] =
     "  --tz ZONE        IANA time zone of the spec's times (default UTC), e.g.\n"
     "                   Europe/Berlin; daylight saving as cron(8) does it (gtask(1))\n"
     "  -n N             how many fire times (1..1000, default 5)\n"
-    "  --timeout DUR, --retry N   the task's send options (as `gtask send`)\n"
+    "  --timeout DUR, --retry N, --retry-on LIST   the task's send options (as\n"
+    "                   `gtask send`)\n"
     "  --missed POLICY  ticks more than 10 s late (no scheduler ran): skip them\n"
     "                   (default), or run the latest of them once (latest)\n";
 
-enum { OPT_TZ = 1, OPT_COUNT, OPT_TIMEOUT, OPT_RETRY, OPT_MISSED };
+enum { OPT_TZ = 1, OPT_COUNT, OPT_TIMEOUT, OPT_RETRY, OPT_MISSED, OPT_RETRY_ON };
 
 /* What the cron subcommands' options set. */
 typedef struct cron_opts {
-  const char *tz, *count, *timeout, *retry, *missed;
+  const char *tz, *count, *timeout, *retry, *missed, *retry_on;
 } cron_opts;
 
 /* Scans the arguments of a cron subcommand: --tz and -n/--count, and
@@ -67,6 +69,7 @@ static int scan_args(cli *c, int argc, char **argv, cron_opts *o, const char **p
                                  {"timeout", OPT_REQUIRED, OPT_TIMEOUT},
                                  {"retry", OPT_REQUIRED, OPT_RETRY},
                                  {"missed", OPT_REQUIRED, OPT_MISSED},
+                                 {"retry-on", OPT_REQUIRED, OPT_RETRY_ON},
                                  {NULL, OPT_NONE, 0}};
   cli_scan s = {.argc = argc, .argv = argv, .i = 0};
   *npos = 0;
@@ -91,6 +94,7 @@ static int scan_args(cli *c, int argc, char **argv, cron_opts *o, const char **p
     else if (r == OPT_TIMEOUT) o->timeout = v;
     else if (r == OPT_RETRY) o->retry = v;
     else if (r == OPT_MISSED) o->missed = v;
+    else if (r == OPT_RETRY_ON) o->retry_on = v;
     else if (*npos < maxpos) pos[(*npos)++] = v;
     else return cli_usage_error(c, "unexpected argument \"%s\"", v);
   }
@@ -107,7 +111,7 @@ static int cron_next(cli *c, int argc, char **argv) {
   int code = scan_args(c, argc, argv, &o, pos, 1, &npos);
   if (code) return code < 0 ? CLI_OK : code;
   if (npos != 1) return cli_usage_error(c, "cron next needs a SPEC (or the name of an entry)");
-  if (o.timeout || o.retry || o.missed)
+  if (o.timeout || o.retry || o.missed || o.retry_on)
     return cli_usage_error(c, "cron next takes only -n and --tz");
   long long n = 5;
   if (o.count && cli_parse_int(o.count, 1, 1000, &n) != 0)
@@ -210,6 +214,12 @@ static int cron_add(cli *c, int argc, char **argv) {
     code = cli_usage_error(c, "bad --retry \"%s\" (an integer from 0 to 1000000)", o.retry);
     goto out;
   }
+  unsigned retry_on = 0;
+  if (o.retry_on && cli_parse_retry_on(o.retry_on, &retry_on) != 0) {
+    code = cli_usage_error(c, "bad --retry-on \"%s\" (a comma-separated list of timeout, error, crash)",
+                           o.retry_on);
+    goto out;
+  }
   gtask_missed missed = GTASK_MISSED_SKIP;
   if (o.missed && strcmp(o.missed, "latest") == 0) {
     missed = GTASK_MISSED_LATEST;
@@ -231,6 +241,7 @@ static int cron_add(cli *c, int argc, char **argv) {
   }
   gtask_send_conf_set_timeout(sc, timeout_ms);
   gtask_send_conf_set_retry_num(sc, (int)retry);
+  if (retry_on) gtask_send_conf_set_retry_on(sc, retry_on);
   if ((code = cli_connect(c)) == CLI_OK) code = cli_client(c, &cl);
   if (code) goto out;
   int rc = gtask_client_cron_add(cl, pos[0], pos[1], o.tz, missed, sc, args, (size_t)npos - 3);
@@ -276,7 +287,7 @@ static int cron_list(cli *c, int argc, char **argv) {
   const char *pos[1];
   int npos, code = scan_args(c, argc, argv, &o, pos, 1, &npos);
   if (code) return code < 0 ? CLI_OK : code;
-  if (npos || o.tz || o.count || o.timeout || o.retry || o.missed)
+  if (npos || o.tz || o.count || o.timeout || o.retry || o.missed || o.retry_on)
     return cli_usage_error(c, "cron list takes no arguments");
   gtask_client *cl = NULL;
   if ((code = cli_connect(c)) == CLI_OK) code = cli_client(c, &cl);
@@ -333,7 +344,7 @@ static int cron_remove(cli *c, int argc, char **argv) {
   const char *pos[2];
   int npos, code = scan_args(c, argc, argv, &o, pos, 2, &npos);
   if (code) return code < 0 ? CLI_OK : code;
-  if (npos != 1 || o.tz || o.count || o.timeout || o.retry || o.missed)
+  if (npos != 1 || o.tz || o.count || o.timeout || o.retry || o.missed || o.retry_on)
     return cli_usage_error(c, "cron remove takes one NAME");
   gtask_client *cl = NULL;
   if ((code = cli_connect(c)) == CLI_OK) code = cli_client(c, &cl);

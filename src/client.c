@@ -254,6 +254,18 @@ static int push_chunk_unique(gtask_client *c, gtask_claim *cs, gtask_msg **msgs,
  * that holds only the task's name and arguments (the encoding of every value
  * is canonical, so equal arguments give equal bytes).  The queue is not
  * hashed: the key lives in the queue's own keys. */
+/* What a message carries of its send conf: the name and the run options.
+ * Every message built from a conf (a send, a periodic task's template) takes
+ * them from here, so that an option added to the conf reaches all of them. */
+static void task_options(const gtask_send_conf *conf, gtask_task *t) {
+  t->name = conf->name;
+  t->timeout_ms = conf->timeout_ms;
+  t->retry_max = conf->retry;
+  t->retry_on = conf->retry_on;
+  t->backoff_first_ms = conf->backoff_first_ms;
+  t->backoff_max_ms = conf->backoff_max_ms;
+}
+
 static int unique_key(const gtask_send_conf *conf, const gtask_value *args, size_t nargs,
                       char out[65]) {
   gtask_task t;
@@ -321,15 +333,10 @@ GTASK_EXTERN int gtask_client_send_batch(gtask_client *c, const gtask_send_conf 
         memcpy(t.id, conf->id, GTASK_ID_SIZE);
       else
         gtask__uuid(t.id);
-      t.name = conf->name;
+      task_options(conf, &t);
       t.queue = (char *)queue;
       t.args = (gtask_value *)(args + i * nargs);
       t.nargs = nargs;
-      t.timeout_ms = conf->timeout_ms;
-      t.retry_max = conf->retry;
-      t.retry_on = conf->retry_on;
-      t.backoff_first_ms = conf->backoff_first_ms;
-      t.backoff_max_ms = conf->backoff_max_ms;
       t.created_ms = now;
       t.expires_ms = c->broker->msg_ttl_ms ? now + conf->delay_ms + c->broker->msg_ttl_ms : 0;
       char *body = NULL;
@@ -568,13 +575,9 @@ int gtask__send_conf_encode(const gtask_send_conf *conf, const gtask_value *args
    * that they are valid. */
   memcpy(t.id, "00000000-0000-0000-0000-000000000000", GTASK_ID_SIZE);
   t.queue = conf->queue ? conf->queue : (char *)"default";
-  t.name = conf->name;
+  task_options(conf, &t);
   t.args = (gtask_value *)args;
   t.nargs = nargs;
-  t.timeout_ms = conf->timeout_ms;
-  t.retry_max = conf->retry;
-  t.backoff_first_ms = conf->backoff_first_ms;
-  t.backoff_max_ms = conf->backoff_max_ms;
   t.created_ms = created_ms;
   return gtask__task_encode(&t, body, len);
 }

@@ -6,6 +6,7 @@
  * arguments, and a worker that dies (a forked process, SIGKILL) leaving the
  * list within its lease. */
 #include "internal.h"
+#include "cluster_fixture.h"
 #include "redis_fixture.h"
 #include "test.h"
 
@@ -325,4 +326,69 @@ TEST_TIMEOUT(failed_list_and_find, 60) {
   ASSERT_OK(a.rc);
   gtask_server_free(s);
   env_close(&e);
+}
+
+/* On a Redis Cluster (issue 17): the worker record's keys go to their own
+ * slots' masters, each queue's lists to its own; a worker on queues of
+ * several masters is listed, and each queue's tasks are listed and found. */
+TEST_TIMEOUT(on_a_cluster, 90) {
+  gtask_set_log(NULL, NULL, GTASK_LOG_ERROR);
+  gt_cluster *cl = gt_cluster_start(3, 0);
+  ASSERT_NOT_NULL(cl);
+  gtask_redis_conf *conf;
+  ASSERT_OK(gtask_redis_conf_new(&conf, gt_cluster_url(cl), NULL, -1));
+  gtask_broker *b;
+  gtask_backend *k;
+  ASSERT_OK(gtask_broker_redis_new(&b, conf));
+  ASSERT_OK(gtask_backend_redis_new(&k, conf));
+  gtask_redis_conf_free(conf);
+  gtask_server *s = gtask_server_new(b, k);
+  ASSERT_OK(gtask_server_set_queues(s, "alpha,beta,gamma,delta"));
+  ASSERT_OK(gtask_server_set_name(s, "cluster-worker"));
+  ASSERT_OK(gtask_server_reg(s, "boom", boom, NULL));
+  run_arg a = {.s = s};
+  pthread_t t;
+  ASSERT_EQ(pthread_create(&t, NULL, run_main, &a), 0);
+  gtask_client *c = gtask_client_new(b, k);
+  gtask_worker_info *w = NULL;
+  size_t n = 0;
+  WAIT_UNTIL((gtask_workers_free(w, n), w = NULL, n = 0,
+              gtask_client_workers(c, &w, &n) == 0 && n == 1),
+             10000);
+  ASSERT_STR_EQ(w[0].name, "cluster-worker");
+  ASSERT_EQ(w[0].nqueues, 4);
+  gtask_workers_free(w, n);
+  /* A delayed task in each queue: listed as scheduled and found there. */
+  static const char *const qs[] = {"alpha", "beta", "gamma", "delta"};
+  for (int q = 0; q < 4; q++) {
+    gtask_send_conf *sc = gtask_send_conf_new("boom");
+    ASSERT_OK(gtask_send_conf_set_queue(sc, qs[q]));
+    ASSERT_OK(gtask_send_conf_set_delay(sc, 3600 * 1000));
+    char id[GTASK_ID_SIZE];
+    ASSERT_OK(gtask_client_send(c, sc, NULL, 0, id));
+    gtask_send_conf_free(sc);
+    ASSERT_OK(gtask_client_set_queue(c, qs[q]));
+    gtask_task_info *v = NULL;
+    char *next = NULL;
+    ASSERT_OK(gtask_client_list(c, GTASK_LIST_SCHEDULED, NULL, 10, &v, &n, &next));
+    ASSERT_EQ(n, 1);
+    ASSERT_STR_EQ(v[0].id, id);
+    gtask_task_info_free(v, n);
+    ASSERT_NULL(next);
+    gtask_task_info *info = NULL;
+    ASSERT_OK(gtask_client_inspect(c, id, NULL, &info));
+    ASSERT_EQ(info->state, GTASK_LIST_SCHEDULED);
+    gtask_task_info_free(info, 1);
+  }
+  gtask_server_shutdown(s);
+  pthread_join(t, NULL);
+  ASSERT_OK(a.rc);
+  /* Stopped cleanly: gone at once. */
+  ASSERT_OK(gtask_client_workers(c, &w, &n));
+  ASSERT_EQ(n, 0);
+  gtask_client_free(c);
+  gtask_server_free(s);
+  gtask_broker_free(b);
+  gtask_backend_free(k);
+  gt_cluster_stop(cl);
 }

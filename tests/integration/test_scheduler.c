@@ -364,7 +364,8 @@ TEST_TIMEOUT(sched_worker_scheduler_runs_tasks, 120) {
   env_start(&e);
   char out[8192];
   ASSERT_EQ(RUN(out, "cron", "add", "adder", "@every 1s", "add", "20", "22", "--timeout", "5s",
-                "--missed", "latest", "--tz", "Australia/Sydney"),
+                "--retry", "1", "--retry-on", "timeout,error", "--missed", "latest", "--tz",
+                "Australia/Sydney"),
             0);
   pid_t w = SPAWN("w.log", "worker", "--builtin", "--scheduler", "--concurrency", "2");
   char id[GTASK_ID_SIZE] = "";
@@ -432,6 +433,7 @@ TEST(sched_bad_input_stores_nothing) {
   ASSERT_EQ(RUN(out, "cron", "add", "x", "* * * *", "add"), 2);
   ASSERT_EQ(RUN(out, "cron", "add", "x", "@daily", "add", "--tz", "Nowhere/Land"), 2);
   ASSERT_EQ(RUN(out, "cron", "add", "x", "@daily", "add", "--missed", "sometimes"), 2);
+  ASSERT_EQ(RUN(out, "cron", "add", "x", "@daily", "add", "--retry-on", "sometimes"), 2);
   ASSERT_EQ(RUN(out, "cron", "add", "x", "@daily", "add", "int8:300"), 2);
   ASSERT_EQ(RUN(out, "cron", "add", "x y", "@daily", "add"), 2);
   ASSERT_EQ(RUN(out, "cron", "add", "x", "@daily"), 2);
@@ -450,6 +452,48 @@ TEST(sched_bad_input_stores_nothing) {
   gtask_backend_free(mk);
   gtask_send_conf_free(sc);
   env_stop(&e);
+}
+
+/* A tick's task carries every run option of the entry's send conf (the
+ * template is the message a send would queue): timeout, retries, the retry
+ * policy, backoff; and a fresh creation time and expiry per tick. */
+TEST(sched_tick_message_keeps_send_options) {
+  gtask_send_conf *sc = gtask_send_conf_new("echo");
+  ASSERT_OK(gtask_send_conf_set_timeout(sc, 1500));
+  ASSERT_OK(gtask_send_conf_set_retry_num(sc, 4));
+  ASSERT_OK(gtask_send_conf_set_retry_on(sc, GTASK_RETRY_ON_TIMEOUT | GTASK_RETRY_ON_ERROR));
+  ASSERT_OK(gtask_send_conf_set_backoff(sc, 300, 9000));
+  gtask_value v = gtask_str("x");
+  gtask__sched_def d;
+  ASSERT_OK(gtask__sched_def_make(&d, "opts", "@hourly", NULL, GTASK_MISSED_SKIP, sc, "default",
+                                  &v, 1, 1000));
+  char *json = NULL, *body = NULL;
+  size_t len = 0, blen = 0;
+  ASSERT_OK(gtask__sched_def_encode(&d, &json, &len));
+  gtask__sched_def back;
+  ASSERT_OK(gtask__sched_def_decode("opts", json, len, &back));
+  char id[GTASK_ID_SIZE];
+  gtask__cron_task_id("opts", 3600000, id);
+  ASSERT_OK(gtask__sched_body(&back, id, 5000, 60000, &body, &blen));
+  gtask_task *t;
+  char why[128];
+  ASSERT_OK(gtask__task_decode_in(body, blen, id, "default", &t, why, sizeof(why)));
+  ASSERT_STR_EQ(t->name, "echo");
+  ASSERT_EQ(t->nargs, 1);
+  ASSERT_STR_EQ(t->args[0].v.s.ptr, "x");
+  ASSERT_EQ(t->timeout_ms, 1500);
+  ASSERT_EQ(t->retry_max, 4);
+  ASSERT_EQ(t->retry_on, GTASK_RETRY_ON_TIMEOUT | GTASK_RETRY_ON_ERROR);
+  ASSERT_EQ(t->backoff_first_ms, 300);
+  ASSERT_EQ(t->backoff_max_ms, 9000);
+  ASSERT_EQ(t->created_ms, 5000);
+  ASSERT_EQ(t->expires_ms, 65000);
+  gtask__task_free(t);
+  gtask__free(body);
+  gtask__free(json);
+  gtask__sched_def_clear(&back);
+  gtask__sched_def_clear(&d);
+  gtask_send_conf_free(sc);
 }
 
 /* The script itself, at the wire level: a tick is done once; an older tick
