@@ -5,7 +5,7 @@
  *   gtask.c    main: global options, the command table, connecting, exit codes
  *   args.c     the command line: option scanning, ARG (TYPE:VALUE) and DUR
  *   output.c   printing values, results and JSON objects
- *   commands.c send, status, result, stats, dead, failed, rerun, queue
+ *   commands.c send, status, result, stats, dead, failed, rerun, cancel, queue
  *   inspect.c  workers, inspect queue|task (issue 20)
  *   dashboard.c the web dashboard and its JSON API (issue 20; web/ holds its
  *              HTML, CSS and JS, embedded at build time)
@@ -185,6 +185,7 @@ int cmd_dead(cli *c, int argc, char **argv);
 int cmd_failed(cli *c, int argc, char **argv);
 int cmd_queue(cli *c, int argc, char **argv);
 int cmd_rerun(cli *c, int argc, char **argv);
+int cmd_cancel(cli *c, int argc, char **argv);
 int cmd_worker(cli *c, int argc, char **argv);
 int cmd_cron(cli *c, int argc, char **argv);      /* cron.c */
 int cmd_scheduler(cli *c, int argc, char **argv); /* cron.c */

@@ -320,7 +320,8 @@ static int scan_id(cli *c, int argc, char **argv, const cli_opt *opts, const cha
 static const char usage_status[] =
     "usage: gtask status ID\n"
     "\n"
-    "Prints the task's state: PENDING, STARTED, RETRY, SUCCESS or FAILURE.\n"
+    "Prints the task's state: PENDING, STARTED, RETRY, SUCCESS, FAILURE or\n"
+    "CANCELLED.\n"
     "Read from --queue (the queue the task was sent to).\n"
     "\n"
     "exit: 0, 2 usage error (ID is not a task id), 4 unknown or expired id,\n"
@@ -703,6 +704,49 @@ int cmd_rerun(cli *c, int argc, char **argv) {
     code = cli_fail(c, cl, rc);
   else
     print_id(c, id);
+  gtask_client_free(cl);
+  return code;
+}
+
+/* ---------------------------------------------------------------- cancel */
+
+static const char usage_cancel[] =
+    "usage: gtask cancel ID\n"
+    "\n"
+    "Cancels task ID of --queue (issue 18): it ends CANCELLED at once.  A queued\n"
+    "or delayed task (also one waiting for a retry) is removed: prints\n"
+    "\"ID cancelled\".  A task a worker holds is told to stop -- its handler's\n"
+    "gtask_ctx_cancelled() turns true within about a second, and whatever it\n"
+    "returns is dropped: prints \"ID cancelled (running: its worker is told to\n"
+    "stop)\".  --json: {\"task_id\", \"status\": \"CANCELLED\", \"running\"}.\n"
+    "\n"
+    "exit: 0 cancelled (either way), 1 the task has finished already (SUCCESS,\n"
+    "FAILURE or CANCELLED: nothing changed), 2 usage error (ID is not a task\n"
+    "id), 4 unknown or expired task, 5 cannot reach redis\n";
+
+int cmd_cancel(cli *c, int argc, char **argv) {
+  const char *id = NULL, *wait_text = NULL;
+  bool wait = false;
+  static const cli_opt opts[] = {{NULL, OPT_NONE, 0}};
+  int code = scan_id(c, argc, argv, opts, usage_cancel, &id, &wait_text, &wait);
+  if (code) return code < 0 ? CLI_OK : code;
+  if ((code = cli_connect(c)) != CLI_OK) return code;
+  gtask_client *cl = NULL;
+  if ((code = cli_client(c, &cl)) != CLI_OK) return code;
+  bool running = false;
+  int rc = gtask_client_cancel(cl, id, &running);
+  if (rc) {
+    code = cli_fail(c, cl, rc);
+  } else if (c->json) {
+    out_obj o;
+    out_obj_begin(&o, stdout);
+    out_obj_str(&o, "task_id", id);
+    out_obj_str(&o, "status", gtask_status_name(GTASK_CANCELLED));
+    out_obj_bool(&o, "running", running);
+    out_obj_end(&o);
+  } else {
+    printf("%s cancelled%s\n", id, running ? " (running: its worker is told to stop)" : "");
+  }
   gtask_client_free(cl);
   return code;
 }

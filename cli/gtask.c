@@ -36,6 +36,7 @@ static const char usage_main[] =
     "  limit    rate and concurrency limits across all workers\n"
     "  failed   list the tasks that ended FAILURE (kept for a while)\n"
     "  rerun    run a failed task again (same id, fresh attempts)\n"
+    "  cancel   cancel a task: removed if queued, told to stop if running\n"
     "  queue    pause or resume a queue\n"
     "  workers  list the live workers: host, pid, queues, what they run\n"
     "  inspect  list a queue's tasks (inspect queue NAME) or show one (inspect task ID)\n"
@@ -317,7 +318,7 @@ static const command commands[] = {
     {"worker", cmd_worker}, {"send", cmd_send},   {"status", cmd_status},
     {"result", cmd_result}, {"stats", cmd_stats}, {"dead", cmd_dead},
     {"cron", cmd_cron},     {"scheduler", cmd_scheduler}, {"limit", cmd_limit},
-    {"failed", cmd_failed}, {"rerun", cmd_rerun}, {"queue", cmd_queue},
+    {"failed", cmd_failed}, {"rerun", cmd_rerun}, {"cancel", cmd_cancel}, {"queue", cmd_queue},
     {"version", cmd_version}, {"workers", cmd_workers}, {"inspect", cmd_inspect},
     {"dashboard", cmd_dashboard},
 };

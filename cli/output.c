@@ -188,8 +188,9 @@ void out_obj_end(out_obj *o) {
 /* ---------------------------------------------------------------- results */
 
 int out_result(const cli *c, const gtask_result *r) {
-  bool final = r->status == GTASK_SUCCESS || r->status == GTASK_FAILURE;
-  int code = r->status == GTASK_SUCCESS ? CLI_OK : r->status == GTASK_FAILURE ? CLI_FAILED : CLI_TIMEOUT;
+  bool final = r->status == GTASK_SUCCESS || r->status == GTASK_FAILURE ||
+               r->status == GTASK_CANCELLED;
+  int code = r->status == GTASK_SUCCESS ? CLI_OK : final ? CLI_FAILED : CLI_TIMEOUT;
   if (c->json) {
     out_obj o;
     out_obj_begin(&o, stdout);
@@ -210,6 +211,8 @@ int out_result(const cli *c, const gtask_result *r) {
   } else if (r->status == GTASK_FAILURE) {
     cli_error("task %s failed after %u attempt%s: %s", r->id, r->attempts,
               r->attempts == 1 ? "" : "s", r->error ? r->error : "(no error message)");
+  } else if (r->status == GTASK_CANCELLED) {
+    cli_error("task %s was cancelled", r->id);
   } else if (!final) {
     cli_error("task %s has not finished: %s%s%s", r->id, gtask_status_name(r->status),
               r->error ? ", last error: " : "", r->error ? r->error : "");

@@ -485,7 +485,7 @@ GTASK_EXTERN int gtask_client_is_finish(gtask_client *c, const char *id) {
   gtask_status st;
   int rc = gtask_client_status(c, id, &st);
   if (rc) return rc;
-  return st == GTASK_SUCCESS || st == GTASK_FAILURE;
+  return st == GTASK_SUCCESS || st == GTASK_FAILURE || st == GTASK_CANCELLED;
 }
 
 GTASK_EXTERN int gtask_client_result(gtask_client *c, const char *id, gtask_result **out) {

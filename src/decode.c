@@ -522,7 +522,7 @@ static int result_decode_jansson(const char *buf, size_t len, const char *id, gt
   if ((rc = get_str(root, "s", true, &s, err, errlen)) != 0)
     goto fail;
   r->status = 0;
-  for (int st = GTASK_PENDING; st <= GTASK_FAILURE; st++) {
+  for (int st = GTASK_PENDING; st <= GTASK_CANCELLED; st++) {
     if (strcmp(s, gtask_status_name((gtask_status)st)) == 0)
       r->status = (gtask_status)st;
   }

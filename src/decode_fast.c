@@ -343,7 +343,7 @@ static int fast_result(const char *buf, size_t len, const char *id, gtask_result
     case RF_V: ok = f_field(&c, 1, FAST_RESULT_VERSION, &x); break;
     case RF_S:
       if (!f_str(&c, &s, &sl)) break;
-      for (int st = GTASK_PENDING; st <= GTASK_FAILURE; st++) {
+      for (int st = GTASK_PENDING; st <= GTASK_CANCELLED; st++) {
         const char *name = gtask_status_name((gtask_status)st);
         if (strlen(name) == sl && memcmp(name, s, sl) == 0) r->status = (gtask_status)st;
       }

@@ -338,7 +338,7 @@ int gtask__result_encode(const gtask_result *r, char **out, size_t *len) {
   *len = 0;
   if (r == NULL)
     return GTASK_EINVAL;
-  if (r->status < GTASK_PENDING || r->status > GTASK_FAILURE) {
+  if (r->status < GTASK_PENDING || r->status > GTASK_CANCELLED) {
     gtask__set_error("result encode: invalid status %d", (int)r->status);
     return GTASK_EINVAL;
   }

@@ -313,6 +313,17 @@ void gtask__job_outcome_unwritable(gtask_server *s, gtask_job *job, const char *
   (void)s;
 }
 
+void gtask__job_outcome_cancelled(gtask_server *s, gtask_job *job) {
+  job->fin.msg = job->msg;
+  job->fin.kind = GTASK_FIN_DONE;
+  job->fin.next = NULL; /* not kept in the failed set */
+  job->fin.next_due_ms = 0;
+  set_result(job, GTASK_FAILURE, NULL, 0, "cancelled", GTASK_ECANCELED,
+             job->task ? job->task->attempts + 1 : 0);
+  gtask__log(GTASK_LOG_INFO, "task %s: cancelled", job->msg->id);
+  (void)s;
+}
+
 void gtask__job_outcome_handback(gtask_server *s, gtask_job *job) {
   job->fin.msg = job->msg;
   job->fin.kind = GTASK_FIN_REQUEUE;
@@ -342,6 +353,8 @@ void gtask__job_start_locked(gtask_server *s, gtask_job *job) {
 /* Runs a started job's handler and queues its outcome.  Called with s->mu
  * held; returns with it held. */
 static void run_job(gtask_server *s, gtask_job *job, gtask__child *child) {
+  /* Cancelled while it waited in the prefetch (the finisher's check): not run. */
+  bool skip = job->cancel_seen;
   pthread_mutex_unlock(&s->mu);
 
   int rc = 0, prc = 0;
@@ -349,7 +362,9 @@ static void run_job(gtask_server *s, gtask_job *job, gtask__child *child) {
   struct timespec t0 = {0, 0}, t1 = {0, 0}; /* run time: for the adaptive prefetch only */
   if (s->hook_mask & GTASK_EV_STARTED) gtask__hooks_started(s, job);
   if (s->prefetch_auto) clock_gettime(CLOCK_MONOTONIC, &t0);
-  if (s->pool == GTASK_POOL_PROCS) {
+  if (skip) {
+    prc = GTASK_ECANCELED;
+  } else if (s->pool == GTASK_POOL_PROCS) {
     prc = gtask__child_run(s, child, job, &rc, why, sizeof(why));
   } else {
     current_ctx = &job->ctx;
@@ -362,18 +377,21 @@ static void run_job(gtask_server *s, gtask_job *job, gtask__child *child) {
   /* Claim the outcome under the mutex (the finisher may be timing the job
    * out right now), then encode it outside, then queue it.  Without a
    * deadline nobody else decides a running job: no claim is needed. */
-  bool mine = true;
-  if (job->deadline_mono) {
+  bool mine = true, cancelled = prc == GTASK_ECANCELED;
+  if (job->deadline_mono || atomic_load(&job->ctx.cancelled)) {
     pthread_mutex_lock(&s->mu);
     mine = !job->finalized;
     job->finalized = true;
+    cancelled = cancelled || job->cancel_seen;
     pthread_mutex_unlock(&s->mu);
   }
   if (mine) {
     /* Only once the outcome is ours: a job timed out by the finisher is
      * reported by it, with the run time up to the deadline (hooks.c). */
     job->run_ns = run_ns;
-    if (prc == GTASK_ECRASH)
+    if (cancelled)
+      gtask__job_outcome_cancelled(s, job);
+    else if (prc == GTASK_ECRASH)
       gtask__job_outcome_crash(s, job, why);
     else if (prc == GTASK_ETASKTIMEOUT ||
              (job->deadline_mono && gtask__mono_ms() >= job->deadline_mono))

@@ -26,6 +26,10 @@
  * every START_DELAY_MS, so that executors need not wake it for each task's
  * STARTED mark (a context switch per task when tasks come one by one). */
 #define LINGER_MS 100
+/* How often the tasks held (running or prefetched) are checked for a cancel
+ * (issue 18): a cancelled task's handler sees gtask_ctx_cancelled() within
+ * this, plus a round trip. */
+#define CANCEL_CHECK_MS 500
 /* The finisher retries a write that failed transiently after a backoff that
  * doubles from WRITE_BACKOFF_FIRST_MS to WRITE_BACKOFF_MAX_MS; once the
  * executors are done (shutdown), it gives up after WRITE_GIVE_UP_MS of
@@ -116,7 +120,7 @@ static void settle(gtask_server *s, gtask_job **batch, const gtask_fin *fins, si
   if (s->hook_mask) gtask__hooks_settled(s, batch, fins, n); /* before the unrefs below */
   int64_t earliest_retry = 0;
   for (size_t k = 0; k < n; k++) {
-    if (fins[k].fenced)
+    if (fins[k].fenced && !batch[k]->cancel_seen) /* (a cancelled one was logged) */
       gtask__log(GTASK_LOG_WARN,
                  "task %s: outcome not recorded (lease lost or task already final)",
                  batch[k]->msg->id);
@@ -290,11 +294,52 @@ static void heartbeat(gtask_server *s) {
   gtask__free(lost);
 }
 
+/* Asks the backend which of the tasks held are final already -- cancelled
+ * (gtask_client_cancel) -- and tells their handlers (ctx.cancelled); a
+ * prefetched one is then not run (executor.c).  One finals() call for all
+ * of them; nothing when nothing is held. */
+static void check_cancels(gtask_server *s) {
+  pthread_mutex_lock(&s->mu);
+  size_t n = 0, cap = s->ninflight;
+  gtask_job **jobs = cap ? gtask__malloc(cap * sizeof(*jobs)) : NULL;
+  gtask_msg **msgs = cap ? gtask__malloc(cap * sizeof(*msgs)) : NULL;
+  bool *final = cap ? gtask__calloc(cap, sizeof(*final)) : NULL;
+  if (!jobs || !msgs || !final) {
+    pthread_mutex_unlock(&s->mu);
+    gtask__free(jobs), gtask__free(msgs), gtask__free(final);
+    return;
+  }
+  for (gtask_job *j = s->inflight; j && n < cap; j = j->inext) {
+    if (j->state == GTASK_JOB_DONE || j->finalized || j->cancel_seen || !j->task) continue;
+    j->refs++;
+    jobs[n] = j;
+    msgs[n++] = j->msg;
+  }
+  pthread_mutex_unlock(&s->mu);
+  int rc = n ? s->backend->ops->finals(s->backend->impl, msgs, n, final) : 0;
+  if (rc) gtask__log(GTASK_LOG_WARN, "checking for cancelled tasks: %s", gtask_last_error());
+  pthread_mutex_lock(&s->mu);
+  for (size_t k = 0; k < n; k++) {
+    if (rc == 0 && final[k] && jobs[k]->state != GTASK_JOB_DONE && !jobs[k]->finalized) {
+      jobs[k]->cancel_seen = true;
+      atomic_store(&jobs[k]->ctx.cancelled, true);
+      gtask__log(GTASK_LOG_INFO, "task %s: cancelled; telling its handler", jobs[k]->msg->id);
+    }
+    gtask__job_unref_locked(s, jobs[k]);
+  }
+  pthread_mutex_unlock(&s->mu);
+  gtask__free(jobs);
+  gtask__free(msgs);
+  gtask__free(final);
+}
+
 void *gtask__finisher_main(void *arg) {
   gtask_server *s = arg;
   gtask__block_sigpipe();
   int64_t period = s->lease_ms / 3;
   int64_t next_hb = gtask__mono_ms() + period;
+  int64_t next_cancel_check = gtask__mono_ms() + CANCEL_CHECK_MS;
+  bool check_cancel = s->backend->ops->finals != NULL;
   int64_t backoff = 0, failing_since = 0;
   gtask_job *batch[MAX_BATCH];
   gtask_fin fins[MAX_BATCH];
@@ -325,6 +370,18 @@ void *gtask__finisher_main(void *arg) {
     }
     bool quit = s->executors_done && !s->done_head && s->nto_start == 0;
     if (quit) break;
+    if (check_cancel && s->ninflight) {
+      if (now >= next_cancel_check) {
+        next_cancel_check = now + CANCEL_CHECK_MS;
+        pthread_mutex_unlock(&s->mu);
+        check_cancels(s);
+        pthread_mutex_lock(&s->mu);
+        continue;
+      }
+      if (next_cancel_check < wake) wake = next_cancel_check;
+    } else {
+      next_cancel_check = now + CANCEL_CHECK_MS; /* counted from the first task held */
+    }
     /* STARTED marks alone wait up to START_DELAY_MS: most tasks finish by then
      * and need none (their final state supersedes it), which saves a round
      * trip on the latency path.  Observers see STARTED that much later. */

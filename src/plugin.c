@@ -104,7 +104,8 @@ GTASK_EXTERN int gtask_broker_new(gtask_broker **out, const gtask_broker_ops *op
     memcpy(&b->ops_copy, ops,
            ops->abi < 2   ? offsetof(gtask_broker_ops, msg_ttl_ms)
            : ops->abi < 3 ? offsetof(gtask_broker_ops, push_unique)
-                          : offsetof(gtask_broker_ops, worker_put));
+           : ops->abi < 4 ? offsetof(gtask_broker_ops, worker_put)
+                          : offsetof(gtask_broker_ops, cancel));
     b->ops = &b->ops_copy;
   }
   b->impl = impl;
@@ -129,8 +130,9 @@ GTASK_EXTERN int gtask_backend_new(gtask_backend **out, const gtask_backend_ops 
   if (b == NULL)
     return GTASK_ENOMEM;
   b->ops = b->table = ops;
-  if (ops->abi < 3) { /* an older table ends before the abi 3 operation */
-    memcpy(&b->ops_copy, ops, offsetof(gtask_backend_ops, claim));
+  if (ops->abi < GTASK_EXTEND_ABI) { /* an older table ends before the newer operations */
+    memcpy(&b->ops_copy, ops,
+           ops->abi < 3 ? offsetof(gtask_backend_ops, claim) : offsetof(gtask_backend_ops, finals));
     b->ops = &b->ops_copy;
   }
   b->impl = impl;

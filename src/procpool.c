@@ -332,7 +332,7 @@ int gtask__child_run(gtask_server *s, gtask__child *c, gtask_job *job, int *rc, 
   int result = 0;
   for (;;) {
     int64_t now = gtask__mono_ms();
-    int timeout = 1000; /* a lease-lost cancellation is noticed within 1 s */
+    int timeout = 250; /* a cancellation (lease lost, cancel) is noticed within 250 ms */
     if (!terminated && job->deadline_mono) {
       int64_t left = job->deadline_mono - now;
       if (left <= 0 || atomic_load(&job->ctx.cancelled)) {

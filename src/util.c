@@ -336,6 +336,8 @@ const char *gtask_status_name(gtask_status s) {
     return "SUCCESS";
   case GTASK_FAILURE:
     return "FAILURE";
+  case GTASK_CANCELLED:
+    return "CANCELLED";
   }
   return "?";
 }

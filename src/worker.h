@@ -76,6 +76,8 @@ struct gtask_job {
   bool lease_lost;               /* a heartbeat found the lease taken over */
   bool reclaimed;                /* leased from a lost worker (may have its marks) */
   bool marked;                   /* its STARTED mark was (being) written */
+  bool cancel_seen;              /* [mu] its task was found final while held: cancelled
+                                    (issue 18); ctx.cancelled is set too */
   gtask_msg *msg;                /* the delivery (owns queue, body, lease) */
   gtask_task *task;              /* decoded message; NULL if malformed */
   const gtask_handler *handler;  /* NULL if unknown */
@@ -248,6 +250,9 @@ void gtask__job_outcome_lost(gtask_server *s, gtask_job *job);
 /* Its outcome cannot be written (why: the store's error): DEAD with why as the
  * message's last error, for a broker-only finish. */
 void gtask__job_outcome_unwritable(gtask_server *s, gtask_job *job, const char *why);
+/* Cancelled while held (job->cancel_seen): a FAILURE ECANCELED outcome whose
+ * write finds the task final (CANCELLED) and records nothing. */
+void gtask__job_outcome_cancelled(gtask_server *s, gtask_job *job);
 /* Handed back unstarted at shutdown: REQUEUE unchanged. */
 void gtask__job_outcome_handback(gtask_server *s, gtask_job *job);
 

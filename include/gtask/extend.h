@@ -79,8 +79,9 @@ extern "C" {
  *      the queue list (issue 17, `gtask stats --all`)
  *   3  broker push_unique, failed_list, failed_requeue, pause, paused;
  *      backend claim (issue 18: unique tasks, the failed set, pause)
- *   4  broker worker_put, worker_list, list, find: seeing inside (issue 20) */
-#define GTASK_EXTEND_ABI 4
+ *   4  broker worker_put, worker_list, list, find: seeing inside (issue 20)
+ *   5  broker cancel; backend finals (issue 18: cancel) */
+#define GTASK_EXTEND_ABI 5
 
 /* ---------------------------------------------------------------- messages */
 
@@ -391,6 +392,22 @@ typedef struct gtask_broker_ops {
    * GTASK_ENOTFOUND when the queue holds no message for id (the task is
    * final, expired, or unknown).  May scan the queue. */
   int (*find)(void *impl, const char *queue, const char *id, int *state, gtask_msg **out);
+
+  /* ---- abi 5 (issue 18: cancel) */
+
+  /* Optional (NULL: gtask_client_cancel is GTASK_EINVAL, "not supported").
+   * Only called with a colocated state (non-NULL).  Cancels task id of queue
+   * in one atomic step: unless the task's state is final already, records
+   * result[0..len) (an encoded result record with status CANCELLED) as its
+   * final state, waking its waiters, and removes its message from the queue
+   * or the schedule unless a worker holds its lease.  *running (out) is true
+   * when a worker holds it: the message stays until that worker's finish(),
+   * which finds the task final and records nothing (the worker learns of the
+   * cancel through the backend's finals()).  Returns 0, GTASK_ENOTFOUND for
+   * an unknown or expired id, or GTASK_ESTATE when the task is final already
+   * (nothing changed). */
+  int (*cancel)(void *impl, const char *queue, const char *id, const char *result, size_t len,
+                bool *running, void *state);
 } gtask_broker_ops;
 
 /* ---------------------------------------------------------------- backend */
@@ -461,6 +478,14 @@ typedef struct gtask_backend_ops {
    * else records the id as PENDING and takes the key for it (with its TTL,
    * or until the task is final).  All or nothing for the batch on an error. */
   int (*claim)(void *impl, gtask_claim *cs, size_t n);
+
+  /* ---- abi 5 (issue 18: cancel) */
+
+  /* Optional (NULL: a worker never learns that a task it runs was cancelled,
+   * and only its outcome is dropped).  out[i] (out): whether msgs[i]'s task
+   * has a final state.  Workers ask for the tasks they hold every 500 ms
+   * (one call, batched per queue), so it must be cheap: a read per task. */
+  int (*finals)(void *impl, gtask_msg *const *msgs, size_t n, bool *out);
 } gtask_backend_ops;
 
 /* ---------------------------------------------------------------- handles

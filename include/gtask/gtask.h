@@ -90,7 +90,8 @@ GTASK_EXTERN const char *gtask_version(void);
   XX(ECRASH, -19, "the task crashed its executor")                           \
   XX(EINDOUBT, -20, "sent, but the reply was lost: outcome unknown")          \
   XX(ENOPERM, -21, "redis denied a command to this user (ACL)")              \
-  XX(EVERSION, -22, "workers of an incompatible version serve this queue")
+  XX(EVERSION, -22, "workers of an incompatible version serve this queue")   \
+  XX(ECANCELED, -23, "the task was cancelled")
 
 typedef enum gtask_errno {
   GTASK_OK = 0,
@@ -191,7 +192,9 @@ typedef enum gtask_status {
   GTASK_STARTED = 2, /* a worker holds the lease and runs it */
   GTASK_RETRY = 3,   /* failed or timed out; scheduled to run again */
   GTASK_SUCCESS = 4, /* final: the handler returned values */
-  GTASK_FAILURE = 5  /* final: error, timeout without retries left, or dead */
+  GTASK_FAILURE = 5, /* final: error, timeout without retries left, or dead */
+  GTASK_CANCELLED = 6 /* final: cancelled (gtask_client_cancel) before it ended
+                         (issue 18; protocol version 5) */
 } gtask_status;
 
 /* "PENDING", ..., or "?" */
@@ -973,6 +976,22 @@ GTASK_EXTERN int gtask_client_failed_list(gtask_client *c, gtask_dead_entry **ou
  * not failed (PENDING, STARTED, RETRY, SUCCESS); GTASK_EPROTO a dead message
  * that does not decode.  Two reruns at once run it once (compare-and-swap). */
 GTASK_EXTERN int gtask_client_rerun(gtask_client *c, const char *id);
+/* Cancels a task of the client's queue (issue 18).  A queued or delayed task
+ * (also one waiting for a retry) is removed and ends CANCELLED at once.  A task
+ * a worker holds (running, or leased in its prefetch) ends CANCELLED at once
+ * too, and the worker is told: within about a second, gtask_ctx_cancelled()
+ * turns true in its handler (a prefetched one is not run; a process-pool
+ * child is killed after the kill grace if it does not return), and whatever
+ * it returns is dropped.  Cancel racing with the task's end ends in exactly
+ * one final state: whichever is written first.
+ * running (out, may be NULL): true when a worker held the task (the cancel
+ * was requested of it), false when it was removed from the queue.
+ * Errors: GTASK_EINVAL not a task id, or a broker that cannot cancel (only
+ * colocated brokers can: Redis with broker and backend on one server, the
+ * memory pair); GTASK_ENOTFOUND an unknown or expired task; GTASK_ESTATE a
+ * task that is final already (SUCCESS, FAILURE, CANCELLED): nothing
+ * changed. */
+GTASK_EXTERN int gtask_client_cancel(gtask_client *c, const char *id, bool *running);
 
 /* ---------------------------------------------------------------- seeing inside (issue 20)
  *

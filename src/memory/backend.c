@@ -64,7 +64,9 @@ typedef struct mem_backend {
                       reused in place, so it holds at most the keys ever taken) */
 } mem_backend;
 
-static bool is_final(gtask_status s) { return s == GTASK_SUCCESS || s == GTASK_FAILURE; }
+static bool is_final(gtask_status s) {
+  return s == GTASK_SUCCESS || s == GTASK_FAILURE || s == GTASK_CANCELLED;
+}
 
 /* FNV-1a over queue, a NUL, id. */
 static uint64_t key_hash(const char *queue, const char *id) {
@@ -503,6 +505,19 @@ static int mk_claim(void *impl, gtask_claim *cs, size_t n) {
 
 /* Called when the last handle reference goes: no call (no waiter) can be in
  * progress. */
+static int mk_finals(void *impl, gtask_msg *const *msgs, size_t n, bool *out) {
+  mem_backend *be = impl;
+  if (be == NULL || (n > 0 && (msgs == NULL || out == NULL)))
+    return GTASK_EINVAL;
+  pthread_mutex_lock(&be->mu);
+  for (size_t i = 0; i < n; i++) {
+    const mem_record *r = rec_find(be, msgs[i]->queue, msgs[i]->id);
+    out[i] = r != NULL && is_final(r->status);
+  }
+  pthread_mutex_unlock(&be->mu);
+  return 0;
+}
+
 static void mk_destroy(void *impl) {
   mem_backend *be = impl;
   if (be == NULL)
@@ -534,6 +549,7 @@ const gtask_backend_ops gtask__memory_backend_ops = {
     .reset = mk_reset,
     .destroy = mk_destroy,
     .claim = mk_claim,
+    .finals = mk_finals,
 };
 
 GTASK_EXTERN gtask_backend *gtask_backend_memory_new(void) {

@@ -187,11 +187,17 @@ static void sched_push(mem_queue *q, mem_node *x) {
   q->sched[i] = x;
 }
 
-static mem_node *sched_pop(mem_queue *q) {
-  mem_node *top = q->sched[0];
+/* Takes the entry at index i out of the heap. */
+static void sched_remove_at(mem_queue *q, size_t i) {
   mem_node *last = q->sched[--q->nsched];
-  size_t i = 0, n = q->nsched;
-  for (;;) {
+  if (i == q->nsched)
+    return;
+  size_t n = q->nsched;
+  while (i > 0 && sched_before(last, q->sched[(i - 1) / 2])) { /* up */
+    q->sched[i] = q->sched[(i - 1) / 2];
+    i = (i - 1) / 2;
+  }
+  for (;;) { /* down */
     size_t c = 2 * i + 1;
     if (c >= n)
       break;
@@ -202,8 +208,12 @@ static mem_node *sched_pop(mem_queue *q) {
     q->sched[i] = q->sched[c];
     i = c;
   }
-  if (n > 0)
-    q->sched[i] = last;
+  q->sched[i] = last;
+}
+
+static mem_node *sched_pop(mem_queue *q) {
+  mem_node *top = q->sched[0];
+  sched_remove_at(q, 0);
   return top;
 }
 
@@ -990,6 +1000,56 @@ static int mb_dead_purge(void *impl, const char *queue, size_t *removed) {
   return 0;
 }
 
+/* Cancel (issue 18): the final record through the backend's store() (which
+ * refuses a final task: then nothing changes), then the message out of the
+ * ready list or the heap; a leased one stays with its holder, whose finish
+ * finds the task final. */
+static int mb_cancel(void *impl, const char *queue, const char *id, const char *result,
+                     size_t len, bool *running, void *state) {
+  mem_broker *br = impl;
+  *running = false;
+  if (br == NULL || state == NULL || queue == NULL || id == NULL)
+    return GTASK_EINVAL;
+  gtask_msg *tmp = gtask_msg_new(id, queue, NULL, 0);
+  if (tmp == NULL)
+    return GTASK_ENOMEM;
+  pthread_mutex_lock(&br->mu);
+  gtask_status st;
+  int rc = gtask__memory_backend_ops.get(state, queue, id, &st, NULL, NULL, NULL);
+  gtask_fin f = {.msg = tmp, .kind = GTASK_FIN_DONE, .status = GTASK_CANCELLED,
+                 .result = result, .result_len = len};
+  if (rc == 0)
+    rc = gtask__memory_backend_ops.store(state, &f, 1);
+  if (rc == 0 && f.fenced) {
+    gtask__set_error("task %s is final already", id);
+    rc = GTASK_ESTATE;
+  }
+  mem_queue *q = rc == 0 ? queue_find(br, queue) : NULL;
+  if (q != NULL) {
+    bool found = false;
+    for (mem_node *x = q->ready.head; x != NULL; x = x->next)
+      if (strcmp(x->id, id) == 0) {
+        list_remove(&q->ready, x);
+        node_free(x);
+        found = true;
+        break;
+      }
+    for (size_t i = 0; i < q->nsched && !found; i++)
+      if (strcmp(q->sched[i]->id, id) == 0) {
+        mem_node *x = q->sched[i];
+        sched_remove_at(q, i);
+        node_free(x);
+        found = true;
+      }
+    for (mem_node *x = q->leased.head; x != NULL && !found; x = x->next)
+      if (strcmp(x->id, id) == 0)
+        *running = found = true;
+  }
+  pthread_mutex_unlock(&br->mu);
+  gtask_msg_free(tmp);
+  return rc;
+}
+
 static int mb_pause(void *impl, const char *queue, bool paused) {
   mem_broker *br = impl;
   if (br == NULL || queue == NULL)
@@ -1099,6 +1159,7 @@ static const gtask_broker_ops memory_broker_ops = {
     .failed_requeue = mb_failed_requeue,
     .pause = mb_pause,
     .paused = mb_paused,
+    .cancel = mb_cancel,
     .lease = mb_lease,
     .interrupt = mb_interrupt,
     .extend = mb_extend,

@@ -29,7 +29,8 @@ static int parse_status(const char *s, size_t len, gtask_status *out) {
     const char *name;
     gtask_status st;
   } names[] = {{"PENDING", GTASK_PENDING}, {"STARTED", GTASK_STARTED}, {"RETRY", GTASK_RETRY},
-               {"SUCCESS", GTASK_SUCCESS}, {"FAILURE", GTASK_FAILURE}};
+               {"SUCCESS", GTASK_SUCCESS}, {"FAILURE", GTASK_FAILURE},
+               {"CANCELLED", GTASK_CANCELLED}};
   for (size_t k = 0; k < sizeof(names) / sizeof(names[0]); k++)
     if (strlen(names[k].name) == len && memcmp(names[k].name, s, len) == 0) {
       *out = names[k].st;
@@ -270,7 +271,9 @@ static int final_record(gtask__redis_backend *b, gtask__conn *c, const char *que
   return rc;
 }
 
-static bool is_final(gtask_status s) { return s == GTASK_SUCCESS || s == GTASK_FAILURE; }
+static bool is_final(gtask_status s) {
+  return s == GTASK_SUCCESS || s == GTASK_FAILURE || s == GTASK_CANCELLED;
+}
 
 /* A wait blocks for as long as its timeout: it runs on a connection of its
  * own (gtask__redis_get_own), never on a pooled one, so that waits can never
@@ -389,6 +392,11 @@ static int rk_claim(void *impl, gtask_claim *cs, size_t n) {
   return gtask__redis_claim(b->r, b->r, false, cs, n);
 }
 
+static int rk_finals(void *impl, gtask_msg *const *msgs, size_t n, bool *out) {
+  gtask__redis_backend *b = impl;
+  return gtask__redis_finals(b->r, msgs, n, out);
+}
+
 static void rk_destroy(void *impl) {
   gtask__redis_backend *b = impl;
   gtask__redis_free(b->r);
@@ -406,6 +414,7 @@ const gtask_backend_ops gtask__redis_backend_ops = {
     .reset = rk_reset,
     .destroy = rk_destroy,
     .claim = rk_claim,
+    .finals = rk_finals,
 };
 
 GTASK_EXTERN int gtask_backend_redis_new(gtask_backend **out, const gtask_redis_conf *conf) {

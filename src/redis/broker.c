@@ -149,6 +149,13 @@ static int rb_push_unique(void *impl, gtask_claim *cs, size_t n, void *state) {
   return gtask__redis_claim(b->r, gtask__redis_backend_pool(state), true, cs, n);
 }
 
+static int rb_cancel(void *impl, const char *queue, const char *id, const char *result, size_t len,
+                     bool *running, void *state) {
+  redis_broker *b = impl;
+  if (!state) return GTASK_EINVAL;
+  return gtask__redis_cancel(b->r, queue, id, result, len, running);
+}
+
 /* ---------------------------------------------------------------- lease */
 
 static consumer_conn *find_consumer(redis_broker *b, const char *name, bool create) {
@@ -1679,6 +1686,7 @@ static const gtask_broker_ops redis_broker_ops = {
     .name = "redis",
     .push = rb_push,
     .push_unique = rb_push_unique,
+    .cancel = rb_cancel,
     .failed_list = rb_failed_list,
     .failed_requeue = rb_failed_requeue,
     .pause = rb_pause,

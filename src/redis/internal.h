@@ -240,6 +240,11 @@ void gtask__limits_extend(gtask__limits *l, gtask__redis *r, gtask_msg *const *m
  * in qr's stream or schedule in the same script (colocated: qr and sr are
  * the same server and db).  Runs on a connection of qr. */
 int gtask__redis_claim(gtask__redis *qr, gtask__redis *sr, bool queue, gtask_claim *cs, size_t n);
+/* Cancels (cancel.c, cancel.lua): the colocated broker's cancel() and the
+ * backend's finals() (<gtask/extend.h>, abi 5) on a pool. */
+int gtask__redis_cancel(gtask__redis *r, const char *queue, const char *id, const char *rec,
+                        size_t len, bool *running);
+int gtask__redis_finals(gtask__redis *r, gtask_msg *const *msgs, size_t n, bool *out);
 /* inspect.c: the broker operations worker_put, worker_list, list and find
  * (<gtask/extend.h>, abi 4) on a pool. */
 int gtask__redis_worker_put(gtask__redis *r, const char *consumer, const char *record, size_t len,

@@ -38,6 +38,7 @@
 #include <gtask/contract.h>
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1751,6 +1752,272 @@ static gtask_msg *task_msg(env *e) {
 }
 
 /* Reads a state; result is copied into res (NUL-terminated, "" if none). */
+/* ---------------------------------------------------------------- cancel (issue 18) */
+
+/* The pair can cancel: a broker with cancel() colocated with the backend. */
+static void *need_cancel(env *e) {
+  void *state = e->bo->colocated ? e->bo->colocated(e->bi, e->be) : NULL;
+  if (!e->bo->cancel || !state) SKIP("the pair cannot cancel (no cancel, or not colocated)");
+  return state;
+}
+
+/* Ends the leased delivery m with SUCCESS as a colocated worker does;
+ * returns fin.fenced (true: nothing recorded, the task was final). */
+static bool finish_done_fenced(env *e, const char *consumer, gtask_msg *m, void *state) {
+  const char *res = REC_OK(3, 1);
+  gtask_fin f = {.msg = m, .kind = GTASK_FIN_DONE, .status = GTASK_SUCCESS, .result = res,
+                 .result_len = strlen(res)};
+  ASSERT_OK(e->bo->finish(e->bi, consumer, &f, 1, state));
+  return f.fenced;
+}
+
+static void assert_cancelled(gtask_client *cli, const char *id) {
+  gtask_status st = 0;
+  ASSERT_OK(gtask_client_status(cli, id, &st));
+  ASSERT_STR_EQ(gtask_status_name(st), "CANCELLED");
+  ASSERT_EQ(gtask_client_is_finish(cli, id), 1);
+  gtask_result *r = NULL;
+  ASSERT_OK(gtask_client_wait(cli, id, test_timeout_ms(2000), &r));
+  ASSERT_EQ(r->status, GTASK_CANCELLED);
+  ASSERT_EQ(r->error_code, GTASK_ECANCELED);
+  gtask_result_free(r);
+}
+
+/* Queued, delayed and retrying tasks are removed; a leased one ends
+ * CANCELLED and its holder's finish records nothing; final and unknown tasks
+ * and bad ids are refused and change nothing. */
+CONTRACT(PAIR, client_cancel) {
+  void *state = need_cancel(e);
+  gtask_client *cli = client_on(e);
+  gtask_send_conf *sc = gtask_send_conf_new("add");
+  ASSERT_NOT_NULL(sc);
+  bool running = true;
+  ASSERT_ERR(gtask_client_cancel(cli, "not-an-id", &running), GTASK_EINVAL);
+  ASSERT_STR_CONTAINS(gtask_client_errmsg(cli), "not a task id");
+  ASSERT_ERR(gtask_client_cancel(cli, NULL, NULL), GTASK_EINVAL);
+  char unknown[GTASK_ID_SIZE];
+  new_id(unknown);
+  ASSERT_ERR(gtask_client_cancel(cli, unknown, NULL), GTASK_ENOTFOUND);
+
+  char queued[GTASK_ID_SIZE], next[GTASK_ID_SIZE], delayed[GTASK_ID_SIZE];
+  ASSERT_OK(GTASK_SEND(cli, sc, queued, gtask_int64(1)));
+  ASSERT_OK(GTASK_SEND(cli, sc, next, gtask_int64(2)));
+  ASSERT_OK(gtask_send_conf_set_delay(sc, 60000));
+  ASSERT_OK(GTASK_SEND(cli, sc, delayed, gtask_int64(3)));
+  ASSERT_OK(gtask_send_conf_set_delay(sc, 0));
+  ASSERT_STATS(e, e->q, 2, 0, 1, 0);
+  /* Queued: removed, its neighbour untouched. */
+  ASSERT_OK(gtask_client_cancel(cli, queued, &running));
+  ASSERT_FALSE(running);
+  assert_cancelled(cli, queued);
+  ASSERT_STATS(e, e->q, 1, 0, 1, 0);
+  /* Delayed: out of the schedule. */
+  ASSERT_OK(gtask_client_cancel(cli, delayed, &running));
+  ASSERT_FALSE(running);
+  assert_cancelled(cli, delayed);
+  ASSERT_STATS(e, e->q, 1, 0, 0, 0);
+  /* Twice: final already, nothing changed. */
+  ASSERT_ERR(gtask_client_cancel(cli, queued, &running), GTASK_ESTATE);
+  ASSERT_STR_CONTAINS(gtask_client_errmsg(cli), "CANCELLED");
+  /* The neighbour is leased next, as if nothing happened. */
+  gtask_msg *m = lease1(e, "c1");
+  ASSERT_STR_EQ(m->id, next);
+  /* Leased: CANCELLED at once, the message stays with its holder... */
+  ASSERT_OK(gtask_client_cancel(cli, next, &running));
+  ASSERT_TRUE(running);
+  assert_cancelled(cli, next);
+  ASSERT_STATS(e, e->q, 0, 1, 0, 0);
+  if (e->eo->finals) {
+    bool fin = false;
+    ASSERT_OK(e->eo->finals(e->ei, &m, 1, &fin));
+    ASSERT_TRUE(fin);
+  }
+  /* ...whose finish records nothing and releases it. */
+  ASSERT_TRUE(finish_done_fenced(e, "c1", m, state));
+  gtask_msg_free(m);
+  assert_cancelled(cli, next);
+  ASSERT_STATS(e, e->q, 0, 0, 0, 0);
+
+  /* Finished: refused, the result kept. */
+  char done[GTASK_ID_SIZE];
+  ASSERT_OK(GTASK_SEND(cli, sc, done, gtask_int64(4)));
+  m = lease1(e, "c1");
+  if (e->eo->finals) {
+    bool fin = true;
+    ASSERT_OK(e->eo->finals(e->ei, &m, 1, &fin));
+    ASSERT_FALSE(fin);
+  }
+  ASSERT_FALSE(finish_done_fenced(e, "c1", m, state));
+  gtask_msg_free(m);
+  ASSERT_ERR(gtask_client_cancel(cli, done, &running), GTASK_ESTATE);
+  ASSERT_STR_CONTAINS(gtask_client_errmsg(cli), "SUCCESS");
+  gtask_status st;
+  ASSERT_OK(gtask_client_status(cli, done, &st));
+  ASSERT_EQ(st, GTASK_SUCCESS);
+
+  /* Waiting for a retry: out of the schedule. */
+  char retrying[GTASK_ID_SIZE];
+  ASSERT_OK(GTASK_SEND(cli, sc, retrying, gtask_int64(5)));
+  m = lease1(e, "c1");
+  gtask_fin f = {.msg = m, .kind = GTASK_FIN_RETRY, .status = GTASK_RETRY, .next = m->body,
+                 .next_len = m->len, .next_due_ms = now_ms() + 60000};
+  ASSERT_OK(e->bo->finish(e->bi, "c1", &f, 1, state));
+  ASSERT_FALSE(f.fenced);
+  gtask_msg_free(m);
+  ASSERT_STATS(e, e->q, 0, 0, 1, 0);
+  ASSERT_OK(gtask_client_cancel(cli, retrying, &running));
+  ASSERT_FALSE(running);
+  assert_cancelled(cli, retrying);
+  ASSERT_STATS(e, e->q, 0, 0, 0, 0);
+  gtask_send_conf_free(sc);
+  gtask_client_free(cli);
+}
+
+/* Cancel racing with workers: each task ends in exactly one final state, and
+ * the answers agree with it.  A consumer leases and finishes the tasks while
+ * another thread cancels them all. */
+enum { RACE_N = 200 };
+typedef struct race {
+  env *e;
+  void *state;
+  char ids[RACE_N][GTASK_ID_SIZE];
+  bool leased[RACE_N], fenced[RACE_N];
+  atomic_bool cancels_done;
+} race;
+
+static int race_index(race *r, const char *id) {
+  for (int i = 0; i < RACE_N; i++)
+    if (strcmp(r->ids[i], id) == 0) return i;
+  TEST_FAIL("leased an unknown task %s", id);
+  return -1;
+}
+
+static void *race_worker(void *arg) {
+  race *r = arg;
+  for (int idle = 0; idle < 3;) {
+    gtask_msg *m[8] = {0};
+    size_t n = lease(r->e, "c1", r->e->q, 8, 20, m);
+    if (n == 0 && atomic_load(&r->cancels_done)) idle++;
+    for (size_t k = 0; k < n; k++) {
+      int i = race_index(r, m[k]->id);
+      r->leased[i] = true;
+      r->fenced[i] = finish_done_fenced(r->e, "c1", m[k], r->state);
+      gtask_msg_free(m[k]);
+    }
+  }
+  return NULL;
+}
+
+CONTRACT(PAIR, client_cancel_races_finish) {
+  void *state = need_cancel(e);
+  gtask_client *cli = client_on(e);
+  gtask_send_conf *sc = gtask_send_conf_new("add");
+  ASSERT_NOT_NULL(sc);
+  race *r = calloc(1, sizeof(*r));
+  ASSERT_NOT_NULL(r);
+  r->e = e;
+  r->state = state;
+  for (int i = 0; i < RACE_N; i++) ASSERT_OK(GTASK_SEND(cli, sc, r->ids[i], gtask_int64(i)));
+  pthread_t th;
+  ASSERT_EQ(pthread_create(&th, NULL, race_worker, r), 0);
+  int rcs[RACE_N];
+  bool held[RACE_N];
+  for (int i = RACE_N - 1; i >= 0; i--) { /* from the back: meets the worker midway */
+    held[i] = false;
+    rcs[i] = gtask_client_cancel(cli, r->ids[i], &held[i]);
+  }
+  atomic_store(&r->cancels_done, true);
+  ASSERT_EQ(pthread_join(th, NULL), 0);
+  int cancelled = 0, succeeded = 0;
+  for (int i = 0; i < RACE_N; i++) {
+    gtask_status st = 0;
+    ASSERT_OK(gtask_client_status(cli, r->ids[i], &st));
+    if (rcs[i] == 0) {
+      /* Cancelled: removed unleased, or leased and its finish fenced. */
+      ASSERT_EQ(st, GTASK_CANCELLED);
+      if (held[i]) ASSERT_TRUE(r->leased[i] && r->fenced[i]);
+      if (!held[i]) ASSERT_FALSE(r->leased[i]);
+      cancelled++;
+    } else {
+      /* Finished first: the cancel said so, and the success stands. */
+      ASSERT_EQ(rcs[i], GTASK_ESTATE);
+      ASSERT_EQ(st, GTASK_SUCCESS);
+      ASSERT_TRUE(r->leased[i] && !r->fenced[i]);
+      succeeded++;
+    }
+  }
+  ASSERT_EQ(cancelled + succeeded, RACE_N);
+  ASSERT_STATS(e, e->q, 0, 0, 0, 0);
+  free(r);
+  gtask_send_conf_free(sc);
+  gtask_client_free(cli);
+}
+
+/* Under a real server: a running handler sees gtask_ctx_cancelled() within
+ * about a second, and a prefetched task that was cancelled is not run. */
+static atomic_int cn_runs, cn_seen;
+static int cn_block(void) {
+  gtask_ctx *ctx = gtask_ctx_current();
+  atomic_fetch_add(&cn_runs, 1);
+  for (int64_t until = now_ms() + test_timeout_ms(20000); now_ms() < until;)
+    if (!gtask_ctx_sleep(ctx, 50)) {
+      atomic_fetch_add(&cn_seen, 1);
+      return gtask_ctx_fail(ctx, "stopped");
+    }
+  return 0;
+}
+GTASK_HANDLER(cn_block, (), ())
+
+static void *cn_serve(void *server) {
+  ASSERT_OK(gtask_server_run(server, 1));
+  return NULL;
+}
+
+CONTRACT(PAIR, server_cancel_running) {
+  need_cancel(e);
+  if (!e->eo->finals) SKIP("the backend has no finals(): workers cannot see a cancel");
+  atomic_store(&cn_runs, 0);
+  atomic_store(&cn_seen, 0);
+  gtask_server *s = gtask_server_new(e->b, e->be);
+  ASSERT_NOT_NULL(s);
+  ASSERT_OK(gtask_server_set_queues(s, e->q));
+  ASSERT_OK(gtask_server_set_prefetch(s, 4));
+  ASSERT_OK(GTASK_REG(s, cn_block));
+  gtask_client *c = client_on(e);
+  gtask_send_conf *sc = gtask_send_conf_new("cn_block");
+  ASSERT_NOT_NULL(sc);
+  char run[GTASK_ID_SIZE], wait[GTASK_ID_SIZE];
+  ASSERT_OK(gtask_client_send(c, sc, NULL, 0, run));
+  ASSERT_OK(gtask_client_send(c, sc, NULL, 0, wait));
+  pthread_t th;
+  ASSERT_EQ(pthread_create(&th, NULL, cn_serve, s), 0);
+  /* One runs (concurrency 1), the other waits leased in the prefetch. */
+  gtask_queue_stats qs;
+  WAIT_UNTIL(atomic_load(&cn_runs) == 1 && gtask_client_stats(c, NULL, &qs) == 0 && qs.active == 2,
+             5000);
+  bool running = false;
+  ASSERT_OK(gtask_client_cancel(c, wait, &running));
+  ASSERT_TRUE(running);
+  /* Let the worker see the prefetched one's cancel before the first ends. */
+  test_sleep_ms(1200);
+  int64_t t0 = now_ms();
+  ASSERT_OK(gtask_client_cancel(c, run, &running));
+  ASSERT_TRUE(running);
+  WAIT_UNTIL(atomic_load(&cn_seen) == 1, 3000);
+  int64_t seen_ms = now_ms() - t0;
+  ASSERT_LE(seen_ms, test_timeout_ms(3000));
+  assert_cancelled(c, run);
+  assert_cancelled(c, wait);
+  WAIT_UNTIL(gtask_client_stats(c, NULL, &qs) == 0 && qs.active == 0 && qs.pending == 0, 5000);
+  ASSERT_EQ(atomic_load(&cn_runs), 1); /* the prefetched one never ran */
+  ASSERT_EQ(qs.succeeded + qs.failed, 0); /* and nothing was counted as done */
+  gtask_server_shutdown(s);
+  ASSERT_EQ(pthread_join(th, NULL), 0);
+  gtask_send_conf_free(sc);
+  gtask_client_free(c);
+  gtask_server_free(s);
+}
+
 static void get(env *e, const gtask_msg *m, gtask_status *status, uint32_t *attempts, char *res,
                 size_t ressize) {
   char *r = NULL;

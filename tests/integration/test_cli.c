@@ -931,6 +931,62 @@ TEST_TIMEOUT(cli_failed_and_rerun, 60) {
   env_stop(&e);
 }
 
+/* gtask cancel ID (issue 18): a queued task removed, a running one told to
+ * stop; CANCELLED in status and result; exit codes. */
+TEST_TIMEOUT(cli_cancel, 60) {
+  env e;
+  env_start(&e);
+  run_out *r = malloc(sizeof(*r));
+  char id[GTASK_ID_SIZE], line[1024], want[256];
+  ASSERT_USAGE(r, "cancel");
+  ASSERT_EQ(RUN(r, "cancel", "not-a-task-id"), 2);
+  ASSERT_STR_CONTAINS(r->err, "not a task id");
+  char unknown[GTASK_ID_SIZE];
+  gtask__uuid(unknown);
+  ASSERT_EQ(RUN(r, "cancel", unknown), 4);
+
+  /* Queued (no worker yet): removed. */
+  ASSERT_EQ(RUN(r, "send", "add", "1", "2"), 0);
+  id_of(r, id);
+  ASSERT_EQ(RUN(r, "cancel", id), 0);
+  snprintf(want, sizeof(want), "%s cancelled\n", id);
+  ASSERT_STR_EQ(r->out, want);
+  ASSERT_EQ(RUN(r, "status", id), 0);
+  ASSERT_STR_EQ(r->out, "CANCELLED\n");
+  ASSERT_EQ(RUN(r, "--json", "status", id), 0);
+  json_t *j = json_line(first_line(r->out, line, sizeof(line)));
+  ASSERT_STR_EQ(json_string_value(json_object_get(j, "status")), "CANCELLED");
+  json_decref(j);
+  ASSERT_EQ(RUN(r, "result", id), 1);
+  ASSERT_STR_CONTAINS(r->err, "cancelled");
+  ASSERT_EQ(RUN(r, "cancel", id), 1); /* final already */
+  ASSERT_STR_CONTAINS(r->err, "CANCELLED");
+  ASSERT_EQ(RUN(r, "stats"), 0);
+  ASSERT_STR_CONTAINS(r->out, "default");
+
+  /* Running: told to stop; the worker runs on. */
+  WORKER_START(&e, "--builtin");
+  ASSERT_EQ(RUN(r, "send", "sleep", "30000"), 0);
+  id_of(r, id);
+  WAIT_UNTIL(RUN(r, "status", id) == 0 && strcmp(r->out, "STARTED\n") == 0, 10000);
+  ASSERT_EQ(RUN(r, "--json", "cancel", id), 0);
+  j = json_line(first_line(r->out, line, sizeof(line)));
+  ASSERT_STR_EQ(json_string_value(json_object_get(j, "task_id")), id);
+  ASSERT_STR_EQ(json_string_value(json_object_get(j, "status")), "CANCELLED");
+  ASSERT_TRUE(json_is_true(json_object_get(j, "running")));
+  json_decref(j);
+  ASSERT_EQ(RUN(r, "--json", "result", id, "--wait", "5s"), 1);
+  j = json_result(first_line(r->out, line, sizeof(line)), "CANCELLED");
+  json_decref(j);
+  /* The worker is free again at once (the sleep saw the cancel). */
+  ASSERT_EQ(RUN(r, "send", "add", "2", "3", "--wait", "3s"), 0);
+  ASSERT_STR_EQ(r->out, "5\n");
+  ASSERT_EQ(RUN(r, "cancel", id), 1);
+  worker_stop(&e, SIGTERM);
+  free(r);
+  env_stop(&e);
+}
+
 /* gtask queue pause|resume NAME (issue 18), seen by `gtask stats`. */
 TEST_TIMEOUT(cli_queue_pause_resume, 60) {
   env e;

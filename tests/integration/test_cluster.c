@@ -313,6 +313,19 @@ TEST_TIMEOUT(every_script_runs_on_the_cluster, 120) {
   ASSERT_EQ(nf, 1);
   ASSERT_OK(gtask_client_rerun(e.client, failed[0].id));
   gtask_dead_list_free(failed, nf);
+  /* cancel.lua: a delayed task cancelled (issue 18). */
+  gtask_send_conf *cc = gtask_send_conf_new("never_run");
+  ASSERT_NOT_NULL(cc);
+  ASSERT_OK(gtask_send_conf_set_delay(cc, 60000));
+  char cid[GTASK_ID_SIZE];
+  ASSERT_OK(gtask_client_send(e.client, cc, NULL, 0, cid));
+  bool held = true;
+  ASSERT_OK(gtask_client_cancel(e.client, cid, &held));
+  ASSERT_FALSE(held);
+  gtask_status cst = 0;
+  ASSERT_OK(gtask_client_status(e.client, cid, &cst));
+  ASSERT_EQ(cst, GTASK_CANCELLED);
+  gtask_send_conf_free(cc);
   /* The dead set: a malformed message goes there (pushed raw). */
   gtask_msg *m = gtask_msg_new("00000000-0000-4000-8000-000000000001", "scripts", "not json", 8);
   ASSERT_NOT_NULL(m);

@@ -122,6 +122,49 @@ TEST(queues_of_an_abi_1_table_is_never_read) {
   gtask_broker_free(m);
 }
 
+/* Tables of abi 4 end before cancel (broker) and finals (backend), added in
+ * abi 5: never read there; a cancel through them is refused and changes
+ * nothing. */
+TEST(cancel_of_an_abi_4_table_is_never_read) {
+  static gtask_broker_ops ops;
+  static gtask_backend_ops kops;
+  gtask_broker *m = gtask_broker_memory_new();
+  gtask_backend *mk = gtask_backend_memory_new();
+  ASSERT_NOT_NULL(m);
+  ASSERT_NOT_NULL(mk);
+  ops = *m->ops;
+  ops.abi = 4;
+  ops.name = "old";
+  ops.destroy = count_destroy;
+  ASSERT_NOT_NULL(ops.cancel);
+  kops = *mk->ops;
+  kops.abi = 4;
+  kops.destroy = count_destroy;
+  ASSERT_NOT_NULL(kops.finals);
+  gtask_broker *b = NULL;
+  gtask_backend *k = NULL;
+  ASSERT_OK(gtask_broker_new(&b, &ops, m->impl));
+  ASSERT_OK(gtask_backend_new(&k, &kops, mk->impl));
+  ASSERT_NULL(b->ops->cancel);
+  ASSERT_NULL(k->ops->finals);
+  gtask_client *c = gtask_client_new(b, k);
+  ASSERT_NOT_NULL(c);
+  gtask_send_conf *sc = gtask_send_conf_new("add");
+  char id[GTASK_ID_SIZE];
+  ASSERT_OK(GTASK_SEND(c, sc, id, gtask_int64(1)));
+  ASSERT_ERR(gtask_client_cancel(c, id, NULL), GTASK_EINVAL);
+  ASSERT_STR_CONTAINS(gtask_client_errmsg(c), "not supported");
+  gtask_status st;
+  ASSERT_OK(gtask_client_status(c, id, &st));
+  ASSERT_EQ(st, GTASK_PENDING);
+  gtask_send_conf_free(sc);
+  gtask_client_free(c);
+  gtask_broker_free(b);
+  gtask_backend_free(k);
+  gtask_broker_free(m);
+  gtask_backend_free(mk);
+}
+
 TEST(backend_new_refuses_a_bad_table) {
   gtask_backend *m = gtask_backend_memory_new();
   ASSERT_NOT_NULL(m);

@@ -332,6 +332,33 @@ TEST(procs_soft_signal_then_sigkill_after_grace) {
   env_close(&e);
 }
 
+/* A cancelled task (issue 18) whose child ignores the soft stop (spin) is
+ * SIGKILLed after the kill grace: its executor is free again, the task stays
+ * CANCELLED. */
+TEST(procs_cancelled_task_is_killed_after_grace) {
+  env e;
+  env_open(&e, short_grace);
+  gtask_send_conf *c = gtask_send_conf_new("spin");
+  char id[GTASK_ID_SIZE];
+  ASSERT_OK(gtask_client_send(e.client, c, NULL, 0, id));
+  gtask_send_conf_free(c);
+  gtask_status st = 0;
+  WAIT_UNTIL(gtask_client_status(e.client, id, &st) == 0 && st == GTASK_STARTED, 10000);
+  bool running = false;
+  int64_t t0 = test_now_ms();
+  ASSERT_OK(gtask_client_cancel(e.client, id, &running));
+  ASSERT_TRUE(running);
+  /* Its lease is released once the child is gone: nothing active. */
+  gtask_queue_stats qs;
+  WAIT_UNTIL(gtask_client_stats(e.client, NULL, &qs) == 0 && qs.active == 0, 5000);
+  ASSERT_LT(test_now_ms() - t0, test_timeout_ms(3000));
+  ASSERT_OK(gtask_client_status(e.client, id, &st));
+  ASSERT_EQ(st, GTASK_CANCELLED);
+  expect_add_works(&e);
+  expect_add_works(&e);
+  env_close(&e);
+}
+
 static void recycle_every_3(gtask_server *s) { ASSERT_OK(gtask_server_set_child_recycle(s, 3, 0)); }
 
 TEST(procs_children_are_recycled_after_k_tasks) {

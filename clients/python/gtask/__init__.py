@@ -11,7 +11,7 @@ here, with the same states, errors and exact values.
 """
 from ._client import Client, DeadEntry, Result, Stats, Status
 from ._codec import MSG_VERSION, RESULT_VERSION
-from ._errors import (ConnectionError, Crashed, Exists, GtaskError, HandlerError, InDoubt,
+from ._errors import (Cancelled, ConnectionError, Crashed, Exists, GtaskError, HandlerError, InDoubt,
                       InvalidArgument, InvalidState, LeaseLost, Lost, NoHandler, NotFound,
                       OutOfMemory, OutOfRange, PermissionDenied, ProtocolError, RedisError,
                       Shutdown, TaskTimeout, Timeout, TooBig, TypeMismatch, VersionMismatch,
@@ -32,6 +32,7 @@ __all__ = [
     "GtaskError", "InvalidArgument", "OutOfMemory", "ConnectionError", "RedisError", "Timeout",
     "NotFound", "ProtocolError", "TooBig", "NoHandler", "Exists", "Shutdown", "LeaseLost",
     "TypeMismatch", "OutOfRange", "InvalidState", "HandlerError", "TaskTimeout", "Lost",
-    "Crashed", "InDoubt", "PermissionDenied", "VersionMismatch", "error_class", "strerror",
+    "Crashed", "InDoubt", "PermissionDenied", "VersionMismatch", "Cancelled", "error_class",
+    "strerror",
     "err_name", "MSG_VERSION", "RESULT_VERSION", "__version__",
 ]

@@ -40,10 +40,11 @@ class Status(str, enum.Enum):
     RETRY = "RETRY"
     SUCCESS = "SUCCESS"
     FAILURE = "FAILURE"
+    CANCELLED = "CANCELLED"  # cancelled (gtask cancel, gtask_client_cancel): final
 
     @property
     def is_final(self) -> bool:
-        return self in (Status.SUCCESS, Status.FAILURE)
+        return self in (Status.SUCCESS, Status.FAILURE, Status.CANCELLED)
 
     def __str__(self) -> str:
         return self.value
@@ -520,7 +521,7 @@ class Client:
                               time.monotonic() + 3.0)[0]
 
     def is_finished(self, task_id: str) -> bool:
-        """True if SUCCESS or FAILURE (g_task IsFinish)."""
+        """True if SUCCESS, FAILURE or CANCELLED (g_task IsFinish)."""
         return self.status(task_id).is_final
 
     def result(self, task_id: str) -> Result:

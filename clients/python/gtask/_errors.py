@@ -15,6 +15,7 @@ __all__ = [
     "Timeout", "NotFound", "ProtocolError", "TooBig", "NoHandler", "Exists", "Shutdown",
     "LeaseLost", "TypeMismatch", "OutOfRange", "InvalidState", "HandlerError",
     "TaskTimeout", "Lost", "Crashed", "InDoubt", "PermissionDenied", "VersionMismatch",
+    "Cancelled",
     "error_class", "strerror", "err_name",
 ]
 
@@ -42,6 +43,7 @@ _CODES: List[Tuple[str, int, str]] = [
     ("EINDOUBT", -20, "sent, but the reply was lost: outcome unknown"),
     ("ENOPERM", -21, "redis denied a command to this user (ACL)"),
     ("EVERSION", -22, "workers of an incompatible version serve this queue"),
+    ("ECANCELED", -23, "the task was cancelled"),
 ]
 _BY_VALUE: Dict[int, Tuple[str, str]] = {v: (n, m) for n, v, m in _CODES}
 
@@ -168,12 +170,18 @@ class VersionMismatch(GtaskError):
     code, name = -22, "EVERSION"
 
 
+class Cancelled(GtaskError):
+    """The task was cancelled (``gtask cancel``): the error code of a CANCELLED
+    result."""
+    code, name = -23, "ECANCELED"
+
+
 _CLASSES: Dict[int, Type[GtaskError]] = {
     cls.code: cls
     for cls in (InvalidArgument, OutOfMemory, ConnectionError, RedisError, Timeout, NotFound,
                 ProtocolError, TooBig, NoHandler, Exists, Shutdown, LeaseLost, TypeMismatch,
                 OutOfRange, InvalidState, HandlerError, TaskTimeout, Lost, Crashed, InDoubt,
-                PermissionDenied, VersionMismatch)
+                PermissionDenied, VersionMismatch, Cancelled)
 }
 
 
