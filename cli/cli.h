@@ -168,6 +168,9 @@ void out_obj_key(out_obj *o, const char *key);
 void out_obj_end(out_obj *o); /* "}\n" and a flush */
 /* A JSON string literal (quotes included) for len bytes of s. */
 void out_json_string(FILE *f, const char *s, size_t len);
+/* {"task_id": id, "status": "CANCELLED", "running": running} and a newline:
+ * what `gtask --json cancel` and the dashboard's POST /api/cancel answer. */
+void out_cancelled_json(FILE *f, const char *id, bool running);
 
 /* Prints a task's result: --json: {"task_id","status","values","error","attempts"};
  * text: the values one per line on stdout, an error on stderr.  Returns the

@@ -738,12 +738,7 @@ int cmd_cancel(cli *c, int argc, char **argv) {
   if (rc) {
     code = cli_fail(c, cl, rc);
   } else if (c->json) {
-    out_obj o;
-    out_obj_begin(&o, stdout);
-    out_obj_str(&o, "task_id", id);
-    out_obj_str(&o, "status", gtask_status_name(GTASK_CANCELLED));
-    out_obj_bool(&o, "running", running);
-    out_obj_end(&o);
+    out_cancelled_json(stdout, id, running);
   } else {
     printf("%s cancelled%s\n", id, running ? " (running: its worker is told to stop)" : "");
   }

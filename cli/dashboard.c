@@ -9,7 +9,8 @@
  *   GET  /api/task?queue=Q&id=ID                     one task's record
  *   GET  /api/workers         the live workers
  *   POST /api/dead/requeue?queue=Q[&id=ID], /api/dead/purge?queue=Q,
- *        /api/rerun?queue=Q&id=ID, /api/queue/pause?queue=Q, /api/queue/resume
+ *        /api/rerun?queue=Q&id=ID, /api/queue/pause?queue=Q, /api/queue/resume,
+ *        /api/cancel?queue=Q&id=ID
  *   GET  /metrics             gtask_queue_* gauges (one place reads Redis for
  *                             them, not every worker)
  *
@@ -176,12 +177,16 @@ static gtask_client *client_for(dash *d, reply *r, const char *q) {
   return d->http;
 }
 
-/* A failed library call: 404 for an unknown task, 503 for Redis, else 400. */
+/* A failed library call: 404 for an unknown task, 409 for a task in the
+ * wrong state (e.g. final already), 503 for Redis, else 400. */
 static void reply_fail(reply *r, gtask_client *cl, int rc) {
   char msg[512];
   snprintf(msg, sizeof(msg), "%s", gtask_client_errmsg(cl));
-  reply_error(r, rc == GTASK_ENOTFOUND ? 404 : rc == GTASK_ECONN || rc == GTASK_ETIMEDOUT ? 503 : 400,
-              msg);
+  unsigned status = rc == GTASK_ENOTFOUND                       ? 404
+                    : rc == GTASK_ESTATE                        ? 409
+                    : rc == GTASK_ECONN || rc == GTASK_ETIMEDOUT ? 503
+                                                                : 400;
+  reply_error(r, status, msg);
 }
 
 static void stats_fields(out_obj *o, const gtask_queue_stats *s) {
@@ -425,6 +430,29 @@ static void api_rerun(dash *d, struct MHD_Connection *conn, reply *r) {
   else reply_count(r, "rerun", 1);
 }
 
+/* Cancels a queued, scheduled or running task (issue 18):
+ * {"task_id", "status": "CANCELLED", "running"}, running true when a worker
+ * held it (it is told to stop).  409 when the task is final already. */
+static void api_cancel(dash *d, struct MHD_Connection *conn, reply *r) {
+  gtask_client *cl = client_for(d, r, arg(conn, "queue"));
+  if (!cl) return;
+  const char *id = arg(conn, "id");
+  if (!id || !id[0]) {
+    reply_error(r, 400, "missing task id (id=...)");
+    return;
+  }
+  bool running = false;
+  int rc = gtask_client_cancel(cl, id, &running);
+  if (rc) {
+    reply_fail(r, cl, rc);
+    return;
+  }
+  FILE *f = json_begin(&r->body, &r->len);
+  if (!f) return;
+  out_cancelled_json(f, id, running);
+  fclose(f);
+}
+
 /* Pauses or resumes a queue for every worker (issue 18). */
 static void api_pause(dash *d, struct MHD_Connection *conn, reply *r, bool pause) {
   gtask_client *cl = client_for(d, r, arg(conn, "queue"));
@@ -439,17 +467,8 @@ static void api_dead(dash *d, struct MHD_Connection *conn, reply *r, bool purge)
   if (!cl) return;
   size_t n = 0;
   int rc = purge ? gtask_client_dead_purge(cl, &n) : gtask_client_dead_requeue(cl, arg(conn, "id"), &n);
-  if (rc) {
-    reply_fail(r, cl, rc);
-    return;
-  }
-  FILE *f = json_begin(&r->body, &r->len);
-  if (!f) return;
-  out_obj o;
-  out_obj_begin(&o, f);
-  out_obj_int(&o, purge ? "purged" : "requeued", (long long)n);
-  out_obj_end(&o);
-  fclose(f);
+  if (rc) reply_fail(r, cl, rc);
+  else reply_count(r, purge ? "purged" : "requeued", (long long)n);
 }
 
 /* The queue gauges, for Prometheus: one place reads Redis for them. */
@@ -548,6 +567,7 @@ static void route(dash *d, struct MHD_Connection *conn, const char *url, const c
     else if (strcmp(url, "/api/rerun") == 0) api_rerun(d, conn, r);
     else if (strcmp(url, "/api/queue/pause") == 0) api_pause(d, conn, r, true);
     else if (strcmp(url, "/api/queue/resume") == 0) api_pause(d, conn, r, false);
+    else if (strcmp(url, "/api/cancel") == 0) api_cancel(d, conn, r);
     else reply_error(r, 404, "no such action");
     return;
   }
@@ -635,9 +655,12 @@ static const char usage_dashboard[] =
     "  --queues a,b    queues to show besides --queue and those live workers\n"
     "                  serve\n"
     "\n"
-    "Actions (requeue or purge dead tasks, rerun a failed one, pause or resume a\n"
-    "queue) are POSTs that need the page's CSRF token.  exit: 0 after a signal, 1 cannot listen, 2 usage error, 5 cannot\n"
-    "reach redis\n";
+    "Actions (requeue or purge dead tasks, rerun a failed one, cancel a queued,\n"
+    "scheduled or running one, pause or resume a queue) are POSTs that need the\n"
+    "page's CSRF token, each behind a confirmation in the UI.\n"
+    "\n"
+    "exit: 0 after a signal, 1 cannot listen, 2 usage error, 5 cannot reach\n"
+    "redis\n";
 
 enum { O_LISTEN = 1, O_TOKEN, O_QUEUES };
 

@@ -185,6 +185,15 @@ void out_obj_end(out_obj *o) {
   fflush(o->f);
 }
 
+void out_cancelled_json(FILE *f, const char *id, bool running) {
+  out_obj o;
+  out_obj_begin(&o, f);
+  out_obj_str(&o, "task_id", id);
+  out_obj_str(&o, "status", gtask_status_name(GTASK_CANCELLED));
+  out_obj_bool(&o, "running", running);
+  out_obj_end(&o);
+}
+
 /* ---------------------------------------------------------------- results */
 
 int out_result(const cli *c, const gtask_result *r) {

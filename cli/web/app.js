@@ -78,6 +78,26 @@ function flash(msg, isErr) {
   if (f) { f.textContent = msg; f.className = isErr ? 'err' : 'muted'; }
 }
 
+// Statuses a task can still be cancelled in (gtask_client_cancel).
+const CANCELLABLE = ['PENDING', 'STARTED', 'RETRY'];
+
+// Asks, then cancels task id of queue; done() redraws the page.  A running
+// task's worker is told to stop (within about a second).
+function cancelTask(queue, id) {
+  confirmThen('Cancel task ' + id + '? It will not run (a running one is told to stop).', async () => {
+    try {
+      const r = await post('/api/cancel?' + new URLSearchParams({queue, id}));
+      await route();
+      flash('cancelled ' + id + (r.running ? ' (running: its worker is told to stop)' : ''));
+    } catch (e) { flash(e.message, true); }
+  });
+}
+
+// A status as text with its colour (style.css: .st-pending ... .st-cancelled).
+function statusBadge(status) {
+  return el('span', {class: 'st st-' + String(status || 'none').toLowerCase()}, status || '-');
+}
+
 // ---------------------------------------------------------------- charts
 
 const COLORS = ['#2e7d32', '#c62828', '#1565c0', '#ef6c00', '#6a1b9a', '#00838f', '#9e9d24', '#4e342e'];
@@ -158,14 +178,17 @@ async function queuePage(g, name, state, after) {
   const paused = !!(info && info.paused);
   const tabs = ['pending', 'active', 'scheduled', 'dead', 'failed'].map(s2 =>
     el('a', {href: '#/queue/' + encodeURIComponent(name) + '/' + s2, class: s2 === state ? 'on' : ''}, s2));
-  const rows = page.tasks.map(t => el('tr', {},
+  // Queued, scheduled and leased tasks can be cancelled from their row.
+  const cancellable = ['pending', 'scheduled', 'active'].includes(state);
+  const rows = page.tasks.map(t => el('tr', {'data-id': t.task_id},
     el('td', {class: 'mono'}, el('a', {href: '#/task/' + encodeURIComponent(name) + '/' + t.task_id}, t.task_id)),
     el('td', {}, t.name === null ? '(malformed)' : t.name),
     el('td', {class: 'mono args'}, argText(t.args)),
     el('td', {class: 'num'}, t.attempts),
     el('td', {class: 'num'}, ago(t.created_ms)),
     el('td', {class: 'err'}, t.last_error || ''),
-    el('td', {}, t.worker || (t.due_ms ? (t.state === 'failed' ? 'kept ' : 'due in ') + Math.max(0, Math.round((t.due_ms - Date.now()) / 1000)) + ' s' : ''))));
+    el('td', {}, t.worker || (t.due_ms ? (t.state === 'failed' ? 'kept ' : 'due in ') + Math.max(0, Math.round((t.due_ms - Date.now()) / 1000)) + ' s' : '')),
+    cancellable ? el('td', {}, el('button', {class: 'cancel danger', onclick: () => cancelTask(name, t.task_id)}, 'Cancel')) : null));
   const actions = state === 'dead' ? el('div', {class: 'actions'},
     el('button', {id: 'requeue-all', onclick: () => confirmThen('Requeue every dead task of ' + name + '?', async () => {
       try { const r = await post('/api/dead/requeue?' + new URLSearchParams({queue: name})); await route(); flash('requeued ' + r.requeued); }
@@ -188,7 +211,7 @@ async function queuePage(g, name, state, after) {
     el('div', {id: 'flash'}),
     actions,
     el('table', {id: 'tasks'},
-      el('thead', {}, el('tr', {}, ...['id', 'name', 'arguments', 'attempts', 'age', 'last error', ''].map(h => el('th', {}, h)))),
+      el('thead', {}, el('tr', {}, ...['id', 'name', 'arguments', 'attempts', 'age', 'last error', '', ...(cancellable ? [''] : [])].map(h => el('th', {}, h)))),
       el('tbody', {}, ...rows)),
     page.tasks.length ? null : el('p', {class: 'muted'}, 'No ' + state + ' tasks.'),
     page.next ? el('p', {}, el('a', {id: 'next', href: '#/queue/' + encodeURIComponent(name) + '/' + state + '/' + encodeURIComponent(page.next)}, 'Next page →')) : null);
@@ -198,7 +221,7 @@ async function taskPage(g, queue, id) {
   const t = await api('/api/task?' + new URLSearchParams({queue, id}));
   const m = t.message;
   const items = [
-    ['id', t.task_id], ['queue', t.queue], ['status', t.status || '-'], ['attempts', t.attempts],
+    ['id', t.task_id], ['queue', t.queue], ['status', statusBadge(t.status)], ['attempts', t.attempts],
     ['result', argText(t.values)], ['error', t.error || ''], ['error code', t.error_code || ''],
   ];
   if (m) items.push(['where', m.state], ['name', m.name === null ? '(malformed)' : m.name],
@@ -216,9 +239,11 @@ async function taskPage(g, queue, id) {
     el('button', {id: 'rerun', onclick: () => confirmThen('Run task ' + id + ' again (same id, fresh attempts)?', async () => {
       try { await post('/api/rerun?' + new URLSearchParams({queue, id})); await route(); flash('rerun queued'); }
       catch (e) { flash(e.message, true); }
-    })}, 'Rerun')) : null;
+    })}, 'Rerun'))
+    : CANCELLABLE.includes(t.status) ? el('div', {class: 'actions'},
+    el('button', {id: 'cancel', class: 'danger', onclick: () => cancelTask(queue, id)}, 'Cancel task')) : null;
   show(g, el('h1', {}, 'Task'), el('div', {id: 'flash'}), actions,
-    el('dl', {id: 'task'}, ...items.flatMap(([k, v]) => [el('dt', {}, k), el('dd', {'data-k': k}, String(v))])));
+    el('dl', {id: 'task'}, ...items.flatMap(([k, v]) => [el('dt', {}, k), el('dd', {'data-k': k}, v instanceof Node ? v : String(v))])));
 }
 
 async function workersPage(g) {

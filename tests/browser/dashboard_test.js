@@ -144,9 +144,49 @@ async function waitFor(page, fn, arg, ms) {
     check('rerun ran the failed task again (failed ' + failedBefore + ' -> ' + stats('default').failed + ')',
           stats('default').failed === failedBefore + 1);
 
-    // ---- without the CSRF header, a POST is refused.
-    const status = await page.evaluate(async () => (await fetch('/api/dead/purge?queue=xss', {method: 'POST'})).status);
-    check('a POST without the CSRF token is refused (403)', status === 403, String(status));
+    // ---- cancel a running task from its page, behind a confirmation; the
+    // page then shows CANCELLED, and so does `gtask status`.
+    const status = id => gtask('status', id).trim();
+    const sleepId = gtask('send', 'sleep', '60000', '--timeout', '2m').trim();
+    for (let i = 0; i < 150 && status(sleepId) !== 'STARTED'; i++) await sleep(100);
+    await page.goto(env.URL + '/#/task/default/' + sleepId, {waitUntil: 'networkidle0'});
+    await waitFor(page, () => document.querySelector('#cancel'));
+    const shown = await page.$eval('#task dd[data-k="status"]', e => e.textContent);
+    check('a running task offers Cancel', shown === 'STARTED', shown);
+    await page.click('#cancel');
+    await waitFor(page, () => !document.getElementById('confirm').hidden);
+    check('cancel asks for confirmation first', status(sleepId) === 'STARTED');
+    await page.click('#confirm-yes');
+    await waitFor(page, () => document.querySelector('#task dd[data-k="status"]')?.textContent === 'CANCELLED');
+    const after2 = await page.evaluate(() => ({
+      flash: document.getElementById('flash')?.textContent || '', button: !!document.querySelector('#cancel'),
+      colour: document.querySelector('#task dd[data-k="status"] .st-cancelled') !== null,
+    }));
+    check('the task page shows CANCELLED, no Cancel button, the worker told',
+          !after2.button && after2.colour && /running: its worker is told to stop/.test(after2.flash), JSON.stringify(after2));
+    check('cancel from the task page: gtask status says CANCELLED', status(sleepId) === 'CANCELLED', status(sleepId));
+    await page.screenshot({path: env.SHOTS + '/cancelled.png'});
+
+    // ---- cancel a delayed task from its row on the queue page.
+    const delayedId = gtask('send', 'echo', 'later', '--delay', '10m').trim();
+    await page.goto(env.URL + '/#/queue/default/scheduled', {waitUntil: 'networkidle0'});
+    await waitFor(page, id => document.querySelector(`#tasks tr[data-id="${id}"] button.cancel`), delayedId);
+    await page.click(`#tasks tr[data-id="${delayedId}"] button.cancel`);
+    await waitFor(page, () => !document.getElementById('confirm').hidden);
+    await page.click('#confirm-yes');
+    await waitFor(page, id => /cancelled/.test(document.getElementById('flash')?.textContent || '') &&
+                              !document.querySelector(`#tasks tr[data-id="${id}"]`), delayedId);
+    check('cancel from a queue row: gtask status says CANCELLED, the row is gone',
+          status(delayedId) === 'CANCELLED' && stats('default').scheduled === 0, status(delayedId));
+
+    // ---- without the CSRF header, a POST is refused and changes nothing.
+    const refused = await page.evaluate(async id => [
+      (await fetch('/api/dead/purge?queue=xss', {method: 'POST'})).status,
+      (await fetch('/api/cancel?' + new URLSearchParams({queue: 'xss', id}), {method: 'POST'})).status,
+    ], env.XSS_ID);
+    check('a POST without the CSRF token is refused (403)', refused[0] === 403 && refused[1] === 403, String(refused));
+    const xssStatus = gtask('--queue', 'xss', 'status', env.XSS_ID).trim();
+    check('the refused cancel changed nothing', xssStatus === 'PENDING', xssStatus);
     check('no page errors', errors.length === 0, errors.join('; '));
   } catch (e) {
     check('the test ran to the end', false, e.stack);

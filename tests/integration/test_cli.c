@@ -1670,6 +1670,29 @@ TEST_TIMEOUT(cli_dashboard_token_and_csrf, 60) {
   ASSERT_EQ(gt_http(port, "GET", "/api/queue?name=bad%20q", hdr, body, sizeof(body)), 400);
   ASSERT_EQ(gt_http(port, "GET", "/api/queue?name=default&state=nope", hdr, body, sizeof(body)), 400);
   ASSERT_EQ(gt_http(port, "GET", "/api/task?queue=default&id=nope", hdr, body, sizeof(body)), 400);
+  /* Cancel (issue 18): a pending task (no worker serves default here). */
+  ASSERT_EQ(RUN(r, "send", "echo", "x"), 0);
+  char id[GTASK_ID_SIZE], url[200];
+  id_of(r, id);
+  snprintf(url, sizeof(url), "/api/cancel?queue=default&id=%s", id);
+  ASSERT_EQ(gt_http(port, "POST", url, "Authorization: Bearer s3cret\r\n", body, sizeof(body)), 403);
+  ASSERT_EQ(RUN(r, "status", id), 0);
+  ASSERT_STR_EQ(r->out, "PENDING\n");
+  ASSERT_EQ(gt_http(port, "POST", "/api/cancel?queue=default", hdr, body, sizeof(body)), 400);
+  ASSERT_STR_CONTAINS(body, "missing task id");
+  ASSERT_EQ(gt_http(port, "POST", "/api/cancel?queue=default&id=nope", hdr, body, sizeof(body)), 400);
+  ASSERT_STR_CONTAINS(body, "not a task id");
+  ASSERT_EQ(gt_http(port, "POST", "/api/cancel?queue=bad%20q&id=nope", hdr, body, sizeof(body)), 400);
+  ASSERT_EQ(gt_http(port, "POST", "/api/cancel?queue=default&id=00000000-0000-4000-8000-000000000000", hdr,
+                    body, sizeof(body)), 404);
+  ASSERT_EQ(gt_http(port, "GET", url, hdr, body, sizeof(body)), 404);
+  ASSERT_EQ(gt_http(port, "POST", url, hdr, body, sizeof(body)), 200);
+  ASSERT_STR_CONTAINS(body, "\"status\":\"CANCELLED\"");
+  ASSERT_STR_CONTAINS(body, "\"running\":false");
+  ASSERT_EQ(RUN(r, "status", id), 0);
+  ASSERT_STR_EQ(r->out, "CANCELLED\n");
+  ASSERT_EQ(gt_http(port, "POST", url, hdr, body, sizeof(body)), 409);
+  ASSERT_STR_CONTAINS(body, "finished already (CANCELLED)");
   ASSERT_EQ(kill(pid, SIGTERM), 0);
   ASSERT_EQ(wait_exit(pid, test_timeout_ms(10000)), 0);
   free(r);
