@@ -29,7 +29,8 @@ typedef int (*tasks_register_fn)(gtask_server *svr);
 
 static const char usage_worker[] =
     "usage: gtask worker [--concurrency N] [--pool threads|procs] [--tasks FILE.so]...\n"
-    "                    [--builtin] [--queues a,b] [--failed-retention DUR]\n"
+    "                    [--builtin] [--queues a,b | a:6,b:3,c:1 [--strict]]\n"
+    "                    [--failed-retention DUR]\n"
     "                    [--scheduler] [--metrics ADDR]\n"
     "\n"
     "Runs a worker until SIGINT or SIGTERM, then shuts down gracefully (exit 0).\n"
@@ -42,7 +43,13 @@ static const char usage_worker[] =
     "  --tasks FILE.so   load handlers from a shared object that exports\n"
     "                    int " TASKS_REGISTER_SYMBOL "(gtask_server *svr); repeatable\n"
     "  --builtin         register the test tasks add, echo, sleep, fail, crash\n"
-    "  --queues a,b      queues to serve, in priority order (default: --queue)\n"
+    "  --queues a,b      queues to serve, in strict priority order (default: --queue)\n"
+    "  --queues a:6,b:3,c:1  weighted queues (weights 1..1000): each lease tries\n"
+    "                    the queues in an order chosen by weighted round robin, so\n"
+    "                    each goes first in proportion to its weight and none is\n"
+    "                    starved; give every queue a weight or none\n"
+    "  --strict          with weights: always highest weight first (a lower queue\n"
+    "                    waits until the higher ones are empty)\n"
     "  --failed-retention DUR  how long a task that ended FAILURE stays listed by\n"
     "                    `gtask failed list` and can be run again with `gtask\n"
     "                    rerun` (default 7 days = 168h; 0s: not kept)\n"
@@ -61,7 +68,8 @@ enum {
   O_QUEUES,
   O_FAILED_RETENTION,
   O_SCHEDULER,
-  O_METRICS
+  O_METRICS,
+  O_STRICT
 };
 
 /* ---------------------------------------------------------------- logging */
@@ -164,6 +172,7 @@ typedef struct worker_opts {
   const char *pool_name;
   bool builtin;
   const char *queues;
+  bool strict; /* --strict */
   bool scheduler;
   const char *metrics; /* --metrics ADDR */
   plugin *plugins;
@@ -171,18 +180,36 @@ typedef struct worker_opts {
   int64_t failed_retention_ms; /* --failed-retention; -1: the library's default */
 } worker_opts;
 
-/* Checks each name of the comma-separated list as gtask_server_set_queues
- * will, but before connecting. */
+/* Checks the --queues list as gtask_server_set_queues will (names, weights
+ * 1..1000 on every queue or none, no name twice), but before connecting. */
 static int check_queue_list(const cli *c, const char *list) {
-  for (const char *p = list;;) {
-    size_t n = strcspn(p, ",");
-    char name[256];
-    snprintf(name, sizeof(name), "%.*s", (int)(n < sizeof(name) - 1 ? n : sizeof(name) - 1), p);
+  size_t n = 0, weighted = 0;
+  char names[256][160];
+  for (const char *p = list;; n++) {
+    size_t len = strcspn(p, ",");
+    if (n == sizeof(names) / sizeof(names[0]))
+      return cli_usage_error(c, "bad --queues: at most %zu queues", n);
+    char *name = names[n];
+    snprintf(name, sizeof(names[0]), "%.*s", (int)(len < sizeof(names[0]) - 1 ? len : sizeof(names[0]) - 1), p);
+    char *colon = strrchr(name, ':');
+    if (colon && colon[1] && strspn(colon + 1, "0123456789") == strlen(colon + 1)) {
+      long long w;
+      if (cli_parse_int(colon + 1, 1, 1000, &w) != 0)
+        return cli_usage_error(c, "bad weight in --queues entry \"%s\" (an integer from 1 to 1000)", name);
+      *colon = '\0';
+      weighted++;
+    }
     int code = cli_check_queue(c, name);
     if (code != CLI_OK) return code;
-    if (!p[n]) return CLI_OK;
-    p += n + 1;
+    for (size_t i = 0; i < n; i++)
+      if (strcmp(names[i], name) == 0) return cli_usage_error(c, "bad --queues: queue \"%s\" is listed twice", name);
+    if (!p[len]) break;
+    p += len + 1;
   }
+  if (weighted && weighted != n + 1)
+    return cli_usage_error(c, "bad --queues \"%s\": give every queue a weight (a:6,b:3,c:1) or none "
+                              "(a,b,c: strict order)", list);
+  return CLI_OK;
 }
 
 static int parse(cli *c, int argc, char **argv, worker_opts *w) {
@@ -194,6 +221,7 @@ static int parse(cli *c, int argc, char **argv, worker_opts *w) {
                                  {"failed-retention", OPT_REQUIRED, O_FAILED_RETENTION},
                                  {"scheduler", OPT_NONE, O_SCHEDULER},
                                  {"metrics", OPT_REQUIRED, O_METRICS},
+                                 {"strict", OPT_NONE, O_STRICT},
                                  {NULL, OPT_NONE, 0}};
   cli_scan s = {.argc = argc, .argv = argv, .i = 0};
   for (;;) {
@@ -248,6 +276,9 @@ static int parse(cli *c, int argc, char **argv, worker_opts *w) {
     case O_METRICS:
       w->metrics = v;
       break;
+    case O_STRICT:
+      w->strict = true;
+      break;
     default:
       return cli_usage_error(c, "unexpected argument \"%s\"", v);
     }
@@ -262,6 +293,7 @@ static int setup(cli *c, worker_opts *w, gtask_server *svr) {
   const char *queues = w->queues ? w->queues : c->queue;
   if (gtask_server_set_queues(svr, queues) != 0)
     return cli_usage_error(c, "bad queue list \"%s\": %s", queues, gtask_server_errmsg(svr));
+  gtask_server_set_strict(svr, w->strict);
   if (w->failed_retention_ms >= 0) gtask_server_set_failed_retention(svr, w->failed_retention_ms);
   if (gtask_server_set_pool(svr, w->pool) != 0) {
     cli_error("cannot use the %s pool: %s", w->pool_name, gtask_server_errmsg(svr));

@@ -89,6 +89,9 @@ GTASK_EXTERN void gtask_server_free(gtask_server *s) {
   gtask__free(s->handlers);
   gtask__free(s->queues_buf);
   gtask__free(s->queues);
+  gtask__free(s->order);
+  gtask__free(s->weights);
+  gtask__free(s->credit);
   gtask__free(s->to_start);
   gtask__free(s->to_start_att);
   close(s->wake_pipe[0]);
@@ -136,34 +139,49 @@ GTASK_EXTERN int gtask_server_reg(gtask_server *s, const char *name, gtask_handl
 GTASK_EXTERN int gtask_server_set_queues(gtask_server *s, const char *queues) {
   if (!s || !queues) return GTASK_EINVAL;
   if (atomic_load(&s->running)) return GTASK_ESTATE;
-  char *buf = gtask__strdup(queues);
-  if (!buf) return GTASK_ENOMEM;
   size_t n = 1;
-  for (const char *p = buf; *p; p++) n += *p == ',';
-  const char **list = gtask__calloc(n, sizeof(*list));
-  if (!list) {
-    gtask__free(buf);
-    return GTASK_ENOMEM;
+  for (const char *p = queues; *p; p++) n += *p == ',';
+  if (n > GTASK__QUEUES_MAX) {
+    set_err(s, "%zu queues: at most %d", n, GTASK__QUEUES_MAX);
+    return GTASK_EINVAL;
   }
+  char *buf = gtask__strdup(queues);
+  const char **list = gtask__calloc(n, sizeof(*list));
+  const char **order = gtask__calloc(n, sizeof(*order));
+  int *weights = gtask__calloc(n, sizeof(*weights));
+  int64_t *credit = gtask__calloc(n, sizeof(*credit));
   size_t k = 0;
-  for (char *p = buf;;) {
-    char *comma = strchr(p, ',');
-    if (comma) *comma = '\0';
-    if (!gtask__queue_valid(p)) {
-      set_err(s, "invalid queue name \"%s\" (1..128 of A-Z a-z 0-9 _ . : -)", p);
-      gtask__free(buf);
-      gtask__free(list);
-      return GTASK_EINVAL;
-    }
-    list[k++] = p;
-    if (!comma) break;
-    p = comma + 1;
+  bool weighted = false;
+  int rc = buf && list && order && weights && credit ? 0 : GTASK_ENOMEM;
+  if (rc == 0)
+    rc = gtask__queue_list_parse(buf, list, weights, &k, &weighted, s->errmsg, sizeof(s->errmsg));
+  if (rc) { /* nothing changed */
+    gtask__free(buf);
+    gtask__free(list);
+    gtask__free(order);
+    gtask__free(weights);
+    gtask__free(credit);
+    return rc;
   }
   gtask__free(s->queues_buf);
   gtask__free(s->queues);
+  gtask__free(s->order);
+  gtask__free(s->weights);
+  gtask__free(s->credit);
   s->queues_buf = buf;
   s->queues = list;
+  s->order = order;
+  s->weights = weights;
+  s->credit = credit;
+  s->weighted = weighted;
   s->nqueues = k;
+  return 0;
+}
+
+GTASK_EXTERN int gtask_server_set_strict(gtask_server *s, bool strict) {
+  if (!s) return GTASK_EINVAL;
+  if (atomic_load(&s->running)) return GTASK_ESTATE;
+  s->strict = strict;
   return 0;
 }
 
@@ -554,8 +572,15 @@ gtask_job *gtask__server_fetch(gtask_server *s) {
       continue;
     }
 
+    /* Weighted queues: this lease's order (queue_order.c); else the list's. */
+    const char *const *queues = s->active;
+    if (s->weighted && !s->strict && s->nactive > 1) {
+      gtask__queue_order_next(s->queues, s->weights, s->credit, s->nqueues, s->active, s->nactive,
+                              s->order);
+      queues = s->order;
+    }
     size_t n = 0;
-    int rc = s->broker->ops->lease(s->broker->impl, s->name, s->active, s->nactive, room, wait,
+    int rc = s->broker->ops->lease(s->broker->impl, s->name, queues, s->nactive, room, wait,
                                    s->fetch_out, &n);
     if (rc == GTASK_ENOPERM) gtask__server_fatal(s, rc, "fetch");
     if (rc) {
@@ -625,6 +650,10 @@ GTASK_EXTERN int gtask_server_run(gtask_server *s, int n) {
   s->fetch_backoff_ms = 0;
   s->fetch_outage = false;
   s->fetch_out = gtask__calloc(PREFETCH_MAX, sizeof(*s->fetch_out));
+  /* Strict priority: the queues by weight, highest first (a plain list is
+   * in its own order already); weighted: every credit starts at 0. */
+  if (s->strict) gtask__queue_order_strict(s->queues, s->weights, s->nqueues);
+  for (size_t q = 0; q < s->nqueues; q++) s->credit[q] = 0;
   s->active = gtask__calloc(s->nqueues, sizeof(*s->active));
   s->paused_buf = gtask__calloc(s->nqueues, sizeof(*s->paused_buf));
   for (size_t q = 0; s->active && q < s->nqueues; q++) s->active[q] = s->queues[q];

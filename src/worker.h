@@ -120,6 +120,12 @@ struct gtask_server {
   char *queues_buf;           /* [config] */
   const char **queues;        /* [config] */
   size_t nqueues;             /* [config] */
+  int *weights;               /* [config] per queue (1 each in a plain list) */
+  bool weighted;              /* [config] the list gave weights: the order changes per lease */
+  bool strict;                /* [config] gtask_server_set_strict: highest weight first, always */
+  int64_t *credit;            /* [config] the array (nqueues); [role] weighted round robin's
+                                 credit per queue (queue_order.c) */
+  const char **order;         /* [config] the array (nqueues); [role] this lease's order */
   int64_t lease_ms;           /* [config] */
   int max_deliveries;         /* [config] */
   int64_t failed_keep_ms;     /* [config] how long a failed task's message is kept
@@ -193,6 +199,25 @@ struct gtask_server {
   int64_t trimmed_write_mono; /* [mu] the last_write_mono after which the finisher last gave
                                  cached free memory back (malloc_trim, finisher.c) */
 };
+
+/* queue_order.c (issue 18: weighted queues) */
+#define GTASK__QUEUE_WEIGHT_MAX 1000
+#define GTASK__QUEUES_MAX 256
+/* Parses buf ("a,b" or "a:6,b:1"; cut in place) into names[] and weights[]
+ * (room for as many entries as buf has commas plus one): *weighted says
+ * whether weights were given (else each is 1).  GTASK_EINVAL with err set
+ * for a bad name or weight, a name listed twice, or weights on some queues
+ * only. */
+int gtask__queue_list_parse(char *buf, const char **names, int *weights, size_t *n,
+                            bool *weighted, char *err, size_t errlen);
+/* Sorts names[] (with weights[]) by weight, highest first, stably. */
+void gtask__queue_order_strict(const char **names, int *weights, size_t n);
+/* This lease's order of active[0..nactive) (pointers into queues[0..nq),
+ * nactive <= GTASK__QUEUES_MAX) into order[], by smooth weighted round
+ * robin over credit[] (per queue of queues[], updated). */
+void gtask__queue_order_next(const char *const *queues, const int *weights, int64_t *credit,
+                             size_t nq, const char *const *active, size_t nactive,
+                             const char **order);
 
 /* executor.c */
 /* A pool thread: runs jobs, and leases while it holds the fetch role. */

@@ -378,8 +378,26 @@ GTASK_EXTERN const char *gtask_server_errmsg(const gtask_server *s);
  * GTASK_ESTATE once running.  udata is passed to every call. */
 GTASK_EXTERN int gtask_server_reg(gtask_server *s, const char *name, gtask_handler_fn fn,
                                   void *udata);
-/* The queues to serve, comma-separated ("default" unless set). */
+/* The queues to serve, comma-separated ("default" unless set), in one of two
+ * forms (issue 18):
+ *  - plain, "a,b,c": a strict priority -- each lease takes from a as much as
+ *    it holds, then from b, then c;
+ *  - weighted, "critical:6,default:3,low:1" (weights 1..1000): each lease
+ *    tries the queues in a new order, by smooth weighted round robin, so that
+ *    over time each queue goes first in proportion to its weight (here 60%,
+ *    30%, 10% of the leases while all have work) and no queue is starved.
+ *    See gtask_server_set_strict for a strict order by weight.
+ * Either every queue has a weight or none: a queue whose name ends in
+ * ":DIGITS" is written with a weight ("jobs:2:1").  GTASK_EINVAL (with
+ * gtask_server_errmsg) for a bad name, a weight of 0 or above 1000, a queue
+ * listed twice, weights on some queues only, or more than 256 queues; the
+ * previous list is kept.  GTASK_ESTATE while running. */
 GTASK_EXTERN int gtask_server_set_queues(gtask_server *s, const char *queues);
+/* Strict priority for a weighted queue list (`gtask worker --strict`): every
+ * lease tries the queues by weight, highest first (ties in list order), so a
+ * lower queue runs only while all higher ones are empty -- and can starve.
+ * Default false.  A plain list is always strict.  GTASK_ESTATE while running. */
+GTASK_EXTERN int gtask_server_set_strict(gtask_server *s, bool strict);
 /* Lease length in ms (default 10000, minimum 300).  A task whose worker stops
  * heartbeating for this long is handed to another worker.  Heartbeats run every
  * lease/3. */

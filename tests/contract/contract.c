@@ -1317,6 +1317,98 @@ CONTRACT(PAIR, server_round_trip) {
   gtask_server_free(s);
 }
 
+/* ---------------------------------------------------------------- weighted queues (issue 18)
+ *
+ * A worker of one executor that leases one task at a time, over queues that
+ * all hold a backlog: the order in which it runs them is the order its leases
+ * took the queues in. */
+
+static pthread_mutex_t ran_mu = PTHREAD_MUTEX_INITIALIZER;
+static int64_t ran[400]; /* the queue index each task run carried, in run order */
+static size_t nran;
+
+static int rt_mark(int64_t queue) {
+  pthread_mutex_lock(&ran_mu);
+  if (nran < sizeof(ran) / sizeof(ran[0])) ran[nran++] = queue;
+  pthread_mutex_unlock(&ran_mu);
+  return 0;
+}
+GTASK_HANDLER(rt_mark, (int64_t), ())
+
+static size_t ran_count(void) {
+  pthread_mutex_lock(&ran_mu);
+  size_t n = nran;
+  pthread_mutex_unlock(&ran_mu);
+  return n;
+}
+
+static void *rt_serve1(void *server) {
+  ASSERT_OK(gtask_server_run(server, 1));
+  return NULL;
+}
+
+/* Queues q-a, q-b, q-c with `per` tasks each (task k of queue i carries i),
+ * then a worker on them with weights w[0..3) run until `until` tasks ran: the
+ * run order is in ran[]. */
+static void run_backlog(env *e, const int w[3], bool strict, int per, size_t until) {
+  static const char *const sfx[3] = {"-a", "-b", "-c"};
+  gtask_client *c = gtask_client_new(e->b, e->be);
+  ASSERT_NOT_NULL(c);
+  for (int i = 0; i < 3; i++) {
+    char q[96];
+    snprintf(q, sizeof(q), "%s%s", e->q, sfx[i]);
+    ASSERT_OK(gtask_client_set_queue(c, q));
+    for (int k = 0; k < per; k++) {
+      char id[GTASK_ID_SIZE];
+      gtask_value arg = gtask_int64(i);
+      rt_send(c, "rt_mark", id, &arg, 1, 0);
+    }
+  }
+  gtask_client_free(c);
+  nran = 0;
+  gtask_server *s = gtask_server_new(e->b, e->be);
+  ASSERT_NOT_NULL(s);
+  char list[512];
+  snprintf(list, sizeof(list), "%s-a:%d,%s-b:%d,%s-c:%d", e->q, w[0], e->q, w[1], e->q, w[2]);
+  ASSERT_OK(gtask_server_set_queues(s, list));
+  ASSERT_OK(gtask_server_set_strict(s, strict));
+  ASSERT_OK(gtask_server_set_prefetch(s, 1));
+  ASSERT_OK(GTASK_REG(s, rt_mark));
+  pthread_t th;
+  ASSERT_EQ(pthread_create(&th, NULL, rt_serve1, s), 0);
+  WAIT_UNTIL(ran_count() >= until, 20000);
+  gtask_server_shutdown(s);
+  ASSERT_EQ(pthread_join(th, NULL), 0);
+  gtask_server_free(s);
+}
+
+/* Weights 6:3:1: of any 10 consecutive leases while every queue has work,
+ * 6, 3 and 1 take from a, b and c first -- the low queue is not starved. */
+CONTRACT(PAIR, weighted_queue_shares) {
+  run_backlog(e, (const int[3]){6, 3, 1}, false, 120, 100);
+  size_t got[3] = {0, 0, 0};
+  for (size_t k = 0; k < 100; k++) {
+    ASSERT_TRUE(ran[k] >= 0 && ran[k] < 3);
+    got[ran[k]]++;
+    if (k % 10 == 9) { /* every full round of the weights, exactly */
+      ASSERT_EQ(got[0], (k + 1) / 10 * 6);
+      ASSERT_EQ(got[1], (k + 1) / 10 * 3);
+      ASSERT_EQ(got[2], (k + 1) / 10 * 1);
+    }
+  }
+  /* The low queue's turns are spread out, not bunched at the end. */
+  size_t first_c = 0;
+  while (first_c < 100 && ran[first_c] != 2) first_c++;
+  ASSERT_TRUE(first_c < 10);
+}
+
+/* Strict: by weight, highest first, whatever the list order -- the lower
+ * queues wait until the higher ones are empty. */
+CONTRACT(PAIR, weighted_queue_strict) {
+  run_backlog(e, (const int[3]){1, 5, 3}, true, 20, 60);
+  for (size_t k = 0; k < 60; k++) ASSERT_EQ(ran[k], k < 20 ? 1 : k < 40 ? 2 : 0);
+}
+
 /* ---------------------------------------------------------------- unique sends, failed set, pause (issue 18)
  *
  * Through the client, as a user sends: a chosen id, and content keys held for

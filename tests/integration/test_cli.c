@@ -344,6 +344,17 @@ TEST(cli_bad_queue_names) {
   ASSERT_USAGE(r, "worker", "--builtin", "--queues", "high,a{b}");
   ASSERT_STR_CONTAINS(r->err, "invalid queue name \"a{b}\"");
   ASSERT_USAGE(r, "worker", "--builtin", "--queues", "high,,low");
+  /* Weighted queues (issue 18): a weight of 0 or past 1000, weights on some
+   * queues only, a queue twice. */
+  ASSERT_USAGE(r, "worker", "--builtin", "--queues", "high:6,low:0");
+  ASSERT_STR_CONTAINS(r->err, "bad weight in --queues entry \"low:0\" (an integer from 1 to 1000)");
+  ASSERT_USAGE(r, "worker", "--builtin", "--queues", "high:1001");
+  ASSERT_USAGE(r, "worker", "--builtin", "--queues", "high:6,low");
+  ASSERT_STR_CONTAINS(r->err, "give every queue a weight");
+  ASSERT_USAGE(r, "worker", "--builtin", "--queues", "high:6,low:1,high:2");
+  ASSERT_STR_CONTAINS(r->err, "queue \"high\" is listed twice");
+  ASSERT_USAGE(r, "worker", "--builtin", "--queues", "high:6,:1");
+  ASSERT_USAGE(r, "worker", "--builtin", "--strict=yes");
   free(r);
 }
 
@@ -1222,6 +1233,23 @@ TEST_TIMEOUT(cli_queues_and_backend, 60) {
   ASSERT_EQ(RUN(r, "status", id, "--backend", backend), 4);
   ASSERT_EQ(RUN(r, "status", id, "--queue", "high"), 4);
   ASSERT_EQ(RUN(r, "status", id, "--queue", "high", "--backend", backend), 0);
+  free(r);
+  env_stop(&e);
+}
+
+/* --queues with weights, and --strict (issue 18): the worker serves every
+ * queue of the list under its bare name.  (The order of the leases is tested
+ * by the contract cases weighted_queue_*.) */
+TEST_TIMEOUT(cli_weighted_queues, 60) {
+  env e;
+  env_start(&e);
+  WORKER_START(&e, "--builtin", "--queues", "critical:6,default:3,low:1", "--strict");
+  run_out *r = malloc(sizeof(*r));
+  const char *const queues[3] = {"critical", "default", "low"};
+  for (int i = 0; i < 3; i++) {
+    ASSERT_EQ(RUN(r, "--queue", queues[i], "send", "add", "1", "2", "--wait", "10s"), 0);
+    ASSERT_STR_EQ(r->out, "3\n");
+  }
   free(r);
   env_stop(&e);
 }

@@ -1641,3 +1641,37 @@ TEST(cluster_pause_holds_new_tasks_and_resume_runs_them) {
   on_cluster = true;
   check_pause(false);
 }
+
+/* ---------------------------------------------------------------- weighted queues (issue 18) */
+
+/* A bad queue list is refused with a message, and the one set before stays:
+ * the worker still serves it. */
+TEST(memory_bad_queue_weights_change_nothing) {
+  env e;
+  env_open(&e, true, NULL);
+  ASSERT_OK(gtask_server_set_queues(e.server, "default:2,other:1"));
+  static const struct {
+    const char *list, *says;
+  } bad[] = {{"default:0", "bad weight in \"default:0\""},
+             {"default:1001", "an integer from 1 to 1000"},
+             {"default:6,low", "give every queue a weight"},
+             {"default:6,low:1,default:2", "queue \"default\" is listed twice"},
+             {"default,,low", "invalid queue name \"\""},
+             {"default:6,:1", "invalid queue name \"\""}};
+  for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++) {
+    ASSERT_EQ(gtask_server_set_queues(e.server, bad[k].list), GTASK_EINVAL);
+    ASSERT_STR_CONTAINS(gtask_server_errmsg(e.server), bad[k].says);
+  }
+  /* A name ending in :DIGITS, with its weight. */
+  ASSERT_OK(gtask_server_set_queues(e.server, "jobs:2:1,default:1"));
+  ASSERT_OK(gtask_server_set_queues(e.server, "other:1,default:3"));
+  ASSERT_OK(gtask_server_set_strict(e.server, true));
+  env_start(&e);
+  gtask_send_conf *c = gtask_send_conf_new("add");
+  gtask_result *r = send_wait(&e, c, (gtask_value[]){gtask_int64(1), gtask_int64(2)}, 2, 10000);
+  ASSERT_EQ(r->status, GTASK_SUCCESS);
+  ASSERT_EQ(gtask_server_set_strict(e.server, false), GTASK_ESTATE);
+  gtask_result_free(r);
+  gtask_send_conf_free(c);
+  env_close(&e);
+}
