@@ -3,6 +3,8 @@
  *   add(int64, int64) -> int64
  *   echo(any...)      -> the same values
  *   sleep(int64 ms)   -> ms; wakes early and fails "cancelled" at its deadline
+ *                        (or its cancel); reports its progress every 100 ms
+ *                        (ms slept of ms, "sleeping")
  *   fail(string)      -> FAILURE with that message
  *   crash()           -> dies of SIGSEGV: in the process pool only its child
  *                        dies (the isolation demo); in the thread pool it takes
@@ -32,7 +34,12 @@ static int sleep_task(gtask_ctx *ctx, const gtask_value *args, size_t n, void *u
   int64_t ms = args[0].type >= GTASK_UINT ? (int64_t)(args[0].v.u > INT64_MAX ? INT64_MAX : args[0].v.u)
                                           : args[0].v.i;
   if (ms < 0) return gtask_ctx_fail(ctx, "sleep: negative duration %lld ms", (long long)ms);
-  if (!gtask_ctx_sleep(ctx, ms)) return gtask_ctx_fail(ctx, "sleep: cancelled");
+  for (int64_t slept = 0; slept < ms;) {
+    gtask_ctx_progress(ctx, slept, ms, "sleeping");
+    int64_t step = ms - slept < 100 ? ms - slept : 100;
+    if (!gtask_ctx_sleep(ctx, step)) return gtask_ctx_fail(ctx, "sleep: cancelled");
+    slept += step;
+  }
   gtask_value v = gtask_int64(ms);
   return gtask_ctx_return(ctx, &v, 1);
 }

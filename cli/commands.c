@@ -9,6 +9,8 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 /* A --wait value: absent means for ever (-1). */
 static int parse_wait(cli *c, const char *v, int64_t *ms) {
@@ -25,12 +27,77 @@ static void print_help(const char *text) { fputs(text, stdout); }
 
 static int need_help_or_usage(int r) { return r == OPT_HELP || r == -2; }
 
+static int64_t mono_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* "3/10 (30%) message", "3 message" when the total is unknown. */
+static void progress_text(const gtask_progress *p, char *buf, size_t size) {
+  if (p->total > 0)
+    snprintf(buf, size, "%lld/%lld (%d%%)%s%s", (long long)p->done, (long long)p->total,
+             (int)(p->done * 100 / p->total), p->message[0] ? " " : "", p->message);
+  else
+    snprintf(buf, size, "%lld%s%s", (long long)p->done, p->message[0] ? " " : "", p->message);
+}
+
+/* The live progress of a wait (issue 18): on a terminal one line on stdout,
+ * redrawn (a bar, done/total, percent, message); otherwise a plain line on
+ * stderr per change ("gtask: progress 3/10 (30%) message"), so that stdout
+ * keeps only the result.  Returns whether a bar is on the screen. */
+static bool progress_show(const gtask_progress *p, bool tty, char *last, size_t lastsize) {
+  char text[64 + GTASK_PROGRESS_MESSAGE_MAX];
+  progress_text(p, text, sizeof(text));
+  if (strcmp(text, last) == 0) return tty && last[0];
+  snprintf(last, lastsize, "%s", text);
+  if (!tty) {
+    fprintf(stderr, "gtask: progress %s\n", text);
+    return false;
+  }
+  enum { WIDTH = 20 };
+  char bar[WIDTH + 1];
+  int fill = p->total > 0 ? (int)(p->done * WIDTH / p->total) : 0;
+  for (int k = 0; k < WIDTH; k++) bar[k] = k < fill ? '#' : '.';
+  bar[WIDTH] = '\0';
+  printf("\r[%s] %s\033[K", bar, text);
+  fflush(stdout);
+  return true;
+}
+
+/* gtask_client_wait in slices of 500 ms, showing the task's progress between
+ * them (not with --json).  As gtask_client_wait. */
+static int wait_showing_progress(cli *c, gtask_client *cl, const char *id, int64_t timeout_ms,
+                                 gtask_result **r) {
+  if (c->json) return gtask_client_wait(cl, id, timeout_ms, r);
+  bool tty = isatty(STDOUT_FILENO), drawn = false;
+  char last[64 + GTASK_PROGRESS_MESSAGE_MAX] = "";
+  int64_t deadline = timeout_ms < 0 ? -1 : mono_ms() + timeout_ms;
+  int rc;
+  for (;;) {
+    int64_t slice = 500;
+    if (deadline >= 0) {
+      int64_t left = deadline - mono_ms();
+      if (left < slice) slice = left > 0 ? left : 0;
+    }
+    rc = gtask_client_wait(cl, id, slice, r);
+    if (rc != GTASK_ETIMEDOUT || (deadline >= 0 && mono_ms() >= deadline)) break;
+    gtask_progress p;
+    if (gtask_client_progress(cl, id, &p) == 0) drawn = progress_show(&p, tty, last, sizeof(last));
+  }
+  if (drawn) {
+    printf("\r\033[K"); /* the result replaces the bar */
+    fflush(stdout);
+  }
+  return rc;
+}
+
 /* Waits for id (timeout_ms < 0: for ever) and prints its result; on a timeout
  * prints what is known and returns CLI_TIMEOUT. */
 static int wait_and_print(cli *c, gtask_client *cl, const char *id, int64_t timeout_ms,
                           const char *dur_text) {
   gtask_result *r = NULL;
-  int rc = gtask_client_wait(cl, id, timeout_ms, &r);
+  int rc = wait_showing_progress(c, cl, id, timeout_ms, &r);
   if (rc == GTASK_ETIMEDOUT) {
     rc = gtask_client_result(cl, id, &r);
     if (rc) return cli_fail(c, cl, rc);
@@ -321,7 +388,9 @@ static const char usage_status[] =
     "usage: gtask status ID\n"
     "\n"
     "Prints the task's state: PENDING, STARTED, RETRY, SUCCESS, FAILURE or\n"
-    "CANCELLED.\n"
+    "CANCELLED.  A running task that reported progress gets a second line,\n"
+    "\"progress DONE/TOTAL (P%) MESSAGE\" (--json: progress_done,\n"
+    "progress_total, progress_message).\n"
     "Read from --queue (the queue the task was sent to).\n"
     "\n"
     "exit: 0, 2 usage error (ID is not a task id), 4 unknown or expired id,\n"
@@ -339,14 +408,30 @@ int cmd_status(cli *c, int argc, char **argv) {
   int rc = gtask_client_status(cl, id, &st);
   if (rc) {
     code = cli_fail(c, cl, rc);
-  } else if (c->json) {
-    out_obj o;
-    out_obj_begin(&o, stdout);
-    out_obj_str(&o, "task_id", id);
-    out_obj_str(&o, "status", gtask_status_name(st));
-    out_obj_end(&o);
   } else {
-    printf("%s\n", gtask_status_name(st));
+    /* A running task's progress (issue 18), if it reported any. */
+    gtask_progress p;
+    bool has = (st == GTASK_STARTED || st == GTASK_RETRY || st == GTASK_PENDING) &&
+               gtask_client_progress(cl, id, &p) == 0;
+    if (c->json) {
+      out_obj o;
+      out_obj_begin(&o, stdout);
+      out_obj_str(&o, "task_id", id);
+      out_obj_str(&o, "status", gtask_status_name(st));
+      if (has) {
+        out_obj_int(&o, "progress_done", p.done);
+        out_obj_int(&o, "progress_total", p.total);
+        out_obj_str(&o, "progress_message", p.message);
+      }
+      out_obj_end(&o);
+    } else {
+      printf("%s\n", gtask_status_name(st));
+      if (has) {
+        char text[64 + GTASK_PROGRESS_MESSAGE_MAX];
+        progress_text(&p, text, sizeof(text));
+        printf("progress %s\n", text);
+      }
+    }
   }
   gtask_client_free(cl);
   return code;
@@ -357,7 +442,10 @@ static const char usage_result[] =
     "\n"
     "Prints the task's result values, one per line (--json: one object with\n"
     "task_id, status, values, error, attempts).  With --wait, waits for the task\n"
-    "to finish first, at most DUR (without DUR: no limit).\n"
+    "to finish first, at most DUR (without DUR: no limit), showing the progress\n"
+    "it reports: on a terminal a bar on one line, redrawn; otherwise a line\n"
+    "\"gtask: progress DONE/TOTAL (P%) MESSAGE\" on stderr per change (none with\n"
+    "--json).  send --wait does the same.\n"
     "\n"
     "exit: 0 SUCCESS, 1 FAILURE, 2 usage error, 3 not finished (the wait timed\n"
     "out, or no --wait), 4 unknown or expired id, 5 cannot reach redis\n";

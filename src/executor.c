@@ -59,6 +59,22 @@ GTASK_EXTERN bool gtask_ctx_sleep(gtask_ctx *ctx, int64_t ms) {
   }
 }
 
+GTASK_EXTERN int gtask_ctx_progress(gtask_ctx *ctx, int64_t done, int64_t total,
+                                    const char *message) {
+  if (!ctx || done < 0 || total < 0 || (total && total < done)) return GTASK_EINVAL;
+  char value[64 + GTASK_PROGRESS_MESSAGE_MAX];
+  int k = snprintf(value, sizeof(value), "%lld %lld ", (long long)done, (long long)total);
+  size_t len = (size_t)k;
+  for (const char *m = message; m && *m && len < (size_t)k + GTASK_PROGRESS_MESSAGE_MAX; m++)
+    value[len++] = (unsigned char)*m < 0x20 || *m == 0x7f ? ' ' : *m;
+  value[len] = '\0';
+  if (gtask__child_progress(ctx, value)) return 0;
+  char *copy = gtask__strdup(value);
+  if (!copy) return GTASK_ENOMEM;
+  gtask__free(atomic_exchange(&ctx->progress, copy)); /* the finisher writes the latest */
+  return 0;
+}
+
 GTASK_EXTERN int gtask_ctx_return(gtask_ctx *ctx, const gtask_value *values, size_t n) {
   if (!ctx || (n && !values)) return GTASK_EINVAL;
   if (ctx->returned) return GTASK_ESTATE;

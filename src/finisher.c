@@ -29,7 +29,7 @@
 /* How often the tasks held (running or prefetched) are checked for a cancel
  * (issue 18): a cancelled task's handler sees gtask_ctx_cancelled() within
  * this, plus a round trip. */
-#define CANCEL_CHECK_MS 500
+#define CANCEL_CHECK_MS 500 /* also how often the progress reports are written */
 /* The finisher retries a write that failed transiently after a backoff that
  * doubles from WRITE_BACKOFF_FIRST_MS to WRITE_BACKOFF_MAX_MS; once the
  * executors are done (shutdown), it gives up after WRITE_GIVE_UP_MS of
@@ -333,6 +333,41 @@ static void check_cancels(gtask_server *s) {
   gtask__free(final);
 }
 
+/* Writes the progress the running tasks reported since the last call
+ * (issue 18): one backend call for all of them, so a worker writes progress
+ * at most once per CANCEL_CHECK_MS however often its handlers report. */
+static void write_progress(gtask_server *s) {
+  pthread_mutex_lock(&s->mu);
+  size_t n = 0, cap = s->ninflight;
+  gtask_job **jobs = cap ? gtask__malloc(cap * sizeof(*jobs)) : NULL;
+  gtask_msg **msgs = cap ? gtask__malloc(cap * sizeof(*msgs)) : NULL;
+  char **vals = cap ? gtask__calloc(cap, sizeof(*vals)) : NULL;
+  if (!jobs || !msgs || !vals) {
+    pthread_mutex_unlock(&s->mu);
+    gtask__free(jobs), gtask__free(msgs), gtask__free(vals);
+    return;
+  }
+  for (gtask_job *j = s->inflight; j && n < cap; j = j->inext) {
+    if (j->state != GTASK_JOB_RUNNING || !atomic_load(&j->ctx.progress)) continue;
+    char *v = atomic_exchange(&j->ctx.progress, NULL);
+    if (!v) continue;
+    j->refs++;
+    jobs[n] = j;
+    msgs[n] = j->msg;
+    vals[n++] = v;
+  }
+  pthread_mutex_unlock(&s->mu);
+  if (n && s->backend->ops->progress(s->backend->impl, msgs, (const char *const *)vals, n) != 0)
+    gtask__log(GTASK_LOG_WARN, "recording progress: %s", gtask_last_error());
+  pthread_mutex_lock(&s->mu);
+  for (size_t k = 0; k < n; k++) gtask__job_unref_locked(s, jobs[k]);
+  pthread_mutex_unlock(&s->mu);
+  for (size_t k = 0; k < n; k++) gtask__free(vals[k]);
+  gtask__free(jobs);
+  gtask__free(msgs);
+  gtask__free(vals);
+}
+
 void *gtask__finisher_main(void *arg) {
   gtask_server *s = arg;
   gtask__block_sigpipe();
@@ -340,6 +375,7 @@ void *gtask__finisher_main(void *arg) {
   int64_t next_hb = gtask__mono_ms() + period;
   int64_t next_cancel_check = gtask__mono_ms() + CANCEL_CHECK_MS;
   bool check_cancel = s->backend->ops->finals != NULL;
+  bool progress = s->backend->ops->progress != NULL;
   int64_t backoff = 0, failing_since = 0;
   gtask_job *batch[MAX_BATCH];
   gtask_fin fins[MAX_BATCH];
@@ -370,11 +406,12 @@ void *gtask__finisher_main(void *arg) {
     }
     bool quit = s->executors_done && !s->done_head && s->nto_start == 0;
     if (quit) break;
-    if (check_cancel && s->ninflight) {
+    if ((check_cancel || progress) && s->ninflight) {
       if (now >= next_cancel_check) {
         next_cancel_check = now + CANCEL_CHECK_MS;
         pthread_mutex_unlock(&s->mu);
-        check_cancels(s);
+        if (check_cancel) check_cancels(s);
+        if (progress) write_progress(s);
         pthread_mutex_lock(&s->mu);
         continue;
       }

@@ -194,6 +194,26 @@ static int child_run_one(gtask_server *s, const char *req, size_t reqlen, char *
   return rc;
 }
 
+/* Progress from the child's task (issue 18): a frame of 'P' and the report,
+ * between the request and the reply; at most one every 100 ms (reports in
+ * between are dropped: the supervisor writes one every 500 ms anyway). */
+#define CHILD_PROGRESS_MS 100
+static int64_t child_progress_mono;
+
+bool gtask__child_progress(gtask_ctx *ctx, const char *value) {
+  if (!child_ctx || ctx != child_ctx) return false;
+  int64_t now = gtask__mono_ms();
+  if (now < child_progress_mono + CHILD_PROGRESS_MS) return true;
+  child_progress_mono = now;
+  size_t len = strlen(value);
+  char frame[1 + 64 + GTASK_PROGRESS_MESSAGE_MAX];
+  if (len + 1 > sizeof(frame)) len = sizeof(frame) - 1;
+  frame[0] = 'P';
+  memcpy(frame + 1, value, len);
+  if (write_frame(CHILD_RES_FD, frame, len + 1) != 0) _exit(3); /* supervisor gone */
+  return true;
+}
+
 /* The child's main loop: one request, one reply, until the pipe closes. */
 static void child_main(gtask_server *s) {
   for (;;) {
@@ -372,6 +392,11 @@ int gtask__child_run(gtask_server *s, gtask__child *c, gtask_job *job, int *rc, 
       /* EOF: the child died mid-task. */
       reap(c, false, why, whylen);
       return terminated ? result : GTASK_ECRASH;
+    }
+    if (rlen > 0 && reply[0] == 'P') { /* a progress report: for the finisher */
+      memmove(reply, reply + 1, rlen); /* (with its NUL) */
+      gtask__free(atomic_exchange(&job->ctx.progress, reply));
+      continue;
     }
     gtask_result *r = NULL;
     char err[200];

@@ -276,6 +276,7 @@ void gtask__job_unref_locked(gtask_server *s, gtask_job *job) {
   gtask__task_free(job->task);
   gtask__free(job->ctx.values);
   gtask__free(job->ctx.error);
+  gtask__free(atomic_load(&job->ctx.progress));
   gtask__free(job->result_buf);
   gtask__free(job->next_buf);
   gtask__free(job->err);

@@ -56,6 +56,9 @@ struct gtask_ctx {
   bool returned;
   char *error;           /* set by gtask_ctx_fail / gtask_ctx_retry */
   bool want_retry;
+  _Atomic(char *) progress; /* the latest gtask_ctx_progress report not yet written
+                               ("DONE TOTAL MESSAGE"), or NULL: the handler swaps a
+                               new one in, the finisher takes it (issue 18) */
 };
 
 /* A prefork child of the process pool (procpool.c), owned by one executor. */
@@ -232,6 +235,10 @@ void gtask__job_outcome_crash(gtask_server *s, gtask_job *job, const char *why);
  * why (see procpool.c). */
 int gtask__child_run(gtask_server *s, gtask__child *c, gtask_job *job, int *rc, char *why,
                      size_t whylen);
+/* In a process-pool child running ctx's task: sends the progress report
+ * value to the supervisor (at most one every 100 ms; the others are dropped)
+ * and returns true; false anywhere else. */
+bool gtask__child_progress(gtask_ctx *ctx, const char *value);
 /* Ends child c: closes its request pipe (which ends its loop), SIGKILLs it if
  * it is still busy a second later, and reaps it. */
 void gtask__child_stop(gtask__child *c);

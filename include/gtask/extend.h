@@ -80,7 +80,8 @@ extern "C" {
  *   3  broker push_unique, failed_list, failed_requeue, pause, paused;
  *      backend claim (issue 18: unique tasks, the failed set, pause)
  *   4  broker worker_put, worker_list, list, find: seeing inside (issue 20)
- *   5  broker cancel; backend finals (issue 18: cancel) */
+ *   5  broker cancel; backend finals, progress, progress_get (issue 18:
+ *      cancel, progress) */
 #define GTASK_EXTEND_ABI 5
 
 /* ---------------------------------------------------------------- messages */
@@ -486,6 +487,15 @@ typedef struct gtask_backend_ops {
    * has a final state.  Workers ask for the tasks they hold every 500 ms
    * (one call, batched per queue), so it must be cheap: a read per task. */
   int (*finals)(void *impl, gtask_msg *const *msgs, size_t n, bool *out);
+
+  /* Optional, both or neither (NULL: progress reports are dropped, and
+   * gtask_client_progress is GTASK_EINVAL).  progress records values[i] (a
+   * NUL-terminated string, "DONE TOTAL MESSAGE") as the progress of msgs[i]'s
+   * task unless the task is final; a final state drops it.  progress_get
+   * reads it into *value (a new string, freed with free()), or
+   * GTASK_ENOTFOUND when there is none (issue 18). */
+  int (*progress)(void *impl, gtask_msg *const *msgs, const char *const *values, size_t n);
+  int (*progress_get)(void *impl, const char *queue, const char *id, char **value);
 } gtask_backend_ops;
 
 /* ---------------------------------------------------------------- handles

@@ -326,6 +326,21 @@ GTASK_EXTERN bool gtask_ctx_cancelled(const gtask_ctx *ctx);
 /* Sleeps up to ms, waking early when the task is cancelled.  Returns true if it
  * slept the whole time, false when cancelled. */
 GTASK_EXTERN bool gtask_ctx_sleep(gtask_ctx *ctx, int64_t ms);
+
+/* The most bytes of a progress message kept (longer ones are cut). */
+#define GTASK_PROGRESS_MESSAGE_MAX 200
+
+/* Reports how far the running task got (issue 18): done of total units
+ * (total 0: unknown) and an optional message (NULL: none; control characters
+ * become spaces; cut at GTASK_PROGRESS_MESSAGE_MAX bytes).  Only the latest
+ * report is kept; the worker writes it with the task's state at most every
+ * 500 ms, so a tight loop may call this as often as it likes.  Readers see it
+ * with gtask_client_progress, `gtask status` and the bar of `gtask result
+ * --wait`.  Works in the process pool too (the child sends it to its
+ * supervisor).  GTASK_EINVAL: ctx NULL, done or total negative, or total
+ * non-zero and below done; GTASK_ENOMEM. */
+GTASK_EXTERN int gtask_ctx_progress(gtask_ctx *ctx, int64_t done, int64_t total,
+                                    const char *message);
 /* Sets the result values (copied; strings too).  May be called once per run. */
 GTASK_EXTERN int gtask_ctx_return(gtask_ctx *ctx, const gtask_value *values, size_t n);
 /* Records an error message for the task (printf format); the handler then
@@ -684,6 +699,19 @@ typedef struct gtask_result {
 } gtask_result;
 
 GTASK_EXTERN void gtask_result_free(gtask_result *r);
+
+/* The latest progress a running task reported (gtask_ctx_progress). */
+typedef struct gtask_progress {
+  int64_t done;  /* units done */
+  int64_t total; /* units in all; 0: unknown */
+  char message[GTASK_PROGRESS_MESSAGE_MAX + 1]; /* "" if none */
+} gtask_progress;
+
+/* Reads the latest progress task id reported into *out (issue 18): 0, or
+ * GTASK_ENOTFOUND when there is none (the task never reported any, has not
+ * started, is final -- final states drop it -- or is unknown), GTASK_EINVAL
+ * for a backend that keeps none. */
+GTASK_EXTERN int gtask_client_progress(gtask_client *c, const char *id, gtask_progress *out);
 
 /* The task's state (g_task Status).  GTASK_ENOTFOUND for an unknown or expired id. */
 GTASK_EXTERN int gtask_client_status(gtask_client *c, const char *id, gtask_status *out);

@@ -42,6 +42,7 @@ typedef struct mem_record {
   gtask_status status;
   uint32_t attempts;
   char *result; /* owned encoded result record, NUL-terminated; NULL if none */
+  char *progress; /* owned: the latest progress (issue 18) while not final; NULL if none */
   size_t rlen;
   char queue[]; /* NUL-terminated, allocated with the record */
 } mem_record;
@@ -107,6 +108,7 @@ static void rec_free(mem_record *r) {
   if (r == NULL)
     return;
   gtask__free(r->result);
+  gtask__free(r->progress);
   gtask__free(r);
 }
 
@@ -518,6 +520,49 @@ static int mk_finals(void *impl, gtask_msg *const *msgs, size_t n, bool *out) {
   return 0;
 }
 
+static int mk_progress(void *impl, gtask_msg *const *msgs, const char *const *values, size_t n) {
+  mem_backend *be = impl;
+  if (be == NULL || (n > 0 && (msgs == NULL || values == NULL)))
+    return GTASK_EINVAL;
+  char **copies = gtask__calloc(n ? n : 1, sizeof(*copies));
+  if (copies == NULL)
+    return GTASK_ENOMEM;
+  int rc = 0;
+  for (size_t i = 0; i < n && rc == 0; i++)
+    if ((copies[i] = gtask__strdup(values[i])) == NULL)
+      rc = GTASK_ENOMEM;
+  pthread_mutex_lock(&be->mu);
+  for (size_t i = 0; i < n && rc == 0; i++) {
+    mem_record *r = rec_find(be, msgs[i]->queue, msgs[i]->id);
+    if (r == NULL || is_final(r->status))
+      continue; /* as progress.lua: a final state drops it */
+    gtask__free(r->progress);
+    r->progress = copies[i];
+    copies[i] = NULL;
+  }
+  pthread_mutex_unlock(&be->mu);
+  for (size_t i = 0; i < n; i++)
+    gtask__free(copies[i]);
+  gtask__free(copies);
+  return rc;
+}
+
+static int mk_progress_get(void *impl, const char *queue, const char *id, char **value) {
+  mem_backend *be = impl;
+  *value = NULL;
+  int rc = 0;
+  pthread_mutex_lock(&be->mu);
+  const mem_record *r = rec_find(be, queue, id);
+  if (r == NULL || r->progress == NULL || is_final(r->status))
+    rc = GTASK_ENOTFOUND;
+  else if ((*value = gtask__strdup(r->progress)) == NULL)
+    rc = GTASK_ENOMEM;
+  pthread_mutex_unlock(&be->mu);
+  if (rc == GTASK_ENOTFOUND)
+    gtask__set_error("no progress of task %s in queue %s", id, queue);
+  return rc;
+}
+
 static void mk_destroy(void *impl) {
   mem_backend *be = impl;
   if (be == NULL)
@@ -550,6 +595,8 @@ const gtask_backend_ops gtask__memory_backend_ops = {
     .destroy = mk_destroy,
     .claim = mk_claim,
     .finals = mk_finals,
+    .progress = mk_progress,
+    .progress_get = mk_progress_get,
 };
 
 GTASK_EXTERN gtask_backend *gtask_backend_memory_new(void) {

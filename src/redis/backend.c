@@ -79,11 +79,11 @@ static int rk_pending(void *impl, gtask_msg *const *msgs, size_t n) {
   return rc;
 }
 
-/* STARTED: started.lua once per run of messages of one queue (so that the
- * keys of one call share a hash slot).  The pending set is left alone: the
- * state hash written here outranks it, and the finish takes the id out. */
-static int rk_started(void *impl, gtask_msg *const *msgs, const uint32_t *attempts, size_t n) {
-  gtask__redis_backend *b = impl;
+/* Runs script (started.lua, progress.lua) once per run of messages of one
+ * queue: KEYS each message's t:<id> and n:<id>, ARGV the TTL, then per
+ * message its attempt number (attempts) or its value (values). */
+static int per_task_script(gtask__redis_backend *b, gtask__script script, gtask_msg *const *msgs,
+                           size_t n, const uint32_t *attempts, const char *const *values) {
   gtask__conn *c = NULL; /* the connection to the node of the run at hand */
   int rc = 0;
   gtask__argv a;
@@ -96,14 +96,57 @@ static int rk_started(void *impl, gtask_msg *const *msgs, const uint32_t *attemp
     gtask__argv_reset(&a);
     for (size_t k = i; k < j; k++) add_state_keys(b, &a, &keys[2 * k], msgs[k]);
     gtask__argv_addi(&a, b->r->conf->expire_ms);
-    for (size_t k = i; k < j; k++) gtask__argv_addi(&a, attempts[k]);
+    for (size_t k = i; k < j; k++) {
+      if (attempts)
+        gtask__argv_addi(&a, attempts[k]);
+      else
+        gtask__argv_adds(&a, values[k]);
+    }
     redisReply *rep;
-    rc = gtask__redis_eval(b->r, c, GTASK__LUA_STARTED, 2 * (j - i), &a, &rep);
+    rc = gtask__redis_eval(b->r, c, script, 2 * (j - i), &a, &rep);
     if (rc == 0) freeReplyObject(rep);
     i = j;
   }
   gtask__free(keys);
   gtask__argv_free(&a);
+  gtask__redis_put(b->r, c);
+  return rc;
+}
+
+/* STARTED: started.lua once per run of messages of one queue (so that the
+ * keys of one call share a hash slot).  The pending set is left alone: the
+ * state hash written here outranks it, and the finish takes the id out. */
+static int rk_started(void *impl, gtask_msg *const *msgs, const uint32_t *attempts, size_t n) {
+  return per_task_script(impl, GTASK__LUA_STARTED, msgs, n, attempts, NULL);
+}
+
+/* Progress (issue 18): progress.lua, as started. */
+static int rk_progress(void *impl, gtask_msg *const *msgs, const char *const *values, size_t n) {
+  return per_task_script(impl, GTASK__LUA_PROGRESS, msgs, n, NULL, values);
+}
+
+static int rk_progress_get(void *impl, const char *queue, const char *id, char **value) {
+  gtask__redis_backend *b = impl;
+  *value = NULL;
+  gtask__conn *c = NULL;
+  int rc = gtask__redis_use(b->r, queue, &c);
+  if (rc) return rc;
+  char tkey[GTASK__KEY_MAX];
+  size_t tlen = gtask__redis_key(b->r, tkey, sizeof(tkey), queue, "t", id);
+  redisReply *rep = gtask__conn_command(c, "HGET %b p", tkey, tlen);
+  if (!rep) {
+    gtask__set_error("redis %s: HGET: %s", b->r->conf->describe, c->errstr);
+    rc = GTASK_ECONN;
+  } else if (rep->type == REDIS_REPLY_ERROR) {
+    gtask__set_error("redis %s: HGET: %s", b->r->conf->describe, rep->str);
+    rc = gtask__redis_reply_rc(rep->str);
+  } else if (rep->type != REDIS_REPLY_STRING) {
+    gtask__set_error("no progress of task %s in queue %s", id, queue);
+    rc = GTASK_ENOTFOUND;
+  } else if (!(*value = gtask__strndup(rep->str, rep->len))) {
+    rc = GTASK_ENOMEM;
+  }
+  if (rep) freeReplyObject(rep);
   gtask__redis_put(b->r, c);
   return rc;
 }
@@ -415,6 +458,8 @@ const gtask_backend_ops gtask__redis_backend_ops = {
     .destroy = rk_destroy,
     .claim = rk_claim,
     .finals = rk_finals,
+    .progress = rk_progress,
+    .progress_get = rk_progress_get,
 };
 
 GTASK_EXTERN int gtask_backend_redis_new(gtask_backend **out, const gtask_redis_conf *conf) {

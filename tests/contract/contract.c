@@ -2065,6 +2065,95 @@ static bool store(env *e, gtask_msg *m, gtask_status status, const char *result)
   return f.fenced;
 }
 
+/* ---------------------------------------------------------------- progress (issue 18) */
+
+/* Progress is kept per task while it is not final; a final state drops it
+ * and refuses later writes. */
+CONTRACT(BACKEND, backend_progress) {
+  if (!e->eo->progress || !e->eo->progress_get) SKIP("the backend keeps no progress");
+  gtask_msg *m = gtask_msg_new("5d3c1a2b-0000-4000-8000-000000000001", e->q, "x", 1);
+  ASSERT_NOT_NULL(m);
+  char *v = (char *)"unchanged";
+  ASSERT_ERR(e->eo->progress_get(e->ei, e->q, m->id, &v), GTASK_ENOTFOUND);
+  ASSERT_NULL(v);
+  ASSERT_OK(e->eo->pending(e->ei, &m, 1));
+  uint32_t att = 1;
+  ASSERT_OK(e->eo->started(e->ei, &m, &att, 1));
+  const char *vals[] = {"3 10 copying files"};
+  ASSERT_OK(e->eo->progress(e->ei, &m, vals, 1));
+  ASSERT_OK(e->eo->progress_get(e->ei, e->q, m->id, &v));
+  ASSERT_STR_EQ(v, "3 10 copying files");
+  free(v);
+  const char *next_vals[] = {"7 10 "};
+  ASSERT_OK(e->eo->progress(e->ei, &m, next_vals, 1));
+  ASSERT_OK(e->eo->progress_get(e->ei, e->q, m->id, &v));
+  ASSERT_STR_EQ(v, "7 10 ");
+  free(v);
+  assert_state(e, m, GTASK_STARTED, ""); /* the state is untouched */
+  const char *res = REC_OK(3, 1);
+  gtask_fin f = {.msg = m, .kind = GTASK_FIN_DONE, .status = GTASK_SUCCESS, .result = res,
+                 .result_len = strlen(res)};
+  ASSERT_OK(e->eo->store(e->ei, &f, 1));
+  ASSERT_ERR(e->eo->progress_get(e->ei, e->q, m->id, &v), GTASK_ENOTFOUND);
+  ASSERT_OK(e->eo->progress(e->ei, &m, vals, 1)); /* a late report: dropped */
+  ASSERT_ERR(e->eo->progress_get(e->ei, e->q, m->id, &v), GTASK_ENOTFOUND);
+  assert_state(e, m, GTASK_SUCCESS, res);
+  gtask_msg_free(m);
+}
+
+/* Under a real server: a handler's reports, read by the client while it
+ * runs; bad reports refused. */
+static atomic_int pg_go;
+static int pg_task(void) {
+  gtask_ctx *ctx = gtask_ctx_current();
+  if (gtask_ctx_progress(ctx, -1, 10, NULL) != GTASK_EINVAL) return gtask_ctx_fail(ctx, "negative");
+  if (gtask_ctx_progress(ctx, 11, 10, NULL) != GTASK_EINVAL) return gtask_ctx_fail(ctx, "over");
+  for (int k = 0; k <= 100000; k++) /* a tight loop: written at most every 500 ms */
+    if (gtask_ctx_progress(ctx, k < 3 ? k : 3, 10, "step\nthree") != 0) return gtask_ctx_fail(ctx, "report");
+  for (int64_t until = now_ms() + test_timeout_ms(20000); now_ms() < until && !atomic_load(&pg_go);)
+    gtask_ctx_sleep(ctx, 10);
+  return 0;
+}
+GTASK_HANDLER(pg_task, (), ())
+
+static void *pg_serve(void *server) {
+  ASSERT_OK(gtask_server_run(server, 1));
+  return NULL;
+}
+
+CONTRACT(PAIR, server_progress) {
+  if (!e->eo->progress || !e->eo->progress_get) SKIP("the backend keeps no progress");
+  atomic_store(&pg_go, 0);
+  gtask_server *s = gtask_server_new(e->b, e->be);
+  ASSERT_NOT_NULL(s);
+  ASSERT_OK(gtask_server_set_queues(s, e->q));
+  ASSERT_OK(GTASK_REG(s, pg_task));
+  gtask_client *c = client_on(e);
+  gtask_send_conf *sc = gtask_send_conf_new("pg_task");
+  ASSERT_NOT_NULL(sc);
+  char id[GTASK_ID_SIZE];
+  ASSERT_OK(gtask_client_send(c, sc, NULL, 0, id));
+  gtask_progress p;
+  ASSERT_ERR(gtask_client_progress(c, id, &p), GTASK_ENOTFOUND); /* not started */
+  ASSERT_ERR(gtask_client_progress(c, "nope", &p), GTASK_EINVAL);
+  pthread_t th;
+  ASSERT_EQ(pthread_create(&th, NULL, pg_serve, s), 0);
+  WAIT_UNTIL(gtask_client_progress(c, id, &p) == 0 && p.done == 3, 5000);
+  ASSERT_EQ(p.total, 10);
+  ASSERT_STR_EQ(p.message, "step three");
+  atomic_store(&pg_go, 1);
+  gtask_result *r = NULL;
+  ASSERT_OK(gtask_client_wait(c, id, test_timeout_ms(5000), &r));
+  ASSERT_EQ(r->status, GTASK_SUCCESS);
+  gtask_result_free(r);
+  ASSERT_ERR(gtask_client_progress(c, id, &p), GTASK_ENOTFOUND); /* final: dropped */
+  gtask_server_shutdown(s);
+  ASSERT_EQ(pthread_join(th, NULL), 0);
+  gtask_send_conf_free(sc);
+  gtask_client_free(c);
+  gtask_server_free(s);
+}
+
 CONTRACT(BACKEND, backend_flow) {
   gtask_msg *m = task_msg(e);
   gtask_status s = 0;

@@ -20,6 +20,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <pty.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -982,6 +984,86 @@ TEST_TIMEOUT(cli_cancel, 60) {
   ASSERT_EQ(RUN(r, "send", "add", "2", "3", "--wait", "3s"), 0);
   ASSERT_STR_EQ(r->out, "5\n");
   ASSERT_EQ(RUN(r, "cancel", id), 1);
+  worker_stop(&e, SIGTERM);
+  free(r);
+  env_stop(&e);
+}
+
+/* Runs the CLI with stdout and stderr on a pseudo-terminal (at most 30 s,
+ * scaled); what it wrote, into out.  Returns its exit code. */
+static int run_pty(char *out, size_t size, const char *const *args) {
+  const char *argv[64];
+  size_t n = 0;
+  argv[n++] = GTASK_CLI_PATH;
+  for (size_t k = 0; args[k]; k++) argv[n++] = args[k];
+  argv[n] = NULL;
+  fflush(NULL);
+  int master = -1;
+  pid_t pid = forkpty(&master, NULL, NULL, NULL);
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    execv(GTASK_CLI_PATH, (char *const *)argv);
+    _exit(127);
+  }
+  size_t len = 0;
+  int64_t deadline = test_now_ms() + test_timeout_ms(30000);
+  for (;;) {
+    struct pollfd p = {.fd = master, .events = POLLIN};
+    if (poll(&p, 1, 100) > 0) {
+      ssize_t r = read(master, out + len, size - 1 - len);
+      if (r <= 0) break; /* EIO: the child closed the terminal */
+      len += (size_t)r;
+    }
+    if (test_now_ms() > deadline) {
+      kill(pid, SIGKILL);
+      break;
+    }
+  }
+  out[len] = '\0';
+  close(master);
+  int st = 0;
+  waitpid(pid, &st, 0);
+  return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+/* Progress (issue 18): `gtask status` shows it, `gtask result --wait` draws
+ * a bar on a terminal and plain lines on stderr otherwise. */
+TEST_TIMEOUT(cli_progress, 60) {
+  env e;
+  env_start(&e);
+  run_out *r = malloc(sizeof(*r));
+  char id[GTASK_ID_SIZE], line[1024];
+  WORKER_START(&e, "--builtin");
+  /* Not a terminal: lines on stderr, the result alone on stdout. */
+  ASSERT_EQ(RUN(r, "send", "sleep", "4000"), 0);
+  id_of(r, id);
+  WAIT_UNTIL(RUN(r, "status", id) == 0 && strstr(r->out, "progress ") != NULL, 10000);
+  ASSERT_TRUE(strncmp(r->out, "STARTED\nprogress ", 17) == 0);
+  ASSERT_STR_CONTAINS(r->out, "/4000 (");
+  ASSERT_STR_CONTAINS(r->out, "%) sleeping\n");
+  ASSERT_EQ(RUN(r, "--json", "status", id), 0);
+  json_t *j = json_line(first_line(r->out, line, sizeof(line)));
+  ASSERT_EQ(json_integer_value(json_object_get(j, "progress_total")), 4000);
+  ASSERT_TRUE(json_integer_value(json_object_get(j, "progress_done")) > 0);
+  ASSERT_STR_EQ(json_string_value(json_object_get(j, "progress_message")), "sleeping");
+  json_decref(j);
+  ASSERT_EQ(RUN(r, "result", id, "--wait", "20s"), 0);
+  ASSERT_STR_EQ(r->out, "4000\n");
+  ASSERT_STR_CONTAINS(r->err, "gtask: progress ");
+  ASSERT_STR_CONTAINS(r->err, "/4000 (");
+  ASSERT_EQ(RUN(r, "status", id), 0);
+  ASSERT_STR_EQ(r->out, "SUCCESS\n"); /* a final state drops the progress */
+
+  /* A terminal: one line redrawn (\r), then the result in its place. */
+  char *tty = malloc(65536);
+  ASSERT_EQ(run_pty(tty, 65536, (const char *const[]){"send", "sleep", "3000", "--wait", "20s", NULL}), 0);
+  ASSERT_STR_CONTAINS(tty, "\r[");
+  ASSERT_STR_CONTAINS(tty, "#");
+  ASSERT_STR_CONTAINS(tty, "/3000 (");
+  ASSERT_STR_CONTAINS(tty, "sleeping");
+  ASSERT_STR_CONTAINS(tty, "\r\033[K3000");
+  ASSERT_NULL(strstr(tty, "gtask: progress")); /* no plain lines */
+  free(tty);
   worker_stop(&e, SIGTERM);
   free(r);
   env_stop(&e);

@@ -326,6 +326,14 @@ TEST_TIMEOUT(every_script_runs_on_the_cluster, 120) {
   ASSERT_OK(gtask_client_status(e.client, cid, &cst));
   ASSERT_EQ(cst, GTASK_CANCELLED);
   gtask_send_conf_free(cc);
+  /* progress.lua: a late report of that task, dropped (it is final). */
+  gtask_msg *pm = gtask_msg_new(cid, "scripts", "", 0);
+  ASSERT_NOT_NULL(pm);
+  const char *pv[] = {"1 2 late"};
+  ASSERT_OK(e.backend->ops->progress(e.backend->impl, &pm, pv, 1));
+  gtask_msg_free(pm);
+  gtask_progress gp;
+  ASSERT_ERR(gtask_client_progress(e.client, cid, &gp), GTASK_ENOTFOUND);
   /* The dead set: a malformed message goes there (pushed raw). */
   gtask_msg *m = gtask_msg_new("00000000-0000-4000-8000-000000000001", "scripts", "not json", 8);
   ASSERT_NOT_NULL(m);

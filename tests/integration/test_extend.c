@@ -122,9 +122,9 @@ TEST(queues_of_an_abi_1_table_is_never_read) {
   gtask_broker_free(m);
 }
 
-/* Tables of abi 4 end before cancel (broker) and finals (backend), added in
- * abi 5: never read there; a cancel through them is refused and changes
- * nothing. */
+/* Tables of abi 4 end before cancel (broker) and finals, progress and
+ * progress_get (backend), added in abi 5: never read there; a cancel through
+ * them is refused and changes nothing, and no progress is kept. */
 TEST(cancel_of_an_abi_4_table_is_never_read) {
   static gtask_broker_ops ops;
   static gtask_backend_ops kops;
@@ -141,12 +141,15 @@ TEST(cancel_of_an_abi_4_table_is_never_read) {
   kops.abi = 4;
   kops.destroy = count_destroy;
   ASSERT_NOT_NULL(kops.finals);
+  ASSERT_NOT_NULL(kops.progress);
   gtask_broker *b = NULL;
   gtask_backend *k = NULL;
   ASSERT_OK(gtask_broker_new(&b, &ops, m->impl));
   ASSERT_OK(gtask_backend_new(&k, &kops, mk->impl));
   ASSERT_NULL(b->ops->cancel);
   ASSERT_NULL(k->ops->finals);
+  ASSERT_NULL(k->ops->progress);
+  ASSERT_NULL(k->ops->progress_get);
   gtask_client *c = gtask_client_new(b, k);
   ASSERT_NOT_NULL(c);
   gtask_send_conf *sc = gtask_send_conf_new("add");
@@ -157,6 +160,8 @@ TEST(cancel_of_an_abi_4_table_is_never_read) {
   gtask_status st;
   ASSERT_OK(gtask_client_status(c, id, &st));
   ASSERT_EQ(st, GTASK_PENDING);
+  gtask_progress p;
+  ASSERT_ERR(gtask_client_progress(c, id, &p), GTASK_EINVAL);
   gtask_send_conf_free(sc);
   gtask_client_free(c);
   gtask_broker_free(b);

@@ -60,6 +60,17 @@ static int chatty(int64_t mb, int64_t *out) {
 }
 GTASK_HANDLER(chatty, (int64_t), (int64_t))
 
+/* Reports progress in a tight loop, then takes its time. */
+static int halfway(void) {
+  gtask_ctx *ctx = gtask_ctx_current();
+  for (int k = 0; k < 100000; k++) gtask_ctx_progress(ctx, 5, 10, "half way");
+  usleep(300 * 1000); /* the last report of the loop may have been dropped (rate) */
+  gtask_ctx_progress(ctx, 5, 10, "half way");
+  gtask_ctx_sleep(ctx, 3000);
+  return 0;
+}
+GTASK_HANDLER(halfway, (), ())
+
 static int pid(int64_t *out) {
   *out = getpid();
   return 0;
@@ -133,6 +144,7 @@ static void env_open(env *e, void (*configure)(gtask_server *)) {
   ASSERT_OK(GTASK_REG(e->server, hog));
   ASSERT_OK(GTASK_REG(e->server, chatty));
   ASSERT_OK(GTASK_REG(e->server, pid));
+  ASSERT_OK(GTASK_REG(e->server, halfway));
   ASSERT_OK(gtask_server_reg(e->server, "stubborn", stubborn, NULL));
   if (configure) configure(e->server);
   e->client = gtask_client_from_server(e->server);
@@ -355,6 +367,27 @@ TEST(procs_cancelled_task_is_killed_after_grace) {
   ASSERT_OK(gtask_client_status(e.client, id, &st));
   ASSERT_EQ(st, GTASK_CANCELLED);
   expect_add_works(&e);
+  expect_add_works(&e);
+  env_close(&e);
+}
+
+/* Progress from a child (issue 18): sent over its reply pipe, written by the
+ * supervisor, read by a client; the result after it is not disturbed. */
+TEST(procs_progress_from_a_child) {
+  env e;
+  env_open(&e, NULL);
+  gtask_send_conf *c = gtask_send_conf_new("halfway");
+  char id[GTASK_ID_SIZE];
+  ASSERT_OK(gtask_client_send(e.client, c, NULL, 0, id));
+  gtask_send_conf_free(c);
+  gtask_progress p;
+  WAIT_UNTIL(gtask_client_progress(e.client, id, &p) == 0 && p.done == 5, 10000);
+  ASSERT_EQ(p.total, 10);
+  ASSERT_STR_EQ(p.message, "half way");
+  gtask_result *r = NULL;
+  ASSERT_OK(gtask_client_wait(e.client, id, test_timeout_ms(20000), &r));
+  ASSERT_EQ(r->status, GTASK_SUCCESS);
+  gtask_result_free(r);
   expect_add_works(&e);
   env_close(&e);
 }
