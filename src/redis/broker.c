@@ -29,14 +29,17 @@
  * at once; either way it is consumed by that one lease. */
 typedef struct lease_conn {
   gtask__redis *node; /* the server (a cluster node's pool, or the one pool) */
+  int hslot;          /* the hash slot of its queues on a cluster, else -1 */
   gtask__conn *c;     /* NULL while a lease uses it, or before the first */
   long long client_id;
   bool blocked;       /* a lease is (about to be) blocked on c */
 } lease_conn;
 
-/* In a cluster, a consumer whose queues live on several nodes has one lease
- * connection per node (not per queue): lc[] holds one per node it has leased
- * from, and a lease blocks on all of its nodes at once. */
+/* In a cluster, a consumer whose queues live in several hash slots has one
+ * lease connection per slot it leases from (per node and slot: one
+ * XREADGROUP may name keys of one slot only -- CROSSSLOT even when two slots
+ * share a node), and a lease blocks on all of them at once.  Queues that
+ * share a slot (or a single server) share one connection. */
 typedef struct consumer_conn {
   char *name;
   lease_conn *lc;
@@ -396,23 +399,24 @@ static int rb_lease(void *impl, const char *consumer, const char *const *queues,
 
 /* The index in cc->lc of the lease connection to node, added if new (under
  * b->mu).  -1 if out of memory. */
-static int lease_slot(consumer_conn *cc, gtask__redis *node) {
+static int lease_slot(consumer_conn *cc, gtask__redis *node, int hslot) {
   for (size_t k = 0; k < cc->nlc; k++)
-    if (cc->lc[k].node == node) return (int)k;
+    if (cc->lc[k].node == node && cc->lc[k].hslot == hslot) return (int)k;
   lease_conn *v = gtask__realloc(cc->lc, (cc->nlc + 1) * sizeof(*v));
   if (!v) return -1;
   cc->lc = v;
   memset(&v[cc->nlc], 0, sizeof(*v));
   v[cc->nlc].node = node;
+  v[cc->nlc].hslot = hslot;
   return (int)cc->nlc++;
 }
 
 /* Takes the lease connection to node out of cc (opening one if there is none
  * or it broke) into *c, with its slot *k.  Called without b->mu. */
-static int lease_take(redis_broker *b, consumer_conn *cc, gtask__redis *node, int *k,
+static int lease_take(redis_broker *b, consumer_conn *cc, gtask__redis *node, int hslot, int *k,
                       gtask__conn **c) {
   pthread_mutex_lock(&b->mu);
-  *k = lease_slot(cc, node);
+  *k = lease_slot(cc, node, hslot);
   *c = NULL;
   if (*k >= 0) {
     *c = cc->lc[*k].c;
@@ -458,8 +462,8 @@ static void lease_give(redis_broker *b, consumer_conn *cc, int k, gtask__conn *c
 
 static int lease_nodes(redis_broker *b, consumer_conn *cc, const char *consumer,
                        const char *const *queues, char (*keys)[GTASK__KEY_MAX],
-                       gtask__redis **node, size_t nq, size_t max, int64_t wait_ms,
-                       gtask_msg **out, size_t *n);
+                       gtask__redis **node, const int *hs, size_t nq, size_t max,
+                       int64_t wait_ms, gtask_msg **out, size_t *n);
 
 static int lease(redis_broker *b, const char *consumer, const char *const *queues, size_t nq,
                  size_t max, int64_t wait_ms, gtask_msg **out, size_t *n) {
@@ -495,21 +499,23 @@ static int lease(redis_broker *b, const char *consumer, const char *const *queue
 
   char(*keys)[GTASK__KEY_MAX] = gtask__calloc(nq, sizeof(*keys));
   gtask__redis **node = gtask__calloc(nq, sizeof(*node));
-  int rc = keys && node ? 0 : GTASK_ENOMEM;
-  bool one_node = true;
+  int *hs = gtask__calloc(nq, sizeof(*hs));
+  int rc = keys && node && hs ? 0 : GTASK_ENOMEM;
+  bool one_group = true;
   for (size_t i = 0; i < nq && rc == 0; i++) {
-    gtask__redis_key(b->r, keys[i], GTASK__KEY_MAX, queues[i], "stream", NULL);
-    node[i] = gtask__redis_route(b->r, keys[i], strlen(keys[i]));
-    one_node &= node[i] == node[0];
+    size_t len = gtask__redis_key(b->r, keys[i], GTASK__KEY_MAX, queues[i], "stream", NULL);
+    node[i] = gtask__redis_route(b->r, keys[i], len);
+    hs[i] = b->r->cluster ? (int)gtask__key_slot(keys[i], len) : -1;
+    one_group &= node[i] == node[0] && hs[i] == hs[0];
   }
-  if (rc == 0 && !one_node) {
-    /* A cluster whose slots put these queues on several nodes. */
-    rc = lease_nodes(b, cc, consumer, queues, keys, node, nq, max, wait_ms, out, n);
+  if (rc == 0 && !one_group) {
+    /* A cluster whose slots put these queues in several hash slots. */
+    rc = lease_nodes(b, cc, consumer, queues, keys, node, hs, nq, max, wait_ms, out, n);
     goto done;
   }
   int k = -1;
   gtask__conn *c = NULL;
-  if (rc == 0) rc = lease_take(b, cc, node[0], &k, &c);
+  if (rc == 0) rc = lease_take(b, cc, node[0], hs[0], &k, &c);
   if (rc) goto done;
 
   if (nq > 1) {
@@ -534,6 +540,7 @@ give:
 done:
   gtask__free(keys);
   gtask__free(node);
+  gtask__free(hs);
   /* Messages leased before a later read failed are leased in Redis: they are
    * returned (the caller would drop them with the error, and they would wait
    * for reclaim); the broken connection is reopened by the next lease. */
@@ -555,29 +562,31 @@ done:
  * each lease). */
 static int lease_nodes(redis_broker *b, consumer_conn *cc, const char *consumer,
                        const char *const *queues, char (*keys)[GTASK__KEY_MAX],
-                       gtask__redis **node, size_t nq, size_t max, int64_t wait_ms,
-                       gtask_msg **out, size_t *n) {
+                       gtask__redis **node, const int *hs, size_t nq, size_t max,
+                       int64_t wait_ms, gtask_msg **out, size_t *n) {
   enum { MAXG = 64 };
   gtask__redis *gnode[MAXG];
-  int slot[MAXG];
+  int ghs[MAXG];  /* the group's hash slot (-1 on one server) */
+  int slot[MAXG]; /* the group's lease connection: an index into cc->lc */
   gtask__conn *gc[MAXG];
   bool sent[MAXG];
   size_t ng = 0;
   int rc = 0;
   for (size_t i = 0; i < nq; i++) {
     size_t g = 0;
-    while (g < ng && gnode[g] != node[i]) g++;
+    while (g < ng && (gnode[g] != node[i] || ghs[g] != hs[i])) g++;
     if (g == ng && ng < MAXG) {
       gnode[ng] = node[i];
+      ghs[ng] = hs[i];
       gc[ng] = NULL;
       sent[ng] = false;
       slot[ng++] = -1;
     }
   }
-  for (size_t g = 0; g < ng && rc == 0; g++) rc = lease_take(b, cc, gnode[g], &slot[g], &gc[g]);
+  for (size_t g = 0; g < ng && rc == 0; g++) rc = lease_take(b, cc, gnode[g], ghs[g], &slot[g], &gc[g]);
   for (size_t i = 0; i < nq && *n < max && rc == 0; i++) {
     size_t g = 0;
-    while (g < ng && gnode[g] != node[i]) g++;
+    while (g < ng && (gnode[g] != node[i] || ghs[g] != hs[i])) g++;
     if (g < ng)
       rc = read_group(b, gc[g], cc, consumer, queues + i, keys + i, 1, max - *n, 0, false, max,
                       out, n);
@@ -603,9 +612,9 @@ static int lease_nodes(redis_broker *b, consumer_conn *cc, const char *consumer,
     gtask__argv_addi(&a, wait_ms < 0 ? 0 : wait_ms);
     gtask__argv_adds(&a, "STREAMS");
     for (size_t i = 0; i < nq; i++)
-      if (node[i] == gnode[g]) gtask__argv_adds(&a, keys[i]);
+      if (node[i] == gnode[g] && hs[i] == ghs[g]) gtask__argv_adds(&a, keys[i]);
     for (size_t i = 0; i < nq; i++)
-      if (node[i] == gnode[g]) gtask__argv_adds(&a, ">");
+      if (node[i] == gnode[g] && hs[i] == ghs[g]) gtask__argv_adds(&a, ">");
     gtask__conn_set_timeout(gc[g], wait_ms > 0 ? wait_ms + timeout : 0);
     rc = gtask__redis_send(gnode[g], gc[g], &a);
     sent[g] = rc == 0;
@@ -646,7 +655,7 @@ static int lease_nodes(redis_broker *b, consumer_conn *cc, const char *consumer,
       char(*gk)[GTASK__KEY_MAX] = gtask__calloc(nq, sizeof(*gk));
       size_t m = 0;
       for (size_t i = 0; gk && i < nq && m < MAXG; i++)
-        if (node[i] == gnode[g]) {
+        if (node[i] == gnode[g] && hs[i] == ghs[g]) {
           gq[m] = queues[i];
           memcpy(gk[m++], keys[i], GTASK__KEY_MAX);
         }
@@ -659,7 +668,7 @@ static int lease_nodes(redis_broker *b, consumer_conn *cc, const char *consumer,
       const char *gq[MAXG];
       size_t m = 0;
       for (size_t i = 0; i < nq && m < MAXG; i++)
-        if (node[i] == gnode[g]) gq[m++] = queues[i];
+        if (node[i] == gnode[g] && hs[i] == ghs[g]) gq[m++] = queues[i];
       create_groups(b, gc[g], gq, m); /* the next lease finds them */
     } else if (r2 && rc == 0) {
       rc = r2;
