@@ -5,27 +5,34 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import re
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, TypeVar, Union
+from typing import (Any, Callable, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple,
+                    TypeVar, Union)
 from urllib.parse import urlparse
 
 import redis
 import redis.exceptions as rx
 
 from . import _errors as E
-from ._codec import (BACKOFF_FIRST_MS, BACKOFF_MAX_MS, Record, TaskMessage, decode_result,
-                     decode_task, encode_task, id_valid)
+from ._codec import (BACKOFF_FIRST_MS, BACKOFF_MAX_MS, RETRY_ON_NAMES, RETRY_ON_TIMEOUT, Record,
+                     TaskMessage, decode_result, decode_task, encode_task, id_valid,
+                     unique_digest)
 from ._scripts import load_all
 from ._values import Value, infer
 
-__all__ = ["Client", "Result", "Status", "Stats", "DeadEntry"]
+__all__ = ["Client", "Result", "Status", "Stats", "DeadEntry", "Sent", "Progress", "CancelOutcome"]
 
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_MAX_PAYLOAD = 512 * 1024
 PUSH_CHUNK = 512
 REQUEUE_CHUNK = 256
+CLAIM_ROUNDS = 16   # claim.lua retried while an until-done lock's holder keeps changing
+CANCEL_ROUNDS = 4   # cancel.lua: looks for the message, then records the cancel anyway
+SCAN_COUNT = 1000
+CANCEL_RECORD = b'{"v":1,"s":"CANCELLED","err":"cancelled","ec":-23}'
 SENT_RING = 16
 GROUP = "workers"
 _QUEUE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.:-")
@@ -68,6 +75,42 @@ class Result:
     @property
     def ok(self) -> bool:
         return self.status == Status.SUCCESS
+
+
+@dataclass
+class Sent:
+    """One task of ``send_batch``: its id, or with ``duplicate`` the id of the
+    existing task it duplicates (it was not sent)."""
+    id: str
+    duplicate: bool = False
+
+
+class CancelOutcome(str, enum.Enum):
+    """What ``Client.cancel`` did: the task is CANCELLED either way."""
+    REMOVED = "removed"  # it was queued, delayed or waiting for a retry: it never runs
+    RUNNING = "running"  # a worker held it: its handler is told to stop
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Progress(NamedTuple):
+    """A running task's latest progress (gtask_progress): total 0 is unknown."""
+    done: int
+    total: int
+    message: str
+
+
+def _progress_parse(v: bytes) -> Optional[Progress]:
+    """"DONE TOTAL MESSAGE" (the `p` field of the task's hash), or None when
+    malformed (src/progress.c progress_parse)."""
+    m = re.match(rb"([+-]?[0-9]+) ([+-]?[0-9]+)(?: (.*))?\Z", v, re.S)
+    if m is None:
+        return None
+    done, total = int(m.group(1)), int(m.group(2))
+    if not 0 <= done <= (1 << 63) - 1 or not 0 <= total <= (1 << 63) - 1:
+        return None
+    return Progress(done, total, (m.group(3) or b"").decode("utf-8", "replace"))
 
 
 @dataclass
@@ -132,6 +175,44 @@ def _ms(seconds: Optional[float], what: str, allow_zero: bool = True) -> int:
         raise E.InvalidArgument("%s must be positive" % what)
     if ms > (1 << 63) - 1:
         raise E.InvalidArgument("%s too large" % what)
+    return ms
+
+
+def _retry_on(names: Optional[Iterable[str]]) -> int:
+    """The message's "ro" bits of some of "timeout", "error", "crash" (None:
+    the default, timeouts)."""
+    if names is None:
+        return RETRY_ON_TIMEOUT
+    if isinstance(names, str):
+        names = [names]
+    bits = 0
+    try:
+        for n in names:
+            if n not in RETRY_ON_NAMES:
+                raise E.InvalidArgument("retry_on: unknown outcome %r (some of timeout, error, "
+                                        "crash)" % (n,))
+            bits |= RETRY_ON_NAMES[n]
+    except TypeError:
+        raise E.InvalidArgument("retry_on must be some of (\"timeout\", \"error\", "
+                                "\"crash\"), not %r" % (names,)) from None
+    if bits == 0:
+        raise E.InvalidArgument("retry_on must name at least one of timeout, error, crash")
+    return bits
+
+
+def _unique_ms(unique: Union[None, float, str]) -> Optional[int]:
+    """A content lock's TTL in ms (0: until the task is final), or None for none."""
+    if unique is None:
+        return None
+    if unique == "done":
+        return 0
+    if isinstance(unique, str):
+        raise E.InvalidArgument('unique must be a positive number of seconds or "done", not %r'
+                                % (unique,))
+    ms = _ms(unique, "unique")
+    if ms == 0:
+        raise E.InvalidArgument('unique must be a positive number of seconds or "done", not %r'
+                                % (unique,))
     return ms
 
 
@@ -340,43 +421,105 @@ class Client:
     # -- send
 
     def send(self, name: str, *args: Any, timeout: Optional[float] = None, retry: int = 0,
+             retry_on: Optional[Iterable[str]] = None,
              backoff: Optional[Tuple[float, float]] = None, delay: Optional[float] = None,
-             queue: Optional[str] = None) -> str:
-        """Sends one task and returns its id (a random v4 UUID).  The task is queued
-        and PENDING when this returns.
+             queue: Optional[str] = None, task_id: Optional[str] = None,
+             unique: Union[None, float, str] = None) -> str:
+        """Sends one task and returns its id (a random v4 UUID, or task_id).  The
+        task is queued and PENDING when this returns.
 
         args are ``gtask.Value`` s or plain values (see ``gtask.infer``).
         timeout: seconds one run may last (None/0: none); retry: retries after a
-        timeout or a handler's retry request; backoff: (first, max) seconds
-        before retry k: min(max, first * 2^(k-1)) +-25% (default (1, 60));
-        delay: do not run before now + delay seconds; queue: the queue to send
-        to (default: the client's).
+        timeout or a handler's retry request; retry_on: which outcomes retry
+        covers, some of ``("timeout", "error", "crash")`` (default: timeouts
+        only; never retried whatever it says: no handler, argument types, a
+        malformed or expired message); backoff: (first, max) seconds before
+        retry k: min(max, first * 2^(k-1)) +-25% (default (1, 60)); delay: do
+        not run before now + delay seconds; queue: the queue to send to
+        (default: the client's).
+
+        task_id: send under this id (a lower-case UUID) instead of a random
+        one.  unique: a content lock (asynq's Unique): refused while another
+        task of the same name, queue and arguments (as encoded: int64 5 and
+        int32 5 differ) sent with unique holds it -- for unique seconds
+        after it was sent, or with ``"done"`` until that task is final (at
+        most the state expiry).  A duplicate of either kind raises
+        ``AlreadyExists`` (``e.existing_id``): nothing was sent, the existing
+        task is untouched.
 
         InDoubt: the reply was lost; ``e.ids[0]`` may or may not be queued:
         check it with status (NotFound: not queued) before sending again."""
-        return self.send_many(name, [args], timeout=timeout, retry=retry, backoff=backoff,
-                              delay=delay, queue=queue)[0]
+        ids, dups = self._send(name, [args], timeout=timeout, retry=retry, retry_on=retry_on,
+                               backoff=backoff, delay=delay, queue=queue, task_id=task_id,
+                               unique=unique)
+        if dups[0]:
+            q = queue if queue is not None else self._queue
+            raise E.AlreadyExists("send %s: task %s already exists in queue %s%s"
+                                  % (name, ids[0], q, "" if task_id else
+                                     " with the same name and arguments"), ids[0])
+        return ids[0]
 
     def send_many(self, name: str, arglists: Iterable[Sequence[Any]], *,
                   timeout: Optional[float] = None, retry: int = 0,
+                  retry_on: Optional[Iterable[str]] = None,
                   backoff: Optional[Tuple[float, float]] = None, delay: Optional[float] = None,
-                  queue: Optional[str] = None) -> List[str]:
+                  queue: Optional[str] = None, unique: Union[None, float, str] = None
+                  ) -> List[str]:
         """Sends one task per argument list, all of the same name and options, in
         one round trip per 512 tasks (each such chunk queued atomically).
-        Returns their ids in order.
+        Returns their ids in order.  Options as for ``send``.
 
-        On an error the exception's ``ids`` lists every task's id, None for the
-        tasks that were not queued: the chunks before the failing one are
-        queued; with InDoubt the failing chunk's tasks keep their ids (they may
-        or may not be queued: check them before sending again); later ones
+        With unique, a task whose content lock is held (by an existing task or
+        an earlier one of this call) is not sent: if any was, AlreadyExists is
+        raised once all are sent, with ``e.ids`` (every task's id, the
+        existing task's for a duplicate) and ``e.duplicates`` (their indices);
+        the others were queued.  ``send_batch`` reports the same without
+        raising.
+
+        On another error the exception's ``ids`` lists every task's id, None
+        for the tasks that were not queued: the chunks before the failing one
+        are queued; with InDoubt the failing chunk's tasks keep their ids (they
+        may or may not be queued: check them before sending again); later ones
         were not sent.  Retrying exactly the tasks whose id is None never
         duplicates one."""
+        ids, dups = self._send(name, arglists, timeout=timeout, retry=retry, retry_on=retry_on,
+                               backoff=backoff, delay=delay, queue=queue, task_id=None,
+                               unique=unique)
+        if any(dups):
+            which = [k for k, d in enumerate(dups) if d]
+            raise E.AlreadyExists("send %s: %d of %d tasks were duplicates of existing ones (the "
+                                  "others were queued)" % (name, len(which), len(ids)),
+                                  ids[which[0]], ids, which)
+        return ids
+
+    def send_batch(self, name: str, arglists: Iterable[Sequence[Any]], *,
+                   timeout: Optional[float] = None, retry: int = 0,
+                   retry_on: Optional[Iterable[str]] = None,
+                   backoff: Optional[Tuple[float, float]] = None, delay: Optional[float] = None,
+                   queue: Optional[str] = None, unique: Union[None, float, str] = None
+                   ) -> List["Sent"]:
+        """``send_many`` that reports duplicates per task instead of raising
+        (gtask_client_send_batch): one ``Sent(id, duplicate)`` per task, in
+        order; a duplicate's id is the existing task's, and it was not sent."""
+        ids, dups = self._send(name, arglists, timeout=timeout, retry=retry, retry_on=retry_on,
+                               backoff=backoff, delay=delay, queue=queue, task_id=None,
+                               unique=unique)
+        return [Sent(i, d) for i, d in zip(ids, dups)]
+
+    def _send(self, name: str, arglists: Iterable[Sequence[Any]], *, timeout: Optional[float],
+              retry: int, retry_on: Optional[Iterable[str]],
+              backoff: Optional[Tuple[float, float]], delay: Optional[float],
+              queue: Optional[str], task_id: Optional[str],
+              unique: Union[None, float, str]) -> Tuple[List[str], List[bool]]:
+        """The sends: (ids, duplicate flags).  Everything is checked before
+        anything is sent."""
         task_name_check(name)
         q = _check_queue(queue) if queue is not None else self._queue
         timeout_ms = _ms(timeout, "timeout")
         delay_ms = _ms(delay, "delay")
         if isinstance(retry, bool) or not isinstance(retry, int) or not 0 <= retry <= 1000000:
             raise E.InvalidArgument("retry must be an integer 0..1000000, not %r" % (retry,))
+        ro = _retry_on(retry_on)
         bf, bm = BACKOFF_FIRST_MS, BACKOFF_MAX_MS
         if backoff is not None:
             try:
@@ -386,6 +529,9 @@ class Client:
             bf, bm = _ms(first, "backoff first", False), _ms(most, "backoff max", False)
             if bm < bf:
                 raise E.InvalidArgument("backoff max must be >= backoff first")
+        if task_id is not None and (not id_valid(task_id) or task_id != task_id.lower()):
+            raise E.InvalidArgument("%r is not a task id (a lower-case UUID)" % (task_id,))
+        lock_ms = _unique_ms(unique)
         values: List[List[Value]] = []
         for i, args in enumerate(arglists):
             if isinstance(args, (str, bytes)):
@@ -400,15 +546,19 @@ class Client:
             if len(row) > 1024:
                 raise E.InvalidArgument("send: %d arguments (at most 1024)" % len(row))
             values.append(row)
+        claiming = task_id is not None or lock_ms is not None
         now = _now_ms()
+        due = now + delay_ms if delay_ms else 0
         ids: List[Optional[str]] = [None] * len(values)
+        dups = [False] * len(values)
         for done in range(0, len(values), PUSH_CHUNK):
             chunk = values[done:done + PUSH_CHUNK]
             msgs: List[Tuple[str, bytes]] = []
+            digests: List[Optional[str]] = []
             for row in chunk:
-                tid = str(uuid.uuid4())
+                tid = task_id or str(uuid.uuid4())
                 body = encode_task(TaskMessage(
-                    name=name, args=row, timeout_ms=timeout_ms, retry_max=retry,
+                    name=name, args=row, timeout_ms=timeout_ms, retry_max=retry, retry_on=ro,
                     backoff_first_ms=bf, backoff_max_ms=bm, created_ms=now,
                     expires_ms=now + delay_ms + self._expire_ms))
                 if len(body) > self._max_payload:
@@ -417,8 +567,13 @@ class Client:
                     err.ids = list(ids)  # type: ignore[attr-defined]
                     raise err
                 msgs.append((tid, body))
+                digests.append(unique_digest(name, row) if lock_ms is not None else None)
             try:
-                self._push(q, msgs, now + delay_ms if delay_ms else 0)
+                if claiming:
+                    existing = self._claim(q, msgs, due, digests, lock_ms)
+                else:
+                    self._push(q, msgs, due)
+                    existing = [None] * len(msgs)
             except E.GtaskError as e:
                 if isinstance(e, E.InDoubt):
                     for k, (tid, _) in enumerate(msgs):
@@ -431,27 +586,85 @@ class Client:
                 e.ids = list(ids)  # type: ignore[attr-defined]
                 raise e from None
             for k, (tid, _) in enumerate(msgs):
-                ids[done + k] = tid
+                ids[done + k] = existing[k] or tid
+                dups[done + k] = existing[k] is not None
         out = [i for i in ids if i is not None]
         if q == self._queue:
             self._sent = (self._sent + out[-SENT_RING:])[-SENT_RING:]
-        return out
+        return out, dups
 
-    def _push(self, q: str, msgs: List[Tuple[str, bytes]], due_ms: int) -> None:
+    def _push(self, q: str, msgs: List[Tuple[str, bytes]], due_ms: int,
+              state: bool = True) -> None:
         """push.lua (with the PENDING record in it when colocated, else an SADD on
         the backend first: a worker can never finish a task before its PENDING
-        record exists)."""
-        if not self._colocated:
+        record exists).  state False: the record is written already (claim)."""
+        if state and not self._colocated:
             self._backend.call("SADD", self._key(q, "pending"), *[m[0] for m in msgs],
                                write=True)
         keys = [self._key(q, "stream"), self._key(q, "sched"), self._key(q, "pending")]
-        argv: List[Any] = ["1" if self._colocated else "0", _now_ms(), "3" if due_ms else "2"]
+        argv: List[Any] = ["1" if state and self._colocated else "0", _now_ms(),
+                           "3" if due_ms else "2"]
         for tid, body in msgs:
             argv += [tid, body] + ([due_ms] if due_ms else [])
         rep = self._broker.eval("push", self._scripts["push"], keys, argv)
         if rep != len(msgs):
             raise E.ProtocolError("redis %s: push.lua replied %r, not %d"
                                   % (self._broker.describe, rep, len(msgs)))
+
+    def _claim(self, q: str, msgs: List[Tuple[str, bytes]], due_ms: int,
+               digests: List[Optional[str]], lock_ms: Optional[int]) -> List[Optional[str]]:
+        """claim.lua (src/redis/claim.c): per message None (claimed and queued) or
+        the id of the task it duplicates.  Colocated, the script queues too;
+        else it claims on the backend and push.lua queues the claimed ones.
+        The holders of until-done locks are read first (the script must be
+        given their keys by name); a holder that changed meanwhile makes the
+        script change nothing and answer -1: read again, at most 16 times."""
+        be = self._backend
+        for _ in range(CLAIM_ROUNDS):
+            until_done = [k for k, d in enumerate(digests) if d is not None and lock_ms == 0]
+            holders = [""] * len(msgs)
+            if until_done:
+                rep = be.call("MGET", *[self._key(q, "u", digests[k]) for k in until_done])
+                if not isinstance(rep, list) or len(rep) != len(until_done):
+                    raise E.ProtocolError("redis %s: MGET replied %r, not the keys' values"
+                                          % (be.describe, rep))
+                for k, v in zip(until_done, rep):
+                    if isinstance(v, bytes):
+                        if len(v) != 36:
+                            raise E.ProtocolError("redis %s: MGET: %r is no task id in a unique "
+                                                  "key" % (be.describe, v[:60]))
+                        holders[k] = v.decode("ascii", "replace")
+            keys = [self._key(q, "stream"), self._key(q, "sched"), self._key(q, "pending")]
+            argv: List[Any] = ["1" if self._colocated else "0", _now_ms(), self._expire_ms]
+            for (tid, body), digest, holder in zip(msgs, digests, holders):
+                keys += [self._key(q, "t", tid), self._key(q, "n", tid)]
+                if digest is not None:
+                    keys.append(self._key(q, "u", digest))
+                    if holder:
+                        keys += [self._key(q, "t", holder), self._key(q, "n", holder)]
+                argv += [tid, body, due_ms, "" if digest is None else lock_ms, holder]
+            rep = be.eval("claim", self._scripts["claim"], keys, argv)
+            if rep == -1:
+                continue
+            if not isinstance(rep, list) or len(rep) != len(msgs):
+                raise E.ProtocolError("redis %s: claim.lua replied %r, not one reply per task"
+                                      % (be.describe, rep))
+            out: List[Optional[str]] = []
+            for r in rep:
+                if r == 1:
+                    out.append(None)
+                elif isinstance(r, bytes) and len(r) == 36:
+                    out.append(r.decode("ascii", "replace"))
+                else:
+                    raise E.ProtocolError("redis %s: claim.lua replied %r, not 1 or a task id"
+                                          % (be.describe, r))
+            if not self._colocated:
+                claimed = [m for m, x in zip(msgs, out) if x is None]
+                if claimed:
+                    self._push(q, claimed, due_ms, state=False)
+            return out
+        raise E.RedisError("claim.lua: the unique keys of queue %s kept changing (%d tries)"
+                           % (q, CLAIM_ROUNDS))
 
     # -- states and results
 
@@ -611,6 +824,132 @@ class Client:
             return buf
         raise E.Timeout()
 
+    # -- cancel and progress
+
+    def cancel(self, task_id: str) -> "CancelOutcome":
+        """Cancels a task of the client's queue (gtask_client_cancel): it ends
+        CANCELLED at once, and its waiters wake with that record.
+
+        Returns ``CancelOutcome.REMOVED`` when the task was queued, delayed or
+        waiting for a retry: its message is removed and it never runs; or
+        ``CancelOutcome.RUNNING`` when a worker held it (running, or leased in
+        its prefetch): within about a second its handler's
+        ``gtask_ctx_cancelled()`` turns true (a prefetched one is not run), and
+        whatever it returns is dropped.  Cancel racing the task's end ends in
+        exactly one final state, whichever is written first.
+
+        Raises InvalidArgument for a malformed id, or when broker and backend
+        are separate servers (cancel needs them in one); NotFound for an
+        unknown or expired task; InvalidState (``e.status``) for a task that
+        is final already (SUCCESS, FAILURE, CANCELLED): nothing changed."""
+        self._check_id(task_id)
+        if not self._colocated:
+            raise E.InvalidArgument("cancel: not supported with the broker and the backend on "
+                                    "separate servers (it needs them in one)")
+        q, br = self._queue, self._broker
+        keys = [self._key(q, "stream"), self._key(q, "sched"), self._key(q, "pending"),
+                self._key(q, "t", task_id), self._key(q, "n", task_id)]
+        for round_ in range(CANCEL_ROUNDS):
+            member = self._find_member(q, "sched", task_id, SCAN_COUNT)
+            eid = b"" if member is not None else self._find_entry(q, task_id)
+            rep = br.eval("cancel", self._scripts["cancel"], keys,
+                          [GROUP, task_id, CANCEL_RECORD, self._expire_ms, eid, member or b"",
+                           "1" if round_ + 1 == CANCEL_ROUNDS else "0"])
+            if rep == 1:
+                return CancelOutcome.REMOVED
+            if rep == 2:
+                return CancelOutcome.RUNNING
+            if rep == 0:
+                try:
+                    st: Optional[Status] = self.status(task_id)
+                except E.GtaskError:
+                    st = None
+                err = E.InvalidState("task %s has finished already (%s): nothing to cancel"
+                                     % (task_id, st or "final"))
+                err.status = st  # type: ignore[attr-defined]
+                raise err
+            if rep == -1:
+                raise E.NotFound("no task %s in queue %s (unknown or expired)" % (task_id, q))
+            if rep != 3:
+                raise E.ProtocolError("redis %s: cancel.lua replied %r, not an integer -1..3"
+                                      % (br.describe, rep))
+        raise AssertionError("unreachable: the last round records the cancel")
+
+    def _find_member(self, q: str, zset: str, task_id: str, count: int) -> Optional[bytes]:
+        """The first member of zset `sched` or `failed` that starts with task_id
+        (ZSCAN MATCH <id>* until the cursor is 0), or None."""
+        key = self._key(q, zset)
+        cursor: Any = b"0"
+        while True:
+            rep = self._broker.call("ZSCAN", key, cursor, "MATCH", task_id + "*", "COUNT", count)
+            if not isinstance(rep, list) or len(rep) != 2 or not isinstance(rep[1], list):
+                raise E.ProtocolError("redis %s: ZSCAN %s: unexpected reply"
+                                      % (self._broker.describe, key))
+            cursor, kv = rep
+            if len(kv) >= 2 and isinstance(kv[0], bytes):
+                return kv[0]
+            if cursor in (b"0", 0, "0"):
+                return None
+
+    def _find_entry(self, q: str, task_id: str) -> bytes:
+        """The stream entry id of task_id's message (XRANGE, 1000 entries a
+        command), or b"" when the stream holds none."""
+        key = self._key(q, "stream")
+        want = task_id.encode()
+        start: Any = "-"
+        while True:
+            rep = self._broker.call("XRANGE", key, start, "+", "COUNT", SCAN_COUNT)
+            if not isinstance(rep, list):
+                raise E.ProtocolError("redis %s: XRANGE %s: unexpected reply"
+                                      % (self._broker.describe, key))
+            for entry in rep:
+                if isinstance(entry, list) and len(entry) == 2 and isinstance(entry[1], list):
+                    f = entry[1]
+                    for j in range(0, len(f) - 1, 2):
+                        if f[j] == b"i" and f[j + 1] == want:
+                            return entry[0]
+            if len(rep) < SCAN_COUNT:
+                return b""
+            start = b"(" + rep[-1][0]
+
+    def progress(self, task_id: str) -> Optional["Progress"]:
+        """The latest progress the running task reported (gtask_ctx_progress):
+        ``Progress(done, total, message)`` (total 0: unknown), or None when
+        there is none: the task never reported any, has not started, is final
+        (a final state drops it) or is unknown.  InvalidArgument for a
+        malformed id; ProtocolError for a stored value that does not parse."""
+        self._check_id(task_id)
+        v = self._retrying(lambda: self._backend.call("HGET", self._key(self._queue, "t", task_id),
+                                                      "p"),
+                           time.monotonic() + 3.0)
+        if v is None:
+            return None
+        p = _progress_parse(v) if isinstance(v, bytes) else None
+        if p is None:
+            raise E.ProtocolError("task %s: stored progress %r is malformed" % (task_id, v))
+        return p
+
+    # -- pause
+
+    def pause(self, queue: Optional[str] = None) -> None:
+        """Pauses queue (default: the client's) for every worker
+        (gtask_client_queue_pause): workers stop leasing from it within a
+        second; tasks they hold run on and finish; sends still queue, and
+        delayed tasks and retries still come due into it.  It stays paused,
+        across worker restarts, until resume()."""
+        q = _check_queue(queue) if queue is not None else self._queue
+        self._broker.call("SET", self._key(q, "paused"), "1", write=True)
+
+    def resume(self, queue: Optional[str] = None) -> None:
+        """Resumes a paused queue: workers lease from it within half a second."""
+        q = _check_queue(queue) if queue is not None else self._queue
+        self._broker.call("DEL", self._key(q, "paused"), write=True)
+
+    def paused(self, queue: Optional[str] = None) -> bool:
+        """Whether queue (default: the client's) is paused."""
+        q = _check_queue(queue) if queue is not None else self._queue
+        return self._broker.call("EXISTS", self._key(q, "paused")) == 1
+
     # -- queue inspection
 
     def stats(self, queue: Optional[str] = None) -> Stats:
@@ -662,17 +1001,22 @@ class Client:
     def dead_list(self) -> List[DeadEntry]:
         """The dead set of the client's queue, sorted by id, each with its last
         error (its result record's, else its message's)."""
+        return self._entries(self._queue, self._dead_read(None))
+
+    def _entries(self, q: str, pairs: List[Tuple[str, bytes]]) -> List[DeadEntry]:
+        """DeadEntry of each (id, message): name and error from the message, the
+        error of its final record (the more recent) if it has one."""
         out = []
-        for tid, body in self._dead_read(None):
+        for tid, body in pairs:
             name, error = None, None
             try:
-                m = decode_task(body, tid, self._queue)
+                m = decode_task(body, tid, q)
                 name, error = m.name, m.last_error
             except E.ProtocolError:
                 pass
             if id_valid(tid):
                 try:
-                    _, _, buf = self._read_state(self._queue, tid)
+                    _, _, buf = self._read_state(q, tid)
                     if buf is not None:
                         rec = decode_result(buf)
                         if rec.error:
@@ -681,6 +1025,70 @@ class Client:
                     pass
             out.append(DeadEntry(tid if id_valid(tid) else "", name, error or ""))
         return out
+
+    def _failed_read(self, q: str, task_id: Optional[str]) -> List[Tuple[str, bytes]]:
+        """The failed set's (id, message) pairs whose time is not past, sorted by
+        id, each once: ZSCAN (MATCH <id>* for one id) until the cursor is 0."""
+        key = self._key(q, "failed")
+        now = _now_ms()
+        seen = set()
+        cursor: Any = b"0"
+        while True:
+            rep = self._broker.call("ZSCAN", key, cursor, "MATCH", (task_id or "") + "*",
+                                    "COUNT", 500)
+            if not isinstance(rep, list) or len(rep) != 2 or not isinstance(rep[1], list):
+                raise E.ProtocolError("redis %s: ZSCAN %s: unexpected reply"
+                                      % (self._broker.describe, key))
+            cursor, kv = rep
+            for k in range(0, len(kv) - 1, 2):
+                mem, score = kv[k], kv[k + 1]
+                try:
+                    until = int(float(score))
+                except (TypeError, ValueError):
+                    continue
+                if isinstance(mem, bytes) and len(mem) >= 36 and until >= now:
+                    seen.add((_text(mem[:36]), mem[36:]))
+            if cursor in (b"0", 0, "0"):
+                break
+        return sorted(seen)
+
+    def failed_list(self, queue: Optional[str] = None) -> List[DeadEntry]:
+        """The failed set of queue (default: the client's): tasks that ended
+        FAILURE (their retries used up, or an error never retried) within the
+        workers' failed retention, sorted by id, each with its name and last
+        error (gtask_client_failed_list).  Tasks lost too often are in the
+        dead set (dead_list), not here."""
+        q = _check_queue(queue) if queue is not None else self._queue
+        return self._entries(q, self._failed_read(q, None))
+
+    def rerun(self, task_id: str) -> None:
+        """Runs a failed task of the client's queue again (gtask_client_rerun):
+        same id, fresh attempts (its runs count from 1 again, with all its
+        retries), state PENDING; the old result is dropped and waiters started
+        before keep waiting for the new one.  Taken from the failed set, else
+        the dead set.  Two reruns at once run it once (compare-and-swap).
+
+        Raises InvalidArgument for a malformed id; NotFound for an unknown or
+        expired task, or a failed one whose message is no longer kept;
+        InvalidState (``e.status``) for a task that has not failed (PENDING,
+        STARTED, RETRY, SUCCESS, CANCELLED); ProtocolError for a dead message
+        that does not decode."""
+        self._check_id(task_id)
+        q = self._queue
+        for source in ("failed", "dead"):
+            pairs = self._failed_read(q, task_id) if source == "failed" else \
+                self._dead_read(task_id)
+            # One entry: a second would be of an earlier failure, rerun and
+            # failed again, and goes with its expiry.
+            if pairs and self._requeue_chunk(pairs[:1], True, source, fresh=True):
+                return
+        st = self.status(task_id)
+        if st == Status.FAILURE:
+            raise E.NotFound("task %s failed, but its message is no longer kept (the failed "
+                             "retention passed, or its worker keeps none)" % task_id)
+        err = E.InvalidState("task %s is %s: only a failed task can be rerun" % (task_id, st))
+        err.status = st  # type: ignore[attr-defined]
+        raise err
 
     def dead_requeue(self, task_id: Optional[str] = None) -> int:
         """Moves dead tasks of the client's queue back to it: the task task_id, or
@@ -700,7 +1108,11 @@ class Client:
             raise E.NotFound("no task %s in the dead set of queue %s" % (task_id, self._queue))
         return moved
 
-    def _requeue_chunk(self, entries: List[Tuple[str, bytes]], one_id: bool) -> int:
+    def _requeue_chunk(self, entries: List[Tuple[str, bytes]], one_id: bool,
+                       source: str = "dead", fresh: bool = False) -> int:
+        """dead_requeue.lua or failed_requeue.lua (source "dead", "failed") of
+        entries: each re-encoded with l = 0 and a fresh expiry, and when fresh (a
+        rerun) at = 0 and no previous error.  Returns how many moved."""
         q = self._queue
         live: List[Tuple[str, bytes, bytes]] = []
         for tid, body in entries:
@@ -710,16 +1122,17 @@ class Client:
                 if one_id:
                     raise E.ProtocolError(
                         "task %s in queue %s: its message does not decode (%s); it stays in the "
-                        "dead set, since no worker could run it (dead_purge removes it)"
-                        % (tid, q, e)) from None
+                        "%s set, since no worker could run it" % (tid, q, e, source)) from None
                 continue
             m.lost = 0
+            if fresh:
+                m.attempts, m.last_error = 0, None
             if m.expires_ms:
                 m.expires_ms = _now_ms() + self._expire_ms
             live.append((tid, body, encode_task(m)))
         if not live:
             return 0
-        keys = [self._key(q, "stream"), self._key(q, "dead")]
+        keys = [self._key(q, "stream"), self._key(q, source)]
         if self._colocated:
             for tid, _, _ in live:
                 keys += [self._key(q, "t", tid), self._key(q, "n", tid)]
@@ -734,11 +1147,12 @@ class Client:
                            self._expire_ms if self._colocated else 0]
         for tid, old, new in live:
             argv += [tid, old, new]
-        rep = self._broker.eval("dead_requeue", self._scripts["dead_requeue"], keys, argv)
+        script = source + "_requeue"
+        rep = self._broker.eval(script, self._scripts[script], keys, argv)
         if not isinstance(rep, list) or len(rep) != len(live) or \
                 not all(isinstance(x, int) for x in rep):
-            raise E.ProtocolError("redis %s: dead_requeue.lua replied %r, not an array of %d "
-                                  "integers" % (self._broker.describe, rep, len(live)))
+            raise E.ProtocolError("redis %s: %s.lua replied %r, not an array of %d integers"
+                                  % (self._broker.describe, script, rep, len(live)))
         return sum(1 for x in rep if x == 1)
 
     def dead_purge(self) -> int:
