@@ -11,10 +11,11 @@ import uuid
 from dataclasses import dataclass, field
 from typing import (Any, Callable, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple,
                     TypeVar, Union)
-from urllib.parse import urlparse
+from urllib.parse import parse_qsl, unquote, urlparse
 
 import redis
 import redis.exceptions as rx
+from redis.crc import key_slot
 
 from . import _errors as E
 from ._codec import (BACKOFF_FIRST_MS, BACKOFF_MAX_MS, RETRY_ON_NAMES, RETRY_ON_TIMEOUT, Record,
@@ -243,14 +244,194 @@ def _reply_error(e: rx.ResponseError, where: str) -> E.GtaskError:
     return E.RedisError("%s: %s" % (where, msg))
 
 
+class _Redirect(Exception):
+    """A Redis Cluster reply meaning "not here, not now" (MOVED, ASK, TRYAGAIN,
+    CLUSTERDOWN): the command ran nothing, so following it cannot apply it twice."""
+
+    def __init__(self, kind: str, addr: Optional[Tuple[str, int]], text: str) -> None:
+        super().__init__(text)
+        self.kind, self.addr = kind, addr
+
+
+def _redirect_of(msg: str) -> Optional[_Redirect]:
+    parts = msg.split()
+    if parts and parts[0] in ("MOVED", "ASK") and len(parts) == 3:
+        host, _, port = parts[2].rpartition(":")
+        try:
+            return _Redirect(parts[0], (host.strip("[]"), int(port)), msg)
+        except ValueError:
+            return None
+    if parts and parts[0] in ("TRYAGAIN", "CLUSTERDOWN"):
+        return _Redirect("wait", None, msg)
+    return None
+
+
+class _Node:
+    """One Redis server (and db): the connection pool for short commands and a
+    separate pool for waits (a wait blocks; it never holds a connection the
+    short commands need)."""
+
+    def __init__(self, pool: redis.ConnectionPool, wait_pool: redis.ConnectionPool,
+                 describe: str) -> None:
+        self.pool, self.wait_pool, self.describe = pool, wait_pool, describe
+
+    def close(self) -> None:
+        self.pool.disconnect()
+        self.wait_pool.disconnect()
+
+    def conn(self, pool: redis.ConnectionPool, what: str) -> Any:
+        try:
+            return pool.get_connection(what)
+        except rx.AuthenticationError as e:
+            raise E.PermissionDenied("redis %s: %s" % (self.describe, e)) from None
+        except (rx.ConnectionError, rx.TimeoutError, OSError) as e:
+            raise E.ConnectionError("redis %s: %s" % (self.describe, e)) from None
+
+
+# rediss-cluster:// parameters, named as the C library names them (src/redis/conf.c),
+# and the redis-py connection arguments they set.
+_CLUSTER_TLS_PARAMS = {"cacert": "ssl_ca_certs", "capath": "ssl_ca_path", "cert": "ssl_certfile",
+                       "key": "ssl_keyfile"}
+
+
+def _cluster_url(url: str) -> Tuple[List[Tuple[str, int]], Dict[str, Any], str]:
+    """redis-cluster://[[user]:password@]h1[:p1],h2[:p2],...[/0] and
+    rediss-cluster://...[?cacert=F&capath=D&cert=F&key=F&insecure=1]: the seed
+    nodes, the redis-py connection arguments, and a description without the
+    password."""
+    scheme, _, rest = url.partition("://")
+    tls = scheme.lower() == "rediss-cluster"
+    rest, _, query = rest.partition("?")
+    rest, slash, db = rest.partition("/")
+    if slash and db not in ("", "0"):
+        raise E.InvalidArgument("invalid Redis URL %r: a Redis Cluster has db 0 only" % scheme)
+    kw: Dict[str, Any] = {}
+    userinfo, at, nodes = rest.rpartition("@")
+    if at:
+        user, colon, password = userinfo.partition(":")
+        if colon:
+            kw["password"] = unquote(password)
+            if user:
+                kw["username"] = unquote(user)
+        elif userinfo:
+            kw["password"] = unquote(userinfo)  # as redis-cli reads "redis://secret@h"
+    seeds: List[Tuple[str, int]] = []
+    for n in nodes.split(","):
+        if n.startswith("["):
+            host, _, port = n[1:].partition("]")
+            port = port[1:] if port.startswith(":") else port
+        else:
+            host, _, port = n.partition(":")
+        try:
+            p = int(port) if port else 6379
+        except ValueError:
+            p = -1
+        if not host or not 0 < p < 65536:
+            raise E.InvalidArgument("invalid Redis URL %s://...: bad cluster node %r"
+                                    % (scheme, n))
+        seeds.append((host, p))
+    if query and not tls:
+        raise E.InvalidArgument("invalid Redis URL: redis-cluster:// takes no parameters (TLS "
+                                "ones need rediss-cluster://)")
+    if tls:
+        kw["ssl"] = True
+    for k, v in parse_qsl(query, keep_blank_values=True, strict_parsing=False):
+        if k in _CLUSTER_TLS_PARAMS and v:
+            kw[_CLUSTER_TLS_PARAMS[k]] = v
+        elif k == "insecure" and v in ("1", "0", "true", "yes"):
+            if v != "0":
+                kw["ssl_cert_reqs"] = "none"
+        else:
+            raise E.InvalidArgument("invalid Redis URL %s://...: parameter %r (TLS: cacert, "
+                                    "capath, cert, key, insecure)" % (scheme, k))
+    if ("ssl_certfile" in kw) != ("ssl_keyfile" in kw):
+        raise E.InvalidArgument("invalid Redis URL %s://...: cert and key go together" % scheme)
+    return seeds, kw, "%s://%s" % (scheme, ",".join("%s:%d" % s for s in seeds))
+
+
+class _Cluster:
+    """A Redis Cluster: the slot map, read from any seed node by redis-py's
+    RedisCluster (and read again after a MOVED or a failed connection), and a
+    _Node per master.  Every command names keys of one slot: a queue's."""
+
+    def __init__(self, seeds: List[Tuple[str, int]], kw: Dict[str, Any], timeout: float,
+                 describe: str) -> None:
+        self.seeds, self.kw, self.timeout, self.describe = seeds, kw, timeout, describe
+        self.rc: Any = None
+        self.stale = False
+        self.nodes: Dict[Tuple[str, int], _Node] = {}
+
+    def close(self) -> None:
+        for n in self.nodes.values():
+            n.close()
+        self.nodes.clear()
+        if self.rc is not None:
+            self.rc.close()
+            self.rc = None
+
+    def _map(self) -> Any:
+        from redis.cluster import ClusterNode, RedisCluster
+        try:
+            if self.rc is None:
+                self.rc = RedisCluster(
+                    startup_nodes=[ClusterNode(h, p) for h, p in self.seeds],
+                    require_full_coverage=False, socket_timeout=self.timeout,
+                    socket_connect_timeout=self.timeout, **self.kw)
+            elif self.stale:
+                self.rc.nodes_manager.initialize()
+        except rx.AuthenticationError as e:
+            raise E.PermissionDenied("redis %s: %s" % (self.describe, e)) from None
+        except (rx.RedisClusterException, rx.RedisError, OSError) as e:
+            raise E.ConnectionError("redis %s: reading the slot map: %s"
+                                    % (self.describe, e)) from None
+        self.stale = False
+        return self.rc
+
+    def node_for(self, key: Union[str, bytes]) -> _Node:
+        slot = key_slot(key.encode() if isinstance(key, str) else key)
+        try:
+            n = self._map().nodes_manager.get_node_from_slot(slot)
+        except (rx.RedisClusterException, IndexError, KeyError) as e:
+            self.stale = True
+            raise E.ConnectionError("redis %s: no master serves slot %d (%s)"
+                                    % (self.describe, slot, e)) from None
+        return self.node_at((n.host, int(n.port)))
+
+    def node_at(self, addr: Tuple[str, int]) -> _Node:
+        node = self.nodes.get(addr)
+        if node is None:
+            cls = redis.SSLConnection if self.kw.get("ssl") else redis.Connection
+            kw = {k: v for k, v in self.kw.items() if k != "ssl"}
+            mk = lambda t: redis.ConnectionPool(  # noqa: E731
+                connection_class=cls, host=addr[0], port=addr[1], socket_timeout=t,
+                socket_connect_timeout=self.timeout, **kw)
+            node = _Node(mk(self.timeout), mk(None), "%s:%d" % addr)
+            self.nodes[addr] = node
+        return node
+
+
+REDIRECT_HOPS = 16         # MOVED / ASK followed at most this often for one command
+REDIRECT_WAIT_S = 5.0      # TRYAGAIN / CLUSTERDOWN retried for about this long
+REDIRECT_FIRST_S = 0.01    # ... after 10, 20, 40 ... 320 ms
+
+
 class _Server:
-    """One Redis server (and db), with the connection pool for short commands
-    and a separate pool for waits (a wait blocks; it never holds a connection
-    the short commands need)."""
+    """A Redis server (and db) or a Redis Cluster.  Every command is routed by
+    one of its keys (on one server, to the server): on a cluster to the master
+    of its slot, following MOVED and ASK, and retrying TRYAGAIN and
+    CLUSTERDOWN for about 5 s, as src/redis/cluster.c does."""
 
     def __init__(self, url: str, timeout: float) -> None:
         if not isinstance(url, str) or not url:
             raise E.InvalidArgument("a Redis URL is required")
+        self.timeout = timeout
+        self.shas: Dict[str, str] = {}
+        self.cluster: Optional[_Cluster] = None
+        if url.lower().startswith(("redis-cluster://", "rediss-cluster://")):
+            seeds, kw, self.describe = _cluster_url(url)
+            self.cluster = _Cluster(seeds, kw, timeout, self.describe)
+            self.identity: Tuple[Any, ...] = ("cluster", self.describe)
+            return
         if "://" not in url:
             if url.startswith("unix:"):
                 url = "unix://" + url[len("unix:"):]
@@ -262,60 +443,116 @@ class _Server:
             raise E.InvalidArgument("invalid Redis URL %r: db %r is not a number"
                                     % (url, u.path[1:]))
         try:
-            self.pool = redis.ConnectionPool.from_url(
+            pool = redis.ConnectionPool.from_url(
                 url, socket_timeout=timeout, socket_connect_timeout=timeout)
-            self.wait_pool = redis.ConnectionPool.from_url(
+            wait_pool = redis.ConnectionPool.from_url(
                 url, socket_timeout=None, socket_connect_timeout=timeout)
         except (ValueError, TypeError) as e:
             raise E.InvalidArgument("invalid Redis URL %r: %s" % (url, e)) from None
-        kw = self.pool.connection_kwargs
+        kw = pool.connection_kwargs
         self.describe = (kw.get("path") or "%s:%s" % (kw.get("host"), kw.get("port"))) + \
             "/%s" % kw.get("db", 0)
         self.identity = (u.scheme == "unix", kw.get("path"), kw.get("host"), kw.get("port"),
                          int(kw.get("db", 0) or 0))
-        self.timeout = timeout
-        self.shas: Dict[str, str] = {}
+        self.single = _Node(pool, wait_pool, self.describe)
 
     def close(self) -> None:
-        self.pool.disconnect()
-        self.wait_pool.disconnect()
+        if self.cluster is not None:
+            self.cluster.close()
+        else:
+            self.single.close()
 
-    def _conn(self, pool: redis.ConnectionPool, what: str) -> Any:
-        try:
-            return pool.get_connection(what)
-        except rx.AuthenticationError as e:
-            raise E.PermissionDenied("redis %s: %s" % (self.describe, e)) from None
-        except (rx.ConnectionError, rx.TimeoutError, OSError) as e:
-            raise E.ConnectionError("redis %s: %s" % (self.describe, e)) from None
+    def node(self, key: Union[str, bytes]) -> _Node:
+        """The server that holds key."""
+        return self.single if self.cluster is None else self.cluster.node_for(key)
 
-    def call(self, *args: Any, write: bool = False) -> Any:
-        """One command.  No reply: InDoubt for a write whose bytes all went out,
-        else ConnectionError (a command Redis did not get whole never runs)."""
+    def lost(self) -> None:
+        """A connection failed: on a cluster, read the slot map again before the
+        next command (a failover may have moved the slot)."""
+        if self.cluster is not None:
+            self.cluster.stale = True
+
+    def _routed(self, key: Union[str, bytes], once: Callable[[_Node, bool], T]) -> T:
+        """once(node, asking) on the node of key, following redirections."""
+        if self.cluster is None:
+            return once(self.single, False)
+        node, asking = self.cluster.node_for(key), False
+        hops, delay, deadline = 0, REDIRECT_FIRST_S, time.monotonic() + REDIRECT_WAIT_S
+        while True:
+            try:
+                return once(node, asking)
+            except _Redirect as r:
+                if r.kind in ("MOVED", "ASK") and r.addr is not None and hops < REDIRECT_HOPS:
+                    hops += 1
+                    if r.kind == "MOVED":
+                        self.cluster.stale = True
+                    node, asking = self.cluster.node_at(r.addr), r.kind == "ASK"
+                    continue
+                if time.monotonic() >= deadline or r.kind != "wait":
+                    raise E.ConnectionError("redis %s: %s: %s" % (
+                        self.describe, node.describe, r)) from None
+                time.sleep(delay)
+                delay = min(delay * 2, 0.32)
+                node, asking = self.cluster.node_for(key), False
+            except E.ConnectionError:
+                self.lost()
+                raise
+
+    def call(self, *args: Any, write: bool = False, key: Any = None) -> Any:
+        """One command, routed by key (default: its first argument).  No reply:
+        InDoubt for a write whose bytes all went out, else ConnectionError (a
+        command Redis did not get whole never runs)."""
+        return self._routed(args[1] if key is None else key,
+                            lambda node, asking: self._call(node, asking, args, write))
+
+    def _call(self, node: _Node, asking: bool, args: Tuple[Any, ...], write: bool) -> Any:
         what = str(args[0])
-        conn = self._conn(self.pool, what)
+        conn = node.conn(node.pool, what)
         try:
             try:
-                conn.send_command(*args)
+                if asking:
+                    conn.send_packed_command(conn.pack_commands([("ASKING",), args]))
+                else:
+                    conn.send_command(*args)
             except (rx.ConnectionError, rx.TimeoutError, OSError) as e:
                 conn.disconnect()
-                raise E.ConnectionError("redis %s: %s: %s" % (self.describe, what, e)) from None
+                raise E.ConnectionError("redis %s: %s: %s" % (node.describe, what, e)) from None
             try:
+                if asking:
+                    conn.read_response()
                 return conn.read_response()
             except rx.ResponseError as e:
-                raise _reply_error(e, "redis %s: %s" % (self.describe, what)) from None
+                r = _redirect_of(str(e)) if self.cluster is not None else None
+                if r is not None:
+                    raise r from None
+                raise _reply_error(e, "redis %s: %s" % (node.describe, what)) from None
             except (rx.ConnectionError, rx.TimeoutError, OSError) as e:
                 conn.disconnect()
                 if write:
                     raise E.InDoubt("redis %s: %s: sent, but no reply (%s): its outcome is "
-                                    "unknown" % (self.describe, what, e)) from None
-                raise E.ConnectionError("redis %s: %s: %s" % (self.describe, what, e)) from None
+                                    "unknown" % (node.describe, what, e)) from None
+                raise E.ConnectionError("redis %s: %s: %s" % (node.describe, what, e)) from None
         finally:
-            self.pool.release(conn)
+            node.pool.release(conn)
 
-    def pipeline(self, cmds: Sequence[Tuple[Any, ...]]) -> List[Any]:
-        """Commands in one write, replies in order (an error reply is returned,
-        as an exception object, not raised)."""
-        conn = self._conn(self.pool, "pipeline")
+    def pipeline(self, cmds: Sequence[Tuple[Any, ...]], key: Any) -> List[Any]:
+        """Read commands on key's node in one write, replies in order (an error
+        reply is returned, as an exception object, not raised).  On a cluster a
+        redirection of any of them redirects them all (ASK waits: ASKING
+        applies to one command, not a transaction)."""
+        def once(node: _Node, asking: bool) -> List[Any]:
+            out = self._pipeline(node, cmds)
+            for x in out:
+                r = _redirect_of(str(x)) if isinstance(x, rx.ResponseError) and \
+                    self.cluster is not None else None
+                if r is not None:
+                    raise r if r.kind == "MOVED" else _Redirect("wait", None, str(r))
+            return out
+        return self._routed(key, once)
+
+    @staticmethod
+    def _pipeline(node: _Node, cmds: Sequence[Tuple[Any, ...]]) -> List[Any]:
+        conn = node.conn(node.pool, "pipeline")
         try:
             try:
                 conn.send_packed_command(conn.pack_commands(cmds))
@@ -328,23 +565,29 @@ class _Server:
                 return out
             except (rx.ConnectionError, rx.TimeoutError, OSError) as e:
                 conn.disconnect()
-                raise E.ConnectionError("redis %s: %s" % (self.describe, e)) from None
+                raise E.ConnectionError("redis %s: %s" % (node.describe, e)) from None
         finally:
-            self.pool.release(conn)
+            node.pool.release(conn)
 
     def eval(self, name: str, src: str, keys: Sequence[Any], argv: Sequence[Any],
              write: bool = True) -> Any:
-        """EVALSHA of a script; on NOSCRIPT, SCRIPT LOAD and once more (a script
-        that did not run changed nothing)."""
+        """EVALSHA of a script on its keys' node; on NOSCRIPT, SCRIPT LOAD there
+        and once more (a script that did not run changed nothing).  Its keys
+        must all be in one slot (a queue's): anything else is a bug."""
+        slots = {key_slot(k.encode() if isinstance(k, str) else k) for k in keys}
+        if len(slots) > 1:
+            raise E.InvalidArgument("%s.lua: keys in %d hash slots (a bug: a script takes the "
+                                    "keys of one queue)" % (name, len(slots)))
         for attempt in range(2):
             sha = self.shas.get(name)
             if sha is None:
-                sha = self.call("SCRIPT", "LOAD", src)
+                sha = self.call("SCRIPT", "LOAD", src, key=keys[0])
                 if isinstance(sha, bytes):
                     sha = sha.decode()
                 self.shas[name] = sha
             try:
-                return self.call("EVALSHA", sha, len(keys), *keys, *argv, write=write)
+                return self.call("EVALSHA", sha, len(keys), *keys, *argv, write=write,
+                                 key=keys[0])
             except E.RedisError as e:
                 if attempt == 0 and getattr(e, "noscript", False):
                     self.shas.pop(name, None)
@@ -692,7 +935,8 @@ class Client:
         reps = self._backend.pipeline([
             ("MULTI",), ("SISMEMBER", self._key(queue, "pending"), task_id),
             ("HMGET", self._key(queue, "t", task_id), "s", "a", "r"),
-            ("LINDEX", self._key(queue, "n", task_id), 0), ("EXEC",)])
+            ("LINDEX", self._key(queue, "n", task_id), 0), ("EXEC",)],
+            key=self._key(queue, "pending"))
         for r in reps:
             if isinstance(r, Exception):
                 raise _reply_error(r, "redis %s: reading a task's state" % self._backend.describe)
@@ -801,7 +1045,8 @@ class Client:
             if timeout_ms == 0:
                 raise E.Timeout()
         secs = "%.3f" % (0.0 if timeout_ms < 0 else timeout_ms / 1000.0)
-        conn = be._conn(be.wait_pool, "BLMOVE")
+        node = be.node(nkey)
+        conn = node.conn(node.wait_pool, "BLMOVE")
         try:
             try:
                 conn.send_command("BLMOVE", nkey, nkey, "RIGHT", "LEFT", secs)
@@ -810,12 +1055,17 @@ class Client:
                     raise rx.TimeoutError("no reply to BLMOVE")
                 rep = conn.read_response()
             except rx.ResponseError as e:
-                raise _reply_error(e, "redis %s: BLMOVE" % be.describe) from None
+                if be.cluster is not None and _redirect_of(str(e)) is not None:
+                    # The slot moved: a wait is a read, tried again on the new map.
+                    be.lost()
+                    raise E.ConnectionError("redis %s: BLMOVE: %s" % (node.describe, e)) from None
+                raise _reply_error(e, "redis %s: BLMOVE" % node.describe) from None
             except (rx.ConnectionError, rx.TimeoutError, OSError) as e:
                 conn.disconnect()
-                raise E.ConnectionError("redis %s: BLMOVE: %s" % (be.describe, e)) from None
+                be.lost()
+                raise E.ConnectionError("redis %s: BLMOVE: %s" % (node.describe, e)) from None
         finally:
-            be.wait_pool.release(conn)
+            node.wait_pool.release(conn)
         if isinstance(rep, bytes):
             return rep
         # Timed out: the state may still have become final if its notice expired.
@@ -960,7 +1210,7 @@ class Client:
         r = self._broker.pipeline([
             ("XLEN", stream), ("XPENDING", stream, GROUP), ("ZCARD", self._key(q, "sched")),
             ("HLEN", self._key(q, "dead")),
-            ("HMGET", self._key(q, "stats"), "succeeded", "failed")])
+            ("HMGET", self._key(q, "stats"), "succeeded", "failed")], key=stream)
 
         def num(x: Any) -> int:
             if isinstance(x, int):
