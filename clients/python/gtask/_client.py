@@ -493,7 +493,7 @@ class _Server:
                         self.describe, node.describe, r)) from None
                 time.sleep(delay)
                 delay = min(delay * 2, 0.32)
-                node, asking = self.cluster.node_for(key), False
+                node, asking, hops = self.cluster.node_for(key), False, 0
             except E.ConnectionError:
                 self.lost()
                 raise
@@ -571,29 +571,34 @@ class _Server:
 
     def eval(self, name: str, src: str, keys: Sequence[Any], argv: Sequence[Any],
              write: bool = True) -> Any:
-        """EVALSHA of a script on its keys' node; on NOSCRIPT, SCRIPT LOAD there
-        and once more (a script that did not run changed nothing).  Its keys
+        """EVALSHA of a script on its keys' node; on NOSCRIPT, SCRIPT LOAD on that
+        node and once more (a script that did not run changed nothing).  Its keys
         must all be in one slot (a queue's): anything else is a bug."""
         slots = {key_slot(k.encode() if isinstance(k, str) else k) for k in keys}
         if len(slots) > 1:
             raise E.InvalidArgument("%s.lua: keys in %d hash slots (a bug: a script takes the "
                                     "keys of one queue)" % (name, len(slots)))
-        for attempt in range(2):
-            sha = self.shas.get(name)
-            if sha is None:
-                sha = self.call("SCRIPT", "LOAD", src, key=keys[0])
-                if isinstance(sha, bytes):
-                    sha = sha.decode()
-                self.shas[name] = sha
+        sha = self.shas.get(name)
+        if sha is None:
+            sha = self.shas[name] = hashlib.sha1(src.encode("utf-8")).hexdigest()
+        cmd = ("EVALSHA", sha, len(keys), *keys, *argv)
+
+        def once(node: _Node, asking: bool) -> Any:
             try:
-                return self.call("EVALSHA", sha, len(keys), *keys, *argv, write=write,
-                                 key=keys[0])
+                return self._call(node, asking, cmd, write)
             except E.RedisError as e:
-                if attempt == 0 and getattr(e, "noscript", False):
-                    self.shas.pop(name, None)
-                    continue
-                raise type(e)("%s (%s.lua)" % (e, name)) from None
-        raise AssertionError("unreachable")
+                if not getattr(e, "noscript", False):
+                    raise
+            # Not loaded on this node (a restart, a node new to us): load it
+            # there and run it once more.
+            self._call(node, False, ("SCRIPT", "LOAD", src), False)
+            return self._call(node, asking, cmd, write)
+        try:
+            return self._routed(keys[0], once)
+        except E.GtaskError as e:
+            err = type(e)("%s (%s.lua)" % (e, name))
+            err.__dict__.update(e.__dict__)
+            raise err from None
 
 
 def _text(b: Any) -> str:

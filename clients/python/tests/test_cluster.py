@@ -4,6 +4,7 @@ script call names keys of one slot (the queue's), and each command goes to
 the master of that slot, following MOVED when the slot moves."""
 from __future__ import annotations
 
+import threading
 import uuid
 from typing import Dict, List
 
@@ -108,39 +109,58 @@ def test_controls_on_the_cluster(cluster, tmp_path):
         c.close()
 
 
-def test_follows_a_moved_slot(cluster):
-    """The slot of a queue moves to another master after the client read the
-    map: the next send meets MOVED, reads the map again and lands there."""
+def errors(node, kind: str) -> int:
+    """How many replies of an error kind (MOVED, ASK) a node has sent."""
+    v = node.raw().info("errorstats").get("errorstat_" + kind, "count=0")
+    return int(v["count"] if isinstance(v, dict) else v.split("=")[1])
+
+
+def test_follows_ask_tryagain_and_moved(cluster):
+    """The slot of a queue migrates to another master after the client read the
+    map.  During the migration a one-key command meets ASK (its key is not on
+    the source) and runs on the target; a send (push.lua, three keys, none
+    there yet) meets TRYAGAIN there and waits until the migration ends; after
+    it, a read meets MOVED and reads the map again."""
     q = queues_on_every_master(cluster, "mv")[0]
     src = cluster.master_of("{%s}" % q)
     dst = next(n for n in cluster.nodes if n is not src)
-    c = gtask.Client(cluster.url, queue=q)
+    c, c2 = gtask.Client(cluster.url, queue=q), gtask.Client(cluster.url, queue=q)
     try:
-        assert c.stats() == gtask.Stats(0, 0, 0, 0, 0, 0)  # the map is read: q on src
+        for x in (c, c2):
+            assert x.stats() == gtask.Stats(0, 0, 0, 0, 0, 0)  # the map is read: q on src
         slot = src.raw().execute_command("CLUSTER", "KEYSLOT", "{%s}" % q)
         src_id = src.raw().execute_command("CLUSTER", "MYID")
         dst_id = dst.raw().execute_command("CLUSTER", "MYID")
-        # the steps of a migration (an empty slot has no keys to MIGRATE): the
-        # new owner first, so that it bumps its epoch and the others follow it
         dst.raw().execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", src_id)
         src.raw().execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", dst_id)
+        asks = errors(src, "ASK")
+        c.pause()  # SET: ASK from src, ASKING + SET on dst
+        assert c.paused() is True
+        assert errors(src, "ASK") >= asks + 2
+        tries = errors(dst, "TRYAGAIN")
+        sent: List[str] = []
+        t = threading.Thread(target=lambda: sent.append(c2.send("add", 1, 2)))
+        t.start()
+        wait_until(lambda: errors(dst, "TRYAGAIN") > tries)  # the send waits
+        assert not sent
+        # the migration ends: the new owner first, then the others
         for n in [dst, src] + [n for n in cluster.nodes if n not in (src, dst)]:
             n.raw().execute_command("CLUSTER", "SETSLOT", slot, "NODE", dst_id)
+        t.join(10)
+        assert len(sent) == 1
+        tid = sent[0]
         cluster.wait_ok()
-        def moved() -> int:  # MOVED replies src has sent ("count=N")
-            v = src.raw().info("errorstats").get("errorstat_MOVED", "count=0")
-            return int(v["count"] if isinstance(v, dict) else v.split("=")[1])
-
-        before = moved()
-        tid = c.send("add", 1, 2)
-        assert moved() > before  # the client went to src first, as its map said
-        assert dst.raw().exists("gtask:{%s}:stream" % q) == 1
+        assert dst.raw().exists("gtask:{%s}:stream" % q, "gtask:{%s}:paused" % q) == 2
         with pytest.raises(redis.ResponseError, match="MOVED"):  # src holds it no more
             src.raw().exists("gtask:{%s}:stream" % q)
-        assert c.status(tid) == gtask.Status.PENDING
+        moved = errors(src, "MOVED")
+        assert c.status(tid) == gtask.Status.PENDING  # c's map still said src
+        assert errors(src, "MOVED") > moved
         assert c.cancel(tid) == gtask.CancelOutcome.REMOVED
+        assert c.wait(tid, timeout=1).status == gtask.Status.CANCELLED
     finally:
         c.close()
+        c2.close()
 
 
 def test_cluster_urls(cluster):
