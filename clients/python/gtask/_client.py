@@ -15,6 +15,7 @@ from urllib.parse import parse_qsl, unquote, urlparse
 
 import redis
 import redis.exceptions as rx
+from redis.cluster import REDIS_ALLOWED_KEYS
 from redis.crc import key_slot
 
 from . import _errors as E
@@ -336,6 +337,9 @@ def _cluster_url(url: str) -> Tuple[List[Tuple[str, int]], Dict[str, Any], str]:
     if tls:
         kw["ssl"] = True
     for k, v in parse_qsl(query, keep_blank_values=True, strict_parsing=False):
+        if k == "capath" and "ssl_ca_path" not in REDIS_ALLOWED_KEYS:
+            raise E.InvalidArgument("invalid Redis URL %s://...: capath: this redis-py's "
+                                    "RedisCluster cannot take it (use cacert)" % scheme)
         if k in _CLUSTER_TLS_PARAMS and v:
             kw[_CLUSTER_TLS_PARAMS[k]] = v
         elif k == "insecure" and v in ("1", "0", "true", "yes"):

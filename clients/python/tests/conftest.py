@@ -45,7 +45,7 @@ class Redis:
             pytest.fail("redis-server not found (apt-get install redis-server)", pytrace=False)
         self.dir = tmp
         for _ in range(5):  # another process may take the port between probe and bind
-            self.port = self._port()
+            self.port = free_port()
             self.proc = subprocess.Popen(
                 [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
                  "--appendonly", "no", "--dir", str(tmp), "--logfile", str(tmp / "redis.log")]
@@ -54,9 +54,6 @@ class Redis:
                 return
             self.stop()
         pytest.fail("redis-server did not start: %s" % (tmp / "redis.log").read_text())
-
-    def _port(self) -> int:
-        return free_port()
 
     def _args(self) -> List[str]:
         return []
@@ -109,20 +106,39 @@ def free_cluster_port() -> int:
     pytest.fail("no free port pair for a cluster node", pytrace=False)
 
 
-class ClusterNode(Redis):
-    """A redis-server with --cluster-enabled yes in its own dir."""
+def make_certs(d: Path) -> Path:
+    """A CA (d/ca.crt) and a server certificate for 127.0.0.1 (d/s.crt, d/s.key)."""
+    def ssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True)
+    ssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
+        "-days", "2", "-subj", "/CN=gtask-test-ca")
+    ssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "s.key", "-out", "s.csr", "-subj",
+        "/CN=localhost")
+    (d / "ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    ssl("x509", "-req", "-in", "s.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+        "-out", "s.crt", "-days", "2", "-extfile", "ext")
+    return d
 
-    def __init__(self, tmp: Path, extra: Optional[List[str]] = None) -> None:
-        self.extra = extra or []
+
+class ClusterNode(Redis):
+    """A redis-server with --cluster-enabled yes in its own dir, serving clients
+    in plain text on port and over TLS on tls_port.  Its cluster bus is TLS
+    (tls-cluster yes), so the bus port is tls_port + 10000 and tls_port must be
+    at most 55535.  A node tells each client the ports of its kind (CLUSTER
+    SLOTS), so one cluster serves redis-cluster:// and rediss-cluster://."""
+
+    def __init__(self, tmp: Path, certs: Path) -> None:
+        self.certs = certs
         super().__init__(tmp)
 
-    def _port(self) -> int:
-        return free_cluster_port()
-
     def _args(self) -> List[str]:
-        return ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-                "--cluster-node-timeout", "2000", "--cluster-allow-replica-migration", "no"] + \
-            self.extra
+        self.tls_port = free_cluster_port()
+        c = self.certs
+        return ["--tls-port", str(self.tls_port), "--tls-cert-file", str(c / "s.crt"),
+                "--tls-key-file", str(c / "s.key"), "--tls-ca-cert-file", str(c / "ca.crt"),
+                "--tls-auth-clients", "no", "--tls-cluster", "yes", "--tls-replication", "yes",
+                "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                "--cluster-node-timeout", "2000", "--cluster-allow-replica-migration", "no"]
 
 
 class Cluster:
@@ -132,12 +148,14 @@ class Cluster:
     def __init__(self, tmp: Path, masters: int = 3) -> None:
         self.nodes: List[ClusterNode] = []
         try:
+            self.certs = make_certs(tmp)
             for i in range(masters):
                 d = tmp / ("node%d" % i)
                 d.mkdir()
-                self.nodes.append(ClusterNode(d))
-            p = subprocess.run(["redis-cli", "--cluster", "create"] +
-                               ["127.0.0.1:%d" % n.port for n in self.nodes] +
+                self.nodes.append(ClusterNode(d, self.certs))
+            p = subprocess.run(["redis-cli", "--tls", "--cacert", str(self.certs / "ca.crt"),
+                                "--cluster", "create"] +
+                               ["127.0.0.1:%d" % n.tls_port for n in self.nodes] +
                                ["--cluster-replicas", "0", "--cluster-yes"],
                                capture_output=True, timeout=60)
             if p.returncode != 0:
@@ -171,6 +189,12 @@ class Cluster:
     @property
     def url(self) -> str:
         return "redis-cluster://" + ",".join("127.0.0.1:%d" % n.port for n in self.nodes[:2])
+
+    @property
+    def tls_url(self) -> str:
+        return "rediss-cluster://%s?cacert=%s" % (
+            ",".join("127.0.0.1:%d" % n.tls_port for n in self.nodes[:2]),
+            self.certs / "ca.crt")
 
     def master_of(self, key: str) -> ClusterNode:
         r = self.nodes[0].raw()

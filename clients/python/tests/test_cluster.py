@@ -163,6 +163,40 @@ def test_follows_ask_tryagain_and_moved(cluster):
         c2.close()
 
 
+def test_tls_cluster(cluster, tmp_path):
+    """rediss-cluster:// with the C library's TLS parameters: the same cluster
+    over its TLS ports (its nodes give TLS clients their TLS ports), the C
+    worker on the plain ones."""
+    qs = queues_on_every_master(cluster, "tls")
+    w = Worker(cluster.url, tmp_path / "w.log", extra=["--queues", ",".join(qs)])
+    c = gtask.Client(cluster.tls_url)
+    try:
+        for q in qs:
+            c.queue = q
+            tid = c.send("add", 2, 3, unique=60)
+            with pytest.raises(gtask.AlreadyExists):
+                c.send("add", 2, 3, unique=60)
+            assert c.wait(tid, timeout=10).values == [gtask.int64(5)]
+            d = c.send("add", 1, 1, delay=60)
+            assert c.cancel(d) == gtask.CancelOutcome.REMOVED
+        assert all(isinstance(n.pool.connection_class, type) and
+                   issubclass(n.pool.connection_class, redis.SSLConnection)
+                   for n in c._broker.cluster.nodes.values())
+        assert sorted(a[1] for a in c._broker.cluster.nodes) == \
+            sorted(n.tls_port for n in cluster.nodes)
+    finally:
+        c.close()
+        w.stop()
+    # a CA that did not sign the servers' certificates: no connection
+    port = cluster.nodes[0].tls_port
+    bad = gtask.Client("rediss-cluster://127.0.0.1:%d?cacert=%s" % (
+        port, cluster.certs / "s.crt"), timeout=1)
+    with pytest.raises(gtask.ConnectionError):
+        bad.send("add", 1, 2)
+    with pytest.raises(gtask.InvalidArgument):
+        gtask.Client("rediss-cluster://127.0.0.1:%d?capath=/etc/ssl/certs" % port)
+
+
 def test_cluster_urls(cluster):
     for bad in ("redis-cluster://", "redis-cluster://127.0.0.1:1/1", "redis-cluster://h:x",
                 "redis-cluster://h:1?cacert=/x", "rediss-cluster://h:1?nope=1",
