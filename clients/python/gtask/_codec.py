@@ -104,7 +104,8 @@ def encode_value(v: Value) -> str:
     if t == "bool":
         body = "true" if x else "false"
     elif t in _INT_RANGES:
-        body = '"%d"' % x if x > _I64 else "%d" % x  # type: ignore[operator]
+        assert isinstance(x, int)
+        body = '"%d"' % x if x > _I64 else "%d" % x
     elif t in ("float32", "float64"):
         assert isinstance(x, float)
         if math.isnan(x):

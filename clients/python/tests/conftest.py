@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Iterator, List, Optional
+from typing import Iterator, List, Optional, Tuple
 
 import pytest
 
@@ -170,16 +170,16 @@ class Cluster:
         """Until every node says cluster_state:ok and all agree on the slot map."""
         deadline = time.monotonic() + timeout
         while True:
-            views = []
+            views: List[List[Tuple[int, int, int]]] = []
             for n in self.nodes:
                 r = n.raw()
                 try:
-                    ok = b"cluster_state:ok" in r.execute_command("CLUSTER", "INFO")
-                    views.append(sorted((s[0], s[1], s[2][1]) for s in
-                                        r.execute_command("CLUSTER", "SLOTS")) if ok else None)
+                    if b"cluster_state:ok" in r.execute_command("CLUSTER", "INFO"):
+                        views.append(sorted((s[0], s[1], s[2][1]) for s in
+                                            r.execute_command("CLUSTER", "SLOTS")))
                 finally:
                     r.close()
-            if all(views) and all(v == views[0] for v in views) and \
+            if len(views) == len(self.nodes) and all(v == views[0] for v in views) and \
                     sum(b - a + 1 for a, b, _ in views[0]) == 16384:
                 return
             if time.monotonic() > deadline:
