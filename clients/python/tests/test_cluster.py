@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 import uuid
+from pathlib import Path
 from typing import Dict, List
 
 import pytest
@@ -28,9 +29,14 @@ def queues_on_every_master(cluster: Cluster, tag: str) -> List[str]:
     raise AssertionError("no queue names found for every master")
 
 
+def worker_on(cluster: Cluster, qs: List[str], log: Path) -> Worker:
+    """The C worker on the cluster (plain ports), serving queues qs."""
+    return Worker(cluster.url, log, extra=["--queues", ",".join(qs)])
+
+
 def test_send_and_wait_on_every_master(cluster, tmp_path):
     qs = queues_on_every_master(cluster, "rt")
-    w = Worker(cluster.url, tmp_path / "w.log", extra=["--queues", ",".join(qs)])
+    w = worker_on(cluster, qs, tmp_path / "w.log")
     c = gtask.Client(cluster.url)
     try:
         for q in qs:
@@ -89,7 +95,7 @@ def test_controls_on_the_cluster(cluster, tmp_path):
             assert c.dead_purge() == 0
             s = c.stats()
             assert (s.pending, s.scheduled) == (3, 0)  # a, one of the batch, the rerun
-        w = Worker(cluster.url, tmp_path / "w.log", extra=["--queues", ",".join(qs)])
+        w = worker_on(cluster, qs, tmp_path / "w.log")
         try:
             for q in qs:
                 c.queue = q
@@ -168,7 +174,7 @@ def test_tls_cluster(cluster, tmp_path):
     over its TLS ports (its nodes give TLS clients their TLS ports), the C
     worker on the plain ones."""
     qs = queues_on_every_master(cluster, "tls")
-    w = Worker(cluster.url, tmp_path / "w.log", extra=["--queues", ",".join(qs)])
+    w = worker_on(cluster, qs, tmp_path / "w.log")
     c = gtask.Client(cluster.tls_url)
     try:
         for q in qs:
