@@ -81,8 +81,11 @@ def test_unique_with_a_ttl(redis_server, client):
     b = client.send("add", 1, 3, unique=60)          # other arguments
     c = client.send("add", gtask.int32(1), gtask.int32(2), unique=60)  # other types
     d = client.send("add", 1, 2)                     # no lock asked: sent
-    assert len({a, b, c, d}) == 4
-    assert raw.xlen(STREAM) == 4
+    e = client.send("add", 9, 9, unique=60, delay=30)  # claimed into the schedule
+    assert len({a, b, c, d, e}) == 5
+    assert raw.xlen(STREAM) == 4 and raw.zcard("gtask:{default}:sched") == 1
+    with pytest.raises(gtask.AlreadyExists):
+        client.send("add", 9, 9, unique=60)
     (ukey,) = [k for k in raw.keys("gtask:{default}:u:*") if raw.get(k) == a.encode()]
     assert 55000 < raw.pttl(ukey) <= 60000
     # the C client computes the same content key: its send is a duplicate too
