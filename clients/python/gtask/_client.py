@@ -498,7 +498,7 @@ class _Server:
                 time.sleep(delay)
                 delay = min(delay * 2, 0.32)
                 node, asking, hops = self.cluster.node_for(key), False, 0
-            except E.ConnectionError:
+            except (E.ConnectionError, E.InDoubt):
                 self.lost()
                 raise
 
