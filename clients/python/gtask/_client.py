@@ -577,11 +577,13 @@ class _Server:
              write: bool = True) -> Any:
         """EVALSHA of a script on its keys' node; on NOSCRIPT, SCRIPT LOAD on that
         node and once more (a script that did not run changed nothing).  Its keys
-        must all be in one slot (a queue's): anything else is a bug."""
-        slots = {key_slot(k.encode() if isinstance(k, str) else k) for k in keys}
-        if len(slots) > 1:
-            raise E.InvalidArgument("%s.lua: keys in %d hash slots (a bug: a script takes the "
-                                    "keys of one queue)" % (name, len(slots)))
+        must all be in one slot (a queue's): on a cluster anything else is
+        refused unsent, as a bug."""
+        if self.cluster is not None:  # (one server has no slots to cross)
+            slots = {key_slot(k.encode() if isinstance(k, str) else k) for k in keys}
+            if len(slots) > 1:
+                raise E.InvalidArgument("%s.lua: keys in %d hash slots (a bug: a script takes "
+                                        "the keys of one queue)" % (name, len(slots)))
         sha = self.shas.get(name)
         if sha is None:
             sha = self.shas[name] = hashlib.sha1(src.encode("utf-8")).hexdigest()
