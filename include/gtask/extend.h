@@ -419,7 +419,8 @@ typedef struct gtask_broker_ops {
  *
  * Expiry: a backend keeps records for a lifetime its own configuration sets
  * (the Redis backend: gtask_redis_conf_set_expire_time, default 24 h,
- * counted from each write of the record; the memory backend: for ever).
+ * counted from each write of the record; the memory backend the same,
+ * gtask_backend_memory_set_expire_time).
  * Once a record has expired, get and wait answer GTASK_ENOTFOUND as for an
  * id never seen; the core needs nothing else from it.  A colocated broker
  * that writes the records applies the same lifetime.  The contract suite

@@ -298,6 +298,14 @@ GTASK_EXTERN int gtask_backend_redis_new(gtask_backend **out, const gtask_redis_
  * Other implementations: see <gtask/extend.h>. */
 GTASK_EXTERN gtask_broker *gtask_broker_memory_new(void);
 GTASK_EXTERN gtask_backend *gtask_backend_memory_new(void);
+/* How long a memory backend keeps a task's record (state and result), in ms,
+ * counted from each write of it, as the Redis backend's expire time
+ * (gtask_redis_conf_set_expire_time; the default is the same, 24 h).  Once a
+ * record has expired the task is unknown (GTASK_ENOTFOUND) and its id may be
+ * sent again (gtask_send_conf_set_id).  Applies to records written from now
+ * on.  ms >= 1000.  GTASK_EINVAL if backend is not a memory backend or ms is
+ * out of range.  Thread-safe. */
+GTASK_EXTERN int gtask_backend_memory_set_expire_time(gtask_backend *backend, int64_t ms);
 
 /* Drop a reference. */
 GTASK_EXTERN void gtask_broker_free(gtask_broker *b);
