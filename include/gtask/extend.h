@@ -81,8 +81,12 @@ extern "C" {
  *      backend claim (issue 18: unique tasks, the failed set, pause)
  *   4  broker worker_put, worker_list, list, find: seeing inside (issue 20)
  *   5  broker cancel; backend finals, progress, progress_get (issue 18:
- *      cancel, progress) */
-#define GTASK_EXTEND_ABI 5
+ *      cancel, progress)
+ *   6  broker stats fills gtask_queue_stats.cancelled, a field added at the
+ *      struct's end: the core zeroes the struct before it calls stats, so a
+ *      table of an older version (compiled with the shorter struct) leaves
+ *      it 0 */
+#define GTASK_EXTEND_ABI 6
 
 /* ---------------------------------------------------------------- messages */
 
@@ -259,7 +263,8 @@ typedef struct gtask_broker_ops {
   /* Required.  Counts of queue into *out: pending, active, scheduled, dead,
    * and the finished counters, which finish() increments for each DONE or
    * DEAD fin it applies with a final status (SUCCESS: succeeded, FAILURE:
-   * failed).  An unknown queue is all zeros. */
+   * failed), and (abi 6) cancelled, which cancel() increments for each task
+   * it cancels.  An unknown queue is all zeros. */
   int (*stats)(void *impl, const char *queue, gtask_queue_stats *out);
 
   /* Required.  Reads queue's dead set, or only its entry for id when id is

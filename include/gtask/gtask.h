@@ -494,7 +494,19 @@ typedef enum gtask_event_type {
                                     lost and queued it again (or, past the
                                     delivery cap, dead-lettered it: FAILED
                                     follows) */
-  GTASK_EV_ALL = 0xffu
+  GTASK_EV_CANCELLED = 1u << 8,  /* a task this worker held was cancelled
+                                    (gtask_client_cancel): fired once the worker
+                                    has let it go -- its handler returned or its
+                                    child was killed, or, prefetched, it was
+                                    dropped unrun (attempt 0) -- and nothing of
+                                    its run was recorded.  A task cancelled while
+                                    queued or delayed fires no event anywhere:
+                                    no worker held it.  A cancel that lands
+                                    after the handler returned but before the
+                                    worker checked (every 500 ms) is reported
+                                    as LEASE_LOST, as the worker cannot tell it
+                                    from a takeover */
+  GTASK_EV_ALL = 0x1ffu
 } gtask_event_type;
 
 /* One event.  Every pointer is valid only during the callback. */
@@ -752,6 +764,9 @@ typedef struct gtask_queue_stats {
   int64_t dead;      /* in the dead set (see gtask_client_dead_list) */
   int64_t succeeded; /* tasks finished SUCCESS since the queue was first used */
   int64_t failed;    /* tasks finished FAILURE, dead-lettered ones included */
+  int64_t cancelled; /* tasks cancelled (gtask_client_cancel), queued or running
+                        (added at the end after 0.1.0; a custom broker of
+                        GTASK_EXTEND_ABI < 6 leaves it 0) */
 } gtask_queue_stats;
 
 /* Reads the counts of queue (NULL: the client's queue) into *out.

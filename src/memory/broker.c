@@ -105,6 +105,7 @@ typedef struct mem_queue {
   mem_node **sched; /* binary min-heap by (due_ms, seq) */
   size_t nsched, capsched;
   int64_t succeeded, failed; /* tasks finished, counted by finish() */
+  int64_t cancelled;         /* tasks cancelled, counted by cancel() */
   bool paused;               /* pause(): workers leave it out (paused()) */
 } mem_queue;
 
@@ -852,6 +853,7 @@ static int mb_stats(void *impl, const char *queue, gtask_queue_stats *out) {
     out->dead = (int64_t)q->dead.n;
     out->succeeded = q->succeeded;
     out->failed = q->failed;
+    out->cancelled = q->cancelled;
   }
   pthread_mutex_unlock(&br->mu);
   return 0;
@@ -1032,8 +1034,12 @@ static int mb_cancel(void *impl, const char *queue, const char *id, const char *
   if (tmp == NULL)
     return GTASK_ENOMEM;
   pthread_mutex_lock(&br->mu);
+  /* The queue is made first (the one step that can fail here), so that the
+   * cancel is counted with the record it writes. */
+  mem_queue *q = queue_get(br, queue);
   gtask_status st;
-  int rc = gtask__memory_backend_ops.get(state, queue, id, &st, NULL, NULL, NULL);
+  int rc = q ? gtask__memory_backend_ops.get(state, queue, id, &st, NULL, NULL, NULL)
+             : GTASK_ENOMEM;
   gtask_fin f = {.msg = tmp, .kind = GTASK_FIN_DONE, .status = GTASK_CANCELLED,
                  .result = result, .result_len = len};
   if (rc == 0)
@@ -1042,8 +1048,8 @@ static int mb_cancel(void *impl, const char *queue, const char *id, const char *
     gtask__set_error("task %s is final already", id);
     rc = GTASK_ESTATE;
   }
-  mem_queue *q = rc == 0 ? queue_find(br, queue) : NULL;
-  if (q != NULL) {
+  if (rc == 0) {
+    q->cancelled++;
     bool found = false;
     for (mem_node *x = q->ready.head; x != NULL; x = x->next)
       if (strcmp(x->id, id) == 0) {

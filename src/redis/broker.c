@@ -1047,7 +1047,7 @@ static int stats_once(redis_broker *b, const char *queue, gtask_queue_stats *out
   gtask__conn_appendf(c, "XPENDING %s %s", ks, GTASK__GROUP);
   gtask__conn_appendf(c, "ZCARD %s", kz);
   gtask__conn_appendf(c, "HLEN %s", kd);
-  gtask__conn_appendf(c, "HMGET %s succeeded failed", kc);
+  gtask__conn_appendf(c, "HMGET %s succeeded failed cancelled", kc);
   enum { NREP = 5 };
   redisReply *r[NREP] = {0};
   for (int k = 0; k < NREP; k++) {
@@ -1072,6 +1072,7 @@ static int stats_once(redis_broker *b, const char *queue, gtask_queue_stats *out
     out->dead = int_reply(r[3]);
     out->succeeded = field_int(r[4], 0);
     out->failed = field_int(r[4], 1);
+    out->cancelled = field_int(r[4], 2);
   }
   for (int k = 0; k < NREP; k++)
     if (r[k]) freeReplyObject(r[k]);

@@ -1979,6 +1979,12 @@ static void assert_cancelled(gtask_client *cli, const char *id) {
 /* Queued, delayed and retrying tasks are removed; a leased one ends
  * CANCELLED and its holder's finish records nothing; final and unknown tasks
  * and bad ids are refused and change nothing. */
+/* The queue's cancelled counter is n (a broker of abi 6 on counts it). */
+static void assert_cancels_counted(env *e, int64_t n) {
+  if (e->bo->abi >= 6)
+    ASSERT_EQ(stats(e, e->q).cancelled, n);
+}
+
 CONTRACT(PAIR, client_cancel) {
   void *state = need_cancel(e);
   gtask_client *cli = client_on(e);
@@ -2000,18 +2006,21 @@ CONTRACT(PAIR, client_cancel) {
   ASSERT_OK(gtask_send_conf_set_delay(sc, 0));
   ASSERT_STATS(e, e->q, 2, 0, 1, 0);
   /* Queued: removed, its neighbour untouched. */
+  assert_cancels_counted(e, 0);
   ASSERT_OK(gtask_client_cancel(cli, queued, &running));
   ASSERT_FALSE(running);
   assert_cancelled(cli, queued);
   ASSERT_STATS(e, e->q, 1, 0, 1, 0);
+  assert_cancels_counted(e, 1);
   /* Delayed: out of the schedule. */
   ASSERT_OK(gtask_client_cancel(cli, delayed, &running));
   ASSERT_FALSE(running);
   assert_cancelled(cli, delayed);
   ASSERT_STATS(e, e->q, 1, 0, 0, 0);
-  /* Twice: final already, nothing changed. */
+  /* Twice: final already, nothing changed (nor counted). */
   ASSERT_ERR(gtask_client_cancel(cli, queued, &running), GTASK_ESTATE);
   ASSERT_STR_CONTAINS(gtask_client_errmsg(cli), "CANCELLED");
+  assert_cancels_counted(e, 2);
   /* The neighbour is leased next, as if nothing happened. */
   gtask_msg *m = lease1(e, "c1");
   ASSERT_STR_EQ(m->id, next);
@@ -2030,6 +2039,8 @@ CONTRACT(PAIR, client_cancel) {
   gtask_msg_free(m);
   assert_cancelled(cli, next);
   ASSERT_STATS(e, e->q, 0, 0, 0, 0);
+  assert_cancels_counted(e, 3);
+  ASSERT_EQ(stats(e, e->q).succeeded + stats(e, e->q).failed, 0); /* the fenced finish counts not */
 
   /* Finished: refused, the result kept. */
   char done[GTASK_ID_SIZE];
@@ -2062,6 +2073,7 @@ CONTRACT(PAIR, client_cancel) {
   ASSERT_FALSE(running);
   assert_cancelled(cli, retrying);
   ASSERT_STATS(e, e->q, 0, 0, 0, 0);
+  assert_cancels_counted(e, 4);
   gtask_send_conf_free(sc);
   gtask_client_free(cli);
 }
@@ -2141,6 +2153,9 @@ CONTRACT(PAIR, client_cancel_races_finish) {
   }
   ASSERT_EQ(cancelled + succeeded, RACE_N);
   ASSERT_STATS(e, e->q, 0, 0, 0, 0);
+  /* Counted with the cancels, atomically: exactly those that answered 0. */
+  assert_cancels_counted(e, cancelled);
+  ASSERT_EQ(stats(e, e->q).succeeded, succeeded);
   free(r);
   gtask_send_conf_free(sc);
   gtask_client_free(cli);
@@ -2161,6 +2176,42 @@ static int cn_block(void) {
 }
 GTASK_HANDLER(cn_block, (), ())
 
+/* The server's events (GTASK_EV_CANCELLED): counts, and the attempt each
+ * CANCELLED carried, by task. */
+static atomic_int cn_ev_started, cn_ev_cancelled, cn_ev_other;
+static pthread_mutex_t cn_ev_mu = PTHREAD_MUTEX_INITIALIZER;
+static char cn_ev_ids[2][GTASK_ID_SIZE];
+static uint32_t cn_ev_attempt[2];
+static int64_t cn_ev_run_ns[2];
+
+static void cn_on_event(const gtask_event *ev, void *udata) {
+  (void)udata;
+  if (ev->type == GTASK_EV_STARTED) {
+    atomic_fetch_add(&cn_ev_started, 1);
+  } else if (ev->type == GTASK_EV_CANCELLED) {
+    pthread_mutex_lock(&cn_ev_mu);
+    int k = atomic_load(&cn_ev_cancelled);
+    if (k < 2) {
+      snprintf(cn_ev_ids[k], GTASK_ID_SIZE, "%s", ev->id);
+      cn_ev_attempt[k] = ev->attempt;
+      cn_ev_run_ns[k] = ev->run_ns;
+    }
+    atomic_fetch_add(&cn_ev_cancelled, 1);
+    pthread_mutex_unlock(&cn_ev_mu);
+  } else {
+    atomic_fetch_add(&cn_ev_other, 1);
+  }
+}
+
+/* The CANCELLED event of task id: its attempt and run time. */
+static void cn_event_of(const char *id, uint32_t *attempt, int64_t *run_ns) {
+  pthread_mutex_lock(&cn_ev_mu);
+  int k = strcmp(cn_ev_ids[0], id) == 0 ? 0 : strcmp(cn_ev_ids[1], id) == 0 ? 1 : -1;
+  if (k >= 0) *attempt = cn_ev_attempt[k], *run_ns = cn_ev_run_ns[k];
+  pthread_mutex_unlock(&cn_ev_mu);
+  if (k < 0) TEST_FAIL("no CANCELLED event for task %s", id);
+}
+
 static void *cn_serve(void *server) {
   ASSERT_OK(gtask_server_run(server, 1));
   return NULL;
@@ -2171,8 +2222,13 @@ CONTRACT(PAIR, server_cancel_running) {
   if (!e->eo->finals) SKIP("the backend has no finals(): workers cannot see a cancel");
   atomic_store(&cn_runs, 0);
   atomic_store(&cn_seen, 0);
+  atomic_store(&cn_ev_started, 0);
+  atomic_store(&cn_ev_cancelled, 0);
+  atomic_store(&cn_ev_other, 0);
+  memset(cn_ev_ids, 0, sizeof(cn_ev_ids));
   gtask_server *s = gtask_server_new(e->b, e->be);
   ASSERT_NOT_NULL(s);
+  ASSERT_OK(gtask_server_on(s, GTASK_EV_ALL, cn_on_event, NULL));
   ASSERT_OK(gtask_server_set_queues(s, e->q));
   ASSERT_OK(gtask_server_set_prefetch(s, 4));
   ASSERT_OK(GTASK_REG(s, cn_block));
@@ -2204,6 +2260,21 @@ CONTRACT(PAIR, server_cancel_running) {
   WAIT_UNTIL(gtask_client_stats(c, NULL, &qs) == 0 && qs.active == 0 && qs.pending == 0, 5000);
   ASSERT_EQ(atomic_load(&cn_runs), 1); /* the prefetched one never ran */
   ASSERT_EQ(qs.succeeded + qs.failed, 0); /* and nothing was counted as done */
+  assert_cancels_counted(e, 2);
+  /* Each fired CANCELLED on this worker once it let the task go: the run
+   * with its attempt and run time, the prefetched one with attempt 0 (and
+   * no STARTED); nothing else (no FAILED, no LEASE_LOST). */
+  WAIT_UNTIL(atomic_load(&cn_ev_cancelled) == 2, 5000);
+  uint32_t attempt = 9;
+  int64_t run_ns = -1;
+  cn_event_of(run, &attempt, &run_ns);
+  ASSERT_EQ(attempt, 1);
+  ASSERT_GT(run_ns, 1000 * 1000000LL); /* it ran over a second (the 1.2 s above) */
+  cn_event_of(wait, &attempt, &run_ns);
+  ASSERT_EQ(attempt, 0);
+  ASSERT_EQ(run_ns, 0);
+  ASSERT_EQ(atomic_load(&cn_ev_started), 1);
+  ASSERT_EQ(atomic_load(&cn_ev_other), 0);
   gtask_server_shutdown(s);
   ASSERT_EQ(pthread_join(th, NULL), 0);
   gtask_send_conf_free(sc);

@@ -124,6 +124,7 @@ class Stats:
     dead: int
     succeeded: int
     failed: int
+    cancelled: int = 0  # tasks cancelled in the queue (cancel.lua counts them)
 
 
 @dataclass
@@ -1109,7 +1110,8 @@ class Client:
                                     "separate servers (it needs them in one)")
         q, br = self._queue, self._broker
         keys = [self._key(q, "stream"), self._key(q, "sched"), self._key(q, "pending"),
-                self._key(q, "t", task_id), self._key(q, "n", task_id)]
+                self._key(q, "t", task_id), self._key(q, "n", task_id),
+                self._key(q, "stats")]  # counted in `cancelled`, as the C library does
         for round_ in range(CANCEL_ROUNDS):
             member = self._find_member(q, "sched", task_id, SCAN_COUNT)
             eid = b"" if member is not None else self._find_entry(q, task_id)
@@ -1221,7 +1223,7 @@ class Client:
         r = self._broker.pipeline([
             ("XLEN", stream), ("XPENDING", stream, GROUP), ("ZCARD", self._key(q, "sched")),
             ("HLEN", self._key(q, "dead")),
-            ("HMGET", self._key(q, "stats"), "succeeded", "failed")], key=stream)
+            ("HMGET", self._key(q, "stats"), "succeeded", "failed", "cancelled")], key=stream)
 
         def num(x: Any) -> int:
             if isinstance(x, int):
@@ -1234,9 +1236,10 @@ class Client:
             return 0
         length = num(r[0])
         active = num(r[1][0]) if isinstance(r[1], list) and r[1] else 0
-        fields = r[4] if isinstance(r[4], list) and len(r[4]) == 2 else [None, None]
+        fields = r[4] if isinstance(r[4], list) and len(r[4]) == 3 else [None, None, None]
         return Stats(pending=max(0, length - active), active=active, scheduled=num(r[2]),
-                     dead=num(r[3]), succeeded=num(fields[0]), failed=num(fields[1]))
+                     dead=num(r[3]), succeeded=num(fields[0]), failed=num(fields[1]),
+                     cancelled=num(fields[2]))
 
     def _dead_read(self, task_id: Optional[str]) -> List[Tuple[str, bytes]]:
         """The dead set's (id, body) pairs, sorted by id: HSCAN until the cursor is
