@@ -899,8 +899,15 @@ typedef enum gtask_missed {
 /* Stores (or replaces) entry name in Redis: 1..128 bytes of [A-Za-z0-9_.:-].
  * Its tasks are sent as conf says (name, timeout, retries, backoff; the
  * queue is conf's, else the client's), with args[0..nargs) copied.  Ticks
- * after now fire.  GTASK_EINVAL for a bad name, spec, zone or argument (the
- * reason in gtask_client_errmsg) -- nothing is stored then. */
+ * after now fire.  Two send options act on each tick as on a send: a delay
+ * (gtask_send_conf_set_delay) makes the tick's task due that long after the
+ * tick queued it; a unique option (gtask_send_conf_set_unique) keeps a tick
+ * from queueing its task while an earlier task with the same name and
+ * arguments holds the content key (for the TTL, or until it is final), and
+ * such a tick counts as skipped.  A conf with an id (gtask_send_conf_set_id)
+ * is refused: each tick has its own.  GTASK_EINVAL for a bad name, spec,
+ * zone, conf or argument (the reason in gtask_client_errmsg) -- nothing is
+ * stored then. */
 GTASK_EXTERN int gtask_client_cron_add(gtask_client *c, const char *name, const char *spec,
                                        const char *zone, gtask_missed missed,
                                        const gtask_send_conf *conf, const gtask_value *args,
@@ -921,7 +928,9 @@ typedef struct gtask_cron_entry {
   int64_t last_ms;           /* the last tick done (unix ms), 0 if none yet */
   char last_id[GTASK_ID_SIZE]; /* the task id of the last tick queued, "" if none */
   int64_t last_at_ms;        /* when that task was queued, 0 if none */
-  int64_t skipped;           /* ticks skipped as missed */
+  int64_t skipped;           /* ticks not queued: skipped as missed, or (with a
+                                unique option) because an earlier tick's task
+                                still held the unique key */
   int64_t next_ms;           /* the next tick (unix ms), 0 if it never fires again */
 } gtask_cron_entry;
 
