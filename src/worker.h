@@ -110,6 +110,7 @@ struct gtask_job {
  *            mu, says who): only one thread at a time touches them, and the
  *            hand-off goes through mu.
  *  [finisher] the finisher thread's own.
+ *  [heartbeat] the heartbeat thread's own.
  * The rest says how it is shared itself. */
 struct gtask_server {
   gtask_broker *broker;       /* [config] a reference of the server's own */
