@@ -514,6 +514,7 @@ TEST_TIMEOUT(reshard_a_busy_queue_loses_nothing_and_runs_nothing_twice, 180) {
   for (; i < n; i++) {
     int rc = send_rec(&e, q[i % 3], i);
     for (int k = 0; rc == GTASK_ECONN && k < 100; k++) { /* not sent: again */
+      unsent++;
       test_sleep_ms(20);
       rc = send_rec(&e, q[i % 3], i);
     }
