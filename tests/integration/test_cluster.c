@@ -579,8 +579,11 @@ TEST_TIMEOUT(a_finish_retried_through_a_split_slot_keeps_its_lease, 120) {
   ASSERT_OK(gt_cluster_migrate_keys(e.cl, slot, dst, moved, 2));
   unsigned long tries = atomic_load(&gtask__cluster_followed[2]);
   atomic_store(&hold_released, true); /* its finish now meets TRYAGAIN */
-  /* Held split for a finish's whole retry budget and more (~4 s each). */
-  int64_t until = test_now_ms() + 9000;
+  /* Held split for longer than the executor's own try (~4 s) and the
+   * start of the finisher's, in which the lease used to expire (the thief
+   * took the task 1.6 to 5 s in). */
+  const int64_t split_ms = 6500;
+  int64_t until = test_now_ms() + split_ms;
   int polls = 0, stolen = 0;
   while (test_now_ms() < until) {
     gtask_msg *out[4];
@@ -593,7 +596,8 @@ TEST_TIMEOUT(a_finish_retried_through_a_split_slot_keeps_its_lease, 120) {
     test_sleep_ms(100);
   }
   unsigned long met = atomic_load(&gtask__cluster_followed[2]) - tries;
-  TEST_LOG("slot split for 9 s: %lu TRYAGAIN met; the thief's %d reclaims took %d", met, polls, stolen);
+  TEST_LOG("slot split for %lld ms: %lu TRYAGAIN met; the thief's %d reclaims took %d",
+           (long long)split_ms, met, polls, stolen);
   ASSERT_GT(met, 0);    /* the finish was retried */
   ASSERT_EQ(stolen, 0); /* and its lease kept meanwhile */
   ASSERT_OK(gt_cluster_migrate_slot(e.cl, slot, dst, 100, 0, true));
