@@ -88,8 +88,26 @@ static bool push_again(redis_broker *b, gtask__conn **c, int rc, int64_t give_up
   return true;
 }
 
+/* Priority levels above 0 are not yet queued by the Redis broker (the level
+ * streams, docs/PROTOCOL.md): such a push is refused whole, before anything
+ * is written, rather than queued at level 0 against the sender's wish. */
+static int refuse_levels(gtask_msg *const *msgs, const gtask_claim *cs, size_t n) {
+  for (size_t k = 0; k < n; k++) {
+    const gtask_msg *m = msgs ? msgs[k] : cs[k].msg;
+    if (m->priority != 0) {
+      gtask__set_error("redis broker: task %s: priority %d: the redis broker queues level 0 "
+                       "only (levels 1 and 2 run on the memory broker)",
+                       m->id, m->priority);
+      return GTASK_EINVAL;
+    }
+  }
+  return 0;
+}
+
 static int rb_push(void *impl, gtask_msg *const *msgs, size_t n, void *state) {
   redis_broker *b = impl;
+  int refused = refuse_levels(msgs, NULL, n);
+  if (refused) return refused;
   gtask__redis *st = state ? gtask__redis_backend_pool(state) : NULL;
   gtask__conn *c = NULL; /* the connection to the node of the run at hand */
   int rc = 0;
@@ -149,6 +167,8 @@ static int rb_push(void *impl, gtask_msg *const *msgs, size_t n, void *state) {
 static int rb_push_unique(void *impl, gtask_claim *cs, size_t n, void *state) {
   redis_broker *b = impl;
   if (!state) return GTASK_EINVAL;
+  int refused = refuse_levels(NULL, cs, n);
+  if (refused) return refused;
   return gtask__redis_claim(b->r, gtask__redis_backend_pool(state), true, cs, n);
 }
 

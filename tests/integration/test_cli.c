@@ -879,6 +879,41 @@ TEST_TIMEOUT(cli_retry_on, 60) {
   env_stop(&e);
 }
 
+/* The pending count of queue "default", from `gtask --json stats`. */
+static json_int_t pending_default(run_out *r) {
+  char line[1024];
+  ASSERT_EQ(RUN(r, "--json", "stats", "default"), 0);
+  json_t *j = json_line(first_line(r->out, line, sizeof(line)));
+  json_int_t n = json_integer_value(json_object_get(j, "pending"));
+  json_decref(j);
+  return n;
+}
+
+/* --priority N (issue 18): 0, 1 or 2; anything else is a usage error that
+ * queues nothing.  The redis broker queues level 0 only for now: a level
+ * above 0 is refused clearly (exit 2) and queues nothing. */
+TEST_TIMEOUT(cli_send_priority, 60) {
+  env e;
+  env_start(&e);
+  run_out *r = malloc(sizeof(*r));
+  static const char *const bad[] = {"3", "x", "-1", "", "1.5", "2x"};
+  for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++) {
+    ASSERT_USAGE(r, "send", "add", "1", "2", "--priority", bad[k]);
+    ASSERT_STR_CONTAINS(r->err, "--priority");
+  }
+  ASSERT_EQ(pending_default(r), 0);
+  ASSERT_EQ(RUN(r, "send", "add", "1", "2", "--priority", "2"), 2);
+  ASSERT_STR_EQ(r->out, "");
+  ASSERT_STR_CONTAINS(r->err, "priority 2");
+  ASSERT_EQ(pending_default(r), 0);
+  ASSERT_EQ(RUN(r, "send", "add", "1", "2", "--priority", "0"), 0);
+  ASSERT_EQ(pending_default(r), 1);
+  ASSERT_EQ(RUN(r, "send", "--help"), 0);
+  ASSERT_STR_CONTAINS(r->out, "--priority N");
+  free(r);
+  env_stop(&e);
+}
+
 /* gtask failed list, gtask rerun ID, worker --failed-retention (issue 18). */
 TEST_TIMEOUT(cli_failed_and_rerun, 60) {
   env e;
