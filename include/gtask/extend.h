@@ -222,7 +222,8 @@ typedef struct gtask_broker_ops {
    * messages, each with its lease token set, to out[0..*n) (out has room for
    * max), never more than max; the caller frees each with gtask_msg_free.  A timeout or interrupt
    * is 0 with *n == 0; nq == 0 or max == 0 is GTASK_EINVAL.  Queues are
-   * served in the order given (a priority order).  A leased message stays
+   * served in the order given (a priority order); within a queue, a higher
+   * priority level first and FIFO within a level (abi 5: msg->priority).  A leased message stays
    * owned by consumer until finish, or until its lease expires and reclaim
    * gives it to another.  Blocks: the one broker operation that waits for
    * others (interrupt() cuts it short). */

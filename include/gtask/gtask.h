@@ -1112,6 +1112,7 @@ typedef struct gtask_task_info {
   char *last_error;        /* the previous run's error, or the reason it does not
                               decode; NULL if none */
   char *worker;            /* ACTIVE: the worker holding its lease; else NULL */
+  int priority;            /* its priority level, 0..GTASK_PRIORITY_MAX */
 } gtask_task_info;
 
 /* Lists up to limit (1..1000) tasks of the client's queue in state,

@@ -890,8 +890,8 @@ static json_int_t pending_default(run_out *r) {
 }
 
 /* --priority N (issue 18): 0, 1 or 2; anything else is a usage error that
- * queues nothing.  The redis broker queues level 0 only for now: a level
- * above 0 is refused clearly (exit 2) and queues nothing. */
+ * queues nothing.  `gtask inspect queue` lists the urgent task first and
+ * says its level; a worker runs it first. */
 TEST_TIMEOUT(cli_send_priority, 60) {
   env e;
   env_start(&e);
@@ -902,14 +902,31 @@ TEST_TIMEOUT(cli_send_priority, 60) {
     ASSERT_STR_CONTAINS(r->err, "--priority");
   }
   ASSERT_EQ(pending_default(r), 0);
-  ASSERT_EQ(RUN(r, "send", "add", "1", "2", "--priority", "2"), 2);
-  ASSERT_STR_EQ(r->out, "");
-  ASSERT_STR_CONTAINS(r->err, "priority 2");
-  ASSERT_EQ(pending_default(r), 0);
+  char plain[GTASK_ID_SIZE], urgent[GTASK_ID_SIZE], line[1024];
   ASSERT_EQ(RUN(r, "send", "add", "1", "2", "--priority", "0"), 0);
-  ASSERT_EQ(pending_default(r), 1);
+  id_of(r, plain);
+  ASSERT_EQ(RUN(r, "send", "add", "3", "4", "--priority", "2"), 0);
+  id_of(r, urgent);
+  ASSERT_EQ(pending_default(r), 2);
+  ASSERT_EQ(RUN(r, "inspect", "queue", "default"), 0);
+  ASSERT_EQ(count_lines(r->out), 2);
+  first_line(r->out, line, sizeof(line));
+  ASSERT_EQ(strncmp(line, urgent, GTASK_ID_SIZE - 1), 0); /* highest level first */
+  ASSERT_STR_CONTAINS(line, "\tpriority 2");
+  ASSERT_NULL(strstr(strchr(r->out, '\n') + 1, "priority")); /* level 0: the line as before */
+  ASSERT_EQ(RUN(r, "--json", "inspect", "queue", "default"), 0);
+  json_t *j = json_line(first_line(r->out, line, sizeof(line)));
+  ASSERT_EQ(json_integer_value(json_object_get(j, "priority")), 2);
+  json_decref(j);
+  ASSERT_EQ(RUN(r, "inspect", "task", urgent), 0);
+  ASSERT_STR_CONTAINS(r->out, "priority\t2\n");
+  WORKER_START(&e, "--builtin", "--concurrency", "1");
+  ASSERT_EQ(RUN(r, "result", plain, "--wait", "20s"), 0);
+  ASSERT_EQ(RUN(r, "--json", "result", urgent), 0);
+  ASSERT_STR_CONTAINS(r->out, "SUCCESS");
   ASSERT_EQ(RUN(r, "send", "--help"), 0);
   ASSERT_STR_CONTAINS(r->out, "--priority N");
+  worker_stop(&e, SIGTERM);
   free(r);
   env_stop(&e);
 }
