@@ -138,7 +138,7 @@ static const char usage_send[] =
     "  --delay DUR    do not run it before DUR from now\n"
     "  --priority N   0 (normal, the default), 1 (high) or 2 (urgent): workers\n"
     "                 take a queue's higher levels first, in order within one\n"
-    "                 level (the redis broker queues level 0 only, for now)\n"
+    "                 level; it keeps its level through delays and retries\n"
     "  --id ID        send it under this task id (a lower-case UUID); refused with\n"
     "                 exit 7 while a task with that id is queued, running or its\n"
     "                 result is kept\n"
