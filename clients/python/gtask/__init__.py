@@ -9,9 +9,9 @@ Sends run the C library's own Lua scripts (src/redis/*.lua, shipped in
 gtask/lua/), so Python-sent tasks run on C workers and C-sent tasks are read
 here, with the same states, errors and exact values.
 """
-from ._client import Client, DeadEntry, Result, Stats, Status
+from ._client import CancelOutcome, Client, DeadEntry, Progress, Result, Sent, Stats, Status
 from ._codec import MSG_VERSION, RESULT_VERSION
-from ._errors import (Cancelled, ConnectionError, Crashed, Exists, GtaskError, HandlerError, InDoubt,
+from ._errors import (AlreadyExists, Cancelled, ConnectionError, Crashed, Exists, GtaskError, HandlerError, InDoubt,
                       InvalidArgument, InvalidState, LeaseLost, Lost, NoHandler, NotFound,
                       OutOfMemory, OutOfRange, PermissionDenied, ProtocolError, RedisError,
                       Shutdown, TaskTimeout, Timeout, TooBig, TypeMismatch, VersionMismatch,
@@ -26,11 +26,11 @@ int = int_  # noqa: A001
 __version__ = "0.1.0"
 
 __all__ = [
-    "Client", "Result", "Status", "Stats", "DeadEntry", "Value", "TYPES", "infer", "make",
+    "Client", "Result", "Status", "Stats", "DeadEntry", "Sent", "Progress", "CancelOutcome", "Value", "TYPES", "infer", "make",
     "bool", "bool_", "int", "int_", "int8", "int16", "int32", "int64", "uint", "uint8",
     "uint16", "uint32", "uint64", "float32", "float64", "string",
     "GtaskError", "InvalidArgument", "OutOfMemory", "ConnectionError", "RedisError", "Timeout",
-    "NotFound", "ProtocolError", "TooBig", "NoHandler", "Exists", "Shutdown", "LeaseLost",
+    "NotFound", "ProtocolError", "TooBig", "NoHandler", "Exists", "AlreadyExists", "Shutdown", "LeaseLost",
     "TypeMismatch", "OutOfRange", "InvalidState", "HandlerError", "TaskTimeout", "Lost",
     "Crashed", "InDoubt", "PermissionDenied", "VersionMismatch", "Cancelled", "error_class",
     "strerror",

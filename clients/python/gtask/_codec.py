@@ -8,6 +8,7 @@ and raise ``ProtocolError`` with a reason for anything malformed.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -23,6 +24,9 @@ MAX_BODY = 16 << 20
 MAX_VALUES = 1024
 BACKOFF_FIRST_MS = 1000
 BACKOFF_MAX_MS = 60000
+# The retry policy's outcomes (GTASK_RETRY_ON_*, the message field "ro").
+RETRY_ON_TIMEOUT, RETRY_ON_ERROR, RETRY_ON_CRASH = 1, 2, 4
+RETRY_ON_NAMES = {"timeout": RETRY_ON_TIMEOUT, "error": RETRY_ON_ERROR, "crash": RETRY_ON_CRASH}
 STATUSES = ("PENDING", "STARTED", "RETRY", "SUCCESS", "FAILURE", "CANCELLED")
 
 _I64 = (1 << 63) - 1
@@ -38,6 +42,7 @@ TASK_INT_FIELDS: Tuple[Tuple[str, str, int, int, int, bool], ...] = (
     ("backoff_max_ms", "bm", 1, _I64, BACKOFF_MAX_MS, False),
     ("created_ms", "c", 0, _I64, 0, True),
     ("expires_ms", "x", 0, _I64, 0, False),
+    ("retry_on", "ro", 1, 7, RETRY_ON_TIMEOUT, False),
 )
 # GTASK__RESULT_INT_FIELDS
 RESULT_INT_FIELDS: Tuple[Tuple[str, str, int, int, int, bool], ...] = (
@@ -59,6 +64,7 @@ class TaskMessage:
     backoff_max_ms: int = BACKOFF_MAX_MS
     created_ms: int = 0
     expires_ms: int = 0
+    retry_on: int = RETRY_ON_TIMEOUT
     last_error: Optional[str] = None
 
 
@@ -98,7 +104,8 @@ def encode_value(v: Value) -> str:
     if t == "bool":
         body = "true" if x else "false"
     elif t in _INT_RANGES:
-        body = '"%d"' % x if x > _I64 else "%d" % x  # type: ignore[operator]
+        assert isinstance(x, int)
+        body = '"%d"' % x if x > _I64 else "%d" % x
     elif t in ("float32", "float64"):
         assert isinstance(x, float)
         if math.isnan(x):
@@ -136,6 +143,13 @@ def encode_task(m: TaskMessage) -> bytes:
         parts.append(',"e":' + json_str(m.last_error))
     parts.append("}")
     return "".join(parts).encode("utf-8")
+
+
+def unique_digest(name: str, args: List[Value]) -> str:
+    """The content key of a unique send (src/client.c unique_key): the hex
+    SHA-256 of the message that holds only the task's name and arguments (and
+    the created time 0, which the encoder always writes)."""
+    return hashlib.sha256(encode_task(TaskMessage(name=name, args=args))).hexdigest()
 
 
 # ---------------------------------------------------------------- decoding

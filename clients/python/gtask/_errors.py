@@ -13,7 +13,7 @@ from typing import Dict, List, Optional, Tuple, Type
 __all__ = [
     "GtaskError", "InvalidArgument", "OutOfMemory", "ConnectionError", "RedisError",
     "Timeout", "NotFound", "ProtocolError", "TooBig", "NoHandler", "Exists", "Shutdown",
-    "LeaseLost", "TypeMismatch", "OutOfRange", "InvalidState", "HandlerError",
+    "AlreadyExists", "LeaseLost", "TypeMismatch", "OutOfRange", "InvalidState", "HandlerError",
     "TaskTimeout", "Lost", "Crashed", "InDoubt", "PermissionDenied", "VersionMismatch",
     "Cancelled",
     "error_class", "strerror", "err_name",
@@ -116,6 +116,21 @@ class NoHandler(GtaskError):
 
 class Exists(GtaskError):
     code, name = -10, "EEXIST"
+
+
+class AlreadyExists(Exists):
+    """A send with a chosen id or a content lock (``task_id=``, ``unique=``)
+    met a task that exists: nothing was sent and the existing task is
+    untouched.  ``existing_id`` is that task's id.  From ``send_many``,
+    ``ids`` holds every task's id (the existing one for a duplicate) and
+    ``duplicates`` the indices of the duplicates: the others were queued."""
+
+    def __init__(self, message: str, existing_id: str, ids: Optional[List[str]] = None,
+                 duplicates: Optional[List[int]] = None) -> None:
+        super().__init__(message)
+        self.existing_id = existing_id
+        self.ids: List[str] = ids if ids is not None else [existing_id]
+        self.duplicates: List[int] = duplicates if duplicates is not None else [0]
 
 
 class Shutdown(GtaskError):

@@ -14,7 +14,7 @@ except ImportError:  # pragma: no cover - Python < 3.9
     _files = None  # type: ignore[assignment]
 
 #: The scripts the client runs (file names without .lua).
-SCRIPTS = ("push", "dead_requeue", "dead_purge", "reset")
+SCRIPTS = ("push", "claim", "cancel", "dead_requeue", "failed_requeue", "dead_purge", "reset")
 
 _INCLUDE = re.compile(r"-- @include [a-z_]+")
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Optional
 
 import pytest
 
@@ -10,7 +11,7 @@ from gtask._codec import TaskMessage, encode_task
 from conftest import run_cli
 
 
-def bury(raw, queue: str, name: str, args, lost: int = 5, body: bytes = None) -> str:
+def bury(raw, queue: str, name: str, args, lost: int = 5, body: Optional[bytes] = None) -> str:
     """Puts a task in the dead set as a worker does after max_deliveries losses
     (finish.lua kind dead): the message in the dead hash, a FAILURE record
     (ec -18) as its final state, counted in failed."""
