@@ -573,6 +573,10 @@ const char *gtask__send_conf_queue(const gtask_send_conf *conf) { return conf->q
 
 int gtask__send_conf_encode(const gtask_send_conf *conf, const gtask_value *args, size_t nargs,
                             int64_t created_ms, char **body, size_t *len) {
+  if (conf->priority) { /* cron_fire.lua queues in the level-0 stream */
+    gtask__set_error("priority %u: periodic tasks run at level 0 (no priority)", conf->priority);
+    return GTASK_EINVAL;
+  }
   if (nargs > 1024) {
     gtask__set_error("%zu arguments (at most 1024)", nargs);
     return GTASK_EINVAL;

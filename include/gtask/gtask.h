@@ -602,7 +602,8 @@ GTASK_EXTERN int gtask_send_conf_set_retry_on(gtask_send_conf *c, unsigned flags
  * with a level above 0 fails, queueing nothing, with GTASK_EINVAL on a broker
  * that has no levels (a plugin table of extension ABI < 5), and with
  * GTASK_EVERSION where a live worker of the queue predates levels (Redis:
- * key schema < 5, which would never read them). */
+ * key schema < 5, which would never read them).  Periodic tasks run at level
+ * 0: gtask_client_cron_add refuses a conf with a level (GTASK_EINVAL). */
 #define GTASK_PRIORITY_NORMAL 0
 #define GTASK_PRIORITY_HIGH 1
 #define GTASK_PRIORITY_URGENT 2

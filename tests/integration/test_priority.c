@@ -225,3 +225,23 @@ TEST(a_send_with_a_level_is_refused_while_a_schema_4_worker_lives) {
   gtask_send_conf_free(sc);
   env_close(&e);
 }
+
+/* Periodic tasks run at level 0: an entry whose send conf sets a level is
+ * refused, and nothing is registered. */
+TEST(a_periodic_task_with_a_level_is_refused) {
+  env e;
+  env_open(&e);
+  gtask_send_conf *sc = gtask_send_conf_new("add");
+  ASSERT_OK(gtask_send_conf_set_priority(sc, GTASK_PRIORITY_HIGH));
+  gtask_value v[2] = {gtask_int64(1), gtask_int64(2)};
+  ASSERT_ERR(gtask_client_cron_add(e.client, "tick", "@every 1s", NULL, GTASK_MISSED_SKIP, sc, v, 2),
+             GTASK_EINVAL);
+  ASSERT_STR_CONTAINS(gtask_client_errmsg(e.client), "periodic tasks run at level 0");
+  gtask_cron_entry *ce = NULL;
+  size_t n = 99;
+  ASSERT_OK(gtask_client_cron_list(e.client, NULL, &ce, &n));
+  ASSERT_EQ(n, 0);
+  gtask_cron_list_free(ce, n);
+  gtask_send_conf_free(sc);
+  env_close(&e);
+}
