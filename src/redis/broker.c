@@ -1004,9 +1004,62 @@ static int rb_interrupt(void *impl, const char *consumer) {
 
 /* ---------------------------------------------------------------- extend, finish */
 
+/* Deliveries of several levels (tasks of a queue with levels finishing in
+ * turn) would make one script call per change of queue or level: perm[0..n)
+ * (out) is the order in which extend and finish take them instead, grouped
+ * by queue and level, stably.  False, perm untouched, when all have the
+ * level of the first (always on a queue without levels: a pass over the
+ * levels, no allocation), or out of memory (correct, only more calls). */
+static bool level_order(gtask_msg *const *msgs, size_t n, size_t **perm) {
+  bool mixed = false;
+  for (size_t k = 1; k < n && !mixed; k++) mixed = msgs[k]->priority != msgs[0]->priority;
+  if (!mixed) return false;
+  size_t *p = gtask__malloc(n * sizeof(*p));
+  bool *taken = gtask__calloc(n, sizeof(*taken));
+  if (!p || !taken) {
+    gtask__free(p);
+    gtask__free(taken);
+    return false;
+  }
+  size_t m = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (taken[i]) continue;
+    for (size_t j = i; j < n; j++)
+      if (!taken[j] && msgs[j]->priority == msgs[i]->priority &&
+          strcmp(msgs[j]->queue, msgs[i]->queue) == 0) {
+        taken[j] = true;
+        p[m++] = j;
+      }
+  }
+  gtask__free(taken);
+  *perm = p;
+  return true;
+}
+
+static int extend_runs(redis_broker *b, const char *consumer, gtask_msg *const *msgs, size_t n,
+                       bool *lost);
+
 static int rb_extend(void *impl, const char *consumer, gtask_msg *const *msgs, size_t n,
                      bool *lost) {
   redis_broker *b = impl;
+  size_t *perm = NULL;
+  if (!level_order(msgs, n, &perm)) return extend_runs(b, consumer, msgs, n, lost);
+  gtask_msg **v = gtask__malloc(n * sizeof(*v));
+  bool *l = gtask__malloc(n * sizeof(*l));
+  int rc = v && l ? 0 : GTASK_ENOMEM;
+  if (rc == 0) {
+    for (size_t k = 0; k < n; k++) v[k] = msgs[perm[k]];
+    rc = extend_runs(b, consumer, v, n, l);
+    for (size_t k = 0; k < n && rc == 0; k++) lost[perm[k]] = l[k];
+  }
+  gtask__free(v);
+  gtask__free(l);
+  gtask__free(perm);
+  return rc;
+}
+
+static int extend_runs(redis_broker *b, const char *consumer, gtask_msg *const *msgs, size_t n,
+                       bool *lost) {
   gtask__conn *c = NULL; /* the connection to the node of the run at hand */
   int rc = 0;
   gtask__argv a;
@@ -1059,8 +1112,35 @@ static bool fin_keeps_failed(const gtask_fin *f) {
   return f->kind == GTASK_FIN_DONE && f->status == GTASK_FAILURE && f->next && f->next_due_ms > 0;
 }
 
+static int finish_runs(redis_broker *b, const char *consumer, gtask_fin *fins, size_t n,
+                       void *state);
+
+/* In runs of one queue and level (level_order), the fins' fenced copied back. */
 static int rb_finish(void *impl, const char *consumer, gtask_fin *fins, size_t n, void *state) {
   redis_broker *b = impl;
+  bool mixed = false;
+  for (size_t k = 1; k < n && !mixed; k++) mixed = fins[k].msg->priority != fins[0].msg->priority;
+  if (!mixed) return finish_runs(b, consumer, fins, n, state);
+  gtask_msg **msgs = gtask__malloc(n * sizeof(*msgs));
+  size_t *perm = NULL;
+  for (size_t k = 0; msgs && k < n; k++) msgs[k] = fins[k].msg;
+  bool sorted = msgs && level_order(msgs, n, &perm);
+  gtask__free(msgs);
+  gtask_fin *v = sorted ? gtask__malloc(n * sizeof(*v)) : NULL;
+  if (!v) {
+    gtask__free(perm);
+    return finish_runs(b, consumer, fins, n, state);
+  }
+  for (size_t k = 0; k < n; k++) v[k] = fins[perm[k]];
+  int rc = finish_runs(b, consumer, v, n, state);
+  for (size_t k = 0; k < n; k++) fins[perm[k]].fenced = v[k].fenced;
+  gtask__free(v);
+  gtask__free(perm);
+  return rc;
+}
+
+static int finish_runs(redis_broker *b, const char *consumer, gtask_fin *fins, size_t n,
+                       void *state) {
   gtask__redis *st = state ? gtask__redis_backend_pool(state) : NULL;
   gtask__conn *c = NULL; /* the connection to the node of the run at hand */
   int rc = 0;

@@ -131,6 +131,49 @@ TEST(a_lease_over_levels_is_one_round_trip_per_batch) {
   env_close(&e);
 }
 
+/* A batch of fins whose levels interleave (tasks of three levels ending in
+ * turn) is finished in one finish.lua per level, not one per change of
+ * level; extend likewise. */
+TEST(finishing_interleaved_levels_is_one_call_per_level) {
+  env e;
+  env_open(&e);
+  for (int level = 0; level <= 2; level++) send_n(&e, level, 10, level);
+  void *impl = NULL;
+  const gtask_broker_ops *ops = gtask_broker_ops_get(e.broker, &impl);
+  const char *queues[] = {"q"};
+  gtask_msg *out[30];
+  size_t n = 0;
+  ASSERT_OK(ops->lease(impl, "c1", queues, 1, 30, 0, out, &n));
+  ASSERT_EQ(n, 30);
+  gtask_msg *mixed[30];
+  for (size_t k = 0; k < 10; k++) /* 2, 1, 0, 2, 1, 0, ... */
+    for (size_t l = 0; l < 3; l++) mixed[3 * k + l] = out[10 * l + k];
+  bool lost[30];
+  long long eval0 = calls(e.redis, "evalsha");
+  ASSERT_OK(ops->extend(impl, "c1", mixed, 30, lost));
+  for (size_t k = 0; k < 30; k++) ASSERT_FALSE(lost[k]);
+  ASSERT_EQ(calls(e.redis, "evalsha") - eval0, 3);
+  gtask_fin fins[30];
+  memset(fins, 0, sizeof(fins));
+  for (size_t k = 0; k < 30; k++) {
+    fins[k].msg = mixed[k];
+    fins[k].kind = GTASK_FIN_DONE;
+    fins[k].status = GTASK_SUCCESS;
+    fins[k].fenced = true;
+  }
+  eval0 = calls(e.redis, "evalsha");
+  ASSERT_OK(ops->finish(impl, "c1", fins, 30, NULL));
+  ASSERT_EQ(calls(e.redis, "evalsha") - eval0, 3);
+  for (size_t k = 0; k < 30; k++) ASSERT_FALSE(fins[k].fenced);
+  for (int level = 0; level <= 2; level++) {
+    char key[64];
+    snprintf(key, sizeof(key), level ? "gtask:{q}:stream:%d" : "gtask:{q}:stream", level);
+    ASSERT_EQ(int_cmd(e.redis, "XLEN %s", key), 0); /* each acked and deleted in its stream */
+  }
+  for (size_t k = 0; k < 30; k++) gtask_msg_free(out[k]);
+  env_close(&e);
+}
+
 static int add(int64_t a, int64_t b, int64_t *sum) {
   *sum = a + b;
   return 0;
