@@ -417,8 +417,12 @@ int gtask__redis_list(gtask__redis *r, const char *queue, int state, const char 
   *n = 0;
   *next = NULL;
   if (cursor && !cursor[0]) cursor = NULL;
+  /* A stream entry id, or "L:" and one for a priority level L (list_levels). */
+  const char *eid = cursor && (cursor[0] == '1' || cursor[0] == '2') && cursor[1] == ':'
+                        ? cursor + 2
+                        : cursor;
   if ((state == GTASK_LIST_PENDING || state == GTASK_LIST_ACTIVE) && cursor &&
-      !stream_id_valid(cursor)) {
+      !stream_id_valid(eid)) {
     gtask__set_error("bad cursor \"%s\" for the %s list", cursor,
                      gtask_list_state_name((gtask_list_state)state));
     return GTASK_EINVAL;

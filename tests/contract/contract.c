@@ -1892,6 +1892,18 @@ CONTRACT(PAIR, client_send_priority) {
   m = lease_level(e, plain, 0);
   ASSERT_NULL(strstr(m->body, "\"pr\"")); /* level 0: the message as before */
   gtask_msg_free(m);
+  /* A failed task run again (gtask rerun) comes back at its level. */
+  if (e->bo->failed_list && e->bo->failed_requeue) {
+    char failed[GTASK_ID_SIZE];
+    ASSERT_OK(GTASK_SEND(cli, sc, failed, gtask_int64(4))); /* level 1 (set above) */
+    push(e, e->q, BODIES[0], 0, NULL);                      /* a routine one ahead of its rerun */
+    m = lease_level(e, failed, 1);
+    finish_failed(e, m, now_ms() + 60000);
+    gtask_msg_free(m);
+    ASSERT_OK(gtask_client_rerun(cli, failed));
+    m = lease_level(e, failed, 1);
+    gtask_msg_free(m);
+  }
   gtask_send_conf_free(sc);
   gtask_client_free(cli);
 }

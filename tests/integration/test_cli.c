@@ -920,6 +920,24 @@ TEST_TIMEOUT(cli_send_priority, 60) {
   json_decref(j);
   ASSERT_EQ(RUN(r, "inspect", "task", urgent), 0);
   ASSERT_STR_CONTAINS(r->out, "priority\t2\n");
+  /* Pages of one: the urgent task, then (its cursor names level 2) the plain
+   * one, then nothing. */
+  ASSERT_EQ(RUN(r, "inspect", "queue", "default", "--limit", "1"), 0);
+  ASSERT_EQ(strncmp(r->out, urgent, GTASK_ID_SIZE - 1), 0);
+  const char *next = strstr(r->out, "next\t");
+  ASSERT_NOT_NULL(next);
+  char cursor[80];
+  first_line(next + 5, cursor, sizeof(cursor));
+  ASSERT_EQ(strncmp(cursor, "2:", 2), 0);
+  ASSERT_EQ(RUN(r, "inspect", "queue", "default", "--limit", "1", "--after", cursor), 0);
+  ASSERT_EQ(strncmp(r->out, plain, GTASK_ID_SIZE - 1), 0);
+  next = strstr(r->out, "next\t");
+  ASSERT_NOT_NULL(next);
+  first_line(next + 5, cursor, sizeof(cursor));
+  ASSERT_EQ(RUN(r, "inspect", "queue", "default", "--limit", "1", "--after", cursor), 0);
+  ASSERT_STR_EQ(r->out, "");
+  ASSERT_USAGE(r, "inspect", "queue", "default", "--after", "3:1-0");
+  ASSERT_USAGE(r, "inspect", "queue", "default", "--after", "2:x");
   WORKER_START(&e, "--builtin", "--concurrency", "1");
   ASSERT_EQ(RUN(r, "result", plain, "--wait", "20s"), 0);
   ASSERT_EQ(RUN(r, "--json", "result", urgent), 0);
