@@ -2,13 +2,14 @@
  * inline writes (see worker.h for a job's life).
  *
  * The finisher writes STARTED marks and outcomes in batches (one broker or
- * backend round trip for up to MAX_BATCH jobs), renews the leases of every job
- * in flight and the worker's entry in its queues' registry (the heartbeat,
- * every lease/3), and fails tasks at their deadline.  A write that fails
- * transiently is retried with backoff; one that fails permanently is isolated
- * to the tasks it concerns (isolate()).  When the worker is otherwise idle, an
- * executor writes its own job's outcome instead (gtask__server_finish_inline_
- * locked): no thread wake-up between a handler's return and its result.
+ * backend round trip for up to MAX_BATCH jobs) and fails tasks at their
+ * deadline.  A write that fails transiently is retried with backoff; one that
+ * fails permanently is isolated to the tasks it concerns (isolate()).  When
+ * the worker is otherwise idle, an executor writes its own job's outcome
+ * instead (gtask__server_finish_inline_locked): no thread wake-up between a
+ * handler's return and its result.  The leases of the jobs in flight are
+ * renewed by a thread of its own (heartbeat.c): a write here may be retried
+ * for longer than a lease.
  *
  * Invariant: a job stays in the in-flight list until its outcome is written
  * (or the worker gives up on it at shutdown), so it is heartbeated until then;
@@ -235,65 +236,6 @@ static size_t isolate(gtask_server *s, gtask_job **batch, size_t n, gtask_fin *f
   return keep;
 }
 
-/* Records this worker as live on its queues until until_ms (0: removes it). */
-int gtask__server_announce(gtask_server *s, int64_t until_ms) {
-  if (!s->broker->ops->announce) return 0;
-  return s->broker->ops->announce(s->broker->impl, s->name, s->queues, s->nqueues, until_ms);
-}
-
-static void heartbeat(gtask_server *s) {
-  pthread_mutex_lock(&s->mu);
-  size_t n = 0, cap = s->ninflight;
-  gtask_job **jobs = cap ? gtask__malloc(cap * sizeof(*jobs)) : NULL;
-  gtask_msg **msgs = cap ? gtask__malloc(cap * sizeof(*msgs)) : NULL;
-  bool *lost = cap ? gtask__calloc(cap, sizeof(*lost)) : NULL;
-  if (cap && (!jobs || !msgs || !lost)) {
-    pthread_mutex_unlock(&s->mu);
-    gtask__free(jobs), gtask__free(msgs), gtask__free(lost);
-    return;
-  }
-  for (gtask_job *j = s->inflight; j && n < cap; j = j->inext) {
-    j->refs++;
-    jobs[n] = j;
-    msgs[n++] = j->msg;
-  }
-  pthread_mutex_unlock(&s->mu);
-  int rc = 0;
-  for (size_t off = 0; off < n && rc == 0; off += MAX_BATCH) {
-    size_t m = n - off < MAX_BATCH ? n - off : MAX_BATCH;
-    rc = s->broker->ops->extend(s->broker->impl, s->name, msgs + off, m, lost + off);
-  }
-  /* One line per outage, not one per heartbeat. */
-  if (rc == GTASK_ENOPERM) gtask__server_fatal(s, rc, "heartbeat");
-  int arc = gtask__server_announce(s, gtask__now_ms() + s->lease_ms);
-  if (arc == GTASK_EVERSION || arc == GTASK_ENOPERM) gtask__server_fatal(s, arc, "announcing the worker");
-  /* Its record for `gtask workers`: a courtesy; a failure is the heartbeat's. */
-  if (arc == 0 && gtask__server_record(s, gtask__now_ms() + s->lease_ms) == GTASK_ENOPERM)
-    gtask__server_fatal(s, GTASK_ENOPERM, "writing the worker record");
-  if (rc && !s->hb_failing) gtask__log(GTASK_LOG_WARN, "heartbeat: %s (will keep trying)", gtask_last_error());
-  if (!rc && s->hb_failing) gtask__log(GTASK_LOG_INFO, "heartbeat: working again");
-  s->hb_failing = rc != 0;
-  pthread_mutex_lock(&s->mu);
-  for (size_t k = 0; k < n; k++) {
-    /* A job done since the snapshot may have had its outcome written (and
-     * its lease released) by an executor meanwhile: extend then finds the
-     * entry gone, which is no takeover.  A done job has nothing to cancel;
-     * if its lease was really lost, its write is fenced and says so. */
-    if (rc == 0 && lost[k] && !jobs[k]->lease_lost && jobs[k]->state != GTASK_JOB_DONE &&
-        !jobs[k]->finalized) {
-      jobs[k]->lease_lost = true;
-      atomic_store(&jobs[k]->ctx.cancelled, true);
-      gtask__log(GTASK_LOG_WARN, "task %s: lease taken over by another worker; cancelling it here",
-                 jobs[k]->msg->id);
-    }
-    gtask__job_unref_locked(s, jobs[k]);
-  }
-  pthread_mutex_unlock(&s->mu);
-  gtask__free(jobs);
-  gtask__free(msgs);
-  gtask__free(lost);
-}
-
 /* Asks the backend which of the tasks held are final already -- cancelled
  * (gtask_client_cancel) -- and tells their handlers (ctx.cancelled); a
  * prefetched one is then not run (executor.c).  One finals() call for all
@@ -371,8 +313,7 @@ static void write_progress(gtask_server *s) {
 void *gtask__finisher_main(void *arg) {
   gtask_server *s = arg;
   gtask__block_sigpipe();
-  int64_t period = s->lease_ms / 3;
-  int64_t next_hb = gtask__mono_ms() + period;
+  int64_t period = s->lease_ms / 3; /* the longest sleep, with nothing due */
   int64_t next_cancel_check = gtask__mono_ms() + CANCEL_CHECK_MS;
   bool check_cancel = s->backend->ops->finals != NULL;
   bool progress = s->backend->ops->progress != NULL;
@@ -384,9 +325,9 @@ void *gtask__finisher_main(void *arg) {
 
   pthread_mutex_lock(&s->mu);
   for (;;) {
-    /* Wait for work: outcomes, STARTED marks, a deadline, or the heartbeat. */
+    /* Wait for work: outcomes, STARTED marks, a deadline. */
     int64_t now = gtask__mono_ms();
-    int64_t wake = next_hb;
+    int64_t wake = now + period;
     size_t ntimed = 0;
     for (gtask_job *j = s->inflight; j; j = j->inext) {
       if (j->state != GTASK_JOB_RUNNING || j->finalized || !j->deadline_mono) continue;
@@ -423,7 +364,7 @@ void *gtask__finisher_main(void *arg) {
      * and need none (their final state supersedes it), which saves a round
      * trip on the latency path.  Observers see STARTED that much later. */
     bool start_due = s->nto_start && (s->executors_done || now >= s->first_start_mono + START_DELAY_MS);
-    if (!s->done_head && !start_due && now < next_hb && ntimed == 0) {
+    if (!s->done_head && !start_due && ntimed == 0) {
       if (s->nto_start && s->first_start_mono + START_DELAY_MS < wake)
         wake = s->first_start_mono + START_DELAY_MS;
       if (now - s->last_write_mono < LINGER_MS && now + START_DELAY_MS < wake)
@@ -538,11 +479,6 @@ void *gtask__finisher_main(void *arg) {
       failing_since = 0;
       backoff = 0;
       settle(s, batch, fins, n);
-    }
-
-    if (gtask__mono_ms() >= next_hb) {
-      heartbeat(s);
-      next_hb = gtask__mono_ms() + period;
     }
     pthread_mutex_lock(&s->mu);
   }

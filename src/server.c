@@ -7,9 +7,9 @@
  *    threads take in turn (worker.h).
  *  - n executors run handlers (executor.c); one writes its own outcome when
  *    the worker is otherwise idle, else the finisher does.
- *  - The finisher (finisher.c) writes STARTED marks and outcomes in batches,
- *    renews the leases of everything in flight (heartbeat) and fails tasks at
- *    their deadline.
+ *  - The finisher (finisher.c) writes STARTED marks and outcomes in batches
+ *    and fails tasks at their deadline.
+ *  - The heartbeat (heartbeat.c) renews the leases of everything in flight.
  *
  * Invariant: every leased delivery is in the in-flight list until its outcome
  * is written, so it is heartbeated until then; if this process dies at any
@@ -74,6 +74,7 @@ GTASK_EXTERN gtask_server *gtask_server_new(gtask_broker *broker, gtask_backend 
   pthread_cond_init(&s->cv_ready, &ca);
   pthread_cond_init(&s->cv_room, &ca);
   pthread_cond_init(&s->cv_done, &ca);
+  pthread_cond_init(&s->cv_hb, &ca);
   pthread_condattr_destroy(&ca);
   if (gtask_server_set_queues(s, "default") != 0) {
     gtask_server_free(s);
@@ -100,6 +101,7 @@ GTASK_EXTERN void gtask_server_free(gtask_server *s) {
   pthread_cond_destroy(&s->cv_ready);
   pthread_cond_destroy(&s->cv_room);
   pthread_cond_destroy(&s->cv_done);
+  pthread_cond_destroy(&s->cv_hb);
   gtask_broker_free(s->broker);
   gtask_backend_free(s->backend);
   gtask__free(s);
@@ -674,9 +676,11 @@ GTASK_EXTERN int gtask_server_run(gtask_server *s, int n) {
     atomic_store(&s->running, false);
     return GTASK_ENOMEM;
   }
-  pthread_t finisher;
+  pthread_t finisher, heart;
   int started = 0, rc = 0;
-  bool have_finisher = pthread_create(&finisher, NULL, gtask__finisher_main, s) == 0;
+  s->hb_stop = false;
+  bool have_heart = pthread_create(&heart, NULL, gtask__heartbeat_main, s) == 0;
+  bool have_finisher = have_heart && pthread_create(&finisher, NULL, gtask__finisher_main, s) == 0;
   for (; have_finisher && started < n + 1; started++)
     if (pthread_create(&exec[started], NULL, gtask__executor_main, s) != 0) break;
   if (started < n + 1) {
@@ -728,6 +732,13 @@ GTASK_EXTERN int gtask_server_run(gtask_server *s, int n) {
   pthread_cond_broadcast(&s->cv_done);
   pthread_mutex_unlock(&s->mu);
   if (have_finisher) pthread_join(finisher, NULL);
+  /* Only now: the finisher may have retried outcomes until here, their
+   * tasks leased. */
+  pthread_mutex_lock(&s->mu);
+  s->hb_stop = true;
+  pthread_cond_signal(&s->cv_hb);
+  pthread_mutex_unlock(&s->mu);
+  if (have_heart) pthread_join(heart, NULL);
   gtask__free(exec);
   gtask__free(s->fetch_out);
   s->fetch_out = NULL;

@@ -13,6 +13,7 @@
  * to an idle thread and runs the job itself: no thread wake-up stands between a
  * send and its handler (see accept_msgs in server.c).
  *   finisher: DONE list -> one broker/backend round trip for a whole batch -> freed
+ *   heartbeat (a thread of its own): renews the lease of every job in flight
  * A job that passes its deadline while RUNNING is finished by the finisher at the
  * deadline (job->finalized); the executor discards what the handler returns late.
  * Jobs are reference-counted under the server mutex because that job can be held
@@ -109,6 +110,7 @@ struct gtask_job {
  *            mu, says who): only one thread at a time touches them, and the
  *            hand-off goes through mu.
  *  [finisher] the finisher thread's own.
+ *  [heartbeat] the heartbeat thread's own.
  * The rest says how it is shared itself. */
 struct gtask_server {
   gtask_broker *broker;       /* [config] a reference of the server's own */
@@ -157,6 +159,8 @@ struct gtask_server {
   pthread_cond_t cv_ready;    /* executors: READY non-empty or stopping */
   pthread_cond_t cv_room;     /* fetcher: room for more jobs */
   pthread_cond_t cv_done;     /* finisher: DONE non-empty, or a timer */
+  pthread_cond_t cv_hb;       /* heartbeat: hb_stop */
+  bool hb_stop;               /* [mu] the heartbeat thread ends (after the finisher) */
   gtask_job *ready_head, *ready_tail; /* [mu] */
   gtask_job *done_head, *done_tail;   /* [mu] */
   gtask_job *inflight;        /* [mu] doubly linked, for heartbeats and deadlines */
@@ -195,7 +199,7 @@ struct gtask_server {
                                  run returns it */
   char fatal_msg[256];        /* written once, by the thread whose compare-and-swap set
                                  fatal_rc; read by run after the threads are joined */
-  bool hb_failing;            /* [finisher] the last heartbeat failed (log once per outage) */
+  bool hb_failing;            /* [heartbeat] the last heartbeat failed (log once per outage) */
   int64_t trimmed_write_mono; /* [mu] the last_write_mono after which the finisher last gave
                                  cached free memory back (malloc_trim, finisher.c) */
 };
@@ -266,6 +270,11 @@ void gtask__job_outcome_handback(gtask_server *s, gtask_job *job);
 /* finisher.c */
 /* The finisher thread (see finisher.c); started by gtask_server_run. */
 void *gtask__finisher_main(void *arg);
+
+/* heartbeat.c */
+/* The heartbeat thread (see heartbeat.c); started by gtask_server_run, which
+ * ends it (hb_stop, cv_hb) once the finisher has ended. */
+void *gtask__heartbeat_main(void *arg);
 /* Records this worker as live on its queues until until_ms (unix ms; 0:
  * removes it) through the broker's announce(); 0 if it has none. */
 int gtask__server_announce(gtask_server *s, int64_t until_ms);

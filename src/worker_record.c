@@ -2,7 +2,7 @@
  * its reading (issue 20: `gtask workers`).
  *
  * A running server writes one JSON record through the broker's worker_put()
- * at start and on every heartbeat (finisher.c), live until a lease time
+ * at start and on every heartbeat (heartbeat.c), live until a lease time
  * later, and removes it when it stops; gtask_client_workers() reads the live
  * ones back.  A worker that dies stops renewing it: it is gone a lease time
  * after its last heartbeat, the same time after which its tasks are

@@ -1039,6 +1039,10 @@ static bool level_order(gtask_msg *const *msgs, size_t n, size_t **perm) {
 static int extend_runs(redis_broker *b, const char *consumer, gtask_msg *const *msgs, size_t n,
                        bool *lost);
 
+/* Every run of one queue is extended, even after another failed (its node
+ * down, or failing over): a node that cannot be reached must not cost the
+ * leases held on the others.  The first error is returned; the entries of a
+ * run that failed are not lost (lost[] false). */
 static int rb_extend(void *impl, const char *consumer, gtask_msg *const *msgs, size_t n,
                      bool *lost) {
   redis_broker *b = impl;
@@ -1047,10 +1051,11 @@ static int rb_extend(void *impl, const char *consumer, gtask_msg *const *msgs, s
   gtask_msg **v = gtask__malloc(n * sizeof(*v));
   bool *l = gtask__malloc(n * sizeof(*l));
   int rc = v && l ? 0 : GTASK_ENOMEM;
+  if (rc) memset(lost, 0, n * sizeof(*lost));
   if (rc == 0) {
     for (size_t k = 0; k < n; k++) v[k] = msgs[perm[k]];
     rc = extend_runs(b, consumer, v, n, l);
-    for (size_t k = 0; k < n && rc == 0; k++) lost[perm[k]] = l[k];
+    for (size_t k = 0; k < n; k++) lost[perm[k]] = l[k]; /* (set even on an error) */
   }
   gtask__free(v);
   gtask__free(l);
@@ -1062,28 +1067,41 @@ static int extend_runs(redis_broker *b, const char *consumer, gtask_msg *const *
                        bool *lost) {
   gtask__conn *c = NULL; /* the connection to the node of the run at hand */
   int rc = 0;
+  char why[512] = ""; /* the first error's detail */
   gtask__argv a;
   gtask__argv_init(&a);
-  for (size_t i = 0; i < n && rc == 0;) {
+  for (size_t i = 0; i < n;) {
     size_t j = level_run_end(msgs, n, i);
-    if ((rc = gtask__redis_use(b->r, msgs[i]->queue, &c)) != 0) break;
-    char key[GTASK__KEY_MAX];
-    gtask__argv_reset(&a);
-    gtask__argv_add(&a, key, level_key(b, key, msgs[i]->queue, level_of(msgs[i])));
-    gtask__argv_adds(&a, GTASK__GROUP);
-    gtask__argv_adds(&a, consumer);
-    for (size_t k = i; k < j; k++) gtask__argv_adds(&a, msgs[k]->lease ? msgs[k]->lease : "0-0");
-    redisReply *rep;
-    rc = gtask__redis_eval(b->r, c, GTASK__LUA_EXTEND, 1, &a, &rep);
-    if (rc == 0) {
-      rc = gtask__redis_int_array(b->r, "extend.lua", rep, j - i);
-      for (size_t k = i; k < j && rc == 0; k++) lost[k] = rep->element[k - i]->integer != 1;
-      freeReplyObject(rep);
+    for (size_t k = i; k < j; k++) lost[k] = false;
+    int rr = gtask__redis_use(b->r, msgs[i]->queue, &c);
+    if (rr == 0) {
+      char key[GTASK__KEY_MAX];
+      gtask__argv_reset(&a);
+      gtask__argv_add(&a, key, level_key(b, key, msgs[i]->queue, level_of(msgs[i])));
+      gtask__argv_adds(&a, GTASK__GROUP);
+      gtask__argv_adds(&a, consumer);
+      for (size_t k = i; k < j; k++) gtask__argv_adds(&a, msgs[k]->lease ? msgs[k]->lease : "0-0");
+      redisReply *rep;
+      rr = gtask__redis_eval(b->r, c, GTASK__LUA_EXTEND, 1, &a, &rep);
+      if (rr == 0) {
+        rr = gtask__redis_int_array(b->r, "extend.lua", rep, j - i);
+        for (size_t k = i; k < j && rr == 0; k++) lost[k] = rep->element[k - i]->integer != 1;
+        freeReplyObject(rep);
+      }
+    }
+    if (rr) {
+      if (rc == 0) {
+        rc = rr;
+        gtask__fmt(why, sizeof(why), "%s", gtask_last_error());
+      }
+      gtask__redis_put(b->r, c); /* a fresh connection for the next run */
+      c = NULL;
     }
     i = j;
   }
   gtask__argv_free(&a);
   gtask__redis_put(b->r, c);
+  if (rc) gtask__set_error("%s", why);
   return rc;
 }
 

@@ -73,14 +73,15 @@ struct gtask__limits {
   pthread_mutex_t mu;
   queue_limits *queues; /* queues whose limits were read (with or without any) */
   holder *holders;
-  int64_t lease_ms;     /* slot lease: the worker's lease (heartbeats extend) */
+  _Atomic int64_t lease_ms; /* slot lease: the worker's lease (heartbeats extend); set
+                               by every reclaim, from whichever thread (read without mu) */
 };
 
 gtask__limits *gtask__limits_new(void) {
   gtask__limits *l = gtask__calloc(1, sizeof(*l));
   if (!l) return NULL;
   pthread_mutex_init(&l->mu, NULL);
-  l->lease_ms = 10000;
+  atomic_init(&l->lease_ms, 10000);
   return l;
 }
 
@@ -105,7 +106,7 @@ void gtask__limits_free(gtask__limits *l) {
 }
 
 void gtask__limits_set_lease(gtask__limits *l, int64_t lease_ms) {
-  if (l && lease_ms > 0) l->lease_ms = lease_ms;
+  if (l && lease_ms > 0) atomic_store_explicit(&l->lease_ms, lease_ms, memory_order_relaxed);
 }
 
 /* The target of target field f ("q" or "t:<task>") in t[0..*n), added if new. */
@@ -238,7 +239,8 @@ int gtask__limits_housekeep(gtask__limits *l, gtask__redis *r, const char *queue
         memcpy(fields[nc], t[k].field, GTASK__KEY_MAX);
         conc[nc++] = t[k].conc;
       }
-    if (rc == 0) rc = slots_call(r, c, "sweep", queue, (const char (*)[GTASK__KEY_MAX])fields, conc, nc, NULL, l->lease_ms);
+    if (rc == 0) rc = slots_call(r, c, "sweep", queue, (const char (*)[GTASK__KEY_MAX])fields, conc, nc, NULL,
+                                        atomic_load_explicit(&l->lease_ms, memory_order_relaxed));
     gtask__free(fields);
     gtask__free(conc);
   }
@@ -340,7 +342,7 @@ static int admit_queue(gtask__limits *l, gtask__redis *r, gtask_msg **msgs, size
   size_t nt = q ? q->nt : 0;
   limit_target *t = nt ? gtask__calloc(nt, sizeof(*t)) : NULL;
   if (t) memcpy(t, q->t, nt * sizeof(*t));
-  int64_t lease_ms = l->lease_ms;
+  int64_t lease_ms = atomic_load_explicit(&l->lease_ms, memory_order_relaxed);
   pthread_mutex_unlock(&l->mu);
   if (nt == 0) {
     for (size_t k = i; k < j; k++) keep[k] = true;
@@ -527,7 +529,7 @@ static void slots_of(gtask__limits *l, gtask__redis *r, gtask_msg *const *msgs, 
     if (gtask__redis_use(r, queue, &c) != 0) continue; /* the slot expires after a lease time */
     int rc = slots_call(r, c, release ? "release" : "extend", queue,
                         (const char (*)[GTASK__KEY_MAX])fields, conc, nt, msgs[k]->lease,
-                        l->lease_ms);
+                        atomic_load_explicit(&l->lease_ms, memory_order_relaxed));
     gtask__redis_put(r, c);
     if (rc) gtask__log(GTASK_LOG_WARN, "limits: %s a slot: %s", release ? "releasing" : "extending",
                        gtask_last_error());

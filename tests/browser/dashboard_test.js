@@ -29,7 +29,29 @@ function stats(queue) {
 const sleep = ms => new Promise(r => setTimeout(r, ms));
 
 async function waitFor(page, fn, arg, ms) {
-  await page.waitForFunction(fn, {timeout: ms || 15000, polling: 100}, arg);
+  await page.waitForFunction(fn, {timeout: ms || 30000, polling: 100}, arg);
+}
+
+// A hash change keeps the old page's DOM until the new page's data has come:
+// until then a selector the two pages share (#pause, #cancel, #task dd)
+// finds the old one -- read, or clicked, in place of the new.  So after each
+// goto, wait for the page asked for, then for what is on it.
+async function onQueuePage(page, queue, state) {
+  await waitFor(page, ([q, st]) => {
+    const h = document.querySelector('h1'), on = document.querySelector('.tabs a.on');
+    return !!h && h.firstChild?.textContent === 'Queue ' && h.childNodes[1]?.textContent === q &&
+           !!on && on.textContent === st;
+  }, [queue, state]);
+}
+
+async function onTaskPage(page, id) {
+  await waitFor(page, i => document.querySelector('#task dd[data-k="id"]')?.textContent === i, id);
+}
+
+// Polls cond (a function of nothing) every 100 ms for up to ms: true once it holds.
+async function until(cond, ms) {
+  for (const end = Date.now() + (ms || 30000); Date.now() < end; await sleep(100)) if (cond()) return true;
+  return cond();
 }
 
 (async () => {
@@ -63,10 +85,13 @@ async function waitFor(page, fn, arg, ms) {
     }
     // ---- the charts advance: more samples a few seconds later, and the
     // throughput canvas drawn differently once tasks finish.
+    // (Waited for, not slept on: the page redraws every second, the samples
+    // come one a second, and a loaded machine stretches both.)
     const n0 = await page.$eval('#samples', e => +e.dataset.n);
     const c0 = await page.$eval('#chart-throughput', c => c.toDataURL());
     gtask('send', 'add', '1', '2', '--count', '50');
-    await sleep(3000);
+    await waitFor(page, ([n, c]) => +document.querySelector('#samples')?.dataset.n >= n + 2 &&
+                                    document.querySelector('#chart-throughput')?.toDataURL() !== c, [n0, c0]);
     const n1 = await page.$eval('#samples', e => +e.dataset.n);
     const c1 = await page.$eval('#chart-throughput', c => c.toDataURL());
     check('the charts advance (samples ' + n0 + ' -> ' + n1 + ')', n1 > n0);
@@ -75,6 +100,7 @@ async function waitFor(page, fn, arg, ms) {
 
     // ---- queue page: the XSS argument is text, and inert.
     await page.goto(env.URL + '/#/queue/xss/pending', {waitUntil: 'networkidle0'});
+    await onQueuePage(page, 'xss', 'pending');
     await waitFor(page, () => document.querySelector('#tasks tbody tr'));
     const args = await page.$eval('#tasks tbody td.args', e => e.textContent);
     check('a <script> argument shows as text', args.includes('<script>window.__xss=1;alert(1)</script>'), args);
@@ -89,6 +115,7 @@ async function waitFor(page, fn, arg, ms) {
     await page.select('#search-queue', 'xss');
     await page.type('#search-id', env.XSS_ID);
     await page.click('#search button');
+    await onTaskPage(page, env.XSS_ID);
     await waitFor(page, () => document.querySelector('#task dd[data-k="arguments"]'));
     const targ = await page.$eval('#task dd[data-k="arguments"]', e => e.textContent);
     const tstatus = await page.$eval('#task dd[data-k="status"]', e => e.textContent);
@@ -105,6 +132,7 @@ async function waitFor(page, fn, arg, ms) {
     // ---- an action: requeue the dead task of xss, behind a confirmation.
     const before = stats('xss');
     await page.goto(env.URL + '/#/queue/xss/dead', {waitUntil: 'networkidle0'});
+    await onQueuePage(page, 'xss', 'dead');
     await waitFor(page, () => document.querySelector('#requeue-all') && document.querySelector('#tasks tbody tr'));
     await page.click('#requeue-all');
     await waitFor(page, () => !document.getElementById('confirm').hidden);
@@ -117,6 +145,7 @@ async function waitFor(page, fn, arg, ms) {
 
     // ---- pause and resume a queue, behind a confirmation.
     await page.goto(env.URL + '/#/queue/xss/pending', {waitUntil: 'networkidle0'});
+    await onQueuePage(page, 'xss', 'pending'); // (the dead tab has a #pause too)
     await waitFor(page, () => /Pause queue/.test(document.querySelector('#pause')?.textContent || ''));
     await page.click('#pause');
     await waitFor(page, () => !document.getElementById('confirm').hidden);
@@ -133,29 +162,37 @@ async function waitFor(page, fn, arg, ms) {
     // ---- rerun a failed task from its page (the failed list links to it).
     const failedBefore = stats('default').failed;
     await page.goto(env.URL + '/#/queue/default/failed', {waitUntil: 'networkidle0'});
+    await onQueuePage(page, 'default', 'failed');
     await waitFor(page, id => [...document.querySelectorAll('#tasks a')].some(a => a.textContent === id), env.FAILED_ID);
     await page.click(`#tasks a[href$="${env.FAILED_ID}"]`);
+    await onTaskPage(page, env.FAILED_ID);
     await waitFor(page, () => document.querySelector('#rerun'));
     await page.click('#rerun');
     await waitFor(page, () => !document.getElementById('confirm').hidden);
     await page.click('#confirm-yes');
     await waitFor(page, () => /rerun queued/.test(document.getElementById('flash')?.textContent || ''));
-    for (let i = 0; i < 100 && stats('default').failed === failedBefore; i++) await sleep(100);
+    await until(() => stats('default').failed !== failedBefore);
     check('rerun ran the failed task again (failed ' + failedBefore + ' -> ' + stats('default').failed + ')',
           stats('default').failed === failedBefore + 1);
 
     // ---- cancel a running task from its page, behind a confirmation; the
     // page then shows CANCELLED, and so does `gtask status`.
-    const status = id => gtask('status', id).trim();
+    // The first line: a running task that reported progress gets a second,
+    // "progress D/T (P%) ..." (the sleep task reports within 300 ms), so a
+    // comparison of the whole output passed or failed with the timing.
+    const status = id => gtask('status', id).split('\n')[0].trim();
     const sleepId = gtask('send', 'sleep', '60000', '--timeout', '2m').trim();
-    for (let i = 0; i < 150 && status(sleepId) !== 'STARTED'; i++) await sleep(100);
+    await until(() => status(sleepId) === 'STARTED');
+    // From the rerun task's page, which offers a Cancel of its own.
     await page.goto(env.URL + '/#/task/default/' + sleepId, {waitUntil: 'networkidle0'});
+    await onTaskPage(page, sleepId);
     await waitFor(page, () => document.querySelector('#cancel'));
     const shown = await page.$eval('#task dd[data-k="status"]', e => e.textContent);
     check('a running task offers Cancel', shown === 'STARTED', shown);
     await page.click('#cancel');
     await waitFor(page, () => !document.getElementById('confirm').hidden);
-    check('cancel asks for confirmation first', status(sleepId) === 'STARTED');
+    const asked = status(sleepId);
+    check('cancel asks for confirmation first', asked === 'STARTED', asked);
     await page.click('#confirm-yes');
     await waitFor(page, () => document.querySelector('#task dd[data-k="status"]')?.textContent === 'CANCELLED');
     const after2 = await page.evaluate(() => ({
@@ -170,6 +207,7 @@ async function waitFor(page, fn, arg, ms) {
     // ---- cancel a delayed task from its row on the queue page.
     const delayedId = gtask('send', 'echo', 'later', '--delay', '10m').trim();
     await page.goto(env.URL + '/#/queue/default/scheduled', {waitUntil: 'networkidle0'});
+    await onQueuePage(page, 'default', 'scheduled');
     await waitFor(page, id => document.querySelector(`#tasks tr[data-id="${id}"] button.cancel`), delayedId);
     await page.click(`#tasks tr[data-id="${delayedId}"] button.cancel`);
     await waitFor(page, () => !document.getElementById('confirm').hidden);

@@ -24,6 +24,13 @@ done
 [[ -x ${CHROMIUM:-/usr/bin/chromium} ]] || { echo "run.sh: no chromium (scripts/deps installs it)"; exit 1; }
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# up WHAT CMD...: runs CMD every 0.1 s until it succeeds, for up to 60 s (a
+# loaded machine starts servers slowly); then fails saying what is not up.
+up() {
+  local what=$1; shift
+  for _ in $(seq 600); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
+  echo "run.sh: $what is not up after 60 s"; exit 1
+}
 
 # puppeteer-core, at the locked version, into the build folder.
 dest=$build/browser-test
@@ -38,7 +45,7 @@ rport=$(free_port)
 redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no --dir "$work" \
   >"$work/redis.log" 2>&1 &
 pids+=($!)
-for _ in $(seq 100); do redis-cli -p "$rport" ping >/dev/null 2>&1 && break; sleep 0.05; done
+up redis-server redis-cli -p "$rport" ping
 export GTASK_REDIS_URL=redis://127.0.0.1:$rport/0
 
 "$gtask" worker --builtin --concurrency 4 >"$work/worker.log" 2>&1 &
@@ -47,13 +54,13 @@ pids+=($wpid)
 dport=$(free_port)
 "$gtask" dashboard --listen 127.0.0.1:$dport --queues xss >"$work/dashboard.log" 2>&1 &
 pids+=($!)
-for _ in $(seq 100); do curl -sf "http://127.0.0.1:$dport/api/session" >/dev/null 2>&1 && break; sleep 0.1; done
+up "the dashboard" curl -sf "http://127.0.0.1:$dport/api/session"
 
 # The workload: successes and a failure on default (served), a task with a
 # <script> argument waiting in xss (not served), and a dead task in xss.
-for i in 1 2 3 4 5; do "$gtask" send add $i 1 --wait 10s >/dev/null; done
+for i in 1 2 3 4 5; do "$gtask" send add $i 1 --wait 60s >/dev/null; done
 failed_id=$("$gtask" send fail nope)
-"$gtask" result "$failed_id" --wait 10s >/dev/null 2>&1 || true
+"$gtask" result "$failed_id" --wait 60s >/dev/null 2>&1 || true
 xss_id=$("$gtask" --queue xss send echo '<script>window.__xss=1;alert(1)</script>')
 dead_id=$(python3 -c 'import uuid; print(uuid.uuid4())')
 redis-cli -p "$rport" HSET 'gtask:{xss}:dead' "$dead_id" \

@@ -60,9 +60,26 @@ static void *run_server(void *arg) {
 
 static void queues_on_three_nodes(gt_cluster *cl, char q[3][32]);
 
+static atomic_bool hold_released; /* hold() returns once this is set */
+
+/* hold(i): counts a run of task i, then waits for hold_released. */
+static int hold(gtask_ctx *ctx, const gtask_value *args, size_t n, void *ud) {
+  (void)ud;
+  if (n != 1 || args[0].v.i < 0 || args[0].v.i >= MAX_TASKS) return gtask_ctx_fail(ctx, "bad index");
+  atomic_fetch_add(&runs[args[0].v.i], 1);
+  for (int k = 0; k < 60000 && !atomic_load(&hold_released); k++) test_sleep_ms(1);
+  return gtask_ctx_return(ctx, args, n);
+}
+
+static void env_open_lease(env *e, const char *queues, int wait_replicas, int64_t lease_ms);
+
 /* A cluster, a worker on `queues` (comma-separated; NULL: e->q, three queues
- * whose slots are on three masters) and a client. */
+ * whose slots are on three masters) and a client; leases of 3 s. */
 static void env_open(env *e, const char *queues, int wait_replicas) {
+  env_open_lease(e, queues, wait_replicas, 3000);
+}
+
+static void env_open_lease(env *e, const char *queues, int wait_replicas, int64_t lease_ms) {
   memset(e, 0, sizeof(*e));
   memset(runs, 0, sizeof(runs));
   gtask_set_log(quiet_log, NULL, GTASK_LOG_WARN);
@@ -83,8 +100,9 @@ static void env_open(env *e, const char *queues, int wait_replicas) {
   e->server = gtask_server_new(e->broker, e->backend);
   ASSERT_NOT_NULL(e->server);
   ASSERT_OK(gtask_server_reg(e->server, "rec", rec, NULL));
+  ASSERT_OK(gtask_server_reg(e->server, "hold", hold, NULL));
   ASSERT_OK(gtask_server_set_queues(e->server, queues));
-  ASSERT_OK(gtask_server_set_lease(e->server, 3000));
+  ASSERT_OK(gtask_server_set_lease(e->server, lease_ms));
   e->client = gtask_client_from_server(e->server);
   ASSERT_NOT_NULL(e->client);
   ASSERT_EQ(pthread_create(&e->thread, NULL, run_server, e), 0);
@@ -102,8 +120,19 @@ static void env_close(env *e) {
   gt_cluster_stop(e->cl);
 }
 
-/* Sends rec(i) to queue q: 0, or the error code (ECONN: not sent, so it is
+/* Sends task(i) to queue q: 0, or the error code (ECONN: not sent, so it is
  * sent again by the caller; EINDOUBT: maybe sent). */
+static int send_task(env *e, const char *task, const char *q, int64_t i, char id[GTASK_ID_SIZE]) {
+  gtask_send_conf *sc = gtask_send_conf_new(task);
+  ASSERT_NOT_NULL(sc);
+  ASSERT_OK(gtask_send_conf_set_queue(sc, q));
+  gtask_value v = gtask_int64(i);
+  int rc = gtask_client_send(e->client, sc, &v, 1, id);
+  gtask_send_conf_free(sc);
+  return rc;
+}
+
+/* Sends rec(i) to queue q (see send_task). */
 static int send_rec(env *e, const char *q, int64_t i) {
   gtask_send_conf *sc = gtask_send_conf_new("rec");
   ASSERT_NOT_NULL(sc);
@@ -502,6 +531,7 @@ TEST_TIMEOUT(reshard_a_busy_queue_loses_nothing_and_runs_nothing_twice, 180) {
   for (; i < n; i++) {
     int rc = send_rec(&e, q[i % 3], i);
     for (int k = 0; rc == GTASK_ECONN && k < 100; k++) { /* not sent: again */
+      unsent++;
       test_sleep_ms(20);
       rc = send_rec(&e, q[i % 3], i);
     }
@@ -525,6 +555,75 @@ TEST_TIMEOUT(reshard_a_busy_queue_loses_nothing_and_runs_nothing_twice, 180) {
   /* The worker follows: a task on the moved queue runs promptly. */
   ASSERT_OK(send_rec(&e, q[0], n));
   WAIT_UNTIL(atomic_load(&runs[n]) == 1, 5000);
+  env_close(&e);
+}
+
+/* A finish retried while its slot is split keeps its lease.  A task runs while
+ * its queue's slot is in migration with the stream (and the fence) moved and
+ * the other keys not: every finish.lua of the queue meets TRYAGAIN (pool.c
+ * retries it for ~4 s, the finisher then again with backoff) for as long as
+ * the split lasts.  Meanwhile the worker keeps the lease: extend.lua names the
+ * stream only, which the migration redirects (ASK) but never refuses.  Another
+ * worker's reclaim (here the test's own, "thief") must find nothing to take,
+ * or it would run the task a second time (one CI run of the reshard test
+ * above: the finisher, heartbeating in turn with those retries, let a 2 s
+ * lease expire).  Once the move ends, the result is written, once. */
+TEST_TIMEOUT(a_finish_retried_through_a_split_slot_keeps_its_lease, 120) {
+  const int64_t lease = 1500;
+  env e;
+  env_open_lease(&e, "split", 0, lease);
+  int slot = queue_slot("split");
+  gt_redis *src = gt_cluster_master_of(e.cl, slot), *dst = NULL;
+  for (int i = 0; i < gt_cluster_size(e.cl) && !dst; i++)
+    if (gt_cluster_node(e.cl, i) != src) dst = gt_cluster_node(e.cl, i);
+  ASSERT_NOT_NULL(src);
+  ASSERT_NOT_NULL(dst);
+  /* A task done first: the queue's keys exist (stats, ...), as on a busy queue. */
+  ASSERT_OK(send_rec(&e, "split", 0));
+  WAIT_UNTIL(atomic_load(&runs[0]) == 1, 10000);
+  /* The fence, so that a reclaim's two keys (stream, fence) move together. */
+  redisContext *rc = gt_redis_connect(src);
+  ASSERT_NOT_NULL(rc);
+  redisReply *rep = redisCommand(rc, "SET gtask:{split}:fence 0 NX");
+  ASSERT_NOT_NULL(rep);
+  freeReplyObject(rep);
+  redisFree(rc);
+  atomic_store(&hold_released, false);
+  char id[GTASK_ID_SIZE];
+  ASSERT_OK(send_task(&e, "hold", "split", 1, id));
+  WAIT_UNTIL(atomic_load(&runs[1]) == 1, 10000);
+  const char *moved[] = {"gtask:{split}:stream", "gtask:{split}:fence"};
+  ASSERT_OK(gt_cluster_migrate_keys(e.cl, slot, dst, moved, 2));
+  unsigned long tries = atomic_load(&gtask__cluster_followed[2]);
+  atomic_store(&hold_released, true); /* its finish now meets TRYAGAIN */
+  /* Held split for longer than the executor's own try (~4 s) and the
+   * start of the finisher's, in which the lease used to expire (the thief
+   * took the task 1.6 to 5 s in). */
+  const int64_t split_ms = 6500;
+  int64_t until = test_now_ms() + split_ms;
+  int polls = 0, stolen = 0;
+  while (test_now_ms() < until) {
+    gtask_msg *out[4];
+    size_t got = 0;
+    ASSERT_OK(e.broker->ops->reclaim(e.broker->impl, "thief", "split", lease, 4, out, &got));
+    for (size_t k = 0; k < got; k++) gtask_msg_free(out[k]);
+    stolen += (int)got;
+    polls++;
+    if (stolen) break;
+    test_sleep_ms(100);
+  }
+  unsigned long met = atomic_load(&gtask__cluster_followed[2]) - tries;
+  TEST_LOG("slot split for %lld ms: %lu TRYAGAIN met; the thief's %d reclaims took %d",
+           (long long)split_ms, met, polls, stolen);
+  ASSERT_GT(met, 0);    /* the finish was retried */
+  ASSERT_EQ(stolen, 0); /* and its lease kept meanwhile */
+  ASSERT_OK(gt_cluster_migrate_slot(e.cl, slot, dst, 100, 0, true));
+  ASSERT_OK(gtask_client_set_queue(e.client, "split"));
+  gtask_result *r = NULL;
+  ASSERT_OK(gtask_client_wait(e.client, id, test_timeout_ms(20000), &r));
+  ASSERT_EQ(r->status, GTASK_SUCCESS);
+  gtask_result_free(r);
+  ASSERT_EQ(atomic_load(&runs[1]), 1);
   env_close(&e);
 }
 

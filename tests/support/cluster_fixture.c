@@ -285,8 +285,46 @@ int gt_cluster_move_slot(const gt_cluster *c, int slot, gt_redis *dst, int batch
   return gt_cluster_migrate_slot(c, slot, dst, batch, pause_ms, true);
 }
 
+/* MIGRATE keys[0..n) from s to dst (n > 0). */
+static int migrate_keys(redisContext *s, gt_redis *dst, const char *const *keys, size_t n) {
+  /* MIGRATE host port "" 0 timeout KEYS k1 k2 ... */
+  const char **argv = calloc(n + 8, sizeof(*argv));
+  if (!argv)
+    return -1;
+  char port[16];
+  snprintf(port, sizeof(port), "%d", gt_redis_port(dst));
+  size_t k = 0;
+  argv[k++] = "MIGRATE";
+  argv[k++] = "127.0.0.1";
+  argv[k++] = port;
+  argv[k++] = "";
+  argv[k++] = "0";
+  argv[k++] = "5000";
+  argv[k++] = "KEYS";
+  for (size_t j = 0; j < n; j++)
+    argv[k++] = keys[j];
+  int rc = ok_cmd(s, "MIGRATE", redisCommandArgv(s, (int)k, argv, NULL));
+  free(argv);
+  return rc;
+}
+
+static int migrate(const gt_cluster *c, int slot, gt_redis *dst, int batch, int pause_ms, bool finish,
+                   const char *const *only, size_t nonly);
+
 int gt_cluster_migrate_slot(const gt_cluster *c, int slot, gt_redis *dst, int batch, int pause_ms,
                             bool finish) {
+  return migrate(c, slot, dst, batch, pause_ms, finish, NULL, 0);
+}
+
+int gt_cluster_migrate_keys(const gt_cluster *c, int slot, gt_redis *dst, const char *const *keys,
+                            size_t n) {
+  return migrate(c, slot, dst, 0, 0, false, keys, n);
+}
+
+/* The migration of slot to dst (see cluster_fixture.h): with `only`, just
+ * those keys, the slot left in migration. */
+static int migrate(const gt_cluster *c, int slot, gt_redis *dst, int batch, int pause_ms, bool finish,
+                   const char *const *only, size_t nonly) {
   gt_redis *src = gt_cluster_master_of(c, slot);
   if (src == NULL || src == dst) {
     fprintf(stderr, "gt_cluster: slot %d: no master, or already on the destination\n", slot);
@@ -300,7 +338,9 @@ int gt_cluster_migrate_slot(const gt_cluster *c, int slot, gt_redis *dst, int ba
     rc = ok_cmd(d, "SETSLOT IMPORTING", redisCommand(d, "CLUSTER SETSLOT %d IMPORTING %s", slot, sid));
   if (rc == 0)
     rc = ok_cmd(s, "SETSLOT MIGRATING", redisCommand(s, "CLUSTER SETSLOT %d MIGRATING %s", slot, did));
-  while (rc == 0) {
+  if (rc == 0 && only && nonly > 0)
+    rc = migrate_keys(s, dst, only, nonly);
+  while (rc == 0 && !only) {
     redisReply *keys = redisCommand(s, "CLUSTER GETKEYSINSLOT %d %d", slot, batch);
     if (!keys || keys->type != REDIS_REPLY_ARRAY) {
       rc = ok_cmd(s, "GETKEYSINSLOT", keys);
@@ -308,22 +348,11 @@ int gt_cluster_migrate_slot(const gt_cluster *c, int slot, gt_redis *dst, int ba
     }
     size_t n = keys->elements;
     if (n > 0) {
-      /* MIGRATE host port "" 0 timeout KEYS k1 k2 ... */
-      const char **argv = calloc(n + 8, sizeof(*argv));
-      char port[16];
-      snprintf(port, sizeof(port), "%d", gt_redis_port(dst));
-      size_t k = 0;
-      argv[k++] = "MIGRATE";
-      argv[k++] = "127.0.0.1";
-      argv[k++] = port;
-      argv[k++] = "";
-      argv[k++] = "0";
-      argv[k++] = "5000";
-      argv[k++] = "KEYS";
-      for (size_t j = 0; j < n; j++)
-        argv[k++] = keys->element[j]->str;
-      rc = ok_cmd(s, "MIGRATE", redisCommandArgv(s, (int)k, argv, NULL));
-      free(argv);
+      const char **names = calloc(n, sizeof(*names));
+      for (size_t j = 0; names && j < n; j++)
+        names[j] = keys->element[j]->str;
+      rc = names ? migrate_keys(s, dst, names, n) : -1;
+      free(names);
     }
     freeReplyObject(keys);
     if (n == 0)

@@ -68,6 +68,13 @@ int gt_cluster_move_slot(const gt_cluster *c, int slot, gt_redis *dst, int batch
  * the master answers ASK), until a call with finish true. */
 int gt_cluster_migrate_slot(const gt_cluster *c, int slot, gt_redis *dst, int batch, int pause_ms,
                             bool finish);
+/* Starts moving slot to dst and moves keys[0..n) only (keys of that slot
+ * that exist on its master): the slot's keys are then split between the two
+ * nodes (a script naming keys of both sides gets TRYAGAIN) until
+ * gt_cluster_migrate_slot(c, slot, dst, ..., true) moves the rest and ends
+ * the move.  0, or -1 (reason on stderr). */
+int gt_cluster_migrate_keys(const gt_cluster *c, int slot, gt_redis *dst, const char *const *keys,
+                            size_t n);
 /* A hiredis connection to node n (gt_redis_connect). */
 redisContext *gt_cluster_connect(const gt_cluster *c, int i);
 /* Stops every node and frees c.  Accepts NULL. */
