@@ -1858,7 +1858,8 @@ CONTRACT(BROKER, priority_kept_on_every_path) {
 }
 
 /* Through the client: gtask_send_conf_set_priority validates, a send at
- * level 2 is leased first, a cancel finds it. */
+ * level 2 is leased first, a cancel finds it in its level, a failed task
+ * runs again at its level. */
 CONTRACT(PAIR, client_send_priority) {
   need_levels(e);
   gtask_client *cli = client_on(e);
@@ -1875,20 +1876,26 @@ CONTRACT(PAIR, client_send_priority) {
   ASSERT_OK(gtask_send_conf_set_priority(sc, GTASK_PRIORITY_HIGH));
   ASSERT_OK(GTASK_SEND(cli, sc, high, gtask_int64(3)));
   ASSERT_STATS(e, e->q, 3, 0, 0, 0);
+  /* Cancel finds a queued task in its level (here the urgent one). */
   bool cancelled = e->bo->cancel && e->bo->colocated && e->bo->colocated(e->bi, e->be);
   if (cancelled) {
     bool running = true;
-    ASSERT_OK(gtask_client_cancel(cli, high, &running));
+    ASSERT_OK(gtask_client_cancel(cli, urgent, &running));
     ASSERT_FALSE(running);
     ASSERT_STATS(e, e->q, 2, 0, 0, 0);
+    gtask_status st = 0;
+    ASSERT_OK(gtask_client_status(cli, urgent, &st));
+    ASSERT_EQ(st, GTASK_CANCELLED);
   }
-  gtask_msg *m = lease_level(e, urgent, 2);
-  ASSERT_NOT_NULL(strstr(m->body, "\"pr\":2"));
-  gtask_msg_free(m);
+  gtask_msg *m;
   if (!cancelled) {
-    m = lease_level(e, high, 1);
+    m = lease_level(e, urgent, 2);
+    ASSERT_NOT_NULL(strstr(m->body, "\"pr\":2"));
     gtask_msg_free(m);
   }
+  m = lease_level(e, high, 1);
+  ASSERT_NOT_NULL(strstr(m->body, "\"pr\":1"));
+  gtask_msg_free(m);
   m = lease_level(e, plain, 0);
   ASSERT_NULL(strstr(m->body, "\"pr\"")); /* level 0: the message as before */
   gtask_msg_free(m);
