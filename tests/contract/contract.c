@@ -1800,6 +1800,61 @@ CONTRACT(BROKER, priority_levels_order) {
   ASSERT_STATS(e, e->q, 0, 0, 0, 0);
 }
 
+typedef struct level_push {
+  env *e;
+  const char *queue;
+} level_push;
+
+/* After 150 ms: BODIES[5] at level 2 to the queue. */
+static void *push_urgent_later(void *arg) {
+  level_push *lp = arg;
+  test_sleep_ms(150);
+  ASSERT_OK(push_level(lp->e, lp->queue, BODIES[5], 2, 0, NULL));
+  return NULL;
+}
+
+/* A lease over several queues (a weighted or plain list) takes them in the
+ * order given, and within each queue its levels highest first; and blocks
+ * on all levels of all of them when all are empty. */
+CONTRACT(BROKER, priority_within_each_queue_of_a_multi_queue_lease) {
+  need_levels(e);
+  char qa[96], qb[96];
+  snprintf(qa, sizeof(qa), "%s-a", e->q);
+  snprintf(qb, sizeof(qb), "%s-b", e->q);
+  char a0[GTASK_ID_SIZE], a1[GTASK_ID_SIZE], a2[GTASK_ID_SIZE], b0[GTASK_ID_SIZE],
+      b1[GTASK_ID_SIZE];
+  push(e, qa, BODIES[0], 0, a0);
+  push(e, qa, BODIES[1], 0, a1);
+  ASSERT_OK(push_level(e, qa, BODIES[2], 2, 0, a2));
+  push(e, qb, BODIES[3], 0, b0);
+  ASSERT_OK(push_level(e, qb, BODIES[4], 1, 0, b1));
+  const char *queues[] = {qb, qa};
+  gtask_msg *m[8];
+  size_t n = 0;
+  ASSERT_OK(e->bo->lease(e->bi, "c1", queues, 2, 8, 0, m, &n));
+  ASSERT_EQ(n, 5);
+  const char *want[] = {b1, b0, a2, a0, a1};
+  const int level[] = {1, 0, 2, 0, 0};
+  for (size_t k = 0; k < 5; k++) {
+    ASSERT_STR_EQ(m[k]->id, want[k]);
+    ASSERT_EQ(m[k]->priority, level[k]);
+  }
+  finish_all(e, "c1", m, n);
+  free_msgs(m, n);
+  /* All empty: a blocked lease is woken by a send at a level. */
+  level_push lp = {.e = e, .queue = qa};
+  pthread_t th;
+  ASSERT_EQ(pthread_create(&th, NULL, push_urgent_later, &lp), 0);
+  n = 0;
+  ASSERT_OK(e->bo->lease(e->bi, "c1", queues, 2, 8, test_timeout_ms(5000), m, &n));
+  ASSERT_EQ(pthread_join(th, NULL), 0);
+  ASSERT_EQ(n, 1);
+  ASSERT_EQ(m[0]->priority, 2);
+  ASSERT_STR_EQ(m[0]->body, BODIES[5]);
+  finish_all(e, "c1", m, n);
+  free_msgs(m, n);
+}
+
 /* A task keeps its level through a delay, a retry, a reclaim and requeue,
  * and the dead set: each time it is leased before the routine task queued
  * ahead of it.  Its bodies carry the level as the core writes them (the
