@@ -4,7 +4,8 @@
  * It honours every contract of gtask_broker_ops (<gtask/extend.h>) the way the Redis
  * broker does, and tests/integration/test_contract.c runs the same cases against
  * both.  Per queue it keeps:
- *   ready   a FIFO of messages waiting to be leased;
+ *   ready   per priority level, a FIFO of messages waiting to be leased;
+ *           a lease takes from the highest level that has any;
  *   leased  the deliveries held by consumers, ordered by last renewal (oldest
  *           first), each also in a broker-wide table: lease token -> delivery;
  *   sched   a min-heap of messages waiting for their due time (unix ms);
@@ -82,6 +83,7 @@ typedef struct mem_node {
                            (list_append), the cursor of list() */
   uint64_t token;       /* leased: delivery number (> 0); 0 otherwise */
   mem_consumer *holder; /* leased: who holds it */
+  int prio;             /* its priority level: the ready list it goes back to */
   int64_t renewed_ms;   /* leased: mono ms of the lease or its last renewal */
 } mem_node;
 
@@ -95,7 +97,7 @@ typedef struct mem_list {
 typedef struct mem_queue {
   struct mem_queue *next;
   char *name; /* owned */
-  mem_list ready;
+  mem_list ready[GTASK_PRIORITY_MAX + 1]; /* by level */
   /* Invariant: ordered by renewed_ms, oldest first.  Every lease, extend and
    * reclaim stamps the node with the monotonic clock (never decreasing) and
    * appends it at the tail, so reclaim can stop at the first live lease. */
@@ -364,6 +366,7 @@ static gtask_msg *delivery_new(mem_broker *br, const mem_node *x, uint64_t *toke
   gtask_msg *m = gtask_msg_new(x->id, x->q->name, x->body, x->len);
   if (m == NULL)
     return NULL;
+  m->priority = x->prio;
   char buf[32];
   *token = ++br->last_token;
   gtask__fmt(buf, sizeof(buf), "m-%" PRIu64, *token);
@@ -449,7 +452,8 @@ static int push(mem_broker *br, gtask_msg *const *msgs, size_t n, void *state, g
   if (br == NULL || (n > 0 && msgs == NULL))
     return GTASK_EINVAL;
   for (size_t i = 0; i < n; i++)
-    if (msgs[i] == NULL || msgs[i]->queue == NULL || (msgs[i]->body == NULL && msgs[i]->len > 0))
+    if (msgs[i] == NULL || msgs[i]->queue == NULL || (msgs[i]->body == NULL && msgs[i]->len > 0) ||
+        msgs[i]->priority < 0 || msgs[i]->priority > GTASK_PRIORITY_MAX)
       return GTASK_EINVAL;
   if (n == 0)
     return 0;
@@ -479,6 +483,7 @@ static int push(mem_broker *br, gtask_msg *const *msgs, size_t n, void *state, g
     memcpy(x->id, m->id, sizeof(x->id));
     x->id[GTASK_ID_SIZE - 1] = '\0';
     x->len = m->len;
+    x->prio = m->priority;
     if (m->due_ms > now)
       rc = sched_reserve(q, q->nsched + nlater);
   }
@@ -497,7 +502,7 @@ static int push(mem_broker *br, gtask_msg *const *msgs, size_t n, void *state, g
         x->seq = ++br->last_seq;
         sched_push(x->q, x);
       } else {
-        list_append(&x->q->ready, x);
+        list_append(&x->q->ready[x->prio], x);
         woke = true;
       }
     }
@@ -531,22 +536,26 @@ static int mb_push_unique(void *impl, gtask_claim *cs, size_t n, void *state) {
   return rc;
 }
 
-/* Takes up to max - *n ready messages from queues, in order, leasing them to c.
+/* Takes up to max - *n ready messages from queues, in order (each queue's
+ * levels highest first), leasing them to c.
  * On out-of-memory it keeps what it took (all safely leased and returned) and
  * reports GTASK_ENOMEM only if it took nothing. */
 static int take(mem_broker *br, mem_consumer *c, const char *const *queues, size_t nq,
                 size_t max, gtask_msg **out, size_t *n) {
   for (size_t i = 0; i < nq && *n < max; i++) {
     mem_queue *q = queue_find(br, queues[i]);
-    while (q && q->ready.head && *n < max) {
-      mem_node *x = q->ready.head;
-      uint64_t token;
-      gtask_msg *m = delivery_new(br, x, &token);
-      if (m == NULL)
-        return *n > 0 ? 0 : GTASK_ENOMEM;
-      list_remove(&q->ready, x);
-      lease_to(br, x, token, c);
-      out[(*n)++] = m;
+    for (int level = GTASK_PRIORITY_MAX; q && level >= 0 && *n < max; level--) {
+      mem_list *ready = &q->ready[level];
+      while (ready->head && *n < max) {
+        mem_node *x = ready->head;
+        uint64_t token;
+        gtask_msg *m = delivery_new(br, x, &token);
+        if (m == NULL)
+          return *n > 0 ? 0 : GTASK_ENOMEM;
+        list_remove(ready, x);
+        lease_to(br, x, token, c);
+        out[(*n)++] = m;
+      }
     }
   }
   return 0;
@@ -759,7 +768,7 @@ static int mb_finish(void *impl, const char *consumer, gtask_fin *fins, size_t n
       sched_push(q, x);
       break;
     case GTASK_FIN_REQUEUE:
-      list_append(&q->ready, x);
+      list_append(&q->ready[x->prio], x);
       woke = true;
       break;
     case GTASK_FIN_DEAD:
@@ -827,7 +836,8 @@ static int mb_promote(void *impl, const char *queue, size_t max, int64_t *next_d
   if (q) {
     size_t moved = 0;
     while (moved < max && q->nsched > 0 && q->sched[0]->due_ms <= now) {
-      list_append(&q->ready, sched_pop(q));
+      mem_node *x = sched_pop(q);
+      list_append(&q->ready[x->prio], x);
       moved++;
     }
     if (moved > 0)
@@ -847,7 +857,8 @@ static int mb_stats(void *impl, const char *queue, gtask_queue_stats *out) {
   pthread_mutex_lock(&br->mu);
   const mem_queue *q = queue_find(br, queue);
   if (q) {
-    out->pending = (int64_t)q->ready.n;
+    for (int level = 0; level <= GTASK_PRIORITY_MAX; level++)
+      out->pending += (int64_t)q->ready[level].n;
     out->active = (int64_t)q->leased.n;
     out->scheduled = (int64_t)q->nsched;
     out->dead = (int64_t)q->dead.n;
@@ -904,6 +915,7 @@ static int list_of(mem_broker *br, bool failed, const char *queue, const char *i
     } else {
       if (failed)
         v[k]->due_ms = x->due_ms;
+      v[k]->priority = x->prio;
       k++;
     }
   }
@@ -982,7 +994,7 @@ static int requeue_from(mem_broker *br, bool failed, gtask_revive *rs, size_t n,
     list_remove(failed ? &q->kept : &q->dead, x);
     x->due_ms = 0;
     body_swap(x, &bodies[i], rs[i].next_len);
-    list_append(&q->ready, x);
+    list_append(&q->ready[x->prio], x);
     rs[i].moved = true;
     woke = true;
   }
@@ -1051,13 +1063,14 @@ static int mb_cancel(void *impl, const char *queue, const char *id, const char *
   if (rc == 0) {
     q->cancelled++;
     bool found = false;
-    for (mem_node *x = q->ready.head; x != NULL; x = x->next)
-      if (strcmp(x->id, id) == 0) {
-        list_remove(&q->ready, x);
-        node_free(x);
-        found = true;
-        break;
-      }
+    for (int level = 0; level <= GTASK_PRIORITY_MAX && !found; level++)
+      for (mem_node *x = q->ready[level].head; x != NULL; x = x->next)
+        if (strcmp(x->id, id) == 0) {
+          list_remove(&q->ready[level], x);
+          node_free(x);
+          found = true;
+          break;
+        }
     for (size_t i = 0; i < q->nsched && !found; i++)
       if (strcmp(q->sched[i]->id, id) == 0) {
         mem_node *x = q->sched[i];
@@ -1124,7 +1137,8 @@ static void mb_destroy(void *impl) {
     return;
   for (mem_queue *q = br->queues, *next; q; q = next) {
     next = q->next;
-    list_free(&q->ready);
+    for (int level = 0; level <= GTASK_PRIORITY_MAX; level++)
+      list_free(&q->ready[level]);
     list_free(&q->leased);
     list_free(&q->dead);
     list_free(&q->kept);
@@ -1251,10 +1265,11 @@ static bool u64_parse(const char *s, size_t len, uint64_t *v) {
   return true;
 }
 
-/* A list() cursor: the pos of the last node given, or, for the scheduled
- * list, "DUE:SEQ" of the last node given. */
+/* A list() cursor: the pos of the last node given; for the scheduled list
+ * "DUE:SEQ", for the pending list "LEVEL:POS" of the last node given (the
+ * pending list runs through the levels, highest first, as on Redis). */
 typedef struct mem_cursor {
-  uint64_t pos, seq;
+  uint64_t pos, seq, level;
   int64_t due_ms;
 } mem_cursor;
 
@@ -1263,12 +1278,19 @@ static int cursor_parse(int state, const char *s, mem_cursor *cur) {
   if (s == NULL)
     return 0;
   bool ok;
-  if (state == GTASK_LIST_SCHEDULED) {
+  if (state == GTASK_LIST_SCHEDULED || state == GTASK_LIST_PENDING) {
     const char *colon = strchr(s, ':');
-    uint64_t due = 0;
-    ok = colon != NULL && u64_parse(s, (size_t)(colon - s), &due) && due <= INT64_MAX &&
-         u64_parse(colon + 1, strlen(colon + 1), &cur->seq);
-    cur->due_ms = (int64_t)due;
+    uint64_t first = 0, second = 0;
+    ok = colon != NULL && u64_parse(s, (size_t)(colon - s), &first) && first <= INT64_MAX &&
+         u64_parse(colon + 1, strlen(colon + 1), &second);
+    if (state == GTASK_LIST_PENDING) {
+      ok = ok && first <= GTASK_PRIORITY_MAX;
+      cur->level = first;
+      cur->pos = second;
+    } else {
+      cur->due_ms = (int64_t)first;
+      cur->seq = second;
+    }
   } else {
     ok = u64_parse(s, strlen(s), &cur->pos);
   }
@@ -1286,6 +1308,7 @@ static gtask_msg *node_copy(const mem_node *x, int state) {
   gtask_msg *m = gtask_msg_new(x->id, x->q->name, x->body, x->len);
   if (m == NULL)
     return NULL;
+  m->priority = x->prio;
   if (state == GTASK_LIST_SCHEDULED || state == GTASK_LIST_FAILED)
     m->due_ms = x->due_ms;
   if (state == GTASK_LIST_ACTIVE && gtask_msg_set_lease(m, x->holder->name) != 0) {
@@ -1321,10 +1344,37 @@ static int sched_after(const mem_queue *q, const mem_cursor *cur, mem_node ***ou
   return 0;
 }
 
-/* The list that holds state's nodes in q; NULL for the scheduled heap. */
+/* The nodes of the pending list after cur: each level's ready list, the
+ * highest level first, in order.  As sched_after. */
+static int pending_after(const mem_queue *q, const mem_cursor *cur, bool from_start,
+                         mem_node ***out, size_t *n) {
+  *out = NULL;
+  *n = 0;
+  size_t total = 0;
+  for (int level = 0; level <= GTASK_PRIORITY_MAX; level++)
+    total += q->ready[level].n;
+  if (total == 0)
+    return 0;
+  mem_node **v = gtask__calloc(total, sizeof(*v));
+  if (v == NULL)
+    return GTASK_ENOMEM;
+  size_t k = 0;
+  for (int level = GTASK_PRIORITY_MAX; level >= 0; level--) {
+    if (!from_start && (uint64_t)level > cur->level)
+      continue;
+    for (mem_node *x = q->ready[level].head; x; x = x->next)
+      if (from_start || (uint64_t)level < cur->level || x->pos > cur->pos)
+        v[k++] = x;
+  }
+  *out = v;
+  *n = k;
+  return 0;
+}
+
+/* The list that holds state's nodes in q; NULL for the scheduled heap and
+ * the pending levels. */
 static const mem_list *state_list(const mem_queue *q, int state) {
   switch (state) {
-  case GTASK_LIST_PENDING: return &q->ready;
   case GTASK_LIST_ACTIVE: return &q->leased;
   case GTASK_LIST_DEAD: return &q->dead;
   case GTASK_LIST_FAILED: return &q->kept;
@@ -1360,10 +1410,12 @@ static int mb_list(void *impl, const char *queue, int state, const char *cursor,
   char buf[48] = "";
   pthread_mutex_lock(&br->mu);
   const mem_queue *q = queue_find(br, queue);
-  mem_node **sched = NULL; /* the scheduled list: the heap's nodes after cur, sorted */
+  mem_node **sched = NULL; /* scheduled or pending: the nodes after cur, in order */
   size_t nsched = 0;
   if (q != NULL && state == GTASK_LIST_SCHEDULED)
     rc = sched_after(q, &cur, &sched, &nsched);
+  else if (q != NULL && state == GTASK_LIST_PENDING)
+    rc = pending_after(q, &cur, cursor == NULL, &sched, &nsched);
   const mem_list *l = q != NULL ? state_list(q, state) : NULL;
   size_t most = l != NULL ? l->n : nsched;
   if (rc == 0 && most > 0 && (v = gtask__calloc(most < limit ? most : limit, sizeof(*v))) == NULL)
@@ -1391,6 +1443,8 @@ static int mb_list(void *impl, const char *queue, int state, const char *cursor,
     k++;
     if (l != NULL)
       gtask__fmt(buf, sizeof(buf), "%" PRIu64, x->pos);
+    else if (state == GTASK_LIST_PENDING)
+      gtask__fmt(buf, sizeof(buf), "%d:%" PRIu64, x->prio, x->pos);
     else
       gtask__fmt(buf, sizeof(buf), "%" PRId64 ":%" PRIu64, x->due_ms, x->seq);
   }
@@ -1432,6 +1486,9 @@ static int mb_find(void *impl, const char *queue, const char *id, int *state, gt
       for (size_t i = 0; i < q->nsched && x == NULL; i++)
         if (strcmp(q->sched[i]->id, id) == 0)
           x = q->sched[i];
+    } else if (where == GTASK_LIST_PENDING) {
+      for (int level = GTASK_PRIORITY_MAX; level >= 0 && x == NULL; level--)
+        x = list_find(&q->ready[level], id);
     } else {
       x = list_find(state_list(q, where), id);
       if (x != NULL && where == GTASK_LIST_FAILED && x->due_ms < now)
