@@ -1228,6 +1228,32 @@ CONTRACT(BROKER, list_and_find_each_state) {
   free_msgs(m, 3);
 }
 
+/* The pending list runs through the priority levels, highest first and FIFO
+ * within a level, across pages (the level itself travels in the body). */
+CONTRACT(BROKER, list_pending_levels) {
+  need_list(e);
+  if (e->bo->abi < 5)
+    SKIP("the broker has no priority levels (abi < 5)");
+  void *state = e->bo->colocated ? e->bo->colocated(e->bi, e->be) : NULL;
+  static const int level[] = {0, 2, 1, 0, 2};
+  char id[5][GTASK_ID_SIZE];
+  for (int i = 0; i < 5; i++) {
+    new_id(id[i]);
+    gtask_msg *m = gtask_msg_new(id[i], e->q, BODIES[i], strlen(BODIES[i]));
+    ASSERT_NOT_NULL(m);
+    m->priority = level[i];
+    ASSERT_OK(e->bo->push(e->bi, &m, 1, state));
+    gtask_msg_free(m);
+  }
+  char want[5][GTASK_ID_SIZE];
+  static const int order[] = {1, 4, 2, 0, 3};
+  for (int i = 0; i < 5; i++)
+    memcpy(want[i], id[order[i]], GTASK_ID_SIZE);
+  for (size_t limit = 1; limit <= 1000; limit *= 10)
+    page_all(e, GTASK_LIST_PENDING, limit, want, 5, NULL);
+  assert_found(e, id[2], GTASK_LIST_PENDING, BODIES[2]); /* found in its level */
+}
+
 /* Whether record is among v[0..n), and how many times. */
 static int count_record(char **v, size_t n, const char *record) {
   int k = 0;
