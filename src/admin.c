@@ -25,6 +25,7 @@
  * docs/PROTOCOL.md ("dead_requeue.lua") has the same reasoning. */
 #include "internal.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,16 +44,32 @@ static void free_msgs(gtask_msg **v, size_t n) {
 
 /* ---------------------------------------------------------------- stats */
 
-GTASK_EXTERN int gtask_client_stats(gtask_client *c, const char *queue, gtask_queue_stats *out) {
-  if (!c || !out) return GTASK_EINVAL;
-  /* Zeroed here, not only by the broker: a table older than abi 6 knows a
-   * shorter struct and leaves `cancelled` as it finds it. */
-  memset(out, 0, sizeof(*out));
+/* The 0.1.0 struct: the six fields before `cancelled`. */
+#define STATS_SIZE_0_1 offsetof(gtask_queue_stats, cancelled)
+
+GTASK_EXTERN int gtask_client_stats_sized(gtask_client *c, const char *queue, gtask_queue_stats *out,
+                                          size_t size) {
+  if (!c || !out || size < STATS_SIZE_0_1) return GTASK_EINVAL;
+  /* Read into a whole struct, zeroed (a table older than abi 6 knows a
+   * shorter struct and leaves `cancelled` as it finds it), and hand the
+   * caller the part its struct has. */
+  gtask_queue_stats all;
+  memset(&all, 0, sizeof(all));
+  memset(out, 0, size < sizeof(all) ? size : sizeof(all));
   const char *q = queue ? queue : gtask__client_queue(c);
   if (!gtask__queue_valid(q)) return gtask__client_err(c, GTASK_EINVAL, "invalid queue name \"%s\"", q);
   gtask_broker *b = gtask__client_broker(c);
-  int rc = b->ops->stats(b->impl, q, out);
-  return rc ? lib_err(c, rc, "stats") : 0;
+  int rc = b->ops->stats(b->impl, q, &all);
+  if (rc) return lib_err(c, rc, "stats");
+  memcpy(out, &all, size < sizeof(all) ? size : sizeof(all));
+  return 0;
+}
+
+/* The function of 0.1.0 for the programs linked against it (the header's
+ * macro of the same name calls the sized one). */
+#undef gtask_client_stats
+GTASK_EXTERN int gtask_client_stats(gtask_client *c, const char *queue, gtask_queue_stats *out) {
+  return gtask_client_stats_sized(c, queue, out, STATS_SIZE_0_1);
 }
 
 GTASK_EXTERN int gtask_client_queues(gtask_client *c, char ***names, size_t *n) {

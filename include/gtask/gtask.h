@@ -783,13 +783,22 @@ typedef struct gtask_queue_stats {
   int64_t failed;    /* tasks finished FAILURE, dead-lettered ones included */
   int64_t cancelled; /* tasks cancelled (gtask_client_cancel), queued or running
                         (added at the end after 0.1.0; a custom broker of
-                        GTASK_EXTEND_ABI < 6 leaves it 0) */
+                        GTASK_EXTEND_ABI < 6 leaves it 0).  Fields are only
+                        ever added at the end: see gtask_client_stats. */
 } gtask_queue_stats;
 
 /* Reads the counts of queue (NULL: the client's queue) into *out.
  * GTASK_EINVAL for a bad queue name; GTASK_ECONN when Redis cannot be reached
- * (detail in gtask_client_errmsg). */
+ * (detail in gtask_client_errmsg).
+ * gtask_client_stats is a macro: it passes the size of the struct the
+ * program was built with, and the library fills that much and no more.  The
+ * function of that name stays for programs built against 0.1.0, whose
+ * struct ends before `cancelled` (it fills only those fields).  size below
+ * 0.1.0's six fields is GTASK_EINVAL. */
+GTASK_EXTERN int gtask_client_stats_sized(gtask_client *c, const char *queue, gtask_queue_stats *out,
+                                          size_t size);
 GTASK_EXTERN int gtask_client_stats(gtask_client *c, const char *queue, gtask_queue_stats *out);
+#define gtask_client_stats(c, queue, out) gtask_client_stats_sized((c), (queue), (out), sizeof(*(out)))
 
 /* The queues the broker holds anything of (tasks in any state, counters),
  * sorted: *names is a new array of *n names (NULL and 0 if none); free it
