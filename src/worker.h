@@ -80,6 +80,8 @@ struct gtask_job {
   bool lease_lost;               /* a heartbeat found the lease taken over */
   bool reclaimed;                /* leased from a lost worker (may have its marks) */
   bool marked;                   /* its STARTED mark was (being) written */
+  bool write_failed;             /* [finisher] a write of its outcome failed: it
+                                    goes last in the next batch, after the others */
   bool cancel_seen;              /* [mu] its task was found final while held: cancelled
                                     (issue 18); ctx.cancelled is set too */
   gtask_msg *msg;                /* the delivery (owns queue, body, lease) */
