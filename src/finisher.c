@@ -463,7 +463,14 @@ void *gtask__finisher_main(void *arg) {
       if (msgs) {
         for (size_t k = 0; k < nstart; k++) msgs[k] = start[k]->msg;
         int rc = s->backend->ops->started(s->backend->impl, msgs, start_att, nstart);
-        if (rc) gtask__log(GTASK_LOG_WARN, "recording STARTED: %s", gtask_last_error());
+        /* STARTED is a courtesy: a slot in migration (TRYAGAIN) is noted
+         * once, at info level, until a STARTED write works again. */
+        bool migrating = rc && gtask__err_migrating();
+        if (rc && !migrating) gtask__log(GTASK_LOG_WARN, "recording STARTED: %s", gtask_last_error());
+        if (migrating && !s->started_migrating)
+          gtask__log(GTASK_LOG_INFO, "recording STARTED: a slot is in migration (%s); its marks "
+                     "are skipped until the move ends", gtask_last_error());
+        s->started_migrating = migrating;
         gtask__free(msgs);
       }
     }
