@@ -67,13 +67,16 @@ void gtask__server_finisher_due_locked(gtask_server *s, int64_t due_mono) {
 
 
 /* Writes the outcomes of jobs[0..n).  Returns 0 when every job is settled
- * (written or fenced), else an error and nothing is to be considered written. */
+ * (written or fenced), else an error, and then only the fins marked settled
+ * are written (the broker settles what it can: a batch spans queues on
+ * several nodes, and one failing must not hold back the others). */
 static int write_outcomes(gtask_server *s, gtask_job **jobs, size_t n, gtask_fin *fins) {
   for (size_t k = 0; k < n; k++) {
     const gtask_job *j = jobs[k];
     fins[k] = j->fin;
     fins[k].msg = j->msg;
     fins[k].fenced = false;
+    fins[k].settled = false;
     /* (marked is final here: a job on the DONE list gets no mark.) */
     fins[k].fresh = j->task && !j->reclaimed && !j->marked && j->task->attempts == 0 && j->task->lost == 0;
   }
@@ -93,7 +96,7 @@ static int write_outcomes(gtask_server *s, gtask_job **jobs, size_t n, gtask_fin
     size_t map[MAX_BATCH], m = 0;
     for (size_t k = 0; k < n; k++) {
       if (lost[k]) {
-        fins[k].fenced = true;
+        fins[k].fenced = fins[k].settled = true;
         continue;
       }
       map[m] = k;
@@ -109,7 +112,10 @@ static int write_outcomes(gtask_server *s, gtask_job **jobs, size_t n, gtask_fin
         live[k].fenced = false;
       }
     rc = s->broker->ops->finish(s->broker->impl, s->name, live, m, NULL);
-    for (size_t k = 0; k < m; k++) fins[map[k]].fenced = live[k].fenced;
+    for (size_t k = 0; k < m; k++) {
+      fins[map[k]].fenced = live[k].fenced;
+      fins[map[k]].settled = live[k].settled;
+    }
   }
   return rc;
 }
@@ -150,6 +156,22 @@ static void settle(gtask_server *s, gtask_job **batch, const gtask_fin *fins, si
   pthread_mutex_unlock(&s->mu);
   /* Wake the fetcher so that it promotes the retry when it is due. */
   if (poke) s->broker->ops->interrupt(s->broker->impl, s->name);
+}
+
+/* After a write that failed (rc): settles the jobs of batch[0..*n) whose
+ * outcomes the broker wrote nonetheless (fin.settled) and keeps the others,
+ * in order, in batch[0..*n) and fins[0..*n) to be retried. */
+static void settle_written(gtask_server *s, gtask_job **batch, gtask_fin *fins, size_t *n) {
+  size_t keep = 0;
+  for (size_t k = 0; k < *n; k++) {
+    if (fins[k].settled) {
+      settle(s, &batch[k], &fins[k], 1);
+      continue;
+    }
+    batch[keep] = batch[k];
+    fins[keep++] = fins[k];
+  }
+  *n = keep;
 }
 
 /* The last job of a burst is written by the executor that ran it.  When the
@@ -418,6 +440,20 @@ void *gtask__finisher_main(void *arg) {
       batch[n++] = j;
     }
     pthread_mutex_unlock(&s->mu);
+    /* Outcomes whose write failed last time (their queue's node down, its
+     * slot in migration) go last: the broker writes a batch run by run, in
+     * order, and the other queues' runs are then written before the failing
+     * one is tried again (and retried, for seconds, inside the call). */
+    size_t nfresh = 0;
+    gtask_job *failed[MAX_BATCH];
+    size_t nfailed = 0;
+    for (size_t k = 0; k < n; k++) {
+      if (batch[k]->write_failed)
+        failed[nfailed++] = batch[k];
+      else
+        batch[nfresh++] = batch[k];
+    }
+    memcpy(batch + nfresh, failed, nfailed * sizeof(*failed));
 
     for (size_t k = 0; k < n; k++)
       if (batch[k]->fin.kind == 0) gtask__job_outcome_timeout(s, batch[k]);
@@ -427,11 +463,19 @@ void *gtask__finisher_main(void *arg) {
       if (msgs) {
         for (size_t k = 0; k < nstart; k++) msgs[k] = start[k]->msg;
         int rc = s->backend->ops->started(s->backend->impl, msgs, start_att, nstart);
-        if (rc) gtask__log(GTASK_LOG_WARN, "recording STARTED: %s", gtask_last_error());
+        /* STARTED is a courtesy: a slot in migration (TRYAGAIN) is noted
+         * once, at info level, until a STARTED write works again. */
+        bool migrating = rc && gtask__err_migrating();
+        if (rc && !migrating) gtask__log(GTASK_LOG_WARN, "recording STARTED: %s", gtask_last_error());
+        if (migrating && !s->started_migrating)
+          gtask__log(GTASK_LOG_INFO, "recording STARTED: a slot is in migration (%s); its marks "
+                     "are skipped until the move ends", gtask_last_error());
+        s->started_migrating = migrating;
         gtask__free(msgs);
       }
     }
     int rc = n ? write_outcomes(s, batch, n, fins) : 0;
+    if (rc) settle_written(s, batch, fins, &n);
     if (rc && !gtask__rc_transient(rc) && rc != GTASK_ENOPERM) n = isolate(s, batch, n, fins, &rc);
     if (rc == GTASK_ENOPERM) gtask__server_fatal(s, rc, "writing results");
 
@@ -464,6 +508,7 @@ void *gtask__finisher_main(void *arg) {
       } else {
         /* Put the batch back in front, in order, and wait before retrying. */
         for (size_t k = n; k-- > 0;) {
+          batch[k]->write_failed = true;
           batch[k]->next = s->done_head;
           s->done_head = batch[k];
           if (!s->done_tail) s->done_tail = batch[k];

@@ -93,6 +93,7 @@ GTASK_EXTERN void gtask_server_free(gtask_server *s) {
   gtask__free(s->order);
   gtask__free(s->weights);
   gtask__free(s->credit);
+  gtask__free(s->migrating);
   gtask__free(s->to_start);
   gtask__free(s->to_start_att);
   close(s->wake_pipe[0]);
@@ -152,9 +153,10 @@ GTASK_EXTERN int gtask_server_set_queues(gtask_server *s, const char *queues) {
   const char **order = gtask__calloc(n, sizeof(*order));
   int *weights = gtask__calloc(n, sizeof(*weights));
   int64_t *credit = gtask__calloc(n, sizeof(*credit));
+  uint8_t *migrating = gtask__calloc(n, sizeof(*migrating));
   size_t k = 0;
   bool weighted = false;
-  int rc = buf && list && order && weights && credit ? 0 : GTASK_ENOMEM;
+  int rc = buf && list && order && weights && credit && migrating ? 0 : GTASK_ENOMEM;
   if (rc == 0)
     rc = gtask__queue_list_parse(buf, list, weights, &k, &weighted, s->errmsg, sizeof(s->errmsg));
   if (rc) { /* nothing changed */
@@ -163,6 +165,7 @@ GTASK_EXTERN int gtask_server_set_queues(gtask_server *s, const char *queues) {
     gtask__free(order);
     gtask__free(weights);
     gtask__free(credit);
+    gtask__free(migrating);
     return rc;
   }
   gtask__free(s->queues_buf);
@@ -170,11 +173,13 @@ GTASK_EXTERN int gtask_server_set_queues(gtask_server *s, const char *queues) {
   gtask__free(s->order);
   gtask__free(s->weights);
   gtask__free(s->credit);
+  gtask__free(s->migrating);
   s->queues_buf = buf;
   s->queues = list;
   s->order = order;
   s->weights = weights;
   s->credit = credit;
+  s->migrating = migrating;
   s->weighted = weighted;
   s->nqueues = k;
   return 0;
@@ -434,6 +439,21 @@ static gtask_job *accept_msgs(gtask_server *s, gtask_msg **msgs, size_t n, bool 
   return kept;
 }
 
+bool gtask__err_migrating(void) { return strstr(gtask_last_error(), "TRYAGAIN") != NULL; }
+
+/* A periodic call's failure on queue q (call: MIGRATING_RECLAIM, ...).  A
+ * TRYAGAIN is expected while q's slot is in migration (a reshard): it is
+ * noted once, at info level, until the call works again on q, and is not a
+ * failure of housekeeping.  True: a failure to report. */
+static bool periodic_failed(gtask_server *s, size_t q, uint8_t call, const char *what) {
+  if (!gtask__err_migrating()) return true;
+  if (!(s->migrating[q] & call))
+    gtask__log(GTASK_LOG_INFO, "%s on queue %s: its slot is in migration (%s); retrying quietly "
+               "until the move ends", what, s->queues[q], gtask_last_error());
+  s->migrating[q] |= call;
+  return false;
+}
+
 static void housekeeping(gtask_server *s, int64_t *next_promote_mono) {
   gtask_msg *out[64];
   int failed = 0;
@@ -441,7 +461,8 @@ static void housekeeping(gtask_server *s, int64_t *next_promote_mono) {
     size_t n = 0;
     int rc = s->broker->ops->reclaim(s->broker->impl, s->name, s->queues[q], s->lease_ms, 64, out, &n);
     if (rc == GTASK_ENOPERM) gtask__server_fatal(s, rc, "reclaim");
-    if (rc && !s->hk_failing && !failed++)
+    if (rc == 0) s->migrating[q] &= (uint8_t)~MIGRATING_RECLAIM;
+    if (rc && periodic_failed(s, q, MIGRATING_RECLAIM, "reclaim") && !s->hk_failing && !failed++)
       gtask__log(GTASK_LOG_WARN, "reclaim on queue %s: %s (will keep trying)", s->queues[q], gtask_last_error());
     if (n) accept_msgs(s, out, n, true, false);
   }
@@ -450,7 +471,8 @@ static void housekeeping(gtask_server *s, int64_t *next_promote_mono) {
     int64_t due = 0;
     int rc = s->broker->ops->promote(s->broker->impl, s->queues[q], 1000, &due);
     if (rc == GTASK_ENOPERM) gtask__server_fatal(s, rc, "promote");
-    if (rc && !s->hk_failing && !failed++)
+    if (rc == 0) s->migrating[q] &= (uint8_t)~MIGRATING_PROMOTE;
+    if (rc && periodic_failed(s, q, MIGRATING_PROMOTE, "promote") && !s->hk_failing && !failed++)
       gtask__log(GTASK_LOG_WARN, "promote on queue %s: %s (will keep trying)", s->queues[q], gtask_last_error());
     if (due && (!earliest || due < earliest)) earliest = due;
   }

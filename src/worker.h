@@ -28,6 +28,10 @@
 
 /* The most jobs the fetcher accepts, or the finisher writes, in one step. */
 #define MAX_BATCH 256
+/* The periodic calls whose TRYAGAIN (a slot in migration) is logged once per
+ * queue and migration (gtask_server.migrating). */
+#define MIGRATING_RECLAIM 1u
+#define MIGRATING_PROMOTE 2u
 
 typedef struct gtask_job gtask_job;
 typedef struct gtask_handler gtask_handler;
@@ -80,6 +84,8 @@ struct gtask_job {
   bool lease_lost;               /* a heartbeat found the lease taken over */
   bool reclaimed;                /* leased from a lost worker (may have its marks) */
   bool marked;                   /* its STARTED mark was (being) written */
+  bool write_failed;             /* [finisher] a write of its outcome failed: it
+                                    goes last in the next batch, after the others */
   bool cancel_seen;              /* [mu] its task was found final while held: cancelled
                                     (issue 18); ctx.cancelled is set too */
   gtask_msg *msg;                /* the delivery (owns queue, body, lease) */
@@ -186,6 +192,10 @@ struct gtask_server {
   bool fetch_outage;          /* [role] the last lease failed (log once per outage) */
   gtask_msg **fetch_out;      /* [run] the array; [role] its PREFETCH_MAX deliveries of one lease */
   bool hk_failing;            /* [role] the last housekeeping failed */
+  uint8_t *migrating;         /* [config] the array (nqueues); [role] per queue, the
+                                 periodic calls (MIGRATING_*) that met TRYAGAIN
+                                 and were logged once: its slot is in migration */
+  bool started_migrating;     /* [finisher] a STARTED write met TRYAGAIN (logged once) */
   /* Paused queues (issue 18): the fetcher asks the broker every
    * PAUSE_CHECK_MS and leases from the others only. */
   const char **active;        /* [run] the array (nqueues); [role] the queues not paused */
@@ -316,6 +326,9 @@ void gtask__job_unref_locked(gtask_server *s, gtask_job *job);
  * it for gtask_server_run to return, and shuts the worker down.  The first
  * such error wins.  Thread-safe. */
 void gtask__server_fatal(gtask_server *s, int rc, const char *what);
+/* Whether the last error was a TRYAGAIN: a Redis Cluster slot in migration,
+ * expected during a reshard (server.c). */
+bool gtask__err_migrating(void);
 /* The fetch role: leases and queues jobs until it keeps one to run, having
  * given the role to an idle thread (returns that job, RUNNING), or until the
  * worker stops (returns NULL, the role given up for good). */

@@ -166,6 +166,15 @@ typedef struct gtask_fin {
                               the caller's (broker: nothing changed), or the task
                               was already final (backend; and a colocated broker
                               then only releases the lease) */
+  bool settled;            /* out (the caller sets it false; broker finish()
+                              only): when finish() returns an error, the fins
+                              it settled nonetheless -- applied or fenced --
+                              so that the caller retries only the others (a
+                              batch spanning queues on several nodes, one of
+                              them failing).  A broker that leaves it alone
+                              is retried whole, as before: ABI-5 plugins
+                              need no change (the field lies in what was the
+                              struct's tail padding: its size is unchanged) */
 } gtask_fin;
 
 /* A dead message to move back to its queue (broker dead_requeue()). */
@@ -253,7 +262,9 @@ typedef struct gtask_broker_ops {
    * and marked fenced.  If state is non-NULL (colocation), the backend record
    * is written in the same atomic step, as the backend's store() would; a
    * task already final keeps its state, the fin is marked fenced and only its
-   * lease is released. */
+   * lease is released.  On an error, nothing is taken as written unless the
+   * broker marks the fins it did settle (fin->settled): those are not passed
+   * again, so a failing part of a batch (one node) holds back only itself. */
   int (*finish)(void *impl, const char *consumer, gtask_fin *fins, size_t n, void *state);
 
   /* Required.  Takes over up to max deliveries in queue whose lease has not

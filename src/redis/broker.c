@@ -1133,7 +1133,15 @@ static bool fin_keeps_failed(const gtask_fin *f) {
 static int finish_runs(redis_broker *b, const char *consumer, gtask_fin *fins, size_t n,
                        void *state);
 
-/* In runs of one queue and level (level_order), the fins' fenced copied back. */
+/* Of two errors of one call's parts, the one to report: a permanent one (the
+ * caller must isolate its fins) over a transient one (it retries them). */
+static int worse_rc(int rc, int r) {
+  if (rc == 0 || (gtask__rc_transient(rc) && !gtask__rc_transient(r))) return r;
+  return rc;
+}
+
+/* In runs of one queue and level (level_order), the fins' fenced and settled
+ * copied back. */
 static int rb_finish(void *impl, const char *consumer, gtask_fin *fins, size_t n, void *state) {
   redis_broker *b = impl;
   bool mixed = false;
@@ -1151,12 +1159,19 @@ static int rb_finish(void *impl, const char *consumer, gtask_fin *fins, size_t n
   }
   for (size_t k = 0; k < n; k++) v[k] = fins[perm[k]];
   int rc = finish_runs(b, consumer, v, n, state);
-  for (size_t k = 0; k < n; k++) fins[perm[k]].fenced = v[k].fenced;
+  for (size_t k = 0; k < n; k++) {
+    fins[perm[k]].fenced = v[k].fenced;
+    fins[perm[k]].settled = v[k].settled;
+  }
   gtask__free(v);
   gtask__free(perm);
   return rc;
 }
 
+/* One finish.lua per run.  A run that fails (its node down, its slot in
+ * migration: TRYAGAIN) does not stop the others: each run that succeeds marks
+ * its fins settled, and the error returned is a permanent one if any run met
+ * one (the caller then isolates the fins), else the first. */
 static int finish_runs(redis_broker *b, const char *consumer, gtask_fin *fins, size_t n,
                        void *state) {
   gtask__redis *st = state ? gtask__redis_backend_pool(state) : NULL;
@@ -1169,7 +1184,7 @@ static int finish_runs(redis_broker *b, const char *consumer, gtask_fin *fins, s
    * short ones (keys, arguments and the reply all follow it). */
   gtask_fin **ord = gtask__malloc((n ? n : 1) * sizeof(*ord));
   if (!ord) rc = GTASK_ENOMEM;
-  for (size_t i = 0; i < n && rc == 0;) {
+  for (size_t i = 0; i < n && ord;) {
     size_t j = fin_run_end(fins, n, i), m = j - i, ng = 0, ns = 0;
     for (size_t k = i; k < j; k++) ng += !fin_short(&fins[k], st);
     for (size_t k = i; k < j; k++) {
@@ -1188,7 +1203,12 @@ static int finish_runs(redis_broker *b, const char *consumer, gtask_fin *fins, s
     }
     keys = k2;
     const char *q = fins[i].msg->queue;
-    if ((rc = gtask__redis_use(b->r, q, &c)) != 0) break;
+    int r = gtask__redis_use(b->r, q, &c);
+    if (r) {
+      rc = worse_rc(rc, r);
+      i = j;
+      continue;
+    }
     gtask__argv_reset(&a);
     gtask__argv_add(&a, keys[0], level_key(b, keys[0], q, level_of(fins[i].msg)));
     gtask__argv_add(&a, keys[1], gtask__redis_key(b->r, keys[1], GTASK__KEY_MAX, q, "sched", NULL));
@@ -1261,12 +1281,17 @@ static int finish_runs(redis_broker *b, const char *consumer, gtask_fin *fins, s
     }
     if (keep) gtask__argv_addi(&a, gtask__now_ms()); /* for the failed set's trim */
     redisReply *rep;
-    rc = gtask__redis_eval(b->r, c, GTASK__LUA_FINISH, nk, &a, &rep);
-    if (rc == 0) {
-      rc = gtask__redis_int_array(b->r, "finish.lua", rep, m);
-      for (size_t e = 0; e < m && rc == 0; e++) ord[e]->fenced = rep->element[e]->integer != 1;
+    r = gtask__redis_eval(b->r, c, GTASK__LUA_FINISH, nk, &a, &rep);
+    if (r == 0) {
+      r = gtask__redis_int_array(b->r, "finish.lua", rep, m);
+      for (size_t e = 0; e < m && r == 0; e++) {
+        /* 3: this fin's own earlier run, whose reply was lost, applied it. */
+        ord[e]->fenced = rep->element[e]->integer != 1 && rep->element[e]->integer != 3;
+        ord[e]->settled = true;
+      }
       freeReplyObject(rep);
     }
+    if (r) rc = worse_rc(rc, r);
     i = j;
   }
   gtask__free(ord);
@@ -2063,8 +2088,8 @@ static int rb_finish_limited(void *impl, const char *consumer, gtask_fin *fins, 
                              void *state) {
   redis_broker *b = impl;
   int rc = rb_finish(impl, consumer, fins, n, state);
-  if (rc == 0)
-    for (size_t k = 0; k < n; k++) gtask__limits_release(b->limits, b->r, &fins[k].msg, 1);
+  for (size_t k = 0; k < n; k++)
+    if (rc == 0 || fins[k].settled) gtask__limits_release(b->limits, b->r, &fins[k].msg, 1);
   return rc;
 }
 

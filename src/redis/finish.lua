@@ -24,7 +24,10 @@
 --                  in three arguments and one key instead of eight and two
 -- Returns one integer per fin, general fins first: 1 done, 0 fenced (lease not
 -- held by consumer), 2 lease released but the task was already final (nothing
--- else changed).
+-- else changed), 3 done already by this very fin: the task's final record is
+-- the one this fin carries (a finish run again after its reply was lost --
+-- GTASK_EINDOUBT -- found its own earlier run's work; with state, final fins
+-- only; nothing changed).
 -- Each applied done or dead fin with a final status counts once in the stats
 -- hash (fields succeeded, failed).
 --
@@ -118,6 +121,14 @@ local function holds(eid)
   return #p == 1 and p[1][2] == consumer and not ended[eid]
 end
 
+-- Whether the final record of a task (its notify list's element) is rec: a
+-- fin not held, or found final, that this fin itself ended in an earlier run
+-- whose reply was lost.  Read only off the common path (a key of the wrong
+-- type: not ours).
+local function mine(nkey, rec)
+  return redis.pcall('LINDEX', nkey, 0) == rec
+end
+
 -- Deletes the notify lists step 2 created (applied fins with a final status).
 local function undo()
   for i = 1, n do
@@ -145,12 +156,12 @@ for i = 1, g do
   -- task id, fresh; KEYS: state hash, notify list (with state)
   local b = 8 + 8 * (i - 1)
   local eid, kind, status = ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
+  local to_final = status == 'SUCCESS' or status == 'FAILURE'
   if not holds(eid) then
-    out[i] = 0
+    out[i] = (with_state and to_final and mine(KEYS[8 + 2 * (i - 1)], ARGV[b + 4])) and 3 or 0
   else
     acked[#acked + 1] = eid
     ended[eid] = true
-    local to_final = status == 'SUCCESS' or status == 'FAILURE'
     local final = false
     local nkey = KEYS[8 + 2 * (i - 1)]
     if with_state and to_final then
@@ -162,6 +173,7 @@ for i = 1, g do
       final = len > 1
       if final then
         redis.call('RPOP', nkey)
+        if mine(nkey, ARGV[b + 4]) then final = 3 end
       else
         redis.call('PEXPIRE', nkey, ttl)
       end
@@ -169,7 +181,7 @@ for i = 1, g do
       final = redis.call('EXISTS', nkey) == 1
     end
     if final then
-      out[i] = 2
+      out[i] = final == 3 and 3 or 2
     else
       out[i] = 1
       if kind == '2' then sched = true end
@@ -196,7 +208,7 @@ for i = g + 1, n do
   local b = 8 + 8 * g + 3 * (i - g - 1)
   local eid = ARGV[b + 1]
   if not holds(eid) then
-    out[i] = 0
+    out[i] = mine(KEYS[7 + g + i - 1], ARGV[b + 3]) and 3 or 0
   else
     acked[#acked + 1] = eid
     ended[eid] = true
@@ -208,7 +220,7 @@ for i = g + 1, n do
     end
     if len > 1 then
       redis.call('RPOP', nkey)
-      out[i] = 2
+      out[i] = mine(nkey, ARGV[b + 3]) and 3 or 2
     else
       redis.call('PEXPIRE', nkey, ttl)
       out[i] = 1

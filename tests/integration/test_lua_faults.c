@@ -21,6 +21,7 @@
 #include "redis_fixture.h"
 #include "test.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -734,6 +735,70 @@ TEST(finish_trusted_batch_after_the_stream_was_deleted) {
     freeReplyObject(r);
   }
   free_msgs(m, 8);
+  env_stop(&e);
+}
+
+/* Field k of an HMGET of counters: a decimal integer. */
+static long long counter(const redisReply *r, size_t k) {
+  ASSERT_EQ(r->type, REDIS_REPLY_ARRAY);
+  ASSERT_EQ(r->element[k]->type, REDIS_REPLY_STRING);
+  char *end;
+  errno = 0;
+  long long v = strtoll(r->element[k]->str, &end, 10);
+  ASSERT_EQ(errno, 0);
+  ASSERT_EQ(*end, '\0');
+  return v;
+}
+
+/* A finish sent again after its reply was lost (GTASK_EINDOUBT) finds its own
+ * earlier run's work: each final fin whose task's record is the one it
+ * carries is reported applied (not fenced: the worker counts it and fires
+ * its hooks), and nothing changes or counts twice -- general fins (the lease
+ * check finds the entries acked) and short ones (a trusted batch finds them
+ * final).  A fin whose task another holder ended, with another record,
+ * stays fenced. */
+TEST(finish_run_again_after_a_lost_reply_recognises_its_own_work) {
+  env e;
+  env_start(&e);
+  populate(&e);
+  redisReply *r0 = cmd(e.c[0], "HMGET %s succeeded failed", key(&e, "stats", NULL));
+  long long succeeded0 = counter(r0, 0), failed0 = counter(r0, 1);
+  freeReplyObject(r0);
+  gtask_msg *m[5];
+  push_and_lease(&e, "c1", m, 5);
+  gtask_fin f[5];
+  for (int round = 0; round < 2; round++) {
+    f[0] = fin(m[0], GTASK_FIN_DONE, GTASK_FAILURE, REC_FAIL, false); /* general */
+    f[1] = fin(m[1], GTASK_FIN_DONE, GTASK_SUCCESS, REC_OK, false);   /* general */
+    f[2] = fin(m[2], GTASK_FIN_DONE, GTASK_SUCCESS, REC_OK, true);    /* short */
+    f[3] = fin(m[3], GTASK_FIN_DONE, GTASK_SUCCESS, REC_OK, true);    /* short */
+    finish_ok(&e, "c1", f, 4);
+    char *before = round == 1 ? dump(&e) : NULL;
+    /* The short fins alone, trusted (their leases began under the fence). */
+    gtask_fin t[2] = {fin(m[2], GTASK_FIN_DONE, GTASK_SUCCESS, REC_OK, true),
+                      fin(m[3], GTASK_FIN_DONE, GTASK_SUCCESS, REC_OK, true)};
+    m[2]->epoch = m[3]->epoch = 3; /* FENCE */
+    finish_ok(&e, "c1", t, 2);
+    m[2]->epoch = m[3]->epoch = 0;
+    if (before) {
+      char *after = dump(&e);
+      ASSERT_STR_EQ(after, before);
+      free(after);
+      free(before);
+    }
+  }
+  redisReply *r = cmd(e.c[0], "HMGET %s succeeded failed", key(&e, "stats", NULL));
+  /* These three and one, once each, over populate()'s. */
+  ASSERT_EQ(counter(r, 0) - succeeded0, 3);
+  ASSERT_EQ(counter(r, 1) - failed0, 1);
+  freeReplyObject(r);
+  /* Ended by someone else (another record): fenced, as before. */
+  cmd_ok(e.c[0], "RPUSH %s %s", key(&e, "n", m[4]->id), REC_FAIL);
+  cmd_ok(e.c[0], "XACK %s workers %s", key(&e, "stream", NULL), m[4]->lease);
+  f[4] = fin(m[4], GTASK_FIN_DONE, GTASK_SUCCESS, REC_OK, false);
+  ASSERT_OK(e.b->ops->finish(e.b->impl, "c1", &f[4], 1, e.state));
+  ASSERT_TRUE(f[4].fenced);
+  free_msgs(m, 5);
   env_stop(&e);
 }
 
