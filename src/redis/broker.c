@@ -181,7 +181,7 @@ static int create_groups(redis_broker *b, gtask__conn *c, const char *const *que
   for (size_t i = 0; i < nq; i++) {
     char key[GTASK__KEY_MAX];
     gtask__redis_key(b->r, key, sizeof(key), queues[i], "stream", NULL);
-    redisReply *rep = gtask__conn_command(c, "XGROUP CREATE %s %s 0 MKSTREAM", key, GTASK__GROUP);
+    redisReply *rep = gtask__redis_command(c, "XGROUP CREATE %s %s 0 MKSTREAM", key, GTASK__GROUP);
     if (!rep) {
       gtask__set_error("redis %s: %s", b->r->conf->describe, c->errstr);
       return GTASK_ECONN;
@@ -393,6 +393,9 @@ static int rb_lease(void *impl, const char *consumer, const char *const *queues,
                     size_t max, int64_t wait_ms, gtask_msg **out, size_t *n) {
   gtask__sigpipe_enter();
   int rc = lease(impl, consumer, queues, nq, max, wait_ms, out, n);
+  for (int k = 0;
+       rc == GTASK_ECONN && *n == 0 && gtask__redis_lease_moved(((redis_broker *)impl)->r, k); k++)
+    rc = lease(impl, consumer, queues, nq, max, wait_ms, out, n); /* on the slot's new node */
   gtask__sigpipe_leave(true);
   return rc;
 }
@@ -1215,7 +1218,7 @@ static int rb_dead_list(void *impl, const char *queue, const char *id, gtask_msg
   size_t nv = 0, cap = 0;
   /* HSCAN, not HGETALL: a large dead set does not block the server. */
   do {
-    redisReply *rep = gtask__conn_command(c, "HSCAN %s %s COUNT 500", key, cursor);
+    redisReply *rep = gtask__redis_command(c, "HSCAN %s %s COUNT 500", key, cursor);
     if (!rep) {
       gtask__set_error("redis %s: HSCAN: %s", b->r->conf->describe, c->errstr);
       rc = GTASK_ECONN;
@@ -1367,7 +1370,7 @@ static int rb_failed_list(void *impl, const char *queue, const char *id, gtask_m
   gtask_msg **v = NULL;
   size_t nv = 0, cap = 0;
   do {
-    redisReply *rep = gtask__conn_command(c, "ZSCAN %s %s MATCH %s COUNT 500", key, cursor, match);
+    redisReply *rep = gtask__redis_command(c, "ZSCAN %s %s MATCH %s COUNT 500", key, cursor, match);
     if (!rep) {
       gtask__set_error("redis %s: ZSCAN: %s", b->r->conf->describe, c->errstr);
       rc = GTASK_ECONN;
