@@ -120,7 +120,7 @@ static int wait_and_print(cli *c, gtask_client *cl, const char *id, int64_t time
 
 static const char usage_send[] =
     "usage: gtask send NAME [ARG...] [--timeout DUR] [--retry N] [--retry-on LIST]\n"
-    "                  [--delay DUR]\n"
+    "                  [--delay DUR] [--priority N]\n"
     "                  [--id ID] [--unique DUR|done] [--wait [DUR] | --count N]\n"
     "\n"
     "Sends task NAME with the given arguments and prints its id; with --wait,\n"
@@ -136,6 +136,9 @@ static const char usage_send[] =
     "                 (its process-pool child died); never a missing handler,\n"
     "                 wrong argument types or a malformed message\n"
     "  --delay DUR    do not run it before DUR from now\n"
+    "  --priority N   0 (normal, the default), 1 (high) or 2 (urgent): workers\n"
+    "                 take a queue's higher levels first, in order within one\n"
+    "                 level; it keeps its level through delays and retries\n"
     "  --id ID        send it under this task id (a lower-case UUID); refused with\n"
     "                 exit 7 while a task with that id is queued, running or its\n"
     "                 result is kept\n"
@@ -210,7 +213,8 @@ static int send_count(cli *c, gtask_client *cl, const gtask_send_conf *sc,
   return rc;
 }
 
-enum { O_TIMEOUT = 1, O_RETRY, O_WAIT, O_ALL, O_COUNT, O_DELAY, O_ID, O_UNIQUE, O_RETRY_ON };
+enum { O_TIMEOUT = 1, O_RETRY, O_WAIT, O_ALL, O_COUNT, O_DELAY, O_ID, O_UNIQUE, O_RETRY_ON,
+       O_PRIORITY };
 
 int cmd_send(cli *c, int argc, char **argv) {
   static const cli_opt opts[] = {{"timeout", OPT_REQUIRED, O_TIMEOUT},
@@ -221,6 +225,7 @@ int cmd_send(cli *c, int argc, char **argv) {
                                  {"id", OPT_REQUIRED, O_ID},
                                  {"unique", OPT_REQUIRED, O_UNIQUE},
                                  {"retry-on", OPT_REQUIRED, O_RETRY_ON},
+                                 {"priority", OPT_REQUIRED, O_PRIORITY},
                                  {NULL, OPT_NONE, 0}};
   cli_scan s = {.argc = argc, .argv = argv, .i = 0};
   const char *name = NULL, *wait_text = NULL, *task_id = NULL;
@@ -229,7 +234,7 @@ int cmd_send(cli *c, int argc, char **argv) {
   long long count = 0; /* 0: one task, printed as one id */
   bool wait = false;
   int64_t timeout_ms = 0, wait_ms = -1;
-  long long retry = 0;
+  long long retry = 0, priority = 0;
   gtask_value *args = calloc((size_t)argc + 1, sizeof(*args));
   size_t nargs = 0;
   if (!args) {
@@ -284,6 +289,11 @@ int cmd_send(cli *c, int argc, char **argv) {
         code = cli_usage_error(c, "bad --retry-on \"%s\" (a comma-separated list of timeout, error, crash)", v);
         goto out;
       }
+    } else if (r == O_PRIORITY) {
+      if (cli_parse_int(v, 0, GTASK_PRIORITY_MAX, &priority) != 0) {
+        code = cli_usage_error(c, "bad --priority \"%s\" (0 normal, 1 high or 2 urgent)", v);
+        goto out;
+      }
     } else if (!name) {
       name = v;
     } else {
@@ -321,6 +331,7 @@ int cmd_send(cli *c, int argc, char **argv) {
   gtask_send_conf_set_retry_num(sc, (int)retry);
   gtask_send_conf_set_delay(sc, delay_ms);
   if (retry_on) gtask_send_conf_set_retry_on(sc, retry_on);
+  gtask_send_conf_set_priority(sc, (int)priority);
   if (unique_ms >= 0) gtask_send_conf_set_unique(sc, unique_ms);
   if (task_id && gtask_send_conf_set_id(sc, task_id) != 0) {
     code = cli_usage_error(c, "bad --id \"%s\" (a task id: a lower-case UUID such as "

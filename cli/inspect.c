@@ -139,7 +139,9 @@ static const char usage_inspect[] =
     "       dead or failed; default pending), at most N (1..1000, default 50),\n"
     "       one line each, tab-separated: id, name, arguments (space-separated),\n"
     "       attempts, age, last error (\"-\" if none); active adds the worker,\n"
-    "       scheduled the time until due, failed how long it is still kept.\n"
+    "       scheduled the time until due, failed how long it is still kept, and\n"
+    "       a task of priority 1 or 2 ends its line with \"priority N\".  Pending\n"
+    "       lists the highest level first, as workers take them.\n"
     "       When more follow, the last line is\n"
     "       \"next\\tCURSOR\": pass it as --after CURSOR for the next page.  With\n"
     "       --json, one object per task and a last {\"next\": CURSOR or null}.\n"
@@ -176,6 +178,7 @@ static void info_json_fields(out_obj *o, const gtask_task_info *t) {
   out_obj_int(o, "timeout_ms", (long long)t->timeout_ms);
   out_obj_int(o, "created_ms", (long long)t->created_ms);
   if (t->due_ms) out_obj_int(o, "due_ms", (long long)t->due_ms);
+  out_obj_int(o, "priority", t->priority);
   out_obj_str(o, "last_error", t->last_error);
   if (t->worker) out_obj_str(o, "worker", t->worker);
 }
@@ -195,13 +198,14 @@ static void info_line(const cli *c, const gtask_task_info *t) {
   col(t->name ? t->name : "-", '\t');
   args_text(t);
   printf("\t%u\t%s\t", t->attempts, age);
-  col(t->last_error ? t->last_error : "-", t->worker || t->due_ms ? '\t' : '\n');
-  if (t->worker) col(t->worker, '\n');
+  col(t->last_error ? t->last_error : "-", t->worker || t->due_ms || t->priority ? '\t' : '\n');
+  if (t->worker) col(t->worker, t->due_ms || t->priority ? '\t' : '\n');
   if (t->due_ms) {
     int64_t in = t->due_ms - now_ms();
-    printf("%s %lldms\n", t->state == GTASK_LIST_FAILED ? "kept for" : "due in",
-           (long long)(in > 0 ? in : 0));
+    printf("%s %lldms%c", t->state == GTASK_LIST_FAILED ? "kept for" : "due in",
+           (long long)(in > 0 ? in : 0), t->priority ? '\t' : '\n');
   }
+  if (t->priority) printf("priority %d\n", t->priority);
 }
 
 static int inspect_queue(cli *c, const char *queue, const char *state_name, const char *limit_text,
@@ -318,6 +322,7 @@ static int inspect_task(cli *c, const char *id) {
         col(t->worker, '\n');
       }
       if (t->due_ms) printf("due_ms\t%lld\n", (long long)t->due_ms);
+      if (t->priority) printf("priority\t%d\n", t->priority);
     }
     fflush(stdout);
   }

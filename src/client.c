@@ -22,6 +22,7 @@ struct gtask_send_conf {
   int64_t timeout_ms;
   int32_t retry;
   uint32_t retry_on; /* GTASK_RETRY_ON_*; 0: the default (timeouts) */
+  uint32_t priority; /* 0..GTASK_PRIORITY_MAX */
   int64_t backoff_first_ms, backoff_max_ms;
   int64_t delay_ms;
   char id[GTASK_ID_SIZE]; /* gtask_send_conf_set_id, or "" for random ids */
@@ -87,6 +88,16 @@ GTASK_EXTERN int gtask_send_conf_set_retry_on(gtask_send_conf *c, unsigned flags
   const unsigned all = GTASK_RETRY_ON_TIMEOUT | GTASK_RETRY_ON_ERROR | GTASK_RETRY_ON_CRASH;
   if (!c || flags == 0 || (flags & ~all) != 0) return GTASK_EINVAL;
   c->retry_on = flags;
+  return 0;
+}
+
+GTASK_EXTERN int gtask_send_conf_set_priority(gtask_send_conf *c, int level) {
+  if (!c) return GTASK_EINVAL;
+  if (level < 0 || level > GTASK_PRIORITY_MAX) {
+    gtask__set_error("priority %d: the levels are 0 (normal), 1 (high) and 2 (urgent)", level);
+    return GTASK_EINVAL;
+  }
+  c->priority = (uint32_t)level;
   return 0;
 }
 
@@ -262,6 +273,7 @@ static void task_options(const gtask_send_conf *conf, gtask_task *t) {
   t->timeout_ms = conf->timeout_ms;
   t->retry_max = conf->retry;
   t->retry_on = conf->retry_on;
+  t->priority = conf->priority;
   t->backoff_first_ms = conf->backoff_first_ms;
   t->backoff_max_ms = conf->backoff_max_ms;
 }
@@ -304,6 +316,9 @@ GTASK_EXTERN int gtask_client_send_batch(gtask_client *c, const gtask_send_conf 
       return set_err(c, rc, "send %s: argument %zu: %s (type %s)", conf->name, k % nargs + 1,
                      gtask_strerror(rc), gtask_type_name(args[k].type));
   }
+  if (conf->priority && c->broker->ops->abi < 5)
+    return set_err(c, GTASK_EINVAL, "send: broker \"%s\" has no priority levels (abi %d < 5)",
+                   c->broker->ops->name, c->broker->ops->abi);
   bool claiming = conf->id[0] || conf->unique;
   const char *queue = conf->queue ? conf->queue : c->queue;
   int64_t now = gtask__now_ms();
@@ -361,6 +376,7 @@ GTASK_EXTERN int gtask_client_send_batch(gtask_client *c, const gtask_send_conf 
         break;
       }
       msgs[built]->due_ms = conf->delay_ms ? now + conf->delay_ms : 0;
+      msgs[built]->priority = (int)conf->priority;
       memcpy(ids_out[i], t.id, GTASK_ID_SIZE);
       if (claiming) {
         memset(&cs[built], 0, sizeof(cs[built]));
@@ -557,6 +573,10 @@ const char *gtask__send_conf_queue(const gtask_send_conf *conf) { return conf->q
 
 int gtask__send_conf_encode(const gtask_send_conf *conf, const gtask_value *args, size_t nargs,
                             int64_t created_ms, char **body, size_t *len) {
+  if (conf->priority) { /* cron_fire.lua queues in the level-0 stream */
+    gtask__set_error("priority %u: periodic tasks run at level 0 (no priority)", conf->priority);
+    return GTASK_EINVAL;
+  }
   if (nargs > 1024) {
     gtask__set_error("%zu arguments (at most 1024)", nargs);
     return GTASK_EINVAL;

@@ -31,8 +31,8 @@
  *   {"v":2, "n":"<name>", "a":[VALUE...],
  *    "t":timeout_ms, "r":retry_max, "at":attempts, "l":lost,
  *    "bf":backoff_first_ms, "bm":backoff_max_ms, "c":created_ms,
- *    "x":expires_ms, "ro":retry_on, "e":"last error"}
- *   "t","r","at","l","x" are left out when 0, "ro" when 1 (timeouts only, the
+ *    "x":expires_ms, "ro":retry_on, "pr":priority, "e":"last error"}
+ *   "t","r","at","l","x","pr" are left out when 0, "ro" when 1 (timeouts only, the
  *   default; 0 at encode also means it) and "e" when NULL; "bf" and "bm"
  *   are left out when they equal the defaults (1000 and 60000; 0 at encode
  *   also means the default).  The task id and queue are not in the message:
@@ -136,7 +136,8 @@
   XX(backoff_max_ms, "bm", int64_t, 1, INT64_MAX, GTASK__BACKOFF_MAX_MS, false)      \
   XX(created_ms, "c", int64_t, 0, INT64_MAX, 0, true)                                \
   XX(expires_ms, "x", int64_t, 0, INT64_MAX, 0, false)                              \
-  XX(retry_on, "ro", uint32_t, 1, 7, GTASK_RETRY_ON_TIMEOUT, false)
+  XX(retry_on, "ro", uint32_t, 1, 7, GTASK_RETRY_ON_TIMEOUT, false)                \
+  XX(priority, "pr", uint32_t, 0, GTASK_PRIORITY_MAX, 0, false)
 
 #define GTASK__RESULT_INT_FIELDS(XX)                                                 \
   XX(error_code, "ec", int, INT32_MIN, INT32_MAX, 0, false)                          \

@@ -73,6 +73,7 @@ static int info_fill(const gtask_msg *m, int state, gtask_task_info *t) {
   task->last_error = NULL;
   t->attempts = task->attempts;
   t->lost = task->lost;
+  t->priority = (int)task->priority;
   t->retry_max = task->retry_max;
   t->timeout_ms = task->timeout_ms;
   t->created_ms = task->created_ms;

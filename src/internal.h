@@ -60,6 +60,7 @@ typedef struct gtask_task {
   char *last_error;         /* error of the previous run (retries), or NULL */
   uint32_t retry_on;        /* GTASK_RETRY_ON_* of the outcomes retried (0 read as
                                GTASK_RETRY_ON_TIMEOUT, the default) */
+  uint32_t priority;        /* 0 (normal) .. GTASK_PRIORITY_MAX (urgent) */
 } gtask_task;
 
 /* Encodes t into a new buffer (*out, free with gtask__free; NUL-terminated,

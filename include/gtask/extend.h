@@ -81,7 +81,8 @@ extern "C" {
  *      backend claim (issue 18: unique tasks, the failed set, pause)
  *   4  broker worker_put, worker_list, list, find: seeing inside (issue 20)
  *   5  broker cancel; backend finals, progress, progress_get (issue 18:
- *      cancel, progress) */
+ *      cancel, progress); gtask_msg.priority, which a broker of abi 5
+ *      honours (the client refuses a priority send to an older table) */
 #define GTASK_EXTEND_ABI 5
 
 /* ---------------------------------------------------------------- messages */
@@ -103,6 +104,14 @@ typedef struct gtask_msg {
                              unknown.  Informational */
   int64_t due_ms;         /* [wire] push: unix ms when it may run; 0: now
                              (Redis: the scheduled set's score) */
+  int priority;           /* [wire] the task's level, 0..GTASK_PRIORITY_MAX
+                             (abi 5): push: the level to queue it at (the
+                             body's "pr" says the same); lease, reclaim,
+                             dead_list, failed_list, list, find: the level it
+                             was queued at, set by the broker.  A message
+                             comes back at its level from every path (a
+                             delay, a retry, a requeue, the dead and failed
+                             sets).  0 from gtask_msg_new() */
 } gtask_msg;
 
 /* A new message with copies of id (truncated to GTASK_ID_SIZE - 1 bytes),
@@ -213,7 +222,8 @@ typedef struct gtask_broker_ops {
    * messages, each with its lease token set, to out[0..*n) (out has room for
    * max), never more than max; the caller frees each with gtask_msg_free.  A timeout or interrupt
    * is 0 with *n == 0; nq == 0 or max == 0 is GTASK_EINVAL.  Queues are
-   * served in the order given (a priority order).  A leased message stays
+   * served in the order given (a priority order); within a queue, a higher
+   * priority level first and FIFO within a level (abi 5: msg->priority).  A leased message stays
    * owned by consumer until finish, or until its lease expires and reclaim
    * gives it to another.  Blocks: the one broker operation that waits for
    * others (interrupt() cuts it short). */

@@ -592,6 +592,23 @@ GTASK_EXTERN int gtask_send_conf_set_retry_num(gtask_send_conf *c, int n);
  * GTASK_EINVAL.  Default: GTASK_RETRY_ON_TIMEOUT.  Workers older than this
  * call retry timeouts only. */
 GTASK_EXTERN int gtask_send_conf_set_retry_on(gtask_send_conf *c, unsigned flags);
+/* Priority within the queue: 0 (GTASK_PRIORITY_NORMAL, the default),
+ * 1 (GTASK_PRIORITY_HIGH) or 2 (GTASK_PRIORITY_URGENT).  A worker leases from
+ * the highest level of a queue that has tasks first, and in order of sending
+ * within a level; the level stays with the task through delays, retries and
+ * requeues.  Three levels, because each level is one more stream a worker
+ * reads (README, "Priorities").  GTASK_EINVAL (the reason in
+ * gtask_last_error()) outside 0..GTASK_PRIORITY_MAX, c unchanged.  A send
+ * with a level above 0 fails, queueing nothing, with GTASK_EINVAL on a broker
+ * that has no levels (a plugin table of extension ABI < 5), and with
+ * GTASK_EVERSION where a live worker of the queue predates levels (Redis:
+ * key schema < 5, which would never read them).  Periodic tasks run at level
+ * 0: gtask_client_cron_add refuses a conf with a level (GTASK_EINVAL). */
+#define GTASK_PRIORITY_NORMAL 0
+#define GTASK_PRIORITY_HIGH 1
+#define GTASK_PRIORITY_URGENT 2
+#define GTASK_PRIORITY_MAX 2
+GTASK_EXTERN int gtask_send_conf_set_priority(gtask_send_conf *c, int level);
 /* Backoff before retry k (1-based): min(max_ms, first_ms * 2^(k-1)), with +-25%
  * jitter.  Defaults 1000 and 60000.  first_ms >= 1, max_ms >= first_ms. */
 GTASK_EXTERN int gtask_send_conf_set_backoff(gtask_send_conf *c, int64_t first_ms,
@@ -1096,6 +1113,7 @@ typedef struct gtask_task_info {
   char *last_error;        /* the previous run's error, or the reason it does not
                               decode; NULL if none */
   char *worker;            /* ACTIVE: the worker holding its lease; else NULL */
+  int priority;            /* its priority level, 0..GTASK_PRIORITY_MAX */
 } gtask_task_info;
 
 /* Lists up to limit (1..1000) tasks of the client's queue in state,

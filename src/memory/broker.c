@@ -4,7 +4,8 @@
  * It honours every contract of gtask_broker_ops (<gtask/extend.h>) the way the Redis
  * broker does, and tests/integration/test_contract.c runs the same cases against
  * both.  Per queue it keeps:
- *   ready   a FIFO of messages waiting to be leased;
+ *   ready   per priority level, a FIFO of messages waiting to be leased;
+ *           a lease takes from the highest level that has any;
  *   leased  the deliveries held by consumers, ordered by last renewal (oldest
  *           first), each also in a broker-wide table: lease token -> delivery;
  *   sched   a min-heap of messages waiting for their due time (unix ms);
@@ -72,6 +73,7 @@ typedef struct mem_node {
   uint64_t seq;         /* sched: tie-break, FIFO among equal due times */
   uint64_t token;       /* leased: delivery number (> 0); 0 otherwise */
   mem_consumer *holder; /* leased: who holds it */
+  int prio;             /* its priority level: the ready list it goes back to */
   int64_t renewed_ms;   /* leased: mono ms of the lease or its last renewal */
 } mem_node;
 
@@ -83,7 +85,7 @@ typedef struct mem_list {
 typedef struct mem_queue {
   struct mem_queue *next;
   char *name; /* owned */
-  mem_list ready;
+  mem_list ready[GTASK_PRIORITY_MAX + 1]; /* by level */
   /* Invariant: ordered by renewed_ms, oldest first.  Every lease, extend and
    * reclaim stamps the node with the monotonic clock (never decreasing) and
    * appends it at the tail, so reclaim can stop at the first live lease. */
@@ -350,6 +352,7 @@ static gtask_msg *delivery_new(mem_broker *br, const mem_node *x, uint64_t *toke
   gtask_msg *m = gtask_msg_new(x->id, x->q->name, x->body, x->len);
   if (m == NULL)
     return NULL;
+  m->priority = x->prio;
   char buf[32];
   *token = ++br->last_token;
   gtask__fmt(buf, sizeof(buf), "m-%" PRIu64, *token);
@@ -435,7 +438,8 @@ static int push(mem_broker *br, gtask_msg *const *msgs, size_t n, void *state, g
   if (br == NULL || (n > 0 && msgs == NULL))
     return GTASK_EINVAL;
   for (size_t i = 0; i < n; i++)
-    if (msgs[i] == NULL || msgs[i]->queue == NULL || (msgs[i]->body == NULL && msgs[i]->len > 0))
+    if (msgs[i] == NULL || msgs[i]->queue == NULL || (msgs[i]->body == NULL && msgs[i]->len > 0) ||
+        msgs[i]->priority < 0 || msgs[i]->priority > GTASK_PRIORITY_MAX)
       return GTASK_EINVAL;
   if (n == 0)
     return 0;
@@ -465,6 +469,7 @@ static int push(mem_broker *br, gtask_msg *const *msgs, size_t n, void *state, g
     memcpy(x->id, m->id, sizeof(x->id));
     x->id[GTASK_ID_SIZE - 1] = '\0';
     x->len = m->len;
+    x->prio = m->priority;
     if (m->due_ms > now)
       rc = sched_reserve(q, q->nsched + nlater);
   }
@@ -483,7 +488,7 @@ static int push(mem_broker *br, gtask_msg *const *msgs, size_t n, void *state, g
         x->seq = ++br->last_seq;
         sched_push(x->q, x);
       } else {
-        list_append(&x->q->ready, x);
+        list_append(&x->q->ready[x->prio], x);
         woke = true;
       }
     }
@@ -517,22 +522,26 @@ static int mb_push_unique(void *impl, gtask_claim *cs, size_t n, void *state) {
   return rc;
 }
 
-/* Takes up to max - *n ready messages from queues, in order, leasing them to c.
+/* Takes up to max - *n ready messages from queues, in order (each queue's
+ * levels highest first), leasing them to c.
  * On out-of-memory it keeps what it took (all safely leased and returned) and
  * reports GTASK_ENOMEM only if it took nothing. */
 static int take(mem_broker *br, mem_consumer *c, const char *const *queues, size_t nq,
                 size_t max, gtask_msg **out, size_t *n) {
   for (size_t i = 0; i < nq && *n < max; i++) {
     mem_queue *q = queue_find(br, queues[i]);
-    while (q && q->ready.head && *n < max) {
-      mem_node *x = q->ready.head;
-      uint64_t token;
-      gtask_msg *m = delivery_new(br, x, &token);
-      if (m == NULL)
-        return *n > 0 ? 0 : GTASK_ENOMEM;
-      list_remove(&q->ready, x);
-      lease_to(br, x, token, c);
-      out[(*n)++] = m;
+    for (int level = GTASK_PRIORITY_MAX; q && level >= 0 && *n < max; level--) {
+      mem_list *ready = &q->ready[level];
+      while (ready->head && *n < max) {
+        mem_node *x = ready->head;
+        uint64_t token;
+        gtask_msg *m = delivery_new(br, x, &token);
+        if (m == NULL)
+          return *n > 0 ? 0 : GTASK_ENOMEM;
+        list_remove(ready, x);
+        lease_to(br, x, token, c);
+        out[(*n)++] = m;
+      }
     }
   }
   return 0;
@@ -745,7 +754,7 @@ static int mb_finish(void *impl, const char *consumer, gtask_fin *fins, size_t n
       sched_push(q, x);
       break;
     case GTASK_FIN_REQUEUE:
-      list_append(&q->ready, x);
+      list_append(&q->ready[x->prio], x);
       woke = true;
       break;
     case GTASK_FIN_DEAD:
@@ -813,7 +822,8 @@ static int mb_promote(void *impl, const char *queue, size_t max, int64_t *next_d
   if (q) {
     size_t moved = 0;
     while (moved < max && q->nsched > 0 && q->sched[0]->due_ms <= now) {
-      list_append(&q->ready, sched_pop(q));
+      mem_node *x = sched_pop(q);
+      list_append(&q->ready[x->prio], x);
       moved++;
     }
     if (moved > 0)
@@ -833,7 +843,8 @@ static int mb_stats(void *impl, const char *queue, gtask_queue_stats *out) {
   pthread_mutex_lock(&br->mu);
   const mem_queue *q = queue_find(br, queue);
   if (q) {
-    out->pending = (int64_t)q->ready.n;
+    for (int level = 0; level <= GTASK_PRIORITY_MAX; level++)
+      out->pending += (int64_t)q->ready[level].n;
     out->active = (int64_t)q->leased.n;
     out->scheduled = (int64_t)q->nsched;
     out->dead = (int64_t)q->dead.n;
@@ -872,6 +883,7 @@ static int list_of(mem_broker *br, bool failed, const char *queue, const char *i
     } else {
       if (failed)
         v[k]->due_ms = x->due_ms;
+      v[k]->priority = x->prio;
       k++;
     }
   }
@@ -962,7 +974,7 @@ static int requeue_from(mem_broker *br, bool failed, gtask_revive *rs, size_t n,
     list_remove(failed ? &q->kept : &q->dead, x);
     x->due_ms = 0;
     body_swap(x, &bodies[i], rs[i].next_len);
-    list_append(&q->ready, x);
+    list_append(&q->ready[x->prio], x);
     rs[i].moved = true;
     woke = true;
   }
@@ -1027,13 +1039,14 @@ static int mb_cancel(void *impl, const char *queue, const char *id, const char *
   mem_queue *q = rc == 0 ? queue_find(br, queue) : NULL;
   if (q != NULL) {
     bool found = false;
-    for (mem_node *x = q->ready.head; x != NULL; x = x->next)
-      if (strcmp(x->id, id) == 0) {
-        list_remove(&q->ready, x);
-        node_free(x);
-        found = true;
-        break;
-      }
+    for (int level = 0; level <= GTASK_PRIORITY_MAX && !found; level++)
+      for (mem_node *x = q->ready[level].head; x != NULL; x = x->next)
+        if (strcmp(x->id, id) == 0) {
+          list_remove(&q->ready[level], x);
+          node_free(x);
+          found = true;
+          break;
+        }
     for (size_t i = 0; i < q->nsched && !found; i++)
       if (strcmp(q->sched[i]->id, id) == 0) {
         mem_node *x = q->sched[i];
@@ -1100,7 +1113,8 @@ static void mb_destroy(void *impl) {
     return;
   for (mem_queue *q = br->queues, *next; q; q = next) {
     next = q->next;
-    list_free(&q->ready);
+    for (int level = 0; level <= GTASK_PRIORITY_MAX; level++)
+      list_free(&q->ready[level]);
     list_free(&q->leased);
     list_free(&q->dead);
     list_free(&q->kept);

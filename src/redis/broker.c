@@ -54,8 +54,16 @@ typedef struct consumer_conn {
 typedef struct redis_broker {
   gtask__redis *r;
   gtask__limits *limits; /* rate and concurrency limits (limits.c) */
-  pthread_mutex_t mu; /* guards consumers; never held across hiredis calls */
+  pthread_mutex_t mu; /* guards consumers and marked; never held across hiredis calls */
   consumer_conn *consumers;
+  /* The queues whose priority marker (P:{q}:prio) this broker has seen:
+   * their leases read the level streams (lease.lua).  The marker is read at
+   * the first lease of a queue, and then by paused(), which a worker calls
+   * twice a second.  Both lists only grow. */
+  char **marked;
+  size_t nmarked;
+  char **checked; /* the queues whose marker was read at least once */
+  size_t nchecked;
 } redis_broker;
 
 /* Groups consecutive items with the same queue: returns the end of the run
@@ -66,10 +74,41 @@ static size_t run_end(gtask_msg *const *msgs, size_t n, size_t i) {
   return j;
 }
 
+/* The same, of one queue and one priority level (one stream): the deliveries
+ * that one finish.lua or extend.lua takes. */
+static size_t level_run_end(gtask_msg *const *msgs, size_t n, size_t i) {
+  size_t j = i + 1;
+  while (j < n && msgs[j]->priority == msgs[i]->priority &&
+         strcmp(msgs[j]->queue, msgs[i]->queue) == 0)
+    j++;
+  return j;
+}
+
 static size_t fin_run_end(const gtask_fin *f, size_t n, size_t i) {
   size_t j = i + 1;
-  while (j < n && strcmp(f[j].msg->queue, f[i].msg->queue) == 0) j++;
+  while (j < n && f[j].msg->priority == f[i].msg->priority &&
+         strcmp(f[j].msg->queue, f[i].msg->queue) == 0)
+    j++;
   return j;
+}
+
+/* The level a task message (JSON) carries in its "pr" field, 0 without:
+ * where only the body is at hand (the dead and failed sets).  The bytes
+ * "pr": cannot occur inside a JSON string (its quotes are escaped), so the
+ * first match is the key. */
+int gtask__redis_body_level(const char *body, size_t len) {
+  const char *p = NULL;
+  for (size_t k = 0; k + 5 < len && !p; k++)
+    if (body[k] == '"' && memcmp(body + k, "\"pr\":", 5) == 0) p = body + k;
+  if (!p) return 0;
+  int level = p[5] - '0';
+  bool alone = p + 6 == body + len || p[6] == ',' || p[6] == '}';
+  return alone && level > 0 && level <= GTASK_PRIORITY_MAX ? level : 0;
+}
+
+/* A delivery's level, as the broker set it (anything else reads as 0). */
+static int level_of(const gtask_msg *m) {
+  return m->priority > 0 && m->priority <= GTASK_PRIORITY_MAX ? m->priority : 0;
 }
 
 /* ---------------------------------------------------------------- push */
@@ -88,8 +127,38 @@ static bool push_again(redis_broker *b, gtask__conn **c, int rc, int64_t give_up
   return true;
 }
 
+/* The stream of queue q's priority level (0: the queue's stream, as ever;
+ * 1, 2: P:{q}:stream:1, :2 -- same hash tag, so one slot).  Its length. */
+static size_t level_key(const redis_broker *b, char *buf, const char *q, int level) {
+  static const char *const sfx[GTASK_PRIORITY_MAX + 1] = {NULL, "1", "2"};
+  return gtask__redis_key(b->r, buf, GTASK__KEY_MAX, q, "stream", sfx[level]);
+}
+
+/* A send of a level above 0 refused by push.lua or claim.lua ({0, worker,
+ * schema}): a live worker of the queue predates levels and would never read
+ * them. */
+int gtask__redis_levels_refused(const gtask__redis *r, const redisReply *rep, const char *q,
+                                int level) {
+  const char *who = rep->elements > 1 && rep->element[1]->type == REDIS_REPLY_STRING
+                        ? rep->element[1]->str
+                        : "?";
+  const char *ver = rep->elements > 2 && rep->element[2]->type == REDIS_REPLY_STRING
+                        ? rep->element[2]->str
+                        : "?";
+  gtask__set_error("queue %s: worker %s of key schema %s never reads priority levels: nothing "
+                   "was sent (priority %d needs schema %d workers; docs/PROTOCOL.md)",
+                   q, who, ver, level, GTASK__KEYS_VERSION);
+  return GTASK_EVERSION;
+}
+
 static int rb_push(void *impl, gtask_msg *const *msgs, size_t n, void *state) {
   redis_broker *b = impl;
+  for (size_t k = 0; k < n; k++)
+    if (msgs[k]->priority < 0 || msgs[k]->priority > GTASK_PRIORITY_MAX) {
+      gtask__set_error("redis broker: task %s: priority %d is not 0..%d", msgs[k]->id,
+                       msgs[k]->priority, GTASK_PRIORITY_MAX);
+      return GTASK_EINVAL;
+    }
   gtask__redis *st = state ? gtask__redis_backend_pool(state) : NULL;
   gtask__conn *c = NULL; /* the connection to the node of the run at hand */
   int rc = 0;
@@ -104,9 +173,12 @@ static int rb_push(void *impl, gtask_msg *const *msgs, size_t n, void *state) {
    * ids twice). */
   int64_t give_up = gtask__mono_ms() + b->r->conf->timeout_ms;
   int64_t pause = 20;
-  char keys[3][GTASK__KEY_MAX];
+  char keys[5][GTASK__KEY_MAX];
   for (size_t i = 0; i < n && rc == 0;) {
     size_t j = run_end(msgs, n, i);
+    int level = msgs[i]->priority; /* a run is of one queue and one level */
+    for (size_t k = i + 1; k < j; k++)
+      if (msgs[k]->priority != level) j = k;
     gtask__argv_reset(&a);
     const char *q = msgs[i]->queue;
     if ((rc = gtask__redis_use(b->r, q, &c)) != 0) {
@@ -116,9 +188,13 @@ static int rb_push(void *impl, gtask_msg *const *msgs, size_t n, void *state) {
       }
       break;
     }
-    gtask__argv_add(&a, keys[0], gtask__redis_key(b->r, keys[0], GTASK__KEY_MAX, q, "stream", NULL));
+    gtask__argv_add(&a, keys[0], level_key(b, keys[0], q, level));
     gtask__argv_add(&a, keys[1], gtask__redis_key(b->r, keys[1], GTASK__KEY_MAX, q, "sched", NULL));
     gtask__argv_add(&a, keys[2], gtask__redis_key(st ? st : b->r, keys[2], GTASK__KEY_MAX, q, "pending", NULL));
+    if (level > 0) { /* the marker, and the workers that must all read levels */
+      gtask__argv_add(&a, keys[3], gtask__redis_key(b->r, keys[3], GTASK__KEY_MAX, q, "prio", NULL));
+      gtask__argv_add(&a, keys[4], gtask__redis_key(b->r, keys[4], GTASK__KEY_MAX, q, "workers", NULL));
+    }
     gtask__argv_adds(&a, st ? "1" : "0");
     gtask__argv_addi(&a, now);
     /* A run of messages all due now (a bulk send) leaves out their due times:
@@ -132,8 +208,12 @@ static int rb_push(void *impl, gtask_msg *const *msgs, size_t n, void *state) {
       if (timed) gtask__argv_addi(&a, msgs[k]->due_ms);
     }
     redisReply *rep;
-    rc = gtask__redis_eval(b->r, c, GTASK__LUA_PUSH, 3, &a, &rep);
-    if (rc == 0) freeReplyObject(rep);
+    rc = gtask__redis_eval(b->r, c, GTASK__LUA_PUSH, level > 0 ? 5 : 3, &a, &rep);
+    if (rc == 0) {
+      if (rep->type == REDIS_REPLY_ARRAY) rc = gtask__redis_levels_refused(b->r, rep, q, level);
+      freeReplyObject(rep);
+      if (rc) break;
+    }
     if (rc && push_again(b, &c, rc, give_up, &pause)) {
       rc = 0;
       continue; /* the same run again */
@@ -177,10 +257,10 @@ static consumer_conn *find_consumer(redis_broker *b, const char *name, bool crea
   return cc;
 }
 
-static int create_groups(redis_broker *b, gtask__conn *c, const char *const *queues, size_t nq) {
-  for (size_t i = 0; i < nq; i++) {
-    char key[GTASK__KEY_MAX];
-    gtask__redis_key(b->r, key, sizeof(key), queues[i], "stream", NULL);
+/* Creates the group on each of the streams keys[0..nk). */
+static int create_groups(redis_broker *b, gtask__conn *c, char (*keys)[GTASK__KEY_MAX], size_t nk) {
+  for (size_t i = 0; i < nk; i++) {
+    const char *key = keys[i];
     redisReply *rep = gtask__redis_command(c, "XGROUP CREATE %s %s 0 MKSTREAM", key, GTASK__GROUP);
     if (!rep) {
       gtask__set_error("redis %s: %s", b->r->conf->describe, c->errstr);
@@ -249,17 +329,17 @@ static int64_t fence_value(const redisReply *rep) {
 }
 
 static void take_streams(consumer_conn *cc, const redisReply *rep, const char *const *queues,
-                         char (*keys)[GTASK__KEY_MAX], size_t nq, const int64_t *fence,
-                         size_t max, gtask_msg **out, size_t *n);
+                         char (*keys)[GTASK__KEY_MAX], const int *levels, size_t nq,
+                         const int64_t *fence, size_t max, gtask_msg **out, size_t *n);
 
 /* One XREADGROUP on c: `count` per stream, blocking up to block_ms (0: do not
  * block, < 0: for ever).  Appends up to max - *n messages to out; what does not
  * fit (XREADGROUP's COUNT is per stream) goes to cc->surplus, returned first by
  * the next lease.  Entries are leased in the PEL by the time this returns. */
 static int read_group(redis_broker *b, gtask__conn *c, consumer_conn *cc, const char *consumer,
-                      const char *const *queues, char (*keys)[GTASK__KEY_MAX], size_t nq,
-                      size_t count, int64_t block_ms, bool fences, size_t max, gtask_msg **out,
-                      size_t *n) {
+                      const char *const *queues, char (*keys)[GTASK__KEY_MAX], const int *levels,
+                      size_t nq, size_t count, int64_t block_ms, bool fences, size_t max,
+                      gtask_msg **out, size_t *n) {
   gtask__argv a;
   gtask__argv_init(&a);
   gtask__argv_adds(&a, "XREADGROUP");
@@ -295,7 +375,7 @@ static int read_group(redis_broker *b, gtask__conn *c, consumer_conn *cc, const 
       if (pre[i]) freeReplyObject(pre[i]);
     }
     if (rc != GTASK_EREDIS || attempt > 0 || !strstr(gtask_last_error(), "NOGROUP")) break;
-    rc = create_groups(b, c, queues, nq);
+    rc = create_groups(b, c, keys, nq);
   }
   gtask__free(pre);
   if (block_ms != 0 && !c->err) gtask__conn_set_timeout(c, b->r->conf->timeout_ms);
@@ -304,9 +384,168 @@ static int read_group(redis_broker *b, gtask__conn *c, consumer_conn *cc, const 
     gtask__free(fence);
     return rc;
   }
-  take_streams(cc, rep, queues, keys, nq, fence, max, out, n);
+  take_streams(cc, rep, queues, keys, levels, nq, fence, max, out, n);
   freeReplyObject(rep);
   gtask__free(fence);
+  return 0;
+}
+
+/* Keeps m (leased) in out, or beyond max in cc->surplus. */
+static void take_msg(consumer_conn *cc, gtask_msg *m, size_t max, gtask_msg **out, size_t *n) {
+  if (*n < max) {
+    out[(*n)++] = m;
+    return;
+  }
+  gtask_msg **sp = gtask__realloc(cc->surplus, (cc->nsurplus + 1) * sizeof(*sp));
+  if (!sp) {
+    gtask_msg_free(m); /* still leased: reclaim brings it back */
+    return;
+  }
+  cc->surplus = sp;
+  cc->surplus[cc->nsurplus++] = m;
+}
+
+/* The non-blocking read of a queue with priority levels: lease.lua takes up
+ * to max - *n entries, level 2 first, in one round trip, and reads the fence
+ * before them (so the messages' epoch is known, as with read_group's
+ * fences). */
+static int read_levels(redis_broker *b, gtask__conn *c, consumer_conn *cc, const char *consumer,
+                       const char *queue, size_t max, gtask_msg **out, size_t *n) {
+  char keys[4][GTASK__KEY_MAX];
+  gtask__argv a;
+  gtask__argv_init(&a);
+  for (int level = GTASK_PRIORITY_MAX; level >= 0; level--)
+    gtask__argv_add(&a, keys[GTASK_PRIORITY_MAX - level],
+                    level_key(b, keys[GTASK_PRIORITY_MAX - level], queue, level));
+  gtask__argv_add(&a, keys[3], gtask__redis_key(b->r, keys[3], GTASK__KEY_MAX, queue, "fence", NULL));
+  gtask__argv_adds(&a, GTASK__GROUP);
+  gtask__argv_adds(&a, consumer);
+  gtask__argv_addi(&a, (int64_t)(max - *n));
+  redisReply *rep;
+  int rc = gtask__redis_eval(b->r, c, GTASK__LUA_LEASE, 4, &a, &rep);
+  gtask__argv_free(&a);
+  if (rc) return rc;
+  if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 1 || rep->elements % 2 != 1) {
+    rc = gtask__redis_proto_error(b->r, "lease.lua", rep, "[fence, level, entries, ...]");
+    freeReplyObject(rep);
+    return rc;
+  }
+  int64_t epoch = fence_value(rep->element[0]);
+  for (size_t k = 1; k + 1 < rep->elements; k += 2) {
+    const redisReply *lv = rep->element[k], *entries = rep->element[k + 1];
+    if (lv->type != REDIS_REPLY_INTEGER || lv->integer < 0 || lv->integer > GTASK_PRIORITY_MAX ||
+        entries->type != REDIS_REPLY_ARRAY)
+      continue; /* (cannot happen) leased: reclaim brings them back */
+    for (size_t e = 0; e < entries->elements; e++) {
+      gtask_msg *m;
+      if (entry_to_msg(entries->element[e], queue, &m) != 0 || !m) continue;
+      m->epoch = epoch;
+      m->priority = (int)lv->integer;
+      take_msg(cc, m, max, out, n);
+    }
+  }
+  freeReplyObject(rep);
+  return 0;
+}
+
+static bool in_list(char *const *v, size_t n, const char *queue) {
+  for (size_t k = 0; k < n; k++)
+    if (strcmp(v[k], queue) == 0) return true;
+  return false;
+}
+
+/* Adds a copy of queue to *v (under b->mu); out of memory: not added. */
+static void list_add(char ***v, size_t *n, const char *queue) {
+  char **w = gtask__realloc(*v, (*n + 1) * sizeof(*w));
+  if (!w) return;
+  *v = w;
+  if ((w[*n] = gtask__strdup(queue)) != NULL) (*n)++;
+}
+
+/* Whether queue's priority marker has been seen (under b->mu). */
+static bool marked_locked(const redis_broker *b, const char *queue) {
+  return in_list(b->marked, b->nmarked, queue);
+}
+
+static bool is_marked(redis_broker *b, const char *queue) {
+  pthread_mutex_lock(&b->mu);
+  bool m = marked_locked(b, queue);
+  pthread_mutex_unlock(&b->mu);
+  return m;
+}
+
+/* Records what was read of queue's marker (out of memory: it is read again). */
+static void remember(redis_broker *b, const char *queue, bool marked) {
+  pthread_mutex_lock(&b->mu);
+  if (!in_list(b->checked, b->nchecked, queue)) list_add(&b->checked, &b->nchecked, queue);
+  if (marked && !marked_locked(b, queue)) list_add(&b->marked, &b->nmarked, queue);
+  pthread_mutex_unlock(&b->mu);
+}
+
+/* Reads queue's marker (EXISTS), once per queue before its first lease. */
+static void check_marker(redis_broker *b, const char *queue) {
+  gtask__conn *c = NULL;
+  if (gtask__redis_use(b->r, queue, &c) != 0) return; /* the lease reports it */
+  char key[GTASK__KEY_MAX];
+  gtask__argv a;
+  gtask__argv_init(&a);
+  gtask__argv_adds(&a, "EXISTS");
+  gtask__argv_add(&a, key, gtask__redis_key(b->r, key, sizeof(key), queue, "prio", NULL));
+  redisReply *rep;
+  if (gtask__redis_cmd(b->r, c, &a, &rep) == 0) {
+    if (rep->type == REDIS_REPLY_INTEGER) remember(b, queue, rep->integer == 1);
+    freeReplyObject(rep);
+  }
+  gtask__argv_free(&a);
+  gtask__redis_put(b->r, c);
+}
+
+/* The streams a blocking read names: per queue its level streams, highest
+ * first, when it is marked, else its stream.  New arrays (free each). */
+typedef struct streams {
+  const char **queues;
+  char (*keys)[GTASK__KEY_MAX];
+  int *levels;
+  gtask__redis **node;
+  int *hs;
+  size_t n;
+} streams;
+
+static void streams_free(streams *x) {
+  gtask__free(x->queues);
+  gtask__free(x->keys);
+  gtask__free(x->levels);
+  gtask__free(x->node);
+  gtask__free(x->hs);
+}
+
+static int streams_of(redis_broker *b, const char *const *queues, char (*keys)[GTASK__KEY_MAX],
+                      gtask__redis **node, const int *hs, const bool *marked, size_t nq,
+                      streams *x) {
+  size_t ne = 0;
+  for (size_t i = 0; i < nq; i++) ne += marked[i] ? GTASK_PRIORITY_MAX + 1 : 1;
+  x->queues = gtask__calloc(ne, sizeof(*x->queues));
+  x->keys = gtask__calloc(ne, sizeof(*x->keys));
+  x->levels = gtask__calloc(ne, sizeof(*x->levels));
+  x->node = gtask__calloc(ne, sizeof(*x->node));
+  x->hs = gtask__calloc(ne, sizeof(*x->hs));
+  x->n = 0;
+  if (!x->queues || !x->keys || !x->levels || !x->node || !x->hs) {
+    streams_free(x);
+    return GTASK_ENOMEM;
+  }
+  for (size_t i = 0; i < nq; i++)
+    for (int level = marked[i] ? GTASK_PRIORITY_MAX : 0; level >= 0; level--) {
+      size_t e = x->n++;
+      x->queues[e] = queues[i];
+      if (level)
+        level_key(b, x->keys[e], queues[i], level);
+      else
+        memcpy(x->keys[e], keys[i], GTASK__KEY_MAX);
+      x->levels[e] = level;
+      x->node[e] = node[i];
+      x->hs[e] = hs[i];
+    }
   return 0;
 }
 
@@ -315,17 +554,18 @@ static int read_group(redis_broker *b, gtask__conn *c, consumer_conn *cc, const 
  * rest into cc->surplus; fence[i] (or -1 if fence is NULL) is the epoch of
  * queues[i]'s messages. */
 static void take_streams(consumer_conn *cc, const redisReply *rep, const char *const *queues,
-                         char (*keys)[GTASK__KEY_MAX], size_t nq, const int64_t *fence,
-                         size_t max, gtask_msg **out, size_t *n) {
+                         char (*keys)[GTASK__KEY_MAX], const int *levels, size_t nq,
+                         const int64_t *fence, size_t max, gtask_msg **out, size_t *n) {
   if (rep->type == REDIS_REPLY_ARRAY) {
     for (size_t s = 0; s < rep->elements; s++) {
       const redisReply *sr = rep->element[s];
       if (sr->type != REDIS_REPLY_ARRAY || sr->elements != 2) continue;
       const char *queue = NULL;
       int64_t epoch = -1;
+      int level = 0;
       for (size_t i = 0; i < nq; i++)
         if (sr->element[0]->type == REDIS_REPLY_STRING && strcmp(sr->element[0]->str, keys[i]) == 0)
-          queue = queues[i], epoch = fence ? fence[i] : -1;
+          queue = queues[i], epoch = fence ? fence[i] : -1, level = levels ? levels[i] : 0;
       const redisReply *entries = sr->element[1];
       if (!queue || entries->type != REDIS_REPLY_ARRAY) continue;
       for (size_t e = 0; e < entries->elements; e++) {
@@ -334,17 +574,8 @@ static void take_streams(consumer_conn *cc, const redisReply *rep, const char *c
          * back through reclaim when its lease expires: nothing is lost. */
         if (entry_to_msg(entries->element[e], queue, &m) != 0 || !m) continue;
         m->epoch = epoch;
-        if (*n < max) {
-          out[(*n)++] = m;
-          continue;
-        }
-        gtask_msg **sp = gtask__realloc(cc->surplus, (cc->nsurplus + 1) * sizeof(*sp));
-        if (!sp) {
-          gtask_msg_free(m); /* still leased: reclaim brings it back */
-          continue;
-        }
-        cc->surplus = sp;
-        cc->surplus[cc->nsurplus++] = m;
+        m->priority = level;
+        take_msg(cc, m, max, out, n);
       }
     }
   }
@@ -465,8 +696,8 @@ static void lease_give(redis_broker *b, consumer_conn *cc, int k, gtask__conn *c
 
 static int lease_nodes(redis_broker *b, consumer_conn *cc, const char *consumer,
                        const char *const *queues, char (*keys)[GTASK__KEY_MAX],
-                       gtask__redis **node, const int *hs, size_t nq, size_t max,
-                       int64_t wait_ms, gtask_msg **out, size_t *n);
+                       gtask__redis **node, const int *hs, const bool *marked, size_t nq,
+                       size_t max, int64_t wait_ms, gtask_msg **out, size_t *n);
 
 static int lease(redis_broker *b, const char *consumer, const char *const *queues, size_t nq,
                  size_t max, int64_t wait_ms, gtask_msg **out, size_t *n) {
@@ -503,8 +734,18 @@ static int lease(redis_broker *b, const char *consumer, const char *const *queue
   char(*keys)[GTASK__KEY_MAX] = gtask__calloc(nq, sizeof(*keys));
   gtask__redis **node = gtask__calloc(nq, sizeof(*node));
   int *hs = gtask__calloc(nq, sizeof(*hs));
-  int rc = keys && node && hs ? 0 : GTASK_ENOMEM;
-  bool one_group = true;
+  bool *marked = gtask__calloc(nq, sizeof(*marked));
+  int rc = keys && node && hs && marked ? 0 : GTASK_ENOMEM;
+  bool one_group = true, any_marked = false;
+  for (size_t i = 0; i < nq && rc == 0; i++) {
+    pthread_mutex_lock(&b->mu);
+    bool checked = in_list(b->checked, b->nchecked, queues[i]);
+    pthread_mutex_unlock(&b->mu);
+    if (!checked) check_marker(b, queues[i]);
+    pthread_mutex_lock(&b->mu);
+    any_marked |= marked[i] = marked_locked(b, queues[i]);
+    pthread_mutex_unlock(&b->mu);
+  }
   for (size_t i = 0; i < nq && rc == 0; i++) {
     size_t len = gtask__redis_key(b->r, keys[i], GTASK__KEY_MAX, queues[i], "stream", NULL);
     node[i] = gtask__redis_route(b->r, keys[i], len);
@@ -513,7 +754,7 @@ static int lease(redis_broker *b, const char *consumer, const char *const *queue
   }
   if (rc == 0 && !one_group) {
     /* A cluster whose slots put these queues in several hash slots. */
-    rc = lease_nodes(b, cc, consumer, queues, keys, node, hs, nq, max, wait_ms, out, n);
+    rc = lease_nodes(b, cc, consumer, queues, keys, node, hs, marked, nq, max, wait_ms, out, n);
     goto done;
   }
   int k = -1;
@@ -521,12 +762,14 @@ static int lease(redis_broker *b, const char *consumer, const char *const *queue
   if (rc == 0) rc = lease_take(b, cc, node[0], hs[0], &k, &c);
   if (rc) goto done;
 
-  if (nq > 1) {
+  if (nq > 1 || any_marked) {
     /* Queues in the order given are priorities: take from the first that has
-     * work, without blocking, so that no read takes more than max. */
+     * work, without blocking, so that no read takes more than max; a queue
+     * with levels in one lease.lua, its levels highest first. */
     for (size_t i = 0; i < nq && *n < max && rc == 0; i++)
-      rc = read_group(b, c, cc, consumer, queues + i, keys + i, 1, max - *n, 0, fences, max, out,
-                      n);
+      rc = marked[i] ? read_levels(b, c, cc, consumer, queues[i], max, out, n)
+                     : read_group(b, c, cc, consumer, queues + i, keys + i, NULL, 1, max - *n, 0,
+                                  fences, max, out, n);
     if (rc || *n || wait_ms == 0) goto give;
   }
 
@@ -535,15 +778,28 @@ static int lease(redis_broker *b, const char *consumer, const char *const *queue
   cc->lc[k].blocked = !interrupted;
   pthread_mutex_unlock(&b->mu);
   if (interrupted) goto give;
-  /* All empty: block on every queue at once; with several, one entry each. */
-  rc = read_group(b, c, cc, consumer, queues, keys, nq, nq > 1 ? 1 : max, wait_ms, fences, max,
-                  out, n);
+  /* All empty: block on every queue at once (on every level of one with
+   * levels: a blocked client is served from the stream that gets an entry);
+   * with several, one entry each. */
+  if (any_marked) {
+    streams x;
+    rc = streams_of(b, queues, keys, node, hs, marked, nq, &x);
+    if (rc == 0) {
+      rc = read_group(b, c, cc, consumer, x.queues, x.keys, x.levels, x.n, nq > 1 ? 1 : max,
+                      wait_ms, false, max, out, n);
+      streams_free(&x);
+    }
+  } else {
+    rc = read_group(b, c, cc, consumer, queues, keys, NULL, nq, nq > 1 ? 1 : max, wait_ms, fences,
+                    max, out, n);
+  }
 give:
   lease_give(b, cc, k, c);
 done:
   gtask__free(keys);
   gtask__free(node);
   gtask__free(hs);
+  gtask__free(marked);
   /* Messages leased before a later read failed are leased in Redis: they are
    * returned (the caller would drop them with the error, and they would wait
    * for reclaim); the broken connection is reopened by the next lease. */
@@ -565,8 +821,8 @@ done:
  * each lease). */
 static int lease_nodes(redis_broker *b, consumer_conn *cc, const char *consumer,
                        const char *const *queues, char (*keys)[GTASK__KEY_MAX],
-                       gtask__redis **node, const int *hs, size_t nq, size_t max,
-                       int64_t wait_ms, gtask_msg **out, size_t *n) {
+                       gtask__redis **node, const int *hs, const bool *marked, size_t nq,
+                       size_t max, int64_t wait_ms, gtask_msg **out, size_t *n) {
   enum { MAXG = 64 };
   gtask__redis *gnode[MAXG];
   int ghs[MAXG];  /* the group's hash slot (-1 on one server) */
@@ -575,6 +831,7 @@ static int lease_nodes(redis_broker *b, consumer_conn *cc, const char *consumer,
   bool sent[MAXG];
   size_t ng = 0;
   int rc = 0;
+  streams x = {0}; /* the streams of the blocking reads */
   for (size_t i = 0; i < nq; i++) {
     size_t g = 0;
     while (g < ng && (gnode[g] != node[i] || ghs[g] != hs[i])) g++;
@@ -591,10 +848,20 @@ static int lease_nodes(redis_broker *b, consumer_conn *cc, const char *consumer,
     size_t g = 0;
     while (g < ng && (gnode[g] != node[i] || ghs[g] != hs[i])) g++;
     if (g < ng)
-      rc = read_group(b, gc[g], cc, consumer, queues + i, keys + i, 1, max - *n, 0, false, max,
-                      out, n);
+      rc = marked[i] ? read_levels(b, gc[g], cc, consumer, queues[i], max, out, n)
+                     : read_group(b, gc[g], cc, consumer, queues + i, keys + i, NULL, 1, max - *n,
+                                  0, false, max, out, n);
   }
   if (rc || *n || wait_ms == 0) goto give;
+  /* The blocking reads name every level stream of a queue with levels (all
+   * in the queue's slot): from here on, one entry per stream. */
+  rc = streams_of(b, queues, keys, node, hs, marked, nq, &x);
+  if (rc) goto give;
+  queues = x.queues;
+  keys = x.keys;
+  node = x.node;
+  hs = x.hs;
+  nq = x.n;
 
   pthread_mutex_lock(&b->mu);
   bool interrupted = cc->interrupted;
@@ -653,34 +920,35 @@ static int lease_nodes(redis_broker *b, consumer_conn *cc, const char *consumer,
     }
     redisReply *rep;
     int r2 = gtask__redis_recv(gnode[g], gc[g], "XREADGROUP", &rep);
+    const char **gq = gtask__calloc(nq, sizeof(*gq));
+    char(*gk)[GTASK__KEY_MAX] = gtask__calloc(nq, sizeof(*gk));
+    int *gl = gtask__calloc(nq, sizeof(*gl));
+    size_t m = 0;
+    for (size_t i = 0; gq && gk && gl && i < nq; i++)
+      if (node[i] == gnode[g] && hs[i] == ghs[g]) {
+        gq[m] = queues[i];
+        gl[m] = x.levels[i];
+        memcpy(gk[m++], keys[i], GTASK__KEY_MAX);
+      }
     if (r2 == 0) {
-      const char *gq[MAXG];
-      char(*gk)[GTASK__KEY_MAX] = gtask__calloc(nq, sizeof(*gk));
-      size_t m = 0;
-      for (size_t i = 0; gk && i < nq && m < MAXG; i++)
-        if (node[i] == gnode[g] && hs[i] == ghs[g]) {
-          gq[m] = queues[i];
-          memcpy(gk[m++], keys[i], GTASK__KEY_MAX);
-        }
       /* Without memory for the names, the entries stay leased: reclaim
        * brings them back when the lease expires. */
-      if (gk) take_streams(cc, rep, gq, gk, m, NULL, max, out, n);
-      gtask__free(gk);
+      if (gq && gk && gl) take_streams(cc, rep, gq, gk, gl, m, NULL, max, out, n);
       freeReplyObject(rep);
     } else if (r2 == GTASK_EREDIS && strstr(gtask_last_error(), "NOGROUP")) {
-      const char *gq[MAXG];
-      size_t m = 0;
-      for (size_t i = 0; i < nq && m < MAXG; i++)
-        if (node[i] == gnode[g] && hs[i] == ghs[g]) gq[m++] = queues[i];
-      create_groups(b, gc[g], gq, m); /* the next lease finds them */
+      if (gk) create_groups(b, gc[g], gk, m); /* the next lease finds them */
     } else if (r2 && rc == 0) {
       rc = r2;
     }
+    gtask__free(gq);
+    gtask__free(gk);
+    gtask__free(gl);
     if (!gc[g]->err) gtask__conn_set_timeout(gc[g], timeout);
   }
 give:
   for (size_t g = 0; g < ng; g++)
     if (slot[g] >= 0) lease_give(b, cc, slot[g], gc[g]);
+  streams_free(&x);
   return rc;
 }
 
@@ -739,6 +1007,41 @@ static int rb_interrupt(void *impl, const char *consumer) {
 
 /* ---------------------------------------------------------------- extend, finish */
 
+/* Deliveries of several levels (tasks of a queue with levels finishing in
+ * turn) would make one script call per change of queue or level: perm[0..n)
+ * (out) is the order in which extend and finish take them instead, grouped
+ * by queue and level, stably.  False, perm untouched, when all have the
+ * level of the first (always on a queue without levels: a pass over the
+ * levels, no allocation), or out of memory (correct, only more calls). */
+static bool level_order(gtask_msg *const *msgs, size_t n, size_t **perm) {
+  bool mixed = false;
+  for (size_t k = 1; k < n && !mixed; k++) mixed = msgs[k]->priority != msgs[0]->priority;
+  if (!mixed) return false;
+  size_t *p = gtask__malloc(n * sizeof(*p));
+  bool *taken = gtask__calloc(n, sizeof(*taken));
+  if (!p || !taken) {
+    gtask__free(p);
+    gtask__free(taken);
+    return false;
+  }
+  size_t m = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (taken[i]) continue;
+    for (size_t j = i; j < n; j++)
+      if (!taken[j] && msgs[j]->priority == msgs[i]->priority &&
+          strcmp(msgs[j]->queue, msgs[i]->queue) == 0) {
+        taken[j] = true;
+        p[m++] = j;
+      }
+  }
+  gtask__free(taken);
+  *perm = p;
+  return true;
+}
+
+static int extend_runs(redis_broker *b, const char *consumer, gtask_msg *const *msgs, size_t n,
+                       bool *lost);
+
 /* Every run of one queue is extended, even after another failed (its node
  * down, or failing over): a node that cannot be reached must not cost the
  * leases held on the others.  The first error is returned; the entries of a
@@ -746,19 +1049,38 @@ static int rb_interrupt(void *impl, const char *consumer) {
 static int rb_extend(void *impl, const char *consumer, gtask_msg *const *msgs, size_t n,
                      bool *lost) {
   redis_broker *b = impl;
+  size_t *perm = NULL;
+  if (!level_order(msgs, n, &perm)) return extend_runs(b, consumer, msgs, n, lost);
+  gtask_msg **v = gtask__malloc(n * sizeof(*v));
+  bool *l = gtask__malloc(n * sizeof(*l));
+  int rc = v && l ? 0 : GTASK_ENOMEM;
+  if (rc) memset(lost, 0, n * sizeof(*lost));
+  if (rc == 0) {
+    for (size_t k = 0; k < n; k++) v[k] = msgs[perm[k]];
+    rc = extend_runs(b, consumer, v, n, l);
+    for (size_t k = 0; k < n; k++) lost[perm[k]] = l[k]; /* (set even on an error) */
+  }
+  gtask__free(v);
+  gtask__free(l);
+  gtask__free(perm);
+  return rc;
+}
+
+static int extend_runs(redis_broker *b, const char *consumer, gtask_msg *const *msgs, size_t n,
+                       bool *lost) {
   gtask__conn *c = NULL; /* the connection to the node of the run at hand */
   int rc = 0;
   char why[512] = ""; /* the first error's detail */
   gtask__argv a;
   gtask__argv_init(&a);
   for (size_t i = 0; i < n;) {
-    size_t j = run_end(msgs, n, i);
+    size_t j = level_run_end(msgs, n, i);
     for (size_t k = i; k < j; k++) lost[k] = false;
     int rr = gtask__redis_use(b->r, msgs[i]->queue, &c);
     if (rr == 0) {
       char key[GTASK__KEY_MAX];
       gtask__argv_reset(&a);
-      gtask__argv_add(&a, key, gtask__redis_key(b->r, key, sizeof(key), msgs[i]->queue, "stream", NULL));
+      gtask__argv_add(&a, key, level_key(b, key, msgs[i]->queue, level_of(msgs[i])));
       gtask__argv_adds(&a, GTASK__GROUP);
       gtask__argv_adds(&a, consumer);
       for (size_t k = i; k < j; k++) gtask__argv_adds(&a, msgs[k]->lease ? msgs[k]->lease : "0-0");
@@ -811,8 +1133,35 @@ static bool fin_keeps_failed(const gtask_fin *f) {
   return f->kind == GTASK_FIN_DONE && f->status == GTASK_FAILURE && f->next && f->next_due_ms > 0;
 }
 
+static int finish_runs(redis_broker *b, const char *consumer, gtask_fin *fins, size_t n,
+                       void *state);
+
+/* In runs of one queue and level (level_order), the fins' fenced copied back. */
 static int rb_finish(void *impl, const char *consumer, gtask_fin *fins, size_t n, void *state) {
   redis_broker *b = impl;
+  bool mixed = false;
+  for (size_t k = 1; k < n && !mixed; k++) mixed = fins[k].msg->priority != fins[0].msg->priority;
+  if (!mixed) return finish_runs(b, consumer, fins, n, state);
+  gtask_msg **msgs = gtask__malloc(n * sizeof(*msgs));
+  size_t *perm = NULL;
+  for (size_t k = 0; msgs && k < n; k++) msgs[k] = fins[k].msg;
+  bool sorted = msgs && level_order(msgs, n, &perm);
+  gtask__free(msgs);
+  gtask_fin *v = sorted ? gtask__malloc(n * sizeof(*v)) : NULL;
+  if (!v) {
+    gtask__free(perm);
+    return finish_runs(b, consumer, fins, n, state);
+  }
+  for (size_t k = 0; k < n; k++) v[k] = fins[perm[k]];
+  int rc = finish_runs(b, consumer, v, n, state);
+  for (size_t k = 0; k < n; k++) fins[perm[k]].fenced = v[k].fenced;
+  gtask__free(v);
+  gtask__free(perm);
+  return rc;
+}
+
+static int finish_runs(redis_broker *b, const char *consumer, gtask_fin *fins, size_t n,
+                       void *state) {
   gtask__redis *st = state ? gtask__redis_backend_pool(state) : NULL;
   gtask__conn *c = NULL; /* the connection to the node of the run at hand */
   int rc = 0;
@@ -844,7 +1193,7 @@ static int rb_finish(void *impl, const char *consumer, gtask_fin *fins, size_t n
     const char *q = fins[i].msg->queue;
     if ((rc = gtask__redis_use(b->r, q, &c)) != 0) break;
     gtask__argv_reset(&a);
-    gtask__argv_add(&a, keys[0], gtask__redis_key(b->r, keys[0], GTASK__KEY_MAX, q, "stream", NULL));
+    gtask__argv_add(&a, keys[0], level_key(b, keys[0], q, level_of(fins[i].msg)));
     gtask__argv_add(&a, keys[1], gtask__redis_key(b->r, keys[1], GTASK__KEY_MAX, q, "sched", NULL));
     gtask__argv_add(&a, keys[2], gtask__redis_key(b->r, keys[2], GTASK__KEY_MAX, q, "dead", NULL));
     gtask__argv_add(&a, keys[3], gtask__redis_key(b->r, keys[3], GTASK__KEY_MAX, q, "stats", NULL));
@@ -932,10 +1281,9 @@ static int rb_finish(void *impl, const char *consumer, gtask_fin *fins, size_t n
 
 /* ---------------------------------------------------------------- recovery */
 
-static int rb_reclaim(void *impl, const char *consumer, const char *queue, int64_t lease_ms,
-                      size_t max, gtask_msg **out, size_t *n) {
-  redis_broker *b = impl;
-  *n = 0;
+/* reclaim.lua on the stream of one level of queue, adding to out[*n..max). */
+static int reclaim_level(redis_broker *b, const char *consumer, const char *queue, int level,
+                         int64_t lease_ms, size_t max, gtask_msg **out, size_t *n) {
   gtask__conn *c = NULL;
   int rc = gtask__redis_use(b->r, queue, &c);
   if (rc) return rc;
@@ -946,7 +1294,7 @@ static int rb_reclaim(void *impl, const char *consumer, const char *queue, int64
    * a few times so that live leases at the front do not hide expired ones. */
   for (int round = 0; round < 16 && *n < max && rc == 0; round++) {
     gtask__argv_reset(&a);
-    gtask__argv_add(&a, keys[0], gtask__redis_key(b->r, keys[0], GTASK__KEY_MAX, queue, "stream", NULL));
+    gtask__argv_add(&a, keys[0], level_key(b, keys[0], queue, level));
     gtask__argv_add(&a, keys[1], gtask__redis_key(b->r, keys[1], GTASK__KEY_MAX, queue, "fence", NULL));
     gtask__argv_adds(&a, GTASK__GROUP);
     gtask__argv_adds(&a, consumer);
@@ -979,6 +1327,7 @@ static int rb_reclaim(void *impl, const char *consumer, const char *queue, int64
       }
       if (!m) continue;
       m->epoch = rep->element[2]->integer; /* the fence this takeover set */
+      m->priority = level;
       out[(*n)++] = m;
     }
     freeReplyObject(rep);
@@ -989,21 +1338,38 @@ static int rb_reclaim(void *impl, const char *consumer, const char *queue, int64
   return rc;
 }
 
+/* A queue with priority levels: each level's stream, highest first (a
+ * reclaim per level: reclaims are periodic, not on a task's path). */
+static int rb_reclaim(void *impl, const char *consumer, const char *queue, int64_t lease_ms,
+                      size_t max, gtask_msg **out, size_t *n) {
+  redis_broker *b = impl;
+  *n = 0;
+  int rc = 0;
+  for (int level = is_marked(b, queue) ? GTASK_PRIORITY_MAX : 0; level >= 0 && rc == 0 && *n < max;
+       level--)
+    rc = reclaim_level(b, consumer, queue, level, lease_ms, max, out, n);
+  return rc;
+}
+
 static int rb_promote(void *impl, const char *queue, size_t max, int64_t *next_due_ms) {
   redis_broker *b = impl;
   *next_due_ms = 0;
   gtask__conn *c = NULL;
   int rc = gtask__redis_use(b->r, queue, &c);
   if (rc) return rc;
-  char ks[GTASK__KEY_MAX], kz[GTASK__KEY_MAX];
+  char ks[GTASK__KEY_MAX], kz[GTASK__KEY_MAX], kp[GTASK__KEY_MAX], k1[GTASK__KEY_MAX],
+      k2[GTASK__KEY_MAX];
   gtask__argv a;
   gtask__argv_init(&a);
   gtask__argv_add(&a, ks, gtask__redis_key(b->r, ks, sizeof(ks), queue, "stream", NULL));
   gtask__argv_add(&a, kz, gtask__redis_key(b->r, kz, sizeof(kz), queue, "sched", NULL));
+  gtask__argv_add(&a, kp, gtask__redis_key(b->r, kp, sizeof(kp), queue, "prio", NULL));
+  gtask__argv_add(&a, k1, level_key(b, k1, queue, 1));
+  gtask__argv_add(&a, k2, level_key(b, k2, queue, 2));
   gtask__argv_addi(&a, gtask__now_ms());
   gtask__argv_addi(&a, (int64_t)max);
   redisReply *rep;
-  rc = gtask__redis_eval(b->r, c, GTASK__LUA_PROMOTE, 2, &a, &rep);
+  rc = gtask__redis_eval(b->r, c, GTASK__LUA_PROMOTE, 5, &a, &rep);
   if (rc == 0) {
     rc = gtask__redis_int_array(b->r, "promote.lua", rep, 2);
     if (rc == 0) *next_due_ms = rep->element[1]->integer;
@@ -1016,7 +1382,7 @@ static int rb_promote(void *impl, const char *queue, size_t max, int64_t *next_d
 
 /* ---------------------------------------------------------------- stats, plumbing */
 
-static int64_t int_reply(redisReply *rep) {
+static int64_t int_reply(const redisReply *rep) {
   return rep && rep->type == REDIS_REPLY_INTEGER ? rep->integer : 0;
 }
 
@@ -1068,7 +1434,14 @@ static int stats_once(redis_broker *b, const char *queue, gtask_queue_stats *out
   gtask__conn_appendf(c, "ZCARD %s", kz);
   gtask__conn_appendf(c, "HLEN %s", kd);
   gtask__conn_appendf(c, "HMGET %s succeeded failed", kc);
-  enum { NREP = 5 };
+  /* The level streams (priorities): pending and active count all levels. */
+  for (int level = 1; level <= GTASK_PRIORITY_MAX; level++) {
+    char kl[GTASK__KEY_MAX];
+    level_key(b, kl, queue, level);
+    gtask__conn_appendf(c, "XLEN %s", kl);
+    gtask__conn_appendf(c, "XPENDING %s %s", kl, GTASK__GROUP);
+  }
+  enum { NREP = 5 + 2 * GTASK_PRIORITY_MAX };
   redisReply *r[NREP] = {0};
   for (int k = 0; k < NREP; k++) {
     redisReply *p = NULL;
@@ -1084,10 +1457,14 @@ static int stats_once(redis_broker *b, const char *queue, gtask_queue_stats *out
     }
   }
   if (rc == 0) {
-    int64_t len = int_reply(r[0]);
-    if (r[1] && r[1]->type == REDIS_REPLY_ARRAY && r[1]->elements >= 1)
-      out->active = int_reply(r[1]->element[0]);
-    out->pending = len - out->active < 0 ? 0 : len - out->active;
+    for (int level = 0; level <= GTASK_PRIORITY_MAX; level++) {
+      const redisReply *xl = r[level ? 3 + 2 * level : 0], *xp = r[level ? 4 + 2 * level : 1];
+      int64_t len = int_reply(xl), active = 0;
+      if (xp && xp->type == REDIS_REPLY_ARRAY && xp->elements >= 1)
+        active = int_reply(xp->element[0]);
+      out->active += active;
+      out->pending += len - active < 0 ? 0 : len - active;
+    }
     out->scheduled = int_reply(r[2]);
     out->dead = int_reply(r[3]);
     out->succeeded = field_int(r[4], 0);
@@ -1124,7 +1501,11 @@ static int rb_pause(void *impl, const char *queue, bool paused) {
 
 /* One EXISTS per queue, pipelined per node: the queues' keys may live in
  * different Cluster slots, so not one multi-key command; on one server (or
- * when they share a node) it is one round trip. */
+ * when they share a node) it is one round trip.  With it, for a queue whose
+ * priority marker is not known yet, an EXISTS of the marker: a worker calls
+ * this before its first lease and twice a second, so it reads the level
+ * streams of a queue within 500 ms of the first send with a level (until
+ * then such a task waits in its level stream). */
 static int rb_paused(void *impl, const char *const *queues, size_t nq, bool *out) {
   redis_broker *b = impl;
   gtask__conn *c = NULL;
@@ -1133,23 +1514,35 @@ static int rb_paused(void *impl, const char *const *queues, size_t nq, bool *out
   for (size_t i = 0; i < nq && rc == 0;) {
     if ((rc = gtask__redis_use(b->r, queues[i], &c)) != 0) break;
     size_t j = i;
-    for (; j < nq && gtask__redis_for_queue(b->r, queues[j]) == c->owner; j++) {
+    bool ask[64]; /* the marker of queues[i + k] is asked for */
+    for (; j < nq && j - i < 64 && gtask__redis_for_queue(b->r, queues[j]) == c->owner; j++) {
       gtask__redis_key(b->r, key, sizeof(key), queues[j], "paused", NULL);
       gtask__conn_appendf(c, "EXISTS %s", key);
+      if ((ask[j - i] = !is_marked(b, queues[j]))) { /* (a marker stays) */
+        gtask__redis_key(b->r, key, sizeof(key), queues[j], "prio", NULL);
+        gtask__conn_appendf(c, "EXISTS %s", key);
+      }
     }
     for (size_t k = i; k < j; k++) {
-      redisReply *p = NULL;
-      if (gtask__conn_get_reply(c, &p) != REDIS_OK) {
-        gtask__set_error("redis %s: %s", b->r->conf->describe, c->errstr);
-        rc = GTASK_ECONN;
-        break;
+      for (int r = 0; r < (ask[k - i] ? 2 : 1); r++) {
+        redisReply *p = NULL;
+        if (gtask__conn_get_reply(c, &p) != REDIS_OK) {
+          gtask__set_error("redis %s: %s", b->r->conf->describe, c->errstr);
+          rc = GTASK_ECONN;
+          break;
+        }
+        if (p->type == REDIS_REPLY_ERROR && rc == 0) {
+          gtask__set_error("redis %s: EXISTS: %s", b->r->conf->describe, p->str);
+          rc = gtask__redis_reply_rc(p->str);
+        }
+        bool yes = p->type == REDIS_REPLY_INTEGER && p->integer == 1;
+        if (r == 0)
+          out[k] = yes;
+        else if (p->type == REDIS_REPLY_INTEGER)
+          remember(b, queues[k], yes);
+        freeReplyObject(p);
       }
-      if (p->type == REDIS_REPLY_ERROR && rc == 0) {
-        gtask__set_error("redis %s: EXISTS: %s", b->r->conf->describe, p->str);
-        rc = gtask__redis_reply_rc(p->str);
-      }
-      out[k] = p->type == REDIS_REPLY_INTEGER && p->integer == 1;
-      freeReplyObject(p);
+      if (rc == GTASK_ECONN) break;
     }
     i = j;
   }
@@ -1194,6 +1587,7 @@ static int dead_get(redis_broker *b, const char *queue, const char *id, gtask_ms
       gtask__free(v);
       rc = GTASK_ENOMEM;
     } else {
+      m->priority = gtask__redis_body_level(m->body, m->len);
       v[0] = m;
       *out = v;
       *n = 1;
@@ -1253,6 +1647,7 @@ static int rb_dead_list(void *impl, const char *queue, const char *id, gtask_msg
         rc = GTASK_ENOMEM;
         break;
       }
+      v[nv]->priority = gtask__redis_body_level(body->str, body->len);
       nv++;
     }
     freeReplyObject(rep);
@@ -1302,6 +1697,11 @@ static int requeue_from(redis_broker *b, gtask_revive *rs, size_t n, void *state
   char(*keys)[GTASK__KEY_MAX] = NULL;
   for (size_t i = 0; i < n && rc == 0;) {
     size_t j = revive_run_end(rs, n, i);
+    /* A run of one level too: its messages go back to their level's stream
+     * (the level the message to queue carries). */
+    int level = gtask__redis_body_level(rs[i].next, rs[i].next_len);
+    for (size_t k = i + 1; k < j; k++)
+      if (gtask__redis_body_level(rs[k].next, rs[k].next_len) != level) j = k;
     size_t nk = 2 + (st ? 2 * (j - i) : 0);
     char(*k2)[GTASK__KEY_MAX] = gtask__realloc(keys, nk * sizeof(*keys));
     if (!k2) {
@@ -1312,7 +1712,7 @@ static int requeue_from(redis_broker *b, gtask_revive *rs, size_t n, void *state
     const char *q = rs[i].msg->queue;
     if ((rc = gtask__redis_use(b->r, q, &c)) != 0) break;
     gtask__argv_reset(&a);
-    gtask__argv_add(&a, keys[0], gtask__redis_key(b->r, keys[0], GTASK__KEY_MAX, q, "stream", NULL));
+    gtask__argv_add(&a, keys[0], level_key(b, keys[0], q, level));
     gtask__argv_add(&a, keys[1], gtask__redis_key(b->r, keys[1], GTASK__KEY_MAX, q, from, NULL));
     if (st) {
       for (size_t k = i; k < j; k++) {
@@ -1411,6 +1811,7 @@ static int rb_failed_list(void *impl, const char *queue, const char *id, gtask_m
         break;
       }
       m->due_ms = strtoll(score->str, NULL, 10);
+      m->priority = gtask__redis_body_level(m->body, m->len);
       v[nv++] = m;
     }
     freeReplyObject(rep);
@@ -1649,6 +2050,10 @@ static void rb_destroy(void *impl) {
     gtask__free(cc->name);
     gtask__free(cc);
   }
+  for (size_t k = 0; k < b->nmarked; k++) gtask__free(b->marked[k]);
+  gtask__free(b->marked);
+  for (size_t k = 0; k < b->nchecked; k++) gtask__free(b->checked[k]);
+  gtask__free(b->checked);
   pthread_mutex_destroy(&b->mu);
   gtask__limits_free(b->limits);
   gtask__redis_free(b->r);

@@ -61,13 +61,12 @@ static int find_member(gtask__redis *r, gtask__conn *c, const char *queue, const
   }
 }
 
-/* The stream entry id of task id's message into eid ("" when the stream
- * holds none). */
-static int find_entry(gtask__redis *r, gtask__conn *c, const char *queue, const char *id,
+/* The stream entry id of task id's message in stream ks into eid (""
+ * when the stream holds none). */
+static int find_entry(gtask__redis *r, gtask__conn *c, const char *ks, const char *id,
                       char eid[64]) {
   eid[0] = '\0';
-  char ks[GTASK__KEY_MAX], start[70] = "-";
-  gtask__redis_key(r, ks, sizeof(ks), queue, "stream", NULL);
+  char start[70] = "-";
   size_t idlen = strlen(id);
   for (;;) {
     redisReply *rng = gtask__redis_command(c, "XRANGE %s %s + COUNT 1000", ks, start);
@@ -113,7 +112,13 @@ int gtask__redis_cancel(gtask__redis *r, const char *queue, const char *id, cons
     size_t mlen = 0;
     char eid[64] = "";
     rc = find_member(r, c, queue, id, &member, &mlen);
-    if (rc == 0 && !member) rc = find_entry(r, c, queue, id, eid);
+    /* The stream of each priority level, highest first (a level stream that
+     * was never written is empty to XRANGE). */
+    static const char *const level[] = {"2", "1", NULL};
+    for (int l = 0; rc == 0 && !member && !eid[0] && l < 3; l++) {
+      gtask__redis_key(r, keys[0], GTASK__KEY_MAX, queue, "stream", level[l]);
+      rc = find_entry(r, c, keys[0], id, eid);
+    }
     if (rc) {
       gtask__free(member);
       break;

@@ -19,7 +19,9 @@
 
 static size_t claim_run_end(const gtask_claim *cs, size_t n, size_t i) {
   size_t j = i + 1;
-  while (j < n && strcmp(cs[j].msg->queue, cs[i].msg->queue) == 0) j++;
+  while (j < n && cs[j].msg->priority == cs[i].msg->priority &&
+         strcmp(cs[j].msg->queue, cs[i].msg->queue) == 0)
+    j++;
   return j;
 }
 
@@ -72,8 +74,8 @@ int gtask__redis_claim(gtask__redis *qr, gtask__redis *sr, bool queue, gtask_cla
   gtask__conn *c = NULL; /* the connection to the node of the run's queue */
   int rc = 0;
   /* Per claim: t, n, u, t of the holder, n of the holder; then stream,
-   * sched, pending. */
-  char(*keys)[GTASK__KEY_MAX] = gtask__calloc(5 * n + 3, sizeof(*keys));
+   * sched, pending, and for a level above 0 the marker and workers. */
+  char(*keys)[GTASK__KEY_MAX] = gtask__calloc(5 * n + 5, sizeof(*keys));
   char(*holders)[GTASK_ID_SIZE] = gtask__calloc(n, sizeof(*holders));
   gtask__argv a;
   gtask__argv_init(&a);
@@ -83,7 +85,13 @@ int gtask__redis_claim(gtask__redis *qr, gtask__redis *sr, bool queue, gtask_cla
     const char *q = cs[i].msg->queue;
     if ((rc = gtask__redis_use(qr, q, &c)) != 0) break;
     char(*base)[GTASK__KEY_MAX] = &keys[5 * n];
-    gtask__redis_key(qr, base[0], GTASK__KEY_MAX, q, "stream", NULL);
+    static const char *const level[] = {NULL, "1", "2"};
+    int lv = queue && cs[i].msg->priority > 0 && cs[i].msg->priority <= GTASK_PRIORITY_MAX
+                 ? cs[i].msg->priority
+                 : 0;
+    gtask__redis_key(qr, base[0], GTASK__KEY_MAX, q, "stream", level[lv]);
+    gtask__redis_key(qr, base[3], GTASK__KEY_MAX, q, "prio", NULL);
+    gtask__redis_key(qr, base[4], GTASK__KEY_MAX, q, "workers", NULL);
     gtask__redis_key(qr, base[1], GTASK__KEY_MAX, q, "sched", NULL);
     gtask__redis_key(sr, base[2], GTASK__KEY_MAX, q, "pending", NULL);
     for (size_t k = i; k < j; k++) {
@@ -122,7 +130,12 @@ int gtask__redis_claim(gtask__redis *qr, gtask__redis *sr, bool queue, gtask_cla
           }
         }
       }
-      gtask__argv_adds(&a, queue ? "1" : "0");
+      if (lv) {
+        gtask__argv_adds(&a, base[3]);
+        gtask__argv_adds(&a, base[4]);
+        nkeys += 2;
+      }
+      gtask__argv_adds(&a, lv ? "2" : queue ? "1" : "0");
       gtask__argv_addi(&a, gtask__now_ms());
       gtask__argv_addi(&a, sr->conf->expire_ms);
       for (size_t k = i; k < j; k++) {
@@ -142,6 +155,12 @@ int gtask__redis_claim(gtask__redis *qr, gtask__redis *sr, bool queue, gtask_cla
         rep = NULL;
         continue;
       }
+      break;
+    }
+    if (rc == 0 && rep->type == REDIS_REPLY_ARRAY && rep->elements == 3 &&
+        rep->element[0]->type == REDIS_REPLY_INTEGER && rep->element[0]->integer == 0) {
+      rc = gtask__redis_levels_refused(qr, rep, q, lv);
+      freeReplyObject(rep);
       break;
     }
     if (rc == 0) {

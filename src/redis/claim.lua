@@ -6,7 +6,11 @@
 --   t:<id>, n:<id>, and with a unique key u:<digest>, and when the key was
 --   seen held (until-done mode) t:<holder>, n:<holder>
 -- ARGV[1] "1" to queue too (broker and backend colocated), "0" to claim only
--- (the caller then queues the claimed ones with push.lua)
+-- (the caller then queues the claimed ones with push.lua), "2" to queue at a
+-- priority level above 0: KEYS[1] is then that level's stream, and the last
+-- two KEYS are the queue's priority marker and its workers hash, as in
+-- push.lua (a live worker of key schema < 5: nothing written, the reply is
+-- {0, worker, schema})
 -- ARGV[2] now ms  ARGV[3] state TTL ms (an until-done key's lifetime)
 -- ARGV[4..] per claim: id, body, due ms (0 = now), key TTL ("" no key, "0"
 --   until the task is final, else ms), the holder of an until-done key as the
@@ -26,8 +30,15 @@
 -- the wrong type fails it) and a check of the stream (XLEN) and the schedule
 -- (ZCARD) come before the first write; the first write (SADD) checks its own
 -- key; SET cannot fail on a key GET read.
-local queue = ARGV[1] == '1'
+local queue = ARGV[1] ~= '0'
 local now = tonumber(ARGV[2])
+if ARGV[1] == '2' then
+  local h = redis.call('HGETALL', KEYS[#KEYS])
+  for i = 1, #h, 2 do
+    local s, exp = string.match(h[i + 1], '^(%d+) (%d+)$')
+    if s and tonumber(s) < 5 and tonumber(exp) >= now then return {0, h[i], s} end
+  end
+end
 local function refuse(r, key)
   return redis.error_reply(r.err .. ' (' .. key .. '; claim.lua changed nothing)')
 end
@@ -120,4 +131,5 @@ for _, c in ipairs(claims) do
     end
   end
 end
+if ARGV[1] == '2' then redis.call('SET', KEYS[#KEYS - 1], '1') end
 return out

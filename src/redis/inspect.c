@@ -165,6 +165,7 @@ static int msgs_add(msgs *m, const char *id, size_t idlen, const char *queue, co
   if (idlen < GTASK_ID_SIZE) memcpy(idbuf, id, idlen), idbuf[idlen] = '\0';
   gtask_msg *g = gtask_msg_new(idbuf, queue, body, len);
   if (!g) return GTASK_ENOMEM;
+  g->priority = gtask__redis_body_level(g->body, g->len);
   m->v[m->n++] = g;
   if (added) *added = g;
   return 0;
@@ -204,10 +205,8 @@ static int entry_add(msgs *m, const redisReply *e, const char *queue, gtask_msg 
 
 /* PENDING: stream entries that are not leased.  XRANGE after the cursor,
  * then XPENDING over the same id span to drop the leased ones. */
-static int list_pending(gtask__redis *r, gtask__conn *c, const char *queue, const char *cursor,
-                        size_t limit, msgs *m, char **next) {
-  char ks[GTASK__KEY_MAX];
-  gtask__redis_key(r, ks, sizeof(ks), queue, "stream", NULL);
+static int list_pending_in(gtask__redis *r, gtask__conn *c, const char *ks, const char *queue,
+                           const char *cursor, size_t limit, msgs *m, char **next) {
   char start[64];
   gtask__fmt(start, sizeof(start), cursor ? "(%s" : "-", cursor);
   redisReply *rng = gtask__redis_command(c, "XRANGE %s %s + COUNT %lld", ks, start,
@@ -246,10 +245,8 @@ static int list_pending(gtask__redis *r, gtask__conn *c, const char *queue, cons
 }
 
 /* ACTIVE: the group's pending entries list, then each entry's message. */
-static int list_active(gtask__redis *r, gtask__conn *c, const char *queue, const char *cursor,
-                       size_t limit, msgs *m, char **next) {
-  char ks[GTASK__KEY_MAX];
-  gtask__redis_key(r, ks, sizeof(ks), queue, "stream", NULL);
+static int list_active_in(gtask__redis *r, gtask__conn *c, const char *ks, const char *queue,
+                          const char *cursor, size_t limit, msgs *m, char **next) {
   char start[64];
   gtask__fmt(start, sizeof(start), cursor ? "(%s" : "-", cursor);
   redisReply *pel = gtask__redis_command(c, "XPENDING %s %s %s + %lld", ks, GTASK__GROUP, start,
@@ -289,6 +286,54 @@ static int list_active(gtask__redis *r, gtask__conn *c, const char *queue, const
     rc = GTASK_ENOMEM;
   freeReplyObject(pel);
   return rc;
+}
+
+typedef int (*list_in_fn)(gtask__redis *r, gtask__conn *c, const char *ks, const char *queue,
+                          const char *cursor, size_t limit, msgs *m, char **next);
+
+/* PENDING and ACTIVE over the queue's priority levels, highest first (the
+ * order of a lease): a level's page is followed by the next level's.  The
+ * cursor is an entry id of the level-0 stream, as ever, or "L:<entry id>"
+ * in the stream of level L > 0. */
+static int list_levels(gtask__redis *r, gtask__conn *c, const char *queue, const char *cursor,
+                       size_t limit, msgs *m, char **next, list_in_fn fn) {
+  int level = GTASK_PRIORITY_MAX;
+  if (cursor && (cursor[0] == '1' || cursor[0] == '2') && cursor[1] == ':') {
+    level = cursor[0] - '0';
+    cursor += 2;
+  } else if (cursor) {
+    level = 0;
+  }
+  static const char *const sfx[] = {NULL, "1", "2"};
+  for (int rc = 0; level >= 0; level--, cursor = NULL) {
+    char ks[GTASK__KEY_MAX], *nx = NULL;
+    gtask__redis_key(r, ks, sizeof(ks), queue, "stream", sfx[level]);
+    size_t before = m->n;
+    if ((rc = fn(r, c, ks, queue, cursor, limit - before, m, &nx)) != 0) return rc;
+    if (nx) { /* a full page */
+      if (level == 0) {
+        *next = nx;
+        return 0;
+      }
+      size_t len = strlen(nx) + 3;
+      *next = malloc(len);
+      if (*next) snprintf(*next, len, "%d:%s", level, nx);
+      free(nx);
+      return *next ? 0 : GTASK_ENOMEM;
+    }
+    if (m->n >= limit) return 0;
+  }
+  return 0;
+}
+
+static int list_pending(gtask__redis *r, gtask__conn *c, const char *queue, const char *cursor,
+                        size_t limit, msgs *m, char **next) {
+  return list_levels(r, c, queue, cursor, limit, m, next, list_pending_in);
+}
+
+static int list_active(gtask__redis *r, gtask__conn *c, const char *queue, const char *cursor,
+                       size_t limit, msgs *m, char **next) {
+  return list_levels(r, c, queue, cursor, limit, m, next, list_active_in);
 }
 
 /* SCHEDULED and FAILED: the sched or failed zset (score: due or kept-until
@@ -374,8 +419,12 @@ int gtask__redis_list(gtask__redis *r, const char *queue, int state, const char 
   *n = 0;
   *next = NULL;
   if (cursor && !cursor[0]) cursor = NULL;
+  /* A stream entry id, or "L:" and one for a priority level L (list_levels). */
+  const char *eid = cursor && (cursor[0] == '1' || cursor[0] == '2') && cursor[1] == ':'
+                        ? cursor + 2
+                        : cursor;
   if ((state == GTASK_LIST_PENDING || state == GTASK_LIST_ACTIVE) && cursor &&
-      !stream_id_valid(cursor)) {
+      !stream_id_valid(eid)) {
     gtask__set_error("bad cursor \"%s\" for the %s list", cursor,
                      gtask_list_state_name((gtask_list_state)state));
     return GTASK_EINVAL;
@@ -407,10 +456,9 @@ int gtask__redis_list(gtask__redis *r, const char *queue, int state, const char 
 /* ---------------------------------------------------------------- find */
 
 /* Scans the stream for the entry whose "i" is id, 1000 entries a command. */
-static int find_in_stream(gtask__redis *r, gtask__conn *c, const char *queue, const char *id,
-                          msgs *m) {
-  char ks[GTASK__KEY_MAX], start[64] = "-";
-  gtask__redis_key(r, ks, sizeof(ks), queue, "stream", NULL);
+static int find_in_stream(gtask__redis *r, gtask__conn *c, const char *ks, const char *queue,
+                          const char *id, msgs *m) {
+  char start[64] = "-";
   for (;;) {
     redisReply *rng = gtask__redis_command(c, "XRANGE %s %s + COUNT 1000", ks, start);
     if (!rng) return conn_fail(r, c, "XRANGE");
@@ -505,11 +553,15 @@ int gtask__redis_find(gtask__redis *r, const char *queue, const char *id, int *s
     }
   }
   /* In the stream: only a task in the pending set can be there. */
+  /* (Each priority level's stream, highest first.) */
+  static const char *const sfx[] = {"2", "1", NULL};
+  char ks[GTASK__KEY_MAX];
+  for (int l = 0; l < 3 && rc == 0 && !*state && queued && m.n == 0; l++) {
+    gtask__redis_key(r, ks, sizeof(ks), queue, "stream", sfx[l]);
+    rc = find_in_stream(r, c, ks, queue, id, &m);
+  }
   if (rc == 0 && !*state && queued) {
-    rc = find_in_stream(r, c, queue, id, &m);
     if (rc == 0 && m.n == 1) {
-      char ks[GTASK__KEY_MAX];
-      gtask__redis_key(r, ks, sizeof(ks), queue, "stream", NULL);
       const char *eid = m.v[0]->lease;
       redisReply *pel = gtask__redis_command(c, "XPENDING %s %s %s %s 1", ks, GTASK__GROUP, eid,
                                              eid);

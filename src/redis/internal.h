@@ -240,6 +240,12 @@ int gtask__redis_int_array(const gtask__redis *r, const char *script, const redi
                            size_t n);
 
 /* Builds "P:{q}:suffix" or "P:{q}:suffix:id" into buf; returns its length. */
+/* GTASK_EVERSION, with the detail, for a push.lua or claim.lua reply
+ * {0, worker, schema}: a send at level `level` refused (broker.c). */
+int gtask__redis_levels_refused(const gtask__redis *r, const redisReply *rep, const char *q,
+                                int level);
+/* The priority level a task message carries in its "pr" field (0 without). */
+int gtask__redis_body_level(const char *body, size_t len);
 size_t gtask__redis_key(const gtask__redis *r, char *buf, size_t size, const char *queue,
                         const char *suffix, const char *id);
 #define GTASK__KEY_MAX 256

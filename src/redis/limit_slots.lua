@@ -1,7 +1,10 @@
 -- limit_slots.lua: concurrency slots of a queue's limits -- release, extend,
 -- sweep (issue 19).
 -- KEYS[1] stream, then per target: cc:<t> (zset: holder -> lease expiry ms),
---   lw:<t> (list of waiting tasks: id (36 bytes) .. message)
+--   lw:<t> (list of waiting tasks: id (36 bytes) .. message); then
+--   (optional) the level 1 and 2 streams: a waiting task of priority level L
+--   (its message's "pr") goes back to the stream of its level
+
 -- ARGV[1] op: "release" (a holder's task ended), "extend" (heartbeat),
 --   "sweep" (housekeeping)  ARGV[2] now (unix ms)  ARGV[3] slot lease ms
 -- ARGV[4..] per target: its concurrency K, then (release, extend) the
@@ -13,8 +16,11 @@
 --   back within a lease time), then moves as many waiting tasks as there are
 --   free slots back to the stream, oldest first.
 -- Returns the number of tasks moved back to the stream.
+-- @include level
 local op, now, lease = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local per = (op == 'sweep') and 1 or 2
+local streams = {KEYS[1]}
+if #KEYS == 1 + 2 * ((#ARGV - 3) / per) + 2 then streams = {KEYS[1], KEYS[#KEYS - 1], KEYS[#KEYS]} end
 local moved = 0
 local t = 0
 for b = 4, #ARGV, per do
@@ -29,7 +35,9 @@ for b = 4, #ARGV, per do
     while free > 0 do
       local w = redis.call('LPOP', lw)
       if not w then break end
-      redis.call('XADD', KEYS[1], '*', 'i', string.sub(w, 1, 36), 'm', string.sub(w, 37))
+      local key = streams[1]
+      if #streams == 3 then key = streams[level_of(w, 37) + 1] end
+      redis.call('XADD', key, '*', 'i', string.sub(w, 1, 36), 'm', string.sub(w, 37))
       free = free - 1
       moved = moved + 1
     end

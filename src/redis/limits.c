@@ -195,12 +195,16 @@ static int slots_call(gtask__redis *r, gtask__conn *c, const char *op, const cha
                       const char (*fields)[GTASK__KEY_MAX], const int64_t *conc, size_t nt,
                       const char *holder_id, int64_t lease_ms) {
   if (nt == 0) return 0;
-  char (*keys)[GTASK__KEY_MAX] = gtask__calloc(3 * nt + 1, GTASK__KEY_MAX);
+  char (*keys)[GTASK__KEY_MAX] = gtask__calloc(3 * nt + 3, GTASK__KEY_MAX);
   if (!keys) return GTASK_ENOMEM;
   gtask__argv a;
   gtask__argv_init(&a);
   gtask__argv_add(&a, keys[0], gtask__redis_key(r, keys[0], GTASK__KEY_MAX, queue, "stream", NULL));
   for (size_t k = 0; k < nt; k++) add_target_keys(r, &a, keys + 1 + 3 * k, queue, fields[k], false);
+  /* The level streams, where a waiting task of a level goes back to. */
+  char *k1 = keys[3 * nt + 1], *k2 = keys[3 * nt + 2];
+  gtask__argv_add(&a, k1, gtask__redis_key(r, k1, GTASK__KEY_MAX, queue, "stream", "1"));
+  gtask__argv_add(&a, k2, gtask__redis_key(r, k2, GTASK__KEY_MAX, queue, "stream", "2"));
   gtask__argv_adds(&a, op);
   gtask__argv_addi(&a, gtask__now_ms());
   gtask__argv_addi(&a, lease_ms);
@@ -209,7 +213,7 @@ static int slots_call(gtask__redis *r, gtask__conn *c, const char *op, const cha
     if (holder_id) gtask__argv_adds(&a, holder_id);
   }
   redisReply *rep = NULL;
-  int rc = a.oom ? GTASK_ENOMEM : gtask__redis_eval(r, c, GTASK__LUA_LIMIT_SLOTS, 1 + 2 * nt, &a, &rep);
+  int rc = a.oom ? GTASK_ENOMEM : gtask__redis_eval(r, c, GTASK__LUA_LIMIT_SLOTS, 3 + 2 * nt, &a, &rep);
   if (rep) freeReplyObject(rep);
   gtask__argv_free(&a);
   gtask__free(keys);
@@ -284,16 +288,20 @@ int64_t gtask__limits_before_lease(gtask__limits *l, gtask__redis *r, const char
       /* Bring the deferred tasks that are due back (promote.lua). */
       gtask__conn *c = NULL;
       if (gtask__redis_use(r, queues[i], &c) != 0) continue;
-      char ks[GTASK__KEY_MAX], kz[GTASK__KEY_MAX];
+      char ks[GTASK__KEY_MAX], kz[GTASK__KEY_MAX], kp[GTASK__KEY_MAX], k1[GTASK__KEY_MAX],
+          k2[GTASK__KEY_MAX];
       gtask__argv a;
       gtask__argv_init(&a);
       gtask__argv_add(&a, ks, gtask__redis_key(r, ks, sizeof(ks), queues[i], "stream", NULL));
       gtask__argv_add(&a, kz, gtask__redis_key(r, kz, sizeof(kz), queues[i], "sched", NULL));
+      gtask__argv_add(&a, kp, gtask__redis_key(r, kp, sizeof(kp), queues[i], "prio", NULL));
+      gtask__argv_add(&a, k1, gtask__redis_key(r, k1, sizeof(k1), queues[i], "stream", "1"));
+      gtask__argv_add(&a, k2, gtask__redis_key(r, k2, sizeof(k2), queues[i], "stream", "2"));
       gtask__argv_addi(&a, now);
       gtask__argv_addi(&a, 1000);
       redisReply *rep;
       int64_t next = 0;
-      if (gtask__redis_eval(r, c, GTASK__LUA_PROMOTE, 2, &a, &rep) == 0) {
+      if (gtask__redis_eval(r, c, GTASK__LUA_PROMOTE, 5, &a, &rep) == 0) {
         if (gtask__redis_int_array(r, "promote.lua", rep, 2) == 0) next = rep->element[1]->integer;
         freeReplyObject(rep);
       }
@@ -375,7 +383,9 @@ static int admit_queue(gtask__limits *l, gtask__redis *r, gtask_msg **msgs, size
   redisReply *rep = NULL;
   if (rc == 0) {
     int64_t now = gtask__now_ms();
-    gtask__argv_add(&a, keys[0], gtask__redis_key(r, keys[0], GTASK__KEY_MAX, queue, "stream", NULL));
+    static const char *const level[] = {NULL, "1", "2"};
+    int lv = msgs[i]->priority > 0 && msgs[i]->priority <= GTASK_PRIORITY_MAX ? msgs[i]->priority : 0;
+    gtask__argv_add(&a, keys[0], gtask__redis_key(r, keys[0], GTASK__KEY_MAX, queue, "stream", level[lv]));
     gtask__argv_add(&a, keys[1], gtask__redis_key(r, keys[1], GTASK__KEY_MAX, queue, "sched", NULL));
     gtask__argv_add(&a, keys[2], gtask__redis_key(r, keys[2], GTASK__KEY_MAX, queue, "limits", NULL));
     for (size_t k = 0; k < nt; k++) add_target_keys(r, &a, keys + 3 + 3 * k, queue, t[k].field, true);
@@ -453,8 +463,10 @@ int gtask__limits_admit(gtask__limits *l, gtask__redis *r, gtask_msg **msgs, siz
   if (!keep) return GTASK_ENOMEM;
   int rc = 0;
   for (size_t i = 0; i < *n;) {
-    size_t j = i + 1;
-    while (j < *n && strcmp(msgs[j]->queue, msgs[i]->queue) == 0) j++;
+    size_t j = i + 1; /* a run of one queue and level: limit_admit.lua acks in one stream */
+    while (j < *n && msgs[j]->priority == msgs[i]->priority &&
+           strcmp(msgs[j]->queue, msgs[i]->queue) == 0)
+      j++;
     int qrc = admit_queue(l, r, msgs, i, j, keep);
     if (qrc && !rc) rc = qrc;
     i = j;
@@ -541,7 +553,7 @@ int gtask__limit_set(gtask_broker *broker, const char *queue, const char *field,
     gtask__set_error("limits need a Redis broker (gtask_broker_redis_new)");
     return GTASK_EINVAL;
   }
-  char keys[5][GTASK__KEY_MAX]; /* the argv points into them */
+  char keys[7][GTASK__KEY_MAX]; /* the argv points into them */
   gtask__argv a;
   gtask__argv_init(&a);
   if (value) {
@@ -555,6 +567,8 @@ int gtask__limit_set(gtask_broker *broker, const char *queue, const char *field,
     gtask__argv_add(&a, keys[0], gtask__redis_key(r, keys[0], GTASK__KEY_MAX, queue, "limits", NULL));
     gtask__argv_add(&a, keys[1], gtask__redis_key(r, keys[1], GTASK__KEY_MAX, queue, "stream", NULL));
     add_target_keys(r, &a, keys + 2, queue, field, true);
+    gtask__argv_add(&a, keys[5], gtask__redis_key(r, keys[5], GTASK__KEY_MAX, queue, "stream", "1"));
+    gtask__argv_add(&a, keys[6], gtask__redis_key(r, keys[6], GTASK__KEY_MAX, queue, "stream", "2"));
     gtask__argv_adds(&a, field);
   }
   gtask__conn *c = NULL;
@@ -563,7 +577,7 @@ int gtask__limit_set(gtask_broker *broker, const char *queue, const char *field,
   if (rc == 0) {
     if (a.oom) rc = GTASK_ENOMEM;
     else if (value) rc = gtask__redis_cmd(r, c, &a, &rep);
-    else rc = gtask__redis_eval(r, c, GTASK__LUA_LIMIT_REMOVE, 5, &a, &rep);
+    else rc = gtask__redis_eval(r, c, GTASK__LUA_LIMIT_REMOVE, 7, &a, &rep);
     gtask__redis_put(r, c);
   }
   gtask__argv_free(&a);

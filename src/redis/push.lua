@@ -1,5 +1,11 @@
 -- push.lua: queue task messages, optionally recording each as PENDING.
 -- KEYS[1] stream  KEYS[2] sched  KEYS[3] pending set (used when ARGV[1] == "1")
+-- A send of priority level L > 0 (schema 5) names two keys more, and KEYS[1]
+-- is then the level's stream, P:{q}:stream:L:
+-- KEYS[4] the queue's priority marker P:{q}:prio (set, so that its workers
+-- read the level streams)  KEYS[5] the queue's workers hash (register.lua):
+-- a live worker of key schema < 5 never reads a level stream, so then
+-- nothing is written and the reply is {0, worker, schema}.
 -- ARGV[1] "1" to record PENDING, "0" not   ARGV[2] now ms
 -- ARGV[3] "2": every message is due now, each is id, body (ARGV[4..])
 --         "3": each message is id, body, due ms (0 = now)
@@ -22,6 +28,14 @@
 -- collection; a tonumber about 2k -- glibc's strtod.  So ARGV[3] is compared
 -- as a string, and only a due time other than 0 is converted.)
 local with_state = ARGV[1] == '1'
+if #KEYS > 3 then
+  local h = redis.call('HGETALL', KEYS[5])
+  local now = tonumber(ARGV[2])
+  for i = 1, #h, 2 do
+    local s, exp = string.match(h[i + 1], '^(%d+) (%d+)$')
+    if s and tonumber(s) < 5 and tonumber(exp) >= now then return {0, h[i], s} end
+  end
+end
 local stride = ARGV[3] == '3' and 3 or 2
 local n = (#ARGV - 3) / stride
 if n == 0 then return 0 end
@@ -98,4 +112,5 @@ for b = 4, #ARGV, stride do
     redis.call('XADD', KEYS[1], '*', 'i', ARGV[b], 'm', ARGV[b + 1])
   end
 end
+if #KEYS > 3 then redis.call('SET', KEYS[4], '1') end
 return n

@@ -1324,7 +1324,7 @@ CONTRACT(PAIR, server_round_trip) {
  * took the queues in. */
 
 static pthread_mutex_t ran_mu = PTHREAD_MUTEX_INITIALIZER;
-static int64_t ran[400]; /* the queue index each task run carried, in run order */
+static int64_t ran[2100]; /* the queue index each task run carried, in run order */
 static size_t nran;
 
 static int rt_mark(int64_t queue) {
@@ -1344,6 +1344,11 @@ static size_t ran_count(void) {
 
 static void *rt_serve1(void *server) {
   ASSERT_OK(gtask_server_run(server, 1));
+  return NULL;
+}
+
+static void *rt_serve_n(void *server) {
+  ASSERT_OK(gtask_server_run(server, 4));
   return NULL;
 }
 
@@ -1704,6 +1709,351 @@ CONTRACT(PAIR, client_failed_list_and_rerun) {
   gtask_client_free(cli);
 }
 
+
+/* ---------------------------------------------------------------- priorities (issue 18)
+ *
+ * Levels 0..GTASK_PRIORITY_MAX within a queue: a lease takes the highest
+ * level that has tasks first, FIFO within a level, and a task comes back at
+ * its level from every path.  A broker without levels refuses a level above
+ * 0 and queues nothing; the cases then skip. */
+
+/* Pushes one message of level prio to queue; returns push's code. */
+static int push_level(env *e, const char *queue, const char *body, int prio, int64_t due_ms,
+                      char *id_out) {
+  char id[GTASK_ID_SIZE];
+  new_id(id);
+  gtask_msg *m = gtask_msg_new(id, queue, body, strlen(body));
+  ASSERT_NOT_NULL(m);
+  m->priority = prio;
+  m->due_ms = due_ms;
+  int rc = e->bo->push(e->bi, &m, 1, NULL);
+  gtask_msg_free(m);
+  if (id_out)
+    memcpy(id_out, id, GTASK_ID_SIZE);
+  return rc;
+}
+
+/* Skips the case unless the broker queues levels; a refusal changed nothing. */
+static void need_levels(env *e) {
+  if (e->bo->abi < 5)
+    SKIP("the broker predates priority levels (abi < 5)");
+  char q[96];
+  snprintf(q, sizeof(q), "%s-probe", e->q);
+  int rc = push_level(e, q, BODIES[0], 1, 0, NULL);
+  if (rc != 0) {
+    ASSERT_EQ(rc, GTASK_EINVAL);
+    ASSERT_STATS(e, q, 0, 0, 0, 0);
+    SKIP("the broker refuses priority levels");
+  }
+  ASSERT_STATS(e, q, 1, 0, 0, 0);
+}
+
+/* Leases one message of e->q and checks it is id at level prio. */
+static gtask_msg *lease_level(env *e, const char *id, int prio) {
+  gtask_msg *m = lease1(e, "c1");
+  ASSERT_STR_EQ(m->id, id);
+  ASSERT_EQ(m->priority, prio);
+  return m;
+}
+
+/* An urgent task sent after 100 routine ones is leased first; FIFO within
+ * each level; one lease takes from several levels; out of range refused. */
+CONTRACT(BROKER, priority_levels_order) {
+  need_levels(e);
+  enum { ROUTINE = 100 };
+  char ids[ROUTINE][GTASK_ID_SIZE];
+  gtask_msg *batch[ROUTINE];
+  for (int k = 0; k < ROUTINE; k++) {
+    new_id(ids[k]);
+    ASSERT_NOT_NULL(batch[k] = gtask_msg_new(ids[k], e->q, BODIES[k % 6], strlen(BODIES[k % 6])));
+  }
+  ASSERT_OK(e->bo->push(e->bi, batch, ROUTINE, NULL));
+  free_msgs(batch, ROUTINE);
+  char high1[GTASK_ID_SIZE], urgent[GTASK_ID_SIZE], high2[GTASK_ID_SIZE];
+  ASSERT_OK(push_level(e, e->q, "high-1", 1, 0, high1));
+  ASSERT_OK(push_level(e, e->q, "urgent", 2, 0, urgent));
+  ASSERT_OK(push_level(e, e->q, "high-2", 1, 0, high2));
+  /* Out of range: refused whole, nothing queued. */
+  ASSERT_ERR(push_level(e, e->q, "bad", 3, 0, NULL), GTASK_EINVAL);
+  ASSERT_ERR(push_level(e, e->q, "bad", -1, 0, NULL), GTASK_EINVAL);
+  ASSERT_STATS(e, e->q, ROUTINE + 3, 0, 0, 0);
+
+  gtask_msg *m[ROUTINE + 3];
+  ASSERT_EQ(lease(e, "c1", e->q, 4, 0, m), 4); /* one lease across the levels */
+  ASSERT_STR_EQ(m[0]->id, urgent);
+  ASSERT_EQ(m[0]->priority, 2);
+  ASSERT_STR_EQ(m[1]->id, high1);
+  ASSERT_STR_EQ(m[2]->id, high2);
+  ASSERT_EQ(m[1]->priority, 1);
+  ASSERT_EQ(m[2]->priority, 1);
+  ASSERT_STR_EQ(m[3]->id, ids[0]);
+  ASSERT_EQ(m[3]->priority, 0);
+  ASSERT_EQ(lease(e, "c1", e->q, ROUTINE, 0, m + 4), ROUTINE - 1);
+  for (int k = 1; k < ROUTINE; k++) {
+    ASSERT_STR_EQ(m[3 + k]->id, ids[k]);
+    ASSERT_EQ(m[3 + k]->priority, 0);
+  }
+  ASSERT_STATS(e, e->q, 0, ROUTINE + 3, 0, 0);
+  for (int k = 0; k < ROUTINE + 3; k++)
+    ASSERT_FALSE(finish(e, "c1", m[k], GTASK_FIN_DONE, NULL, 0));
+  free_msgs(m, ROUTINE + 3);
+  ASSERT_STATS(e, e->q, 0, 0, 0, 0);
+}
+
+typedef struct level_push {
+  env *e;
+  const char *queue;
+} level_push;
+
+/* After 150 ms: BODIES[5] at level 2 to the queue. */
+static void *push_urgent_later(void *arg) {
+  level_push *lp = arg;
+  test_sleep_ms(150);
+  ASSERT_OK(push_level(lp->e, lp->queue, BODIES[5], 2, 0, NULL));
+  return NULL;
+}
+
+/* A lease over several queues (a weighted or plain list) takes them in the
+ * order given, and within each queue its levels highest first; and blocks
+ * on all levels of all of them when all are empty. */
+CONTRACT(BROKER, priority_within_each_queue_of_a_multi_queue_lease) {
+  need_levels(e);
+  char qa[96], qb[96];
+  snprintf(qa, sizeof(qa), "%s-a", e->q);
+  snprintf(qb, sizeof(qb), "%s-b", e->q);
+  char a0[GTASK_ID_SIZE], a1[GTASK_ID_SIZE], a2[GTASK_ID_SIZE], b0[GTASK_ID_SIZE],
+      b1[GTASK_ID_SIZE];
+  push(e, qa, BODIES[0], 0, a0);
+  push(e, qa, BODIES[1], 0, a1);
+  ASSERT_OK(push_level(e, qa, BODIES[2], 2, 0, a2));
+  push(e, qb, BODIES[3], 0, b0);
+  ASSERT_OK(push_level(e, qb, BODIES[4], 1, 0, b1));
+  const char *queues[] = {qb, qa};
+  gtask_msg *m[8];
+  size_t n = 0;
+  ASSERT_OK(e->bo->lease(e->bi, "c1", queues, 2, 8, 0, m, &n));
+  ASSERT_EQ(n, 5);
+  const char *want[] = {b1, b0, a2, a0, a1};
+  const int level[] = {1, 0, 2, 0, 0};
+  for (size_t k = 0; k < 5; k++) {
+    ASSERT_STR_EQ(m[k]->id, want[k]);
+    ASSERT_EQ(m[k]->priority, level[k]);
+  }
+  finish_all(e, "c1", m, n);
+  free_msgs(m, n);
+  /* All empty: a blocked lease is woken by a send at a level. */
+  level_push lp = {.e = e, .queue = qa};
+  pthread_t th;
+  ASSERT_EQ(pthread_create(&th, NULL, push_urgent_later, &lp), 0);
+  n = 0;
+  ASSERT_OK(e->bo->lease(e->bi, "c1", queues, 2, 8, test_timeout_ms(5000), m, &n));
+  ASSERT_EQ(pthread_join(th, NULL), 0);
+  ASSERT_EQ(n, 1);
+  ASSERT_EQ(m[0]->priority, 2);
+  ASSERT_STR_EQ(m[0]->body, BODIES[5]);
+  finish_all(e, "c1", m, n);
+  free_msgs(m, n);
+}
+
+/* A task keeps its level through a delay, a retry, a reclaim and requeue,
+ * and the dead set: each time it is leased before the routine task queued
+ * ahead of it.  Its bodies carry the level as the core writes them (the
+ * message field "pr"): a broker that keeps only bodies (Redis: the schedule,
+ * the dead set) reads it there. */
+#define PR2(tag) "{\"v\":2,\"n\":\"" tag "\",\"a\":[],\"pr\":2}"
+CONTRACT(BROKER, priority_kept_on_every_path) {
+  need_levels(e);
+  char routine[GTASK_ID_SIZE], id[GTASK_ID_SIZE];
+  push(e, e->q, BODIES[0], 0, routine);
+  int64_t due = now_ms() + 200;
+  ASSERT_OK(push_level(e, e->q, PR2("delayed"), 2, due, id));
+  ASSERT_STATS(e, e->q, 1, 0, 1, 0);
+  int64_t next = -1;
+  WAIT_UNTIL((e->bo->promote(e->bi, e->q, 10, &next), stats(e, e->q).pending == 2), 5000);
+  gtask_msg *m = lease_level(e, id, 2); /* delay */
+
+  ASSERT_FALSE(finish(e, "c1", m, GTASK_FIN_RETRY, PR2("retried"), now_ms() + 100));
+  gtask_msg_free(m);
+  WAIT_UNTIL((e->bo->promote(e->bi, e->q, 10, &next), stats(e, e->q).pending == 2), 5000);
+  m = lease_level(e, id, 2); /* retry */
+  ASSERT_STR_EQ(m->body, PR2("retried"));
+
+  /* Its holder dies: another takes it over, at its level, and hands it back. */
+  test_sleep_ms(250);
+  gtask_msg *r[2];
+  size_t n = 0;
+  ASSERT_OK(e->bo->reclaim(e->bi, "c2", e->q, 200, 2, r, &n));
+  ASSERT_EQ(n, 1);
+  ASSERT_STR_EQ(r[0]->id, id);
+  ASSERT_EQ(r[0]->priority, 2);
+  ASSERT_TRUE(finish(e, "c1", m, GTASK_FIN_DONE, NULL, 0)); /* fenced */
+  gtask_msg_free(m);
+  ASSERT_FALSE(finish(e, "c2", r[0], GTASK_FIN_REQUEUE, PR2("requeued"), 0));
+  gtask_msg_free(r[0]);
+  m = lease_level(e, id, 2); /* reclaim, requeue */
+
+  ASSERT_FALSE(finish(e, "c1", m, GTASK_FIN_DEAD, PR2("dead"), 0));
+  gtask_msg_free(m);
+  gtask_msg **v = NULL;
+  ASSERT_OK(e->bo->dead_list(e->bi, e->q, id, &v, &n));
+  ASSERT_EQ(n, 1);
+  ASSERT_EQ(v[0]->priority, 2);
+  gtask_revive rs = {.msg = v[0], .next = PR2("revived"), .next_len = strlen(PR2("revived"))};
+  ASSERT_OK(e->bo->dead_requeue(e->bi, &rs, 1, NULL));
+  ASSERT_TRUE(rs.moved);
+  free_msgs(v, n);
+  free(v);
+  m = lease_level(e, id, 2); /* dead requeue */
+  ASSERT_FALSE(finish(e, "c1", m, GTASK_FIN_DONE, NULL, 0));
+  gtask_msg_free(m);
+  m = lease_level(e, routine, 0);
+  ASSERT_FALSE(finish(e, "c1", m, GTASK_FIN_DONE, NULL, 0));
+  gtask_msg_free(m);
+  ASSERT_STATS(e, e->q, 0, 0, 0, 0);
+}
+
+/* Through the client: gtask_send_conf_set_priority validates, a send at
+ * level 2 is leased first, a cancel finds it in its level, a failed task
+ * runs again at its level. */
+CONTRACT(PAIR, client_send_priority) {
+  need_levels(e);
+  gtask_client *cli = client_on(e);
+  gtask_send_conf *sc = gtask_send_conf_new("add");
+  ASSERT_NOT_NULL(sc);
+  ASSERT_ERR(gtask_send_conf_set_priority(sc, 3), GTASK_EINVAL);
+  ASSERT_STR_CONTAINS(gtask_last_error(), "priority 3");
+  ASSERT_ERR(gtask_send_conf_set_priority(sc, -1), GTASK_EINVAL);
+  ASSERT_ERR(gtask_send_conf_set_priority(NULL, 1), GTASK_EINVAL);
+  char plain[GTASK_ID_SIZE], urgent[GTASK_ID_SIZE], high[GTASK_ID_SIZE];
+  ASSERT_OK(GTASK_SEND(cli, sc, plain, gtask_int64(1))); /* the refusals left level 0 */
+  ASSERT_OK(gtask_send_conf_set_priority(sc, GTASK_PRIORITY_URGENT));
+  ASSERT_OK(GTASK_SEND(cli, sc, urgent, gtask_int64(2)));
+  ASSERT_OK(gtask_send_conf_set_priority(sc, GTASK_PRIORITY_HIGH));
+  ASSERT_OK(GTASK_SEND(cli, sc, high, gtask_int64(3)));
+  ASSERT_STATS(e, e->q, 3, 0, 0, 0);
+  /* Cancel finds a queued task in its level (here the urgent one). */
+  bool cancelled = e->bo->cancel && e->bo->colocated && e->bo->colocated(e->bi, e->be);
+  if (cancelled) {
+    bool running = true;
+    ASSERT_OK(gtask_client_cancel(cli, urgent, &running));
+    ASSERT_FALSE(running);
+    ASSERT_STATS(e, e->q, 2, 0, 0, 0);
+    gtask_status st = 0;
+    ASSERT_OK(gtask_client_status(cli, urgent, &st));
+    ASSERT_EQ(st, GTASK_CANCELLED);
+  }
+  gtask_msg *m;
+  if (!cancelled) {
+    m = lease_level(e, urgent, 2);
+    ASSERT_NOT_NULL(strstr(m->body, "\"pr\":2"));
+    gtask_msg_free(m);
+  }
+  m = lease_level(e, high, 1);
+  ASSERT_NOT_NULL(strstr(m->body, "\"pr\":1"));
+  gtask_msg_free(m);
+  m = lease_level(e, plain, 0);
+  ASSERT_NULL(strstr(m->body, "\"pr\"")); /* level 0: the message as before */
+  gtask_msg_free(m);
+  /* A failed task run again (gtask rerun) comes back at its level. */
+  if (e->bo->failed_list && e->bo->failed_requeue) {
+    char failed[GTASK_ID_SIZE];
+    ASSERT_OK(GTASK_SEND(cli, sc, failed, gtask_int64(4))); /* level 1 (set above) */
+    push(e, e->q, BODIES[0], 0, NULL);                      /* a routine one ahead of its rerun */
+    m = lease_level(e, failed, 1);
+    finish_failed(e, m, now_ms() + 60000);
+    gtask_msg_free(m);
+    ASSERT_OK(gtask_client_rerun(cli, failed));
+    m = lease_level(e, failed, 1);
+    gtask_msg_free(m);
+  }
+  gtask_send_conf_free(sc);
+  gtask_client_free(cli);
+}
+
+/* Records its level at its start (ran[] is the start order). */
+static int pr_mark(int64_t level) {
+  rt_mark(level);
+  if (level == 0)
+    test_sleep_ms(1); /* routine work: long enough for the urgent send to land mid-run */
+  return 0;
+}
+GTASK_HANDLER(pr_mark, (int64_t), ())
+
+static size_t ran_at_level(int64_t level) {
+  pthread_mutex_lock(&ran_mu);
+  size_t k = 0;
+  for (size_t i = 0; i < nran; i++)
+    k += ran[i] == level;
+  pthread_mutex_unlock(&ran_mu);
+  return k;
+}
+
+/* A backlog of 2,000 routine tasks under a running worker (4 executors,
+ * prefetch 16), then 20 urgent ones: all 20 start before more than the
+ * prefetched and running routine tasks (16 + 4) start after the send, and
+ * nothing is lost.  The queue has used levels before (one high task, sent
+ * first, runs first): a worker learns that a queue uses levels at its first
+ * lease, or within 500 ms of the first send with a level (Redis). */
+CONTRACT(PAIR, server_urgent_overtakes_backlog) {
+  need_levels(e);
+  enum { BACKLOG = 2000, URGENT = 20, PREFETCH = 16, EXECUTORS = 4 };
+  gtask_client *cli = client_on(e);
+  gtask_send_conf *sc = gtask_send_conf_new("pr_mark");
+  ASSERT_NOT_NULL(sc);
+  gtask_value *args = calloc(BACKLOG, sizeof(*args));
+  char(*ids)[GTASK_ID_SIZE] = calloc(BACKLOG, sizeof(*ids));
+  ASSERT_NOT_NULL(args);
+  ASSERT_NOT_NULL(ids);
+  for (int k = 0; k < BACKLOG; k++)
+    args[k] = gtask_int64(0);
+  char high[GTASK_ID_SIZE];
+  ASSERT_OK(gtask_send_conf_set_priority(sc, GTASK_PRIORITY_HIGH));
+  ASSERT_OK(GTASK_SEND(cli, sc, high, gtask_int64(1)));
+  ASSERT_OK(gtask_send_conf_set_priority(sc, GTASK_PRIORITY_NORMAL));
+  ASSERT_OK(gtask_client_send_batch(cli, sc, BACKLOG, args, 1, ids, NULL));
+  nran = 0;
+  gtask_server *s = gtask_server_new(e->b, e->be);
+  ASSERT_NOT_NULL(s);
+  ASSERT_OK(gtask_server_set_queues(s, e->q));
+  ASSERT_OK(gtask_server_set_prefetch(s, PREFETCH));
+  ASSERT_OK(GTASK_REG(s, pr_mark));
+  pthread_t th;
+  ASSERT_EQ(pthread_create(&th, NULL, rt_serve_n, s), 0);
+  WAIT_UNTIL(ran_count() >= 50, 20000);
+  bool high_first = false; /* among the first batch's starts (4 executors in parallel) */
+  for (size_t k = 0; k < EXECUTORS; k++)
+    high_first |= ran[k] == 1;
+  ASSERT_TRUE(high_first);
+  for (int k = 0; k < URGENT; k++)
+    args[k] = gtask_int64(2);
+  ASSERT_OK(gtask_send_conf_set_priority(sc, GTASK_PRIORITY_URGENT));
+  ASSERT_OK(gtask_client_send_batch(cli, sc, URGENT, args, 1, ids, NULL));
+  /* Queued: from here on, only what the worker holds already (at most its
+   * prefetch, running ones included) may start before them. */
+  size_t before = ran_count();
+  WAIT_UNTIL(ran_at_level(2) == URGENT, 20000);
+  pthread_mutex_lock(&ran_mu);
+  size_t last = nran;
+  while (last > 0 && ran[last - 1] != 2)
+    last--;
+  size_t routine_after = 0;
+  for (size_t i = before; i < last; i++)
+    routine_after += ran[i] == 0;
+  pthread_mutex_unlock(&ran_mu);
+  ASSERT_LE(routine_after, PREFETCH + EXECUTORS); /* prefetch holds the running ones: margin */
+  ASSERT_LT(ran_at_level(0), (size_t)BACKLOG); /* the backlog was still there */
+  WAIT_UNTIL(ran_count() == BACKLOG + URGENT + 1, 60000);
+  test_sleep_ms(100);
+  ASSERT_EQ(ran_count(), (size_t)(BACKLOG + URGENT + 1)); /* each ran once */
+  ASSERT_STATS(e, e->q, 0, 0, 0, 0);
+  gtask_server_shutdown(s);
+  ASSERT_EQ(pthread_join(th, NULL), 0);
+  gtask_server_free(s);
+  gtask_send_conf_free(sc);
+  gtask_client_free(cli);
+  free(args);
+  free(ids);
+}
 
 /* Pause flags (issue 18): per queue, kept until changed; sends still queue. */
 CONTRACT(BROKER, pause_flags) {

@@ -879,6 +879,76 @@ TEST_TIMEOUT(cli_retry_on, 60) {
   env_stop(&e);
 }
 
+/* The pending count of queue "default", from `gtask --json stats`. */
+static json_int_t pending_default(run_out *r) {
+  char line[1024];
+  ASSERT_EQ(RUN(r, "--json", "stats", "default"), 0);
+  json_t *j = json_line(first_line(r->out, line, sizeof(line)));
+  json_int_t n = json_integer_value(json_object_get(j, "pending"));
+  json_decref(j);
+  return n;
+}
+
+/* --priority N (issue 18): 0, 1 or 2; anything else is a usage error that
+ * queues nothing.  `gtask inspect queue` lists the urgent task first and
+ * says its level; a worker runs it first. */
+TEST_TIMEOUT(cli_send_priority, 60) {
+  env e;
+  env_start(&e);
+  run_out *r = malloc(sizeof(*r));
+  static const char *const bad[] = {"3", "x", "-1", "", "1.5", "2x"};
+  for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++) {
+    ASSERT_USAGE(r, "send", "add", "1", "2", "--priority", bad[k]);
+    ASSERT_STR_CONTAINS(r->err, "--priority");
+  }
+  ASSERT_EQ(pending_default(r), 0);
+  char plain[GTASK_ID_SIZE], urgent[GTASK_ID_SIZE], line[1024];
+  ASSERT_EQ(RUN(r, "send", "add", "1", "2", "--priority", "0"), 0);
+  id_of(r, plain);
+  ASSERT_EQ(RUN(r, "send", "add", "3", "4", "--priority", "2"), 0);
+  id_of(r, urgent);
+  ASSERT_EQ(pending_default(r), 2);
+  ASSERT_EQ(RUN(r, "inspect", "queue", "default"), 0);
+  ASSERT_EQ(count_lines(r->out), 2);
+  first_line(r->out, line, sizeof(line));
+  ASSERT_EQ(strncmp(line, urgent, GTASK_ID_SIZE - 1), 0); /* highest level first */
+  ASSERT_STR_CONTAINS(line, "\tpriority 2");
+  ASSERT_NULL(strstr(strchr(r->out, '\n') + 1, "priority")); /* level 0: the line as before */
+  ASSERT_EQ(RUN(r, "--json", "inspect", "queue", "default"), 0);
+  json_t *j = json_line(first_line(r->out, line, sizeof(line)));
+  ASSERT_EQ(json_integer_value(json_object_get(j, "priority")), 2);
+  json_decref(j);
+  ASSERT_EQ(RUN(r, "inspect", "task", urgent), 0);
+  ASSERT_STR_CONTAINS(r->out, "priority\t2\n");
+  /* Pages of one: the urgent task, then (its cursor names level 2) the plain
+   * one, then nothing. */
+  ASSERT_EQ(RUN(r, "inspect", "queue", "default", "--limit", "1"), 0);
+  ASSERT_EQ(strncmp(r->out, urgent, GTASK_ID_SIZE - 1), 0);
+  const char *next = strstr(r->out, "next\t");
+  ASSERT_NOT_NULL(next);
+  char cursor[80];
+  first_line(next + 5, cursor, sizeof(cursor));
+  ASSERT_EQ(strncmp(cursor, "2:", 2), 0);
+  ASSERT_EQ(RUN(r, "inspect", "queue", "default", "--limit", "1", "--after", cursor), 0);
+  ASSERT_EQ(strncmp(r->out, plain, GTASK_ID_SIZE - 1), 0);
+  next = strstr(r->out, "next\t");
+  ASSERT_NOT_NULL(next);
+  first_line(next + 5, cursor, sizeof(cursor));
+  ASSERT_EQ(RUN(r, "inspect", "queue", "default", "--limit", "1", "--after", cursor), 0);
+  ASSERT_STR_EQ(r->out, "");
+  ASSERT_USAGE(r, "inspect", "queue", "default", "--after", "3:1-0");
+  ASSERT_USAGE(r, "inspect", "queue", "default", "--after", "2:x");
+  WORKER_START(&e, "--builtin", "--concurrency", "1");
+  ASSERT_EQ(RUN(r, "result", plain, "--wait", "20s"), 0);
+  ASSERT_EQ(RUN(r, "--json", "result", urgent), 0);
+  ASSERT_STR_CONTAINS(r->out, "SUCCESS");
+  ASSERT_EQ(RUN(r, "send", "--help"), 0);
+  ASSERT_STR_CONTAINS(r->out, "--priority N");
+  worker_stop(&e, SIGTERM);
+  free(r);
+  env_stop(&e);
+}
+
 /* gtask failed list, gtask rerun ID, worker --failed-retention (issue 18). */
 TEST_TIMEOUT(cli_failed_and_rerun, 60) {
   env e;

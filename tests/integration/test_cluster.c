@@ -480,6 +480,23 @@ TEST_TIMEOUT(every_script_runs_on_the_cluster, 120) {
   ASSERT_EQ(nlim, 1);
   gtask_msg_free(lim[0]);
   ASSERT_OK(gtask_client_limit_remove(e.client, "limited", NULL));
+  /* Priorities: a send with a level marks its queue (push.lua), whose lease
+   * is then one lease.lua in the queue's slot. */
+  sc = gtask_send_conf_new("rec");
+  v = gtask_int64(23);
+  ASSERT_OK(gtask_send_conf_set_queue(sc, "leveled"));
+  ASSERT_OK(gtask_send_conf_set_priority(sc, GTASK_PRIORITY_URGENT));
+  char lid[GTASK_ID_SIZE];
+  ASSERT_OK(gtask_client_send(e.client, sc, &v, 1, lid));
+  gtask_send_conf_free(sc);
+  gtask_msg *lv[1];
+  size_t nlv = 0;
+  ASSERT_OK(e.broker->ops->lease(e.broker->impl, "test-consumer", (const char *[]){"leveled"}, 1,
+                                 1, 1000, lv, &nlv));
+  ASSERT_EQ(nlv, 1);
+  ASSERT_STR_EQ(lv[0]->id, lid);
+  ASSERT_EQ(lv[0]->priority, 2);
+  gtask_msg_free(lv[0]);
   env_close(&e);
   for (int s = 0; s < GTASK__LUA_COUNT; s++)
     if (atomic_load(&gtask__eval_count[s]) == before[s])

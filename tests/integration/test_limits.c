@@ -140,14 +140,20 @@ static void env_client(env *e) {
   ASSERT_NOT_NULL(e->client = gtask_client_new(e->broker, e->backend));
 }
 
-static void env_stop(env *e, pid_t *w, size_t nw) {
+/* Stops the workers cleanly (SIGTERM, exit 0). */
+static void env_stop_workers(pid_t *w, size_t nw) {
   for (size_t k = 0; k < nw; k++) {
     if (w[k] <= 0) continue;
     ASSERT_EQ(kill(w[k], SIGTERM), 0);
     int st;
     ASSERT_EQ(waitpid(w[k], &st, 0), w[k]);
     if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) TEST_FAIL("worker %d: status %d", (int)w[k], st);
+    w[k] = 0;
   }
+}
+
+static void env_stop(env *e, pid_t *w, size_t nw) {
+  env_stop_workers(w, nw);
   gtask_client_free(e->client);
   gtask_broker_free(e->broker);
   gtask_backend_free(e->backend);
@@ -376,5 +382,54 @@ TEST_TIMEOUT(limit_remove_frees_waiting_tasks, 120) {
   wait_all(&e, first, 1, 10000);
   free(first);
   free(more);
+  env_stop(&e, w, 1);
+}
+
+/* Priorities (issue 18): tasks of level 2 parked for a concurrency slot keep
+ * their level: woken by a released slot or by the limit's removal (no worker
+ * running), they go back to the queue's level-2 stream, not its level-0 one,
+ * and then run. */
+TEST_TIMEOUT(limit_waiting_tasks_keep_their_priority, 120) {
+  env e;
+  env_start(&e);
+  pid_t w[1] = {worker_start(gt_redis_url(e.redis), 4, 3000)};
+  env_client(&e);
+  ASSERT_OK(gtask_client_limit_concurrency(e.client, NULL, "hold", 1));
+  test_sleep_ms(1200);
+  char(*first)[GTASK_ID_SIZE] = send_n(&e, "hold", 1, 1500);
+  WAIT_UNTIL(count_starts("hold") == 1, 10000);
+  gtask_send_conf *sc = gtask_send_conf_new("hold");
+  ASSERT_OK(gtask_send_conf_set_priority(sc, GTASK_PRIORITY_URGENT));
+  char urgent[2][GTASK_ID_SIZE];
+  for (int k = 0; k < 2; k++) ASSERT_OK(GTASK_SEND(e.client, sc, urgent[k], gtask_int64(10)));
+  gtask_send_conf_free(sc);
+  WAIT_UNTIL(waiting(&e) == 2, 10000);
+  /* The first one finishes and its slot's release wakes one of the two
+   * (limit_slots.lua), into the level-2 stream; no worker reads it now. */
+  env_stop_workers(w, 1);
+  ASSERT_EQ(waiting(&e), 1);
+  redisContext *c = gt_redis_connect(e.redis);
+  ASSERT_NOT_NULL(c);
+  redisReply *rep = redisCommand(c, "XLEN gtask:{default}:stream:2");
+  ASSERT_EQ(rep->integer, 1);
+  freeReplyObject(rep);
+  /* Removing the limit moves the other one back (limit_remove.lua). */
+  ASSERT_OK(gtask_client_limit_remove(e.client, NULL, "hold"));
+  rep = redisCommand(c, "XLEN gtask:{default}:stream:2");
+  ASSERT_EQ(rep->integer, 2);
+  freeReplyObject(rep);
+  rep = redisCommand(c, "XLEN gtask:{default}:stream");
+  ASSERT_EQ(rep->integer, 0);
+  freeReplyObject(rep);
+  redisFree(c);
+  gtask_client_free(e.client);
+  gtask_broker_free(e.broker);
+  gtask_backend_free(e.backend);
+  e.client = NULL, e.broker = NULL, e.backend = NULL;
+  w[0] = worker_start(gt_redis_url(e.redis), 4, 3000);
+  env_client(&e);
+  wait_all(&e, first, 1, 10000);
+  wait_all(&e, urgent, 2, 10000);
+  free(first);
   env_stop(&e, w, 1);
 }

@@ -164,11 +164,13 @@ TEST(task_round_trip_fields) {
   t.created_ms = INT64_MAX;
   t.expires_ms = 1800000000000;
   t.retry_on = 6;
+  t.priority = GTASK_PRIORITY_URGENT;
   t.last_error = (char *)"boom: \xc3\xa9";
   char *text;
   gtask_task *d = round_trip(&t, &text);
   ASSERT_STR_CONTAINS(text, "\"bf\":250");
   ASSERT_STR_CONTAINS(text, "\"ro\":6");
+  ASSERT_STR_CONTAINS(text, "\"pr\":2");
   gtask__free(text);
   ASSERT_STR_EQ(d->id, ID);
   ASSERT_STR_EQ(d->name, "add");
@@ -184,6 +186,7 @@ TEST(task_round_trip_fields) {
   ASSERT_EQ(d->created_ms, INT64_MAX);
   ASSERT_EQ(d->expires_ms, 1800000000000);
   ASSERT_EQ(d->retry_on, 6);
+  ASSERT_EQ(d->priority, GTASK_PRIORITY_URGENT);
   ASSERT_STR_EQ(d->last_error, "boom: \xc3\xa9");
   gtask__task_free(d);
 }
@@ -203,6 +206,7 @@ TEST(task_defaults_are_omitted) {
   ASSERT_EQ(d->backoff_max_ms, 60000);
   ASSERT_EQ(d->timeout_ms, 0);
   ASSERT_EQ(d->retry_on, GTASK_RETRY_ON_TIMEOUT); /* "ro" absent: timeouts only */
+  ASSERT_EQ(d->priority, 0);                        /* "pr" absent: level 0 */
   ASSERT_NULL(d->last_error);
   gtask__task_free(d);
   gtask__free(buf);
@@ -724,6 +728,8 @@ static const bad_case bad_tasks[] = {
     {HEAD "\"a\":[],\"bf\":70000}", "backoff max 60000 is below backoff first 70000"},
     {HEAD "\"a\":[],\"c\":-1}", "field \"c\": -1 out of range"},
     {HEAD "\"a\":[],\"x\":1.5}", "field \"x\": not an integer"},
+    {HEAD "\"a\":[],\"pr\":3}", "field \"pr\": 3 out of range"},
+    {HEAD "\"a\":[],\"pr\":-1}", "field \"pr\": -1 out of range"},
     {HEAD "\"a\":[],\"e\":7}", "field \"e\": not a string"},
 };
 
