@@ -19,9 +19,9 @@ from redis.cluster import REDIS_ALLOWED_KEYS
 from redis.crc import key_slot
 
 from . import _errors as E
-from ._codec import (BACKOFF_FIRST_MS, BACKOFF_MAX_MS, RETRY_ON_NAMES, RETRY_ON_TIMEOUT, Record,
-                     TaskMessage, decode_result, decode_task, encode_task, id_valid,
-                     unique_digest)
+from ._codec import (BACKOFF_FIRST_MS, BACKOFF_MAX_MS, PRIORITY_MAX, RETRY_ON_NAMES,
+                     RETRY_ON_TIMEOUT, Record, TaskMessage, decode_result, decode_task,
+                     encode_task, id_valid, unique_digest)
 from ._scripts import load_all
 from ._values import Value, infer
 
@@ -37,6 +37,7 @@ SCAN_COUNT = 1000
 CANCEL_RECORD = b'{"v":1,"s":"CANCELLED","err":"cancelled","ec":-23}'
 SENT_RING = 16
 GROUP = "workers"
+KEYS_VERSION = 5    # the key schema (GTASK__KEYS_VERSION): priority levels need it
 _QUEUE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.:-")
 
 T = TypeVar("T")
@@ -216,6 +217,23 @@ def _unique_ms(unique: Union[None, float, str]) -> Optional[int]:
         raise E.InvalidArgument('unique must be a positive number of seconds or "done", not %r'
                                 % (unique,))
     return ms
+
+
+def _priority(level: Any) -> int:
+    """A send's priority level, checked as gtask_send_conf_set_priority does."""
+    if isinstance(level, bool) or not isinstance(level, int) or not 0 <= level <= PRIORITY_MAX:
+        raise E.InvalidArgument("priority %r: the levels are 0 (normal), 1 (high) and 2 (urgent)"
+                                % (level,))
+    return level
+
+
+def _levels_refused(rep: List[Any], q: str, level: int) -> E.GtaskError:
+    """push.lua's or claim.lua's {0, worker, schema}: a live worker of the queue
+    predates levels and would never read them (gtask__redis_levels_refused)."""
+    who, ver = (_text(rep[k]) if len(rep) > k else "?" for k in (1, 2))
+    return E.VersionMismatch("queue %s: worker %s of key schema %s never reads priority levels: "
+                             "nothing was sent (priority %d needs schema %d workers; "
+                             "docs/PROTOCOL.md)" % (q, who, ver, level, KEYS_VERSION))
 
 
 def _now_ms() -> int:
@@ -668,6 +686,10 @@ class Client:
         k = "%s:{%s}:%s" % (self._prefix, queue, suffix)
         return k + ":" + task_id if task_id else k
 
+    def _stream(self, queue: str, level: int) -> str:
+        """The stream of a priority level: P:{q}:stream (0), P:{q}:stream:1, :2."""
+        return self._key(queue, "stream", str(level) if level else None)
+
     @staticmethod
     def script_sha(src: str) -> str:
         return hashlib.sha1(src.encode("utf-8")).hexdigest()
@@ -678,7 +700,7 @@ class Client:
              retry_on: Optional[Iterable[str]] = None,
              backoff: Optional[Tuple[float, float]] = None, delay: Optional[float] = None,
              queue: Optional[str] = None, task_id: Optional[str] = None,
-             unique: Union[None, float, str] = None) -> str:
+             unique: Union[None, float, str] = None, priority: int = 0) -> str:
         """Sends one task and returns its id (a random v4 UUID, or task_id).  The
         task is queued and PENDING when this returns.
 
@@ -690,7 +712,14 @@ class Client:
         malformed or expired message); backoff: (first, max) seconds before
         retry k: min(max, first * 2^(k-1)) +-25% (default (1, 60)); delay: do
         not run before now + delay seconds; queue: the queue to send to
-        (default: the client's).
+        (default: the client's); priority: the task's level
+        (gtask_send_conf_set_priority), 0 normal (the default), 1 high or 2
+        urgent: a worker leases the highest level of a queue that has tasks
+        first, in order of sending within a level, and the level stays with
+        the task through delays, retries and requeues.  Another value raises
+        InvalidArgument; a level above 0 raises VersionMismatch, sending
+        nothing, while a live worker of the queue predates levels (key schema
+        < 5: it would never read them).
 
         task_id: send under this id (a lower-case UUID) instead of a random
         one.  unique: a content lock (asynq's Unique): refused while another
@@ -705,7 +734,7 @@ class Client:
         check it with status (NotFound: not queued) before sending again."""
         ids, dups = self._send(name, [args], timeout=timeout, retry=retry, retry_on=retry_on,
                                backoff=backoff, delay=delay, queue=queue, task_id=task_id,
-                               unique=unique)
+                               unique=unique, priority=priority)
         if dups[0]:
             q = queue if queue is not None else self._queue
             raise E.AlreadyExists("send %s: task %s already exists in queue %s%s"
@@ -717,8 +746,8 @@ class Client:
                   timeout: Optional[float] = None, retry: int = 0,
                   retry_on: Optional[Iterable[str]] = None,
                   backoff: Optional[Tuple[float, float]] = None, delay: Optional[float] = None,
-                  queue: Optional[str] = None, unique: Union[None, float, str] = None
-                  ) -> List[str]:
+                  queue: Optional[str] = None, unique: Union[None, float, str] = None,
+                  priority: int = 0) -> List[str]:
         """Sends one task per argument list, all of the same name and options, in
         one round trip per 512 tasks (each such chunk queued atomically).
         Returns their ids in order.  Options as for ``send``.
@@ -738,7 +767,7 @@ class Client:
         duplicates one."""
         ids, dups = self._send(name, arglists, timeout=timeout, retry=retry, retry_on=retry_on,
                                backoff=backoff, delay=delay, queue=queue, task_id=None,
-                               unique=unique)
+                               unique=unique, priority=priority)
         if any(dups):
             which = [k for k, d in enumerate(dups) if d]
             raise E.AlreadyExists("send %s: %d of %d tasks were duplicates of existing ones (the "
@@ -750,21 +779,21 @@ class Client:
                    timeout: Optional[float] = None, retry: int = 0,
                    retry_on: Optional[Iterable[str]] = None,
                    backoff: Optional[Tuple[float, float]] = None, delay: Optional[float] = None,
-                   queue: Optional[str] = None, unique: Union[None, float, str] = None
-                   ) -> List["Sent"]:
+                   queue: Optional[str] = None, unique: Union[None, float, str] = None,
+                   priority: int = 0) -> List["Sent"]:
         """``send_many`` that reports duplicates per task instead of raising
         (gtask_client_send_batch): one ``Sent(id, duplicate)`` per task, in
         order; a duplicate's id is the existing task's, and it was not sent."""
         ids, dups = self._send(name, arglists, timeout=timeout, retry=retry, retry_on=retry_on,
                                backoff=backoff, delay=delay, queue=queue, task_id=None,
-                               unique=unique)
+                               unique=unique, priority=priority)
         return [Sent(i, d) for i, d in zip(ids, dups)]
 
     def _send(self, name: str, arglists: Iterable[Sequence[Any]], *, timeout: Optional[float],
               retry: int, retry_on: Optional[Iterable[str]],
               backoff: Optional[Tuple[float, float]], delay: Optional[float],
               queue: Optional[str], task_id: Optional[str],
-              unique: Union[None, float, str]) -> Tuple[List[str], List[bool]]:
+              unique: Union[None, float, str], priority: int) -> Tuple[List[str], List[bool]]:
         """The sends: (ids, duplicate flags).  Everything is checked before
         anything is sent."""
         task_name_check(name)
@@ -786,6 +815,7 @@ class Client:
         if task_id is not None and (not id_valid(task_id) or task_id != task_id.lower()):
             raise E.InvalidArgument("%r is not a task id (a lower-case UUID)" % (task_id,))
         lock_ms = _unique_ms(unique)
+        level = _priority(priority)
         values: List[List[Value]] = []
         for i, args in enumerate(arglists):
             if isinstance(args, (str, bytes)):
@@ -814,7 +844,7 @@ class Client:
                 body = encode_task(TaskMessage(
                     name=name, args=row, timeout_ms=timeout_ms, retry_max=retry, retry_on=ro,
                     backoff_first_ms=bf, backoff_max_ms=bm, created_ms=now,
-                    expires_ms=now + delay_ms + self._expire_ms))
+                    expires_ms=now + delay_ms + self._expire_ms, priority=level))
                 if len(body) > self._max_payload:
                     err = E.TooBig("send %s: message of %d bytes exceeds the limit of %d"
                                    % (name, len(body), self._max_payload))
@@ -824,9 +854,9 @@ class Client:
                 digests.append(unique_digest(name, row) if lock_ms is not None else None)
             try:
                 if claiming:
-                    existing = self._claim(q, msgs, due, digests, lock_ms)
+                    existing = self._claim(q, msgs, due, digests, lock_ms, level)
                 else:
-                    self._push(q, msgs, due)
+                    self._push(q, msgs, due, level)
                     existing = [None] * len(msgs)
             except E.GtaskError as e:
                 if isinstance(e, E.InDoubt):
@@ -847,33 +877,45 @@ class Client:
             self._sent = (self._sent + out[-SENT_RING:])[-SENT_RING:]
         return out, dups
 
-    def _push(self, q: str, msgs: List[Tuple[str, bytes]], due_ms: int,
+    def _push(self, q: str, msgs: List[Tuple[str, bytes]], due_ms: int, level: int,
               state: bool = True) -> None:
         """push.lua (with the PENDING record in it when colocated, else an SADD on
         the backend first: a worker can never finish a task before its PENDING
-        record exists).  state False: the record is written already (claim)."""
-        if state and not self._colocated:
-            self._backend.call("SADD", self._key(q, "pending"), *[m[0] for m in msgs],
-                               write=True)
-        keys = [self._key(q, "stream"), self._key(q, "sched"), self._key(q, "pending")]
+        record exists).  state False: the record is written already (claim).
+        At a level above 0 into that level's stream, with the queue's marker
+        and workers hash (src/redis/broker.c rb_push)."""
+        pending = [m[0] for m in msgs] if state and not self._colocated else []
+        if pending:
+            self._backend.call("SADD", self._key(q, "pending"), *pending, write=True)
+        keys = [self._stream(q, level), self._key(q, "sched"), self._key(q, "pending")]
+        if level:
+            keys += [self._key(q, "prio"), self._key(q, "workers")]
         argv: List[Any] = ["1" if state and self._colocated else "0", _now_ms(),
                            "3" if due_ms else "2"]
         for tid, body in msgs:
             argv += [tid, body] + ([due_ms] if due_ms else [])
         rep = self._broker.eval("push", self._scripts["push"], keys, argv)
+        if isinstance(rep, list):
+            if pending:  # (fresh ids: the records no task will ever end)
+                self._backend.call("SREM", self._key(q, "pending"), *pending, write=True)
+            raise _levels_refused(rep, q, level)
         if rep != len(msgs):
             raise E.ProtocolError("redis %s: push.lua replied %r, not %d"
                                   % (self._broker.describe, rep, len(msgs)))
 
     def _claim(self, q: str, msgs: List[Tuple[str, bytes]], due_ms: int,
-               digests: List[Optional[str]], lock_ms: Optional[int]) -> List[Optional[str]]:
+               digests: List[Optional[str]], lock_ms: Optional[int],
+               level: int) -> List[Optional[str]]:
         """claim.lua (src/redis/claim.c): per message None (claimed and queued) or
         the id of the task it duplicates.  Colocated, the script queues too;
         else it claims on the backend and push.lua queues the claimed ones.
         The holders of until-done locks are read first (the script must be
         given their keys by name); a holder that changed meanwhile makes the
-        script change nothing and answer -1: read again, at most 16 times."""
+        script change nothing and answer -1: read again, at most 16 times.  A
+        level above 0 is queued by the script when colocated (ARGV[1] "2"),
+        else by push.lua (src/redis/claim.c)."""
         be = self._backend
+        lv = level if self._colocated else 0
         for _ in range(CLAIM_ROUNDS):
             until_done = [k for k, d in enumerate(digests) if d is not None and lock_ms == 0]
             holders = [""] * len(msgs)
@@ -888,8 +930,9 @@ class Client:
                             raise E.ProtocolError("redis %s: MGET: %r is no task id in a unique "
                                                   "key" % (be.describe, v[:60]))
                         holders[k] = v.decode("ascii", "replace")
-            keys = [self._key(q, "stream"), self._key(q, "sched"), self._key(q, "pending")]
-            argv: List[Any] = ["1" if self._colocated else "0", _now_ms(), self._expire_ms]
+            keys = [self._stream(q, lv), self._key(q, "sched"), self._key(q, "pending")]
+            argv: List[Any] = ["2" if lv else "1" if self._colocated else "0", _now_ms(),
+                               self._expire_ms]
             for (tid, body), digest, holder in zip(msgs, digests, holders):
                 keys += [self._key(q, "t", tid), self._key(q, "n", tid)]
                 if digest is not None:
@@ -897,9 +940,13 @@ class Client:
                     if holder:
                         keys += [self._key(q, "t", holder), self._key(q, "n", holder)]
                 argv += [tid, body, due_ms, "" if digest is None else lock_ms, holder]
+            if lv:
+                keys += [self._key(q, "prio"), self._key(q, "workers")]
             rep = be.eval("claim", self._scripts["claim"], keys, argv)
             if rep == -1:
                 continue
+            if isinstance(rep, list) and len(rep) == 3 and rep[0] == 0:
+                raise _levels_refused(rep, q, lv)
             if not isinstance(rep, list) or len(rep) != len(msgs):
                 raise E.ProtocolError("redis %s: claim.lua replied %r, not one reply per task"
                                       % (be.describe, rep))
@@ -915,7 +962,7 @@ class Client:
             if not self._colocated:
                 claimed = [m for m, x in zip(msgs, out) if x is None]
                 if claimed:
-                    self._push(q, claimed, due_ms, state=False)
+                    self._push(q, claimed, due_ms, level, state=False)
             return out
         raise E.RedisError("claim.lua: the unique keys of queue %s kept changing (%d tries)"
                            % (q, CLAIM_ROUNDS))
@@ -1112,7 +1159,14 @@ class Client:
                 self._key(q, "t", task_id), self._key(q, "n", task_id)]
         for round_ in range(CANCEL_ROUNDS):
             member = self._find_member(q, "sched", task_id, SCAN_COUNT)
-            eid = b"" if member is not None else self._find_entry(q, task_id)
+            eid = b""
+            # The stream of each priority level, highest first (one never
+            # written is empty to XRANGE); the level-0 stream when none has it.
+            for level in range(PRIORITY_MAX, -1, -1) if member is None else ():
+                keys[0] = self._stream(q, level)
+                eid = self._find_entry(keys[0], task_id)
+                if eid:
+                    break
             rep = br.eval("cancel", self._scripts["cancel"], keys,
                           [GROUP, task_id, CANCEL_RECORD, self._expire_ms, eid, member or b"",
                            "1" if round_ + 1 == CANCEL_ROUNDS else "0"])
@@ -1152,10 +1206,9 @@ class Client:
             if cursor in (b"0", 0, "0"):
                 return None
 
-    def _find_entry(self, q: str, task_id: str) -> bytes:
-        """The stream entry id of task_id's message (XRANGE, 1000 entries a
-        command), or b"" when the stream holds none."""
-        key = self._key(q, "stream")
+    def _find_entry(self, key: str, task_id: str) -> bytes:
+        """The entry id of task_id's message in stream key (XRANGE, 1000 entries
+        a command), or b"" when the stream holds none."""
         want = task_id.encode()
         start: Any = "-"
         while True:
@@ -1214,14 +1267,20 @@ class Client:
     # -- queue inspection
 
     def stats(self, queue: Optional[str] = None) -> Stats:
-        """A queue's counts (default: the client's queue): XLEN, XPENDING, ZCARD,
-        HLEN, HMGET stats, in one round trip, not atomically."""
+        """A queue's counts (default: the client's queue): XLEN, XPENDING (of each
+        priority level's stream), ZCARD, HLEN, HMGET stats, in one round trip,
+        not atomically."""
         q = _check_queue(queue) if queue is not None else self._queue
         stream = self._key(q, "stream")
+        # The level streams (priorities): pending and active count all levels.
+        levels: List[Tuple[Any, ...]] = []
+        for level in range(1, PRIORITY_MAX + 1):
+            key = self._stream(q, level)
+            levels += [("XLEN", key), ("XPENDING", key, GROUP)]
         r = self._broker.pipeline([
             ("XLEN", stream), ("XPENDING", stream, GROUP), ("ZCARD", self._key(q, "sched")),
             ("HLEN", self._key(q, "dead")),
-            ("HMGET", self._key(q, "stats"), "succeeded", "failed")], key=stream)
+            ("HMGET", self._key(q, "stats"), "succeeded", "failed")] + levels, key=stream)
 
         def num(x: Any) -> int:
             if isinstance(x, int):
@@ -1232,8 +1291,8 @@ class Client:
                 except ValueError:
                     return 0
             return 0
-        length = num(r[0])
-        active = num(r[1][0]) if isinstance(r[1], list) and r[1] else 0
+        length = sum(num(r[k]) for k in range(5, len(r), 2)) + num(r[0])
+        active = sum(num(x[0]) for x in [r[1]] + r[6::2] if isinstance(x, list) and x)
         fields = r[4] if isinstance(r[4], list) and len(r[4]) == 2 else [None, None]
         return Stats(pending=max(0, length - active), active=active, scheduled=num(r[2]),
                      dead=num(r[3]), succeeded=num(fields[0]), failed=num(fields[1]))
@@ -1373,9 +1432,11 @@ class Client:
                        source: str = "dead", fresh: bool = False) -> int:
         """dead_requeue.lua or failed_requeue.lua (source "dead", "failed") of
         entries: each re-encoded with l = 0 and a fresh expiry, and when fresh (a
-        rerun) at = 0 and no previous error.  Returns how many moved."""
+        rerun) at = 0 and no previous error; each queued at the level its
+        message carries.  Returns how many moved."""
         q = self._queue
         live: List[Tuple[str, bytes, bytes]] = []
+        levels: List[int] = []
         for tid, body in entries:
             try:
                 m = decode_task(body, tid, q)
@@ -1391,9 +1452,24 @@ class Client:
             if m.expires_ms:
                 m.expires_ms = _now_ms() + self._expire_ms
             live.append((tid, body, encode_task(m)))
-        if not live:
-            return 0
-        keys = [self._key(q, "stream"), self._key(q, source)]
+            levels.append(m.priority)
+        moved = 0
+        # In runs of one level: each message goes back to the stream of the
+        # level it carries (src/redis/broker.c requeue_from).
+        i = 0
+        while i < len(live):
+            j = i + 1
+            while j < len(live) and levels[j] == levels[i]:
+                j += 1
+            moved += self._requeue_run(live[i:j], levels[i], source)
+            i = j
+        return moved
+
+    def _requeue_run(self, live: List[Tuple[str, bytes, bytes]], level: int, source: str) -> int:
+        """dead_requeue.lua or failed_requeue.lua of (id, body held, body to
+        queue) triples of one level.  Returns how many moved."""
+        q = self._queue
+        keys = [self._stream(q, level), self._key(q, source)]
         if self._colocated:
             for tid, _, _ in live:
                 keys += [self._key(q, "t", tid), self._key(q, "n", tid)]

@@ -27,6 +27,9 @@ BACKOFF_MAX_MS = 60000
 # The retry policy's outcomes (GTASK_RETRY_ON_*, the message field "ro").
 RETRY_ON_TIMEOUT, RETRY_ON_ERROR, RETRY_ON_CRASH = 1, 2, 4
 RETRY_ON_NAMES = {"timeout": RETRY_ON_TIMEOUT, "error": RETRY_ON_ERROR, "crash": RETRY_ON_CRASH}
+# The priority levels (GTASK_PRIORITY_*, the message field "pr"): 0 normal,
+# 1 high, 2 urgent.
+PRIORITY_MAX = 2
 STATUSES = ("PENDING", "STARTED", "RETRY", "SUCCESS", "FAILURE", "CANCELLED")
 
 _I64 = (1 << 63) - 1
@@ -43,6 +46,7 @@ TASK_INT_FIELDS: Tuple[Tuple[str, str, int, int, int, bool], ...] = (
     ("created_ms", "c", 0, _I64, 0, True),
     ("expires_ms", "x", 0, _I64, 0, False),
     ("retry_on", "ro", 1, 7, RETRY_ON_TIMEOUT, False),
+    ("priority", "pr", 0, PRIORITY_MAX, 0, False),
 )
 # GTASK__RESULT_INT_FIELDS
 RESULT_INT_FIELDS: Tuple[Tuple[str, str, int, int, int, bool], ...] = (
@@ -65,6 +69,7 @@ class TaskMessage:
     created_ms: int = 0
     expires_ms: int = 0
     retry_on: int = RETRY_ON_TIMEOUT
+    priority: int = 0
     last_error: Optional[str] = None
 
 

@@ -13,6 +13,7 @@ import pytest
 import redis
 
 import gtask
+from gtask._codec import TaskMessage, encode_task
 from conftest import Cluster, Worker, run_cli
 from test_admin import bury
 from test_controls import wait_until
@@ -233,3 +234,35 @@ def test_cluster_urls(cluster):
     p = run_cli(cluster.url, "--queue", "cli", "status", tid)
     assert p.returncode == 0 and b"PENDING" in p.stdout, p.stderr
     c.close()
+
+
+def test_priority_levels_on_the_cluster(cluster, tmp_path):
+    """A level's stream shares its queue's slot: send, cancel and requeue at a
+    level on queues of different masters, and the C worker runs them."""
+    qs = queues_on_every_master(cluster, "prio")
+    c = gtask.Client(cluster.url)
+    try:
+        for q in qs:
+            c.queue = q
+            raw = cluster.master_of("{%s}" % q).raw()
+            c.send("add", 1, 2, priority=2)
+            gone = c.send("add", 1, 2, priority=1)
+            assert c.cancel(gone) == gtask.CancelOutcome.REMOVED
+            assert (raw.xlen("gtask:{%s}:stream:2" % q), raw.xlen("gtask:{%s}:stream:1" % q)) \
+                == (1, 0)
+            body = encode_task(TaskMessage(name="add", args=[gtask.int64(2), gtask.int64(2)],
+                                           created_ms=1, priority=1))
+            dead = bury(raw, q, "add", [], body=body)
+            assert c.dead_requeue(dead) == 1
+            assert raw.xlen("gtask:{%s}:stream:1" % q) == 1
+            assert c.stats().pending == 2
+            raw.close()
+        w = worker_on(cluster, qs, tmp_path / "w.log")
+        try:
+            for q in qs:
+                c.queue = q
+                assert wait_until(lambda: c.stats().succeeded == 2)
+        finally:
+            w.stop()
+    finally:
+        c.close()
