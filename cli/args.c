@@ -2,7 +2,7 @@
  * a command's own after it), and parsing the two value syntaxes of the
  * contract: task arguments (ARG: "TYPE:VALUE" or a bare value) and durations
  * (DUR: a number with ms, s, m or h).  Nothing here prints except the scanner's
- * usage errors. */
+ * usage errors and the --help of a command without options (cli_scan_none). */
 #include "cli.h"
 
 #include <errno.h>
@@ -120,6 +120,19 @@ int cli_scan_next(cli *c, cli_scan *s, const cli_opt *opts, const char **value) 
     cli_usage_error(c, "unknown option --%.*s", (int)len, name);
     return -2;
   }
+}
+
+int cli_scan_none(cli *c, int argc, char **argv, const char *usage) {
+  cli_scan s = {.argc = argc, .argv = argv, .i = 0};
+  const char *v;
+  int r = cli_scan_next(c, &s, NULL, &v);
+  if (r == -1) return CLI_OK;
+  if (r == -2) return CLI_USAGE;
+  if (r == OPT_HELP) {
+    fputs(usage, stdout);
+    return -1;
+  }
+  return cli_usage_error(c, "unexpected argument \"%s\"", v);
 }
 
 /* ---------------------------------------------------------------- numbers */

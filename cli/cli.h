@@ -119,6 +119,11 @@ typedef struct cli_scan {
  * "-1.5" is positional (a negative number); "--" ends the options. */
 #define OPT_HELP 1000
 int cli_scan_next(cli *c, cli_scan *s, const cli_opt *opts, const char **value);
+/* Scans the arguments of a command that takes none (the global options
+ * only).  Returns CLI_OK, -1 after printing usage on stdout (--help/-h: the
+ * command is done), or CLI_USAGE after printing a usage error (an unknown
+ * option, any positional argument). */
+int cli_scan_none(cli *c, int argc, char **argv, const char *usage);
 
 /* Parses a duration "1500ms", "2s", "1.5m", "1h" into *ms (rounded; a
  * positive one below 1 ms is 1 ms, not 0).  0 or -1 (not a duration: no unit,

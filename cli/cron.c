@@ -404,19 +404,9 @@ static void on_scheduler_signal(int sig) {
 }
 
 int cmd_scheduler(cli *c, int argc, char **argv) {
-  cli_scan s = {.argc = argc, .argv = argv, .i = 0};
-  for (;;) {
-    const char *v;
-    int r = cli_scan_next(c, &s, NULL, &v);
-    if (r == -1) break;
-    if (r == -2) return CLI_USAGE;
-    if (r == OPT_HELP) {
-      fputs(usage_scheduler, stdout);
-      return CLI_OK;
-    }
-    return cli_usage_error(c, "unexpected argument \"%s\"", v);
-  }
-  int code = cli_connect(c);
+  int code = cli_scan_none(c, argc, argv, usage_scheduler);
+  if (code) return code < 0 ? CLI_OK : code;
+  code = cli_connect(c);
   if (code) return code;
   gtask_set_log(cli_log_line, NULL, GTASK_LOG_INFO);
   gtask_scheduler *sch = gtask_scheduler_new(c->broker, c->backend);

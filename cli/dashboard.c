@@ -95,6 +95,16 @@ static void queue_add_locked(dash *d, const char *q) {
   d->queues[d->nqueues++] = d->queues_buf + used;
 }
 
+/* Copies the shown queues into qs (d->mu taken here); returns how many.  The
+ * names stay valid unlocked: a queue, once shown, is never removed. */
+static size_t queues_now(dash *d, const char *qs[MAX_QUEUES]) {
+  pthread_mutex_lock(&d->mu);
+  size_t nq = d->nqueues;
+  memcpy(qs, d->queues, nq * sizeof(*qs));
+  pthread_mutex_unlock(&d->mu);
+  return nq;
+}
+
 static void *sampler_main(void *arg) {
   dash *d = arg;
   sigset_t all;
@@ -112,11 +122,8 @@ static void *sampler_main(void *arg) {
       pthread_mutex_unlock(&d->mu);
       gtask_workers_free(w, nw);
     }
-    pthread_mutex_lock(&d->mu);
-    size_t nq = d->nqueues;
     const char *qs[MAX_QUEUES];
-    memcpy(qs, d->queues, nq * sizeof(*qs));
-    pthread_mutex_unlock(&d->mu);
+    size_t nq = queues_now(d, qs);
     sample s = {.t_ms = now_ms()};
     bool ok = true;
     for (size_t k = 0; k < nq && ok; k++) ok = gtask_client_stats(d->sampler, qs[k], &s.st[k]) == 0;
@@ -213,11 +220,8 @@ static void api_session(dash *d, reply *r) {
 }
 
 static void api_overview(dash *d, reply *r) {
-  pthread_mutex_lock(&d->mu);
-  size_t nq = d->nqueues;
   const char *qs[MAX_QUEUES];
-  memcpy(qs, d->queues, nq * sizeof(*qs));
-  pthread_mutex_unlock(&d->mu);
+  size_t nq = queues_now(d, qs);
   gtask_queue_stats st[MAX_QUEUES];
   bool paused[MAX_QUEUES];
   for (size_t k = 0; k < nq; k++) {
@@ -473,11 +477,8 @@ static void api_dead(dash *d, struct MHD_Connection *conn, reply *r, bool purge)
 
 /* The queue gauges, for Prometheus: one place reads Redis for them. */
 static void metrics(dash *d, reply *r) {
-  pthread_mutex_lock(&d->mu);
-  size_t nq = d->nqueues;
   const char *qs[MAX_QUEUES];
-  memcpy(qs, d->queues, nq * sizeof(*qs));
-  pthread_mutex_unlock(&d->mu);
+  size_t nq = queues_now(d, qs);
   gtask_queue_stats st[MAX_QUEUES];
   int64_t oldest[MAX_QUEUES];
   for (size_t k = 0; k < nq; k++) {

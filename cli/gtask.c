@@ -294,18 +294,8 @@ static const char usage_version[] =
     "Prints \"gtask VERSION\" (with --json: {\"version\":\"VERSION\"}).\n";
 
 static int cmd_version(cli *c, int argc, char **argv) {
-  cli_scan s = {.argc = argc, .argv = argv, .i = 0};
-  for (;;) {
-    const char *v;
-    int r = cli_scan_next(c, &s, NULL, &v);
-    if (r == -1) break;
-    if (r == -2) return CLI_USAGE;
-    if (r == OPT_HELP) {
-      fputs(usage_version, stdout);
-      return CLI_OK;
-    }
-    return cli_usage_error(c, "unexpected argument \"%s\"", v);
-  }
+  int code = cli_scan_none(c, argc, argv, usage_version);
+  if (code) return code < 0 ? CLI_OK : code;
   return print_version(c);
 }
 

@@ -102,19 +102,9 @@ static void worker_text(const gtask_worker_info *w) {
 }
 
 int cmd_workers(cli *c, int argc, char **argv) {
-  cli_scan s = {.argc = argc, .argv = argv, .i = 0};
-  for (;;) {
-    const char *v;
-    int r = cli_scan_next(c, &s, NULL, &v);
-    if (r == -1) break;
-    if (r == OPT_HELP) {
-      fputs(usage_workers, stdout);
-      return CLI_OK;
-    }
-    if (r == -2) return CLI_USAGE;
-    return cli_usage_error(c, "unexpected argument \"%s\"", v);
-  }
-  int code = cli_connect(c);
+  int code = cli_scan_none(c, argc, argv, usage_workers);
+  if (code) return code < 0 ? CLI_OK : code;
+  code = cli_connect(c);
   gtask_client *cl = NULL;
   if (code == CLI_OK) code = cli_client(c, &cl);
   if (code != CLI_OK) return code;

@@ -239,10 +239,11 @@ static int tx_end(sqlite_backend *be, int rc) {
 
 /* ---------------------------------------------------------------- writes */
 
-static int sq_pending(void *impl, gtask_msg *const *msgs, size_t n) {
-  sqlite_backend *be = impl;
-  if (!msgs_valid(msgs, n))
-    return GTASK_EINVAL;
+/* Writes the row of each message with st, in one transaction, expired rows
+ * going first: ?1 ?2 its key, then its attempt number if attempts is not
+ * NULL, then when the row expires. */
+static int write_rows(sqlite_backend *be, sqlite3_stmt *st, gtask_msg *const *msgs,
+                      const uint32_t *attempts, size_t n) {
   if (n == 0)
     return 0;
   int64_t now = now_ms();
@@ -252,9 +253,12 @@ static int sq_pending(void *impl, gtask_msg *const *msgs, size_t n) {
     for (size_t i = 0; i < n && rc == 0; i++) {
       if ((rc = expire_row(be, msgs[i], now)) != 0)
         break;
-      bind_key(be->pending, msgs[i]);
-      sqlite3_bind_int64(be->pending, 3, now + be->ttl_ms);
-      rc = step_done(be->pending);
+      bind_key(st, msgs[i]);
+      int col = 3;
+      if (attempts != NULL)
+        sqlite3_bind_int64(st, col++, attempts[i]);
+      sqlite3_bind_int64(st, col, now + be->ttl_ms);
+      rc = step_done(st);
     }
     rc = tx_end(be, rc);
   }
@@ -262,28 +266,18 @@ static int sq_pending(void *impl, gtask_msg *const *msgs, size_t n) {
   return rc;
 }
 
+static int sq_pending(void *impl, gtask_msg *const *msgs, size_t n) {
+  sqlite_backend *be = impl;
+  if (!msgs_valid(msgs, n))
+    return GTASK_EINVAL;
+  return write_rows(be, be->pending, msgs, NULL, n);
+}
+
 static int sq_started(void *impl, gtask_msg *const *msgs, const uint32_t *attempts, size_t n) {
   sqlite_backend *be = impl;
   if (!msgs_valid(msgs, n) || (n > 0 && attempts == NULL))
     return GTASK_EINVAL;
-  if (n == 0)
-    return 0;
-  int64_t now = now_ms();
-  pthread_mutex_lock(&be->mu);
-  int rc = tx_begin(be, now);
-  if (rc == 0) {
-    for (size_t i = 0; i < n && rc == 0; i++) {
-      if ((rc = expire_row(be, msgs[i], now)) != 0)
-        break;
-      bind_key(be->started, msgs[i]);
-      sqlite3_bind_int64(be->started, 3, attempts[i]);
-      sqlite3_bind_int64(be->started, 4, now + be->ttl_ms);
-      rc = step_done(be->started);
-    }
-    rc = tx_end(be, rc);
-  }
-  pthread_mutex_unlock(&be->mu);
-  return rc;
+  return write_rows(be, be->started, msgs, attempts, n);
 }
 
 static int sq_store(void *impl, gtask_fin *fins, size_t n) {
@@ -343,23 +337,7 @@ static int sq_reset(void *impl, gtask_msg *const *msgs, size_t n) {
   sqlite_backend *be = impl;
   if (!msgs_valid(msgs, n))
     return GTASK_EINVAL;
-  if (n == 0)
-    return 0;
-  int64_t now = now_ms();
-  pthread_mutex_lock(&be->mu);
-  int rc = tx_begin(be, now);
-  if (rc == 0) {
-    for (size_t i = 0; i < n && rc == 0; i++) {
-      if ((rc = expire_row(be, msgs[i], now)) != 0)
-        break;
-      bind_key(be->reset, msgs[i]);
-      sqlite3_bind_int64(be->reset, 3, now + be->ttl_ms);
-      rc = step_done(be->reset);
-    }
-    rc = tx_end(be, rc);
-  }
-  pthread_mutex_unlock(&be->mu);
-  return rc;
+  return write_rows(be, be->reset, msgs, NULL, n);
 }
 
 /* Whether the unique key of c is held by a live task; *holder receives the

@@ -79,9 +79,10 @@ static int rk_pending(void *impl, gtask_msg *const *msgs, size_t n) {
   return rc;
 }
 
-/* Runs script (started.lua, progress.lua) once per run of messages of one
- * queue: KEYS each message's t:<id> and n:<id>, ARGV the TTL, then per
- * message its attempt number (attempts) or its value (values). */
+/* Runs script (started.lua, progress.lua, reset.lua) once per run of
+ * messages of one queue: KEYS each message's t:<id> and n:<id>, ARGV the
+ * TTL, then per message its attempt number (attempts) or its value (values),
+ * or nothing (both NULL). */
 static int per_task_script(gtask__redis_backend *b, gtask__script script, gtask_msg *const *msgs,
                            size_t n, const uint32_t *attempts, const char *const *values) {
   gtask__conn *c = NULL; /* the connection to the node of the run at hand */
@@ -99,7 +100,7 @@ static int per_task_script(gtask__redis_backend *b, gtask__script script, gtask_
     for (size_t k = i; k < j; k++) {
       if (attempts)
         gtask__argv_addi(&a, attempts[k]);
-      else
+      else if (values)
         gtask__argv_adds(&a, values[k]);
     }
     redisReply *rep;
@@ -405,28 +406,7 @@ static int wait_on(gtask__redis_backend *b, gtask__conn *c, const char *queue, c
 }
 
 static int rk_reset(void *impl, gtask_msg *const *msgs, size_t n) {
-  gtask__redis_backend *b = impl;
-  gtask__conn *c = NULL; /* the connection to the node of the run at hand */
-  int rc = 0;
-  gtask__argv a;
-  gtask__argv_init(&a);
-  char(*keys)[GTASK__KEY_MAX] = gtask__calloc(2 * (n ? n : 1), sizeof(*keys));
-  if (!keys) rc = GTASK_ENOMEM;
-  for (size_t i = 0; i < n && rc == 0;) {
-    size_t j = msg_run_end(msgs, n, i);
-    if ((rc = gtask__redis_use(b->r, msgs[i]->queue, &c)) != 0) break;
-    gtask__argv_reset(&a);
-    for (size_t k = i; k < j; k++) add_state_keys(b, &a, &keys[2 * k], msgs[k]);
-    gtask__argv_addi(&a, b->r->conf->expire_ms);
-    redisReply *rep;
-    rc = gtask__redis_eval(b->r, c, GTASK__LUA_RESET, 2 * (j - i), &a, &rep);
-    if (rc == 0) freeReplyObject(rep);
-    i = j;
-  }
-  gtask__free(keys);
-  gtask__argv_free(&a);
-  gtask__redis_put(b->r, c);
-  return rc;
+  return per_task_script(impl, GTASK__LUA_RESET, msgs, n, NULL, NULL);
 }
 
 /* Claims only: the broker queues the claimed ones afterwards. */

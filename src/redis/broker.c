@@ -1562,6 +1562,72 @@ static int msg_id_cmp(const void *x, const void *y) {
   return strcmp((*a)->id, (*b)->id);
 }
 
+/* Appends m to the array *v (*nv used of *cap), growing it; the array takes
+ * m.  GTASK_ENOMEM if m is NULL (making it failed) or the array cannot grow
+ * (then m is freed). */
+static int msg_array_add(gtask_msg ***v, size_t *nv, size_t *cap, gtask_msg *m) {
+  if (!m) return GTASK_ENOMEM;
+  if (*nv == *cap) {
+    size_t nc = *cap ? 2 * *cap : 64;
+    gtask_msg **v2 = gtask__realloc(*v, nc * sizeof(*v2));
+    if (!v2) {
+      gtask_msg_free(m);
+      return GTASK_ENOMEM;
+    }
+    *v = v2;
+    *cap = nc;
+  }
+  (*v)[(*nv)++] = m;
+  return 0;
+}
+
+/* Checks rep, the reply to one `verb` (HSCAN, ZSCAN) of key: the next cursor
+ * (copied into cursor) and an array of entries, rep->element[1].  Otherwise
+ * sets the error, frees rep and returns the error code. */
+static int scan_page(redis_broker *b, gtask__conn *c, const char *verb, const char *key,
+                     redisReply *rep, char *cursor, size_t cursor_size) {
+  if (!rep) {
+    gtask__set_error("redis %s: %s: %s", b->r->conf->describe, verb, c->errstr);
+    return GTASK_ECONN;
+  }
+  if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
+      rep->element[0]->type != REDIS_REPLY_STRING || rep->element[1]->type != REDIS_REPLY_ARRAY) {
+    gtask__set_error("redis %s: %s %s: %s", b->r->conf->describe, verb, key,
+                     rep->type == REDIS_REPLY_ERROR ? rep->str : "unexpected reply");
+    int rc = rep->type == REDIS_REPLY_ERROR ? gtask__redis_reply_rc(rep->str) : GTASK_EPROTO;
+    freeReplyObject(rep);
+    return rc;
+  }
+  gtask__fmt(cursor, cursor_size, "%s", rep->element[0]->str);
+  return 0;
+}
+
+/* Sorts the nv entries of v by id and keeps one of each entry a SCAN
+ * returned twice (the set was resized in between): one of each id in the dead
+ * set (its fields are ids), one of each id and body in the failed set (its
+ * members are id and body: body_too).  Hands them to *out and *n, NULL and 0
+ * if there are none. */
+static void msg_array_sort_unique(gtask_msg **v, size_t nv, bool body_too, gtask_msg ***out,
+                                  size_t *n) {
+  if (nv > 1) qsort(v, nv, sizeof(*v), msg_id_cmp);
+  size_t keep = 0;
+  for (size_t k = 0; k < nv; k++) {
+    const gtask_msg *prev = keep > 0 ? v[keep - 1] : NULL;
+    if (prev && strcmp(prev->id, v[k]->id) == 0 &&
+        (!body_too || (prev->len == v[k]->len && memcmp(prev->body, v[k]->body, v[k]->len) == 0))) {
+      gtask_msg_free(v[k]);
+      continue;
+    }
+    v[keep++] = v[k];
+  }
+  if (keep == 0) {
+    gtask__free(v);
+    v = NULL;
+  }
+  *out = v;
+  *n = keep;
+}
+
 /* The dead-set entry of one id: HGET. */
 static int dead_get(redis_broker *b, const char *queue, const char *id, gtask_msg ***out,
                     size_t *n) {
@@ -1613,42 +1679,16 @@ static int rb_dead_list(void *impl, const char *queue, const char *id, gtask_msg
   /* HSCAN, not HGETALL: a large dead set does not block the server. */
   do {
     redisReply *rep = gtask__redis_command(c, "HSCAN %s %s COUNT 500", key, cursor);
-    if (!rep) {
-      gtask__set_error("redis %s: HSCAN: %s", b->r->conf->describe, c->errstr);
-      rc = GTASK_ECONN;
-      break;
-    }
-    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
-        rep->element[0]->type != REDIS_REPLY_STRING || rep->element[1]->type != REDIS_REPLY_ARRAY) {
-      gtask__set_error("redis %s: HSCAN %s: %s", b->r->conf->describe, key,
-                       rep->type == REDIS_REPLY_ERROR ? rep->str : "unexpected reply");
-      rc = rep->type == REDIS_REPLY_ERROR ? gtask__redis_reply_rc(rep->str) : GTASK_EPROTO;
-      freeReplyObject(rep);
-      break;
-    }
-    gtask__fmt(cursor, sizeof(cursor), "%s", rep->element[0]->str);
+    if ((rc = scan_page(b, c, "HSCAN", key, rep, cursor, sizeof(cursor))) != 0) break;
     const redisReply *kv = rep->element[1];
     for (size_t k = 0; k + 1 < kv->elements && rc == 0; k += 2) {
       const redisReply *field = kv->element[k], *body = kv->element[k + 1];
       if (field->type != REDIS_REPLY_STRING || body->type != REDIS_REPLY_STRING) continue;
-      if (nv == cap) {
-        size_t nc = cap ? 2 * cap : 64;
-        gtask_msg **v2 = gtask__realloc(v, nc * sizeof(*v2));
-        if (!v2) {
-          rc = GTASK_ENOMEM;
-          break;
-        }
-        v = v2;
-        cap = nc;
-      }
       char idbuf[GTASK_ID_SIZE] = "";
       if (field->len < GTASK_ID_SIZE) memcpy(idbuf, field->str, field->len + 1);
-      if (!(v[nv] = gtask_msg_new(idbuf, queue, body->str, body->len))) {
-        rc = GTASK_ENOMEM;
-        break;
-      }
-      v[nv]->priority = gtask__redis_body_level(body->str, body->len);
-      nv++;
+      gtask_msg *m = gtask_msg_new(idbuf, queue, body->str, body->len);
+      if (m) m->priority = gtask__redis_body_level(body->str, body->len);
+      rc = msg_array_add(&v, &nv, &cap, m);
     }
     freeReplyObject(rep);
   } while (rc == 0 && strcmp(cursor, "0") != 0);
@@ -1657,23 +1697,7 @@ static int rb_dead_list(void *impl, const char *queue, const char *id, gtask_msg
     free_msg_array(v, nv);
     return rc;
   }
-  /* HSCAN may return an entry twice (the hash was resized in between): sort
-   * by id and keep one of each. */
-  if (nv > 1) qsort(v, nv, sizeof(*v), msg_id_cmp);
-  size_t keep = 0;
-  for (size_t k = 0; k < nv; k++) {
-    if (keep > 0 && strcmp(v[keep - 1]->id, v[k]->id) == 0) {
-      gtask_msg_free(v[k]);
-      continue;
-    }
-    v[keep++] = v[k];
-  }
-  if (keep == 0) {
-    gtask__free(v);
-    v = NULL;
-  }
-  *out = v;
-  *n = keep;
+  msg_array_sort_unique(v, nv, false, out, n);
   return 0;
 }
 
@@ -1771,48 +1795,23 @@ static int rb_failed_list(void *impl, const char *queue, const char *id, gtask_m
   size_t nv = 0, cap = 0;
   do {
     redisReply *rep = gtask__redis_command(c, "ZSCAN %s %s MATCH %s COUNT 500", key, cursor, match);
-    if (!rep) {
-      gtask__set_error("redis %s: ZSCAN: %s", b->r->conf->describe, c->errstr);
-      rc = GTASK_ECONN;
-      break;
-    }
-    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
-        rep->element[0]->type != REDIS_REPLY_STRING || rep->element[1]->type != REDIS_REPLY_ARRAY) {
-      gtask__set_error("redis %s: ZSCAN %s: %s", b->r->conf->describe, key,
-                       rep->type == REDIS_REPLY_ERROR ? rep->str : "unexpected reply");
-      rc = rep->type == REDIS_REPLY_ERROR ? gtask__redis_reply_rc(rep->str) : GTASK_EPROTO;
-      freeReplyObject(rep);
-      break;
-    }
-    gtask__fmt(cursor, sizeof(cursor), "%s", rep->element[0]->str);
+    if ((rc = scan_page(b, c, "ZSCAN", key, rep, cursor, sizeof(cursor))) != 0) break;
     const redisReply *kv = rep->element[1];
     for (size_t k = 0; k + 1 < kv->elements && rc == 0; k += 2) {
       const redisReply *mem = kv->element[k], *score = kv->element[k + 1];
       if (mem->type != REDIS_REPLY_STRING || score->type != REDIS_REPLY_STRING ||
           mem->len < GTASK_ID_SIZE - 1 || strtoll(score->str, NULL, 10) < now)
         continue;
-      if (nv == cap) {
-        size_t nc = cap ? 2 * cap : 64;
-        gtask_msg **v2 = gtask__realloc(v, nc * sizeof(*v2));
-        if (!v2) {
-          rc = GTASK_ENOMEM;
-          break;
-        }
-        v = v2;
-        cap = nc;
-      }
       char idbuf[GTASK_ID_SIZE];
       memcpy(idbuf, mem->str, GTASK_ID_SIZE - 1);
       idbuf[GTASK_ID_SIZE - 1] = '\0';
       gtask_msg *m = gtask_msg_new(idbuf, queue, mem->str + GTASK_ID_SIZE - 1,
                                    mem->len - (GTASK_ID_SIZE - 1));
-      if (!m) {
-        rc = GTASK_ENOMEM;
-        break;
+      if (m) {
+        m->due_ms = strtoll(score->str, NULL, 10);
+        m->priority = gtask__redis_body_level(m->body, m->len);
       }
-      m->due_ms = strtoll(score->str, NULL, 10);
-      m->priority = gtask__redis_body_level(m->body, m->len);
-      v[nv++] = m;
+      rc = msg_array_add(&v, &nv, &cap, m);
     }
     freeReplyObject(rep);
   } while (rc == 0 && strcmp(cursor, "0") != 0);
@@ -1821,23 +1820,7 @@ static int rb_failed_list(void *impl, const char *queue, const char *id, gtask_m
     free_msg_array(v, nv);
     return rc;
   }
-  /* Sorted by id, and each member once. */
-  if (nv > 1) qsort(v, nv, sizeof(*v), msg_id_cmp);
-  size_t keep = 0;
-  for (size_t k = 0; k < nv; k++) {
-    if (keep > 0 && strcmp(v[keep - 1]->id, v[k]->id) == 0 && v[keep - 1]->len == v[k]->len &&
-        memcmp(v[keep - 1]->body, v[k]->body, v[k]->len) == 0) {
-      gtask_msg_free(v[k]);
-      continue;
-    }
-    v[keep++] = v[k];
-  }
-  if (keep == 0) {
-    gtask__free(v);
-    v = NULL;
-  }
-  *out = v;
-  *n = keep;
+  msg_array_sort_unique(v, nv, true, out, n);
   return 0;
 }
 

@@ -294,18 +294,25 @@ int gtask__conn_append(gtask__conn *c, const char *buf, size_t len) {
   return REDIS_OK;
 }
 
-int gtask__conn_appendf(gtask__conn *c, const char *fmt, ...) {
+/* Formats a command (hiredis's format) and appends it: gtask__conn_appendf
+ * and gtask__conn_command. */
+static int conn_vappendf(gtask__conn *c, const char *fmt, va_list ap) {
   char *cmd = NULL;
-  va_list ap;
-  va_start(ap, fmt);
   int len = redisvFormatCommand(&cmd, fmt, ap);
-  va_end(ap);
   if (len < 0) {
     set_err(c, REDIS_ERR_OOM, "out of memory formatting a command");
     return REDIS_ERR;
   }
   int rc = gtask__conn_append(c, cmd, (size_t)len);
   free(cmd); /* hiredis allocated it with its own (libc) allocator */
+  return rc;
+}
+
+int gtask__conn_appendf(gtask__conn *c, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  int rc = conn_vappendf(c, fmt, ap);
+  va_end(ap);
   return rc;
 }
 
@@ -477,17 +484,10 @@ int gtask__conn_wait_any(gtask__conn *const *cs, size_t n, int64_t wait_ms) {
 }
 
 redisReply *gtask__conn_command(gtask__conn *c, const char *fmt, ...) {
-  char *cmd = NULL;
   va_list ap;
   va_start(ap, fmt);
-  int len = redisvFormatCommand(&cmd, fmt, ap);
+  int rc = conn_vappendf(c, fmt, ap);
   va_end(ap);
-  if (len < 0) {
-    set_err(c, REDIS_ERR_OOM, "out of memory formatting a command");
-    return NULL;
-  }
-  int rc = gtask__conn_append(c, cmd, (size_t)len);
-  free(cmd);
   redisReply *rep = NULL;
   if (rc == REDIS_OK) gtask__conn_get_reply(c, &rep);
   return rep;

@@ -1,27 +1,13 @@
 -- started.lua: record STARTED for tasks a worker is about to run, unless final
--- (a final task has its notify list).
+-- (a final task has its notify list); all or nothing (see tasks_to_mark).
 -- KEYS[2i-1] state hash, KEYS[2i] notify list of task i  ARGV[1] ttl ms
 -- ARGV[1+i] attempt number of task i
---
--- All or nothing (issue 14): Redis does not undo the writes of a script that
--- fails half-way, and HSET fails on a key of the wrong type.  So every hash
--- to write but the first is checked first (HLEN, a read that fails on a key
--- of the wrong type); the first one's own HSET checks it.
-local n = #KEYS / 2
-local marks = {} -- the tasks to mark: those not final
-for i = 1, n do
-  if redis.call('EXISTS', KEYS[2 * i]) == 0 then marks[#marks + 1] = i end
-end
-local function refuse(r, key)
-  return redis.error_reply(r.err .. ' (' .. key .. '; started.lua changed nothing)')
-end
-for k = 2, #marks do
-  local r = redis.pcall('HLEN', KEYS[2 * marks[k] - 1])
-  if type(r) == 'table' then return refuse(r, KEYS[2 * marks[k] - 1]) end
-end
+-- Returns how many tasks the call named.
+local script = 'started.lua'
+-- @include tasks_to_mark
 for k, i in ipairs(marks) do
   local tkey = KEYS[2 * i - 1]
-  if k == 1 then
+  if k == 1 then -- the one hash tasks_to_mark did not check
     local r = redis.pcall('HSET', tkey, 's', 'STARTED', 'a', ARGV[1 + i])
     if type(r) == 'table' then return refuse(r, tkey) end
   else
@@ -29,4 +15,4 @@ for k, i in ipairs(marks) do
   end
   redis.call('PEXPIRE', tkey, ARGV[1])
 end
-return n
+return #KEYS / 2

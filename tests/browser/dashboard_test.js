@@ -48,6 +48,19 @@ async function onTaskPage(page, id) {
   await waitFor(page, i => document.querySelector('#task dd[data-k="id"]')?.textContent === i, id);
 }
 
+// Clicks the element sel names as the page has it now: found and clicked in
+// one evaluation inside the page.  page.click() finds the node, then moves
+// the mouse to it in a second step, and a page refresh that re-renders in
+// between leaves it "detached from document" (seen under load).
+async function click(page, sel) {
+  await waitFor(page, s => {
+    const el = document.querySelector(s);
+    if (!el) return false;
+    el.click();
+    return true;
+  }, sel);
+}
+
 // Polls cond (a function of nothing) every 100 ms for up to ms: true once it holds.
 async function until(cond, ms) {
   for (const end = Date.now() + (ms || 30000); Date.now() < end; await sleep(100)) if (cond()) return true;
@@ -114,7 +127,7 @@ async function until(cond, ms) {
     // ---- search by id -> task page.
     await page.select('#search-queue', 'xss');
     await page.type('#search-id', env.XSS_ID);
-    await page.click('#search button');
+    await click(page, '#search button');
     await onTaskPage(page, env.XSS_ID);
     await waitFor(page, () => document.querySelector('#task dd[data-k="arguments"]'));
     const targ = await page.$eval('#task dd[data-k="arguments"]', e => e.textContent);
@@ -134,10 +147,10 @@ async function until(cond, ms) {
     await page.goto(env.URL + '/#/queue/xss/dead', {waitUntil: 'networkidle0'});
     await onQueuePage(page, 'xss', 'dead');
     await waitFor(page, () => document.querySelector('#requeue-all') && document.querySelector('#tasks tbody tr'));
-    await page.click('#requeue-all');
+    await click(page, '#requeue-all');
     await waitFor(page, () => !document.getElementById('confirm').hidden);
     check('the action asks for confirmation first', stats('xss').dead === before.dead);
-    await page.click('#confirm-yes');
+    await click(page, '#confirm-yes');
     await waitFor(page, () => /requeued 1/.test(document.getElementById('flash')?.textContent || ''));
     const after = stats('xss');
     check('requeue moved the dead task back', after.dead === before.dead - 1 && after.pending === before.pending + 1,
@@ -147,15 +160,15 @@ async function until(cond, ms) {
     await page.goto(env.URL + '/#/queue/xss/pending', {waitUntil: 'networkidle0'});
     await onQueuePage(page, 'xss', 'pending'); // (the dead tab has a #pause too)
     await waitFor(page, () => /Pause queue/.test(document.querySelector('#pause')?.textContent || ''));
-    await page.click('#pause');
+    await click(page, '#pause');
     await waitFor(page, () => !document.getElementById('confirm').hidden);
-    await page.click('#confirm-yes');
+    await click(page, '#confirm-yes');
     await waitFor(page, () => /Resume queue/.test(document.querySelector('#pause')?.textContent || ''));
     check('pause: gtask stats says paused', stats('xss').paused === true);
     await page.screenshot({path: env.SHOTS + '/paused.png'});
-    await page.click('#pause');
+    await click(page, '#pause');
     await waitFor(page, () => !document.getElementById('confirm').hidden);
-    await page.click('#confirm-yes');
+    await click(page, '#confirm-yes');
     await waitFor(page, () => /Pause queue/.test(document.querySelector('#pause')?.textContent || ''));
     check('resume: gtask stats says not paused', stats('xss').paused === false);
 
@@ -164,12 +177,12 @@ async function until(cond, ms) {
     await page.goto(env.URL + '/#/queue/default/failed', {waitUntil: 'networkidle0'});
     await onQueuePage(page, 'default', 'failed');
     await waitFor(page, id => [...document.querySelectorAll('#tasks a')].some(a => a.textContent === id), env.FAILED_ID);
-    await page.click(`#tasks a[href$="${env.FAILED_ID}"]`);
+    await click(page, `#tasks a[href$="${env.FAILED_ID}"]`);
     await onTaskPage(page, env.FAILED_ID);
     await waitFor(page, () => document.querySelector('#rerun'));
-    await page.click('#rerun');
+    await click(page, '#rerun');
     await waitFor(page, () => !document.getElementById('confirm').hidden);
-    await page.click('#confirm-yes');
+    await click(page, '#confirm-yes');
     await waitFor(page, () => /rerun queued/.test(document.getElementById('flash')?.textContent || ''));
     await until(() => stats('default').failed !== failedBefore);
     check('rerun ran the failed task again (failed ' + failedBefore + ' -> ' + stats('default').failed + ')',
@@ -189,11 +202,11 @@ async function until(cond, ms) {
     await waitFor(page, () => document.querySelector('#cancel'));
     const shown = await page.$eval('#task dd[data-k="status"]', e => e.textContent);
     check('a running task offers Cancel', shown === 'STARTED', shown);
-    await page.click('#cancel');
+    await click(page, '#cancel');
     await waitFor(page, () => !document.getElementById('confirm').hidden);
     const asked = status(sleepId);
     check('cancel asks for confirmation first', asked === 'STARTED', asked);
-    await page.click('#confirm-yes');
+    await click(page, '#confirm-yes');
     await waitFor(page, () => document.querySelector('#task dd[data-k="status"]')?.textContent === 'CANCELLED');
     const after2 = await page.evaluate(() => ({
       flash: document.getElementById('flash')?.textContent || '', button: !!document.querySelector('#cancel'),
@@ -209,9 +222,9 @@ async function until(cond, ms) {
     await page.goto(env.URL + '/#/queue/default/scheduled', {waitUntil: 'networkidle0'});
     await onQueuePage(page, 'default', 'scheduled');
     await waitFor(page, id => document.querySelector(`#tasks tr[data-id="${id}"] button.cancel`), delayedId);
-    await page.click(`#tasks tr[data-id="${delayedId}"] button.cancel`);
+    await click(page, `#tasks tr[data-id="${delayedId}"] button.cancel`);
     await waitFor(page, () => !document.getElementById('confirm').hidden);
-    await page.click('#confirm-yes');
+    await click(page, '#confirm-yes');
     await waitFor(page, id => /cancelled/.test(document.getElementById('flash')?.textContent || '') &&
                               !document.querySelector(`#tasks tr[data-id="${id}"]`), delayedId);
     check('cancel from a queue row: gtask status says CANCELLED, the row is gone',

@@ -19,9 +19,9 @@
  */
 #define _GNU_SOURCE
 #include "chaos.h"
+#include "proc.h"
 
 #include <errno.h>
-#include <ftw.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <signal.h>
@@ -85,12 +85,6 @@ static void on_signal(int sig) {
 static void on_signal_child(int sig) {
   (void)sig;
   chaos_interrupt();
-}
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
-  (void)st, (void)flag, (void)ftw;
-  remove(path);
-  return 0;
 }
 
 static int64_t mono_ms(void) {
@@ -229,7 +223,7 @@ int main(int argc, char **argv) {
   int rc = WIFEXITED(status) ? WEXITSTATUS(status) : 2;
   if (killed) rc = 2;
   if (rc == 0 && !keep) {
-    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    gt_rm_tree(dir);
   } else {
     printf("chaos: logs kept in %s (driver.log, worker-*.log, exec-*.log)\n", dir);
   }

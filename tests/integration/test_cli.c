@@ -224,7 +224,8 @@ TEST(cli_help) {
   ASSERT_EQ(RUN(r, "--help"), 0);
   ASSERT_STR_CONTAINS(r->out, "usage: gtask");
   ASSERT_STR_CONTAINS(r->out, "exit codes");
-  static const char *const cmds[] = {"worker", "send", "status", "result", "stats", "dead"};
+  static const char *const cmds[] = {"worker", "send",      "status",  "result", "stats",
+                                     "dead",   "scheduler", "version", "workers"};
   for (size_t k = 0; k < sizeof(cmds) / sizeof(cmds[0]); k++) {
     ASSERT_EQ(RUN(r, cmds[k], "--help"), 0);
     char want[64];
@@ -292,6 +293,13 @@ TEST(cli_usage_errors) {
   ASSERT_USAGE(r, "worker", "--tasks", "no-such-file.so");
   ASSERT_STR_CONTAINS(r->err, "no-such-file.so");
   ASSERT_USAGE(r, "worker", "--builtin", "stray");
+  /* the commands without options of their own (cli_scan_none) */
+  static const char *const bare[] = {"scheduler", "version", "workers"};
+  for (size_t k = 0; k < sizeof(bare) / sizeof(bare[0]); k++) {
+    ASSERT_USAGE(r, bare[k], "extra");
+    ASSERT_STR_CONTAINS(r->err, "unexpected argument \"extra\"");
+    ASSERT_USAGE(r, bare[k], "--nope");
+  }
   free(r);
 }
 

@@ -9,11 +9,11 @@
 
 #include "cluster_fixture.h"
 #include "proc.h"
+#include "worker_fixture.h"
 #include "tls_fixture.h"
 #include "internal.h"
 #include "redis/internal.h"
 
-#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <sys/wait.h>
@@ -48,15 +48,8 @@ typedef struct env {
   gtask_backend *backend;
   gtask_server *server;
   gtask_client *client;
-  pthread_t thread;
-  int run_rc;
+  gt_worker worker;
 } env;
-
-static void *run_server(void *arg) {
-  env *e = arg;
-  e->run_rc = gtask_server_run(e->server, 4);
-  return NULL;
-}
 
 static void queues_on_three_nodes(gt_cluster *cl, char q[3][32]);
 
@@ -105,13 +98,11 @@ static void env_open_lease(env *e, const char *queues, int wait_replicas, int64_
   ASSERT_OK(gtask_server_set_lease(e->server, lease_ms));
   e->client = gtask_client_from_server(e->server);
   ASSERT_NOT_NULL(e->client);
-  ASSERT_EQ(pthread_create(&e->thread, NULL, run_server, e), 0);
+  gt_worker_start(&e->worker, e->server, 4);
 }
 
 static void env_close(env *e) {
-  gtask_server_shutdown(e->server);
-  pthread_join(e->thread, NULL);
-  ASSERT_OK(e->run_rc);
+  ASSERT_OK(gt_worker_stop(&e->worker));
   gtask_client_free(e->client);
   gtask_server_free(e->server);
   gtask_broker_free(e->broker);
@@ -226,7 +217,7 @@ TEST_TIMEOUT(broker_on_a_cluster_backend_on_one_server, 120) {
   ASSERT_OK(gtask_server_set_queues(e.server, "split"));
   e.client = gtask_client_from_server(e.server);
   ASSERT_OK(gtask_client_set_queue(e.client, "split"));
-  ASSERT_EQ(pthread_create(&e.thread, NULL, run_server, &e), 0);
+  gt_worker_start(&e.worker, e.server, 4);
   char ids[20][GTASK_ID_SIZE];
   gtask_send_conf *sc = gtask_send_conf_new("rec");
   for (int i = 0; i < 20; i++) {
@@ -249,9 +240,7 @@ TEST_TIMEOUT(broker_on_a_cluster_backend_on_one_server, 120) {
   ASSERT_EQ(rep->integer, 1);
   freeReplyObject(rep);
   redisFree(rc);
-  gtask_server_shutdown(e.server);
-  pthread_join(e.thread, NULL);
-  ASSERT_OK(e.run_rc);
+  ASSERT_OK(gt_worker_stop(&e.worker));
   gtask_client_free(e.client);
   gtask_server_free(e.server);
   gtask_broker_free(e.broker);
@@ -288,7 +277,7 @@ TEST_TIMEOUT(tls_cluster_round_trip, 120) {
   ASSERT_OK(gtask_server_reg(e.server, "rec", rec, NULL));
   ASSERT_OK(gtask_server_set_queues(e.server, list));
   e.client = gtask_client_from_server(e.server);
-  ASSERT_EQ(pthread_create(&e.thread, NULL, run_server, &e), 0);
+  gt_worker_start(&e.worker, e.server, 4);
   for (int i = 0; i < 60; i++) ASSERT_OK(send_rec(&e, e.q[i % 3], i));
   WAIT_UNTIL_MSG(count_runs(60, 1) == 60, 20000, "%d of 60 ran", count_runs(60, 1));
   char **names = NULL;

@@ -11,12 +11,12 @@
  * memory broker's table and impl from its handle (an out-of-tree broker would
  * have its own). */
 #include "test.h"
+#include "worker_fixture.h"
 
 #include <gtask/extend.h>
 
 #include "internal.h"
 
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -293,11 +293,6 @@ static int add(int64_t a, int64_t b, int64_t *sum) {
 }
 GTASK_HANDLER(add, (int64_t, int64_t), (int64_t))
 
-static void *run_server(void *arg) {
-  (void)gtask_server_run(arg, 2);
-  return NULL;
-}
-
 TEST(custom_broker_runs_a_server_and_client_round_trip) {
   counting *impl = calloc(1, sizeof(*impl));
   ASSERT_NOT_NULL(impl);
@@ -315,8 +310,8 @@ TEST(custom_broker_runs_a_server_and_client_round_trip) {
   ASSERT_OK(GTASK_REG(s, add));
   gtask_client *c = gtask_client_from_server(s);
   ASSERT_NOT_NULL(c);
-  pthread_t th;
-  ASSERT_EQ(pthread_create(&th, NULL, run_server, s), 0);
+  gt_worker w;
+  gt_worker_start(&w, s, 2);
 
   gtask_send_conf *conf = gtask_send_conf_new("add");
   ASSERT_NOT_NULL(conf);
@@ -338,8 +333,7 @@ TEST(custom_broker_runs_a_server_and_client_round_trip) {
   gtask_queue_stats st;
   WAIT_UNTIL((gtask_client_stats(c, "default", &st) == 0 && st.succeeded == N), 5000);
 
-  gtask_server_shutdown(s);
-  pthread_join(th, NULL);
+  (void)gt_worker_stop(&w);
   ASSERT_EQ(atomic_load(&impl->pushed), N);
   ASSERT_EQ(atomic_load(&impl->leased), N);
   ASSERT_EQ(atomic_load(&impl->finished), N);
@@ -379,12 +373,11 @@ static gtask_result *send_sit_run(int abi, int64_t ttl_ms, int64_t sit_ms) {
   ASSERT_OK(GTASK_SEND(c, conf, id, gtask_int64(1), gtask_int64(2)));
   gtask_send_conf_free(conf);
   test_sleep_ms(sit_ms);
-  pthread_t th;
-  ASSERT_EQ(pthread_create(&th, NULL, run_server, s), 0);
+  gt_worker w;
+  gt_worker_start(&w, s, 2);
   gtask_result *r = NULL;
   ASSERT_OK(gtask_client_wait(c, id, test_timeout_ms(10000), &r));
-  gtask_server_shutdown(s);
-  pthread_join(th, NULL);
+  (void)gt_worker_stop(&w);
   gtask_client_free(c);
   gtask_server_free(s);
   return r;

@@ -9,6 +9,7 @@
 #include "cluster_fixture.h"
 #include "redis_fixture.h"
 #include "test.h"
+#include "worker_fixture.h"
 
 #include <pthread.h>
 #include <signal.h>
@@ -28,11 +29,7 @@ static void env_open(env *e) {
   gtask_set_log(NULL, NULL, GTASK_LOG_ERROR);
   e->redis = gt_redis_start(NULL);
   ASSERT_NOT_NULL(e->redis);
-  gtask_redis_conf *conf;
-  ASSERT_OK(gtask_redis_conf_new(&conf, gt_redis_url(e->redis), NULL, -1));
-  ASSERT_OK(gtask_broker_redis_new(&e->broker, conf));
-  ASSERT_OK(gtask_backend_redis_new(&e->backend, conf));
-  gtask_redis_conf_free(conf);
+  gt_redis_pair(gt_redis_url(e->redis), &e->broker, &e->backend);
   e->client = gtask_client_new(e->broker, e->backend);
   ASSERT_NOT_NULL(e->client);
 }

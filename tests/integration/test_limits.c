@@ -13,6 +13,7 @@
 #include "internal.h"
 #include "redis_fixture.h"
 #include "test.h"
+#include "worker_fixture.h"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -132,11 +133,7 @@ static void env_start(env *e) {
 
 /* The client is made after the workers are forked: no threads at fork. */
 static void env_client(env *e) {
-  gtask_redis_conf *conf;
-  ASSERT_OK(gtask_redis_conf_new(&conf, gt_redis_url(e->redis), NULL, -1));
-  ASSERT_OK(gtask_broker_redis_new(&e->broker, conf));
-  ASSERT_OK(gtask_backend_redis_new(&e->backend, conf));
-  gtask_redis_conf_free(conf);
+  gt_redis_pair(gt_redis_url(e->redis), &e->broker, &e->backend);
   ASSERT_NOT_NULL(e->client = gtask_client_new(e->broker, e->backend));
 }
 

@@ -11,9 +11,9 @@
 #include "proc.h"
 #include "redis_fixture.h"
 #include "test.h"
+#include "worker_fixture.h"
 
 #include <jansson.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,26 +46,15 @@ typedef struct env {
   gtask_backend *backend;
   gtask_server *server;
   gtask_client *client;
-  pthread_t thread;
-  int run_rc;
+  gt_worker worker;
 } env;
-
-static void *run_main(void *arg) {
-  env *e = arg;
-  e->run_rc = gtask_server_run(e->server, 2);
-  return NULL;
-}
 
 static void env_open(env *e) {
   memset(e, 0, sizeof(*e));
   gtask_set_log(NULL, NULL, GTASK_LOG_ERROR);
   e->redis = gt_redis_start(NULL);
   ASSERT_NOT_NULL(e->redis);
-  gtask_redis_conf *conf;
-  ASSERT_OK(gtask_redis_conf_new(&conf, gt_redis_url(e->redis), NULL, -1));
-  ASSERT_OK(gtask_broker_redis_new(&e->broker, conf));
-  ASSERT_OK(gtask_backend_redis_new(&e->backend, conf));
-  gtask_redis_conf_free(conf);
+  gt_redis_pair(gt_redis_url(e->redis), &e->broker, &e->backend);
   e->server = gtask_server_new(e->broker, e->backend);
   ASSERT_NOT_NULL(e->server);
   ASSERT_OK(GTASK_REG(e->server, add));
@@ -75,9 +64,7 @@ static void env_open(env *e) {
 }
 
 static void env_close(env *e) {
-  gtask_server_shutdown(e->server);
-  pthread_join(e->thread, NULL);
-  ASSERT_OK(e->run_rc);
+  ASSERT_OK(gt_worker_stop(&e->worker));
   gtask_client_free(e->client);
   gtask_server_free(e->server);
   gtask_broker_free(e->broker);
@@ -138,7 +125,7 @@ TEST_TIMEOUT(metrics_endpoint_and_promtool, 60) {
   ASSERT_OK(gtask_server_serve_metrics(e.server, "127.0.0.1:0"));
   int port = gtask_server_metrics_port(e.server);
   ASSERT_GT(port, 0);
-  ASSERT_EQ(pthread_create(&e.thread, NULL, run_main, &e), 0);
+  gt_worker_start(&e.worker, e.server, 2);
   workload(&e, port);
 
   static char body[1 << 17];
@@ -214,7 +201,7 @@ TEST(metrics_arguments) {
   ASSERT_OK(gtask_server_metrics_text(e.server, &text, &len));
   ASSERT_STR_CONTAINS(text, "gtask_executors 0\n");
   free(text);
-  ASSERT_EQ(pthread_create(&e.thread, NULL, run_main, &e), 0);
+  gt_worker_start(&e.worker, e.server, 2);
   env_close(&e);
 }
 
@@ -330,7 +317,7 @@ TEST_TIMEOUT(prometheus_scrapes_the_worker_and_dashboard, 120) {
   env_open(&e);
   ASSERT_OK(gtask_server_serve_metrics(e.server, "127.0.0.1:0"));
   int port = gtask_server_metrics_port(e.server);
-  ASSERT_EQ(pthread_create(&e.thread, NULL, run_main, &e), 0);
+  gt_worker_start(&e.worker, e.server, 2);
   workload(&e, port);
   /* Three tasks wait in a queue no worker serves. */
   gtask_send_conf *idle = gtask_send_conf_new("add");

@@ -7,8 +7,8 @@
 #include "internal.h"
 #include "redis_fixture.h"
 #include "test.h"
+#include "worker_fixture.h"
 
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,11 +25,7 @@ static void env_open(env *e) {
   memset(e, 0, sizeof(*e));
   e->redis = gt_redis_start(NULL);
   ASSERT_NOT_NULL(e->redis);
-  gtask_redis_conf *conf;
-  ASSERT_OK(gtask_redis_conf_new(&conf, gt_redis_url(e->redis), NULL, -1));
-  ASSERT_OK(gtask_broker_redis_new(&e->broker, conf));
-  ASSERT_OK(gtask_backend_redis_new(&e->backend, conf));
-  gtask_redis_conf_free(conf);
+  gt_redis_pair(gt_redis_url(e->redis), &e->broker, &e->backend);
   e->client = gtask_client_new(e->broker, e->backend);
   ASSERT_NOT_NULL(e->client);
   ASSERT_OK(gtask_client_set_queue(e->client, "q"));
@@ -180,11 +176,6 @@ static int add(int64_t a, int64_t b, int64_t *sum) {
 }
 GTASK_HANDLER(add, (int64_t, int64_t), (int64_t))
 
-static void *serve(void *server) {
-  gtask_server_run(server, 1);
-  return NULL;
-}
-
 /* A worker that started on a queue without levels reads the level streams
  * within about a second of the first send with a level (its pause check,
  * twice a second, reads the marker); until then the task waits, never lost. */
@@ -195,8 +186,8 @@ TEST(a_running_worker_finds_the_levels_of_a_queue) {
   ASSERT_NOT_NULL(s);
   ASSERT_OK(gtask_server_set_queues(s, "q"));
   ASSERT_OK(GTASK_REG(s, add));
-  pthread_t th;
-  ASSERT_EQ(pthread_create(&th, NULL, serve, s), 0);
+  gt_worker w;
+  gt_worker_start(&w, s, 1);
   send_n(&e, 0, 1, 1);
   WAIT_UNTIL(int_cmd(e.redis, "EXISTS %s", "gtask:{q}:pending") == 0, 10000);
   ASSERT_EQ(int_cmd(e.redis, "EXISTS %s", "gtask:{q}:prio"), 0); /* no level yet */
@@ -213,8 +204,7 @@ TEST(a_running_worker_finds_the_levels_of_a_queue) {
   gtask_result_free(r);
   TEST_LOG("the urgent task ran %lld ms after its send", (long long)(gtask__mono_ms() - t0));
   ASSERT_LE(gtask__mono_ms() - t0, test_timeout_ms(1500));
-  gtask_server_shutdown(s);
-  ASSERT_EQ(pthread_join(th, NULL), 0);
+  (void)gt_worker_stop(&w);
   gtask_server_free(s);
   gtask_send_conf_free(sc);
   env_close(&e);

@@ -4,9 +4,9 @@
  * keeps serving; deadlines are hard; children are recycled and reaped. */
 #include "redis_fixture.h"
 #include "test.h"
+#include "worker_fixture.h"
 
 #include <dirent.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -111,15 +111,8 @@ typedef struct env {
   gtask_backend *backend;
   gtask_server *server;
   gtask_client *client;
-  pthread_t thread;
-  int run_rc;
+  gt_worker worker;
 } env;
-
-static void *run(void *arg) {
-  env *e = arg;
-  e->run_rc = gtask_server_run(e->server, 2);
-  return NULL;
-}
 
 static void quiet(gtask_log_level level, const char *line, void *ud) {
   (void)level, (void)line, (void)ud;
@@ -130,11 +123,7 @@ static void env_open(env *e, void (*configure)(gtask_server *)) {
   gtask_set_log(quiet, NULL, GTASK_LOG_ERROR);
   e->redis = gt_redis_start(NULL);
   ASSERT_NOT_NULL(e->redis);
-  gtask_redis_conf *conf;
-  ASSERT_OK(gtask_redis_conf_new(&conf, gt_redis_url(e->redis), NULL, -1));
-  ASSERT_OK(gtask_broker_redis_new(&e->broker, conf));
-  ASSERT_OK(gtask_backend_redis_new(&e->backend, conf));
-  gtask_redis_conf_free(conf);
+  gt_redis_pair(gt_redis_url(e->redis), &e->broker, &e->backend);
   e->server = gtask_server_new(e->broker, e->backend);
   ASSERT_OK(gtask_server_set_pool(e->server, GTASK_POOL_PROCS));
   ASSERT_OK(GTASK_REG(e->server, add));
@@ -148,7 +137,7 @@ static void env_open(env *e, void (*configure)(gtask_server *)) {
   ASSERT_OK(gtask_server_reg(e->server, "stubborn", stubborn, NULL));
   if (configure) configure(e->server);
   e->client = gtask_client_from_server(e->server);
-  ASSERT_EQ(pthread_create(&e->thread, NULL, run, e), 0);
+  gt_worker_start(&e->worker, e->server, 2);
 }
 
 /* Children of this process other than redis-server. */
@@ -191,9 +180,7 @@ static bool process_dead(pid_t pid) {
 }
 
 static void env_close(env *e) {
-  gtask_server_shutdown(e->server);
-  pthread_join(e->thread, NULL);
-  ASSERT_OK(e->run_rc);
+  ASSERT_OK(gt_worker_stop(&e->worker));
   ASSERT_EQ(count_children(e->redis), 0); /* every child reaped */
   gtask_client_free(e->client);
   gtask_server_free(e->server);

@@ -15,6 +15,7 @@
 #include "redis_fixture.h"
 #include "schedule.h"
 #include "test.h"
+#include "worker_fixture.h"
 
 #include <fcntl.h>
 #include <jansson.h>
@@ -113,11 +114,7 @@ static void env_start(env *e) {
   ASSERT_NOT_NULL(e->redis = gt_redis_start(NULL));
   ASSERT_EQ(setenv("GTASK_REDIS_URL", gt_redis_url(e->redis), 1), 0);
   ASSERT_NOT_NULL(e->rc = gt_redis_connect(e->redis));
-  gtask_redis_conf *conf;
-  ASSERT_OK(gtask_redis_conf_new(&conf, gt_redis_url(e->redis), NULL, -1));
-  ASSERT_OK(gtask_broker_redis_new(&e->broker, conf));
-  ASSERT_OK(gtask_backend_redis_new(&e->backend, conf));
-  gtask_redis_conf_free(conf);
+  gt_redis_pair(gt_redis_url(e->redis), &e->broker, &e->backend);
   ASSERT_NOT_NULL(e->client = gtask_client_new(e->broker, e->backend));
 }
 

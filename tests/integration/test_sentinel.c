@@ -8,6 +8,7 @@
 #include "sentinel_fixture.h"
 #include "test.h"
 #include "tls_fixture.h"
+#include "worker_fixture.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -61,13 +62,6 @@ static void *send_loop(void *arg) {
     test_sleep_ms(rc ? 50 : 5);
   }
   gtask_send_conf_free(sc);
-  return NULL;
-}
-
-static gtask_server *server;
-static void *run_server(void *arg) {
-  (void)arg;
-  gtask_server_run(server, 4);
   return NULL;
 }
 
@@ -204,11 +198,12 @@ static int through_failovers(gt_sentinel *set, int wait_replicas, int manual, in
   ASSERT_OK(gtask_broker_redis_new(&b, conf));
   ASSERT_OK(gtask_backend_redis_new(&k, conf));
   gtask_redis_conf_free(conf);
-  server = gtask_server_new(b, k);
+  gtask_server *server = gtask_server_new(b, k);
   ASSERT_OK(GTASK_REG(server, add));
   ASSERT_OK(gtask_server_set_lease(server, 2000)); /* reclaim in-doubt leases within ~3 s */
-  pthread_t tw, ts;
-  ASSERT_EQ(pthread_create(&tw, NULL, run_server, NULL), 0);
+  gt_worker w;
+  gt_worker_start(&w, server, 4);
+  pthread_t ts;
   s->cli = gtask_client_new(b, k);
   ASSERT_EQ(pthread_create(&ts, NULL, send_loop, s), 0);
 
@@ -234,8 +229,7 @@ static int through_failovers(gt_sentinel *set, int wait_replicas, int manual, in
   /* Every acknowledged task ends, on the master of the day.  A busy machine
    * only makes some slow; lost is what is nowhere. */
   int lost = settle_all(s);
-  gtask_server_shutdown(server);
-  pthread_join(tw, NULL);
+  gt_worker_stop(&w);
   gtask_server_free(server);
   gtask_client_free(s->cli);
   gtask_broker_free(b);
@@ -311,17 +305,13 @@ TEST_TIMEOUT(sentinel_over_tls, 120) {
   char url[2048];
   snprintf(url, sizeof(url), "%s?cacert=%s&cert=%s&key=%s", gt_sentinel_url(set), certs->ca,
            certs->client_cert, certs->client_key);
-  gtask_redis_conf *conf;
-  ASSERT_OK(gtask_redis_conf_new(&conf, url, NULL, -1));
   gtask_broker *b;
   gtask_backend *k;
-  ASSERT_OK(gtask_broker_redis_new(&b, conf));
-  ASSERT_OK(gtask_backend_redis_new(&k, conf));
-  gtask_redis_conf_free(conf);
-  server = gtask_server_new(b, k);
+  gt_redis_pair(url, &b, &k);
+  gtask_server *server = gtask_server_new(b, k);
   ASSERT_OK(GTASK_REG(server, add));
-  pthread_t tw;
-  ASSERT_EQ(pthread_create(&tw, NULL, run_server, NULL), 0);
+  gt_worker w;
+  gt_worker_start(&w, server, 4);
   gtask_client *cli = gtask_client_new(b, k);
   gtask_send_conf *sc = gtask_send_conf_new("add");
   for (int round = 0; round < 2; round++) {
@@ -341,8 +331,7 @@ TEST_TIMEOUT(sentinel_over_tls, 120) {
     ASSERT_EQ(r->values[0].v.i, 42 + round);
     gtask_result_free(r);
   }
-  gtask_server_shutdown(server);
-  pthread_join(tw, NULL);
+  gt_worker_stop(&w);
   gtask_send_conf_free(sc);
   gtask_client_free(cli);
   gtask_server_free(server);

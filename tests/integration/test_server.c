@@ -7,6 +7,7 @@
 #include "cluster_fixture.h"
 #include "redis_fixture.h"
 #include "test.h"
+#include "worker_fixture.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -98,16 +99,9 @@ typedef struct env {
   gtask_backend *backend;
   gtask_server *server;
   gtask_client *client;
-  pthread_t thread;
+  gt_worker worker;
   bool running;
-  int run_rc;
 } env;
-
-static void *run_server(void *arg) {
-  env *e = arg;
-  e->run_rc = gtask_server_run(e->server, 4);
-  return NULL;
-}
 
 static void quiet_log(gtask_log_level level, const char *line, void *ud) {
   (void)ud;
@@ -188,16 +182,12 @@ static void env_open(env *e, bool memory, const char *backend_url) {
 }
 
 static void env_start(env *e) {
-  ASSERT_EQ(pthread_create(&e->thread, NULL, run_server, e), 0);
+  gt_worker_start(&e->worker, e->server, 4);
   e->running = true;
 }
 
 static void env_close(env *e) {
-  if (e->running) {
-    gtask_server_shutdown(e->server);
-    pthread_join(e->thread, NULL);
-    ASSERT_OK(e->run_rc);
-  }
+  if (e->running) ASSERT_OK(gt_worker_stop(&e->worker));
   gtask_client_free(e->client);
   gtask_server_free(e->server);
   gtask_broker_free(e->broker);
@@ -819,9 +809,8 @@ TEST(redis_two_workers_share_a_queue) {
   gtask_server_free(first);
   e.server = new_server(e.broker, e.backend, "first");
   env_start(&e);
-  env e2 = e;
-  e2.server = second;
-  ASSERT_EQ(pthread_create(&e2.thread, NULL, run_server, &e2), 0);
+  gt_worker second_worker;
+  gt_worker_start(&second_worker, second, 4);
   gtask_send_conf *c = gtask_send_conf_new("who");
   int counts[2] = {0, 0};
   enum { N = 200 };
@@ -838,9 +827,7 @@ TEST(redis_two_workers_share_a_queue) {
   ASSERT_EQ(counts[0] + counts[1], N);
   ASSERT_GT(counts[0], 0);
   ASSERT_GT(counts[1], 0);
-  gtask_server_shutdown(second);
-  pthread_join(e2.thread, NULL);
-  ASSERT_OK(e2.run_rc);
+  ASSERT_OK(gt_worker_stop(&second_worker));
   gtask_server_free(second);
   gtask_send_conf_free(c);
   env_close(&e);
@@ -1084,10 +1071,8 @@ TEST(redis_graceful_shutdown_finishes_running_and_hands_back_unstarted) {
    * another started in its place). */
   WAIT_UNTIL(count_started_or_succeeded(e.client, ids, N) >= 4, 5000);
   int64_t t0 = test_now_ms();
-  gtask_server_shutdown(e.server);
-  pthread_join(e.thread, NULL);
+  ASSERT_OK(gt_worker_stop(&e.worker));
   e.running = false;
-  ASSERT_OK(e.run_rc);
   int64_t took = test_now_ms() - t0;
   ASSERT_LT(took, test_timeout_ms(3000));
   int success = 0, pending = 0;
@@ -1393,9 +1378,8 @@ TEST(redis_shutdown_from_a_signal_handler) {
   gtask_result_free(r);
   int64_t t0 = test_now_ms();
   ASSERT_EQ(kill(getpid(), SIGUSR1), 0);
-  pthread_join(e.thread, NULL);
+  ASSERT_OK(gt_worker_join(&e.worker));
   e.running = false;
-  ASSERT_OK(e.run_rc);
   ASSERT_LT(test_now_ms() - t0, test_timeout_ms(3000));
   gtask_send_conf_free(c);
   env_close(&e);
@@ -1407,11 +1391,7 @@ TEST(redis_redis_restart_with_persistence_loses_nothing) {
   gtask_set_log(quiet_log, NULL, GTASK_LOG_ERROR);
   e.redis = gt_redis_start("appendonly yes\nappendfsync always\n");
   ASSERT_NOT_NULL(e.redis);
-  gtask_redis_conf *conf;
-  ASSERT_OK(gtask_redis_conf_new(&conf, gt_redis_url(e.redis), NULL, -1));
-  ASSERT_OK(gtask_broker_redis_new(&e.broker, conf));
-  ASSERT_OK(gtask_backend_redis_new(&e.backend, conf));
-  gtask_redis_conf_free(conf);
+  gt_redis_pair(gt_redis_url(e.redis), &e.broker, &e.backend);
   e.server = new_server(e.broker, e.backend, "main");
   e.client = gtask_client_from_server(e.server);
   gtask_send_conf *c = gtask_send_conf_new("add");

@@ -6,6 +6,7 @@
 #include "internal.h"
 #include "redis_fixture.h"
 #include "test.h"
+#include "worker_fixture.h"
 
 #include <pthread.h>
 #include <signal.h>
@@ -72,19 +73,10 @@ typedef struct env {
   gtask_backend *backend;
   gtask_server *server;
   gtask_client *client;
-  pthread_t thread;
+  gt_worker worker;
   bool running;
   int nexec;
-  int run_rc;
-  atomic_bool stopped; /* gtask_server_run has returned */
 } env;
-
-static void *run_server(void *arg) {
-  env *e = arg;
-  e->run_rc = gtask_server_run(e->server, e->nexec);
-  atomic_store(&e->stopped, true);
-  return NULL;
-}
 
 /* A server on a fresh redis-server whose broker and backend pools hold
  * pool_size connections (url NULL: the fixture's; else that URL, password pw). */
@@ -118,16 +110,14 @@ static void env_open(env *e, int pool_size) {
 }
 
 static void env_start(env *e) {
-  ASSERT_EQ(pthread_create(&e->thread, NULL, run_server, e), 0);
+  gt_worker_start(&e->worker, e->server, e->nexec);
   e->running = true;
 }
 
 static int env_stop(env *e) {
   if (!e->running) return 0;
-  gtask_server_shutdown(e->server);
-  pthread_join(e->thread, NULL);
   e->running = false;
-  return e->run_rc;
+  return gt_worker_stop(&e->worker);
 }
 
 static void env_close(env *e) {
@@ -413,10 +403,10 @@ static void check_missing_permission(const char *removed, const char *named) {
   env e;
   env_open_url(&e, redis, user_url(redis), NULL, 4, 0);
   env_start(&e);
-  WAIT_UNTIL_MSG(atomic_load(&e.stopped), 5000, "the worker lacking %s is still running", named);
-  pthread_join(e.thread, NULL);
+  WAIT_UNTIL_MSG(atomic_load(&e.worker.stopped), 5000, "the worker lacking %s is still running",
+                 named);
   e.running = false;
-  ASSERT_ERR(e.run_rc, GTASK_ENOPERM);
+  ASSERT_ERR(gt_worker_join(&e.worker), GTASK_ENOPERM);
   ASSERT_STR_CONTAINS(gtask_server_errmsg(e.server), named);
   ASSERT_STR_CONTAINS(gtask_server_errmsg(e.server), "NOPERM");
   ASSERT_TRUE(log_has("cannot run"));

@@ -5,6 +5,7 @@
  * queue wait and error; and the argument checks. */
 #include "redis_fixture.h"
 #include "test.h"
+#include "worker_fixture.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -113,16 +114,9 @@ typedef struct env {
   gtask_backend *backend;
   gtask_server *server;
   gtask_client *client;
-  pthread_t thread;
-  int run_rc;
+  gt_worker worker;
   recorder rec;
 } env;
-
-static void *run_server(void *arg) {
-  env *e = arg;
-  e->run_rc = gtask_server_run(e->server, 2);
-  return NULL;
-}
 
 static void env_open(env *e, gtask_pool pool) {
   memset(e, 0, sizeof(*e));
@@ -130,11 +124,7 @@ static void env_open(env *e, gtask_pool pool) {
   gtask_set_log(NULL, NULL, GTASK_LOG_ERROR);
   e->redis = gt_redis_start(NULL);
   ASSERT_NOT_NULL(e->redis);
-  gtask_redis_conf *conf;
-  ASSERT_OK(gtask_redis_conf_new(&conf, gt_redis_url(e->redis), NULL, -1));
-  ASSERT_OK(gtask_broker_redis_new(&e->broker, conf));
-  ASSERT_OK(gtask_backend_redis_new(&e->backend, conf));
-  gtask_redis_conf_free(conf);
+  gt_redis_pair(gt_redis_url(e->redis), &e->broker, &e->backend);
   e->server = gtask_server_new(e->broker, e->backend);
   ASSERT_NOT_NULL(e->server);
   ASSERT_OK(gtask_server_set_pool(e->server, pool));
@@ -146,13 +136,11 @@ static void env_open(env *e, gtask_pool pool) {
   ASSERT_OK(gtask_server_on(e->server, GTASK_EV_ALL, on_event, &e->rec));
   e->client = gtask_client_from_server(e->server);
   ASSERT_NOT_NULL(e->client);
-  ASSERT_EQ(pthread_create(&e->thread, NULL, run_server, e), 0);
+  gt_worker_start(&e->worker, e->server, 2);
 }
 
 static void env_close(env *e) {
-  gtask_server_shutdown(e->server);
-  pthread_join(e->thread, NULL);
-  ASSERT_OK(e->run_rc);
+  ASSERT_OK(gt_worker_stop(&e->worker));
   gtask_client_free(e->client);
   gtask_server_free(e->server);
   gtask_broker_free(e->broker);

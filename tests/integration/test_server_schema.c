@@ -4,8 +4,8 @@
 #include "internal.h"
 #include "redis_fixture.h"
 #include "test.h"
+#include "worker_fixture.h"
 
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 
@@ -20,17 +20,8 @@ typedef struct env {
   gtask_broker *broker;
   gtask_backend *backend;
   gtask_server *server;
-  pthread_t thread;
-  int run_rc;
-  atomic_bool stopped;
+  gt_worker worker;
 } env;
-
-static void *run_server(void *arg) {
-  env *e = arg;
-  e->run_rc = gtask_server_run(e->server, 2);
-  atomic_store(&e->stopped, true);
-  return NULL;
-}
 
 static void quiet_log(gtask_log_level level, const char *line, void *ud) {
   (void)ud;
@@ -42,11 +33,7 @@ static void env_open(env *e, const char *queues) {
   gtask_set_log(quiet_log, NULL, GTASK_LOG_WARN);
   e->redis = gt_redis_start(NULL);
   ASSERT_NOT_NULL(e->redis);
-  gtask_redis_conf *conf;
-  ASSERT_OK(gtask_redis_conf_new(&conf, gt_redis_url(e->redis), NULL, -1));
-  ASSERT_OK(gtask_broker_redis_new(&e->broker, conf));
-  ASSERT_OK(gtask_backend_redis_new(&e->backend, conf));
-  gtask_redis_conf_free(conf);
+  gt_redis_pair(gt_redis_url(e->redis), &e->broker, &e->backend);
   e->server = gtask_server_new(e->broker, e->backend);
   ASSERT_NOT_NULL(e->server);
   ASSERT_OK(gtask_server_set_name(e->server, "new-worker"));
@@ -127,7 +114,7 @@ TEST(a_worker_joins_past_expired_entries_and_same_version_workers) {
   env_open(&e, "default");
   old_worker(e.redis, "default", "dead-old-worker", 3, -1000);
   old_worker(e.redis, "default", "peer", 5, 60000);
-  ASSERT_EQ(pthread_create(&e.thread, NULL, run_server, &e), 0);
+  gt_worker_start(&e.worker, e.server, 2);
   gtask_client *cli = gtask_client_new(e.broker, e.backend);
   gtask_result *r = NULL;
   char id[GTASK_ID_SIZE];
@@ -143,9 +130,7 @@ TEST(a_worker_joins_past_expired_entries_and_same_version_workers) {
   rep = cmd(e.redis, "HEXISTS gtask:{default}:workers dead-old-worker");
   ASSERT_EQ(rep->integer, 0);
   freeReplyObject(rep);
-  gtask_server_shutdown(e.server);
-  pthread_join(e.thread, NULL);
-  ASSERT_OK(e.run_rc);
+  ASSERT_OK(gt_worker_stop(&e.worker));
   rep = cmd(e.redis, "HKEYS gtask:{default}:workers");
   ASSERT_EQ(rep->elements, 1); /* the peer only */
   ASSERT_STR_EQ(rep->element[0]->str, "peer");
@@ -161,14 +146,14 @@ TEST(a_running_worker_stops_when_a_worker_of_another_version_appears) {
   env e;
   env_open(&e, "default");
   ASSERT_OK(gtask_server_set_lease(e.server, 600)); /* heartbeat every 200 ms */
-  ASSERT_EQ(pthread_create(&e.thread, NULL, run_server, &e), 0);
+  gt_worker_start(&e.worker, e.server, 2);
   test_sleep_ms(100);
   old_worker(e.redis, "default", "old-worker", 6, 60000);
   int64_t until = test_now_ms() + test_timeout_ms(3000);
-  while (!atomic_load(&e.stopped) && test_now_ms() < until) test_sleep_ms(20);
-  if (!atomic_load(&e.stopped)) TEST_FAIL("still running 3 s after a schema-6 worker joined");
-  pthread_join(e.thread, NULL);
-  ASSERT_ERR(e.run_rc, GTASK_EVERSION);
+  while (!atomic_load(&e.worker.stopped) && test_now_ms() < until) test_sleep_ms(20);
+  if (!atomic_load(&e.worker.stopped))
+    TEST_FAIL("still running 3 s after a schema-6 worker joined");
+  ASSERT_ERR(gt_worker_join(&e.worker), GTASK_EVERSION);
   ASSERT_STR_CONTAINS(gtask_server_errmsg(e.server), "key schema 6");
   env_close(&e);
 }

@@ -6,8 +6,8 @@
 #include "redis_fixture.h"
 #include "test.h"
 #include "tls_fixture.h"
+#include "worker_fixture.h"
 
-#include <pthread.h>
 #include <stdio.h>
 
 static int add(int64_t a, int64_t b, int64_t *sum) {
@@ -34,14 +34,6 @@ static const gt_certs *certs_or_skip(void) {
   return c;
 }
 
-static gtask_server *server;
-static int run_rc;
-static void *run_server(void *arg) {
-  (void)arg;
-  run_rc = gtask_server_run(server, 4);
-  return NULL;
-}
-
 TEST(a_worker_and_a_client_over_mutual_tls) {
   const gt_certs *certs = certs_or_skip();
   gt_redis *r = gt_redis_start_tls(certs, NULL, NULL, "yes", NULL);
@@ -57,10 +49,10 @@ TEST(a_worker_and_a_client_over_mutual_tls) {
   ASSERT_OK(gtask_broker_redis_new(&b, conf));
   ASSERT_OK(gtask_backend_redis_new(&k, conf));
   gtask_redis_conf_free(conf);
-  server = gtask_server_new(b, k);
+  gtask_server *server = gtask_server_new(b, k);
   ASSERT_OK(GTASK_REG(server, add));
-  pthread_t t;
-  ASSERT_EQ(pthread_create(&t, NULL, run_server, NULL), 0);
+  gt_worker w;
+  gt_worker_start(&w, server, 4);
   gtask_client *cli = gtask_client_new(b, k);
   gtask_send_conf *sc = gtask_send_conf_new("add");
   enum { N = 2000 };
@@ -76,9 +68,7 @@ TEST(a_worker_and_a_client_over_mutual_tls) {
     ASSERT_EQ(res->values[0].v.i, i + 1);
     gtask_result_free(res);
   }
-  gtask_server_shutdown(server);
-  pthread_join(t, NULL);
-  ASSERT_OK(run_rc);
+  ASSERT_OK(gt_worker_stop(&w));
   free(args);
   free(ids);
   gtask_send_conf_free(sc);

@@ -1,4 +1,5 @@
-/* proc.c -- clocks, program lookup and child processes for the test fixtures.
+/* proc.c -- clocks, program lookup, child processes and temp-dir removal for
+ * the test fixtures.
  *
  * See proc.h.  gt_run() reads the child's output through a pipe while it waits,
  * so that a chatty command cannot block on a full pipe, and bounds the whole
@@ -11,6 +12,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
@@ -195,3 +197,14 @@ int gt_run(const char *const argv[], char *out, size_t outsize) {
   snprintf(out + used, outsize - used, "%s", tail);
   return -1;
 }
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+  (void)st, (void)ftw;
+  if (flag == FTW_DP || flag == FTW_D || flag == FTW_DNR)
+    rmdir(path);
+  else
+    unlink(path);
+  return 0;
+}
+
+void gt_rm_tree(const char *dir) { nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS); }

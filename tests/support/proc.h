@@ -1,4 +1,5 @@
-/* proc.h -- clocks, program lookup and child processes for the test fixtures.
+/* proc.h -- clocks, program lookup, child processes and temp-dir removal for
+ * the test fixtures.
  *
  * The fixtures (redis_fixture, tls_fixture, sentinel_fixture) are linked into
  * programs that have no test runner (tests/chaos/chaos.c), so they cannot use
@@ -37,6 +38,10 @@ int64_t gt_scaled_ms(int64_t ms);
  * /usr/sbin, and writes its path to out.  A name with a '/' is taken as a
  * path.  false if there is none (out is then undefined). */
 bool gt_find_program(const char *name, char *out, size_t size);
+
+/* Removes dir and everything below it (links are removed, not followed);
+ * errors are ignored: for temp dirs at clean-up. */
+void gt_rm_tree(const char *dir);
 
 /* For a freshly forked child about to exec: closes every descriptor above
  * stderr, empties the signal mask and sets every signal back to its default

@@ -20,7 +20,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <limits.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -67,16 +66,6 @@ static gt_redis *live;
 static bool atexit_done;
 
 /* ---------------------------------------------------------------- small helpers */
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
-  (void)st;
-  (void)ftw;
-  if (flag == FTW_DP || flag == FTW_D || flag == FTW_DNR)
-    rmdir(path);
-  else
-    unlink(path);
-  return 0;
-}
 
 /* $GTASK_REDIS_SERVER, else redis-server in PATH, else the usual places. */
 static bool find_server(char *out, size_t size) {
@@ -621,7 +610,7 @@ void gt_redis_stop(gt_redis *r) {
         kill_and_reap(r->pid);
       r->pid = 0;
     }
-    nftw(r->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    gt_rm_tree(r->dir);
   }
   free_redis(r);
 }

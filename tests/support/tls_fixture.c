@@ -23,7 +23,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <limits.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -130,19 +129,9 @@ static int spec_index(const char *stem) {
   return -1;
 }
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
-  (void)st;
-  (void)ftw;
-  if (flag == FTW_DP || flag == FTW_D || flag == FTW_DNR)
-    rmdir(path);
-  else
-    unlink(path);
-  return 0;
-}
-
 static void remove_store_at_exit(void) {
   if (store != NULL && store->owner == getpid())
-    nftw(store->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    gt_rm_tree(store->dir);
 }
 
 /* Runs one openssl command; on failure prints it with its output. */
@@ -283,7 +272,7 @@ const gt_certs *gt_certs_make(void) {
     ok = make_one(s, i) == 0;
   }
   if (!ok) {
-    nftw(s->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    gt_rm_tree(s->dir);
     free(s);
     return NULL;
   }
