@@ -492,10 +492,11 @@ static const char usage_stats[] =
     "\n"
     "Counts per queue (default: --queue): pending (queued), active (leased by a\n"
     "worker), scheduled (delayed or waiting to retry), dead (dead-lettered), and\n"
-    "the tasks finished: succeeded, failed; and whether it is paused (`gtask\n"
-    "queue pause`: yes or no; \"paused\": true or false with --json).  A queue\n"
-    "with limits (`gtask limit`) gets a line per limit under its counts (--json:\n"
-    "one object per limit).\n"
+    "the tasks finished: succeeded, failed; whether it is paused (`gtask queue\n"
+    "pause`: yes or no; \"paused\": true or false with --json); and the tasks\n"
+    "cancelled (`gtask cancel`; the last column, so that the others keep their\n"
+    "places).  A queue with limits (`gtask limit`) gets a line per limit under\n"
+    "its counts (--json: one object per limit).\n"
     "  --all   every queue that holds anything, sorted (on a Redis Cluster, found\n"
     "          on every master; a SCAN of all keys)\n";
 
@@ -511,11 +512,13 @@ static void print_stats(const cli *c, const char *queue, const gtask_queue_stats
     out_obj_int(&o, "succeeded", st->succeeded);
     out_obj_int(&o, "failed", st->failed);
     out_obj_bool(&o, "paused", paused);
+    out_obj_int(&o, "cancelled", st->cancelled);
     out_obj_end(&o);
   } else {
-    printf("%-20s %10lld %10lld %10lld %10lld %10lld %10lld %6s\n", queue, (long long)st->pending,
-           (long long)st->active, (long long)st->scheduled, (long long)st->dead,
-           (long long)st->succeeded, (long long)st->failed, paused ? "yes" : "no");
+    printf("%-20s %10lld %10lld %10lld %10lld %10lld %10lld %6s %10lld\n", queue,
+           (long long)st->pending, (long long)st->active, (long long)st->scheduled,
+           (long long)st->dead, (long long)st->succeeded, (long long)st->failed,
+           paused ? "yes" : "no", (long long)st->cancelled);
   }
 }
 
@@ -598,8 +601,8 @@ int cmd_stats(cli *c, int argc, char **argv) {
     goto out;
   }
   if (!c->json)
-    printf("%-20s %10s %10s %10s %10s %10s %10s %6s\n", "queue", "pending", "active", "scheduled",
-           "dead", "succeeded", "failed", "paused");
+    printf("%-20s %10s %10s %10s %10s %10s %10s %6s %10s\n", "queue", "pending", "active",
+           "scheduled", "dead", "succeeded", "failed", "paused", "cancelled");
   for (size_t k = 0; k < nq; k++) {
     print_stats(c, queues[k], &st[k], paused[k]);
     gtask_limit *lv = NULL;

@@ -21,7 +21,7 @@ static const char usage_cron[] =
     "usage: gtask cron next SPEC|ENTRY [-n N] [--tz ZONE]\n"
     "       gtask cron add NAME SPEC TASK [ARG...] [--tz ZONE] [--queue Q]\n"
     "                      [--timeout DUR] [--retry N] [--retry-on LIST]\n"
-    "                      [--missed skip|latest]\n"
+    "                      [--delay DUR] [--unique DUR|done] [--missed skip|latest]\n"
     "       gtask cron list\n"
     "       gtask cron remove NAME\n"
     "\n"
@@ -49,14 +49,20 @@ static const char usage_cron[] =
     "  -n N             how many fire times (1..1000, default 5)\n"
     "  --timeout DUR, --retry N, --retry-on LIST   the task's send options (as\n"
     "                   `gtask send`)\n"
+    "  --delay DUR      each tick's task is due DUR after the tick queues it (it\n"
+    "                   waits in the schedule, as `gtask send --delay`)\n"
+    "  --unique DUR|done  a tick is not queued while an earlier tick's task (same\n"
+    "                   task and arguments) holds the unique key: for DUR after it\n"
+    "                   was queued, or until it is final (done); such a tick counts\n"
+    "                   as skipped (as `gtask send --unique`)\n"
     "  --missed POLICY  ticks more than 10 s late (no scheduler ran): skip them\n"
     "                   (default), or run the latest of them once (latest)\n";
 
-enum { OPT_TZ = 1, OPT_COUNT, OPT_TIMEOUT, OPT_RETRY, OPT_MISSED, OPT_RETRY_ON };
+enum { OPT_TZ = 1, OPT_COUNT, OPT_TIMEOUT, OPT_RETRY, OPT_MISSED, OPT_RETRY_ON, OPT_DELAY, OPT_UNIQUE };
 
 /* What the cron subcommands' options set. */
 typedef struct cron_opts {
-  const char *tz, *count, *timeout, *retry, *missed, *retry_on;
+  const char *tz, *count, *timeout, *retry, *missed, *retry_on, *delay, *unique;
 } cron_opts;
 
 /* Scans the arguments of a cron subcommand: --tz and -n/--count, and
@@ -70,6 +76,8 @@ static int scan_args(cli *c, int argc, char **argv, cron_opts *o, const char **p
                                  {"retry", OPT_REQUIRED, OPT_RETRY},
                                  {"missed", OPT_REQUIRED, OPT_MISSED},
                                  {"retry-on", OPT_REQUIRED, OPT_RETRY_ON},
+                                 {"delay", OPT_REQUIRED, OPT_DELAY},
+                                 {"unique", OPT_REQUIRED, OPT_UNIQUE},
                                  {NULL, OPT_NONE, 0}};
   cli_scan s = {.argc = argc, .argv = argv, .i = 0};
   *npos = 0;
@@ -95,6 +103,8 @@ static int scan_args(cli *c, int argc, char **argv, cron_opts *o, const char **p
     else if (r == OPT_RETRY) o->retry = v;
     else if (r == OPT_MISSED) o->missed = v;
     else if (r == OPT_RETRY_ON) o->retry_on = v;
+    else if (r == OPT_DELAY) o->delay = v;
+    else if (r == OPT_UNIQUE) o->unique = v;
     else if (*npos < maxpos) pos[(*npos)++] = v;
     else return cli_usage_error(c, "unexpected argument \"%s\"", v);
   }
@@ -111,7 +121,7 @@ static int cron_next(cli *c, int argc, char **argv) {
   int code = scan_args(c, argc, argv, &o, pos, 1, &npos);
   if (code) return code < 0 ? CLI_OK : code;
   if (npos != 1) return cli_usage_error(c, "cron next needs a SPEC (or the name of an entry)");
-  if (o.timeout || o.retry || o.missed || o.retry_on)
+  if (o.timeout || o.retry || o.missed || o.retry_on || o.delay || o.unique)
     return cli_usage_error(c, "cron next takes only -n and --tz");
   long long n = 5;
   if (o.count && cli_parse_int(o.count, 1, 1000, &n) != 0)
@@ -220,6 +230,18 @@ static int cron_add(cli *c, int argc, char **argv) {
                            o.retry_on);
     goto out;
   }
+  int64_t delay_ms = 0, unique_ms = -1;
+  if (o.delay && cli_parse_duration(o.delay, &delay_ms) != 0) {
+    code = cli_usage_error(c, "bad duration \"%s\" for --delay (a number with ms, s, m or h: 1500ms, 2s)",
+                           o.delay);
+    goto out;
+  }
+  if (o.unique && strcmp(o.unique, "done") == 0) {
+    unique_ms = GTASK_UNIQUE_UNTIL_DONE;
+  } else if (o.unique && (cli_parse_duration(o.unique, &unique_ms) != 0 || unique_ms == 0)) {
+    code = cli_usage_error(c, "bad --unique \"%s\" (a positive duration such as 10m, or done)", o.unique);
+    goto out;
+  }
   gtask_missed missed = GTASK_MISSED_SKIP;
   if (o.missed && strcmp(o.missed, "latest") == 0) {
     missed = GTASK_MISSED_LATEST;
@@ -242,6 +264,8 @@ static int cron_add(cli *c, int argc, char **argv) {
   gtask_send_conf_set_timeout(sc, timeout_ms);
   gtask_send_conf_set_retry_num(sc, (int)retry);
   if (retry_on) gtask_send_conf_set_retry_on(sc, retry_on);
+  if (delay_ms) gtask_send_conf_set_delay(sc, delay_ms);
+  if (unique_ms >= 0) gtask_send_conf_set_unique(sc, unique_ms);
   if ((code = cli_connect(c)) == CLI_OK) code = cli_client(c, &cl);
   if (code) goto out;
   int rc = gtask_client_cron_add(cl, pos[0], pos[1], o.tz, missed, sc, args, (size_t)npos - 3);

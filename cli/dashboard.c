@@ -203,6 +203,7 @@ static void stats_fields(out_obj *o, const gtask_queue_stats *s) {
   out_obj_int(o, "dead", s->dead);
   out_obj_int(o, "succeeded", s->succeeded);
   out_obj_int(o, "failed", s->failed);
+  out_obj_int(o, "cancelled", s->cancelled);
 }
 
 static void api_session(dash *d, reply *r) {

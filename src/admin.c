@@ -45,6 +45,8 @@ static void free_msgs(gtask_msg **v, size_t n) {
 
 GTASK_EXTERN int gtask_client_stats(gtask_client *c, const char *queue, gtask_queue_stats *out) {
   if (!c || !out) return GTASK_EINVAL;
+  /* Zeroed here, not only by the broker: a table older than abi 6 knows a
+   * shorter struct and leaves `cancelled` as it finds it. */
   memset(out, 0, sizeof(*out));
   const char *q = queue ? queue : gtask__client_queue(c);
   if (!gtask__queue_valid(q)) return gtask__client_err(c, GTASK_EINVAL, "invalid queue name \"%s\"", q);

@@ -278,14 +278,13 @@ static void task_options(const gtask_send_conf *conf, gtask_task *t) {
   t->backoff_max_ms = conf->backoff_max_ms;
 }
 
-static int unique_key(const gtask_send_conf *conf, const gtask_value *args, size_t nargs,
-                      char out[65]) {
+int gtask__unique_digest(const char *name, const gtask_value *args, size_t nargs, char out[65]) {
   gtask_task t;
   memset(&t, 0, sizeof(t));
   /* A fixed id and queue (the encoder wants them; version 2 writes neither). */
   memcpy(t.id, "00000000-0000-4000-8000-000000000000", GTASK_ID_SIZE);
   t.queue = (char *)"q";
-  t.name = conf->name;
+  t.name = (char *)name;
   t.args = (gtask_value *)args;
   t.nargs = nargs;
   char *body = NULL;
@@ -357,7 +356,7 @@ GTASK_EXTERN int gtask_client_send_batch(gtask_client *c, const gtask_send_conf 
       char *body = NULL;
       size_t len = 0;
       rc = gtask__task_encode(&t, &body, &len);
-      if (rc == 0 && conf->unique) rc = unique_key(conf, t.args, nargs, keys[built]);
+      if (rc == 0 && conf->unique) rc = gtask__unique_digest(conf->name, t.args, nargs, keys[built]);
       if (rc) {
         gtask__free(body);
         set_err(c, rc, "send %s: encoding: %s", conf->name, gtask_last_error());
@@ -570,6 +569,11 @@ GTASK_EXTERN int gtask_client_wait(gtask_client *c, const char *id, int64_t time
 
 const char *gtask__send_conf_name(const gtask_send_conf *conf) { return conf->name; }
 const char *gtask__send_conf_queue(const gtask_send_conf *conf) { return conf->queue; }
+int64_t gtask__send_conf_delay(const gtask_send_conf *conf) { return conf->delay_ms; }
+int64_t gtask__send_conf_unique(const gtask_send_conf *conf) {
+  return conf->unique ? conf->unique_ttl_ms : -1;
+}
+bool gtask__send_conf_has_id(const gtask_send_conf *conf) { return conf->id[0] != '\0'; }
 
 int gtask__send_conf_encode(const gtask_send_conf *conf, const gtask_value *args, size_t nargs,
                             int64_t created_ms, char **body, size_t *len) {

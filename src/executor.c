@@ -371,12 +371,13 @@ void gtask__job_start_locked(gtask_server *s, gtask_job *job) {
 static void run_job(gtask_server *s, gtask_job *job, gtask__child *child) {
   /* Cancelled while it waited in the prefetch (the finisher's check): not run. */
   bool skip = job->cancel_seen;
+  if (skip) job->start_ns = 0; /* it never ran: no STARTED, and CANCELLED says attempt 0 */
   pthread_mutex_unlock(&s->mu);
 
   int rc = 0, prc = 0;
   char why[200] = "";
   struct timespec t0 = {0, 0}, t1 = {0, 0}; /* run time: for the adaptive prefetch only */
-  if (s->hook_mask & GTASK_EV_STARTED) gtask__hooks_started(s, job);
+  if (!skip && (s->hook_mask & GTASK_EV_STARTED)) gtask__hooks_started(s, job);
   if (s->prefetch_auto) clock_gettime(CLOCK_MONOTONIC, &t0);
   if (skip) {
     prc = GTASK_ECANCELED;

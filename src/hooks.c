@@ -68,7 +68,7 @@ void gtask__hooks_settled(gtask_server *s, gtask_job **batch, const gtask_fin *f
     const gtask_fin *f = &fins[k];
     if (f->fenced) {
       /* A cancelled task (issue 18) lost nothing: its end is the cancel's. */
-      if (!job->cancel_seen) emit(s, GTASK_EV_LEASE_LOST, job);
+      emit(s, job->cancel_seen ? GTASK_EV_CANCELLED : GTASK_EV_LEASE_LOST, job);
       continue;
     }
     if (job->reclaimed) emit(s, GTASK_EV_RECLAIMED, job);

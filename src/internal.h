@@ -140,6 +140,13 @@ int gtask__send_conf_encode(const gtask_send_conf *conf, const gtask_value *args
                             int64_t created_ms, char **body, size_t *len);
 const char *gtask__send_conf_name(const gtask_send_conf *conf);
 const char *gtask__send_conf_queue(const gtask_send_conf *conf); /* NULL: not set */
+int64_t gtask__send_conf_delay(const gtask_send_conf *conf);     /* ms, 0: none */
+/* The unique option: -1 none, GTASK_UNIQUE_UNTIL_DONE (0), else the TTL in ms. */
+int64_t gtask__send_conf_unique(const gtask_send_conf *conf);
+bool gtask__send_conf_has_id(const gtask_send_conf *conf);
+/* The content key of a task (gtask_send_conf_set_unique): the lower-case hex
+ * SHA-256 of the message that holds only its name and arguments. */
+int gtask__unique_digest(const char *name, const gtask_value *args, size_t nargs, char out[65]);
 
 /* Where periodic tasks live in Redis (redis/cron.c; GTASK_EINVAL for a broker
  * that is not Redis).  A raw definition, as stored: */
@@ -168,12 +175,25 @@ int gtask__cron_del(gtask_broker *b, const char *name);
 int gtask__cron_all(gtask_broker *b, const char *name, gtask__cron_raw **out, size_t *n);
 void gtask__cron_defs_free(gtask__cron_raw *v, size_t n);
 int gtask__cron_state(gtask_broker *b, const char *queue, const char *name, gtask__cron_fired *st);
-/* cron_fire.lua: queues (enqueue) or skips the tick, unless the entry's last
- * tick is at or past it already.  Returns 1 (done by this call) or 0 (done
- * before), with the entry's last tick in *last_ms; or a negative code. */
+/* What cron_fire.lua queues for a tick: the task (id, body), when it is due
+ * (0: now; later: into the schedule) and, with a unique key (ukey non-NULL,
+ * the content digest), for how long the key is held (unique_ms: 0 until the
+ * task is final, else ms). */
+typedef struct gtask__cron_task {
+  const char *id;
+  const char *body;
+  size_t len;
+  int64_t due_ms;
+  const char *ukey;
+  int64_t unique_ms;
+} gtask__cron_task;
+/* cron_fire.lua: queues (task non-NULL) or skips the tick, unless the
+ * entry's last tick is at or past it already.  Returns 1 (done by this call),
+ * 0 (done before) or 2 (done by this call without queueing: the task's
+ * unique key is held by another task), with the entry's last tick in
+ * *last_ms; or a negative code. */
 int gtask__cron_fire(gtask_broker *b, bool with_state, const char *queue, const char *name,
-                     int64_t tick_ms, bool enqueue, const char *id, const char *body, size_t len,
-                     int64_t *last_ms);
+                     int64_t tick_ms, const gtask__cron_task *task, int64_t *last_ms);
 
 /* Limits in Redis (redis/limits.c; GTASK_EINVAL for a broker that is not
  * Redis).  Sets field ("rate:<t>" / "conc:<t>", <t> "q" or "t:<task>") of

@@ -26,7 +26,18 @@
 #define MAX_SERIES 2000
 #define NSLOTS 256
 
-enum { C_STARTED, C_SUCCEEDED, C_FAILED, C_RETRIED, C_TIMED_OUT, C_CRASHED, C_LEASE_LOST, C_RECLAIMED, NCOUNTERS };
+enum {
+  C_STARTED,
+  C_SUCCEEDED,
+  C_FAILED,
+  C_RETRIED,
+  C_TIMED_OUT,
+  C_CRASHED,
+  C_LEASE_LOST,
+  C_RECLAIMED,
+  C_CANCELLED,
+  NCOUNTERS
+};
 
 static const struct {
   const char *name, *help;
@@ -41,6 +52,8 @@ static const struct {
                       "Outcomes not recorded: the lease had been taken over."},
     [C_RECLAIMED] = {"gtask_tasks_reclaimed_total",
                      "Tasks taken over from a lost worker and queued again or dead-lettered."},
+    [C_CANCELLED] = {"gtask_tasks_cancelled_total",
+                     "Tasks this worker held (running or prefetched) when they were cancelled."},
 };
 
 /* Bucket upper bounds, seconds: from 100 us (a fast handler) to 5 min. */
@@ -120,11 +133,13 @@ static void on_event(const gtask_event *ev, void *udata) {
   case GTASK_EV_CRASHED: c = C_CRASHED; break;
   case GTASK_EV_LEASE_LOST: c = C_LEASE_LOST; break;
   case GTASK_EV_RECLAIMED: c = C_RECLAIMED; break;
+  case GTASK_EV_CANCELLED: c = C_CANCELLED; break;
   default: return;
   }
   /* A run's time is observed once, with its outcome: the event that ends
    * it (a timeout is followed by RETRIED or FAILED for the same run). */
-  bool ends_run = ev->attempt > 0 && (c == C_SUCCEEDED || c == C_FAILED || c == C_RETRIED);
+  bool ends_run = ev->attempt > 0 &&
+                  (c == C_SUCCEEDED || c == C_FAILED || c == C_RETRIED || c == C_CANCELLED);
   pthread_mutex_lock(&m->mu);
   series *x = series_get_locked(m, ev->queue, ev->name);
   if (x) {

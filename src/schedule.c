@@ -15,7 +15,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Definitions: version 1, or 2 with the send options d (delay) and u
+ * (unique).  An entry without them is stored as version 1, which schedulers
+ * of every version read; one with them as version 2, which schedulers that
+ * predate those options refuse (they log it and fire it not) rather than fire
+ * it without them (docs/PROTOCOL.md, "Periodic tasks"). */
 #define DEF_VERSION 1
+#define DEF_VERSION_OPTIONS 2
 
 void gtask__sched_def_clear(gtask__sched_def *d) {
   if (!d) return;
@@ -58,6 +64,10 @@ int gtask__sched_def_make(gtask__sched_def *d, const char *name, const char *spe
     gtask__set_error("periodic task %s: a send conf (and its arguments) is required", name);
     return GTASK_EINVAL;
   }
+  if (gtask__send_conf_has_id(conf)) {
+    gtask__set_error("periodic task %s: a send conf with an id (each tick has its own id)", name);
+    return GTASK_EINVAL;
+  }
   if (missed != GTASK_MISSED_SKIP && missed != GTASK_MISSED_LATEST) {
     gtask__set_error("periodic task %s: missed policy %d (GTASK_MISSED_SKIP or _LATEST)", name,
                      (int)missed);
@@ -67,6 +77,8 @@ int gtask__sched_def_make(gtask__sched_def *d, const char *name, const char *spe
   const char *queue = gtask__send_conf_queue(conf) ? gtask__send_conf_queue(conf) : default_queue;
   d->missed = missed;
   d->created_ms = now_ms;
+  d->delay_ms = gtask__send_conf_delay(conf);
+  d->unique_ms = gtask__send_conf_unique(conf);
   rc = gtask__send_conf_encode(conf, args, nargs, now_ms, &d->tmpl, &d->tmpl_len);
   if (rc == GTASK_EINVAL || rc == GTASK_ERANGE) {
     char why[256];
@@ -82,7 +94,11 @@ int gtask__sched_def_encode(const gtask__sched_def *d, char **json, size_t *len)
   gtask__json_init();
   json_t *o = json_object();
   if (!o) return GTASK_ENOMEM;
-  int bad = json_object_set_new(o, "v", json_integer(DEF_VERSION));
+  bool options = d->delay_ms > 0 || d->unique_ms >= 0;
+  int bad = json_object_set_new(o, "v", json_integer(options ? DEF_VERSION_OPTIONS : DEF_VERSION));
+  if (d->delay_ms > 0) bad |= json_object_set_new(o, "d", json_integer(d->delay_ms));
+  if (d->unique_ms == GTASK_UNIQUE_UNTIL_DONE) bad |= json_object_set_new(o, "u", json_string("done"));
+  else if (d->unique_ms > 0) bad |= json_object_set_new(o, "u", json_integer(d->unique_ms));
   bad |= json_object_set_new(o, "spec", json_string(d->spec));
   bad |= json_object_set_new(o, "tz", json_string(d->zone));
   bad |= json_object_set_new(o, "q", json_string(d->queue));
@@ -112,8 +128,23 @@ int gtask__sched_def_decode(const char *name, const char *json, size_t len, gtas
   json_error_t err;
   json_t *o = json_loadb(json, len, JSON_REJECT_DUPLICATES, &err);
   const char *why = NULL;
+  json_int_t v = json_is_object(o) ? json_integer_value(json_object_get(o, "v")) : 0;
   if (!json_is_object(o)) why = "not a JSON object";
-  else if (json_integer_value(json_object_get(o, "v")) != DEF_VERSION) why = "not version 1";
+  else if (v != DEF_VERSION && v != DEF_VERSION_OPTIONS) why = "not version 1 or 2";
+  /* Version 2: d (delay ms, >= 0) and u (unique: TTL ms > 0, or "done"). */
+  json_t *dj = json_is_object(o) ? json_object_get(o, "d") : NULL;
+  json_t *uj = json_is_object(o) ? json_object_get(o, "u") : NULL;
+  int64_t delay_ms = 0, unique_ms = -1;
+  if (!why && v == DEF_VERSION_OPTIONS) {
+    if (dj && (!json_is_integer(dj) || json_integer_value(dj) < 0)) why = "has a bad delay (d)";
+    else if (dj) delay_ms = json_integer_value(dj);
+    if (uj && json_is_string(uj) && strcmp(json_string_value(uj), "done") == 0)
+      unique_ms = GTASK_UNIQUE_UNTIL_DONE;
+    else if (uj && json_is_integer(uj) && json_integer_value(uj) > 0)
+      unique_ms = json_integer_value(uj);
+    else if (uj)
+      why = "has a bad unique option (u)";
+  }
   const char *spec = NULL, *zone = NULL, *queue = NULL, *task = NULL, *missed = NULL, *tmpl = NULL;
   size_t tmpl_len = 0;
   if (!why) {
@@ -140,6 +171,8 @@ int gtask__sched_def_decode(const char *name, const char *json, size_t len, gtas
   if (rc == 0) {
     d->missed = strcmp(missed, "latest") == 0 ? GTASK_MISSED_LATEST : GTASK_MISSED_SKIP;
     d->created_ms = json_integer_value(json_object_get(o, "c"));
+    d->delay_ms = delay_ms;
+    d->unique_ms = unique_ms;
     d->tmpl = gtask__strndup(tmpl, tmpl_len);
     d->tmpl_len = tmpl_len;
     rc = d->tmpl ? def_strings(d, name, queue, task) : GTASK_ENOMEM;
@@ -169,7 +202,8 @@ void gtask__cron_task_id(const char *name, int64_t tick_ms, char out[GTASK_ID_SI
 }
 
 int gtask__sched_body(const gtask__sched_def *d, const char *id, int64_t now_ms, int64_t ttl_ms,
-                      char **body, size_t *len) {
+                      char **body, size_t *len, char ukey[65]) {
+  ukey[0] = '\0';
   gtask_task *t;
   char why[200];
   int rc = gtask__task_decode_in(d->tmpl, d->tmpl_len, id, d->queue, &t, why, sizeof(why));
@@ -178,8 +212,13 @@ int gtask__sched_body(const gtask__sched_def *d, const char *id, int64_t now_ms,
     return rc;
   }
   t->created_ms = now_ms;
-  t->expires_ms = ttl_ms ? now_ms + ttl_ms : 0;
+  t->expires_ms = ttl_ms ? now_ms + d->delay_ms + ttl_ms : 0; /* as a delayed send's */
   rc = gtask__task_encode(t, body, len);
+  if (rc == 0 && d->unique_ms >= 0) rc = gtask__unique_digest(t->name, t->args, t->nargs, ukey);
+  if (rc && *body) {
+    gtask__free(*body);
+    *body = NULL;
+  }
   gtask__task_free(t);
   return rc;
 }

@@ -24,6 +24,10 @@ typedef struct gtask__sched_def {
   int64_t created_ms; /* when it was stored; ticks after it fire */
   char *tmpl;       /* the task message, without expiry (gtask__send_conf_encode) */
   size_t tmpl_len;
+  int64_t delay_ms;  /* each tick's task is due this long after it is queued (0: now) */
+  int64_t unique_ms; /* -1: no unique key; GTASK_UNIQUE_UNTIL_DONE (0): a tick is not
+                        queued while the task of an earlier one (same name and
+                        arguments) is not final; > 0: nor within this long of it */
   gtask_cron *cron; /* spec parsed in zone */
 } gtask__sched_def;
 
@@ -44,8 +48,9 @@ void gtask__sched_def_clear(gtask__sched_def *d);
  * so every scheduler derives the same id for the same tick. */
 void gtask__cron_task_id(const char *name, int64_t tick_ms, char out[GTASK_ID_SIZE]);
 /* The message to queue for a tick: the template with c = now and, if ttl_ms,
- * x = now + ttl_ms.  *body to free with gtask__free. */
+ * x = now + the delay + ttl_ms.  *body to free with gtask__free.  With a
+ * unique key (d->unique_ms >= 0), its content digest into ukey (else ""). */
 int gtask__sched_body(const gtask__sched_def *d, const char *id, int64_t now_ms, int64_t ttl_ms,
-                      char **body, size_t *len);
+                      char **body, size_t *len, char ukey[65]);
 
 #endif /* GTASK_SCHEDULE_H */

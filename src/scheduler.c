@@ -261,19 +261,33 @@ static int64_t base_of(const gtask_scheduler *s, const sched_entry *e) {
  * e->last_ms from the reply. */
 static int fire(gtask_scheduler *s, sched_entry *e, int64_t t, bool enqueue, int64_t now) {
   char id[GTASK_ID_SIZE] = "";
+  char ukey[65] = "";
   char *body = NULL;
   size_t len = 0;
+  gtask__cron_task task = {.id = id, .unique_ms = e->def.unique_ms};
   if (enqueue) {
     gtask__cron_task_id(e->def.name, t, id);
-    int rc = gtask__sched_body(&e->def, id, now, s->broker->msg_ttl_ms, &body, &len);
+    int rc = gtask__sched_body(&e->def, id, now, s->broker->msg_ttl_ms, &body, &len, ukey);
     if (rc) return rc;
+    task.body = body;
+    task.len = len;
+    task.due_ms = e->def.delay_ms > 0 ? now + e->def.delay_ms : 0; /* as a delayed send */
+    task.ukey = ukey[0] ? ukey : NULL;
   }
   int64_t last = 0;
-  int rc = gtask__cron_fire(s->broker, s->with_state, e->def.queue, e->def.name, t, enqueue, id,
-                            body, len, &last);
+  int rc = gtask__cron_fire(s->broker, s->with_state, e->def.queue, e->def.name, t,
+                            enqueue ? &task : NULL, &last);
   gtask__free(body);
   if (rc < 0) return rc;
   if (last > e->last_ms) e->last_ms = last;
+  if (rc == 2) {
+    char when[GTASK_TIME_SIZE] = "";
+    gtask_cron_format(e->def.cron, t, when, sizeof(when));
+    gtask__log(GTASK_LOG_INFO,
+               "scheduler: %s: tick %s not queued: an earlier task of it holds its unique key",
+               e->def.name, when);
+    return 1;
+  }
   if (rc == 1) {
     char when[GTASK_TIME_SIZE] = "";
     gtask_cron_format(e->def.cron, t, when, sizeof(when));

@@ -138,6 +138,9 @@ function legend(lines) {
 
 // ---------------------------------------------------------------- pages
 
+// The counts of gtask stats, in its order.
+const COUNTS = ['pending', 'active', 'scheduled', 'dead', 'succeeded', 'failed', 'cancelled'];
+
 async function overview(g) {
   const o = await api('/api/overview');
   const s = o.samples;
@@ -155,12 +158,12 @@ async function overview(g) {
   const rows = o.queues.map(q => el('tr', {'data-queue': q.name},
     el('td', {}, el('a', {href: '#/queue/' + encodeURIComponent(q.name)}, q.name),
       q.paused ? el('span', {class: 'badge'}, 'paused') : null),
-    ...['pending', 'active', 'scheduled', 'dead', 'succeeded', 'failed'].map(k => el('td', {class: 'num', 'data-k': k}, q[k]))));
+    ...COUNTS.map(k => el('td', {class: 'num', 'data-k': k}, q[k]))));
   const c1 = el('canvas', {id: 'chart-throughput'}), c2 = el('canvas', {id: 'chart-depth'});
   if (!show(g,
     el('h1', {}, 'Queues'),
     el('table', {id: 'queues'},
-      el('thead', {}, el('tr', {}, el('th', {}, 'queue'), ...['pending', 'active', 'scheduled', 'dead', 'succeeded', 'failed'].map(k => el('th', {class: 'num'}, k)))),
+      el('thead', {}, el('tr', {}, el('th', {}, 'queue'), ...COUNTS.map(k => el('th', {class: 'num'}, k)))),
       el('tbody', {}, ...rows)),
     el('div', {class: 'charts'},
       el('div', {class: 'chart'}, el('h2', {}, 'Throughput (tasks per second)'), c1, legend(thr)),
@@ -207,6 +210,8 @@ async function queuePage(g, name, state, after) {
   show(g,
     el('h1', {}, 'Queue ', name, paused ? el('span', {class: 'badge'}, 'paused') : null),
     el('div', {class: 'actions'}, pauseButton),
+    info ? el('p', {id: 'counts', class: 'muted'}, ...COUNTS.flatMap((k, i) =>
+      [i ? ' · ' : '', k + ' ', el('b', {'data-k': k}, String(info[k]))])) : null,
     el('div', {class: 'tabs'}, ...tabs),
     el('div', {id: 'flash'}),
     actions,

@@ -43,8 +43,10 @@
  * it -- FIFO order and opaque bytes, blocking leases woken by a push or an
  * interrupt, lease renewal, takeover and fencing, every kind of finish,
  * batches applied per fin, schedules, stats and finished counters, the dead
- * set's compare-and-swap, backend states and blocking waits, reset, record
- * expiry; and the pair under a real server and client (gtask_server_run,
+ * set's compare-and-swap, listing and finding tasks and worker records (abi
+ * 4, where the broker has them), cancel and its counter, backend states and
+ * blocking waits, reset, record expiry (and a chosen id free again after
+ * it); and the pair under a real server and client (gtask_server_run,
  * gtask_client_wait, retries, counters) and the client's dead-set calls.
  * "Promptly" means within 200 ms (times the multiplier) of the event.  The
  * suite uses queue names of the form "q-XXXXXXXX[-suffix]", new for every

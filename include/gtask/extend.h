@@ -82,8 +82,12 @@ extern "C" {
  *   4  broker worker_put, worker_list, list, find: seeing inside (issue 20)
  *   5  broker cancel; backend finals, progress, progress_get (issue 18:
  *      cancel, progress); gtask_msg.priority, which a broker of abi 5
- *      honours (the client refuses a priority send to an older table) */
-#define GTASK_EXTEND_ABI 5
+ *      honours (the client refuses a priority send to an older table)
+ *   6  broker stats fills gtask_queue_stats.cancelled, a field added at the
+ *      struct's end: the core zeroes the struct before it calls stats, so a
+ *      table of an older version (compiled with the shorter struct) leaves
+ *      it 0 */
+#define GTASK_EXTEND_ABI 6
 
 /* ---------------------------------------------------------------- messages */
 
@@ -269,7 +273,8 @@ typedef struct gtask_broker_ops {
   /* Required.  Counts of queue into *out: pending, active, scheduled, dead,
    * and the finished counters, which finish() increments for each DONE or
    * DEAD fin it applies with a final status (SUCCESS: succeeded, FAILURE:
-   * failed).  An unknown queue is all zeros. */
+   * failed), and (abi 6) cancelled, which cancel() increments for each task
+   * it cancels.  An unknown queue is all zeros. */
   int (*stats)(void *impl, const char *queue, gtask_queue_stats *out);
 
   /* Required.  Reads queue's dead set, or only its entry for id when id is
@@ -429,7 +434,8 @@ typedef struct gtask_broker_ops {
  *
  * Expiry: a backend keeps records for a lifetime its own configuration sets
  * (the Redis backend: gtask_redis_conf_set_expire_time, default 24 h,
- * counted from each write of the record; the memory backend: for ever).
+ * counted from each write of the record; the memory backend the same,
+ * gtask_backend_memory_set_expire_time).
  * Once a record has expired, get and wait answer GTASK_ENOTFOUND as for an
  * id never seen; the core needs nothing else from it.  A colocated broker
  * that writes the records applies the same lifetime.  The contract suite

@@ -298,6 +298,14 @@ GTASK_EXTERN int gtask_backend_redis_new(gtask_backend **out, const gtask_redis_
  * Other implementations: see <gtask/extend.h>. */
 GTASK_EXTERN gtask_broker *gtask_broker_memory_new(void);
 GTASK_EXTERN gtask_backend *gtask_backend_memory_new(void);
+/* How long a memory backend keeps a task's record (state and result), in ms,
+ * counted from each write of it, as the Redis backend's expire time
+ * (gtask_redis_conf_set_expire_time; the default is the same, 24 h).  Once a
+ * record has expired the task is unknown (GTASK_ENOTFOUND) and its id may be
+ * sent again (gtask_send_conf_set_id).  Applies to records written from now
+ * on.  ms >= 1000.  GTASK_EINVAL if backend is not a memory backend or ms is
+ * out of range.  Thread-safe. */
+GTASK_EXTERN int gtask_backend_memory_set_expire_time(gtask_backend *backend, int64_t ms);
 
 /* Drop a reference. */
 GTASK_EXTERN void gtask_broker_free(gtask_broker *b);
@@ -486,7 +494,19 @@ typedef enum gtask_event_type {
                                     lost and queued it again (or, past the
                                     delivery cap, dead-lettered it: FAILED
                                     follows) */
-  GTASK_EV_ALL = 0xffu
+  GTASK_EV_CANCELLED = 1u << 8,  /* a task this worker held was cancelled
+                                    (gtask_client_cancel): fired once the worker
+                                    has let it go -- its handler returned or its
+                                    child was killed, or, prefetched, it was
+                                    dropped unrun (attempt 0) -- and nothing of
+                                    its run was recorded.  A task cancelled while
+                                    queued or delayed fires no event anywhere:
+                                    no worker held it.  A cancel that lands
+                                    after the handler returned but before the
+                                    worker checked (every 500 ms) is reported
+                                    as LEASE_LOST, as the worker cannot tell it
+                                    from a takeover */
+  GTASK_EV_ALL = 0x1ffu
 } gtask_event_type;
 
 /* One event.  Every pointer is valid only during the callback. */
@@ -761,6 +781,9 @@ typedef struct gtask_queue_stats {
   int64_t dead;      /* in the dead set (see gtask_client_dead_list) */
   int64_t succeeded; /* tasks finished SUCCESS since the queue was first used */
   int64_t failed;    /* tasks finished FAILURE, dead-lettered ones included */
+  int64_t cancelled; /* tasks cancelled (gtask_client_cancel), queued or running
+                        (added at the end after 0.1.0; a custom broker of
+                        GTASK_EXTEND_ABI < 6 leaves it 0) */
 } gtask_queue_stats;
 
 /* Reads the counts of queue (NULL: the client's queue) into *out.
@@ -893,8 +916,15 @@ typedef enum gtask_missed {
 /* Stores (or replaces) entry name in Redis: 1..128 bytes of [A-Za-z0-9_.:-].
  * Its tasks are sent as conf says (name, timeout, retries, backoff; the
  * queue is conf's, else the client's), with args[0..nargs) copied.  Ticks
- * after now fire.  GTASK_EINVAL for a bad name, spec, zone or argument (the
- * reason in gtask_client_errmsg) -- nothing is stored then. */
+ * after now fire.  Two send options act on each tick as on a send: a delay
+ * (gtask_send_conf_set_delay) makes the tick's task due that long after the
+ * tick queued it; a unique option (gtask_send_conf_set_unique) keeps a tick
+ * from queueing its task while an earlier task with the same name and
+ * arguments holds the content key (for the TTL, or until it is final), and
+ * such a tick counts as skipped.  A conf with an id (gtask_send_conf_set_id)
+ * is refused: each tick has its own.  GTASK_EINVAL for a bad name, spec,
+ * zone, conf or argument (the reason in gtask_client_errmsg) -- nothing is
+ * stored then. */
 GTASK_EXTERN int gtask_client_cron_add(gtask_client *c, const char *name, const char *spec,
                                        const char *zone, gtask_missed missed,
                                        const gtask_send_conf *conf, const gtask_value *args,
@@ -915,7 +945,9 @@ typedef struct gtask_cron_entry {
   int64_t last_ms;           /* the last tick done (unix ms), 0 if none yet */
   char last_id[GTASK_ID_SIZE]; /* the task id of the last tick queued, "" if none */
   int64_t last_at_ms;        /* when that task was queued, 0 if none */
-  int64_t skipped;           /* ticks skipped as missed */
+  int64_t skipped;           /* ticks not queued: skipped as missed, or (with a
+                                unique option) because an earlier tick's task
+                                still held the unique key */
   int64_t next_ms;           /* the next tick (unix ms), 0 if it never fires again */
 } gtask_cron_entry;
 

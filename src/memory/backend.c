@@ -21,9 +21,16 @@
  * until its task is final is free once the holder's record is final, as
  * claim.lua reads the holder's keys.
  *
- * Memory: records are kept until destroy -- there is no expiry (the Redis
- * backend's expire time) yet: a task id stays taken for good.  Whoever adds one must keep wait() safe: a waiter
- * holds a record pointer across pthread_cond_wait. */
+ * Expiry (as the Redis backend's expire time): a record lives for the
+ * backend's record lifetime (gtask_backend_memory_set_expire_time, default
+ * 24 h), counted from each write of it, on the monotonic clock.  An expired
+ * record is as good as gone: each call reads the clock once when it takes
+ * the mutex (be->now), and rec_find() unlinks and frees the expired records
+ * of the chain it walks, so one call sees one consistent table.  rec_insert()
+ * also sweeps two buckets, so that records nobody looks up again are freed
+ * as new ones come.  Nothing holds a record pointer across a wait: wait()
+ * looks its record up again each time it wakes.  A unique key held until its
+ * task is final lapses with the holder's record, as on Redis. */
 #include <gtask/extend.h>
 
 #include "../util.h" /* the allocation seam, clocks, errors: no core types */
@@ -44,6 +51,7 @@ typedef struct mem_record {
   char *result; /* owned encoded result record, NUL-terminated; NULL if none */
   char *progress; /* owned: the latest progress (issue 18) while not final; NULL if none */
   size_t rlen;
+  int64_t expires_ms; /* mono ms when it expires: its last write plus the lifetime */
   char queue[]; /* NUL-terminated, allocated with the record */
 } mem_record;
 
@@ -63,7 +71,19 @@ typedef struct mem_backend {
   size_t nbuckets, nrecords; /* nbuckets: a power of two */
   mem_lock *locks; /* unique keys: a list, searched in full (a lapsed one is
                       reused in place, so it holds at most the keys ever taken) */
+  int64_t ttl_ms;  /* the record lifetime (expire time), ms */
+  int64_t now;     /* mono ms, read by lock() for the call holding the mutex */
+  size_t sweep;    /* the next bucket rec_insert() sweeps */
 } mem_backend;
+
+/* The default record lifetime: the Redis backend's default expire time. */
+#define DEFAULT_TTL_MS (24 * 3600 * 1000LL)
+
+/* Takes the mutex and reads the clock that judges expiry for this call. */
+static void lock(mem_backend *be) {
+  pthread_mutex_lock(&be->mu);
+  be->now = gtask__mono_ms();
+}
 
 static bool is_final(gtask_status s) {
   return s == GTASK_SUCCESS || s == GTASK_FAILURE || s == GTASK_CANCELLED;
@@ -82,12 +102,37 @@ static uint64_t key_hash(const char *queue, const char *id) {
   return h;
 }
 
-static mem_record *rec_find(const mem_backend *be, const char *queue, const char *id) {
+static void rec_free(mem_record *r);
+
+/* Unlinks and frees the expired records of bucket b's chain. */
+static void bucket_sweep(mem_backend *be, size_t b) {
+  for (mem_record **p = &be->buckets[b]; *p;) {
+    mem_record *r = *p;
+    if (r->expires_ms > be->now) {
+      p = &r->hnext;
+      continue;
+    }
+    *p = r->hnext;
+    be->nrecords--;
+    rec_free(r);
+  }
+}
+
+/* The live record of (queue, id), or NULL; frees the expired ones of the
+ * chain it walks (see "Expiry" above). */
+static mem_record *rec_find(mem_backend *be, const char *queue, const char *id) {
   uint64_t h = key_hash(queue, id);
-  for (mem_record *r = be->buckets[h & (be->nbuckets - 1)]; r; r = r->hnext)
+  size_t b = h & (be->nbuckets - 1);
+  bucket_sweep(be, b);
+  for (mem_record *r = be->buckets[b]; r; r = r->hnext)
     if (r->hash == h && strcmp(r->id, id) == 0 && strcmp(r->queue, queue) == 0)
       return r;
   return NULL;
+}
+
+/* A write of r: it lives for the lifetime from now. */
+static void rec_touch(const mem_backend *be, mem_record *r) {
+  r->expires_ms = be->now + be->ttl_ms;
 }
 
 /* A new record, not yet in the table.  NULL on out-of-memory. */
@@ -134,6 +179,9 @@ static void table_grow(mem_backend *be) {
 }
 
 static void rec_insert(mem_backend *be, mem_record *r) {
+  for (int k = 0; k < 2; k++) /* an incremental sweep: two buckets per insert */
+    bucket_sweep(be, be->sweep++ & (be->nbuckets - 1));
+  rec_touch(be, r);
   size_t b = r->hash & (be->nbuckets - 1);
   r->hnext = be->buckets[b];
   be->buckets[b] = r;
@@ -157,7 +205,7 @@ static mem_record *rec_get(mem_backend *be, const char *queue, const char *id,
 
 /* Allocates spares[i] for each message without a record.  Called under the
  * mutex; all or nothing. */
-static int spares_new(const mem_backend *be, gtask_msg *const *msgs, size_t n, mem_record **spares) {
+static int spares_new(mem_backend *be, gtask_msg *const *msgs, size_t n, mem_record **spares) {
   for (size_t i = 0; i < n; i++) {
     if (rec_find(be, msgs[i]->queue, msgs[i]->id) != NULL)
       continue;
@@ -168,7 +216,7 @@ static int spares_new(const mem_backend *be, gtask_msg *const *msgs, size_t n, m
 }
 
 /* spares_new for the messages of claims. */
-static int spares_new_claims(const mem_backend *be, const gtask_claim *cs, size_t n,
+static int spares_new_claims(mem_backend *be, const gtask_claim *cs, size_t n,
                              mem_record **spares) {
   for (size_t i = 0; i < n; i++) {
     if (rec_find(be, cs[i].msg->queue, cs[i].msg->id) != NULL)
@@ -205,7 +253,7 @@ static int mk_pending(void *impl, gtask_msg *const *msgs, size_t n) {
   mem_record **spares = gtask__calloc(n, sizeof(*spares));
   if (spares == NULL)
     return GTASK_ENOMEM;
-  pthread_mutex_lock(&be->mu);
+  lock(be);
   int rc = spares_new(be, msgs, n, spares);
   for (size_t i = 0; i < n && rc == 0; i++) {
     if (rec_find(be, msgs[i]->queue, msgs[i]->id) != NULL)
@@ -228,13 +276,14 @@ static int mk_started(void *impl, gtask_msg *const *msgs, const uint32_t *attemp
   mem_record **spares = gtask__calloc(n, sizeof(*spares));
   if (spares == NULL)
     return GTASK_ENOMEM;
-  pthread_mutex_lock(&be->mu);
+  lock(be);
   int rc = spares_new(be, msgs, n, spares);
   for (size_t i = 0; i < n && rc == 0; i++) {
     mem_record *r = rec_get(be, msgs[i]->queue, msgs[i]->id, &spares[i]);
     if (!is_final(r->status)) {
       r->status = GTASK_STARTED;
       r->attempts = attempts[i];
+      rec_touch(be, r);
     }
   }
   pthread_mutex_unlock(&be->mu);
@@ -266,7 +315,7 @@ static int mk_store(void *impl, gtask_fin *fins, size_t n) {
       results[i][f->result_len] = '\0';
     }
   }
-  pthread_mutex_lock(&be->mu);
+  lock(be);
   if (rc == 0) {
     for (size_t i = 0; i < n && rc == 0; i++) {
       const gtask_msg *m = fins[i].msg;
@@ -282,6 +331,7 @@ static int mk_store(void *impl, gtask_fin *fins, size_t n) {
     if (f->fenced)
       continue;
     r->status = f->status;
+    rec_touch(be, r);
     if (results[i] != NULL) {
       gtask__free(r->result);
       r->result = results[i];
@@ -313,7 +363,7 @@ static int mk_get(void *impl, const char *queue, const char *id, gtask_status *s
   if (be == NULL || queue == NULL || id == NULL)
     return GTASK_EINVAL;
   int rc = 0;
-  pthread_mutex_lock(&be->mu);
+  lock(be);
   const mem_record *r = rec_find(be, queue, id);
   if (r == NULL) {
     rc = GTASK_ENOTFOUND;
@@ -357,26 +407,30 @@ static int mk_wait(void *impl, const char *queue, const char *id, int64_t timeou
     }
   }
   int rc = 0;
-  pthread_mutex_lock(&be->mu);
-  /* r stays valid across the waits: records are never removed before destroy. */
-  const mem_record *r = rec_find(be, queue, id);
-  if (r == NULL) {
-    rc = GTASK_ENOTFOUND;
-  } else {
-    while (!is_final(r->status)) {
-      if (timeout_ms == 0) {
-        rc = GTASK_ETIMEDOUT;
-        break;
-      }
-      int w = timeout_ms < 0 ? pthread_cond_wait(&be->cv, &be->mu)
-                             : pthread_cond_timedwait(&be->cv, &be->mu, &deadline);
-      if (w == ETIMEDOUT)
-        timeout_ms = 0; /* one last look at the state, then give up */
+  lock(be);
+  /* No record pointer is kept across a wait (expiry may free it): the record
+   * is looked up again on each wake.  Gone meanwhile: expired, as unknown. */
+  const mem_record *r;
+  for (;;) {
+    if ((r = rec_find(be, queue, id)) == NULL) {
+      rc = GTASK_ENOTFOUND;
+      break;
     }
-    if (rc == 0 && result && r->result) {
-      *result = gtask__strndup(r->result, r->rlen); /* NULL on OOM: caller reads with get */
-      if (*result && len) *len = r->rlen;
+    if (is_final(r->status))
+      break;
+    if (timeout_ms == 0) {
+      rc = GTASK_ETIMEDOUT;
+      break;
     }
+    int w = timeout_ms < 0 ? pthread_cond_wait(&be->cv, &be->mu)
+                           : pthread_cond_timedwait(&be->cv, &be->mu, &deadline);
+    be->now = gtask__mono_ms();
+    if (w == ETIMEDOUT)
+      timeout_ms = 0; /* one last look at the state, then give up */
+  }
+  if (rc == 0 && result && r->result) {
+    *result = gtask__strndup(r->result, r->rlen); /* NULL on OOM: caller reads with get */
+    if (*result && len) *len = r->rlen;
   }
   pthread_mutex_unlock(&be->mu);
   if (rc == GTASK_ENOTFOUND)
@@ -393,7 +447,7 @@ static int mk_reset(void *impl, gtask_msg *const *msgs, size_t n) {
   mem_record **spares = gtask__calloc(n, sizeof(*spares));
   if (spares == NULL)
     return GTASK_ENOMEM;
-  pthread_mutex_lock(&be->mu);
+  lock(be);
   int rc = spares_new(be, msgs, n, spares);
   for (size_t i = 0; i < n && rc == 0; i++) {
     /* A waiter blocked on this record keeps waiting: it is not final now. */
@@ -402,6 +456,7 @@ static int mk_reset(void *impl, gtask_msg *const *msgs, size_t n) {
     gtask__free(r->result);
     r->result = NULL;
     r->rlen = 0;
+    rec_touch(be, r);
   }
   pthread_mutex_unlock(&be->mu);
   spares_free(spares, n);
@@ -416,7 +471,7 @@ static mem_lock *lock_find(const mem_backend *be, const char *queue, const char 
 }
 
 /* Whether l still holds its key. */
-static bool lock_held(const mem_backend *be, const mem_lock *l, int64_t now) {
+static bool lock_held(mem_backend *be, const mem_lock *l, int64_t now) {
   if (l->until_ms != 0)
     return now < l->until_ms;
   const mem_record *r = rec_find(be, l->queue, l->holder);
@@ -461,7 +516,7 @@ static int mk_claim(void *impl, gtask_claim *cs, size_t n) {
       rc = GTASK_ENOMEM;
   }
   if (rc == 0) {
-    pthread_mutex_lock(&be->mu);
+    lock(be);
     rc = spares_new_claims(be, cs, n, spares);
     int64_t now = gtask__mono_ms();
     for (size_t i = 0; i < n && rc == 0; i++) {
@@ -511,7 +566,7 @@ static int mk_finals(void *impl, gtask_msg *const *msgs, size_t n, bool *out) {
   mem_backend *be = impl;
   if (be == NULL || (n > 0 && (msgs == NULL || out == NULL)))
     return GTASK_EINVAL;
-  pthread_mutex_lock(&be->mu);
+  lock(be);
   for (size_t i = 0; i < n; i++) {
     const mem_record *r = rec_find(be, msgs[i]->queue, msgs[i]->id);
     out[i] = r != NULL && is_final(r->status);
@@ -531,12 +586,13 @@ static int mk_progress(void *impl, gtask_msg *const *msgs, const char *const *va
   for (size_t i = 0; i < n && rc == 0; i++)
     if ((copies[i] = gtask__strdup(values[i])) == NULL)
       rc = GTASK_ENOMEM;
-  pthread_mutex_lock(&be->mu);
+  lock(be);
   for (size_t i = 0; i < n && rc == 0; i++) {
     mem_record *r = rec_find(be, msgs[i]->queue, msgs[i]->id);
     if (r == NULL || is_final(r->status))
       continue; /* as progress.lua: a final state drops it */
     gtask__free(r->progress);
+    rec_touch(be, r);
     r->progress = copies[i];
     copies[i] = NULL;
   }
@@ -551,7 +607,7 @@ static int mk_progress_get(void *impl, const char *queue, const char *id, char *
   mem_backend *be = impl;
   *value = NULL;
   int rc = 0;
-  pthread_mutex_lock(&be->mu);
+  lock(be);
   const mem_record *r = rec_find(be, queue, id);
   if (r == NULL || r->progress == NULL || is_final(r->status))
     rc = GTASK_ENOTFOUND;
@@ -604,6 +660,7 @@ GTASK_EXTERN gtask_backend *gtask_backend_memory_new(void) {
   if (be == NULL)
     return NULL;
   be->nbuckets = 64;
+  be->ttl_ms = DEFAULT_TTL_MS;
   if ((be->buckets = gtask__calloc(be->nbuckets, sizeof(*be->buckets))) == NULL) {
     gtask__free(be);
     return NULL;
@@ -632,4 +689,20 @@ GTASK_EXTERN gtask_backend *gtask_backend_memory_new(void) {
     return NULL;
   }
   return h;
+}
+
+GTASK_EXTERN int gtask_backend_memory_set_expire_time(gtask_backend *backend, int64_t ms) {
+  mem_backend *be = gtask_backend_impl(backend, &gtask__memory_backend_ops);
+  if (be == NULL) {
+    gtask__set_error("set_expire_time: not a memory backend");
+    return GTASK_EINVAL;
+  }
+  if (ms < 1000) {
+    gtask__set_error("set_expire_time: %lld ms is below the minimum of 1000", (long long)ms);
+    return GTASK_EINVAL;
+  }
+  pthread_mutex_lock(&be->mu);
+  be->ttl_ms = ms;
+  pthread_mutex_unlock(&be->mu);
+  return 0;
 }

@@ -32,6 +32,12 @@
  *
  * Per queue it also counts the tasks finished (succeeded, failed) for stats.
  *
+ * Seeing inside (issue 20): list() pages through one of those places in its
+ * order (a scheduled page sorted by due time), the cursor being the pos of
+ * the last node given (scheduled: "DUE:SEQ"); find() looks in each place;
+ * worker_put() keeps a worker record on the consumer, worker_list() reads
+ * those live now.
+ *
  * Memory: consumer records (one per distinct consumer name) and queue records
  * (one per queue name ever pushed to) are kept until destroy.  Dead messages
  * are kept until dead_requeue or dead_purge moves or drops them. */
@@ -56,6 +62,8 @@ typedef struct mem_consumer {
   bool interrupt_sticky; /* interrupt() came while no lease() was in progress:
                             the next lease() of this consumer returns at once */
   int64_t live_until;    /* announce(): a live worker until then (unix ms); 0 none */
+  char *record;          /* worker_put(): its worker record (owned), or NULL */
+  int64_t record_until;  /* worker_put(): the record is live until then (unix ms) */
 } mem_consumer;
 
 struct mem_queue;
@@ -71,6 +79,8 @@ typedef struct mem_node {
   size_t len;
   int64_t due_ms;       /* sched: unix ms when due */
   uint64_t seq;         /* sched: tie-break, FIFO among equal due times */
+  uint64_t pos;         /* ready, leased, dead, kept: its place in the list
+                           (list_append), the cursor of list() */
   uint64_t token;       /* leased: delivery number (> 0); 0 otherwise */
   mem_consumer *holder; /* leased: who holds it */
   int prio;             /* its priority level: the ready list it goes back to */
@@ -80,6 +90,8 @@ typedef struct mem_node {
 typedef struct mem_list {
   mem_node *head, *tail;
   size_t n;
+  uint64_t last; /* the pos given to the last node appended: pos grows along
+                    the list, so a page of list() resumes after a pos */
 } mem_list;
 
 typedef struct mem_queue {
@@ -95,6 +107,7 @@ typedef struct mem_queue {
   mem_node **sched; /* binary min-heap by (due_ms, seq) */
   size_t nsched, capsched;
   int64_t succeeded, failed; /* tasks finished, counted by finish() */
+  int64_t cancelled;         /* tasks cancelled, counted by cancel() */
   bool paused;               /* pause(): workers leave it out (paused()) */
 } mem_queue;
 
@@ -112,6 +125,7 @@ typedef struct mem_broker {
 /* ---------------------------------------------------------------- lists */
 
 static void list_append(mem_list *l, mem_node *x) {
+  x->pos = ++l->last;
   x->next = NULL;
   x->prev = l->tail;
   if (l->tail)
@@ -850,9 +864,27 @@ static int mb_stats(void *impl, const char *queue, gtask_queue_stats *out) {
     out->dead = (int64_t)q->dead.n;
     out->succeeded = q->succeeded;
     out->failed = q->failed;
+    out->cancelled = q->cancelled;
   }
   pthread_mutex_unlock(&br->mu);
   return 0;
+}
+
+/* The end of a call that returns messages v[0..k): on success hands them to
+ * the caller (*out NULL when none), on failure frees them; returns rc. */
+static int msgs_hand_over(int rc, gtask_msg **v, size_t k, gtask_msg ***out, size_t *n) {
+  if (rc != 0 || k == 0) {
+    for (size_t i = 0; i < k; i++)
+      gtask_msg_free(v[i]);
+    gtask__free(v);
+    v = NULL;
+    k = 0;
+  }
+  if (rc == 0) {
+    *out = v;
+    *n = k;
+  }
+  return rc;
 }
 
 /* dead_list and failed_list: the dead set, or the failed entries not past
@@ -888,19 +920,7 @@ static int list_of(mem_broker *br, bool failed, const char *queue, const char *i
     }
   }
   pthread_mutex_unlock(&br->mu);
-  if (rc != 0) {
-    for (size_t i = 0; i < k; i++)
-      gtask_msg_free(v[i]);
-    gtask__free(v);
-    return rc;
-  }
-  if (k == 0) {
-    gtask__free(v);
-    v = NULL;
-  }
-  *out = v;
-  *n = k;
-  return 0;
+  return msgs_hand_over(rc, v, k, out, n);
 }
 
 static int mb_dead_list(void *impl, const char *queue, const char *id, gtask_msg ***out,
@@ -1026,8 +1046,12 @@ static int mb_cancel(void *impl, const char *queue, const char *id, const char *
   if (tmp == NULL)
     return GTASK_ENOMEM;
   pthread_mutex_lock(&br->mu);
+  /* The queue is made first (the one step that can fail here), so that the
+   * cancel is counted with the record it writes. */
+  mem_queue *q = queue_get(br, queue);
   gtask_status st;
-  int rc = gtask__memory_backend_ops.get(state, queue, id, &st, NULL, NULL, NULL);
+  int rc = q ? gtask__memory_backend_ops.get(state, queue, id, &st, NULL, NULL, NULL)
+             : GTASK_ENOMEM;
   gtask_fin f = {.msg = tmp, .kind = GTASK_FIN_DONE, .status = GTASK_CANCELLED,
                  .result = result, .result_len = len};
   if (rc == 0)
@@ -1036,8 +1060,8 @@ static int mb_cancel(void *impl, const char *queue, const char *id, const char *
     gtask__set_error("task %s is final already", id);
     rc = GTASK_ESTATE;
   }
-  mem_queue *q = rc == 0 ? queue_find(br, queue) : NULL;
-  if (q != NULL) {
+  if (rc == 0) {
+    q->cancelled++;
     bool found = false;
     for (int level = 0; level <= GTASK_PRIORITY_MAX && !found; level++)
       for (mem_node *x = q->ready[level].head; x != NULL; x = x->next)
@@ -1126,6 +1150,7 @@ static void mb_destroy(void *impl) {
   }
   for (mem_consumer *c = br->consumers, *next; c; c = next) {
     next = c->next;
+    gtask__free(c->record);
     gtask__free(c->name);
     gtask__free(c);
   }
@@ -1164,6 +1189,325 @@ static int mb_queues(void *impl, char ***names, size_t *n) {
   return 0;
 }
 
+/* ---------------------------------------------------------------- seeing inside (issue 20) */
+
+static int mb_worker_put(void *impl, const char *consumer, const char *record, size_t len,
+                         int64_t until_ms) {
+  mem_broker *br = impl;
+  if (br == NULL || consumer == NULL || (until_ms != 0 && record == NULL))
+    return GTASK_EINVAL;
+  char *copy = until_ms != 0 ? bytes_dup(record, len) : NULL;
+  if (until_ms != 0 && copy == NULL)
+    return GTASK_ENOMEM;
+  pthread_mutex_lock(&br->mu);
+  mem_consumer *c = consumer_get(br, consumer);
+  if (c != NULL) {
+    gtask__free(c->record);
+    c->record = copy; /* NULL (removed) when until_ms is 0 */
+    c->record_until = until_ms;
+    copy = NULL;
+  }
+  pthread_mutex_unlock(&br->mu);
+  gtask__free(copy);
+  return c != NULL ? 0 : GTASK_ENOMEM;
+}
+
+static int mb_worker_list(void *impl, char ***out, size_t *n) {
+  mem_broker *br = impl;
+  if (out != NULL)
+    *out = NULL;
+  if (n != NULL)
+    *n = 0;
+  if (br == NULL || out == NULL || n == NULL)
+    return GTASK_EINVAL;
+  int64_t now = gtask__now_ms();
+  int rc = 0;
+  pthread_mutex_lock(&br->mu);
+  size_t count = 0;
+  for (const mem_consumer *c = br->consumers; c; c = c->next)
+    if (c->record != NULL && c->record_until > now)
+      count++;
+  char **v = count ? gtask__calloc(count, sizeof(*v)) : NULL;
+  size_t k = 0;
+  if (count > 0 && v == NULL)
+    rc = GTASK_ENOMEM;
+  for (const mem_consumer *c = br->consumers; c && rc == 0; c = c->next) {
+    if (c->record == NULL || c->record_until <= now)
+      continue;
+    if ((v[k] = gtask__strdup(c->record)) == NULL)
+      rc = GTASK_ENOMEM;
+    else
+      k++;
+  }
+  pthread_mutex_unlock(&br->mu);
+  if (rc != 0) {
+    for (size_t j = 0; j < k; j++)
+      gtask__free(v[j]);
+    gtask__free(v);
+    return rc;
+  }
+  *out = v;
+  *n = k;
+  return 0;
+}
+
+/* Parses a decimal uint64 that is all of s[0..len) (no sign, no spaces);
+ * false if it is not one. */
+static bool u64_parse(const char *s, size_t len, uint64_t *v) {
+  *v = 0;
+  if (len == 0 || len > 20)
+    return false;
+  for (size_t k = 0; k < len; k++) {
+    if (s[k] < '0' || s[k] > '9' || *v > (UINT64_MAX - 9) / 10)
+      return false;
+    *v = *v * 10 + (uint64_t)(s[k] - '0');
+  }
+  return true;
+}
+
+/* A list() cursor: the pos of the last node given; for the scheduled list
+ * "DUE:SEQ", for the pending list "LEVEL:POS" of the last node given (the
+ * pending list runs through the levels, highest first, as on Redis). */
+typedef struct mem_cursor {
+  uint64_t pos, seq, level;
+  int64_t due_ms;
+} mem_cursor;
+
+static int cursor_parse(int state, const char *s, mem_cursor *cur) {
+  memset(cur, 0, sizeof(*cur));
+  if (s == NULL)
+    return 0;
+  bool ok;
+  if (state == GTASK_LIST_SCHEDULED || state == GTASK_LIST_PENDING) {
+    const char *colon = strchr(s, ':');
+    uint64_t first = 0, second = 0;
+    ok = colon != NULL && u64_parse(s, (size_t)(colon - s), &first) && first <= INT64_MAX &&
+         u64_parse(colon + 1, strlen(colon + 1), &second);
+    if (state == GTASK_LIST_PENDING) {
+      ok = ok && first <= GTASK_PRIORITY_MAX;
+      cur->level = first;
+      cur->pos = second;
+    } else {
+      cur->due_ms = (int64_t)first;
+      cur->seq = second;
+    }
+  } else {
+    ok = u64_parse(s, strlen(s), &cur->pos);
+  }
+  if (!ok) {
+    gtask__set_error("bad cursor \"%s\" for the %s list", s,
+                     gtask_list_state_name((gtask_list_state)state));
+    return GTASK_EINVAL;
+  }
+  return 0;
+}
+
+/* A copy of x as list() and find() give it: due_ms for a scheduled or kept
+ * node, lease the holder's name for a leased one.  NULL on out-of-memory. */
+static gtask_msg *node_copy(const mem_node *x, int state) {
+  gtask_msg *m = gtask_msg_new(x->id, x->q->name, x->body, x->len);
+  if (m == NULL)
+    return NULL;
+  m->priority = x->prio;
+  if (state == GTASK_LIST_SCHEDULED || state == GTASK_LIST_FAILED)
+    m->due_ms = x->due_ms;
+  if (state == GTASK_LIST_ACTIVE && gtask_msg_set_lease(m, x->holder->name) != 0) {
+    gtask_msg_free(m);
+    return NULL;
+  }
+  return m;
+}
+
+static int sched_cmp(const void *a, const void *b) {
+  const mem_node *x = *(mem_node *const *)a, *y = *(mem_node *const *)b;
+  return sched_before(x, y) ? -1 : sched_before(y, x) ? 1 : 0;
+}
+
+/* The nodes of the scheduled list after cur, in due order: a new array of
+ * *n pointers (NULL when none), or GTASK_ENOMEM.  Under the mutex. */
+static int sched_after(const mem_queue *q, const mem_cursor *cur, mem_node ***out, size_t *n) {
+  *out = NULL;
+  *n = 0;
+  if (q->nsched == 0)
+    return 0;
+  mem_node **v = gtask__calloc(q->nsched, sizeof(*v));
+  if (v == NULL)
+    return GTASK_ENOMEM;
+  mem_node mark = {.due_ms = cur->due_ms, .seq = cur->seq};
+  size_t k = 0;
+  for (size_t i = 0; i < q->nsched; i++)
+    if (cur->due_ms == 0 && cur->seq == 0 ? true : sched_before(&mark, q->sched[i]))
+      v[k++] = q->sched[i];
+  qsort(v, k, sizeof(*v), sched_cmp);
+  *out = v;
+  *n = k;
+  return 0;
+}
+
+/* The nodes of the pending list after cur: each level's ready list, the
+ * highest level first, in order.  As sched_after. */
+static int pending_after(const mem_queue *q, const mem_cursor *cur, bool from_start,
+                         mem_node ***out, size_t *n) {
+  *out = NULL;
+  *n = 0;
+  size_t total = 0;
+  for (int level = 0; level <= GTASK_PRIORITY_MAX; level++)
+    total += q->ready[level].n;
+  if (total == 0)
+    return 0;
+  mem_node **v = gtask__calloc(total, sizeof(*v));
+  if (v == NULL)
+    return GTASK_ENOMEM;
+  size_t k = 0;
+  for (int level = GTASK_PRIORITY_MAX; level >= 0; level--) {
+    if (!from_start && (uint64_t)level > cur->level)
+      continue;
+    for (mem_node *x = q->ready[level].head; x; x = x->next)
+      if (from_start || (uint64_t)level < cur->level || x->pos > cur->pos)
+        v[k++] = x;
+  }
+  *out = v;
+  *n = k;
+  return 0;
+}
+
+/* The list that holds state's nodes in q; NULL for the scheduled heap and
+ * the pending levels. */
+static const mem_list *state_list(const mem_queue *q, int state) {
+  switch (state) {
+  case GTASK_LIST_ACTIVE: return &q->leased;
+  case GTASK_LIST_DEAD: return &q->dead;
+  case GTASK_LIST_FAILED: return &q->kept;
+  default: return NULL;
+  }
+}
+
+static int mb_list(void *impl, const char *queue, int state, const char *cursor, size_t limit,
+                   gtask_msg ***out, size_t *n, char **next) {
+  mem_broker *br = impl;
+  if (out != NULL)
+    *out = NULL;
+  if (n != NULL)
+    *n = 0;
+  if (next != NULL)
+    *next = NULL;
+  if (br == NULL || queue == NULL || out == NULL || n == NULL || next == NULL || limit == 0)
+    return GTASK_EINVAL;
+  if (state < GTASK_LIST_PENDING || state > GTASK_LIST_FAILED) {
+    gtask__set_error("no such state %d", state);
+    return GTASK_EINVAL;
+  }
+  if (cursor != NULL && cursor[0] == '\0')
+    cursor = NULL;
+  mem_cursor cur;
+  int rc = cursor_parse(state, cursor, &cur);
+  if (rc != 0)
+    return rc;
+  int64_t now = gtask__now_ms();
+  gtask_msg **v = NULL;
+  size_t k = 0;
+  bool more = false;
+  char buf[48] = "";
+  pthread_mutex_lock(&br->mu);
+  const mem_queue *q = queue_find(br, queue);
+  mem_node **sched = NULL; /* scheduled or pending: the nodes after cur, in order */
+  size_t nsched = 0;
+  if (q != NULL && state == GTASK_LIST_SCHEDULED)
+    rc = sched_after(q, &cur, &sched, &nsched);
+  else if (q != NULL && state == GTASK_LIST_PENDING)
+    rc = pending_after(q, &cur, cursor == NULL, &sched, &nsched);
+  const mem_list *l = q != NULL ? state_list(q, state) : NULL;
+  size_t most = l != NULL ? l->n : nsched;
+  if (rc == 0 && most > 0 && (v = gtask__calloc(most < limit ? most : limit, sizeof(*v))) == NULL)
+    rc = GTASK_ENOMEM;
+  const mem_node *x = l != NULL ? l->head : NULL;
+  for (size_t i = 0; rc == 0 && most > 0; i++) {
+    if (l != NULL) {
+      if (i > 0)
+        x = x->next;
+    } else {
+      x = i < nsched ? sched[i] : NULL;
+    }
+    if (x == NULL)
+      break;
+    if ((l != NULL && x->pos <= cur.pos) || (state == GTASK_LIST_FAILED && x->due_ms < now))
+      continue; /* before the cursor; or a failed entry past its time (failed_list) */
+    if (k == limit) {
+      more = true;
+      break;
+    }
+    if ((v[k] = node_copy(x, state)) == NULL) {
+      rc = GTASK_ENOMEM;
+      break;
+    }
+    k++;
+    if (l != NULL)
+      gtask__fmt(buf, sizeof(buf), "%" PRIu64, x->pos);
+    else if (state == GTASK_LIST_PENDING)
+      gtask__fmt(buf, sizeof(buf), "%d:%" PRIu64, x->prio, x->pos);
+    else
+      gtask__fmt(buf, sizeof(buf), "%" PRId64 ":%" PRIu64, x->due_ms, x->seq);
+  }
+  pthread_mutex_unlock(&br->mu);
+  gtask__free(sched);
+  if (rc == 0 && more && (*next = gtask__strdup(buf)) == NULL)
+    rc = GTASK_ENOMEM;
+  return msgs_hand_over(rc, v, k, out, n);
+}
+
+/* The node of task id in l, or NULL. */
+static const mem_node *list_find(const mem_list *l, const char *id) {
+  for (const mem_node *x = l->head; x; x = x->next)
+    if (strcmp(x->id, id) == 0)
+      return x;
+  return NULL;
+}
+
+static int mb_find(void *impl, const char *queue, const char *id, int *state, gtask_msg **out) {
+  mem_broker *br = impl;
+  if (state != NULL)
+    *state = 0;
+  if (out != NULL)
+    *out = NULL;
+  if (br == NULL || queue == NULL || id == NULL || state == NULL || out == NULL)
+    return GTASK_EINVAL;
+  int64_t now = gtask__now_ms();
+  int rc = 0;
+  pthread_mutex_lock(&br->mu);
+  const mem_queue *q = queue_find(br, queue);
+  const mem_node *x = NULL;
+  int where = 0;
+  /* A node is in one place at a time; the dead set first, as on Redis. */
+  static const int places[] = {GTASK_LIST_DEAD, GTASK_LIST_SCHEDULED, GTASK_LIST_FAILED,
+                               GTASK_LIST_PENDING, GTASK_LIST_ACTIVE};
+  for (size_t p = 0; q != NULL && x == NULL && p < sizeof(places) / sizeof(places[0]); p++) {
+    where = places[p];
+    if (where == GTASK_LIST_SCHEDULED) {
+      for (size_t i = 0; i < q->nsched && x == NULL; i++)
+        if (strcmp(q->sched[i]->id, id) == 0)
+          x = q->sched[i];
+    } else if (where == GTASK_LIST_PENDING) {
+      for (int level = GTASK_PRIORITY_MAX; level >= 0 && x == NULL; level--)
+        x = list_find(&q->ready[level], id);
+    } else {
+      x = list_find(state_list(q, where), id);
+      if (x != NULL && where == GTASK_LIST_FAILED && x->due_ms < now)
+        x = NULL; /* past its time: failed_list no longer shows it */
+    }
+  }
+  if (x != NULL && (*out = node_copy(x, where)) == NULL)
+    rc = GTASK_ENOMEM;
+  pthread_mutex_unlock(&br->mu);
+  if (rc != 0)
+    return rc;
+  if (x == NULL) {
+    gtask__set_error("queue %s holds no message of task %s", queue, id);
+    return GTASK_ENOTFOUND;
+  }
+  *state = where;
+  return 0;
+}
+
 static const gtask_broker_ops memory_broker_ops = {
     .abi = GTASK_EXTEND_ABI,
     .name = "memory",
@@ -1188,6 +1532,10 @@ static const gtask_broker_ops memory_broker_ops = {
     .colocated = mb_colocated,
     .destroy = mb_destroy,
     .queues = mb_queues,
+    .worker_put = mb_worker_put,
+    .worker_list = mb_worker_list,
+    .list = mb_list,
+    .find = mb_find,
 };
 
 GTASK_EXTERN gtask_broker *gtask_broker_memory_new(void) {

@@ -1433,7 +1433,7 @@ static int stats_once(redis_broker *b, const char *queue, gtask_queue_stats *out
   gtask__conn_appendf(c, "XPENDING %s %s", ks, GTASK__GROUP);
   gtask__conn_appendf(c, "ZCARD %s", kz);
   gtask__conn_appendf(c, "HLEN %s", kd);
-  gtask__conn_appendf(c, "HMGET %s succeeded failed", kc);
+  gtask__conn_appendf(c, "HMGET %s succeeded failed cancelled", kc);
   /* The level streams (priorities): pending and active count all levels. */
   for (int level = 1; level <= GTASK_PRIORITY_MAX; level++) {
     char kl[GTASK__KEY_MAX];
@@ -1469,6 +1469,7 @@ static int stats_once(redis_broker *b, const char *queue, gtask_queue_stats *out
     out->dead = int_reply(r[3]);
     out->succeeded = field_int(r[4], 0);
     out->failed = field_int(r[4], 1);
+    out->cancelled = field_int(r[4], 2);
   }
   for (int k = 0; k < NREP; k++)
     if (r[k]) freeReplyObject(r[k]);

@@ -99,12 +99,13 @@ int gtask__redis_cancel(gtask__redis *r, const char *queue, const char *id, cons
   gtask__conn *c = NULL;
   int rc = gtask__redis_use(r, queue, &c);
   if (rc) return rc;
-  char keys[5][GTASK__KEY_MAX];
+  char keys[6][GTASK__KEY_MAX];
   gtask__redis_key(r, keys[0], GTASK__KEY_MAX, queue, "stream", NULL);
   gtask__redis_key(r, keys[1], GTASK__KEY_MAX, queue, "sched", NULL);
   gtask__redis_key(r, keys[2], GTASK__KEY_MAX, queue, "pending", NULL);
   gtask__redis_key(r, keys[3], GTASK__KEY_MAX, queue, "t", id);
   gtask__redis_key(r, keys[4], GTASK__KEY_MAX, queue, "n", id);
+  gtask__redis_key(r, keys[5], GTASK__KEY_MAX, queue, "stats", NULL);
   gtask__argv a;
   gtask__argv_init(&a);
   for (int round = 0; rc == 0; round++) {
@@ -124,7 +125,7 @@ int gtask__redis_cancel(gtask__redis *r, const char *queue, const char *id, cons
       break;
     }
     gtask__argv_reset(&a);
-    for (int k = 0; k < 5; k++) gtask__argv_adds(&a, keys[k]);
+    for (int k = 0; k < 6; k++) gtask__argv_adds(&a, keys[k]);
     gtask__argv_adds(&a, GTASK__GROUP);
     gtask__argv_adds(&a, id);
     gtask__argv_add(&a, rec, len);
@@ -133,7 +134,7 @@ int gtask__redis_cancel(gtask__redis *r, const char *queue, const char *id, cons
     gtask__argv_add(&a, member ? member : "", member ? mlen : 0);
     gtask__argv_adds(&a, round + 1 == CANCEL_ROUNDS ? "1" : "0");
     redisReply *rep = NULL;
-    rc = gtask__redis_eval(r, c, GTASK__LUA_CANCEL, 5, &a, &rep); /* a points into member */
+    rc = gtask__redis_eval(r, c, GTASK__LUA_CANCEL, 6, &a, &rep); /* a points into member */
     gtask__free(member);
     if (rc) break;
     if (rep->type != REDIS_REPLY_INTEGER || rep->integer < -1 || rep->integer > 3) {

@@ -176,37 +176,92 @@ int gtask__cron_state(gtask_broker *b, const char *queue, const char *name, gtas
   return 0;
 }
 
+/* The holder of the unique key ukey (GET), into holder ("" if free). */
+static int unique_holder(gtask__redis *r, gtask__conn *c, const char *ukey,
+                         char holder[GTASK_ID_SIZE]) {
+  holder[0] = '\0';
+  redisReply *rep = gtask__conn_command(c, "GET %s", ukey);
+  if (!rep) {
+    gtask__set_error("redis %s: GET %s: %s", r->conf->describe, ukey, c->errstr);
+    return GTASK_ECONN;
+  }
+  int rc = 0;
+  if (rep->type == REDIS_REPLY_STRING && rep->len == GTASK_ID_SIZE - 1)
+    memcpy(holder, rep->str, GTASK_ID_SIZE);
+  else if (rep->type != REDIS_REPLY_NIL)
+    rc = gtask__redis_proto_error(r, "GET", rep, "a task id");
+  freeReplyObject(rep);
+  return rc;
+}
+
 int gtask__cron_fire(gtask_broker *b, bool with_state, const char *queue, const char *name,
-                     int64_t tick_ms, bool enqueue, const char *id, const char *body, size_t len,
-                     int64_t *last_ms) {
+                     int64_t tick_ms, const gtask__cron_task *task, int64_t *last_ms) {
   gtask__redis *r;
   int rc = need_redis(b, &r);
   if (rc) return rc;
   gtask__conn *c = NULL;
   rc = gtask__redis_use(r, queue, &c);
   if (rc) return rc;
-  char keys[3][GTASK__KEY_MAX];
+  char keys[7][GTASK__KEY_MAX];
+  size_t kl[7];
+  kl[0] = gtask__redis_key(r, keys[0], GTASK__KEY_MAX, queue, "cron", name);
+  kl[1] = gtask__redis_key(r, keys[1], GTASK__KEY_MAX, queue, "stream", NULL);
+  kl[2] = gtask__redis_key(r, keys[2], GTASK__KEY_MAX, queue, "pending", NULL);
+  kl[3] = gtask__redis_key(r, keys[3], GTASK__KEY_MAX, queue, "sched", NULL);
+  bool unique = task && task->ukey;
+  if (unique) kl[4] = gtask__redis_key(r, keys[4], GTASK__KEY_MAX, queue, "u", task->ukey);
   gtask__argv a;
   gtask__argv_init(&a);
-  gtask__argv_add(&a, keys[0], gtask__redis_key(r, keys[0], GTASK__KEY_MAX, queue, "cron", name));
-  gtask__argv_add(&a, keys[1], gtask__redis_key(r, keys[1], GTASK__KEY_MAX, queue, "stream", NULL));
-  gtask__argv_add(&a, keys[2], gtask__redis_key(r, keys[2], GTASK__KEY_MAX, queue, "pending", NULL));
-  gtask__argv_addi(&a, tick_ms);
-  gtask__argv_adds(&a, enqueue ? "1" : "0");
-  gtask__argv_adds(&a, with_state ? "1" : "0");
-  gtask__argv_addi(&a, gtask__now_ms());
-  gtask__argv_adds(&a, id ? id : "");
-  gtask__argv_add(&a, body ? body : "", body ? len : 0);
   redisReply *rep = NULL;
-  rc = a.oom ? GTASK_ENOMEM : gtask__redis_eval(r, c, GTASK__LUA_CRON_FIRE, 3, &a, &rep);
+  /* An until-done key: its holder's state keys are named in KEYS, so the
+   * holder is read first, and the script answers -1 if it changed since
+   * (then read again: a few rounds, as claim.c). */
+  for (int round = 0; rc == 0; round++) {
+    char holder[GTASK_ID_SIZE] = "";
+    int nkeys = unique ? 5 : 4;
+    if (unique && task->unique_ms == GTASK_UNIQUE_UNTIL_DONE) {
+      rc = unique_holder(r, c, keys[4], holder);
+      if (rc) break;
+      if (holder[0]) {
+        kl[5] = gtask__redis_key(r, keys[5], GTASK__KEY_MAX, queue, "t", holder);
+        kl[6] = gtask__redis_key(r, keys[6], GTASK__KEY_MAX, queue, "n", holder);
+        nkeys = 7;
+      }
+    }
+    gtask__argv_reset(&a);
+    for (int k = 0; k < nkeys; k++) gtask__argv_add(&a, keys[k], kl[k]);
+    gtask__argv_addi(&a, tick_ms);
+    gtask__argv_adds(&a, task ? "1" : "0");
+    gtask__argv_adds(&a, with_state ? "1" : "0");
+    gtask__argv_addi(&a, gtask__now_ms());
+    gtask__argv_adds(&a, task ? task->id : "");
+    gtask__argv_add(&a, task ? task->body : "", task ? task->len : 0);
+    gtask__argv_addi(&a, task ? task->due_ms : 0);
+    if (unique) gtask__argv_addi(&a, task->unique_ms);
+    else gtask__argv_adds(&a, "");
+    gtask__argv_adds(&a, holder);
+    gtask__argv_addi(&a, r->conf->expire_ms);
+    rc = a.oom ? GTASK_ENOMEM : gtask__redis_eval(r, c, GTASK__LUA_CRON_FIRE, nkeys, &a, &rep);
+    if (rc) break;
+    rc = gtask__redis_int_array(r, "cron_fire.lua", rep, 2);
+    if (rc == 0 && rep->element[0]->integer == -1) {
+      freeReplyObject(rep);
+      rep = NULL;
+      if (round + 1 < 5) continue;
+      gtask__set_error("periodic task %s: the holder of its unique key keeps changing", name);
+      rc = GTASK_ESTATE;
+    }
+    break;
+  }
   gtask__argv_free(&a);
   gtask__redis_put(r, c);
-  if (rc) return rc;
-  rc = gtask__redis_int_array(r, "cron_fire.lua", rep, 2);
-  if (rc == 0) {
-    *last_ms = rep->element[1]->integer;
-    rc = rep->element[0]->integer == 1 ? 1 : 0;
+  if (rc) {
+    if (rep) freeReplyObject(rep);
+    return rc;
   }
+  *last_ms = rep->element[1]->integer;
+  long long v = rep->element[0]->integer;
+  rc = v == 1 ? 1 : v == 2 ? 2 : 0;
   freeReplyObject(rep);
   return rc;
 }

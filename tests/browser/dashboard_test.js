@@ -91,7 +91,7 @@ async function until(cond, ms) {
       await waitFor(page, ([q2, w]) => {
         const row = document.querySelector(`#queues tr[data-queue="${q2}"]`);
         if (!row) return false;
-        return ['pending', 'active', 'scheduled', 'dead', 'succeeded', 'failed'].every(
+        return ['pending', 'active', 'scheduled', 'dead', 'succeeded', 'failed', 'cancelled'].every(
           k => row.querySelector(`td[data-k="${k}"]`).textContent === String(w[k]));
       }, [q, want]);
       check(`overview numbers of ${q} match gtask stats`, true);
@@ -229,6 +229,11 @@ async function until(cond, ms) {
                               !document.querySelector(`#tasks tr[data-id="${id}"]`), delayedId);
     check('cancel from a queue row: gtask status says CANCELLED, the row is gone',
           status(delayedId) === 'CANCELLED' && stats('default').scheduled === 0, status(delayedId));
+    // The queue page counts the two cancels, as gtask stats does.
+    await page.goto(env.URL + '/#/queue/default/pending', {waitUntil: 'networkidle0'});
+    const cancelled = stats('default').cancelled;
+    await waitFor(page, n => document.querySelector('#counts b[data-k="cancelled"]')?.textContent === String(n), cancelled);
+    check('the queue page shows the cancelled count of gtask stats (2)', cancelled === 2, String(cancelled));
 
     // ---- without the CSRF header, a POST is refused and changes nothing.
     const refused = await page.evaluate(async id => [

@@ -1082,6 +1082,225 @@ CONTRACT(BROKER, dead_list_requeue_purge) {
   ASSERT_EQ(n, 0);
 }
 
+/* ---------------------------------------------------------------- seeing inside (abi 4, issue 20) */
+
+static void need_list(env *e) {
+  if (e->bo->abi < 4 || !e->bo->list || !e->bo->find)
+    SKIP("the broker cannot list its tasks (no list, find)");
+}
+
+/* Pages through state in e->q with pages of limit, and checks that exactly
+ * ids[0..n) are listed, each once and in that order, with the queue; for
+ * ACTIVE held by holder, for SCHEDULED and FAILED with due_ms set. */
+static void page_all(env *e, int state, size_t limit, char (*ids)[GTASK_ID_SIZE], size_t n,
+                     const char *holder) {
+  size_t seen = 0, pages = 0;
+  char *cursor = NULL;
+  do {
+    gtask_msg **v = (gtask_msg **)1;
+    size_t nv = 99;
+    char *next = (char *)1;
+    ASSERT_OK(e->bo->list(e->bi, e->q, state, cursor, limit, &v, &nv, &next));
+    ASSERT_LE(nv, limit);
+    if (nv == 0)
+      ASSERT_NULL(v);
+    for (size_t k = 0; k < nv; k++) {
+      ASSERT_LT(seen, n);
+      ASSERT_STR_EQ(v[k]->id, ids[seen]);
+      ASSERT_STR_EQ(v[k]->queue, e->q);
+      if (state == GTASK_LIST_ACTIVE)
+        ASSERT_STR_EQ(v[k]->lease, holder);
+      if (state == GTASK_LIST_SCHEDULED || state == GTASK_LIST_FAILED)
+        ASSERT_GT(v[k]->due_ms, now_ms());
+      seen++;
+    }
+    free_msgs(v, nv);
+    free(v);
+    free(cursor);
+    cursor = next;
+    ASSERT_LT(++pages, 100);
+  } while (cursor);
+  ASSERT_EQ(seen, n);
+}
+
+/* Finds id in e->q: its state, and the body it holds. */
+static void assert_found(env *e, const char *id, int state, const char *body) {
+  int st = -1;
+  gtask_msg *m = NULL;
+  ASSERT_OK(e->bo->find(e->bi, e->q, id, &st, &m));
+  ASSERT_EQ(st, state);
+  ASSERT_NOT_NULL(m);
+  ASSERT_STR_EQ(m->id, id);
+  ASSERT_STR_EQ(m->queue, e->q);
+  ASSERT_EQ(m->len, strlen(body));
+  ASSERT_MEM_EQ(m->body, body, m->len);
+  if (state == GTASK_LIST_SCHEDULED || state == GTASK_LIST_FAILED)
+    ASSERT_GT(m->due_ms, now_ms());
+  gtask_msg_free(m);
+}
+
+/* list() pages through each place a task can be, in a stable order, to the
+ * end; find() tells where a task is; bad cursors change nothing. */
+CONTRACT(BROKER, list_and_find_each_state) {
+  need_list(e);
+  bool failed = e->bo->failed_list != NULL;
+  /* Pushed as a client pushes: with the colocated state if there is one (the
+   * Redis broker finds a queued task through the pending set that a
+   * colocated push writes). */
+  void *state = e->bo->colocated ? e->bo->colocated(e->bi, e->be) : NULL;
+  char p[6][GTASK_ID_SIZE], s[3][GTASK_ID_SIZE];
+  for (int i = 0; i < 6; i++) {
+    new_id(p[i]);
+    gtask_msg *pm = gtask_msg_new(p[i], e->q, BODIES[i], strlen(BODIES[i]));
+    ASSERT_NOT_NULL(pm);
+    ASSERT_OK(e->bo->push(e->bi, &pm, 1, state));
+    gtask_msg_free(pm);
+  }
+  int64_t hour = now_ms() + 3600 * 1000;
+  for (int i = 0; i < 3; i++) /* due in reverse order of sending */
+    push(e, e->q, BODIES[i], hour + (2 - i) * 1000, s[2 - i]);
+  /* p0 active, p1 dead, p2 failed (kept for an hour) or done, p3..p5 pending. */
+  gtask_msg *m[3] = {NULL, NULL, NULL};
+  ASSERT_EQ(lease(e, "c1", e->q, 3, 0, m), 3);
+  ASSERT_STR_EQ(m[0]->id, p[0]);
+  ASSERT_FALSE(finish(e, "c1", m[1], GTASK_FIN_DEAD, "dead-1", 0));
+  gtask_fin f = {.msg = m[2], .kind = GTASK_FIN_DONE, .status = GTASK_FAILURE,
+                 .next = "failed-2", .next_len = 8, .next_due_ms = hour};
+  ASSERT_OK(e->bo->finish(e->bi, "c1", &f, 1, NULL));
+  ASSERT_FALSE(f.fenced);
+
+  for (size_t limit = 1; limit <= 1000; limit *= 10) {
+    page_all(e, GTASK_LIST_PENDING, limit, p + 3, 3, NULL);
+    page_all(e, GTASK_LIST_ACTIVE, limit, p, 1, "c1");
+    page_all(e, GTASK_LIST_SCHEDULED, limit, s, 3, NULL);
+    page_all(e, GTASK_LIST_DEAD, limit, p + 1, 1, NULL);
+    page_all(e, GTASK_LIST_FAILED, limit, p + 2, failed ? 1 : 0, NULL);
+  }
+  /* "" is the start, as NULL is; an unknown queue has nothing. */
+  gtask_msg **v = NULL;
+  size_t nv = 0;
+  char *next = NULL;
+  ASSERT_OK(e->bo->list(e->bi, e->q, GTASK_LIST_PENDING, "", 1000, &v, &nv, &next));
+  ASSERT_EQ(nv, 3);
+  ASSERT_NULL(next);
+  ASSERT_MEM_EQ(v[0]->body, BODIES[3], v[0]->len);
+  free_msgs(v, nv);
+  free(v);
+  char other[80];
+  snprintf(other, sizeof(other), "%s-none", e->q);
+  ASSERT_OK(e->bo->list(e->bi, other, GTASK_LIST_PENDING, NULL, 10, &v, &nv, &next));
+  ASSERT_EQ(nv, 0);
+  ASSERT_NULL(v);
+  ASSERT_NULL(next);
+
+  /* Bad cursors and states: GTASK_EINVAL. */
+  for (int st = GTASK_LIST_PENDING; st <= GTASK_LIST_FAILED; st++) {
+    next = (char *)1;
+    ASSERT_ERR(e->bo->list(e->bi, e->q, st, "zz", 10, &v, &nv, &next), GTASK_EINVAL);
+    ASSERT_NULL(next);
+    ASSERT_EQ(nv, 0);
+  }
+  ASSERT_ERR(e->bo->list(e->bi, e->q, 9, NULL, 10, &v, &nv, &next), GTASK_EINVAL);
+
+  assert_found(e, p[4], GTASK_LIST_PENDING, BODIES[4]);
+  assert_found(e, p[1], GTASK_LIST_DEAD, "dead-1");
+  assert_found(e, s[0], GTASK_LIST_SCHEDULED, BODIES[2]);
+  if (failed)
+    assert_found(e, p[2], GTASK_LIST_FAILED, "failed-2");
+  assert_found(e, p[0], GTASK_LIST_ACTIVE, BODIES[0]);
+  gtask_msg *x = NULL;
+  int st = 0;
+  ASSERT_OK(e->bo->find(e->bi, e->q, p[0], &st, &x));
+  ASSERT_STR_EQ(x->lease, "c1");
+  gtask_msg_free(x);
+  /* Done, unknown: not found. */
+  ASSERT_FALSE(finish(e, "c1", m[0], GTASK_FIN_DONE, NULL, 0));
+  char unknown[GTASK_ID_SIZE];
+  new_id(unknown);
+  const char *gone[] = {p[0], unknown};
+  for (int i = 0; i < 2; i++) {
+    x = (gtask_msg *)1;
+    st = 9;
+    ASSERT_ERR(e->bo->find(e->bi, e->q, gone[i], &st, &x), GTASK_ENOTFOUND);
+    ASSERT_NULL(x);
+    ASSERT_EQ(st, 0);
+  }
+  free_msgs(m, 3);
+}
+
+/* The pending list runs through the priority levels, highest first and FIFO
+ * within a level, across pages (the level itself travels in the body). */
+CONTRACT(BROKER, list_pending_levels) {
+  need_list(e);
+  if (e->bo->abi < 5)
+    SKIP("the broker has no priority levels (abi < 5)");
+  void *state = e->bo->colocated ? e->bo->colocated(e->bi, e->be) : NULL;
+  static const int level[] = {0, 2, 1, 0, 2};
+  char id[5][GTASK_ID_SIZE];
+  for (int i = 0; i < 5; i++) {
+    new_id(id[i]);
+    gtask_msg *m = gtask_msg_new(id[i], e->q, BODIES[i], strlen(BODIES[i]));
+    ASSERT_NOT_NULL(m);
+    m->priority = level[i];
+    ASSERT_OK(e->bo->push(e->bi, &m, 1, state));
+    gtask_msg_free(m);
+  }
+  char want[5][GTASK_ID_SIZE];
+  static const int order[] = {1, 4, 2, 0, 3};
+  for (int i = 0; i < 5; i++)
+    memcpy(want[i], id[order[i]], GTASK_ID_SIZE);
+  for (size_t limit = 1; limit <= 1000; limit *= 10)
+    page_all(e, GTASK_LIST_PENDING, limit, want, 5, NULL);
+  assert_found(e, id[2], GTASK_LIST_PENDING, BODIES[2]); /* found in its level */
+}
+
+/* Whether record is among v[0..n), and how many times. */
+static int count_record(char **v, size_t n, const char *record) {
+  int k = 0;
+  for (size_t i = 0; i < n; i++)
+    if (strcmp(v[i], record) == 0)
+      k++;
+  return k;
+}
+
+/* Worker records: kept until their time, replaced by a later put, removed by
+ * a put with until_ms 0.  Other workers may be listed too (a shared store):
+ * only this case's records are counted. */
+CONTRACT(BROKER, worker_records) {
+  if (e->bo->abi < 4 || !e->bo->worker_put || !e->bo->worker_list)
+    SKIP("the broker keeps no worker records (no worker_put, worker_list)");
+  char w[3][96], rec[4][128];
+  for (int i = 0; i < 3; i++) {
+    snprintf(w[i], sizeof(w[i]), "%s-worker-%d", e->q, i);
+    snprintf(rec[i], sizeof(rec[i]), "{\"name\":\"%s\",\"n\":%d}", w[i], i);
+  }
+  snprintf(rec[3], sizeof(rec[3]), "{\"name\":\"%s\",\"n\":9}", w[0]);
+  int64_t until = now_ms() + 60000;
+  ASSERT_OK(e->bo->worker_put(e->bi, w[0], rec[0], strlen(rec[0]), until));
+  ASSERT_OK(e->bo->worker_put(e->bi, w[1], rec[1], strlen(rec[1]), until));
+  ASSERT_OK(e->bo->worker_put(e->bi, w[2], rec[2], strlen(rec[2]), now_ms() - 1000));
+  char **v = NULL;
+  size_t n = 0;
+  ASSERT_OK(e->bo->worker_list(e->bi, &v, &n));
+  ASSERT_EQ(count_record(v, n, rec[0]), 1);
+  ASSERT_EQ(count_record(v, n, rec[1]), 1);
+  ASSERT_EQ(count_record(v, n, rec[2]), 0); /* its time is past */
+  for (size_t i = 0; i < n; i++)
+    free(v[i]);
+  free(v);
+  /* A heartbeat replaces the record; until_ms 0 removes it. */
+  ASSERT_OK(e->bo->worker_put(e->bi, w[0], rec[3], strlen(rec[3]), until + 1000));
+  ASSERT_OK(e->bo->worker_put(e->bi, w[1], NULL, 0, 0));
+  ASSERT_OK(e->bo->worker_list(e->bi, &v, &n));
+  ASSERT_EQ(count_record(v, n, rec[0]), 0);
+  ASSERT_EQ(count_record(v, n, rec[3]), 1);
+  ASSERT_EQ(count_record(v, n, rec[1]), 0);
+  for (size_t i = 0; i < n; i++)
+    free(v[i]);
+  free(v);
+  ASSERT_OK(e->bo->worker_put(e->bi, w[0], NULL, 0, 0));
+}
+
 /* The client's view (admin.c) on the pair, colocated or not: a task lost too
  * often is listed with its name and error, requeued with a fresh delivery
  * count and a PENDING state, runs and finishes again; then purge. */
@@ -2136,6 +2355,12 @@ static void assert_cancelled(gtask_client *cli, const char *id) {
 /* Queued, delayed and retrying tasks are removed; a leased one ends
  * CANCELLED and its holder's finish records nothing; final and unknown tasks
  * and bad ids are refused and change nothing. */
+/* The queue's cancelled counter is n (a broker of abi 6 on counts it). */
+static void assert_cancels_counted(env *e, int64_t n) {
+  if (e->bo->abi >= 6)
+    ASSERT_EQ(stats(e, e->q).cancelled, n);
+}
+
 CONTRACT(PAIR, client_cancel) {
   void *state = need_cancel(e);
   gtask_client *cli = client_on(e);
@@ -2157,18 +2382,21 @@ CONTRACT(PAIR, client_cancel) {
   ASSERT_OK(gtask_send_conf_set_delay(sc, 0));
   ASSERT_STATS(e, e->q, 2, 0, 1, 0);
   /* Queued: removed, its neighbour untouched. */
+  assert_cancels_counted(e, 0);
   ASSERT_OK(gtask_client_cancel(cli, queued, &running));
   ASSERT_FALSE(running);
   assert_cancelled(cli, queued);
   ASSERT_STATS(e, e->q, 1, 0, 1, 0);
+  assert_cancels_counted(e, 1);
   /* Delayed: out of the schedule. */
   ASSERT_OK(gtask_client_cancel(cli, delayed, &running));
   ASSERT_FALSE(running);
   assert_cancelled(cli, delayed);
   ASSERT_STATS(e, e->q, 1, 0, 0, 0);
-  /* Twice: final already, nothing changed. */
+  /* Twice: final already, nothing changed (nor counted). */
   ASSERT_ERR(gtask_client_cancel(cli, queued, &running), GTASK_ESTATE);
   ASSERT_STR_CONTAINS(gtask_client_errmsg(cli), "CANCELLED");
+  assert_cancels_counted(e, 2);
   /* The neighbour is leased next, as if nothing happened. */
   gtask_msg *m = lease1(e, "c1");
   ASSERT_STR_EQ(m->id, next);
@@ -2187,6 +2415,8 @@ CONTRACT(PAIR, client_cancel) {
   gtask_msg_free(m);
   assert_cancelled(cli, next);
   ASSERT_STATS(e, e->q, 0, 0, 0, 0);
+  assert_cancels_counted(e, 3);
+  ASSERT_EQ(stats(e, e->q).succeeded + stats(e, e->q).failed, 0); /* the fenced finish counts not */
 
   /* Finished: refused, the result kept. */
   char done[GTASK_ID_SIZE];
@@ -2219,6 +2449,7 @@ CONTRACT(PAIR, client_cancel) {
   ASSERT_FALSE(running);
   assert_cancelled(cli, retrying);
   ASSERT_STATS(e, e->q, 0, 0, 0, 0);
+  assert_cancels_counted(e, 4);
   gtask_send_conf_free(sc);
   gtask_client_free(cli);
 }
@@ -2298,6 +2529,9 @@ CONTRACT(PAIR, client_cancel_races_finish) {
   }
   ASSERT_EQ(cancelled + succeeded, RACE_N);
   ASSERT_STATS(e, e->q, 0, 0, 0, 0);
+  /* Counted with the cancels, atomically: exactly those that answered 0. */
+  assert_cancels_counted(e, cancelled);
+  ASSERT_EQ(stats(e, e->q).succeeded, succeeded);
   free(r);
   gtask_send_conf_free(sc);
   gtask_client_free(cli);
@@ -2318,6 +2552,42 @@ static int cn_block(void) {
 }
 GTASK_HANDLER(cn_block, (), ())
 
+/* The server's events (GTASK_EV_CANCELLED): counts, and the attempt each
+ * CANCELLED carried, by task. */
+static atomic_int cn_ev_started, cn_ev_cancelled, cn_ev_other;
+static pthread_mutex_t cn_ev_mu = PTHREAD_MUTEX_INITIALIZER;
+static char cn_ev_ids[2][GTASK_ID_SIZE];
+static uint32_t cn_ev_attempt[2];
+static int64_t cn_ev_run_ns[2];
+
+static void cn_on_event(const gtask_event *ev, void *udata) {
+  (void)udata;
+  if (ev->type == GTASK_EV_STARTED) {
+    atomic_fetch_add(&cn_ev_started, 1);
+  } else if (ev->type == GTASK_EV_CANCELLED) {
+    pthread_mutex_lock(&cn_ev_mu);
+    int k = atomic_load(&cn_ev_cancelled);
+    if (k < 2) {
+      snprintf(cn_ev_ids[k], GTASK_ID_SIZE, "%s", ev->id);
+      cn_ev_attempt[k] = ev->attempt;
+      cn_ev_run_ns[k] = ev->run_ns;
+    }
+    atomic_fetch_add(&cn_ev_cancelled, 1);
+    pthread_mutex_unlock(&cn_ev_mu);
+  } else {
+    atomic_fetch_add(&cn_ev_other, 1);
+  }
+}
+
+/* The CANCELLED event of task id: its attempt and run time. */
+static void cn_event_of(const char *id, uint32_t *attempt, int64_t *run_ns) {
+  pthread_mutex_lock(&cn_ev_mu);
+  int k = strcmp(cn_ev_ids[0], id) == 0 ? 0 : strcmp(cn_ev_ids[1], id) == 0 ? 1 : -1;
+  if (k >= 0) *attempt = cn_ev_attempt[k], *run_ns = cn_ev_run_ns[k];
+  pthread_mutex_unlock(&cn_ev_mu);
+  if (k < 0) TEST_FAIL("no CANCELLED event for task %s", id);
+}
+
 static void *cn_serve(void *server) {
   ASSERT_OK(gtask_server_run(server, 1));
   return NULL;
@@ -2328,8 +2598,13 @@ CONTRACT(PAIR, server_cancel_running) {
   if (!e->eo->finals) SKIP("the backend has no finals(): workers cannot see a cancel");
   atomic_store(&cn_runs, 0);
   atomic_store(&cn_seen, 0);
+  atomic_store(&cn_ev_started, 0);
+  atomic_store(&cn_ev_cancelled, 0);
+  atomic_store(&cn_ev_other, 0);
+  memset(cn_ev_ids, 0, sizeof(cn_ev_ids));
   gtask_server *s = gtask_server_new(e->b, e->be);
   ASSERT_NOT_NULL(s);
+  ASSERT_OK(gtask_server_on(s, GTASK_EV_ALL, cn_on_event, NULL));
   ASSERT_OK(gtask_server_set_queues(s, e->q));
   ASSERT_OK(gtask_server_set_prefetch(s, 4));
   ASSERT_OK(GTASK_REG(s, cn_block));
@@ -2361,6 +2636,21 @@ CONTRACT(PAIR, server_cancel_running) {
   WAIT_UNTIL(gtask_client_stats(c, NULL, &qs) == 0 && qs.active == 0 && qs.pending == 0, 5000);
   ASSERT_EQ(atomic_load(&cn_runs), 1); /* the prefetched one never ran */
   ASSERT_EQ(qs.succeeded + qs.failed, 0); /* and nothing was counted as done */
+  assert_cancels_counted(e, 2);
+  /* Each fired CANCELLED on this worker once it let the task go: the run
+   * with its attempt and run time, the prefetched one with attempt 0 (and
+   * no STARTED); nothing else (no FAILED, no LEASE_LOST). */
+  WAIT_UNTIL(atomic_load(&cn_ev_cancelled) == 2, 5000);
+  uint32_t attempt = 9;
+  int64_t run_ns = -1;
+  cn_event_of(run, &attempt, &run_ns);
+  ASSERT_EQ(attempt, 1);
+  ASSERT_GT(run_ns, 1000 * 1000000LL); /* it ran over a second (the 1.2 s above) */
+  cn_event_of(wait, &attempt, &run_ns);
+  ASSERT_EQ(attempt, 0);
+  ASSERT_EQ(run_ns, 0);
+  ASSERT_EQ(atomic_load(&cn_ev_started), 1);
+  ASSERT_EQ(atomic_load(&cn_ev_other), 0);
   gtask_server_shutdown(s);
   ASSERT_EQ(pthread_join(th, NULL), 0);
   gtask_send_conf_free(sc);
@@ -2768,6 +3058,36 @@ CONTRACT(RESULT_TTL, backend_result_expires) {
   ASSERT_OK(e->eo->pending(e->ei, &m, 1));
   assert_state(e, m, GTASK_PENDING, "");
   gtask_msg_free(m);
+}
+
+/* A chosen id is taken while its task's record lives, and free again once
+ * the record expired: a send with that id then queues a new task (the id's
+ * "already exists" lasts as long as the result is kept). */
+CONTRACT(RESULT_TTL, client_send_with_id_after_expiry) {
+  need_claim(e);
+  gtask_client *cli = client_on(e);
+  gtask_send_conf *sc = gtask_send_conf_new("add");
+  ASSERT_NOT_NULL(sc);
+  char want[GTASK_ID_SIZE], id[GTASK_ID_SIZE];
+  new_id(want);
+  ASSERT_OK(gtask_send_conf_set_id(sc, want));
+  ASSERT_OK(GTASK_SEND(cli, sc, id, gtask_int64(1), gtask_int64(2)));
+  gtask_msg *m = lease1(e, "c1");
+  finish_success(e, m);
+  gtask_msg_free(m);
+  ASSERT_ERR(GTASK_SEND(cli, sc, id, gtask_int64(1), gtask_int64(2)), GTASK_EEXIST);
+  test_sleep_ms(RESULT_TTL_MS + 700);
+  gtask_status st;
+  ASSERT_ERR(gtask_client_status(cli, want, &st), GTASK_ENOTFOUND);
+  ASSERT_OK(GTASK_SEND(cli, sc, id, gtask_int64(5), gtask_int64(6)));
+  ASSERT_STR_EQ(id, want);
+  ASSERT_OK(gtask_client_status(cli, want, &st));
+  ASSERT_EQ(st, GTASK_PENDING);
+  m = lease1(e, "c1");
+  ASSERT_STR_EQ(m->id, want);
+  gtask_msg_free(m);
+  gtask_send_conf_free(sc);
+  gtask_client_free(cli);
 }
 
 /* ---------------------------------------------------------------- colocated finish */

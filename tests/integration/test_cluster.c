@@ -445,9 +445,8 @@ TEST_TIMEOUT(every_script_runs_on_the_cluster, 120) {
                                   sc, &v, 1));
   gtask_send_conf_free(sc);
   int64_t last = 0;
-  ASSERT_EQ(gtask__cron_fire(e.broker, false, "crontick", "cluster-tick", 1000, true,
-                             "00000000-0000-5000-8000-000000000001", "{}", 2, &last),
-            1);
+  gtask__cron_task tick = {.id = "00000000-0000-5000-8000-000000000001", .body = "{}", .len = 2};
+  ASSERT_EQ(gtask__cron_fire(e.broker, false, "crontick", "cluster-tick", 1000, &tick, &last), 1);
   gtask_cron_entry *ce = NULL;
   size_t nce = 0;
   ASSERT_OK(gtask_client_cron_list(e.client, NULL, &ce, &nce));

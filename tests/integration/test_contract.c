@@ -29,7 +29,9 @@ static int make_memory(void *arg, int64_t ttl_ms, gtask_broker **b, gtask_backen
                        void **state) {
   *b = gtask_broker_memory_new();
   *be = gtask_backend_memory_new();
-  return *b && *be ? 0 : GTASK_ENOMEM;
+  if (*b == NULL || *be == NULL)
+    return GTASK_ENOMEM;
+  return ttl_ms > 0 ? gtask_backend_memory_set_expire_time(*be, ttl_ms) : 0;
 }
 
 static void fail_alloc_at(long k) { gtask__alloc_fail_at(k); }
@@ -175,11 +177,12 @@ static int blocked_cluster(void *arg, void *state) {
 
 static const gtask_contract_target targets[] = {
     {.abi = GTASK_CONTRACT_ABI, .name = "memory", .make = make_memory,
-     .caps = BOTH | GTASK_CONTRACT_RECLAIM_NEW_TOKEN, .fail_alloc_at = fail_alloc_at},
+     .caps = BOTH | GTASK_CONTRACT_RESULT_TTL | GTASK_CONTRACT_RECLAIM_NEW_TOKEN,
+     .fail_alloc_at = fail_alloc_at},
     {.abi = GTASK_CONTRACT_ABI, .name = "memory_split", .make = make_memory_split,
      .done = done_memory_split},
-    /* The record expiry is checked on plain Redis only: it is the same code
-     * over TLS and ACL, and the case waits out a second. */
+    /* The record expiry is checked on memory and plain Redis only: it is the
+     * same code over TLS and ACL, and the cases wait out a second each. */
     {.abi = GTASK_CONTRACT_ABI, .name = "redis", .make = make_redis, .done = done_redis,
      .blocked = blocked_redis, .caps = BOTH | GTASK_CONTRACT_RESULT_TTL},
     {.abi = GTASK_CONTRACT_ABI, .name = "redis_split", .make = make_redis_split,

@@ -6,6 +6,8 @@
  * arguments, and a worker that dies (a forked process, SIGKILL) leaving the
  * list within its lease. */
 #include "internal.h"
+
+#include <gtask/extend.h>
 #include "cluster_fixture.h"
 #include "redis_fixture.h"
 #include "test.h"
@@ -255,22 +257,6 @@ TEST_TIMEOUT(workers_listed_until_they_die, 60) {
   env_close(&e);
 }
 
-TEST(memory_broker_says_unsupported) {
-  gtask_broker *b = gtask_broker_memory_new();
-  gtask_backend *k = gtask_backend_memory_new();
-  gtask_client *c = gtask_client_new(b, k);
-  gtask_worker_info *w;
-  size_t n;
-  ASSERT_EQ(gtask_client_workers(c, &w, &n), GTASK_EINVAL);
-  ASSERT_STR_CONTAINS(gtask_client_errmsg(c), "memory");
-  gtask_task_info *v;
-  char *next;
-  ASSERT_EQ(gtask_client_list(c, GTASK_LIST_PENDING, NULL, 1, &v, &n, &next), GTASK_EINVAL);
-  gtask_client_free(c);
-  gtask_broker_free(b);
-  gtask_backend_free(k);
-}
-
 static int boom(gtask_ctx *ctx, const gtask_value *args, size_t n, void *ud) {
   (void)args, (void)n, (void)ud;
   return gtask_ctx_fail(ctx, "boom <%d>", 1);
@@ -285,6 +271,97 @@ static void *run_main(void *arg) {
   run_arg *a = arg;
   a->rc = gtask_server_run(a->s, 2);
   return NULL;
+}
+
+static void no_destroy(void *impl) { (void)impl; }
+
+/* A broker table older than abi 4 (or one without the operations) cannot
+ * list: the calls say so, naming the broker. */
+TEST(old_broker_says_unsupported) {
+  gtask_broker *keep = gtask_broker_memory_new();
+  gtask_backend *k = gtask_backend_memory_new();
+  void *impl;
+  static gtask_broker_ops v3;
+  v3 = *gtask_broker_ops_get(keep, &impl);
+  v3.abi = 3; /* list etc. stay set: the handle must not look past an abi-3 table */
+  v3.destroy = no_destroy;
+  gtask_broker *b = NULL;
+  ASSERT_OK(gtask_broker_new(&b, &v3, impl));
+  gtask_client *c = gtask_client_new(b, k);
+  gtask_worker_info *w;
+  size_t n;
+  ASSERT_EQ(gtask_client_workers(c, &w, &n), GTASK_EINVAL);
+  ASSERT_STR_CONTAINS(gtask_client_errmsg(c), "memory");
+  gtask_task_info *v;
+  char *next;
+  ASSERT_EQ(gtask_client_list(c, GTASK_LIST_PENDING, NULL, 1, &v, &n, &next), GTASK_EINVAL);
+  ASSERT_EQ(gtask_client_inspect(c, "00000000-0000-4000-8000-000000000000", NULL, &v),
+            GTASK_EINVAL);
+  gtask_client_free(c);
+  gtask_broker_free(b);
+  gtask_broker_free(keep);
+  gtask_backend_free(k);
+}
+
+/* The memory pair (one process): a running worker is listed with the task
+ * it runs, which inspect finds active, held by it; a queued one pending. */
+TEST_TIMEOUT(memory_pair_workers_and_inspect, 30) {
+  gtask_set_log(NULL, NULL, GTASK_LOG_ERROR);
+  gtask_broker *b = gtask_broker_memory_new();
+  gtask_backend *k = gtask_backend_memory_new();
+  gtask_client *c = gtask_client_new(b, k);
+  gtask_server *s = gtask_server_new(b, k);
+  gtask_server_set_name(s, "mem-worker");
+  ASSERT_OK(gtask_server_reg(s, "nap", nap, NULL));
+  gtask_send_conf *conf = gtask_send_conf_new("nap");
+  char id[GTASK_ID_SIZE], queued[GTASK_ID_SIZE];
+  ASSERT_OK(gtask_client_send(c, conf, NULL, 0, id));
+  run_arg a = {.s = s};
+  pthread_t t;
+  ASSERT_EQ(pthread_create(&t, NULL, run_main, &a), 0);
+  gtask_worker_info *w = NULL;
+  size_t n = 0;
+  WAIT_UNTIL((gtask_workers_free(w, n), w = NULL, n = 0,
+              gtask_client_workers(c, &w, &n) == 0 && n == 1 && w[0].nbusy == 1),
+             10000);
+  ASSERT_STR_EQ(w[0].name, "mem-worker");
+  ASSERT_EQ(w[0].pid, getpid());
+  ASSERT_STR_EQ(w[0].busy[0].id, id);
+  gtask_workers_free(w, n);
+  gtask_task_info *info = NULL;
+  ASSERT_OK(gtask_client_inspect(c, id, NULL, &info));
+  ASSERT_EQ(info->state, GTASK_LIST_ACTIVE);
+  ASSERT_STR_EQ(info->worker, "mem-worker");
+  ASSERT_STR_EQ(info->name, "nap");
+  gtask_task_info_free(info, 1);
+  /* A delayed task waits, listed and found scheduled. */
+  ASSERT_OK(gtask_send_conf_set_delay(conf, 3600 * 1000));
+  ASSERT_OK(gtask_client_send(c, conf, NULL, 0, queued));
+  gtask_task_info *v = NULL;
+  char *next = NULL;
+  ASSERT_OK(gtask_client_list(c, GTASK_LIST_SCHEDULED, NULL, 10, &v, &n, &next));
+  ASSERT_EQ(n, 1);
+  ASSERT_STR_EQ(v[0].id, queued);
+  ASSERT_GT(v[0].due_ms, gtask__now_ms() + 3500 * 1000);
+  ASSERT_NULL(next);
+  gtask_task_info_free(v, n);
+  ASSERT_OK(gtask_client_inspect(c, queued, NULL, &info));
+  ASSERT_EQ(info->state, GTASK_LIST_SCHEDULED);
+  gtask_task_info_free(info, 1);
+  gtask_send_conf_free(conf);
+  bool running = false;
+  ASSERT_OK(gtask_client_cancel(c, id, &running)); /* nap returns; shutdown waits for it */
+  ASSERT_TRUE(running);
+  gtask_server_shutdown(s);
+  pthread_join(t, NULL);
+  ASSERT_OK(a.rc);
+  gtask_server_free(s);
+  /* Gone from the list once its server stopped. */
+  ASSERT_OK(gtask_client_workers(c, &w, &n));
+  ASSERT_EQ(n, 0);
+  gtask_client_free(c);
+  gtask_broker_free(b);
+  gtask_backend_free(k);
 }
 
 /* Tasks that ended FAILURE are listed from the failed set (issue 18), with

@@ -34,6 +34,13 @@ static int boom(gtask_ctx *ctx, const gtask_value *args, size_t n, void *ud) {
   return gtask_ctx_fail(ctx, "boom");
 }
 
+/* Runs until cancelled (or 20 s). */
+static int hold(gtask_ctx *ctx, const gtask_value *args, size_t n, void *ud) {
+  (void)args, (void)n, (void)ud;
+  gtask_ctx_sleep(ctx, 20000);
+  return 0;
+}
+
 static int nap(gtask_ctx *ctx, const gtask_value *args, size_t n, void *ud) {
   (void)args, (void)n, (void)ud;
   gtask_ctx_sleep(ctx, 5000);
@@ -60,6 +67,7 @@ static void env_open(env *e) {
   ASSERT_OK(GTASK_REG(e->server, add));
   ASSERT_OK(gtask_server_reg(e->server, "boom", boom, NULL));
   ASSERT_OK(gtask_server_reg(e->server, "nap", nap, NULL));
+  ASSERT_OK(gtask_server_reg(e->server, "hold", hold, NULL));
   e->client = gtask_client_from_server(e->server);
 }
 
@@ -154,6 +162,25 @@ TEST_TIMEOUT(metrics_endpoint_and_promtool, 60) {
              5000);
   ASSERT_GE(count(body, "gtask_redis_errors_total"), 0);
   ASSERT_GE(count(body, "gtask_redis_reconnects_total"), 0);
+
+  /* A running task cancelled: counted as cancelled (with its run time), not
+   * failed. */
+  gtask_send_conf *hc = gtask_send_conf_new("hold");
+  ASSERT_NOT_NULL(hc);
+  char hid[GTASK_ID_SIZE];
+  ASSERT_OK(gtask_client_send(e.client, hc, NULL, 0, hid));
+  gtask_send_conf_free(hc);
+  WAIT_UNTIL(gt_http(port, "GET", "/metrics", NULL, body, sizeof(body)) == 200 &&
+                 count(body, "gtask_tasks_started_total" Q "hold\"}") == 1,
+             5000);
+  ASSERT_OK(gtask_client_cancel(e.client, hid, NULL));
+  WAIT_UNTIL(gt_http(port, "GET", "/metrics", NULL, body, sizeof(body)) == 200 &&
+                 count(body, "gtask_tasks_cancelled_total" Q "hold\"}") == 1,
+             5000);
+  ASSERT_EQ(count(body, "gtask_tasks_failed_total" Q "hold\"}"), 0);
+  ASSERT_EQ(count(body, "gtask_tasks_lease_lost_total" Q "hold\"}"), 0);
+  ASSERT_EQ(count(body, "gtask_task_run_seconds_count" Q "hold\"}"), 1);
+  ASSERT_EQ(count(body, "gtask_tasks_cancelled_total" Q "add\"}"), 0);
 
   /* promtool lints the exposition strictly. */
   FILE *f = fopen("metrics.txt", "w");

@@ -136,6 +136,14 @@ static long long redis_int(env *e, const char *fmt, const char *arg) {
   return v;
 }
 
+/* Runs a command (no arguments to interpolate) that must not fail. */
+static void r_cmd(env *e, const char *cmd) {
+  redisReply *r = redisCommand(e->rc, cmd);
+  ASSERT_NOT_NULL(r);
+  ASSERT_NE(r->type, REDIS_REPLY_ERROR);
+  freeReplyObject(r);
+}
+
 /* The task ids in queue's stream, in order; *n of them (a new array). */
 static char (*stream_ids(env *e, const char *queue, size_t *n))[GTASK_ID_SIZE] {
   redisReply *r = redisCommand(e->rc, "XRANGE gtask:{%s}:stream - +", queue);
@@ -267,12 +275,76 @@ TEST_TIMEOUT(sched_three_schedulers_kill9, 300) {
   env_stop(&e);
 }
 
-/* ---------------------------------------------------------------- in code, missed ticks */
-
 static void *run_sched(void *arg) {
   ASSERT_OK(gtask_scheduler_run(arg));
   return NULL;
 }
+
+/* `gtask cron add --unique done` and `--delay` (the send options a tick
+ * passes on), with a scheduler and no worker: the unique entry queues its
+ * first tick and skips the next ones while that task waits (counted in
+ * skipped); the delayed entry's ticks wait in the schedule, due an hour on. */
+TEST_TIMEOUT(sched_cli_unique_and_delay, 60) {
+  env e;
+  env_start(&e);
+  char out[4096];
+  ASSERT_EQ(RUN(out, "--queue", "uq", "cron", "add", "once", "@every 1s", "echo", "hi", "--unique",
+                "done"),
+            0);
+  ASSERT_EQ(RUN(out, "--queue", "dq", "cron", "add", "later", "@every 1s", "echo", "hi", "--delay",
+                "1h"),
+            0);
+  redisReply *r = redisCommand(e.rc, "HGET gtask:cron once");
+  ASSERT_NOT_NULL(r);
+  ASSERT_EQ(r->type, REDIS_REPLY_STRING);
+  ASSERT_STR_CONTAINS(r->str, "\"u\":\"done\"");
+  freeReplyObject(r);
+  r = redisCommand(e.rc, "HGET gtask:cron later");
+  ASSERT_NOT_NULL(r);
+  ASSERT_STR_CONTAINS(r->str, "\"d\":3600000");
+  freeReplyObject(r);
+  gtask_scheduler *s = gtask_scheduler_new(e.broker, e.backend);
+  ASSERT_NOT_NULL(s);
+  pthread_t th;
+  ASSERT_EQ(pthread_create(&th, NULL, run_sched, s), 0);
+  WAIT_UNTIL(redis_int(&e, "HGET %s skipped", "gtask:{uq}:cron:once") >= 2 &&
+                 redis_int(&e, "ZCARD %s", "gtask:{dq}:sched") >= 2,
+             15000);
+  gtask_scheduler_shutdown(s);
+  ASSERT_EQ(pthread_join(th, NULL), 0);
+  gtask_scheduler_free(s);
+  ASSERT_EQ(redis_int(&e, "XLEN %s", "gtask:{uq}:stream"), 1);
+  ASSERT_EQ(redis_int(&e, "XLEN %s", "gtask:{dq}:stream"), 0);
+  r = redisCommand(e.rc, "ZRANGE gtask:{dq}:sched 0 0 WITHSCORES");
+  ASSERT_NOT_NULL(r);
+  ASSERT_EQ(r->elements, 2);
+  ASSERT_GT(strtoll(r->element[1]->str, NULL, 10), gtask__now_ms() + 3500 * 1000);
+  freeReplyObject(r);
+  /* Once that task is final, the next tick is queued again. */
+  size_t n;
+  char(*ids)[GTASK_ID_SIZE] = stream_ids(&e, "uq", &n);
+  ASSERT_EQ(n, 1);
+  gtask_client *c = gtask_client_new(e.broker, e.backend);
+  ASSERT_OK(gtask_client_set_queue(c, "uq"));
+  ASSERT_OK(gtask_client_cancel(c, ids[0], NULL));
+  gtask_client_free(c);
+  ASSERT_EQ(redis_int(&e, "XLEN %s", "gtask:{uq}:stream"), 0);
+  s = gtask_scheduler_new(e.broker, e.backend);
+  ASSERT_NOT_NULL(s);
+  ASSERT_EQ(pthread_create(&th, NULL, run_sched, s), 0);
+  WAIT_UNTIL(redis_int(&e, "XLEN %s", "gtask:{uq}:stream") == 1, 15000);
+  gtask_scheduler_shutdown(s);
+  ASSERT_EQ(pthread_join(th, NULL), 0);
+  gtask_scheduler_free(s);
+  char(*again)[GTASK_ID_SIZE] = stream_ids(&e, "uq", &n);
+  ASSERT_EQ(n, 1);
+  ASSERT_STR_NE(again[0], ids[0]);
+  free(again);
+  free(ids);
+  env_stop(&e);
+}
+
+/* ---------------------------------------------------------------- in code, missed ticks */
 
 /* Entries declared in code, as after 30 s of downtime (their last tick set
  * back): "skip" records the missed ticks as done without queueing them,
@@ -434,6 +506,11 @@ TEST(sched_bad_input_stores_nothing) {
   ASSERT_EQ(RUN(out, "cron", "add", "x", "@daily", "add", "int8:300"), 2);
   ASSERT_EQ(RUN(out, "cron", "add", "x y", "@daily", "add"), 2);
   ASSERT_EQ(RUN(out, "cron", "add", "x", "@daily"), 2);
+  ASSERT_EQ(RUN(out, "cron", "add", "x", "@daily", "add", "--delay", "soon"), 2);
+  ASSERT_EQ(RUN(out, "cron", "add", "x", "@daily", "add", "--delay", "-1s"), 2);
+  ASSERT_EQ(RUN(out, "cron", "add", "x", "@daily", "add", "--unique", "0"), 2);
+  ASSERT_EQ(RUN(out, "cron", "add", "x", "@daily", "add", "--unique", "sometimes"), 2);
+  ASSERT_EQ(RUN(out, "cron", "next", "@daily", "--delay", "1s"), 2);
   ASSERT_EQ(redis_int(&e, "EXISTS %s", "gtask:cron"), 0);
   /* The in-memory broker keeps no schedules. */
   gtask_broker *mb = gtask_broker_memory_new();
@@ -471,7 +548,10 @@ TEST(sched_tick_message_keeps_send_options) {
   ASSERT_OK(gtask__sched_def_decode("opts", json, len, &back));
   char id[GTASK_ID_SIZE];
   gtask__cron_task_id("opts", 3600000, id);
-  ASSERT_OK(gtask__sched_body(&back, id, 5000, 60000, &body, &blen));
+  char ukey[65] = "x";
+  ASSERT_OK(gtask__sched_body(&back, id, 5000, 60000, &body, &blen, ukey));
+  ASSERT_STR_EQ(ukey, ""); /* no unique option */
+  ASSERT_STR_CONTAINS(json, "\"v\":1"); /* no delay or unique: version 1 */
   gtask_task *t;
   char why[128];
   ASSERT_OK(gtask__task_decode_in(body, blen, id, "default", &t, why, sizeof(why)));
@@ -490,8 +570,60 @@ TEST(sched_tick_message_keeps_send_options) {
   gtask__free(json);
   gtask__sched_def_clear(&back);
   gtask__sched_def_clear(&d);
+
+  /* cron add --delay 90s --unique done: version 2, d and u; the expiry
+   * counts from the due time, and the key is the content digest a unique
+   * send of the same task computes. */
+  ASSERT_OK(gtask_send_conf_set_delay(sc, 90000));
+  ASSERT_OK(gtask_send_conf_set_unique(sc, GTASK_UNIQUE_UNTIL_DONE));
+  ASSERT_OK(gtask__sched_def_make(&d, "opts", "@hourly", NULL, GTASK_MISSED_SKIP, sc, "default",
+                                  &v, 1, 1000));
+  ASSERT_OK(gtask__sched_def_encode(&d, &json, &len));
+  ASSERT_STR_CONTAINS(json, "\"v\":2");
+  ASSERT_STR_CONTAINS(json, "\"d\":90000");
+  ASSERT_STR_CONTAINS(json, "\"u\":\"done\"");
+  ASSERT_OK(gtask__sched_def_decode("opts", json, len, &back));
+  ASSERT_EQ(back.delay_ms, 90000);
+  ASSERT_EQ(back.unique_ms, GTASK_UNIQUE_UNTIL_DONE);
+  ASSERT_OK(gtask__sched_body(&back, id, 5000, 60000, &body, &blen, ukey));
+  char want[65];
+  ASSERT_OK(gtask__unique_digest("echo", &v, 1, want));
+  ASSERT_STR_EQ(ukey, want);
+  ASSERT_OK(gtask__task_decode_in(body, blen, id, "default", &t, why, sizeof(why)));
+  ASSERT_EQ(t->expires_ms, 5000 + 90000 + 60000);
+  gtask__task_free(t);
+  gtask__free(body);
+  gtask__free(json);
+  gtask__sched_def_clear(&back);
+  gtask__sched_def_clear(&d);
+  ASSERT_OK(gtask_send_conf_set_unique(sc, 30000));
+  ASSERT_OK(gtask__sched_def_make(&d, "opts", "@hourly", NULL, GTASK_MISSED_SKIP, sc, "default",
+                                  &v, 1, 1000));
+  ASSERT_OK(gtask__sched_def_encode(&d, &json, &len));
+  ASSERT_STR_CONTAINS(json, "\"u\":30000");
+  gtask__free(json);
+  gtask__sched_def_clear(&d);
+  /* Stored definitions with bad options are refused, not fired without them. */
+  static const char *const bad[] = {
+      "{\"v\":2,\"spec\":\"@hourly\",\"tz\":\"UTC\",\"q\":\"default\",\"n\":\"echo\","
+      "\"missed\":\"skip\",\"c\":1,\"m\":\"{}\",\"u\":\"sometimes\"}",
+      "{\"v\":2,\"spec\":\"@hourly\",\"tz\":\"UTC\",\"q\":\"default\",\"n\":\"echo\","
+      "\"missed\":\"skip\",\"c\":1,\"m\":\"{}\",\"d\":-5}",
+      "{\"v\":3,\"spec\":\"@hourly\",\"tz\":\"UTC\",\"q\":\"default\",\"n\":\"echo\","
+      "\"missed\":\"skip\",\"c\":1,\"m\":\"{}\"}"};
+  for (size_t k = 0; k < 3; k++)
+    ASSERT_ERR(gtask__sched_def_decode("opts", bad[k], strlen(bad[k]), &back), GTASK_EPROTO);
+  /* Each tick has its own id: a conf with an id is refused. */
+  ASSERT_OK(gtask_send_conf_set_id(sc, "0f8fad5b-d9cb-469f-a165-70867728950e"));
+  ASSERT_ERR(gtask__sched_def_make(&d, "opts", "@hourly", NULL, GTASK_MISSED_SKIP, sc, "default",
+                                   &v, 1, 1000),
+             GTASK_EINVAL);
+  ASSERT_STR_CONTAINS(gtask_last_error(), "id");
   gtask_send_conf_free(sc);
 }
+
+/* A task for gtask__cron_fire: id and body, due now, no unique key. */
+#define CRON_TASK(i, m) (&(gtask__cron_task){.id = (i), .body = (m), .len = strlen(m)})
 
 /* The script itself, at the wire level: a tick is done once; an older tick
  * after a newer one changes nothing; a skip marks without queueing; a state
@@ -500,12 +632,12 @@ TEST(sched_fire_script) {
   env e;
   env_start(&e);
   int64_t last;
-  ASSERT_EQ(gtask__cron_fire(e.broker, true, "w", "n", 5000, true, "id-5", "m5", 2, &last), 1);
+  ASSERT_EQ(gtask__cron_fire(e.broker, true, "w", "n", 5000, CRON_TASK("id-5", "m5"), &last), 1);
   ASSERT_EQ(last, 5000);
-  ASSERT_EQ(gtask__cron_fire(e.broker, true, "w", "n", 5000, true, "id-5", "m5", 2, &last), 0);
-  ASSERT_EQ(gtask__cron_fire(e.broker, true, "w", "n", 4000, true, "id-4", "m4", 2, &last), 0);
+  ASSERT_EQ(gtask__cron_fire(e.broker, true, "w", "n", 5000, CRON_TASK("id-5", "m5"), &last), 0);
+  ASSERT_EQ(gtask__cron_fire(e.broker, true, "w", "n", 4000, CRON_TASK("id-4", "m4"), &last), 0);
   ASSERT_EQ(last, 5000);
-  ASSERT_EQ(gtask__cron_fire(e.broker, true, "w", "n", 9000, false, NULL, NULL, 0, &last), 1);
+  ASSERT_EQ(gtask__cron_fire(e.broker, true, "w", "n", 9000, NULL, &last), 1);
   ASSERT_EQ(last, 9000);
   ASSERT_EQ(redis_int(&e, "XLEN %s", "gtask:{w}:stream"), 1);
   ASSERT_EQ(redis_int(&e, "SISMEMBER gtask:{w}:pending %s", "id-5"), 1);
@@ -513,14 +645,67 @@ TEST(sched_fire_script) {
   ASSERT_EQ(redis_int(&e, "HGET %s at", "gtask:{w}:cron:n") > 0, 1);
   redisReply *r = redisCommand(e.rc, "SET gtask:{w}:cron:bad x");
   freeReplyObject(r);
-  ASSERT_ERR(gtask__cron_fire(e.broker, true, "w", "bad", 1000, true, "id-1", "m", 1, &last),
+  ASSERT_ERR(gtask__cron_fire(e.broker, true, "w", "bad", 1000, CRON_TASK("id-1", "m"), &last),
              GTASK_EREDIS);
   r = redisCommand(e.rc, "SET gtask:{v}:stream x");
   freeReplyObject(r);
-  ASSERT_ERR(gtask__cron_fire(e.broker, true, "v", "n", 1000, true, "id-1", "m", 1, &last),
+  ASSERT_ERR(gtask__cron_fire(e.broker, true, "v", "n", 1000, CRON_TASK("id-1", "m"), &last),
              GTASK_EREDIS);
   ASSERT_EQ(redis_int(&e, "EXISTS %s", "gtask:{v}:cron:n"), 0);
   ASSERT_EQ(redis_int(&e, "EXISTS %s", "gtask:{v}:pending"), 0);
   ASSERT_EQ(redis_int(&e, "XLEN %s", "gtask:{w}:stream"), 1);
+  env_stop(&e);
+}
+
+/* The send options a tick passes on (cron add --delay, --unique), at the
+ * wire level: a delayed tick goes to the schedule; a unique key held (for
+ * its TTL, or until its task is final) marks the tick done unqueued, counted
+ * as skipped; a unique key of the wrong type changes nothing. */
+TEST(sched_fire_script_delay_and_unique) {
+  env e;
+  env_start(&e);
+  int64_t last, later = gtask__now_ms() + 60000;
+  gtask__cron_task t = {.id = "id-a", .body = "ma", .len = 2, .due_ms = later};
+  ASSERT_EQ(gtask__cron_fire(e.broker, true, "w", "d", 1000, &t, &last), 1);
+  ASSERT_EQ(redis_int(&e, "XLEN %s", "gtask:{w}:stream"), 0);
+  ASSERT_EQ(redis_int(&e, "ZSCORE gtask:{w}:sched %s", "id-ama"), later);
+  ASSERT_EQ(redis_int(&e, "SISMEMBER gtask:{w}:pending %s", "id-a"), 1);
+
+  /* A TTL key: held for its TTL, whatever the task's state. */
+  gtask__cron_task u = {.id = "id-b", .body = "mb", .len = 2, .ukey = "k1", .unique_ms = 60000};
+  ASSERT_EQ(gtask__cron_fire(e.broker, true, "w", "u", 1000, &u, &last), 1);
+  ASSERT_EQ(redis_int(&e, "PTTL %s", "gtask:{w}:u:k1") > 50000, 1);
+  u.id = "id-c";
+  ASSERT_EQ(gtask__cron_fire(e.broker, true, "w", "u", 2000, &u, &last), 2);
+  ASSERT_EQ(last, 2000); /* done, not queued */
+  ASSERT_EQ(redis_int(&e, "XLEN %s", "gtask:{w}:stream"), 1);
+  ASSERT_EQ(redis_int(&e, "HGET %s skipped", "gtask:{w}:cron:u"), 1);
+  ASSERT_EQ(redis_int(&e, "SISMEMBER gtask:{w}:pending %s", "id-c"), 0);
+
+  /* Until done: held while the holder is pending or started, free once its
+   * final state exists (the holder is read as a task id: UUIDs here). */
+  gtask__cron_task d = {.id = "00000000-0000-4000-8000-00000000000d", .body = "md", .len = 2, .ukey = "k2",
+                        .unique_ms = GTASK_UNIQUE_UNTIL_DONE};
+  ASSERT_EQ(gtask__cron_fire(e.broker, true, "w", "x", 1000, &d, &last), 1);
+  d.id = "00000000-0000-4000-8000-00000000000e";
+  ASSERT_EQ(gtask__cron_fire(e.broker, true, "w", "x", 2000, &d, &last), 2);
+  r_cmd(&e, "SREM gtask:{w}:pending 00000000-0000-4000-8000-00000000000d");
+  r_cmd(&e, "HSET gtask:{w}:t:00000000-0000-4000-8000-00000000000d s STARTED");
+  d.id = "00000000-0000-4000-8000-00000000000f";
+  ASSERT_EQ(gtask__cron_fire(e.broker, true, "w", "x", 3000, &d, &last), 2);
+  r_cmd(&e, "RPUSH gtask:{w}:n:00000000-0000-4000-8000-00000000000d done");
+  d.id = "00000000-0000-4000-8000-000000000010";
+  ASSERT_EQ(gtask__cron_fire(e.broker, true, "w", "x", 4000, &d, &last), 1);
+  ASSERT_EQ(redis_int(&e, "SISMEMBER gtask:{w}:pending %s", "00000000-0000-4000-8000-000000000010"), 1);
+  ASSERT_EQ(redis_int(&e, "HGET %s skipped", "gtask:{w}:cron:x"), 2);
+  ASSERT_EQ(redis_int(&e, "XLEN %s", "gtask:{w}:stream"), 3);
+
+  /* A unique key of the wrong type: an error, nothing changed. */
+  r_cmd(&e, "HSET gtask:{w}:u:k3 a b");
+  gtask__cron_task bad = {.id = "id-h", .body = "mh", .len = 2, .ukey = "k3", .unique_ms = 5000};
+  ASSERT_ERR(gtask__cron_fire(e.broker, true, "w", "y", 1000, &bad, &last), GTASK_EREDIS);
+  ASSERT_EQ(redis_int(&e, "EXISTS %s", "gtask:{w}:cron:y"), 0);
+  ASSERT_EQ(redis_int(&e, "XLEN %s", "gtask:{w}:stream"), 3);
+  ASSERT_EQ(redis_int(&e, "SISMEMBER gtask:{w}:pending %s", "id-h"), 0);
   env_stop(&e);
 }

@@ -125,6 +125,7 @@ class Stats:
     dead: int
     succeeded: int
     failed: int
+    cancelled: int = 0  # tasks cancelled in the queue (cancel.lua counts them)
 
 
 @dataclass
@@ -1156,7 +1157,8 @@ class Client:
                                     "separate servers (it needs them in one)")
         q, br = self._queue, self._broker
         keys = [self._key(q, "stream"), self._key(q, "sched"), self._key(q, "pending"),
-                self._key(q, "t", task_id), self._key(q, "n", task_id)]
+                self._key(q, "t", task_id), self._key(q, "n", task_id),
+                self._key(q, "stats")]  # counted in `cancelled`, as the C library does
         for round_ in range(CANCEL_ROUNDS):
             member = self._find_member(q, "sched", task_id, SCAN_COUNT)
             eid = b""
@@ -1280,7 +1282,7 @@ class Client:
         r = self._broker.pipeline([
             ("XLEN", stream), ("XPENDING", stream, GROUP), ("ZCARD", self._key(q, "sched")),
             ("HLEN", self._key(q, "dead")),
-            ("HMGET", self._key(q, "stats"), "succeeded", "failed")] + levels, key=stream)
+            ("HMGET", self._key(q, "stats"), "succeeded", "failed", "cancelled")] + levels, key=stream)
 
         def num(x: Any) -> int:
             if isinstance(x, int):
@@ -1293,9 +1295,10 @@ class Client:
             return 0
         length = sum(num(r[k]) for k in range(5, len(r), 2)) + num(r[0])
         active = sum(num(x[0]) for x in [r[1]] + r[6::2] if isinstance(x, list) and x)
-        fields = r[4] if isinstance(r[4], list) and len(r[4]) == 2 else [None, None]
+        fields = r[4] if isinstance(r[4], list) and len(r[4]) == 3 else [None, None, None]
         return Stats(pending=max(0, length - active), active=active, scheduled=num(r[2]),
-                     dead=num(r[3]), succeeded=num(fields[0]), failed=num(fields[1]))
+                     dead=num(r[3]), succeeded=num(fields[0]), failed=num(fields[1]),
+                     cancelled=num(fields[2]))
 
     def _dead_read(self, task_id: Optional[str]) -> List[Tuple[str, bytes]]:
         """The dead set's (id, body) pairs, sorted by id: HSCAN until the cursor is

@@ -210,6 +210,8 @@ def test_cancel_queued_and_delayed(redis_server, client):
     d = client.send("add", 3, 4)
     assert run_cli(redis_server.url, "cancel", d).returncode == 0
     assert client.status(d) == gtask.Status.CANCELLED
+    # every cancel that changed something is counted, here and by the CLI
+    assert client.stats().cancelled == 4
 
 
 def test_cancel_running_and_progress(redis_server, worker, client):

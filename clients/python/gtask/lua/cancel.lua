@@ -1,7 +1,8 @@
 -- cancel.lua: cancel a task (issue 18): its final state CANCELLED, and its
 -- message out of the queue or the schedule unless a worker holds it.
 -- KEYS[1] stream  KEYS[2] sched  KEYS[3] pending set  KEYS[4] state hash t:<id>
--- KEYS[5] notify list n:<id>
+-- KEYS[5] notify list n:<id>  KEYS[6] the queue's stats hash (optional: a
+-- caller that passes it has the cancel counted in its field `cancelled`)
 -- ARGV[1] group  ARGV[2] task id  ARGV[3] the result record (status CANCELLED)
 -- ARGV[4] state ttl ms  ARGV[5] the stream entry id the caller found for the
 -- task, or ""  ARGV[6] the schedule member it found (id followed by the
@@ -38,7 +39,9 @@ elseif ARGV[5] ~= '' then
   end
 end
 if not remove and not held and ARGV[7] ~= '1' then return 3 end
--- The writes.
+-- The writes.  The count first: it is the one write that can fail (a stats
+-- key or field of the wrong kind), and then nothing is written.
+if KEYS[6] then redis.call('HINCRBY', KEYS[6], 'cancelled', 1) end
 redis.call('RPUSH', KEYS[5], ARGV[3])
 redis.call('PEXPIRE', KEYS[5], ARGV[4])
 redis.call('DEL', KEYS[4])
