@@ -134,7 +134,7 @@ static int rk_progress_get(void *impl, const char *queue, const char *id, char *
   if (rc) return rc;
   char tkey[GTASK__KEY_MAX];
   size_t tlen = gtask__redis_key(b->r, tkey, sizeof(tkey), queue, "t", id);
-  redisReply *rep = gtask__conn_command(c, "HGET %b p", tkey, tlen);
+  redisReply *rep = gtask__redis_command(c, "HGET %b p", tkey, tlen);
   if (!rep) {
     gtask__set_error("redis %s: HGET: %s", b->r->conf->describe, c->errstr);
     rc = GTASK_ECONN;
@@ -296,7 +296,7 @@ static int final_record(gtask__redis_backend *b, gtask__conn *c, const char *que
   int rc = 0;
   char nkey[GTASK__KEY_MAX];
   size_t nlen = gtask__redis_key(b->r, nkey, sizeof(nkey), queue, "n", id);
-  redisReply *rep = gtask__conn_command(c, "LINDEX %b 0", nkey, nlen);
+  redisReply *rep = gtask__redis_command(c, "LINDEX %b 0", nkey, nlen);
   if (!rep) {
     gtask__set_error("redis %s: LINDEX: %s", b->r->conf->describe, c->errstr);
     return GTASK_ECONN;

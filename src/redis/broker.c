@@ -261,7 +261,7 @@ static consumer_conn *find_consumer(redis_broker *b, const char *name, bool crea
 static int create_groups(redis_broker *b, gtask__conn *c, char (*keys)[GTASK__KEY_MAX], size_t nk) {
   for (size_t i = 0; i < nk; i++) {
     const char *key = keys[i];
-    redisReply *rep = gtask__conn_command(c, "XGROUP CREATE %s %s 0 MKSTREAM", key, GTASK__GROUP);
+    redisReply *rep = gtask__redis_command(c, "XGROUP CREATE %s %s 0 MKSTREAM", key, GTASK__GROUP);
     if (!rep) {
       gtask__set_error("redis %s: %s", b->r->conf->describe, c->errstr);
       return GTASK_ECONN;
@@ -624,6 +624,9 @@ static int rb_lease(void *impl, const char *consumer, const char *const *queues,
                     size_t max, int64_t wait_ms, gtask_msg **out, size_t *n) {
   gtask__sigpipe_enter();
   int rc = lease(impl, consumer, queues, nq, max, wait_ms, out, n);
+  for (int k = 0;
+       rc == GTASK_ECONN && *n == 0 && gtask__redis_lease_moved(((redis_broker *)impl)->r, k); k++)
+    rc = lease(impl, consumer, queues, nq, max, wait_ms, out, n); /* on the slot's new node */
   gtask__sigpipe_leave(true);
   return rc;
 }
@@ -1701,7 +1704,7 @@ static int rb_dead_list(void *impl, const char *queue, const char *id, gtask_msg
   size_t nv = 0, cap = 0;
   /* HSCAN, not HGETALL: a large dead set does not block the server. */
   do {
-    redisReply *rep = gtask__conn_command(c, "HSCAN %s %s COUNT 500", key, cursor);
+    redisReply *rep = gtask__redis_command(c, "HSCAN %s %s COUNT 500", key, cursor);
     if ((rc = scan_page(b, c, "HSCAN", key, rep, cursor, sizeof(cursor))) != 0) break;
     const redisReply *kv = rep->element[1];
     for (size_t k = 0; k + 1 < kv->elements && rc == 0; k += 2) {
@@ -1817,7 +1820,7 @@ static int rb_failed_list(void *impl, const char *queue, const char *id, gtask_m
   gtask_msg **v = NULL;
   size_t nv = 0, cap = 0;
   do {
-    redisReply *rep = gtask__conn_command(c, "ZSCAN %s %s MATCH %s COUNT 500", key, cursor, match);
+    redisReply *rep = gtask__redis_command(c, "ZSCAN %s %s MATCH %s COUNT 500", key, cursor, match);
     if ((rc = scan_page(b, c, "ZSCAN", key, rep, cursor, sizeof(cursor))) != 0) break;
     const redisReply *kv = rep->element[1];
     for (size_t k = 0; k + 1 < kv->elements && rc == 0; k += 2) {

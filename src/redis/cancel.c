@@ -41,7 +41,7 @@ static int find_member(gtask__redis *r, gtask__conn *c, const char *queue, const
   char kz[GTASK__KEY_MAX];
   gtask__redis_key(r, kz, sizeof(kz), queue, "sched", NULL);
   for (char cur[32] = "0";;) {
-    redisReply *rep = gtask__conn_command(c, "ZSCAN %s %s MATCH %s* COUNT 1000", kz, cur, id);
+    redisReply *rep = gtask__redis_command(c, "ZSCAN %s %s MATCH %s* COUNT 1000", kz, cur, id);
     if (!rep) return conn_fail(r, c, "ZSCAN");
     if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 || rep->element[0]->type != REDIS_REPLY_STRING) {
       int rc = reply_fail(r, rep, "ZSCAN");
@@ -69,7 +69,7 @@ static int find_entry(gtask__redis *r, gtask__conn *c, const char *ks, const cha
   char start[70] = "-";
   size_t idlen = strlen(id);
   for (;;) {
-    redisReply *rng = gtask__conn_command(c, "XRANGE %s %s + COUNT 1000", ks, start);
+    redisReply *rng = gtask__redis_command(c, "XRANGE %s %s + COUNT 1000", ks, start);
     if (!rng) return conn_fail(r, c, "XRANGE");
     if (rng->type != REDIS_REPLY_ARRAY) {
       int rc = reply_fail(r, rng, "XRANGE");

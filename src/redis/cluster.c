@@ -20,8 +20,21 @@
  * of times.  None of them ran the command, so none of these retries can apply
  * it twice.
  *
- * Pools are never removed while the handle lives (connections point to their
- * pool): a node that left keeps an empty pool that no slot leads to.
+ * The map is also read again when it is older than gtask__cluster_max_age_ms
+ * (15 s), so that an idle worker or client whose slots moved (a reshard, a
+ * failover it has not met yet) sends its next command straight to the right
+ * node.  One caller reads it (the first to find it old or stale); the others
+ * go on with the map they have, and nobody waits on a mutex for it.  A MOVED
+ * read on any path -- also a pipeline's, or a plain command's -- corrects the
+ * slot it names at once (gtask__cluster_moved, from gtask__redis_put).
+ *
+ * A node that is no longer a master in a map just read (it was removed, or
+ * is a replica now) and is not a seed is retired: its idle connections are
+ * closed, and its pool is freed once none of its connections lives (each
+ * counts itself in the pool's `live`: a borrowed connection, a worker's lease
+ * connection) and it has been retired for a max age -- time for a caller
+ * that routed to it before the map changed to take its connection.  A
+ * retired node named again (a new map, a redirection) comes back.
  * Invariant: the cluster mutex is never held while calling into a node. */
 #include "internal.h"
 
@@ -35,10 +48,16 @@
 #define REFRESH_EVERY_MS 100 /* at most one map refresh a stale map asks for, per this */
 #define MAX_NODES 1024
 
+atomic_llong gtask__cluster_max_age_ms = 15000;
+atomic_ulong gtask__cluster_nodes_freed;
+
 struct gtask__cluster {
   pthread_mutex_t mu;
   gtask__redis **nodes; /* every node heard of (seeds, masters, redirection targets) */
   size_t nnodes;
+  gtask__redis **retired; /* nodes out of the map, to free once unused */
+  int64_t *retired_ms;    /* since when each is (mono) */
+  size_t nretired;
   gtask__redis *slot[NSLOTS]; /* the master of each slot, or NULL: unknown */
   bool stale;                 /* the map needs reading again */
   bool refreshing;            /* a thread reads it now */
@@ -81,16 +100,81 @@ static gtask__redis *node_at(gtask__redis *r, const char *host, int port) {
     if (cl->nodes[k]->conf->port == port && strcasecmp(cl->nodes[k]->conf->host, host) == 0)
       return cl->nodes[k];
   if (cl->nnodes == MAX_NODES) return NULL;
-  gtask__redis *n;
-  if (gtask__redis_node_new(r, host, port, &n) != 0) return NULL;
   gtask__redis **v = gtask__realloc(cl->nodes, (cl->nnodes + 1) * sizeof(*v));
-  if (!v) {
-    gtask__redis_free(n);
-    return NULL;
-  }
+  if (!v) return NULL;
   cl->nodes = v;
+  gtask__redis *n = NULL;
+  for (size_t k = 0; k < cl->nretired && !n; k++) /* back from retirement */
+    if (cl->retired[k]->conf->port == port && strcasecmp(cl->retired[k]->conf->host, host) == 0) {
+      n = cl->retired[k];
+      cl->retired[k] = cl->retired[cl->nretired - 1];
+      cl->retired_ms[k] = cl->retired_ms[--cl->nretired];
+    }
+  if (!n && gtask__redis_node_new(r, host, port, &n) != 0) return NULL;
   cl->nodes[cl->nnodes++] = n;
   return n;
+}
+
+/* True if n is one of the conf's seed nodes (never retired: they are how the
+ * map is found again if every master moves). */
+static bool is_seed(const gtask__redis *r, const gtask__redis *n) {
+  for (int k = 0; k < r->conf->nseeds; k++)
+    if (n->conf->port == r->conf->seed_port[k] &&
+        strcasecmp(n->conf->host, r->conf->seed_host[k]) == 0)
+      return true;
+  return false;
+}
+
+/* Moves the nodes that are in no slot of the map (and not seeds) from
+ * cl->nodes to cl->retired (under cl->mu).  Out of memory: they stay. */
+static void retire_unmapped(gtask__redis *r, int64_t now) {
+  gtask__cluster *cl = r->cluster;
+  for (size_t k = 0; k < cl->nnodes;) {
+    gtask__redis *n = cl->nodes[k];
+    bool mapped = false;
+    for (size_t s = 0; s < NSLOTS && !mapped; s++) mapped = cl->slot[s] == n;
+    if (mapped || is_seed(r, n)) {
+      k++;
+      continue;
+    }
+    gtask__redis **v = gtask__realloc(cl->retired, (cl->nretired + 1) * sizeof(*v));
+    if (v) cl->retired = v;
+    int64_t *t = v ? gtask__realloc(cl->retired_ms, (cl->nretired + 1) * sizeof(*t)) : NULL;
+    if (!t) return;
+    cl->retired_ms = t;
+    cl->retired[cl->nretired] = n;
+    cl->retired_ms[cl->nretired++] = now;
+    cl->nodes[k] = cl->nodes[--cl->nnodes];
+  }
+}
+
+/* Closes the idle connections of the retired nodes, and frees those retired
+ * for a max age with no connection alive.  Called without cl->mu. */
+static void reap_retired(gtask__redis *r) {
+  gtask__cluster *cl = r->cluster;
+  int64_t grace = atomic_load(&gtask__cluster_max_age_ms);
+  for (size_t k = 0;; k++) {
+    pthread_mutex_lock(&cl->mu);
+    gtask__redis *n = k < cl->nretired ? cl->retired[k] : NULL;
+    bool old = n && gtask__mono_ms() - cl->retired_ms[k] >= grace;
+    pthread_mutex_unlock(&cl->mu);
+    if (!n) return;
+    gtask__redis_close_idle(n);
+    if (!old || atomic_load_explicit(&n->live, memory_order_acquire) != 0) continue;
+    pthread_mutex_lock(&cl->mu);
+    bool still = k < cl->nretired && cl->retired[k] == n; /* not revived meanwhile */
+    if (still) {
+      cl->retired[k] = cl->retired[cl->nretired - 1];
+      cl->retired_ms[k] = cl->retired_ms[--cl->nretired];
+    }
+    pthread_mutex_unlock(&cl->mu);
+    if (!still) continue;
+    gtask__log(GTASK_LOG_INFO, "redis %s: no longer in the slot map: its pool is freed",
+               n->conf->describe);
+    gtask__redis_free(n);
+    atomic_fetch_add(&gtask__cluster_nodes_freed, 1);
+    k--; /* the last one took its place */
+  }
 }
 
 /* One slot range of a map being read. */
@@ -275,15 +359,52 @@ static int refresh(gtask__redis *r) {
     if (rc == 0) {
       memcpy(cl->slot, slot, sizeof(slot));
       cl->stale = false;
+      retire_unmapped(r, gtask__mono_ms());
     }
   }
   cl->refreshed_ms = gtask__mono_ms();
   pthread_mutex_unlock(&cl->mu);
   gtask__free(rs.v);
+  if (rc == 0) reap_retired(r);
   return rc;
 }
 
 /* ---------------------------------------------------------------- routing */
+
+/* Reads the map as the one caller that does (cl->refreshing set by the
+ * caller; cleared here).  A refresh that fails keeps the old map: it is
+ * logged, and the caller's error detail is kept. */
+static void refresh_once(gtask__redis *r) {
+  gtask__cluster *cl = r->cluster;
+  char why[512];
+  gtask__fmt(why, sizeof(why), "%s", gtask_last_error());
+  if (refresh(r) != 0)
+    gtask__log(GTASK_LOG_WARN, "redis %s: cannot read the slot map: %s", r->conf->describe,
+               gtask_last_error());
+  gtask__set_error("%s", why);
+  pthread_mutex_lock(&cl->mu);
+  cl->refreshing = false;
+  pthread_mutex_unlock(&cl->mu);
+}
+
+void gtask__cluster_refresh_now(gtask__redis *r) {
+  gtask__cluster *cl = r ? r->cluster : NULL;
+  if (!cl) return;
+  /* Another caller's read, under way: wait for it (it started after the
+   * change we met, or at worst just before: then MOVED corrects the slot). */
+  int64_t give_up = gtask__mono_ms() + r->conf->timeout_ms;
+  for (;;) {
+    pthread_mutex_lock(&cl->mu);
+    bool busy = cl->refreshing;
+    if (!busy) cl->refreshing = true;
+    pthread_mutex_unlock(&cl->mu);
+    if (!busy) break;
+    if (gtask__mono_ms() >= give_up) return;
+    struct timespec ts = {0, 1000000L};
+    nanosleep(&ts, NULL);
+  }
+  refresh_once(r);
+}
 
 void gtask__cluster_stale(gtask__redis *r) {
   if (!r || !r->cluster) return;
@@ -297,21 +418,12 @@ gtask__redis *gtask__redis_route(gtask__redis *r, const char *key, size_t len) {
   if (!cl) return r;
   unsigned s = gtask__key_slot(key, len);
   pthread_mutex_lock(&cl->mu);
-  bool refresh_now = (cl->stale || !cl->slot[s]) && !cl->refreshing &&
-                     gtask__mono_ms() - cl->refreshed_ms >= REFRESH_EVERY_MS;
+  int64_t age = gtask__mono_ms() - cl->refreshed_ms;
+  bool refresh_now = !cl->refreshing && (((cl->stale || !cl->slot[s]) && age >= REFRESH_EVERY_MS) ||
+                                         age >= atomic_load(&gtask__cluster_max_age_ms));
   if (refresh_now) cl->refreshing = true;
   pthread_mutex_unlock(&cl->mu);
-  if (refresh_now) {
-    char why[512]; /* a refresh that fails keeps the old map; its detail is not the caller's */
-    gtask__fmt(why, sizeof(why), "%s", gtask_last_error());
-    if (refresh(r) != 0)
-      gtask__log(GTASK_LOG_WARN, "redis %s: cannot read the slot map: %s", r->conf->describe,
-                 gtask_last_error());
-    gtask__set_error("%s", why);
-    pthread_mutex_lock(&cl->mu);
-    cl->refreshing = false;
-    pthread_mutex_unlock(&cl->mu);
-  }
+  if (refresh_now) refresh_once(r);
   pthread_mutex_lock(&cl->mu);
   gtask__redis *n = cl->slot[s];
   if (!n) n = cl->nodes[0]; /* a slot without a master: its CLUSTERDOWN will say so */
@@ -371,7 +483,53 @@ static bool parse_redirect(const char *s, long *slot, char *host, size_t hsize, 
   return true;
 }
 
+/* The pool of host:port (made if new); with moved, also the master of slot
+ * now, the rest of the map to be read again. */
+static gtask__redis *moved_to(gtask__redis *r, long slot, const char *host, int port, bool moved) {
+  pthread_mutex_lock(&r->cluster->mu);
+  gtask__redis *t = node_at(r, host, port);
+  if (t && moved) {
+    r->cluster->slot[slot] = t;
+    r->cluster->stale = true; /* more slots may have moved with it */
+  }
+  pthread_mutex_unlock(&r->cluster->mu);
+  return t;
+}
+
+void gtask__cluster_moved(gtask__redis *n, const char *err) {
+  long slot;
+  char host[256];
+  int port;
+  if (!n || !n->parent || strncmp(err, "MOVED ", 6) != 0 ||
+      !parse_redirect(err + 6, &slot, host, sizeof(host), &port)) {
+    gtask__cluster_stale(n ? n->parent : NULL);
+    return;
+  }
+  moved_to(n->parent, slot, host, port, true);
+}
+
+bool gtask__redis_lease_moved(gtask__redis *r, int attempt) {
+  if (!r->cluster || attempt >= 8) return false;
+  const char *e = gtask_last_error();
+  bool moved = strstr(e, ": MOVED ") != NULL, asked = strstr(e, ": ASK ") != NULL;
+  bool gone = strstr(e, "UNBLOCKED") && strstr(e, "no longer exists");
+  if (!moved && !asked && !gone) return false;
+  if (asked) {
+    /* The stream is on the importing node, the slot still the old master's
+     * until the move's last step (SETSLOT NODE): usually moments. */
+    if (attempt > 5) return false;
+    int64_t ms = 5LL << attempt;
+    struct timespec ts = {0, (long)ms * 1000000L};
+    nanosleep(&ts, NULL);
+    gtask__cluster_stale(r);
+  }
+  if (gone) gtask__cluster_refresh_now(r);
+  atomic_fetch_add_explicit(&gtask__cluster_lease_moves, 1, memory_order_relaxed);
+  return true;
+}
+
 atomic_ulong gtask__cluster_followed[4];
+atomic_ulong gtask__cluster_lease_moves;
 
 int gtask__cluster_redirect(gtask__redis *n, const char *err, int hop, gtask__redis **to,
                             bool *ask) {
@@ -385,13 +543,7 @@ int gtask__cluster_redirect(gtask__redis *n, const char *err, int hop, gtask__re
     char host[256];
     int port;
     if (!parse_redirect(err + (moved ? 6 : 4), &slot, host, sizeof(host), &port)) return -1;
-    pthread_mutex_lock(&r->cluster->mu);
-    gtask__redis *t = node_at(r, host, port);
-    if (t && moved) {
-      r->cluster->slot[slot] = t;
-      r->cluster->stale = true; /* more slots may have moved with it */
-    }
-    pthread_mutex_unlock(&r->cluster->mu);
+    gtask__redis *t = moved_to(r, slot, host, port, moved);
     if (!t) return -1;
     *to = t;
     *ask = asked;
@@ -446,7 +598,10 @@ int gtask__cluster_new(gtask__redis *r) {
 void gtask__cluster_free(gtask__cluster *cl) {
   if (!cl) return;
   for (size_t k = 0; k < cl->nnodes; k++) gtask__redis_free(cl->nodes[k]);
+  for (size_t k = 0; k < cl->nretired; k++) gtask__redis_free(cl->retired[k]);
   gtask__free(cl->nodes);
+  gtask__free(cl->retired);
+  gtask__free(cl->retired_ms);
   pthread_mutex_destroy(&cl->mu);
   gtask__free(cl);
 }

@@ -250,6 +250,7 @@ void gtask__conn_free(gtask__conn *c) {
   if (c->fd >= 0) close(c->fd);
   if (c->reader) redisReaderFree(c->reader);
   gtask__free(c->obuf);
+  if (c->live) atomic_fetch_sub_explicit(c->live, 1, memory_order_release);
   gtask__free(c);
 }
 
@@ -403,15 +404,21 @@ static int read_some(gtask__conn *c) {
   return -1;
 }
 
+/* Hands reply r out, noting a MOVED (see gtask__conn.moved). */
+static int got_reply(gtask__conn *c, redisReply *r, redisReply **reply) {
+  if (r->type == REDIS_REPLY_ERROR && r->len > 6 && r->len < sizeof(c->moved) &&
+      memcmp(r->str, "MOVED ", 6) == 0)
+    memcpy(c->moved, r->str, r->len + 1);
+  *reply = r;
+  return REDIS_OK;
+}
+
 int gtask__conn_get_reply(gtask__conn *c, redisReply **reply) {
   *reply = NULL;
   if (c->err) return REDIS_ERR;
   void *r = NULL;
   if (redisReaderGetReply(c->reader, &r) != REDIS_OK) goto protocol;
-  if (r) {
-    *reply = r;
-    return REDIS_OK;
-  }
+  if (r) return got_reply(c, r, reply);
   if (flush(c) != REDIS_OK) return REDIS_ERR;
   for (;;) {
     int got = read_some(c);
@@ -421,10 +428,7 @@ int gtask__conn_get_reply(gtask__conn *c, redisReply **reply) {
       return REDIS_ERR;
     }
     if (redisReaderGetReply(c->reader, &r) != REDIS_OK) goto protocol;
-    if (r) {
-      *reply = r;
-      return REDIS_OK;
-    }
+    if (r) return got_reply(c, r, reply);
   }
 protocol:
   set_err(c, REDIS_ERR_PROTOCOL, "protocol error: %s", c->reader->errstr);

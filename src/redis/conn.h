@@ -23,6 +23,7 @@
 
 #include <hiredis/hiredis.h>
 #include <openssl/ssl.h>
+#include <stdatomic.h>
 
 typedef struct gtask__conn {
   int err;          /* 0, or REDIS_ERR_*: the connection is unusable */
@@ -35,6 +36,12 @@ typedef struct gtask__conn {
   int64_t timeout_ms;       /* bound of each command (write + read); 0: none */
   unsigned gen;             /* the pool's master generation when it connected (Sentinel) */
   void *owner;              /* the pool (gtask__redis) it belongs to, or NULL */
+  atomic_int *live;         /* the owner's count of its live connections, or NULL:
+                               decremented when c is freed (a cluster node's pool
+                               that left the map is freed only at 0) */
+  char moved[96];           /* the last "MOVED slot host:port" error reply read on c,
+                               or "": the pool corrects the slot map from it when c
+                               comes back, whichever call path read it */
 } gtask__conn;
 
 /* Where and how to connect. */

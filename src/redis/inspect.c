@@ -76,11 +76,12 @@ int gtask__redis_worker_put(gtask__redis *r, const char *consumer, const char *r
   gtask__conn *c = NULL;
   int rc = use_key(r, rkey, &c);
   if (rc == 0)
-    rc = until_ms ? simple(r, c,
-                           gtask__conn_command(c, "SET %s %b PX %lld", rkey, record, len,
-                                               (long long)(until_ms - now > 1 ? until_ms - now : 1)),
-                           "SET")
-                  : simple(r, c, gtask__conn_command(c, "DEL %s", rkey), "DEL");
+    rc = until_ms
+             ? simple(r, c,
+                      gtask__redis_command(c, "SET %s %b PX %lld", rkey, record, len,
+                                           (long long)(until_ms - now > 1 ? until_ms - now : 1)),
+                      "SET")
+             : simple(r, c, gtask__redis_command(c, "DEL %s", rkey), "DEL");
   if (rc == 0) rc = use_key(r, zkey, &c);
   if (rc == 0 && until_ms) {
     gtask__conn_appendf(c, "ZADD %s %lld %s", zkey, (long long)until_ms, consumer);
@@ -92,7 +93,7 @@ int gtask__redis_worker_put(gtask__redis *r, const char *consumer, const char *r
     for (size_t k = 0; k < 2; k++)
       if (reps[k]) freeReplyObject(reps[k]);
   } else if (rc == 0) {
-    rc = simple(r, c, gtask__conn_command(c, "ZREM %s %s", zkey, consumer), "ZREM");
+    rc = simple(r, c, gtask__redis_command(c, "ZREM %s %s", zkey, consumer), "ZREM");
   }
   gtask__redis_put(r, c);
   return rc;
@@ -106,8 +107,8 @@ int gtask__redis_worker_list(gtask__redis *r, char ***out, size_t *n) {
   gtask__conn *c = NULL;
   int rc = use_key(r, zkey, &c);
   if (rc) return rc;
-  redisReply *names = gtask__conn_command(c, "ZRANGEBYSCORE %s (%lld +inf", zkey,
-                                          (long long)gtask__now_ms());
+  redisReply *names = gtask__redis_command(c, "ZRANGEBYSCORE %s (%lld +inf", zkey,
+                                           (long long)gtask__now_ms());
   if (!names) rc = conn_fail(r, c, "ZRANGEBYSCORE");
   else if (names->type != REDIS_REPLY_ARRAY) rc = reply_fail(r, names, "ZRANGEBYSCORE");
   size_t nn = rc == 0 ? names->elements : 0;
@@ -119,7 +120,7 @@ int gtask__redis_worker_list(gtask__redis *r, char ***out, size_t *n) {
     char rkey[GTASK__KEY_MAX + 160];
     gtask__fmt(rkey, sizeof(rkey), "%s:worker:%s", r->conf->prefix, names->element[k]->str);
     if ((rc = use_key(r, rkey, &c)) != 0) break;
-    redisReply *rep = gtask__conn_command(c, "GET %s", rkey);
+    redisReply *rep = gtask__redis_command(c, "GET %s", rkey);
     if (!rep) {
       rc = conn_fail(r, c, "GET");
       break;
@@ -208,7 +209,8 @@ static int list_pending_in(gtask__redis *r, gtask__conn *c, const char *ks, cons
                            const char *cursor, size_t limit, msgs *m, char **next) {
   char start[64];
   gtask__fmt(start, sizeof(start), cursor ? "(%s" : "-", cursor);
-  redisReply *rng = gtask__conn_command(c, "XRANGE %s %s + COUNT %lld", ks, start, (long long)limit);
+  redisReply *rng = gtask__redis_command(c, "XRANGE %s %s + COUNT %lld", ks, start,
+                                         (long long)limit);
   if (!rng) return conn_fail(r, c, "XRANGE");
   int rc = 0;
   if (rng->type != REDIS_REPLY_ARRAY) {
@@ -220,8 +222,8 @@ static int list_pending_in(gtask__redis *r, gtask__conn *c, const char *ks, cons
   if (rng->elements) {
     const char *first = rng->element[0]->element[0]->str;
     const char *last = rng->element[rng->elements - 1]->element[0]->str;
-    pel = gtask__conn_command(c, "XPENDING %s %s %s %s %lld", ks, GTASK__GROUP, first, last,
-                              (long long)limit);
+    pel = gtask__redis_command(c, "XPENDING %s %s %s %s %lld", ks, GTASK__GROUP, first, last,
+                               (long long)limit);
     if (!pel) rc = conn_fail(r, c, "XPENDING");
     else if (pel->type != REDIS_REPLY_ARRAY && pel->type != REDIS_REPLY_NIL)
       rc = reply_fail(r, pel, "XPENDING"); /* NOGROUP: nothing leased yet */
@@ -247,8 +249,8 @@ static int list_active_in(gtask__redis *r, gtask__conn *c, const char *ks, const
                           const char *cursor, size_t limit, msgs *m, char **next) {
   char start[64];
   gtask__fmt(start, sizeof(start), cursor ? "(%s" : "-", cursor);
-  redisReply *pel = gtask__conn_command(c, "XPENDING %s %s %s + %lld", ks, GTASK__GROUP, start,
-                                      (long long)limit);
+  redisReply *pel = gtask__redis_command(c, "XPENDING %s %s %s + %lld", ks, GTASK__GROUP, start,
+                                         (long long)limit);
   if (!pel) return conn_fail(r, c, "XPENDING");
   int rc = 0;
   if (pel->type == REDIS_REPLY_ERROR && strstr(pel->str, "NOGROUP")) {
@@ -350,8 +352,8 @@ static int list_zset(gtask__redis *r, gtask__conn *c, const char *queue, const c
   }
   char kz[GTASK__KEY_MAX];
   gtask__redis_key(r, kz, sizeof(kz), queue, suffix, NULL);
-  redisReply *rep = gtask__conn_command(c, "ZRANGE %s %lld %lld WITHSCORES", kz, from,
-                                        from + (long long)limit - 1);
+  redisReply *rep = gtask__redis_command(c, "ZRANGE %s %lld %lld WITHSCORES", kz, from,
+                                         from + (long long)limit - 1);
   if (!rep) return conn_fail(r, c, "ZRANGE");
   int rc = rep->type == REDIS_REPLY_ARRAY ? 0 : reply_fail(r, rep, "ZRANGE");
   for (size_t k = 0; rc == 0 && k + 1 < rep->elements; k += 2) {
@@ -387,7 +389,7 @@ static int list_dead(gtask__redis *r, gtask__conn *c, const char *queue, const c
   }
   char kd[GTASK__KEY_MAX];
   gtask__redis_key(r, kd, sizeof(kd), queue, "dead", NULL);
-  redisReply *rep = gtask__conn_command(c, "HSCAN %s %llu COUNT %lld", kd, scan, (long long)limit);
+  redisReply *rep = gtask__redis_command(c, "HSCAN %s %llu COUNT %lld", kd, scan, (long long)limit);
   if (!rep) return conn_fail(r, c, "HSCAN");
   int rc = 0;
   if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
@@ -458,7 +460,7 @@ static int find_in_stream(gtask__redis *r, gtask__conn *c, const char *ks, const
                           const char *id, msgs *m) {
   char start[64] = "-";
   for (;;) {
-    redisReply *rng = gtask__conn_command(c, "XRANGE %s %s + COUNT 1000", ks, start);
+    redisReply *rng = gtask__redis_command(c, "XRANGE %s %s + COUNT 1000", ks, start);
     if (!rng) return conn_fail(r, c, "XRANGE");
     if (rng->type != REDIS_REPLY_ARRAY) {
       int rc = reply_fail(r, rng, "XRANGE");
@@ -526,7 +528,7 @@ int gtask__redis_find(gtask__redis *r, const char *queue, const char *id, int *s
     char kz[GTASK__KEY_MAX];
     gtask__redis_key(r, kz, sizeof(kz), queue, zsets[z].suffix, NULL);
     for (char cur[32] = "0"; rc == 0 && !*state;) {
-      redisReply *rep = gtask__conn_command(c, "ZSCAN %s %s MATCH %s* COUNT 1000", kz, cur, id);
+      redisReply *rep = gtask__redis_command(c, "ZSCAN %s %s MATCH %s* COUNT 1000", kz, cur, id);
       if (!rep) {
         rc = conn_fail(r, c, "ZSCAN");
         break;
@@ -561,7 +563,8 @@ int gtask__redis_find(gtask__redis *r, const char *queue, const char *id, int *s
   if (rc == 0 && !*state && queued) {
     if (rc == 0 && m.n == 1) {
       const char *eid = m.v[0]->lease;
-      redisReply *pel = gtask__conn_command(c, "XPENDING %s %s %s %s 1", ks, GTASK__GROUP, eid, eid);
+      redisReply *pel = gtask__redis_command(c, "XPENDING %s %s %s %s 1", ks, GTASK__GROUP, eid,
+                                             eid);
       if (!pel) {
         rc = conn_fail(r, c, "XPENDING");
       } else {

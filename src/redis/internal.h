@@ -84,6 +84,7 @@ typedef struct gtask__redis {
   atomic_bool stop_watch;
   gtask__cluster *cluster;        /* Redis Cluster: the nodes and the slot map, or NULL */
   struct gtask__redis *parent;    /* a cluster node's pool: the cluster handle, or NULL */
+  atomic_int live;                /* its connections alive anywhere (idle, lent, own) */
 } gtask__redis;
 
 /* Creates a pool and opens one connection to check the address and load the
@@ -127,6 +128,30 @@ int gtask__redis_use(gtask__redis *r, const char *queue, gtask__conn **c);
 size_t gtask__redis_masters(gtask__redis *r, gtask__redis **out, size_t max);
 /* Marks the slot map of cluster handle r stale (NULL or not a cluster: no-op). */
 void gtask__cluster_stale(gtask__redis *r);
+/* Node n answered err, "MOVED slot host:port": slot's master is that node
+ * now, and the map is stale (anything else: just stale). */
+void gtask__cluster_moved(gtask__redis *n, const char *err);
+/* Reads the map of cluster handle r now (or waits for the read under way):
+ * for a caller that met a moved slot without being told where (UNBLOCKED). */
+void gtask__cluster_refresh_now(gtask__redis *r);
+/* The bound of the map's age (ms; 15 s): a call that finds it older reads it
+ * again.  Also how long a node out of the map keeps its pool.  Tests lower it. */
+extern atomic_llong gtask__cluster_max_age_ms;
+/* How many node pools were freed, having left the map (for tests). */
+extern atomic_ulong gtask__cluster_nodes_freed;
+/* After a lease on cluster handle r failed with GTASK_ECONN (attempt: how
+ * many times this was asked for the same lease): true if it is to be leased
+ * again now, its error (gtask_last_error) saying that the queue's slot moved:
+ * MOVED (the slot's entry corrected already), "UNBLOCKED the stream key no
+ * longer exists" (its stream migrated while the lease blocked on it: the map
+ * is read again), or ASK (the stream moved, the slot's move is not over:
+ * after 5, 10 ... 160 ms, then no more).  So a worker goes to the new node at
+ * once, without its pause after a failed fetch.  Counted in
+ * gtask__cluster_lease_moves. */
+bool gtask__redis_lease_moved(gtask__redis *r, int attempt);
+extern atomic_ulong gtask__cluster_lease_moves;
+/* Closes the idle connections of pool r (a node out of the map). */
+void gtask__redis_close_idle(gtask__redis *r);
 /* After node n answered `err` instead of running a command (hop: how many
  * times before), where to run it: 0 and *to (n itself after a pause, for
  * TRYAGAIN and CLUSTERDOWN) with *ask set if ASKING must precede it; -1 if
@@ -186,6 +211,14 @@ int gtask__redis_cmd_after(gtask__redis *r, gtask__conn *c, size_t npre, redisRe
  * command in messages). */
 int gtask__redis_send(gtask__redis *r, gtask__conn *c, gtask__argv *a);
 int gtask__redis_recv(gtask__redis *r, gtask__conn *c, const char *what, redisReply **reply);
+
+/* gtask__conn_command for a command on one key of c's pool, that on a
+ * cluster follows MOVED and ASK to the node that has the key (on a
+ * connection borrowed there and returned) and retries TRYAGAIN and
+ * CLUSTERDOWN, as script calls do.  Never for a blocking command.  The reply
+ * (an error reply too: also a redirection it could not follow), or NULL with
+ * c->err set (c failed). */
+redisReply *gtask__redis_command(gtask__conn *c, const char *fmt, ...);
 
 /* How many times each script was run (gtask__redis_eval calls), for tests
  * that check every script ran on a cluster. */

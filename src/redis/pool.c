@@ -9,10 +9,12 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <openssl/err.h>
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/time.h>
 #include <time.h>
 
@@ -300,6 +302,8 @@ static int connect_one(gtask__redis *r, gtask__conn **out) {
     }
     c->gen = gen;
     c->owner = r;
+    c->live = &r->live;
+    atomic_fetch_add_explicit(&r->live, 1, memory_order_relaxed);
     *out = c;
     return 0;
   }
@@ -320,6 +324,8 @@ static int connect_one(gtask__redis *r, gtask__conn **out) {
   }
   c->gen = gen;
   c->owner = r;
+  c->live = &r->live;
+  atomic_fetch_add_explicit(&r->live, 1, memory_order_relaxed);
   *out = c;
   return 0;
 fail:
@@ -591,9 +597,33 @@ static int redis_get(gtask__redis *r, gtask__conn **out) {
 
 static void redis_put(gtask__redis *r, gtask__conn *c);
 
+/* A MOVED read on c (on whatever path): correct the map now. */
+static void note_moved(gtask__redis *r, gtask__conn *c) {
+  if (!c->moved[0]) return;
+  gtask__cluster_moved(r, c->moved);
+  c->moved[0] = '\0';
+}
+
+void gtask__redis_close_idle(gtask__redis *r) {
+  pthread_mutex_lock(&r->mu);
+  int n = r->nidle, no = r->nown_idle;
+  gtask__conn **v = gtask__malloc((size_t)(n + no + 1) * sizeof(*v));
+  if (v) {
+    memcpy(v, r->idle, (size_t)n * sizeof(*v));
+    memcpy(v + n, r->own_idle, (size_t)no * sizeof(*v));
+    r->nidle = r->nown_idle = 0;
+    r->nopen -= n;
+  }
+  pthread_mutex_unlock(&r->mu);
+  if (!v) return;
+  for (int k = 0; k < n + no; k++) gtask__conn_free(v[k]);
+  gtask__free(v);
+}
+
 void gtask__redis_put(gtask__redis *r, gtask__conn *c) {
   if (!c) return;
   if (c->owner) r = c->owner;
+  note_moved(r, c);
   bool io_error = c->err != 0;
   redis_put(r, c);
   gtask__sigpipe_leave(io_error);
@@ -653,6 +683,7 @@ int gtask__redis_get_own(gtask__redis *r, gtask__conn **out) {
 void gtask__redis_put_own(gtask__redis *r, gtask__conn *c) {
   if (!c) return;
   if (c->owner) r = c->owner;
+  note_moved(r, c);
   bool io_error = c->err != 0;
   pthread_mutex_lock(&r->mu);
   if (!c->err && r->nown_idle < r->conf->pool_size && c->gen == atomic_load(&r->gen)) {
@@ -768,7 +799,7 @@ int gtask__redis_recv(gtask__redis *r, gtask__conn *c, const char *what, redisRe
   if (rep->type == REDIS_REPLY_ERROR) {
     gtask__set_error("redis %s: %s: %s", r->conf->describe, what, rep->str);
     int rc = reply_error(c, rep->str);
-    if (strncmp(rep->str, "MOVED", 5) == 0) gtask__cluster_stale(r->parent);
+    if (strncmp(rep->str, "MOVED", 5) == 0) gtask__cluster_moved(r, rep->str);
     freeReplyObject(rep);
     return rc;
   }
@@ -857,6 +888,11 @@ static bool follow(gtask__redis **at, gtask__conn **cur, bool *lent, bool *ask, 
   return true;
 }
 
+/* A lease: XREADGROUP, blocking or not. */
+static bool is_lease(const gtask__argv *a) {
+  return a->n > 0 && a->len[0] == 10 && strncasecmp(a->v[0], "XREADGROUP", 10) == 0;
+}
+
 /* Appends ASKING to c (its reply is read as the first of the pipeline). */
 static int append_asking(gtask__conn *c) { return gtask__conn_append(c, "*1\r\n$6\r\nASKING\r\n", 16); }
 
@@ -889,8 +925,11 @@ int gtask__redis_cmd_after(gtask__redis *r, gtask__conn *c, size_t npre, redisRe
     }
     /* Only a command on its own follows the cluster: a pipeline's earlier
      * replies came from the node that redirected it (the caller sees the
-     * error, and the map is read again for its next try). */
-    if (rep->type == REDIS_REPLY_ERROR && (npre == 0 || ask) &&
+     * error; the slot's entry is corrected from MOVED).  Nor does a lease
+     * (XREADGROUP, which may block): it would block on a pool connection
+     * that an interrupt cannot wake; the broker leases again at once on its
+     * own connection to the new node. */
+    if (rep->type == REDIS_REPLY_ERROR && (npre == 0 || ask) && !is_lease(a) &&
         follow(&at, &cur, &lent, &ask, rep->str, hop, &rc)) {
       freeReplyObject(rep);
       continue;
@@ -899,7 +938,7 @@ int gtask__redis_cmd_after(gtask__redis *r, gtask__conn *c, size_t npre, redisRe
       if (rc == 0) {
         gtask__set_error("redis %s: %.*s: %s", at->conf->describe, (int)a->len[0], a->v[0], rep->str);
         rc = reply_error(cur, rep->str);
-        if (strncmp(rep->str, "MOVED", 5) == 0) gtask__cluster_stale(at->parent);
+        if (strncmp(rep->str, "MOVED", 5) == 0) gtask__cluster_moved(at, rep->str);
       }
       freeReplyObject(rep);
       break;
@@ -909,6 +948,50 @@ int gtask__redis_cmd_after(gtask__redis *r, gtask__conn *c, size_t npre, redisRe
   }
   if (lent) gtask__redis_put(at, cur);
   return rc;
+}
+
+redisReply *gtask__redis_command(gtask__conn *c, const char *fmt, ...) {
+  char *cmd = NULL;
+  va_list ap;
+  va_start(ap, fmt);
+  int len = redisvFormatCommand(&cmd, fmt, ap);
+  va_end(ap);
+  if (len < 0) {
+    c->err = REDIS_ERR_OOM;
+    gtask__fmt(c->errstr, sizeof(c->errstr), "out of memory formatting a command");
+    return NULL;
+  }
+  gtask__redis *at = c->owner;
+  gtask__conn *cur = c;
+  bool lent = false, ask = false;
+  redisReply *rep = NULL;
+  for (int hop = 0;; hop++) {
+    redisReply *asking = NULL;
+    bool ok = (!ask || append_asking(cur) == REDIS_OK) &&
+              gtask__conn_append(cur, cmd, (size_t)len) == REDIS_OK &&
+              (!ask || gtask__conn_get_reply(cur, &asking) == REDIS_OK) &&
+              gtask__conn_get_reply(cur, &rep) == REDIS_OK;
+    if (asking) freeReplyObject(asking);
+    if (!ok) {
+      rep = NULL;
+      if (cur != c) {
+        /* A node it was sent to failed: c itself is sound and stays lent,
+         * so the caller's "no reply" finds the reason in gtask_last_error(). */
+        gtask__set_error("redis %s: %s", at->conf->describe, cur->errstr);
+        gtask__fmt(c->errstr, sizeof(c->errstr), "%s: %s", at->conf->describe, cur->errstr);
+      }
+      break;
+    }
+    int rc = 0;
+    if (rep->type != REDIS_REPLY_ERROR || !at ||
+        !follow(&at, &cur, &lent, &ask, rep->str, hop, &rc))
+      break;
+    freeReplyObject(rep); /* not run there: again where the cluster says */
+    rep = NULL;
+  }
+  free(cmd);
+  if (lent) gtask__redis_put(at, cur);
+  return rep;
 }
 
 /* WAIT for the conf's replicas after script s ran.  A send or requeue that
@@ -1039,7 +1122,7 @@ int gtask__redis_eval(gtask__redis *r, gtask__conn *c, gtask__script s, size_t n
       if (rc == 0) {
         gtask__set_error("redis %s: %s: %s", at->conf->describe, gtask__lua_name[s], rep->str);
         rc = reply_error(cur, rep->str);
-        if (strncmp(rep->str, "MOVED", 5) == 0) gtask__cluster_stale(at->parent);
+        if (strncmp(rep->str, "MOVED", 5) == 0) gtask__cluster_moved(at, rep->str);
       }
       freeReplyObject(rep);
       break;

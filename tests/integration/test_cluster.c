@@ -785,8 +785,16 @@ TEST_TIMEOUT(ask_during_a_migration_is_followed, 120) {
   ASSERT_TRUE(WIFEXITED(wst) && WEXITSTATUS(wst) == 0);
   ASSERT_GT(atomic_load(&gtask__cluster_followed[2]), tries);
   ASSERT_PTR_EQ(gt_cluster_master_of(cl, slot), dst);
+  /* The map still names src (ASK and TRYAGAIN do not change it): a plain
+   * command (HSCAN of the dead set) follows the MOVED, as scripts do. */
+  unsigned long moved = atomic_load(&gtask__cluster_followed[0]);
+  ASSERT_OK(b->ops->dead_list(b->impl, "askq", NULL, &dead, &nd));
+  ASSERT_EQ(nd, 1);
+  gtask_msg_free(dead[0]);
+  gtask__free(dead);
+  ASSERT_GT(atomic_load(&gtask__cluster_followed[0]), moved);
   gtask_queue_stats st;
-  ASSERT_OK(b->ops->stats(b->impl, "askq", &st)); /* meets MOVED: read again at dst */
+  ASSERT_OK(b->ops->stats(b->impl, "askq", &st)); /* at dst: the MOVED corrected the slot */
   ASSERT_EQ(st.pending, 2);
   ASSERT_EQ(st.scheduled, 1);
   ASSERT_EQ(st.dead, 1);
@@ -862,3 +870,125 @@ static void failover_under_load(int wait_replicas) {
 
 TEST_TIMEOUT(failover_kill9_busy_master_carries_on, 180) { failover_under_load(0); }
 TEST_TIMEOUT(failover_kill9_with_wait_replicas_loses_nothing, 180) { failover_under_load(1); }
+
+/* ---------------------------------------------------------------- an idle map */
+
+/* A replica of the master that serves slot, or NULL (ROLE on each node). */
+static gt_redis *replica_of(gt_cluster *cl, gt_redis *master) {
+  for (int i = 0; i < gt_cluster_size(cl); i++) {
+    redisContext *rc = gt_cluster_connect(cl, i);
+    ASSERT_NOT_NULL(rc);
+    redisReply *rep = redisCommand(rc, "ROLE");
+    bool match = rep && rep->type == REDIS_REPLY_ARRAY && rep->elements >= 3 &&
+                 strcmp(rep->element[0]->str, "slave") == 0 &&
+                 rep->element[2]->type == REDIS_REPLY_INTEGER &&
+                 rep->element[2]->integer == gt_redis_port(master);
+    if (rep) freeReplyObject(rep);
+    redisFree(rc);
+    if (match) return gt_cluster_node(cl, i);
+  }
+  return NULL;
+}
+
+/* The length of queue q's stream as the connection's node has it. */
+static long long replica_xlen(redisContext *rc, const char *q) {
+  redisReply *rep = redisCommand(rc, "XLEN gtask:{%s}:stream", q);
+  long long n = rep && rep->type == REDIS_REPLY_INTEGER ? rep->integer : -1;
+  if (rep) freeReplyObject(rep);
+  return n;
+}
+
+/* Issue 17's follow-up: the slot map is read again once it is older than its
+ * max age, so a client idle through a failover sends its next command
+ * straight to the new master (no MOVED), and the pool of the node that left
+ * the map is freed.  The client knows one seed (node 0), so the other masters
+ * are nodes it learned from the map. */
+TEST_TIMEOUT(an_idle_client_follows_a_failover_and_frees_the_old_master, 60) {
+  gtask_set_log(quiet_log, NULL, GTASK_LOG_WARN);
+  gt_cluster *cl = gt_cluster_start(3, 1);
+  ASSERT_NOT_NULL(cl);
+  int64_t max_age = atomic_load(&gtask__cluster_max_age_ms);
+  atomic_store(&gtask__cluster_max_age_ms, 300);
+  char url[128], q[32] = "";
+  snprintf(url, sizeof(url), "redis-cluster://127.0.0.1:%d", gt_redis_port(gt_cluster_node(cl, 0)));
+  gt_redis *master = NULL;
+  for (int k = 0; k < 1000 && !q[0]; k++) { /* a queue on another master than the seed */
+    char name[32];
+    snprintf(name, sizeof(name), "idle%d", k);
+    gt_redis *m = gt_cluster_master_of(cl, queue_slot(name));
+    if (m && m != gt_cluster_node(cl, 0)) snprintf(q, sizeof(q), "%s", name), master = m;
+  }
+  ASSERT_NOT_NULL(master);
+  gt_redis *replica = replica_of(cl, master);
+  ASSERT_NOT_NULL(replica);
+  gtask_redis_conf *conf;
+  ASSERT_OK(gtask_redis_conf_new(&conf, url, NULL, -1));
+  gtask_broker *b;
+  ASSERT_OK(gtask_broker_redis_new(&b, conf));
+  gtask_msg *m = gtask_msg_new("00000000-0000-4000-8000-000000000001", q, "{}", 2);
+  ASSERT_OK(b->ops->push(b->impl, &m, 1, NULL));
+  gtask_msg_free(m);
+
+  /* The failover, while the client is idle (TAKEOVER: at once, no vote;
+   * once the replica has the task). */
+  redisContext *rc = gt_redis_connect(replica);
+  redisReply *rep = redisCommand(rc, "READONLY");
+  ASSERT_NOT_NULL(rep);
+  freeReplyObject(rep);
+  WAIT_UNTIL(replica_xlen(rc, q) == 1, 5000);
+  rep = redisCommand(rc, "CLUSTER FAILOVER TAKEOVER");
+  ASSERT_NOT_NULL(rep);
+  ASSERT_EQ(rep->type, REDIS_REPLY_STATUS);
+  freeReplyObject(rep);
+  redisFree(rc);
+  WAIT_UNTIL(gt_cluster_master_of(cl, queue_slot(q)) == replica, 10000);
+  ASSERT_OK(gt_cluster_wait_ok(cl, 10000));
+  test_sleep_ms(400); /* idle past the max age */
+
+  unsigned long moved = atomic_load(&gtask__cluster_followed[0]);
+  unsigned long freed = atomic_load(&gtask__cluster_nodes_freed);
+  m = gtask_msg_new("00000000-0000-4000-8000-000000000002", q, "{}", 2);
+  ASSERT_OK(b->ops->push(b->impl, &m, 1, NULL));
+  gtask_msg_free(m);
+  ASSERT_EQ(atomic_load(&gtask__cluster_followed[0]), moved); /* straight to the new master */
+  gtask_queue_stats st;
+  ASSERT_OK(b->ops->stats(b->impl, q, &st));
+  ASSERT_EQ(st.pending, 2);
+  /* The old master is a replica now: out of the map, its pool freed once it
+   * has been out for a max age (a later call reads the map again). */
+  WAIT_UNTIL(b->ops->stats(b->impl, q, &st) == 0 &&
+                 atomic_load(&gtask__cluster_nodes_freed) > freed,
+             5000);
+  ASSERT_EQ(atomic_load(&gtask__cluster_followed[0]), moved);
+  gtask_broker_free(b);
+  gtask_redis_conf_free(conf);
+  atomic_store(&gtask__cluster_max_age_ms, max_age);
+  gt_cluster_stop(cl);
+}
+
+/* A worker idle on a queue whose slot moves: its blocked XREADGROUP ends with
+ * "UNBLOCKED the stream key no longer exists" when the stream migrates.  The
+ * lease reads the map again and blocks on the new master at once, without the
+ * worker's pause after a failed fetch: the next task sent runs promptly. */
+TEST_TIMEOUT(an_idle_worker_follows_its_migrated_queue_at_once, 60) {
+  env e;
+  env_open(&e, "mig", 0);
+  ASSERT_OK(send_rec(&e, "mig", 0));
+  WAIT_UNTIL(atomic_load(&runs[0]) == 1, 10000);
+  int slot = queue_slot("mig");
+  gt_redis *src = gt_cluster_master_of(e.cl, slot), *dst = NULL;
+  for (int i = 0; i < 3 && !dst; i++)
+    if (gt_cluster_node(e.cl, i) != src) dst = gt_cluster_node(e.cl, i);
+  WAIT_UNTIL(gt_redis_blocked_clients(src) >= 1, 5000); /* the worker blocks on src */
+  unsigned long moves = atomic_load(&gtask__cluster_lease_moves);
+  ASSERT_OK(gt_cluster_move_slot(e.cl, slot, dst, 100, 0));
+  int64_t t0 = test_now_ms();
+  ASSERT_OK(send_rec(&e, "mig", 1));
+  WAIT_UNTIL(atomic_load(&runs[1]) == 1, 10000);
+  int64_t delay = test_now_ms() - t0;
+  TEST_LOG("a task sent just after its queue's slot moved ran after %lld ms", (long long)delay);
+  printf("# idle worker, slot moved: the next task ran after %lld ms\n", (long long)delay);
+  ASSERT_GT(atomic_load(&gtask__cluster_lease_moves), moves); /* leased again at once */
+  WAIT_UNTIL(gt_redis_blocked_clients(dst) >= 1, 5000);       /* and blocks there now */
+  env_close(&e);
+}
