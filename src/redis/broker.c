@@ -844,14 +844,23 @@ static int lease_nodes(redis_broker *b, consumer_conn *cc, const char *consumer,
     }
   }
   for (size_t g = 0; g < ng && rc == 0; g++) rc = lease_take(b, cc, gnode[g], ghs[g], &slot[g], &gc[g]);
+  /* A queue whose read fails (its slot in migration: ASK, TRYAGAIN; its
+   * node down) does not keep the others from being read: the first failure
+   * is returned only if no queue gave anything, and then without blocking
+   * (the worker backs off and leases again). */
+  bool failed_group[MAXG] = {false};
+  int failed = 0;
   for (size_t i = 0; i < nq && *n < max && rc == 0; i++) {
     size_t g = 0;
     while (g < ng && (gnode[g] != node[i] || ghs[g] != hs[i])) g++;
-    if (g < ng)
-      rc = marked[i] ? read_levels(b, gc[g], cc, consumer, queues[i], max, out, n)
-                     : read_group(b, gc[g], cc, consumer, queues + i, keys + i, NULL, 1, max - *n,
-                                  0, false, max, out, n);
+    if (g == ng || failed_group[g]) continue;
+    int r = marked[i] ? read_levels(b, gc[g], cc, consumer, queues[i], max, out, n)
+                      : read_group(b, gc[g], cc, consumer, queues + i, keys + i, NULL, 1, max - *n,
+                                   0, false, max, out, n);
+    if (r && !failed) failed = r;
+    if (r) failed_group[g] = true;
   }
+  if (rc == 0 && *n == 0) rc = failed;
   if (rc || *n || wait_ms == 0) goto give;
   /* The blocking reads name every level stream of a queue with levels (all
    * in the queue's slot): from here on, one entry per stream. */
